@@ -1,0 +1,254 @@
+namespace Rbpf;
+
+/// <summary>
+/// Operations of the decoded form the interpreter dispatches on. Every variant the raw encoding
+/// selects with another field (signed division by the offset, sign-extending moves, byte-swap
+/// width, atomic operation in the immediate) is its own operation, so dispatch is one switch.
+/// ALU and jump groups are laid out as [operation][64 imm, 64 reg, 32 imm, 32 reg].
+/// </summary>
+internal enum Op : byte
+{
+    // ALU groups, each four variants: 64-bit imm, 64-bit reg, 32-bit imm, 32-bit reg.
+    Add64Imm, Add64Reg, Add32Imm, Add32Reg,
+    Sub64Imm, Sub64Reg, Sub32Imm, Sub32Reg,
+    Mul64Imm, Mul64Reg, Mul32Imm, Mul32Reg,
+    Div64Imm, Div64Reg, Div32Imm, Div32Reg,
+    Or64Imm, Or64Reg, Or32Imm, Or32Reg,
+    And64Imm, And64Reg, And32Imm, And32Reg,
+    Lsh64Imm, Lsh64Reg, Lsh32Imm, Lsh32Reg,
+    Rsh64Imm, Rsh64Reg, Rsh32Imm, Rsh32Reg,
+    Mod64Imm, Mod64Reg, Mod32Imm, Mod32Reg,
+    Xor64Imm, Xor64Reg, Xor32Imm, Xor32Reg,
+    Mov64Imm, Mov64Reg, Mov32Imm, Mov32Reg,
+    Arsh64Imm, Arsh64Reg, Arsh32Imm, Arsh32Reg,
+    SDiv64Imm, SDiv64Reg, SDiv32Imm, SDiv32Reg,
+    SMod64Imm, SMod64Reg, SMod32Imm, SMod32Reg,
+    Neg64, Neg32,
+    MovSx64From8, MovSx64From16, MovSx64From32, MovSx32From8, MovSx32From16,
+    Zext16, Zext32, Nop, Swap16, Swap32, Swap64,
+    Lddw,
+    LdAbsB, LdAbsH, LdAbsW, LdAbsDW, LdIndB, LdIndH, LdIndW, LdIndDW,
+    LdxB, LdxH, LdxW, LdxDW, LdxSB, LdxSH, LdxSW,
+    StB, StH, StW, StDW, StxB, StxH, StxW, StxDW,
+    Atomic32Add, Atomic32Or, Atomic32And, Atomic32Xor,
+    Atomic32FetchAdd, Atomic32FetchOr, Atomic32FetchAnd, Atomic32FetchXor, Atomic32Xchg, Atomic32CmpXchg,
+    Atomic64Add, Atomic64Or, Atomic64And, Atomic64Xor,
+    Atomic64FetchAdd, Atomic64FetchOr, Atomic64FetchAnd, Atomic64FetchXor, Atomic64Xchg, Atomic64CmpXchg,
+    Ja,
+    // Conditional jump groups, each four variants: 64-bit imm, 64-bit reg, 32-bit imm, 32-bit reg.
+    Jeq64Imm, Jeq64Reg, Jeq32Imm, Jeq32Reg,
+    Jgt64Imm, Jgt64Reg, Jgt32Imm, Jgt32Reg,
+    Jge64Imm, Jge64Reg, Jge32Imm, Jge32Reg,
+    Jset64Imm, Jset64Reg, Jset32Imm, Jset32Reg,
+    Jne64Imm, Jne64Reg, Jne32Imm, Jne32Reg,
+    Jsgt64Imm, Jsgt64Reg, Jsgt32Imm, Jsgt32Reg,
+    Jsge64Imm, Jsge64Reg, Jsge32Imm, Jsge32Reg,
+    Jlt64Imm, Jlt64Reg, Jlt32Imm, Jlt32Reg,
+    Jle64Imm, Jle64Reg, Jle32Imm, Jle32Reg,
+    Jslt64Imm, Jslt64Reg, Jslt32Imm, Jslt32Reg,
+    Jsle64Imm, Jsle64Reg, Jsle32Imm, Jsle32Reg,
+    Call, CallLocal, CallX, Exit,
+    /// <summary>A slot that cannot execute; its problem is in <see cref="DecodedProgram.Problems"/>.</summary>
+    Illegal,
+}
+
+/// <summary>One decoded instruction: 16 bytes, everything the interpreter needs precomputed.</summary>
+internal struct DecodedInsn
+{
+    public Op Op;
+    public byte Dst;
+    public byte Src;
+    /// <summary>Memory offset, absolute jump or call target, or resolved helper slot (-1: none).</summary>
+    public int Off;
+    /// <summary>Sign-extended immediate, the full 64-bit value of lddw, or the helper id of a call.</summary>
+    public long Imm;
+}
+
+/// <summary>
+/// A program decoded once at load into the form the interpreter runs. Decoding is total: any
+/// byte sequence decodes, and slots that cannot execute become <see cref="Op.Illegal"/> with a
+/// message, plus one trailing illegal slot that catches execution falling off the end.
+/// </summary>
+internal sealed class DecodedProgram
+{
+    private static readonly int[] AluIndex = BuildAluIndex();
+    private static readonly int[] JumpIndex = BuildJumpIndex();
+
+    private DecodedProgram(byte[] bytes, Instruction[] instructions, DecodedInsn[] code, Dictionary<int, string> problems)
+    {
+        Bytes = bytes;
+        Instructions = instructions;
+        Code = code;
+        Problems = problems;
+    }
+
+    /// <summary>The program as loaded.</summary>
+    public byte[] Bytes { get; }
+
+    /// <summary>The raw instruction slots.</summary>
+    public Instruction[] Instructions { get; }
+
+    /// <summary>The decoded slots, one more than <see cref="Instructions"/>.</summary>
+    public DecodedInsn[] Code { get; }
+
+    /// <summary>Why each illegal slot is illegal.</summary>
+    public Dictionary<int, string> Problems { get; }
+
+    public static DecodedProgram Decode(ReadOnlySpan<byte> program)
+    {
+        var insns = Instruction.ReadAll(program);
+        var tails = Verifier.LddwTails(insns);
+        var code = new DecodedInsn[insns.Length + 1];
+        var problems = new Dictionary<int, string>();
+        for (int pc = 0; pc < insns.Length; pc++)
+        {
+            string? problem = tails[pc]
+                ? "jump into the middle of lddw"
+                : Verifier.CheckInstruction(insns, tails, pc);
+            if (problem != null)
+            {
+                code[pc] = new DecodedInsn { Op = Op.Illegal };
+                problems[pc] = problem;
+                continue;
+            }
+            code[pc] = DecodeOne(insns, pc);
+        }
+        code[insns.Length] = new DecodedInsn { Op = Op.Illegal };
+        problems[insns.Length] = "execution fell off the end of the program";
+        return new DecodedProgram(program.ToArray(), insns, code, problems);
+    }
+
+    private static DecodedInsn DecodeOne(Instruction[] insns, int pc)
+    {
+        var insn = insns[pc];
+        byte op = insn.Opcode;
+        var d = new DecodedInsn { Dst = (byte)insn.Dst, Src = (byte)insn.Src, Off = insn.Offset, Imm = insn.Imm };
+        bool reg = (op & Isa.SourceX) != 0;
+        switch (Isa.ClassOf(op))
+        {
+            case Isa.ClassAlu:
+            case Isa.ClassAlu64:
+            {
+                bool is64 = Isa.ClassOf(op) == Isa.ClassAlu64;
+                int code = op & 0xf0;
+                if (code == Isa.OpEnd)
+                {
+                    d.Op = (is64, reg, insn.Imm) switch
+                    {
+                        (false, false, 16) => Op.Zext16,
+                        (false, false, 32) => Op.Zext32,
+                        (false, false, _) => Op.Nop,
+                        (_, _, 16) => Op.Swap16,
+                        (_, _, 32) => Op.Swap32,
+                        _ => Op.Swap64,
+                    };
+                    if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("big-endian hosts are not supported");
+                    return d;
+                }
+                if (code == Isa.OpNeg) { d.Op = is64 ? Op.Neg64 : Op.Neg32; return d; }
+                if (code == Isa.OpMov && insn.Offset != 0)
+                {
+                    d.Op = (is64, insn.Offset) switch
+                    {
+                        (true, 8) => Op.MovSx64From8,
+                        (true, 16) => Op.MovSx64From16,
+                        (true, _) => Op.MovSx64From32,
+                        (false, 8) => Op.MovSx32From8,
+                        _ => Op.MovSx32From16,
+                    };
+                    return d;
+                }
+                int group = AluIndex[code >> 4];
+                if (insn.Offset == 1 && code == Isa.OpDiv) group = AluIndex[14];
+                if (insn.Offset == 1 && code == Isa.OpMod) group = AluIndex[15];
+                d.Op = (Op)(group * 4 + (is64 ? 0 : 2) + (reg ? 1 : 0));
+                return d;
+            }
+            case Isa.ClassLd:
+                if (op == Isa.Lddw)
+                {
+                    d.Op = Op.Lddw;
+                    d.Imm = (long)((ulong)(uint)insn.Imm | ((ulong)(uint)insns[pc + 1].Imm << 32));
+                    return d;
+                }
+                d.Op = (Op)((int)((op & 0xe0) == Isa.ModeAbs ? Op.LdAbsB : Op.LdIndB) + SizeIndex(op));
+                d.Imm = (uint)insn.Imm; // packet offsets are unsigned
+                return d;
+            case Isa.ClassLdx:
+                d.Op = (op & 0xe0) == Isa.ModeMemSx ? (Op)((int)Op.LdxSB + SizeIndex(op)) : (Op)((int)Op.LdxB + SizeIndex(op));
+                return d;
+            case Isa.ClassSt:
+                d.Op = (Op)((int)Op.StB + SizeIndex(op));
+                return d;
+            case Isa.ClassStx:
+                if ((op & 0xe0) == Isa.ModeMem)
+                {
+                    d.Op = (Op)((int)Op.StxB + SizeIndex(op));
+                    return d;
+                }
+                int atomic = insn.Imm switch
+                {
+                    Isa.AtomicAdd => 0, Isa.AtomicOr => 1, Isa.AtomicAnd => 2, Isa.AtomicXor => 3,
+                    Isa.AtomicAdd | Isa.AtomicFetch => 4, Isa.AtomicOr | Isa.AtomicFetch => 5,
+                    Isa.AtomicAnd | Isa.AtomicFetch => 6, Isa.AtomicXor | Isa.AtomicFetch => 7,
+                    Isa.AtomicXchg => 8, _ => 9,
+                };
+                d.Op = (Op)((int)((op & 0x18) == Isa.SizeDW ? Op.Atomic64Add : Op.Atomic32Add) + atomic);
+                return d;
+            default: // jumps
+            {
+                bool is32 = Isa.ClassOf(op) == Isa.ClassJmp32;
+                int code = op & 0xf0;
+                switch (code)
+                {
+                    case Isa.OpJa:
+                        d.Op = Op.Ja;
+                        d.Off = pc + 1 + (is32 ? insn.Imm : insn.Offset);
+                        return d;
+                    case Isa.OpCall:
+                        if (op == Isa.CallX) { d.Op = Op.CallX; return d; }
+                        if (insn.Src == Isa.PseudoCallLocal) { d.Op = Op.CallLocal; d.Off = pc + 1 + insn.Imm; return d; }
+                        d.Op = Op.Call;
+                        d.Off = -1; // resolved against the VM's helpers when linked
+                        d.Imm = (uint)insn.Imm;
+                        return d;
+                    case Isa.OpExit:
+                        d.Op = Op.Exit;
+                        return d;
+                    default:
+                        d.Op = (Op)((int)Op.Jeq64Imm + JumpIndex[code >> 4] * 4 + (is32 ? 2 : 0) + (reg ? 1 : 0));
+                        d.Off = pc + 1 + insn.Offset;
+                        return d;
+                }
+            }
+        }
+    }
+
+    private static int SizeIndex(byte op) => (op & 0x18) switch
+    {
+        Isa.SizeB => 0,
+        Isa.SizeH => 1,
+        Isa.SizeW => 2,
+        _ => 3,
+    };
+
+    private static int[] BuildAluIndex()
+    {
+        // Index by (opcode >> 4); 14 and 15 are the signed division and modulo groups.
+        var t = new int[16];
+        t[Isa.OpAdd >> 4] = 0; t[Isa.OpSub >> 4] = 1; t[Isa.OpMul >> 4] = 2; t[Isa.OpDiv >> 4] = 3;
+        t[Isa.OpOr >> 4] = 4; t[Isa.OpAnd >> 4] = 5; t[Isa.OpLsh >> 4] = 6; t[Isa.OpRsh >> 4] = 7;
+        t[Isa.OpMod >> 4] = 8; t[Isa.OpXor >> 4] = 9; t[Isa.OpMov >> 4] = 10; t[Isa.OpArsh >> 4] = 11;
+        t[14] = 12; t[15] = 13;
+        return t;
+    }
+
+    private static int[] BuildJumpIndex()
+    {
+        var t = new int[16];
+        t[Isa.OpJeq >> 4] = 0; t[Isa.OpJgt >> 4] = 1; t[Isa.OpJge >> 4] = 2; t[Isa.OpJset >> 4] = 3;
+        t[Isa.OpJne >> 4] = 4; t[Isa.OpJsgt >> 4] = 5; t[Isa.OpJsge >> 4] = 6; t[Isa.OpJlt >> 4] = 7;
+        t[Isa.OpJle >> 4] = 8; t[Isa.OpJslt >> 4] = 9; t[Isa.OpJsle >> 4] = 10;
+        return t;
+    }
+}

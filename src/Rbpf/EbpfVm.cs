@@ -1,0 +1,351 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Rbpf;
+
+/// <summary>How a VM hands its input to the program (the numbers are the C enum's).</summary>
+public enum VmKind
+{
+    /// <summary>r1 points at a metadata buffer the caller fills (as the kernel's <c>sk_buff</c>);
+    /// the program loads the packet pointers from it. r2 is the buffer's length. Without a
+    /// buffer, r1 and r2 describe the packet, as in rbpf.</summary>
+    Mbuff = 0,
+    /// <summary>The VM builds the metadata buffer: it writes the packet's start and end addresses at
+    /// two offsets given at creation; r1 points at that buffer.</summary>
+    FixedMbuff = 1,
+    /// <summary>r1 points at the packet data, r2 is its length (uBPF's behaviour).</summary>
+    Raw = 2,
+    /// <summary>The program gets no input.</summary>
+    NoData = 3,
+}
+
+/// <summary>
+/// An eBPF virtual machine: one loaded program, its helpers, its verifier and its limits. The four
+/// kinds of <see cref="VmKind"/> differ only in how r1 and r2 are built.
+/// </summary>
+/// <remarks>
+/// Executing the same VM from several threads at once is safe: every execution keeps its registers,
+/// stack and metadata buffer on its own thread's stack. Changing the VM (program, helpers, verifier,
+/// limits, regions) while it executes on another thread is not.
+/// </remarks>
+/// <example>
+/// <code>
+/// var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov32 r0, 1\nadd32 r0, 2\nexit"));
+/// ulong r0 = vm.Execute(); // 3
+/// </code>
+/// </example>
+public sealed class EbpfVm
+{
+    private const int MaxMbuffOffset = 1 << 20;
+    private const int InlineMbuffLimit = 1024;
+
+    private readonly HelperTable _helpers = new();
+    private readonly List<MemoryRegion> _regions = new();
+    private ProgramVerifier? _verifier = Verifier.Default;
+    private DecodedProgram? _program;
+    private int _dataOffset;
+    private int _dataEndOffset;
+
+    /// <summary>Creates a VM of <paramref name="kind"/> with no program yet (load one with <see cref="SetProgram(ReadOnlySpan{byte})"/>).</summary>
+    public EbpfVm(VmKind kind)
+    {
+        if (kind is < VmKind.Mbuff or > VmKind.NoData)
+            throw new RbpfException(RbpfErrorCode.InvalidArgument, $"unknown VM kind {(int)kind}");
+        Kind = kind;
+    }
+
+    /// <summary>Creates a VM of <paramref name="kind"/> and loads <paramref name="program"/>
+    /// (for <see cref="VmKind.FixedMbuff"/>, use <see cref="CreateFixedMbuff"/>).</summary>
+    public EbpfVm(VmKind kind, ReadOnlySpan<byte> program) : this(kind)
+    {
+        if (kind == VmKind.FixedMbuff) SetDataOffsets(0, 8);
+        SetProgram(program);
+    }
+
+    /// <summary>A VM whose program gets a metadata buffer in r1.</summary>
+    public static EbpfVm CreateMbuff(ReadOnlySpan<byte> program) => new(VmKind.Mbuff, program);
+
+    /// <summary>A VM that writes the packet's start and end addresses into its own metadata buffer at
+    /// <paramref name="dataOffset"/> and <paramref name="dataEndOffset"/> and passes that buffer in r1.</summary>
+    public static EbpfVm CreateFixedMbuff(ReadOnlySpan<byte> program, int dataOffset, int dataEndOffset)
+    {
+        var vm = new EbpfVm(VmKind.FixedMbuff);
+        vm.SetProgram(program, dataOffset, dataEndOffset);
+        return vm;
+    }
+
+    /// <summary>A VM whose program gets the packet in r1 and its length in r2.</summary>
+    public static EbpfVm CreateRaw(ReadOnlySpan<byte> program) => new(VmKind.Raw, program);
+
+    /// <summary>A VM whose program gets no input.</summary>
+    public static EbpfVm CreateNoData(ReadOnlySpan<byte> program) => new(VmKind.NoData, program);
+
+    /// <summary>How this VM passes its input.</summary>
+    public VmKind Kind { get; }
+
+    /// <summary>The loaded program's bytes, or null.</summary>
+    public ReadOnlyMemory<byte>? Program => _program?.Bytes;
+
+    /// <summary>Maximum number of instructions one execution may run; 0 (the default) means no limit.
+    /// An execution that reaches it fails with <see cref="RbpfErrorCode.InstructionLimit"/>.</summary>
+    public ulong InstructionLimit { get; set; }
+
+    /// <summary>Offsets of the packet pointers in the fixed metadata buffer.</summary>
+    public (int DataOffset, int DataEndOffset) DataOffsets => (_dataOffset, _dataEndOffset);
+
+    /// <summary>
+    /// Helper id whose zero result ends the program at once with r0 = 0 (uBPF's unwind helper,
+    /// used by the conformance suite), or null.
+    /// </summary>
+    public uint? UnwindHelper { get; set; }
+
+    /// <summary>Loads (verifies and decodes) a program, replacing the current one.</summary>
+    public void SetProgram(ReadOnlySpan<byte> program)
+    {
+        RunVerifier(program);
+        var decoded = DecodeOrThrow(program);
+        _helpers.Link(decoded);
+        _program = decoded;
+    }
+
+    private void RunVerifier(ReadOnlySpan<byte> program)
+    {
+        if (_verifier == null) return;
+        try
+        {
+            _verifier(program);
+        }
+        catch (RbpfException) { throw; }
+        catch (Exception e)
+        {
+            throw new RbpfException(RbpfErrorCode.InvalidProgram, $"verifier rejected the program: {e.Message}", -1, e);
+        }
+    }
+
+    private static DecodedProgram DecodeOrThrow(ReadOnlySpan<byte> program)
+    {
+        if (program.Length % Isa.InstructionSize != 0)
+            throw new RbpfException(RbpfErrorCode.InvalidProgram,
+                $"program length {program.Length} is not a multiple of {Isa.InstructionSize} bytes");
+        if (program.Length / Isa.InstructionSize > Isa.MaxInstructions)
+            throw new RbpfException(RbpfErrorCode.InvalidProgram,
+                $"program has {program.Length / Isa.InstructionSize} instructions, more than the limit of {Isa.MaxInstructions}");
+        return DecodedProgram.Decode(program);
+    }
+
+    /// <summary>Loads a program into a <see cref="VmKind.FixedMbuff"/> VM with new buffer offsets.</summary>
+    public void SetProgram(ReadOnlySpan<byte> program, int dataOffset, int dataEndOffset)
+    {
+        if (Kind != VmKind.FixedMbuff)
+            throw new RbpfException(RbpfErrorCode.InvalidArgument, "data offsets apply only to fixed-mbuff VMs");
+        var (oldOffset, oldEnd) = (_dataOffset, _dataEndOffset);
+        SetDataOffsets(dataOffset, dataEndOffset);
+        try { SetProgram(program); }
+        catch { _dataOffset = oldOffset; _dataEndOffset = oldEnd; throw; }
+    }
+
+    private void SetDataOffsets(int dataOffset, int dataEndOffset)
+    {
+        if (dataOffset < 0 || dataEndOffset < 0 || dataOffset > MaxMbuffOffset || dataEndOffset > MaxMbuffOffset)
+            throw new RbpfException(RbpfErrorCode.InvalidArgument,
+                $"data offsets must be between 0 and {MaxMbuffOffset} (got {dataOffset} and {dataEndOffset})");
+        if (Math.Abs((long)dataOffset - dataEndOffset) < 8)
+            throw new RbpfException(RbpfErrorCode.InvalidArgument,
+                $"data offsets {dataOffset} and {dataEndOffset} overlap: the two 8-byte pointers need distinct slots");
+        _dataOffset = dataOffset;
+        _dataEndOffset = dataEndOffset;
+    }
+
+    /// <summary>
+    /// Replaces the verifier; null disables verification (the engines still refuse, at run time,
+    /// any instruction that cannot execute). The loaded program, if any, is checked again at once,
+    /// and stays loaded only if the new verifier accepts it.
+    /// </summary>
+    public void SetVerifier(ProgramVerifier? verifier)
+    {
+        var old = _verifier;
+        _verifier = verifier;
+        if (_program != null)
+        {
+            try { RunVerifier(_program.Bytes); }
+            catch { _verifier = old; throw; }
+        }
+    }
+
+    /// <summary>Registers (or replaces) helper <paramref name="key"/>.</summary>
+    public void RegisterHelper(uint key, Helper helper, string? name = null)
+    {
+        ArgumentNullException.ThrowIfNull(helper);
+        AddHelper(new HelperEntry(key, name ?? helper.Method.Name) { Managed = helper });
+    }
+
+    /// <summary>Registers (or replaces) helper <paramref name="key"/> that dereferences pointers through a <see cref="MemoryAccess"/>.</summary>
+    public void RegisterHelper(uint key, MemoryHelper helper, string? name = null)
+    {
+        ArgumentNullException.ThrowIfNull(helper);
+        AddHelper(new HelperEntry(key, name ?? helper.Method.Name) { WithMemory = helper });
+    }
+
+    /// <summary>Registers (or replaces) helper <paramref name="key"/> as a native function, called directly.</summary>
+    public unsafe void RegisterHelper(uint key, delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, ulong> function, string? name = null)
+    {
+        if (function == null) throw new RbpfException(RbpfErrorCode.InvalidArgument, "helper function pointer is NULL");
+        AddHelper(new HelperEntry(key, name ?? $"native_{key}") { Native = function });
+    }
+
+    private void AddHelper(HelperEntry entry)
+    {
+        _helpers.Set(entry);
+        if (_program != null) _helpers.Link(_program);
+    }
+
+    /// <summary>Registers every helper of <see cref="StandardHelpers"/> under its id.</summary>
+    public void RegisterStandardHelpers()
+    {
+        RegisterHelper(StandardHelpers.KtimeGetNsId, StandardHelpers.KtimeGetNs, "bpf_ktime_getns");
+        RegisterHelper(StandardHelpers.TracePrintkId, StandardHelpers.TracePrintk, "bpf_trace_printk");
+        RegisterHelper(StandardHelpers.GatherBytesId, StandardHelpers.GatherBytes, "gather_bytes");
+        RegisterHelper(StandardHelpers.MemfrobId, StandardHelpers.Memfrob, "memfrob");
+        RegisterHelper(StandardHelpers.SqrtiId, StandardHelpers.Sqrti, "sqrti");
+        RegisterHelper(StandardHelpers.StrcmpId, StandardHelpers.Strcmp, "strcmp");
+        RegisterHelper(StandardHelpers.RandId, StandardHelpers.Rand, "rand");
+    }
+
+    /// <summary>Whether helper <paramref name="key"/> is registered.</summary>
+    public bool HasHelper(uint key) => _helpers.Find(key) != null;
+
+    /// <summary>The id of the helper registered under <paramref name="name"/>, or null.</summary>
+    public uint? HelperIdByName(string name) => _helpers.KeyOf(name);
+
+    /// <summary>
+    /// Allows the program to touch one more block of host memory. The embedder keeps it valid (and
+    /// pinned) while registered. Returns the region's index.
+    /// </summary>
+    public int AddMemoryRegion(MemoryRegion region)
+    {
+        if (region.Address == 0 && region.Length != 0)
+            throw new RbpfException(RbpfErrorCode.InvalidArgument, "memory region address is NULL");
+        if ((ulong)region.Address + (ulong)region.Length < (ulong)region.Address)
+            throw new RbpfException(RbpfErrorCode.InvalidArgument, "memory region wraps around the address space");
+        _regions.Add(region);
+        return _regions.Count - 1;
+    }
+
+    /// <summary>Removes every region added with <see cref="AddMemoryRegion"/>.</summary>
+    public void ClearMemoryRegions() => _regions.Clear();
+
+    /// <summary>The regions added with <see cref="AddMemoryRegion"/>.</summary>
+    public IReadOnlyList<MemoryRegion> MemoryRegions => _regions;
+
+    /// <summary>Runs the program with no input (any kind).</summary>
+    public ulong Execute() => Execute(Span<byte>.Empty, Span<byte>.Empty);
+
+    /// <summary>Runs the program on <paramref name="mem"/> (raw, fixed-mbuff and no-data kinds).</summary>
+    public ulong Execute(Span<byte> mem) => Execute(mem, Span<byte>.Empty);
+
+    /// <summary>Runs the program; throws <see cref="RbpfException"/> when it fails.
+    /// Arguments a kind does not use are ignored and may be empty.</summary>
+    public ulong Execute(Span<byte> mem, Span<byte> mbuff)
+    {
+        var code = TryExecute(mem, mbuff, out ulong result, out var error);
+        if (code != RbpfErrorCode.Ok) throw error!;
+        return result;
+    }
+
+    /// <summary>Runs the program and reports failure as a code and an error instead of throwing.</summary>
+    public unsafe RbpfErrorCode TryExecute(Span<byte> mem, Span<byte> mbuff, out ulong result, out RbpfException? error)
+    {
+        fixed (byte* m = mem)
+        fixed (byte* b = mbuff)
+        {
+            var observer = default(NoObserver);
+            return Run(m, (nuint)mem.Length, b, (nuint)mbuff.Length, ref observer, out result, out error);
+        }
+    }
+
+    /// <summary>Runs the program on raw memory (the C ABI's entry point).</summary>
+    internal unsafe RbpfErrorCode Run<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
+        ref TObserver observer, out ulong result, out RbpfException? error)
+        where TObserver : struct, IExecutionObserver
+    {
+        var program = _program;
+        if (program == null)
+        {
+            result = 0;
+            error = new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
+            return error.Code;
+        }
+        if ((mem == null && memLength != 0) || (mbuff == null && mbuffLength != 0))
+        {
+            result = 0;
+            error = new RbpfException(RbpfErrorCode.InvalidArgument, "memory pointer is NULL but its length is not 0");
+            return error.Code;
+        }
+        int fixedLength = Kind == VmKind.FixedMbuff ? Math.Max(_dataOffset, _dataEndOffset) + 8 : 0;
+        if (fixedLength > InlineMbuffLimit)
+        {
+            var heap = new byte[fixedLength];
+            fixed (byte* h = heap)
+                return RunWithFixedBuffer(program, mem, memLength, mbuff, mbuffLength, h, fixedLength, ref observer, out result, out error);
+        }
+        byte* inline = stackalloc byte[InlineMbuffLimit];
+        return RunWithFixedBuffer(program, mem, memLength, mbuff, mbuffLength, inline, fixedLength, ref observer, out result, out error);
+    }
+
+    [SkipLocalsInit]
+    private unsafe RbpfErrorCode RunWithFixedBuffer<TObserver>(DecodedProgram program, byte* mem, nuint memLength,
+        byte* mbuff, nuint mbuffLength, byte* fixedBuffer, int fixedLength,
+        ref TObserver observer, out ulong result, out RbpfException? error)
+        where TObserver : struct, IExecutionObserver
+    {
+        byte* stack = stackalloc byte[Isa.StackSize];
+        new Span<byte>(stack + Isa.StackSize - Isa.StackFrameSize, Isa.StackFrameSize).Clear();
+        int regionCount = 3 + _regions.Count;
+        RegionEntry* regions = stackalloc RegionEntry[regionCount];
+        regions[0] = new RegionEntry { Start = (ulong)(stack + Isa.StackSize - Isa.StackFrameSize), Length = Isa.StackFrameSize, Writable = true, Kind = RegionKind.Stack };
+        regions[1] = new RegionEntry { Start = (ulong)mem, Length = memLength, Writable = true, Kind = RegionKind.Packet };
+        ulong r1, r2;
+        switch (Kind)
+        {
+            case VmKind.Mbuff:
+                regions[2] = new RegionEntry { Start = (ulong)mbuff, Length = mbuffLength, Writable = true, Kind = RegionKind.Metadata };
+                // As rbpf: without a metadata buffer, r1 and r2 describe the packet itself.
+                (r1, r2) = mbuffLength != 0 ? ((ulong)mbuff, (ulong)mbuffLength) : ((ulong)mem, (ulong)memLength);
+                break;
+            case VmKind.FixedMbuff:
+                new Span<byte>(fixedBuffer, fixedLength).Clear();
+                *(ulong*)(fixedBuffer + _dataOffset) = (ulong)mem;
+                *(ulong*)(fixedBuffer + _dataEndOffset) = (ulong)mem + memLength;
+                regions[2] = new RegionEntry { Start = (ulong)fixedBuffer, Length = (ulong)fixedLength, Writable = true, Kind = RegionKind.Metadata };
+                r1 = (ulong)fixedBuffer;
+                r2 = (ulong)fixedLength;
+                break;
+            case VmKind.Raw:
+                regions[2] = default;
+                r1 = (ulong)mem;
+                r2 = memLength;
+                break;
+            default:
+                regions[2] = default;
+                r1 = 0;
+                r2 = 0;
+                break;
+        }
+        for (int k = 0; k < _regions.Count; k++)
+        {
+            var u = _regions[k];
+            regions[3 + k] = new RegionEntry { Start = (ulong)u.Address, Length = (ulong)u.Length, Writable = u.Writable, Kind = RegionKind.User, UserIndex = k };
+        }
+        var state = new ExecutionState
+        {
+            Regions = regions,
+            RegionCount = regionCount,
+            Stack = stack,
+            PacketStart = (ulong)mem,
+            PacketLength = memLength,
+            InstructionLimit = InstructionLimit,
+            UnwindHelper = UnwindHelper.HasValue ? UnwindHelper.Value : -1,
+        };
+        return Interpreter.Run(program, _helpers, ref state, r1, r2, ref observer, out result, out error);
+    }
+}

@@ -1,0 +1,499 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Rbpf;
+
+/// <summary>Receives each instruction before it executes (the <c>--trace</c> of the CLI, debug callbacks).</summary>
+internal interface IExecutionObserver
+{
+    bool Enabled { get; }
+    unsafe void BeforeInstruction(int pc, ulong* registers);
+}
+
+/// <summary>The observer of ordinary runs: compiled away entirely.</summary>
+internal struct NoObserver : IExecutionObserver
+{
+    public readonly bool Enabled => false;
+    public readonly unsafe void BeforeInstruction(int pc, ulong* registers) { }
+}
+
+/// <summary>The state of one execution that the interpreter reads; all of it lives on the caller's stack.</summary>
+internal unsafe struct ExecutionState
+{
+    public RegionEntry* Regions;
+    public int RegionCount;
+    public byte* Stack;          // Isa.StackSize bytes; regions[0] is the part of it in use
+    public ulong PacketStart;    // for the legacy packet loads
+    public ulong PacketLength;
+    public ulong InstructionLimit; // 0: none
+    public long UnwindHelper;    // helper id whose zero result ends the program, or -1
+}
+
+/// <summary>
+/// The interpreter: one switch over the decoded operations, registers and call frames on the host
+/// stack, every load and store checked against the regions of the execution. It allocates nothing
+/// unless an error is reported.
+/// </summary>
+internal static unsafe class Interpreter
+{
+    private struct Frame
+    {
+        public ulong R6, R7, R8, R9, R10;
+        public int ReturnPc;
+    }
+
+    [SkipLocalsInit]
+    public static RbpfErrorCode Run<TObserver>(DecodedProgram program, HelperTable helpers, ref ExecutionState st,
+        ulong r1, ulong r2, ref TObserver observer, out ulong result, out RbpfException? error)
+        where TObserver : struct, IExecutionObserver
+    {
+        ulong* r = stackalloc ulong[16];
+        for (int k = 0; k < 16; k++) r[k] = 0;
+        r[1] = r1;
+        r[2] = r2;
+        r[10] = (ulong)(st.Stack + Isa.StackSize);
+        Frame* frames = stackalloc Frame[Isa.MaxCallDepth];
+        int depth = 0;
+        RegionEntry* regions = st.Regions;
+        int regionCount = st.RegionCount;
+        ulong budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
+        int pc = 0;
+        ulong faultAddress = 0;
+        int faultSize = 0;
+        bool faultWrite = false;
+        DecodedInsn[] codeArray = program.Code;
+        fixed (DecodedInsn* code = codeArray)
+        {
+            while (true)
+            {
+                if (budget == 0) goto Limit;
+                budget--;
+                if (observer.Enabled) observer.BeforeInstruction(pc, r);
+                DecodedInsn* i = code + pc;
+                pc++;
+                ulong a;
+                switch (i->Op)
+                {
+                    // ALU 64
+                    case Op.Add64Imm: r[i->Dst] += (ulong)i->Imm; break;
+                    case Op.Add64Reg: r[i->Dst] += r[i->Src]; break;
+                    case Op.Sub64Imm: r[i->Dst] -= (ulong)i->Imm; break;
+                    case Op.Sub64Reg: r[i->Dst] -= r[i->Src]; break;
+                    case Op.Mul64Imm: r[i->Dst] *= (ulong)i->Imm; break;
+                    case Op.Mul64Reg: r[i->Dst] *= r[i->Src]; break;
+                    case Op.Div64Imm: r[i->Dst] = Div64(r[i->Dst], (ulong)i->Imm); break;
+                    case Op.Div64Reg: r[i->Dst] = Div64(r[i->Dst], r[i->Src]); break;
+                    case Op.Or64Imm: r[i->Dst] |= (ulong)i->Imm; break;
+                    case Op.Or64Reg: r[i->Dst] |= r[i->Src]; break;
+                    case Op.And64Imm: r[i->Dst] &= (ulong)i->Imm; break;
+                    case Op.And64Reg: r[i->Dst] &= r[i->Src]; break;
+                    case Op.Lsh64Imm: r[i->Dst] <<= (int)(i->Imm & 63); break;
+                    case Op.Lsh64Reg: r[i->Dst] <<= (int)(r[i->Src] & 63); break;
+                    case Op.Rsh64Imm: r[i->Dst] >>= (int)(i->Imm & 63); break;
+                    case Op.Rsh64Reg: r[i->Dst] >>= (int)(r[i->Src] & 63); break;
+                    case Op.Mod64Imm: r[i->Dst] = Mod64(r[i->Dst], (ulong)i->Imm); break;
+                    case Op.Mod64Reg: r[i->Dst] = Mod64(r[i->Dst], r[i->Src]); break;
+                    case Op.Xor64Imm: r[i->Dst] ^= (ulong)i->Imm; break;
+                    case Op.Xor64Reg: r[i->Dst] ^= r[i->Src]; break;
+                    case Op.Mov64Imm: r[i->Dst] = (ulong)i->Imm; break;
+                    case Op.Mov64Reg: r[i->Dst] = r[i->Src]; break;
+                    case Op.Arsh64Imm: r[i->Dst] = (ulong)((long)r[i->Dst] >> (int)(i->Imm & 63)); break;
+                    case Op.Arsh64Reg: r[i->Dst] = (ulong)((long)r[i->Dst] >> (int)(r[i->Src] & 63)); break;
+                    case Op.SDiv64Imm: r[i->Dst] = (ulong)SDiv64((long)r[i->Dst], i->Imm); break;
+                    case Op.SDiv64Reg: r[i->Dst] = (ulong)SDiv64((long)r[i->Dst], (long)r[i->Src]); break;
+                    case Op.SMod64Imm: r[i->Dst] = (ulong)SMod64((long)r[i->Dst], i->Imm); break;
+                    case Op.SMod64Reg: r[i->Dst] = (ulong)SMod64((long)r[i->Dst], (long)r[i->Src]); break;
+                    case Op.Neg64: r[i->Dst] = (ulong)(-(long)r[i->Dst]); break;
+                    case Op.MovSx64From8: r[i->Dst] = (ulong)(long)(sbyte)r[i->Src]; break;
+                    case Op.MovSx64From16: r[i->Dst] = (ulong)(long)(short)r[i->Src]; break;
+                    case Op.MovSx64From32: r[i->Dst] = (ulong)(long)(int)r[i->Src]; break;
+
+                    // ALU 32: results are zero-extended to 64 bits
+                    case Op.Add32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] + (uint)i->Imm); break;
+                    case Op.Add32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] + (uint)r[i->Src]); break;
+                    case Op.Sub32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] - (uint)i->Imm); break;
+                    case Op.Sub32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] - (uint)r[i->Src]); break;
+                    case Op.Mul32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] * (uint)i->Imm); break;
+                    case Op.Mul32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] * (uint)r[i->Src]); break;
+                    case Op.Div32Imm: r[i->Dst] = Div32((uint)r[i->Dst], (uint)i->Imm); break;
+                    case Op.Div32Reg: r[i->Dst] = Div32((uint)r[i->Dst], (uint)r[i->Src]); break;
+                    case Op.Or32Imm: r[i->Dst] = (uint)r[i->Dst] | (uint)i->Imm; break;
+                    case Op.Or32Reg: r[i->Dst] = (uint)r[i->Dst] | (uint)r[i->Src]; break;
+                    case Op.And32Imm: r[i->Dst] = (uint)r[i->Dst] & (uint)i->Imm; break;
+                    case Op.And32Reg: r[i->Dst] = (uint)r[i->Dst] & (uint)r[i->Src]; break;
+                    case Op.Lsh32Imm: r[i->Dst] = (uint)r[i->Dst] << (int)(i->Imm & 31); break;
+                    case Op.Lsh32Reg: r[i->Dst] = (uint)r[i->Dst] << (int)(r[i->Src] & 31); break;
+                    case Op.Rsh32Imm: r[i->Dst] = (uint)r[i->Dst] >> (int)(i->Imm & 31); break;
+                    case Op.Rsh32Reg: r[i->Dst] = (uint)r[i->Dst] >> (int)(r[i->Src] & 31); break;
+                    case Op.Mod32Imm: r[i->Dst] = Mod32((uint)r[i->Dst], (uint)i->Imm); break;
+                    case Op.Mod32Reg: r[i->Dst] = Mod32((uint)r[i->Dst], (uint)r[i->Src]); break;
+                    case Op.Xor32Imm: r[i->Dst] = (uint)r[i->Dst] ^ (uint)i->Imm; break;
+                    case Op.Xor32Reg: r[i->Dst] = (uint)r[i->Dst] ^ (uint)r[i->Src]; break;
+                    case Op.Mov32Imm: r[i->Dst] = (uint)i->Imm; break;
+                    case Op.Mov32Reg: r[i->Dst] = (uint)r[i->Src]; break;
+                    case Op.Arsh32Imm: r[i->Dst] = (uint)((int)r[i->Dst] >> (int)(i->Imm & 31)); break;
+                    case Op.Arsh32Reg: r[i->Dst] = (uint)((int)r[i->Dst] >> (int)(r[i->Src] & 31)); break;
+                    case Op.SDiv32Imm: r[i->Dst] = (uint)SDiv32((int)r[i->Dst], (int)i->Imm); break;
+                    case Op.SDiv32Reg: r[i->Dst] = (uint)SDiv32((int)r[i->Dst], (int)r[i->Src]); break;
+                    case Op.SMod32Imm: r[i->Dst] = (uint)SMod32((int)r[i->Dst], (int)i->Imm); break;
+                    case Op.SMod32Reg: r[i->Dst] = (uint)SMod32((int)r[i->Dst], (int)r[i->Src]); break;
+                    case Op.Neg32: r[i->Dst] = (uint)(-(int)r[i->Dst]); break;
+                    case Op.MovSx32From8: r[i->Dst] = (uint)(int)(sbyte)r[i->Src]; break;
+                    case Op.MovSx32From16: r[i->Dst] = (uint)(int)(short)r[i->Src]; break;
+
+                    // Byte order (the host is little-endian)
+                    case Op.Zext16: r[i->Dst] = (ushort)r[i->Dst]; break;
+                    case Op.Zext32: r[i->Dst] = (uint)r[i->Dst]; break;
+                    case Op.Nop: break;
+                    case Op.Swap16: r[i->Dst] = BinaryPrimitives.ReverseEndianness((ushort)r[i->Dst]); break;
+                    case Op.Swap32: r[i->Dst] = BinaryPrimitives.ReverseEndianness((uint)r[i->Dst]); break;
+                    case Op.Swap64: r[i->Dst] = BinaryPrimitives.ReverseEndianness(r[i->Dst]); break;
+
+                    case Op.Lddw: r[i->Dst] = (ulong)i->Imm; pc++; break;
+
+                    // Legacy packet loads: r0 = packet[imm (+ src)], little-endian as rbpf does
+                    case Op.LdAbsB: case Op.LdAbsH: case Op.LdAbsW: case Op.LdAbsDW:
+                    case Op.LdIndB: case Op.LdIndH: case Op.LdIndW: case Op.LdIndDW:
+                    {
+                        int k = i->Op - (i->Op >= Op.LdIndB ? Op.LdIndB : Op.LdAbsB);
+                        int size = 1 << k;
+                        ulong offset = (ulong)i->Imm + (i->Op >= Op.LdIndB ? r[i->Src] : 0);
+                        a = st.PacketStart + offset;
+                        if (offset > st.PacketLength || st.PacketLength - offset < (ulong)size)
+                        {
+                            faultAddress = a; faultSize = size; faultWrite = false;
+                            goto PacketFault;
+                        }
+                        r[0] = size switch
+                        {
+                            1 => *(byte*)a,
+                            2 => Unsafe.ReadUnaligned<ushort>((void*)a),
+                            4 => Unsafe.ReadUnaligned<uint>((void*)a),
+                            _ => Unsafe.ReadUnaligned<ulong>((void*)a),
+                        };
+                        break;
+                    }
+
+                    // Loads
+                    case Op.LdxB:
+                        a = r[i->Src] + (ulong)(long)i->Off;
+                        if (!MemoryAccess.Allowed(regions, regionCount, a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
+                        r[i->Dst] = *(byte*)a; break;
+                    case Op.LdxH:
+                        a = r[i->Src] + (ulong)(long)i->Off;
+                        if (!MemoryAccess.Allowed(regions, regionCount, a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
+                        r[i->Dst] = Unsafe.ReadUnaligned<ushort>((void*)a); break;
+                    case Op.LdxW:
+                        a = r[i->Src] + (ulong)(long)i->Off;
+                        if (!MemoryAccess.Allowed(regions, regionCount, a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
+                        r[i->Dst] = Unsafe.ReadUnaligned<uint>((void*)a); break;
+                    case Op.LdxDW:
+                        a = r[i->Src] + (ulong)(long)i->Off;
+                        if (!MemoryAccess.Allowed(regions, regionCount, a, 8, false)) { faultAddress = a; faultSize = 8; faultWrite = false; goto Fault; }
+                        r[i->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); break;
+                    case Op.LdxSB:
+                        a = r[i->Src] + (ulong)(long)i->Off;
+                        if (!MemoryAccess.Allowed(regions, regionCount, a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
+                        r[i->Dst] = (ulong)(long)*(sbyte*)a; break;
+                    case Op.LdxSH:
+                        a = r[i->Src] + (ulong)(long)i->Off;
+                        if (!MemoryAccess.Allowed(regions, regionCount, a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
+                        r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<short>((void*)a); break;
+                    case Op.LdxSW:
+                        a = r[i->Src] + (ulong)(long)i->Off;
+                        if (!MemoryAccess.Allowed(regions, regionCount, a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
+                        r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<int>((void*)a); break;
+
+                    // Stores
+                    case Op.StB: case Op.StxB:
+                        a = r[i->Dst] + (ulong)(long)i->Off;
+                        if (!MemoryAccess.Allowed(regions, regionCount, a, 1, true)) { faultAddress = a; faultSize = 1; faultWrite = true; goto Fault; }
+                        *(byte*)a = (byte)(i->Op == Op.StB ? (ulong)i->Imm : r[i->Src]); break;
+                    case Op.StH: case Op.StxH:
+                        a = r[i->Dst] + (ulong)(long)i->Off;
+                        if (!MemoryAccess.Allowed(regions, regionCount, a, 2, true)) { faultAddress = a; faultSize = 2; faultWrite = true; goto Fault; }
+                        Unsafe.WriteUnaligned((void*)a, (ushort)(i->Op == Op.StH ? (ulong)i->Imm : r[i->Src])); break;
+                    case Op.StW: case Op.StxW:
+                        a = r[i->Dst] + (ulong)(long)i->Off;
+                        if (!MemoryAccess.Allowed(regions, regionCount, a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
+                        Unsafe.WriteUnaligned((void*)a, (uint)(i->Op == Op.StW ? (ulong)i->Imm : r[i->Src])); break;
+                    case Op.StDW: case Op.StxDW:
+                        a = r[i->Dst] + (ulong)(long)i->Off;
+                        if (!MemoryAccess.Allowed(regions, regionCount, a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
+                        Unsafe.WriteUnaligned((void*)a, i->Op == Op.StDW ? (ulong)i->Imm : r[i->Src]); break;
+
+                    // Atomics: naturally aligned, inside a writable region
+                    case Op.Atomic32Add: case Op.Atomic32Or: case Op.Atomic32And: case Op.Atomic32Xor:
+                    case Op.Atomic32FetchAdd: case Op.Atomic32FetchOr: case Op.Atomic32FetchAnd: case Op.Atomic32FetchXor:
+                    case Op.Atomic32Xchg: case Op.Atomic32CmpXchg:
+                        a = r[i->Dst] + (ulong)(long)i->Off;
+                        if ((a & 3) != 0 || !MemoryAccess.Allowed(regions, regionCount, a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
+                        Atomic32(i->Op, ref Unsafe.AsRef<uint>((void*)a), r, i->Src);
+                        break;
+                    case Op.Atomic64Add: case Op.Atomic64Or: case Op.Atomic64And: case Op.Atomic64Xor:
+                    case Op.Atomic64FetchAdd: case Op.Atomic64FetchOr: case Op.Atomic64FetchAnd: case Op.Atomic64FetchXor:
+                    case Op.Atomic64Xchg: case Op.Atomic64CmpXchg:
+                        a = r[i->Dst] + (ulong)(long)i->Off;
+                        if ((a & 7) != 0 || !MemoryAccess.Allowed(regions, regionCount, a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
+                        Atomic64(i->Op, ref Unsafe.AsRef<ulong>((void*)a), r, i->Src);
+                        break;
+
+                    // Jumps
+                    case Op.Ja: pc = i->Off; break;
+                    case Op.Jeq64Imm: if (r[i->Dst] == (ulong)i->Imm) pc = i->Off; break;
+                    case Op.Jeq64Reg: if (r[i->Dst] == r[i->Src]) pc = i->Off; break;
+                    case Op.Jeq32Imm: if ((uint)r[i->Dst] == (uint)i->Imm) pc = i->Off; break;
+                    case Op.Jeq32Reg: if ((uint)r[i->Dst] == (uint)r[i->Src]) pc = i->Off; break;
+                    case Op.Jgt64Imm: if (r[i->Dst] > (ulong)i->Imm) pc = i->Off; break;
+                    case Op.Jgt64Reg: if (r[i->Dst] > r[i->Src]) pc = i->Off; break;
+                    case Op.Jgt32Imm: if ((uint)r[i->Dst] > (uint)i->Imm) pc = i->Off; break;
+                    case Op.Jgt32Reg: if ((uint)r[i->Dst] > (uint)r[i->Src]) pc = i->Off; break;
+                    case Op.Jge64Imm: if (r[i->Dst] >= (ulong)i->Imm) pc = i->Off; break;
+                    case Op.Jge64Reg: if (r[i->Dst] >= r[i->Src]) pc = i->Off; break;
+                    case Op.Jge32Imm: if ((uint)r[i->Dst] >= (uint)i->Imm) pc = i->Off; break;
+                    case Op.Jge32Reg: if ((uint)r[i->Dst] >= (uint)r[i->Src]) pc = i->Off; break;
+                    case Op.Jset64Imm: if ((r[i->Dst] & (ulong)i->Imm) != 0) pc = i->Off; break;
+                    case Op.Jset64Reg: if ((r[i->Dst] & r[i->Src]) != 0) pc = i->Off; break;
+                    case Op.Jset32Imm: if (((uint)r[i->Dst] & (uint)i->Imm) != 0) pc = i->Off; break;
+                    case Op.Jset32Reg: if (((uint)r[i->Dst] & (uint)r[i->Src]) != 0) pc = i->Off; break;
+                    case Op.Jne64Imm: if (r[i->Dst] != (ulong)i->Imm) pc = i->Off; break;
+                    case Op.Jne64Reg: if (r[i->Dst] != r[i->Src]) pc = i->Off; break;
+                    case Op.Jne32Imm: if ((uint)r[i->Dst] != (uint)i->Imm) pc = i->Off; break;
+                    case Op.Jne32Reg: if ((uint)r[i->Dst] != (uint)r[i->Src]) pc = i->Off; break;
+                    case Op.Jsgt64Imm: if ((long)r[i->Dst] > i->Imm) pc = i->Off; break;
+                    case Op.Jsgt64Reg: if ((long)r[i->Dst] > (long)r[i->Src]) pc = i->Off; break;
+                    case Op.Jsgt32Imm: if ((int)r[i->Dst] > (int)i->Imm) pc = i->Off; break;
+                    case Op.Jsgt32Reg: if ((int)r[i->Dst] > (int)r[i->Src]) pc = i->Off; break;
+                    case Op.Jsge64Imm: if ((long)r[i->Dst] >= i->Imm) pc = i->Off; break;
+                    case Op.Jsge64Reg: if ((long)r[i->Dst] >= (long)r[i->Src]) pc = i->Off; break;
+                    case Op.Jsge32Imm: if ((int)r[i->Dst] >= (int)i->Imm) pc = i->Off; break;
+                    case Op.Jsge32Reg: if ((int)r[i->Dst] >= (int)r[i->Src]) pc = i->Off; break;
+                    case Op.Jlt64Imm: if (r[i->Dst] < (ulong)i->Imm) pc = i->Off; break;
+                    case Op.Jlt64Reg: if (r[i->Dst] < r[i->Src]) pc = i->Off; break;
+                    case Op.Jlt32Imm: if ((uint)r[i->Dst] < (uint)i->Imm) pc = i->Off; break;
+                    case Op.Jlt32Reg: if ((uint)r[i->Dst] < (uint)r[i->Src]) pc = i->Off; break;
+                    case Op.Jle64Imm: if (r[i->Dst] <= (ulong)i->Imm) pc = i->Off; break;
+                    case Op.Jle64Reg: if (r[i->Dst] <= r[i->Src]) pc = i->Off; break;
+                    case Op.Jle32Imm: if ((uint)r[i->Dst] <= (uint)i->Imm) pc = i->Off; break;
+                    case Op.Jle32Reg: if ((uint)r[i->Dst] <= (uint)r[i->Src]) pc = i->Off; break;
+                    case Op.Jslt64Imm: if ((long)r[i->Dst] < i->Imm) pc = i->Off; break;
+                    case Op.Jslt64Reg: if ((long)r[i->Dst] < (long)r[i->Src]) pc = i->Off; break;
+                    case Op.Jslt32Imm: if ((int)r[i->Dst] < (int)i->Imm) pc = i->Off; break;
+                    case Op.Jslt32Reg: if ((int)r[i->Dst] < (int)r[i->Src]) pc = i->Off; break;
+                    case Op.Jsle64Imm: if ((long)r[i->Dst] <= i->Imm) pc = i->Off; break;
+                    case Op.Jsle64Reg: if ((long)r[i->Dst] <= (long)r[i->Src]) pc = i->Off; break;
+                    case Op.Jsle32Imm: if ((int)r[i->Dst] <= (int)i->Imm) pc = i->Off; break;
+                    case Op.Jsle32Reg: if ((int)r[i->Dst] <= (int)r[i->Src]) pc = i->Off; break;
+
+                    // Calls
+                    case Op.Call:
+                    case Op.CallX:
+                    {
+                        HelperEntry? h;
+                        uint key;
+                        if (i->Op == Op.Call) { key = (uint)i->Imm; h = i->Off >= 0 ? helpers.BySlot(i->Off) : null; }
+                        else { key = (uint)r[i->Dst]; h = r[i->Dst] <= uint.MaxValue ? helpers.Find(key) : null; }
+                        if (h == null)
+                        {
+                            result = 0;
+                            error = new RbpfException(RbpfErrorCode.UnknownHelper,
+                                $"insn #{pc - 1}: call to unregistered helper {(i->Op == Op.Call ? key : r[i->Dst])} (0x{(i->Op == Op.Call ? key : r[i->Dst]):x})", pc - 1);
+                            return error.Code;
+                        }
+                        if (!CallHelper(h, r, regions, regionCount, pc - 1, out error))
+                        {
+                            result = 0;
+                            return error!.Code;
+                        }
+                        if (st.UnwindHelper == key && r[0] == 0)
+                        {
+                            result = 0;
+                            error = null;
+                            return RbpfErrorCode.Ok;
+                        }
+                        break;
+                    }
+                    case Op.CallLocal:
+                    {
+                        if (depth + 1 >= Isa.MaxCallDepth)
+                        {
+                            result = 0;
+                            error = new RbpfException(RbpfErrorCode.CallDepthExceeded,
+                                $"insn #{pc - 1}: local call nests deeper than {Isa.MaxCallDepth} frames", pc - 1);
+                            return error.Code;
+                        }
+                        Frame* f = frames + depth;
+                        f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = pc;
+                        depth++;
+                        r[10] -= Isa.StackFrameSize;
+                        new Span<byte>((void*)r[10], Isa.StackFrameSize).Clear();
+                        regions[0].Start = r[10];
+                        regions[0].Length = (ulong)(depth + 1) * Isa.StackFrameSize;
+                        pc = i->Off;
+                        break;
+                    }
+                    case Op.Exit:
+                    {
+                        if (depth == 0)
+                        {
+                            result = r[0];
+                            error = null;
+                            return RbpfErrorCode.Ok;
+                        }
+                        depth--;
+                        Frame* f = frames + depth;
+                        r[6] = f->R6; r[7] = f->R7; r[8] = f->R8; r[9] = f->R9; r[10] = f->R10; pc = f->ReturnPc;
+                        regions[0].Start = r[10];
+                        regions[0].Length = (ulong)(depth + 1) * Isa.StackFrameSize;
+                        break;
+                    }
+                    default:
+                    {
+                        result = 0;
+                        int at = pc - 1;
+                        string why = program.Problems.TryGetValue(at, out var p) ? p : $"undecodable operation {i->Op}";
+                        error = new RbpfException(RbpfErrorCode.IllegalInstruction, $"insn #{at}: {why}", at);
+                        return error.Code;
+                    }
+                }
+            }
+        }
+
+    Limit:
+        result = 0;
+        error = new RbpfException(RbpfErrorCode.InstructionLimit,
+            $"instruction limit of {st.InstructionLimit} reached at insn #{pc}", pc);
+        return error.Code;
+    Fault:
+        result = 0;
+        error = new RbpfException(RbpfErrorCode.OutOfBounds,
+            FaultMessage(faultWrite, faultSize, faultAddress, pc - 1, regions, regionCount), pc - 1);
+        return error.Code;
+    PacketFault:
+        result = 0;
+        error = new RbpfException(RbpfErrorCode.OutOfBounds,
+            $"out-of-bounds packet load of {faultSize} bytes at 0x{faultAddress:x} (insn #{pc - 1}), packet is " +
+            $"[0x{st.PacketStart:x}, 0x{st.PacketStart + st.PacketLength:x})", pc - 1);
+        return error.Code;
+    }
+
+    private static string FaultMessage(bool write, int size, ulong address, int pc, RegionEntry* regions, int count)
+    {
+        bool misaligned = false;
+        if (MemoryAccess.Allowed(regions, count, address, (ulong)size, write))
+            misaligned = true; // only atomics fail inside a region: they must be aligned
+        var sb = new System.Text.StringBuilder();
+        sb.Append(misaligned ? "misaligned atomic " : "out-of-bounds ")
+          .Append(write ? "store" : "load").Append(" of ").Append(size).Append(" bytes at 0x").Append(address.ToString("x"))
+          .Append(" (insn #").Append(pc).Append("), allowed:");
+        for (int k = 0; k < count; k++)
+        {
+            if (regions[k].Length == 0) continue;
+            string name = regions[k].Kind switch
+            {
+                RegionKind.Stack => "stack",
+                RegionKind.Packet => "memory",
+                RegionKind.Metadata => "mbuff",
+                _ => $"region {regions[k].UserIndex}",
+            };
+            sb.Append(' ').Append(name).Append(" [0x").Append(regions[k].Start.ToString("x")).Append(", 0x")
+              .Append((regions[k].Start + regions[k].Length).ToString("x")).Append(')')
+              .Append(regions[k].Writable ? "" : " read-only").Append(',');
+        }
+        if (sb[^1] == ',') sb.Length--;
+        return sb.ToString();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool CallHelper(HelperEntry h, ulong* r, RegionEntry* regions, int regionCount, int pc, out RbpfException? error)
+    {
+        try
+        {
+            if (h.Native != null) r[0] = h.Native(r[1], r[2], r[3], r[4], r[5]);
+            else if (h.Managed != null) r[0] = h.Managed(r[1], r[2], r[3], r[4], r[5]);
+            else r[0] = h.WithMemory!(new MemoryAccess(regions, regionCount), r[1], r[2], r[3], r[4], r[5]);
+            error = null;
+            return true;
+        }
+        catch (RbpfException e)
+        {
+            error = new RbpfException(e.Code == RbpfErrorCode.OutOfBounds ? RbpfErrorCode.OutOfBounds : RbpfErrorCode.HelperFailed,
+                $"insn #{pc}: helper {h.Name} ({h.Key}) failed: {e.Message}", pc, e);
+            return false;
+        }
+        catch (Exception e)
+        {
+            error = new RbpfException(RbpfErrorCode.HelperFailed,
+                $"insn #{pc}: helper {h.Name} ({h.Key}) threw {e.GetType().Name}: {e.Message}", pc, e);
+            return false;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Div64(ulong a, ulong b) => b == 0 ? 0 : a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Mod64(ulong a, ulong b) => b == 0 ? a : a % b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Div32(uint a, uint b) => b == 0 ? 0 : a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Mod32(uint a, uint b) => b == 0 ? a : a % b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long SDiv64(long a, long b) => b == 0 ? 0 : b == -1 ? unchecked(-a) : a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long SMod64(long a, long b) => b == 0 ? a : b == -1 ? 0 : a % b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int SDiv32(int a, int b) => b == 0 ? 0 : b == -1 ? unchecked(-a) : a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int SMod32(int a, int b) => b == 0 ? a : b == -1 ? 0 : a % b;
+
+    private static void Atomic32(Op op, ref uint cell, ulong* r, int src)
+    {
+        uint v = (uint)r[src];
+        switch (op)
+        {
+            case Op.Atomic32Add: Interlocked.Add(ref Unsafe.As<uint, int>(ref cell), (int)v); break;
+            case Op.Atomic32Or: Interlocked.Or(ref cell, v); break;
+            case Op.Atomic32And: Interlocked.And(ref cell, v); break;
+            case Op.Atomic32Xor: XorFetch32(ref cell, v); break;
+            case Op.Atomic32FetchAdd: r[src] = (uint)(Interlocked.Add(ref Unsafe.As<uint, int>(ref cell), (int)v) - (int)v); break;
+            case Op.Atomic32FetchOr: r[src] = Interlocked.Or(ref cell, v); break;
+            case Op.Atomic32FetchAnd: r[src] = Interlocked.And(ref cell, v); break;
+            case Op.Atomic32FetchXor: r[src] = XorFetch32(ref cell, v); break;
+            case Op.Atomic32Xchg: r[src] = Interlocked.Exchange(ref cell, v); break;
+            default: r[0] = Interlocked.CompareExchange(ref cell, v, (uint)r[0]); break;
+        }
+    }
+
+    private static void Atomic64(Op op, ref ulong cell, ulong* r, int src)
+    {
+        ulong v = r[src];
+        switch (op)
+        {
+            case Op.Atomic64Add: Interlocked.Add(ref Unsafe.As<ulong, long>(ref cell), (long)v); break;
+            case Op.Atomic64Or: Interlocked.Or(ref cell, v); break;
+            case Op.Atomic64And: Interlocked.And(ref cell, v); break;
+            case Op.Atomic64Xor: XorFetch64(ref cell, v); break;
+            case Op.Atomic64FetchAdd: r[src] = (ulong)(Interlocked.Add(ref Unsafe.As<ulong, long>(ref cell), (long)v) - (long)v); break;
+            case Op.Atomic64FetchOr: r[src] = Interlocked.Or(ref cell, v); break;
+            case Op.Atomic64FetchAnd: r[src] = Interlocked.And(ref cell, v); break;
+            case Op.Atomic64FetchXor: r[src] = XorFetch64(ref cell, v); break;
+            case Op.Atomic64Xchg: r[src] = Interlocked.Exchange(ref cell, v); break;
+            default: r[0] = Interlocked.CompareExchange(ref cell, v, r[0]); break;
+        }
+    }
+
+    private static uint XorFetch32(ref uint cell, uint v)
+    {
+        uint old;
+        do old = Volatile.Read(ref cell); while (Interlocked.CompareExchange(ref cell, old ^ v, old) != old);
+        return old;
+    }
+
+    private static ulong XorFetch64(ref ulong cell, ulong v)
+    {
+        ulong old;
+        do old = Volatile.Read(ref cell); while (Interlocked.CompareExchange(ref cell, old ^ v, old) != old);
+        return old;
+    }
+}
