@@ -327,8 +327,8 @@ internal static unsafe class Interpreter
                         f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = pc;
                         depth++;
                         r[10] -= Isa.StackFrameSize;
-                        new Span<byte>((void*)r[10], Isa.StackFrameSize).Clear();
-                        regions[0].Start = r[10];
+                        new Span<byte>((void*)(r[10] - Isa.StackFrameSize), Isa.StackFrameSize).Clear();
+                        regions[0].Start = r[10] - Isa.StackFrameSize;
                         regions[0].Length = (ulong)(depth + 1) * Isa.StackFrameSize;
                         pc = i->Off;
                         break;
@@ -344,7 +344,7 @@ internal static unsafe class Interpreter
                         depth--;
                         Frame* f = frames + depth;
                         r[6] = f->R6; r[7] = f->R7; r[8] = f->R8; r[9] = f->R9; r[10] = f->R10; pc = f->ReturnPc;
-                        regions[0].Start = r[10];
+                        regions[0].Start = r[10] - Isa.StackFrameSize;
                         regions[0].Length = (ulong)(depth + 1) * Isa.StackFrameSize;
                         break;
                     }

@@ -1,0 +1,313 @@
+using System.Runtime.InteropServices;
+
+namespace Rbpf.Tests;
+
+/// <summary>The VM: kinds, memory checks, limits, helpers, verifier hooks, threads.</summary>
+public class VmTests
+{
+    [Fact]
+    public void OutOfBoundsLoadNamesInstructionAddressAndSize()
+    {
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("mov r0, 0\nldxw r0, [r1+3]\nexit"));
+        var e = TestUtil.Fails(vm, new byte[6]);
+        Assert.Equal(RbpfErrorCode.OutOfBounds, e.Code);
+        Assert.Equal(1, e.InstructionIndex);
+        Assert.Contains("load of 4 bytes", e.Message);
+        Assert.Contains("insn #1", e.Message);
+        Assert.Contains("memory [0x", e.Message);
+        Assert.Contains("stack [0x", e.Message);
+    }
+
+    [Theory]
+    [InlineData("ldxdw r0, [r10]\nexit")]            // just above the stack
+    [InlineData("ldxdw r0, [r10-520]\nexit")]        // below the only frame in use
+    [InlineData("stdw [r10+0], 1\nexit")]
+    [InlineData("mov r1, 0\nldxb r0, [r1]\nexit")]   // NULL
+    [InlineData("lddw r1, 0xffffffffffffffff\nldxdw r0, [r1]\nexit")] // wraps around
+    [InlineData("mov r0, 0\nstxdw [r0], r0\nexit")]
+    public void BadAccessesFailWithoutCrashing(string asm)
+    {
+        var e = TestUtil.Fails(EbpfVm.CreateNoData(Assembler.Assemble(asm)));
+        Assert.Equal(RbpfErrorCode.OutOfBounds, e.Code);
+    }
+
+    [Fact]
+    public void StackBytesAreZeroAtStart()
+    {
+        Assert.Equal(0UL, TestUtil.Run("ldxdw r0, [r10-512]\nldxdw r1, [r10-8]\nor r0, r1\nexit"));
+    }
+
+    [Fact]
+    public void RawKindPassesLengthInR2()
+    {
+        Assert.Equal(5UL, TestUtil.RunRaw("mov r0, r2\nexit", new byte[5]));
+    }
+
+    [Fact]
+    public void MbuffKindWithoutBufferPassesPacket()
+    {
+        var vm = EbpfVm.CreateMbuff(Assembler.Assemble("ldxb r0, [r1+1]\nadd r0, r2\nexit"));
+        Assert.Equal(0x20UL + 3, vm.Execute(new byte[] { 0x10, 0x20, 0x30 }, Span<byte>.Empty));
+    }
+
+    [Fact]
+    public void FixedMbuffRejectsOverlappingOffsets()
+    {
+        var e = Assert.Throws<RbpfException>(() => EbpfVm.CreateFixedMbuff(Assembler.Assemble("exit"), 8, 12));
+        Assert.Equal(RbpfErrorCode.InvalidArgument, e.Code);
+        e = Assert.Throws<RbpfException>(() => EbpfVm.CreateFixedMbuff(Assembler.Assemble("exit"), -1, 12));
+        Assert.Equal(RbpfErrorCode.InvalidArgument, e.Code);
+    }
+
+    [Fact]
+    public void FixedMbuffWithLargeOffsetsStillWorks()
+    {
+        var vm = EbpfVm.CreateFixedMbuff(Assembler.Assemble("ldxdw r2, [r1+4000]\nldxdw r3, [r1+4096]\nsub r3, r2\nmov r0, r3\nexit"), 4000, 4096);
+        Assert.Equal(9UL, vm.Execute(new byte[9]));
+    }
+
+    [Fact]
+    public void InstructionLimitStopsRunawayLoops()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r0, 0\nloop:\nadd r0, 1\nja loop"));
+        vm.InstructionLimit = 1000;
+        var e = TestUtil.Fails(vm);
+        Assert.Equal(RbpfErrorCode.InstructionLimit, e.Code);
+        Assert.Contains("1000", e.Message);
+    }
+
+    [Fact]
+    public void InstructionLimitCountsExactly()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r0, 1\nmov r0, 2\nexit"));
+        vm.InstructionLimit = 3;
+        Assert.Equal(2UL, vm.Execute());
+        vm.InstructionLimit = 2;
+        Assert.Equal(RbpfErrorCode.InstructionLimit, TestUtil.Fails(vm).Code);
+    }
+
+    [Fact]
+    public void DeepRecursionFailsWithCallDepth()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("f:\ncall local f\nexit"));
+        var e = TestUtil.Fails(vm);
+        Assert.Equal(RbpfErrorCode.CallDepthExceeded, e.Code);
+    }
+
+    [Fact]
+    public void SevenNestedCallsAreAllowed()
+    {
+        // The entry frame plus seven calls fills all eight frames.
+        string asm = "mov r0, 0\ncall local f1\nexit\n";
+        for (int k = 1; k <= 7; k++)
+            asm += $"f{k}:\nadd r0, 1\n" + (k < 7 ? $"call local f{k + 1}\n" : "stdw [r10-512], 1\n") + "exit\n";
+        Assert.Equal(7UL, TestUtil.Run(asm));
+    }
+
+    [Fact]
+    public void ManagedHelperGetsArgumentsAndReturnsR0()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r1, 1\nmov r2, 2\nmov r3, 3\nmov r4, 4\nmov r5, 5\ncall 77\nexit"));
+        vm.RegisterHelper(77, (a, b, c, d, e) => a * 10000 + b * 1000 + c * 100 + d * 10 + e);
+        Assert.Equal(12345UL, vm.Execute());
+    }
+
+    [Fact]
+    public void HelperRegisteredAfterLoadIsLinked()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("call 9\nexit"));
+        var e = TestUtil.Fails(vm);
+        Assert.Equal(RbpfErrorCode.UnknownHelper, e.Code);
+        Assert.Contains("9", e.Message);
+        vm.RegisterHelper(9, (_, _, _, _, _) => 99);
+        Assert.Equal(99UL, vm.Execute());
+        vm.RegisterHelper(9, (_, _, _, _, _) => 98); // replacing works too
+        Assert.Equal(98UL, vm.Execute());
+    }
+
+    [Fact]
+    public void HelperThatThrowsBecomesAnError()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("call 1\nexit"));
+        vm.RegisterHelper(1, (_, _, _, _, _) => throw new InvalidOperationException("boom"));
+        var e = TestUtil.Fails(vm);
+        Assert.Equal(RbpfErrorCode.HelperFailed, e.Code);
+        Assert.Contains("boom", e.Message);
+    }
+
+    [Fact]
+    public void CallxCallsTheHelperInItsRegister()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r1, 4\nmov r2, 6\ncallx r2\nexit"));
+        vm.RegisterHelper(6, (a, _, _, _, _) => a + 1);
+        Assert.Equal(5UL, vm.Execute());
+    }
+
+    [Fact]
+    public void UnwindHelperStopsOnZero()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r1, 0\ncall 5\nmov r0, 2\nexit"));
+        vm.RegisterHelper(5, (a, _, _, _, _) => a);
+        Assert.Equal(2UL, vm.Execute());
+        vm.UnwindHelper = 5;
+        Assert.Equal(0UL, vm.Execute());
+    }
+
+    [Fact]
+    public void StandardHelpersWork()
+    {
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble($@"
+            mov r6, r1
+            mov r1, 1
+            mov r2, 2
+            mov r3, 3
+            mov r4, 4
+            mov r5, 5
+            call 0x{StandardHelpers.GatherBytesId:x}
+            mov r7, r0
+            mov r1, 1000001
+            call 0x{StandardHelpers.SqrtiId:x}
+            mov r8, r0
+            mov r1, r6
+            mov r2, 3
+            call 0x{StandardHelpers.MemfrobId:x}
+            mov r1, r6
+            mov r2, r6
+            add r2, 4
+            call 0x{StandardHelpers.StrcmpId:x}
+            exit"));
+        vm.RegisterStandardHelpers();
+        byte[] mem = { (byte)('a' ^ 42), (byte)('b' ^ 42), 0 ^ 42, 0, (byte)'a', (byte)'c', 0, 0 };
+        Assert.Equal((ulong)('c' - 'b'), vm.Execute(mem));
+        Assert.Equal(new byte[] { (byte)'a', (byte)'b', 0, 0 }, mem[..4]);
+        Assert.Equal(0x0102030405UL, StandardHelpers.GatherBytes(1, 2, 3, 4, 5));
+        Assert.Equal(1000UL, StandardHelpers.Sqrti(1000001, 0, 0, 0, 0));
+        Assert.Equal(uint.MaxValue, StandardHelpers.Sqrti(ulong.MaxValue, 0, 0, 0, 0));
+        ulong r = StandardHelpers.Rand(10, 20, 0, 0, 0);
+        Assert.InRange(r, 10UL, 20UL);
+    }
+
+    [Fact]
+    public void TracePrintkWritesArgumentsAndReturnsLength()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r3, 0x11\nmov r4, 0x22\nmov r5, 0x33\ncall 6\nexit"));
+        vm.RegisterStandardHelpers();
+        var old = StandardHelpers.TraceOutput;
+        var sw = new StringWriter();
+        StandardHelpers.TraceOutput = sw;
+        try
+        {
+            ulong n = vm.Execute();
+            Assert.Equal("bpf_trace_printf: 0x11, 0x22, 0x33" + Environment.NewLine, sw.ToString());
+            Assert.Equal((ulong)"bpf_trace_printf: 0x11, 0x22, 0x33".Length, n);
+        }
+        finally { StandardHelpers.TraceOutput = old; }
+    }
+
+    [Fact]
+    public void MemoryHelpersAreBoundsChecked()
+    {
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble($"mov r2, 100\ncall 0x{StandardHelpers.MemfrobId:x}\nexit"));
+        vm.RegisterStandardHelpers();
+        var e = TestUtil.Fails(vm, new byte[10]);
+        Assert.Equal(RbpfErrorCode.OutOfBounds, e.Code);
+        var strcmp = EbpfVm.CreateRaw(Assembler.Assemble($"mov r2, r1\ncall 0x{StandardHelpers.StrcmpId:x}\nexit"));
+        strcmp.RegisterStandardHelpers();
+        Assert.Equal(RbpfErrorCode.OutOfBounds, TestUtil.Fails(strcmp, new byte[] { 1, 2, 3 }).Code); // no NUL
+        Assert.Equal(0UL, strcmp.Execute(new byte[] { 1, 2, 0 }));
+    }
+
+    [Fact]
+    public unsafe void ExtraRegionsAreReachableAndReadOnlyIsEnforced()
+    {
+        byte[] table = { 9, 8, 7, 6 };
+        fixed (byte* t = table)
+        {
+            string asm = $"lddw r1, 0x{(ulong)t:x}\nldxb r0, [r1+2]\nexit";
+            var vm = EbpfVm.CreateNoData(Assembler.Assemble(asm));
+            Assert.Equal(RbpfErrorCode.OutOfBounds, TestUtil.Fails(vm).Code);
+            vm.AddMemoryRegion(new MemoryRegion((nint)t, 4, Writable: false, "table"));
+            Assert.Equal(7UL, vm.Execute());
+            var writer = EbpfVm.CreateNoData(Assembler.Assemble($"lddw r1, 0x{(ulong)t:x}\nstb [r1], 1\nexit"));
+            writer.AddMemoryRegion(new MemoryRegion((nint)t, 4, Writable: false));
+            var e = TestUtil.Fails(writer);
+            Assert.Contains("read-only", e.Message);
+            writer.ClearMemoryRegions();
+            writer.AddMemoryRegion(new MemoryRegion((nint)t, 4, Writable: true));
+            writer.Execute();
+            Assert.Equal(1, table[0]);
+        }
+    }
+
+    [Fact]
+    public void MisalignedAtomicIsRejected()
+    {
+        var e = TestUtil.Fails(EbpfVm.CreateNoData(Assembler.Assemble("mov r1, 1\nlock add [r10-15], r1\nexit")));
+        Assert.Equal(RbpfErrorCode.OutOfBounds, e.Code);
+        Assert.Contains("misaligned", e.Message);
+    }
+
+    [Fact]
+    public void VerifierCanBeReplacedDisabledAndRechecksTheProgram()
+    {
+        byte[] prog = Assembler.Assemble("mov r0, 1\nexit");
+        var vm = EbpfVm.CreateNoData(prog);
+        var e = Assert.Throws<RbpfException>(() => vm.SetVerifier(p => throw new RbpfException(RbpfErrorCode.InvalidProgram, "nope")));
+        Assert.Equal("nope", e.Message);
+        Assert.Equal(1UL, vm.Execute()); // the old verifier and program stay
+        int calls = 0;
+        vm.SetVerifier(p => { calls++; if (p.Length > 16) throw new InvalidOperationException("too long"); });
+        Assert.Equal(1, calls);
+        var e2 = Assert.Throws<RbpfException>(() => vm.SetProgram(Assembler.Assemble("mov r0, 1\nmov r0, 2\nexit")));
+        Assert.Equal(RbpfErrorCode.InvalidProgram, e2.Code);
+        Assert.Contains("too long", e2.Message);
+    }
+
+    [Fact]
+    public void WithoutVerifierBadInstructionsFailAtRunTime()
+    {
+        var vm = new EbpfVm(VmKind.NoData);
+        vm.SetVerifier(null);
+        vm.SetProgram(new byte[] { 0xff, 0, 0, 0, 0, 0, 0, 0 });
+        var e = TestUtil.Fails(vm);
+        Assert.Equal(RbpfErrorCode.IllegalInstruction, e.Code);
+        Assert.Contains("unknown opcode 0xff", e.Message);
+        vm.SetProgram(Assembler.Assemble("mov r0, 1")); // falls off the end
+        Assert.Contains("fell off the end", TestUtil.Fails(vm).Message);
+        vm.SetProgram(new byte[] { 0xb7, 0x0a, 0, 0, 1, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0 }); // mov r10, 1
+        Assert.Contains("r10 is read-only", TestUtil.Fails(vm).Message);
+    }
+
+    [Fact]
+    public void NoProgramIsAnError()
+    {
+        var vm = new EbpfVm(VmKind.Raw);
+        Assert.Equal(RbpfErrorCode.NoProgram, TestUtil.Fails(vm).Code);
+    }
+
+    [Fact]
+    public void ConcurrentExecutionsOfOneVmAreIndependent()
+    {
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(@"
+            ldxdw r2, [r1]
+            stxdw [r10-8], r2
+            mov r0, 0
+            mov r3, 0
+        loop:
+            ldxdw r4, [r10-8]
+            add r0, r4
+            add r3, 1
+            jlt r3, 1000, loop
+            exit"));
+        var results = new ulong[8];
+        Parallel.For(0, 8, t =>
+        {
+            for (int rep = 0; rep < 200; rep++)
+            {
+                byte[] mem = BitConverter.GetBytes((ulong)(t + 1));
+                results[t] = vm.Execute(mem);
+                Assert.Equal((ulong)(t + 1) * 1000, results[t]);
+            }
+        });
+    }
+}
