@@ -1,0 +1,131 @@
+namespace Rbpf.Tests;
+
+/// <summary>
+/// Malformed and random programs: every one must be rejected by the verifier or run to a result or
+/// an error. Nothing may crash or throw anything but <see cref="RbpfException"/>.
+/// </summary>
+public class FuzzTests
+{
+    private static readonly RbpfErrorCode[] RunTimeErrors =
+    {
+        RbpfErrorCode.OutOfBounds, RbpfErrorCode.UnknownHelper, RbpfErrorCode.InstructionLimit,
+        RbpfErrorCode.CallDepthExceeded, RbpfErrorCode.HelperFailed, RbpfErrorCode.IllegalInstruction,
+    };
+
+    private sealed class Stats
+    {
+        public int Programs, Rejected, Ran, Failed;
+    }
+
+    private static void Check(byte[] prog, byte[] mem, bool verify, Stats stats)
+    {
+        stats.Programs++;
+        var vm = new EbpfVm(VmKind.Raw);
+        if (!verify) vm.SetVerifier(null);
+        vm.RegisterHelper(1, (a, b, _, _, _) => a ^ b);
+        vm.InstructionLimit = 2000;
+        try
+        {
+            vm.SetProgram(prog);
+        }
+        catch (RbpfException e)
+        {
+            Assert.Equal(RbpfErrorCode.InvalidProgram, e.Code);
+            Assert.False(string.IsNullOrEmpty(e.Message));
+            stats.Rejected++;
+            return;
+        }
+        var code = vm.TryExecute(mem, Span<byte>.Empty, out _, out var error);
+        if (code == RbpfErrorCode.Ok) { stats.Ran++; return; }
+        Assert.Contains(code, RunTimeErrors);
+        if (verify) Assert.NotEqual(RbpfErrorCode.IllegalInstruction, code); // verified programs have no illegal slots
+        Assert.NotNull(error);
+        stats.Failed++;
+    }
+
+    private static byte[] RandomSlots(Random rng, int count, bool knownOpcodes)
+    {
+        var prog = new byte[count * 8];
+        rng.NextBytes(prog);
+        for (int k = 0; k < prog.Length; k += 8)
+        {
+            if (knownOpcodes) prog[k] = AssemblerTests.KnownOpcodes[rng.Next(AssemblerTests.KnownOpcodes.Length)];
+            if (knownOpcodes && rng.Next(4) != 0) prog[k + 1] = (byte)(rng.Next(11) | (rng.Next(11) << 4));
+            if (knownOpcodes && rng.Next(3) != 0) { prog[k + 2] = (byte)rng.Next(-4, 5); prog[k + 3] = (byte)(prog[k + 2] >= 0x80 ? 0xff : 0); }
+            if (knownOpcodes && rng.Next(3) == 0) { prog[k + 4] = (byte)rng.Next(0, 70); prog[k + 5] = prog[k + 6] = prog[k + 7] = 0; }
+        }
+        if (rng.Next(3) != 0) prog[^8] = Isa.Exit;
+        return prog;
+    }
+
+    [Fact]
+    public void HundredThousandMalformedProgramsNeverCrash()
+    {
+        var rng = new Random(20261125);
+        var stats = new Stats();
+        byte[] mem = new byte[64];
+        for (int n = 0; n < 30_000; n++)
+        {
+            // Pure random bytes, sometimes of a bad length.
+            int len = rng.Next(0, 24) * 8 + (rng.Next(10) == 0 ? rng.Next(1, 8) : 0);
+            var prog = new byte[len];
+            rng.NextBytes(prog);
+            Check(prog, mem, verify: true, stats);
+        }
+        for (int n = 0; n < 40_000; n++)
+        {
+            // Real opcodes with random fields: many pass the verifier and run.
+            rng.NextBytes(mem);
+            Check(RandomSlots(rng, rng.Next(1, 24), knownOpcodes: true), mem, verify: true, stats);
+        }
+        for (int n = 0; n < 10_000; n++)
+        {
+            // Truncated or corrupted lddw.
+            var prog = RandomSlots(rng, rng.Next(1, 6), knownOpcodes: true);
+            int at = rng.Next(prog.Length / 8);
+            prog[at * 8] = Isa.Lddw;
+            if (at + 1 < prog.Length / 8 && rng.Next(2) == 0) prog[(at + 1) * 8 + rng.Next(4)] = (byte)rng.Next(1, 256);
+            if (rng.Next(2) == 0) Array.Resize(ref prog, (at + 1) * 8);
+            Check(prog, mem, verify: true, stats);
+        }
+        var valid = Assembler.Assemble(@"
+            mov r0, 0
+            mov r2, 5
+        loop:
+            add r0, r2
+            lddw r3, 0x1122334455667788
+            jlt r0, 100, loop
+            stxdw [r10-8], r0
+            ldxdw r0, [r10-8]
+            call local f
+            exit
+        f:
+            ja +0
+            exit");
+        for (int n = 0; n < 10_000; n++)
+        {
+            // Random jump offsets in a valid program.
+            var prog = (byte[])valid.Clone();
+            for (int k = 0; k < prog.Length / 8; k++)
+            {
+                byte op = prog[k * 8];
+                if ((op & 7) == Isa.ClassJmp && op != Isa.Exit && rng.Next(2) == 0)
+                {
+                    if (op == Isa.Call) BitConverter.TryWriteBytes(prog.AsSpan(k * 8 + 4), rng.Next(-20, 20));
+                    else BitConverter.TryWriteBytes(prog.AsSpan(k * 8 + 2), (short)rng.Next(-20, 20));
+                }
+            }
+            Check(prog, mem, verify: true, stats);
+        }
+        for (int n = 0; n < 15_000; n++)
+        {
+            // No verifier at all: the interpreter alone must stay safe.
+            Check(RandomSlots(rng, rng.Next(1, 24), knownOpcodes: rng.Next(4) != 0), mem, verify: false, stats);
+        }
+        Assert.True(stats.Programs >= 100_000, $"only {stats.Programs} programs");
+        // The generators reach every outcome, so the test exercises both the verifier and the engine.
+        Assert.True(stats.Rejected > 10_000, $"rejected {stats.Rejected}");
+        Assert.True(stats.Ran > 1_000, $"ran {stats.Ran}");
+        Assert.True(stats.Failed > 1_000, $"failed {stats.Failed}");
+    }
+}

@@ -1,0 +1,158 @@
+namespace Rbpf.Tests;
+
+public class VerifierTests
+{
+    private static RbpfException Rejects(byte[] prog)
+    {
+        var e = Assert.Throws<RbpfException>(() => Verifier.Verify(prog));
+        Assert.Equal(RbpfErrorCode.InvalidProgram, e.Code);
+        // The VM refuses it with the same error.
+        var e2 = Assert.Throws<RbpfException>(() => EbpfVm.CreateNoData(prog));
+        Assert.Equal(e.Message, e2.Message);
+        return e;
+    }
+
+    private static byte[] Slots(params (byte op, int dst, int src, short off, int imm)[] insns) =>
+        Instruction.Encode(insns.Select(i => new Instruction(i.op, i.dst, i.src, i.off, i.imm)).ToList());
+
+    private static readonly (byte, int, int, short, int) ExitSlot = (Isa.Exit, 0, 0, 0, 0);
+
+    [Fact]
+    public void EmptyProgram() => Assert.Contains("empty", Rejects(Array.Empty<byte>()).Message);
+
+    [Fact]
+    public void LengthNotMultipleOf8() => Assert.Contains("multiple of 8", Rejects(new byte[12]).Message);
+
+    [Fact]
+    public void TooLong()
+    {
+        var prog = new byte[(Isa.MaxInstructions + 1) * 8];
+        prog[^8] = Isa.Exit;
+        Assert.Contains("limit", Rejects(prog).Message);
+    }
+
+    [Fact]
+    public void MaxLengthIsAccepted()
+    {
+        var prog = new byte[Isa.MaxInstructions * 8];
+        for (int i = 0; i < Isa.MaxInstructions; i++) prog[i * 8] = 0xb7; // mov r0, 0
+        prog[^8] = Isa.Exit;
+        Verifier.Verify(prog);
+    }
+
+    [Theory]
+    [InlineData("mov r0, 0")]
+    [InlineData("exit\nmov r0, 1")]
+    [InlineData("exit\njeq r0, 0, -2")]
+    public void LastInstructionMustEndExecution(string asm) =>
+        Assert.Contains("fall off the end", Rejects(Assembler.Assemble(asm)).Message);
+
+    [Fact]
+    public void ProgramEndingInLddwIsRejected() =>
+        Assert.Contains("lddw", Rejects(Assembler.Assemble("exit\nlddw r0, 1")).Message);
+
+    [Theory]
+    [InlineData(0xff)]
+    [InlineData(0x8c)] // neg with register source
+    [InlineData(0xdf)] // bswap with register source
+    [InlineData(0xe7)]
+    [InlineData(0xf4)]
+    [InlineData(0x9d)] // exit with register source
+    [InlineData(0x86)] // call in JMP32
+    [InlineData(0x96)] // exit in JMP32
+    [InlineData(0x98)] // ldxdw sign-extending does not exist
+    [InlineData(0x02 | 0x80)] // st with memsx mode
+    [InlineData(0xe0)]
+    public void UnknownOpcodes(int opcode)
+    {
+        var e = Rejects(Slots(((byte)opcode, 0, 0, 0, 0), ExitSlot));
+        Assert.Equal(0, e.InstructionIndex);
+        Assert.Contains("insn #0", e.Message);
+    }
+
+    [Theory]
+    [InlineData(11, 0)]
+    [InlineData(0, 11)]
+    [InlineData(15, 15)]
+    public void BadRegisters(int dst, int src) =>
+        Assert.Contains("register", Rejects(Slots((0xbf, dst, src, 0, 0), ExitSlot)).Message);
+
+    [Theory]
+    [InlineData("mov r10, 1")]
+    [InlineData("add32 r10, r1")]
+    [InlineData("ldxw r10, [r1]")]
+    [InlineData("lddw r10, 5")]
+    [InlineData("neg r10")]
+    [InlineData("be16 r10")]
+    public void WritesToR10(string asm) =>
+        Assert.Contains("r10 is read-only", Rejects(Assembler.Assemble(asm + "\nexit")).Message);
+
+    [Fact]
+    public void StoresThroughR10AndComparisonsOfR10AreFine() =>
+        Verifier.Verify(Assembler.Assemble("stw [r10-4], 1\njeq r10, 0, +0\nexit"));
+
+    [Fact]
+    public void IncompleteLddw() =>
+        Assert.Contains("incomplete lddw", Rejects(Slots((Isa.Lddw, 0, 0, 0, 1))).Message);
+
+    [Fact]
+    public void MalformedLddwSecondSlot() =>
+        Assert.Contains("malformed lddw", Rejects(Slots((Isa.Lddw, 0, 0, 0, 1), (0x07, 0, 0, 0, 1), ExitSlot)).Message);
+
+    [Fact]
+    public void LddwPseudoSourceIsUnsupported() =>
+        Assert.Contains("unsupported lddw source", Rejects(Slots((Isa.Lddw, 0, 1, 0, 1), (0, 0, 0, 0, 0), ExitSlot)).Message);
+
+    [Theory]
+    [InlineData("ja +5\nexit")]
+    [InlineData("ja -3\nexit")]
+    [InlineData("jeq r0, 1, +1\nexit")]
+    [InlineData("ja32 +9\nexit")]
+    [InlineData("call local +4\nexit")]
+    [InlineData("call local -3\nexit")]
+    public void JumpsAndCallsOutOfTheProgram(string asm) =>
+        Assert.Contains("outside the program", Rejects(Assembler.Assemble(asm)).Message);
+
+    [Theory]
+    [InlineData("ja +1\nlddw r0, 1\nexit")]
+    [InlineData("call local +1\nlddw r0, 1\nexit")]
+    [InlineData("jne r0, r1, +1\nlddw r0, 1\nexit")]
+    public void JumpsIntoTheMiddleOfLddw(string asm) =>
+        Assert.Contains("middle of lddw", Rejects(Assembler.Assemble(asm)).Message);
+
+    [Theory]
+    [InlineData(0xd4, 8)]
+    [InlineData(0xdc, 0)]
+    [InlineData(0xd7, 128)]
+    public void BadByteSwapWidths(int opcode, int width) =>
+        Assert.Contains("byte swap width", Rejects(Slots(((byte)opcode, 0, 0, 0, width), ExitSlot)).Message);
+
+    [Theory]
+    [InlineData(0x3f, 2)]  // div with offset 2
+    [InlineData(0xbf, 64)] // movsx of 64 bits
+    [InlineData(0xbc, 32)] // movsx32 from 32 bits
+    [InlineData(0xb7, 8)]  // movsx needs a register source
+    [InlineData(0x0f, 1)]  // add with an offset
+    public void BadOffsetVariants(int opcode, int offset) =>
+        Rejects(Slots(((byte)opcode, 0, 1, (short)offset, 0), ExitSlot));
+
+    [Fact]
+    public void UnknownAtomicOperation() =>
+        Assert.Contains("atomic", Rejects(Slots((0xdb, 1, 2, 0, 0x10), ExitSlot)).Message);
+
+    [Fact]
+    public void UnsupportedCallKind() =>
+        Assert.Contains("call kind", Rejects(Slots((Isa.Call, 0, 2, 0, 1), ExitSlot)).Message);
+
+    [Theory]
+    [InlineData("div r0, 0")]
+    [InlineData("mod32 r0, 0")]
+    [InlineData("sdiv r0, 0")]
+    [InlineData("smod32 r0, 0")]
+    public void DivisionByImmediateZeroIsDefinedByTheRfcAndAccepted(string asm) =>
+        Verifier.Verify(Assembler.Assemble(asm + "\nexit"));
+
+    [Fact]
+    public void LastInstructionMayBeAnUnconditionalJump() =>
+        Verifier.Verify(Assembler.Assemble("ja +1\nexit\nja -2"));
+}
