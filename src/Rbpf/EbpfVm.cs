@@ -264,6 +264,7 @@ public sealed class EbpfVm
     }
 
     /// <summary>Runs the program on raw memory (the C ABI's entry point).</summary>
+    [SkipLocalsInit]
     internal unsafe RbpfErrorCode Run<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
         ref TObserver observer, out ulong result, out RbpfException? error)
         where TObserver : struct, IExecutionObserver
@@ -288,7 +289,9 @@ public sealed class EbpfVm
             fixed (byte* h = heap)
                 return RunWithFixedBuffer(program, mem, memLength, mbuff, mbuffLength, h, fixedLength, ref observer, out result, out error);
         }
-        byte* inline = stackalloc byte[InlineMbuffLimit];
+        if (fixedLength == 0)
+            return RunWithFixedBuffer(program, mem, memLength, mbuff, mbuffLength, null, 0, ref observer, out result, out error);
+        byte* inline = stackalloc byte[fixedLength];
         return RunWithFixedBuffer(program, mem, memLength, mbuff, mbuffLength, inline, fixedLength, ref observer, out result, out error);
     }
 
