@@ -1,67 +1,192 @@
 #!/usr/bin/env bash
-# rbpf for native code: set up, build and test.
-#   ./build.sh          install what the build needs (apt, NuGet) and build everything
-#   ./build.sh test     run every test suite; ends with "tests: N passed, N failed"
+# rbpf for native code: set up, build, install and test.
+#   ./build.sh                      install what is missing (apt, NuGet) and build everything into out/
+#   ./build.sh test                 build, then run every test suite (xunit, C, Python);
+#                                   ends with "tests: N passed, N failed"
+#   ./build.sh install --prefix DIR install header, library, CMake and pkg-config files into DIR
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 CONFIG=${CONFIG:-Release}
+OUT="$ROOT/out"
+VERSION=0.1.0
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
-need_apt=()
-ensure_tool() { command -v "$1" >/dev/null 2>&1 || need_apt+=("$2"); }
+case "$(uname -s)" in
+    Darwin) LIBNAME=librbpf.dylib; RID_OS=osx ;;
+    *) LIBNAME=librbpf.so; RID_OS=linux ;;
+esac
+case "$(uname -m)" in
+    aarch64|arm64) RID="$RID_OS-arm64" ;;
+    *) RID="$RID_OS-x64" ;;
+esac
 
 setup() {
-    # clang links NativeAOT output; python3 runs the Python binding's tests.
-    ensure_tool clang clang
-    ensure_tool python3 python3
-    ensure_tool cmake cmake
-    if [ ${#need_apt[@]} -gt 0 ]; then
+    # clang and zlib link NativeAOT output; cmake and a C compiler build the C tests; python3 runs
+    # the Python binding's tests.
+    local need=()
+    command -v clang >/dev/null 2>&1 || need+=(clang)
+    command -v cmake >/dev/null 2>&1 || need+=(cmake)
+    command -v cc >/dev/null 2>&1 || need+=(gcc)
+    command -v python3 >/dev/null 2>&1 || need+=(python3)
+    command -v nm >/dev/null 2>&1 || need+=(binutils)
+    [ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
+    if [ ${#need[@]} -gt 0 ]; then
         local sudo=""
         [ "$(id -u)" -eq 0 ] || sudo="sudo"
-        echo "==> installing with apt: ${need_apt[*]}"
+        echo "==> installing with apt: ${need[*]}"
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
     fi
     if ! command -v dotnet >/dev/null 2>&1; then
-        echo "error: the .NET SDK 10 (dotnet) is required: https://dotnet.microsoft.com/download" >&2
+        echo "error: the .NET SDK 10 (dotnet) is required" >&2
         exit 1
     fi
 }
 
 build() {
     setup
-    echo "==> restoring and building ($CONFIG)"
-    dotnet build "$ROOT/Rbpf.slnx" -c "$CONFIG" -nologo -v quiet
+    echo "==> building the solution ($CONFIG)"
+    dotnet build "$ROOT/Rbpf.slnx" -c "$CONFIG" -nologo -v quiet -clp:ErrorsOnly
+    echo "==> publishing $LIBNAME with NativeAOT ($RID)"
+    dotnet publish "$ROOT/src/Rbpf.Native" -c "$CONFIG" -r "$RID" -nologo -v quiet -clp:ErrorsOnly -o "$OUT/native"
+    mkdir -p "$OUT/lib" "$OUT/include"
+    cp "$OUT/native/$LIBNAME" "$OUT/lib/"
+    cp "$ROOT/include/rbpf.h" "$OUT/include/"
+    echo "==> built: $OUT/lib/$LIBNAME, $OUT/include/rbpf.h"
 }
 
-run_tests() {
-    local passed=0 failed=0 skipped=0 log
+install_to() {
+    local prefix="$1"
+    [ -f "$OUT/lib/$LIBNAME" ] || build
+    mkdir -p "$prefix/lib/cmake/rbpf" "$prefix/lib/pkgconfig" "$prefix/include"
+    cp "$OUT/lib/$LIBNAME" "$prefix/lib/"
+    cp "$ROOT/include/rbpf.h" "$prefix/include/"
+    cp "$ROOT/bindings/c/cmake/rbpf-config.cmake" "$ROOT/bindings/c/cmake/rbpf-config-version.cmake" "$prefix/lib/cmake/rbpf/"
+    sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$VERSION|" "$ROOT/bindings/c/rbpf.pc.in" > "$prefix/lib/pkgconfig/rbpf.pc"
+    echo "==> installed into $prefix"
+}
+
+# Totals over every suite.
+PASSED=0
+FAILED=0
+SKIPPED=0
+
+run_xunit() {
+    local log summary
     log=$(mktemp)
     echo "==> xunit (tests/Rbpf.Tests)"
     if [ -z "${RBPF_CONFORMANCE_DIR:-}" ] && [ ! -d "$ROOT/../shared/conformance/tests" ]; then
         echo "notice: ../shared/conformance is absent: the conformance tests are reported as skipped"
     fi
-    if dotnet test "$ROOT/tests/Rbpf.Tests" -c "$CONFIG" -nologo 2>&1 | tee "$log" | grep -E "^\s*(Failed|Skipped) |Passed!|Failed!|error" ; then :; fi
-    local summary
+    dotnet test "$ROOT/tests/Rbpf.Tests" -c "$CONFIG" -nologo 2>&1 | tee "$log" | grep -E "^\s*Failed |Passed!|Failed!|error" || true
     summary=$(grep -E "(Passed|Failed)! +- +Failed: +[0-9]+, Passed: +[0-9]+" "$log" | tail -n 1 || true)
     if [ -n "$summary" ]; then
-        failed=$((failed + $(sed -E 's/.*Failed: +([0-9]+),.*/\1/' <<<"$summary")))
-        passed=$((passed + $(sed -E 's/.*Passed: +([0-9]+),.*/\1/' <<<"$summary")))
-        skipped=$((skipped + $(sed -E 's/.*Skipped: +([0-9]+),.*/\1/' <<<"$summary")))
+        FAILED=$((FAILED + $(sed -E 's/.*Failed: +([0-9]+),.*/\1/' <<<"$summary")))
+        PASSED=$((PASSED + $(sed -E 's/.*Passed: +([0-9]+),.*/\1/' <<<"$summary")))
+        SKIPPED=$((SKIPPED + $(sed -E 's/.*Skipped: +([0-9]+),.*/\1/' <<<"$summary")))
     else
         echo "xunit: no test summary (build failure?)" >&2
         tail -n 30 "$log" >&2
-        failed=$((failed + 1))
+        FAILED=$((FAILED + 1))
     fi
     rm -f "$log"
-    echo "tests: $passed passed, $failed failed, $skipped skipped"
-    [ "$failed" -eq 0 ]
+}
+
+run_c() {
+    echo "==> C (bindings/c against an installed librbpf)"
+    local prefix="$OUT/test-prefix" bdir="$OUT/c-build" log
+    rm -rf "$prefix" "$bdir"
+    install_to "$prefix" >/dev/null
+    log=$(mktemp)
+    if ! { cmake -S "$ROOT/bindings/c" -B "$bdir" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >"$log" 2>&1 &&
+           cmake --build "$bdir" -j 2 >>"$log" 2>&1; }; then
+        echo "C: build failed" >&2
+        tail -n 40 "$log" >&2
+        FAILED=$((FAILED + 1))
+        rm -f "$log"
+        return
+    fi
+    rm -f "$log"
+    # The unit tests count their own checks.
+    local out
+    out=$("$bdir/test_rbpf" 2>&1) || true
+    echo "$out" | grep -E "^FAIL|^c: " || true
+    if grep -qE "^c: [0-9]+ passed, [0-9]+ failed" <<<"$out"; then
+        PASSED=$((PASSED + $(grep -E "^c: " <<<"$out" | sed -E 's/c: ([0-9]+) passed.*/\1/')))
+        FAILED=$((FAILED + $(grep -E "^c: " <<<"$out" | sed -E 's/.*, ([0-9]+) failed.*/\1/')))
+    else
+        echo "C: test_rbpf crashed or printed no summary" >&2
+        echo "$out" | tail -n 20 >&2
+        FAILED=$((FAILED + 1))
+    fi
+    # Each example checks its own result and exits 0 on success.
+    for ex in add ldxh_jit mbuff_jit fixed_mbuff_filter; do
+        if "$bdir/$ex" >/dev/null 2>&1; then PASSED=$((PASSED + 1)); else echo "C example $ex failed" >&2; FAILED=$((FAILED + 1)); fi
+    done
+    # pkg-config file: a program built with its flags alone runs.
+    if PKG_CONFIG_PATH="$prefix/lib/pkgconfig" cc "$ROOT/bindings/c/examples/add.c" -o "$bdir/add_pkgconfig" \
+            $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs rbpf 2>/dev/null || echo "-I$prefix/include -L$prefix/lib -lrbpf") \
+            -Wl,-rpath,"$prefix/lib" 2>/dev/null && "$bdir/add_pkgconfig" >/dev/null; then
+        PASSED=$((PASSED + 1))
+    else
+        echo "C: building with the pkg-config flags failed" >&2
+        FAILED=$((FAILED + 1))
+    fi
+}
+
+run_python() {
+    echo "==> Python (bindings/python)"
+    local out summary ran failures errors skipped
+    out=$(cd "$ROOT/bindings/python" && RBPF_LIBRARY="$OUT/lib/$LIBNAME" RBPF_HEADER="$ROOT/include/rbpf.h" \
+          python3 -m unittest discover -s tests -t . 2>&1) || true
+    ran=$(grep -oE "^Ran [0-9]+ test" <<<"$out" | grep -oE "[0-9]+" || echo "")
+    if [ -z "$ran" ]; then
+        echo "Python: no test summary" >&2
+        echo "$out" | tail -n 30 >&2
+        FAILED=$((FAILED + 1))
+        return
+    fi
+    failures=$(grep -oE "failures=[0-9]+" <<<"$out" | grep -oE "[0-9]+" || echo 0)
+    errors=$(grep -oE "errors=[0-9]+" <<<"$out" | grep -oE "[0-9]+" || echo 0)
+    skipped=$(grep -oE "skipped=[0-9]+" <<<"$out" | grep -oE "[0-9]+" || echo 0)
+    if [ $((failures + errors)) -gt 0 ]; then echo "$out" | grep -E "^(FAIL|ERROR):|Error|assert" | head -n 30 >&2; fi
+    echo "python: $((ran - failures - errors - skipped)) passed, $((failures + errors)) failed, $skipped skipped"
+    PASSED=$((PASSED + ran - failures - errors - skipped))
+    FAILED=$((FAILED + failures + errors))
+    SKIPPED=$((SKIPPED + skipped))
+}
+
+run_tests() {
+    if ! build; then
+        echo "build failed"
+        echo "tests: 0 passed, 1 failed"
+        return 1
+    fi
+    run_xunit
+    run_c
+    run_python
+    echo "tests: $PASSED passed, $FAILED failed, $SKIPPED skipped"
+    [ "$FAILED" -eq 0 ]
 }
 
 case "${1:-build}" in
     build) build ;;
     test) run_tests ;;
     setup) setup ;;
-    *) echo "usage: $0 [build|test|setup]" >&2; exit 2 ;;
+    install)
+        shift
+        prefix=""
+        while [ $# -gt 0 ]; do
+            case "$1" in
+                --prefix) prefix="$2"; shift 2 ;;
+                --prefix=*) prefix="${1#--prefix=}"; shift ;;
+                *) echo "unknown option $1" >&2; exit 2 ;;
+            esac
+        done
+        [ -n "$prefix" ] || { echo "usage: $0 install --prefix DIR" >&2; exit 2; }
+        mkdir -p "$prefix"
+        install_to "$(cd "$prefix" && pwd)"
+        ;;
+    *) echo "usage: $0 [build|test|setup|install --prefix DIR]" >&2; exit 2 ;;
 esac

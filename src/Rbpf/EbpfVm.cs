@@ -84,7 +84,7 @@ public sealed class EbpfVm
     public VmKind Kind { get; }
 
     /// <summary>The loaded program's bytes, or null.</summary>
-    public ReadOnlyMemory<byte>? Program => _program?.Bytes;
+    public ReadOnlyMemory<byte>? Program => _program is null ? default(ReadOnlyMemory<byte>?) : new ReadOnlyMemory<byte>(_program.Bytes);
 
     /// <summary>Maximum number of instructions one execution may run; 0 (the default) means no limit.
     /// An execution that reaches it fails with <see cref="RbpfErrorCode.InstructionLimit"/>.</summary>
@@ -263,7 +263,16 @@ public sealed class EbpfVm
         }
     }
 
-    /// <summary>Runs the program on raw memory (the C ABI's entry point).</summary>
+    /// <summary>Runs the program on unmanaged memory (the C ABI's entry point). The memory must stay
+    /// valid for the duration of the call; a NULL pointer is allowed only with a length of 0.</summary>
+    public unsafe RbpfErrorCode TryExecute(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
+        out ulong result, out RbpfException? error)
+    {
+        var observer = default(NoObserver);
+        return Run(mem, memLength, mbuff, mbuffLength, ref observer, out result, out error);
+    }
+
+    /// <summary>Runs the program with an observer called before each instruction.</summary>
     [SkipLocalsInit]
     internal unsafe RbpfErrorCode Run<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
         ref TObserver observer, out ulong result, out RbpfException? error)

@@ -282,7 +282,10 @@ public class VmTests
     public void NoProgramIsAnError()
     {
         var vm = new EbpfVm(VmKind.Raw);
+        Assert.Null(vm.Program);
         Assert.Equal(RbpfErrorCode.NoProgram, TestUtil.Fails(vm).Code);
+        vm.SetProgram(Assembler.Assemble("exit"));
+        Assert.Equal(Assembler.Assemble("exit"), vm.Program!.Value.ToArray());
     }
 
     [Fact]

@@ -1,0 +1,409 @@
+/* Tests of librbpf through its C interface: every export, bad arguments and bad handles.
+ * Prints one line per failed check and ends with "c: N passed, N failed". */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <rbpf.h>
+
+static int passed, failed;
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (cond) passed++;                                                          \
+        else {                                                                       \
+            failed++;                                                                \
+            fprintf(stderr, "FAIL %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, \
+                    #cond, rbpf_last_error());                                       \
+        }                                                                            \
+    } while (0)
+
+#define CHECK_RC(expr, expected) CHECK((expr) == (expected))
+
+static rbpf_vm *assemble_vm(rbpf_vm_kind kind, const char *src)
+{
+    uint8_t *prog = NULL;
+    size_t len = 0;
+    rbpf_vm *vm = NULL;
+    if (rbpf_assemble(src, &prog, &len) != RBPF_OK) return NULL;
+    if (rbpf_vm_create(kind, prog, len, &vm) != RBPF_OK) vm = NULL;
+    rbpf_free(prog);
+    return vm;
+}
+
+static uint64_t add_all(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e)
+{
+    return a + b * 10 + c * 100 + d * 1000 + e * 10000;
+}
+
+static uint64_t identity(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e)
+{
+    (void)b; (void)c; (void)d; (void)e;
+    return a;
+}
+
+static int verifier_calls;
+static int reject_long(const uint8_t *prog, size_t len, void *user)
+{
+    verifier_calls++;
+    CHECK(prog != NULL);
+    return len > *(size_t *)user ? 1 : 0;
+}
+
+static void test_version_and_errors(void)
+{
+    CHECK(strcmp(rbpf_version(), RBPF_VERSION_STRING) == 0);
+    CHECK(strcmp(rbpf_error_name(RBPF_E_OUT_OF_BOUNDS), "RBPF_E_OUT_OF_BOUNDS") == 0);
+    CHECK(strcmp(rbpf_error_name(RBPF_OK), "RBPF_OK") == 0);
+    CHECK(strcmp(rbpf_error_name(RBPF_E_CALL_DEPTH_EXCEEDED), "RBPF_E_CALL_DEPTH_EXCEEDED") == 0);
+    CHECK(strcmp(rbpf_error_name(12345), "RBPF_E_UNKNOWN") == 0);
+    CHECK(rbpf_last_error() != NULL);
+}
+
+static void test_create_and_kinds(void)
+{
+    static const uint8_t ret3[] = {0xb7, 0, 0, 0, 3, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0};
+    rbpf_vm *vm = (rbpf_vm *)1;
+    uint64_t r = 0;
+    uint8_t mem[5] = {1, 2, 3, 4, 5};
+
+    CHECK_RC(rbpf_vm_create(RBPF_VM_NO_DATA, ret3, sizeof ret3, NULL), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_create((rbpf_vm_kind)7, ret3, sizeof ret3, &vm), RBPF_E_INVALID_ARGUMENT);
+    CHECK(vm == NULL);
+    CHECK_RC(rbpf_last_error_code(), RBPF_E_INVALID_ARGUMENT);
+    CHECK(strstr(rbpf_last_error(), "kind") != NULL);
+    CHECK_RC(rbpf_vm_create(RBPF_VM_FIXED_MBUFF, ret3, sizeof ret3, &vm), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_create(RBPF_VM_RAW, NULL, 16, &vm), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_create(RBPF_VM_RAW, ret3, 12, &vm), RBPF_E_INVALID_PROGRAM);
+    CHECK(strstr(rbpf_last_error(), "multiple of 8") != NULL);
+
+    for (int kind = RBPF_VM_MBUFF; kind <= RBPF_VM_NO_DATA; kind++) {
+        if (kind == RBPF_VM_FIXED_MBUFF) continue;
+        CHECK_RC(rbpf_vm_create((rbpf_vm_kind)kind, ret3, sizeof ret3, &vm), RBPF_OK);
+        CHECK(rbpf_vm_is_valid(vm) == 1);
+        CHECK_RC(rbpf_vm_execute(vm, mem, sizeof mem, NULL, 0, &r), RBPF_OK);
+        CHECK(r == 3);
+        rbpf_vm_destroy(vm);
+        CHECK(rbpf_vm_is_valid(vm) == 0);
+    }
+
+    /* A VM without a program. */
+    CHECK_RC(rbpf_vm_create(RBPF_VM_RAW, NULL, 0, &vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_NO_PROGRAM);
+    CHECK_RC(rbpf_vm_set_program(vm, ret3, sizeof ret3), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 3);
+    rbpf_vm_destroy(vm);
+}
+
+static void test_raw_and_bounds(void)
+{
+    rbpf_vm *vm = assemble_vm(RBPF_VM_RAW, "ldxw r0, [r1+2]\nexit");
+    uint8_t mem[6] = {0, 0, 0x11, 0x22, 0x33, 0x44};
+    uint64_t r = 0;
+    CHECK(vm != NULL);
+    CHECK_RC(rbpf_vm_execute(vm, mem, 6, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 0x44332211u);
+    /* mem_len smaller than what the program reads */
+    CHECK_RC(rbpf_vm_execute(vm, mem, 5, NULL, 0, &r), RBPF_E_OUT_OF_BOUNDS);
+    CHECK(strstr(rbpf_last_error(), "load of 4 bytes") != NULL);
+    CHECK(strstr(rbpf_last_error(), "insn #0") != NULL);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_OUT_OF_BOUNDS);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 4, NULL, 0, &r), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_execute(vm, mem, 6, NULL, 3, &r), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_execute(vm, mem, 6, NULL, 0, NULL), RBPF_E_INVALID_ARGUMENT);
+    rbpf_vm_destroy(vm);
+
+    vm = assemble_vm(RBPF_VM_RAW, "mov r0, r2\nexit");
+    CHECK_RC(rbpf_vm_execute(vm, mem, 6, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 6);
+    rbpf_vm_destroy(vm);
+
+    vm = assemble_vm(RBPF_VM_RAW, "stw [r1+4], 7\nexit");
+    CHECK_RC(rbpf_vm_execute(vm, mem, 6, NULL, 0, &r), RBPF_E_OUT_OF_BOUNDS);
+    CHECK(strstr(rbpf_last_error(), "store") != NULL);
+    CHECK(mem[4] == 0x33); /* nothing written */
+    rbpf_vm_destroy(vm);
+}
+
+static void test_mbuff_kinds(void)
+{
+    uint8_t mem[] = {0xaa, 0xbb, 0x11, 0x22, 0xcc, 0xdd};
+    uint8_t mbuff[32] = {0};
+    uint64_t data = (uint64_t)(uintptr_t)mem, end = data + sizeof mem, r = 0;
+    rbpf_vm *vm = assemble_vm(RBPF_VM_MBUFF, "ldxdw r1, [r1+8]\nldxh r0, [r1+2]\nexit");
+    memcpy(mbuff + 8, &data, 8);
+    memcpy(mbuff + 24, &end, 8);
+    CHECK_RC(rbpf_vm_execute(vm, mem, sizeof mem, mbuff, sizeof mbuff, &r), RBPF_OK);
+    CHECK(r == 0x2211);
+    rbpf_vm_destroy(vm);
+
+    uint8_t *prog = NULL;
+    size_t len = 0;
+    CHECK_RC(rbpf_assemble("ldxdw r2, [r1+0x10]\nldxdw r3, [r1+0x18]\nmov r0, r3\nsub r0, r2\nexit", &prog, &len), RBPF_OK);
+    CHECK_RC(rbpf_vm_create_fixed_mbuff(prog, len, 0x10, 0x18, &vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, mem, sizeof mem, NULL, 0, &r), RBPF_OK);
+    CHECK(r == sizeof mem);
+    CHECK_RC(rbpf_vm_set_program_fixed_mbuff(vm, prog, len, 0x18, 0x10), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, mem, sizeof mem, NULL, 0, &r), RBPF_OK);
+    CHECK(r == (uint64_t)-(int64_t)sizeof mem);
+    CHECK_RC(rbpf_vm_set_program_fixed_mbuff(vm, prog, len, 0x10, 0x14), RBPF_E_INVALID_ARGUMENT);
+    rbpf_vm_destroy(vm);
+    rbpf_vm *raw = NULL;
+    CHECK_RC(rbpf_vm_create(RBPF_VM_RAW, prog, len, &raw), RBPF_OK);
+    CHECK_RC(rbpf_vm_set_program_fixed_mbuff(raw, prog, len, 0x10, 0x18), RBPF_E_INVALID_ARGUMENT);
+    rbpf_vm_destroy(raw);
+    CHECK_RC(rbpf_vm_create_fixed_mbuff(prog, len, 8, 12, &vm), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_create_fixed_mbuff(prog, len, (size_t)1 << 40, 0, &vm), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_create_fixed_mbuff(NULL, 0, 0, 8, &vm), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_create_fixed_mbuff(prog, len, 0, 8, NULL), RBPF_E_INVALID_ARGUMENT);
+    rbpf_free(prog);
+}
+
+static void test_program_access(void)
+{
+    static const uint8_t ret3[] = {0xb7, 0, 0, 0, 3, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0};
+    rbpf_vm *vm = NULL;
+    uint8_t *out = NULL;
+    size_t len = 0;
+    CHECK_RC(rbpf_vm_create(RBPF_VM_NO_DATA, NULL, 0, &vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_get_program(vm, &out, &len), RBPF_E_NO_PROGRAM);
+    CHECK_RC(rbpf_vm_set_program(vm, ret3, sizeof ret3), RBPF_OK);
+    CHECK_RC(rbpf_vm_get_program(vm, &out, &len), RBPF_OK);
+    CHECK(len == sizeof ret3 && memcmp(out, ret3, len) == 0);
+    rbpf_free(out);
+    CHECK_RC(rbpf_vm_get_program(vm, NULL, &len), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_set_program(vm, NULL, 0), RBPF_E_INVALID_ARGUMENT);
+    /* A rejected program leaves the old one in place. */
+    CHECK_RC(rbpf_vm_set_program(vm, ret3, 8), RBPF_E_INVALID_PROGRAM);
+    uint64_t r = 0;
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 3);
+    rbpf_vm_destroy(vm);
+    CHECK_RC(rbpf_verify(ret3, sizeof ret3), RBPF_OK);
+    CHECK_RC(rbpf_verify(ret3, 8), RBPF_E_INVALID_PROGRAM);
+    CHECK(strstr(rbpf_last_error(), "fall off the end") != NULL);
+    CHECK_RC(rbpf_verify(NULL, 0), RBPF_E_INVALID_ARGUMENT);
+}
+
+static void test_helpers(void)
+{
+    uint64_t r = 0;
+    rbpf_vm *vm = assemble_vm(RBPF_VM_NO_DATA, "mov r1, 1\nmov r2, 2\nmov r3, 3\nmov r4, 4\nmov r5, 5\ncall 42\nexit");
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_UNKNOWN_HELPER);
+    CHECK(strstr(rbpf_last_error(), "42") != NULL);
+    CHECK_RC(rbpf_vm_register_helper(vm, 42, NULL), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_register_helper(vm, 42, add_all), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 54321);
+    rbpf_vm_destroy(vm);
+
+    vm = assemble_vm(RBPF_VM_NO_DATA, "mov r1, 1000001\ncall 0x70000003\nexit");
+    CHECK_RC(rbpf_vm_register_standard_helpers(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 1000);
+    rbpf_vm_destroy(vm);
+
+    vm = assemble_vm(RBPF_VM_NO_DATA, "mov r1, 0\ncall 5\nmov r0, 2\nexit");
+    CHECK_RC(rbpf_vm_register_helper(vm, 5, identity), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 2);
+    CHECK_RC(rbpf_vm_set_unwind_helper(vm, 5, 1), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 0);
+    CHECK_RC(rbpf_vm_set_unwind_helper(vm, 5, 0), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 2);
+    rbpf_vm_destroy(vm);
+}
+
+static void test_verifier_hooks(void)
+{
+    static const uint8_t bad[] = {0xff, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0};
+    static const uint8_t three[] = {0xb7, 0, 0, 0, 3, 0, 0, 0, 0xb7, 0, 0, 0, 4, 0, 0, 0,
+                                    0x95, 0, 0, 0, 0, 0, 0, 0};
+    size_t max_len = 16;
+    uint64_t r = 0;
+    rbpf_vm *vm = NULL;
+    CHECK_RC(rbpf_vm_create(RBPF_VM_NO_DATA, three, sizeof three, &vm), RBPF_OK);
+    verifier_calls = 0;
+    /* The loaded program is re-checked at once; rejected, the old verifier stays. */
+    CHECK_RC(rbpf_vm_set_verifier(vm, reject_long, &max_len), RBPF_E_INVALID_PROGRAM);
+    CHECK(verifier_calls == 1);
+    CHECK(strstr(rbpf_last_error(), "custom verifier") != NULL);
+    max_len = 64;
+    CHECK_RC(rbpf_vm_set_verifier(vm, reject_long, &max_len), RBPF_OK);
+    CHECK(verifier_calls == 2);
+    max_len = 16;
+    CHECK_RC(rbpf_vm_set_program(vm, three, sizeof three), RBPF_E_INVALID_PROGRAM);
+    CHECK(verifier_calls == 3);
+    /* The custom verifier accepts what the default one rejects; the engine still refuses it at run time. */
+    CHECK_RC(rbpf_vm_set_program(vm, bad, sizeof bad), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_ILLEGAL_INSTRUCTION);
+    CHECK(strstr(rbpf_last_error(), "unknown opcode 0xff") != NULL);
+    CHECK_RC(rbpf_vm_set_verifier(vm, NULL, NULL), RBPF_E_INVALID_PROGRAM); /* default rejects 0xff */
+    CHECK_RC(rbpf_vm_set_program(vm, three, sizeof three), RBPF_E_INVALID_PROGRAM); /* custom still active */
+    rbpf_vm_destroy(vm);
+
+    CHECK_RC(rbpf_vm_create(RBPF_VM_NO_DATA, NULL, 0, &vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_set_program(vm, bad, sizeof bad), RBPF_E_INVALID_PROGRAM);
+    CHECK_RC(rbpf_vm_disable_verifier(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_set_program(vm, bad, sizeof bad), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_ILLEGAL_INSTRUCTION);
+    CHECK_RC(rbpf_vm_set_verifier(vm, NULL, NULL), RBPF_E_INVALID_PROGRAM);
+    rbpf_vm_destroy(vm);
+}
+
+static void test_limits_and_regions(void)
+{
+    uint64_t r = 0;
+    rbpf_vm *vm = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 0\nloop:\nadd r0, 1\nja loop");
+    CHECK_RC(rbpf_vm_set_instruction_limit(vm, 1000), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_INSTRUCTION_LIMIT);
+    rbpf_vm_destroy(vm);
+
+    vm = assemble_vm(RBPF_VM_NO_DATA, "f:\ncall local f\nexit");
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_CALL_DEPTH_EXCEEDED);
+    rbpf_vm_destroy(vm);
+
+    static uint8_t table[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    char src[200];
+    snprintf(src, sizeof src, "lddw r1, 0x%" PRIx64 "\nldxb r0, [r1+9]\nstb [r1], 99\nexit", (uint64_t)(uintptr_t)table);
+    vm = assemble_vm(RBPF_VM_NO_DATA, src);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_OUT_OF_BOUNDS);
+    CHECK(rbpf_vm_add_memory_region(vm, table, sizeof table, 0) == 0);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_OUT_OF_BOUNDS); /* read-only */
+    CHECK(strstr(rbpf_last_error(), "read-only") != NULL);
+    CHECK(table[0] == 0);
+    CHECK_RC(rbpf_vm_clear_memory_regions(vm), RBPF_OK);
+    CHECK(rbpf_vm_add_memory_region(vm, table, sizeof table, 1) == 0);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 9 && table[0] == 99);
+    CHECK_RC(rbpf_vm_add_memory_region(vm, NULL, 4, 1), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_add_memory_region(vm, table, 0, 1), RBPF_E_INVALID_ARGUMENT);
+    rbpf_vm_destroy(vm);
+}
+
+static void test_jit_not_yet(void)
+{
+    uint64_t r = 0;
+    rbpf_vm *vm = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 1\nexit");
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_E_UNSUPPORTED);
+    CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r), RBPF_E_UNSUPPORTED);
+    rbpf_vm_destroy(vm);
+}
+
+static void test_bad_handles(void)
+{
+    uint64_t r = 0;
+    int some_int = 0;
+    rbpf_vm *vm = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 1\nexit");
+    rbpf_vm *forged[] = {NULL, (rbpf_vm *)0x12345678, (rbpf_vm *)&some_int, (rbpf_vm *)(uintptr_t)-1, vm};
+    rbpf_vm_destroy(vm); /* vm is now stale too */
+    rbpf_vm_destroy(vm); /* double destroy: ignored, recorded */
+    CHECK_RC(rbpf_last_error_code(), RBPF_E_INVALID_HANDLE);
+    for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++) {
+        rbpf_vm *h = forged[i];
+        CHECK(rbpf_vm_is_valid(h) == 0);
+        CHECK_RC(rbpf_vm_execute(h, NULL, 0, NULL, 0, &r), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_set_program(h, (const uint8_t *)"\x95\0\0\0\0\0\0\0", 8), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_register_helper(h, 1, identity), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_register_standard_helpers(h), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_set_verifier(h, NULL, NULL), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_disable_verifier(h), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_set_instruction_limit(h, 5), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_add_memory_region(h, &some_int, 4, 0), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_clear_memory_regions(h), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_set_unwind_helper(h, 5, 1), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_jit_compile(h), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_execute_jit(h, NULL, 0, NULL, 0, &r), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_set_program_fixed_mbuff(h, (const uint8_t *)"\x95\0\0\0\0\0\0\0", 8, 0, 8), RBPF_E_INVALID_HANDLE);
+        uint8_t *p = NULL;
+        size_t n = 0;
+        CHECK_RC(rbpf_vm_get_program(h, &p, &n), RBPF_E_INVALID_HANDLE);
+        rbpf_vm_destroy(h);
+        CHECK_RC(rbpf_last_error_code(), RBPF_E_INVALID_HANDLE);
+    }
+    /* A new VM may reuse the slot, but the stale handle stays invalid. */
+    rbpf_vm *fresh = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 2\nexit");
+    CHECK(fresh != vm);
+    CHECK(rbpf_vm_is_valid(vm) == 0);
+    CHECK_RC(rbpf_vm_execute(fresh, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 2);
+    rbpf_vm_destroy(fresh);
+}
+
+static void test_assembler(void)
+{
+    uint8_t *prog = NULL;
+    size_t len = 0;
+    char *text = NULL;
+    CHECK_RC(rbpf_assemble("add64 r1, 0x605\nmov64 r2, 0x32\nmov64 r1, r0\nbe16 r0\nneg64 r2\nexit", &prog, &len), RBPF_OK);
+    CHECK(len == 48);
+    CHECK(prog[0] == 0x07 && prog[4] == 0x05 && prog[5] == 0x06 && prog[24] == 0xdc && prog[40] == 0x95);
+    CHECK_RC(rbpf_disassemble(prog, len, &text), RBPF_OK);
+    CHECK(strcmp(text, "add64 r1, 0x605\nmov64 r2, 0x32\nmov64 r1, r0\nbe16 r0\nneg64 r2\nexit\n") == 0);
+    uint8_t *again = NULL;
+    size_t len2 = 0;
+    CHECK_RC(rbpf_assemble(text, &again, &len2), RBPF_OK);
+    CHECK(len2 == len && memcmp(prog, again, len) == 0);
+    rbpf_free(again);
+    rbpf_free(text);
+    CHECK_RC(rbpf_disassemble(prog, 7, &text), RBPF_E_INVALID_PROGRAM);
+    CHECK_RC(rbpf_disassemble(NULL, 8, &text), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_disassemble(prog, len, NULL), RBPF_E_INVALID_ARGUMENT);
+    rbpf_free(prog);
+    CHECK_RC(rbpf_assemble("mov r0, 1\n  frob r1", &prog, &len), RBPF_E_ASSEMBLY_ERROR);
+    CHECK(strstr(rbpf_last_error(), "line 2, column 3") != NULL);
+    CHECK(prog == NULL && len == 0);
+    CHECK_RC(rbpf_assemble(NULL, &prog, &len), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_assemble("exit", NULL, &len), RBPF_E_INVALID_ARGUMENT);
+    rbpf_free(NULL);
+}
+
+static rbpf_vm *shared_vm;
+static int thread_errors;
+
+static void *worker(void *arg)
+{
+    uint64_t n = (uint64_t)(uintptr_t)arg, r = 0;
+    uint8_t mem[8];
+    memcpy(mem, &n, 8);
+    for (int i = 0; i < 2000; i++) {
+        if (rbpf_vm_execute(shared_vm, mem, 8, NULL, 0, &r) != RBPF_OK || r != n * 100)
+            __atomic_add_fetch(&thread_errors, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    pthread_t threads[4];
+    shared_vm = assemble_vm(RBPF_VM_RAW,
+                            "ldxdw r2, [r1]\nstxdw [r10-8], r2\nmov r0, 0\nmov r3, 0\n"
+                            "loop:\nldxdw r4, [r10-8]\nadd r0, r4\nadd r3, 1\njlt r3, 100, loop\nexit");
+    CHECK(shared_vm != NULL);
+    for (uintptr_t t = 0; t < 4; t++) pthread_create(&threads[t], NULL, worker, (void *)(t + 1));
+    for (int t = 0; t < 4; t++) pthread_join(threads[t], NULL);
+    CHECK(thread_errors == 0);
+    rbpf_vm_destroy(shared_vm);
+}
+
+int main(void)
+{
+    test_version_and_errors();
+    test_create_and_kinds();
+    test_raw_and_bounds();
+    test_mbuff_kinds();
+    test_program_access();
+    test_helpers();
+    test_verifier_hooks();
+    test_limits_and_regions();
+    test_jit_not_yet();
+    test_bad_handles();
+    test_assembler();
+    test_threads();
+    printf("c: %d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}

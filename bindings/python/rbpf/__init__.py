@@ -1,0 +1,448 @@
+"""Python bindings for librbpf, a userspace eBPF virtual machine.
+
+Pure ctypes, no third-party dependency. The library is found through ``RBPF_LIBRARY``, next to this
+package, or on the system's library path.
+
+>>> import rbpf
+>>> with rbpf.NoDataVm(rbpf.assemble("mov r0, 3\\nexit")) as vm:
+...     vm.execute()
+3
+"""
+
+import ctypes
+import ctypes.util
+import os
+import sys
+import threading
+
+__all__ = [
+    "Vm", "MbuffVm", "FixedMbuffVm", "RawVm", "NoDataVm",
+    "assemble", "disassemble", "verify", "version", "library_path",
+    "RbpfError", "InvalidArgumentError", "InvalidHandleError", "InvalidProgramError",
+    "OutOfBoundsError", "UnknownHelperError", "InstructionLimitError", "CallDepthExceededError",
+    "AssemblyError", "NoProgramError", "UnsupportedError", "HelperFailedError",
+    "IllegalInstructionError", "ElfError", "OutOfMemoryError", "InternalError",
+    "MBUFF", "FIXED_MBUFF", "RAW", "NO_DATA",
+    "HELPER_KTIME_GETNS", "HELPER_TRACE_PRINTK", "HELPER_GATHER_BYTES", "HELPER_MEMFROB",
+    "HELPER_SQRTI", "HELPER_STRCMP", "HELPER_RAND",
+]
+
+__version__ = "0.1.0"
+
+# VM kinds (rbpf_vm_kind).
+MBUFF, FIXED_MBUFF, RAW, NO_DATA = 0, 1, 2, 3
+
+# Standard helper ids (RBPF_HELPER_*).
+HELPER_KTIME_GETNS = 5
+HELPER_TRACE_PRINTK = 6
+HELPER_GATHER_BYTES = 0x70000001
+HELPER_MEMFROB = 0x70000002
+HELPER_SQRTI = 0x70000003
+HELPER_STRCMP = 0x70000004
+HELPER_RAND = 0x70000005
+
+_MASK64 = (1 << 64) - 1
+
+
+class RbpfError(Exception):
+    """A failure reported by librbpf: ``code`` is the negative RBPF_E_* value, ``message`` the text."""
+
+    code = None
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self):
+        return "%s (%s)" % (self.message, _error_name(self.code))
+
+
+class InvalidArgumentError(RbpfError): pass  # noqa: E701
+class InvalidHandleError(RbpfError): pass  # noqa: E701
+class InvalidProgramError(RbpfError): pass  # noqa: E701
+class OutOfBoundsError(RbpfError): pass  # noqa: E701
+class UnknownHelperError(RbpfError): pass  # noqa: E701
+class InstructionLimitError(RbpfError): pass  # noqa: E701
+class CallDepthExceededError(RbpfError): pass  # noqa: E701
+class AssemblyError(RbpfError): pass  # noqa: E701
+class NoProgramError(RbpfError): pass  # noqa: E701
+class UnsupportedError(RbpfError): pass  # noqa: E701
+class HelperFailedError(RbpfError): pass  # noqa: E701
+class IllegalInstructionError(RbpfError): pass  # noqa: E701
+class ElfError(RbpfError): pass  # noqa: E701
+class OutOfMemoryError(RbpfError): pass  # noqa: E701
+class InternalError(RbpfError): pass  # noqa: E701
+
+
+_ERRORS = {
+    -1: InvalidArgumentError, -2: InvalidHandleError, -3: InvalidProgramError, -4: OutOfBoundsError,
+    -5: UnknownHelperError, -6: InstructionLimitError, -7: CallDepthExceededError, -8: AssemblyError,
+    -9: NoProgramError, -10: UnsupportedError, -11: HelperFailedError, -12: IllegalInstructionError,
+    -13: ElfError, -14: OutOfMemoryError, -99: InternalError,
+}
+
+_HELPER_FN = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
+                              ctypes.c_uint64, ctypes.c_uint64)
+_VERIFIER_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_uint8), ctypes.c_size_t, ctypes.c_void_p)
+
+_u8p = ctypes.POINTER(ctypes.c_uint8)
+
+
+def _candidates():
+    env = os.environ.get("RBPF_LIBRARY")
+    if env:
+        yield env
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    names = {"win32": ["rbpf.dll"], "darwin": ["librbpf.dylib"]}.get(sys.platform, ["librbpf.so"])
+    for n in names:
+        yield os.path.join(here, n)
+    found = ctypes.util.find_library("rbpf")
+    if found:
+        yield found
+    for n in names:
+        yield n
+
+
+def _load():
+    errors = []
+    for path in _candidates():
+        if os.path.sep in path and not os.path.exists(path):
+            errors.append("%s: not found" % path)
+            continue
+        try:
+            return ctypes.CDLL(path), path
+        except OSError as e:
+            errors.append("%s: %s" % (path, e))
+    raise ImportError("librbpf not found; set RBPF_LIBRARY to its path (tried: %s)" % "; ".join(errors))
+
+
+_lib, library_path = _load()
+
+
+def _declare(name, restype, *argtypes):
+    f = getattr(_lib, name)
+    f.restype = restype
+    f.argtypes = list(argtypes)
+    return f
+
+
+_vm_create = _declare("rbpf_vm_create", ctypes.c_int, ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p))
+_vm_create_fixed = _declare("rbpf_vm_create_fixed_mbuff", ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.c_size_t,
+                            ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p))
+_vm_set_program = _declare("rbpf_vm_set_program", ctypes.c_int, ctypes.c_void_p, _u8p, ctypes.c_size_t)
+_vm_set_program_fixed = _declare("rbpf_vm_set_program_fixed_mbuff", ctypes.c_int, ctypes.c_void_p, _u8p,
+                                 ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t)
+_vm_get_program = _declare("rbpf_vm_get_program", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_u8p),
+                           ctypes.POINTER(ctypes.c_size_t))
+_vm_register_helper = _declare("rbpf_vm_register_helper", ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32, _HELPER_FN)
+_vm_register_standard = _declare("rbpf_vm_register_standard_helpers", ctypes.c_int, ctypes.c_void_p)
+_vm_set_unwind = _declare("rbpf_vm_set_unwind_helper", ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int)
+_vm_set_verifier = _declare("rbpf_vm_set_verifier", ctypes.c_int, ctypes.c_void_p, _VERIFIER_FN, ctypes.c_void_p)
+_vm_disable_verifier = _declare("rbpf_vm_disable_verifier", ctypes.c_int, ctypes.c_void_p)
+_vm_set_limit = _declare("rbpf_vm_set_instruction_limit", ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64)
+_vm_add_region = _declare("rbpf_vm_add_memory_region", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                          ctypes.c_size_t, ctypes.c_int)
+_vm_clear_regions = _declare("rbpf_vm_clear_memory_regions", ctypes.c_int, ctypes.c_void_p)
+_vm_execute = _declare("rbpf_vm_execute", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                       ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint64))
+_vm_jit_compile = _declare("rbpf_vm_jit_compile", ctypes.c_int, ctypes.c_void_p)
+_vm_execute_jit = _declare("rbpf_vm_execute_jit", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                           ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint64))
+_vm_destroy = _declare("rbpf_vm_destroy", None, ctypes.c_void_p)
+_vm_is_valid = _declare("rbpf_vm_is_valid", ctypes.c_int, ctypes.c_void_p)
+_verify = _declare("rbpf_verify", ctypes.c_int, _u8p, ctypes.c_size_t)
+_assemble = _declare("rbpf_assemble", ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_u8p), ctypes.POINTER(ctypes.c_size_t))
+_disassemble = _declare("rbpf_disassemble", ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p))
+_free = _declare("rbpf_free", None, ctypes.c_void_p)
+_last_error = _declare("rbpf_last_error", ctypes.c_char_p)
+_last_error_code = _declare("rbpf_last_error_code", ctypes.c_int)
+_error_name_fn = _declare("rbpf_error_name", ctypes.c_char_p, ctypes.c_int)
+_version = _declare("rbpf_version", ctypes.c_char_p)
+
+
+def _error_name(code):
+    return _error_name_fn(code).decode()
+
+
+def _check(rc):
+    if rc < 0:
+        message = _last_error().decode("utf-8", "replace")
+        raise _ERRORS.get(rc, RbpfError)(rc, message)
+    return rc
+
+
+def _program_buffer(program):
+    """A ctypes byte array holding a copy of ``program`` (bytes-like), and its length."""
+    data = bytes(program)
+    return (ctypes.c_uint8 * max(len(data), 1)).from_buffer_copy(data.ljust(1, b"\0")), len(data)
+
+
+def _memory(obj):
+    """(pointer, length, keepalive) for input memory. Writable buffers (bytearray, writable
+    memoryview, ctypes arrays) are passed in place so the program's stores are visible; read-only
+    ones (bytes) are copied."""
+    if obj is None:
+        return None, 0, None
+    view = memoryview(obj)
+    if not view.contiguous:
+        raise InvalidArgumentError(-1, "memory must be a contiguous buffer")
+    view = view.cast("B")
+    n = view.nbytes
+    if n == 0:
+        return None, 0, None
+    if view.readonly:
+        copy = (ctypes.c_uint8 * n).from_buffer_copy(view)
+        return ctypes.cast(copy, ctypes.c_void_p), n, copy
+    arr = (ctypes.c_uint8 * n).from_buffer(view)
+    return ctypes.cast(arr, ctypes.c_void_p), n, (arr, view)
+
+
+def version():
+    """Version string of the loaded library."""
+    return _version().decode()
+
+
+def assemble(source):
+    """Assembles eBPF assembly text (rbpf or bpf_conformance syntax) into bytecode."""
+    if not isinstance(source, str):
+        raise TypeError("source must be a str")
+    out = _u8p()
+    n = ctypes.c_size_t()
+    _check(_assemble(source.encode("utf-8"), ctypes.byref(out), ctypes.byref(n)))
+    try:
+        return ctypes.string_at(out, n.value)
+    finally:
+        _free(out)
+
+
+def disassemble(program):
+    """Disassembles bytecode into text that assemble() turns back into the same bytes."""
+    buf, n = _program_buffer(program)
+    out = ctypes.c_void_p()
+    _check(_disassemble(buf, n, ctypes.byref(out)))
+    try:
+        return ctypes.string_at(out).decode("utf-8")
+    finally:
+        _free(out)
+
+
+def verify(program):
+    """Runs the default verifier; raises InvalidProgramError when it rejects the program."""
+    buf, n = _program_buffer(program)
+    _check(_verify(buf, n))
+
+
+class Vm:
+    """An eBPF VM. Use one of the kinds (MbuffVm, FixedMbuffVm, RawVm, NoDataVm), preferably as a
+    context manager; ``close()`` releases it and later calls raise InvalidHandleError."""
+
+    kind = None
+
+    def __init__(self, kind, program=None):
+        self._handle = None
+        self._helpers = {}
+        self._verifier = None
+        self._regions = []
+        self._helper_error = threading.local()
+        handle = ctypes.c_void_p()
+        if program is None:
+            _check(_vm_create(kind, None, 0, ctypes.byref(handle)))
+        else:
+            buf, n = _program_buffer(program)
+            _check(_vm_create(kind, buf, n, ctypes.byref(handle)))
+        self._handle = handle
+
+    # -- lifetime --
+    def close(self):
+        """Destroys the VM. Safe to call twice."""
+        if self._handle is not None and self._handle.value:
+            _vm_destroy(self._handle)
+        self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def _h(self):
+        if self._handle is None:
+            raise InvalidHandleError(-2, "the VM is closed")
+        return self._handle
+
+    @property
+    def closed(self):
+        return self._handle is None or not _vm_is_valid(self._handle)
+
+    # -- program --
+    def set_program(self, program):
+        buf, n = _program_buffer(program)
+        _check(_vm_set_program(self._h, buf, n))
+
+    @property
+    def program(self):
+        """The loaded program's bytes."""
+        out = _u8p()
+        n = ctypes.c_size_t()
+        _check(_vm_get_program(self._h, ctypes.byref(out), ctypes.byref(n)))
+        try:
+            return ctypes.string_at(out, n.value)
+        finally:
+            _free(out)
+
+    def set_verifier(self, verifier):
+        """Replaces the verifier with a callable taking the program bytes and returning True to accept
+        (or raising to reject); None restores the default. The loaded program is checked again."""
+        if verifier is None:
+            _check(_vm_set_verifier(self._h, _VERIFIER_FN(), None))
+            self._verifier = None
+            return
+
+        def trampoline(ptr, length, _user):
+            try:
+                return 0 if verifier(ctypes.string_at(ptr, length)) else 1
+            except Exception:
+                return 1
+
+        fn = _VERIFIER_FN(trampoline)
+        _check(_vm_set_verifier(self._h, fn, None))
+        self._verifier = fn
+
+    def disable_verifier(self):
+        _check(_vm_disable_verifier(self._h))
+
+    # -- helpers --
+    def register_helper(self, key, function):
+        """Registers a Python callable ``f(r1, r2, r3, r4, r5) -> int`` as helper ``key``. If it
+        raises, the program gets 0 from the call, and execute() then raises HelperFailedError."""
+        if not callable(function):
+            raise TypeError("helper must be callable")
+        state = self._helper_error
+
+        def trampoline(a, b, c, d, e):
+            try:
+                return int(function(a, b, c, d, e)) & _MASK64
+            except BaseException as exc:  # never let an exception cross into C
+                if getattr(state, "error", None) is None:
+                    state.error = exc
+                return 0
+
+        fn = _HELPER_FN(trampoline)
+        _check(_vm_register_helper(self._h, key, fn))
+        self._helpers[key] = fn
+
+    def register_standard_helpers(self):
+        _check(_vm_register_standard(self._h))
+
+    def set_unwind_helper(self, key):
+        """Makes helper ``key`` end the program with r0 = 0 when it returns 0; None clears it."""
+        _check(_vm_set_unwind(self._h, 0 if key is None else key, 0 if key is None else 1))
+
+    # -- limits and memory --
+    @property
+    def instruction_limit(self):
+        return getattr(self, "_limit", 0)
+
+    @instruction_limit.setter
+    def instruction_limit(self, value):
+        _check(_vm_set_limit(self._h, int(value)))
+        self._limit = int(value)
+
+    def add_memory_region(self, buffer, writable=False):
+        """Lets the program touch ``buffer`` (a writable buffer such as bytearray, kept alive by the
+        VM until clear_memory_regions). Returns (index, address)."""
+        ptr, n, keep = _memory(buffer)
+        if ptr is None:
+            raise InvalidArgumentError(-1, "region is empty")
+        if writable and memoryview(buffer).readonly:
+            raise InvalidArgumentError(-1, "a writable region needs a writable buffer")
+        index = _check(_vm_add_region(self._h, ptr, n, 1 if writable else 0))
+        self._regions.append(keep)
+        return index, ptr.value
+
+    def clear_memory_regions(self):
+        _check(_vm_clear_regions(self._h))
+        self._regions = []
+
+    # -- running --
+    def _run(self, fn, mem, mbuff):
+        mp, mn, keep1 = _memory(mem)
+        bp, bn, keep2 = _memory(mbuff)
+        result = ctypes.c_uint64()
+        self._helper_error.error = None
+        rc = fn(self._h, mp, mn, bp, bn, ctypes.byref(result))
+        helper_error = self._helper_error.error
+        self._helper_error.error = None
+        del keep1, keep2
+        _check(rc)
+        if helper_error is not None:
+            raise HelperFailedError(-11, "a Python helper raised %r" % (helper_error,)) from helper_error
+        return result.value
+
+    def execute(self, mem=None, mbuff=None):
+        """Interprets the program on ``mem`` (and ``mbuff`` for MbuffVm): bytes-like objects; stores
+        go through to writable ones. Returns r0."""
+        return self._run(_vm_execute, mem, mbuff)
+
+    def jit_compile(self):
+        _check(_vm_jit_compile(self._h))
+
+    def execute_jit(self, mem=None, mbuff=None):
+        return self._run(_vm_execute_jit, mem, mbuff)
+
+
+class MbuffVm(Vm):
+    """r1 = the metadata buffer (or the input when none is given), r2 = its length."""
+    kind = MBUFF
+
+    def __init__(self, program=None):
+        super().__init__(MBUFF, program)
+
+
+class RawVm(Vm):
+    """r1 = the input memory, r2 = its length."""
+    kind = RAW
+
+    def __init__(self, program=None):
+        super().__init__(RAW, program)
+
+
+class NoDataVm(Vm):
+    """No input."""
+    kind = NO_DATA
+
+    def __init__(self, program=None):
+        super().__init__(NO_DATA, program)
+
+
+class FixedMbuffVm(Vm):
+    """The VM writes the input's start and end addresses at ``data_offset`` and ``data_end_offset``
+    of its own buffer and passes that buffer in r1."""
+    kind = FIXED_MBUFF
+
+    def __init__(self, program, data_offset, data_end_offset):
+        self._handle = None
+        self._helpers = {}
+        self._verifier = None
+        self._regions = []
+        self._helper_error = threading.local()
+        buf, n = _program_buffer(program)
+        handle = ctypes.c_void_p()
+        _check(_vm_create_fixed(buf, n, data_offset, data_end_offset, ctypes.byref(handle)))
+        self._handle = handle
+
+    def set_program(self, program, data_offset=None, data_end_offset=None):
+        if data_offset is None and data_end_offset is None:
+            return super().set_program(program)
+        buf, n = _program_buffer(program)
+        _check(_vm_set_program_fixed(self._h, buf, n, data_offset, data_end_offset))

@@ -1,0 +1,259 @@
+"""Tests of the rbpf Python package (run with: python3 -m unittest discover -s tests -t .)."""
+
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import threading
+import unittest
+
+import rbpf
+
+ADD = bytes([
+    0xb4, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xb4, 0x01, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00,
+    0x04, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+    0x0c, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x95, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+])
+
+
+class SeedExamples(unittest.TestCase):
+    def test_add(self):
+        with rbpf.NoDataVm(ADD) as vm:
+            self.assertEqual(vm.execute(), 3)
+
+    def test_raw_packet(self):
+        prog = bytes([0x71, 0x10, 0x02, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0])
+        with rbpf.RawVm(prog) as vm:
+            self.assertEqual(vm.execute(bytes([0xaa, 0xbb, 0x11, 0xcc, 0xdd])), 0x11)
+            self.assertEqual(vm.execute(bytearray([0xaa, 0xbb, 0x11, 0xcc, 0xdd])), 0x11)
+            self.assertEqual(vm.execute(memoryview(b"\xaa\xbb\x11\xcc\xdd")), 0x11)
+
+    def test_mbuff(self):
+        prog = rbpf.assemble("ldxdw r1, [r1+8]\nldxh r0, [r1+2]\nexit")
+        mem = (ctypes.c_uint8 * 6)(0xaa, 0xbb, 0x11, 0x22, 0xcc, 0xdd)
+        mbuff = bytearray(32)
+        addr = ctypes.addressof(mem)
+        mbuff[8:16] = addr.to_bytes(8, "little")
+        mbuff[24:32] = (addr + 6).to_bytes(8, "little")
+        with rbpf.MbuffVm(prog) as vm:
+            self.assertEqual(vm.execute(mem, mbuff), 0x2211)
+
+    def test_fixed_mbuff(self):
+        prog = rbpf.assemble("ldxdw r2, [r1+0x40]\nldxdw r3, [r1+0x50]\nmov r0, r3\nsub r0, r2\nexit")
+        with rbpf.FixedMbuffVm(prog, 0x40, 0x50) as vm:
+            self.assertEqual(vm.execute(bytearray(71)), 71)
+            vm.set_program(prog, 0x50, 0x40)
+            self.assertEqual(vm.execute(bytearray(71)), (-71) & ((1 << 64) - 1))
+
+    def test_assembler_bytes(self):
+        prog = rbpf.assemble("add64 r1, 0x605\nmov64 r2, 0x32\nmov64 r1, r0\nbe16 r0\nneg64 r2\nexit")
+        self.assertEqual(prog, bytes([
+            0x07, 0x01, 0x00, 0x00, 0x05, 0x06, 0x00, 0x00,
+            0xb7, 0x02, 0x00, 0x00, 0x32, 0x00, 0x00, 0x00,
+            0xbf, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0xdc, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00,
+            0x87, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x95, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ]))
+        text = rbpf.disassemble(prog)
+        self.assertEqual(text, "add64 r1, 0x605\nmov64 r2, 0x32\nmov64 r1, r0\nbe16 r0\nneg64 r2\nexit\n")
+        self.assertEqual(rbpf.assemble(text), prog)
+
+
+class Errors(unittest.TestCase):
+    def test_out_of_bounds(self):
+        with rbpf.RawVm(rbpf.assemble("ldxw r0, [r1+2]\nexit")) as vm:
+            self.assertEqual(vm.execute(bytes(6)), 0)
+            with self.assertRaises(rbpf.OutOfBoundsError) as cm:
+                vm.execute(bytes(5))
+            self.assertEqual(cm.exception.code, -4)
+            self.assertIn("load of 4 bytes", cm.exception.message)
+            self.assertIn("RBPF_E_OUT_OF_BOUNDS", str(cm.exception))
+
+    def test_invalid_program(self):
+        with self.assertRaises(rbpf.InvalidProgramError):
+            rbpf.NoDataVm(b"\xff" + bytes(7))
+        with self.assertRaises(rbpf.InvalidProgramError):
+            rbpf.RawVm(b"")
+        with self.assertRaises(rbpf.InvalidProgramError):
+            rbpf.verify(bytes(12))
+        rbpf.verify(ADD)
+
+    def test_assembly_error_has_position(self):
+        with self.assertRaises(rbpf.AssemblyError) as cm:
+            rbpf.assemble("mov r0, 1\n  frob r1")
+        self.assertIn("line 2, column 3", cm.exception.message)
+        self.assertTrue(issubclass(rbpf.AssemblyError, rbpf.RbpfError))
+
+    def test_closed_vm(self):
+        vm = rbpf.NoDataVm(ADD)
+        vm.close()
+        vm.close()
+        self.assertTrue(vm.closed)
+        with self.assertRaises(rbpf.InvalidHandleError):
+            vm.execute()
+
+    def test_no_program(self):
+        with rbpf.RawVm() as vm:
+            with self.assertRaises(rbpf.NoProgramError):
+                vm.execute()
+            vm.set_program(ADD)
+            self.assertEqual(vm.execute(), 3)
+            self.assertEqual(vm.program, ADD)
+
+    def test_instruction_limit(self):
+        with rbpf.NoDataVm(rbpf.assemble("mov r0, 0\nloop:\nadd r0, 1\nja loop")) as vm:
+            vm.instruction_limit = 500
+            self.assertEqual(vm.instruction_limit, 500)
+            with self.assertRaises(rbpf.InstructionLimitError):
+                vm.execute()
+
+    def test_call_depth(self):
+        with rbpf.NoDataVm(rbpf.assemble("f:\ncall local f\nexit")) as vm:
+            with self.assertRaises(rbpf.CallDepthExceededError):
+                vm.execute()
+
+    def test_jit_not_available_yet(self):
+        with rbpf.NoDataVm(ADD) as vm:
+            with self.assertRaises(rbpf.UnsupportedError):
+                vm.jit_compile()
+
+    def test_bad_kind_and_offsets(self):
+        with self.assertRaises(rbpf.InvalidArgumentError):
+            rbpf.Vm(9, ADD)
+        with self.assertRaises(rbpf.InvalidArgumentError):
+            rbpf.FixedMbuffVm(ADD, 0, 4)
+
+
+class Helpers(unittest.TestCase):
+    def test_python_helper(self):
+        prog = rbpf.assemble("mov r1, 1\nmov r2, 2\nmov r3, 3\nmov r4, 4\nmov r5, 5\ncall 7\nexit")
+        with rbpf.NoDataVm(prog) as vm:
+            with self.assertRaises(rbpf.UnknownHelperError):
+                vm.execute()
+            vm.register_helper(7, lambda a, b, c, d, e: a + 10 * b + 100 * c + 1000 * d + 10000 * e)
+            self.assertEqual(vm.execute(), 54321)
+            vm.register_helper(7, lambda *args: -1)
+            self.assertEqual(vm.execute(), (1 << 64) - 1)
+
+    def test_raising_helper(self):
+        with rbpf.NoDataVm(rbpf.assemble("call 7\nexit")) as vm:
+            vm.register_helper(7, lambda *args: 1 // 0)
+            with self.assertRaises(rbpf.HelperFailedError) as cm:
+                vm.execute()
+            self.assertIsInstance(cm.exception.__cause__, ZeroDivisionError)
+            vm.register_helper(7, lambda *args: 5)
+            self.assertEqual(vm.execute(), 5)
+
+    def test_standard_helpers(self):
+        with rbpf.RawVm(rbpf.assemble("mov r2, 3\ncall 0x70000002\nexit")) as vm:
+            vm.register_standard_helpers()
+            mem = bytearray(b"abc")
+            self.assertEqual(vm.execute(mem), 0)
+            self.assertEqual(bytes(mem), bytes(c ^ 42 for c in b"abc"))
+
+    def test_unwind_helper(self):
+        with rbpf.NoDataVm(rbpf.assemble("mov r1, 0\ncall 5\nmov r0, 2\nexit")) as vm:
+            vm.register_helper(5, lambda a, *rest: a)
+            self.assertEqual(vm.execute(), 2)
+            vm.set_unwind_helper(5)
+            self.assertEqual(vm.execute(), 0)
+            vm.set_unwind_helper(None)
+            self.assertEqual(vm.execute(), 2)
+
+
+class MemoryAndVerifier(unittest.TestCase):
+    def test_stores_reach_writable_memory(self):
+        with rbpf.RawVm(rbpf.assemble("stw [r1+1], 0x11223344\nexit")) as vm:
+            mem = bytearray(6)
+            vm.execute(mem)
+            self.assertEqual(mem, bytearray([0, 0x44, 0x33, 0x22, 0x11, 0]))
+            data = bytes(6)
+            vm.execute(data)  # read-only input: copied, the original is untouched
+            self.assertEqual(data, bytes(6))
+
+    def test_memory_regions(self):
+        table = bytearray(range(16))
+        with rbpf.NoDataVm() as vm:
+            index, address = vm.add_memory_region(table, writable=False)
+            self.assertEqual(index, 0)
+            vm.set_program(rbpf.assemble("lddw r1, %#x\nldxb r0, [r1+9]\nexit" % address))
+            self.assertEqual(vm.execute(), 9)
+            vm.set_program(rbpf.assemble("lddw r1, %#x\nstb [r1], 99\nexit" % address))
+            with self.assertRaises(rbpf.OutOfBoundsError):
+                vm.execute()
+            vm.clear_memory_regions()
+            vm.add_memory_region(table, writable=True)
+            vm.execute()
+            self.assertEqual(table[0], 99)
+
+    def test_custom_verifier(self):
+        long_prog = rbpf.assemble("mov r0, 1\nmov r0, 2\nexit")
+        with rbpf.NoDataVm(ADD) as vm:
+            seen = []
+
+            def short_only(prog):
+                seen.append(len(prog))
+                return len(prog) <= 40
+
+            vm.set_verifier(short_only)
+            self.assertEqual(seen, [40])
+            with self.assertRaises(rbpf.InvalidProgramError):
+                vm.set_program(long_prog + long_prog)
+            vm.set_program(long_prog)
+            self.assertEqual(vm.execute(), 2)
+            vm.set_verifier(None)
+            vm.disable_verifier()
+            vm.set_program(b"\xff" + bytes(7))
+            with self.assertRaises(rbpf.IllegalInstructionError):
+                vm.execute()
+
+    def test_threads_share_a_vm(self):
+        prog = rbpf.assemble("ldxdw r0, [r1]\nmul r0, 3\nexit")
+        errors = []
+        with rbpf.RawVm(prog) as vm:
+            def work(n):
+                for _ in range(300):
+                    if vm.execute(n.to_bytes(8, "little")) != 3 * n:
+                        errors.append(n)
+            threads = [threading.Thread(target=work, args=(n,)) for n in range(1, 5)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        self.assertEqual(errors, [])
+
+    def test_version(self):
+        self.assertEqual(rbpf.version(), rbpf.__version__)
+
+
+class HeaderMatchesLibrary(unittest.TestCase):
+    """Every function rbpf.h declares is exported by the library, and the library exports nothing else."""
+
+    def test_exports(self):
+        header = os.environ.get("RBPF_HEADER") or os.path.join(os.path.dirname(__file__), "..", "..", "..", "include", "rbpf.h")
+        if not os.path.exists(header):
+            self.skipTest("rbpf.h not found (set RBPF_HEADER)")
+        nm = shutil.which("nm")
+        if nm is None or not rbpf.library_path.endswith(".so"):
+            self.skipTest("needs nm and an ELF librbpf.so")
+        declared = set(re.findall(r"RBPF_API\s+[^;(]*?\b(rbpf_\w+)\s*\(", open(header).read()))
+        out = subprocess.run([nm, "-D", "--defined-only", rbpf.library_path], check=True,
+                             capture_output=True, text=True).stdout
+        exported = set()
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] == "T":
+                name = parts[2].split("@")[0]
+                if name.startswith("rbpf_") or name.startswith("ubpf_"):
+                    exported.add(name)
+        self.assertGreater(len(declared), 20)
+        self.assertEqual(sorted(declared - exported), [], "declared but not exported")
+        self.assertEqual(sorted(exported - declared), [], "exported but not declared")
+
+
+if __name__ == "__main__":
+    unittest.main()

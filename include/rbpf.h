@@ -1,0 +1,231 @@
+/*
+ * rbpf.h - C interface of librbpf, a userspace eBPF virtual machine.
+ *
+ * One self-contained C99 header, usable from C++. Link with -lrbpf (pkg-config rbpf, or CMake
+ * find_package(rbpf) and the target rbpf::rbpf).
+ *
+ * Conventions
+ *  - Every function returning int returns RBPF_OK (0) or a negative RBPF_E_* code; after a
+ *    failure, rbpf_last_error() gives a message for the calling thread.
+ *  - VM handles are opaque and checked: a NULL, destroyed or forged handle gives
+ *    RBPF_E_INVALID_HANDLE, never a crash.
+ *  - Arguments a VM kind does not use may be NULL/0. A NULL pointer with a non-zero length is
+ *    RBPF_E_INVALID_ARGUMENT.
+ *  - Buffers returned through out-parameters (rbpf_assemble, rbpf_disassemble,
+ *    rbpf_vm_get_program) are owned by the caller and freed with rbpf_free().
+ *
+ * Threads
+ *  - rbpf_vm_execute (and rbpf_vm_execute_jit) may run the same VM on several threads at once:
+ *    registers, stack and the fixed metadata buffer live on each calling thread's stack.
+ *  - Calls that change a VM (set_program, register_helper, set_verifier, set_instruction_limit,
+ *    add/clear_memory_region, set_unwind_helper, jit_compile) must not race with executions or
+ *    with each other on the same VM. Different VMs are independent.
+ *  - rbpf_vm_destroy while another thread executes the same VM is memory-safe (the running
+ *    execution finishes), but the handle is invalid for every later call.
+ *  - rbpf_last_error() is per thread.
+ */
+#ifndef RBPF_H
+#define RBPF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RBPF_VERSION_MAJOR 0
+#define RBPF_VERSION_MINOR 1
+#define RBPF_VERSION_PATCH 0
+#define RBPF_VERSION_STRING "0.1.0"
+
+#if defined(_WIN32)
+#define RBPF_API __declspec(dllimport)
+#else
+#define RBPF_API
+#endif
+
+/** Error codes: 0 is success, every failure is negative. */
+typedef enum rbpf_error {
+    RBPF_OK = 0,
+    RBPF_E_INVALID_ARGUMENT = -1,    /**< NULL pointer, bad length, unknown kind, bad offsets */
+    RBPF_E_INVALID_HANDLE = -2,      /**< NULL, destroyed or forged VM handle */
+    RBPF_E_INVALID_PROGRAM = -3,     /**< the verifier rejected the program, or it is malformed */
+    RBPF_E_OUT_OF_BOUNDS = -4,       /**< a load or store outside the memory the program may touch */
+    RBPF_E_UNKNOWN_HELPER = -5,      /**< call to a helper id with no registered function */
+    RBPF_E_INSTRUCTION_LIMIT = -6,   /**< the instruction limit was reached */
+    RBPF_E_CALL_DEPTH_EXCEEDED = -7, /**< local calls nested deeper than 8 frames */
+    RBPF_E_ASSEMBLY_ERROR = -8,      /**< assembly text could not be parsed (message has line and column) */
+    RBPF_E_NO_PROGRAM = -9,          /**< no program loaded, or not JIT-compiled */
+    RBPF_E_UNSUPPORTED = -10,        /**< not available on this platform or in this build */
+    RBPF_E_HELPER_FAILED = -11,      /**< a helper failed */
+    RBPF_E_ILLEGAL_INSTRUCTION = -12,/**< an instruction that cannot execute (verifier disabled) */
+    RBPF_E_ELF_ERROR = -13,          /**< an ELF object could not be loaded */
+    RBPF_E_OUT_OF_MEMORY = -14,      /**< allocation failed */
+    RBPF_E_INTERNAL = -99            /**< unexpected internal failure; please report it */
+} rbpf_error;
+
+/** Opaque VM handle. */
+typedef struct rbpf_vm rbpf_vm;
+
+/** A helper: arguments r1-r5, result in r0. */
+typedef uint64_t (*rbpf_helper_fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
+
+/**
+ * A custom verifier: return 0 to accept the program, anything else to reject it (the load then
+ * fails with RBPF_E_INVALID_PROGRAM). user_data is the pointer given to rbpf_vm_set_verifier.
+ */
+typedef int (*rbpf_verifier_fn)(const uint8_t *prog, size_t prog_len, void *user_data);
+
+/** How a VM hands its input to the program. */
+typedef enum rbpf_vm_kind {
+    RBPF_VM_MBUFF = 0,       /**< r1 = metadata buffer (or the input when there is none), r2 = its length */
+    RBPF_VM_FIXED_MBUFF = 1, /**< r1 = the VM's own buffer holding the input's start and end addresses */
+    RBPF_VM_RAW = 2,         /**< r1 = input memory, r2 = its length */
+    RBPF_VM_NO_DATA = 3      /**< no input */
+} rbpf_vm_kind;
+
+/** Kernel ids of the standard helpers, and ids of our own for rbpf's extra ones. */
+#define RBPF_HELPER_KTIME_GETNS 5u
+#define RBPF_HELPER_TRACE_PRINTK 6u
+#define RBPF_HELPER_GATHER_BYTES 0x70000001u
+#define RBPF_HELPER_MEMFROB 0x70000002u
+#define RBPF_HELPER_SQRTI 0x70000003u
+#define RBPF_HELPER_STRCMP 0x70000004u
+#define RBPF_HELPER_RAND 0x70000005u
+
+/* ---- Creating and destroying VMs ---------------------------------------------------------- */
+
+/**
+ * Creates a VM of `kind` (not RBPF_VM_FIXED_MBUFF: see rbpf_vm_create_fixed_mbuff) and loads
+ * `prog` (prog_len bytes, a multiple of 8) after verifying it. `prog` may be NULL (with
+ * prog_len 0) to create a VM without a program. On success *out is the new handle; on failure
+ * *out is NULL.
+ */
+RBPF_API int rbpf_vm_create(rbpf_vm_kind kind, const uint8_t *prog, size_t prog_len, rbpf_vm **out);
+
+/**
+ * Creates a fixed-metadata-buffer VM: before each run the VM writes the input's start address at
+ * byte `data_offset` and its end address at `data_end_offset` of an internal buffer passed in r1.
+ * The offsets must be at most 1 MiB and 8 or more bytes apart.
+ */
+RBPF_API int rbpf_vm_create_fixed_mbuff(const uint8_t *prog, size_t prog_len, size_t data_offset,
+                                        size_t data_end_offset, rbpf_vm **out);
+
+/** Destroys a VM. A NULL, destroyed or forged handle is ignored and recorded in rbpf_last_error(). */
+RBPF_API void rbpf_vm_destroy(rbpf_vm *vm);
+
+/** Returns 1 if `vm` is a live handle, 0 otherwise. */
+RBPF_API int rbpf_vm_is_valid(const rbpf_vm *vm);
+
+/* ---- Programs and verification ------------------------------------------------------------- */
+
+/** Verifies and loads a new program, replacing the current one (which stays if this fails). */
+RBPF_API int rbpf_vm_set_program(rbpf_vm *vm, const uint8_t *prog, size_t prog_len);
+
+/** As rbpf_vm_set_program, for a fixed-mbuff VM, with new buffer offsets. */
+RBPF_API int rbpf_vm_set_program_fixed_mbuff(rbpf_vm *vm, const uint8_t *prog, size_t prog_len,
+                                             size_t data_offset, size_t data_end_offset);
+
+/** Copies the loaded program into a new buffer (*out_prog, freed with rbpf_free) of *out_len bytes. */
+RBPF_API int rbpf_vm_get_program(rbpf_vm *vm, uint8_t **out_prog, size_t *out_len);
+
+/**
+ * Replaces the verifier with `fn` (NULL restores the default verifier) and re-checks the loaded
+ * program at once; if the new verifier rejects it, the previous verifier stays and the error is
+ * returned.
+ */
+RBPF_API int rbpf_vm_set_verifier(rbpf_vm *vm, rbpf_verifier_fn fn, void *user_data);
+
+/**
+ * Disables verification of later programs. The engine still refuses, at run time, any
+ * instruction that cannot execute (RBPF_E_ILLEGAL_INSTRUCTION); it cannot crash the host.
+ */
+RBPF_API int rbpf_vm_disable_verifier(rbpf_vm *vm);
+
+/** Runs the default verifier on a program without loading it. */
+RBPF_API int rbpf_verify(const uint8_t *prog, size_t prog_len);
+
+/* ---- Helpers ------------------------------------------------------------------------------- */
+
+/** Registers (or replaces) helper `key`; `fn` is called directly for every call instruction with that id. */
+RBPF_API int rbpf_vm_register_helper(rbpf_vm *vm, uint32_t key, rbpf_helper_fn fn);
+
+/** Registers the standard helpers under the RBPF_HELPER_* ids. */
+RBPF_API int rbpf_vm_register_standard_helpers(rbpf_vm *vm);
+
+/**
+ * Makes helper `key` the unwind helper (enabled != 0) or clears it (enabled == 0): when the unwind
+ * helper returns 0, the program stops at once with r0 = 0.
+ */
+RBPF_API int rbpf_vm_set_unwind_helper(rbpf_vm *vm, uint32_t key, int enabled);
+
+/* ---- Limits and memory --------------------------------------------------------------------- */
+
+/** Stops each run after `limit` instructions with RBPF_E_INSTRUCTION_LIMIT; 0 means no limit (the default). */
+RBPF_API int rbpf_vm_set_instruction_limit(rbpf_vm *vm, uint64_t limit);
+
+/**
+ * Lets the program touch `len` bytes at `addr` besides its input, stack and metadata buffer
+ * (read-only unless `writable`). The memory must stay valid while registered. Returns the
+ * region's index (>= 0) or a negative error code.
+ */
+RBPF_API int rbpf_vm_add_memory_region(rbpf_vm *vm, void *addr, size_t len, int writable);
+
+/** Removes every region added with rbpf_vm_add_memory_region. */
+RBPF_API int rbpf_vm_clear_memory_regions(rbpf_vm *vm);
+
+/* ---- Running ------------------------------------------------------------------------------- */
+
+/**
+ * Interprets the program. `mem` is the input memory (packet), `mbuff` the metadata buffer
+ * (RBPF_VM_MBUFF only); both may be NULL with length 0. On success *result is r0. Every load and
+ * store is checked: an access outside the allowed memory fails with RBPF_E_OUT_OF_BOUNDS and a
+ * message naming the instruction, address and size.
+ */
+RBPF_API int rbpf_vm_execute(rbpf_vm *vm, uint8_t *mem, size_t mem_len, uint8_t *mbuff,
+                             size_t mbuff_len, uint64_t *result);
+
+/** Compiles the loaded program to native code. This build has no JIT yet: returns RBPF_E_UNSUPPORTED. */
+RBPF_API int rbpf_vm_jit_compile(rbpf_vm *vm);
+
+/** Runs the JIT-compiled program, with the arguments of rbpf_vm_execute. This build: RBPF_E_UNSUPPORTED. */
+RBPF_API int rbpf_vm_execute_jit(rbpf_vm *vm, uint8_t *mem, size_t mem_len, uint8_t *mbuff,
+                                 size_t mbuff_len, uint64_t *result);
+
+/* ---- Assembler and disassembler ------------------------------------------------------------ */
+
+/**
+ * Assembles NUL-terminated UTF-8 `source` (rbpf or bpf_conformance syntax) into *out_prog
+ * (*out_len bytes, freed with rbpf_free). Errors (RBPF_E_ASSEMBLY_ERROR) name the line and column.
+ */
+RBPF_API int rbpf_assemble(const char *source, uint8_t **out_prog, size_t *out_len);
+
+/**
+ * Disassembles `prog` into NUL-terminated text (*out_text, freed with rbpf_free), one instruction
+ * per line; rbpf_assemble turns it back into the same bytes.
+ */
+RBPF_API int rbpf_disassemble(const uint8_t *prog, size_t prog_len, char **out_text);
+
+/** Frees a buffer returned by this library. NULL is ignored. */
+RBPF_API void rbpf_free(void *ptr);
+
+/* ---- Errors and version -------------------------------------------------------------------- */
+
+/** Message of the calling thread's last failure ("no error" if none). Valid until its next failure. */
+RBPF_API const char *rbpf_last_error(void);
+
+/** Code of the calling thread's last failure (0 if none). */
+RBPF_API int rbpf_last_error_code(void);
+
+/** Name of an error code, e.g. "RBPF_E_OUT_OF_BOUNDS"; "RBPF_E_UNKNOWN" for other numbers. */
+RBPF_API const char *rbpf_error_name(int code);
+
+/** Version of the library, e.g. "0.1.0". */
+RBPF_API const char *rbpf_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RBPF_H */

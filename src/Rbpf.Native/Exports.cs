@@ -1,0 +1,373 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Rbpf.Native;
+
+/// <summary>
+/// The C ABI (include/rbpf.h). Each export converts pointers and lengths, calls the engine and turns
+/// every exception into a negative RBPF_E_* code with rbpf_last_error() set; nothing escapes into C.
+/// </summary>
+internal static unsafe class Exports
+{
+    private const int MaxKind = (int)VmKind.NoData;
+
+    private static RbpfException Bad(string message) => new(RbpfErrorCode.InvalidArgument, message);
+
+    private static ReadOnlySpan<byte> Bytes(byte* p, nuint length, string what)
+    {
+        if (p == null && length != 0) throw Bad($"{what} is NULL but its length is {length}");
+        if (length > int.MaxValue) throw Bad($"{what} length {length} is too large");
+        return new ReadOnlySpan<byte>(p, (int)length);
+    }
+
+    private static int Fail(Exception e) => LastError.From(e);
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_create")]
+    public static int VmCreate(int kind, byte* prog, nuint progLen, nint* outVm)
+    {
+        try
+        {
+            if (outVm == null) throw Bad("out (the rbpf_vm ** for the new VM) is NULL");
+            *outVm = 0;
+            if (kind < 0 || kind > MaxKind) throw Bad($"unknown VM kind {kind}");
+            if ((VmKind)kind == VmKind.FixedMbuff)
+                throw Bad("a fixed-mbuff VM needs its data offsets: use rbpf_vm_create_fixed_mbuff");
+            var code = Bytes(prog, progLen, "prog");
+            var vm = new EbpfVm((VmKind)kind);
+            if (prog != null) vm.SetProgram(code);
+            *outVm = HandleTable.Add(vm);
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_create_fixed_mbuff")]
+    public static int VmCreateFixedMbuff(byte* prog, nuint progLen, nuint dataOffset, nuint dataEndOffset, nint* outVm)
+    {
+        try
+        {
+            if (outVm == null) throw Bad("out (the rbpf_vm ** for the new VM) is NULL");
+            *outVm = 0;
+            if (dataOffset > int.MaxValue || dataEndOffset > int.MaxValue) throw Bad("data offsets are too large");
+            var code = Bytes(prog, progLen, "prog");
+            var vm = new EbpfVm(VmKind.FixedMbuff);
+            if (prog == null) throw Bad("prog is NULL: a fixed-mbuff VM is created with its program");
+            vm.SetProgram(code, (int)dataOffset, (int)dataEndOffset);
+            *outVm = HandleTable.Add(vm);
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_set_program")]
+    public static int VmSetProgram(nint vm, byte* prog, nuint progLen)
+    {
+        try
+        {
+            var v = HandleTable.Get(vm);
+            if (prog == null) throw Bad("prog is NULL");
+            v.SetProgram(Bytes(prog, progLen, "prog"));
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_set_program_fixed_mbuff")]
+    public static int VmSetProgramFixedMbuff(nint vm, byte* prog, nuint progLen, nuint dataOffset, nuint dataEndOffset)
+    {
+        try
+        {
+            var v = HandleTable.Get(vm);
+            if (prog == null) throw Bad("prog is NULL");
+            if (dataOffset > int.MaxValue || dataEndOffset > int.MaxValue) throw Bad("data offsets are too large");
+            v.SetProgram(Bytes(prog, progLen, "prog"), (int)dataOffset, (int)dataEndOffset);
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_get_program")]
+    public static int VmGetProgram(nint vm, byte** outProg, nuint* outLen)
+    {
+        try
+        {
+            var v = HandleTable.Get(vm);
+            if (outProg == null || outLen == null) throw Bad("out_prog or out_len is NULL");
+            *outProg = null;
+            *outLen = 0;
+            var prog = v.Program ?? throw new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
+            byte* p = (byte*)NativeMemory.Alloc((nuint)Math.Max(prog.Length, 1));
+            prog.Span.CopyTo(new Span<byte>(p, prog.Length));
+            *outProg = p;
+            *outLen = (nuint)prog.Length;
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_register_helper")]
+    public static int VmRegisterHelper(nint vm, uint key, delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, ulong> fn)
+    {
+        try
+        {
+            var v = HandleTable.Get(vm);
+            if (fn == null) throw Bad("helper function pointer is NULL");
+            v.RegisterHelper(key, fn);
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_register_standard_helpers")]
+    public static int VmRegisterStandardHelpers(nint vm)
+    {
+        try
+        {
+            HandleTable.Get(vm).RegisterStandardHelpers();
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_set_unwind_helper")]
+    public static int VmSetUnwindHelper(nint vm, uint key, int enabled)
+    {
+        try
+        {
+            HandleTable.Get(vm).UnwindHelper = enabled != 0 ? key : null;
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_set_verifier")]
+    public static int VmSetVerifier(nint vm, delegate* unmanaged<byte*, nuint, void*, int> fn, void* userData)
+    {
+        try
+        {
+            var v = HandleTable.Get(vm);
+            if (fn == null)
+            {
+                v.SetVerifier(Verifier.Default);
+                return 0;
+            }
+            nint user = (nint)userData;
+            nint callback = (nint)fn;
+            v.SetVerifier(program => CallVerifier(callback, program, user));
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    private static void CallVerifier(nint callback, ReadOnlySpan<byte> program, nint user)
+    {
+        int rc;
+        fixed (byte* p = program)
+            rc = ((delegate* unmanaged<byte*, nuint, void*, int>)callback)(p, (nuint)program.Length, (void*)user);
+        if (rc != 0)
+            throw new RbpfException(RbpfErrorCode.InvalidProgram, $"the custom verifier rejected the program (it returned {rc})");
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_disable_verifier")]
+    public static int VmDisableVerifier(nint vm)
+    {
+        try
+        {
+            HandleTable.Get(vm).SetVerifier(null);
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_set_instruction_limit")]
+    public static int VmSetInstructionLimit(nint vm, ulong limit)
+    {
+        try
+        {
+            HandleTable.Get(vm).InstructionLimit = limit;
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_add_memory_region")]
+    public static int VmAddMemoryRegion(nint vm, void* address, nuint length, int writable)
+    {
+        try
+        {
+            var v = HandleTable.Get(vm);
+            if (address == null) throw Bad("region address is NULL");
+            if (length == 0) throw Bad("region length is 0");
+            return v.AddMemoryRegion(new MemoryRegion((nint)address, length, writable != 0, "region"));
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_clear_memory_regions")]
+    public static int VmClearMemoryRegions(nint vm)
+    {
+        try
+        {
+            HandleTable.Get(vm).ClearMemoryRegions();
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute")]
+    public static int VmExecute(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result)
+    {
+        try
+        {
+            var v = HandleTable.Get(vm);
+            if (result == null) throw Bad("result is NULL");
+            if (mem == null && memLen != 0) throw Bad($"mem is NULL but mem_len is {memLen}");
+            if (mbuff == null && mbuffLen != 0) throw Bad($"mbuff is NULL but mbuff_len is {mbuffLen}");
+            var code = v.TryExecute(mem, memLen, mbuff, mbuffLen, out ulong r0, out var error);
+            if (code != RbpfErrorCode.Ok) return LastError.Set(code, error!.Message);
+            *result = r0;
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_jit_compile")]
+    public static int VmJitCompile(nint vm)
+    {
+        try
+        {
+            HandleTable.Get(vm);
+            return LastError.Set(RbpfErrorCode.Unsupported, "the JIT compiler is not available in this build yet; use rbpf_vm_execute");
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute_jit")]
+    public static int VmExecuteJit(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result)
+    {
+        try
+        {
+            HandleTable.Get(vm);
+            if (result == null) throw Bad("result is NULL");
+            return LastError.Set(RbpfErrorCode.Unsupported, "the JIT compiler is not available in this build yet; use rbpf_vm_execute");
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_destroy")]
+    public static void VmDestroy(nint vm)
+    {
+        try
+        {
+            HandleTable.Remove(vm);
+        }
+        catch (Exception e) { Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_is_valid")]
+    public static int VmIsValid(nint vm)
+    {
+        try
+        {
+            HandleTable.Get(vm);
+            return 1;
+        }
+        catch (Exception) { return 0; }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_verify")]
+    public static int Verify(byte* prog, nuint progLen)
+    {
+        try
+        {
+            if (prog == null) throw Bad("prog is NULL");
+            Verifier.Verify(Bytes(prog, progLen, "prog"));
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_assemble")]
+    public static int Assemble(byte* source, byte** outProg, nuint* outLen)
+    {
+        try
+        {
+            if (outProg == null || outLen == null) throw Bad("out_prog or out_len is NULL");
+            *outProg = null;
+            *outLen = 0;
+            string text = Utf8.Read(source) ?? throw Bad("source is NULL");
+            byte[] prog = Assembler.Assemble(text);
+            byte* p = (byte*)NativeMemory.Alloc((nuint)Math.Max(prog.Length, 1));
+            prog.CopyTo(new Span<byte>(p, prog.Length));
+            *outProg = p;
+            *outLen = (nuint)prog.Length;
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_disassemble")]
+    public static int Disassemble(byte* prog, nuint progLen, byte** outText)
+    {
+        try
+        {
+            if (outText == null) throw Bad("out_text is NULL");
+            *outText = null;
+            if (prog == null) throw Bad("prog is NULL");
+            var span = Bytes(prog, progLen, "prog");
+            if (span.Length % Isa.InstructionSize != 0)
+                throw new RbpfException(RbpfErrorCode.InvalidProgram, $"program length {span.Length} is not a multiple of 8 bytes");
+            *outText = Utf8.Alloc(Disassembler.Disassemble(span));
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_free")]
+    public static void Free(void* p) => NativeMemory.Free(p);
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_last_error")]
+    public static byte* LastErrorMessage() => LastError.Message != null ? LastError.Message : NoError;
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_last_error_code")]
+    public static int LastErrorCode() => LastError.Code;
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_error_name")]
+    public static byte* ErrorName(int code) => ErrorNames.Get(code);
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_version")]
+    public static byte* Version() => VersionString;
+
+    private static readonly byte* NoError = Utf8.Alloc("no error");
+    private static readonly byte* VersionString = Utf8.Alloc(typeof(EbpfVm).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "0.0.0");
+}
+
+/// <summary>Static C strings naming each error code.</summary>
+internal static unsafe class ErrorNames
+{
+    private static readonly Dictionary<int, nint> Names = Build();
+
+    private static Dictionary<int, nint> Build()
+    {
+        var d = new Dictionary<int, nint>();
+        foreach (var code in Enum.GetValues<RbpfErrorCode>())
+            d[(int)code] = (nint)Utf8.Alloc(ToCName(code));
+        d[int.MinValue] = (nint)Utf8.Alloc("RBPF_E_UNKNOWN");
+        return d;
+    }
+
+    private static string ToCName(RbpfErrorCode code)
+    {
+        if (code == RbpfErrorCode.Ok) return "RBPF_OK";
+        var sb = new System.Text.StringBuilder("RBPF_E_");
+        string name = code.ToString();
+        for (int i = 0; i < name.Length; i++)
+        {
+            if (i > 0 && char.IsUpper(name[i])) sb.Append('_');
+            sb.Append(char.ToUpperInvariant(name[i]));
+        }
+        return sb.ToString();
+    }
+
+    public static byte* Get(int code) => (byte*)(Names.TryGetValue(code, out var p) ? p : Names[int.MinValue]);
+}
