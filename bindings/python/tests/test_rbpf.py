@@ -255,5 +255,33 @@ class HeaderMatchesLibrary(unittest.TestCase):
         self.assertEqual(sorted(exported - declared), [], "exported but not declared")
 
 
+class Install(unittest.TestCase):
+    """pip installs the package offline, with the library inside it, and it finds that library."""
+
+    def test_pip_install_bundles_and_finds_the_library(self):
+        import sys
+        import tempfile
+        here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+        lib = os.environ.get("RBPF_LIBRARY")
+        if not lib or not lib.endswith(".so"):
+            self.skipTest("set RBPF_LIBRARY to the built librbpf.so")
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src")
+            shutil.copytree(here, src, ignore=shutil.ignore_patterns("tests", "__pycache__", "*.so"))
+            shutil.copy(lib, os.path.join(src, "rbpf", "librbpf.so"))
+            target = os.path.join(tmp, "site")
+            subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet",
+                            "--disable-pip-version-check", "--target", target, src], check=True)
+            self.assertTrue(os.path.isfile(os.path.join(target, "rbpf", "librbpf.so")))
+            env = dict(os.environ, PYTHONPATH=target)
+            env.pop("RBPF_LIBRARY", None)
+            out = subprocess.run([sys.executable, "-c",
+                                  "import rbpf; vm = rbpf.NoDataVm(rbpf.assemble('mov r0, 7\\nexit')); "
+                                  "print(vm.execute(), rbpf.library_path)"],
+                                 env=env, cwd=tmp, check=True, capture_output=True, text=True).stdout.split()
+            self.assertEqual(out[0], "7")
+            self.assertTrue(out[1].startswith(target))
+
+
 if __name__ == "__main__":
     unittest.main()
