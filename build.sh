@@ -50,17 +50,22 @@ build() {
     dotnet build "$ROOT/Rbpf.slnx" -c "$CONFIG" -nologo -v quiet -clp:ErrorsOnly
     echo "==> publishing $LIBNAME with NativeAOT ($RID)"
     dotnet publish "$ROOT/src/Rbpf.Native" -c "$CONFIG" -r "$RID" -nologo -v quiet -clp:ErrorsOnly -o "$OUT/native"
-    mkdir -p "$OUT/lib" "$OUT/include"
+    echo "==> publishing the rbpf command with NativeAOT"
+    dotnet publish "$ROOT/src/Rbpf.Cli" -c "$CONFIG" -r "$RID" -nologo -v quiet -clp:ErrorsOnly -o "$OUT/cli"
+    mkdir -p "$OUT/lib" "$OUT/include" "$OUT/bin"
     cp "$OUT/native/$LIBNAME" "$OUT/lib/"
+    cp "$OUT/cli/Rbpf.Cli" "$OUT/bin/rbpf"
+    cp "$ROOT/src/Rbpf.Cli/rbpf-plugin" "$OUT/bin/"
     cp "$ROOT/include/rbpf.h" "$OUT/include/"
-    echo "==> built: $OUT/lib/$LIBNAME, $OUT/include/rbpf.h"
+    echo "==> built: $OUT/lib/$LIBNAME, $OUT/include/rbpf.h, $OUT/bin/rbpf, $OUT/bin/rbpf-plugin"
 }
 
 install_to() {
     local prefix="$1"
     [ -f "$OUT/lib/$LIBNAME" ] || build
-    mkdir -p "$prefix/lib/cmake/rbpf" "$prefix/lib/pkgconfig" "$prefix/include"
+    mkdir -p "$prefix/lib/cmake/rbpf" "$prefix/lib/pkgconfig" "$prefix/include" "$prefix/bin"
     cp "$OUT/lib/$LIBNAME" "$prefix/lib/"
+    cp "$OUT/bin/rbpf" "$OUT/bin/rbpf-plugin" "$prefix/bin/"
     cp "$ROOT/include/rbpf.h" "$prefix/include/"
     cp "$ROOT/bindings/c/cmake/rbpf-config.cmake" "$ROOT/bindings/c/cmake/rbpf-config-version.cmake" "$prefix/lib/cmake/rbpf/"
     sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$VERSION|" "$ROOT/bindings/c/rbpf.pc.in" > "$prefix/lib/pkgconfig/rbpf.pc"
@@ -79,7 +84,7 @@ run_xunit() {
     if [ -z "${RBPF_CONFORMANCE_DIR:-}" ] && [ ! -d "$ROOT/../shared/conformance/tests" ]; then
         echo "notice: ../shared/conformance is absent: the conformance tests are reported as skipped"
     fi
-    dotnet test "$ROOT/tests/Rbpf.Tests" -c "$CONFIG" -nologo 2>&1 | tee "$log" | grep -E "^\s*Failed |Passed!|Failed!|error" || true
+    RBPF_CLI="$OUT/bin/rbpf" dotnet test "$ROOT/tests/Rbpf.Tests" -c "$CONFIG" -nologo 2>&1 | tee "$log" | grep -E "^\s*Failed |Passed!|Failed!|error" || true
     summary=$(grep -E "(Passed|Failed)! +- +Failed: +[0-9]+, Passed: +[0-9]+" "$log" | tail -n 1 || true)
     if [ -n "$summary" ]; then
         FAILED=$((FAILED + $(sed -E 's/.*Failed: +([0-9]+),.*/\1/' <<<"$summary")))

@@ -272,6 +272,20 @@ public sealed class EbpfVm
         return Run(mem, memLength, mbuff, mbuffLength, ref observer, out result, out error);
     }
 
+    /// <summary>
+    /// Runs the program and calls <paramref name="observer"/> before each instruction with its slot
+    /// index and the registers r0-r10 (for tracing and debugging; slower than a plain run).
+    /// </summary>
+    public unsafe RbpfErrorCode TryExecute(Span<byte> mem, Span<byte> mbuff, InstructionObserver observer,
+        out ulong result, out RbpfException? error)
+    {
+        ArgumentNullException.ThrowIfNull(observer);
+        var adapter = new DelegateObserver(observer);
+        fixed (byte* m = mem)
+        fixed (byte* b = mbuff)
+            return Run(m, (nuint)mem.Length, b, (nuint)mbuff.Length, ref adapter, out result, out error);
+    }
+
     /// <summary>Runs the program with an observer called before each instruction.</summary>
     [SkipLocalsInit]
     internal unsafe RbpfErrorCode Run<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,

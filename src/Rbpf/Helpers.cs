@@ -9,6 +9,9 @@ public delegate ulong Helper(ulong r1, ulong r2, ulong r3, ulong r4, ulong r5);
 /// checks them against the regions the running program may touch.</summary>
 public delegate ulong MemoryHelper(MemoryAccess memory, ulong r1, ulong r2, ulong r3, ulong r4, ulong r5);
 
+/// <summary>Called before each executed instruction with its slot index and the registers r0-r10.</summary>
+public delegate void InstructionObserver(int pc, ReadOnlySpan<ulong> registers);
+
 /// <summary>One registered helper: a managed delegate, a memory-checked delegate or a native function pointer.</summary>
 internal sealed unsafe class HelperEntry
 {

@@ -11,6 +11,16 @@ internal interface IExecutionObserver
     unsafe void BeforeInstruction(int pc, ulong* registers);
 }
 
+/// <summary>Adapts a public <see cref="InstructionObserver"/> delegate.</summary>
+internal struct DelegateObserver : IExecutionObserver
+{
+    private readonly InstructionObserver _callback;
+    public DelegateObserver(InstructionObserver callback) => _callback = callback;
+    public readonly bool Enabled => true;
+    public readonly unsafe void BeforeInstruction(int pc, ulong* registers) =>
+        _callback(pc, new ReadOnlySpan<ulong>(registers, Isa.RegisterCount));
+}
+
 /// <summary>The observer of ordinary runs: compiled away entirely.</summary>
 internal struct NoObserver : IExecutionObserver
 {

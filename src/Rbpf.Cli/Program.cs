@@ -1,0 +1,368 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+
+namespace Rbpf.Cli;
+
+/// <summary>
+/// The rbpf command. Exit codes: 0 success; 1 the eBPF program failed while running; 2 bad command
+/// line; 3 input that cannot be read, parsed or verified; 4 a feature this build lacks.
+/// </summary>
+internal static class Program
+{
+    private const int ExitOk = 0, ExitRunFailed = 1, ExitUsage = 2, ExitInput = 3, ExitUnsupported = 4;
+
+    private const string MainHelp = """
+        usage: rbpf <command> [options]
+
+        commands:
+          asm FILE|-       assemble eBPF assembly into bytecode
+          disasm FILE|-    disassemble bytecode into assembly
+          run PROG         run a program and print r0
+          jit PROG         show the x86-64 code the JIT generates for a program
+          plugin [MEM]     bpf_conformance plugin mode (program as hex on stdin)
+          version          print the version
+
+        'rbpf <command> --help' describes a command. Programs (PROG) may be assembly text, raw
+        bytecode, hex or an ELF object: the format is detected, or given with --format.
+        Exit codes: 0 ok, 1 the program failed at run time, 2 usage error, 3 bad input,
+        4 not supported by this build.
+        """;
+
+    private const string AsmHelp = """
+        usage: rbpf asm FILE|- [-o OUT] [--hex]
+
+        Assembles FILE (or standard input) and writes the bytecode to standard output or OUT:
+        raw bytes, or hex (one instruction per line) with --hex. Errors name the line and column.
+        """;
+
+    private const string DisasmHelp = """
+        usage: rbpf disasm FILE|- [--format raw|hex|elf|auto] [--section NAME]
+
+        Disassembles bytecode (raw, hex or an ELF object's section) into text that 'rbpf asm'
+        assembles back to the same bytes.
+        """;
+
+    private const string RunHelp = """
+        usage: rbpf run PROG [options]
+
+          --format F            asm, raw, hex, elf or auto (default: auto)
+          --mem FILE            input memory from a file
+          --mem-hex HEX         input memory as hex ("aa bb 11" or "aabb11")
+          --kind K              raw (default), mbuff, fixed or nodata
+          --mbuff-hex HEX       metadata buffer for --kind mbuff
+          --data-offset N       fixed kind: where the data pointer goes (default 0)
+          --data-end-offset N   fixed kind: where the data end pointer goes (default 8)
+          --jit                 run JIT-compiled code
+          --limit N             stop after N instructions
+          --trace               print each executed instruction with the registers
+          --repeat N            run N times and print runs per second
+          --no-verify           skip the verifier (the engine still refuses what cannot execute)
+
+        Prints r0 in hex (0x...). The standard helpers are registered (bpf_trace_printk is 6).
+        """;
+
+    private const string JitHelp = """
+        usage: rbpf jit PROG [--format F]
+
+        Prints the x86-64 code generated for each eBPF instruction.
+        """;
+
+    private const string PluginHelp = """
+        usage: rbpf plugin [MEMORY-HEX] [--jit|--interpret]
+               rbpf-plugin [MEMORY-HEX] [--jit|--interpret]
+
+        The bpf_conformance plugin protocol: the program arrives on standard input as hex bytes,
+        the input memory (when the test has one) as the first argument, options after it. Prints
+        r0 in hex and exits 0, or prints a message on standard error and exits 1. Helper 5 is
+        the unwind helper (returns r1; a zero result ends the program), as the suite expects.
+        """;
+
+    private static int Main(string[] args)
+    {
+        try
+        {
+            if (args.Length == 0)
+            {
+                Console.Error.Write(MainHelp);
+                return ExitUsage;
+            }
+            string command = args[0];
+            var rest = args.AsSpan(1).ToArray();
+            return command switch
+            {
+                "asm" => Asm(rest),
+                "disasm" => Disasm(rest),
+                "run" => Run(rest),
+                "jit" => Jit(rest),
+                "plugin" => Plugin(rest),
+                "version" or "--version" => Print($"rbpf {typeof(EbpfVm).Assembly.GetName().Version?.ToString(3)}"),
+                "help" or "--help" or "-h" => Print(MainHelp),
+                _ => throw new UsageException($"unknown command '{command}'"),
+            };
+        }
+        catch (UsageException e)
+        {
+            Console.Error.WriteLine($"rbpf: {e.Message}");
+            Console.Error.WriteLine("try 'rbpf --help'");
+            return ExitUsage;
+        }
+        catch (InputException e)
+        {
+            Console.Error.WriteLine($"rbpf: {e.Message}");
+            return ExitInput;
+        }
+        catch (RbpfException e)
+        {
+            Console.Error.WriteLine($"rbpf: {e.Message}");
+            return e.Code switch
+            {
+                RbpfErrorCode.AssemblyError or RbpfErrorCode.InvalidProgram or RbpfErrorCode.ElfError
+                    or RbpfErrorCode.InvalidArgument => ExitInput,
+                RbpfErrorCode.Unsupported => ExitUnsupported,
+                _ => ExitRunFailed,
+            };
+        }
+    }
+
+    private static int Print(string text)
+    {
+        Console.Out.Write(text.EndsWith('\n') ? text : text + "\n");
+        return ExitOk;
+    }
+
+    /// <summary>A minimal option reader: flags, options with a value, and positionals.</summary>
+    private sealed class Options
+    {
+        private readonly Dictionary<string, string?> _values = new();
+        public List<string> Positionals { get; } = new();
+        public bool Help { get; private set; }
+
+        public Options(string[] args, string[] flags, string[] valued)
+        {
+            for (int i = 0; i < args.Length; i++)
+            {
+                string a = args[i];
+                if (a == "--help" || a == "-h") { Help = true; continue; }
+                if (a.Length > 1 && a[0] == '-' && a != "-")
+                {
+                    string name = a, value = "";
+                    int eq = a.IndexOf('=');
+                    if (eq > 0) { name = a[..eq]; value = a[(eq + 1)..]; }
+                    if (flags.Contains(name)) { _values[name] = null; continue; }
+                    if (!valued.Contains(name)) throw new UsageException($"unknown option '{name}'");
+                    if (eq < 0)
+                    {
+                        if (i + 1 >= args.Length) throw new UsageException($"option '{name}' needs a value");
+                        value = args[++i];
+                    }
+                    _values[name] = value;
+                    continue;
+                }
+                Positionals.Add(a);
+            }
+        }
+
+        public bool Has(string name) => _values.ContainsKey(name);
+        public string? Get(string name) => _values.TryGetValue(name, out var v) ? v : null;
+    }
+
+    private static string OnePositional(Options o, string what)
+    {
+        if (o.Positionals.Count == 0) throw new UsageException($"missing {what}");
+        if (o.Positionals.Count > 1) throw new UsageException($"unexpected argument '{o.Positionals[1]}'");
+        return o.Positionals[0];
+    }
+
+    private static int Asm(string[] args)
+    {
+        var o = new Options(args, new[] { "--hex" }, new[] { "-o", "--output" });
+        if (o.Help) return Print(AsmHelp);
+        string file = OnePositional(o, "FILE (or - for standard input)");
+        byte[] source = ProgramInput.ReadAll(file);
+        byte[] prog = Assembler.Assemble(Encoding.UTF8.GetString(source));
+        byte[] output = prog;
+        if (o.Has("--hex"))
+        {
+            var sb = new StringBuilder();
+            for (int i = 0; i < prog.Length; i += 8)
+                sb.Append(Convert.ToHexString(prog, i, 8).ToLowerInvariant()).Append('\n');
+            output = Encoding.ASCII.GetBytes(sb.ToString());
+        }
+        string? outPath = o.Get("-o") ?? o.Get("--output");
+        if (outPath != null && outPath != "-")
+        {
+            try { File.WriteAllBytes(outPath, output); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new InputException($"cannot write '{outPath}': {e.Message}");
+            }
+        }
+        else
+        {
+            using var stdout = Console.OpenStandardOutput();
+            stdout.Write(output);
+        }
+        return ExitOk;
+    }
+
+    private static int Disasm(string[] args)
+    {
+        var o = new Options(args, Array.Empty<string>(), new[] { "--format", "--section" });
+        if (o.Help) return Print(DisasmHelp);
+        string file = OnePositional(o, "FILE (or - for standard input)");
+        var format = ProgramInput.ParseFormat(o.Get("--format") ?? "auto");
+        if (format == InputFormat.Asm) throw new UsageException("disasm reads bytecode, not assembly");
+        byte[] data = ProgramInput.ReadAll(file);
+        if (format == InputFormat.Auto)
+        {
+            format = ProgramInput.Detect(data);
+            // Text that is not hex is taken as raw bytes here: disasm never assembles.
+            if (format == InputFormat.Asm) format = InputFormat.Raw;
+        }
+        byte[] prog = format switch
+        {
+            InputFormat.Hex => ProgramInput.ParseHex(Encoding.ASCII.GetString(data)),
+            InputFormat.Elf => throw new InputException("ELF objects are not supported by this build yet"),
+            _ => data.Length % 8 == 0 ? data : throw new InputException($"raw bytecode of {data.Length} bytes is not a multiple of 8"),
+        };
+        Console.Out.Write(Disassembler.Disassemble(prog));
+        return ExitOk;
+    }
+
+    private static int Jit(string[] args)
+    {
+        var o = new Options(args, Array.Empty<string>(), new[] { "--format" });
+        if (o.Help) return Print(JitHelp);
+        string file = OnePositional(o, "PROG");
+        ProgramInput.LoadProgram(file, ProgramInput.ParseFormat(o.Get("--format") ?? "auto"));
+        throw new RbpfException(RbpfErrorCode.Unsupported, "the JIT compiler is not available in this build yet");
+    }
+
+    private static VmKind ParseKind(string s) => s.ToLowerInvariant() switch
+    {
+        "raw" => VmKind.Raw,
+        "mbuff" => VmKind.Mbuff,
+        "fixed" or "fixed-mbuff" => VmKind.FixedMbuff,
+        "nodata" or "no-data" => VmKind.NoData,
+        _ => throw new UsageException($"unknown VM kind '{s}' (raw, mbuff, fixed, nodata)"),
+    };
+
+    private static int Run(string[] args)
+    {
+        var o = new Options(args, new[] { "--jit", "--trace", "--no-verify" },
+            new[] { "--format", "--mem", "--mem-hex", "--kind", "--mbuff-hex", "--data-offset", "--data-end-offset", "--limit", "--repeat" });
+        if (o.Help) return Print(RunHelp);
+        string file = OnePositional(o, "PROG");
+        if (o.Has("--mem") && o.Has("--mem-hex")) throw new UsageException("give --mem or --mem-hex, not both");
+        var kind = ParseKind(o.Get("--kind") ?? "raw");
+        ulong repeat = o.Has("--repeat") ? ProgramInput.ParseNumber(o.Get("--repeat")!, "--repeat") : 1;
+        if (repeat == 0) throw new UsageException("--repeat must be at least 1");
+        if (o.Has("--trace") && repeat > 1) throw new UsageException("--trace and --repeat do not go together");
+        byte[] prog = ProgramInput.LoadProgram(file, ProgramInput.ParseFormat(o.Get("--format") ?? "auto"));
+        byte[] mem = o.Has("--mem") ? ProgramInput.ReadAll(o.Get("--mem")!)
+            : o.Has("--mem-hex") ? ProgramInput.ParseHex(o.Get("--mem-hex")!) : Array.Empty<byte>();
+        byte[] mbuff = o.Has("--mbuff-hex") ? ProgramInput.ParseHex(o.Get("--mbuff-hex")!) : Array.Empty<byte>();
+
+        var vm = new EbpfVm(kind);
+        if (o.Has("--no-verify")) vm.SetVerifier(null);
+        if (kind == VmKind.FixedMbuff)
+        {
+            ulong off = o.Has("--data-offset") ? ProgramInput.ParseNumber(o.Get("--data-offset")!, "--data-offset") : 0;
+            ulong end = o.Has("--data-end-offset") ? ProgramInput.ParseNumber(o.Get("--data-end-offset")!, "--data-end-offset") : 8;
+            if (off > int.MaxValue || end > int.MaxValue) throw new UsageException("data offsets are too large");
+            vm.SetProgram(prog, (int)off, (int)end);
+        }
+        else
+        {
+            vm.SetProgram(prog);
+        }
+        vm.RegisterStandardHelpers();
+        if (o.Has("--limit")) vm.InstructionLimit = ProgramInput.ParseNumber(o.Get("--limit")!, "--limit");
+        if (o.Has("--jit")) throw new RbpfException(RbpfErrorCode.Unsupported, "the JIT compiler is not available in this build yet");
+
+        RbpfErrorCode code;
+        ulong result;
+        RbpfException? error;
+        if (o.Has("--trace"))
+        {
+            var lines = Disassembler.DisassembleLines(prog).ToDictionary(l => l.Slot, l => l.Text);
+            var stdout = Console.Out;
+            code = vm.TryExecute(mem, mbuff, (pc, regs) =>
+            {
+                var sb = new StringBuilder();
+                sb.Append(pc.ToString(CultureInfo.InvariantCulture).PadLeft(5)).Append(": ")
+                  .Append((lines.TryGetValue(pc, out var t) ? t : "?").PadRight(32));
+                for (int k = 0; k < regs.Length; k++)
+                    sb.Append(" r").Append(k).Append("=0x").Append(regs[k].ToString("x", CultureInfo.InvariantCulture));
+                stdout.WriteLine(sb.ToString());
+            }, out result, out error);
+        }
+        else
+        {
+            code = vm.TryExecute(mem, mbuff, out result, out error);
+            if (code == RbpfErrorCode.Ok && repeat > 1)
+                Repeat(vm, mem, mbuff, repeat);
+        }
+        if (code != RbpfErrorCode.Ok)
+        {
+            Console.Error.WriteLine($"rbpf: {error!.Message}");
+            return ExitRunFailed;
+        }
+        Console.Out.WriteLine($"0x{result:x}");
+        return ExitOk;
+    }
+
+    private static void Repeat(EbpfVm vm, byte[] mem, byte[] mbuff, ulong repeat)
+    {
+        var sw = Stopwatch.StartNew();
+        long nextReport = Stopwatch.Frequency;
+        bool reported = false;
+        for (ulong i = 1; i < repeat; i++)
+        {
+            var code = vm.TryExecute(mem, mbuff, out _, out var error);
+            if (code != RbpfErrorCode.Ok) throw error!;
+            if ((i & 1023) == 0 && sw.ElapsedTicks > nextReport)
+            {
+                Console.Error.Write($"\r{i}/{repeat} runs ({100.0 * i / repeat:F0}%)");
+                nextReport = sw.ElapsedTicks + Stopwatch.Frequency;
+                reported = true;
+            }
+        }
+        sw.Stop();
+        if (reported) Console.Error.WriteLine();
+        double seconds = Math.Max(sw.Elapsed.TotalSeconds, 1e-9);
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{repeat} runs in {seconds:F3} s: {repeat / seconds:F0} runs/s ({seconds * 1e9 / repeat:F1} ns per run)"));
+    }
+
+    private static int Plugin(string[] args)
+    {
+        string? memHex = null;
+        bool jit = false;
+        foreach (var a in args)
+        {
+            if (a == "--help" || a == "-h") return Print(PluginHelp);
+            if (a == "--jit") jit = true;
+            else if (a == "--interpret") jit = false;
+            else if (a.StartsWith("--", StringComparison.Ordinal)) throw new UsageException($"unknown plugin option '{a}'");
+            else if (memHex == null) memHex = a;
+            else throw new UsageException("the plugin takes one memory argument");
+        }
+        if (jit) throw new RbpfException(RbpfErrorCode.Unsupported, "the JIT compiler is not available in this build yet");
+        string programHex = Console.In.ReadToEnd();
+        byte[] prog = ProgramInput.ParseHex(programHex);
+        byte[] mem = string.IsNullOrWhiteSpace(memHex) ? Array.Empty<byte>() : ProgramInput.ParseHex(memHex);
+        var vm = EbpfVm.CreateRaw(prog);
+        vm.RegisterHelper(5, (r1, _, _, _, _) => r1, "unwind");
+        vm.UnwindHelper = 5;
+        var code = vm.TryExecute(mem, Span<byte>.Empty, out ulong result, out var error);
+        if (code != RbpfErrorCode.Ok)
+        {
+            Console.Error.WriteLine(error!.Message);
+            return ExitRunFailed;
+        }
+        Console.Out.WriteLine(result.ToString("x", CultureInfo.InvariantCulture));
+        return ExitOk;
+    }
+}

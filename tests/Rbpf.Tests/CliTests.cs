@@ -1,0 +1,196 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Rbpf.Tests;
+
+/// <summary>Runs the built rbpf command (out/bin/rbpf, or $RBPF_CLI).</summary>
+public class CliTests
+{
+    private static string? CliPath()
+    {
+        string? env = Environment.GetEnvironmentVariable("RBPF_CLI");
+        if (env != null)
+        {
+            Assert.True(File.Exists(env), $"RBPF_CLI={env} does not exist");
+            return env;
+        }
+        string path = Path.Combine(TestPaths.RepoRoot, "out", "bin", "rbpf");
+        return File.Exists(path) ? path : null;
+    }
+
+    internal sealed record Result(int Exit, string Stdout, string Stderr, byte[] StdoutBytes);
+
+    internal static Result Cli(string[] args, byte[]? stdin = null, string? exe = null)
+    {
+        string? path = exe ?? CliPath();
+        Skip.If(path == null, "the rbpf command is not built (run ./build.sh): CLI tests skipped");
+        var psi = new ProcessStartInfo(path!)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var errTask = p.StandardError.ReadToEndAsync();
+        var ms = new MemoryStream();
+        var outTask = p.StandardOutput.BaseStream.CopyToAsync(ms);
+        if (stdin != null) p.StandardInput.BaseStream.Write(stdin);
+        p.StandardInput.Close();
+        Assert.True(p.WaitForExit(60_000), "rbpf did not finish");
+        outTask.Wait();
+        byte[] bytes = ms.ToArray();
+        return new Result(p.ExitCode, Encoding.UTF8.GetString(bytes), errTask.Result, bytes);
+    }
+
+    private static string Temp(string name, byte[] content)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "rbpf-cli-tests-" + Environment.ProcessId);
+        Directory.CreateDirectory(dir);
+        string path = Path.Combine(dir, name);
+        File.WriteAllBytes(path, content);
+        return path;
+    }
+
+    private const string Sample = "mov r0, 0\nldxb r1, [r1+1]\nadd r0, r1\nadd r0, 0x10\nexit\n";
+
+    [SkippableFact]
+    public void AsmWritesBytecodeAndDisasmReadsItBack()
+    {
+        var asm = Cli(new[] { "asm", "-" }, Encoding.UTF8.GetBytes(Sample));
+        Assert.Equal(0, asm.Exit);
+        Assert.Equal(Assembler.Assemble(Sample), asm.StdoutBytes);
+        var dis = Cli(new[] { "disasm", "-" }, asm.StdoutBytes);
+        Assert.Equal(0, dis.Exit);
+        Assert.Equal(Disassembler.Disassemble(asm.StdoutBytes), dis.Stdout);
+        var again = Cli(new[] { "asm", "-" }, Encoding.UTF8.GetBytes(dis.Stdout));
+        Assert.Equal(asm.StdoutBytes, again.StdoutBytes);
+    }
+
+    [SkippableFact]
+    public void AsmHexAndOutputFile()
+    {
+        string src = Temp("prog.s", Encoding.UTF8.GetBytes(Sample));
+        var hex = Cli(new[] { "asm", src, "--hex" });
+        Assert.Equal(0, hex.Exit);
+        Assert.StartsWith("b700000000000000\n7111010000000000\n", hex.Stdout);
+        string outFile = src + ".bin";
+        Assert.Equal(0, Cli(new[] { "asm", src, "-o", outFile }).Exit);
+        Assert.Equal(Assembler.Assemble(Sample), File.ReadAllBytes(outFile));
+        // The hex output is itself a program the other commands read.
+        string hexFile = Temp("prog.hex", Encoding.ASCII.GetBytes(hex.Stdout));
+        Assert.Equal(Disassembler.Disassemble(Assembler.Assemble(Sample)), Cli(new[] { "disasm", hexFile }).Stdout);
+    }
+
+    [SkippableFact]
+    public void RunDetectsEveryFormat()
+    {
+        byte[] prog = Assembler.Assemble(Sample);
+        string asm = Temp("f.s", Encoding.UTF8.GetBytes(Sample));
+        string raw = Temp("f.bin", prog);
+        string hex = Temp("f.hex", Encoding.ASCII.GetBytes(Convert.ToHexString(prog)));
+        foreach (var file in new[] { asm, raw, hex })
+        {
+            var r = Cli(new[] { "run", file, "--mem-hex", "00 22 33" });
+            Assert.Equal(0, r.Exit);
+            Assert.Equal("0x32\n", r.Stdout);
+        }
+        Assert.Equal("0x32\n", Cli(new[] { "run", raw, "--format", "raw", "--mem-hex", "0022" }).Stdout);
+        string memFile = Temp("mem.bin", new byte[] { 0, 5 });
+        Assert.Equal("0x15\n", Cli(new[] { "run", asm, "--mem", memFile }).Stdout);
+    }
+
+    [SkippableFact]
+    public void RunKindsLimitsAndTrace()
+    {
+        string nodata = Temp("k.s", Encoding.UTF8.GetBytes("mov r0, r1\nadd r0, r2\nexit"));
+        Assert.Equal("0x0\n", Cli(new[] { "run", nodata, "--kind", "nodata" }).Stdout);
+        string len = Temp("len.s", Encoding.UTF8.GetBytes("mov r0, r2\nexit"));
+        Assert.Equal("0x4\n", Cli(new[] { "run", len, "--kind", "raw", "--mem-hex", "01020304" }).Stdout);
+        string fixedProg = Temp("fx.s", Encoding.UTF8.GetBytes("ldxdw r2, [r1+16]\nldxdw r3, [r1+32]\nmov r0, r3\nsub r0, r2\nexit"));
+        Assert.Equal("0x3\n", Cli(new[] { "run", fixedProg, "--kind", "fixed", "--data-offset", "16", "--data-end-offset", "32", "--mem-hex", "aabbcc" }).Stdout);
+        string loop = Temp("loop.s", Encoding.UTF8.GetBytes("mov r0, 0\nl:\nadd r0, 1\nja l"));
+        var limited = Cli(new[] { "run", loop, "--limit", "100" });
+        Assert.Equal(1, limited.Exit);
+        Assert.Contains("instruction limit of 100", limited.Stderr);
+        var trace = Cli(new[] { "run", nodata, "--kind", "nodata", "--trace" });
+        Assert.Equal(0, trace.Exit);
+        var lines = trace.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(4, lines.Length);
+        Assert.StartsWith("    0: mov64 r0, r1", lines[0]);
+        Assert.Contains("r10=0x", lines[0]);
+        Assert.StartsWith("    2: exit", lines[2]);
+        Assert.Equal("0x0", lines[3]);
+        var repeat = Cli(new[] { "run", nodata, "--kind", "nodata", "--repeat", "2000" });
+        Assert.Equal(0, repeat.Exit);
+        Assert.Contains("2000 runs in", repeat.Stderr);
+        Assert.Contains("runs/s", repeat.Stderr);
+    }
+
+    [SkippableFact]
+    public void ErrorsHaveDocumentedExitCodes()
+    {
+        Assert.Equal(2, Cli(Array.Empty<string>()).Exit);
+        Assert.Equal(2, Cli(new[] { "frobnicate" }).Exit);
+        Assert.Equal(2, Cli(new[] { "run" }).Exit);
+        Assert.Equal(2, Cli(new[] { "run", "x", "--kind", "weird" }).Exit);
+        Assert.Equal(2, Cli(new[] { "run", "x", "--bogus" }).Exit);
+        var missing = Cli(new[] { "run", "/nonexistent/prog.s" });
+        Assert.Equal(3, missing.Exit);
+        Assert.Contains("cannot read", missing.Stderr);
+        var bad = Cli(new[] { "asm", "-" }, Encoding.UTF8.GetBytes("mov r0, 1\n  frob r1\n"));
+        Assert.Equal(3, bad.Exit);
+        Assert.Contains("line 2, column 3", bad.Stderr);
+        string rejected = Temp("rej.s", Encoding.UTF8.GetBytes("mov r0, 1"));
+        var rej = Cli(new[] { "run", rejected });
+        Assert.Equal(3, rej.Exit);
+        Assert.Contains("fall off the end", rej.Stderr);
+        string oob = Temp("oob.s", Encoding.UTF8.GetBytes("ldxw r0, [r1+8]\nexit"));
+        var run = Cli(new[] { "run", oob, "--mem-hex", "00" });
+        Assert.Equal(1, run.Exit);
+        Assert.Contains("out-of-bounds load of 4 bytes", run.Stderr);
+        Assert.Equal(3, Cli(new[] { "disasm", "-" }, new byte[7]).Exit);
+        Assert.Equal(4, Cli(new[] { "jit", oob }).Exit);
+    }
+
+    [SkippableTheory]
+    [InlineData("asm")]
+    [InlineData("disasm")]
+    [InlineData("run")]
+    [InlineData("jit")]
+    [InlineData("plugin")]
+    public void EverySubcommandHasHelp(string command)
+    {
+        var r = Cli(new[] { command, "--help" });
+        Assert.Equal(0, r.Exit);
+        Assert.StartsWith("usage: rbpf " + command, r.Stdout);
+    }
+
+    [SkippableFact]
+    public void PluginSpeaksTheConformanceProtocol()
+    {
+        string? dir = TestPaths.ConformanceDir;
+        Skip.If(dir == null, "../shared/conformance is absent: plugin conformance run skipped");
+        string plugin = Path.Combine(Path.GetDirectoryName(CliPath() ?? "")!, "rbpf-plugin");
+        Skip.If(!File.Exists(plugin), "rbpf-plugin is not built");
+        int ran = 0;
+        foreach (var file in Directory.GetFiles(Path.Combine(dir!, "tests"), "*.data"))
+        {
+            var c = ConformanceCase.Load(file);
+            string progHex = string.Join(" ", c.Program.Select(b => b.ToString("x2")));
+            var args = c.Memory.Length > 0 ? new[] { string.Join(" ", c.Memory.Select(b => b.ToString("x2"))) } : Array.Empty<string>();
+            var r = Cli(args, Encoding.ASCII.GetBytes(progHex), plugin);
+            Assert.True(r.Exit == 0, $"{c.Name}: exit {r.Exit}: {r.Stderr}");
+            Assert.Equal(c.Result!.Value, Convert.ToUInt64(r.Stdout.Trim(), 16));
+            ran++;
+        }
+        Assert.True(ran > 300);
+        var bad = Cli(Array.Empty<string>(), Encoding.ASCII.GetBytes("95 00 00"), plugin);
+        Assert.NotEqual(0, bad.Exit);
+        Assert.NotEmpty(bad.Stderr);
+        var oob = Cli(new[] { "00" }, Encoding.ASCII.GetBytes("61 10 08 00 00 00 00 00 95 00 00 00 00 00 00 00"), plugin);
+        Assert.Equal(1, oob.Exit);
+        Assert.Contains("out-of-bounds", oob.Stderr);
+    }
+}
