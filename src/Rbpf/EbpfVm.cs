@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Rbpf.Jit;
 
 namespace Rbpf;
 
@@ -34,7 +35,7 @@ public enum VmKind
 /// ulong r0 = vm.Execute(); // 3
 /// </code>
 /// </example>
-public sealed class EbpfVm
+public sealed class EbpfVm : IDisposable
 {
     private const int MaxMbuffOffset = 1 << 20;
     private const int InlineMbuffLimit = 1024;
@@ -43,6 +44,8 @@ public sealed class EbpfVm
     private readonly List<MemoryRegion> _regions = new();
     private ProgramVerifier? _verifier = Verifier.Default;
     private DecodedProgram? _program;
+    private JitProgram? _jit;
+    private uint? _unwindHelper;
     private int _dataOffset;
     private int _dataEndOffset;
 
@@ -97,7 +100,15 @@ public sealed class EbpfVm
     /// Helper id whose zero result ends the program at once with r0 = 0 (uBPF's unwind helper,
     /// used by the conformance suite), or null.
     /// </summary>
-    public uint? UnwindHelper { get; set; }
+    public uint? UnwindHelper
+    {
+        get => _unwindHelper;
+        set
+        {
+            _unwindHelper = value;
+            DropJit(); // the JIT compiles the check in
+        }
+    }
 
     /// <summary>Loads (verifies and decodes) a program, replacing the current one.</summary>
     public void SetProgram(ReadOnlySpan<byte> program)
@@ -106,6 +117,7 @@ public sealed class EbpfVm
         var decoded = DecodeOrThrow(program);
         _helpers.Link(decoded);
         _program = decoded;
+        DropJit();
     }
 
     private void RunVerifier(ReadOnlySpan<byte> program)
@@ -197,7 +209,43 @@ public sealed class EbpfVm
     {
         _helpers.Set(entry);
         if (_program != null) _helpers.Link(_program);
+        DropJit(); // compiled code calls the helpers it knew
     }
+
+    private void DropJit()
+    {
+        var old = Interlocked.Exchange(ref _jit, null);
+        old?.Dispose();
+    }
+
+    /// <summary>
+    /// Compiles the loaded program to x86-64 code for <see cref="ExecuteJit(Span{byte}, Span{byte})"/>.
+    /// Register helpers first: loading a program, registering a helper or changing
+    /// <see cref="UnwindHelper"/> discards the compiled code.
+    /// </summary>
+    public void JitCompile(JitOptions? options = null)
+    {
+        var program = _program ?? throw new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
+        var jit = new JitProgram(program, _helpers, options ?? new JitOptions(), UnwindHelper.HasValue ? UnwindHelper.Value : -1);
+        var old = Interlocked.Exchange(ref _jit, jit);
+        old?.Dispose();
+    }
+
+    /// <summary>Whether the JIT can run on this platform (x86-64 Linux and macOS).</summary>
+    public static bool IsJitSupported => ExecutableMemory.IsSupported;
+
+    /// <summary>Whether compiled code is ready for <see cref="ExecuteJit(Span{byte}, Span{byte})"/>.</summary>
+    public bool IsJitCompiled => _jit != null;
+
+    /// <summary>The generated x86-64 code, listed under the eBPF instruction each part comes from.</summary>
+    public string JitDisassembly() =>
+        (_jit ?? throw new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled")).Disassemble();
+
+    /// <summary>Size in bytes of the generated code, or 0.</summary>
+    public int JitCodeSize => _jit?.Code.Length ?? 0;
+
+    /// <summary>Frees the compiled code (safe while other threads still run it: it goes when they finish).</summary>
+    public void Dispose() => DropJit();
 
     /// <summary>Registers every helper of <see cref="StandardHelpers"/> under its id.</summary>
     public void RegisterStandardHelpers()
@@ -263,6 +311,43 @@ public sealed class EbpfVm
         }
     }
 
+    /// <summary>Runs the JIT-compiled program; throws <see cref="RbpfException"/> when it fails.</summary>
+    public ulong ExecuteJit(Span<byte> mem, Span<byte> mbuff)
+    {
+        var code = TryExecuteJit(mem, mbuff, out ulong result, out var error);
+        if (code != RbpfErrorCode.Ok) throw error!;
+        return result;
+    }
+
+    /// <summary>Runs the JIT-compiled program on <paramref name="mem"/>.</summary>
+    public ulong ExecuteJit(Span<byte> mem) => ExecuteJit(mem, Span<byte>.Empty);
+
+    /// <summary>Runs the JIT-compiled program with no input.</summary>
+    public ulong ExecuteJit() => ExecuteJit(Span<byte>.Empty, Span<byte>.Empty);
+
+    /// <summary>Runs the JIT-compiled program and reports failure as a code and an error.</summary>
+    public unsafe RbpfErrorCode TryExecuteJit(Span<byte> mem, Span<byte> mbuff, out ulong result, out RbpfException? error)
+    {
+        fixed (byte* m = mem)
+        fixed (byte* b = mbuff)
+            return TryExecuteJit(m, (nuint)mem.Length, b, (nuint)mbuff.Length, out result, out error);
+    }
+
+    /// <summary>Runs the JIT-compiled program on unmanaged memory.</summary>
+    public unsafe RbpfErrorCode TryExecuteJit(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
+        out ulong result, out RbpfException? error)
+    {
+        var jit = _jit;
+        if (jit == null)
+        {
+            result = 0;
+            error = new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled: call JitCompile first");
+            return error.Code;
+        }
+        var observer = default(NoObserver);
+        return Run(mem, memLength, mbuff, mbuffLength, ref observer, out result, out error, jit);
+    }
+
     /// <summary>Runs the program on unmanaged memory (the C ABI's entry point). The memory must stay
     /// valid for the duration of the call; a NULL pointer is allowed only with a length of 0.</summary>
     public unsafe RbpfErrorCode TryExecute(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
@@ -289,10 +374,10 @@ public sealed class EbpfVm
     /// <summary>Runs the program with an observer called before each instruction.</summary>
     [SkipLocalsInit]
     internal unsafe RbpfErrorCode Run<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
-        ref TObserver observer, out ulong result, out RbpfException? error)
+        ref TObserver observer, out ulong result, out RbpfException? error, JitProgram? jit = null)
         where TObserver : struct, IExecutionObserver
     {
-        var program = _program;
+        var program = jit?.Program ?? _program;
         if (program == null)
         {
             result = 0;
@@ -310,21 +395,22 @@ public sealed class EbpfVm
         {
             var heap = new byte[fixedLength];
             fixed (byte* h = heap)
-                return RunWithFixedBuffer(program, mem, memLength, mbuff, mbuffLength, h, fixedLength, ref observer, out result, out error);
+                return RunWithFixedBuffer(program, jit, mem, memLength, mbuff, mbuffLength, h, fixedLength, ref observer, out result, out error);
         }
         if (fixedLength == 0)
-            return RunWithFixedBuffer(program, mem, memLength, mbuff, mbuffLength, null, 0, ref observer, out result, out error);
+            return RunWithFixedBuffer(program, jit, mem, memLength, mbuff, mbuffLength, null, 0, ref observer, out result, out error);
         byte* inline = stackalloc byte[fixedLength];
-        return RunWithFixedBuffer(program, mem, memLength, mbuff, mbuffLength, inline, fixedLength, ref observer, out result, out error);
+        return RunWithFixedBuffer(program, jit, mem, memLength, mbuff, mbuffLength, inline, fixedLength, ref observer, out result, out error);
     }
 
     [SkipLocalsInit]
-    private unsafe RbpfErrorCode RunWithFixedBuffer<TObserver>(DecodedProgram program, byte* mem, nuint memLength,
+    private unsafe RbpfErrorCode RunWithFixedBuffer<TObserver>(DecodedProgram program, JitProgram? jit, byte* mem, nuint memLength,
         byte* mbuff, nuint mbuffLength, byte* fixedBuffer, int fixedLength,
         ref TObserver observer, out ulong result, out RbpfException? error)
         where TObserver : struct, IExecutionObserver
     {
-        byte* stack = stackalloc byte[Isa.StackSize];
+        byte* unaligned = stackalloc byte[Isa.StackSize + 16];
+        byte* stack = (byte*)(((ulong)unaligned + 15) & ~15UL); // frames are 16-byte aligned, as the kernel's
         new Span<byte>(stack + Isa.StackSize - Isa.StackFrameSize, Isa.StackFrameSize).Clear();
         int regionCount = 3 + _regions.Count;
         RegionEntry* regions = stackalloc RegionEntry[regionCount];
@@ -372,6 +458,73 @@ public sealed class EbpfVm
             InstructionLimit = InstructionLimit,
             UnwindHelper = UnwindHelper.HasValue ? UnwindHelper.Value : -1,
         };
+        if (jit != null)
+            return RunJit(jit, ref state, r1, r2, out result, out error);
         return Interpreter.Run(program, _helpers, ref state, r1, r2, ref observer, out result, out error);
+    }
+
+    private unsafe RbpfErrorCode RunJit(JitProgram jit, ref ExecutionState st, ulong r1, ulong r2,
+        out ulong result, out RbpfException? error)
+    {
+        JitContext ctx = default;
+        ulong top = (ulong)(st.Stack + Isa.StackSize);
+        ctx.R1 = r1;
+        ctx.R2 = r2;
+        ctx.StackTop = top;
+        ctx.StackStart = top - Isa.StackFrameSize;
+        ctx.Budget = st.InstructionLimit == 0 || st.InstructionLimit > long.MaxValue ? long.MaxValue : (long)st.InstructionLimit;
+        ctx.Regions = st.Regions;
+        ctx.RegionCount = st.RegionCount;
+        ctx.PacketStart = st.PacketStart;
+        ctx.PacketLength = st.PacketLength;
+        for (int k = 0; k < 4; k++)
+        {
+            ctx.PacketBound[k] = JitContext.Bound(st.PacketLength, 1 << k);
+            ctx.StackBound[k] = JitContext.Bound(Isa.StackFrameSize, 1 << k);
+        }
+        ctx.CheckAccess = JitRuntime.CheckAccessFn;
+        ctx.HelperTrampoline = JitRuntime.HelperTrampolineFn;
+        ctx.CallXTrampoline = JitRuntime.CallXTrampolineFn;
+        var previous = JitRuntime.Enter(_helpers);
+        int status;
+        bool ran;
+        try
+        {
+            ran = jit.TryRun(&ctx, out status);
+        }
+        finally
+        {
+            error = JitRuntime.Leave(previous);
+        }
+        result = 0;
+        if (!ran)
+        {
+            error = new RbpfException(RbpfErrorCode.NoProgram, "the compiled program was discarded");
+            return error.Code;
+        }
+        if (status == 0)
+        {
+            result = ctx.Result;
+            error = null;
+            return RbpfErrorCode.Ok;
+        }
+        var code = (RbpfErrorCode)status;
+        int pc = ctx.FaultPc;
+        if (error != null && error.Code == code) return code; // a helper's own error
+        JitRuntime.SyncStackRegion(&ctx);
+        string message = code switch
+        {
+            RbpfErrorCode.OutOfBounds when ctx.FaultKind == 2 =>
+                Interpreter.PacketFaultMessage(ctx.FaultSize, ctx.FaultAddress, pc, ctx.PacketStart, ctx.PacketLength),
+            RbpfErrorCode.OutOfBounds =>
+                Interpreter.FaultMessage(ctx.FaultKind == 1, ctx.FaultSize, ctx.FaultAddress, pc, st.Regions, st.RegionCount),
+            RbpfErrorCode.InstructionLimit => Interpreter.LimitMessage(st.InstructionLimit, pc),
+            RbpfErrorCode.CallDepthExceeded => Interpreter.CallDepthMessage(pc),
+            RbpfErrorCode.UnknownHelper => Interpreter.UnknownHelperMessage(pc, (uint)jit.Program.Code[pc].Imm),
+            RbpfErrorCode.IllegalInstruction => Interpreter.IllegalMessage(jit.Program, pc),
+            _ => $"insn #{pc}: JIT-compiled program failed with {code}",
+        };
+        error = new RbpfException(code, message, pc);
+        return code;
     }
 }

@@ -308,7 +308,7 @@ internal static unsafe class Interpreter
                         {
                             result = 0;
                             error = new RbpfException(RbpfErrorCode.UnknownHelper,
-                                $"insn #{pc - 1}: call to unregistered helper {(i.Op == Op.Call ? key : r[i.Dst])} (0x{(i.Op == Op.Call ? key : r[i.Dst]):x})", pc - 1);
+                                UnknownHelperMessage(pc - 1, i.Op == Op.Call ? key : r[i.Dst]), pc - 1);
                             return error.Code;
                         }
                         if (!CallHelper(h, r, regions, regionCount, pc - 1, out error))
@@ -329,8 +329,7 @@ internal static unsafe class Interpreter
                         if (depth + 1 >= Isa.MaxCallDepth)
                         {
                             result = 0;
-                            error = new RbpfException(RbpfErrorCode.CallDepthExceeded,
-                                $"insn #{pc - 1}: local call nests deeper than {Isa.MaxCallDepth} frames", pc - 1);
+                            error = new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(pc - 1), pc - 1);
                             return error.Code;
                         }
                         Frame* f = frames + depth;
@@ -338,8 +337,13 @@ internal static unsafe class Interpreter
                         depth++;
                         r[10] -= Isa.StackFrameSize;
                         new Span<byte>((void*)(r[10] - Isa.StackFrameSize), Isa.StackFrameSize).Clear();
-                        regions[0].Start = r[10] - Isa.StackFrameSize;
-                        regions[0].Length = (ulong)(depth + 1) * Isa.StackFrameSize;
+                        // The stack region covers every frame entered so far in this run (never the
+                        // untouched, unzeroed frames below), as in the JIT.
+                        if (r[10] - Isa.StackFrameSize < regions[0].Start)
+                        {
+                            regions[0].Length += regions[0].Start - (r[10] - Isa.StackFrameSize);
+                            regions[0].Start = r[10] - Isa.StackFrameSize;
+                        }
                         pc = i.Off;
                         break;
                     }
@@ -354,16 +358,13 @@ internal static unsafe class Interpreter
                         depth--;
                         Frame* f = frames + depth;
                         r[6] = f->R6; r[7] = f->R7; r[8] = f->R8; r[9] = f->R9; r[10] = f->R10; pc = f->ReturnPc;
-                        regions[0].Start = r[10] - Isa.StackFrameSize;
-                        regions[0].Length = (ulong)(depth + 1) * Isa.StackFrameSize;
                         break;
                     }
                     default:
                     {
                         result = 0;
                         int at = pc - 1;
-                        string why = program.Problems.TryGetValue(at, out var p) ? p : $"undecodable operation {i.Op}";
-                        error = new RbpfException(RbpfErrorCode.IllegalInstruction, $"insn #{at}: {why}", at);
+                        error = new RbpfException(RbpfErrorCode.IllegalInstruction, IllegalMessage(program, at), at);
                         return error.Code;
                     }
                 }
@@ -372,8 +373,7 @@ internal static unsafe class Interpreter
 
     Limit:
         result = 0;
-        error = new RbpfException(RbpfErrorCode.InstructionLimit,
-            $"instruction limit of {st.InstructionLimit} reached at insn #{pc}", pc);
+        error = new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, pc), pc);
         return error.Code;
     Fault:
         result = 0;
@@ -383,12 +383,24 @@ internal static unsafe class Interpreter
     PacketFault:
         result = 0;
         error = new RbpfException(RbpfErrorCode.OutOfBounds,
-            $"out-of-bounds packet load of {faultSize} bytes at 0x{faultAddress:x} (insn #{pc - 1}), packet is " +
-            $"[0x{st.PacketStart:x}, 0x{st.PacketStart + st.PacketLength:x})", pc - 1);
+            PacketFaultMessage(faultSize, faultAddress, pc - 1, st.PacketStart, st.PacketLength), pc - 1);
         return error.Code;
     }
 
-    private static string FaultMessage(bool write, int size, ulong address, int pc, RegionEntry* regions, int count)
+    internal static string PacketFaultMessage(int size, ulong address, int pc, ulong packetStart, ulong packetLength) =>
+        $"out-of-bounds packet load of {size} bytes at 0x{address:x} (insn #{pc}), packet is " +
+        $"[0x{packetStart:x}, 0x{packetStart + packetLength:x})";
+
+    internal static string LimitMessage(ulong limit, int pc) => $"instruction limit of {limit} reached at insn #{pc}";
+
+    internal static string CallDepthMessage(int pc) => $"insn #{pc}: local call nests deeper than {Isa.MaxCallDepth} frames";
+
+    internal static string UnknownHelperMessage(int pc, ulong key) => $"insn #{pc}: call to unregistered helper {key} (0x{key:x})";
+
+    internal static string IllegalMessage(DecodedProgram program, int pc) =>
+        $"insn #{pc}: {(program.Problems.TryGetValue(pc, out var p) ? p : "undecodable instruction")}";
+
+    internal static string FaultMessage(bool write, int size, ulong address, int pc, RegionEntry* regions, int count)
     {
         bool misaligned = false;
         if (MemoryAccess.Allowed(regions, count, address, (ulong)size, write))
@@ -416,7 +428,7 @@ internal static unsafe class Interpreter
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool CallHelper(HelperEntry h, ulong* r, RegionEntry* regions, int regionCount, int pc, out RbpfException? error)
+    internal static bool CallHelper(HelperEntry h, ulong* r, RegionEntry* regions, int regionCount, int pc, out RbpfException? error)
     {
         try
         {

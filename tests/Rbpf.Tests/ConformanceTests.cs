@@ -21,6 +21,21 @@ public class ConformanceTests
 
     [SkippableTheory]
     [MemberData(nameof(ConformanceCase.All), MemberType = typeof(ConformanceCase))]
+    public void JitPassesConformanceFile(string name)
+    {
+        var c = ConformanceCase.Get(name);
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        foreach (var options in JitTests.AllOptions)
+        {
+            var vm = ConformanceCase.CreateVm(c.Program);
+            vm.JitCompile(options);
+            ulong r0 = vm.ExecuteJit(c.Memory.ToArray());
+            Assert.Equal(c.Result!.Value, r0);
+        }
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(ConformanceCase.All), MemberType = typeof(ConformanceCase))]
     public void AssemblerMatchesTheSuitesBytecode(string name)
     {
         var c = ConformanceCase.Get(name);

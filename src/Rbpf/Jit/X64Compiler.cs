@@ -1,0 +1,766 @@
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Rbpf.Jit;
+
+/// <summary>Options of the JIT compiler.</summary>
+public sealed record JitOptions
+{
+    /// <summary>
+    /// Check every load and store against the allowed regions (the default). Turning it off makes
+    /// memory accesses as fast as native code but lets a faulty or hostile program read and write
+    /// any host memory: use it only for trusted programs.
+    /// </summary>
+    public bool CheckedMemory { get; init; } = true;
+
+    /// <summary>XOR every immediate with a random key in the generated code, so a program cannot
+    /// plant chosen byte sequences in executable memory.</summary>
+    public bool ConstantBlinding { get; init; }
+}
+
+/// <summary>
+/// Compiles a decoded program to x86-64 machine code (System V calling convention) with Iced.
+/// eBPF registers live in host registers: r0 rax, r1 rdi, r2 rsi, r3 rdx, r4 r9, r5 r8, r6 rbx,
+/// r7 r13, r8 r14, r9 r15, r10 rbp; r12 holds the <see cref="JitContext"/>; rcx, r10 and r11 are
+/// scratch. The entry point is <c>int fn(JitContext*)</c> returning 0 or an error code.
+/// </summary>
+internal sealed class X64Compiler
+{
+    private static readonly AssemblerRegister64[] R64 = { rax, rdi, rsi, rdx, r9, r8, rbx, r13, r14, r15, rbp };
+    private static readonly AssemblerRegister32[] R32 = { eax, edi, esi, edx, r9d, r8d, ebx, r13d, r14d, r15d, ebp };
+    private static readonly AssemblerRegister16[] R16 = { ax, di, si, dx, r9w, r8w, bx, r13w, r14w, r15w, bp };
+    private static readonly AssemblerRegister8[] R8 = { al, dil, sil, dl, r9b, r8b, bl, r13b, r14b, r15b, bpl };
+
+    private readonly DecodedProgram _program;
+    private readonly HelperTable _helpers;
+    private readonly JitOptions _options;
+    private readonly long _unwindHelper;
+    private readonly Iced.Intel.Assembler _a = new(64);
+    private readonly Label[] _pcLabels;
+    private readonly List<Action> _cold = new();
+    private readonly Random _blindKeys = new();
+    private Label _errorExit, _exitWithResult, _ret;
+
+    private X64Compiler(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper)
+    {
+        _program = program;
+        _helpers = helpers;
+        _options = options;
+        _unwindHelper = unwindHelper;
+        _pcLabels = new Label[program.Code.Length];
+        for (int i = 0; i < _pcLabels.Length; i++) _pcLabels[i] = _a.CreateLabel();
+    }
+
+    /// <summary>Machine code and, for each eBPF slot, the offset of its first byte (-1 for lddw tails).</summary>
+    public sealed record Output(byte[] Code, int[] PcOffsets);
+
+    public static Output Compile(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper) =>
+        new X64Compiler(program, helpers, options, unwindHelper).Run();
+
+    private int _instructionsAtLastLabel = -1;
+
+    /// <summary>Binds a label here; Iced allows one label per instruction, so two labels in a row get a nop between them.</summary>
+    private void Bind(ref Label label)
+    {
+        if (_a.Instructions.Count == _instructionsAtLastLabel) _a.nop();
+        _a.Label(ref label);
+        _instructionsAtLastLabel = _a.Instructions.Count;
+    }
+
+    private static AssemblerMemoryOperand Ctx(int offset) => __[r12 + offset];
+    private static AssemblerMemoryOperand CtxQ(int offset) => __qword_ptr[r12 + offset];
+    private static AssemblerMemoryOperand CtxD(int offset) => __dword_ptr[r12 + offset];
+
+    private Output Run()
+    {
+        var code = _program.Code;
+        var blockStarts = BlockStarts(code);
+        _errorExit = _a.CreateLabel();
+        _exitWithResult = _a.CreateLabel();
+        _ret = _a.CreateLabel();
+
+        // Prologue: save callee-saved registers, keep the stack 16-byte aligned, load r1, r2, r10.
+        _a.push(rbp); _a.push(rbx); _a.push(r12); _a.push(r13); _a.push(r14); _a.push(r15);
+        _a.sub(rsp, 8);
+        _a.mov(r12, rdi);
+        _a.mov(CtxQ(JitContext.OffSavedRsp), rsp);
+        _a.mov(rdi, CtxQ(JitContext.OffR1));
+        _a.mov(rsi, CtxQ(JitContext.OffR2));
+        _a.mov(rbp, CtxQ(JitContext.OffStackTop));
+        foreach (var reg in new[] { eax, edx, r8d, r9d, ebx, r13d, r14d, r15d }) _a.xor(reg, reg);
+
+        for (int pc = 0; pc < code.Length; pc++)
+        {
+            if (pc > 0 && code[pc - 1].Op == Op.Lddw)
+            {
+                // The second slot of an lddw: only a (bad) jump lands here, out of line.
+                int tail = pc;
+                Cold(_pcLabels[pc], () => Fail(tail, RbpfErrorCode.IllegalInstruction));
+                continue;
+            }
+            Bind(ref _pcLabels[pc]);
+            if (blockStarts[pc] > 0) EmitBudget(pc, blockStarts[pc]);
+            EmitInstruction(pc, code[pc]);
+        }
+
+        // Exits. _exitWithResult: r0 is the result; the stack pointer is restored because an exit
+        // can come from inside local calls (unwind helper).
+        Bind(ref _exitWithResult);
+        _a.mov(CtxQ(JitContext.OffResult), rax);
+        _a.xor(eax, eax);
+        Bind(ref _errorExit);
+        _a.mov(rsp, CtxQ(JitContext.OffSavedRsp));
+        _a.add(rsp, 8);
+        _a.pop(r15); _a.pop(r14); _a.pop(r13); _a.pop(r12); _a.pop(rbx); _a.pop(rbp);
+        _a.ret();
+        Bind(ref _ret);
+        _a.ret();
+        foreach (var cold in _cold) cold();
+
+        using var stream = new MemoryStream();
+        var result = _a.Assemble(new StreamCodeWriter(stream), 0, BlockEncoderOptions.ReturnNewInstructionOffsets);
+        var offsets = new int[code.Length];
+        for (int pc = 0; pc < code.Length; pc++)
+            offsets[pc] = pc > 0 && code[pc - 1].Op == Op.Lddw ? -1 : (int)result.GetLabelRIP(_pcLabels[pc]);
+        return new Output(stream.ToArray(), offsets);
+    }
+
+    /// <summary>For each slot that starts a basic block, the number of instructions in the block; else 0.</summary>
+    private static int[] BlockStarts(DecodedInsn[] code)
+    {
+        int n = code.Length;
+        var start = new bool[n];
+        start[0] = true;
+        for (int pc = 0; pc < n; pc++)
+        {
+            var i = code[pc];
+            bool isJump = i.Op == Op.Ja || (i.Op >= Op.Jeq64Imm && i.Op <= Op.Jsle32Reg);
+            if (isJump || i.Op == Op.CallLocal)
+            {
+                if (i.Off >= 0 && i.Off < n) start[i.Off] = true;
+            }
+            int next = pc + (i.Op == Op.Lddw ? 2 : 1);
+            if ((isJump || i.Op == Op.CallLocal || i.Op == Op.Exit || i.Op == Op.Illegal) && next < n) start[next] = true;
+        }
+        var length = new int[n];
+        for (int pc = 0; pc < n; pc++)
+        {
+            if (!start[pc] || (pc > 0 && code[pc - 1].Op == Op.Lddw)) continue;
+            int count = 0;
+            for (int k = pc; k < n; k += code[k].Op == Op.Lddw ? 2 : 1)
+            {
+                if (k != pc && start[k]) break;
+                count++;
+            }
+            length[pc] = count;
+        }
+        return length;
+    }
+
+    private void EmitBudget(int pc, int length)
+    {
+        _a.sub(CtxQ(JitContext.OffBudget), length);
+        var fail = _a.CreateLabel();
+        _a.jl(fail);
+        Cold(fail, () => Fail(pc, RbpfErrorCode.InstructionLimit));
+    }
+
+    /// <summary>Queues out-of-line code placed after the function body, reached through <paramref name="label"/>.</summary>
+    private void Cold(Label label, Action body)
+    {
+        _cold.Add(() =>
+        {
+            var l = label;
+            Bind(ref l);
+            body();
+        });
+    }
+
+    private void Fail(int pc, RbpfErrorCode code)
+    {
+        _a.mov(CtxD(JitContext.OffFaultPc), pc);
+        _a.mov(eax, (int)code);
+        _a.jmp(_errorExit);
+    }
+
+    /// <summary>Loads a 64-bit immediate into r11 (blinded when asked) for use as a register operand.</summary>
+    private void LoadImm(AssemblerRegister64 target, long value)
+    {
+        if (_options.ConstantBlinding)
+        {
+            long key = _blindKeys.NextInt64() | 1;
+            _a.mov(target, value ^ key);
+            _a.mov(rcx, key);
+            _a.xor(target, rcx);
+        }
+        else
+        {
+            _a.mov(target, value);
+        }
+    }
+
+    private bool Blind => _options.ConstantBlinding;
+
+    private void EmitInstruction(int pc, DecodedInsn i)
+    {
+        var d64 = i.Dst <= 10 ? R64[i.Dst] : r11;
+        var d32 = i.Dst <= 10 ? R32[i.Dst] : r11d;
+        var s64 = i.Src <= 10 ? R64[i.Src] : r11;
+        var s32 = i.Src <= 10 ? R32[i.Src] : r11d;
+        int imm = (int)i.Imm;
+        switch (i.Op)
+        {
+            // 64-bit arithmetic with an immediate (sign-extended, as x86 does with imm32)
+            case Op.Add64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.add(d64, r11); } else _a.add(d64, imm); break;
+            case Op.Sub64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.sub(d64, r11); } else _a.sub(d64, imm); break;
+            case Op.Mul64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.imul(d64, r11); } else _a.imul(d64, d64, imm); break;
+            case Op.Or64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.or(d64, r11); } else _a.or(d64, imm); break;
+            case Op.And64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.and(d64, r11); } else _a.and(d64, imm); break;
+            case Op.Xor64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.xor(d64, r11); } else _a.xor(d64, imm); break;
+            case Op.Mov64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.mov(d64, r11); } else _a.mov(d64, i.Imm); break;
+            case Op.Lsh64Imm: _a.shl(d64, (byte)(imm & 63)); break;
+            case Op.Rsh64Imm: _a.shr(d64, (byte)(imm & 63)); break;
+            case Op.Arsh64Imm: _a.sar(d64, (byte)(imm & 63)); break;
+            case Op.Add64Reg: _a.add(d64, s64); break;
+            case Op.Sub64Reg: _a.sub(d64, s64); break;
+            case Op.Mul64Reg: _a.imul(d64, s64); break;
+            case Op.Or64Reg: _a.or(d64, s64); break;
+            case Op.And64Reg: _a.and(d64, s64); break;
+            case Op.Xor64Reg: _a.xor(d64, s64); break;
+            case Op.Mov64Reg: _a.mov(d64, s64); break;
+            case Op.Lsh64Reg: _a.mov(ecx, s32); _a.shl(d64, cl); break;
+            case Op.Rsh64Reg: _a.mov(ecx, s32); _a.shr(d64, cl); break;
+            case Op.Arsh64Reg: _a.mov(ecx, s32); _a.sar(d64, cl); break;
+            case Op.Neg64: _a.neg(d64); break;
+
+            // 32-bit arithmetic: writing a 32-bit register zero-extends it
+            case Op.Add32Imm: if (Blind) { LoadImm(r11, imm); _a.add(d32, r11d); } else _a.add(d32, imm); break;
+            case Op.Sub32Imm: if (Blind) { LoadImm(r11, imm); _a.sub(d32, r11d); } else _a.sub(d32, imm); break;
+            case Op.Mul32Imm: if (Blind) { LoadImm(r11, imm); _a.imul(d32, r11d); } else _a.imul(d32, d32, imm); break;
+            case Op.Or32Imm: if (Blind) { LoadImm(r11, imm); _a.or(d32, r11d); } else _a.or(d32, imm); break;
+            case Op.And32Imm: if (Blind) { LoadImm(r11, imm); _a.and(d32, r11d); } else _a.and(d32, imm); break;
+            case Op.Xor32Imm: if (Blind) { LoadImm(r11, imm); _a.xor(d32, r11d); } else _a.xor(d32, imm); break;
+            case Op.Mov32Imm: if (Blind) { LoadImm(r11, imm); _a.mov(d32, r11d); } else _a.mov(d32, (uint)imm); break;
+            case Op.Lsh32Imm: if ((imm & 31) == 0) _a.mov(d32, d32); else _a.shl(d32, (byte)(imm & 31)); break;
+            case Op.Rsh32Imm: if ((imm & 31) == 0) _a.mov(d32, d32); else _a.shr(d32, (byte)(imm & 31)); break;
+            case Op.Arsh32Imm: if ((imm & 31) == 0) _a.mov(d32, d32); else _a.sar(d32, (byte)(imm & 31)); break;
+            case Op.Add32Reg: _a.add(d32, s32); break;
+            case Op.Sub32Reg: _a.sub(d32, s32); break;
+            case Op.Mul32Reg: _a.imul(d32, s32); break;
+            case Op.Or32Reg: _a.or(d32, s32); break;
+            case Op.And32Reg: _a.and(d32, s32); break;
+            case Op.Xor32Reg: _a.xor(d32, s32); break;
+            case Op.Mov32Reg: _a.mov(d32, s32); break;
+            // A 32-bit shift by a count of 0 may leave the upper half alone: zero-extend explicitly.
+            case Op.Lsh32Reg: _a.mov(ecx, s32); _a.shl(d32, cl); _a.mov(d32, d32); break;
+            case Op.Rsh32Reg: _a.mov(ecx, s32); _a.shr(d32, cl); _a.mov(d32, d32); break;
+            case Op.Arsh32Reg: _a.mov(ecx, s32); _a.sar(d32, cl); _a.mov(d32, d32); break;
+            case Op.Neg32: _a.neg(d32); break;
+
+            case Op.Div64Imm: case Op.Div64Reg: case Op.Mod64Imm: case Op.Mod64Reg:
+            case Op.Div32Imm: case Op.Div32Reg: case Op.Mod32Imm: case Op.Mod32Reg:
+            case Op.SDiv64Imm: case Op.SDiv64Reg: case Op.SMod64Imm: case Op.SMod64Reg:
+            case Op.SDiv32Imm: case Op.SDiv32Reg: case Op.SMod32Imm: case Op.SMod32Reg:
+                EmitDivision(i);
+                break;
+
+            case Op.MovSx64From8: _a.movsx(d64, R8[i.Src]); break;
+            case Op.MovSx64From16: _a.movsx(d64, R16[i.Src]); break;
+            case Op.MovSx64From32: _a.movsxd(d64, s32); break;
+            case Op.MovSx32From8: _a.movsx(d32, R8[i.Src]); break;
+            case Op.MovSx32From16: _a.movsx(d32, R16[i.Src]); break;
+
+            case Op.Zext16: _a.movzx(d32, R16[i.Dst]); break;
+            case Op.Zext32: _a.mov(d32, d32); break;
+            case Op.Nop: break;
+            case Op.Swap16: _a.ror(R16[i.Dst], 8); _a.movzx(d32, R16[i.Dst]); break;
+            case Op.Swap32: _a.bswap(d32); break;
+            case Op.Swap64: _a.bswap(d64); break;
+
+            case Op.Lddw:
+                if (Blind) LoadImm(d64, i.Imm);
+                else _a.mov(d64, i.Imm);
+                break;
+
+            case Op.LdAbsB: case Op.LdAbsH: case Op.LdAbsW: case Op.LdAbsDW:
+            case Op.LdIndB: case Op.LdIndH: case Op.LdIndW: case Op.LdIndDW:
+                EmitPacketLoad(pc, i);
+                break;
+
+            case Op.LdxB: case Op.LdxH: case Op.LdxW: case Op.LdxDW:
+            case Op.LdxSB: case Op.LdxSH: case Op.LdxSW:
+                EmitLoad(pc, i);
+                break;
+            case Op.StB: case Op.StH: case Op.StW: case Op.StDW:
+            case Op.StxB: case Op.StxH: case Op.StxW: case Op.StxDW:
+                EmitStore(pc, i);
+                break;
+
+            case >= Op.Atomic32Add and <= Op.Atomic64CmpXchg:
+                EmitAtomic(pc, i);
+                break;
+
+            case Op.Ja: _a.jmp(_pcLabels[i.Off]); break;
+            case >= Op.Jeq64Imm and <= Op.Jsle32Reg:
+                EmitConditionalJump(i);
+                break;
+
+            case Op.Call: EmitHelperCall(pc, i); break;
+            case Op.CallX: EmitCallX(pc, i); break;
+            case Op.CallLocal: EmitLocalCall(pc, i); break;
+            case Op.Exit:
+                _a.cmp(CtxD(JitContext.OffDepth), 0);
+                _a.jne(_ret);
+                _a.jmp(_exitWithResult);
+                break;
+            default:
+                Fail(pc, RbpfErrorCode.IllegalInstruction);
+                break;
+        }
+    }
+
+    private void EmitDivision(DecodedInsn i)
+    {
+        int k = i.Op switch
+        {
+            >= Op.SDiv64Imm and <= Op.SDiv32Reg => i.Op - Op.SDiv64Imm,
+            >= Op.SMod64Imm and <= Op.SMod32Reg => i.Op - Op.SMod64Imm,
+            >= Op.Div64Imm and <= Op.Div32Reg => i.Op - Op.Div64Imm,
+            _ => i.Op - Op.Mod64Imm,
+        };
+        bool reg = (k & 1) != 0, is32 = (k & 2) != 0;
+        bool signed = i.Op >= Op.SDiv64Imm;
+        bool mod = i.Op is >= Op.Mod64Imm and <= Op.Mod32Reg or >= Op.SMod64Imm and <= Op.SMod32Reg;
+        var d64 = R64[i.Dst];
+        var d32 = R32[i.Dst];
+        // Divisor into r11.
+        if (reg)
+        {
+            if (is32) _a.mov(r11d, R32[i.Src]); else _a.mov(r11, R64[i.Src]);
+        }
+        else
+        {
+            LoadImm(r11, is32 ? (long)(uint)(int)i.Imm : i.Imm);
+            if (is32) _a.mov(r11d, r11d);
+        }
+        var done = _a.CreateLabel();
+        var zero = _a.CreateLabel();
+        if (is32) _a.test(r11d, r11d); else _a.test(r11, r11);
+        _a.jz(zero);
+        var minusOne = _a.CreateLabel();
+        if (signed)
+        {
+            if (is32) _a.cmp(r11d, -1); else _a.cmp(r11, -1);
+            _a.je(minusOne);
+        }
+        // rax and rdx hold r0 and r3: park them in r10 and rcx unless they are the destination.
+        _a.mov(r10, rax);
+        _a.mov(rcx, rdx);
+        if (is32)
+        {
+            _a.mov(eax, d32);
+            if (signed) { _a.cdq(); _a.idiv(r11d); } else { _a.xor(edx, edx); _a.div(r11d); }
+            _a.mov(r11d, mod ? edx : eax);
+        }
+        else
+        {
+            _a.mov(rax, d64);
+            if (signed) { _a.cqo(); _a.idiv(r11); } else { _a.xor(edx, edx); _a.div(r11); }
+            _a.mov(r11, mod ? rdx : rax);
+        }
+        _a.mov(rax, r10);
+        _a.mov(rdx, rcx);
+        _a.mov(d64, r11);
+        _a.jmp(done);
+        // Division by zero: quotient 0, remainder the dividend (zero-extended for 32 bits).
+        Bind(ref zero);
+        if (mod) { if (is32) _a.mov(d32, d32); }
+        else _a.xor(d32, d32);
+        if (signed)
+        {
+            _a.jmp(done);
+            // Division by -1: x86 traps on INT_MIN / -1, eBPF wraps: quotient -x, remainder 0.
+            Bind(ref minusOne);
+            if (mod) _a.xor(d32, d32);
+            else if (is32) _a.neg(d32);
+            else _a.neg(d64);
+        }
+        Bind(ref done);
+    }
+
+    private static int SizeOfAccess(Op op) => op switch
+    {
+        Op.LdxB or Op.LdxSB or Op.StB or Op.StxB => 1,
+        Op.LdxH or Op.LdxSH or Op.StH or Op.StxH => 2,
+        Op.LdxW or Op.LdxSW or Op.StW or Op.StxW => 4,
+        >= Op.Atomic32Add and <= Op.Atomic32CmpXchg => 4,
+        _ => 8,
+    };
+
+    /// <summary>
+    /// Puts the address [base + off] in r11 after checking it, and returns the memory operand to
+    /// use. Accesses through r10 with a constant offset inside the current frame need no check.
+    /// </summary>
+    private AssemblerMemoryOperand CheckedAddress(int pc, int baseReg, int off, int size, bool write, bool atomic)
+    {
+        var b = R64[baseReg];
+        if (!atomic && baseReg == Isa.FramePointer && off >= -Isa.StackFrameSize && off <= -size)
+            return __[rbp + off];
+        if (!_options.CheckedMemory)
+        {
+            if (!atomic) return __[b + off];
+            _a.lea(r11, __[b + off]); // atomics may use rax (r0) themselves: address through r11
+            return __[r11];
+        }
+        _a.lea(r11, __[b + off]);
+        var ok = _a.CreateLabel();
+        var slow = _a.CreateLabel();
+        int bi = JitContext.BoundIndex(size);
+        if (atomic)
+        {
+            _a.test(r11b, (byte)(size - 1));
+            _a.jnz(slow);
+        }
+        _a.mov(r10, r11);
+        _a.sub(r10, CtxQ(JitContext.OffPacketStart));
+        _a.cmp(r10, CtxQ(JitContext.OffPacketBound + 8 * bi));
+        _a.jb(ok);
+        _a.mov(r10, r11);
+        _a.sub(r10, CtxQ(JitContext.OffStackStart));
+        _a.cmp(r10, CtxQ(JitContext.OffStackBound + 8 * bi));
+        _a.jb(ok);
+        _a.jmp(slow);
+        Cold(slow, () =>
+        {
+            // Every other region, read-only regions, misalignment: ask the runtime.
+            var fault = _a.CreateLabel();
+            foreach (var r in new[] { rax, rdi, rsi, rdx, r8, r9, r11, rcx }) _a.push(r);
+            _a.mov(rdi, r12);
+            _a.mov(rsi, r11);
+            _a.mov(edx, size);
+            _a.mov(ecx, (write ? 1 : 0) | (atomic ? 2 : 0));
+            _a.mov(rax, CtxQ(JitContext.OffCheckAccess));
+            _a.call(rax);
+            _a.mov(r10d, eax);
+            foreach (var r in new[] { rcx, r11, r9, r8, rdx, rsi, rdi, rax }) _a.pop(r);
+            _a.test(r10d, r10d);
+            _a.jz(fault);
+            _a.jmp(ok);
+            Bind(ref fault);
+            Fail(pc, RbpfErrorCode.OutOfBounds);
+        });
+        Bind(ref ok);
+        return __[r11];
+    }
+
+    private void EmitLoad(int pc, DecodedInsn i)
+    {
+        int size = SizeOfAccess(i.Op);
+        var m = CheckedAddress(pc, i.Src, i.Off, size, write: false, atomic: false);
+        var d64 = R64[i.Dst];
+        var d32 = R32[i.Dst];
+        switch (i.Op)
+        {
+            case Op.LdxB: _a.movzx(d32, __byte_ptr[m]); break;
+            case Op.LdxH: _a.movzx(d32, __word_ptr[m]); break;
+            case Op.LdxW: _a.mov(d32, __dword_ptr[m]); break;
+            case Op.LdxDW: _a.mov(d64, __qword_ptr[m]); break;
+            case Op.LdxSB: _a.movsx(d64, __byte_ptr[m]); break;
+            case Op.LdxSH: _a.movsx(d64, __word_ptr[m]); break;
+            default: _a.movsxd(d64, __dword_ptr[m]); break;
+        }
+    }
+
+    private void EmitStore(int pc, DecodedInsn i)
+    {
+        int size = SizeOfAccess(i.Op);
+        bool imm = i.Op is Op.StB or Op.StH or Op.StW or Op.StDW;
+        if (imm && Blind)
+        {
+            // Blinded immediate stores go through a register: rcx is free once the address is checked.
+            var m0 = CheckedAddress(pc, i.Dst, i.Off, size, write: true, atomic: false);
+            long key = _blindKeys.NextInt64() | 1;
+            _a.mov(r10, i.Imm ^ key);
+            _a.mov(rcx, key);
+            _a.xor(r10, rcx);
+            switch (size)
+            {
+                case 1: _a.mov(__byte_ptr[m0], r10b); break;
+                case 2: _a.mov(__word_ptr[m0], r10w); break;
+                case 4: _a.mov(__dword_ptr[m0], r10d); break;
+                default: _a.mov(__qword_ptr[m0], r10); break;
+            }
+            return;
+        }
+        var m = CheckedAddress(pc, i.Dst, i.Off, size, write: true, atomic: false);
+        if (imm)
+        {
+            switch (size)
+            {
+                case 1: _a.mov(__byte_ptr[m], (int)(sbyte)i.Imm); break;
+                case 2: _a.mov(__word_ptr[m], (int)(short)i.Imm); break;
+                case 4: _a.mov(__dword_ptr[m], (int)i.Imm); break;
+                default: _a.mov(__qword_ptr[m], (int)i.Imm); break;
+            }
+            return;
+        }
+        switch (size)
+        {
+            case 1: _a.mov(__byte_ptr[m], R8[i.Src]); break;
+            case 2: _a.mov(__word_ptr[m], R16[i.Src]); break;
+            case 4: _a.mov(__dword_ptr[m], R32[i.Src]); break;
+            default: _a.mov(__qword_ptr[m], R64[i.Src]); break;
+        }
+    }
+
+    private void EmitAtomic(int pc, DecodedInsn i)
+    {
+        bool is64 = i.Op >= Op.Atomic64Add;
+        int size = is64 ? 8 : 4;
+        var m = CheckedAddress(pc, i.Dst, i.Off, size, write: true, atomic: true);
+        var mem = is64 ? __qword_ptr[m] : __dword_ptr[m];
+        var s64 = R64[i.Src];
+        var s32 = R32[i.Src];
+        int kind = i.Op - (is64 ? Op.Atomic64Add : Op.Atomic32Add);
+        switch (kind)
+        {
+            case 0: if (is64) _a.@lock.add(mem, s64); else _a.@lock.add(mem, s32); break;
+            case 1: if (is64) _a.@lock.or(mem, s64); else _a.@lock.or(mem, s32); break;
+            case 2: if (is64) _a.@lock.and(mem, s64); else _a.@lock.and(mem, s32); break;
+            case 3: if (is64) _a.@lock.xor(mem, s64); else _a.@lock.xor(mem, s32); break;
+            case 4: if (is64) _a.@lock.xadd(mem, s64); else _a.@lock.xadd(mem, s32); break;
+            case 5: case 6: case 7:
+            {
+                // fetch or/and/xor: a compare-exchange loop; rax (r0) is parked in r10.
+                var loop = _a.CreateLabel();
+                _a.mov(r10, rax);
+                Bind(ref loop);
+                if (is64) _a.mov(rax, mem); else _a.mov(eax, mem);
+                _a.mov(rcx, rax);
+                var src = i.Src == 0 ? r10 : s64; // r0 as the operand: use its parked value
+                if (kind == 5) _a.or(rcx, src);
+                else if (kind == 6) _a.and(rcx, src);
+                else _a.xor(rcx, src);
+                if (is64) _a.@lock.cmpxchg(mem, rcx); else _a.@lock.cmpxchg(mem, ecx);
+                _a.jne(loop);
+                if (i.Src == 0)
+                {
+                    if (!is64) _a.mov(eax, eax); // r0 receives the old value
+                }
+                else
+                {
+                    if (is64) _a.mov(s64, rax); else _a.mov(s32, eax);
+                    _a.mov(rax, r10);
+                }
+                break;
+            }
+            case 8: if (is64) _a.xchg(mem, s64); else _a.xchg(mem, s32); break;
+            default:
+                if (is64) _a.@lock.cmpxchg(mem, s64);
+                else
+                {
+                    _a.@lock.cmpxchg(mem, s32);
+                    _a.mov(eax, eax); // r0 is the zero-extended old value in both outcomes
+                }
+                break;
+        }
+    }
+
+    private void EmitPacketLoad(int pc, DecodedInsn i)
+    {
+        bool ind = i.Op >= Op.LdIndB;
+        int k = i.Op - (ind ? Op.LdIndB : Op.LdAbsB);
+        int size = 1 << k;
+        // r11 = offset into the packet (imm is unsigned, plus src for the indirect form).
+        LoadImm(r11, (long)(uint)(int)i.Imm);
+        if (ind) _a.add(r11, R64[i.Src]);
+        var fault = _a.CreateLabel();
+        if (ind)
+        {
+            // A wrapped sum is as bad as one past the end.
+            _a.jc(fault);
+        }
+        _a.cmp(r11, CtxQ(JitContext.OffPacketBound + 8 * JitContext.BoundIndex(size)));
+        _a.jae(fault);
+        _a.add(r11, CtxQ(JitContext.OffPacketStart));
+        switch (size)
+        {
+            case 1: _a.movzx(eax, __byte_ptr[r11]); break;
+            case 2: _a.movzx(eax, __word_ptr[r11]); break;
+            case 4: _a.mov(eax, __dword_ptr[r11]); break;
+            default: _a.mov(rax, __qword_ptr[r11]); break;
+        }
+        Cold(fault, () =>
+        {
+            _a.add(r11, CtxQ(JitContext.OffPacketStart));
+            _a.mov(CtxQ(JitContext.OffFaultAddress), r11);
+            _a.mov(CtxD(JitContext.OffFaultSize), size);
+            _a.mov(CtxD(JitContext.OffFaultKind), 2);
+            Fail(pc, RbpfErrorCode.OutOfBounds);
+        });
+    }
+
+    private void EmitConditionalJump(DecodedInsn i)
+    {
+        int k = i.Op - Op.Jeq64Imm;
+        int cond = k / 4;
+        bool reg = (k & 1) != 0, is32 = (k & 2) != 0;
+        var d64 = R64[i.Dst];
+        var d32 = R32[i.Dst];
+        bool test = cond == 3; // jset
+        if (reg)
+        {
+            if (test) { if (is32) _a.test(d32, R32[i.Src]); else _a.test(d64, R64[i.Src]); }
+            else { if (is32) _a.cmp(d32, R32[i.Src]); else _a.cmp(d64, R64[i.Src]); }
+        }
+        else if (Blind)
+        {
+            LoadImm(r11, i.Imm);
+            if (test) { if (is32) _a.test(d32, r11d); else _a.test(d64, r11); }
+            else { if (is32) _a.cmp(d32, r11d); else _a.cmp(d64, r11); }
+        }
+        else
+        {
+            int imm = (int)i.Imm;
+            if (test) { if (is32) _a.test(d32, imm); else _a.test(d64, imm); }
+            else { if (is32) _a.cmp(d32, imm); else _a.cmp(d64, imm); }
+        }
+        var target = _pcLabels[i.Off];
+        switch (cond)
+        {
+            case 0: _a.je(target); break;   // jeq
+            case 1: _a.ja(target); break;   // jgt
+            case 2: _a.jae(target); break;  // jge
+            case 3: _a.jnz(target); break;  // jset
+            case 4: _a.jne(target); break;  // jne
+            case 5: _a.jg(target); break;   // jsgt
+            case 6: _a.jge(target); break;  // jsge
+            case 7: _a.jb(target); break;   // jlt
+            case 8: _a.jbe(target); break;  // jle
+            case 9: _a.jl(target); break;   // jslt
+            default: _a.jle(target); break; // jsle
+        }
+    }
+
+    private static readonly AssemblerRegister64[] HelperSaved = { rdi, rsi, rdx, r8, r9 };
+
+    /// <summary>Calls a helper with r1-r5 as arguments; r1-r5 are kept as the interpreter keeps them.</summary>
+    private void EmitHelperCall(int pc, DecodedInsn i)
+    {
+        uint key = (uint)i.Imm;
+        HelperEntry? h = i.Off >= 0 ? _helpers.BySlot(i.Off) : null;
+        if (h == null)
+        {
+            var fail = _a.CreateLabel();
+            _a.jmp(fail);
+            Cold(fail, () => Fail(pc, RbpfErrorCode.UnknownHelper));
+            return;
+        }
+        foreach (var r in HelperSaved) _a.push(r);
+        _a.sub(rsp, 8);
+        _a.mov(rcx, r9);
+        unsafe
+        {
+            if (h.Native != null)
+            {
+                _a.mov(rax, (ulong)h.Native);
+                _a.call(rax);
+            }
+            else
+            {
+                _a.mov(r9, r12);
+                _a.mov(CtxD(JitContext.OffFaultPc), pc);
+                _a.mov(CtxD(JitContext.OffHelperSlot), i.Off);
+                _a.mov(rax, CtxQ(JitContext.OffHelperTrampoline));
+                _a.call(rax);
+            }
+        }
+        _a.add(rsp, 8);
+        for (int k = HelperSaved.Length - 1; k >= 0; k--) _a.pop(HelperSaved[k]);
+        unsafe
+        {
+            if (h.Native == null)
+            {
+                var fail = _a.CreateLabel();
+                _a.cmp(CtxD(JitContext.OffStatus), 0);
+                _a.jne(fail);
+                Cold(fail, () =>
+                {
+                    _a.mov(CtxD(JitContext.OffFaultPc), pc);
+                    _a.mov(eax, CtxD(JitContext.OffStatus));
+                    _a.jmp(_errorExit);
+                });
+            }
+        }
+        if (_unwindHelper == key)
+        {
+            _a.test(rax, rax);
+            _a.jz(_exitWithResult);
+        }
+    }
+
+    /// <summary>callx: the helper id is in a register, so the runtime looks it up.</summary>
+    private void EmitCallX(int pc, DecodedInsn i)
+    {
+        _a.mov(CtxQ(JitContext.OffCallXKey), R64[i.Dst]);
+        _a.mov(CtxD(JitContext.OffFaultPc), pc);
+        foreach (var r in HelperSaved) _a.push(r);
+        _a.sub(rsp, 8);
+        _a.mov(rcx, r9);
+        _a.mov(r9, r12);
+        _a.mov(rax, CtxQ(JitContext.OffCallXTrampoline));
+        _a.call(rax);
+        _a.add(rsp, 8);
+        for (int k = HelperSaved.Length - 1; k >= 0; k--) _a.pop(HelperSaved[k]);
+        var fail = _a.CreateLabel();
+        _a.cmp(CtxD(JitContext.OffStatus), 0);
+        _a.jne(fail);
+        Cold(fail, () =>
+        {
+            _a.mov(CtxD(JitContext.OffFaultPc), pc);
+            _a.mov(eax, CtxD(JitContext.OffStatus));
+            _a.jmp(_errorExit);
+        });
+        if (_unwindHelper >= 0)
+        {
+            var skip = _a.CreateLabel();
+            _a.mov(r11, (ulong)_unwindHelper);
+            _a.cmp(CtxQ(JitContext.OffCallXKey), r11);
+            _a.jne(skip);
+            _a.test(rax, rax);
+            _a.jz(_exitWithResult);
+            Bind(ref skip);
+        }
+    }
+
+    private void EmitLocalCall(int pc, DecodedInsn i)
+    {
+        var tooDeep = _a.CreateLabel();
+        _a.cmp(CtxD(JitContext.OffDepth), Isa.MaxCallDepth - 1);
+        _a.jae(tooDeep);
+        Cold(tooDeep, () => Fail(pc, RbpfErrorCode.CallDepthExceeded));
+        _a.inc(CtxD(JitContext.OffDepth));
+        _a.push(rbx); _a.push(r13); _a.push(r14); _a.push(r15); _a.push(rbp);
+        _a.sub(rbp, Isa.StackFrameSize);
+        // Grow the stack region to the new frame if it is the deepest yet.
+        var known = _a.CreateLabel();
+        _a.lea(r10, __[rbp - Isa.StackFrameSize]);
+        _a.cmp(r10, CtxQ(JitContext.OffStackStart));
+        _a.jae(known);
+        _a.mov(CtxQ(JitContext.OffStackStart), r10);
+        _a.mov(r11, CtxQ(JitContext.OffStackTop));
+        _a.sub(r11, r10);
+        foreach (int size in new[] { 1, 2, 4, 8 })
+        {
+            _a.lea(r10, __[r11 - (size - 1)]);
+            _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), r10);
+        }
+        Bind(ref known);
+        // A new frame starts zeroed.
+        _a.pxor(xmm0, xmm0);
+        for (int off = -Isa.StackFrameSize; off < 0; off += 16) _a.movdqu(__xmmword_ptr[rbp + off], xmm0);
+        _a.call(_pcLabels[i.Off]);
+        _a.pop(rbp); _a.pop(r15); _a.pop(r14); _a.pop(r13); _a.pop(rbx);
+        _a.dec(CtxD(JitContext.OffDepth));
+    }
+}
