@@ -100,7 +100,7 @@ public class IsaSemanticsTests
             .JumpLong().SetImm(1).Push()
             .Mov(Source.Imm, Arch.X64).SetDst(0).SetImm(2).Push()
             .Exit().Push();
-        Assert.Equal(1UL, EbpfVm.CreateNoData(b.ToBytes()).Execute());
+        Assert.Equal(1UL, TestUtil.Exec(EbpfVm.CreateNoData(b.ToBytes())));
     }
 
     [Fact]
@@ -151,7 +151,7 @@ public class IsaSemanticsTests
             .LeftShift(Source.Imm, Arch.X64).SetDst(6).SetImm(8).Push()
             .BitOr(Source.Reg, Arch.X64).SetDst(0).SetSrc(6).Push()
             .Exit().Push();
-        Assert.Equal(0x302050UL, EbpfVm.CreateRaw(prog.ToBytes()).Execute(mem));
+        Assert.Equal(0x302050UL, TestUtil.Exec(EbpfVm.CreateRaw(prog.ToBytes()), mem));
         var outside = new ProgramBuilder().LoadAbs(MemSize.Word).SetImm(2).Push().Exit().Push();
         var e = TestUtil.Fails(EbpfVm.CreateRaw(outside.ToBytes()), mem);
         Assert.Equal(RbpfErrorCode.OutOfBounds, e.Code);

@@ -17,7 +17,7 @@ public class SeedExampleTests
             0x95, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // exit
         };
         var vm = EbpfVm.CreateNoData(prog);
-        Assert.Equal(3UL, vm.Execute());
+        Assert.Equal(3UL, TestUtil.Exec(vm));
     }
 
     [Fact]
@@ -31,7 +31,7 @@ public class SeedExampleTests
         };
         byte[] mem = { 0xaa, 0xbb, 0x11, 0xcc, 0xdd };
         var vm = EbpfVm.CreateRaw(prog);
-        Assert.Equal(0x11UL, vm.Execute(mem));
+        Assert.Equal(0x11UL, TestUtil.Exec(vm, mem));
         Assert.Equal("ldxb r0, [r1+2]\nexit\n", Disassembler.Disassemble(prog));
     }
 
@@ -51,7 +51,7 @@ public class SeedExampleTests
             MemoryMarshal.Write(mbuff.AsSpan(8), (ulong)m);
             MemoryMarshal.Write(mbuff.AsSpan(24), (ulong)m + (ulong)mem.Length);
             var vm = EbpfVm.CreateMbuff(prog);
-            Assert.Equal(0x2211UL, vm.Execute(mem, mbuff));
+            Assert.Equal(0x2211UL, TestUtil.Exec(vm, mem, mbuff));
         }
     }
 
@@ -70,8 +70,8 @@ public class SeedExampleTests
             exit");
         var vm = EbpfVm.CreateFixedMbuff(prog, 0x40, 0x50);
         byte[] packet = { 1, 0x7f, 3, 4, 5, 6, 7 };
-        Assert.Equal((0x7fUL << 32) | 7, vm.Execute(packet));
-        Assert.Equal((0x7fUL << 32) | 7, vm.Execute(packet)); // the buffer is rebuilt every run
+        Assert.Equal((0x7fUL << 32) | 7, TestUtil.Exec(vm, packet));
+        Assert.Equal((0x7fUL << 32) | 7, vm.Execute(packet)); // the buffer is rebuilt every run // the buffer is rebuilt every run
     }
 
     [Fact]

@@ -47,7 +47,7 @@ public class VmTests
     public void MbuffKindWithoutBufferPassesPacket()
     {
         var vm = EbpfVm.CreateMbuff(Assembler.Assemble("ldxb r0, [r1+1]\nadd r0, r2\nexit"));
-        Assert.Equal(0x20UL + 3, vm.Execute(new byte[] { 0x10, 0x20, 0x30 }, Span<byte>.Empty));
+        Assert.Equal(0x20UL + 3, TestUtil.Exec(vm, new byte[] { 0x10, 0x20, 0x30 }));
     }
 
     [Fact]
@@ -63,7 +63,7 @@ public class VmTests
     public void FixedMbuffWithLargeOffsetsStillWorks()
     {
         var vm = EbpfVm.CreateFixedMbuff(Assembler.Assemble("ldxdw r2, [r1+4000]\nldxdw r3, [r1+4096]\nsub r3, r2\nmov r0, r3\nexit"), 4000, 4096);
-        Assert.Equal(9UL, vm.Execute(new byte[9]));
+        Assert.Equal(9UL, TestUtil.Exec(vm, new byte[9]));
     }
 
     [Fact]
@@ -81,7 +81,7 @@ public class VmTests
     {
         var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r0, 1\nmov r0, 2\nexit"));
         vm.InstructionLimit = 3;
-        Assert.Equal(2UL, vm.Execute());
+        Assert.Equal(2UL, TestUtil.Exec(vm));
         vm.InstructionLimit = 2;
         Assert.Equal(RbpfErrorCode.InstructionLimit, TestUtil.Fails(vm).Code);
     }
@@ -109,7 +109,7 @@ public class VmTests
     {
         var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r1, 1\nmov r2, 2\nmov r3, 3\nmov r4, 4\nmov r5, 5\ncall 77\nexit"));
         vm.RegisterHelper(77, (a, b, c, d, e) => a * 10000 + b * 1000 + c * 100 + d * 10 + e);
-        Assert.Equal(12345UL, vm.Execute());
+        Assert.Equal(12345UL, TestUtil.Exec(vm));
     }
 
     [Fact]
@@ -120,9 +120,9 @@ public class VmTests
         Assert.Equal(RbpfErrorCode.UnknownHelper, e.Code);
         Assert.Contains("9", e.Message);
         vm.RegisterHelper(9, (_, _, _, _, _) => 99);
-        Assert.Equal(99UL, vm.Execute());
+        Assert.Equal(99UL, TestUtil.Exec(vm));
         vm.RegisterHelper(9, (_, _, _, _, _) => 98); // replacing works too
-        Assert.Equal(98UL, vm.Execute());
+        Assert.Equal(98UL, TestUtil.Exec(vm));
     }
 
     [Fact]
@@ -140,7 +140,7 @@ public class VmTests
     {
         var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r1, 4\nmov r2, 6\ncallx r2\nexit"));
         vm.RegisterHelper(6, (a, _, _, _, _) => a + 1);
-        Assert.Equal(5UL, vm.Execute());
+        Assert.Equal(5UL, TestUtil.Exec(vm));
     }
 
     [Fact]
@@ -148,9 +148,9 @@ public class VmTests
     {
         var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r1, 0\ncall 5\nmov r0, 2\nexit"));
         vm.RegisterHelper(5, (a, _, _, _, _) => a);
-        Assert.Equal(2UL, vm.Execute());
+        Assert.Equal(2UL, TestUtil.Exec(vm));
         vm.UnwindHelper = 5;
-        Assert.Equal(0UL, vm.Execute());
+        Assert.Equal(0UL, TestUtil.Exec(vm));
     }
 
     [Fact]
@@ -178,7 +178,7 @@ public class VmTests
             exit"));
         vm.RegisterStandardHelpers();
         byte[] mem = { (byte)('a' ^ 42), (byte)('b' ^ 42), 0 ^ 42, 0, (byte)'a', (byte)'c', 0, 0 };
-        Assert.Equal((ulong)('c' - 'b'), vm.Execute(mem));
+        Assert.Equal((ulong)('c' - 'b'), TestUtil.Exec(vm, mem));
         Assert.Equal(new byte[] { (byte)'a', (byte)'b', 0, 0 }, mem[..4]);
         Assert.Equal(0x0102030405UL, StandardHelpers.GatherBytes(1, 2, 3, 4, 5));
         Assert.Equal(1000UL, StandardHelpers.Sqrti(1000001, 0, 0, 0, 0));
@@ -214,7 +214,7 @@ public class VmTests
         var strcmp = EbpfVm.CreateRaw(Assembler.Assemble($"mov r2, r1\ncall 0x{StandardHelpers.StrcmpId:x}\nexit"));
         strcmp.RegisterStandardHelpers();
         Assert.Equal(RbpfErrorCode.OutOfBounds, TestUtil.Fails(strcmp, new byte[] { 1, 2, 3 }).Code); // no NUL
-        Assert.Equal(0UL, strcmp.Execute(new byte[] { 1, 2, 0 }));
+        Assert.Equal(0UL, TestUtil.Exec(strcmp, new byte[] { 1, 2, 0 }));
     }
 
     [Fact]
@@ -227,7 +227,7 @@ public class VmTests
             var vm = EbpfVm.CreateNoData(Assembler.Assemble(asm));
             Assert.Equal(RbpfErrorCode.OutOfBounds, TestUtil.Fails(vm).Code);
             vm.AddMemoryRegion(new MemoryRegion((nint)t, 4, Writable: false, "table"));
-            Assert.Equal(7UL, vm.Execute());
+            Assert.Equal(7UL, TestUtil.Exec(vm));
             var writer = EbpfVm.CreateNoData(Assembler.Assemble($"lddw r1, 0x{(ulong)t:x}\nstb [r1], 1\nexit"));
             writer.AddMemoryRegion(new MemoryRegion((nint)t, 4, Writable: false));
             var e = TestUtil.Fails(writer);
