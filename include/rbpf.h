@@ -19,7 +19,8 @@
  *    registers, stack and the fixed metadata buffer live on each calling thread's stack.
  *  - Calls that change a VM (set_program, register_helper, set_verifier, set_instruction_limit,
  *    add/clear_memory_region, set_unwind_helper, jit_compile) must not race with executions or
- *    with each other on the same VM. Different VMs are independent.
+ *    with each other on the same VM. Different VMs are independent. (Compiled code that is
+ *    replaced or destroyed is freed only once no thread still runs it.)
  *  - rbpf_vm_destroy while another thread executes the same VM is memory-safe (the running
  *    execution finishes), but the handle is invalid for every later call.
  *  - rbpf_last_error() is per thread.
@@ -186,12 +187,31 @@ RBPF_API int rbpf_vm_clear_memory_regions(rbpf_vm *vm);
 RBPF_API int rbpf_vm_execute(rbpf_vm *vm, uint8_t *mem, size_t mem_len, uint8_t *mbuff,
                              size_t mbuff_len, uint64_t *result);
 
-/** Compiles the loaded program to native code. This build has no JIT yet: returns RBPF_E_UNSUPPORTED. */
+/**
+ * JIT-compiles the loaded program to x86-64 code (Linux and macOS on x86-64; elsewhere
+ * RBPF_E_UNSUPPORTED). Memory accesses are checked as in the interpreter. Register helpers first:
+ * rbpf_vm_set_program, rbpf_vm_register_helper and rbpf_vm_set_unwind_helper discard the code.
+ */
 RBPF_API int rbpf_vm_jit_compile(rbpf_vm *vm);
 
-/** Runs the JIT-compiled program, with the arguments of rbpf_vm_execute. This build: RBPF_E_UNSUPPORTED. */
+/** rbpf_vm_jit_compile_ex flag: skip memory checks. Faster, but a faulty or hostile program can
+ *  then read and write any memory of the process: only for trusted programs. */
+#define RBPF_JIT_UNCHECKED 1u
+/** rbpf_vm_jit_compile_ex flag: blind immediates so a program cannot plant chosen bytes in executable memory. */
+#define RBPF_JIT_BLIND_CONSTANTS 2u
+
+/** As rbpf_vm_jit_compile, with RBPF_JIT_* flags. */
+RBPF_API int rbpf_vm_jit_compile_ex(rbpf_vm *vm, uint32_t flags);
+
+/**
+ * Runs the JIT-compiled program, with the arguments and results of rbpf_vm_execute (the same
+ * errors, found the same way). RBPF_E_NO_PROGRAM if the program is not compiled.
+ */
 RBPF_API int rbpf_vm_execute_jit(rbpf_vm *vm, uint8_t *mem, size_t mem_len, uint8_t *mbuff,
                                  size_t mbuff_len, uint64_t *result);
+
+/** The generated x86-64 code as text under each eBPF instruction (*out_text, freed with rbpf_free). */
+RBPF_API int rbpf_vm_jit_disassemble(rbpf_vm *vm, char **out_text);
 
 /* ---- Assembler and disassembler ------------------------------------------------------------ */
 

@@ -53,7 +53,8 @@ internal static class Program
           --mbuff-hex HEX       metadata buffer for --kind mbuff
           --data-offset N       fixed kind: where the data pointer goes (default 0)
           --data-end-offset N   fixed kind: where the data end pointer goes (default 8)
-          --jit                 run JIT-compiled code
+          --jit                 run JIT-compiled code (x86-64 Linux and macOS)
+          --unchecked           with --jit: no memory checks (trusted programs only)
           --limit N             stop after N instructions
           --trace               print each executed instruction with the registers
           --repeat N            run N times and print runs per second
@@ -63,9 +64,10 @@ internal static class Program
         """;
 
     private const string JitHelp = """
-        usage: rbpf jit PROG [--format F]
+        usage: rbpf jit PROG [--format F] [--unchecked] [--blind] [--no-verify]
 
-        Prints the x86-64 code generated for each eBPF instruction.
+        Prints the x86-64 code generated for each eBPF instruction (memory checks included
+        unless --unchecked; --blind blinds immediates). Needs x86-64 Linux or macOS.
         """;
 
     private const string PluginHelp = """
@@ -232,11 +234,18 @@ internal static class Program
 
     private static int Jit(string[] args)
     {
-        var o = new Options(args, Array.Empty<string>(), new[] { "--format" });
+        var o = new Options(args, new[] { "--unchecked", "--blind", "--no-verify" }, new[] { "--format" });
         if (o.Help) return Print(JitHelp);
         string file = OnePositional(o, "PROG");
-        ProgramInput.LoadProgram(file, ProgramInput.ParseFormat(o.Get("--format") ?? "auto"));
-        throw new RbpfException(RbpfErrorCode.Unsupported, "the JIT compiler is not available in this build yet");
+        byte[] prog = ProgramInput.LoadProgram(file, ProgramInput.ParseFormat(o.Get("--format") ?? "auto"));
+        var vm = new EbpfVm(VmKind.Raw);
+        if (o.Has("--no-verify")) vm.SetVerifier(null);
+        vm.SetProgram(prog);
+        vm.RegisterStandardHelpers();
+        vm.JitCompile(new Rbpf.Jit.JitOptions { CheckedMemory = !o.Has("--unchecked"), ConstantBlinding = o.Has("--blind") });
+        Console.Out.Write(vm.JitDisassembly());
+        Console.Out.WriteLine($"; {vm.JitCodeSize} bytes of x86-64 code for {prog.Length / 8} eBPF slots");
+        return ExitOk;
     }
 
     private static VmKind ParseKind(string s) => s.ToLowerInvariant() switch
@@ -250,7 +259,7 @@ internal static class Program
 
     private static int Run(string[] args)
     {
-        var o = new Options(args, new[] { "--jit", "--trace", "--no-verify" },
+        var o = new Options(args, new[] { "--jit", "--unchecked", "--trace", "--no-verify" },
             new[] { "--format", "--mem", "--mem-hex", "--kind", "--mbuff-hex", "--data-offset", "--data-end-offset", "--limit", "--repeat" });
         if (o.Help) return Print(RunHelp);
         string file = OnePositional(o, "PROG");
@@ -279,7 +288,9 @@ internal static class Program
         }
         vm.RegisterStandardHelpers();
         if (o.Has("--limit")) vm.InstructionLimit = ProgramInput.ParseNumber(o.Get("--limit")!, "--limit");
-        if (o.Has("--jit")) throw new RbpfException(RbpfErrorCode.Unsupported, "the JIT compiler is not available in this build yet");
+        bool jit = o.Has("--jit");
+        if (jit && o.Has("--trace")) throw new UsageException("--trace follows the interpreter: drop --jit");
+        if (jit) vm.JitCompile(new Rbpf.Jit.JitOptions { CheckedMemory = !o.Has("--unchecked") });
 
         RbpfErrorCode code;
         ulong result;
@@ -300,9 +311,9 @@ internal static class Program
         }
         else
         {
-            code = vm.TryExecute(mem, mbuff, out result, out error);
+            code = jit ? vm.TryExecuteJit(mem, mbuff, out result, out error) : vm.TryExecute(mem, mbuff, out result, out error);
             if (code == RbpfErrorCode.Ok && repeat > 1)
-                Repeat(vm, mem, mbuff, repeat);
+                Repeat(vm, mem, mbuff, repeat, jit);
         }
         if (code != RbpfErrorCode.Ok)
         {
@@ -313,14 +324,14 @@ internal static class Program
         return ExitOk;
     }
 
-    private static void Repeat(EbpfVm vm, byte[] mem, byte[] mbuff, ulong repeat)
+    private static void Repeat(EbpfVm vm, byte[] mem, byte[] mbuff, ulong repeat, bool jit)
     {
         var sw = Stopwatch.StartNew();
         long nextReport = Stopwatch.Frequency;
         bool reported = false;
         for (ulong i = 1; i < repeat; i++)
         {
-            var code = vm.TryExecute(mem, mbuff, out _, out var error);
+            var code = jit ? vm.TryExecuteJit(mem, mbuff, out _, out var error) : vm.TryExecute(mem, mbuff, out _, out error);
             if (code != RbpfErrorCode.Ok) throw error!;
             if ((i & 1023) == 0 && sw.ElapsedTicks > nextReport)
             {
@@ -349,14 +360,24 @@ internal static class Program
             else if (memHex == null) memHex = a;
             else throw new UsageException("the plugin takes one memory argument");
         }
-        if (jit) throw new RbpfException(RbpfErrorCode.Unsupported, "the JIT compiler is not available in this build yet");
         string programHex = Console.In.ReadToEnd();
         byte[] prog = ProgramInput.ParseHex(programHex);
         byte[] mem = string.IsNullOrWhiteSpace(memHex) ? Array.Empty<byte>() : ProgramInput.ParseHex(memHex);
         var vm = EbpfVm.CreateRaw(prog);
         vm.RegisterHelper(5, (r1, _, _, _, _) => r1, "unwind");
         vm.UnwindHelper = 5;
-        var code = vm.TryExecute(mem, Span<byte>.Empty, out ulong result, out var error);
+        RbpfErrorCode code;
+        ulong result;
+        RbpfException? error;
+        if (jit)
+        {
+            vm.JitCompile();
+            code = vm.TryExecuteJit(mem, Span<byte>.Empty, out result, out error);
+        }
+        else
+        {
+            code = vm.TryExecute(mem, Span<byte>.Empty, out result, out error);
+        }
         if (code != RbpfErrorCode.Ok)
         {
             Console.Error.WriteLine(error!.Message);

@@ -236,8 +236,28 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable.Get(vm);
-            return LastError.Set(RbpfErrorCode.Unsupported, "the JIT compiler is not available in this build yet; use rbpf_vm_execute");
+            HandleTable.Get(vm).JitCompile();
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    /// <summary>Flags of rbpf_vm_jit_compile_ex (RBPF_JIT_*).</summary>
+    private const uint JitUnchecked = 1, JitBlindConstants = 2;
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_jit_compile_ex")]
+    public static int VmJitCompileEx(nint vm, uint flags)
+    {
+        try
+        {
+            var v = HandleTable.Get(vm);
+            if ((flags & ~(JitUnchecked | JitBlindConstants)) != 0) throw Bad($"unknown JIT flags 0x{flags:x}");
+            v.JitCompile(new Rbpf.Jit.JitOptions
+            {
+                CheckedMemory = (flags & JitUnchecked) == 0,
+                ConstantBlinding = (flags & JitBlindConstants) != 0,
+            });
+            return 0;
         }
         catch (Exception e) { return Fail(e); }
     }
@@ -247,9 +267,28 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable.Get(vm);
+            var v = HandleTable.Get(vm);
             if (result == null) throw Bad("result is NULL");
-            return LastError.Set(RbpfErrorCode.Unsupported, "the JIT compiler is not available in this build yet; use rbpf_vm_execute");
+            if (mem == null && memLen != 0) throw Bad($"mem is NULL but mem_len is {memLen}");
+            if (mbuff == null && mbuffLen != 0) throw Bad($"mbuff is NULL but mbuff_len is {mbuffLen}");
+            var code = v.TryExecuteJit(mem, memLen, mbuff, mbuffLen, out ulong r0, out var error);
+            if (code != RbpfErrorCode.Ok) return LastError.Set(code, error!.Message);
+            *result = r0;
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_jit_disassemble")]
+    public static int VmJitDisassemble(nint vm, byte** outText)
+    {
+        try
+        {
+            var v = HandleTable.Get(vm);
+            if (outText == null) throw Bad("out_text is NULL");
+            *outText = null;
+            *outText = Utf8.Alloc(v.JitDisassembly());
+            return 0;
         }
         catch (Exception e) { return Fail(e); }
     }
@@ -259,7 +298,9 @@ internal static unsafe class Exports
     {
         try
         {
+            var v = HandleTable.Get(vm);
             HandleTable.Remove(vm);
+            v.Dispose(); // frees the JIT code once no thread runs it
         }
         catch (Exception e) { Fail(e); }
     }

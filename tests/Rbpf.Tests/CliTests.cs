@@ -151,7 +151,32 @@ public class CliTests
         Assert.Equal(1, run.Exit);
         Assert.Contains("out-of-bounds load of 4 bytes", run.Stderr);
         Assert.Equal(3, Cli(new[] { "disasm", "-" }, new byte[7]).Exit);
-        Assert.Equal(4, Cli(new[] { "jit", oob }).Exit);
+        var jitRun = Cli(new[] { "run", oob, "--mem-hex", "00", "--jit" });
+        Assert.Equal(1, jitRun.Exit);
+        Assert.Contains("out-of-bounds load of 4 bytes", jitRun.Stderr);
+    }
+
+    [SkippableFact]
+    public void JitCommandShowsCodeAndRunJitAgrees()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        string prog = Temp("jit.s", Encoding.UTF8.GetBytes(Sample));
+        var jit = Cli(new[] { "jit", prog });
+        Assert.Equal(0, jit.Exit);
+        Assert.Contains(";     1: ldxb r1, [r1+1]", jit.Stdout);
+        Assert.Contains("movzx", jit.Stdout);
+        Assert.Contains("bytes of x86-64 code for 5 eBPF slots", jit.Stdout);
+        Assert.DoesNotContain("r12+88", Cli(new[] { "jit", prog, "--unchecked" }).Stdout.Replace(" ", ""));
+        foreach (var extra in new[] { Array.Empty<string>(), new[] { "--jit" }, new[] { "--jit", "--unchecked" } })
+        {
+            var r = Cli(new[] { "run", prog, "--mem-hex", "00 22 33" }.Concat(extra).ToArray());
+            Assert.Equal(0, r.Exit);
+            Assert.Equal("0x32\n", r.Stdout);
+        }
+        var repeat = Cli(new[] { "run", prog, "--mem-hex", "00 22", "--jit", "--repeat", "5000" });
+        Assert.Equal(0, repeat.Exit);
+        Assert.Contains("5000 runs in", repeat.Stderr);
+        Assert.Equal(2, Cli(new[] { "run", prog, "--jit", "--trace" }).Exit);
     }
 
     [SkippableTheory]
@@ -180,9 +205,12 @@ public class CliTests
             var c = ConformanceCase.Load(file);
             string progHex = string.Join(" ", c.Program.Select(b => b.ToString("x2")));
             var args = c.Memory.Length > 0 ? new[] { string.Join(" ", c.Memory.Select(b => b.ToString("x2"))) } : Array.Empty<string>();
-            var r = Cli(args, Encoding.ASCII.GetBytes(progHex), plugin);
-            Assert.True(r.Exit == 0, $"{c.Name}: exit {r.Exit}: {r.Stderr}");
-            Assert.Equal(c.Result!.Value, Convert.ToUInt64(r.Stdout.Trim(), 16));
+            foreach (var mode in EbpfVm.IsJitSupported ? new[] { "--interpret", "--jit" } : new[] { "--interpret" })
+            {
+                var r = Cli(args.Append(mode).ToArray(), Encoding.ASCII.GetBytes(progHex), plugin);
+                Assert.True(r.Exit == 0, $"{c.Name} {mode}: exit {r.Exit}: {r.Stderr}");
+                Assert.Equal(c.Result!.Value, Convert.ToUInt64(r.Stdout.Trim(), 16));
+            }
             ran++;
         }
         Assert.True(ran > 300);

@@ -285,12 +285,64 @@ static void test_limits_and_regions(void)
     rbpf_vm_destroy(vm);
 }
 
-static void test_jit_not_yet(void)
+static void test_jit(void)
 {
-    uint64_t r = 0;
-    rbpf_vm *vm = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 1\nexit");
-    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_E_UNSUPPORTED);
-    CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r), RBPF_E_UNSUPPORTED);
+    uint64_t r = 0, ri = 0;
+    uint8_t mem[6] = {0, 0, 0x11, 0x22, 0x33, 0x44};
+    rbpf_vm *vm = assemble_vm(RBPF_VM_RAW, "ldxw r0, [r1+2]\nexit");
+    CHECK_RC(rbpf_vm_execute_jit(vm, mem, 6, NULL, 0, &r), RBPF_E_NO_PROGRAM);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute_jit(vm, mem, 6, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 0x44332211u);
+    /* The same errors as the interpreter. */
+    CHECK_RC(rbpf_vm_execute_jit(vm, mem, 5, NULL, 0, &r), RBPF_E_OUT_OF_BOUNDS);
+    CHECK(strstr(rbpf_last_error(), "load of 4 bytes") != NULL && strstr(rbpf_last_error(), "insn #0") != NULL);
+    CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 3, NULL, 0, &r), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_execute_jit(vm, mem, 6, NULL, 0, NULL), RBPF_E_INVALID_ARGUMENT);
+    char *text = NULL;
+    CHECK_RC(rbpf_vm_jit_disassemble(vm, &text), RBPF_OK);
+    CHECK(text != NULL && strstr(text, "ldxw r0, [r1+2]") != NULL && strstr(text, "mov") != NULL);
+    rbpf_free(text);
+    CHECK_RC(rbpf_vm_jit_disassemble(vm, NULL), RBPF_E_INVALID_ARGUMENT);
+    /* Loading a program discards the compiled code. */
+    CHECK_RC(rbpf_vm_set_program(vm, (const uint8_t *)"\xb7\0\0\0\x07\0\0\0\x95\0\0\0\0\0\0\0", 16), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute_jit(vm, mem, 6, NULL, 0, &r), RBPF_E_NO_PROGRAM);
+    CHECK_RC(rbpf_vm_jit_compile_ex(vm, RBPF_JIT_BLIND_CONSTANTS), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute_jit(vm, mem, 6, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 7);
+    CHECK_RC(rbpf_vm_jit_compile_ex(vm, RBPF_JIT_UNCHECKED), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute_jit(vm, mem, 6, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 7);
+    CHECK_RC(rbpf_vm_jit_compile_ex(vm, 0x80), RBPF_E_INVALID_ARGUMENT);
+    rbpf_vm_destroy(vm);
+
+    /* C helpers are called directly from compiled code; limits and call depth work there too. */
+    vm = assemble_vm(RBPF_VM_NO_DATA, "mov r1, 1\nmov r2, 2\nmov r3, 3\nmov r4, 4\nmov r5, 5\ncall 42\nexit");
+    CHECK_RC(rbpf_vm_register_helper(vm, 42, add_all), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 54321);
+    CHECK_RC(rbpf_vm_register_helper(vm, 42, identity), RBPF_OK); /* discards the code */
+    CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r), RBPF_E_NO_PROGRAM);
+    rbpf_vm_destroy(vm);
+
+    vm = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 0\nloop:\nadd r0, 1\nja loop");
+    CHECK_RC(rbpf_vm_set_instruction_limit(vm, 1000), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r), RBPF_E_INSTRUCTION_LIMIT);
+    rbpf_vm_destroy(vm);
+
+    vm = assemble_vm(RBPF_VM_NO_DATA, "f:\ncall local f\nexit");
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r), RBPF_E_CALL_DEPTH_EXCEEDED);
+    rbpf_vm_destroy(vm);
+
+    /* A loop that both engines compute the same way. */
+    vm = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 1\nmov r1, 0\nl:\nmul r0, 3\nxor r0, r1\nadd r1, 1\njlt r1, 100, l\nexit");
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &ri), RBPF_OK);
+    CHECK(r == ri && r != 0);
     rbpf_vm_destroy(vm);
 }
 
@@ -318,6 +370,9 @@ static void test_bad_handles(void)
         CHECK_RC(rbpf_vm_set_unwind_helper(h, 5, 1), RBPF_E_INVALID_HANDLE);
         CHECK_RC(rbpf_vm_jit_compile(h), RBPF_E_INVALID_HANDLE);
         CHECK_RC(rbpf_vm_execute_jit(h, NULL, 0, NULL, 0, &r), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_jit_compile_ex(h, 0), RBPF_E_INVALID_HANDLE);
+        char *t = NULL;
+        CHECK_RC(rbpf_vm_jit_disassemble(h, &t), RBPF_E_INVALID_HANDLE);
         CHECK_RC(rbpf_vm_set_program_fixed_mbuff(h, (const uint8_t *)"\x95\0\0\0\0\0\0\0", 8, 0, 8), RBPF_E_INVALID_HANDLE);
         uint8_t *p = NULL;
         size_t n = 0;
@@ -373,6 +428,8 @@ static void *worker(void *arg)
     for (int i = 0; i < 2000; i++) {
         if (rbpf_vm_execute(shared_vm, mem, 8, NULL, 0, &r) != RBPF_OK || r != n * 100)
             __atomic_add_fetch(&thread_errors, 1, __ATOMIC_RELAXED);
+        if (rbpf_vm_execute_jit(shared_vm, mem, 8, NULL, 0, &r) != RBPF_OK || r != n * 100)
+            __atomic_add_fetch(&thread_errors, 1, __ATOMIC_RELAXED);
     }
     return NULL;
 }
@@ -384,6 +441,7 @@ static void test_threads(void)
                             "ldxdw r2, [r1]\nstxdw [r10-8], r2\nmov r0, 0\nmov r3, 0\n"
                             "loop:\nldxdw r4, [r10-8]\nadd r0, r4\nadd r3, 1\njlt r3, 100, loop\nexit");
     CHECK(shared_vm != NULL);
+    CHECK_RC(rbpf_vm_jit_compile(shared_vm), RBPF_OK);
     for (uintptr_t t = 0; t < 4; t++) pthread_create(&threads[t], NULL, worker, (void *)(t + 1));
     for (int t = 0; t < 4; t++) pthread_join(threads[t], NULL);
     CHECK(thread_errors == 0);
@@ -400,7 +458,7 @@ int main(void)
     test_helpers();
     test_verifier_hooks();
     test_limits_and_regions();
-    test_jit_not_yet();
+    test_jit();
     test_bad_handles();
     test_assembler();
     test_threads();

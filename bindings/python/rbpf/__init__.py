@@ -148,6 +148,8 @@ _vm_clear_regions = _declare("rbpf_vm_clear_memory_regions", ctypes.c_int, ctype
 _vm_execute = _declare("rbpf_vm_execute", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
                        ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint64))
 _vm_jit_compile = _declare("rbpf_vm_jit_compile", ctypes.c_int, ctypes.c_void_p)
+_vm_jit_compile_ex = _declare("rbpf_vm_jit_compile_ex", ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32)
+_vm_jit_disassemble = _declare("rbpf_vm_jit_disassemble", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
 _vm_execute_jit = _declare("rbpf_vm_execute_jit", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
                            ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint64))
 _vm_destroy = _declare("rbpf_vm_destroy", None, ctypes.c_void_p)
@@ -394,11 +396,24 @@ class Vm:
         go through to writable ones. Returns r0."""
         return self._run(_vm_execute, mem, mbuff)
 
-    def jit_compile(self):
-        _check(_vm_jit_compile(self._h))
+    def jit_compile(self, unchecked=False, blind_constants=False):
+        """Compiles the program to x86-64 code (register helpers first). ``unchecked`` drops the
+        memory checks (trusted programs only); ``blind_constants`` blinds immediates."""
+        flags = (1 if unchecked else 0) | (2 if blind_constants else 0)
+        _check(_vm_jit_compile_ex(self._h, flags) if flags else _vm_jit_compile(self._h))
 
     def execute_jit(self, mem=None, mbuff=None):
+        """Runs the JIT-compiled program, like execute()."""
         return self._run(_vm_execute_jit, mem, mbuff)
+
+    def jit_disassembly(self):
+        """The generated x86-64 code as text."""
+        out = ctypes.c_void_p()
+        _check(_vm_jit_disassemble(self._h, ctypes.byref(out)))
+        try:
+            return ctypes.string_at(out).decode("utf-8")
+        finally:
+            _free(out)
 
 
 class MbuffVm(Vm):

@@ -116,10 +116,28 @@ class Errors(unittest.TestCase):
             with self.assertRaises(rbpf.CallDepthExceededError):
                 vm.execute()
 
-    def test_jit_not_available_yet(self):
-        with rbpf.NoDataVm(ADD) as vm:
-            with self.assertRaises(rbpf.UnsupportedError):
-                vm.jit_compile()
+    def test_jit(self):
+        with rbpf.RawVm(rbpf.assemble("ldxw r0, [r1+2]\nexit")) as vm:
+            with self.assertRaises(rbpf.NoProgramError):
+                vm.execute_jit(bytes(6))
+            vm.jit_compile()
+            self.assertEqual(vm.execute_jit(bytes([0, 0, 0x11, 0x22, 0x33, 0x44])), 0x44332211)
+            with self.assertRaises(rbpf.OutOfBoundsError) as cm:
+                vm.execute_jit(bytes(5))
+            self.assertIn("load of 4 bytes", cm.exception.message)
+            self.assertIn("ldxw r0, [r1+2]", vm.jit_disassembly())
+            vm.jit_compile(unchecked=True, blind_constants=True)
+            self.assertEqual(vm.execute_jit(bytes([0, 0, 1, 0, 0, 0])), 1)
+
+    def test_jit_calls_python_helpers(self):
+        with rbpf.NoDataVm(rbpf.assemble("mov r1, 20\ncall 1\nadd r0, 1\nexit")) as vm:
+            vm.register_helper(1, lambda a, *rest: a * 2)
+            vm.jit_compile()
+            self.assertEqual(vm.execute_jit(), 41)
+            vm.register_helper(1, lambda *rest: 1 // 0)
+            vm.jit_compile()
+            with self.assertRaises(rbpf.HelperFailedError):
+                vm.execute_jit()
 
     def test_bad_kind_and_offsets(self):
         with self.assertRaises(rbpf.InvalidArgumentError):
