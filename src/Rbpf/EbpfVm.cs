@@ -463,10 +463,14 @@ public sealed class EbpfVm : IDisposable
         return Interpreter.Run(program, _helpers, ref state, r1, r2, ref observer, out result, out error);
     }
 
+    [SkipLocalsInit]
     private unsafe RbpfErrorCode RunJit(JitProgram jit, ref ExecutionState st, ulong r1, ulong r2,
         out ulong result, out RbpfException? error)
     {
-        JitContext ctx = default;
+        JitContext ctx;
+        ctx.Status = 0;
+        ctx.Depth = 0;
+        ctx.FaultKind = 0;
         ulong top = (ulong)(st.Stack + Isa.StackSize);
         ctx.R1 = r1;
         ctx.R2 = r2;
@@ -485,16 +489,24 @@ public sealed class EbpfVm : IDisposable
         ctx.CheckAccess = JitRuntime.CheckAccessFn;
         ctx.HelperTrampoline = JitRuntime.HelperTrampolineFn;
         ctx.CallXTrampoline = JitRuntime.CallXTrampolineFn;
-        var previous = JitRuntime.Enter(_helpers);
         int status;
         bool ran;
-        try
+        if (jit.UsesManagedHelpers)
+        {
+            var previous = JitRuntime.Enter(_helpers);
+            try
+            {
+                ran = jit.TryRun(&ctx, out status);
+            }
+            finally
+            {
+                error = JitRuntime.Leave(previous);
+            }
+        }
+        else
         {
             ran = jit.TryRun(&ctx, out status);
-        }
-        finally
-        {
-            error = JitRuntime.Leave(previous);
+            error = null;
         }
         result = 0;
         if (!ran)
@@ -509,7 +521,7 @@ public sealed class EbpfVm : IDisposable
             return RbpfErrorCode.Ok;
         }
         var code = (RbpfErrorCode)status;
-        int pc = ctx.FaultPc;
+        int pc = ctx.FaultPc >= 0 ? ctx.FaultPc : jit.PcAt(ctx.FaultReturn);
         if (error != null && error.Code == code) return code; // a helper's own error
         JitRuntime.SyncStackRegion(&ctx);
         string message = code switch

@@ -14,7 +14,8 @@ internal unsafe struct JitContext
         OffFaultPc = 44, OffFaultAddress = 48, OffFaultSize = 56, OffFaultKind = 60, OffDepth = 64,
         OffHelperSlot = 68, OffRegions = 72, OffRegionCount = 80, OffPacketStart = 88, OffPacketBound = 96,
         OffStackStart = 128, OffStackBound = 136, OffPacketLength = 168, OffCheckAccess = 176,
-        OffHelperTrampoline = 184, OffSavedRsp = 192, OffCallXKey = 200, OffCallXTrampoline = 208;
+        OffHelperTrampoline = 184, OffSavedRsp = 192, OffCallXKey = 200, OffCallXTrampoline = 208,
+        OffFaultReturn = 216;
 
     [FieldOffset(OffR1)] public ulong R1;
     [FieldOffset(OffR2)] public ulong R2;
@@ -44,6 +45,8 @@ internal unsafe struct JitContext
     [FieldOffset(OffSavedRsp)] public ulong SavedRsp;
     [FieldOffset(OffCallXKey)] public ulong CallXKey;
     [FieldOffset(OffCallXTrampoline)] public nint CallXTrampoline;
+    /// <summary>Return address of the failed check's call, which locates the instruction.</summary>
+    [FieldOffset(OffFaultReturn)] public ulong FaultReturn;
 
     /// <summary>Index into the bound arrays for an access of <paramref name="size"/> bytes.</summary>
     public static int BoundIndex(int size) => size switch { 1 => 0, 2 => 1, 4 => 2, _ => 3 };

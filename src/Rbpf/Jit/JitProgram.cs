@@ -21,6 +21,9 @@ internal sealed unsafe class JitProgram : IDisposable
         var output = X64Compiler.Compile(program, helpers, options, unwindHelper);
         Code = output.Code;
         PcOffsets = output.PcOffsets;
+        // Only programs that call managed helpers (or callx) need the per-thread helper table.
+        UsesManagedHelpers = program.Code.Any(i => i.Op == Op.CallX ||
+            (i.Op == Op.Call && i.Off >= 0 && helpers.BySlot(i.Off).Native == null));
         _memory = ExecutableMemory.Create(Code);
     }
 
@@ -28,6 +31,17 @@ internal sealed unsafe class JitProgram : IDisposable
     public JitOptions Options { get; }
     public byte[] Code { get; }
     public int[] PcOffsets { get; }
+    public bool UsesManagedHelpers { get; }
+
+    /// <summary>The eBPF slot whose code contains the call that returns to <paramref name="returnAddress"/>.</summary>
+    public int PcAt(ulong returnAddress)
+    {
+        long offset = (long)(returnAddress - (ulong)_memory.Address) - 1;
+        int best = 0;
+        for (int pc = 0; pc < PcOffsets.Length; pc++)
+            if (PcOffsets[pc] >= 0 && PcOffsets[pc] <= offset) best = pc;
+        return best;
+    }
 
     /// <summary>Runs the code; false when the program was disposed meanwhile.</summary>
     public bool TryRun(JitContext* ctx, out int status)

@@ -11,9 +11,9 @@ internal static unsafe class JitRuntime
     [ThreadStatic] private static HelperTable? t_helpers;
     [ThreadStatic] private static RbpfException? t_error;
 
-    public static nint CheckAccessFn => (nint)(delegate* unmanaged<JitContext*, ulong, int, int, int>)&CheckAccess;
-    public static nint HelperTrampolineFn => (nint)(delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, JitContext*, ulong>)&CallHelper;
-    public static nint CallXTrampolineFn => (nint)(delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, JitContext*, ulong>)&CallX;
+    public static readonly nint CheckAccessFn = (nint)(delegate* unmanaged<JitContext*, ulong, int, int, ulong, int>)&CheckAccess;
+    public static readonly nint HelperTrampolineFn = (nint)(delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, JitContext*, ulong>)&CallHelper;
+    public static readonly nint CallXTrampolineFn = (nint)(delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, JitContext*, ulong>)&CallX;
 
     /// <summary>Sets the helpers of the execution about to start on this thread; returns the previous ones.</summary>
     public static HelperTable? Enter(HelperTable helpers)
@@ -40,7 +40,7 @@ internal static unsafe class JitRuntime
     }
 
     [UnmanagedCallersOnly]
-    private static int CheckAccess(JitContext* ctx, ulong address, int size, int flags)
+    private static int CheckAccess(JitContext* ctx, ulong address, int size, int flags, ulong returnAddress)
     {
         bool write = (flags & 1) != 0;
         bool atomic = (flags & 2) != 0;
@@ -51,6 +51,7 @@ internal static unsafe class JitRuntime
         ctx->FaultAddress = address;
         ctx->FaultSize = size;
         ctx->FaultKind = write ? 1 : 0;
+        ctx->FaultReturn = returnAddress;
         return 0;
     }
 

@@ -429,28 +429,50 @@ internal sealed class X64Compiler
         _a.sub(r10, CtxQ(JitContext.OffStackStart));
         _a.cmp(r10, CtxQ(JitContext.OffStackBound + 8 * bi));
         _a.jb(ok);
-        _a.jmp(slow);
-        Cold(slow, () =>
+        // Every other region, read-only regions, misalignment: a shared stub asks the runtime and
+        // returns here, or fails the run; its return address tells which instruction it was.
+        Bind(ref slow);
+        _a.call(SlowCheck(size, (write ? 1 : 0) | (atomic ? 2 : 0)));
+        Bind(ref ok);
+        return __[r11];
+    }
+
+    private readonly Dictionary<int, Label> _slowChecks = new();
+
+    /// <summary>The shared out-of-line check for accesses of <paramref name="size"/> bytes with <paramref name="flags"/>.</summary>
+    private Label SlowCheck(int size, int flags)
+    {
+        int key = size * 4 + flags;
+        if (_slowChecks.TryGetValue(key, out var label)) return label;
+        label = _a.CreateLabel();
+        _slowChecks[key] = label;
+        Cold(label, () =>
         {
-            // Every other region, read-only regions, misalignment: ask the runtime.
+            // Entered by a call: save the registers the runtime may clobber (r11 holds the address),
+            // keeping rsp 16-byte aligned at the inner call.
             var fault = _a.CreateLabel();
-            foreach (var r in new[] { rax, rdi, rsi, rdx, r8, r9, r11, rcx }) _a.push(r);
+            var saved = new[] { rax, rdi, rsi, rdx, r8, r9, rcx, r11 };
+            foreach (var r in saved) _a.push(r);
+            _a.sub(rsp, 8);
             _a.mov(rdi, r12);
             _a.mov(rsi, r11);
             _a.mov(edx, size);
-            _a.mov(ecx, (write ? 1 : 0) | (atomic ? 2 : 0));
+            _a.mov(ecx, flags);
+            _a.mov(r8, __qword_ptr[rsp + 8 * (saved.Length + 1)]); // return address
             _a.mov(rax, CtxQ(JitContext.OffCheckAccess));
             _a.call(rax);
             _a.mov(r10d, eax);
-            foreach (var r in new[] { rcx, r11, r9, r8, rdx, rsi, rdi, rax }) _a.pop(r);
+            _a.add(rsp, 8);
+            for (int k = saved.Length - 1; k >= 0; k--) _a.pop(saved[k]);
             _a.test(r10d, r10d);
             _a.jz(fault);
-            _a.jmp(ok);
+            _a.ret();
             Bind(ref fault);
-            Fail(pc, RbpfErrorCode.OutOfBounds);
+            _a.mov(CtxD(JitContext.OffFaultPc), -1);
+            _a.mov(eax, (int)RbpfErrorCode.OutOfBounds);
+            _a.jmp(_errorExit);
         });
-        Bind(ref ok);
-        return __[r11];
+        return label;
     }
 
     private void EmitLoad(int pc, DecodedInsn i)
