@@ -48,31 +48,26 @@ static void fill_input(struct kernel *k)
     memcpy(pristine, input, k->len);
 }
 
-/* Best of several rounds, in ns per run. */
-static double measure(struct kernel *k, enum engine e, rbpf_vm *vm, uint64_t *result)
+/* One timed batch of k->reps runs, in ns per run. */
+static double batch(struct kernel *k, enum engine e, rbpf_vm *vm, uint64_t *result)
 {
-    double best = 1e30;
-    for (int round = 0; round < 7; round++) {
-        double t0 = now();
-        for (int r = 0; r < k->reps; r++) {
-            if (k->reset) memcpy(input, pristine, k->len);
-            uint64_t out = 0;
-            int rc = 0;
-            switch (e) {
-            case NATIVE: out = k->native(input, k->len); break;
-            case INTERP: rc = rbpf_vm_execute(vm, input, k->len, NULL, 0, &out); break;
-            default: rc = rbpf_vm_execute_jit(vm, input, k->len, NULL, 0, &out); break;
-            }
-            if (rc != RBPF_OK) {
-                fprintf(stderr, "%s/%s: %s\n", k->name, engine_names[e], rbpf_last_error());
-                exit(1);
-            }
-            *result = out;
+    double t0 = now();
+    for (int r = 0; r < k->reps; r++) {
+        if (k->reset) memcpy(input, pristine, k->len);
+        uint64_t out = 0;
+        int rc = 0;
+        switch (e) {
+        case NATIVE: out = k->native(input, k->len); break;
+        case INTERP: rc = rbpf_vm_execute(vm, input, k->len, NULL, 0, &out); break;
+        default: rc = rbpf_vm_execute_jit(vm, input, k->len, NULL, 0, &out); break;
         }
-        double dt = (now() - t0) / k->reps * 1e9;
-        if (dt < best) best = dt;
+        if (rc != RBPF_OK) {
+            fprintf(stderr, "%s/%s: %s\n", k->name, engine_names[e], rbpf_last_error());
+            exit(1);
+        }
+        *result = out;
     }
-    return best;
+    return (now() - t0) / k->reps * 1e9;
 }
 
 static rbpf_vm *make_vm(const char *text)
@@ -101,15 +96,24 @@ int main(void)
     printf("| kernel | native ns | interpreter | JIT checked | JIT unchecked |\n|---|---|---|---|---|\n");
     for (int i = 0; i < nk; i++) {
         struct kernel *k = &kernels[i];
-        rbpf_vm *vm = make_vm(k->asm_text);
+        /* One VM per engine; the engines take turns in every round so that noise from other
+         * processes spreads over all of them, and each keeps its best round. */
+        rbpf_vm *vms[ENGINES];
+        for (int e = 0; e < ENGINES; e++) vms[e] = make_vm(k->asm_text);
+        if (rbpf_vm_jit_compile(vms[JIT_CHECKED]) != RBPF_OK ||
+            rbpf_vm_jit_compile_ex(vms[JIT_UNCHECKED], RBPF_JIT_UNCHECKED) != RBPF_OK) {
+            fprintf(stderr, "%s\n", rbpf_last_error());
+            return 1;
+        }
         double ns[ENGINES];
         uint64_t results[ENGINES];
-        for (int e = 0; e < ENGINES; e++) {
-            fill_input(k);
-            if (e == JIT_CHECKED && rbpf_vm_jit_compile(vm) != RBPF_OK) { fprintf(stderr, "%s\n", rbpf_last_error()); return 1; }
-            if (e == JIT_UNCHECKED && rbpf_vm_jit_compile_ex(vm, RBPF_JIT_UNCHECKED) != RBPF_OK) { fprintf(stderr, "%s\n", rbpf_last_error()); return 1; }
-            ns[e] = measure(k, (enum engine)e, vm, &results[e]);
-        }
+        for (int e = 0; e < ENGINES; e++) ns[e] = 1e30;
+        fill_input(k);
+        for (int round = 0; round < 15; round++)
+            for (int e = 0; e < ENGINES; e++) {
+                double t = batch(k, (enum engine)e, vms[e], &results[e]);
+                if (t < ns[e]) ns[e] = t;
+            }
         for (int e = 1; e < ENGINES; e++) {
             if (results[e] != results[NATIVE]) {
                 fprintf(stderr, "%s: %s returned 0x%" PRIx64 ", native 0x%" PRIx64 "\n", k->name, engine_names[e], results[e], results[NATIVE]);
@@ -119,7 +123,7 @@ int main(void)
         }
         printf("| %s | %.0f | %.1fx | %.2fx | %.2fx |\n", k->name, ns[NATIVE], ns[INTERP] / ns[NATIVE],
                ns[JIT_CHECKED] / ns[NATIVE], ns[JIT_UNCHECKED] / ns[NATIVE]);
-        rbpf_vm_destroy(vm);
+        for (int e = 0; e < ENGINES; e++) rbpf_vm_destroy(vms[e]);
     }
     printf("| **geometric mean** | | **%.1fx** | **%.2fx** | **%.2fx** |\n\n", exp(ratio_log[INTERP] / nk),
            exp(ratio_log[JIT_CHECKED] / nk), exp(ratio_log[JIT_UNCHECKED] / nk));

@@ -163,7 +163,11 @@ RBPF_API int rbpf_vm_set_unwind_helper(rbpf_vm *vm, uint32_t key, int enabled);
 
 /* ---- Limits and memory --------------------------------------------------------------------- */
 
-/** Stops each run after `limit` instructions with RBPF_E_INSTRUCTION_LIMIT; 0 means no limit (the default). */
+/**
+ * Stops each run after `limit` instructions with RBPF_E_INSTRUCTION_LIMIT; 0 means no limit (the
+ * default). The JIT counts per basic block, in code compiled while a limit is set: switching
+ * between no limit and a limit discards compiled code, so call rbpf_vm_jit_compile after this.
+ */
 RBPF_API int rbpf_vm_set_instruction_limit(rbpf_vm *vm, uint64_t limit);
 
 /**

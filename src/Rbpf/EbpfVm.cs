@@ -90,8 +90,20 @@ public sealed class EbpfVm : IDisposable
     public ReadOnlyMemory<byte>? Program => _program is null ? default(ReadOnlyMemory<byte>?) : new ReadOnlyMemory<byte>(_program.Bytes);
 
     /// <summary>Maximum number of instructions one execution may run; 0 (the default) means no limit.
-    /// An execution that reaches it fails with <see cref="RbpfErrorCode.InstructionLimit"/>.</summary>
-    public ulong InstructionLimit { get; set; }
+    /// An execution that reaches it fails with <see cref="RbpfErrorCode.InstructionLimit"/>. The JIT
+    /// counts per basic block, and only in code compiled while a limit was set: switching between
+    /// no limit and a limit discards the compiled code (compile again after setting it).</summary>
+    public ulong InstructionLimit
+    {
+        get => _instructionLimit;
+        set
+        {
+            if ((_instructionLimit == 0) != (value == 0)) DropJit();
+            _instructionLimit = value;
+        }
+    }
+
+    private ulong _instructionLimit;
 
     /// <summary>Offsets of the packet pointers in the fixed metadata buffer.</summary>
     public (int DataOffset, int DataEndOffset) DataOffsets => (_dataOffset, _dataEndOffset);
@@ -226,7 +238,8 @@ public sealed class EbpfVm : IDisposable
     public void JitCompile(JitOptions? options = null)
     {
         var program = _program ?? throw new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
-        var jit = new JitProgram(program, _helpers, options ?? new JitOptions(), UnwindHelper.HasValue ? UnwindHelper.Value : -1);
+        var jit = new JitProgram(program, _helpers, options ?? new JitOptions(), UnwindHelper.HasValue ? UnwindHelper.Value : -1,
+            countInstructions: InstructionLimit != 0);
         var old = Interlocked.Exchange(ref _jit, jit);
         old?.Dispose();
     }

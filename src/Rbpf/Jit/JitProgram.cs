@@ -14,11 +14,12 @@ internal sealed unsafe class JitProgram : IDisposable
     private int _active;
     private int _disposed;
 
-    public JitProgram(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper)
+    public JitProgram(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper, bool countInstructions)
     {
         Program = program;
         Options = options;
-        var output = X64Compiler.Compile(program, helpers, options, unwindHelper);
+        CountsInstructions = countInstructions;
+        var output = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions);
         Code = output.Code;
         PcOffsets = output.PcOffsets;
         // Only programs that call managed helpers (or callx) need the per-thread helper table.
@@ -32,6 +33,7 @@ internal sealed unsafe class JitProgram : IDisposable
     public byte[] Code { get; }
     public int[] PcOffsets { get; }
     public bool UsesManagedHelpers { get; }
+    public bool CountsInstructions { get; }
 
     /// <summary>The eBPF slot whose code contains the call that returns to <paramref name="returnAddress"/>.</summary>
     public int PcAt(ulong returnAddress)

@@ -41,8 +41,11 @@ internal sealed class X64Compiler
     private readonly Random _blindKeys = new();
     private Label _errorExit, _exitWithResult, _ret;
 
-    private X64Compiler(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper)
+    private readonly bool _countInstructions;
+
+    private X64Compiler(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper, bool countInstructions)
     {
+        _countInstructions = countInstructions;
         _program = program;
         _helpers = helpers;
         _options = options;
@@ -54,8 +57,11 @@ internal sealed class X64Compiler
     /// <summary>Machine code and, for each eBPF slot, the offset of its first byte (-1 for lddw tails).</summary>
     public sealed record Output(byte[] Code, int[] PcOffsets);
 
-    public static Output Compile(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper) =>
-        new X64Compiler(program, helpers, options, unwindHelper).Run();
+    /// <summary>Compiles; with <paramref name="countInstructions"/> every basic block charges its length to the
+    /// instruction budget on entry (a memory update per block, so it is left out when no limit is set).</summary>
+    public static Output Compile(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper,
+        bool countInstructions) =>
+        new X64Compiler(program, helpers, options, unwindHelper, countInstructions).Run();
 
     private int _instructionsAtLastLabel = -1;
 
@@ -99,7 +105,7 @@ internal sealed class X64Compiler
                 continue;
             }
             Bind(ref _pcLabels[pc]);
-            if (blockStarts[pc] > 0) EmitBudget(pc, blockStarts[pc]);
+            if (_countInstructions && blockStarts[pc] > 0) EmitBudget(pc, blockStarts[pc]);
             EmitInstruction(pc, code[pc]);
         }
 
