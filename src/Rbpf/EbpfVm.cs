@@ -424,7 +424,7 @@ public sealed class EbpfVm : IDisposable
     {
         byte* unaligned = stackalloc byte[Isa.StackSize + 16];
         byte* stack = (byte*)(((ulong)unaligned + 15) & ~15UL); // frames are 16-byte aligned, as the kernel's
-        new Span<byte>(stack + Isa.StackSize - Isa.StackFrameSize, Isa.StackFrameSize).Clear();
+        StackMemory.Zero(stack + Isa.StackSize - Isa.StackFrameSize, Isa.StackFrameSize);
         int regionCount = 3 + _regions.Count;
         RegionEntry* regions = stackalloc RegionEntry[regionCount];
         regions[0] = new RegionEntry { Start = (ulong)(stack + Isa.StackSize - Isa.StackFrameSize), Length = Isa.StackFrameSize, Writable = true, Kind = RegionKind.Stack };

@@ -28,6 +28,13 @@ internal struct NoObserver : IExecutionObserver
     public readonly unsafe void BeforeInstruction(int pc, ulong* registers) { }
 }
 
+/// <summary>Zeroing of small fixed-size blocks (registers, stack frames) with wide stores.</summary>
+internal static unsafe class StackMemory
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Zero(byte* p, int bytes) => Unsafe.InitBlockUnaligned(p, 0, (uint)bytes);
+}
+
 /// <summary>The state of one execution that the interpreter reads; all of it lives on the caller's stack.</summary>
 internal unsafe struct ExecutionState
 {
@@ -59,7 +66,7 @@ internal static unsafe class Interpreter
         where TObserver : struct, IExecutionObserver
     {
         ulong* r = stackalloc ulong[16];
-        for (int k = 0; k < 16; k++) r[k] = 0;
+        StackMemory.Zero((byte*)r, 16 * sizeof(ulong)); // 128 bytes
         r[1] = r1;
         r[2] = r2;
         r[10] = (ulong)(st.Stack + Isa.StackSize);
@@ -336,7 +343,7 @@ internal static unsafe class Interpreter
                         f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = pc;
                         depth++;
                         r[10] -= Isa.StackFrameSize;
-                        new Span<byte>((void*)(r[10] - Isa.StackFrameSize), Isa.StackFrameSize).Clear();
+                        StackMemory.Zero((byte*)(r[10] - Isa.StackFrameSize), Isa.StackFrameSize);
                         // The stack region covers every frame entered so far in this run (never the
                         // untouched, unzeroed frames below), as in the JIT.
                         if (r[10] - Isa.StackFrameSize < regions[0].Start)
