@@ -45,6 +45,7 @@ public sealed class EbpfVm : IDisposable
     private ProgramVerifier? _verifier = Verifier.Default;
     private DecodedProgram? _program;
     private JitProgram? _jit;
+    private ElfProgram? _elf;
     private uint? _unwindHelper;
     private int _dataOffset;
     private int _dataEndOffset;
@@ -292,7 +293,47 @@ public sealed class EbpfVm : IDisposable
         return _regions.Count - 1;
     }
 
-    /// <summary>Removes every region added with <see cref="AddMemoryRegion"/>.</summary>
+    /// <summary>
+    /// Loads a program from an ELF object (see <see cref="ElfLoader"/>): the named section or
+    /// function, or the default program. Its global data (.rodata, .data, .bss) becomes memory
+    /// regions of this VM, replacing those of a previous ELF load; calls to undefined functions go
+    /// to helpers registered by name, so register helpers first.
+    /// </summary>
+    public ElfProgram LoadElf(ReadOnlySpan<byte> elf, string? sectionOrFunction = null)
+    {
+        var loaded = ElfLoader.Load(elf, sectionOrFunction, HelperIdByName);
+        try
+        {
+            SetProgram(loaded.Bytecode);
+        }
+        catch
+        {
+            loaded.Dispose();
+            throw;
+        }
+        _regions.RemoveAll(r => r.Name.StartsWith("elf:", StringComparison.Ordinal));
+        foreach (var d in loaded.DataRegions)
+            _regions.Add(new MemoryRegion(d.Address, d.Length, d.Writable, "elf:" + d.Name));
+        // The previous object's data is freed when nothing refers to it any more (its finalizer),
+        // never under a running execution.
+        _elf = loaded;
+        return loaded;
+    }
+
+    /// <summary>Creates a VM of <paramref name="kind"/> from an ELF object (fixed-mbuff VMs get
+    /// offsets 0 and 8; use <see cref="SetProgram(ReadOnlySpan{byte}, int, int)"/> to change them).</summary>
+    public static EbpfVm CreateFromElf(VmKind kind, ReadOnlySpan<byte> elf, string? sectionOrFunction = null)
+    {
+        var vm = new EbpfVm(kind);
+        if (kind == VmKind.FixedMbuff) vm.SetDataOffsets(0, 8);
+        vm.LoadElf(elf, sectionOrFunction);
+        return vm;
+    }
+
+    /// <summary>The ELF object last loaded with <see cref="LoadElf"/>, or null.</summary>
+    public ElfProgram? Elf => _elf;
+
+    /// <summary>Removes every region added with <see cref="AddMemoryRegion"/> (and the global data of a loaded ELF object).</summary>
     public void ClearMemoryRegions() => _regions.Clear();
 
     /// <summary>The regions added with <see cref="AddMemoryRegion"/>.</summary>
@@ -471,9 +512,11 @@ public sealed class EbpfVm : IDisposable
             InstructionLimit = InstructionLimit,
             UnwindHelper = UnwindHelper.HasValue ? UnwindHelper.Value : -1,
         };
-        if (jit != null)
-            return RunJit(jit, ref state, r1, r2, out result, out error);
-        return Interpreter.Run(program, _helpers, ref state, r1, r2, ref observer, out result, out error);
+        var code = jit != null
+            ? RunJit(jit, ref state, r1, r2, out result, out error)
+            : Interpreter.Run(program, _helpers, ref state, r1, r2, ref observer, out result, out error);
+        GC.KeepAlive(_elf); // its data regions are in use until here
+        return code;
     }
 
     [SkipLocalsInit]
