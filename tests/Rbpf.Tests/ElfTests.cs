@@ -16,10 +16,14 @@ public class ElfTests
         0x00, 0x23, 0x63, 0x2d, 0x71, 0x64, 0x66, 0x73, 0x64, 0x66, 0x0a,
     };
 
-    [Fact]
-    public void PacketFilterBlocksThePort()
+    /// <summary>The objects' two builds: clang 14 (-mcpu=v3) and clang 19 (-mcpu=v4).</summary>
+    public static IEnumerable<object[]> Builds() => new[] { new object[] { ".o" }, new object[] { ".v4.o" } };
+
+    [Theory]
+    [MemberData(nameof(Builds))]
+    public void PacketFilterBlocksThePort(string build)
     {
-        var vm = EbpfVm.CreateFromElf(VmKind.FixedMbuff, Object("block_port.o"));
+        var vm = EbpfVm.CreateFromElf(VmKind.FixedMbuff, Object("block_port" + build));
         vm.SetProgram(vm.Program!.Value.Span, 0x40, 0x50);
         Assert.Equal(".classifier", vm.Elf!.Section);
         Assert.Equal(0UL, TestUtil.Exec(vm, Packet.ToArray()));
@@ -31,10 +35,11 @@ public class ElfTests
 
     private static ulong Mix(ulong a, ulong b) => (a ^ (b << 7)) * 0x9e3779b97f4a7c15UL;
 
-    [Fact]
-    public void LocalCallsBetweenSectionsAreLinked()
+    [Theory]
+    [MemberData(nameof(Builds))]
+    public void LocalCallsBetweenSectionsAreLinked(string build)
     {
-        var vm = EbpfVm.CreateFromElf(VmKind.Raw, Object("calls.o"));
+        var vm = EbpfVm.CreateFromElf(VmKind.Raw, Object("calls" + build));
         Assert.Equal("socket", vm.Elf!.Section);
         Assert.Contains("call local", Disassembler.Disassemble(vm.Program!.Value.Span));
         byte[] mem = Enumerable.Range(0, 100).Select(i => (byte)(i * 7 + 3)).ToArray();
@@ -43,8 +48,9 @@ public class ElfTests
         Assert.Equal(h ^ Mix((ulong)mem.Length, 3), TestUtil.Exec(vm, mem));
     }
 
-    [Fact]
-    public void ConstantTablesInRodata()
+    [Theory]
+    [MemberData(nameof(Builds))]
+    public void ConstantTablesInRodata(string build)
     {
         var table = new byte[256];
         for (int i = 0; i < 256; i++)
@@ -58,17 +64,18 @@ public class ElfTests
         foreach (var x in mem) crc = table[crc ^ x];
         foreach (string? name in new[] { null, "socket", "crc8" })
         {
-            var vm = EbpfVm.CreateFromElf(VmKind.Raw, Object("rodata.o"), name);
+            var vm = EbpfVm.CreateFromElf(VmKind.Raw, Object("rodata" + build), name);
             Assert.Equal(crc, TestUtil.Exec(vm, mem.ToArray()));
             var rodata = Assert.Single(vm.Elf!.DataRegions, d => d.Name.StartsWith(".rodata", StringComparison.Ordinal));
             Assert.False(rodata.Writable);
         }
     }
 
-    [Fact]
-    public void GlobalCountersKeepTheirValues()
+    [Theory]
+    [MemberData(nameof(Builds))]
+    public void GlobalCountersKeepTheirValues(string build)
     {
-        var vm = EbpfVm.CreateFromElf(VmKind.Raw, Object("counters.o"));
+        var vm = EbpfVm.CreateFromElf(VmKind.Raw, Object("counters" + build));
         Assert.Equal(101UL * 1000000 + 3, vm.Execute(new byte[3]));
         Assert.Equal(102UL * 1000000 + 8, vm.Execute(new byte[5]));
         Assert.Contains(vm.Elf!.DataRegions, d => d.Name == ".data" && d.Writable);
@@ -77,6 +84,31 @@ public class ElfTests
         {
             vm.JitCompile();
             Assert.Equal(103UL * 1000000 + 9, vm.ExecuteJit(new byte[1]));
+        }
+    }
+
+    [Fact]
+    public void Clang19V4InstructionsRun()
+    {
+        var vm = EbpfVm.CreateFromElf(VmKind.Raw, Object("signed_v4.v4.o"));
+        var ops = Instruction.ReadAll(vm.Program!.Value.Span).Select(i => i.Opcode).ToHashSet();
+        Assert.Contains((byte)0x91, ops); // ldxsb
+        Assert.Contains((byte)0xd7, ops); // bswap
+        Assert.Contains(Instruction.ReadAll(vm.Program!.Value.Span), i => (i.Opcode & 0xf7) == 0x37 && i.Offset == 1 || (i.Opcode & 0xf7) == 0x97 && i.Offset == 1); // sdiv/smod
+        var rng = new Random(4);
+        for (int n = 0; n < 20; n++)
+        {
+            byte[] mem = new byte[rng.Next(0, 80)];
+            rng.NextBytes(mem);
+            long acc = 0;
+            for (int i = 0; i + 1 < mem.Length && i < 64; i++)
+            {
+                long a = (sbyte)mem[i];
+                long b = (short)((sbyte)mem[i + 1] * 300);
+                acc += a * 7 + b / (a | 1) + b % 5;
+            }
+            ulong expected = (ulong)(acc ^ (long)BinaryPrimitives.ReverseEndianness((ulong)acc));
+            Assert.Equal(expected, TestUtil.Exec(vm, mem));
         }
     }
 
@@ -187,7 +219,7 @@ public class ElfTests
     public void FiftyThousandMutationsNeverCrash()
     {
         var rng = new Random(247);
-        var objects = new[] { "block_port.o", "calls.o", "rodata.o", "counters.o" }.Select(Object).ToArray();
+        var objects = new[] { "block_port.o", "calls.o", "rodata.o", "counters.o", "signed_v4.v4.o", "calls.v4.o" }.Select(Object).ToArray();
         int loaded = 0, rejected = 0;
         for (int n = 0; n < 50_000; n++)
         {
