@@ -113,6 +113,32 @@ RBPF_API int rbpf_vm_create(rbpf_vm_kind kind, const uint8_t *prog, size_t prog_
 RBPF_API int rbpf_vm_create_fixed_mbuff(const uint8_t *prog, size_t prog_len, size_t data_offset,
                                         size_t data_end_offset, rbpf_vm **out);
 
+/**
+ * Creates a VM of `kind` from an ELF object as `clang -O2 -target bpf -c` writes it (64-bit,
+ * little-endian, EM_BPF). `section_or_function` names the program's section (e.g. ".classifier",
+ * "xdp", "socket") or function; NULL picks the first executable section other than ".text", else
+ * ".text". Other code sections are linked for bpf-to-bpf calls; global data (.rodata, .data, .bss)
+ * is copied into regions the program may use (see rbpf_vm_get_data_region). A fixed-mbuff VM gets
+ * data offsets 0 and 8: change them with rbpf_vm_set_program_fixed_mbuff. Malformed objects give
+ * RBPF_E_ELF_ERROR with a precise message. Calls to undefined functions need helpers registered
+ * by name before loading: use rbpf_vm_create with no program, rbpf_vm_register_helper_name, then
+ * rbpf_vm_load_elf.
+ */
+RBPF_API int rbpf_vm_create_from_elf(rbpf_vm_kind kind, const uint8_t *elf, size_t elf_len,
+                                     const char *section_or_function, rbpf_vm **out);
+
+/** Loads a program from an ELF object into an existing VM (as rbpf_vm_create_from_elf). */
+RBPF_API int rbpf_vm_load_elf(rbpf_vm *vm, const uint8_t *elf, size_t elf_len, const char *section_or_function);
+
+/**
+ * Describes global-data region `index` (0, 1, ...) of the last ELF object loaded: its section name
+ * (may be NULL; the string is owned by the library), address, length and whether the program may
+ * write it (may be NULL). RBPF_E_INVALID_ARGUMENT past the last region, RBPF_E_NO_PROGRAM without
+ * an ELF object. The memory lives as long as the VM.
+ */
+RBPF_API int rbpf_vm_get_data_region(rbpf_vm *vm, size_t index, const char **out_name, void **out_addr,
+                                     size_t *out_len, int *out_writable);
+
 /** Destroys a VM. A NULL, destroyed or forged handle is ignored and recorded in rbpf_last_error(). */
 RBPF_API void rbpf_vm_destroy(rbpf_vm *vm);
 
@@ -151,6 +177,10 @@ RBPF_API int rbpf_verify(const uint8_t *prog, size_t prog_len);
 
 /** Registers (or replaces) helper `key`; `fn` is called directly for every call instruction with that id. */
 RBPF_API int rbpf_vm_register_helper(rbpf_vm *vm, uint32_t key, rbpf_helper_fn fn);
+
+/** As rbpf_vm_register_helper, also under `name`, so ELF objects calling an undefined function
+ *  of that name are linked to helper `key`. */
+RBPF_API int rbpf_vm_register_helper_name(rbpf_vm *vm, uint32_t key, const char *name, rbpf_helper_fn fn);
 
 /** Registers the standard helpers under the RBPF_HELPER_* ids. */
 RBPF_API int rbpf_vm_register_standard_helpers(rbpf_vm *vm);

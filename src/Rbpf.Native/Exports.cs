@@ -59,6 +59,69 @@ internal static unsafe class Exports
         catch (Exception e) { return Fail(e); }
     }
 
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_create_from_elf")]
+    public static int VmCreateFromElf(int kind, byte* elf, nuint elfLen, byte* sectionOrFunction, nint* outVm)
+    {
+        try
+        {
+            if (outVm == null) throw Bad("out (the rbpf_vm ** for the new VM) is NULL");
+            *outVm = 0;
+            if (kind < 0 || kind > MaxKind) throw Bad($"unknown VM kind {kind}");
+            if (elf == null) throw Bad("elf is NULL");
+            var vm = EbpfVm.CreateFromElf((VmKind)kind, Bytes(elf, elfLen, "elf"), Utf8.Read(sectionOrFunction));
+            *outVm = HandleTable.Add(vm);
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_load_elf")]
+    public static int VmLoadElf(nint vm, byte* elf, nuint elfLen, byte* sectionOrFunction)
+    {
+        try
+        {
+            var v = HandleTable.Get(vm);
+            if (elf == null) throw Bad("elf is NULL");
+            v.LoadElf(Bytes(elf, elfLen, "elf"), Utf8.Read(sectionOrFunction));
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_get_data_region")]
+    public static int VmGetDataRegion(nint vm, nuint index, byte** outName, void** outAddress, nuint* outLen, int* outWritable)
+    {
+        try
+        {
+            var v = HandleTable.Get(vm);
+            if (outAddress == null || outLen == null) throw Bad("out_addr or out_len is NULL");
+            var regions = v.Elf?.DataRegions ?? throw new RbpfException(RbpfErrorCode.NoProgram, "no ELF object is loaded");
+            if (index >= (nuint)regions.Count)
+                throw Bad($"data region {index} does not exist (the object has {regions.Count})");
+            var d = regions[(int)index];
+            *outAddress = (void*)d.Address;
+            *outLen = d.Length;
+            if (outWritable != null) *outWritable = d.Writable ? 1 : 0;
+            if (outName != null) *outName = DataRegionNames.Get(d.Name);
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_register_helper_name")]
+    public static int VmRegisterHelperName(nint vm, uint key, byte* name, delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, ulong> fn)
+    {
+        try
+        {
+            var v = HandleTable.Get(vm);
+            if (fn == null) throw Bad("helper function pointer is NULL");
+            string n = Utf8.Read(name) ?? throw Bad("name is NULL");
+            v.RegisterHelper(key, fn, n);
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_set_program")]
     public static int VmSetProgram(nint vm, byte* prog, nuint progLen)
     {
@@ -381,6 +444,21 @@ internal static unsafe class Exports
 
     private static readonly byte* NoError = Utf8.Alloc("no error");
     private static readonly byte* VersionString = Utf8.Alloc(typeof(EbpfVm).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "0.0.0");
+}
+
+/// <summary>Interned C strings for data region names (a handful per process: .data, .rodata, ...).</summary>
+internal static unsafe class DataRegionNames
+{
+    private static readonly Dictionary<string, nint> Names = new();
+
+    public static byte* Get(string name)
+    {
+        lock (Names)
+        {
+            if (!Names.TryGetValue(name, out var p)) Names[name] = p = (nint)Utf8.Alloc(name);
+            return (byte*)p;
+        }
+    }
 }
 
 /// <summary>Static C strings naming each error code.</summary>

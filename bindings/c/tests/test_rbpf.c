@@ -373,6 +373,11 @@ static void test_bad_handles(void)
         CHECK_RC(rbpf_vm_jit_compile_ex(h, 0), RBPF_E_INVALID_HANDLE);
         char *t = NULL;
         CHECK_RC(rbpf_vm_jit_disassemble(h, &t), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_load_elf(h, (const uint8_t *)"x", 1, NULL), RBPF_E_INVALID_HANDLE);
+        CHECK_RC(rbpf_vm_register_helper_name(h, 1, "x", identity), RBPF_E_INVALID_HANDLE);
+        void *a = NULL;
+        size_t al = 0;
+        CHECK_RC(rbpf_vm_get_data_region(h, 0, NULL, &a, &al, NULL), RBPF_E_INVALID_HANDLE);
         CHECK_RC(rbpf_vm_set_program_fixed_mbuff(h, (const uint8_t *)"\x95\0\0\0\0\0\0\0", 8, 0, 8), RBPF_E_INVALID_HANDLE);
         uint8_t *p = NULL;
         size_t n = 0;
@@ -415,6 +420,133 @@ static void test_assembler(void)
     CHECK_RC(rbpf_assemble(NULL, &prog, &len), RBPF_E_INVALID_ARGUMENT);
     CHECK_RC(rbpf_assemble("exit", NULL, &len), RBPF_E_INVALID_ARGUMENT);
     rbpf_free(NULL);
+}
+
+/* The natively compiled ELF test programs (tests/elf_native.c). */
+struct meta { uint8_t pad[0x40]; uint64_t data; uint64_t pad2; uint64_t data_end; };
+uint64_t block_port(struct meta *m);
+uint64_t calls(uint8_t *mem, uint64_t len);
+uint64_t crc8(uint8_t *mem, uint64_t len);
+
+static uint8_t *read_file(const char *name, size_t *len)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", RBPF_TEST_ELF_DIR, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *data = malloc(*len);
+    if (fread(data, 1, *len, f) != *len) { free(data); data = NULL; }
+    fclose(f);
+    return data;
+}
+
+static uint64_t times_two(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e)
+{
+    (void)b; (void)c; (void)d; (void)e;
+    return a * 2;
+}
+
+static void test_elf(void)
+{
+    static const char *builds[] = {".o", ".v4.o"};
+    uint8_t packet[] = {
+        0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x08, 0x00,
+        0x45, 0x00, 0x00, 0x3b, 0xa6, 0xab, 0x40, 0x00, 0x40, 0x06, 0x96, 0x0f, 0x7f, 0x00, 0x00, 0x01,
+        0x7f, 0x00, 0x00, 0x01, 0x99, 0x99, 0xc6, 0xcc, 0xd1, 0xe5, 0xc4, 0x9d, 0xd4, 0x30, 0xb5, 0xd2,
+        0x80, 0x18, 0x01, 0x56, 0xfe, 0x2f, 0x00, 0x00, 0x01, 0x01, 0x08, 0x0a};
+    uint8_t mem[100];
+    for (int i = 0; i < 100; i++) mem[i] = (uint8_t)(i * 37 + 11);
+    for (int b = 0; b < 2; b++) {
+        char name[64];
+        size_t len = 0;
+        uint64_t r = 0;
+        rbpf_vm *vm = NULL;
+
+        /* The packet filter on a fixed-mbuff VM, against the same C compiled natively. */
+        snprintf(name, sizeof name, "block_port%s", builds[b]);
+        uint8_t *elf = read_file(name, &len);
+        CHECK(elf != NULL);
+        if (!elf) continue;
+        CHECK_RC(rbpf_vm_create_from_elf(RBPF_VM_FIXED_MBUFF, elf, len, ".classifier", &vm), RBPF_OK);
+        uint8_t *prog = NULL;
+        size_t prog_len = 0;
+        CHECK_RC(rbpf_vm_get_program(vm, &prog, &prog_len), RBPF_OK);
+        CHECK_RC(rbpf_vm_set_program_fixed_mbuff(vm, prog, prog_len, 0x40, 0x50), RBPF_OK);
+        rbpf_free(prog);
+        struct meta m;
+        for (int port = 0; port < 2; port++) {
+            packet[37] = port ? 0x50 : 0xcc;
+            m.data = (uint64_t)(uintptr_t)packet;
+            m.data_end = m.data + sizeof packet;
+            uint64_t native = block_port(&m);
+            CHECK_RC(rbpf_vm_execute(vm, packet, sizeof packet, NULL, 0, &r), RBPF_OK);
+            CHECK(r == native);
+            CHECK(r == (port ? 0xffffffffu : 0));
+            CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+            CHECK_RC(rbpf_vm_execute_jit(vm, packet, sizeof packet, NULL, 0, &r), RBPF_OK);
+            CHECK(r == native);
+        }
+        rbpf_vm_destroy(vm);
+        free(elf);
+
+        /* bpf-to-bpf calls and .rodata tables. */
+        snprintf(name, sizeof name, "calls%s", builds[b]);
+        elf = read_file(name, &len);
+        CHECK_RC(rbpf_vm_create_from_elf(RBPF_VM_RAW, elf, len, NULL, &vm), RBPF_OK);
+        CHECK_RC(rbpf_vm_execute(vm, mem, sizeof mem, NULL, 0, &r), RBPF_OK);
+        CHECK(r == calls(mem, sizeof mem));
+        rbpf_vm_destroy(vm);
+        free(elf);
+
+        snprintf(name, sizeof name, "rodata%s", builds[b]);
+        elf = read_file(name, &len);
+        CHECK_RC(rbpf_vm_create_from_elf(RBPF_VM_RAW, elf, len, "crc8", &vm), RBPF_OK);
+        CHECK_RC(rbpf_vm_execute(vm, mem, sizeof mem, NULL, 0, &r), RBPF_OK);
+        CHECK(r == crc8(mem, sizeof mem));
+        const char *region_name = NULL;
+        void *addr = NULL;
+        size_t region_len = 0;
+        int writable = -1;
+        CHECK_RC(rbpf_vm_get_data_region(vm, 0, &region_name, &addr, &region_len, &writable), RBPF_OK);
+        CHECK(region_name != NULL && strncmp(region_name, ".rodata", 7) == 0 && region_len == 256 && writable == 0);
+        CHECK_RC(rbpf_vm_get_data_region(vm, 5, &region_name, &addr, &region_len, &writable), RBPF_E_INVALID_ARGUMENT);
+        CHECK_RC(rbpf_vm_get_data_region(vm, 0, NULL, NULL, &region_len, NULL), RBPF_E_INVALID_ARGUMENT);
+        CHECK_RC(rbpf_vm_create_from_elf(RBPF_VM_RAW, elf, len, "nope", &vm), RBPF_E_ELF_ERROR);
+        CHECK(strstr(rbpf_last_error(), "nope") != NULL);
+        CHECK(vm == NULL);
+        free(elf);
+    }
+
+    /* Global data persists between runs; the program sees it through its regions. */
+    size_t len = 0;
+    uint64_t r = 0;
+    rbpf_vm *vm = NULL;
+    uint8_t *elf = read_file("counters.o", &len);
+    CHECK_RC(rbpf_vm_create(RBPF_VM_RAW, NULL, 0, &vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_get_data_region(vm, 0, NULL, NULL, NULL, NULL), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_load_elf(vm, elf, len, "socket"), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, mem, 3, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 101u * 1000000 + 3);
+    CHECK_RC(rbpf_vm_execute(vm, mem, 5, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 102u * 1000000 + 8);
+    CHECK_RC(rbpf_vm_load_elf(vm, NULL, 0, NULL), RBPF_E_INVALID_ARGUMENT);
+    /* Malformed objects: truncated, corrupted machine, not ELF at all. */
+    CHECK_RC(rbpf_vm_load_elf(vm, elf, 40, NULL), RBPF_E_ELF_ERROR);
+    CHECK(strstr(rbpf_last_error(), "shorter than an ELF header") != NULL);
+    elf[18] = 62;
+    CHECK_RC(rbpf_vm_load_elf(vm, elf, len, NULL), RBPF_E_ELF_ERROR);
+    CHECK(strstr(rbpf_last_error(), "EM_BPF") != NULL);
+    CHECK_RC(rbpf_vm_load_elf(vm, (const uint8_t *)"hello, world", 12, NULL), RBPF_E_ELF_ERROR);
+    CHECK_RC(rbpf_vm_execute(vm, mem, 1, NULL, 0, &r), RBPF_OK); /* the old program stays */
+    CHECK(r == 103u * 1000000 + 9);
+    CHECK_RC(rbpf_vm_register_helper_name(vm, 77, "times_two", times_two), RBPF_OK);
+    CHECK_RC(rbpf_vm_register_helper_name(vm, 77, NULL, times_two), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_create_from_elf(RBPF_VM_RAW, NULL, 0, NULL, &vm), RBPF_E_INVALID_ARGUMENT);
+    rbpf_vm_destroy(vm);
+    free(elf);
 }
 
 static rbpf_vm *shared_vm;
@@ -462,6 +594,7 @@ int main(void)
     test_bad_handles();
     test_assembler();
     test_threads();
+    test_elf();
     printf("c: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
