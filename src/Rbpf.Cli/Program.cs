@@ -47,6 +47,7 @@ internal static class Program
         usage: rbpf run PROG [options]
 
           --format F            asm, raw, hex, elf or auto (default: auto)
+          --section NAME        ELF objects: the program's section or function
           --mem FILE            input memory from a file
           --mem-hex HEX         input memory as hex ("aa bb 11" or "aabb11")
           --kind K              raw (default), mbuff, fixed or nodata
@@ -64,7 +65,7 @@ internal static class Program
         """;
 
     private const string JitHelp = """
-        usage: rbpf jit PROG [--format F] [--unchecked] [--blind] [--no-verify]
+        usage: rbpf jit PROG [--format F] [--section NAME] [--unchecked] [--blind] [--no-verify]
 
         Prints the x86-64 code generated for each eBPF instruction (memory checks included
         unless --unchecked; --blind blinds immediates). Needs x86-64 Linux or macOS.
@@ -222,26 +223,36 @@ internal static class Program
             // Text that is not hex is taken as raw bytes here: disasm never assembles.
             if (format == InputFormat.Asm) format = InputFormat.Raw;
         }
-        byte[] prog = format switch
+        string? section = o.Get("--section");
+        if (section != null && format != InputFormat.Elf) throw new UsageException("--section applies to ELF objects only");
+        byte[] prog;
+        switch (format)
         {
-            InputFormat.Hex => ProgramInput.ParseHex(Encoding.ASCII.GetString(data)),
-            InputFormat.Elf => throw new InputException("ELF objects are not supported by this build yet"),
-            _ => data.Length % 8 == 0 ? data : throw new InputException($"raw bytecode of {data.Length} bytes is not a multiple of 8"),
-        };
+            case InputFormat.Hex:
+                prog = ProgramInput.ParseHex(Encoding.ASCII.GetString(data));
+                break;
+            case InputFormat.Elf:
+                using (var linked = ElfLoader.Load(data, section)) prog = linked.Bytecode;
+                break;
+            default:
+                prog = data.Length % 8 == 0 ? data : throw new InputException($"raw bytecode of {data.Length} bytes is not a multiple of 8");
+                break;
+        }
         Console.Out.Write(Disassembler.Disassemble(prog));
         return ExitOk;
     }
 
     private static int Jit(string[] args)
     {
-        var o = new Options(args, new[] { "--unchecked", "--blind", "--no-verify" }, new[] { "--format" });
+        var o = new Options(args, new[] { "--unchecked", "--blind", "--no-verify" }, new[] { "--format", "--section" });
         if (o.Help) return Print(JitHelp);
         string file = OnePositional(o, "PROG");
-        byte[] prog = ProgramInput.LoadProgram(file, ProgramInput.ParseFormat(o.Get("--format") ?? "auto"));
+        var loaded = ProgramInput.LoadProgram(file, ProgramInput.ParseFormat(o.Get("--format") ?? "auto"), o.Get("--section"));
+        byte[] prog = loaded.Bytecode;
         var vm = new EbpfVm(VmKind.Raw);
         if (o.Has("--no-verify")) vm.SetVerifier(null);
-        vm.SetProgram(prog);
         vm.RegisterStandardHelpers();
+        ProgramInput.LoadInto(vm, loaded);
         vm.JitCompile(new Rbpf.Jit.JitOptions { CheckedMemory = !o.Has("--unchecked"), ConstantBlinding = o.Has("--blind") });
         Console.Out.Write(vm.JitDisassembly());
         Console.Out.WriteLine($"; {vm.JitCodeSize} bytes of x86-64 code for {prog.Length / 8} eBPF slots");
@@ -260,7 +271,7 @@ internal static class Program
     private static int Run(string[] args)
     {
         var o = new Options(args, new[] { "--jit", "--unchecked", "--trace", "--no-verify" },
-            new[] { "--format", "--mem", "--mem-hex", "--kind", "--mbuff-hex", "--data-offset", "--data-end-offset", "--limit", "--repeat" });
+            new[] { "--format", "--section", "--mem", "--mem-hex", "--kind", "--mbuff-hex", "--data-offset", "--data-end-offset", "--limit", "--repeat" });
         if (o.Help) return Print(RunHelp);
         string file = OnePositional(o, "PROG");
         if (o.Has("--mem") && o.Has("--mem-hex")) throw new UsageException("give --mem or --mem-hex, not both");
@@ -268,25 +279,24 @@ internal static class Program
         ulong repeat = o.Has("--repeat") ? ProgramInput.ParseNumber(o.Get("--repeat")!, "--repeat") : 1;
         if (repeat == 0) throw new UsageException("--repeat must be at least 1");
         if (o.Has("--trace") && repeat > 1) throw new UsageException("--trace and --repeat do not go together");
-        byte[] prog = ProgramInput.LoadProgram(file, ProgramInput.ParseFormat(o.Get("--format") ?? "auto"));
+        var loaded = ProgramInput.LoadProgram(file, ProgramInput.ParseFormat(o.Get("--format") ?? "auto"), o.Get("--section"));
+        byte[] prog = loaded.Bytecode;
         byte[] mem = o.Has("--mem") ? ProgramInput.ReadAll(o.Get("--mem")!)
             : o.Has("--mem-hex") ? ProgramInput.ParseHex(o.Get("--mem-hex")!) : Array.Empty<byte>();
         byte[] mbuff = o.Has("--mbuff-hex") ? ProgramInput.ParseHex(o.Get("--mbuff-hex")!) : Array.Empty<byte>();
 
         var vm = new EbpfVm(kind);
         if (o.Has("--no-verify")) vm.SetVerifier(null);
+        vm.RegisterStandardHelpers();
+        (int, int)? offsets = null;
         if (kind == VmKind.FixedMbuff)
         {
             ulong off = o.Has("--data-offset") ? ProgramInput.ParseNumber(o.Get("--data-offset")!, "--data-offset") : 0;
             ulong end = o.Has("--data-end-offset") ? ProgramInput.ParseNumber(o.Get("--data-end-offset")!, "--data-end-offset") : 8;
             if (off > int.MaxValue || end > int.MaxValue) throw new UsageException("data offsets are too large");
-            vm.SetProgram(prog, (int)off, (int)end);
+            offsets = ((int)off, (int)end);
         }
-        else
-        {
-            vm.SetProgram(prog);
-        }
-        vm.RegisterStandardHelpers();
+        ProgramInput.LoadInto(vm, loaded, offsets);
         if (o.Has("--limit")) vm.InstructionLimit = ProgramInput.ParseNumber(o.Get("--limit")!, "--limit");
         bool jit = o.Has("--jit");
         if (jit && o.Has("--trace")) throw new UsageException("--trace follows the interpreter: drop --jit");

@@ -74,24 +74,46 @@ internal static class ProgramInput
         return Convert.FromHexString(digits);
     }
 
-    /// <summary>The program's bytecode from FILE in <paramref name="format"/> (detected when Auto).</summary>
-    public static byte[] LoadProgram(string path, InputFormat format, string? section = null)
+    /// <summary>A program read from the command line: its bytecode, and the ELF object it came from, if any.</summary>
+    public sealed record LoadedProgram(byte[] Bytecode, byte[]? Elf, string? Section);
+
+    /// <summary>The program in FILE, in <paramref name="format"/> (detected when Auto).</summary>
+    public static LoadedProgram LoadProgram(string path, InputFormat format, string? section = null)
     {
         byte[] data = ReadAll(path);
         if (format == InputFormat.Auto) format = Detect(data);
+        if (section != null && format != InputFormat.Elf) throw new UsageException("--section applies to ELF objects only");
         switch (format)
         {
             case InputFormat.Asm:
-                return Assembler.Assemble(Encoding.UTF8.GetString(data));
+                return new LoadedProgram(Assembler.Assemble(Encoding.UTF8.GetString(data)), null, null);
             case InputFormat.Hex:
-                return ParseHex(Encoding.ASCII.GetString(data));
+                return new LoadedProgram(ParseHex(Encoding.ASCII.GetString(data)), null, null);
             case InputFormat.Elf:
-                throw new InputException("ELF objects are not supported by this build yet" + (section != null ? $" (section '{section}')" : ""));
+            {
+                using var linked = ElfLoader.Load(data, section);
+                return new LoadedProgram(linked.Bytecode, data, section);
+            }
             default:
                 if (data.Length % Isa.InstructionSize != 0)
                     throw new InputException($"raw bytecode of {data.Length} bytes is not a multiple of 8");
-                return data;
+                return new LoadedProgram(data, null, null);
         }
+    }
+
+    /// <summary>Loads <paramref name="program"/> into <paramref name="vm"/>: through the ELF loader
+    /// (so global data becomes regions) when it came from an object.</summary>
+    public static void LoadInto(EbpfVm vm, LoadedProgram program, (int DataOffset, int DataEndOffset)? fixedOffsets = null)
+    {
+        if (program.Elf != null)
+        {
+            vm.LoadElf(program.Elf, program.Section);
+            if (fixedOffsets is { } f) vm.SetProgram(vm.Program!.Value.Span, f.DataOffset, f.DataEndOffset);
+        }
+        else if (fixedOffsets is { } f)
+            vm.SetProgram(program.Bytecode, f.DataOffset, f.DataEndOffset);
+        else
+            vm.SetProgram(program.Bytecode);
     }
 
     public static ulong ParseNumber(string s, string option)

@@ -179,6 +179,32 @@ public class CliTests
         Assert.Equal(2, Cli(new[] { "run", prog, "--jit", "--trace" }).Exit);
     }
 
+    [SkippableFact]
+    public void ElfObjectsRunDisassembleAndCompile()
+    {
+        string dir = Path.Combine(TestPaths.RepoRoot, "tests", "elf");
+        string rodata = Path.Combine(dir, "rodata.o");
+        var dis = Cli(new[] { "disasm", rodata, "--section", "socket" });
+        Assert.Equal(0, dis.Exit);
+        Assert.Contains("lddw", dis.Stdout);
+        // The default program is the same (lddw of global data shows the address of this run's copy).
+        static string NoAddresses(string t) => System.Text.RegularExpressions.Regex.Replace(t, "lddw (r\\d+), 0x[0-9a-f]+", "lddw $1, ADDR");
+        Assert.Equal(NoAddresses(dis.Stdout), NoAddresses(Cli(new[] { "disasm", rodata }).Stdout));
+        var run = Cli(new[] { "run", rodata, "--mem-hex", "313233343536373839" });
+        Assert.Equal(0, run.Exit);
+        Assert.Equal("0xf4\n", run.Stdout); // CRC-8 of "123456789"
+        Assert.Equal("0xf4\n", Cli(new[] { "run", rodata, "--section", "crc8", "--mem-hex", "313233343536373839", "--jit" }).Stdout);
+        var filter = Cli(new[] { "run", Path.Combine(dir, "block_port.v4.o"), "--kind", "fixed", "--data-offset", "0x40", "--data-end-offset", "0x50",
+            "--mem-hex", "0123456789abfedcba987654080045 00003ba6ab400040 06960f7f0000017f 0000019999c6cc d1e5c49dd430b5d2" });
+        Assert.Equal(0, filter.Exit);
+        Assert.Equal("0x0\n", filter.Stdout);
+        var bad = Cli(new[] { "run", rodata, "--section", "nope" });
+        Assert.Equal(3, bad.Exit);
+        Assert.Contains("nope", bad.Stderr);
+        Assert.Equal(2, Cli(new[] { "run", Temp("x.s", "exit"u8.ToArray()), "--section", "a" }).Exit);
+        Assert.Contains("ELF", Cli(new[] { "disasm", "-", "--format", "elf" }, "\u007fELF..."u8.ToArray()).Stderr);
+    }
+
     [SkippableTheory]
     [InlineData("asm")]
     [InlineData("disasm")]

@@ -131,6 +131,14 @@ def _declare(name, restype, *argtypes):
 _vm_create = _declare("rbpf_vm_create", ctypes.c_int, ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p))
 _vm_create_fixed = _declare("rbpf_vm_create_fixed_mbuff", ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.c_size_t,
                             ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p))
+_vm_create_from_elf = _declare("rbpf_vm_create_from_elf", ctypes.c_int, ctypes.c_int, _u8p, ctypes.c_size_t,
+                               ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p))
+_vm_load_elf = _declare("rbpf_vm_load_elf", ctypes.c_int, ctypes.c_void_p, _u8p, ctypes.c_size_t, ctypes.c_char_p)
+_vm_get_data_region = _declare("rbpf_vm_get_data_region", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t,
+                               ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_void_p),
+                               ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_int))
+_vm_register_helper_name = _declare("rbpf_vm_register_helper_name", ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32,
+                                    ctypes.c_char_p, _HELPER_FN)
 _vm_set_program = _declare("rbpf_vm_set_program", ctypes.c_int, ctypes.c_void_p, _u8p, ctypes.c_size_t)
 _vm_set_program_fixed = _declare("rbpf_vm_set_program_fixed_mbuff", ctypes.c_int, ctypes.c_void_p, _u8p,
                                  ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t)
@@ -242,12 +250,15 @@ class Vm:
 
     kind = None
 
-    def __init__(self, kind, program=None):
+    def _init_state(self):
         self._handle = None
         self._helpers = {}
         self._verifier = None
         self._regions = []
         self._helper_error = threading.local()
+
+    def __init__(self, kind, program=None):
+        self._init_state()
         handle = ctypes.c_void_p()
         if program is None:
             _check(_vm_create(kind, None, 0, ctypes.byref(handle)))
@@ -324,9 +335,10 @@ class Vm:
         _check(_vm_disable_verifier(self._h))
 
     # -- helpers --
-    def register_helper(self, key, function):
-        """Registers a Python callable ``f(r1, r2, r3, r4, r5) -> int`` as helper ``key``. If it
-        raises, the program gets 0 from the call, and execute() then raises HelperFailedError."""
+    def register_helper(self, key, function, name=None):
+        """Registers a Python callable ``f(r1, r2, r3, r4, r5) -> int`` as helper ``key`` (and under
+        ``name``, for ELF objects that call an undefined function of that name). If it raises, the
+        program gets 0 from the call, and execute() then raises HelperFailedError."""
         if not callable(function):
             raise TypeError("helper must be callable")
         state = self._helper_error
@@ -340,7 +352,10 @@ class Vm:
                 return 0
 
         fn = _HELPER_FN(trampoline)
-        _check(_vm_register_helper(self._h, key, fn))
+        if name is None:
+            _check(_vm_register_helper(self._h, key, fn))
+        else:
+            _check(_vm_register_helper_name(self._h, key, name.encode("utf-8"), fn))
         self._helpers[key] = fn
 
     def register_standard_helpers(self):
@@ -349,6 +364,46 @@ class Vm:
     def set_unwind_helper(self, key):
         """Makes helper ``key`` end the program with r0 = 0 when it returns 0; None clears it."""
         _check(_vm_set_unwind(self._h, 0 if key is None else key, 0 if key is None else 1))
+
+    # -- ELF objects --
+    @classmethod
+    def from_elf(cls, elf, section=None, kind=None):
+        """Creates a VM from an ELF object (bytes) as clang -target bpf writes it; ``section`` names
+        the program's section or function (default: the first code section other than .text).
+        On a kind class (RawVm.from_elf) the kind is the class's; on Vm pass ``kind``."""
+        kind = cls.kind if kind is None else kind
+        if kind is None:
+            raise InvalidArgumentError(-1, "give the VM kind")
+        vm = cls.__new__(cls)
+        Vm._init_state(vm)
+        buf, n = _program_buffer(elf)
+        handle = ctypes.c_void_p()
+        _check(_vm_create_from_elf(kind, buf, n, None if section is None else section.encode("utf-8"), ctypes.byref(handle)))
+        vm._handle = handle
+        return vm
+
+    def load_elf(self, elf, section=None):
+        """Loads a program from an ELF object into this VM (register helpers by name first)."""
+        buf, n = _program_buffer(elf)
+        _check(_vm_load_elf(self._h, buf, n, None if section is None else section.encode("utf-8")))
+
+    @property
+    def data_regions(self):
+        """The global-data regions of the loaded ELF object: a list of (name, address, length, writable)."""
+        regions = []
+        index = 0
+        while True:
+            name = ctypes.c_char_p()
+            addr = ctypes.c_void_p()
+            length = ctypes.c_size_t()
+            writable = ctypes.c_int()
+            rc = _vm_get_data_region(self._h, index, ctypes.byref(name), ctypes.byref(addr), ctypes.byref(length),
+                                     ctypes.byref(writable))
+            if rc == -1 or rc == -9:  # past the last region, or no ELF object
+                return regions
+            _check(rc)
+            regions.append((name.value.decode("utf-8"), addr.value, length.value, bool(writable.value)))
+            index += 1
 
     # -- limits and memory --
     @property
@@ -446,11 +501,7 @@ class FixedMbuffVm(Vm):
     kind = FIXED_MBUFF
 
     def __init__(self, program, data_offset, data_end_offset):
-        self._handle = None
-        self._helpers = {}
-        self._verifier = None
-        self._regions = []
-        self._helper_error = threading.local()
+        self._init_state()
         buf, n = _program_buffer(program)
         handle = ctypes.c_void_p()
         _check(_vm_create_fixed(buf, n, data_offset, data_end_offset, ctypes.byref(handle)))

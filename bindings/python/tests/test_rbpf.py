@@ -248,6 +248,45 @@ class MemoryAndVerifier(unittest.TestCase):
         self.assertEqual(rbpf.version(), rbpf.__version__)
 
 
+ELF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "tests", "elf")
+
+
+class Elf(unittest.TestCase):
+    def read(self, name):
+        with open(os.path.join(ELF_DIR, name), "rb") as f:
+            return f.read()
+
+    def test_packet_filter_on_fixed_mbuff(self):
+        packet = bytearray(bytes.fromhex(
+            "0123456789abfedcba987654080045" "00003ba6ab400040" "06960f7f0000017f" "0000019999c6cc"
+            "d1e5c49dd430b5d2" "80180156fe2f0000"))
+        with rbpf.FixedMbuffVm.from_elf(self.read("block_port.o"), ".classifier") as vm:
+            vm.set_program(vm.program, 0x40, 0x50)
+            self.assertEqual(vm.execute(packet), 0)
+            packet[37] = 0x50
+            self.assertEqual(vm.execute(packet), 0xffffffff)
+
+    def test_counters_and_data_regions(self):
+        with rbpf.RawVm.from_elf(self.read("counters.v4.o")) as vm:
+            self.assertEqual(vm.execute(bytes(3)), 101 * 1000000 + 3)
+            self.assertEqual(vm.execute(bytes(5)), 102 * 1000000 + 8)
+            names = sorted(r[0] for r in vm.data_regions)
+            self.assertEqual(names, [".bss", ".data"])
+            self.assertTrue(all(r[3] for r in vm.data_regions))
+        with rbpf.RawVm() as vm:
+            self.assertEqual(vm.data_regions, [])
+
+    def test_errors(self):
+        with self.assertRaises(rbpf.ElfError) as cm:
+            rbpf.RawVm.from_elf(self.read("rodata.o"), "nope")
+        self.assertIn("nope", cm.exception.message)
+        with self.assertRaises(rbpf.ElfError):
+            rbpf.RawVm.from_elf(b"\x7fELF" + bytes(10))
+        with rbpf.RawVm() as vm:
+            with self.assertRaises(rbpf.ElfError):
+                vm.load_elf(self.read("calls.o")[:100])
+
+
 class HeaderMatchesLibrary(unittest.TestCase):
     """Every function rbpf.h declares is exported by the library, and the library exports nothing else."""
 
