@@ -26,7 +26,7 @@ internal static class Program
         'rbpf <command> --help' describes a command. Programs (PROG) may be assembly text, raw
         bytecode, hex or an ELF object: the format is detected, or given with --format.
         Exit codes: 0 ok, 1 the program failed at run time, 2 usage error, 3 bad input,
-        4 not supported by this build.
+        4 not supported on this platform.
         """;
 
     private const string AsmHelp = """
