@@ -278,7 +278,11 @@ internal static unsafe class Exports
     }
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute")]
-    public static int VmExecute(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result)
+    public static int VmExecute(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result) =>
+        Execute(vm, mem, memLen, mbuff, mbuffLen, result, jit: false);
+
+    /// <summary>rbpf_vm_execute and rbpf_vm_execute_jit: the same checks, either engine.</summary>
+    private static int Execute(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result, bool jit)
     {
         try
         {
@@ -286,7 +290,9 @@ internal static unsafe class Exports
             if (result == null) throw Bad("result is NULL");
             if (mem == null && memLen != 0) throw Bad($"mem is NULL but mem_len is {memLen}");
             if (mbuff == null && mbuffLen != 0) throw Bad($"mbuff is NULL but mbuff_len is {mbuffLen}");
-            var code = v.TryExecute(mem, memLen, mbuff, mbuffLen, out ulong r0, out var error);
+            var code = jit
+                ? v.TryExecuteJit(mem, memLen, mbuff, mbuffLen, out ulong r0, out var error)
+                : v.TryExecute(mem, memLen, mbuff, mbuffLen, out r0, out error);
             if (code != RbpfErrorCode.Ok) return LastError.Set(code, error!.Message);
             *result = r0;
             return 0;
@@ -326,21 +332,8 @@ internal static unsafe class Exports
     }
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute_jit")]
-    public static int VmExecuteJit(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result)
-    {
-        try
-        {
-            var v = HandleTable.Get(vm);
-            if (result == null) throw Bad("result is NULL");
-            if (mem == null && memLen != 0) throw Bad($"mem is NULL but mem_len is {memLen}");
-            if (mbuff == null && mbuffLen != 0) throw Bad($"mbuff is NULL but mbuff_len is {mbuffLen}");
-            var code = v.TryExecuteJit(mem, memLen, mbuff, mbuffLen, out ulong r0, out var error);
-            if (code != RbpfErrorCode.Ok) return LastError.Set(code, error!.Message);
-            *result = r0;
-            return 0;
-        }
-        catch (Exception e) { return Fail(e); }
-    }
+    public static int VmExecuteJit(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result) =>
+        Execute(vm, mem, memLen, mbuff, mbuffLen, result, jit: true);
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_jit_disassemble")]
     public static int VmJitDisassemble(nint vm, byte** outText)

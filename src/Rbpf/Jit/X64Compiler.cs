@@ -672,8 +672,38 @@ internal sealed class X64Compiler
 
     private static readonly AssemblerRegister64[] HelperSaved = { rdi, rsi, rdx, r8, r9 };
 
-    /// <summary>Calls a helper with r1-r5 as arguments; r1-r5 are kept as the interpreter keeps them.</summary>
-    private void EmitHelperCall(int pc, DecodedInsn i)
+    /// <summary>
+    /// Calls a function with r1-r5 as its first five arguments (r4 moves from r9 to rcx); r1-r5 are
+    /// kept, as the interpreter keeps them. <paramref name="loadTarget"/> puts the callee in rax
+    /// (and, for the runtime's trampolines, the context in r9).
+    /// </summary>
+    private void EmitCallWithArguments(Action loadTarget)
+    {
+        foreach (var r in HelperSaved) _a.push(r);
+        _a.sub(rsp, 8);
+        _a.mov(rcx, r9);
+        loadTarget();
+        _a.call(rax);
+        _a.add(rsp, 8);
+        for (int k = HelperSaved.Length - 1; k >= 0; k--) _a.pop(HelperSaved[k]);
+    }
+
+    /// <summary>After a call into the runtime: fail the run with the status it reported, if any.</summary>
+    private void EmitStatusCheck(int pc)
+    {
+        var fail = _a.CreateLabel();
+        _a.cmp(CtxD(JitContext.OffStatus), 0);
+        _a.jne(fail);
+        Cold(fail, () =>
+        {
+            _a.mov(CtxD(JitContext.OffFaultPc), pc);
+            _a.mov(eax, CtxD(JitContext.OffStatus));
+            _a.jmp(_errorExit);
+        });
+    }
+
+    /// <summary>Calls helper <c>imm</c>: a native function directly, a managed one through the runtime.</summary>
+    private unsafe void EmitHelperCall(int pc, DecodedInsn i)
     {
         uint key = (uint)i.Imm;
         HelperEntry? h = i.Off >= 0 ? _helpers.BySlot(i.Off) : null;
@@ -684,41 +714,21 @@ internal sealed class X64Compiler
             Cold(fail, () => Fail(pc, RbpfErrorCode.UnknownHelper));
             return;
         }
-        foreach (var r in HelperSaved) _a.push(r);
-        _a.sub(rsp, 8);
-        _a.mov(rcx, r9);
-        unsafe
+        if (h.Native != null)
         {
-            if (h.Native != null)
-            {
-                _a.mov(rax, (ulong)h.Native);
-                _a.call(rax);
-            }
-            else
+            ulong target = (ulong)h.Native;
+            EmitCallWithArguments(() => _a.mov(rax, target));
+        }
+        else
+        {
+            EmitCallWithArguments(() =>
             {
                 _a.mov(r9, r12);
                 _a.mov(CtxD(JitContext.OffFaultPc), pc);
                 _a.mov(CtxD(JitContext.OffHelperSlot), i.Off);
                 _a.mov(rax, CtxQ(JitContext.OffHelperTrampoline));
-                _a.call(rax);
-            }
-        }
-        _a.add(rsp, 8);
-        for (int k = HelperSaved.Length - 1; k >= 0; k--) _a.pop(HelperSaved[k]);
-        unsafe
-        {
-            if (h.Native == null)
-            {
-                var fail = _a.CreateLabel();
-                _a.cmp(CtxD(JitContext.OffStatus), 0);
-                _a.jne(fail);
-                Cold(fail, () =>
-                {
-                    _a.mov(CtxD(JitContext.OffFaultPc), pc);
-                    _a.mov(eax, CtxD(JitContext.OffStatus));
-                    _a.jmp(_errorExit);
-                });
-            }
+            });
+            EmitStatusCheck(pc);
         }
         if (_unwindHelper == key)
         {
@@ -732,23 +742,12 @@ internal sealed class X64Compiler
     {
         _a.mov(CtxQ(JitContext.OffCallXKey), R64[i.Dst]);
         _a.mov(CtxD(JitContext.OffFaultPc), pc);
-        foreach (var r in HelperSaved) _a.push(r);
-        _a.sub(rsp, 8);
-        _a.mov(rcx, r9);
-        _a.mov(r9, r12);
-        _a.mov(rax, CtxQ(JitContext.OffCallXTrampoline));
-        _a.call(rax);
-        _a.add(rsp, 8);
-        for (int k = HelperSaved.Length - 1; k >= 0; k--) _a.pop(HelperSaved[k]);
-        var fail = _a.CreateLabel();
-        _a.cmp(CtxD(JitContext.OffStatus), 0);
-        _a.jne(fail);
-        Cold(fail, () =>
+        EmitCallWithArguments(() =>
         {
-            _a.mov(CtxD(JitContext.OffFaultPc), pc);
-            _a.mov(eax, CtxD(JitContext.OffStatus));
-            _a.jmp(_errorExit);
+            _a.mov(r9, r12);
+            _a.mov(rax, CtxQ(JitContext.OffCallXTrampoline));
         });
+        EmitStatusCheck(pc);
         if (_unwindHelper >= 0)
         {
             var skip = _a.CreateLabel();
