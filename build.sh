@@ -56,7 +56,7 @@ build() {
     cp "$OUT/native/$LIBNAME" "$OUT/lib/"
     cp "$OUT/cli/Rbpf.Cli" "$OUT/bin/rbpf"
     cp "$ROOT/src/Rbpf.Cli/rbpf-plugin" "$OUT/bin/"
-    cp "$ROOT/include/rbpf.h" "$OUT/include/"
+    cp "$ROOT/include/rbpf.h" "$ROOT/include/ubpf.h" "$OUT/include/"
     # The ELF test programs, compiled fresh (the tests also use the committed copies in tests/elf).
     rm -rf "$OUT/elf"
     if "$ROOT/tests/elf/build.sh" "$OUT/elf" >/dev/null 2>&1; then
@@ -74,7 +74,7 @@ install_to() {
     mkdir -p "$prefix/lib/cmake/rbpf" "$prefix/lib/pkgconfig" "$prefix/include" "$prefix/bin"
     cp "$OUT/lib/$LIBNAME" "$prefix/lib/"
     cp "$OUT/bin/rbpf" "$OUT/bin/rbpf-plugin" "$prefix/bin/"
-    cp "$ROOT/include/rbpf.h" "$prefix/include/"
+    cp "$ROOT/include/rbpf.h" "$ROOT/include/ubpf.h" "$prefix/include/"
     cp "$ROOT/bindings/c/cmake/rbpf-config.cmake" "$ROOT/bindings/c/cmake/rbpf-config-version.cmake" "$prefix/lib/cmake/rbpf/"
     sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$VERSION|" "$ROOT/bindings/c/rbpf.pc.in" > "$prefix/lib/pkgconfig/rbpf.pc"
     echo "==> installed into $prefix"
@@ -130,6 +130,17 @@ run_c() {
         FAILED=$((FAILED + $(grep -E "^c: " <<<"$out" | sed -E 's/.*, ([0-9]+) failed.*/\1/')))
     else
         echo "C: test_rbpf crashed or printed no summary" >&2
+        echo "$out" | tail -n 20 >&2
+        FAILED=$((FAILED + 1))
+    fi
+    # The uBPF-API program counts its own checks too.
+    out=$("$bdir/test_ubpf" 2>&1) || true
+    echo "$out" | grep -E "^FAIL|^ubpf: " || true
+    if grep -qE "^ubpf: [0-9]+ passed, [0-9]+ failed" <<<"$out"; then
+        PASSED=$((PASSED + $(grep -E "^ubpf: " <<<"$out" | sed -E 's/ubpf: ([0-9]+) passed.*/\1/')))
+        FAILED=$((FAILED + $(grep -E "^ubpf: " <<<"$out" | sed -E 's/.*, ([0-9]+) failed.*/\1/')))
+    else
+        echo "C: test_ubpf crashed or printed no summary" >&2
         echo "$out" | tail -n 20 >&2
         FAILED=$((FAILED + 1))
     fi

@@ -35,7 +35,7 @@ internal static unsafe class Exports
             var code = Bytes(prog, progLen, "prog");
             var vm = new EbpfVm((VmKind)kind);
             if (prog != null) vm.SetProgram(code);
-            *outVm = HandleTable.Add(vm);
+            *outVm = HandleTable<EbpfVm>.Vms.Add(vm);
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -53,7 +53,7 @@ internal static unsafe class Exports
             var vm = new EbpfVm(VmKind.FixedMbuff);
             if (prog == null) throw Bad("prog is NULL: a fixed-mbuff VM is created with its program");
             vm.SetProgram(code, (int)dataOffset, (int)dataEndOffset);
-            *outVm = HandleTable.Add(vm);
+            *outVm = HandleTable<EbpfVm>.Vms.Add(vm);
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -69,7 +69,7 @@ internal static unsafe class Exports
             if (kind < 0 || kind > MaxKind) throw Bad($"unknown VM kind {kind}");
             if (elf == null) throw Bad("elf is NULL");
             var vm = EbpfVm.CreateFromElf((VmKind)kind, Bytes(elf, elfLen, "elf"), Utf8.Read(sectionOrFunction));
-            *outVm = HandleTable.Add(vm);
+            *outVm = HandleTable<EbpfVm>.Vms.Add(vm);
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -80,7 +80,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable.Get(vm);
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
             if (elf == null) throw Bad("elf is NULL");
             v.LoadElf(Bytes(elf, elfLen, "elf"), Utf8.Read(sectionOrFunction));
             return 0;
@@ -93,7 +93,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable.Get(vm);
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
             if (outAddress == null || outLen == null) throw Bad("out_addr or out_len is NULL");
             var regions = v.Elf?.DataRegions ?? throw new RbpfException(RbpfErrorCode.NoProgram, "no ELF object is loaded");
             if (index >= (nuint)regions.Count)
@@ -113,7 +113,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable.Get(vm);
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
             if (fn == null) throw Bad("helper function pointer is NULL");
             string n = Utf8.Read(name) ?? throw Bad("name is NULL");
             v.RegisterHelper(key, fn, n);
@@ -127,7 +127,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable.Get(vm);
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
             if (prog == null) throw Bad("prog is NULL");
             v.SetProgram(Bytes(prog, progLen, "prog"));
             return 0;
@@ -140,7 +140,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable.Get(vm);
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
             if (prog == null) throw Bad("prog is NULL");
             if (dataOffset > int.MaxValue || dataEndOffset > int.MaxValue) throw Bad("data offsets are too large");
             v.SetProgram(Bytes(prog, progLen, "prog"), (int)dataOffset, (int)dataEndOffset);
@@ -154,7 +154,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable.Get(vm);
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
             if (outProg == null || outLen == null) throw Bad("out_prog or out_len is NULL");
             *outProg = null;
             *outLen = 0;
@@ -173,7 +173,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable.Get(vm);
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
             if (fn == null) throw Bad("helper function pointer is NULL");
             v.RegisterHelper(key, fn);
             return 0;
@@ -186,7 +186,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable.Get(vm).RegisterStandardHelpers();
+            HandleTable<EbpfVm>.Vms.Get(vm).RegisterStandardHelpers();
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -197,7 +197,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable.Get(vm).UnwindHelper = enabled != 0 ? key : null;
+            HandleTable<EbpfVm>.Vms.Get(vm).UnwindHelper = enabled != 0 ? key : null;
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -208,7 +208,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable.Get(vm);
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
             if (fn == null)
             {
                 v.SetVerifier(Verifier.Default);
@@ -236,7 +236,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable.Get(vm).SetVerifier(null);
+            HandleTable<EbpfVm>.Vms.Get(vm).SetVerifier(null);
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -247,7 +247,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable.Get(vm).InstructionLimit = limit;
+            HandleTable<EbpfVm>.Vms.Get(vm).InstructionLimit = limit;
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -258,7 +258,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable.Get(vm);
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
             if (address == null) throw Bad("region address is NULL");
             if (length == 0) throw Bad("region length is 0");
             return v.AddMemoryRegion(new MemoryRegion((nint)address, length, writable != 0, "region"));
@@ -271,7 +271,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable.Get(vm).ClearMemoryRegions();
+            HandleTable<EbpfVm>.Vms.Get(vm).ClearMemoryRegions();
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -286,7 +286,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable.Get(vm);
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
             if (result == null) throw Bad("result is NULL");
             if (mem == null && memLen != 0) throw Bad($"mem is NULL but mem_len is {memLen}");
             if (mbuff == null && mbuffLen != 0) throw Bad($"mbuff is NULL but mbuff_len is {mbuffLen}");
@@ -305,7 +305,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable.Get(vm).JitCompile();
+            HandleTable<EbpfVm>.Vms.Get(vm).JitCompile();
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -319,7 +319,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable.Get(vm);
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
             if ((flags & ~(JitUnchecked | JitBlindConstants)) != 0) throw Bad($"unknown JIT flags 0x{flags:x}");
             v.JitCompile(new Rbpf.Jit.JitOptions
             {
@@ -340,7 +340,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable.Get(vm);
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
             if (outText == null) throw Bad("out_text is NULL");
             *outText = null;
             *outText = Utf8.Alloc(v.JitDisassembly());
@@ -354,8 +354,8 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable.Get(vm);
-            HandleTable.Remove(vm);
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            HandleTable<EbpfVm>.Vms.Remove(vm);
             v.Dispose(); // frees the JIT code once no thread runs it
         }
         catch (Exception e) { Fail(e); }
@@ -366,7 +366,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable.Get(vm);
+            HandleTable<EbpfVm>.Vms.Get(vm);
             return 1;
         }
         catch (Exception) { return 0; }

@@ -5,28 +5,39 @@ namespace Rbpf.Native;
 /// forged, stale or NULL handle is only a number that fails the lookup: it is never dereferenced.
 /// A destroyed slot's generation moves on, so a second destroy or any later use is refused.
 /// </summary>
-internal static class HandleTable
+internal sealed class HandleTable<T> where T : class
 {
+    /// <summary>The VMs of the rbpf API.</summary>
+    public static readonly HandleTable<EbpfVm> Vms = new(0);
+
+    // Each table marks its handles with its own tag, so a handle of one API is never taken for a
+    // live object of the other.
+    private readonly ulong _tag;
+
+    public HandleTable(ulong tag) => _tag = tag;
+
     private const int SlotBits = 24;
+    /// <summary>Tags live in bits 48-55; generations stay below them.</summary>
+    public const ulong TagMask = 0xffUL << 48;
     private const int MaxSlots = 1 << SlotBits;
 
     private sealed class Entry
     {
-        public EbpfVm? Vm;
+        public T? Vm;
         public uint Generation = 1;
     }
 
-    private static readonly object Gate = new();
-    private static Entry[] _entries = new Entry[64];
-    private static readonly Stack<int> FreeSlots = new();
-    private static int _used;
+    private readonly object _gate = new();
+    private Entry[] _entries = new Entry[64];
+    private readonly Stack<int> _freeSlots = new();
+    private int _used;
 
-    public static nint Add(EbpfVm vm)
+    public nint Add(T vm)
     {
-        lock (Gate)
+        lock (_gate)
         {
             int slot;
-            if (FreeSlots.Count > 0) slot = FreeSlots.Pop();
+            if (_freeSlots.Count > 0) slot = _freeSlots.Pop();
             else
             {
                 if (_used == MaxSlots - 1) throw new RbpfException(RbpfErrorCode.OutOfMemory, "too many VMs are alive");
@@ -40,11 +51,11 @@ internal static class HandleTable
             }
             var e = _entries[slot] ??= new Entry();
             Volatile.Write(ref e.Vm, vm);
-            return (nint)(((ulong)e.Generation << SlotBits) | (uint)(slot + 1));
+            return (nint)(_tag | ((ulong)e.Generation << SlotBits) | (uint)(slot + 1));
         }
     }
 
-    public static EbpfVm Get(nint handle)
+    public T Get(nint handle)
     {
         if (handle == 0) throw new RbpfException(RbpfErrorCode.InvalidHandle, "VM handle is NULL");
         var (slot, generation) = Split(handle);
@@ -57,23 +68,25 @@ internal static class HandleTable
         return vm;
     }
 
-    public static void Remove(nint handle)
+    public void Remove(nint handle)
     {
         if (handle == 0) throw new RbpfException(RbpfErrorCode.InvalidHandle, "VM handle is NULL");
         var (slot, generation) = Split(handle);
-        lock (Gate)
+        lock (_gate)
         {
             if (slot < 0 || slot >= _used || _entries[slot] is not { } e || e.Vm == null || e.Generation != generation)
                 throw new RbpfException(RbpfErrorCode.InvalidHandle, $"VM handle 0x{handle:x} was already destroyed or is not a VM handle");
             e.Vm = null;
-            e.Generation = e.Generation == (uint.MaxValue >> SlotBits) ? 1 : e.Generation + 1;
-            FreeSlots.Push(slot);
+            e.Generation = e.Generation == (uint.MaxValue >> SlotBits) ? 1 : e.Generation + 1; // < 2^8: below the tag
+            _freeSlots.Push(slot);
         }
     }
 
-    private static (int Slot, uint Generation) Split(nint handle)
+    private (int Slot, uint Generation) Split(nint handle)
     {
         ulong h = (ulong)handle;
+        if ((h & TagMask) != _tag) return (-1, 0);
+        h &= ~TagMask;
         return ((int)(h & (MaxSlots - 1)) - 1, (uint)(h >> SlotBits));
     }
 }

@@ -105,6 +105,26 @@ public sealed class EbpfVm : IDisposable
     }
 
     private ulong _instructionLimit;
+    private unsafe delegate* unmanaged<void*, ulong, ulong, byte> _extraCheck;
+    private unsafe void* _extraCheckContext;
+
+    /// <summary>
+    /// Sets a native function that may allow accesses outside every region (it gets the context,
+    /// the address and the size, and returns non-zero to allow); null removes it. Whatever it allows,
+    /// the program may read and write: it is the embedder's promise that the memory is there.
+    /// </summary>
+    public unsafe void SetBoundsCheckCallback(delegate* unmanaged<void*, ulong, ulong, byte> callback, void* context)
+    {
+        _extraCheck = callback;
+        _extraCheckContext = context;
+    }
+
+    /// <summary>Unloads the program (and its compiled code); helpers, verifier and regions stay.</summary>
+    public void UnloadProgram()
+    {
+        _program = null;
+        DropJit();
+    }
 
     /// <summary>Offsets of the packet pointers in the fixed metadata buffer.</summary>
     public (int DataOffset, int DataEndOffset) DataOffsets => (_dataOffset, _dataEndOffset);
@@ -255,6 +275,10 @@ public sealed class EbpfVm : IDisposable
     public string JitDisassembly() =>
         (_jit ?? throw new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled")).Disassemble();
 
+    /// <summary>A copy of the generated machine code (it expects the engine's execution context: for inspection).</summary>
+    public byte[] JitMachineCode() =>
+        (_jit ?? throw new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled")).Code.ToArray();
+
     /// <summary>Size in bytes of the generated code, or 0.</summary>
     public int JitCodeSize => _jit?.Code.Length ?? 0;
 
@@ -299,9 +323,9 @@ public sealed class EbpfVm : IDisposable
     /// regions of this VM, replacing those of a previous ELF load; calls to undefined functions go
     /// to helpers registered by name, so register helpers first.
     /// </summary>
-    public ElfProgram LoadElf(ReadOnlySpan<byte> elf, string? sectionOrFunction = null)
+    public ElfProgram LoadElf(ReadOnlySpan<byte> elf, string? sectionOrFunction = null, DataRelocator? relocateData = null)
     {
-        var loaded = ElfLoader.Load(elf, sectionOrFunction, HelperIdByName);
+        var loaded = ElfLoader.Load(elf, sectionOrFunction, HelperIdByName, relocateData);
         try
         {
             SetProgram(loaded.Bytecode);
@@ -511,6 +535,8 @@ public sealed class EbpfVm : IDisposable
             PacketLength = memLength,
             InstructionLimit = InstructionLimit,
             UnwindHelper = UnwindHelper.HasValue ? UnwindHelper.Value : -1,
+            ExtraCheck = _extraCheck,
+            ExtraCheckContext = _extraCheckContext,
         };
         var code = jit != null
             ? RunJit(jit, ref state, r1, r2, out result, out error)
@@ -545,6 +571,8 @@ public sealed class EbpfVm : IDisposable
         ctx.CheckAccess = JitRuntime.CheckAccessFn;
         ctx.HelperTrampoline = JitRuntime.HelperTrampolineFn;
         ctx.CallXTrampoline = JitRuntime.CallXTrampolineFn;
+        ctx.ExtraCheck = st.ExtraCheck;
+        ctx.ExtraCheckContext = st.ExtraCheckContext;
         int status;
         bool ran;
         if (jit.UsesManagedHelpers)

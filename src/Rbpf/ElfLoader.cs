@@ -11,6 +11,12 @@ namespace Rbpf;
 /// <param name="Writable">Whether the program may store to it (.data, .bss).</param>
 public readonly record struct ElfDataRegion(string Name, nint Address, nuint Length, bool Writable);
 
+/// <summary>
+/// Resolves an <c>lddw</c> of a global symbol instead of the loader (uBPF's data relocation
+/// callback): gets the symbol's section, name, offset in the section and size, returns the value to load.
+/// </summary>
+public delegate ulong DataRelocator(ReadOnlySpan<byte> sectionData, string symbolName, ulong symbolOffset, ulong symbolSize);
+
 /// <summary>A program linked from an ELF object: bytecode ready to load, and its global data.</summary>
 public sealed class ElfProgram : IDisposable
 {
@@ -78,7 +84,8 @@ public static class ElfLoader
     private static RbpfException Bad(string message) => new(RbpfErrorCode.ElfError, "ELF: " + message);
 
     /// <summary>Loads and links a program; <paramref name="helperByName"/> resolves calls to undefined functions.</summary>
-    public static ElfProgram Load(ReadOnlySpan<byte> elf, string? sectionOrFunction = null, Func<string, uint?>? helperByName = null)
+    public static ElfProgram Load(ReadOnlySpan<byte> elf, string? sectionOrFunction = null, Func<string, uint?>? helperByName = null,
+        DataRelocator? relocateData = null)
     {
         byte[] file = elf.ToArray();
         var sections = ReadSections(file);
@@ -169,7 +176,8 @@ public static class ElfLoader
                     if (symIndex >= (ulong)symbols.Count) throw Bad($"relocation {k} of '{rel.Name}' names symbol {symIndex}, beyond the {symbols.Count} symbols");
                     var sym = symbols[(int)symIndex];
                     if (isCode)
-                        RelocateCode(program, start[target.Index] * 8, target, offset, type, sym, k, rel, sections, start, dataAddress, helperByName);
+                        RelocateCode(file, program, start[target.Index] * 8, target, offset, type, sym, k, rel, sections, start, dataAddress,
+                            helperByName, relocateData);
                     else
                         unsafe { RelocateData((byte*)dataAddress[target.Index], target, offset, type, sym, k, rel, dataAddress); }
                 }
@@ -183,9 +191,9 @@ public static class ElfLoader
         return new ElfProgram(program, main.Name, data, blocks);
     }
 
-    private static void RelocateCode(byte[] program, int sectionBase, Section target, ulong offset, uint type, Symbol sym,
+    private static void RelocateCode(byte[] file, byte[] program, int sectionBase, Section target, ulong offset, uint type, Symbol sym,
         ulong k, Section rel, List<Section> sections, Dictionary<int, int> start, Dictionary<int, nint> dataAddress,
-        Func<string, uint?>? helperByName)
+        Func<string, uint?>? helperByName, DataRelocator? relocateData)
     {
         string where = $"relocation {k} of '{rel.Name}' (offset {offset}, symbol '{sym.Name}')";
         if (offset % 8 != 0 || offset + 8 > target.Size) throw Bad($"{where}: offset is outside '{target.Name}' or not at an instruction");
@@ -198,6 +206,16 @@ public static class ElfLoader
             case R_BPF_64_64:
             {
                 if (insn.Opcode != Isa.Lddw || offset + 16 > target.Size) throw Bad($"{where}: R_BPF_64_64 must apply to an lddw");
+                if (relocateData != null && sym.SectionIndex != SHN_UNDEF && sym.SectionIndex < sections.Count)
+                {
+                    var symSection = sections[sym.SectionIndex];
+                    var bytes = symSection.Type == SHT_NOBITS ? new byte[symSection.Size] : file.AsSpan((int)symSection.Offset, (int)symSection.Size).ToArray();
+                    ulong value = relocateData(bytes, sym.Name, sym.Value, sym.Size);
+                    var h = Instruction.Read(program, at / 8 + 1);
+                    new Instruction(Isa.Lddw, insn.Dst, 0, 0, (int)(uint)value).WriteTo(program.AsSpan(at));
+                    new Instruction(h.Opcode, h.Dst, h.Src, h.Offset, (int)(uint)(value >> 32)).WriteTo(program.AsSpan(at + 8));
+                    return;
+                }
                 if (sym.SectionIndex == SHN_UNDEF || !dataAddress.TryGetValue(sym.SectionIndex, out var block))
                 {
                     string what = sym.SectionIndex < sections.Count && sym.SectionIndex != SHN_UNDEF ? $"section '{sections[sym.SectionIndex].Name}'" : "no loaded section";

@@ -45,6 +45,17 @@ internal unsafe struct ExecutionState
     public ulong PacketLength;
     public ulong InstructionLimit; // 0: none
     public long UnwindHelper;    // helper id whose zero result ends the program, or -1
+    /// <summary>The embedder's last word on accesses outside every region (uBPF's bounds-check callback), or null.</summary>
+    public delegate* unmanaged<void*, ulong, ulong, byte> ExtraCheck;
+    public void* ExtraCheckContext;
+
+    /// <summary>Whether the access is allowed: inside a region, or accepted by the embedder's callback.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool Allows(ulong address, ulong size, bool write) =>
+        MemoryAccess.Allowed(Regions, RegionCount, address, size, write) || (ExtraCheck != null && AskEmbedder(address, size));
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool AskEmbedder(ulong address, ulong size) => ExtraCheck(ExtraCheckContext, address, size) != 0;
 }
 
 /// <summary>
@@ -195,49 +206,49 @@ internal static unsafe class Interpreter
                     // Loads
                     case Op.LdxB:
                         a = r[i.Src] + (ulong)(long)i.Off;
-                        if (!MemoryAccess.Allowed(regions, regionCount, a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
+                        if (!st.Allows(a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
                         r[i.Dst] = *(byte*)a; break;
                     case Op.LdxH:
                         a = r[i.Src] + (ulong)(long)i.Off;
-                        if (!MemoryAccess.Allowed(regions, regionCount, a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
+                        if (!st.Allows(a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
                         r[i.Dst] = Unsafe.ReadUnaligned<ushort>((void*)a); break;
                     case Op.LdxW:
                         a = r[i.Src] + (ulong)(long)i.Off;
-                        if (!MemoryAccess.Allowed(regions, regionCount, a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
+                        if (!st.Allows(a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
                         r[i.Dst] = Unsafe.ReadUnaligned<uint>((void*)a); break;
                     case Op.LdxDW:
                         a = r[i.Src] + (ulong)(long)i.Off;
-                        if (!MemoryAccess.Allowed(regions, regionCount, a, 8, false)) { faultAddress = a; faultSize = 8; faultWrite = false; goto Fault; }
+                        if (!st.Allows(a, 8, false)) { faultAddress = a; faultSize = 8; faultWrite = false; goto Fault; }
                         r[i.Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); break;
                     case Op.LdxSB:
                         a = r[i.Src] + (ulong)(long)i.Off;
-                        if (!MemoryAccess.Allowed(regions, regionCount, a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
+                        if (!st.Allows(a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
                         r[i.Dst] = (ulong)(long)*(sbyte*)a; break;
                     case Op.LdxSH:
                         a = r[i.Src] + (ulong)(long)i.Off;
-                        if (!MemoryAccess.Allowed(regions, regionCount, a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
+                        if (!st.Allows(a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
                         r[i.Dst] = (ulong)(long)Unsafe.ReadUnaligned<short>((void*)a); break;
                     case Op.LdxSW:
                         a = r[i.Src] + (ulong)(long)i.Off;
-                        if (!MemoryAccess.Allowed(regions, regionCount, a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
+                        if (!st.Allows(a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
                         r[i.Dst] = (ulong)(long)Unsafe.ReadUnaligned<int>((void*)a); break;
 
                     // Stores
                     case Op.StB: case Op.StxB:
                         a = r[i.Dst] + (ulong)(long)i.Off;
-                        if (!MemoryAccess.Allowed(regions, regionCount, a, 1, true)) { faultAddress = a; faultSize = 1; faultWrite = true; goto Fault; }
+                        if (!st.Allows(a, 1, true)) { faultAddress = a; faultSize = 1; faultWrite = true; goto Fault; }
                         *(byte*)a = (byte)(i.Op == Op.StB ? (ulong)i.Imm : r[i.Src]); break;
                     case Op.StH: case Op.StxH:
                         a = r[i.Dst] + (ulong)(long)i.Off;
-                        if (!MemoryAccess.Allowed(regions, regionCount, a, 2, true)) { faultAddress = a; faultSize = 2; faultWrite = true; goto Fault; }
+                        if (!st.Allows(a, 2, true)) { faultAddress = a; faultSize = 2; faultWrite = true; goto Fault; }
                         Unsafe.WriteUnaligned((void*)a, (ushort)(i.Op == Op.StH ? (ulong)i.Imm : r[i.Src])); break;
                     case Op.StW: case Op.StxW:
                         a = r[i.Dst] + (ulong)(long)i.Off;
-                        if (!MemoryAccess.Allowed(regions, regionCount, a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
+                        if (!st.Allows(a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
                         Unsafe.WriteUnaligned((void*)a, (uint)(i.Op == Op.StW ? (ulong)i.Imm : r[i.Src])); break;
                     case Op.StDW: case Op.StxDW:
                         a = r[i.Dst] + (ulong)(long)i.Off;
-                        if (!MemoryAccess.Allowed(regions, regionCount, a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
+                        if (!st.Allows(a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
                         Unsafe.WriteUnaligned((void*)a, i.Op == Op.StDW ? (ulong)i.Imm : r[i.Src]); break;
 
                     // Atomics: naturally aligned, inside a writable region
@@ -245,14 +256,14 @@ internal static unsafe class Interpreter
                     case Op.Atomic32FetchAdd: case Op.Atomic32FetchOr: case Op.Atomic32FetchAnd: case Op.Atomic32FetchXor:
                     case Op.Atomic32Xchg: case Op.Atomic32CmpXchg:
                         a = r[i.Dst] + (ulong)(long)i.Off;
-                        if ((a & 3) != 0 || !MemoryAccess.Allowed(regions, regionCount, a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
+                        if ((a & 3) != 0 || !st.Allows(a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
                         Atomic32(i.Op, ref Unsafe.AsRef<uint>((void*)a), r, i.Src);
                         break;
                     case Op.Atomic64Add: case Op.Atomic64Or: case Op.Atomic64And: case Op.Atomic64Xor:
                     case Op.Atomic64FetchAdd: case Op.Atomic64FetchOr: case Op.Atomic64FetchAnd: case Op.Atomic64FetchXor:
                     case Op.Atomic64Xchg: case Op.Atomic64CmpXchg:
                         a = r[i.Dst] + (ulong)(long)i.Off;
-                        if ((a & 7) != 0 || !MemoryAccess.Allowed(regions, regionCount, a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
+                        if ((a & 7) != 0 || !st.Allows(a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
                         Atomic64(i.Op, ref Unsafe.AsRef<ulong>((void*)a), r, i.Src);
                         break;
 

@@ -298,6 +298,11 @@ class HeaderMatchesLibrary(unittest.TestCase):
         if nm is None or not rbpf.library_path.endswith(".so"):
             self.skipTest("needs nm and an ELF librbpf.so")
         declared = set(re.findall(r"RBPF_API\s+[^;(]*?\b(rbpf_\w+)\s*\(", open(header).read()))
+        ubpf_header = os.path.join(os.path.dirname(header), "ubpf.h")
+        if os.path.exists(ubpf_header):
+            text = re.sub(r"/\*.*?\*/", "", open(ubpf_header).read(), flags=re.S)
+            declared |= set(name for name in re.findall(r"\b(ubpf_\w+)\s*\(", text)
+                            if not re.search(r"typedef[^;]*\(\*\s*" + name, text))
         out = subprocess.run([nm, "-D", "--defined-only", rbpf.library_path], check=True,
                              capture_output=True, text=True).stdout
         exported = set()

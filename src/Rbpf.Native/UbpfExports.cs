@@ -1,0 +1,666 @@
+using System.Runtime.InteropServices;
+using Rbpf.Jit;
+
+namespace Rbpf.Native;
+
+/// <summary>The state uBPF keeps per VM, around the engine's VM (raw kind: r1 = mem, r2 = length).</summary>
+internal sealed unsafe class UbpfVm
+{
+    public const int MaxHelpers = 64;
+
+    public readonly EbpfVm Vm = new(VmKind.Raw);
+    public bool BoundsCheck = true;
+    public bool ConstantBlinding;
+    public bool UndefinedBehaviorCheck;
+    public bool ReadonlyBytecode = true;
+    public nint ErrorPrint;
+    public nint Dispatcher;
+    public nint Validator;
+    public nint DataRelocation;
+    public void* DataRelocationContext;
+    public bool HasBoundsCallback;
+    public nint DebugFunction;
+    public void* DebugContext;
+    public nuint JitCodeSize = 65536;
+    public bool SafeProfile;
+    public readonly HashSet<uint> SafeHelpers = new();
+    public readonly Dictionary<uint, MemoryRegion> SafeRegions = new();
+    public readonly HashSet<uint> HandleRegions = new();
+    public ExecutableMemory? JitEntry;
+    public nint Handle;
+
+    public bool Loaded => Vm.Program != null;
+}
+
+/// <summary>
+/// uBPF's API (include/ubpf.h) over the engine: the same names, types and conventions (0 / -1,
+/// error strings through <c>char **errmsg</c> freed with free(), runtime errors through the error
+/// print function).
+/// </summary>
+internal static unsafe class UbpfExports
+{
+    private static readonly HandleTable<UbpfVm> Vms = new(0x5bUL << 48);
+
+    [ThreadStatic] private static void* t_cookie;
+
+    private static UbpfVm? Find(nint vm)
+    {
+        try { return Vms.Get(vm); }
+        catch (RbpfException) { return null; }
+    }
+
+    private static void SetError(byte** errmsg, string message)
+    {
+        if (errmsg != null) *errmsg = Utf8.Alloc(message);
+    }
+
+    /// <summary>Reports a runtime error the way uBPF does: error_printf(stderr, fmt, message).</summary>
+    private static void Report(UbpfVm? u, string message)
+    {
+        LastError.Set(RbpfErrorCode.Internal, message);
+        try
+        {
+            if (u == null || u.ErrorPrint == 0)
+            {
+                Console.Error.WriteLine(message);
+                return;
+            }
+            byte* format = Utf8.Alloc("%s\n");
+            byte* text = Utf8.Alloc(message);
+            try
+            {
+                ((delegate* unmanaged<void*, byte*, byte*, int>)u.ErrorPrint)(StandardError, format, text);
+            }
+            finally
+            {
+                NativeMemory.Free(format);
+                NativeMemory.Free(text);
+            }
+        }
+        catch (Exception)
+        {
+            // Reporting must never fail the caller.
+        }
+    }
+
+    /// <summary>The C library's stderr stream (FILE *), for error print functions.</summary>
+    private static void* StandardError
+    {
+        get
+        {
+            if (NativeLibrary.TryGetExport(NativeLibrary.GetMainProgramHandle(), "stderr", out var p) && p != 0)
+                return *(void**)p;
+            return null;
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_create")]
+    public static nint Create()
+    {
+        try
+        {
+            var u = new UbpfVm();
+            u.Handle = Vms.Add(u);
+            return u.Handle;
+        }
+        catch (Exception) { return 0; }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_destroy")]
+    public static void Destroy(nint vm)
+    {
+        var u = Find(vm);
+        if (u == null) return;
+        try
+        {
+            Vms.Remove(vm);
+            u.Vm.Dispose();
+            u.JitEntry?.Dispose();
+        }
+        catch (Exception) { }
+    }
+
+    private static byte Toggle(nint vm, byte enable, Func<UbpfVm, bool> get, Action<UbpfVm, bool> set)
+    {
+        var u = Find(vm);
+        if (u == null) return 0;
+        bool old = get(u);
+        set(u, enable != 0);
+        return old ? (byte)1 : (byte)0;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_toggle_bounds_check")]
+    public static byte ToggleBoundsCheck(nint vm, byte enable) => Toggle(vm, enable, u => u.BoundsCheck, (u, v) =>
+    {
+        u.BoundsCheck = v;
+        ApplyBoundsCheck(u);
+    });
+
+    /// <summary>Without bounds checks, as in uBPF, every address is allowed: one region spanning the address space.</summary>
+    private static void ApplyBoundsCheck(UbpfVm u)
+    {
+        var keep = u.Vm.MemoryRegions.Where(r => r.Name != "ubpf:everything").ToList();
+        u.Vm.ClearMemoryRegions();
+        foreach (var r in keep) u.Vm.AddMemoryRegion(r);
+        if (!u.BoundsCheck) u.Vm.AddMemoryRegion(new MemoryRegion(1, nuint.MaxValue - 1, true, "ubpf:everything"));
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_toggle_constant_blinding")]
+    public static byte ToggleConstantBlinding(nint vm, byte enable) =>
+        Toggle(vm, enable, u => u.ConstantBlinding, (u, v) => u.ConstantBlinding = v);
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_toggle_undefined_behavior_check")]
+    public static byte ToggleUndefinedBehaviorCheck(nint vm, byte enable) =>
+        Toggle(vm, enable, u => u.UndefinedBehaviorCheck, (u, v) => u.UndefinedBehaviorCheck = v);
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_toggle_readonly_bytecode")]
+    public static byte ToggleReadonlyBytecode(nint vm, byte enable) =>
+        Toggle(vm, enable, u => u.ReadonlyBytecode, (u, v) => u.ReadonlyBytecode = v);
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_set_error_print")]
+    public static void SetErrorPrint(nint vm, nint errorPrintf)
+    {
+        var u = Find(vm);
+        if (u != null) u.ErrorPrint = errorPrintf;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_register")]
+    public static int Register(nint vm, uint index, byte* name, delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, ulong> fn)
+    {
+        var u = Find(vm);
+        if (u == null || index >= UbpfVm.MaxHelpers || fn == null) return -1;
+        try
+        {
+            u.Vm.RegisterHelper(index, fn, Utf8.Read(name) ?? $"helper_{index}");
+            u.SafeHelpers.Remove(index);
+            return 0;
+        }
+        catch (Exception) { return -1; }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_register_external_dispatcher")]
+    public static int RegisterExternalDispatcher(nint vm, nint dispatcher, nint validator)
+    {
+        var u = Find(vm);
+        if (u == null || dispatcher == 0) return -1;
+        u.Dispatcher = dispatcher;
+        u.Validator = validator;
+        try
+        {
+            LinkDispatcher(u);
+            return 0;
+        }
+        catch (Exception) { return -1; }
+    }
+
+    /// <summary>Routes every helper id the loaded program calls to the dispatcher (it takes precedence).</summary>
+    private static void LinkDispatcher(UbpfVm u)
+    {
+        if (u.Dispatcher == 0 || u.Vm.Program is not { } prog) return;
+        var dispatcher = (delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, uint, void*, ulong>)u.Dispatcher;
+        foreach (uint id in CalledHelpers(prog.Span))
+        {
+            nint d = (nint)dispatcher;
+            uint key = id;
+            u.Vm.RegisterHelper(id, (a, b, c, e, f) =>
+                ((delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, uint, void*, ulong>)d)(a, b, c, e, f, key, t_cookie),
+                $"dispatch_{id}");
+        }
+    }
+
+    private static IEnumerable<uint> CalledHelpers(ReadOnlySpan<byte> program)
+    {
+        var ids = new HashSet<uint>();
+        var insns = Instruction.ReadAll(program);
+        foreach (var i in insns)
+            if (i.Opcode == Isa.Call && i.Src == 0) ids.Add((uint)i.Imm);
+        return ids;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_register_safe_helper")]
+    public static int RegisterSafeHelper(nint vm, SafeHelperDescriptor* helper)
+    {
+        var u = Find(vm);
+        if (u == null || helper == null || helper->Fn == 0 || helper->Index >= UbpfVm.MaxHelpers) return -1;
+        if (helper->ResultKind > 2 || (helper->ResultKind != 0 && helper->RegionId >= 0xfffffffe)) return -1;
+        try
+        {
+            u.Vm.RegisterHelper(helper->Index, (delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, ulong>)helper->Fn,
+                Utf8.Read(helper->Name) ?? $"helper_{helper->Index}");
+            u.SafeHelpers.Add(helper->Index);
+            return 0;
+        }
+        catch (Exception) { return -1; }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_register_safe_region")]
+    public static int RegisterSafeRegion(nint vm, SafeRegion* region)
+    {
+        var u = Find(vm);
+        if (u == null || region == null || region->Base == null || region->Size == 0) return -1;
+        if (region->Id >= 0xfffffffe || (region->Permissions & ~3u) != 0 || region->Permissions == 0 || region->Kind > 1) return -1;
+        if (u.SafeRegions.ContainsKey(region->Id) || u.HandleRegions.Contains(region->Id)) return -1;
+        try
+        {
+            if (region->Kind == 1)
+            {
+                // A handle is opaque to the program: it is never a region it may dereference.
+                u.HandleRegions.Add(region->Id);
+                return 0;
+            }
+            var r = new MemoryRegion((nint)region->Base, region->Size, (region->Permissions & 2) != 0, $"ubpf:region {region->Id}");
+            u.Vm.AddMemoryRegion(r);
+            u.SafeRegions[region->Id] = r;
+            return 0;
+        }
+        catch (Exception) { return -1; }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_set_execution_profile")]
+    public static int SetExecutionProfile(nint vm, int profile)
+    {
+        var u = Find(vm);
+        if (u == null || profile < 0 || profile > 1) return -1;
+        u.SafeProfile = profile == 1;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_register_data_relocation")]
+    public static int RegisterDataRelocation(nint vm, void* context, nint relocation)
+    {
+        var u = Find(vm);
+        if (u == null) return -1;
+        u.DataRelocation = relocation;
+        u.DataRelocationContext = context;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_register_data_bounds_check")]
+    public static int RegisterDataBoundsCheck(nint vm, void* context, delegate* unmanaged<void*, ulong, ulong, byte> check)
+    {
+        var u = Find(vm);
+        if (u == null || u.HasBoundsCallback) return -1;
+        u.Vm.SetBoundsCheckCallback(check, context);
+        u.HasBoundsCallback = check != null;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_register_stack_usage_calculator")]
+    public static int RegisterStackUsageCalculator(nint vm, nint calculator, void* cookie) => Find(vm) == null ? -1 : 0;
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_set_unwind_function_index")]
+    public static int SetUnwindFunctionIndex(nint vm, uint index)
+    {
+        var u = Find(vm);
+        if (u == null) return -1;
+        u.Vm.UnwindHelper = index;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_load")]
+    public static int Load(nint vm, byte* code, uint codeLen, byte** errmsg)
+    {
+        if (errmsg != null) *errmsg = null;
+        var u = Find(vm);
+        if (u == null) { SetError(errmsg, "invalid VM"); return -1; }
+        if (u.Loaded)
+        {
+            SetError(errmsg, "code has already been loaded into this VM; use ubpf_unload_code() first");
+            return -1;
+        }
+        if (code == null) { SetError(errmsg, "code is NULL"); return -1; }
+        try
+        {
+            var program = new ReadOnlySpan<byte>(code, (int)codeLen);
+            if (program.Length % 8 != 0)
+                throw new RbpfException(RbpfErrorCode.InvalidProgram, $"code_len must be a multiple of 8 (got {codeLen})");
+            if (program.Length / 8 >= Isa.MaxInstructions)
+                throw new RbpfException(RbpfErrorCode.InvalidProgram, $"too many instructions (max {Isa.MaxInstructions - 1})");
+            ValidateHelpers(u, program);
+            u.Vm.SetProgram(program);
+            LinkDispatcher(u);
+            return 0;
+        }
+        catch (Exception e)
+        {
+            SetError(errmsg, e.Message);
+            return -1;
+        }
+    }
+
+    /// <summary>Helper calls the dispatcher's validator refuses make the program invalid, as in uBPF.</summary>
+    private static void ValidateHelpers(UbpfVm u, ReadOnlySpan<byte> program)
+    {
+        if (u.Dispatcher == 0 || u.Validator == 0) return;
+        foreach (uint id in CalledHelpers(program))
+            if (((delegate* unmanaged<uint, nint, byte>)u.Validator)(id, u.Handle) == 0)
+                throw new RbpfException(RbpfErrorCode.InvalidProgram, $"call to helper {id}, which the dispatcher's validator refuses");
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_unload_code")]
+    public static void UnloadCode(nint vm)
+    {
+        var u = Find(vm);
+        if (u == null) return;
+        u.Vm.UnloadProgram();
+        u.JitEntry?.Dispose();
+        u.JitEntry = null;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_load_elf")]
+    public static int LoadElf(nint vm, byte* elf, nuint elfLen, byte** errmsg) => LoadElfCore(vm, elf, elfLen, null, errmsg);
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_load_elf_ex")]
+    public static int LoadElfEx(nint vm, byte* elf, nuint elfLen, byte* mainSection, byte** errmsg) =>
+        LoadElfCore(vm, elf, elfLen, mainSection, errmsg);
+
+    private static int LoadElfCore(nint vm, byte* elf, nuint elfLen, byte* mainSection, byte** errmsg)
+    {
+        if (errmsg != null) *errmsg = null;
+        var u = Find(vm);
+        if (u == null) { SetError(errmsg, "invalid VM"); return -1; }
+        if (u.Loaded)
+        {
+            SetError(errmsg, "code has already been loaded into this VM; use ubpf_unload_code() first");
+            return -1;
+        }
+        if (elf == null || elfLen > int.MaxValue) { SetError(errmsg, "elf is NULL or too large"); return -1; }
+        try
+        {
+            DataRelocator? relocate = null;
+            if (u.DataRelocation != 0)
+            {
+                nint fn = u.DataRelocation;
+                void* ctx = u.DataRelocationContext;
+                relocate = (data, name, offset, size) =>
+                {
+                    byte* n = Utf8.Alloc(name);
+                    try
+                    {
+                        fixed (byte* d = data)
+                            return ((delegate* unmanaged<void*, byte*, ulong, byte*, ulong, ulong, ulong>)fn)(ctx, d, (ulong)data.Length, n, offset, size);
+                    }
+                    finally { NativeMemory.Free(n); }
+                };
+            }
+            var loaded = u.Vm.LoadElf(new ReadOnlySpan<byte>(elf, (int)elfLen), Utf8.Read(mainSection), relocate);
+            try
+            {
+                ValidateHelpers(u, loaded.Bytecode);
+            }
+            catch
+            {
+                u.Vm.UnloadProgram();
+                throw;
+            }
+            LinkDispatcher(u);
+            return 0;
+        }
+        catch (Exception e)
+        {
+            SetError(errmsg, e.Message);
+            return -1;
+        }
+    }
+
+    private sealed class DebugObserver(nint fn, void* context)
+    {
+        public void Call(int pc, ReadOnlySpan<ulong> registers)
+        {
+            ulong* regs = stackalloc ulong[16];
+            for (int k = 0; k < 16; k++) regs[k] = k < registers.Length ? registers[k] : 0;
+            byte* frame = (byte*)(regs[10] - Isa.StackFrameSize);
+            ((delegate* unmanaged<void*, int, ulong*, byte*, nuint, ulong, byte*, void>)fn)(
+                context, pc, regs, frame, (nuint)Isa.StackFrameSize, 0x7ff, null);
+        }
+    }
+
+    /// <summary>Runs the interpreter, reporting errors as uBPF does; -1 on failure.</summary>
+    private static int Run(UbpfVm? u, byte* mem, nuint memLen, ulong* result)
+    {
+        if (u == null) return -1;
+        if (result == null) { Report(u, "bpf_return_value is NULL"); return -1; }
+        if (!u.Loaded) { Report(u, "no program is loaded"); return -1; }
+        if (u.SafeProfile && CalledHelpers(u.Vm.Program!.Value.Span).FirstOrDefault(id => !u.SafeHelpers.Contains(id), uint.MaxValue) is var bad && bad != uint.MaxValue)
+        {
+            Report(u, $"the safe profile needs helper {bad} registered with ubpf_register_safe_helper");
+            return -1;
+        }
+        void* previous = t_cookie;
+        t_cookie = mem;
+        try
+        {
+            RbpfErrorCode code;
+            ulong r0;
+            RbpfException? error;
+            if (u.DebugFunction != 0)
+            {
+                var observer = new DebugObserver(u.DebugFunction, u.DebugContext);
+                var m = new Span<byte>(mem, checked((int)memLen));
+                code = u.Vm.TryExecute(m, Span<byte>.Empty, observer.Call, out r0, out error);
+            }
+            else
+            {
+                code = u.Vm.TryExecute(mem, memLen, null, 0, out r0, out error);
+            }
+            if (code != RbpfErrorCode.Ok)
+            {
+                Report(u, error!.Message);
+                return -1;
+            }
+            *result = r0;
+            return 0;
+        }
+        catch (Exception e)
+        {
+            Report(u, e.Message);
+            return -1;
+        }
+        finally
+        {
+            t_cookie = previous;
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_exec")]
+    public static int Exec(nint vm, byte* mem, nuint memLen, ulong* result) => Run(Find(vm), mem, memLen, result);
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_exec_ex")]
+    public static int ExecEx(nint vm, byte* mem, nuint memLen, ulong* result, byte* stack, nuint stackLen)
+    {
+        var u = Find(vm);
+        if (u == null) return -1;
+        if (stack == null || stackLen < (nuint)Isa.StackFrameSize)
+        {
+            Report(u, $"the stack must be at least {Isa.StackFrameSize} bytes");
+            return -1;
+        }
+        return Run(u, mem, memLen, result);
+    }
+
+    /// <summary>The native entry point a ubpf_jit_fn calls: a small stub per VM jumps here with the VM's handle.</summary>
+    [UnmanagedCallersOnly]
+    private static ulong JitEntry(byte* mem, nuint memLen, nint handle)
+    {
+        var u = Find(handle);
+        if (u == null) return ulong.MaxValue;
+        void* previous = t_cookie;
+        t_cookie = mem;
+        try
+        {
+            var code = u.Vm.TryExecuteJit(mem, memLen, null, 0, out ulong r0, out var error);
+            if (code == RbpfErrorCode.Ok) return r0;
+            Report(u, error!.Message);
+            return ulong.MaxValue;
+        }
+        catch (Exception e)
+        {
+            Report(u, e.Message);
+            return ulong.MaxValue;
+        }
+        finally
+        {
+            t_cookie = previous;
+        }
+    }
+
+    /// <summary>mov rdx, handle; mov rax, JitEntry; jmp rax</summary>
+    private static byte[] EntryStub(nint handle)
+    {
+        var code = new byte[2 + 8 + 2 + 8 + 2];
+        code[0] = 0x48; code[1] = 0xba; // mov rdx, imm64
+        BitConverter.TryWriteBytes(code.AsSpan(2), (ulong)handle);
+        code[10] = 0x48; code[11] = 0xb8; // mov rax, imm64
+        BitConverter.TryWriteBytes(code.AsSpan(12), (ulong)(nint)(delegate* unmanaged<byte*, nuint, nint, ulong>)&JitEntry);
+        code[20] = 0xff; code[21] = 0xe0; // jmp rax
+        return code;
+    }
+
+    private static nint Compile(UbpfVm? u, byte** errmsg)
+    {
+        if (errmsg != null) *errmsg = null;
+        if (u == null) { SetError(errmsg, "invalid VM"); return 0; }
+        if (!u.Loaded) { SetError(errmsg, "code has not been loaded into this VM"); return 0; }
+        try
+        {
+            u.Vm.JitCompile(new JitOptions { CheckedMemory = u.BoundsCheck, ConstantBlinding = u.ConstantBlinding });
+            if ((nuint)u.Vm.JitCodeSize > u.JitCodeSize)
+                throw new RbpfException(RbpfErrorCode.OutOfMemory,
+                    $"the generated code ({u.Vm.JitCodeSize} bytes) does not fit in the JIT buffer ({u.JitCodeSize} bytes, see ubpf_set_jit_code_size)");
+            u.JitEntry ??= ExecutableMemory.Create(EntryStub(u.Handle));
+            return (nint)u.JitEntry.Address;
+        }
+        catch (Exception e)
+        {
+            SetError(errmsg, e.Message);
+            return 0;
+        }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_compile")]
+    public static nint UbpfCompile(nint vm, byte** errmsg) => Compile(Find(vm), errmsg);
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_compile_ex")]
+    public static nint UbpfCompileEx(nint vm, byte** errmsg, int mode)
+    {
+        if (mode != 0 && mode != 1)
+        {
+            SetError(errmsg, $"unknown JIT mode {mode}");
+            return 0;
+        }
+        // Both modes enter through the same stub: the extended mode's stack arguments are not used.
+        return Compile(Find(vm), errmsg);
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_copy_jit")]
+    public static nint CopyJit(nint vm, byte* buffer, nuint size, byte** errmsg)
+    {
+        var u = Find(vm);
+        nint entry = Compile(u, errmsg);
+        if (entry == 0) return 0;
+        var stub = EntryStub(u!.Handle);
+        if (buffer == null || size < (nuint)stub.Length)
+        {
+            SetError(errmsg, $"the buffer must hold at least {stub.Length} bytes");
+            return 0;
+        }
+        stub.CopyTo(new Span<byte>(buffer, stub.Length));
+        return (nint)buffer;
+    }
+
+    private static int Translate(nint vm, byte* buffer, nuint* size, byte** errmsg)
+    {
+        var u = Find(vm);
+        if (Compile(u, errmsg) == 0) return -1;
+        if (size == null || buffer == null) { SetError(errmsg, "buffer or size is NULL"); return -1; }
+        var code = u!.Vm.JitMachineCode();
+        if ((nuint)code.Length > *size)
+        {
+            SetError(errmsg, $"the buffer holds {*size} bytes; the code needs {code.Length}");
+            return -1;
+        }
+        code.CopyTo(new Span<byte>(buffer, code.Length));
+        *size = (nuint)code.Length;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_translate")]
+    public static int UbpfTranslate(nint vm, byte* buffer, nuint* size, byte** errmsg) => Translate(vm, buffer, size, errmsg);
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_translate_ex")]
+    public static int UbpfTranslateEx(nint vm, byte* buffer, nuint* size, byte** errmsg, int mode) => Translate(vm, buffer, size, errmsg);
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_set_jit_code_size")]
+    public static int SetJitCodeSize(nint vm, nuint codeSize)
+    {
+        var u = Find(vm);
+        if (u == null || codeSize == 0) return -1;
+        u.JitCodeSize = codeSize;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_set_instruction_limit")]
+    public static int SetInstructionLimit(nint vm, uint limit, uint* previous)
+    {
+        var u = Find(vm);
+        if (u == null) return -1;
+        if (previous != null) *previous = (uint)Math.Min(u.Vm.InstructionLimit, uint.MaxValue);
+        u.Vm.InstructionLimit = limit;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_set_registers")]
+    public static int SetRegisters(nint vm, ulong* regs)
+    {
+        Report(Find(vm), "ubpf_set_registers: register access is not available in librbpf (as in a release build of uBPF)");
+        return -1;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_get_registers")]
+    public static ulong* GetRegisters(nint vm)
+    {
+        Report(Find(vm), "ubpf_get_registers: register access is not available in librbpf (as in a release build of uBPF)");
+        return null;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_set_pointer_secret")]
+    public static int SetPointerSecret(nint vm, ulong secret)
+    {
+        var u = Find(vm);
+        return u == null || u.Loaded ? -1 : 0;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_register_debug_fn")]
+    public static int RegisterDebugFn(nint vm, void* context, nint fn)
+    {
+        var u = Find(vm);
+        if (u == null) return -1;
+        if ((u.DebugFunction != 0 && fn != 0) || (u.DebugFunction == 0 && fn == 0)) return -1;
+        u.DebugFunction = fn;
+        u.DebugContext = context;
+        return 0;
+    }
+}
+
+/// <summary>Layout of ubpf_safe_helper_descriptor.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct SafeHelperDescriptor
+{
+    public uint Index;
+    public byte* Name;
+    public nint Fn;
+    public int ResultKind;
+    public uint RegionId;
+    public nuint RegionSize;
+}
+
+/// <summary>Layout of ubpf_safe_region.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct SafeRegion
+{
+    public uint Id;
+    public void* Base;
+    public nuint Size;
+    public int Kind;
+    public uint Permissions;
+}
