@@ -73,6 +73,8 @@ install_to() {
     [ -f "$OUT/lib/$LIBNAME" ] || build
     mkdir -p "$prefix/lib/cmake/rbpf" "$prefix/lib/pkgconfig" "$prefix/include" "$prefix/bin"
     cp "$OUT/lib/$LIBNAME" "$prefix/lib/"
+    # uBPF users link with -lubpf: the same library under uBPF's name.
+    [ "$LIBNAME" = librbpf.so ] && ln -sf librbpf.so "$prefix/lib/libubpf.so"
     cp "$OUT/bin/rbpf" "$OUT/bin/rbpf-plugin" "$prefix/bin/"
     cp "$ROOT/include/rbpf.h" "$ROOT/include/ubpf.h" "$prefix/include/"
     cp "$ROOT/bindings/c/cmake/rbpf-config.cmake" "$ROOT/bindings/c/cmake/rbpf-config-version.cmake" "$prefix/lib/cmake/rbpf/"
@@ -148,6 +150,15 @@ run_c() {
     for ex in add ldxh_jit mbuff_jit fixed_mbuff_filter; do
         if "$bdir/$ex" >/dev/null 2>&1; then PASSED=$((PASSED + 1)); else echo "C example $ex failed" >&2; FAILED=$((FAILED + 1)); fi
     done
+    # A uBPF program switches by changing one linker flag: built with -lubpf, it runs unchanged.
+    if cc -std=c99 -I"$prefix/include" -DRBPF_TEST_ELF_DIR="\"$ROOT/tests/elf\"" "$ROOT/bindings/c/tests/test_ubpf.c" \
+            -o "$bdir/test_ubpf_lubpf" -L"$prefix/lib" -lubpf -Wl,-rpath,"$prefix/lib" 2>/dev/null \
+            && "$bdir/test_ubpf_lubpf" | grep -qE "^ubpf: [0-9]+ passed, 0 failed"; then
+        PASSED=$((PASSED + 1))
+    else
+        echo "C: the uBPF test program linked with -lubpf failed" >&2
+        FAILED=$((FAILED + 1))
+    fi
     # pkg-config file: a program built with its flags alone runs.
     if PKG_CONFIG_PATH="$prefix/lib/pkgconfig" cc "$ROOT/bindings/c/examples/add.c" -o "$bdir/add_pkgconfig" \
             $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs rbpf 2>/dev/null || echo "-I$prefix/include -L$prefix/lib -lrbpf") \

@@ -314,3 +314,54 @@ public class VmTests
         });
     }
 }
+
+public unsafe class EmbedderHookTests
+{
+    private static ulong _allowedStart, _allowedEnd;
+
+    [System.Runtime.InteropServices.UnmanagedCallersOnly]
+    private static byte AllowWindow(void* context, ulong address, ulong size) =>
+        address >= _allowedStart && address + size <= _allowedEnd && context == (void*)0x1234 ? (byte)1 : (byte)0;
+
+    [Fact]
+    public void BoundsCheckCallbackAllowsMoreMemoryInEveryEngine()
+    {
+        var window = new byte[16];
+        fixed (byte* w = window)
+        {
+            _allowedStart = (ulong)w;
+            _allowedEnd = (ulong)w + 16;
+            var vm = EbpfVm.CreateNoData(Assembler.Assemble($"lddw r1, 0x{(ulong)w:x}\nstb [r1+3], 0x5a\nldxb r0, [r1+3]\nexit"));
+            Assert.Equal(RbpfErrorCode.OutOfBounds, TestUtil.Fails(vm).Code);
+            vm.SetBoundsCheckCallback(&AllowWindow, (void*)0x1234);
+            Assert.Equal(0x5aUL, TestUtil.Exec(vm));
+            Assert.Equal(0x5a, window[3]);
+            var outside = EbpfVm.CreateNoData(Assembler.Assemble($"lddw r1, 0x{(ulong)w:x}\nldxb r0, [r1+16]\nexit"));
+            outside.SetBoundsCheckCallback(&AllowWindow, (void*)0x1234);
+            Assert.Equal(RbpfErrorCode.OutOfBounds, TestUtil.Fails(outside).Code);
+        }
+    }
+
+    [Fact]
+    public void ElfDataRelocatorReplacesTheCopies()
+    {
+        var elf = File.ReadAllBytes(Path.Combine(TestPaths.RepoRoot, "tests", "elf", "counters.o"));
+        var names = new List<string>();
+        ulong target = 0;
+        var vm = new EbpfVm(VmKind.Raw);
+        vm.LoadElf(elf, null, (data, name, offset, size) =>
+        {
+            names.Add(name);
+            Assert.Equal(8UL, size);
+            return 0x1000 + offset;
+        });
+        Assert.Contains("runs", names);
+        Assert.Contains("bytes_seen", names);
+        var lddw = Instruction.ReadAll(vm.Program!.Value.Span).First(i => i.Opcode == Isa.Lddw);
+        target = (uint)lddw.Imm;
+        Assert.Equal(0x1000UL, target);
+        vm.UnloadProgram();
+        Assert.Null(vm.Program);
+        Assert.Equal(RbpfErrorCode.NoProgram, TestUtil.Fails(vm).Code);
+    }
+}
