@@ -177,8 +177,8 @@ int ubpf_load_elf_ex(struct ubpf_vm *vm, const void *elf, size_t elf_len, const 
  *  reporting the error through the error print function. */
 int ubpf_exec(const struct ubpf_vm *vm, void *mem, size_t mem_len, uint64_t *bpf_return_value);
 
-/** As ubpf_exec; librbpf runs the program on its own zeroed stack frames, and checks that the
- *  caller's stack (stack_start, stack_length) is valid, at least 512 bytes. */
+/** As ubpf_exec, on the caller's stack (at least 512 bytes): r10 starts at its end, rounded down
+ *  to 16 bytes; each frame is zeroed when entered; a local call whose frame would not fit fails. */
 int ubpf_exec_ex(const struct ubpf_vm *vm, void *mem, size_t mem_len, uint64_t *bpf_return_value,
                  uint8_t *stack_start, size_t stack_length);
 
@@ -186,7 +186,8 @@ int ubpf_exec_ex(const struct ubpf_vm *vm, void *mem, size_t mem_len, uint64_t *
  *  until the VM is destroyed, the program unloaded, or it is compiled again. */
 ubpf_jit_fn ubpf_compile(struct ubpf_vm *vm, char **errmsg);
 
-/** As ubpf_compile; ExtendedJitMode returns a ubpf_jit_ex_fn (cast from ubpf_jit_fn). */
+/** As ubpf_compile; ExtendedJitMode returns a ubpf_jit_ex_fn (cast from ubpf_jit_fn) that runs
+ *  on the stack it is given, as ubpf_exec_ex does. */
 ubpf_jit_fn ubpf_compile_ex(struct ubpf_vm *vm, char **errmsg, enum JitMode mode);
 
 /** Copies the compiled entry point into `buffer` (made executable by the caller); it calls into

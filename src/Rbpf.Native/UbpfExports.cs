@@ -27,6 +27,7 @@ internal sealed unsafe class UbpfVm
     public readonly Dictionary<uint, MemoryRegion> SafeRegions = new();
     public readonly HashSet<uint> HandleRegions = new();
     public ExecutableMemory? JitEntry;
+    public ExecutableMemory? JitEntryEx;
     public nint Handle;
 
     public bool Loaded => Vm.Program != null;
@@ -116,6 +117,7 @@ internal static unsafe class UbpfExports
             Vms.Remove(vm);
             u.Vm.Dispose();
             u.JitEntry?.Dispose();
+            u.JitEntryEx?.Dispose();
         }
         catch (Exception) { }
     }
@@ -345,6 +347,8 @@ internal static unsafe class UbpfExports
         u.Vm.UnloadProgram();
         u.JitEntry?.Dispose();
         u.JitEntry = null;
+        u.JitEntryEx?.Dispose();
+        u.JitEntryEx = null;
     }
 
     [UnmanagedCallersOnly(EntryPoint = "ubpf_load_elf")]
@@ -415,8 +419,8 @@ internal static unsafe class UbpfExports
         }
     }
 
-    /// <summary>Runs the interpreter, reporting errors as uBPF does; -1 on failure.</summary>
-    private static int Run(UbpfVm? u, byte* mem, nuint memLen, ulong* result)
+    /// <summary>Runs the interpreter (on the caller's stack when given), reporting errors as uBPF does; -1 on failure.</summary>
+    private static int Run(UbpfVm? u, byte* mem, nuint memLen, ulong* result, byte* stack = null, nuint stackLen = 0)
     {
         if (u == null) return -1;
         if (result == null) { Report(u, "bpf_return_value is NULL"); return -1; }
@@ -435,13 +439,12 @@ internal static unsafe class UbpfExports
             RbpfException? error;
             if (u.DebugFunction != 0)
             {
-                var observer = new DebugObserver(u.DebugFunction, u.DebugContext);
-                var m = new Span<byte>(mem, checked((int)memLen));
-                code = u.Vm.TryExecute(m, Span<byte>.Empty, observer.Call, out r0, out error);
+                var adapter = new DelegateObserver(new DebugObserver(u.DebugFunction, u.DebugContext).Call);
+                code = u.Vm.Run(mem, memLen, null, 0, ref adapter, out r0, out error, null, stack, stackLen);
             }
             else
             {
-                code = u.Vm.TryExecute(mem, memLen, null, 0, out r0, out error);
+                code = u.Vm.TryExecute(mem, memLen, null, 0, stack, stackLen, out r0, out error);
             }
             if (code != RbpfErrorCode.Ok)
             {
@@ -475,12 +478,18 @@ internal static unsafe class UbpfExports
             Report(u, $"the stack must be at least {Isa.StackFrameSize} bytes");
             return -1;
         }
-        return Run(u, mem, memLen, result);
+        return Run(u, mem, memLen, result, stack, stackLen);
     }
 
-    /// <summary>The native entry point a ubpf_jit_fn calls: a small stub per VM jumps here with the VM's handle.</summary>
+    /// <summary>The native entry points compiled functions call: a small stub per VM jumps here with the VM's handle.</summary>
     [UnmanagedCallersOnly]
-    private static ulong JitEntry(byte* mem, nuint memLen, nint handle)
+    private static ulong JitEntry(byte* mem, nuint memLen, nint handle) => RunCompiled(handle, mem, memLen, null, 0);
+
+    [UnmanagedCallersOnly]
+    private static ulong JitEntryEx(byte* mem, nuint memLen, byte* stack, nuint stackLen, nint handle) =>
+        RunCompiled(handle, mem, memLen, stack, stackLen);
+
+    private static ulong RunCompiled(nint handle, byte* mem, nuint memLen, byte* stack, nuint stackLen)
     {
         var u = Find(handle);
         if (u == null) return ulong.MaxValue;
@@ -488,7 +497,7 @@ internal static unsafe class UbpfExports
         t_cookie = mem;
         try
         {
-            var code = u.Vm.TryExecuteJit(mem, memLen, null, 0, out ulong r0, out var error);
+            var code = u.Vm.TryExecuteJit(mem, memLen, null, 0, stack, stackLen, out ulong r0, out var error);
             if (code == RbpfErrorCode.Ok) return r0;
             Report(u, error!.Message);
             return ulong.MaxValue;
@@ -504,19 +513,23 @@ internal static unsafe class UbpfExports
         }
     }
 
-    /// <summary>mov rdx, handle; mov rax, JitEntry; jmp rax</summary>
-    private static byte[] EntryStub(nint handle)
+    /// <summary>mov rdx|r8, handle; mov rax, entry; jmp rax — the handle goes in the argument after the real ones.</summary>
+    private static byte[] EntryStub(nint handle, bool extended)
     {
         var code = new byte[2 + 8 + 2 + 8 + 2];
-        code[0] = 0x48; code[1] = 0xba; // mov rdx, imm64
+        code[0] = extended ? (byte)0x49 : (byte)0x48; // REX.W (+B for r8)
+        code[1] = extended ? (byte)0xb8 : (byte)0xba; // mov r8 / rdx, imm64
         BitConverter.TryWriteBytes(code.AsSpan(2), (ulong)handle);
         code[10] = 0x48; code[11] = 0xb8; // mov rax, imm64
-        BitConverter.TryWriteBytes(code.AsSpan(12), (ulong)(nint)(delegate* unmanaged<byte*, nuint, nint, ulong>)&JitEntry);
+        nint entry = extended
+            ? (nint)(delegate* unmanaged<byte*, nuint, byte*, nuint, nint, ulong>)&JitEntryEx
+            : (nint)(delegate* unmanaged<byte*, nuint, nint, ulong>)&JitEntry;
+        BitConverter.TryWriteBytes(code.AsSpan(12), (ulong)entry);
         code[20] = 0xff; code[21] = 0xe0; // jmp rax
         return code;
     }
 
-    private static nint Compile(UbpfVm? u, byte** errmsg)
+    private static nint Compile(UbpfVm? u, byte** errmsg, bool extended = false)
     {
         if (errmsg != null) *errmsg = null;
         if (u == null) { SetError(errmsg, "invalid VM"); return 0; }
@@ -527,7 +540,12 @@ internal static unsafe class UbpfExports
             if ((nuint)u.Vm.JitCodeSize > u.JitCodeSize)
                 throw new RbpfException(RbpfErrorCode.OutOfMemory,
                     $"the generated code ({u.Vm.JitCodeSize} bytes) does not fit in the JIT buffer ({u.JitCodeSize} bytes, see ubpf_set_jit_code_size)");
-            u.JitEntry ??= ExecutableMemory.Create(EntryStub(u.Handle));
+            if (extended)
+            {
+                u.JitEntryEx ??= ExecutableMemory.Create(EntryStub(u.Handle, extended: true));
+                return (nint)u.JitEntryEx.Address;
+            }
+            u.JitEntry ??= ExecutableMemory.Create(EntryStub(u.Handle, extended: false));
             return (nint)u.JitEntry.Address;
         }
         catch (Exception e)
@@ -548,8 +566,7 @@ internal static unsafe class UbpfExports
             SetError(errmsg, $"unknown JIT mode {mode}");
             return 0;
         }
-        // Both modes enter through the same stub: the extended mode's stack arguments are not used.
-        return Compile(Find(vm), errmsg);
+        return Compile(Find(vm), errmsg, extended: mode == 1);
     }
 
     [UnmanagedCallersOnly(EntryPoint = "ubpf_copy_jit")]
@@ -558,7 +575,7 @@ internal static unsafe class UbpfExports
         var u = Find(vm);
         nint entry = Compile(u, errmsg);
         if (entry == 0) return 0;
-        var stub = EntryStub(u!.Handle);
+        var stub = EntryStub(u!.Handle, extended: false);
         if (buffer == null || size < (nuint)stub.Length)
         {
             SetError(errmsg, $"the buffer must hold at least {stub.Length} bytes");

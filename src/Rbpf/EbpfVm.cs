@@ -413,7 +413,16 @@ public sealed class EbpfVm : IDisposable
 
     /// <summary>Runs the JIT-compiled program on unmanaged memory.</summary>
     public unsafe RbpfErrorCode TryExecuteJit(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
-        out ulong result, out RbpfException? error)
+        out ulong result, out RbpfException? error) =>
+        TryExecuteJit(mem, memLength, mbuff, mbuffLength, null, 0, out result, out error);
+
+    /// <summary>
+    /// Runs the JIT-compiled program on a stack the caller provides (at least 512 bytes; r10 starts
+    /// at its end, rounded down to 16 bytes; each frame is zeroed when entered; local calls fail
+    /// when the next frame would not fit). NULL and 0 use the VM's own stack.
+    /// </summary>
+    public unsafe RbpfErrorCode TryExecuteJit(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
+        byte* stack, nuint stackLength, out ulong result, out RbpfException? error)
     {
         var jit = _jit;
         if (jit == null)
@@ -423,16 +432,25 @@ public sealed class EbpfVm : IDisposable
             return error.Code;
         }
         var observer = default(NoObserver);
-        return Run(mem, memLength, mbuff, mbuffLength, ref observer, out result, out error, jit);
+        return Run(mem, memLength, mbuff, mbuffLength, ref observer, out result, out error, jit, stack, stackLength);
     }
 
     /// <summary>Runs the program on unmanaged memory (the C ABI's entry point). The memory must stay
     /// valid for the duration of the call; a NULL pointer is allowed only with a length of 0.</summary>
     public unsafe RbpfErrorCode TryExecute(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
-        out ulong result, out RbpfException? error)
+        out ulong result, out RbpfException? error) =>
+        TryExecute(mem, memLength, mbuff, mbuffLength, null, 0, out result, out error);
+
+    /// <summary>
+    /// Runs the program on a stack the caller provides (at least 512 bytes; r10 starts at its end,
+    /// rounded down to 16 bytes; each frame is zeroed when entered; local calls fail when the next
+    /// frame would not fit). NULL and 0 use the VM's own stack.
+    /// </summary>
+    public unsafe RbpfErrorCode TryExecute(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
+        byte* stack, nuint stackLength, out ulong result, out RbpfException? error)
     {
         var observer = default(NoObserver);
-        return Run(mem, memLength, mbuff, mbuffLength, ref observer, out result, out error);
+        return Run(mem, memLength, mbuff, mbuffLength, ref observer, out result, out error, null, stack, stackLength);
     }
 
     /// <summary>
@@ -452,10 +470,22 @@ public sealed class EbpfVm : IDisposable
     /// <summary>Runs the program with an observer called before each instruction.</summary>
     [SkipLocalsInit]
     internal unsafe RbpfErrorCode Run<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
-        ref TObserver observer, out ulong result, out RbpfException? error, JitProgram? jit = null)
+        ref TObserver observer, out ulong result, out RbpfException? error, JitProgram? jit = null,
+        byte* userStack = null, nuint userStackLength = 0)
         where TObserver : struct, IExecutionObserver
     {
         var program = jit?.Program ?? _program;
+        if (userStack != null || userStackLength != 0)
+        {
+            ulong aligned = ((ulong)userStack + userStackLength) & ~15UL;
+            if (userStack == null || aligned < (ulong)userStack + Isa.StackFrameSize)
+            {
+                result = 0;
+                error = new RbpfException(RbpfErrorCode.InvalidArgument,
+                    $"the stack must be at least {Isa.StackFrameSize} bytes (after aligning its end to 16)");
+                return error.Code;
+            }
+        }
         if (program == null)
         {
             result = 0;
@@ -473,26 +503,36 @@ public sealed class EbpfVm : IDisposable
         {
             var heap = new byte[fixedLength];
             fixed (byte* h = heap)
-                return RunWithFixedBuffer(program, jit, mem, memLength, mbuff, mbuffLength, h, fixedLength, ref observer, out result, out error);
+                return RunWithFixedBuffer(program, jit, mem, memLength, mbuff, mbuffLength, h, fixedLength, userStack, userStackLength, ref observer, out result, out error);
         }
         if (fixedLength == 0)
-            return RunWithFixedBuffer(program, jit, mem, memLength, mbuff, mbuffLength, null, 0, ref observer, out result, out error);
+            return RunWithFixedBuffer(program, jit, mem, memLength, mbuff, mbuffLength, null, 0, userStack, userStackLength, ref observer, out result, out error);
         byte* inline = stackalloc byte[fixedLength];
-        return RunWithFixedBuffer(program, jit, mem, memLength, mbuff, mbuffLength, inline, fixedLength, ref observer, out result, out error);
+        return RunWithFixedBuffer(program, jit, mem, memLength, mbuff, mbuffLength, inline, fixedLength, userStack, userStackLength, ref observer, out result, out error);
     }
 
     [SkipLocalsInit]
     private unsafe RbpfErrorCode RunWithFixedBuffer<TObserver>(DecodedProgram program, JitProgram? jit, byte* mem, nuint memLength,
-        byte* mbuff, nuint mbuffLength, byte* fixedBuffer, int fixedLength,
+        byte* mbuff, nuint mbuffLength, byte* fixedBuffer, int fixedLength, byte* userStack, nuint userStackLength,
         ref TObserver observer, out ulong result, out RbpfException? error)
         where TObserver : struct, IExecutionObserver
     {
-        byte* unaligned = stackalloc byte[Isa.StackSize + 16];
-        byte* stack = (byte*)(((ulong)unaligned + 15) & ~15UL); // frames are 16-byte aligned, as the kernel's
-        StackMemory.Zero(stack + Isa.StackSize - Isa.StackFrameSize, Isa.StackFrameSize);
+        ulong top, bottom;
+        if (userStack != null)
+        {
+            top = ((ulong)userStack + userStackLength) & ~15UL;
+            bottom = (ulong)userStack;
+        }
+        else
+        {
+            byte* unaligned = stackalloc byte[Isa.StackSize + 16];
+            bottom = ((ulong)unaligned + 15) & ~15UL; // frames are 16-byte aligned, as the kernel's
+            top = bottom + Isa.StackSize;
+        }
+        StackMemory.Zero((byte*)(top - Isa.StackFrameSize), Isa.StackFrameSize);
         int regionCount = 3 + _regions.Count;
         RegionEntry* regions = stackalloc RegionEntry[regionCount];
-        regions[0] = new RegionEntry { Start = (ulong)(stack + Isa.StackSize - Isa.StackFrameSize), Length = Isa.StackFrameSize, Writable = true, Kind = RegionKind.Stack };
+        regions[0] = new RegionEntry { Start = top - Isa.StackFrameSize, Length = Isa.StackFrameSize, Writable = true, Kind = RegionKind.Stack };
         regions[1] = new RegionEntry { Start = (ulong)mem, Length = memLength, Writable = true, Kind = RegionKind.Packet };
         ulong r1, r2;
         switch (Kind)
@@ -530,7 +570,8 @@ public sealed class EbpfVm : IDisposable
         {
             Regions = regions,
             RegionCount = regionCount,
-            Stack = stack,
+            StackTop = top,
+            StackBottom = bottom,
             PacketStart = (ulong)mem,
             PacketLength = memLength,
             InstructionLimit = InstructionLimit,
@@ -553,11 +594,12 @@ public sealed class EbpfVm : IDisposable
         ctx.Status = 0;
         ctx.Depth = 0;
         ctx.FaultKind = 0;
-        ulong top = (ulong)(st.Stack + Isa.StackSize);
+        ulong top = st.StackTop;
         ctx.R1 = r1;
         ctx.R2 = r2;
         ctx.StackTop = top;
         ctx.StackStart = top - Isa.StackFrameSize;
+        ctx.StackBottom = st.StackBottom;
         ctx.Budget = st.InstructionLimit == 0 || st.InstructionLimit > long.MaxValue ? long.MaxValue : (long)st.InstructionLimit;
         ctx.Regions = st.Regions;
         ctx.RegionCount = st.RegionCount;

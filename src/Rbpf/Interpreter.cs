@@ -40,7 +40,8 @@ internal unsafe struct ExecutionState
 {
     public RegionEntry* Regions;
     public int RegionCount;
-    public byte* Stack;          // Isa.StackSize bytes; regions[0] is the part of it in use
+    public ulong StackTop;       // r10 of the entry frame; regions[0] is the part of the stack in use
+    public ulong StackBottom;    // frames may not go below this
     public ulong PacketStart;    // for the legacy packet loads
     public ulong PacketLength;
     public ulong InstructionLimit; // 0: none
@@ -80,7 +81,7 @@ internal static unsafe class Interpreter
         StackMemory.Zero((byte*)r, 16 * sizeof(ulong)); // 128 bytes
         r[1] = r1;
         r[2] = r2;
-        r[10] = (ulong)(st.Stack + Isa.StackSize);
+        r[10] = st.StackTop;
         Frame* frames = stackalloc Frame[Isa.MaxCallDepth];
         int depth = 0;
         RegionEntry* regions = st.Regions;
@@ -344,7 +345,7 @@ internal static unsafe class Interpreter
                     }
                     case Op.CallLocal:
                     {
-                        if (depth + 1 >= Isa.MaxCallDepth)
+                        if (depth + 1 >= Isa.MaxCallDepth || r[10] - 2 * Isa.StackFrameSize < st.StackBottom)
                         {
                             result = 0;
                             error = new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(pc - 1), pc - 1);

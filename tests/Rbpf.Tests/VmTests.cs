@@ -365,3 +365,41 @@ public unsafe class EmbedderHookTests
         Assert.Equal(RbpfErrorCode.NoProgram, TestUtil.Fails(vm).Code);
     }
 }
+
+public unsafe class CallerStackTests
+{
+    [Fact]
+    public void ProgramsRunOnTheCallersStackInEveryEngine()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("stdw [r10-8], 0x77\nmov r0, r10\nexit"));
+        var stack = new byte[1024 + 16];
+        fixed (byte* raw = stack)
+        {
+            byte* s = (byte*)(((ulong)raw + 15) & ~15UL);
+            foreach (bool jit in EbpfVm.IsJitSupported ? new[] { false, true } : new[] { false })
+            {
+                new Span<byte>(s, 1024).Clear();
+                if (jit) vm.JitCompile();
+                var code = jit
+                    ? vm.TryExecuteJit(null, 0, null, 0, s, 1024, out ulong r0, out var error)
+                    : vm.TryExecute(null, 0, null, 0, s, 1024, out r0, out error);
+                Assert.Equal(RbpfErrorCode.Ok, code);
+                Assert.Equal((ulong)(s + 1024), r0);
+                Assert.Equal(0x77, s[1024 - 8]);
+                Assert.Equal(RbpfErrorCode.InvalidArgument, vm.TryExecute(null, 0, null, 0, s, 100, out _, out _));
+            }
+            // Two frames fit in 1024 bytes: a call into a third one fails.
+            var deep = EbpfVm.CreateNoData(Assembler.Assemble("call local f\nexit\nf:\ncall local g\nexit\ng:\nmov r0, 1\nexit"));
+            Assert.Equal(RbpfErrorCode.CallDepthExceeded, deep.TryExecute(null, 0, null, 0, s, 1024, out _, out _));
+            var shallow = EbpfVm.CreateNoData(Assembler.Assemble("call local f\nexit\nf:\nmov r0, 1\nexit"));
+            Assert.Equal(RbpfErrorCode.Ok, shallow.TryExecute(null, 0, null, 0, s, 1024, out ulong one, out _));
+            Assert.Equal(1UL, one);
+            if (EbpfVm.IsJitSupported)
+            {
+                deep.JitCompile();
+                Assert.Equal(RbpfErrorCode.CallDepthExceeded, deep.TryExecuteJit(null, 0, null, 0, s, 1024, out _, out _));
+                Assert.Equal(RbpfErrorCode.Ok, deep.TryExecuteJit(null, 0, null, 0, null, 0, out _, out _));
+            }
+        }
+    }
+}

@@ -160,6 +160,21 @@ int main(void)
     CHECK(ubpf_exec_ex(vm, mem, 6, &r, (uint8_t *)code, 512) == 0 && r == 0x44332211);
     CHECK(ubpf_exec_ex(vm, mem, 6, &r, (uint8_t *)code, 16) == -1);
     CHECK(ubpf_exec_ex(vm, mem, 6, NULL, (uint8_t *)code, 512) == -1);
+    {
+        /* The caller's stack is the program's: r10 points at its end. */
+        struct insn stack_prog[] = {I(0x7a, 10, 0, -8, 0x77), I(0xbf, 0, 10, 0, 0), I(0x95, 0, 0, 0, 0)};
+        struct ubpf_vm *svm = ubpf_create();
+        static uint8_t stack[1024] __attribute__((aligned(16)));
+        CHECK(ubpf_load(svm, stack_prog, sizeof stack_prog, &errmsg) == 0);
+        CHECK(ubpf_exec_ex(svm, NULL, 0, &r, stack, sizeof stack) == 0);
+        CHECK(r == (uint64_t)(uintptr_t)(stack + sizeof stack) && stack[sizeof stack - 8] == 0x77);
+        ubpf_jit_ex_fn jit_ex = (ubpf_jit_ex_fn)(void *)ubpf_compile_ex(svm, &errmsg, ExtendedJitMode);
+        CHECK(jit_ex != NULL);
+        memset(stack, 0, sizeof stack);
+        if (jit_ex) CHECK(jit_ex(NULL, 0, stack, sizeof stack) == (uint64_t)(uintptr_t)(stack + sizeof stack));
+        CHECK(stack[sizeof stack - 8] == 0x77);
+        ubpf_destroy(svm);
+    }
 
     /* The bounds check toggle, and the embedder's bounds check for memory outside the regions. */
     CHECK(ubpf_toggle_bounds_check(vm, false) == true);

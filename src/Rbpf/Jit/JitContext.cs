@@ -15,7 +15,7 @@ internal unsafe struct JitContext
         OffHelperSlot = 68, OffRegions = 72, OffRegionCount = 80, OffPacketStart = 88, OffPacketBound = 96,
         OffStackStart = 128, OffStackBound = 136, OffPacketLength = 168, OffCheckAccess = 176,
         OffHelperTrampoline = 184, OffSavedRsp = 192, OffCallXKey = 200, OffCallXTrampoline = 208,
-        OffFaultReturn = 216, OffExtraCheck = 224, OffExtraCheckContext = 232;
+        OffFaultReturn = 216, OffExtraCheck = 224, OffExtraCheckContext = 232, OffStackBottom = 240;
 
     [FieldOffset(OffR1)] public ulong R1;
     [FieldOffset(OffR2)] public ulong R2;
@@ -50,6 +50,8 @@ internal unsafe struct JitContext
     /// <summary>The embedder's bounds-check callback (see <see cref="ExecutionState.ExtraCheck"/>), or null.</summary>
     [FieldOffset(OffExtraCheck)] public delegate* unmanaged<void*, ulong, ulong, byte> ExtraCheck;
     [FieldOffset(OffExtraCheckContext)] public void* ExtraCheckContext;
+    /// <summary>Frames may not go below this address.</summary>
+    [FieldOffset(OffStackBottom)] public ulong StackBottom;
 
     /// <summary>Index into the bound arrays for an access of <paramref name="size"/> bytes.</summary>
     public static int BoundIndex(int size) => size switch { 1 => 0, 2 => 1, 4 => 2, _ => 3 };

@@ -765,6 +765,9 @@ internal sealed class X64Compiler
         var tooDeep = _a.CreateLabel();
         _a.cmp(CtxD(JitContext.OffDepth), Isa.MaxCallDepth - 1);
         _a.jae(tooDeep);
+        _a.lea(r10, __[rbp - 2 * Isa.StackFrameSize]); // the new frame must fit in the stack
+        _a.cmp(r10, CtxQ(JitContext.OffStackBottom));
+        _a.jb(tooDeep);
         Cold(tooDeep, () => Fail(pc, RbpfErrorCode.CallDepthExceeded));
         _a.inc(CtxD(JitContext.OffDepth));
         _a.push(rbx); _a.push(r13); _a.push(r14); _a.push(r15); _a.push(rbp);
