@@ -108,6 +108,21 @@ run_xunit() {
     rm -f "$log"
 }
 
+# Runs a C test program that ends with "NAME: N passed, N failed" and adds its counts.
+count_c_suite() {
+    local name="$1" binary="$2" out
+    out=$("$binary" 2>&1) || true
+    echo "$out" | grep -E "^FAIL|^$name: " || true
+    if grep -qE "^$name: [0-9]+ passed, [0-9]+ failed" <<<"$out"; then
+        PASSED=$((PASSED + $(grep -E "^$name: " <<<"$out" | sed -E "s/$name: ([0-9]+) passed.*/\1/")))
+        FAILED=$((FAILED + $(grep -E "^$name: " <<<"$out" | sed -E 's/.*, ([0-9]+) failed.*/\1/')))
+    else
+        echo "C: $(basename "$binary") crashed or printed no summary" >&2
+        echo "$out" | tail -n 20 >&2
+        FAILED=$((FAILED + 1))
+    fi
+}
+
 run_c() {
     echo "==> C (bindings/c against an installed librbpf)"
     local prefix="$OUT/test-prefix" bdir="$OUT/c-build" log
@@ -123,29 +138,9 @@ run_c() {
         return
     fi
     rm -f "$log"
-    # The unit tests count their own checks.
-    local out
-    out=$("$bdir/test_rbpf" 2>&1) || true
-    echo "$out" | grep -E "^FAIL|^c: " || true
-    if grep -qE "^c: [0-9]+ passed, [0-9]+ failed" <<<"$out"; then
-        PASSED=$((PASSED + $(grep -E "^c: " <<<"$out" | sed -E 's/c: ([0-9]+) passed.*/\1/')))
-        FAILED=$((FAILED + $(grep -E "^c: " <<<"$out" | sed -E 's/.*, ([0-9]+) failed.*/\1/')))
-    else
-        echo "C: test_rbpf crashed or printed no summary" >&2
-        echo "$out" | tail -n 20 >&2
-        FAILED=$((FAILED + 1))
-    fi
-    # The uBPF-API program counts its own checks too.
-    out=$("$bdir/test_ubpf" 2>&1) || true
-    echo "$out" | grep -E "^FAIL|^ubpf: " || true
-    if grep -qE "^ubpf: [0-9]+ passed, [0-9]+ failed" <<<"$out"; then
-        PASSED=$((PASSED + $(grep -E "^ubpf: " <<<"$out" | sed -E 's/ubpf: ([0-9]+) passed.*/\1/')))
-        FAILED=$((FAILED + $(grep -E "^ubpf: " <<<"$out" | sed -E 's/.*, ([0-9]+) failed.*/\1/')))
-    else
-        echo "C: test_ubpf crashed or printed no summary" >&2
-        echo "$out" | tail -n 20 >&2
-        FAILED=$((FAILED + 1))
-    fi
+    # The C test programs count their own checks: test_rbpf (the rbpf API), test_ubpf (the uBPF API).
+    count_c_suite c "$bdir/test_rbpf"
+    count_c_suite ubpf "$bdir/test_ubpf"
     # Each example checks its own result and exits 0 on success.
     for ex in add ldxh_jit mbuff_jit fixed_mbuff_filter; do
         if "$bdir/$ex" >/dev/null 2>&1; then PASSED=$((PASSED + 1)); else echo "C example $ex failed" >&2; FAILED=$((FAILED + 1)); fi

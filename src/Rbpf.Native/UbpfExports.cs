@@ -299,17 +299,25 @@ internal static unsafe class UbpfExports
         return 0;
     }
 
-    [UnmanagedCallersOnly(EntryPoint = "ubpf_load")]
-    public static int Load(nint vm, byte* code, uint codeLen, byte** errmsg)
+    /// <summary>The VM a load goes into, or null (with *errmsg set) when there is none or it already has a program.</summary>
+    private static UbpfVm? BeginLoad(nint vm, byte** errmsg)
     {
         if (errmsg != null) *errmsg = null;
         var u = Find(vm);
-        if (u == null) { SetError(errmsg, "invalid VM"); return -1; }
+        if (u == null) { SetError(errmsg, "invalid VM"); return null; }
         if (u.Loaded)
         {
             SetError(errmsg, "code has already been loaded into this VM; use ubpf_unload_code() first");
-            return -1;
+            return null;
         }
+        return u;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_load")]
+    public static int Load(nint vm, byte* code, uint codeLen, byte** errmsg)
+    {
+        var u = BeginLoad(vm, errmsg);
+        if (u == null) return -1;
         if (code == null) { SetError(errmsg, "code is NULL"); return -1; }
         try
         {
@@ -360,14 +368,8 @@ internal static unsafe class UbpfExports
 
     private static int LoadElfCore(nint vm, byte* elf, nuint elfLen, byte* mainSection, byte** errmsg)
     {
-        if (errmsg != null) *errmsg = null;
-        var u = Find(vm);
-        if (u == null) { SetError(errmsg, "invalid VM"); return -1; }
-        if (u.Loaded)
-        {
-            SetError(errmsg, "code has already been loaded into this VM; use ubpf_unload_code() first");
-            return -1;
-        }
+        var u = BeginLoad(vm, errmsg);
+        if (u == null) return -1;
         if (elf == null || elfLen > int.MaxValue) { SetError(errmsg, "elf is NULL or too large"); return -1; }
         try
         {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "read_file.h"
 #include <rbpf.h>
 
 static int passed, failed;
@@ -428,20 +429,6 @@ uint64_t block_port(struct meta *m);
 uint64_t calls(uint8_t *mem, uint64_t len);
 uint64_t crc8(uint8_t *mem, uint64_t len);
 
-static uint8_t *read_file(const char *name, size_t *len)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", RBPF_TEST_ELF_DIR, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *data = malloc(*len);
-    if (fread(data, 1, *len, f) != *len) { free(data); data = NULL; }
-    fclose(f);
-    return data;
-}
 
 static uint64_t times_two(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e)
 {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "read_file.h"
 #include <ubpf.h>
 
 static int passed, failed;
@@ -71,20 +72,6 @@ static bool allow_extra(void *context, uint64_t addr, uint64_t size)
     return addr >= (uint64_t)(uintptr_t)extra_memory && addr + size <= (uint64_t)(uintptr_t)extra_memory + sizeof extra_memory;
 }
 
-static uint8_t *read_file(const char *name, size_t *len)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", RBPF_TEST_ELF_DIR, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *data = malloc(*len);
-    if (fread(data, 1, *len, f) != *len) { free(data); data = NULL; }
-    fclose(f);
-    return data;
-}
 
 int main(void)
 {
