@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Instructions executed by one call through the C ABI (a two-instruction program), counted by
+# callgrind: exact and repeatable, unlike timings on a shared machine. Needs valgrind and objcopy.
+# It publishes librbpf with symbols into out/percall, runs 1,000 and 21,000 calls, and divides the
+# difference by 20,000.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pub=out/percall
+rm -rf "$pub" && mkdir -p "$pub/lib"
+rid=$(case "$(uname -m)" in aarch64|arm64) echo linux-arm64;; *) echo linux-x64;; esac)
+dotnet publish src/Rbpf.Native -c Release -r "$rid" -p:StripSymbols=false -o "$pub/publish" -v quiet -nologo >/dev/null
+cp "$pub/publish/librbpf.so" "$pub/lib/"
+# valgrind cannot read NativeAOT's DWARF: keep the symbol table, drop the debug sections.
+objcopy --strip-debug --remove-section .gnu_debuglink "$pub/lib/librbpf.so"
+gcc -O2 -Iinclude benchmarks/percall.c -o "$pub/percall" -L"$pub/lib" -lrbpf -Wl,-rpath,"$(pwd)/$pub/lib"
+for mode in i j; do
+    count() { valgrind --tool=callgrind --callgrind-out-file="$pub/cg.$mode.$1" "$pub/percall" "$mode" "$1" 2>&1 | awk '/Collected/ {print $4}'; }
+    a=$(count 1000)
+    b=$(count 21000)
+    name=$([ "$mode" = i ] && echo rbpf_vm_execute || echo rbpf_vm_execute_jit)
+    echo "$name: $(( (b - a) / 20000 )) instructions per call (callgrind_annotate $pub/cg.$mode.21000 for the breakdown)"
+done
