@@ -187,3 +187,50 @@ public class DifferentialTests
         Assert.True(agreedErrors > 200, $"only {agreedErrors} programs failed");
     }
 }
+
+/// <summary>Unverified random programs through the JIT: compiled or refused, then run to the same
+/// result or error as the interpreter, never a crash.</summary>
+public class JitFuzzTests
+{
+    [SkippableFact]
+    public void RandomUnverifiedProgramsAgreeAndNeverCrash()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        var rng = new Random(5150);
+        int agreed = 0;
+        for (int n = 0; n < 20_000; n++)
+        {
+            var prog = new byte[8 * rng.Next(1, 16)];
+            rng.NextBytes(prog);
+            for (int k = 0; k < prog.Length; k += 8)
+            {
+                if (rng.Next(4) != 0) prog[k] = AssemblerTests.KnownOpcodes[rng.Next(AssemblerTests.KnownOpcodes.Length)];
+                if (rng.Next(3) != 0) prog[k + 1] = (byte)(rng.Next(11) | (rng.Next(11) << 4));
+                if (rng.Next(2) == 0) { prog[k + 2] = (byte)rng.Next(-3, 4); prog[k + 3] = (byte)(prog[k + 2] >= 0x80 ? 0xff : 0); }
+            }
+            var vm = new EbpfVm(VmKind.Raw);
+            vm.SetVerifier(null);
+            vm.InstructionLimit = 500;
+            vm.RegisterHelper(1, (a, b, _, _, _) => a + b);
+            vm.SetProgram(prog);
+            // One buffer for both engines, cleared between runs, so results derived from its address agree.
+            byte[] mem = new byte[32];
+            var codeI = vm.TryExecute(mem, Span<byte>.Empty, out ulong rI, out var eI);
+            var memI = mem.ToArray();
+            Array.Clear(mem);
+            vm.JitCompile();
+            var codeJ = vm.TryExecuteJit(mem, Span<byte>.Empty, out ulong rJ, out var eJ);
+            // The JIT charges a block's instructions on entry, so near the limit it may stop a block earlier.
+            if (codeI == RbpfErrorCode.InstructionLimit || codeJ == RbpfErrorCode.InstructionLimit) continue;
+            Assert.True(codeI == codeJ, $"interpreter {codeI} ({eI?.Message}) vs JIT {codeJ} ({eJ?.Message}):\n{Disassembler.Disassemble(prog)}");
+            if (codeI == RbpfErrorCode.Ok)
+            {
+                Assert.Equal(rI, rJ);
+                Assert.Equal(memI, mem);
+            }
+            else Assert.Equal(eI!.InstructionIndex, eJ!.InstructionIndex);
+            agreed++;
+        }
+        Assert.True(agreed > 10_000, $"only {agreed} comparable runs");
+    }
+}
