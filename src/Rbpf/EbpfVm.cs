@@ -605,11 +605,15 @@ public sealed class EbpfVm : IDisposable
         ctx.RegionCount = st.RegionCount;
         ctx.PacketStart = st.PacketStart;
         ctx.PacketLength = st.PacketLength;
-        for (int k = 0; k < 4; k++)
-        {
-            ctx.PacketBound[k] = JitContext.Bound(st.PacketLength, 1 << k);
-            ctx.StackBound[k] = JitContext.Bound(Isa.StackFrameSize, 1 << k);
-        }
+        ulong length = st.PacketLength;
+        ctx.PacketBound[0] = length;
+        ctx.PacketBound[1] = length >= 2 ? length - 1 : 0;
+        ctx.PacketBound[2] = length >= 4 ? length - 3 : 0;
+        ctx.PacketBound[3] = length >= 8 ? length - 7 : 0;
+        ctx.StackBound[0] = Isa.StackFrameSize;
+        ctx.StackBound[1] = Isa.StackFrameSize - 1;
+        ctx.StackBound[2] = Isa.StackFrameSize - 3;
+        ctx.StackBound[3] = Isa.StackFrameSize - 7;
         ctx.CheckAccess = JitRuntime.CheckAccessFn;
         ctx.HelperTrampoline = JitRuntime.HelperTrampolineFn;
         ctx.CallXTrampoline = JitRuntime.CallXTrampolineFn;
@@ -646,10 +650,18 @@ public sealed class EbpfVm : IDisposable
             error = null;
             return RbpfErrorCode.Ok;
         }
+        return JitFailure(jit, ref st, &ctx, status, ref error);
+    }
+
+    /// <summary>Turns a failed JIT run into the error the interpreter would report (kept out of the run's path).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static unsafe RbpfErrorCode JitFailure(JitProgram jit, ref ExecutionState st, JitContext* c, int status, ref RbpfException? error)
+    {
+        ref JitContext ctx = ref *c;
         var code = (RbpfErrorCode)status;
         int pc = ctx.FaultPc >= 0 ? ctx.FaultPc : jit.PcAt(ctx.FaultReturn);
         if (error != null && error.Code == code) return code; // a helper's own error
-        JitRuntime.SyncStackRegion(&ctx);
+        JitRuntime.SyncStackRegion(c);
         string message = code switch
         {
             RbpfErrorCode.OutOfBounds when ctx.FaultKind == 2 =>
@@ -665,4 +677,5 @@ public sealed class EbpfVm : IDisposable
         error = new RbpfException(code, message, pc);
         return code;
     }
+
 }
