@@ -210,10 +210,7 @@ public static class ElfLoader
                 {
                     var symSection = sections[sym.SectionIndex];
                     var bytes = symSection.Type == SHT_NOBITS ? new byte[symSection.Size] : file.AsSpan((int)symSection.Offset, (int)symSection.Size).ToArray();
-                    ulong value = relocateData(bytes, sym.Name, sym.Value, sym.Size);
-                    var h = Instruction.Read(program, at / 8 + 1);
-                    new Instruction(Isa.Lddw, insn.Dst, 0, 0, (int)(uint)value).WriteTo(program.AsSpan(at));
-                    new Instruction(h.Opcode, h.Dst, h.Src, h.Offset, (int)(uint)(value >> 32)).WriteTo(program.AsSpan(at + 8));
+                    PatchLddw(program, at, insn.Dst, relocateData(bytes, sym.Name, sym.Value, sym.Size));
                     return;
                 }
                 if (sym.SectionIndex == SHN_UNDEF || !dataAddress.TryGetValue(sym.SectionIndex, out var block))
@@ -224,11 +221,7 @@ public static class ElfLoader
                 var dataSection = sections[sym.SectionIndex];
                 ulong addend = (uint)insn.Imm;
                 if (sym.Value + addend > dataSection.Size) throw Bad($"{where}: points past the end of '{dataSection.Name}'");
-                ulong address = (ulong)block + sym.Value + addend;
-                var lo = new Instruction(Isa.Lddw, insn.Dst, 0, 0, (int)(uint)address);
-                var hi = Instruction.Read(program, at / 8 + 1);
-                lo.WriteTo(program.AsSpan(at));
-                new Instruction(hi.Opcode, hi.Dst, hi.Src, hi.Offset, (int)(uint)(address >> 32)).WriteTo(program.AsSpan(at + 8));
+                PatchLddw(program, at, insn.Dst, (ulong)block + sym.Value + addend);
                 return;
             }
             case R_BPF_64_32:
@@ -258,6 +251,14 @@ public static class ElfLoader
             default:
                 throw Bad($"{where}: unknown relocation type {type}");
         }
+    }
+
+    /// <summary>Makes the lddw at byte <paramref name="at"/> load <paramref name="value"/> (plain source, its second slot kept).</summary>
+    private static void PatchLddw(byte[] program, int at, int dst, ulong value)
+    {
+        var hi = Instruction.Read(program, at / 8 + 1);
+        new Instruction(Isa.Lddw, dst, 0, 0, (int)(uint)value).WriteTo(program.AsSpan(at));
+        new Instruction(hi.Opcode, hi.Dst, hi.Src, hi.Offset, (int)(uint)(value >> 32)).WriteTo(program.AsSpan(at + 8));
     }
 
     private static unsafe void RelocateData(byte* block, Section target, ulong offset, uint type, Symbol sym, ulong k, Section rel,

@@ -66,10 +66,7 @@ internal unsafe struct ExecutionState
     /// <summary>Whether the access is allowed: inside a region, or accepted by the embedder's callback.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Allows(ulong address, ulong size, bool write) =>
-        MemoryAccess.Allowed(Regions, RegionCount, address, size, write) || (ExtraCheck != null && AskEmbedder(address, size));
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool AskEmbedder(ulong address, ulong size) => ExtraCheck(ExtraCheckContext, address, size) != 0;
+        MemoryAccess.Allowed(Regions, RegionCount, address, size, write, ExtraCheck, ExtraCheckContext);
 }
 
 /// <summary>

@@ -68,6 +68,17 @@ public readonly unsafe ref struct MemoryAccess
         }
     }
 
+    /// <summary>Inside a region, or else accepted by the embedder's bounds-check callback (null: none).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool Allowed(RegionEntry* regions, int count, ulong address, ulong size, bool write,
+        delegate* unmanaged<void*, ulong, ulong, byte> extraCheck, void* extraCheckContext) =>
+        Allowed(regions, count, address, size, write) ||
+        (extraCheck != null && AskEmbedder(extraCheck, extraCheckContext, address, size));
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool AskEmbedder(delegate* unmanaged<void*, ulong, ulong, byte> extraCheck, void* context, ulong address, ulong size) =>
+        extraCheck(context, address, size) != 0;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static bool Allowed(RegionEntry* regions, int count, ulong address, ulong size, bool write)
     {

@@ -95,7 +95,6 @@ internal sealed unsafe class JitProgram : IDisposable
         var output = new StringOutput();
         var sb = new StringBuilder();
         int lastPc = PcOffsets.Length - 1; // the trailing slot catches execution falling off the end
-        bool prologue = true, epilogue = false;
         sb.Append("; prologue\n");
         while (decoder.IP < (ulong)Code.Length)
         {
@@ -103,17 +102,14 @@ internal sealed unsafe class JitProgram : IDisposable
             // Several slots can start at one offset (a tail slot emits nothing); show them all.
             foreach (var kv in starts.Where(kv => kv.Key == offset))
             {
-                prologue = false;
                 int pc = kv.Value;
-                if (pc == lastPc) { sb.Append("; exits and out-of-line checks\n"); epilogue = true; }
+                if (pc == lastPc) sb.Append("; exits and out-of-line checks\n");
                 else
                 {
                     for (int p = pc; p < PcOffsets.Length && PcOffsets[p] == offset && p != lastPc; p++)
                         if (lines.TryGetValue(p, out var text)) sb.Append($"; {p,5}: {text}\n");
                 }
             }
-            _ = prologue;
-            _ = epilogue;
             decoder.Decode(out var instr);
             formatter.Format(instr, output);
             sb.Append($"  {offset:x6}  {output.ToStringAndReset()}\n");

@@ -46,8 +46,7 @@ internal static unsafe class JitRuntime
         bool atomic = (flags & 2) != 0;
         SyncStackRegion(ctx);
         if ((!atomic || (address & (ulong)(size - 1)) == 0) &&
-            (MemoryAccess.Allowed(ctx->Regions, ctx->RegionCount, address, (ulong)size, write) ||
-             (ctx->ExtraCheck != null && ctx->ExtraCheck(ctx->ExtraCheckContext, address, (ulong)size) != 0)))
+            MemoryAccess.Allowed(ctx->Regions, ctx->RegionCount, address, (ulong)size, write, ctx->ExtraCheck, ctx->ExtraCheckContext))
             return 1;
         ctx->FaultAddress = address;
         ctx->FaultSize = size;

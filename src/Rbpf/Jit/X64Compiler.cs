@@ -73,7 +73,6 @@ internal sealed class X64Compiler
         _instructionsAtLastLabel = _a.Instructions.Count;
     }
 
-    private static AssemblerMemoryOperand Ctx(int offset) => __[r12 + offset];
     private static AssemblerMemoryOperand CtxQ(int offset) => __qword_ptr[r12 + offset];
     private static AssemblerMemoryOperand CtxD(int offset) => __dword_ptr[r12 + offset];
 
@@ -407,7 +406,7 @@ internal sealed class X64Compiler
     /// Puts the address [base + off] in r11 after checking it, and returns the memory operand to
     /// use. Accesses through r10 with a constant offset inside the current frame need no check.
     /// </summary>
-    private AssemblerMemoryOperand CheckedAddress(int pc, int baseReg, int off, int size, bool write, bool atomic)
+    private AssemblerMemoryOperand CheckedAddress(int baseReg, int off, int size, bool write, bool atomic)
     {
         var b = R64[baseReg];
         if (!atomic && baseReg == Isa.FramePointer && off >= -Isa.StackFrameSize && off <= -size)
@@ -484,7 +483,7 @@ internal sealed class X64Compiler
     private void EmitLoad(int pc, DecodedInsn i)
     {
         int size = SizeOfAccess(i.Op);
-        var m = CheckedAddress(pc, i.Src, i.Off, size, write: false, atomic: false);
+        var m = CheckedAddress(i.Src, i.Off, size, write: false, atomic: false);
         var d64 = R64[i.Dst];
         var d32 = R32[i.Dst];
         switch (i.Op)
@@ -506,7 +505,7 @@ internal sealed class X64Compiler
         if (imm && Blind)
         {
             // Blinded immediate stores go through a register: rcx is free once the address is checked.
-            var m0 = CheckedAddress(pc, i.Dst, i.Off, size, write: true, atomic: false);
+            var m0 = CheckedAddress(i.Dst, i.Off, size, write: true, atomic: false);
             long key = _blindKeys.NextInt64() | 1;
             _a.mov(r10, i.Imm ^ key);
             _a.mov(rcx, key);
@@ -520,7 +519,7 @@ internal sealed class X64Compiler
             }
             return;
         }
-        var m = CheckedAddress(pc, i.Dst, i.Off, size, write: true, atomic: false);
+        var m = CheckedAddress(i.Dst, i.Off, size, write: true, atomic: false);
         if (imm)
         {
             switch (size)
@@ -545,7 +544,7 @@ internal sealed class X64Compiler
     {
         bool is64 = i.Op >= Op.Atomic64Add;
         int size = is64 ? 8 : 4;
-        var m = CheckedAddress(pc, i.Dst, i.Off, size, write: true, atomic: true);
+        var m = CheckedAddress(i.Dst, i.Off, size, write: true, atomic: true);
         var mem = is64 ? __qword_ptr[m] : __dword_ptr[m];
         var s64 = R64[i.Src];
         var s32 = R32[i.Src];
