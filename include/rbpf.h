@@ -244,6 +244,24 @@ RBPF_API int rbpf_vm_jit_compile_ex(rbpf_vm *vm, uint32_t flags);
 RBPF_API int rbpf_vm_execute_jit(rbpf_vm *vm, uint8_t *mem, size_t mem_len, uint8_t *mbuff,
                                  size_t mbuff_len, uint64_t *result);
 
+/**
+ * The JIT-compiled program as a plain C function, for the hottest paths: calling it does what
+ * rbpf_vm_execute_jit does (same arguments, result, checks and error codes, the message in
+ * rbpf_last_error() of the calling thread) without the handle lookup and the two runtime
+ * transitions of an exported call. Any number of threads may call it at once.
+ */
+typedef int (*rbpf_jit_fn)(uint8_t *mem, size_t mem_len, uint8_t *mbuff, size_t mbuff_len, uint64_t *result);
+
+/**
+ * Gets the compiled program as an rbpf_jit_fn (*out_fn). The function is valid until the VM is
+ * destroyed or its compiled code is discarded or replaced (rbpf_vm_set_program, registering a
+ * helper, rbpf_vm_set_unwind_helper, switching the instruction limit between 0 and non-zero,
+ * compiling again); calling it after that is undefined, as calling freed code is. Errors:
+ * RBPF_E_NO_PROGRAM (not compiled), RBPF_E_UNSUPPORTED (a fixed-mbuff VM whose buffer is over
+ * 1024 bytes: use rbpf_vm_execute_jit).
+ */
+RBPF_API int rbpf_vm_jit_function(rbpf_vm *vm, rbpf_jit_fn *out_fn);
+
 /** The generated x86-64 code as text under each eBPF instruction (*out_text, freed with rbpf_free). */
 RBPF_API int rbpf_vm_jit_disassemble(rbpf_vm *vm, char **out_text);
 

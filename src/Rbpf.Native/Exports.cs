@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Rbpf.Jit;
 
 namespace Rbpf.Native;
 
@@ -21,6 +22,13 @@ internal static unsafe class Exports
     }
 
     private static int Fail(Exception e) => LastError.From(e);
+
+    /// <summary>Runs when the library loads: failed JIT runs become the thread's last error even when C
+    /// calls the compiled code directly (rbpf_vm_jit_function), with no export in between.</summary>
+#pragma warning disable CA2255 // librbpf is the application here: NativeAOT runs this when the library loads
+    [ModuleInitializer]
+    internal static void Initialize() => JitRuntime.FailureSink = e => LastError.Set(e.Code, e.Message);
+#pragma warning restore CA2255
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_create")]
     public static int VmCreate(int kind, byte* prog, nuint progLen, nint* outVm)
@@ -286,6 +294,40 @@ internal static unsafe class Exports
     {
         try
         {
+            // The common case first, without layers: a live handle and a result pointer. The engines
+            // check the memory arguments themselves and report every failure as an error.
+            var live = HandleTable<EbpfVm>.Vms.TryGet(vm);
+            if (live != null && result != null)
+            {
+                if (jit)
+                {
+                    var compiled = live.JitForDirectCalls;
+                    if (compiled != null)
+                    {
+                        int status = compiled.Run(mem, memLen, mbuff, mbuffLen, result, null);
+                        if (status != 0) JitRuntime.TakeFailure(); // already the last error (see the sink)
+                        return status;
+                    }
+                }
+                else
+                {
+                    var observer = default(NoObserver);
+                    var error = live.RunInterpreter(mem, memLen, mbuff, mbuffLen, null, 0, ref observer, out ulong value);
+                    if (error != null) return LastError.Set(error.Code, error.Message);
+                    *result = value;
+                    return 0;
+                }
+            }
+            return ExecuteChecked(vm, mem, memLen, mbuff, mbuffLen, result, jit);
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    /// <summary>Everything else, with a message for each bad argument.</summary>
+    private static int ExecuteChecked(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result, bool jit)
+    {
+        try
+        {
             var v = HandleTable<EbpfVm>.Vms.Get(vm);
             if (result == null) throw Bad("result is NULL");
             if (mem == null && memLen != 0) throw Bad($"mem is NULL but mem_len is {memLen}");
@@ -334,6 +376,20 @@ internal static unsafe class Exports
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute_jit")]
     public static int VmExecuteJit(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result) =>
         Execute(vm, mem, memLen, mbuff, mbuffLen, result, jit: true);
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_jit_function")]
+    public static int VmJitFunction(nint vm, nint* outFn)
+    {
+        try
+        {
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            if (outFn == null) throw Bad("out_fn is NULL");
+            *outFn = 0;
+            *outFn = v.JitFunction;
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_jit_disassemble")]
     public static int VmJitDisassemble(nint vm, byte** outText)

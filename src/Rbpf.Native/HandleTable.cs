@@ -55,6 +55,20 @@ internal sealed class HandleTable<T> where T : class
         }
     }
 
+    /// <summary>The live object behind <paramref name="handle"/>, or null (the hot path: no exception, no message).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public T? TryGet(nint handle)
+    {
+        ulong h = (ulong)handle;
+        if ((h & TagMask) != _tag) return null;
+        uint slot = (uint)(h & (MaxSlots - 1)) - 1; // 0 (NULL or no slot) wraps to a huge index
+        var entries = Volatile.Read(ref _entries);
+        if (slot >= (uint)entries.Length) return null;
+        var e = entries[slot];
+        if (e == null || e.Generation != (uint)((h & ~TagMask) >> SlotBits)) return null;
+        return Volatile.Read(ref e.Vm);
+    }
+
     public T Get(nint handle)
     {
         if (handle == 0) throw new RbpfException(RbpfErrorCode.InvalidHandle, "VM handle is NULL");

@@ -442,7 +442,7 @@ internal static unsafe class UbpfExports
             if (u.DebugFunction != 0)
             {
                 var adapter = new DelegateObserver(new DebugObserver(u.DebugFunction, u.DebugContext).Call);
-                code = u.Vm.Run(mem, memLen, null, 0, ref adapter, out r0, out error, null, stack, stackLen);
+                code = u.Vm.Run(mem, memLen, null, 0, ref adapter, out r0, out error, stack, stackLen);
             }
             else
             {

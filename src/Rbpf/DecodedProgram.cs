@@ -80,6 +80,41 @@ internal sealed class DecodedProgram
         Instructions = instructions;
         Code = code;
         Problems = problems;
+        StackReach = ComputeStackReach(code);
+    }
+
+    /// <summary>
+    /// How many bytes below r10 (a multiple of 64, at most one frame) the program can ever read:
+    /// only those need zeroing when a frame is entered. A program that uses r10 only as the base of
+    /// constant-offset accesses inside the frame reaches its deepest such access; any other use of
+    /// r10 (copying it, passing it on, an access outside the frame) reaches the whole frame.
+    /// </summary>
+    public int StackReach { get; }
+
+    private static int ComputeStackReach(DecodedInsn[] code)
+    {
+        int reach = 0;
+        foreach (var i in code)
+        {
+            if (i.Op == Op.Illegal || (i.Src != Isa.FramePointer && i.Dst != Isa.FramePointer)) continue;
+            int size = i.Op switch
+            {
+                Op.LdxB or Op.LdxSB or Op.StB or Op.StxB => 1,
+                Op.LdxH or Op.LdxSH or Op.StH or Op.StxH => 2,
+                Op.LdxW or Op.LdxSW or Op.StW or Op.StxW => 4,
+                Op.LdxDW or Op.StDW or Op.StxDW => 8,
+                _ => 0,
+            };
+            bool isLoad = i.Op is >= Op.LdxB and <= Op.LdxSW;
+            bool isStore = i.Op is >= Op.StB and <= Op.StxDW;
+            bool storesRegister = i.Op is >= Op.StxB and <= Op.StxDW;
+            bool baseOnly = size != 0 &&
+                ((isLoad && i.Src == Isa.FramePointer) ||
+                 (isStore && i.Dst == Isa.FramePointer && !(storesRegister && i.Src == Isa.FramePointer)));
+            if (!baseOnly || i.Off > -size || i.Off < -Isa.StackFrameSize) return Isa.StackFrameSize;
+            reach = Math.Max(reach, -i.Off);
+        }
+        return (reach + 63) & ~63;
     }
 
     /// <summary>The program as loaded.</summary>

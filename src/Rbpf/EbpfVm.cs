@@ -101,6 +101,7 @@ public sealed class EbpfVm : IDisposable
         {
             if ((_instructionLimit == 0) != (value == 0)) DropJit();
             _instructionLimit = value;
+            _jit?.SetInstructionLimit(value);
         }
     }
 
@@ -259,8 +260,8 @@ public sealed class EbpfVm : IDisposable
     public void JitCompile(JitOptions? options = null)
     {
         var program = _program ?? throw new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
-        var jit = new JitProgram(program, _helpers, options ?? new JitOptions(), UnwindHelper.HasValue ? UnwindHelper.Value : -1,
-            countInstructions: InstructionLimit != 0);
+        var jit = new JitProgram(this, program, _helpers, options ?? new JitOptions(), UnwindHelper.HasValue ? UnwindHelper.Value : -1,
+            InstructionLimit != 0, Kind, _dataOffset, _dataEndOffset, InstructionLimit);
         var old = Interlocked.Exchange(ref _jit, jit);
         old?.Dispose();
     }
@@ -278,6 +279,28 @@ public sealed class EbpfVm : IDisposable
     /// <summary>A copy of the generated machine code (it expects the engine's execution context: for inspection).</summary>
     public byte[] JitMachineCode() =>
         (_jit ?? throw new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled")).Code.ToArray();
+
+    /// <summary>
+    /// The compiled program as a native function, <c>int fn(byte* mem, nuint memLength, byte* mbuff,
+    /// nuint mbuffLength, ulong* result)</c>, returning 0 or an <see cref="RbpfErrorCode"/> (C's
+    /// <c>rbpf_jit_fn</c>). It runs exactly as <see cref="TryExecuteJit(byte*, nuint, byte*, nuint, out ulong, out RbpfException?)"/>
+    /// but is meant for native callers. It stays valid while this VM keeps the compiled code: after
+    /// <see cref="Dispose"/>, recompiling, or anything else that discards the code, calling it is
+    /// undefined.
+    /// </summary>
+    /// <exception cref="RbpfException"><see cref="RbpfErrorCode.NoProgram"/> when not compiled;
+    /// <see cref="RbpfErrorCode.Unsupported"/> for a fixed metadata buffer over 1024 bytes.</exception>
+    public nint JitFunction
+    {
+        get
+        {
+            var jit = _jit ?? throw new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled");
+            if (jit.NeedsFixedBuffer)
+                throw new RbpfException(RbpfErrorCode.Unsupported,
+                    $"the fixed metadata buffer ({jit.FixedLength} bytes) is too large for the bare function (at most {X64Compiler.InlineFixedLimit}): run through the VM");
+            return jit.DirectEntry;
+        }
+    }
 
     /// <summary>Size in bytes of the generated code, or 0.</summary>
     public int JitCodeSize => _jit?.Code.Length ?? 0;
@@ -418,21 +441,15 @@ public sealed class EbpfVm : IDisposable
 
     /// <summary>
     /// Runs the JIT-compiled program on a stack the caller provides (at least 512 bytes; r10 starts
-    /// at its end, rounded down to 16 bytes; each frame is zeroed when entered; local calls fail
-    /// when the next frame would not fit). NULL and 0 use the VM's own stack.
+    /// at its end, rounded down to 16 bytes; each frame is zeroed, as far as the program can read
+    /// it, when entered; local calls fail when the next frame would not fit). NULL and 0 use a stack
+    /// of the VM's own.
     /// </summary>
     public unsafe RbpfErrorCode TryExecuteJit(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
         byte* stack, nuint stackLength, out ulong result, out RbpfException? error)
     {
-        var jit = _jit;
-        if (jit == null)
-        {
-            result = 0;
-            error = new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled: call JitCompile first");
-            return error.Code;
-        }
-        var observer = default(NoObserver);
-        return Run(mem, memLength, mbuff, mbuffLength, ref observer, out result, out error, jit, stack, stackLength);
+        error = RunJit(mem, memLength, mbuff, mbuffLength, stack, stackLength, out result);
+        return error == null ? RbpfErrorCode.Ok : error.Code;
     }
 
     /// <summary>Runs the program on unmanaged memory (the C ABI's entry point). The memory must stay
@@ -443,14 +460,15 @@ public sealed class EbpfVm : IDisposable
 
     /// <summary>
     /// Runs the program on a stack the caller provides (at least 512 bytes; r10 starts at its end,
-    /// rounded down to 16 bytes; each frame is zeroed when entered; local calls fail when the next
-    /// frame would not fit). NULL and 0 use the VM's own stack.
+    /// rounded down to 16 bytes; each frame is zeroed, as far as the program can read it, when
+    /// entered; local calls fail when the next frame would not fit). NULL and 0 use the VM's own stack.
     /// </summary>
     public unsafe RbpfErrorCode TryExecute(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
         byte* stack, nuint stackLength, out ulong result, out RbpfException? error)
     {
         var observer = default(NoObserver);
-        return Run(mem, memLength, mbuff, mbuffLength, ref observer, out result, out error, null, stack, stackLength);
+        error = RunInterpreter(mem, memLength, mbuff, mbuffLength, stack, stackLength, ref observer, out result);
+        return error == null ? RbpfErrorCode.Ok : error.Code;
     }
 
     /// <summary>
@@ -467,61 +485,76 @@ public sealed class EbpfVm : IDisposable
             return Run(m, (nuint)mem.Length, b, (nuint)mbuff.Length, ref adapter, out result, out error);
     }
 
-    /// <summary>Runs the program with an observer called before each instruction.</summary>
-    [SkipLocalsInit]
+    /// <summary>Runs the program in the interpreter with an observer called before each instruction.</summary>
     internal unsafe RbpfErrorCode Run<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
-        ref TObserver observer, out ulong result, out RbpfException? error, JitProgram? jit = null,
-        byte* userStack = null, nuint userStackLength = 0)
+        ref TObserver observer, out ulong result, out RbpfException? error, byte* userStack = null, nuint userStackLength = 0)
         where TObserver : struct, IExecutionObserver
     {
-        var program = jit?.Program ?? _program;
-        if (userStack != null || userStackLength != 0)
-        {
-            ulong aligned = ((ulong)userStack + userStackLength) & ~15UL;
-            if (userStack == null || aligned < (ulong)userStack + Isa.StackFrameSize)
-            {
-                result = 0;
-                error = new RbpfException(RbpfErrorCode.InvalidArgument,
-                    $"the stack must be at least {Isa.StackFrameSize} bytes (after aligning its end to 16)");
-                return error.Code;
-            }
-        }
-        if (program == null)
-        {
-            result = 0;
-            error = new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
-            return error.Code;
-        }
-        if ((mem == null && memLength != 0) || (mbuff == null && mbuffLength != 0))
-        {
-            result = 0;
-            error = new RbpfException(RbpfErrorCode.InvalidArgument, "memory pointer is NULL but its length is not 0");
-            return error.Code;
-        }
-        int fixedLength = Kind == VmKind.FixedMbuff ? Math.Max(_dataOffset, _dataEndOffset) + 8 : 0;
-        if (fixedLength > InlineMbuffLimit)
-        {
-            var heap = new byte[fixedLength];
-            fixed (byte* h = heap)
-                return RunWithFixedBuffer(program, jit, mem, memLength, mbuff, mbuffLength, h, fixedLength, userStack, userStackLength, ref observer, out result, out error);
-        }
-        if (fixedLength == 0)
-            return RunWithFixedBuffer(program, jit, mem, memLength, mbuff, mbuffLength, null, 0, userStack, userStackLength, ref observer, out result, out error);
-        byte* inline = stackalloc byte[fixedLength];
-        return RunWithFixedBuffer(program, jit, mem, memLength, mbuff, mbuffLength, inline, fixedLength, userStack, userStackLength, ref observer, out result, out error);
+        error = RunInterpreter(mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, out result);
+        return error == null ? RbpfErrorCode.Ok : error.Code;
     }
 
+    /// <summary>The regions every run has before the VM's own: stack, memory, metadata buffer.</summary>
+    internal const int BuiltInRegions = 3;
+
+    /// <summary>How many regions the VM adds to every run.</summary>
+    internal int UserRegionCount => _regions.Count;
+
+    /// <summary>The embedder's bounds-check callback and its context (null: none).</summary>
+    internal unsafe void GetBoundsCheck(out delegate* unmanaged<void*, ulong, ulong, byte> check, out void* context)
+    {
+        check = _extraCheck;
+        context = _extraCheckContext;
+    }
+
+    /// <summary>
+    /// Writes the allowed regions of a run into <paramref name="regions"/> (room for
+    /// <paramref name="capacity"/>): the stack frames in use, the memory, the metadata buffer (length
+    /// 0 when the kind has none), then the VM's own regions. Returns how many it wrote.
+    /// </summary>
+    internal unsafe int FillRegions(RegionEntry* regions, int capacity, ulong stackStart, ulong stackLength,
+        ulong mem, ulong memLength, ulong meta, ulong metaLength)
+    {
+        regions[0] = new RegionEntry { Start = stackStart, Length = stackLength, Writable = true, Kind = RegionKind.Stack };
+        regions[1] = new RegionEntry { Start = mem, Length = memLength, Writable = true, Kind = RegionKind.Packet };
+        regions[2] = new RegionEntry { Start = meta, Length = metaLength, Writable = true, Kind = RegionKind.Metadata };
+        var list = _regions;
+        int n = Math.Min(list.Count, capacity - BuiltInRegions); // never past the caller's buffer, even if the list just grew
+        for (int k = 0; k < n; k++)
+        {
+            var u = list[k];
+            regions[BuiltInRegions + k] = new RegionEntry
+            {
+                Start = (ulong)u.Address, Length = (ulong)u.Length, Writable = u.Writable, Kind = RegionKind.User, UserIndex = k,
+            };
+        }
+        return BuiltInRegions + n;
+    }
+
+    private static RbpfException BadStack() => new(RbpfErrorCode.InvalidArgument,
+        $"the stack must be at least {Isa.StackFrameSize} bytes (after aligning its end to 16)");
+
+    private static RbpfException NullWithLength() =>
+        new(RbpfErrorCode.InvalidArgument, "memory pointer is NULL but its length is not 0");
+
+    /// <summary>
+    /// One interpreted run: the stack (the caller's, or 4 KiB of this thread's), the metadata buffer
+    /// of a fixed-mbuff VM, the table of allowed regions, all on this thread's stack. Returns null on
+    /// success, else the error (nothing is thrown).
+    /// </summary>
     [SkipLocalsInit]
-    private unsafe RbpfErrorCode RunWithFixedBuffer<TObserver>(DecodedProgram program, JitProgram? jit, byte* mem, nuint memLength,
-        byte* mbuff, nuint mbuffLength, byte* fixedBuffer, int fixedLength, byte* userStack, nuint userStackLength,
-        ref TObserver observer, out ulong result, out RbpfException? error)
+    internal unsafe RbpfException? RunInterpreter<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
+        byte* userStack, nuint userStackLength, ref TObserver observer, out ulong result)
         where TObserver : struct, IExecutionObserver
     {
+        result = 0;
+        var program = _program;
         ulong top, bottom;
-        if (userStack != null)
+        if (userStack != null || userStackLength != 0)
         {
             top = ((ulong)userStack + userStackLength) & ~15UL;
             bottom = (ulong)userStack;
+            if (userStack == null || top < bottom + Isa.StackFrameSize) return BadStack();
         }
         else
         {
@@ -529,153 +562,121 @@ public sealed class EbpfVm : IDisposable
             bottom = ((ulong)unaligned + 15) & ~15UL; // frames are 16-byte aligned, as the kernel's
             top = bottom + Isa.StackSize;
         }
-        StackMemory.Zero((byte*)(top - Isa.StackFrameSize), Isa.StackFrameSize);
-        int regionCount = 3 + _regions.Count;
-        RegionEntry* regions = stackalloc RegionEntry[regionCount];
-        regions[0] = new RegionEntry { Start = top - Isa.StackFrameSize, Length = Isa.StackFrameSize, Writable = true, Kind = RegionKind.Stack };
-        regions[1] = new RegionEntry { Start = (ulong)mem, Length = memLength, Writable = true, Kind = RegionKind.Packet };
-        ulong r1, r2;
+        if (program == null) return new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
+        if ((mem == null && memLength != 0) || (mbuff == null && mbuffLength != 0)) return NullWithLength();
+        int reach = program.StackReach;
+        if (reach != 0) StackMemory.Zero((byte*)(top - (ulong)reach), reach);
+
+        ulong r1 = 0, r2 = 0, meta = 0, metaLength = 0;
+        byte[]? heap = null;
         switch (Kind)
         {
             case VmKind.Mbuff:
-                regions[2] = new RegionEntry { Start = (ulong)mbuff, Length = mbuffLength, Writable = true, Kind = RegionKind.Metadata };
+                meta = (ulong)mbuff;
+                metaLength = mbuffLength;
                 // As rbpf: without a metadata buffer, r1 and r2 describe the packet itself.
                 (r1, r2) = mbuffLength != 0 ? ((ulong)mbuff, (ulong)mbuffLength) : ((ulong)mem, (ulong)memLength);
                 break;
             case VmKind.FixedMbuff:
+            {
+                int fixedLength = Math.Max(_dataOffset, _dataEndOffset) + 8;
+                byte* fixedBuffer;
+                if (fixedLength <= InlineMbuffLimit)
+                {
+                    byte* inline = stackalloc byte[InlineMbuffLimit];
+                    fixedBuffer = inline;
+                }
+                else
+                {
+                    heap = GC.AllocateUninitializedArray<byte>(fixedLength, pinned: true);
+                    fixedBuffer = (byte*)Unsafe.AsPointer(ref heap[0]);
+                }
                 new Span<byte>(fixedBuffer, fixedLength).Clear();
                 *(ulong*)(fixedBuffer + _dataOffset) = (ulong)mem;
                 *(ulong*)(fixedBuffer + _dataEndOffset) = (ulong)mem + memLength;
-                regions[2] = new RegionEntry { Start = (ulong)fixedBuffer, Length = (ulong)fixedLength, Writable = true, Kind = RegionKind.Metadata };
-                r1 = (ulong)fixedBuffer;
-                r2 = (ulong)fixedLength;
+                meta = r1 = (ulong)fixedBuffer;
+                metaLength = r2 = (ulong)fixedLength;
                 break;
+            }
             case VmKind.Raw:
-                regions[2] = default;
                 r1 = (ulong)mem;
                 r2 = memLength;
                 break;
-            default:
-                regions[2] = default;
-                r1 = 0;
-                r2 = 0;
-                break;
         }
-        for (int k = 0; k < _regions.Count; k++)
-        {
-            var u = _regions[k];
-            regions[3 + k] = new RegionEntry { Start = (ulong)u.Address, Length = (ulong)u.Length, Writable = u.Writable, Kind = RegionKind.User, UserIndex = k };
-        }
+        int capacity = BuiltInRegions + _regions.Count;
+        RegionEntry* regions = stackalloc RegionEntry[capacity];
+        int count = FillRegions(regions, capacity, top - Isa.StackFrameSize, Isa.StackFrameSize, (ulong)mem, memLength, meta, metaLength);
         var state = new ExecutionState
         {
             Regions = regions,
-            RegionCount = regionCount,
+            RegionCount = count,
             StackTop = top,
             StackBottom = bottom,
             PacketStart = (ulong)mem,
             PacketLength = memLength,
-            InstructionLimit = InstructionLimit,
-            UnwindHelper = UnwindHelper.HasValue ? UnwindHelper.Value : -1,
+            InstructionLimit = _instructionLimit,
+            UnwindHelper = _unwindHelper.HasValue ? _unwindHelper.Value : -1,
             ExtraCheck = _extraCheck,
             ExtraCheckContext = _extraCheckContext,
+            StackReach = reach,
         };
-        var code = jit != null
-            ? RunJit(jit, ref state, r1, r2, out result, out error)
-            : Interpreter.Run(program, _helpers, ref state, r1, r2, ref observer, out result, out error);
-        GC.KeepAlive(_elf); // its data regions are in use until here
-        return code;
+        var elf = _elf;
+        var error = Interpreter.Run(program, _helpers, ref state, r1, r2, ref observer, out result);
+        GC.KeepAlive(elf); // its data regions are in use until here
+        GC.KeepAlive(heap);
+        return error;
     }
 
-    [SkipLocalsInit]
-    private unsafe RbpfErrorCode RunJit(JitProgram jit, ref ExecutionState st, ulong r1, ulong r2,
-        out ulong result, out RbpfException? error)
+    /// <summary>The compiled program, when a C caller can run it with no extra arguments (else null).</summary>
+    internal JitProgram? JitForDirectCalls
     {
-        JitContext ctx;
-        ctx.Status = 0;
-        ctx.Depth = 0;
-        ctx.FaultKind = 0;
-        ulong top = st.StackTop;
-        ctx.R1 = r1;
-        ctx.R2 = r2;
-        ctx.StackTop = top;
-        ctx.StackStart = top - Isa.StackFrameSize;
-        ctx.StackBottom = st.StackBottom;
-        ctx.Budget = st.InstructionLimit == 0 || st.InstructionLimit > long.MaxValue ? long.MaxValue : (long)st.InstructionLimit;
-        ctx.Regions = st.Regions;
-        ctx.RegionCount = st.RegionCount;
-        ctx.PacketStart = st.PacketStart;
-        ctx.PacketLength = st.PacketLength;
-        ulong length = st.PacketLength;
-        ctx.PacketBound[0] = length;
-        ctx.PacketBound[1] = length >= 2 ? length - 1 : 0;
-        ctx.PacketBound[2] = length >= 4 ? length - 3 : 0;
-        ctx.PacketBound[3] = length >= 8 ? length - 7 : 0;
-        ctx.StackBound[0] = Isa.StackFrameSize;
-        ctx.StackBound[1] = Isa.StackFrameSize - 1;
-        ctx.StackBound[2] = Isa.StackFrameSize - 3;
-        ctx.StackBound[3] = Isa.StackFrameSize - 7;
-        ctx.CheckAccess = JitRuntime.CheckAccessFn;
-        ctx.HelperTrampoline = JitRuntime.HelperTrampolineFn;
-        ctx.CallXTrampoline = JitRuntime.CallXTrampolineFn;
-        ctx.ExtraCheck = st.ExtraCheck;
-        ctx.ExtraCheckContext = st.ExtraCheckContext;
-        int status;
-        bool ran;
-        if (jit.UsesManagedHelpers)
+        get
         {
-            var previous = JitRuntime.Enter(_helpers);
-            try
-            {
-                ran = jit.TryRun(&ctx, out status);
-            }
-            finally
-            {
-                error = JitRuntime.Leave(previous);
-            }
+            var jit = _jit;
+            return jit != null && !jit.NeedsFixedBuffer ? jit : null;
         }
-        else
-        {
-            ran = jit.TryRun(&ctx, out status);
-            error = null;
-        }
+    }
+
+    /// <summary>One JIT-compiled run: the generated entry builds its context, stack and buffers itself.</summary>
+    [SkipLocalsInit]
+    internal unsafe RbpfException? RunJit(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
+        byte* userStack, nuint userStackLength, out ulong result)
+    {
         result = 0;
-        if (!ran)
+        var jit = _jit;
+        if (jit == null) return new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled: call JitCompile first");
+        JitExtra extra;
+        JitExtra* px = null;
+        byte[]? heap = null;
+        if (userStack != null || userStackLength != 0)
         {
-            error = new RbpfException(RbpfErrorCode.NoProgram, "the compiled program was discarded");
-            return error.Code;
+            ulong top = ((ulong)userStack + userStackLength) & ~15UL;
+            if (userStack == null || top < (ulong)userStack + Isa.StackFrameSize) return BadStack();
+            extra.StackBottom = (ulong)userStack;
+            extra.StackTop = top;
+            extra.FixedBuffer = 0;
+            px = &extra;
         }
+        if (jit.NeedsFixedBuffer)
+        {
+            if (px == null)
+            {
+                extra = default;
+                px = &extra;
+            }
+            heap = GC.AllocateUninitializedArray<byte>(jit.FixedLength, pinned: true);
+            extra.FixedBuffer = (ulong)Unsafe.AsPointer(ref heap[0]);
+        }
+        var elf = _elf;
+        ulong r0;
+        int status = jit.Run(mem, memLength, mbuff, mbuffLength, &r0, px);
+        GC.KeepAlive(elf);
+        GC.KeepAlive(heap);
         if (status == 0)
         {
-            result = ctx.Result;
-            error = null;
-            return RbpfErrorCode.Ok;
+            result = r0;
+            return null;
         }
-        return JitFailure(jit, ref st, &ctx, status, ref error);
+        return JitRuntime.TakeFailure() ?? new RbpfException((RbpfErrorCode)status, $"JIT-compiled program failed with {(RbpfErrorCode)status}");
     }
-
-    /// <summary>Turns a failed JIT run into the error the interpreter would report (kept out of the run's path).</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static unsafe RbpfErrorCode JitFailure(JitProgram jit, ref ExecutionState st, JitContext* c, int status, ref RbpfException? error)
-    {
-        ref JitContext ctx = ref *c;
-        var code = (RbpfErrorCode)status;
-        int pc = ctx.FaultPc >= 0 ? ctx.FaultPc : jit.PcAt(ctx.FaultReturn);
-        if (error != null && error.Code == code) return code; // a helper's own error
-        JitRuntime.SyncStackRegion(c);
-        string message = code switch
-        {
-            RbpfErrorCode.OutOfBounds when ctx.FaultKind == 2 =>
-                Interpreter.PacketFaultMessage(ctx.FaultSize, ctx.FaultAddress, pc, ctx.PacketStart, ctx.PacketLength),
-            RbpfErrorCode.OutOfBounds =>
-                Interpreter.FaultMessage(ctx.FaultKind == 1, ctx.FaultSize, ctx.FaultAddress, pc, st.Regions, st.RegionCount),
-            RbpfErrorCode.InstructionLimit => Interpreter.LimitMessage(st.InstructionLimit, pc),
-            RbpfErrorCode.CallDepthExceeded => Interpreter.CallDepthMessage(pc),
-            RbpfErrorCode.UnknownHelper => Interpreter.UnknownHelperMessage(pc, (uint)jit.Program.Code[pc].Imm),
-            RbpfErrorCode.IllegalInstruction => Interpreter.IllegalMessage(jit.Program, pc),
-            _ => $"insn #{pc}: JIT-compiled program failed with {code}",
-        };
-        error = new RbpfException(code, message, pc);
-        return code;
-    }
-
 }

@@ -62,6 +62,8 @@ internal unsafe struct ExecutionState
     /// <summary>The embedder's last word on accesses outside every region (uBPF's bounds-check callback), or null.</summary>
     public delegate* unmanaged<void*, ulong, ulong, byte> ExtraCheck;
     public void* ExtraCheckContext;
+    /// <summary>Bytes below r10 a frame entry zeroes (<see cref="DecodedProgram.StackReach"/>).</summary>
+    public int StackReach;
 
     /// <summary>Whether the access is allowed: inside a region, or accepted by the embedder's callback.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -83,8 +85,8 @@ internal static unsafe class Interpreter
     }
 
     [SkipLocalsInit]
-    public static RbpfErrorCode Run<TObserver>(DecodedProgram program, HelperTable helpers, ref ExecutionState st,
-        ulong r1, ulong r2, ref TObserver observer, out ulong result, out RbpfException? error)
+    public static RbpfException? Run<TObserver>(DecodedProgram program, HelperTable helpers, ref ExecutionState st,
+        ulong r1, ulong r2, ref TObserver observer, out ulong result)
         where TObserver : struct, IExecutionObserver
     {
         ulong* r = stackalloc ulong[16];
@@ -336,20 +338,18 @@ internal static unsafe class Interpreter
                         if (h == null)
                         {
                             result = 0;
-                            error = new RbpfException(RbpfErrorCode.UnknownHelper,
+                            return new RbpfException(RbpfErrorCode.UnknownHelper,
                                 UnknownHelperMessage(pc - 1, i.Op == Op.Call ? key : r[i.Dst]), pc - 1);
-                            return error.Code;
                         }
-                        if (!CallHelper(h, r, regions, regionCount, pc - 1, out error))
+                        if (!CallHelper(h, r, regions, regionCount, pc - 1, out var helperError))
                         {
                             result = 0;
-                            return error!.Code;
+                            return helperError;
                         }
                         if (st.UnwindHelper == key && r[0] == 0)
                         {
                             result = 0;
-                            error = null;
-                            return RbpfErrorCode.Ok;
+                            return null;
                         }
                         break;
                     }
@@ -358,14 +358,13 @@ internal static unsafe class Interpreter
                         if (depth + 1 >= Isa.MaxCallDepth || r[10] - 2 * Isa.StackFrameSize < st.StackBottom)
                         {
                             result = 0;
-                            error = new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(pc - 1), pc - 1);
-                            return error.Code;
+                            return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(pc - 1), pc - 1);
                         }
                         Frame* f = frames + depth;
                         f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = pc;
                         depth++;
                         r[10] -= Isa.StackFrameSize;
-                        StackMemory.Zero((byte*)(r[10] - Isa.StackFrameSize), Isa.StackFrameSize);
+                        if (st.StackReach != 0) StackMemory.Zero((byte*)(r[10] - (ulong)st.StackReach), st.StackReach);
                         // The stack region covers every frame entered so far in this run (never the
                         // untouched, unzeroed frames below), as in the JIT.
                         if (r[10] - Isa.StackFrameSize < regions[0].Start)
@@ -381,8 +380,7 @@ internal static unsafe class Interpreter
                         if (depth == 0)
                         {
                             result = r[0];
-                            error = null;
-                            return RbpfErrorCode.Ok;
+                            return null;
                         }
                         depth--;
                         Frame* f = frames + depth;
@@ -393,8 +391,7 @@ internal static unsafe class Interpreter
                     {
                         result = 0;
                         int at = pc - 1;
-                        error = new RbpfException(RbpfErrorCode.IllegalInstruction, IllegalMessage(program, at), at);
-                        return error.Code;
+                        return new RbpfException(RbpfErrorCode.IllegalInstruction, IllegalMessage(program, at), at);
                     }
                 }
             }
@@ -402,18 +399,15 @@ internal static unsafe class Interpreter
 
     Limit:
         result = 0;
-        error = new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, pc), pc);
-        return error.Code;
+        return new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, pc), pc);
     Fault:
         result = 0;
-        error = new RbpfException(RbpfErrorCode.OutOfBounds,
+        return new RbpfException(RbpfErrorCode.OutOfBounds,
             FaultMessage(faultWrite, faultSize, faultAddress, pc - 1, regions, regionCount), pc - 1);
-        return error.Code;
     PacketFault:
         result = 0;
-        error = new RbpfException(RbpfErrorCode.OutOfBounds,
+        return new RbpfException(RbpfErrorCode.OutOfBounds,
             PacketFaultMessage(faultSize, faultAddress, pc - 1, st.PacketStart, st.PacketLength), pc - 1);
-        return error.Code;
     }
 
     internal static string PacketFaultMessage(int size, ulong address, int pc, ulong packetStart, ulong packetLength) =>

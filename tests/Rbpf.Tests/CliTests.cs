@@ -166,7 +166,10 @@ public class CliTests
         Assert.Contains(";     1: ldxb r1, [r1+1]", jit.Stdout);
         Assert.Contains("movzx", jit.Stdout);
         Assert.Contains("bytes of x86-64 code for 5 eBPF slots", jit.Stdout);
-        Assert.DoesNotContain("r12+88", Cli(new[] { "jit", prog, "--unchecked" }).Stdout.Replace(" ", ""));
+        // The inline check subtracts the packet's start (in the context) from the address; unchecked code does not.
+        string check = $"subr10,[r12+{Rbpf.Jit.JitContext.OffPacketStart:X}h]";
+        Assert.Contains(check, jit.Stdout.Replace(" ", ""));
+        Assert.DoesNotContain(check, Cli(new[] { "jit", prog, "--unchecked" }).Stdout.Replace(" ", ""));
         foreach (var extra in new[] { Array.Empty<string>(), new[] { "--jit" }, new[] { "--jit", "--unchecked" } })
         {
             var r = Cli(new[] { "run", prog, "--mem-hex", "00 22 33" }.Concat(extra).ToArray());

@@ -198,6 +198,7 @@ public class JitFuzzTests
         Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
         var rng = new Random(5150);
         int agreed = 0;
+        var stack = GC.AllocateArray<byte>(Isa.StackSize, pinned: true);
         for (int n = 0; n < 20_000; n++)
         {
             var prog = new byte[8 * rng.Next(1, 16)];
@@ -215,22 +216,33 @@ public class JitFuzzTests
             vm.SetProgram(prog);
             // One buffer for both engines, cleared between runs, so results derived from its address agree.
             byte[] mem = new byte[32];
-            var codeI = vm.TryExecute(mem, Span<byte>.Empty, out ulong rI, out var eI);
+            // And one stack, so programs that branch on r10's value take the same way in both.
+            var codeI = RunOn(vm, jit: false, mem, stack, out ulong rI, out var eI);
             var memI = mem.ToArray();
             Array.Clear(mem);
+            Array.Clear(stack);
             vm.JitCompile();
-            var codeJ = vm.TryExecuteJit(mem, Span<byte>.Empty, out ulong rJ, out var eJ);
+            var codeJ = RunOn(vm, jit: true, mem, stack, out ulong rJ, out var eJ);
             // The JIT charges a block's instructions on entry, so near the limit it may stop a block earlier.
             if (codeI == RbpfErrorCode.InstructionLimit || codeJ == RbpfErrorCode.InstructionLimit) continue;
             Assert.True(codeI == codeJ, $"interpreter {codeI} ({eI?.Message}) vs JIT {codeJ} ({eJ?.Message}):\n{Disassembler.Disassemble(prog)}");
             if (codeI == RbpfErrorCode.Ok)
             {
-                Assert.Equal(rI, rJ);
+                Assert.True(rI == rJ, $"interpreter {rI} vs JIT {rJ}:\n{Disassembler.Disassemble(prog)}");
                 Assert.Equal(memI, mem);
             }
-            else Assert.Equal(eI!.InstructionIndex, eJ!.InstructionIndex);
+            else Assert.True(eI!.InstructionIndex == eJ!.InstructionIndex, $"{eI.Message} vs {eJ.Message}:\n{Disassembler.Disassemble(prog)}");
             agreed++;
         }
         Assert.True(agreed > 10_000, $"only {agreed} comparable runs");
+    }
+
+    private static unsafe RbpfErrorCode RunOn(EbpfVm vm, bool jit, byte[] mem, byte[] stack, out ulong result, out RbpfException? error)
+    {
+        fixed (byte* m = mem)
+        fixed (byte* s = stack)
+            return jit
+                ? vm.TryExecuteJit(m, (nuint)mem.Length, null, 0, s, (nuint)stack.Length, out result, out error)
+                : vm.TryExecute(m, (nuint)mem.Length, null, 0, s, (nuint)stack.Length, out result, out error);
     }
 }

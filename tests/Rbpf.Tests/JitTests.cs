@@ -64,3 +64,53 @@ public class JitLimitTests
         Assert.Contains("12345678", MachineCode(blind.JitDisassembly()));
     }
 }
+
+/// <summary><see cref="EbpfVm.JitFunction"/>: the compiled program as a bare native function.</summary>
+public unsafe class JitFunctionTests
+{
+    private static int Call(nint fn, byte[] mem, out ulong result)
+    {
+        ulong r = 0xdead;
+        int code;
+        fixed (byte* m = mem)
+            code = ((delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, int>)fn)(m, (nuint)mem.Length, null, 0, &r);
+        result = r;
+        return code;
+    }
+
+    [SkippableFact]
+    public void RunsAsTheVmDoesWithTheSameErrors()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("ldxw r0, [r1+2]\nstb [r1], 9\nexit"));
+        Assert.Equal(RbpfErrorCode.NoProgram, Assert.Throws<RbpfException>(() => vm.JitFunction).Code);
+        vm.JitCompile();
+        nint fn = vm.JitFunction;
+        var mem = new byte[] { 0, 0, 0x11, 0x22, 0x33, 0x44 };
+        Assert.Equal(0, Call(fn, mem, out ulong r));
+        Assert.Equal(0x44332211UL, r);
+        Assert.Equal(9, mem[0]);
+        Assert.Equal((int)RbpfErrorCode.OutOfBounds, Call(fn, new byte[5], out r));
+        Assert.Equal(0xdeadUL, r); // untouched on failure
+        ulong value;
+        Assert.Equal((int)RbpfErrorCode.InvalidArgument,
+            ((delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, int>)fn)(null, 3, null, 0, &value));
+        Assert.Equal((int)RbpfErrorCode.InvalidArgument,
+            ((delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, int>)fn)(null, 0, null, 0, null));
+    }
+
+    [SkippableFact]
+    public void LargeFixedBuffersNeedTheVm()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        var prog = Assembler.Assemble("ldxdw r2, [r1+0x40]\nldxdw r3, [r1+0x48]\nsub r3, r2\nmov r0, r3\nexit");
+        var small = EbpfVm.CreateFixedMbuff(prog, 0x40, 0x48);
+        small.JitCompile();
+        Assert.Equal(0, Call(small.JitFunction, new byte[7], out ulong r));
+        Assert.Equal(7UL, r);
+        var large = EbpfVm.CreateFixedMbuff(prog, 2000, 2008);
+        large.JitCompile();
+        Assert.Equal(RbpfErrorCode.Unsupported, Assert.Throws<RbpfException>(() => large.JitFunction).Code);
+        Assert.Equal(0UL, large.ExecuteJit(new byte[7])); // r1+0x40 and r1+0x48 are zeroes of the buffer
+    }
+}

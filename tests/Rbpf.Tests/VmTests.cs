@@ -403,3 +403,54 @@ public unsafe class CallerStackTests
         }
     }
 }
+
+/// <summary>
+/// Frames are zeroed only as far as a program can read them (<see cref="DecodedProgram.StackReach"/>),
+/// so what the host left on the stack must stay out of reach in every case.
+/// </summary>
+public unsafe class StackReachTests
+{
+    [Theory]
+    [InlineData("mov r0, 1\nexit", 0)]
+    [InlineData("ldxdw r0, [r10-8]\nexit", 64)]
+    [InlineData("stb [r10-100], 1\nldxb r0, [r10-100]\nexit", 128)]
+    [InlineData("call local f\nexit\nf:\nldxw r0, [r10-4]\nexit", 64)]
+    [InlineData("ldxdw r0, [r10-512]\nexit", 512)]
+    [InlineData("mov r1, r10\nexit", 512)]                    // r10 copied: anything below it is in reach
+    [InlineData("stxdw [r10-8], r10\nexit", 512)]             // r10 stored
+    [InlineData("ldxdw r0, [r10-516]\nexit", 512)]            // outside the frame
+    [InlineData("ldxdw r0, [r10-4]\nexit", 512)]              // straddles the frame's top
+    [InlineData("ldxb r0, [r10+0]\nexit", 512)]               // above the frame
+    [InlineData("jeq r10, 0, +0\nmov r0, 0\nexit", 512)]      // any other use counts as a copy
+    public void CountsOnlyWhatTheProgramCanRead(string asm, int reach)
+    {
+        Assert.Equal(reach, DecodedProgram.Decode(Assembler.Assemble(asm)).StackReach);
+    }
+
+    [Theory]
+    [InlineData("ldxdw r0, [r10-8]\nexit")]
+    [InlineData("ldxdw r0, [r10-64]\nldxdw r1, [r10-8]\nor r0, r1\nexit")]
+    [InlineData("mov r1, r10\nldxdw r0, [r1-512]\nldxdw r2, [r1-264]\nor r0, r2\nexit")]
+    [InlineData("call local f\nexit\nf:\nldxdw r0, [r10-64]\nexit")]
+    [InlineData("call local f\nexit\nf:\nmov r1, r10\nldxdw r0, [r1-500]\nexit")]
+    [InlineData("stdw [r10-8], 0\nldxdw r0, [r10-8]\nexit")]
+    public void HostBytesLeftOnTheStackNeverReachTheProgram(string asm)
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble(asm));
+        var stack = new byte[Isa.StackSize + 16];
+        fixed (byte* raw = stack)
+        {
+            byte* s = (byte*)(((ulong)raw + 15) & ~15UL);
+            foreach (bool jit in EbpfVm.IsJitSupported ? new[] { false, true } : new[] { false })
+            {
+                new Span<byte>(s, Isa.StackSize).Fill(0xaa);
+                if (jit) vm.JitCompile();
+                var code = jit
+                    ? vm.TryExecuteJit(null, 0, null, 0, s, Isa.StackSize, out ulong r0, out var error)
+                    : vm.TryExecute(null, 0, null, 0, s, Isa.StackSize, out r0, out error);
+                Assert.True(code == RbpfErrorCode.Ok, error?.Message);
+                Assert.Equal(0UL, r0);
+            }
+        }
+    }
+}

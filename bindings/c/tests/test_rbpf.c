@@ -536,7 +536,96 @@ static void test_elf(void)
     free(elf);
 }
 
+static void test_jit_function(void)
+{
+    uint64_t r = 0;
+    rbpf_jit_fn fn = NULL;
+    uint8_t mem[6] = {0, 0, 0x11, 0x22, 0x33, 0x44};
+    rbpf_vm *vm = assemble_vm(RBPF_VM_RAW, "ldxw r0, [r1+2]\nexit");
+    CHECK_RC(rbpf_vm_jit_function(vm, &fn), RBPF_E_NO_PROGRAM);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_function(vm, NULL), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_jit_function((rbpf_vm *)(uintptr_t)12345, &fn), RBPF_E_INVALID_HANDLE);
+    CHECK_RC(rbpf_vm_jit_function(vm, &fn), RBPF_OK);
+    CHECK(fn != NULL);
+    CHECK_RC(fn(mem, 6, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 0x44332211u);
+    /* Errors as rbpf_vm_execute_jit gives them, the message in this thread's last error. */
+    r = 77;
+    CHECK_RC(fn(mem, 5, NULL, 0, &r), RBPF_E_OUT_OF_BOUNDS);
+    CHECK(r == 77);
+    CHECK(rbpf_last_error_code() == RBPF_E_OUT_OF_BOUNDS);
+    CHECK(strstr(rbpf_last_error(), "load of 4 bytes") != NULL && strstr(rbpf_last_error(), "insn #0") != NULL);
+    CHECK_RC(fn(NULL, 3, NULL, 0, &r), RBPF_E_INVALID_ARGUMENT);
+    CHECK(strstr(rbpf_last_error(), "mem is NULL") != NULL);
+    CHECK_RC(fn(mem, 6, NULL, 4, &r), RBPF_E_INVALID_ARGUMENT);
+    CHECK(strstr(rbpf_last_error(), "mbuff is NULL") != NULL);
+    CHECK_RC(fn(mem, 6, NULL, 0, NULL), RBPF_E_INVALID_ARGUMENT);
+    CHECK(strstr(rbpf_last_error(), "result is NULL") != NULL);
+    rbpf_vm_destroy(vm);
+
+    /* Metadata buffers: the caller's, and the one a fixed-mbuff VM builds. */
+    uint8_t mbuff[16] = {0x21, 0x43};
+    vm = assemble_vm(RBPF_VM_MBUFF, "ldxh r0, [r1]\nadd r0, r2\nexit");
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_function(vm, &fn), RBPF_OK);
+    CHECK_RC(fn(mem, 6, mbuff, sizeof mbuff, &r), RBPF_OK);
+    CHECK(r == 0x4321 + sizeof mbuff);
+    rbpf_vm_destroy(vm);
+    uint8_t *prog = NULL;
+    size_t len = 0;
+    CHECK_RC(rbpf_assemble("ldxdw r2, [r1+0x40]\nldxdw r3, [r1+0x50]\nsub r3, r2\nldxb r0, [r2+2]\nadd r0, r3\nexit", &prog, &len), RBPF_OK);
+    CHECK_RC(rbpf_vm_create_fixed_mbuff(prog, len, 0x40, 0x50, &vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_function(vm, &fn), RBPF_OK);
+    CHECK_RC(fn(mem, 6, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 0x11 + 6);
+    rbpf_vm_destroy(vm);
+    CHECK_RC(rbpf_vm_create_fixed_mbuff(prog, len, 4000, 4096, &vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_function(vm, &fn), RBPF_E_UNSUPPORTED); /* a 4 KiB buffer: through the VM only */
+    rbpf_vm_destroy(vm);
+    rbpf_free(prog);
+
+    /* C helpers directly; the standard (managed) helpers, with their memory checks, through the runtime. */
+    vm = assemble_vm(RBPF_VM_NO_DATA, "mov r1, 1\nmov r2, 2\nmov r3, 3\nmov r4, 4\nmov r5, 5\ncall 42\nexit");
+    CHECK_RC(rbpf_vm_register_helper(vm, 42, add_all), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_function(vm, &fn), RBPF_OK);
+    CHECK_RC(fn(NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 54321);
+    rbpf_vm_destroy(vm);
+    vm = assemble_vm(RBPF_VM_NO_DATA, "stdw [r10-8], 0x2a2a\nmov r1, r10\nsub r1, 8\nmov r2, 2\ncall 0x70000002\n"
+                                      "ldxdw r0, [r10-8]\nexit");
+    CHECK_RC(rbpf_vm_register_standard_helpers(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_function(vm, &fn), RBPF_OK);
+    CHECK_RC(fn(NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 0); /* memfrob xors each byte with 42 */
+    rbpf_vm_destroy(vm);
+    vm = assemble_vm(RBPF_VM_NO_DATA, "mov r1, r10\nmov r2, 9\ncall 0x70000002\nexit");
+    CHECK_RC(rbpf_vm_register_standard_helpers(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_function(vm, &fn), RBPF_OK);
+    CHECK_RC(fn(NULL, 0, NULL, 0, &r), RBPF_E_OUT_OF_BOUNDS); /* above the stack */
+    CHECK(strstr(rbpf_last_error(), "memfrob") != NULL);
+    rbpf_vm_destroy(vm);
+
+    /* The instruction limit: a new non-zero limit applies to the same function. */
+    vm = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 0\nloop:\nadd r0, 1\njlt r0, 5000, loop\nexit");
+    CHECK_RC(rbpf_vm_set_instruction_limit(vm, 1000), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_function(vm, &fn), RBPF_OK);
+    CHECK_RC(fn(NULL, 0, NULL, 0, &r), RBPF_E_INSTRUCTION_LIMIT);
+    CHECK(strstr(rbpf_last_error(), "limit of 1000") != NULL);
+    CHECK_RC(rbpf_vm_set_instruction_limit(vm, 100000), RBPF_OK);
+    CHECK_RC(fn(NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 5000);
+    rbpf_vm_destroy(vm);
+}
+
 static rbpf_vm *shared_vm;
+static rbpf_jit_fn shared_fn;
 static int thread_errors;
 
 static void *worker(void *arg)
@@ -548,6 +637,10 @@ static void *worker(void *arg)
         if (rbpf_vm_execute(shared_vm, mem, 8, NULL, 0, &r) != RBPF_OK || r != n * 100)
             __atomic_add_fetch(&thread_errors, 1, __ATOMIC_RELAXED);
         if (rbpf_vm_execute_jit(shared_vm, mem, 8, NULL, 0, &r) != RBPF_OK || r != n * 100)
+            __atomic_add_fetch(&thread_errors, 1, __ATOMIC_RELAXED);
+        if (shared_fn(mem, 8, NULL, 0, &r) != RBPF_OK || r != n * 100)
+            __atomic_add_fetch(&thread_errors, 1, __ATOMIC_RELAXED);
+        if (shared_fn(mem, 7, NULL, 0, &r) != RBPF_E_OUT_OF_BOUNDS || strstr(rbpf_last_error(), "load of 8 bytes") == NULL)
             __atomic_add_fetch(&thread_errors, 1, __ATOMIC_RELAXED);
     }
     return NULL;
@@ -561,6 +654,7 @@ static void test_threads(void)
                             "loop:\nldxdw r4, [r10-8]\nadd r0, r4\nadd r3, 1\njlt r3, 100, loop\nexit");
     CHECK(shared_vm != NULL);
     CHECK_RC(rbpf_vm_jit_compile(shared_vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_function(shared_vm, &shared_fn), RBPF_OK);
     for (uintptr_t t = 0; t < 4; t++) pthread_create(&threads[t], NULL, worker, (void *)(t + 1));
     for (int t = 0; t < 4; t++) pthread_join(threads[t], NULL);
     CHECK(thread_errors == 0);
@@ -578,6 +672,7 @@ int main(void)
     test_verifier_hooks();
     test_limits_and_regions();
     test_jit();
+    test_jit_function();
     test_bad_handles();
     test_assembler();
     test_threads();

@@ -160,6 +160,9 @@ _vm_jit_compile_ex = _declare("rbpf_vm_jit_compile_ex", ctypes.c_int, ctypes.c_v
 _vm_jit_disassemble = _declare("rbpf_vm_jit_disassemble", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
 _vm_execute_jit = _declare("rbpf_vm_execute_jit", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
                            ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint64))
+_JIT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
+                           ctypes.POINTER(ctypes.c_uint64))
+_vm_jit_function = _declare("rbpf_vm_jit_function", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
 _vm_destroy = _declare("rbpf_vm_destroy", None, ctypes.c_void_p)
 _vm_is_valid = _declare("rbpf_vm_is_valid", ctypes.c_int, ctypes.c_void_p)
 _verify = _declare("rbpf_verify", ctypes.c_int, _u8p, ctypes.c_size_t)
@@ -461,6 +464,14 @@ class Vm:
         """Runs the JIT-compiled program, like execute()."""
         return self._run(_vm_execute_jit, mem, mbuff)
 
+    def jit_function(self):
+        """The compiled program as a bare native function (rbpf_vm_jit_function): a JitFunction
+        whose ``address`` can go to other native code, and which can be called like execute_jit().
+        It is valid until the VM is closed or its code discarded or recompiled."""
+        out = ctypes.c_void_p()
+        _check(_vm_jit_function(self._h, ctypes.byref(out)))
+        return JitFunction(self, out.value)
+
     def jit_disassembly(self):
         """The generated x86-64 code as text."""
         out = ctypes.c_void_p()
@@ -469,6 +480,20 @@ class Vm:
             return ctypes.string_at(out).decode("utf-8")
         finally:
             _free(out)
+
+
+class JitFunction:
+    """A VM's compiled program as an ``int fn(mem, mem_len, mbuff, mbuff_len, uint64_t *result)``."""
+
+    def __init__(self, vm, address):
+        self._vm = vm  # the code lives as long as the VM keeps it
+        self.address = address
+        self._fn = _JIT_FN(address)
+
+    def __call__(self, mem=None, mbuff=None):
+        """Runs the program as Vm.execute_jit() does; returns r0 or raises the error."""
+        vm = self._vm
+        return vm._run(lambda _h, mp, mn, bp, bn, res: self._fn(mp, mn, bp, bn, res), mem, mbuff)
 
 
 class MbuffVm(Vm):

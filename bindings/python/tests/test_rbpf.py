@@ -129,6 +129,25 @@ class Errors(unittest.TestCase):
             vm.jit_compile(unchecked=True, blind_constants=True)
             self.assertEqual(vm.execute_jit(bytes([0, 0, 1, 0, 0, 0])), 1)
 
+    def test_jit_function(self):
+        with rbpf.RawVm(rbpf.assemble("ldxw r0, [r1+2]\nstb [r1], 9\nexit")) as vm:
+            with self.assertRaises(rbpf.NoProgramError):
+                vm.jit_function()
+            vm.jit_compile()
+            fn = vm.jit_function()
+            self.assertIsInstance(fn.address, int)
+            self.assertNotEqual(fn.address, 0)
+            mem = bytearray([0, 0, 0x11, 0x22, 0x33, 0x44])
+            self.assertEqual(fn(mem), 0x44332211)
+            self.assertEqual(mem[0], 9)  # stores reach the caller's buffer
+            with self.assertRaises(rbpf.OutOfBoundsError) as cm:
+                fn(bytes(5))
+            self.assertIn("load of 4 bytes", cm.exception.message)
+        with rbpf.NoDataVm(rbpf.assemble("mov r1, 20\ncall 1\nadd r0, 1\nexit")) as vm:
+            vm.register_helper(1, lambda a, *rest: a * 3)
+            vm.jit_compile()
+            self.assertEqual(vm.jit_function()(), 61)
+
     def test_jit_calls_python_helpers(self):
         with rbpf.NoDataVm(rbpf.assemble("mov r1, 20\ncall 1\nadd r0, 1\nexit")) as vm:
             vm.register_helper(1, lambda a, *rest: a * 2)

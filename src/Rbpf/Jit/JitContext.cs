@@ -3,58 +3,79 @@ using System.Runtime.InteropServices;
 namespace Rbpf.Jit;
 
 /// <summary>
-/// The state of one JIT-compiled execution, on the calling thread's stack. Generated code keeps
-/// its address in r12 and reads the fields at the offsets below.
+/// The state of one JIT-compiled execution. The generated entry builds it at the bottom of its own
+/// native stack frame (nothing is filled by managed code), keeps its address in r12 and reads the
+/// fields at the offsets below; the runtime's slow paths read it through the pointer they get.
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = Size)]
 internal unsafe struct JitContext
 {
-    public const int Size = 256;
-    public const int OffR1 = 0, OffR2 = 8, OffStackTop = 16, OffBudget = 24, OffResult = 32, OffStatus = 40,
-        OffFaultPc = 44, OffFaultAddress = 48, OffFaultSize = 56, OffFaultKind = 60, OffDepth = 64,
-        OffHelperSlot = 68, OffRegions = 72, OffRegionCount = 80, OffPacketStart = 88, OffPacketBound = 96,
-        OffStackStart = 128, OffStackBound = 136, OffPacketLength = 168, OffCheckAccess = 176,
-        OffHelperTrampoline = 184, OffSavedRsp = 192, OffCallXKey = 200, OffCallXTrampoline = 208,
-        OffFaultReturn = 216, OffExtraCheck = 224, OffExtraCheckContext = 232, OffStackBottom = 240;
+    public const int Size = 192;
+    public const int OffLink = 0, OffStackTop = 8, OffBudget = 16, OffResultPtr = 24, OffStatus = 32, OffDepth = 36,
+        OffFaultPc = 40, OffFaultSize = 44, OffFaultAddress = 48, OffFaultKind = 56, OffHelperSlot = 60,
+        OffPacketStart = 64, OffPacketBound = 72, OffStackStart = 104, OffStackBound = 112, OffPacketLength = 144,
+        OffMetaStart = 152, OffMetaLength = 160, OffCallXKey = 168, OffFaultReturn = 176, OffStackBottom = 184;
 
-    [FieldOffset(OffR1)] public ulong R1;
-    [FieldOffset(OffR2)] public ulong R2;
+    /// <summary>The program's <see cref="JitLink"/> (baked into its code).</summary>
+    [FieldOffset(OffLink)] public JitLink* Link;
     [FieldOffset(OffStackTop)] public ulong StackTop;
     /// <summary>Instructions left; blocks subtract their length on entry and fail when it goes negative.</summary>
     [FieldOffset(OffBudget)] public long Budget;
-    [FieldOffset(OffResult)] public ulong Result;
+    /// <summary>Where a successful run stores r0.</summary>
+    [FieldOffset(OffResultPtr)] public ulong* ResultPtr;
     /// <summary>0, or the error code a helper trampoline reports.</summary>
     [FieldOffset(OffStatus)] public int Status;
+    [FieldOffset(OffDepth)] public int Depth;
+    /// <summary>The failing instruction; -1 when <see cref="FaultReturn"/> locates it.</summary>
     [FieldOffset(OffFaultPc)] public int FaultPc;
-    [FieldOffset(OffFaultAddress)] public ulong FaultAddress;
+    /// <summary>Bytes of a failed access; for an argument error, which argument (see <see cref="JitRuntime"/>).</summary>
     [FieldOffset(OffFaultSize)] public int FaultSize;
+    [FieldOffset(OffFaultAddress)] public ulong FaultAddress;
     /// <summary>0 load, 1 store, 2 packet (legacy) load.</summary>
     [FieldOffset(OffFaultKind)] public int FaultKind;
-    [FieldOffset(OffDepth)] public int Depth;
     [FieldOffset(OffHelperSlot)] public int HelperSlot;
-    [FieldOffset(OffRegions)] public RegionEntry* Regions;
-    [FieldOffset(OffRegionCount)] public int RegionCount;
     [FieldOffset(OffPacketStart)] public ulong PacketStart;
     /// <summary>For sizes 1, 2, 4, 8: an access at offset o of the packet fits when o &lt; bound.</summary>
     [FieldOffset(OffPacketBound)] public fixed ulong PacketBound[4];
+    /// <summary>Lowest byte of the frames entered so far (the stack region).</summary>
     [FieldOffset(OffStackStart)] public ulong StackStart;
     [FieldOffset(OffStackBound)] public fixed ulong StackBound[4];
     [FieldOffset(OffPacketLength)] public ulong PacketLength;
-    [FieldOffset(OffCheckAccess)] public nint CheckAccess;
-    [FieldOffset(OffHelperTrampoline)] public nint HelperTrampoline;
-    [FieldOffset(OffSavedRsp)] public ulong SavedRsp;
+    /// <summary>The metadata buffer (the caller's, or the fixed one the entry built); length 0 for other kinds.</summary>
+    [FieldOffset(OffMetaStart)] public ulong MetaStart;
+    [FieldOffset(OffMetaLength)] public ulong MetaLength;
     [FieldOffset(OffCallXKey)] public ulong CallXKey;
-    [FieldOffset(OffCallXTrampoline)] public nint CallXTrampoline;
     /// <summary>Return address of the failed check's call, which locates the instruction.</summary>
     [FieldOffset(OffFaultReturn)] public ulong FaultReturn;
-    /// <summary>The embedder's bounds-check callback (see <see cref="ExecutionState.ExtraCheck"/>), or null.</summary>
-    [FieldOffset(OffExtraCheck)] public delegate* unmanaged<void*, ulong, ulong, byte> ExtraCheck;
-    [FieldOffset(OffExtraCheckContext)] public void* ExtraCheckContext;
     /// <summary>Frames may not go below this address.</summary>
     [FieldOffset(OffStackBottom)] public ulong StackBottom;
 
     /// <summary>Index into the bound arrays for an access of <paramref name="size"/> bytes.</summary>
     public static int BoundIndex(int size) => size switch { 1 => 0, 2 => 1, 4 => 2, _ => 3 };
+}
 
-    public static ulong Bound(ulong length, int size) => length >= (ulong)size ? length - (ulong)size + 1 : 0;
+/// <summary>
+/// Unmanaged data one compiled program shares with every run of it, at an address baked into the
+/// code: the way back to the managed <see cref="JitProgram"/> (for slow paths and error messages) and
+/// the VM's settings that may change after compilation.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct JitLink
+{
+    public const int OffProgram = 0, OffBudget = 8;
+    /// <summary>A weak GC handle to the <see cref="JitProgram"/>.</summary>
+    public nint Program;
+    /// <summary>The instruction limit as a starting budget (long.MaxValue: none).</summary>
+    public long Budget;
+}
+
+/// <summary>What a managed caller passes besides the registers: its own stack, or a large fixed metadata buffer.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct JitExtra
+{
+    public const int OffStackBottom = 0, OffStackTop = 8, OffFixedBuffer = 16;
+    /// <summary>0: the entry's own stack. Else the lowest usable byte and the (16-byte aligned) top.</summary>
+    public ulong StackBottom, StackTop;
+    /// <summary>The fixed metadata buffer, when it is too large for the entry's frame; else 0.</summary>
+    public ulong FixedBuffer;
 }

@@ -1,39 +1,73 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using Iced.Intel;
 
 namespace Rbpf.Jit;
 
 /// <summary>
-/// A JIT-compiled program: its executable memory and where each eBPF slot's code starts. The memory
-/// is released only when no execution is running it, so disposing while another thread executes
-/// is safe.
+/// A JIT-compiled program: its executable memory, where each eBPF slot's code starts, and the
+/// <see cref="JitLink"/> its code points at. Runs need no bookkeeping: whoever runs the code holds a
+/// reference to this object (a managed caller on its stack, the VM for C callers), and the memory is
+/// released by finalization once nothing does. So disposing, or replacing the code, while another
+/// thread still runs it is safe, and a run costs no atomic operation.
 /// </summary>
 internal sealed unsafe class JitProgram : IDisposable
 {
     private readonly ExecutableMemory _memory;
-    private int _active;
-    private int _disposed;
+    private readonly JitLink* _link;
+    private GCHandle _self;
 
-    public JitProgram(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper, bool countInstructions)
+    public JitProgram(EbpfVm owner, DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper,
+        bool countInstructions, VmKind kind, int dataOffset, int dataEndOffset, ulong instructionLimit)
     {
+        Owner = owner;
         Program = program;
+        Helpers = helpers;
         Options = options;
         CountsInstructions = countInstructions;
-        var output = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions);
+        _link = (JitLink*)NativeMemory.AllocZeroed((nuint)sizeof(JitLink));
+        _self = GCHandle.Alloc(this, GCHandleType.Weak);
+        _link->Program = GCHandle.ToIntPtr(_self);
+        SetInstructionLimit(instructionLimit);
+        var target = new JitTarget(kind, dataOffset, dataEndOffset, (nint)_link);
+        FixedLength = X64Compiler.FixedLength(target);
+        var output = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target);
         Code = output.Code;
         PcOffsets = output.PcOffsets;
-        // Only programs that call managed helpers (or callx) need the per-thread helper table.
-        UsesManagedHelpers = program.Code.Any(i => i.Op == Op.CallX ||
-            (i.Op == Op.Call && i.Off >= 0 && helpers.BySlot(i.Off).Native == null));
         _memory = ExecutableMemory.Create(Code);
+        MainEntry = (delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, JitExtra*, int>)(_memory.Address + output.MainEntry);
+        DirectEntry = (nint)_memory.Address;
     }
 
+    ~JitProgram()
+    {
+        if (_self.IsAllocated) _self.Free();
+        NativeMemory.Free(_link);
+    }
+
+    /// <summary>The VM this code was compiled for (its regions and bounds-check callback apply).</summary>
+    public EbpfVm Owner { get; }
     public DecodedProgram Program { get; }
+    public HelperTable Helpers { get; }
     public JitOptions Options { get; }
     public byte[] Code { get; }
     public int[] PcOffsets { get; }
-    public bool UsesManagedHelpers { get; }
     public bool CountsInstructions { get; }
+    /// <summary>Bytes of the fixed metadata buffer (0 unless a fixed-mbuff VM).</summary>
+    public int FixedLength { get; }
+
+    /// <summary>Whether a fixed-mbuff run needs the caller to bring the buffer (see <see cref="X64Compiler.InlineFixedLimit"/>).</summary>
+    public bool NeedsFixedBuffer => FixedLength > X64Compiler.InlineFixedLimit;
+
+    /// <summary>Entry taking a <see cref="JitExtra"/> (or null) after the five arguments of <see cref="DirectEntry"/>.</summary>
+    public delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, JitExtra*, int> MainEntry { get; }
+
+    /// <summary><c>int run(void *mem, size_t mem_len, void *mbuff, size_t mbuff_len, uint64_t *result)</c>, for C.</summary>
+    public nint DirectEntry { get; }
+
+    /// <summary>Follows the VM's instruction limit (code counts only if compiled with a limit).</summary>
+    public void SetInstructionLimit(ulong limit) =>
+        _link->Budget = limit == 0 || limit > long.MaxValue ? long.MaxValue : (long)limit;
 
     /// <summary>The eBPF slot whose code contains the call that returns to <paramref name="returnAddress"/>.</summary>
     public int PcAt(ulong returnAddress)
@@ -45,39 +79,26 @@ internal sealed unsafe class JitProgram : IDisposable
         return best;
     }
 
-    /// <summary>Runs the code; false when the program was disposed meanwhile.</summary>
-    public bool TryRun(JitContext* ctx, out int status)
+    /// <summary>Runs the code: 0, or an error code with the error in <see cref="JitRuntime.TakeFailure"/>.</summary>
+    public int Run(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength, ulong* result, JitExtra* extra)
     {
-        Interlocked.Increment(ref _active);
-        try
-        {
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                status = 0;
-                return false;
-            }
-            status = ((delegate* unmanaged<JitContext*, int>)_memory.Address)(ctx);
-            return true;
-        }
-        finally
-        {
-            if (Interlocked.Decrement(ref _active) == 0 && Volatile.Read(ref _disposed) != 0) Release();
-        }
+        int status = MainEntry(mem, memLength, mbuff, mbuffLength, result, extra);
+        GC.KeepAlive(this); // the code and its link live as long as this object
+        return status;
     }
 
+    private static long s_disposedBytes;
+
+    /// <summary>
+    /// Nothing to free at once (see the class remarks), but the code's pages are outside the GC's
+    /// view: after many megabytes of disposed code, ask for a collection so finalizers release them.
+    /// </summary>
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        if (Volatile.Read(ref _active) == 0) Release();
-    }
-
-    private readonly object _releaseGate = new();
-
-    private void Release()
-    {
-        lock (_releaseGate)
+        if (Interlocked.Add(ref s_disposedBytes, Code.Length + 4096) > 64L << 20)
         {
-            if (Volatile.Read(ref _active) == 0) _memory.Dispose();
+            Interlocked.Exchange(ref s_disposedBytes, 0);
+            GC.Collect();
         }
     }
 

@@ -3,51 +3,65 @@ using System.Runtime.InteropServices;
 namespace Rbpf.Jit;
 
 /// <summary>
-/// The managed functions generated code calls: the slow path of memory checks and managed helpers.
-/// They never let an exception escape into generated code: failures go into the context.
+/// The managed functions generated code calls: the slow path of memory checks, managed helpers,
+/// and the failure of a run. They find the program and its VM through the context's
+/// <see cref="JitLink"/>, and never let an exception escape into generated code.
 /// </summary>
 internal static unsafe class JitRuntime
 {
-    [ThreadStatic] private static HelperTable? t_helpers;
-    [ThreadStatic] private static RbpfException? t_error;
+    /// <summary>Which argument of an entry was bad (in <see cref="JitContext.FaultSize"/>).</summary>
+    public const int BadResult = 1, BadMem = 2, BadMbuff = 3, NoFixedBuffer = 4;
+
+    [ThreadStatic] private static RbpfException? t_helperError;
+    [ThreadStatic] private static RbpfException? t_failure;
 
     public static readonly nint CheckAccessFn = (nint)(delegate* unmanaged<JitContext*, ulong, int, int, ulong, int>)&CheckAccess;
     public static readonly nint HelperTrampolineFn = (nint)(delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, JitContext*, ulong>)&CallHelper;
     public static readonly nint CallXTrampolineFn = (nint)(delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, JitContext*, ulong>)&CallX;
+    public static readonly nint FailFn = (nint)(delegate* unmanaged<JitContext*, int, int>)&Fail;
 
-    /// <summary>Sets the helpers of the execution about to start on this thread; returns the previous ones.</summary>
-    public static HelperTable? Enter(HelperTable helpers)
-    {
-        var previous = t_helpers;
-        t_helpers = helpers;
-        t_error = null;
-        return previous;
-    }
+    /// <summary>
+    /// Called with every failed run's error on the thread that ran it (the native library records it
+    /// as the thread's last error, so callers of the bare function pointer can read it).
+    /// </summary>
+    public static Action<RbpfException>? FailureSink;
 
-    public static RbpfException? Leave(HelperTable? previous)
+    /// <summary>The error of this thread's last failed run, once.</summary>
+    public static RbpfException? TakeFailure()
     {
-        t_helpers = previous;
-        var e = t_error;
-        t_error = null;
+        var e = t_failure;
+        t_failure = null;
         return e;
     }
 
-    /// <summary>Makes regions[0] the stack frames entered so far.</summary>
-    public static void SyncStackRegion(JitContext* ctx)
-    {
-        ctx->Regions[0].Start = ctx->StackStart;
-        ctx->Regions[0].Length = ctx->StackTop - ctx->StackStart;
-    }
+    private static JitProgram ProgramOf(JitContext* ctx) =>
+        (JitProgram)GCHandle.FromIntPtr(ctx->Link->Program).Target!;
+
+    /// <summary>The allowed regions of the run, as the interpreter lists them (stack, memory, mbuff, the VM's own).</summary>
+    private static int FillRegions(JitContext* ctx, JitProgram jit, RegionEntry* regions, int capacity) =>
+        jit.Owner.FillRegions(regions, capacity, ctx->StackStart, ctx->StackTop - ctx->StackStart,
+            ctx->PacketStart, ctx->PacketLength, ctx->MetaStart, ctx->MetaLength);
 
     [UnmanagedCallersOnly]
     private static int CheckAccess(JitContext* ctx, ulong address, int size, int flags, ulong returnAddress)
     {
         bool write = (flags & 1) != 0;
         bool atomic = (flags & 2) != 0;
-        SyncStackRegion(ctx);
-        if ((!atomic || (address & (ulong)(size - 1)) == 0) &&
-            MemoryAccess.Allowed(ctx->Regions, ctx->RegionCount, address, (ulong)size, write, ctx->ExtraCheck, ctx->ExtraCheckContext))
-            return 1;
+        try
+        {
+            var jit = ProgramOf(ctx);
+            int capacity = EbpfVm.BuiltInRegions + jit.Owner.UserRegionCount;
+            RegionEntry* regions = stackalloc RegionEntry[capacity];
+            int count = FillRegions(ctx, jit, regions, capacity);
+            jit.Owner.GetBoundsCheck(out var check, out var context);
+            if ((!atomic || (address & (ulong)(size - 1)) == 0) &&
+                MemoryAccess.Allowed(regions, count, address, (ulong)size, write, check, context))
+                return 1;
+        }
+        catch (Exception ex)
+        {
+            t_helperError ??= new RbpfException(RbpfErrorCode.Internal, $"memory check failed: {ex.Message}", -1, ex);
+        }
         ctx->FaultAddress = address;
         ctx->FaultSize = size;
         ctx->FaultKind = write ? 1 : 0;
@@ -60,8 +74,8 @@ internal static unsafe class JitRuntime
     {
         try
         {
-            var helpers = t_helpers!;
-            return Invoke(helpers.BySlot(ctx->HelperSlot), a, b, c, d, e, ctx);
+            var jit = ProgramOf(ctx);
+            return Invoke(jit, jit.Helpers.BySlot(ctx->HelperSlot), a, b, c, d, e, ctx);
         }
         catch (Exception ex)
         {
@@ -75,14 +89,15 @@ internal static unsafe class JitRuntime
     {
         try
         {
+            var jit = ProgramOf(ctx);
             ulong key = ctx->CallXKey;
-            var h = key <= uint.MaxValue ? t_helpers!.Find((uint)key) : null;
+            var h = key <= uint.MaxValue ? jit.Helpers.Find((uint)key) : null;
             if (h == null)
             {
                 Report(ctx, new RbpfException(RbpfErrorCode.UnknownHelper, Interpreter.UnknownHelperMessage(ctx->FaultPc, key), ctx->FaultPc));
                 return 0;
             }
-            return Invoke(h, a, b, c, d, e, ctx);
+            return Invoke(jit, h, a, b, c, d, e, ctx);
         }
         catch (Exception ex)
         {
@@ -91,12 +106,14 @@ internal static unsafe class JitRuntime
         }
     }
 
-    private static ulong Invoke(HelperEntry h, ulong a, ulong b, ulong c, ulong d, ulong e, JitContext* ctx)
+    private static ulong Invoke(JitProgram jit, HelperEntry h, ulong a, ulong b, ulong c, ulong d, ulong e, JitContext* ctx)
     {
         ulong* r = stackalloc ulong[6];
         r[1] = a; r[2] = b; r[3] = c; r[4] = d; r[5] = e;
-        SyncStackRegion(ctx);
-        if (!Interpreter.CallHelper(h, r, ctx->Regions, ctx->RegionCount, ctx->FaultPc, out var error))
+        int capacity = EbpfVm.BuiltInRegions + jit.Owner.UserRegionCount;
+        RegionEntry* regions = stackalloc RegionEntry[capacity];
+        int count = FillRegions(ctx, jit, regions, capacity);
+        if (!Interpreter.CallHelper(h, r, regions, count, ctx->FaultPc, out var error))
         {
             Report(ctx, error!);
             return 0;
@@ -106,7 +123,65 @@ internal static unsafe class JitRuntime
 
     private static void Report(JitContext* ctx, RbpfException error)
     {
-        t_error ??= error;
+        t_helperError ??= error;
         ctx->Status = (int)error.Code;
+    }
+
+    /// <summary>A run failed with <paramref name="status"/>: turn the context into the error the interpreter would report.</summary>
+    [UnmanagedCallersOnly]
+    private static int Fail(JitContext* ctx, int status)
+    {
+        RbpfException error;
+        try
+        {
+            error = Describe(ctx, status);
+        }
+        catch (Exception ex)
+        {
+            error = new RbpfException((RbpfErrorCode)status, $"JIT-compiled program failed with {(RbpfErrorCode)status}", -1, ex);
+        }
+        t_failure = error;
+        try { FailureSink?.Invoke(error); } catch (Exception) { /* the sink only records */ }
+        return status;
+    }
+
+    private static RbpfException Describe(JitContext* ctx, int status)
+    {
+        var code = (RbpfErrorCode)status;
+        var helperError = t_helperError;
+        t_helperError = null;
+        if (helperError != null && helperError.Code == code) return helperError; // a helper's own error
+        if (code == RbpfErrorCode.InvalidArgument && ctx->FaultPc < 0)
+            return new RbpfException(code, ctx->FaultSize switch
+            {
+                BadResult => "result is NULL",
+                BadMem => $"mem is NULL but mem_len is {ctx->PacketLength}",
+                BadMbuff => "mbuff is NULL but its length is not 0",
+                _ => "this VM's fixed metadata buffer is too large for the bare function: run it through the VM",
+            });
+        var jit = ProgramOf(ctx);
+        int pc = ctx->FaultPc >= 0 ? ctx->FaultPc : jit.PcAt(ctx->FaultReturn);
+        string message;
+        if (code == RbpfErrorCode.OutOfBounds && ctx->FaultKind != 2)
+        {
+            int capacity = EbpfVm.BuiltInRegions + jit.Owner.UserRegionCount;
+            RegionEntry* regions = stackalloc RegionEntry[capacity];
+            int count = FillRegions(ctx, jit, regions, capacity);
+            message = Interpreter.FaultMessage(ctx->FaultKind == 1, ctx->FaultSize, ctx->FaultAddress, pc, regions, count);
+        }
+        else
+        {
+            message = code switch
+            {
+                RbpfErrorCode.OutOfBounds =>
+                    Interpreter.PacketFaultMessage(ctx->FaultSize, ctx->FaultAddress, pc, ctx->PacketStart, ctx->PacketLength),
+                RbpfErrorCode.InstructionLimit => Interpreter.LimitMessage((ulong)ctx->Link->Budget, pc),
+                RbpfErrorCode.CallDepthExceeded => Interpreter.CallDepthMessage(pc),
+                RbpfErrorCode.UnknownHelper => Interpreter.UnknownHelperMessage(pc, (uint)jit.Program.Code[pc].Imm),
+                RbpfErrorCode.IllegalInstruction => Interpreter.IllegalMessage(jit.Program, pc),
+                _ => $"insn #{pc}: JIT-compiled program failed with {code}",
+            };
+        }
+        return new RbpfException(code, message, pc);
     }
 }

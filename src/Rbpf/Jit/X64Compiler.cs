@@ -18,11 +18,14 @@ public sealed record JitOptions
     public bool ConstantBlinding { get; init; }
 }
 
+/// <summary>What the entry needs to know about its VM: how it builds r1 and r2, and the address of the program's <see cref="JitLink"/>.</summary>
+internal readonly record struct JitTarget(VmKind Kind, int DataOffset, int DataEndOffset, nint Link);
+
 /// <summary>
 /// Compiles a decoded program to x86-64 machine code (System V calling convention) with Iced.
 /// eBPF registers live in host registers: r0 rax, r1 rdi, r2 rsi, r3 rdx, r4 r9, r5 r8, r6 rbx,
 /// r7 r13, r8 r14, r9 r15, r10 rbp; r12 holds the <see cref="JitContext"/>; rcx, r10 and r11 are
-/// scratch. The entry point is <c>int fn(JitContext*)</c> returning 0 or an error code.
+/// scratch. The entry points return 0 or an error code (see <see cref="EmitEntry"/>).
 /// </summary>
 internal sealed class X64Compiler
 {
@@ -39,12 +42,16 @@ internal sealed class X64Compiler
     private readonly Label[] _pcLabels;
     private readonly List<Action> _cold = new();
     private readonly Random _blindKeys = new();
-    private Label _errorExit, _exitWithResult, _ret;
+    private Label _errorExit, _exitWithResult, _ret, _leave;
 
     private readonly bool _countInstructions;
 
-    private X64Compiler(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper, bool countInstructions)
+    private readonly JitTarget _target;
+
+    private X64Compiler(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper, bool countInstructions,
+        JitTarget target)
     {
+        _target = target;
         _countInstructions = countInstructions;
         _program = program;
         _helpers = helpers;
@@ -55,13 +62,13 @@ internal sealed class X64Compiler
     }
 
     /// <summary>Machine code and, for each eBPF slot, the offset of its first byte (-1 for lddw tails).</summary>
-    public sealed record Output(byte[] Code, int[] PcOffsets);
+    public sealed record Output(byte[] Code, int[] PcOffsets, int MainEntry);
 
     /// <summary>Compiles; with <paramref name="countInstructions"/> every basic block charges its length to the
     /// instruction budget on entry (a memory update per block, so it is left out when no limit is set).</summary>
     public static Output Compile(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper,
-        bool countInstructions) =>
-        new X64Compiler(program, helpers, options, unwindHelper, countInstructions).Run();
+        bool countInstructions, JitTarget target) =>
+        new X64Compiler(program, helpers, options, unwindHelper, countInstructions, target).Run();
 
     private int _instructionsAtLastLabel = -1;
 
@@ -83,16 +90,9 @@ internal sealed class X64Compiler
         _errorExit = _a.CreateLabel();
         _exitWithResult = _a.CreateLabel();
         _ret = _a.CreateLabel();
+        _leave = _a.CreateLabel();
 
-        // Prologue: save callee-saved registers, keep the stack 16-byte aligned, load r1, r2, r10.
-        _a.push(rbp); _a.push(rbx); _a.push(r12); _a.push(r13); _a.push(r14); _a.push(r15);
-        _a.sub(rsp, 8);
-        _a.mov(r12, rdi);
-        _a.mov(CtxQ(JitContext.OffSavedRsp), rsp);
-        _a.mov(rdi, CtxQ(JitContext.OffR1));
-        _a.mov(rsi, CtxQ(JitContext.OffR2));
-        _a.mov(rbp, CtxQ(JitContext.OffStackTop));
-        foreach (var reg in new[] { eax, edx, r8d, r9d, ebx, r13d, r14d, r15d }) _a.xor(reg, reg);
+        EmitEntry();
 
         for (int pc = 0; pc < code.Length; pc++)
         {
@@ -108,16 +108,24 @@ internal sealed class X64Compiler
             EmitInstruction(pc, code[pc]);
         }
 
-        // Exits. _exitWithResult: r0 is the result; the stack pointer is restored because an exit
-        // can come from inside local calls (unwind helper).
+        // Exits; rsp comes back from r12 because an exit can come from inside local calls (unwind helper).
         Bind(ref _exitWithResult);
-        _a.mov(CtxQ(JitContext.OffResult), rax);
+        _a.mov(r10, CtxQ(JitContext.OffResultPtr));
+        _a.mov(__qword_ptr[r10], rax);
         _a.xor(eax, eax);
-        Bind(ref _errorExit);
-        _a.mov(rsp, CtxQ(JitContext.OffSavedRsp));
-        _a.add(rsp, 8);
+        Bind(ref _leave);
+        _a.mov(rsp, r12);
+        _a.add(rsp, _frameSize);
         _a.pop(r15); _a.pop(r14); _a.pop(r13); _a.pop(r12); _a.pop(rbx); _a.pop(rbp);
         _a.ret();
+        // A failure (status in eax): the runtime turns the context into the error before the frame goes.
+        Bind(ref _errorExit);
+        _a.mov(rsp, r12);
+        _a.mov(rdi, r12);
+        _a.mov(esi, eax);
+        _a.mov(rax, (ulong)JitRuntime.FailFn);
+        _a.call(rax);
+        _a.jmp(_leave);
         Bind(ref _ret);
         _a.ret();
         foreach (var cold in _cold) cold();
@@ -127,7 +135,183 @@ internal sealed class X64Compiler
         var offsets = new int[code.Length];
         for (int pc = 0; pc < code.Length; pc++)
             offsets[pc] = pc > 0 && code[pc - 1].Op == Op.Lddw ? -1 : (int)result.GetLabelRIP(_pcLabels[pc]);
-        return new Output(stream.ToArray(), offsets);
+        return new Output(stream.ToArray(), offsets, (int)result.GetLabelRIP(_mainEntry));
+    }
+
+    private Label _mainEntry;
+    private int _frameSize;
+
+    /// <summary>Largest fixed metadata buffer the entry builds in its own frame; larger ones come from the caller.</summary>
+    public const int InlineFixedLimit = 1024;
+
+    /// <summary>Bytes of the fixed metadata buffer of a <see cref="VmKind.FixedMbuff"/> VM, else 0.</summary>
+    public static int FixedLength(in JitTarget t) =>
+        t.Kind == VmKind.FixedMbuff ? Math.Max(t.DataOffset, t.DataEndOffset) + 8 : 0;
+
+    /// <summary>Zeroes the bytes of the current frame the program can read (<see cref="DecodedProgram.StackReach"/>).</summary>
+    private void ZeroBelowFramePointer()
+    {
+        if (_program.StackReach == 0) return;
+        _a.pxor(xmm0, xmm0);
+        for (int off = -_program.StackReach; off < 0; off += 16) _a.movdqu(__xmmword_ptr[rbp + off], xmm0);
+    }
+
+    /// <summary>
+    /// The entry points. At offset 0, <c>int run(void *mem, size_t mem_len, void *mbuff, size_t
+    /// mbuff_len, uint64_t *result)</c>, callable from C; it clears r9 and falls into the main entry,
+    /// which takes a <see cref="JitExtra"/>* in r9 (NULL: none). The main entry saves the callee-saved
+    /// registers and builds everything in its own frame: the context, the fixed metadata buffer, and
+    /// the 4 KiB stack (unless the caller brings one); checks the arguments; zeroes what the program
+    /// can read of its first frame; and sets r1 and r2 as the VM's kind says.
+    /// </summary>
+    private void EmitEntry()
+    {
+        int fixedLength = FixedLength(_target);
+        bool inlineFixed = fixedLength > 0 && fixedLength <= InlineFixedLimit;
+        int fixedBytes = inlineFixed ? (fixedLength + 15) & ~15 : 0;
+        // Entered with rsp = 8 (mod 16); six pushes keep that, so the frame is 8 (mod 16) to align r12.
+        _frameSize = JitContext.Size + fixedBytes + Isa.StackSize + 8;
+        _mainEntry = _a.CreateLabel();
+        _a.xor(r9d, r9d);
+        Bind(ref _mainEntry);
+        _a.push(rbp); _a.push(rbx); _a.push(r12); _a.push(r13); _a.push(r14); _a.push(r15);
+        // Page by page, so a guard page below the thread's stack is always hit first.
+        for (int left = _frameSize; left > 0; left -= 4096)
+        {
+            _a.sub(rsp, Math.Min(left, 4096));
+            _a.test(__dword_ptr[rsp], esp);
+        }
+        _a.mov(r12, rsp);
+        _a.mov(CtxQ(JitContext.OffResultPtr), r8);
+        _a.mov(CtxQ(JitContext.OffPacketStart), rdi);
+        _a.mov(CtxQ(JitContext.OffPacketLength), rsi);
+        _a.mov(r10, (ulong)_target.Link);
+        _a.mov(CtxQ(JitContext.OffLink), r10);
+        if (_countInstructions)
+        {
+            _a.mov(r11, __qword_ptr[r10 + JitLink.OffBudget]);
+            _a.mov(CtxQ(JitContext.OffBudget), r11);
+        }
+        _a.xor(r11d, r11d);
+        _a.mov(CtxQ(JitContext.OffStatus), r11); // Status and Depth
+
+        // Arguments: a result pointer; a NULL memory pointer only with a length of 0.
+        var badResult = _a.CreateLabel();
+        var badMem = _a.CreateLabel();
+        var badMbuff = _a.CreateLabel();
+        var memOk = _a.CreateLabel();
+        var mbuffOk = _a.CreateLabel();
+        _a.test(r8, r8);
+        _a.jz(badResult);
+        _a.test(rdi, rdi);
+        _a.jnz(memOk);
+        _a.test(rsi, rsi);
+        _a.jnz(badMem);
+        Bind(ref memOk);
+        _a.test(rdx, rdx);
+        _a.jnz(mbuffOk);
+        _a.test(rcx, rcx);
+        _a.jnz(badMbuff);
+        Bind(ref mbuffOk);
+        Cold(badResult, () => FailArgument(JitRuntime.BadResult));
+        Cold(badMem, () => FailArgument(JitRuntime.BadMem));
+        Cold(badMbuff, () => FailArgument(JitRuntime.BadMbuff));
+
+        // Packet bounds per access size: len - size + 1, or 0 when it does not fit at all.
+        _a.mov(CtxQ(JitContext.OffPacketBound), rsi);
+        foreach (int size in new[] { 2, 4, 8 })
+        {
+            _a.mov(r10, rsi);
+            _a.sub(r10, size - 1);
+            _a.cmovb(r10, r11);
+            _a.mov(CtxQ(JitContext.OffPacketBound + 8 * JitContext.BoundIndex(size)), r10);
+        }
+
+        // The stack: the caller's, or the top of this frame.
+        var ownStack = _a.CreateLabel();
+        var stackDone = _a.CreateLabel();
+        _a.test(r9, r9);
+        _a.jz(ownStack);
+        _a.mov(r10, __qword_ptr[r9 + JitExtra.OffStackTop]);
+        _a.test(r10, r10);
+        _a.jz(ownStack);
+        _a.mov(rbp, r10);
+        _a.mov(r10, __qword_ptr[r9 + JitExtra.OffStackBottom]);
+        _a.jmp(stackDone);
+        Bind(ref ownStack);
+        _a.lea(r10, __[r12 + (JitContext.Size + fixedBytes)]);
+        _a.lea(rbp, __[r10 + Isa.StackSize]);
+        Bind(ref stackDone);
+        _a.mov(CtxQ(JitContext.OffStackBottom), r10);
+        _a.mov(CtxQ(JitContext.OffStackTop), rbp);
+        _a.lea(r10, __[rbp - Isa.StackFrameSize]);
+        _a.mov(CtxQ(JitContext.OffStackStart), r10);
+        foreach (int size in new[] { 1, 2, 4, 8 })
+            _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), Isa.StackFrameSize - size + 1);
+        ZeroBelowFramePointer();
+
+        // r1 and r2 (and the metadata region) by kind.
+        switch (_target.Kind)
+        {
+            case VmKind.NoData:
+                _a.mov(CtxQ(JitContext.OffMetaLength), r11);
+                _a.xor(edi, edi);
+                _a.xor(esi, esi);
+                break;
+            case VmKind.Raw:
+                _a.mov(CtxQ(JitContext.OffMetaLength), r11);
+                break;
+            case VmKind.Mbuff:
+                // As rbpf: without a metadata buffer, r1 and r2 describe the packet itself.
+                _a.mov(CtxQ(JitContext.OffMetaStart), rdx);
+                _a.mov(CtxQ(JitContext.OffMetaLength), rcx);
+                _a.test(rcx, rcx);
+                _a.cmovnz(rdi, rdx);
+                _a.cmovnz(rsi, rcx);
+                break;
+            default:
+            {
+                if (inlineFixed)
+                {
+                    _a.lea(r10, __[r12 + JitContext.Size]);
+                    _a.pxor(xmm0, xmm0);
+                    for (int off = 0; off < fixedBytes; off += 16) _a.movdqu(__xmmword_ptr[r10 + off], xmm0);
+                }
+                else
+                {
+                    var noBuffer = _a.CreateLabel();
+                    _a.test(r9, r9);
+                    _a.jz(noBuffer);
+                    _a.mov(r10, __qword_ptr[r9 + JitExtra.OffFixedBuffer]);
+                    _a.test(r10, r10);
+                    _a.jz(noBuffer);
+                    Cold(noBuffer, () => FailArgument(JitRuntime.NoFixedBuffer));
+                    _a.mov(r11, rdi);
+                    _a.mov(rdi, r10);
+                    _a.mov(ecx, fixedLength);
+                    _a.xor(eax, eax);
+                    _a.rep.stosb();
+                    _a.mov(rdi, r11);
+                }
+                _a.mov(__qword_ptr[r10 + _target.DataOffset], rdi);
+                _a.lea(r11, __[rdi + rsi]);
+                _a.mov(__qword_ptr[r10 + _target.DataEndOffset], r11);
+                _a.mov(CtxQ(JitContext.OffMetaStart), r10);
+                _a.mov(CtxQ(JitContext.OffMetaLength), fixedLength);
+                _a.mov(rdi, r10);
+                _a.mov(esi, fixedLength);
+                break;
+            }
+        }
+        foreach (var reg in new[] { eax, edx, r8d, r9d, ebx, r13d, r14d, r15d }) _a.xor(reg, reg);
+    }
+
+    private void FailArgument(int which)
+    {
+        _a.mov(CtxD(JitContext.OffFaultSize), which);
+        _a.mov(CtxD(JitContext.OffFaultPc), -1);
+        _a.mov(eax, (int)RbpfErrorCode.InvalidArgument);
+        _a.jmp(_errorExit);
     }
 
     /// <summary>For each slot that starts a basic block, the number of instructions in the block; else 0.</summary>
@@ -464,7 +648,7 @@ internal sealed class X64Compiler
             _a.mov(edx, size);
             _a.mov(ecx, flags);
             _a.mov(r8, __qword_ptr[rsp + 8 * (saved.Length + 1)]); // return address
-            _a.mov(rax, CtxQ(JitContext.OffCheckAccess));
+            _a.mov(rax, (ulong)JitRuntime.CheckAccessFn);
             _a.call(rax);
             _a.mov(r10d, eax);
             _a.add(rsp, 8);
@@ -725,7 +909,7 @@ internal sealed class X64Compiler
                 _a.mov(r9, r12);
                 _a.mov(CtxD(JitContext.OffFaultPc), pc);
                 _a.mov(CtxD(JitContext.OffHelperSlot), i.Off);
-                _a.mov(rax, CtxQ(JitContext.OffHelperTrampoline));
+                _a.mov(rax, (ulong)JitRuntime.HelperTrampolineFn);
             });
             EmitStatusCheck(pc);
         }
@@ -744,7 +928,7 @@ internal sealed class X64Compiler
         EmitCallWithArguments(() =>
         {
             _a.mov(r9, r12);
-            _a.mov(rax, CtxQ(JitContext.OffCallXTrampoline));
+            _a.mov(rax, (ulong)JitRuntime.CallXTrampolineFn);
         });
         EmitStatusCheck(pc);
         if (_unwindHelper >= 0)
@@ -785,9 +969,8 @@ internal sealed class X64Compiler
             _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), r10);
         }
         Bind(ref known);
-        // A new frame starts zeroed.
-        _a.pxor(xmm0, xmm0);
-        for (int off = -Isa.StackFrameSize; off < 0; off += 16) _a.movdqu(__xmmword_ptr[rbp + off], xmm0);
+        // A new frame starts zeroed (as far as the program can read it).
+        ZeroBelowFramePointer();
         _a.call(_pcLabels[i.Off]);
         _a.pop(rbp); _a.pop(r15); _a.pop(r14); _a.pop(r13); _a.pop(rbx);
         _a.dec(CtxD(JitContext.OffDepth));
