@@ -14,7 +14,7 @@ internal unsafe struct JitContext
     public const int OffLink = 0, OffStackTop = 8, OffBudget = 16, OffResultPtr = 24, OffStatus = 32, OffDepth = 36,
         OffFaultPc = 40, OffFaultSize = 44, OffFaultAddress = 48, OffFaultKind = 56, OffHelperSlot = 60,
         OffPacketStart = 64, OffPacketBound = 72, OffStackStart = 104, OffStackBound = 112, OffPacketLength = 144,
-        OffMetaStart = 152, OffMetaLength = 160, OffCallXKey = 168, OffFaultReturn = 176, OffStackBottom = 184;
+        OffMetaStart = 152, OffMetaLength = 160, OffCallXKey = 168, OffStackBottom = 176;
 
     /// <summary>The program's <see cref="JitLink"/> (baked into its code).</summary>
     [FieldOffset(OffLink)] public JitLink* Link;
@@ -26,7 +26,7 @@ internal unsafe struct JitContext
     /// <summary>0, or the error code a helper trampoline reports.</summary>
     [FieldOffset(OffStatus)] public int Status;
     [FieldOffset(OffDepth)] public int Depth;
-    /// <summary>The failing instruction; -1 when <see cref="FaultReturn"/> locates it.</summary>
+    /// <summary>The failing instruction (-1 for a bad argument of the entry).</summary>
     [FieldOffset(OffFaultPc)] public int FaultPc;
     /// <summary>Bytes of a failed access; for an argument error, which argument (see <see cref="JitRuntime"/>).</summary>
     [FieldOffset(OffFaultSize)] public int FaultSize;
@@ -45,8 +45,6 @@ internal unsafe struct JitContext
     [FieldOffset(OffMetaStart)] public ulong MetaStart;
     [FieldOffset(OffMetaLength)] public ulong MetaLength;
     [FieldOffset(OffCallXKey)] public ulong CallXKey;
-    /// <summary>Return address of the failed check's call, which locates the instruction.</summary>
-    [FieldOffset(OffFaultReturn)] public ulong FaultReturn;
     /// <summary>Frames may not go below this address.</summary>
     [FieldOffset(OffStackBottom)] public ulong StackBottom;
 

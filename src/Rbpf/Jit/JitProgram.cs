@@ -69,16 +69,6 @@ internal sealed unsafe class JitProgram : IDisposable
     public void SetInstructionLimit(ulong limit) =>
         _link->Budget = limit == 0 || limit > long.MaxValue ? long.MaxValue : (long)limit;
 
-    /// <summary>The eBPF slot whose code contains the call that returns to <paramref name="returnAddress"/>.</summary>
-    public int PcAt(ulong returnAddress)
-    {
-        long offset = (long)(returnAddress - (ulong)_memory.Address) - 1;
-        int best = 0;
-        for (int pc = 0; pc < PcOffsets.Length; pc++)
-            if (PcOffsets[pc] >= 0 && PcOffsets[pc] <= offset) best = pc;
-        return best;
-    }
-
     /// <summary>Runs the code: 0, or an error code with the error in <see cref="JitRuntime.TakeFailure"/>.</summary>
     public int Run(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength, ulong* result, JitExtra* extra)
     {

@@ -15,7 +15,7 @@ internal static unsafe class JitRuntime
     [ThreadStatic] private static RbpfException? t_helperError;
     [ThreadStatic] private static RbpfException? t_failure;
 
-    public static readonly nint CheckAccessFn = (nint)(delegate* unmanaged<JitContext*, ulong, int, int, ulong, int>)&CheckAccess;
+    public static readonly nint CheckAccessFn = (nint)(delegate* unmanaged<JitContext*, ulong, int, int, int>)&CheckAccess;
     public static readonly nint HelperTrampolineFn = (nint)(delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, JitContext*, ulong>)&CallHelper;
     public static readonly nint CallXTrampolineFn = (nint)(delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, JitContext*, ulong>)&CallX;
     public static readonly nint FailFn = (nint)(delegate* unmanaged<JitContext*, int, int>)&Fail;
@@ -43,7 +43,7 @@ internal static unsafe class JitRuntime
             ctx->PacketStart, ctx->PacketLength, ctx->MetaStart, ctx->MetaLength);
 
     [UnmanagedCallersOnly]
-    private static int CheckAccess(JitContext* ctx, ulong address, int size, int flags, ulong returnAddress)
+    private static int CheckAccess(JitContext* ctx, ulong address, int size, int flags)
     {
         bool write = (flags & 1) != 0;
         bool atomic = (flags & 2) != 0;
@@ -65,7 +65,6 @@ internal static unsafe class JitRuntime
         ctx->FaultAddress = address;
         ctx->FaultSize = size;
         ctx->FaultKind = write ? 1 : 0;
-        ctx->FaultReturn = returnAddress;
         return 0;
     }
 
@@ -160,7 +159,7 @@ internal static unsafe class JitRuntime
                 _ => "this VM's fixed metadata buffer is too large for the bare function: run it through the VM",
             });
         var jit = ProgramOf(ctx);
-        int pc = ctx->FaultPc >= 0 ? ctx->FaultPc : jit.PcAt(ctx->FaultReturn);
+        int pc = ctx->FaultPc;
         string message;
         if (code == RbpfErrorCode.OutOfBounds && ctx->FaultKind != 2)
         {

@@ -104,6 +104,7 @@ internal sealed class X64Compiler
                 continue;
             }
             Bind(ref _pcLabels[pc]);
+            _currentPc = pc;
             if (_countInstructions && blockStarts[pc] > 0) EmitBudget(pc, blockStarts[pc]);
             EmitInstruction(pc, code[pc]);
         }
@@ -128,7 +129,7 @@ internal sealed class X64Compiler
         _a.jmp(_leave);
         Bind(ref _ret);
         _a.ret();
-        foreach (var cold in _cold) cold();
+        for (int k = 0; k < _cold.Count; k++) _cold[k](); // cold code may queue more cold code
 
         using var stream = new MemoryStream();
         var result = _a.Assemble(new StreamCodeWriter(stream), 0, BlockEncoderOptions.ReturnNewInstructionOffsets);
@@ -140,6 +141,7 @@ internal sealed class X64Compiler
 
     private Label _mainEntry;
     private int _frameSize;
+    private int _currentPc;
 
     /// <summary>Largest fixed metadata buffer the entry builds in its own frame; larger ones come from the caller.</summary>
     public const int InlineFixedLimit = 1024;
@@ -602,7 +604,8 @@ internal sealed class X64Compiler
             return __[r11];
         }
         _a.lea(r11, __[b + off]);
-        var ok = _a.CreateLabel();
+        var back = _a.CreateLabel();
+        var notPacket = _a.CreateLabel();
         var slow = _a.CreateLabel();
         int bi = JitContext.BoundIndex(size);
         if (atomic)
@@ -610,19 +613,27 @@ internal sealed class X64Compiler
             _a.test(r11b, (byte)(size - 1));
             _a.jnz(slow);
         }
+        // Inline, only the packet: an access inside it falls through with no branch taken.
         _a.mov(r10, r11);
         _a.sub(r10, CtxQ(JitContext.OffPacketStart));
         _a.cmp(r10, CtxQ(JitContext.OffPacketBound + 8 * bi));
-        _a.jb(ok);
-        _a.mov(r10, r11);
-        _a.sub(r10, CtxQ(JitContext.OffStackStart));
-        _a.cmp(r10, CtxQ(JitContext.OffStackBound + 8 * bi));
-        _a.jb(ok);
-        // Every other region, read-only regions, misalignment: a shared stub asks the runtime and
-        // returns here, or fails the run; its return address tells which instruction it was.
-        Bind(ref slow);
-        _a.call(SlowCheck(size, (write ? 1 : 0) | (atomic ? 2 : 0)));
-        Bind(ref ok);
+        _a.jae(notPacket);
+        Bind(ref back);
+        int pc = _currentPc;
+        Cold(notPacket, () =>
+        {
+            // Out of line: the stack frames in use, then a shared stub that asks the runtime about
+            // every other region (read-only ones, misalignment too) and returns, or fails the run.
+            _a.mov(r10, r11);
+            _a.sub(r10, CtxQ(JitContext.OffStackStart));
+            _a.cmp(r10, CtxQ(JitContext.OffStackBound + 8 * bi));
+            _a.jb(back);
+            var s = slow;
+            Bind(ref s);
+            _a.mov(CtxD(JitContext.OffFaultPc), pc);
+            _a.call(SlowCheck(size, (write ? 1 : 0) | (atomic ? 2 : 0)));
+            _a.jmp(back);
+        });
         return __[r11];
     }
 
@@ -647,7 +658,6 @@ internal sealed class X64Compiler
             _a.mov(rsi, r11);
             _a.mov(edx, size);
             _a.mov(ecx, flags);
-            _a.mov(r8, __qword_ptr[rsp + 8 * (saved.Length + 1)]); // return address
             _a.mov(rax, (ulong)JitRuntime.CheckAccessFn);
             _a.call(rax);
             _a.mov(r10d, eax);
@@ -656,8 +666,7 @@ internal sealed class X64Compiler
             _a.test(r10d, r10d);
             _a.jz(fault);
             _a.ret();
-            Bind(ref fault);
-            _a.mov(CtxD(JitContext.OffFaultPc), -1);
+            Bind(ref fault); // the caller put the instruction in FaultPc
             _a.mov(eax, (int)RbpfErrorCode.OutOfBounds);
             _a.jmp(_errorExit);
         });
