@@ -286,39 +286,19 @@ internal static unsafe class Exports
     }
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute")]
-    public static int VmExecute(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result) =>
-        Execute(vm, mem, memLen, mbuff, mbuffLen, result, jit: false);
-
-    /// <summary>rbpf_vm_execute and rbpf_vm_execute_jit: the same checks, either engine.</summary>
-    private static int Execute(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result, bool jit)
+    public static int VmExecute(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result)
     {
         try
         {
-            // The common case first, without layers: a live handle and a result pointer. The engines
-            // check the memory arguments themselves and report every failure as an error.
+            // The common case first, without layers: a live handle and a result pointer. The engine
+            // checks the memory arguments itself and reports every failure as an error.
             var live = HandleTable<EbpfVm>.Vms.TryGet(vm);
-            if (live != null && result != null)
-            {
-                if (jit)
-                {
-                    var compiled = live.JitForDirectCalls;
-                    if (compiled != null)
-                    {
-                        int status = compiled.Run(mem, memLen, mbuff, mbuffLen, result, null);
-                        if (status != 0) JitRuntime.TakeFailure(); // already the last error (see the sink)
-                        return status;
-                    }
-                }
-                else
-                {
-                    var observer = default(NoObserver);
-                    var error = live.RunInterpreter(mem, memLen, mbuff, mbuffLen, null, 0, ref observer, out ulong value);
-                    if (error != null) return LastError.Set(error.Code, error.Message);
-                    *result = value;
-                    return 0;
-                }
-            }
-            return ExecuteChecked(vm, mem, memLen, mbuff, mbuffLen, result, jit);
+            if (live == null || result == null) return ExecuteChecked(vm, mem, memLen, mbuff, mbuffLen, result, jit: false);
+            var observer = default(NoObserver);
+            var error = live.RunInterpreter(mem, memLen, mbuff, mbuffLen, null, 0, ref observer, out ulong value);
+            if (error != null) return LastError.Set(error.Code, error.Message);
+            *result = value;
+            return 0;
         }
         catch (Exception e) { return Fail(e); }
     }
@@ -374,8 +354,20 @@ internal static unsafe class Exports
     }
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute_jit")]
-    public static int VmExecuteJit(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result) =>
-        Execute(vm, mem, memLen, mbuff, mbuffLen, result, jit: true);
+    public static int VmExecuteJit(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result)
+    {
+        try
+        {
+            // As rbpf_vm_execute; the compiled code checks the memory arguments and records a
+            // failure as this thread's last error itself (see Initialize).
+            var compiled = HandleTable<EbpfVm>.Vms.TryGet(vm)?.JitForDirectCalls;
+            if (compiled == null || result == null) return ExecuteChecked(vm, mem, memLen, mbuff, mbuffLen, result, jit: true);
+            int status = compiled.Run(mem, memLen, mbuff, mbuffLen, result, null);
+            if (status != 0) JitRuntime.TakeFailure();
+            return status;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_jit_function")]
     public static int VmJitFunction(nint vm, nint* outFn)

@@ -497,6 +497,9 @@ public sealed class EbpfVm : IDisposable
     /// <summary>The regions every run has before the VM's own: stack, memory, metadata buffer.</summary>
     internal const int BuiltInRegions = 3;
 
+    /// <summary>Region tables up to this size take no run-time sizing.</summary>
+    private const int InlineRegionTable = BuiltInRegions + 8;
+
     /// <summary>How many regions the VM adds to every run.</summary>
     internal int UserRegionCount => _regions.Count;
 
@@ -512,6 +515,7 @@ public sealed class EbpfVm : IDisposable
     /// <paramref name="capacity"/>): the stack frames in use, the memory, the metadata buffer (length
     /// 0 when the kind has none), then the VM's own regions. Returns how many it wrote.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal unsafe int FillRegions(RegionEntry* regions, int capacity, ulong stackStart, ulong stackLength,
         ulong mem, ulong memLength, ulong meta, ulong metaLength)
     {
@@ -603,8 +607,19 @@ public sealed class EbpfVm : IDisposable
                 r2 = memLength;
                 break;
         }
+        // A table of constant size lives in the frame; only VMs with many regions size it at run time.
         int capacity = BuiltInRegions + _regions.Count;
-        RegionEntry* regions = stackalloc RegionEntry[capacity];
+        RegionEntry* regions;
+        if (capacity <= InlineRegionTable)
+        {
+            RegionEntry* inline = stackalloc RegionEntry[InlineRegionTable];
+            regions = inline;
+        }
+        else
+        {
+            RegionEntry* large = stackalloc RegionEntry[capacity];
+            regions = large;
+        }
         int count = FillRegions(regions, capacity, top - Isa.StackFrameSize, Isa.StackFrameSize, (ulong)mem, memLength, meta, metaLength);
         var state = new ExecutionState
         {

@@ -131,12 +131,29 @@ internal sealed class X64Compiler
         _a.ret();
         for (int k = 0; k < _cold.Count; k++) _cold[k](); // cold code may queue more cold code
 
-        using var stream = new MemoryStream();
-        var result = _a.Assemble(new StreamCodeWriter(stream), 0, BlockEncoderOptions.ReturnNewInstructionOffsets);
+        var writer = new ByteWriter(_a.Instructions.Count * 6);
+        var result = _a.Assemble(writer, 0, BlockEncoderOptions.ReturnNewInstructionOffsets);
         var offsets = new int[code.Length];
         for (int pc = 0; pc < code.Length; pc++)
             offsets[pc] = pc > 0 && code[pc - 1].Op == Op.Lddw ? -1 : (int)result.GetLabelRIP(_pcLabels[pc]);
-        return new Output(stream.ToArray(), offsets, (int)result.GetLabelRIP(_mainEntry));
+        return new Output(writer.ToArray(), offsets, (int)result.GetLabelRIP(_mainEntry));
+    }
+
+    /// <summary>Collects the encoded bytes (a MemoryStream costs a virtual call and checks per byte).</summary>
+    private sealed class ByteWriter : CodeWriter
+    {
+        private byte[] _bytes;
+        private int _length;
+
+        public ByteWriter(int capacity) => _bytes = new byte[Math.Max(capacity, 256)];
+
+        public override void WriteByte(byte value)
+        {
+            if (_length == _bytes.Length) Array.Resize(ref _bytes, _bytes.Length * 2);
+            _bytes[_length++] = value;
+        }
+
+        public byte[] ToArray() => _bytes.AsSpan(0, _length).ToArray();
     }
 
     private Label _mainEntry;
@@ -219,14 +236,19 @@ internal sealed class X64Compiler
         Cold(badMem, () => FailArgument(JitRuntime.BadMem));
         Cold(badMbuff, () => FailArgument(JitRuntime.BadMbuff));
 
-        // Packet bounds per access size: len - size + 1, or 0 when it does not fit at all.
-        _a.mov(CtxQ(JitContext.OffPacketBound), rsi);
-        foreach (int size in new[] { 2, 4, 8 })
+        // Packet bounds per access size: len - size + 1, or 0 when it does not fit at all (only
+        // for programs that have checks or legacy packet loads to use them).
+        bool checks = _options.CheckedMemory && _program.Code.Any(NeedsCheck);
+        if (checks || _program.Code.Any(i => i.Op is >= Op.LdAbsB and <= Op.LdIndDW))
         {
-            _a.mov(r10, rsi);
-            _a.sub(r10, size - 1);
-            _a.cmovb(r10, r11);
-            _a.mov(CtxQ(JitContext.OffPacketBound + 8 * JitContext.BoundIndex(size)), r10);
+            _a.mov(CtxQ(JitContext.OffPacketBound), rsi);
+            foreach (int size in new[] { 2, 4, 8 })
+            {
+                _a.mov(r10, rsi);
+                _a.sub(r10, size - 1);
+                _a.cmovb(r10, r11);
+                _a.mov(CtxQ(JitContext.OffPacketBound + 8 * JitContext.BoundIndex(size)), r10);
+            }
         }
 
         // The stack: the caller's, or the top of this frame.
@@ -248,8 +270,11 @@ internal sealed class X64Compiler
         _a.mov(CtxQ(JitContext.OffStackTop), rbp);
         _a.lea(r10, __[rbp - Isa.StackFrameSize]);
         _a.mov(CtxQ(JitContext.OffStackStart), r10);
-        foreach (int size in new[] { 1, 2, 4, 8 })
-            _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), Isa.StackFrameSize - size + 1);
+        if (checks)
+        {
+            foreach (int size in new[] { 1, 2, 4, 8 })
+                _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), Isa.StackFrameSize - size + 1);
+        }
         ZeroBelowFramePointer();
 
         // r1 and r2 (and the metadata region) by kind.
@@ -595,7 +620,7 @@ internal sealed class X64Compiler
     private AssemblerMemoryOperand CheckedAddress(int baseReg, int off, int size, bool write, bool atomic)
     {
         var b = R64[baseReg];
-        if (!atomic && baseReg == Isa.FramePointer && off >= -Isa.StackFrameSize && off <= -size)
+        if (!atomic && InsideFrame(baseReg, off, size))
             return __[rbp + off];
         if (!_options.CheckedMemory)
         {
@@ -606,12 +631,11 @@ internal sealed class X64Compiler
         _a.lea(r11, __[b + off]);
         var back = _a.CreateLabel();
         var notPacket = _a.CreateLabel();
-        var slow = _a.CreateLabel();
         int bi = JitContext.BoundIndex(size);
         if (atomic)
         {
-            _a.test(r11b, (byte)(size - 1));
-            _a.jnz(slow);
+            _a.test(r11b, (byte)(size - 1)); // misaligned: the stub reports it
+            _a.jnz(notPacket);
         }
         // Inline, only the packet: an access inside it falls through with no branch taken.
         _a.mov(r10, r11);
@@ -620,22 +644,31 @@ internal sealed class X64Compiler
         _a.jae(notPacket);
         Bind(ref back);
         int pc = _currentPc;
+        var stub = SlowCheck(size, (write ? 1 : 0) | (atomic ? 2 : 0));
         Cold(notPacket, () =>
         {
-            // Out of line: the stack frames in use, then a shared stub that asks the runtime about
-            // every other region (read-only ones, misalignment too) and returns, or fails the run.
-            _a.mov(r10, r11);
-            _a.sub(r10, CtxQ(JitContext.OffStackStart));
-            _a.cmp(r10, CtxQ(JitContext.OffStackBound + 8 * bi));
-            _a.jb(back);
-            var s = slow;
-            Bind(ref s);
+            // Out of line: a stub shared by every access of this size and kind checks the stack
+            // frames in use, then asks the runtime about the other regions; it returns, or fails
+            // the run at the instruction left in FaultPc.
             _a.mov(CtxD(JitContext.OffFaultPc), pc);
-            _a.call(SlowCheck(size, (write ? 1 : 0) | (atomic ? 2 : 0)));
+            _a.call(stub);
             _a.jmp(back);
         });
         return __[r11];
     }
+
+    /// <summary>An access through r10 with a constant offset inside the frame: no check needed.</summary>
+    private static bool InsideFrame(int baseReg, int off, int size) =>
+        baseReg == Isa.FramePointer && off >= -Isa.StackFrameSize && off <= -size;
+
+    /// <summary>Whether checked code checks this instruction's access at run time.</summary>
+    private static bool NeedsCheck(DecodedInsn i) => i.Op switch
+    {
+        >= Op.LdxB and <= Op.LdxSW => !InsideFrame(i.Src, i.Off, SizeOfAccess(i.Op)),
+        >= Op.StB and <= Op.StxDW => !InsideFrame(i.Dst, i.Off, SizeOfAccess(i.Op)),
+        >= Op.Atomic32Add and <= Op.Atomic64CmpXchg => true,
+        _ => false,
+    };
 
     private readonly Dictionary<int, Label> _slowChecks = new();
 
@@ -648,8 +681,23 @@ internal sealed class X64Compiler
         _slowChecks[key] = label;
         Cold(label, () =>
         {
-            // Entered by a call: save the registers the runtime may clobber (r11 holds the address),
-            // keeping rsp 16-byte aligned at the inner call.
+            // Entered by a call with the address in r11. First the stack frames in use (for an
+            // aligned access), inline.
+            var runtime = _a.CreateLabel();
+            var inStack = _a.CreateLabel();
+            int bi = JitContext.BoundIndex(size);
+            if ((flags & 2) != 0)
+            {
+                _a.test(r11b, (byte)(size - 1));
+                _a.jnz(runtime);
+            }
+            _a.mov(r10, r11);
+            _a.sub(r10, CtxQ(JitContext.OffStackStart));
+            _a.cmp(r10, CtxQ(JitContext.OffStackBound + 8 * bi));
+            _a.jb(inStack);
+            // Then the runtime: save the registers it may clobber (r11 holds the address), keeping
+            // rsp 16-byte aligned at the inner call.
+            Bind(ref runtime);
             var fault = _a.CreateLabel();
             var saved = new[] { rax, rdi, rsi, rdx, r8, r9, rcx, r11 };
             foreach (var r in saved) _a.push(r);
@@ -669,6 +717,8 @@ internal sealed class X64Compiler
             Bind(ref fault); // the caller put the instruction in FaultPc
             _a.mov(eax, (int)RbpfErrorCode.OutOfBounds);
             _a.jmp(_errorExit);
+            Bind(ref inStack);
+            _a.ret();
         });
         return label;
     }
