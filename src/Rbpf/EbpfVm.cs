@@ -38,7 +38,7 @@ public enum VmKind
 public sealed class EbpfVm : IDisposable
 {
     private const int MaxMbuffOffset = 1 << 20;
-    private const int InlineMbuffLimit = 1024;
+    internal const int InlineMbuffLimit = 1024;
 
     private readonly HelperTable _helpers = new();
     private readonly List<MemoryRegion> _regions = new();
@@ -47,6 +47,7 @@ public sealed class EbpfVm : IDisposable
     private JitProgram? _jit;
     private ElfProgram? _elf;
     private uint? _unwindHelper;
+    private long _unwindHelperKey = -1;
     private int _dataOffset;
     private int _dataEndOffset;
 
@@ -140,6 +141,7 @@ public sealed class EbpfVm : IDisposable
         set
         {
             _unwindHelper = value;
+            _unwindHelperKey = value.HasValue ? value.Value : -1;
             DropJit(); // the JIT compiles the check in
         }
     }
@@ -494,11 +496,20 @@ public sealed class EbpfVm : IDisposable
         return error == null ? RbpfErrorCode.Ok : error.Code;
     }
 
+    // What the interpreter reads of the VM at the start of a run.
+    internal DecodedProgram? Decoded => _program;
+    internal HelperTable Helpers => _helpers;
+    internal ElfProgram? LoadedElf => _elf;
+    internal int FixedBufferLength => Kind == VmKind.FixedMbuff ? Math.Max(_dataOffset, _dataEndOffset) + 8 : 0;
+    internal int DataOffset => _dataOffset;
+    internal int DataEndOffset => _dataEndOffset;
+    internal long UnwindHelperKey => _unwindHelperKey;
+    internal unsafe delegate* unmanaged<void*, ulong, ulong, byte> ExtraCheck => _extraCheck;
+    internal unsafe void* ExtraCheckContext => _extraCheckContext;
+
     /// <summary>The regions every run has before the VM's own: stack, memory, metadata buffer.</summary>
     internal const int BuiltInRegions = 3;
 
-    /// <summary>Region tables up to this size take no run-time sizing.</summary>
-    private const int InlineRegionTable = BuiltInRegions + 8;
 
     /// <summary>How many regions the VM adds to every run.</summary>
     internal int UserRegionCount => _regions.Count;
@@ -535,10 +546,10 @@ public sealed class EbpfVm : IDisposable
         return BuiltInRegions + n;
     }
 
-    private static RbpfException BadStack() => new(RbpfErrorCode.InvalidArgument,
+    internal static RbpfException BadStack() => new(RbpfErrorCode.InvalidArgument,
         $"the stack must be at least {Isa.StackFrameSize} bytes (after aligning its end to 16)");
 
-    private static RbpfException NullWithLength() =>
+    internal static RbpfException NullWithLength() =>
         new(RbpfErrorCode.InvalidArgument, "memory pointer is NULL but its length is not 0");
 
     /// <summary>
@@ -546,101 +557,10 @@ public sealed class EbpfVm : IDisposable
     /// of a fixed-mbuff VM, the table of allowed regions, all on this thread's stack. Returns null on
     /// success, else the error (nothing is thrown).
     /// </summary>
-    [SkipLocalsInit]
     internal unsafe RbpfException? RunInterpreter<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
         byte* userStack, nuint userStackLength, ref TObserver observer, out ulong result)
-        where TObserver : struct, IExecutionObserver
-    {
-        result = 0;
-        var program = _program;
-        ulong top, bottom;
-        if (userStack != null || userStackLength != 0)
-        {
-            top = ((ulong)userStack + userStackLength) & ~15UL;
-            bottom = (ulong)userStack;
-            if (userStack == null || top < bottom + Isa.StackFrameSize) return BadStack();
-        }
-        else
-        {
-            byte* unaligned = stackalloc byte[Isa.StackSize + 16];
-            bottom = ((ulong)unaligned + 15) & ~15UL; // frames are 16-byte aligned, as the kernel's
-            top = bottom + Isa.StackSize;
-        }
-        if (program == null) return new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
-        if ((mem == null && memLength != 0) || (mbuff == null && mbuffLength != 0)) return NullWithLength();
-        int reach = program.StackReach;
-        if (reach != 0) StackMemory.Zero((byte*)(top - (ulong)reach), reach);
-
-        ulong r1 = 0, r2 = 0, meta = 0, metaLength = 0;
-        byte[]? heap = null;
-        switch (Kind)
-        {
-            case VmKind.Mbuff:
-                meta = (ulong)mbuff;
-                metaLength = mbuffLength;
-                // As rbpf: without a metadata buffer, r1 and r2 describe the packet itself.
-                (r1, r2) = mbuffLength != 0 ? ((ulong)mbuff, (ulong)mbuffLength) : ((ulong)mem, (ulong)memLength);
-                break;
-            case VmKind.FixedMbuff:
-            {
-                int fixedLength = Math.Max(_dataOffset, _dataEndOffset) + 8;
-                byte* fixedBuffer;
-                if (fixedLength <= InlineMbuffLimit)
-                {
-                    byte* inline = stackalloc byte[InlineMbuffLimit];
-                    fixedBuffer = inline;
-                }
-                else
-                {
-                    heap = GC.AllocateUninitializedArray<byte>(fixedLength, pinned: true);
-                    fixedBuffer = (byte*)Unsafe.AsPointer(ref heap[0]);
-                }
-                new Span<byte>(fixedBuffer, fixedLength).Clear();
-                *(ulong*)(fixedBuffer + _dataOffset) = (ulong)mem;
-                *(ulong*)(fixedBuffer + _dataEndOffset) = (ulong)mem + memLength;
-                meta = r1 = (ulong)fixedBuffer;
-                metaLength = r2 = (ulong)fixedLength;
-                break;
-            }
-            case VmKind.Raw:
-                r1 = (ulong)mem;
-                r2 = memLength;
-                break;
-        }
-        // A table of constant size lives in the frame; only VMs with many regions size it at run time.
-        int capacity = BuiltInRegions + _regions.Count;
-        RegionEntry* regions;
-        if (capacity <= InlineRegionTable)
-        {
-            RegionEntry* inline = stackalloc RegionEntry[InlineRegionTable];
-            regions = inline;
-        }
-        else
-        {
-            RegionEntry* large = stackalloc RegionEntry[capacity];
-            regions = large;
-        }
-        int count = FillRegions(regions, capacity, top - Isa.StackFrameSize, Isa.StackFrameSize, (ulong)mem, memLength, meta, metaLength);
-        var state = new ExecutionState
-        {
-            Regions = regions,
-            RegionCount = count,
-            StackTop = top,
-            StackBottom = bottom,
-            PacketStart = (ulong)mem,
-            PacketLength = memLength,
-            InstructionLimit = _instructionLimit,
-            UnwindHelper = _unwindHelper.HasValue ? _unwindHelper.Value : -1,
-            ExtraCheck = _extraCheck,
-            ExtraCheckContext = _extraCheckContext,
-            StackReach = reach,
-        };
-        var elf = _elf;
-        var error = Interpreter.Run(program, _helpers, ref state, r1, r2, ref observer, out result);
-        GC.KeepAlive(elf); // its data regions are in use until here
-        GC.KeepAlive(heap);
-        return error;
-    }
+        where TObserver : struct, IExecutionObserver =>
+        Interpreter.Run(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, out result);
 
     /// <summary>The compiled program, when a C caller can run it with no extra arguments (else null).</summary>
     internal JitProgram? JitForDirectCalls

@@ -84,330 +84,430 @@ internal static unsafe class Interpreter
         public int ReturnPc;
     }
 
+    /// <summary>Region tables up to this size live in the interpreter's frame.</summary>
+    private const int InlineRegionTable = EbpfVm.BuiltInRegions + 8;
+
     [SkipLocalsInit]
-    public static RbpfException? Run<TObserver>(DecodedProgram program, HelperTable helpers, ref ExecutionState st,
-        ulong r1, ulong r2, ref TObserver observer, out ulong result)
+    public static RbpfException? Run<TObserver>(EbpfVm vm, byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
+        byte* userStack, nuint userStackLength, ref TObserver observer, out ulong result)
         where TObserver : struct, IExecutionObserver
     {
-        ulong* r = stackalloc ulong[16];
-        r[0] = 0; r[3] = 0; r[4] = 0; r[5] = 0; r[6] = 0; r[7] = 0; r[8] = 0; r[9] = 0;
-        r[1] = r1;
-        r[2] = r2;
-        r[10] = st.StackTop;
-        Frame* frames = stackalloc Frame[Isa.MaxCallDepth];
-        int depth = 0;
-        RegionEntry* regions = st.Regions;
-        int regionCount = st.RegionCount;
-        ulong budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
-        int pc = 0;
-        ulong faultAddress = 0;
-        int faultSize = 0;
-        bool faultWrite = false;
-        DecodedInsn[] codeArray = program.Code;
-        fixed (DecodedInsn* code = codeArray)
+        // The run's memory: the stack (the caller's, or 4 KiB of this thread's), the metadata buffer
+        // of a fixed-mbuff VM, the table of allowed regions; all of it on this thread's stack, set up
+        // here rather than in a caller so that a call pays for one frame.
+        result = 0;
+        var program = vm.Decoded;
+        ulong top, bottom;
+        if (userStack != null || userStackLength != 0)
         {
-            while (true)
+            top = ((ulong)userStack + userStackLength) & ~15UL;
+            bottom = (ulong)userStack;
+            if (userStack == null || top < bottom + Isa.StackFrameSize) return EbpfVm.BadStack();
+        }
+        else
+        {
+            byte* unaligned = stackalloc byte[Isa.StackSize + 16];
+            bottom = ((ulong)unaligned + 15) & ~15UL; // frames are 16-byte aligned, as the kernel's
+            top = bottom + Isa.StackSize;
+        }
+        if (program == null) return new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
+        if ((mem == null && memLength != 0) || (mbuff == null && mbuffLength != 0)) return EbpfVm.NullWithLength();
+        int reach = program.StackReach;
+        if (reach != 0) StackMemory.Zero((byte*)(top - (ulong)reach), reach);
+
+        ulong r1 = 0, r2 = 0, meta = 0, metaLength = 0;
+        byte[]? heap = null;
+        switch (vm.Kind)
+        {
+            case VmKind.Mbuff:
+                meta = (ulong)mbuff;
+                metaLength = mbuffLength;
+                // As rbpf: without a metadata buffer, r1 and r2 describe the packet itself.
+                (r1, r2) = mbuffLength != 0 ? ((ulong)mbuff, (ulong)mbuffLength) : ((ulong)mem, (ulong)memLength);
+                break;
+            case VmKind.FixedMbuff:
             {
-                if (budget == 0) goto Limit;
-                budget--;
-                if (observer.Enabled) observer.BeforeInstruction(pc, r);
-                DecodedInsn* i = code + pc; // fields read where used: a copy would tie up registers
-                pc++;
-                ulong a;
-                switch (i->Op)
+                int fixedLength = vm.FixedBufferLength;
+                byte* fixedBuffer;
+                if (fixedLength <= EbpfVm.InlineMbuffLimit)
                 {
-                    // ALU 64
-                    case Op.Add64Imm: r[i->Dst] += (ulong)i->Imm; break;
-                    case Op.Add64Reg: r[i->Dst] += r[i->Src]; break;
-                    case Op.Sub64Imm: r[i->Dst] -= (ulong)i->Imm; break;
-                    case Op.Sub64Reg: r[i->Dst] -= r[i->Src]; break;
-                    case Op.Mul64Imm: r[i->Dst] *= (ulong)i->Imm; break;
-                    case Op.Mul64Reg: r[i->Dst] *= r[i->Src]; break;
-                    case Op.Div64Imm: r[i->Dst] = Div64(r[i->Dst], (ulong)i->Imm); break;
-                    case Op.Div64Reg: r[i->Dst] = Div64(r[i->Dst], r[i->Src]); break;
-                    case Op.Or64Imm: r[i->Dst] |= (ulong)i->Imm; break;
-                    case Op.Or64Reg: r[i->Dst] |= r[i->Src]; break;
-                    case Op.And64Imm: r[i->Dst] &= (ulong)i->Imm; break;
-                    case Op.And64Reg: r[i->Dst] &= r[i->Src]; break;
-                    case Op.Lsh64Imm: r[i->Dst] <<= (int)(i->Imm & 63); break;
-                    case Op.Lsh64Reg: r[i->Dst] <<= (int)(r[i->Src] & 63); break;
-                    case Op.Rsh64Imm: r[i->Dst] >>= (int)(i->Imm & 63); break;
-                    case Op.Rsh64Reg: r[i->Dst] >>= (int)(r[i->Src] & 63); break;
-                    case Op.Mod64Imm: r[i->Dst] = Mod64(r[i->Dst], (ulong)i->Imm); break;
-                    case Op.Mod64Reg: r[i->Dst] = Mod64(r[i->Dst], r[i->Src]); break;
-                    case Op.Xor64Imm: r[i->Dst] ^= (ulong)i->Imm; break;
-                    case Op.Xor64Reg: r[i->Dst] ^= r[i->Src]; break;
-                    case Op.Mov64Imm: r[i->Dst] = (ulong)i->Imm; break;
-                    case Op.Mov64Reg: r[i->Dst] = r[i->Src]; break;
-                    case Op.Arsh64Imm: r[i->Dst] = (ulong)((long)r[i->Dst] >> (int)(i->Imm & 63)); break;
-                    case Op.Arsh64Reg: r[i->Dst] = (ulong)((long)r[i->Dst] >> (int)(r[i->Src] & 63)); break;
-                    case Op.SDiv64Imm: r[i->Dst] = (ulong)SDiv64((long)r[i->Dst], i->Imm); break;
-                    case Op.SDiv64Reg: r[i->Dst] = (ulong)SDiv64((long)r[i->Dst], (long)r[i->Src]); break;
-                    case Op.SMod64Imm: r[i->Dst] = (ulong)SMod64((long)r[i->Dst], i->Imm); break;
-                    case Op.SMod64Reg: r[i->Dst] = (ulong)SMod64((long)r[i->Dst], (long)r[i->Src]); break;
-                    case Op.Neg64: r[i->Dst] = (ulong)(-(long)r[i->Dst]); break;
-                    case Op.MovSx64From8: r[i->Dst] = (ulong)(long)(sbyte)r[i->Src]; break;
-                    case Op.MovSx64From16: r[i->Dst] = (ulong)(long)(short)r[i->Src]; break;
-                    case Op.MovSx64From32: r[i->Dst] = (ulong)(long)(int)r[i->Src]; break;
-
-                    // ALU 32: results are zero-extended to 64 bits
-                    case Op.Add32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] + (uint)i->Imm); break;
-                    case Op.Add32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] + (uint)r[i->Src]); break;
-                    case Op.Sub32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] - (uint)i->Imm); break;
-                    case Op.Sub32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] - (uint)r[i->Src]); break;
-                    case Op.Mul32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] * (uint)i->Imm); break;
-                    case Op.Mul32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] * (uint)r[i->Src]); break;
-                    case Op.Div32Imm: r[i->Dst] = Div32((uint)r[i->Dst], (uint)i->Imm); break;
-                    case Op.Div32Reg: r[i->Dst] = Div32((uint)r[i->Dst], (uint)r[i->Src]); break;
-                    case Op.Or32Imm: r[i->Dst] = (uint)r[i->Dst] | (uint)i->Imm; break;
-                    case Op.Or32Reg: r[i->Dst] = (uint)r[i->Dst] | (uint)r[i->Src]; break;
-                    case Op.And32Imm: r[i->Dst] = (uint)r[i->Dst] & (uint)i->Imm; break;
-                    case Op.And32Reg: r[i->Dst] = (uint)r[i->Dst] & (uint)r[i->Src]; break;
-                    case Op.Lsh32Imm: r[i->Dst] = (uint)r[i->Dst] << (int)(i->Imm & 31); break;
-                    case Op.Lsh32Reg: r[i->Dst] = (uint)r[i->Dst] << (int)(r[i->Src] & 31); break;
-                    case Op.Rsh32Imm: r[i->Dst] = (uint)r[i->Dst] >> (int)(i->Imm & 31); break;
-                    case Op.Rsh32Reg: r[i->Dst] = (uint)r[i->Dst] >> (int)(r[i->Src] & 31); break;
-                    case Op.Mod32Imm: r[i->Dst] = Mod32((uint)r[i->Dst], (uint)i->Imm); break;
-                    case Op.Mod32Reg: r[i->Dst] = Mod32((uint)r[i->Dst], (uint)r[i->Src]); break;
-                    case Op.Xor32Imm: r[i->Dst] = (uint)r[i->Dst] ^ (uint)i->Imm; break;
-                    case Op.Xor32Reg: r[i->Dst] = (uint)r[i->Dst] ^ (uint)r[i->Src]; break;
-                    case Op.Mov32Imm: r[i->Dst] = (uint)i->Imm; break;
-                    case Op.Mov32Reg: r[i->Dst] = (uint)r[i->Src]; break;
-                    case Op.Arsh32Imm: r[i->Dst] = (uint)((int)r[i->Dst] >> (int)(i->Imm & 31)); break;
-                    case Op.Arsh32Reg: r[i->Dst] = (uint)((int)r[i->Dst] >> (int)(r[i->Src] & 31)); break;
-                    case Op.SDiv32Imm: r[i->Dst] = (uint)SDiv32((int)r[i->Dst], (int)i->Imm); break;
-                    case Op.SDiv32Reg: r[i->Dst] = (uint)SDiv32((int)r[i->Dst], (int)r[i->Src]); break;
-                    case Op.SMod32Imm: r[i->Dst] = (uint)SMod32((int)r[i->Dst], (int)i->Imm); break;
-                    case Op.SMod32Reg: r[i->Dst] = (uint)SMod32((int)r[i->Dst], (int)r[i->Src]); break;
-                    case Op.Neg32: r[i->Dst] = (uint)(-(int)r[i->Dst]); break;
-                    case Op.MovSx32From8: r[i->Dst] = (uint)(int)(sbyte)r[i->Src]; break;
-                    case Op.MovSx32From16: r[i->Dst] = (uint)(int)(short)r[i->Src]; break;
-
-                    // Byte order (the host is little-endian)
-                    case Op.Zext16: r[i->Dst] = (ushort)r[i->Dst]; break;
-                    case Op.Zext32: r[i->Dst] = (uint)r[i->Dst]; break;
-                    case Op.Nop: break;
-                    case Op.Swap16: r[i->Dst] = BinaryPrimitives.ReverseEndianness((ushort)r[i->Dst]); break;
-                    case Op.Swap32: r[i->Dst] = BinaryPrimitives.ReverseEndianness((uint)r[i->Dst]); break;
-                    case Op.Swap64: r[i->Dst] = BinaryPrimitives.ReverseEndianness(r[i->Dst]); break;
-
-                    case Op.Lddw: r[i->Dst] = (ulong)i->Imm; pc++; break;
-
-                    // Legacy packet loads: r0 = packet[imm (+ src)], little-endian as rbpf does
-                    case Op.LdAbsB: case Op.LdAbsH: case Op.LdAbsW: case Op.LdAbsDW:
-                    case Op.LdIndB: case Op.LdIndH: case Op.LdIndW: case Op.LdIndDW:
+                    byte* inline = stackalloc byte[EbpfVm.InlineMbuffLimit];
+                    fixedBuffer = inline;
+                }
+                else
+                {
+                    heap = GC.AllocateUninitializedArray<byte>(fixedLength, pinned: true);
+                    fixedBuffer = (byte*)Unsafe.AsPointer(ref heap[0]);
+                }
+                new Span<byte>(fixedBuffer, fixedLength).Clear();
+                *(ulong*)(fixedBuffer + vm.DataOffset) = (ulong)mem;
+                *(ulong*)(fixedBuffer + vm.DataEndOffset) = (ulong)mem + memLength;
+                meta = r1 = (ulong)fixedBuffer;
+                metaLength = r2 = (ulong)fixedLength;
+                break;
+            }
+            case VmKind.Raw:
+                r1 = (ulong)mem;
+                r2 = memLength;
+                break;
+        }
+        // The table of allowed regions: of constant size in the frame, unless the VM has more regions.
+        int capacity = EbpfVm.BuiltInRegions + vm.UserRegionCount;
+        RegionEntry* regions;
+        if (capacity <= InlineRegionTable)
+        {
+            RegionEntry* inline = stackalloc RegionEntry[InlineRegionTable];
+            regions = inline;
+        }
+        else
+        {
+            RegionEntry* large = stackalloc RegionEntry[capacity];
+            regions = large;
+        }
+        int count = vm.FillRegions(regions, capacity, top - Isa.StackFrameSize, Isa.StackFrameSize, (ulong)mem, memLength, meta, metaLength);
+        var st = new ExecutionState
+        {
+            Regions = regions,
+            RegionCount = count,
+            StackTop = top,
+            StackBottom = bottom,
+            PacketStart = (ulong)mem,
+            PacketLength = memLength,
+            InstructionLimit = vm.InstructionLimit,
+            UnwindHelper = vm.UnwindHelperKey,
+            ExtraCheck = vm.ExtraCheck,
+            ExtraCheckContext = vm.ExtraCheckContext,
+            StackReach = reach,
+        };
+        var elf = vm.LoadedElf;
+        var helpers = vm.Helpers;
+        try
+        {
+            ulong* r = stackalloc ulong[16];
+            r[0] = 0; r[3] = 0; r[4] = 0; r[5] = 0; r[6] = 0; r[7] = 0; r[8] = 0; r[9] = 0;
+            r[1] = r1;
+            r[2] = r2;
+            r[10] = st.StackTop;
+            Frame* frames = stackalloc Frame[Isa.MaxCallDepth];
+            int depth = 0;
+            int regionCount = count;
+            ulong budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
+            int pc = 0;
+            ulong faultAddress = 0;
+            int faultSize = 0;
+            bool faultWrite = false;
+            DecodedInsn[] codeArray = program.Code;
+            fixed (DecodedInsn* code = codeArray)
+            {
+                while (true)
+                {
+                    if (budget == 0) goto Limit;
+                    budget--;
+                    if (observer.Enabled) observer.BeforeInstruction(pc, r);
+                    DecodedInsn* i = code + pc; // fields read where used: a copy would tie up registers
+                    pc++;
+                    ulong a;
+                    switch (i->Op)
                     {
-                        int k = i->Op - (i->Op >= Op.LdIndB ? Op.LdIndB : Op.LdAbsB);
-                        int size = 1 << k;
-                        ulong offset = (ulong)i->Imm + (i->Op >= Op.LdIndB ? r[i->Src] : 0);
-                        a = st.PacketStart + offset;
-                        if (offset > st.PacketLength || st.PacketLength - offset < (ulong)size)
+                        // ALU 64
+                        case Op.Add64Imm: r[i->Dst] += (ulong)i->Imm; break;
+                        case Op.Add64Reg: r[i->Dst] += r[i->Src]; break;
+                        case Op.Sub64Imm: r[i->Dst] -= (ulong)i->Imm; break;
+                        case Op.Sub64Reg: r[i->Dst] -= r[i->Src]; break;
+                        case Op.Mul64Imm: r[i->Dst] *= (ulong)i->Imm; break;
+                        case Op.Mul64Reg: r[i->Dst] *= r[i->Src]; break;
+                        case Op.Div64Imm: r[i->Dst] = Div64(r[i->Dst], (ulong)i->Imm); break;
+                        case Op.Div64Reg: r[i->Dst] = Div64(r[i->Dst], r[i->Src]); break;
+                        case Op.Or64Imm: r[i->Dst] |= (ulong)i->Imm; break;
+                        case Op.Or64Reg: r[i->Dst] |= r[i->Src]; break;
+                        case Op.And64Imm: r[i->Dst] &= (ulong)i->Imm; break;
+                        case Op.And64Reg: r[i->Dst] &= r[i->Src]; break;
+                        case Op.Lsh64Imm: r[i->Dst] <<= (int)(i->Imm & 63); break;
+                        case Op.Lsh64Reg: r[i->Dst] <<= (int)(r[i->Src] & 63); break;
+                        case Op.Rsh64Imm: r[i->Dst] >>= (int)(i->Imm & 63); break;
+                        case Op.Rsh64Reg: r[i->Dst] >>= (int)(r[i->Src] & 63); break;
+                        case Op.Mod64Imm: r[i->Dst] = Mod64(r[i->Dst], (ulong)i->Imm); break;
+                        case Op.Mod64Reg: r[i->Dst] = Mod64(r[i->Dst], r[i->Src]); break;
+                        case Op.Xor64Imm: r[i->Dst] ^= (ulong)i->Imm; break;
+                        case Op.Xor64Reg: r[i->Dst] ^= r[i->Src]; break;
+                        case Op.Mov64Imm: r[i->Dst] = (ulong)i->Imm; break;
+                        case Op.Mov64Reg: r[i->Dst] = r[i->Src]; break;
+                        case Op.Arsh64Imm: r[i->Dst] = (ulong)((long)r[i->Dst] >> (int)(i->Imm & 63)); break;
+                        case Op.Arsh64Reg: r[i->Dst] = (ulong)((long)r[i->Dst] >> (int)(r[i->Src] & 63)); break;
+                        case Op.SDiv64Imm: r[i->Dst] = (ulong)SDiv64((long)r[i->Dst], i->Imm); break;
+                        case Op.SDiv64Reg: r[i->Dst] = (ulong)SDiv64((long)r[i->Dst], (long)r[i->Src]); break;
+                        case Op.SMod64Imm: r[i->Dst] = (ulong)SMod64((long)r[i->Dst], i->Imm); break;
+                        case Op.SMod64Reg: r[i->Dst] = (ulong)SMod64((long)r[i->Dst], (long)r[i->Src]); break;
+                        case Op.Neg64: r[i->Dst] = (ulong)(-(long)r[i->Dst]); break;
+                        case Op.MovSx64From8: r[i->Dst] = (ulong)(long)(sbyte)r[i->Src]; break;
+                        case Op.MovSx64From16: r[i->Dst] = (ulong)(long)(short)r[i->Src]; break;
+                        case Op.MovSx64From32: r[i->Dst] = (ulong)(long)(int)r[i->Src]; break;
+
+                        // ALU 32: results are zero-extended to 64 bits
+                        case Op.Add32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] + (uint)i->Imm); break;
+                        case Op.Add32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] + (uint)r[i->Src]); break;
+                        case Op.Sub32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] - (uint)i->Imm); break;
+                        case Op.Sub32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] - (uint)r[i->Src]); break;
+                        case Op.Mul32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] * (uint)i->Imm); break;
+                        case Op.Mul32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] * (uint)r[i->Src]); break;
+                        case Op.Div32Imm: r[i->Dst] = Div32((uint)r[i->Dst], (uint)i->Imm); break;
+                        case Op.Div32Reg: r[i->Dst] = Div32((uint)r[i->Dst], (uint)r[i->Src]); break;
+                        case Op.Or32Imm: r[i->Dst] = (uint)r[i->Dst] | (uint)i->Imm; break;
+                        case Op.Or32Reg: r[i->Dst] = (uint)r[i->Dst] | (uint)r[i->Src]; break;
+                        case Op.And32Imm: r[i->Dst] = (uint)r[i->Dst] & (uint)i->Imm; break;
+                        case Op.And32Reg: r[i->Dst] = (uint)r[i->Dst] & (uint)r[i->Src]; break;
+                        case Op.Lsh32Imm: r[i->Dst] = (uint)r[i->Dst] << (int)(i->Imm & 31); break;
+                        case Op.Lsh32Reg: r[i->Dst] = (uint)r[i->Dst] << (int)(r[i->Src] & 31); break;
+                        case Op.Rsh32Imm: r[i->Dst] = (uint)r[i->Dst] >> (int)(i->Imm & 31); break;
+                        case Op.Rsh32Reg: r[i->Dst] = (uint)r[i->Dst] >> (int)(r[i->Src] & 31); break;
+                        case Op.Mod32Imm: r[i->Dst] = Mod32((uint)r[i->Dst], (uint)i->Imm); break;
+                        case Op.Mod32Reg: r[i->Dst] = Mod32((uint)r[i->Dst], (uint)r[i->Src]); break;
+                        case Op.Xor32Imm: r[i->Dst] = (uint)r[i->Dst] ^ (uint)i->Imm; break;
+                        case Op.Xor32Reg: r[i->Dst] = (uint)r[i->Dst] ^ (uint)r[i->Src]; break;
+                        case Op.Mov32Imm: r[i->Dst] = (uint)i->Imm; break;
+                        case Op.Mov32Reg: r[i->Dst] = (uint)r[i->Src]; break;
+                        case Op.Arsh32Imm: r[i->Dst] = (uint)((int)r[i->Dst] >> (int)(i->Imm & 31)); break;
+                        case Op.Arsh32Reg: r[i->Dst] = (uint)((int)r[i->Dst] >> (int)(r[i->Src] & 31)); break;
+                        case Op.SDiv32Imm: r[i->Dst] = (uint)SDiv32((int)r[i->Dst], (int)i->Imm); break;
+                        case Op.SDiv32Reg: r[i->Dst] = (uint)SDiv32((int)r[i->Dst], (int)r[i->Src]); break;
+                        case Op.SMod32Imm: r[i->Dst] = (uint)SMod32((int)r[i->Dst], (int)i->Imm); break;
+                        case Op.SMod32Reg: r[i->Dst] = (uint)SMod32((int)r[i->Dst], (int)r[i->Src]); break;
+                        case Op.Neg32: r[i->Dst] = (uint)(-(int)r[i->Dst]); break;
+                        case Op.MovSx32From8: r[i->Dst] = (uint)(int)(sbyte)r[i->Src]; break;
+                        case Op.MovSx32From16: r[i->Dst] = (uint)(int)(short)r[i->Src]; break;
+
+                        // Byte order (the host is little-endian)
+                        case Op.Zext16: r[i->Dst] = (ushort)r[i->Dst]; break;
+                        case Op.Zext32: r[i->Dst] = (uint)r[i->Dst]; break;
+                        case Op.Nop: break;
+                        case Op.Swap16: r[i->Dst] = BinaryPrimitives.ReverseEndianness((ushort)r[i->Dst]); break;
+                        case Op.Swap32: r[i->Dst] = BinaryPrimitives.ReverseEndianness((uint)r[i->Dst]); break;
+                        case Op.Swap64: r[i->Dst] = BinaryPrimitives.ReverseEndianness(r[i->Dst]); break;
+
+                        case Op.Lddw: r[i->Dst] = (ulong)i->Imm; pc++; break;
+
+                        // Legacy packet loads: r0 = packet[imm (+ src)], little-endian as rbpf does
+                        case Op.LdAbsB: case Op.LdAbsH: case Op.LdAbsW: case Op.LdAbsDW:
+                        case Op.LdIndB: case Op.LdIndH: case Op.LdIndW: case Op.LdIndDW:
                         {
-                            faultAddress = a; faultSize = size; faultWrite = false;
-                            goto PacketFault;
+                            int k = i->Op - (i->Op >= Op.LdIndB ? Op.LdIndB : Op.LdAbsB);
+                            int size = 1 << k;
+                            ulong offset = (ulong)i->Imm + (i->Op >= Op.LdIndB ? r[i->Src] : 0);
+                            a = st.PacketStart + offset;
+                            if (offset > st.PacketLength || st.PacketLength - offset < (ulong)size)
+                            {
+                                faultAddress = a; faultSize = size; faultWrite = false;
+                                goto PacketFault;
+                            }
+                            r[0] = size switch
+                            {
+                                1 => *(byte*)a,
+                                2 => Unsafe.ReadUnaligned<ushort>((void*)a),
+                                4 => Unsafe.ReadUnaligned<uint>((void*)a),
+                                _ => Unsafe.ReadUnaligned<ulong>((void*)a),
+                            };
+                            break;
                         }
-                        r[0] = size switch
+
+                        // Loads
+                        case Op.LdxB:
+                            a = r[i->Src] + (ulong)(long)i->Off;
+                            if (!st.Allows(a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
+                            r[i->Dst] = *(byte*)a; break;
+                        case Op.LdxH:
+                            a = r[i->Src] + (ulong)(long)i->Off;
+                            if (!st.Allows(a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
+                            r[i->Dst] = Unsafe.ReadUnaligned<ushort>((void*)a); break;
+                        case Op.LdxW:
+                            a = r[i->Src] + (ulong)(long)i->Off;
+                            if (!st.Allows(a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
+                            r[i->Dst] = Unsafe.ReadUnaligned<uint>((void*)a); break;
+                        case Op.LdxDW:
+                            a = r[i->Src] + (ulong)(long)i->Off;
+                            if (!st.Allows(a, 8, false)) { faultAddress = a; faultSize = 8; faultWrite = false; goto Fault; }
+                            r[i->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); break;
+                        case Op.LdxSB:
+                            a = r[i->Src] + (ulong)(long)i->Off;
+                            if (!st.Allows(a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
+                            r[i->Dst] = (ulong)(long)*(sbyte*)a; break;
+                        case Op.LdxSH:
+                            a = r[i->Src] + (ulong)(long)i->Off;
+                            if (!st.Allows(a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
+                            r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<short>((void*)a); break;
+                        case Op.LdxSW:
+                            a = r[i->Src] + (ulong)(long)i->Off;
+                            if (!st.Allows(a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
+                            r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<int>((void*)a); break;
+
+                        // Stores
+                        case Op.StB: case Op.StxB:
+                            a = r[i->Dst] + (ulong)(long)i->Off;
+                            if (!st.Allows(a, 1, true)) { faultAddress = a; faultSize = 1; faultWrite = true; goto Fault; }
+                            *(byte*)a = (byte)(i->Op == Op.StB ? (ulong)i->Imm : r[i->Src]); break;
+                        case Op.StH: case Op.StxH:
+                            a = r[i->Dst] + (ulong)(long)i->Off;
+                            if (!st.Allows(a, 2, true)) { faultAddress = a; faultSize = 2; faultWrite = true; goto Fault; }
+                            Unsafe.WriteUnaligned((void*)a, (ushort)(i->Op == Op.StH ? (ulong)i->Imm : r[i->Src])); break;
+                        case Op.StW: case Op.StxW:
+                            a = r[i->Dst] + (ulong)(long)i->Off;
+                            if (!st.Allows(a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
+                            Unsafe.WriteUnaligned((void*)a, (uint)(i->Op == Op.StW ? (ulong)i->Imm : r[i->Src])); break;
+                        case Op.StDW: case Op.StxDW:
+                            a = r[i->Dst] + (ulong)(long)i->Off;
+                            if (!st.Allows(a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
+                            Unsafe.WriteUnaligned((void*)a, i->Op == Op.StDW ? (ulong)i->Imm : r[i->Src]); break;
+
+                        // Atomics: naturally aligned, inside a writable region
+                        case Op.Atomic32Add: case Op.Atomic32Or: case Op.Atomic32And: case Op.Atomic32Xor:
+                        case Op.Atomic32FetchAdd: case Op.Atomic32FetchOr: case Op.Atomic32FetchAnd: case Op.Atomic32FetchXor:
+                        case Op.Atomic32Xchg: case Op.Atomic32CmpXchg:
+                            a = r[i->Dst] + (ulong)(long)i->Off;
+                            if ((a & 3) != 0 || !st.Allows(a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
+                            Atomic32(i->Op, ref Unsafe.AsRef<uint>((void*)a), r, i->Src);
+                            break;
+                        case Op.Atomic64Add: case Op.Atomic64Or: case Op.Atomic64And: case Op.Atomic64Xor:
+                        case Op.Atomic64FetchAdd: case Op.Atomic64FetchOr: case Op.Atomic64FetchAnd: case Op.Atomic64FetchXor:
+                        case Op.Atomic64Xchg: case Op.Atomic64CmpXchg:
+                            a = r[i->Dst] + (ulong)(long)i->Off;
+                            if ((a & 7) != 0 || !st.Allows(a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
+                            Atomic64(i->Op, ref Unsafe.AsRef<ulong>((void*)a), r, i->Src);
+                            break;
+
+                        // Jumps
+                        case Op.Ja: pc = i->Off; break;
+                        case Op.Jeq64Imm: if (r[i->Dst] == (ulong)i->Imm) pc = i->Off; break;
+                        case Op.Jeq64Reg: if (r[i->Dst] == r[i->Src]) pc = i->Off; break;
+                        case Op.Jeq32Imm: if ((uint)r[i->Dst] == (uint)i->Imm) pc = i->Off; break;
+                        case Op.Jeq32Reg: if ((uint)r[i->Dst] == (uint)r[i->Src]) pc = i->Off; break;
+                        case Op.Jgt64Imm: if (r[i->Dst] > (ulong)i->Imm) pc = i->Off; break;
+                        case Op.Jgt64Reg: if (r[i->Dst] > r[i->Src]) pc = i->Off; break;
+                        case Op.Jgt32Imm: if ((uint)r[i->Dst] > (uint)i->Imm) pc = i->Off; break;
+                        case Op.Jgt32Reg: if ((uint)r[i->Dst] > (uint)r[i->Src]) pc = i->Off; break;
+                        case Op.Jge64Imm: if (r[i->Dst] >= (ulong)i->Imm) pc = i->Off; break;
+                        case Op.Jge64Reg: if (r[i->Dst] >= r[i->Src]) pc = i->Off; break;
+                        case Op.Jge32Imm: if ((uint)r[i->Dst] >= (uint)i->Imm) pc = i->Off; break;
+                        case Op.Jge32Reg: if ((uint)r[i->Dst] >= (uint)r[i->Src]) pc = i->Off; break;
+                        case Op.Jset64Imm: if ((r[i->Dst] & (ulong)i->Imm) != 0) pc = i->Off; break;
+                        case Op.Jset64Reg: if ((r[i->Dst] & r[i->Src]) != 0) pc = i->Off; break;
+                        case Op.Jset32Imm: if (((uint)r[i->Dst] & (uint)i->Imm) != 0) pc = i->Off; break;
+                        case Op.Jset32Reg: if (((uint)r[i->Dst] & (uint)r[i->Src]) != 0) pc = i->Off; break;
+                        case Op.Jne64Imm: if (r[i->Dst] != (ulong)i->Imm) pc = i->Off; break;
+                        case Op.Jne64Reg: if (r[i->Dst] != r[i->Src]) pc = i->Off; break;
+                        case Op.Jne32Imm: if ((uint)r[i->Dst] != (uint)i->Imm) pc = i->Off; break;
+                        case Op.Jne32Reg: if ((uint)r[i->Dst] != (uint)r[i->Src]) pc = i->Off; break;
+                        case Op.Jsgt64Imm: if ((long)r[i->Dst] > i->Imm) pc = i->Off; break;
+                        case Op.Jsgt64Reg: if ((long)r[i->Dst] > (long)r[i->Src]) pc = i->Off; break;
+                        case Op.Jsgt32Imm: if ((int)r[i->Dst] > (int)i->Imm) pc = i->Off; break;
+                        case Op.Jsgt32Reg: if ((int)r[i->Dst] > (int)r[i->Src]) pc = i->Off; break;
+                        case Op.Jsge64Imm: if ((long)r[i->Dst] >= i->Imm) pc = i->Off; break;
+                        case Op.Jsge64Reg: if ((long)r[i->Dst] >= (long)r[i->Src]) pc = i->Off; break;
+                        case Op.Jsge32Imm: if ((int)r[i->Dst] >= (int)i->Imm) pc = i->Off; break;
+                        case Op.Jsge32Reg: if ((int)r[i->Dst] >= (int)r[i->Src]) pc = i->Off; break;
+                        case Op.Jlt64Imm: if (r[i->Dst] < (ulong)i->Imm) pc = i->Off; break;
+                        case Op.Jlt64Reg: if (r[i->Dst] < r[i->Src]) pc = i->Off; break;
+                        case Op.Jlt32Imm: if ((uint)r[i->Dst] < (uint)i->Imm) pc = i->Off; break;
+                        case Op.Jlt32Reg: if ((uint)r[i->Dst] < (uint)r[i->Src]) pc = i->Off; break;
+                        case Op.Jle64Imm: if (r[i->Dst] <= (ulong)i->Imm) pc = i->Off; break;
+                        case Op.Jle64Reg: if (r[i->Dst] <= r[i->Src]) pc = i->Off; break;
+                        case Op.Jle32Imm: if ((uint)r[i->Dst] <= (uint)i->Imm) pc = i->Off; break;
+                        case Op.Jle32Reg: if ((uint)r[i->Dst] <= (uint)r[i->Src]) pc = i->Off; break;
+                        case Op.Jslt64Imm: if ((long)r[i->Dst] < i->Imm) pc = i->Off; break;
+                        case Op.Jslt64Reg: if ((long)r[i->Dst] < (long)r[i->Src]) pc = i->Off; break;
+                        case Op.Jslt32Imm: if ((int)r[i->Dst] < (int)i->Imm) pc = i->Off; break;
+                        case Op.Jslt32Reg: if ((int)r[i->Dst] < (int)r[i->Src]) pc = i->Off; break;
+                        case Op.Jsle64Imm: if ((long)r[i->Dst] <= i->Imm) pc = i->Off; break;
+                        case Op.Jsle64Reg: if ((long)r[i->Dst] <= (long)r[i->Src]) pc = i->Off; break;
+                        case Op.Jsle32Imm: if ((int)r[i->Dst] <= (int)i->Imm) pc = i->Off; break;
+                        case Op.Jsle32Reg: if ((int)r[i->Dst] <= (int)r[i->Src]) pc = i->Off; break;
+
+                        // Calls
+                        case Op.Call:
+                        case Op.CallX:
                         {
-                            1 => *(byte*)a,
-                            2 => Unsafe.ReadUnaligned<ushort>((void*)a),
-                            4 => Unsafe.ReadUnaligned<uint>((void*)a),
-                            _ => Unsafe.ReadUnaligned<ulong>((void*)a),
-                        };
-                        break;
-                    }
-
-                    // Loads
-                    case Op.LdxB:
-                        a = r[i->Src] + (ulong)(long)i->Off;
-                        if (!st.Allows(a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
-                        r[i->Dst] = *(byte*)a; break;
-                    case Op.LdxH:
-                        a = r[i->Src] + (ulong)(long)i->Off;
-                        if (!st.Allows(a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
-                        r[i->Dst] = Unsafe.ReadUnaligned<ushort>((void*)a); break;
-                    case Op.LdxW:
-                        a = r[i->Src] + (ulong)(long)i->Off;
-                        if (!st.Allows(a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
-                        r[i->Dst] = Unsafe.ReadUnaligned<uint>((void*)a); break;
-                    case Op.LdxDW:
-                        a = r[i->Src] + (ulong)(long)i->Off;
-                        if (!st.Allows(a, 8, false)) { faultAddress = a; faultSize = 8; faultWrite = false; goto Fault; }
-                        r[i->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); break;
-                    case Op.LdxSB:
-                        a = r[i->Src] + (ulong)(long)i->Off;
-                        if (!st.Allows(a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
-                        r[i->Dst] = (ulong)(long)*(sbyte*)a; break;
-                    case Op.LdxSH:
-                        a = r[i->Src] + (ulong)(long)i->Off;
-                        if (!st.Allows(a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
-                        r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<short>((void*)a); break;
-                    case Op.LdxSW:
-                        a = r[i->Src] + (ulong)(long)i->Off;
-                        if (!st.Allows(a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
-                        r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<int>((void*)a); break;
-
-                    // Stores
-                    case Op.StB: case Op.StxB:
-                        a = r[i->Dst] + (ulong)(long)i->Off;
-                        if (!st.Allows(a, 1, true)) { faultAddress = a; faultSize = 1; faultWrite = true; goto Fault; }
-                        *(byte*)a = (byte)(i->Op == Op.StB ? (ulong)i->Imm : r[i->Src]); break;
-                    case Op.StH: case Op.StxH:
-                        a = r[i->Dst] + (ulong)(long)i->Off;
-                        if (!st.Allows(a, 2, true)) { faultAddress = a; faultSize = 2; faultWrite = true; goto Fault; }
-                        Unsafe.WriteUnaligned((void*)a, (ushort)(i->Op == Op.StH ? (ulong)i->Imm : r[i->Src])); break;
-                    case Op.StW: case Op.StxW:
-                        a = r[i->Dst] + (ulong)(long)i->Off;
-                        if (!st.Allows(a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
-                        Unsafe.WriteUnaligned((void*)a, (uint)(i->Op == Op.StW ? (ulong)i->Imm : r[i->Src])); break;
-                    case Op.StDW: case Op.StxDW:
-                        a = r[i->Dst] + (ulong)(long)i->Off;
-                        if (!st.Allows(a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
-                        Unsafe.WriteUnaligned((void*)a, i->Op == Op.StDW ? (ulong)i->Imm : r[i->Src]); break;
-
-                    // Atomics: naturally aligned, inside a writable region
-                    case Op.Atomic32Add: case Op.Atomic32Or: case Op.Atomic32And: case Op.Atomic32Xor:
-                    case Op.Atomic32FetchAdd: case Op.Atomic32FetchOr: case Op.Atomic32FetchAnd: case Op.Atomic32FetchXor:
-                    case Op.Atomic32Xchg: case Op.Atomic32CmpXchg:
-                        a = r[i->Dst] + (ulong)(long)i->Off;
-                        if ((a & 3) != 0 || !st.Allows(a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
-                        Atomic32(i->Op, ref Unsafe.AsRef<uint>((void*)a), r, i->Src);
-                        break;
-                    case Op.Atomic64Add: case Op.Atomic64Or: case Op.Atomic64And: case Op.Atomic64Xor:
-                    case Op.Atomic64FetchAdd: case Op.Atomic64FetchOr: case Op.Atomic64FetchAnd: case Op.Atomic64FetchXor:
-                    case Op.Atomic64Xchg: case Op.Atomic64CmpXchg:
-                        a = r[i->Dst] + (ulong)(long)i->Off;
-                        if ((a & 7) != 0 || !st.Allows(a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
-                        Atomic64(i->Op, ref Unsafe.AsRef<ulong>((void*)a), r, i->Src);
-                        break;
-
-                    // Jumps
-                    case Op.Ja: pc = i->Off; break;
-                    case Op.Jeq64Imm: if (r[i->Dst] == (ulong)i->Imm) pc = i->Off; break;
-                    case Op.Jeq64Reg: if (r[i->Dst] == r[i->Src]) pc = i->Off; break;
-                    case Op.Jeq32Imm: if ((uint)r[i->Dst] == (uint)i->Imm) pc = i->Off; break;
-                    case Op.Jeq32Reg: if ((uint)r[i->Dst] == (uint)r[i->Src]) pc = i->Off; break;
-                    case Op.Jgt64Imm: if (r[i->Dst] > (ulong)i->Imm) pc = i->Off; break;
-                    case Op.Jgt64Reg: if (r[i->Dst] > r[i->Src]) pc = i->Off; break;
-                    case Op.Jgt32Imm: if ((uint)r[i->Dst] > (uint)i->Imm) pc = i->Off; break;
-                    case Op.Jgt32Reg: if ((uint)r[i->Dst] > (uint)r[i->Src]) pc = i->Off; break;
-                    case Op.Jge64Imm: if (r[i->Dst] >= (ulong)i->Imm) pc = i->Off; break;
-                    case Op.Jge64Reg: if (r[i->Dst] >= r[i->Src]) pc = i->Off; break;
-                    case Op.Jge32Imm: if ((uint)r[i->Dst] >= (uint)i->Imm) pc = i->Off; break;
-                    case Op.Jge32Reg: if ((uint)r[i->Dst] >= (uint)r[i->Src]) pc = i->Off; break;
-                    case Op.Jset64Imm: if ((r[i->Dst] & (ulong)i->Imm) != 0) pc = i->Off; break;
-                    case Op.Jset64Reg: if ((r[i->Dst] & r[i->Src]) != 0) pc = i->Off; break;
-                    case Op.Jset32Imm: if (((uint)r[i->Dst] & (uint)i->Imm) != 0) pc = i->Off; break;
-                    case Op.Jset32Reg: if (((uint)r[i->Dst] & (uint)r[i->Src]) != 0) pc = i->Off; break;
-                    case Op.Jne64Imm: if (r[i->Dst] != (ulong)i->Imm) pc = i->Off; break;
-                    case Op.Jne64Reg: if (r[i->Dst] != r[i->Src]) pc = i->Off; break;
-                    case Op.Jne32Imm: if ((uint)r[i->Dst] != (uint)i->Imm) pc = i->Off; break;
-                    case Op.Jne32Reg: if ((uint)r[i->Dst] != (uint)r[i->Src]) pc = i->Off; break;
-                    case Op.Jsgt64Imm: if ((long)r[i->Dst] > i->Imm) pc = i->Off; break;
-                    case Op.Jsgt64Reg: if ((long)r[i->Dst] > (long)r[i->Src]) pc = i->Off; break;
-                    case Op.Jsgt32Imm: if ((int)r[i->Dst] > (int)i->Imm) pc = i->Off; break;
-                    case Op.Jsgt32Reg: if ((int)r[i->Dst] > (int)r[i->Src]) pc = i->Off; break;
-                    case Op.Jsge64Imm: if ((long)r[i->Dst] >= i->Imm) pc = i->Off; break;
-                    case Op.Jsge64Reg: if ((long)r[i->Dst] >= (long)r[i->Src]) pc = i->Off; break;
-                    case Op.Jsge32Imm: if ((int)r[i->Dst] >= (int)i->Imm) pc = i->Off; break;
-                    case Op.Jsge32Reg: if ((int)r[i->Dst] >= (int)r[i->Src]) pc = i->Off; break;
-                    case Op.Jlt64Imm: if (r[i->Dst] < (ulong)i->Imm) pc = i->Off; break;
-                    case Op.Jlt64Reg: if (r[i->Dst] < r[i->Src]) pc = i->Off; break;
-                    case Op.Jlt32Imm: if ((uint)r[i->Dst] < (uint)i->Imm) pc = i->Off; break;
-                    case Op.Jlt32Reg: if ((uint)r[i->Dst] < (uint)r[i->Src]) pc = i->Off; break;
-                    case Op.Jle64Imm: if (r[i->Dst] <= (ulong)i->Imm) pc = i->Off; break;
-                    case Op.Jle64Reg: if (r[i->Dst] <= r[i->Src]) pc = i->Off; break;
-                    case Op.Jle32Imm: if ((uint)r[i->Dst] <= (uint)i->Imm) pc = i->Off; break;
-                    case Op.Jle32Reg: if ((uint)r[i->Dst] <= (uint)r[i->Src]) pc = i->Off; break;
-                    case Op.Jslt64Imm: if ((long)r[i->Dst] < i->Imm) pc = i->Off; break;
-                    case Op.Jslt64Reg: if ((long)r[i->Dst] < (long)r[i->Src]) pc = i->Off; break;
-                    case Op.Jslt32Imm: if ((int)r[i->Dst] < (int)i->Imm) pc = i->Off; break;
-                    case Op.Jslt32Reg: if ((int)r[i->Dst] < (int)r[i->Src]) pc = i->Off; break;
-                    case Op.Jsle64Imm: if ((long)r[i->Dst] <= i->Imm) pc = i->Off; break;
-                    case Op.Jsle64Reg: if ((long)r[i->Dst] <= (long)r[i->Src]) pc = i->Off; break;
-                    case Op.Jsle32Imm: if ((int)r[i->Dst] <= (int)i->Imm) pc = i->Off; break;
-                    case Op.Jsle32Reg: if ((int)r[i->Dst] <= (int)r[i->Src]) pc = i->Off; break;
-
-                    // Calls
-                    case Op.Call:
-                    case Op.CallX:
-                    {
-                        HelperEntry? h;
-                        uint key;
-                        if (i->Op == Op.Call) { key = (uint)i->Imm; h = i->Off >= 0 ? helpers.BySlot(i->Off) : null; }
-                        else { key = (uint)r[i->Dst]; h = r[i->Dst] <= uint.MaxValue ? helpers.Find(key) : null; }
-                        if (h == null)
+                            HelperEntry? h;
+                            uint key;
+                            if (i->Op == Op.Call) { key = (uint)i->Imm; h = i->Off >= 0 ? helpers.BySlot(i->Off) : null; }
+                            else { key = (uint)r[i->Dst]; h = r[i->Dst] <= uint.MaxValue ? helpers.Find(key) : null; }
+                            if (h == null)
+                            {
+                                result = 0;
+                                return new RbpfException(RbpfErrorCode.UnknownHelper,
+                                    UnknownHelperMessage(pc - 1, i->Op == Op.Call ? key : r[i->Dst]), pc - 1);
+                            }
+                            if (!CallHelper(h, r, regions, regionCount, pc - 1, out var helperError))
+                            {
+                                result = 0;
+                                return helperError;
+                            }
+                            if (st.UnwindHelper == key && r[0] == 0)
+                            {
+                                result = 0;
+                                return null;
+                            }
+                            break;
+                        }
+                        case Op.CallLocal:
+                        {
+                            if (depth + 1 >= Isa.MaxCallDepth || r[10] - 2 * Isa.StackFrameSize < st.StackBottom)
+                            {
+                                result = 0;
+                                return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(pc - 1), pc - 1);
+                            }
+                            Frame* f = frames + depth;
+                            f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = pc;
+                            depth++;
+                            r[10] -= Isa.StackFrameSize;
+                            if (st.StackReach != 0) StackMemory.Zero((byte*)(r[10] - (ulong)st.StackReach), st.StackReach);
+                            // The stack region covers every frame entered so far in this run (never the
+                            // untouched, unzeroed frames below), as in the JIT.
+                            if (r[10] - Isa.StackFrameSize < regions[0].Start)
+                            {
+                                regions[0].Length += regions[0].Start - (r[10] - Isa.StackFrameSize);
+                                regions[0].Start = r[10] - Isa.StackFrameSize;
+                            }
+                            pc = i->Off;
+                            break;
+                        }
+                        case Op.Exit:
+                        {
+                            if (depth == 0)
+                            {
+                                result = r[0];
+                                return null;
+                            }
+                            depth--;
+                            Frame* f = frames + depth;
+                            r[6] = f->R6; r[7] = f->R7; r[8] = f->R8; r[9] = f->R9; r[10] = f->R10; pc = f->ReturnPc;
+                            break;
+                        }
+                        default:
                         {
                             result = 0;
-                            return new RbpfException(RbpfErrorCode.UnknownHelper,
-                                UnknownHelperMessage(pc - 1, i->Op == Op.Call ? key : r[i->Dst]), pc - 1);
+                            int at = pc - 1;
+                            return new RbpfException(RbpfErrorCode.IllegalInstruction, IllegalMessage(program, at), at);
                         }
-                        if (!CallHelper(h, r, regions, regionCount, pc - 1, out var helperError))
-                        {
-                            result = 0;
-                            return helperError;
-                        }
-                        if (st.UnwindHelper == key && r[0] == 0)
-                        {
-                            result = 0;
-                            return null;
-                        }
-                        break;
-                    }
-                    case Op.CallLocal:
-                    {
-                        if (depth + 1 >= Isa.MaxCallDepth || r[10] - 2 * Isa.StackFrameSize < st.StackBottom)
-                        {
-                            result = 0;
-                            return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(pc - 1), pc - 1);
-                        }
-                        Frame* f = frames + depth;
-                        f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = pc;
-                        depth++;
-                        r[10] -= Isa.StackFrameSize;
-                        if (st.StackReach != 0) StackMemory.Zero((byte*)(r[10] - (ulong)st.StackReach), st.StackReach);
-                        // The stack region covers every frame entered so far in this run (never the
-                        // untouched, unzeroed frames below), as in the JIT.
-                        if (r[10] - Isa.StackFrameSize < regions[0].Start)
-                        {
-                            regions[0].Length += regions[0].Start - (r[10] - Isa.StackFrameSize);
-                            regions[0].Start = r[10] - Isa.StackFrameSize;
-                        }
-                        pc = i->Off;
-                        break;
-                    }
-                    case Op.Exit:
-                    {
-                        if (depth == 0)
-                        {
-                            result = r[0];
-                            return null;
-                        }
-                        depth--;
-                        Frame* f = frames + depth;
-                        r[6] = f->R6; r[7] = f->R7; r[8] = f->R8; r[9] = f->R9; r[10] = f->R10; pc = f->ReturnPc;
-                        break;
-                    }
-                    default:
-                    {
-                        result = 0;
-                        int at = pc - 1;
-                        return new RbpfException(RbpfErrorCode.IllegalInstruction, IllegalMessage(program, at), at);
                     }
                 }
             }
-        }
 
-    Limit:
-        result = 0;
-        return new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, pc), pc);
-    Fault:
-        result = 0;
-        return new RbpfException(RbpfErrorCode.OutOfBounds,
-            FaultMessage(faultWrite, faultSize, faultAddress, pc - 1, regions, regionCount), pc - 1);
-    PacketFault:
-        result = 0;
-        return new RbpfException(RbpfErrorCode.OutOfBounds,
-            PacketFaultMessage(faultSize, faultAddress, pc - 1, st.PacketStart, st.PacketLength), pc - 1);
+        Limit:
+            result = 0;
+            return new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, pc), pc);
+        Fault:
+            result = 0;
+            return new RbpfException(RbpfErrorCode.OutOfBounds,
+                FaultMessage(faultWrite, faultSize, faultAddress, pc - 1, regions, regionCount), pc - 1);
+        PacketFault:
+            result = 0;
+            return new RbpfException(RbpfErrorCode.OutOfBounds,
+                PacketFaultMessage(faultSize, faultAddress, pc - 1, st.PacketStart, st.PacketLength), pc - 1);
+    
+        }
+        finally
+        {
+            GC.KeepAlive(elf); // its data regions are in use until here
+            GC.KeepAlive(heap);
+        }
     }
 
     internal static string PacketFaultMessage(int size, ulong address, int pc, ulong packetStart, ulong packetLength) =>
