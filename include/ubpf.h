@@ -178,7 +178,8 @@ int ubpf_load_elf_ex(struct ubpf_vm *vm, const void *elf, size_t elf_len, const 
 int ubpf_exec(const struct ubpf_vm *vm, void *mem, size_t mem_len, uint64_t *bpf_return_value);
 
 /** As ubpf_exec, on the caller's stack (at least 512 bytes): r10 starts at its end, rounded down
- *  to 16 bytes; each frame is zeroed when entered; a local call whose frame would not fit fails. */
+ *  to 16 bytes; each frame is zeroed when entered, as far as the program can read it; a local call
+ *  whose frame would not fit fails. */
 int ubpf_exec_ex(const struct ubpf_vm *vm, void *mem, size_t mem_len, uint64_t *bpf_return_value,
                  uint8_t *stack_start, size_t stack_length);
 
