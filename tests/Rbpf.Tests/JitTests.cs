@@ -114,3 +114,39 @@ public unsafe class JitFunctionTests
         Assert.Equal(0UL, large.ExecuteJit(new byte[7])); // r1+0x40 and r1+0x48 are zeroes of the buffer
     }
 }
+
+/// <summary>Compiled code lives as long as a run uses it, whatever other threads do to the VM.</summary>
+public class JitLifetimeTests
+{
+    [SkippableFact]
+    public void RecompilingAndDisposingWhileOtherThreadsRunIsSafe()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r0, 0\nmov r1, 0\nl:\nadd r0, 3\nadd r1, 1\njlt r1, 20000, l\nexit"));
+        vm.JitCompile();
+        int bad = 0, runs = 0;
+        bool stop = false;
+        var threads = Enumerable.Range(0, 2).Select(_ => new Thread(() =>
+        {
+            while (!Volatile.Read(ref stop))
+            {
+                var code = vm.TryExecuteJit(Span<byte>.Empty, Span<byte>.Empty, out ulong r, out RbpfException? _);
+                if (code == RbpfErrorCode.Ok ? r != 60000 : code != RbpfErrorCode.NoProgram) Interlocked.Increment(ref bad);
+                Interlocked.Increment(ref runs);
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        for (int i = 0; i < 200; i++)
+        {
+            if (i % 10 == 9) vm.Dispose(); // the next runs see no code until the next compile
+            else vm.JitCompile();
+            // Collect, so that code nobody refers to any more is really unmapped meanwhile.
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+        Volatile.Write(ref stop, true);
+        threads.ForEach(t => t.Join());
+        Assert.Equal(0, bad);
+        Assert.True(runs > 0);
+    }
+}
