@@ -51,24 +51,47 @@ internal static unsafe class StackMemory
 /// <summary>The state of one execution that the interpreter reads; all of it lives on the caller's stack.</summary>
 internal unsafe struct ExecutionState
 {
-    public RegionEntry* Regions;
-    public int RegionCount;
-    public ulong StackTop;       // r10 of the entry frame; regions[0] is the part of the stack in use
+    public EbpfVm Vm;
+    public ulong StackTop;       // r10 of the entry frame
+    public ulong StackStart;     // lowest byte of the frames entered so far: the stack region is [StackStart, StackTop)
     public ulong StackBottom;    // frames may not go below this
-    public ulong PacketStart;    // for the legacy packet loads
+    public ulong PacketStart;    // the input memory
     public ulong PacketLength;
+    public ulong MetaStart;      // the metadata buffer (length 0 for kinds without one)
+    public ulong MetaLength;
     public ulong InstructionLimit; // 0: none
     public long UnwindHelper;    // helper id whose zero result ends the program, or -1
-    /// <summary>The embedder's last word on accesses outside every region (uBPF's bounds-check callback), or null.</summary>
-    public delegate* unmanaged<void*, ulong, ulong, byte> ExtraCheck;
-    public void* ExtraCheckContext;
     /// <summary>Bytes below r10 a frame entry zeroes (<see cref="DecodedProgram.StackReach"/>).</summary>
     public int StackReach;
 
-    /// <summary>Whether the access is allowed: inside a region, or accepted by the embedder's callback.</summary>
+    /// <summary>
+    /// Whether the access is allowed. The input and the stack frames in use (both writable) are
+    /// checked here, inline; everything else (the metadata buffer, the VM's own regions, the
+    /// embedder's callback) out of line.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool Allows(ulong address, ulong size, bool write) =>
-        MemoryAccess.Allowed(Regions, RegionCount, address, size, write, ExtraCheck, ExtraCheckContext);
+    public bool Allows(ulong address, ulong size, bool write)
+    {
+        ulong p = address - PacketStart;
+        if (p < PacketLength && PacketLength - p >= size) return true;
+        ulong s = address - StackStart;
+        ulong stackLength = StackTop - StackStart;
+        if (s < stackLength && stackLength - s >= size) return true;
+        return AllowsElsewhere(address, size, write);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool AllowsElsewhere(ulong address, ulong size, bool write)
+    {
+        int capacity = EbpfVm.BuiltInRegions + Vm.UserRegionCount;
+        RegionEntry* regions = stackalloc RegionEntry[capacity];
+        int count = FillRegions(regions, capacity);
+        return MemoryAccess.Allowed(regions, count, address, size, write, Vm.ExtraCheck, Vm.ExtraCheckContext);
+    }
+
+    /// <summary>The run's allowed regions as a table (for messages and helpers that take pointers).</summary>
+    public int FillRegions(RegionEntry* regions, int capacity) =>
+        Vm.FillRegions(regions, capacity, StackStart, StackTop - StackStart, PacketStart, PacketLength, MetaStart, MetaLength);
 }
 
 /// <summary>
@@ -83,9 +106,6 @@ internal static unsafe class Interpreter
         public ulong R6, R7, R8, R9, R10;
         public int ReturnPc;
     }
-
-    /// <summary>Region tables up to this size live in the interpreter's frame.</summary>
-    private const int InlineRegionTable = EbpfVm.BuiltInRegions + 8;
 
     [SkipLocalsInit]
     public static RbpfException? Run<TObserver>(EbpfVm vm, byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
@@ -151,32 +171,18 @@ internal static unsafe class Interpreter
                 r2 = memLength;
                 break;
         }
-        // The table of allowed regions: of constant size in the frame, unless the VM has more regions.
-        int capacity = EbpfVm.BuiltInRegions + vm.UserRegionCount;
-        RegionEntry* regions;
-        if (capacity <= InlineRegionTable)
-        {
-            RegionEntry* inline = stackalloc RegionEntry[InlineRegionTable];
-            regions = inline;
-        }
-        else
-        {
-            RegionEntry* large = stackalloc RegionEntry[capacity];
-            regions = large;
-        }
-        int count = vm.FillRegions(regions, capacity, top - Isa.StackFrameSize, Isa.StackFrameSize, (ulong)mem, memLength, meta, metaLength);
         var st = new ExecutionState
         {
-            Regions = regions,
-            RegionCount = count,
+            Vm = vm,
             StackTop = top,
+            StackStart = top - Isa.StackFrameSize,
             StackBottom = bottom,
             PacketStart = (ulong)mem,
             PacketLength = memLength,
+            MetaStart = meta,
+            MetaLength = metaLength,
             InstructionLimit = vm.InstructionLimit,
             UnwindHelper = vm.UnwindHelperKey,
-            ExtraCheck = vm.ExtraCheck,
-            ExtraCheckContext = vm.ExtraCheckContext,
             StackReach = reach,
         };
         var elf = vm.LoadedElf;
@@ -190,7 +196,6 @@ internal static unsafe class Interpreter
             r[10] = st.StackTop;
             Frame* frames = stackalloc Frame[Isa.MaxCallDepth];
             int depth = 0;
-            int regionCount = count;
             ulong budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
             int pc = 0;
             ulong faultAddress = 0;
@@ -434,7 +439,7 @@ internal static unsafe class Interpreter
                                 return new RbpfException(RbpfErrorCode.UnknownHelper,
                                     UnknownHelperMessage(pc - 1, i->Op == Op.Call ? key : r[i->Dst]), pc - 1);
                             }
-                            if (!CallHelper(h, r, regions, regionCount, pc - 1, out var helperError))
+                            if (!CallHelper(h, r, ref st, pc - 1, out var helperError))
                             {
                                 result = 0;
                                 return helperError;
@@ -460,11 +465,7 @@ internal static unsafe class Interpreter
                             if (st.StackReach != 0) StackMemory.Zero((byte*)(r[10] - (ulong)st.StackReach), st.StackReach);
                             // The stack region covers every frame entered so far in this run (never the
                             // untouched, unzeroed frames below), as in the JIT.
-                            if (r[10] - Isa.StackFrameSize < regions[0].Start)
-                            {
-                                regions[0].Length += regions[0].Start - (r[10] - Isa.StackFrameSize);
-                                regions[0].Start = r[10] - Isa.StackFrameSize;
-                            }
+                            if (r[10] - Isa.StackFrameSize < st.StackStart) st.StackStart = r[10] - Isa.StackFrameSize;
                             pc = i->Off;
                             break;
                         }
@@ -495,8 +496,7 @@ internal static unsafe class Interpreter
             return new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, pc), pc);
         Fault:
             result = 0;
-            return new RbpfException(RbpfErrorCode.OutOfBounds,
-                FaultMessage(faultWrite, faultSize, faultAddress, pc - 1, regions, regionCount), pc - 1);
+            return Fault(ref st, faultWrite, faultSize, faultAddress, pc - 1);
         PacketFault:
             result = 0;
             return new RbpfException(RbpfErrorCode.OutOfBounds,
@@ -523,6 +523,15 @@ internal static unsafe class Interpreter
     internal static string IllegalMessage(DecodedProgram program, int pc) =>
         $"insn #{pc}: {(program.Problems.TryGetValue(pc, out var p) ? p : "undecodable instruction")}";
 
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static RbpfException Fault(ref ExecutionState st, bool write, int size, ulong address, int pc)
+    {
+        int capacity = EbpfVm.BuiltInRegions + st.Vm.UserRegionCount;
+        RegionEntry* regions = stackalloc RegionEntry[capacity];
+        int count = st.FillRegions(regions, capacity);
+        return new RbpfException(RbpfErrorCode.OutOfBounds, FaultMessage(write, size, address, pc, regions, count), pc);
+    }
+
     internal static string FaultMessage(bool write, int size, ulong address, int pc, RegionEntry* regions, int count)
     {
         bool misaligned = false;
@@ -548,6 +557,16 @@ internal static unsafe class Interpreter
         }
         if (sb[^1] == ',') sb.Length--;
         return sb.ToString();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool CallHelper(HelperEntry h, ulong* r, ref ExecutionState st, int pc, out RbpfException? error)
+    {
+        if (h.WithMemory == null) return CallHelper(h, r, null, 0, pc, out error);
+        int capacity = EbpfVm.BuiltInRegions + st.Vm.UserRegionCount;
+        RegionEntry* regions = stackalloc RegionEntry[capacity];
+        int count = st.FillRegions(regions, capacity);
+        return CallHelper(h, r, regions, count, pc, out error);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
