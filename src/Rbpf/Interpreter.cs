@@ -51,7 +51,7 @@ internal static unsafe class StackMemory
 /// <summary>The state of one execution that the interpreter reads; all of it lives on the caller's stack.</summary>
 internal unsafe struct ExecutionState
 {
-    public EbpfVm Vm;
+    // No object references here: the struct then needs no zeroing when a run starts.
     public ulong StackTop;       // r10 of the entry frame
     public ulong StackStart;     // lowest byte of the frames entered so far: the stack region is [StackStart, StackTop)
     public ulong StackBottom;    // frames may not go below this
@@ -70,28 +70,28 @@ internal unsafe struct ExecutionState
     /// embedder's callback) out of line.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool Allows(ulong address, ulong size, bool write)
+    public bool Allows(EbpfVm vm, ulong address, ulong size, bool write)
     {
         ulong p = address - PacketStart;
         if (p < PacketLength && PacketLength - p >= size) return true;
         ulong s = address - StackStart;
         ulong stackLength = StackTop - StackStart;
         if (s < stackLength && stackLength - s >= size) return true;
-        return AllowsElsewhere(address, size, write);
+        return AllowsElsewhere(vm, address, size, write);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool AllowsElsewhere(ulong address, ulong size, bool write)
+    private bool AllowsElsewhere(EbpfVm vm, ulong address, ulong size, bool write)
     {
-        int capacity = EbpfVm.BuiltInRegions + Vm.UserRegionCount;
+        int capacity = EbpfVm.BuiltInRegions + vm.UserRegionCount;
         RegionEntry* regions = stackalloc RegionEntry[capacity];
-        int count = FillRegions(regions, capacity);
-        return MemoryAccess.Allowed(regions, count, address, size, write, Vm.ExtraCheck, Vm.ExtraCheckContext);
+        int count = FillRegions(vm, regions, capacity);
+        return MemoryAccess.Allowed(regions, count, address, size, write, vm.ExtraCheck, vm.ExtraCheckContext);
     }
 
     /// <summary>The run's allowed regions as a table (for messages and helpers that take pointers).</summary>
-    public int FillRegions(RegionEntry* regions, int capacity) =>
-        Vm.FillRegions(regions, capacity, StackStart, StackTop - StackStart, PacketStart, PacketLength, MetaStart, MetaLength);
+    public int FillRegions(EbpfVm vm, RegionEntry* regions, int capacity) =>
+        vm.FillRegions(regions, capacity, StackStart, StackTop - StackStart, PacketStart, PacketLength, MetaStart, MetaLength);
 }
 
 /// <summary>
@@ -136,7 +136,7 @@ internal static unsafe class Interpreter
         if (reach != 0) StackMemory.Zero((byte*)(top - (ulong)reach), reach);
 
         ulong r1 = 0, r2 = 0, meta = 0, metaLength = 0;
-        byte[]? heap = null;
+        byte* heap = null; // a fixed metadata buffer too large for the frame (native memory: no GC reference to keep)
         switch (vm.Kind)
         {
             case VmKind.Mbuff:
@@ -156,8 +156,8 @@ internal static unsafe class Interpreter
                 }
                 else
                 {
-                    heap = GC.AllocateUninitializedArray<byte>(fixedLength, pinned: true);
-                    fixedBuffer = (byte*)Unsafe.AsPointer(ref heap[0]);
+                    heap = (byte*)NativeMemory.Alloc((nuint)fixedLength);
+                    fixedBuffer = heap;
                 }
                 new Span<byte>(fixedBuffer, fixedLength).Clear();
                 *(ulong*)(fixedBuffer + vm.DataOffset) = (ulong)mem;
@@ -173,7 +173,6 @@ internal static unsafe class Interpreter
         }
         var st = new ExecutionState
         {
-            Vm = vm,
             StackTop = top,
             StackStart = top - Isa.StackFrameSize,
             StackBottom = bottom,
@@ -201,8 +200,7 @@ internal static unsafe class Interpreter
             ulong faultAddress = 0;
             int faultSize = 0;
             bool faultWrite = false;
-            DecodedInsn[] codeArray = program.Code;
-            fixed (DecodedInsn* code = codeArray)
+            fixed (DecodedInsn* code = program.Code)
             {
                 while (true)
                 {
@@ -317,49 +315,49 @@ internal static unsafe class Interpreter
                         // Loads
                         case Op.LdxB:
                             a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
+                            if (!st.Allows(vm, a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
                             r[i->Dst] = *(byte*)a; break;
                         case Op.LdxH:
                             a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
+                            if (!st.Allows(vm, a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
                             r[i->Dst] = Unsafe.ReadUnaligned<ushort>((void*)a); break;
                         case Op.LdxW:
                             a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
+                            if (!st.Allows(vm, a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
                             r[i->Dst] = Unsafe.ReadUnaligned<uint>((void*)a); break;
                         case Op.LdxDW:
                             a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(a, 8, false)) { faultAddress = a; faultSize = 8; faultWrite = false; goto Fault; }
+                            if (!st.Allows(vm, a, 8, false)) { faultAddress = a; faultSize = 8; faultWrite = false; goto Fault; }
                             r[i->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); break;
                         case Op.LdxSB:
                             a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
+                            if (!st.Allows(vm, a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
                             r[i->Dst] = (ulong)(long)*(sbyte*)a; break;
                         case Op.LdxSH:
                             a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
+                            if (!st.Allows(vm, a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
                             r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<short>((void*)a); break;
                         case Op.LdxSW:
                             a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
+                            if (!st.Allows(vm, a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
                             r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<int>((void*)a); break;
 
                         // Stores
                         case Op.StB: case Op.StxB:
                             a = r[i->Dst] + (ulong)(long)i->Off;
-                            if (!st.Allows(a, 1, true)) { faultAddress = a; faultSize = 1; faultWrite = true; goto Fault; }
+                            if (!st.Allows(vm, a, 1, true)) { faultAddress = a; faultSize = 1; faultWrite = true; goto Fault; }
                             *(byte*)a = (byte)(i->Op == Op.StB ? (ulong)i->Imm : r[i->Src]); break;
                         case Op.StH: case Op.StxH:
                             a = r[i->Dst] + (ulong)(long)i->Off;
-                            if (!st.Allows(a, 2, true)) { faultAddress = a; faultSize = 2; faultWrite = true; goto Fault; }
+                            if (!st.Allows(vm, a, 2, true)) { faultAddress = a; faultSize = 2; faultWrite = true; goto Fault; }
                             Unsafe.WriteUnaligned((void*)a, (ushort)(i->Op == Op.StH ? (ulong)i->Imm : r[i->Src])); break;
                         case Op.StW: case Op.StxW:
                             a = r[i->Dst] + (ulong)(long)i->Off;
-                            if (!st.Allows(a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
+                            if (!st.Allows(vm, a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
                             Unsafe.WriteUnaligned((void*)a, (uint)(i->Op == Op.StW ? (ulong)i->Imm : r[i->Src])); break;
                         case Op.StDW: case Op.StxDW:
                             a = r[i->Dst] + (ulong)(long)i->Off;
-                            if (!st.Allows(a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
+                            if (!st.Allows(vm, a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
                             Unsafe.WriteUnaligned((void*)a, i->Op == Op.StDW ? (ulong)i->Imm : r[i->Src]); break;
 
                         // Atomics: naturally aligned, inside a writable region
@@ -367,14 +365,14 @@ internal static unsafe class Interpreter
                         case Op.Atomic32FetchAdd: case Op.Atomic32FetchOr: case Op.Atomic32FetchAnd: case Op.Atomic32FetchXor:
                         case Op.Atomic32Xchg: case Op.Atomic32CmpXchg:
                             a = r[i->Dst] + (ulong)(long)i->Off;
-                            if ((a & 3) != 0 || !st.Allows(a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
+                            if ((a & 3) != 0 || !st.Allows(vm, a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
                             Atomic32(i->Op, ref Unsafe.AsRef<uint>((void*)a), r, i->Src);
                             break;
                         case Op.Atomic64Add: case Op.Atomic64Or: case Op.Atomic64And: case Op.Atomic64Xor:
                         case Op.Atomic64FetchAdd: case Op.Atomic64FetchOr: case Op.Atomic64FetchAnd: case Op.Atomic64FetchXor:
                         case Op.Atomic64Xchg: case Op.Atomic64CmpXchg:
                             a = r[i->Dst] + (ulong)(long)i->Off;
-                            if ((a & 7) != 0 || !st.Allows(a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
+                            if ((a & 7) != 0 || !st.Allows(vm, a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
                             Atomic64(i->Op, ref Unsafe.AsRef<ulong>((void*)a), r, i->Src);
                             break;
 
@@ -439,7 +437,7 @@ internal static unsafe class Interpreter
                                 return new RbpfException(RbpfErrorCode.UnknownHelper,
                                     UnknownHelperMessage(pc - 1, i->Op == Op.Call ? key : r[i->Dst]), pc - 1);
                             }
-                            if (!CallHelper(h, r, ref st, pc - 1, out var helperError))
+                            if (!CallHelper(vm, h, r, ref st, pc - 1, out var helperError))
                             {
                                 result = 0;
                                 return helperError;
@@ -496,7 +494,7 @@ internal static unsafe class Interpreter
             return new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, pc), pc);
         Fault:
             result = 0;
-            return Fault(ref st, faultWrite, faultSize, faultAddress, pc - 1);
+            return Fault(vm, ref st, faultWrite, faultSize, faultAddress, pc - 1);
         PacketFault:
             result = 0;
             return new RbpfException(RbpfErrorCode.OutOfBounds,
@@ -506,7 +504,7 @@ internal static unsafe class Interpreter
         finally
         {
             GC.KeepAlive(elf); // its data regions are in use until here
-            GC.KeepAlive(heap);
+            if (heap != null) NativeMemory.Free(heap);
         }
     }
 
@@ -524,11 +522,11 @@ internal static unsafe class Interpreter
         $"insn #{pc}: {(program.Problems.TryGetValue(pc, out var p) ? p : "undecodable instruction")}";
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static RbpfException Fault(ref ExecutionState st, bool write, int size, ulong address, int pc)
+    private static RbpfException Fault(EbpfVm vm, ref ExecutionState st, bool write, int size, ulong address, int pc)
     {
-        int capacity = EbpfVm.BuiltInRegions + st.Vm.UserRegionCount;
+        int capacity = EbpfVm.BuiltInRegions + vm.UserRegionCount;
         RegionEntry* regions = stackalloc RegionEntry[capacity];
-        int count = st.FillRegions(regions, capacity);
+        int count = st.FillRegions(vm, regions, capacity);
         return new RbpfException(RbpfErrorCode.OutOfBounds, FaultMessage(write, size, address, pc, regions, count), pc);
     }
 
@@ -560,12 +558,12 @@ internal static unsafe class Interpreter
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static bool CallHelper(HelperEntry h, ulong* r, ref ExecutionState st, int pc, out RbpfException? error)
+    private static bool CallHelper(EbpfVm vm, HelperEntry h, ulong* r, ref ExecutionState st, int pc, out RbpfException? error)
     {
         if (h.WithMemory == null) return CallHelper(h, r, null, 0, pc, out error);
-        int capacity = EbpfVm.BuiltInRegions + st.Vm.UserRegionCount;
+        int capacity = EbpfVm.BuiltInRegions + vm.UserRegionCount;
         RegionEntry* regions = stackalloc RegionEntry[capacity];
-        int count = st.FillRegions(regions, capacity);
+        int count = st.FillRegions(vm, regions, capacity);
         return CallHelper(h, r, regions, count, pc, out error);
     }
 
