@@ -13,10 +13,10 @@ cp "$pub/publish/librbpf.so" "$pub/lib/"
 # valgrind cannot read NativeAOT's DWARF: keep the symbol table, drop the debug sections.
 objcopy --strip-debug --remove-section .gnu_debuglink "$pub/lib/librbpf.so"
 gcc -O2 -Iinclude benchmarks/percall.c -o "$pub/percall" -L"$pub/lib" -lrbpf -Wl,-rpath,"$(pwd)/$pub/lib"
-for mode in i j f; do
+for mode in i j f u; do
     count() { valgrind --tool=callgrind --callgrind-out-file="$pub/cg.$mode.$1" "$pub/percall" "$mode" "$1" 2>&1 | awk '/Collected/ {print $4}'; }
     a=$(count 1000)
     b=$(count 21000)
-    name=$(case $mode in i) echo rbpf_vm_execute;; j) echo rbpf_vm_execute_jit;; f) echo "rbpf_jit_fn (rbpf_vm_jit_function)";; esac)
+    name=$(case $mode in i) echo rbpf_vm_execute;; j) echo rbpf_vm_execute_jit;; f) echo "rbpf_jit_fn (rbpf_vm_jit_function)";; u) echo "ubpf_jit_fn (ubpf_compile)";; esac)
     echo "$name: $(( (b - a) / 20000 )) instructions per call (callgrind_annotate $pub/cg.$mode.21000 for the breakdown)"
 done

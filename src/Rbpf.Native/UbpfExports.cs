@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Iced.Intel;
 using Rbpf.Jit;
 
 namespace Rbpf.Native;
@@ -29,6 +30,19 @@ internal sealed unsafe class UbpfVm
     public ExecutableMemory? JitEntry;
     public ExecutableMemory? JitEntryEx;
     public nint Handle;
+
+    /// <summary>
+    /// The bare entry of the compiled code that ubpf_compile's function may call directly, or 0 (the
+    /// function then goes through the runtime): set by a compile, cleared whenever the engine drops
+    /// or replaces the code. Native memory, so the function reads it with one load.
+    /// </summary>
+    public readonly ulong* FastEntry = (ulong*)NativeMemory.AllocZeroed(8);
+
+    /// <summary>Every program ever put in <see cref="FastEntry"/>: kept until ubpf_destroy, so a call that
+    /// read the cell just before it changed still runs code that exists.</summary>
+    public readonly List<JitProgram> Published = new();
+
+    public UbpfVm() => Vm.JitChanged += () => *FastEntry = 0;
 
     public bool Loaded => Vm.Program != null;
 }
@@ -118,6 +132,7 @@ internal static unsafe class UbpfExports
             u.Vm.Dispose();
             u.JitEntry?.Dispose();
             u.JitEntryEx?.Dispose();
+            NativeMemory.Free(u.FastEntry);
         }
         catch (Exception) { }
     }
@@ -515,6 +530,63 @@ internal static unsafe class UbpfExports
         }
     }
 
+    /// <summary>A failed run of the bare entry, called from the function ubpf_compile returns: report it as uBPF does.</summary>
+    [UnmanagedCallersOnly]
+    private static ulong ReportCompiledFailure(nint handle)
+    {
+        try
+        {
+            var error = JitRuntime.TakeFailure();
+            Report(Find(handle), error?.Message ?? "the compiled program failed");
+        }
+        catch (Exception) { /* nothing may escape into native code */ }
+        return ulong.MaxValue;
+    }
+
+    /// <summary>
+    /// The function ubpf_compile returns, <c>uint64_t fn(void *mem, size_t mem_len)</c>: when the VM's
+    /// <see cref="UbpfVm.FastEntry"/> is set it calls that bare entry directly (a failure is reported
+    /// through the runtime and gives UINT64_MAX); otherwise it goes to <see cref="JitEntry"/> with the
+    /// handle.
+    /// </summary>
+    private static byte[] CompiledFunction(UbpfVm u)
+    {
+        var a = new Iced.Intel.Assembler(64);
+        var slow = a.CreateLabel();
+        var fail = a.CreateLabel();
+        a.mov(AssemblerRegisters.rax, (ulong)u.FastEntry);
+        a.mov(AssemblerRegisters.rax, AssemblerRegisters.__qword_ptr[AssemblerRegisters.rax]);
+        a.test(AssemblerRegisters.rax, AssemblerRegisters.rax);
+        a.jz(slow);
+        // int entry(mem, mem_len, NULL, 0, &result): rdi and rsi are already mem and mem_len.
+        a.push(AssemblerRegisters.rbx); // with the slot below, keeps rsp 16-byte aligned at the call
+        a.sub(AssemblerRegisters.rsp, 16);
+        a.xor(AssemblerRegisters.edx, AssemblerRegisters.edx);
+        a.xor(AssemblerRegisters.ecx, AssemblerRegisters.ecx);
+        a.mov(AssemblerRegisters.r8, AssemblerRegisters.rsp);
+        a.call(AssemblerRegisters.rax);
+        a.test(AssemblerRegisters.eax, AssemblerRegisters.eax);
+        a.jnz(fail);
+        a.mov(AssemblerRegisters.rax, AssemblerRegisters.__qword_ptr[AssemblerRegisters.rsp]);
+        a.add(AssemblerRegisters.rsp, 16);
+        a.pop(AssemblerRegisters.rbx);
+        a.ret();
+        a.Label(ref fail);
+        a.mov(AssemblerRegisters.rdi, (ulong)u.Handle);
+        a.mov(AssemblerRegisters.rax, (ulong)(nint)(delegate* unmanaged<nint, ulong>)&ReportCompiledFailure);
+        a.call(AssemblerRegisters.rax);
+        a.add(AssemblerRegisters.rsp, 16);
+        a.pop(AssemblerRegisters.rbx);
+        a.ret();
+        a.Label(ref slow);
+        a.mov(AssemblerRegisters.rdx, (ulong)u.Handle);
+        a.mov(AssemblerRegisters.rax, (ulong)(nint)(delegate* unmanaged<byte*, nuint, nint, ulong>)&JitEntry);
+        a.jmp(AssemblerRegisters.rax);
+        using var stream = new MemoryStream();
+        a.Assemble(new Iced.Intel.StreamCodeWriter(stream), 0);
+        return stream.ToArray();
+    }
+
     /// <summary>mov rdx|r8, handle; mov rax, entry; jmp rax — the handle goes in the argument after the real ones.</summary>
     private static byte[] EntryStub(nint handle, bool extended)
     {
@@ -547,7 +619,14 @@ internal static unsafe class UbpfExports
                 u.JitEntryEx ??= ExecutableMemory.Create(EntryStub(u.Handle, extended: true));
                 return (nint)u.JitEntryEx.Address;
             }
-            u.JitEntry ??= ExecutableMemory.Create(EntryStub(u.Handle, extended: false));
+            // Compiled code with no dispatcher (whose cookie is per call) is called directly.
+            var compiled = u.Vm.JitForDirectCalls;
+            if (compiled != null && u.Dispatcher == 0)
+            {
+                u.Published.Add(compiled);
+                *u.FastEntry = (ulong)compiled.DirectEntry;
+            }
+            u.JitEntry ??= ExecutableMemory.Create(CompiledFunction(u));
             return (nint)u.JitEntry.Address;
         }
         catch (Exception e)
@@ -577,7 +656,7 @@ internal static unsafe class UbpfExports
         var u = Find(vm);
         nint entry = Compile(u, errmsg);
         if (entry == 0) return 0;
-        var stub = EntryStub(u!.Handle, extended: false);
+        var stub = EntryStub(u!.Handle, extended: false); // small: the copy always goes through the runtime
         if (buffer == null || size < (nuint)stub.Length)
         {
             SetError(errmsg, $"the buffer must hold at least {stub.Length} bytes");

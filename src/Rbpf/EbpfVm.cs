@@ -252,7 +252,11 @@ public sealed class EbpfVm : IDisposable
     {
         var old = Interlocked.Exchange(ref _jit, null);
         old?.Dispose();
+        JitChanged?.Invoke();
     }
+
+    /// <summary>Raised when the compiled code is discarded or replaced (the uBPF layer clears its fast path).</summary>
+    internal event Action? JitChanged;
 
     /// <summary>
     /// Compiles the loaded program to x86-64 code for <see cref="ExecuteJit(Span{byte}, Span{byte})"/>.
@@ -266,6 +270,7 @@ public sealed class EbpfVm : IDisposable
             InstructionLimit != 0, Kind, _dataOffset, _dataEndOffset, InstructionLimit);
         var old = Interlocked.Exchange(ref _jit, jit);
         old?.Dispose();
+        JitChanged?.Invoke();
     }
 
     /// <summary>Whether the JIT can run on this platform (x86-64 Linux and macOS).</summary>

@@ -33,6 +33,7 @@ static int capture_error(FILE *stream, const char *format, ...)
 }
 
 static uint64_t add5(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e) { return a + b + c + d + e; }
+static uint64_t add5_twice(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e) { return 2 * (a + b + c + d + e); }
 static uint64_t ident(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e) { (void)b; (void)c; (void)d; (void)e; return a; }
 
 static void *dispatch_cookie;
@@ -101,6 +102,17 @@ int main(void)
     /* Compile and call the JIT function. */
     ubpf_jit_fn fn = ubpf_compile(vm, &errmsg);
     CHECK(fn != NULL && errmsg == NULL);
+    if (fn) CHECK(fn(NULL, 0) == 15);
+    /* Registering a helper discards the compiled code: the function then reports that (UINT64_MAX
+     * and an error) until the next compile, which calls the new helper. */
+    CHECK(ubpf_register(vm, 1, "add5_twice", add5_twice) == 0);
+    error_calls = 0;
+    if (fn) CHECK(fn(NULL, 0) == UINT64_MAX);
+    CHECK(error_calls == 1 && strstr(last_error, "JIT") != NULL);
+    CHECK(ubpf_compile(vm, &errmsg) == fn); /* the same function, now calling the new code */
+    if (fn) CHECK(fn(NULL, 0) == 30);
+    CHECK(ubpf_register(vm, 1, "add5", add5) == 0);
+    CHECK(ubpf_compile(vm, &errmsg) == fn);
     if (fn) CHECK(fn(NULL, 0) == 15);
     fn = ubpf_compile_ex(vm, &errmsg, ExtendedJitMode);
     CHECK(fn != NULL);
