@@ -150,3 +150,50 @@ public class JitLifetimeTests
         Assert.True(runs > 0);
     }
 }
+
+/// <summary>Accesses through one base register share one check in the JIT; the results and errors must not show it.</summary>
+public class FusedCheckTests
+{
+    [Fact]
+    public void GroupsGiveTheSameResults()
+    {
+        // Adjacent bytes, a span rounded up past the end (bytes 0 and 2 of 3), a 64-bit span of 8.
+        Assert.Equal(0x30UL + 0x10, TestUtil.RunRaw("ldxb r0, [r1]\nldxb r2, [r1+2]\nadd r0, r2\nexit", new byte[] { 0x10, 0x20, 0x30 }));
+        Assert.Equal(0x0201UL, TestUtil.RunRaw("ldxb r0, [r1]\nldxb r2, [r1+1]\nlsh r2, 8\nor r0, r2\nexit", new byte[] { 1, 2 }));
+        var mem = new byte[8];
+        TestUtil.RunRaw("stw [r1], 0x04030201\nsth [r1+4], 0x0605\nstb [r1+6], 7\nstb [r1+7], 8\nmov r0, 0\nexit", mem);
+        Assert.Equal(new byte[] { 1, 2, 3, 4, 5, 6, 7, 8 }, mem);
+        // A load into the base register ends a group: the next access uses the new base (here the
+        // buffer's own address plus 8, stored in its first eight bytes).
+        var chain = GC.AllocateArray<byte>(16, pinned: true);
+        unsafe
+        {
+            fixed (byte* p = chain) BitConverter.TryWriteBytes(chain, (ulong)p + 8);
+        }
+        chain[9] = 0x55;
+        Assert.Equal(0x55UL, TestUtil.RunRaw("ldxdw r1, [r1]\nldxb r0, [r1+1]\nexit", chain));
+        // And a new base outside every region faults at the access that uses it.
+        var bad = new byte[16];
+        bad[0] = 0x10;
+        var e = TestUtil.Fails(EbpfVm.CreateRaw(Assembler.Assemble("ldxdw r1, [r1]\nldxb r0, [r1+1]\nexit")), bad);
+        Assert.Equal(RbpfErrorCode.OutOfBounds, e.Code);
+        Assert.Equal(1, e.InstructionIndex);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AFaultInsideAGroupStopsAtItsOwnInstruction(bool jit)
+    {
+        if (jit && !EbpfVm.IsJitSupported) return;
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("stb [r1+2], 7\nstb [r1+3], 9\nmov r0, 1\nexit"));
+        if (jit) vm.JitCompile();
+        var mem = new byte[3];
+        var code = jit ? vm.TryExecuteJit(mem, Span<byte>.Empty, out _, out RbpfException? error)
+                       : vm.TryExecute(mem, Span<byte>.Empty, out _, out error);
+        Assert.Equal(RbpfErrorCode.OutOfBounds, code);
+        Assert.Equal(1, error!.InstructionIndex);
+        Assert.Contains("store of 1 bytes", error.Message);
+        Assert.Equal(7, mem[2]); // the first store happened
+    }
+}

@@ -106,6 +106,13 @@ internal sealed class X64Compiler
             Bind(ref _pcLabels[pc]);
             _currentPc = pc;
             if (_countInstructions && blockStarts[pc] > 0) EmitBudget(pc, blockStarts[pc]);
+            int group = FusableGroup(code, blockStarts, pc);
+            if (group > 1)
+            {
+                EmitFusedGroup(pc, group);
+                pc += group - 1;
+                continue;
+            }
             EmitInstruction(pc, code[pc]);
         }
 
@@ -622,23 +629,29 @@ internal sealed class X64Compiler
         var b = R64[baseReg];
         if (!atomic && InsideFrame(baseReg, off, size))
             return __[rbp + off];
-        if (!_options.CheckedMemory)
+        if (!_options.CheckedMemory || _fused)
         {
             if (!atomic) return __[b + off];
             _a.lea(r11, __[b + off]); // atomics may use rax (r0) themselves: address through r11
             return __[r11];
         }
-        _a.lea(r11, __[b + off]);
         var back = _a.CreateLabel();
         var notPacket = _a.CreateLabel();
         int bi = JitContext.BoundIndex(size);
+        // Inline, only the input: an access inside it falls through with no branch taken. Plain
+        // loads and stores then address [base + off] themselves; atomics go through r11, since
+        // their code may change r0 (rax), which can be the base.
         if (atomic)
         {
+            _a.lea(r11, __[b + off]);
             _a.test(r11b, (byte)(size - 1)); // misaligned: the stub reports it
             _a.jnz(notPacket);
+            _a.mov(r10, r11);
         }
-        // Inline, only the packet: an access inside it falls through with no branch taken.
-        _a.mov(r10, r11);
+        else
+        {
+            _a.lea(r10, __[b + off]);
+        }
         _a.sub(r10, CtxQ(JitContext.OffPacketStart));
         _a.cmp(r10, CtxQ(JitContext.OffPacketBound + 8 * bi));
         _a.jae(notPacket);
@@ -649,12 +662,94 @@ internal sealed class X64Compiler
         {
             // Out of line: a stub shared by every access of this size and kind checks the stack
             // frames in use, then asks the runtime about the other regions; it returns, or fails
-            // the run at the instruction left in FaultPc.
+            // the run at the instruction left in FaultPc. It takes the address in r11.
+            if (!atomic) _a.lea(r11, __[b + off]);
             _a.mov(CtxD(JitContext.OffFaultPc), pc);
             _a.call(stub);
             _a.jmp(back);
         });
-        return __[r11];
+        return atomic ? __[r11] : __[b + off];
+    }
+
+    /// <summary>Set while emitting the accesses of a fused group, which one check covers.</summary>
+    private bool _fused;
+
+    /// <summary>A plain load or store (no atomics, no legacy packet loads): its base, offset and size.</summary>
+    private static bool IsPlainAccess(DecodedInsn i, out int baseReg, out int off, out int size)
+    {
+        bool load = i.Op is >= Op.LdxB and <= Op.LdxSW;
+        bool store = i.Op is >= Op.StB and <= Op.StxDW;
+        baseReg = load ? i.Src : i.Dst;
+        off = i.Off;
+        size = load || store ? SizeOfAccess(i.Op) : 0;
+        return load || store;
+    }
+
+    /// <summary>
+    /// How many checked plain accesses starting at <paramref name="pc"/> one check can cover: they
+    /// follow each other inside one basic block (no jump lands between them), use one base register
+    /// that none of them changes before the last, and span at most 8 bytes. 1 when there is no group.
+    /// </summary>
+    private int FusableGroup(DecodedInsn[] code, int[] blockStarts, int pc)
+    {
+        if (!_options.CheckedMemory || !NeedsCheck(code[pc]) || !IsPlainAccess(code[pc], out int baseReg, out int off, out int size))
+            return 1;
+        int min = off, max = off + size, n = 1;
+        bool baseChanged = code[pc].Op is >= Op.LdxB and <= Op.LdxSW && code[pc].Dst == baseReg;
+        for (int k = pc + 1; !baseChanged && k < code.Length; k++)
+        {
+            if (blockStarts[k] > 0 || !NeedsCheck(code[k]) || !IsPlainAccess(code[k], out int b, out int o, out int sz) || b != baseReg)
+                break;
+            int lo = Math.Min(min, o), hi = Math.Max(max, o + sz);
+            if (hi - lo > 8) break;
+            (min, max) = (lo, hi);
+            n++;
+            baseChanged = code[k].Op is >= Op.LdxB and <= Op.LdxSW && code[k].Dst == baseReg;
+        }
+        return n;
+    }
+
+    /// <summary>
+    /// A group of accesses through one base register (<see cref="FusableGroup"/>): one inline check
+    /// that the whole span they touch lies in the input, then the accesses unchecked. When the span
+    /// is not all input, the group runs again out of line with a check per access, so errors come
+    /// from the same instruction with the same message as without fusion.
+    /// </summary>
+    private void EmitFusedGroup(int pc, int count)
+    {
+        var code = _program.Code;
+        IsPlainAccess(code[pc], out int baseReg, out _, out _);
+        int min = int.MaxValue, max = int.MinValue;
+        for (int k = pc; k < pc + count; k++)
+        {
+            IsPlainAccess(code[k], out _, out int o, out int sz);
+            min = Math.Min(min, o);
+            max = Math.Max(max, o + sz);
+        }
+        int span = max - min <= 1 ? 1 : max - min <= 2 ? 2 : max - min <= 4 ? 4 : 8; // bounds exist for these sizes
+        var separately = _a.CreateLabel();
+        _a.lea(r10, __[R64[baseReg] + min]);
+        _a.sub(r10, CtxQ(JitContext.OffPacketStart));
+        _a.cmp(r10, CtxQ(JitContext.OffPacketBound + 8 * JitContext.BoundIndex(span)));
+        _a.jae(separately);
+        _fused = true;
+        for (int k = pc; k < pc + count; k++)
+        {
+            if (k > pc) Bind(ref _pcLabels[k]);
+            _currentPc = k;
+            EmitInstruction(k, code[k]);
+        }
+        _fused = false;
+        var next = _pcLabels[pc + count];
+        Cold(separately, () =>
+        {
+            for (int k = pc; k < pc + count; k++)
+            {
+                _currentPc = k;
+                EmitInstruction(k, code[k]);
+            }
+            _a.jmp(next);
+        });
     }
 
     /// <summary>An access through r10 with a constant offset inside the frame: no check needed.</summary>
