@@ -565,7 +565,9 @@ public sealed class EbpfVm : IDisposable
     internal unsafe RbpfException? RunInterpreter<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
         byte* userStack, nuint userStackLength, ref TObserver observer, out ulong result)
         where TObserver : struct, IExecutionObserver =>
-        Interpreter.Run(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, out result);
+        _instructionLimit == 0
+            ? Interpreter.Run<TObserver, UncountedRun>(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, out result)
+            : Interpreter.Run<TObserver, CountedRun>(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, out result);
 
     /// <summary>The compiled program, when a C caller can run it with no extra arguments (else null).</summary>
     internal JitProgram? JitForDirectCalls

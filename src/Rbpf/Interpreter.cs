@@ -21,6 +21,14 @@ internal struct DelegateObserver : IExecutionObserver
         _callback(pc, new ReadOnlySpan<ulong>(registers, Isa.RegisterCount));
 }
 
+/// <summary>Whether a run counts instructions against a limit: two instantiations of the
+/// interpreter, so runs without a limit pay nothing per instruction.</summary>
+internal interface IInstructionBudget { bool Counts { get; } }
+
+internal struct CountedRun : IInstructionBudget { public readonly bool Counts => true; }
+
+internal struct UncountedRun : IInstructionBudget { public readonly bool Counts => false; }
+
 /// <summary>The observer of ordinary runs: compiled away entirely.</summary>
 internal struct NoObserver : IExecutionObserver
 {
@@ -108,9 +116,10 @@ internal static unsafe class Interpreter
     }
 
     [SkipLocalsInit]
-    public static RbpfException? Run<TObserver>(EbpfVm vm, byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
+    public static RbpfException? Run<TObserver, TBudget>(EbpfVm vm, byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
         byte* userStack, nuint userStackLength, ref TObserver observer, out ulong result)
         where TObserver : struct, IExecutionObserver
+        where TBudget : struct, IInstructionBudget
     {
         // The run's memory: the stack (the caller's, or 4 KiB of this thread's), the metadata buffer
         // of a fixed-mbuff VM, the table of allowed regions; all of it on this thread's stack, set up
@@ -204,8 +213,11 @@ internal static unsafe class Interpreter
             {
                 while (true)
                 {
-                    if (budget == 0) goto Limit;
-                    budget--;
+                    if (default(TBudget).Counts)
+                    {
+                        if (budget == 0) goto Limit;
+                        budget--;
+                    }
                     if (observer.Enabled) observer.BeforeInstruction(pc, r);
                     DecodedInsn* i = code + pc; // fields read where used: a copy would tie up registers
                     pc++;

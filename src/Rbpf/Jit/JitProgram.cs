@@ -85,7 +85,7 @@ internal sealed unsafe class JitProgram : IDisposable
     /// </summary>
     public void Dispose()
     {
-        if (Interlocked.Add(ref s_disposedBytes, Code.Length + 4096) > 64L << 20)
+        if (Interlocked.Add(ref s_disposedBytes, Code.Length + 4096) > 16L << 20)
         {
             Interlocked.Exchange(ref s_disposedBytes, 0);
             GC.Collect();
