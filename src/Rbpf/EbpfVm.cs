@@ -250,6 +250,7 @@ public sealed class EbpfVm : IDisposable
 
     private void DropJit()
     {
+        _jitDirect = null;
         var old = Interlocked.Exchange(ref _jit, null);
         old?.Dispose();
         JitChanged?.Invoke();
@@ -269,6 +270,7 @@ public sealed class EbpfVm : IDisposable
         var jit = new JitProgram(this, program, _helpers, options ?? new JitOptions(), UnwindHelper.HasValue ? UnwindHelper.Value : -1,
             InstructionLimit != 0, Kind, _dataOffset, _dataEndOffset, InstructionLimit);
         var old = Interlocked.Exchange(ref _jit, jit);
+        _jitDirect = jit.NeedsFixedBuffer ? null : jit;
         old?.Dispose();
         JitChanged?.Invoke();
     }
@@ -570,14 +572,9 @@ public sealed class EbpfVm : IDisposable
             : Interpreter.Run<TObserver, CountedRun>(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, out result);
 
     /// <summary>The compiled program, when a C caller can run it with no extra arguments (else null).</summary>
-    internal JitProgram? JitForDirectCalls
-    {
-        get
-        {
-            var jit = _jit;
-            return jit != null && !jit.NeedsFixedBuffer ? jit : null;
-        }
-    }
+    internal JitProgram? JitForDirectCalls => _jitDirect;
+
+    private JitProgram? _jitDirect; // _jit when it needs no extra arguments, else null
 
     /// <summary>One JIT-compiled run: the generated entry builds its context, stack and buffers itself.</summary>
     [SkipLocalsInit]
