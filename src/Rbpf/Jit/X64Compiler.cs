@@ -261,11 +261,7 @@ internal sealed class X64Compiler
         // The stack: the caller's, or the top of this frame.
         var ownStack = _a.CreateLabel();
         var stackDone = _a.CreateLabel();
-        _a.test(r9, r9);
-        _a.jz(ownStack);
-        _a.mov(r10, __qword_ptr[r9 + JitExtra.OffStackTop]);
-        _a.test(r10, r10);
-        _a.jz(ownStack);
+        LoadExtra(JitExtra.OffStackTop, ownStack);
         _a.mov(rbp, r10);
         _a.mov(r10, __qword_ptr[r9 + JitExtra.OffStackBottom]);
         _a.jmp(stackDone);
@@ -314,11 +310,7 @@ internal sealed class X64Compiler
                 else
                 {
                     var noBuffer = _a.CreateLabel();
-                    _a.test(r9, r9);
-                    _a.jz(noBuffer);
-                    _a.mov(r10, __qword_ptr[r9 + JitExtra.OffFixedBuffer]);
-                    _a.test(r10, r10);
-                    _a.jz(noBuffer);
+                    LoadExtra(JitExtra.OffFixedBuffer, noBuffer);
                     Cold(noBuffer, () => FailArgument(JitRuntime.NoFixedBuffer));
                     _a.mov(r11, rdi);
                     _a.mov(rdi, r10);
@@ -338,6 +330,17 @@ internal sealed class X64Compiler
             }
         }
         foreach (var reg in new[] { eax, edx, r8d, r9d, ebx, r13d, r14d, r15d }) _a.xor(reg, reg);
+    }
+
+    /// <summary>r10 = the <see cref="JitExtra"/> field at <paramref name="offset"/>; to <paramref name="missing"/>
+    /// when there is no JitExtra (r9 NULL) or the field is 0.</summary>
+    private void LoadExtra(int offset, Label missing)
+    {
+        _a.test(r9, r9);
+        _a.jz(missing);
+        _a.mov(r10, __qword_ptr[r9 + offset]);
+        _a.test(r10, r10);
+        _a.jz(missing);
     }
 
     private void FailArgument(int which)
