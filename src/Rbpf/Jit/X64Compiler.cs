@@ -38,7 +38,17 @@ internal sealed class X64Compiler
     private readonly HelperTable _helpers;
     private readonly JitOptions _options;
     private readonly long _unwindHelper;
-    private readonly Iced.Intel.Assembler _a = new(64);
+    [ThreadStatic] private static Iced.Intel.Assembler? t_assembler;
+    private readonly Iced.Intel.Assembler _a = Reused();
+
+    /// <summary>One assembler per thread, reset for each compilation (its instruction list keeps its capacity).</summary>
+    private static Iced.Intel.Assembler Reused()
+    {
+        var a = t_assembler ??= new Iced.Intel.Assembler(64);
+        a.Reset();
+        return a;
+    }
+
     private readonly Label[] _pcLabels;
     private readonly List<Action> _cold = new();
     private readonly Random _blindKeys = new();
@@ -140,6 +150,7 @@ internal sealed class X64Compiler
 
         var writer = new ByteWriter(_a.Instructions.Count * 6);
         var result = _a.Assemble(writer, 0, BlockEncoderOptions.ReturnNewInstructionOffsets);
+        if (_a.Instructions.Count > 16384) t_assembler = null; // a thread keeps no large instruction list
         var offsets = new int[code.Length];
         for (int pc = 0; pc < code.Length; pc++)
             offsets[pc] = pc > 0 && code[pc - 1].Op == Op.Lddw ? -1 : (int)result.GetLabelRIP(_pcLabels[pc]);
