@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 pub=out/percall
 rm -rf "$pub" && mkdir -p "$pub/lib"
 rid=$(case "$(uname -m)" in aarch64|arm64) echo linux-arm64;; *) echo linux-x64;; esac)
-dotnet publish src/Rbpf.Native -c Release -r "$rid" -p:StripSymbols=false -o "$pub/publish" -v quiet -nologo >/dev/null
+# Its own intermediate folder: the stripped link of ./build.sh must not be taken as up to date.
+dotnet publish src/Rbpf.Native -c Release -r "$rid" -p:StripSymbols=false -p:IntermediateOutputPath="$(pwd)/$pub/obj/" -o "$pub/publish" -v quiet -nologo >/dev/null
 cp "$pub/publish/librbpf.so" "$pub/lib/"
 # valgrind cannot read NativeAOT's DWARF: keep the symbol table, drop the debug sections.
 objcopy --strip-debug --remove-section .gnu_debuglink "$pub/lib/librbpf.so"

@@ -205,12 +205,14 @@ internal static unsafe class Interpreter
             Frame* frames = stackalloc Frame[Isa.MaxCallDepth];
             int depth = 0;
             ulong budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
-            int pc = 0;
+            DecodedInsn* code0 = null; // the first slot, and the next slot to run
+            DecodedInsn* ip = null;
             ulong faultAddress = 0;
             int faultSize = 0;
             bool faultWrite = false;
             fixed (DecodedInsn* code = program.Code)
             {
+                code0 = ip = code;
                 while (true)
                 {
                     if (default(TBudget).Counts)
@@ -218,9 +220,9 @@ internal static unsafe class Interpreter
                         if (budget == 0) goto Limit;
                         budget--;
                     }
-                    if (observer.Enabled) observer.BeforeInstruction(pc, r);
-                    DecodedInsn* i = code + pc; // fields read where used: a copy would tie up registers
-                    pc++;
+                    if (observer.Enabled) observer.BeforeInstruction((int)(ip - code0), r);
+                    DecodedInsn* i = ip; // fields read where used: a copy would tie up registers
+                    ip++;
                     ulong a;
                     switch (i->Op)
                     {
@@ -299,7 +301,7 @@ internal static unsafe class Interpreter
                         case Op.Swap32: r[i->Dst] = BinaryPrimitives.ReverseEndianness((uint)r[i->Dst]); break;
                         case Op.Swap64: r[i->Dst] = BinaryPrimitives.ReverseEndianness(r[i->Dst]); break;
 
-                        case Op.Lddw: r[i->Dst] = (ulong)i->Imm; pc++; break;
+                        case Op.Lddw: r[i->Dst] = (ulong)i->Imm; ip++; break;
 
                         // Legacy packet loads: r0 = packet[imm (+ src)], little-endian as rbpf does
                         case Op.LdAbsB: case Op.LdAbsH: case Op.LdAbsW: case Op.LdAbsDW:
@@ -389,51 +391,51 @@ internal static unsafe class Interpreter
                             break;
 
                         // Jumps
-                        case Op.Ja: pc = i->Off; break;
-                        case Op.Jeq64Imm: if (r[i->Dst] == (ulong)i->Imm) pc = i->Off; break;
-                        case Op.Jeq64Reg: if (r[i->Dst] == r[i->Src]) pc = i->Off; break;
-                        case Op.Jeq32Imm: if ((uint)r[i->Dst] == (uint)i->Imm) pc = i->Off; break;
-                        case Op.Jeq32Reg: if ((uint)r[i->Dst] == (uint)r[i->Src]) pc = i->Off; break;
-                        case Op.Jgt64Imm: if (r[i->Dst] > (ulong)i->Imm) pc = i->Off; break;
-                        case Op.Jgt64Reg: if (r[i->Dst] > r[i->Src]) pc = i->Off; break;
-                        case Op.Jgt32Imm: if ((uint)r[i->Dst] > (uint)i->Imm) pc = i->Off; break;
-                        case Op.Jgt32Reg: if ((uint)r[i->Dst] > (uint)r[i->Src]) pc = i->Off; break;
-                        case Op.Jge64Imm: if (r[i->Dst] >= (ulong)i->Imm) pc = i->Off; break;
-                        case Op.Jge64Reg: if (r[i->Dst] >= r[i->Src]) pc = i->Off; break;
-                        case Op.Jge32Imm: if ((uint)r[i->Dst] >= (uint)i->Imm) pc = i->Off; break;
-                        case Op.Jge32Reg: if ((uint)r[i->Dst] >= (uint)r[i->Src]) pc = i->Off; break;
-                        case Op.Jset64Imm: if ((r[i->Dst] & (ulong)i->Imm) != 0) pc = i->Off; break;
-                        case Op.Jset64Reg: if ((r[i->Dst] & r[i->Src]) != 0) pc = i->Off; break;
-                        case Op.Jset32Imm: if (((uint)r[i->Dst] & (uint)i->Imm) != 0) pc = i->Off; break;
-                        case Op.Jset32Reg: if (((uint)r[i->Dst] & (uint)r[i->Src]) != 0) pc = i->Off; break;
-                        case Op.Jne64Imm: if (r[i->Dst] != (ulong)i->Imm) pc = i->Off; break;
-                        case Op.Jne64Reg: if (r[i->Dst] != r[i->Src]) pc = i->Off; break;
-                        case Op.Jne32Imm: if ((uint)r[i->Dst] != (uint)i->Imm) pc = i->Off; break;
-                        case Op.Jne32Reg: if ((uint)r[i->Dst] != (uint)r[i->Src]) pc = i->Off; break;
-                        case Op.Jsgt64Imm: if ((long)r[i->Dst] > i->Imm) pc = i->Off; break;
-                        case Op.Jsgt64Reg: if ((long)r[i->Dst] > (long)r[i->Src]) pc = i->Off; break;
-                        case Op.Jsgt32Imm: if ((int)r[i->Dst] > (int)i->Imm) pc = i->Off; break;
-                        case Op.Jsgt32Reg: if ((int)r[i->Dst] > (int)r[i->Src]) pc = i->Off; break;
-                        case Op.Jsge64Imm: if ((long)r[i->Dst] >= i->Imm) pc = i->Off; break;
-                        case Op.Jsge64Reg: if ((long)r[i->Dst] >= (long)r[i->Src]) pc = i->Off; break;
-                        case Op.Jsge32Imm: if ((int)r[i->Dst] >= (int)i->Imm) pc = i->Off; break;
-                        case Op.Jsge32Reg: if ((int)r[i->Dst] >= (int)r[i->Src]) pc = i->Off; break;
-                        case Op.Jlt64Imm: if (r[i->Dst] < (ulong)i->Imm) pc = i->Off; break;
-                        case Op.Jlt64Reg: if (r[i->Dst] < r[i->Src]) pc = i->Off; break;
-                        case Op.Jlt32Imm: if ((uint)r[i->Dst] < (uint)i->Imm) pc = i->Off; break;
-                        case Op.Jlt32Reg: if ((uint)r[i->Dst] < (uint)r[i->Src]) pc = i->Off; break;
-                        case Op.Jle64Imm: if (r[i->Dst] <= (ulong)i->Imm) pc = i->Off; break;
-                        case Op.Jle64Reg: if (r[i->Dst] <= r[i->Src]) pc = i->Off; break;
-                        case Op.Jle32Imm: if ((uint)r[i->Dst] <= (uint)i->Imm) pc = i->Off; break;
-                        case Op.Jle32Reg: if ((uint)r[i->Dst] <= (uint)r[i->Src]) pc = i->Off; break;
-                        case Op.Jslt64Imm: if ((long)r[i->Dst] < i->Imm) pc = i->Off; break;
-                        case Op.Jslt64Reg: if ((long)r[i->Dst] < (long)r[i->Src]) pc = i->Off; break;
-                        case Op.Jslt32Imm: if ((int)r[i->Dst] < (int)i->Imm) pc = i->Off; break;
-                        case Op.Jslt32Reg: if ((int)r[i->Dst] < (int)r[i->Src]) pc = i->Off; break;
-                        case Op.Jsle64Imm: if ((long)r[i->Dst] <= i->Imm) pc = i->Off; break;
-                        case Op.Jsle64Reg: if ((long)r[i->Dst] <= (long)r[i->Src]) pc = i->Off; break;
-                        case Op.Jsle32Imm: if ((int)r[i->Dst] <= (int)i->Imm) pc = i->Off; break;
-                        case Op.Jsle32Reg: if ((int)r[i->Dst] <= (int)r[i->Src]) pc = i->Off; break;
+                        case Op.Ja: ip = code0 + i->Off; break;
+                        case Op.Jeq64Imm: if (r[i->Dst] == (ulong)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jeq64Reg: if (r[i->Dst] == r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jeq32Imm: if ((uint)r[i->Dst] == (uint)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jeq32Reg: if ((uint)r[i->Dst] == (uint)r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jgt64Imm: if (r[i->Dst] > (ulong)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jgt64Reg: if (r[i->Dst] > r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jgt32Imm: if ((uint)r[i->Dst] > (uint)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jgt32Reg: if ((uint)r[i->Dst] > (uint)r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jge64Imm: if (r[i->Dst] >= (ulong)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jge64Reg: if (r[i->Dst] >= r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jge32Imm: if ((uint)r[i->Dst] >= (uint)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jge32Reg: if ((uint)r[i->Dst] >= (uint)r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jset64Imm: if ((r[i->Dst] & (ulong)i->Imm) != 0) ip = code0 + i->Off; break;
+                        case Op.Jset64Reg: if ((r[i->Dst] & r[i->Src]) != 0) ip = code0 + i->Off; break;
+                        case Op.Jset32Imm: if (((uint)r[i->Dst] & (uint)i->Imm) != 0) ip = code0 + i->Off; break;
+                        case Op.Jset32Reg: if (((uint)r[i->Dst] & (uint)r[i->Src]) != 0) ip = code0 + i->Off; break;
+                        case Op.Jne64Imm: if (r[i->Dst] != (ulong)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jne64Reg: if (r[i->Dst] != r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jne32Imm: if ((uint)r[i->Dst] != (uint)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jne32Reg: if ((uint)r[i->Dst] != (uint)r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jsgt64Imm: if ((long)r[i->Dst] > i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jsgt64Reg: if ((long)r[i->Dst] > (long)r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jsgt32Imm: if ((int)r[i->Dst] > (int)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jsgt32Reg: if ((int)r[i->Dst] > (int)r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jsge64Imm: if ((long)r[i->Dst] >= i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jsge64Reg: if ((long)r[i->Dst] >= (long)r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jsge32Imm: if ((int)r[i->Dst] >= (int)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jsge32Reg: if ((int)r[i->Dst] >= (int)r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jlt64Imm: if (r[i->Dst] < (ulong)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jlt64Reg: if (r[i->Dst] < r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jlt32Imm: if ((uint)r[i->Dst] < (uint)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jlt32Reg: if ((uint)r[i->Dst] < (uint)r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jle64Imm: if (r[i->Dst] <= (ulong)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jle64Reg: if (r[i->Dst] <= r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jle32Imm: if ((uint)r[i->Dst] <= (uint)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jle32Reg: if ((uint)r[i->Dst] <= (uint)r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jslt64Imm: if ((long)r[i->Dst] < i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jslt64Reg: if ((long)r[i->Dst] < (long)r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jslt32Imm: if ((int)r[i->Dst] < (int)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jslt32Reg: if ((int)r[i->Dst] < (int)r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jsle64Imm: if ((long)r[i->Dst] <= i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jsle64Reg: if ((long)r[i->Dst] <= (long)r[i->Src]) ip = code0 + i->Off; break;
+                        case Op.Jsle32Imm: if ((int)r[i->Dst] <= (int)i->Imm) ip = code0 + i->Off; break;
+                        case Op.Jsle32Reg: if ((int)r[i->Dst] <= (int)r[i->Src]) ip = code0 + i->Off; break;
 
                         // Calls
                         case Op.Call:
@@ -447,9 +449,9 @@ internal static unsafe class Interpreter
                             {
                                 result = 0;
                                 return new RbpfException(RbpfErrorCode.UnknownHelper,
-                                    UnknownHelperMessage(pc - 1, i->Op == Op.Call ? key : r[i->Dst]), pc - 1);
+                                    UnknownHelperMessage((int)(ip - code0) - 1, i->Op == Op.Call ? key : r[i->Dst]), (int)(ip - code0) - 1);
                             }
-                            if (!CallHelper(vm, h, r, ref st, pc - 1, out var helperError))
+                            if (!CallHelper(vm, h, r, ref st, (int)(ip - code0) - 1, out var helperError))
                             {
                                 result = 0;
                                 return helperError;
@@ -466,17 +468,17 @@ internal static unsafe class Interpreter
                             if (depth + 1 >= Isa.MaxCallDepth || r[10] - 2 * Isa.StackFrameSize < st.StackBottom)
                             {
                                 result = 0;
-                                return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(pc - 1), pc - 1);
+                                return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage((int)(ip - code0) - 1), (int)(ip - code0) - 1);
                             }
                             Frame* f = frames + depth;
-                            f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = pc;
+                            f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = (int)(ip - code0);
                             depth++;
                             r[10] -= Isa.StackFrameSize;
                             if (st.StackReach != 0) StackMemory.Zero((byte*)(r[10] - (ulong)st.StackReach), st.StackReach);
                             // The stack region covers every frame entered so far in this run (never the
                             // untouched, unzeroed frames below), as in the JIT.
                             if (r[10] - Isa.StackFrameSize < st.StackStart) st.StackStart = r[10] - Isa.StackFrameSize;
-                            pc = i->Off;
+                            ip = code0 + i->Off;
                             break;
                         }
                         case Op.Exit:
@@ -488,13 +490,13 @@ internal static unsafe class Interpreter
                             }
                             depth--;
                             Frame* f = frames + depth;
-                            r[6] = f->R6; r[7] = f->R7; r[8] = f->R8; r[9] = f->R9; r[10] = f->R10; pc = f->ReturnPc;
+                            r[6] = f->R6; r[7] = f->R7; r[8] = f->R8; r[9] = f->R9; r[10] = f->R10; ip = code0 + f->ReturnPc;
                             break;
                         }
                         default:
                         {
                             result = 0;
-                            int at = pc - 1;
+                            int at = (int)(ip - code0) - 1;
                             return new RbpfException(RbpfErrorCode.IllegalInstruction, IllegalMessage(program, at), at);
                         }
                     }
@@ -503,14 +505,14 @@ internal static unsafe class Interpreter
 
         Limit:
             result = 0;
-            return new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, pc), pc);
+            return new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, (int)(ip - code0)), (int)(ip - code0));
         Fault:
             result = 0;
-            return Fault(vm, ref st, faultWrite, faultSize, faultAddress, pc - 1);
+            return Fault(vm, ref st, faultWrite, faultSize, faultAddress, (int)(ip - code0) - 1);
         PacketFault:
             result = 0;
             return new RbpfException(RbpfErrorCode.OutOfBounds,
-                PacketFaultMessage(faultSize, faultAddress, pc - 1, st.PacketStart, st.PacketLength), pc - 1);
+                PacketFaultMessage(faultSize, faultAddress, (int)(ip - code0) - 1, st.PacketStart, st.PacketLength), (int)(ip - code0) - 1);
     
         }
         finally
