@@ -368,6 +368,7 @@ internal static unsafe class UbpfExports
         var u = Find(vm);
         if (u == null) return;
         u.Vm.UnloadProgram();
+        u.Published.Clear(); // the function goes with its stub: nothing may call the old code now
         u.JitEntry?.Dispose();
         u.JitEntry = null;
         u.JitEntryEx?.Dispose();

@@ -491,8 +491,16 @@ class JitFunction:
         self._fn = _JIT_FN(address)
 
     def __call__(self, mem=None, mbuff=None):
-        """Runs the program as Vm.execute_jit() does; returns r0 or raises the error."""
+        """Runs the program as Vm.execute_jit() does; returns r0 or raises the error. Raises
+        NoProgramError instead of calling code that is gone (the VM closed, its code discarded or
+        compiled again): C callers must keep to that themselves."""
         vm = self._vm
+        if vm.closed:
+            raise NoProgramError(-9, "the VM is closed: its compiled code is gone")
+        current = ctypes.c_void_p()
+        rc = _vm_jit_function(vm._h, ctypes.byref(current))
+        if rc != 0 or current.value != self.address:
+            raise NoProgramError(-9, "the compiled code this function called was discarded or replaced: get a new one with jit_function()")
         return vm._run(lambda _h, mp, mn, bp, bn, res: self._fn(mp, mn, bp, bn, res), mem, mbuff)
 
 

@@ -146,7 +146,19 @@ class Errors(unittest.TestCase):
         with rbpf.NoDataVm(rbpf.assemble("mov r1, 20\ncall 1\nadd r0, 1\nexit")) as vm:
             vm.register_helper(1, lambda a, *rest: a * 3)
             vm.jit_compile()
-            self.assertEqual(vm.jit_function()(), 61)
+            fn = vm.jit_function()
+            self.assertEqual(fn(), 61)
+            # Code that is gone is never called: recompiled, discarded, or the VM closed.
+            vm.jit_compile()
+            with self.assertRaises(rbpf.NoProgramError):
+                fn()
+            fn = vm.jit_function()
+            self.assertEqual(fn(), 61)
+            vm.register_helper(1, lambda a, *rest: a)
+            with self.assertRaises(rbpf.NoProgramError):
+                fn()
+        with self.assertRaises(rbpf.NoProgramError):
+            fn()
 
     def test_jit_calls_python_helpers(self):
         with rbpf.NoDataVm(rbpf.assemble("mov r1, 20\ncall 1\nadd r0, 1\nexit")) as vm:
