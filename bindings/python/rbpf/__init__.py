@@ -466,8 +466,9 @@ class Vm:
 
     def jit_function(self):
         """The compiled program as a bare native function (rbpf_vm_jit_function): a JitFunction
-        whose ``address`` can go to other native code, and which can be called like execute_jit().
-        It is valid until the VM is closed or its code discarded or recompiled."""
+        whose ``address`` can go to other native code (valid until the VM is closed or its code
+        discarded or recompiled), and which Python can call like execute_jit() (after that, the
+        call raises NoProgramError instead)."""
         out = ctypes.c_void_p()
         _check(_vm_jit_function(self._h, ctypes.byref(out)))
         return JitFunction(self, out.value)
