@@ -503,11 +503,15 @@ public sealed class EbpfVm : IDisposable
         return error == null ? RbpfErrorCode.Ok : error.Code;
     }
 
-    // What the interpreter reads of the VM at the start of a run.
+    // What the interpreter and the JIT's runtime read of the VM.
     internal DecodedProgram? Decoded => _program;
     internal HelperTable Helpers => _helpers;
     internal ElfProgram? LoadedElf => _elf;
-    internal int FixedBufferLength => Kind == VmKind.FixedMbuff ? Math.Max(_dataOffset, _dataEndOffset) + 8 : 0;
+    internal int FixedBufferLength => FixedBufferLengthOf(Kind, _dataOffset, _dataEndOffset);
+
+    /// <summary>Bytes of the metadata buffer a <see cref="VmKind.FixedMbuff"/> VM builds (0 for the other kinds).</summary>
+    internal static int FixedBufferLengthOf(VmKind kind, int dataOffset, int dataEndOffset) =>
+        kind == VmKind.FixedMbuff ? Math.Max(dataOffset, dataEndOffset) + 8 : 0;
     internal int DataOffset => _dataOffset;
     internal int DataEndOffset => _dataEndOffset;
     internal long UnwindHelperKey => _unwindHelperKey;
@@ -520,13 +524,6 @@ public sealed class EbpfVm : IDisposable
 
     /// <summary>How many regions the VM adds to every run.</summary>
     internal int UserRegionCount => _regions.Count;
-
-    /// <summary>The embedder's bounds-check callback and its context (null: none).</summary>
-    internal unsafe void GetBoundsCheck(out delegate* unmanaged<void*, ulong, ulong, byte> check, out void* context)
-    {
-        check = _extraCheck;
-        context = _extraCheckContext;
-    }
 
     /// <summary>
     /// Writes the allowed regions of a run into <paramref name="regions"/> (room for

@@ -23,8 +23,6 @@ internal sealed unsafe class JitProgram : IDisposable
         Owner = owner;
         Program = program;
         Helpers = helpers;
-        Options = options;
-        CountsInstructions = countInstructions;
         _link = (JitLink*)NativeMemory.AllocZeroed((nuint)sizeof(JitLink));
         _self = GCHandle.Alloc(this, GCHandleType.Weak);
         _link->Program = GCHandle.ToIntPtr(_self);
@@ -49,10 +47,8 @@ internal sealed unsafe class JitProgram : IDisposable
     public EbpfVm Owner { get; }
     public DecodedProgram Program { get; }
     public HelperTable Helpers { get; }
-    public JitOptions Options { get; }
     public byte[] Code { get; }
     public int[] PcOffsets { get; }
-    public bool CountsInstructions { get; }
     /// <summary>Bytes of the fixed metadata buffer (0 unless a fixed-mbuff VM).</summary>
     public int FixedLength { get; }
 

@@ -53,9 +53,8 @@ internal static unsafe class JitRuntime
             int capacity = EbpfVm.BuiltInRegions + jit.Owner.UserRegionCount;
             RegionEntry* regions = stackalloc RegionEntry[capacity];
             int count = FillRegions(ctx, jit, regions, capacity);
-            jit.Owner.GetBoundsCheck(out var check, out var context);
             if ((!atomic || (address & (ulong)(size - 1)) == 0) &&
-                MemoryAccess.Allowed(regions, count, address, (ulong)size, write, check, context))
+                MemoryAccess.Allowed(regions, count, address, (ulong)size, write, jit.Owner.ExtraCheck, jit.Owner.ExtraCheckContext))
                 return 1;
         }
         catch (Exception ex)

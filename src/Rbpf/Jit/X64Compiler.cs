@@ -179,11 +179,10 @@ internal sealed class X64Compiler
     private int _currentPc;
 
     /// <summary>Largest fixed metadata buffer the entry builds in its own frame; larger ones come from the caller.</summary>
-    public const int InlineFixedLimit = 1024;
+    public const int InlineFixedLimit = EbpfVm.InlineMbuffLimit; // the same limit as the interpreter
 
     /// <summary>Bytes of the fixed metadata buffer of a <see cref="VmKind.FixedMbuff"/> VM, else 0.</summary>
-    public static int FixedLength(in JitTarget t) =>
-        t.Kind == VmKind.FixedMbuff ? Math.Max(t.DataOffset, t.DataEndOffset) + 8 : 0;
+    public static int FixedLength(in JitTarget t) => EbpfVm.FixedBufferLengthOf(t.Kind, t.DataOffset, t.DataEndOffset);
 
     /// <summary>Zeroes the bytes of the current frame the program can read (<see cref="DecodedProgram.StackReach"/>).</summary>
     private void ZeroBelowFramePointer()
