@@ -583,9 +583,9 @@ internal static unsafe class UbpfExports
         a.mov(AssemblerRegisters.rdx, (ulong)u.Handle);
         a.mov(AssemblerRegisters.rax, (ulong)(nint)(delegate* unmanaged<byte*, nuint, nint, ulong>)&JitEntry);
         a.jmp(AssemblerRegisters.rax);
-        using var stream = new MemoryStream();
-        a.Assemble(new Iced.Intel.StreamCodeWriter(stream), 0);
-        return stream.ToArray();
+        var writer = new X64Compiler.ByteWriter(128);
+        a.Assemble(writer, 0);
+        return writer.ToArray();
     }
 
     /// <summary>mov rdx|r8, handle; mov rax, entry; jmp rax — the handle goes in the argument after the real ones.</summary>

@@ -116,11 +116,11 @@ internal sealed class X64Compiler
             Bind(ref _pcLabels[pc]);
             _currentPc = pc;
             if (_countInstructions && blockStarts[pc] > 0) EmitBudget(pc, blockStarts[pc]);
-            int group = FusableGroup(code, blockStarts, pc);
-            if (group > 1)
+            var group = FusableGroup(code, blockStarts, pc);
+            if (group.Count > 1)
             {
                 EmitFusedGroup(pc, group);
-                pc += group - 1;
+                pc += group.Count - 1;
                 continue;
             }
             EmitInstruction(pc, code[pc]);
@@ -158,7 +158,7 @@ internal sealed class X64Compiler
     }
 
     /// <summary>Collects the encoded bytes (a MemoryStream costs a virtual call and checks per byte).</summary>
-    private sealed class ByteWriter : CodeWriter
+    internal sealed class ByteWriter : CodeWriter
     {
         private byte[] _bytes;
         private int _length;
@@ -684,6 +684,11 @@ internal sealed class X64Compiler
         return atomic ? __[r11] : __[b + off];
     }
 
+    /// <summary>Accesses one check covers: how many, their base register, the span [Min, Max) of offsets.</summary>
+    private readonly record struct FusedGroup(int Count, int BaseReg, int Min, int Max);
+
+    private static readonly FusedGroup NoGroup = new(1, 0, 0, 0);
+
     /// <summary>Set while emitting the accesses of a fused group, which one check covers.</summary>
     private bool _fused;
 
@@ -701,12 +706,13 @@ internal sealed class X64Compiler
     /// <summary>
     /// How many checked plain accesses starting at <paramref name="pc"/> one check can cover: they
     /// follow each other inside one basic block (no jump lands between them), use one base register
-    /// that none of them changes before the last, and span at most 8 bytes. 1 when there is no group.
+    /// that none of them changes before the last, and span at most 8 bytes; with the base register
+    /// and the span's offsets. A count of 1 means no group.
     /// </summary>
-    private int FusableGroup(DecodedInsn[] code, int[] blockStarts, int pc)
+    private FusedGroup FusableGroup(DecodedInsn[] code, int[] blockStarts, int pc)
     {
         if (!_options.CheckedMemory || !NeedsCheck(code[pc]) || !IsPlainAccess(code[pc], out int baseReg, out int off, out int size))
-            return 1;
+            return NoGroup;
         int min = off, max = off + size, n = 1;
         bool baseChanged = code[pc].Op is >= Op.LdxB and <= Op.LdxSW && code[pc].Dst == baseReg;
         for (int k = pc + 1; !baseChanged && k < code.Length; k++)
@@ -719,7 +725,7 @@ internal sealed class X64Compiler
             n++;
             baseChanged = code[k].Op is >= Op.LdxB and <= Op.LdxSW && code[k].Dst == baseReg;
         }
-        return n;
+        return new FusedGroup(n, baseReg, min, max);
     }
 
     /// <summary>
@@ -728,20 +734,13 @@ internal sealed class X64Compiler
     /// is not all input, the group runs again out of line with a check per access, so errors come
     /// from the same instruction with the same message as without fusion.
     /// </summary>
-    private void EmitFusedGroup(int pc, int count)
+    private void EmitFusedGroup(int pc, FusedGroup group)
     {
         var code = _program.Code;
-        IsPlainAccess(code[pc], out int baseReg, out _, out _);
-        int min = int.MaxValue, max = int.MinValue;
-        for (int k = pc; k < pc + count; k++)
-        {
-            IsPlainAccess(code[k], out _, out int o, out int sz);
-            min = Math.Min(min, o);
-            max = Math.Max(max, o + sz);
-        }
-        int span = max - min <= 1 ? 1 : max - min <= 2 ? 2 : max - min <= 4 ? 4 : 8; // bounds exist for these sizes
+        int count = group.Count, width = group.Max - group.Min;
+        int span = width <= 1 ? 1 : width <= 2 ? 2 : width <= 4 ? 4 : 8; // bounds exist for these sizes
         var separately = _a.CreateLabel();
-        _a.lea(r10, __[R64[baseReg] + min]);
+        _a.lea(r10, __[R64[group.BaseReg] + group.Min]);
         _a.sub(r10, CtxQ(JitContext.OffPacketStart));
         _a.cmp(r10, CtxQ(JitContext.OffPacketBound + 8 * JitContext.BoundIndex(span)));
         _a.jae(separately);
