@@ -56,6 +56,9 @@ internal static unsafe class StackMemory
     }
 }
 
+/// <summary>Why the interpreter's inner loop handed an instruction back to the outer one.</summary>
+internal enum StopReason : byte { Other, Limit, Fault, PacketFault }
+
 /// <summary>The state of one execution that the interpreter reads; all of it lives on the caller's stack.</summary>
 internal unsafe struct ExecutionState
 {
@@ -71,6 +74,13 @@ internal unsafe struct ExecutionState
     public long UnwindHelper;    // helper id whose zero result ends the program, or -1
     /// <summary>Bytes below r10 a frame entry zeroes (<see cref="DecodedProgram.StackReach"/>).</summary>
     public int StackReach;
+    /// <summary>Instructions the run may still execute (counted runs only).</summary>
+    public ulong Budget;
+    /// <summary>Why <see cref="Interpreter"/>'s inner loop returned, and the access that failed.</summary>
+    public StopReason Stop;
+    public ulong FaultAddress;
+    public int FaultSize;
+    public bool FaultWrite;
 
     /// <summary>
     /// Whether the access is allowed. The input and the stack frames in use (both writable) are
@@ -180,19 +190,17 @@ internal static unsafe class Interpreter
                 r2 = memLength;
                 break;
         }
-        var st = new ExecutionState
-        {
-            StackTop = top,
-            StackStart = top - Isa.StackFrameSize,
-            StackBottom = bottom,
-            PacketStart = (ulong)mem,
-            PacketLength = memLength,
-            MetaStart = meta,
-            MetaLength = metaLength,
-            InstructionLimit = vm.InstructionLimit,
-            UnwindHelper = vm.UnwindHelperKey,
-            StackReach = reach,
-        };
+        Unsafe.SkipInit(out ExecutionState st); // every field is set here or before it is read
+        st.StackTop = top;
+        st.StackStart = top - Isa.StackFrameSize;
+        st.StackBottom = bottom;
+        st.PacketStart = (ulong)mem;
+        st.PacketLength = memLength;
+        st.MetaStart = meta;
+        st.MetaLength = metaLength;
+        st.InstructionLimit = vm.InstructionLimit;
+        st.UnwindHelper = vm.UnwindHelperKey;
+        st.StackReach = reach;
         var elf = vm.LoadedElf;
         var helpers = vm.Helpers;
         try
@@ -204,238 +212,47 @@ internal static unsafe class Interpreter
             r[10] = st.StackTop;
             Frame* frames = stackalloc Frame[Isa.MaxCallDepth];
             int depth = 0;
-            ulong budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
-            DecodedInsn* code0 = null; // the first slot, and the next slot to run
-            DecodedInsn* ip = null;
-            ulong faultAddress = 0;
-            int faultSize = 0;
-            bool faultWrite = false;
+            st.Budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
+            DecodedInsn* code0 = null; // the first slot
+            DecodedInsn* ip = null;    // the next slot to run
             fixed (DecodedInsn* code = program.Code)
             {
                 code0 = ip = code;
                 while (true)
                 {
-                    if (default(TBudget).Counts)
+                    // The common instructions run in RunBlock, a method small enough for its
+                    // instruction pointer to stay in a register; it returns here for the others.
+                    DecodedInsn* i = RunBlock<TObserver, TBudget>(ip, code0, r, &st, vm, ref observer);
+                    ip = i + 1;
+                    switch (st.Stop)
                     {
-                        if (budget == 0) goto Limit;
-                        budget--;
+                        case StopReason.Limit: goto Limit;
+                        case StopReason.Fault: goto Fault;
+                        case StopReason.PacketFault: goto PacketFault;
                     }
-                    if (observer.Enabled) observer.BeforeInstruction((int)(ip - code0), r);
-                    DecodedInsn* i = ip; // fields read where used: a copy would tie up registers
-                    ip++;
+                    if (i->Op == Op.Exit && depth == 0)
+                    {
+                        result = r[0];
+                        return null;
+                    }
                     ulong a;
                     switch (i->Op)
                     {
-                        // ALU 64
-                        case Op.Add64Imm: r[i->Dst] += (ulong)i->Imm; break;
-                        case Op.Add64Reg: r[i->Dst] += r[i->Src]; break;
-                        case Op.Sub64Imm: r[i->Dst] -= (ulong)i->Imm; break;
-                        case Op.Sub64Reg: r[i->Dst] -= r[i->Src]; break;
-                        case Op.Mul64Imm: r[i->Dst] *= (ulong)i->Imm; break;
-                        case Op.Mul64Reg: r[i->Dst] *= r[i->Src]; break;
-                        case Op.Div64Imm: r[i->Dst] = Div64(r[i->Dst], (ulong)i->Imm); break;
-                        case Op.Div64Reg: r[i->Dst] = Div64(r[i->Dst], r[i->Src]); break;
-                        case Op.Or64Imm: r[i->Dst] |= (ulong)i->Imm; break;
-                        case Op.Or64Reg: r[i->Dst] |= r[i->Src]; break;
-                        case Op.And64Imm: r[i->Dst] &= (ulong)i->Imm; break;
-                        case Op.And64Reg: r[i->Dst] &= r[i->Src]; break;
-                        case Op.Lsh64Imm: r[i->Dst] <<= (int)(i->Imm & 63); break;
-                        case Op.Lsh64Reg: r[i->Dst] <<= (int)(r[i->Src] & 63); break;
-                        case Op.Rsh64Imm: r[i->Dst] >>= (int)(i->Imm & 63); break;
-                        case Op.Rsh64Reg: r[i->Dst] >>= (int)(r[i->Src] & 63); break;
-                        case Op.Mod64Imm: r[i->Dst] = Mod64(r[i->Dst], (ulong)i->Imm); break;
-                        case Op.Mod64Reg: r[i->Dst] = Mod64(r[i->Dst], r[i->Src]); break;
-                        case Op.Xor64Imm: r[i->Dst] ^= (ulong)i->Imm; break;
-                        case Op.Xor64Reg: r[i->Dst] ^= r[i->Src]; break;
-                        case Op.Mov64Imm: r[i->Dst] = (ulong)i->Imm; break;
-                        case Op.Mov64Reg: r[i->Dst] = r[i->Src]; break;
-                        case Op.Arsh64Imm: r[i->Dst] = (ulong)((long)r[i->Dst] >> (int)(i->Imm & 63)); break;
-                        case Op.Arsh64Reg: r[i->Dst] = (ulong)((long)r[i->Dst] >> (int)(r[i->Src] & 63)); break;
-                        case Op.SDiv64Imm: r[i->Dst] = (ulong)SDiv64((long)r[i->Dst], i->Imm); break;
-                        case Op.SDiv64Reg: r[i->Dst] = (ulong)SDiv64((long)r[i->Dst], (long)r[i->Src]); break;
-                        case Op.SMod64Imm: r[i->Dst] = (ulong)SMod64((long)r[i->Dst], i->Imm); break;
-                        case Op.SMod64Reg: r[i->Dst] = (ulong)SMod64((long)r[i->Dst], (long)r[i->Src]); break;
-                        case Op.Neg64: r[i->Dst] = (ulong)(-(long)r[i->Dst]); break;
-                        case Op.MovSx64From8: r[i->Dst] = (ulong)(long)(sbyte)r[i->Src]; break;
-                        case Op.MovSx64From16: r[i->Dst] = (ulong)(long)(short)r[i->Src]; break;
-                        case Op.MovSx64From32: r[i->Dst] = (ulong)(long)(int)r[i->Src]; break;
-
-                        // ALU 32: results are zero-extended to 64 bits
-                        case Op.Add32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] + (uint)i->Imm); break;
-                        case Op.Add32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] + (uint)r[i->Src]); break;
-                        case Op.Sub32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] - (uint)i->Imm); break;
-                        case Op.Sub32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] - (uint)r[i->Src]); break;
-                        case Op.Mul32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] * (uint)i->Imm); break;
-                        case Op.Mul32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] * (uint)r[i->Src]); break;
-                        case Op.Div32Imm: r[i->Dst] = Div32((uint)r[i->Dst], (uint)i->Imm); break;
-                        case Op.Div32Reg: r[i->Dst] = Div32((uint)r[i->Dst], (uint)r[i->Src]); break;
-                        case Op.Or32Imm: r[i->Dst] = (uint)r[i->Dst] | (uint)i->Imm; break;
-                        case Op.Or32Reg: r[i->Dst] = (uint)r[i->Dst] | (uint)r[i->Src]; break;
-                        case Op.And32Imm: r[i->Dst] = (uint)r[i->Dst] & (uint)i->Imm; break;
-                        case Op.And32Reg: r[i->Dst] = (uint)r[i->Dst] & (uint)r[i->Src]; break;
-                        case Op.Lsh32Imm: r[i->Dst] = (uint)r[i->Dst] << (int)(i->Imm & 31); break;
-                        case Op.Lsh32Reg: r[i->Dst] = (uint)r[i->Dst] << (int)(r[i->Src] & 31); break;
-                        case Op.Rsh32Imm: r[i->Dst] = (uint)r[i->Dst] >> (int)(i->Imm & 31); break;
-                        case Op.Rsh32Reg: r[i->Dst] = (uint)r[i->Dst] >> (int)(r[i->Src] & 31); break;
-                        case Op.Mod32Imm: r[i->Dst] = Mod32((uint)r[i->Dst], (uint)i->Imm); break;
-                        case Op.Mod32Reg: r[i->Dst] = Mod32((uint)r[i->Dst], (uint)r[i->Src]); break;
-                        case Op.Xor32Imm: r[i->Dst] = (uint)r[i->Dst] ^ (uint)i->Imm; break;
-                        case Op.Xor32Reg: r[i->Dst] = (uint)r[i->Dst] ^ (uint)r[i->Src]; break;
-                        case Op.Mov32Imm: r[i->Dst] = (uint)i->Imm; break;
-                        case Op.Mov32Reg: r[i->Dst] = (uint)r[i->Src]; break;
-                        case Op.Arsh32Imm: r[i->Dst] = (uint)((int)r[i->Dst] >> (int)(i->Imm & 31)); break;
-                        case Op.Arsh32Reg: r[i->Dst] = (uint)((int)r[i->Dst] >> (int)(r[i->Src] & 31)); break;
-                        case Op.SDiv32Imm: r[i->Dst] = (uint)SDiv32((int)r[i->Dst], (int)i->Imm); break;
-                        case Op.SDiv32Reg: r[i->Dst] = (uint)SDiv32((int)r[i->Dst], (int)r[i->Src]); break;
-                        case Op.SMod32Imm: r[i->Dst] = (uint)SMod32((int)r[i->Dst], (int)i->Imm); break;
-                        case Op.SMod32Reg: r[i->Dst] = (uint)SMod32((int)r[i->Dst], (int)r[i->Src]); break;
-                        case Op.Neg32: r[i->Dst] = (uint)(-(int)r[i->Dst]); break;
-                        case Op.MovSx32From8: r[i->Dst] = (uint)(int)(sbyte)r[i->Src]; break;
-                        case Op.MovSx32From16: r[i->Dst] = (uint)(int)(short)r[i->Src]; break;
-
-                        // Byte order (the host is little-endian)
-                        case Op.Zext16: r[i->Dst] = (ushort)r[i->Dst]; break;
-                        case Op.Zext32: r[i->Dst] = (uint)r[i->Dst]; break;
-                        case Op.Nop: break;
-                        case Op.Swap16: r[i->Dst] = BinaryPrimitives.ReverseEndianness((ushort)r[i->Dst]); break;
-                        case Op.Swap32: r[i->Dst] = BinaryPrimitives.ReverseEndianness((uint)r[i->Dst]); break;
-                        case Op.Swap64: r[i->Dst] = BinaryPrimitives.ReverseEndianness(r[i->Dst]); break;
-
-                        case Op.Lddw: r[i->Dst] = (ulong)i->Imm; ip++; break;
-
-                        // Legacy packet loads: r0 = packet[imm (+ src)], little-endian as rbpf does
-                        case Op.LdAbsB: case Op.LdAbsH: case Op.LdAbsW: case Op.LdAbsDW:
-                        case Op.LdIndB: case Op.LdIndH: case Op.LdIndW: case Op.LdIndDW:
-                        {
-                            int k = i->Op - (i->Op >= Op.LdIndB ? Op.LdIndB : Op.LdAbsB);
-                            int size = 1 << k;
-                            ulong offset = (ulong)i->Imm + (i->Op >= Op.LdIndB ? r[i->Src] : 0);
-                            a = st.PacketStart + offset;
-                            if (offset > st.PacketLength || st.PacketLength - offset < (ulong)size)
-                            {
-                                faultAddress = a; faultSize = size; faultWrite = false;
-                                goto PacketFault;
-                            }
-                            r[0] = size switch
-                            {
-                                1 => *(byte*)a,
-                                2 => Unsafe.ReadUnaligned<ushort>((void*)a),
-                                4 => Unsafe.ReadUnaligned<uint>((void*)a),
-                                _ => Unsafe.ReadUnaligned<ulong>((void*)a),
-                            };
-                            break;
-                        }
-
-                        // Loads
-                        case Op.LdxB:
-                            a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(vm, a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
-                            r[i->Dst] = *(byte*)a; break;
-                        case Op.LdxH:
-                            a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(vm, a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
-                            r[i->Dst] = Unsafe.ReadUnaligned<ushort>((void*)a); break;
-                        case Op.LdxW:
-                            a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(vm, a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
-                            r[i->Dst] = Unsafe.ReadUnaligned<uint>((void*)a); break;
-                        case Op.LdxDW:
-                            a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(vm, a, 8, false)) { faultAddress = a; faultSize = 8; faultWrite = false; goto Fault; }
-                            r[i->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); break;
-                        case Op.LdxSB:
-                            a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(vm, a, 1, false)) { faultAddress = a; faultSize = 1; faultWrite = false; goto Fault; }
-                            r[i->Dst] = (ulong)(long)*(sbyte*)a; break;
-                        case Op.LdxSH:
-                            a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(vm, a, 2, false)) { faultAddress = a; faultSize = 2; faultWrite = false; goto Fault; }
-                            r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<short>((void*)a); break;
-                        case Op.LdxSW:
-                            a = r[i->Src] + (ulong)(long)i->Off;
-                            if (!st.Allows(vm, a, 4, false)) { faultAddress = a; faultSize = 4; faultWrite = false; goto Fault; }
-                            r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<int>((void*)a); break;
-
-                        // Stores
-                        case Op.StB: case Op.StxB:
-                            a = r[i->Dst] + (ulong)(long)i->Off;
-                            if (!st.Allows(vm, a, 1, true)) { faultAddress = a; faultSize = 1; faultWrite = true; goto Fault; }
-                            *(byte*)a = (byte)(i->Op == Op.StB ? (ulong)i->Imm : r[i->Src]); break;
-                        case Op.StH: case Op.StxH:
-                            a = r[i->Dst] + (ulong)(long)i->Off;
-                            if (!st.Allows(vm, a, 2, true)) { faultAddress = a; faultSize = 2; faultWrite = true; goto Fault; }
-                            Unsafe.WriteUnaligned((void*)a, (ushort)(i->Op == Op.StH ? (ulong)i->Imm : r[i->Src])); break;
-                        case Op.StW: case Op.StxW:
-                            a = r[i->Dst] + (ulong)(long)i->Off;
-                            if (!st.Allows(vm, a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
-                            Unsafe.WriteUnaligned((void*)a, (uint)(i->Op == Op.StW ? (ulong)i->Imm : r[i->Src])); break;
-                        case Op.StDW: case Op.StxDW:
-                            a = r[i->Dst] + (ulong)(long)i->Off;
-                            if (!st.Allows(vm, a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
-                            Unsafe.WriteUnaligned((void*)a, i->Op == Op.StDW ? (ulong)i->Imm : r[i->Src]); break;
-
                         // Atomics: naturally aligned, inside a writable region
                         case Op.Atomic32Add: case Op.Atomic32Or: case Op.Atomic32And: case Op.Atomic32Xor:
                         case Op.Atomic32FetchAdd: case Op.Atomic32FetchOr: case Op.Atomic32FetchAnd: case Op.Atomic32FetchXor:
                         case Op.Atomic32Xchg: case Op.Atomic32CmpXchg:
                             a = r[i->Dst] + (ulong)(long)i->Off;
-                            if ((a & 3) != 0 || !st.Allows(vm, a, 4, true)) { faultAddress = a; faultSize = 4; faultWrite = true; goto Fault; }
+                            if ((a & 3) != 0 || !st.Allows(vm, a, 4, true)) { st.FaultAddress = a; st.FaultSize = 4; st.FaultWrite = true; goto Fault; }
                             Atomic32(i->Op, ref Unsafe.AsRef<uint>((void*)a), r, i->Src);
                             break;
                         case Op.Atomic64Add: case Op.Atomic64Or: case Op.Atomic64And: case Op.Atomic64Xor:
                         case Op.Atomic64FetchAdd: case Op.Atomic64FetchOr: case Op.Atomic64FetchAnd: case Op.Atomic64FetchXor:
                         case Op.Atomic64Xchg: case Op.Atomic64CmpXchg:
                             a = r[i->Dst] + (ulong)(long)i->Off;
-                            if ((a & 7) != 0 || !st.Allows(vm, a, 8, true)) { faultAddress = a; faultSize = 8; faultWrite = true; goto Fault; }
+                            if ((a & 7) != 0 || !st.Allows(vm, a, 8, true)) { st.FaultAddress = a; st.FaultSize = 8; st.FaultWrite = true; goto Fault; }
                             Atomic64(i->Op, ref Unsafe.AsRef<ulong>((void*)a), r, i->Src);
                             break;
-
-                        // Jumps
-                        case Op.Ja: ip = code0 + i->Off; break;
-                        case Op.Jeq64Imm: if (r[i->Dst] == (ulong)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jeq64Reg: if (r[i->Dst] == r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jeq32Imm: if ((uint)r[i->Dst] == (uint)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jeq32Reg: if ((uint)r[i->Dst] == (uint)r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jgt64Imm: if (r[i->Dst] > (ulong)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jgt64Reg: if (r[i->Dst] > r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jgt32Imm: if ((uint)r[i->Dst] > (uint)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jgt32Reg: if ((uint)r[i->Dst] > (uint)r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jge64Imm: if (r[i->Dst] >= (ulong)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jge64Reg: if (r[i->Dst] >= r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jge32Imm: if ((uint)r[i->Dst] >= (uint)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jge32Reg: if ((uint)r[i->Dst] >= (uint)r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jset64Imm: if ((r[i->Dst] & (ulong)i->Imm) != 0) ip = code0 + i->Off; break;
-                        case Op.Jset64Reg: if ((r[i->Dst] & r[i->Src]) != 0) ip = code0 + i->Off; break;
-                        case Op.Jset32Imm: if (((uint)r[i->Dst] & (uint)i->Imm) != 0) ip = code0 + i->Off; break;
-                        case Op.Jset32Reg: if (((uint)r[i->Dst] & (uint)r[i->Src]) != 0) ip = code0 + i->Off; break;
-                        case Op.Jne64Imm: if (r[i->Dst] != (ulong)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jne64Reg: if (r[i->Dst] != r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jne32Imm: if ((uint)r[i->Dst] != (uint)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jne32Reg: if ((uint)r[i->Dst] != (uint)r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jsgt64Imm: if ((long)r[i->Dst] > i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jsgt64Reg: if ((long)r[i->Dst] > (long)r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jsgt32Imm: if ((int)r[i->Dst] > (int)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jsgt32Reg: if ((int)r[i->Dst] > (int)r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jsge64Imm: if ((long)r[i->Dst] >= i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jsge64Reg: if ((long)r[i->Dst] >= (long)r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jsge32Imm: if ((int)r[i->Dst] >= (int)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jsge32Reg: if ((int)r[i->Dst] >= (int)r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jlt64Imm: if (r[i->Dst] < (ulong)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jlt64Reg: if (r[i->Dst] < r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jlt32Imm: if ((uint)r[i->Dst] < (uint)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jlt32Reg: if ((uint)r[i->Dst] < (uint)r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jle64Imm: if (r[i->Dst] <= (ulong)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jle64Reg: if (r[i->Dst] <= r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jle32Imm: if ((uint)r[i->Dst] <= (uint)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jle32Reg: if ((uint)r[i->Dst] <= (uint)r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jslt64Imm: if ((long)r[i->Dst] < i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jslt64Reg: if ((long)r[i->Dst] < (long)r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jslt32Imm: if ((int)r[i->Dst] < (int)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jslt32Reg: if ((int)r[i->Dst] < (int)r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jsle64Imm: if ((long)r[i->Dst] <= i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jsle64Reg: if ((long)r[i->Dst] <= (long)r[i->Src]) ip = code0 + i->Off; break;
-                        case Op.Jsle32Imm: if ((int)r[i->Dst] <= (int)i->Imm) ip = code0 + i->Off; break;
-                        case Op.Jsle32Reg: if ((int)r[i->Dst] <= (int)r[i->Src]) ip = code0 + i->Off; break;
 
                         // Calls
                         case Op.Call:
@@ -448,10 +265,10 @@ internal static unsafe class Interpreter
                             if (h == null)
                             {
                                 result = 0;
-                                return new RbpfException(RbpfErrorCode.UnknownHelper,
-                                    UnknownHelperMessage((int)(ip - code0) - 1, i->Op == Op.Call ? key : r[i->Dst]), (int)(ip - code0) - 1);
+                                int at = Slot(ip, code0);
+                                return new RbpfException(RbpfErrorCode.UnknownHelper, UnknownHelperMessage(at, i->Op == Op.Call ? key : r[i->Dst]), at);
                             }
-                            if (!CallHelper(vm, h, r, ref st, (int)(ip - code0) - 1, out var helperError))
+                            if (!CallHelper(vm, h, r, ref st, Slot(ip, code0), out var helperError))
                             {
                                 result = 0;
                                 return helperError;
@@ -468,7 +285,8 @@ internal static unsafe class Interpreter
                             if (depth + 1 >= Isa.MaxCallDepth || r[10] - 2 * Isa.StackFrameSize < st.StackBottom)
                             {
                                 result = 0;
-                                return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage((int)(ip - code0) - 1), (int)(ip - code0) - 1);
+                                int at = Slot(ip, code0);
+                                return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(at), at);
                             }
                             Frame* f = frames + depth;
                             f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = (int)(ip - code0);
@@ -481,13 +299,8 @@ internal static unsafe class Interpreter
                             ip = code0 + i->Off;
                             break;
                         }
-                        case Op.Exit:
+                        case Op.Exit: // from a local call (the end of the program returned above)
                         {
-                            if (depth == 0)
-                            {
-                                result = r[0];
-                                return null;
-                            }
                             depth--;
                             Frame* f = frames + depth;
                             r[6] = f->R6; r[7] = f->R7; r[8] = f->R8; r[9] = f->R9; r[10] = f->R10; ip = code0 + f->ReturnPc;
@@ -496,7 +309,7 @@ internal static unsafe class Interpreter
                         default:
                         {
                             result = 0;
-                            int at = (int)(ip - code0) - 1;
+                            int at = Slot(ip, code0);
                             return new RbpfException(RbpfErrorCode.IllegalInstruction, IllegalMessage(program, at), at);
                         }
                     }
@@ -504,16 +317,20 @@ internal static unsafe class Interpreter
             }
 
         Limit:
+        {
             result = 0;
-            return new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, (int)(ip - code0)), (int)(ip - code0));
+            int at = Slot(ip, code0);
+            return new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, at), at);
+        }
         Fault:
             result = 0;
-            return Fault(vm, ref st, faultWrite, faultSize, faultAddress, (int)(ip - code0) - 1);
+            return Fault(vm, ref st, st.FaultWrite, st.FaultSize, st.FaultAddress, Slot(ip, code0));
         PacketFault:
+        {
             result = 0;
-            return new RbpfException(RbpfErrorCode.OutOfBounds,
-                PacketFaultMessage(faultSize, faultAddress, (int)(ip - code0) - 1, st.PacketStart, st.PacketLength), (int)(ip - code0) - 1);
-    
+            int at = Slot(ip, code0);
+            return new RbpfException(RbpfErrorCode.OutOfBounds, PacketFaultMessage(st.FaultSize, st.FaultAddress, at, st.PacketStart, st.PacketLength), at);
+        }
         }
         finally
         {
@@ -521,6 +338,251 @@ internal static unsafe class Interpreter
             if (heap != null) NativeMemory.Free(heap);
         }
     }
+
+    /// <summary>
+    /// Runs instructions from <paramref name="ip"/> until one it does not handle (calls, exit,
+    /// atomics, illegal slots), a failed memory check or the instruction limit; returns that
+    /// instruction's slot, counted and observed, not executed, with the reason in
+    /// <see cref="ExecutionState.Stop"/>. Only ALU, jumps, loads and stores are here, and no
+    /// call but the out-of-line region check, so that RyuJIT keeps the instruction pointer in
+    /// a register: in the one big method it stayed in memory, each instruction waiting on a
+    /// store and a reload of it.
+    /// </summary>
+    [SkipLocalsInit]
+    private static DecodedInsn* RunBlock<TObserver, TBudget>(DecodedInsn* ip, DecodedInsn* code0, ulong* r,
+        ExecutionState* st, EbpfVm vm, ref TObserver observer)
+        where TObserver : struct, IExecutionObserver
+        where TBudget : struct, IInstructionBudget
+    {
+        ulong budget = st->Budget;
+        StopReason why;
+        DecodedInsn* i;
+        while (true)
+        {
+            if (default(TBudget).Counts)
+            {
+                if (budget == 0) { i = ip; why = StopReason.Limit; goto Stop; }
+                budget--;
+            }
+            if (observer.Enabled) observer.BeforeInstruction((int)(ip - code0), r);
+            i = ip; // fields read where used: a copy would tie up registers
+            ip++;
+            ulong a;
+            switch (i->Op)
+            {
+                // ALU 64
+                case Op.Add64Imm: r[i->Dst] += (ulong)i->Imm; break;
+                case Op.Add64Reg: r[i->Dst] += r[i->Src]; break;
+                case Op.Sub64Imm: r[i->Dst] -= (ulong)i->Imm; break;
+                case Op.Sub64Reg: r[i->Dst] -= r[i->Src]; break;
+                case Op.Mul64Imm: r[i->Dst] *= (ulong)i->Imm; break;
+                case Op.Mul64Reg: r[i->Dst] *= r[i->Src]; break;
+                case Op.Div64Imm: r[i->Dst] = Div64(r[i->Dst], (ulong)i->Imm); break;
+                case Op.Div64Reg: r[i->Dst] = Div64(r[i->Dst], r[i->Src]); break;
+                case Op.Or64Imm: r[i->Dst] |= (ulong)i->Imm; break;
+                case Op.Or64Reg: r[i->Dst] |= r[i->Src]; break;
+                case Op.And64Imm: r[i->Dst] &= (ulong)i->Imm; break;
+                case Op.And64Reg: r[i->Dst] &= r[i->Src]; break;
+                case Op.Lsh64Imm: r[i->Dst] <<= (int)(i->Imm & 63); break;
+                case Op.Lsh64Reg: r[i->Dst] <<= (int)(r[i->Src] & 63); break;
+                case Op.Rsh64Imm: r[i->Dst] >>= (int)(i->Imm & 63); break;
+                case Op.Rsh64Reg: r[i->Dst] >>= (int)(r[i->Src] & 63); break;
+                case Op.Mod64Imm: r[i->Dst] = Mod64(r[i->Dst], (ulong)i->Imm); break;
+                case Op.Mod64Reg: r[i->Dst] = Mod64(r[i->Dst], r[i->Src]); break;
+                case Op.Xor64Imm: r[i->Dst] ^= (ulong)i->Imm; break;
+                case Op.Xor64Reg: r[i->Dst] ^= r[i->Src]; break;
+                case Op.Mov64Imm: r[i->Dst] = (ulong)i->Imm; break;
+                case Op.Mov64Reg: r[i->Dst] = r[i->Src]; break;
+                case Op.Arsh64Imm: r[i->Dst] = (ulong)((long)r[i->Dst] >> (int)(i->Imm & 63)); break;
+                case Op.Arsh64Reg: r[i->Dst] = (ulong)((long)r[i->Dst] >> (int)(r[i->Src] & 63)); break;
+                case Op.SDiv64Imm: r[i->Dst] = (ulong)SDiv64((long)r[i->Dst], i->Imm); break;
+                case Op.SDiv64Reg: r[i->Dst] = (ulong)SDiv64((long)r[i->Dst], (long)r[i->Src]); break;
+                case Op.SMod64Imm: r[i->Dst] = (ulong)SMod64((long)r[i->Dst], i->Imm); break;
+                case Op.SMod64Reg: r[i->Dst] = (ulong)SMod64((long)r[i->Dst], (long)r[i->Src]); break;
+                case Op.Neg64: r[i->Dst] = (ulong)(-(long)r[i->Dst]); break;
+                case Op.MovSx64From8: r[i->Dst] = (ulong)(long)(sbyte)r[i->Src]; break;
+                case Op.MovSx64From16: r[i->Dst] = (ulong)(long)(short)r[i->Src]; break;
+                case Op.MovSx64From32: r[i->Dst] = (ulong)(long)(int)r[i->Src]; break;
+
+                // ALU 32: results are zero-extended to 64 bits
+                case Op.Add32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] + (uint)i->Imm); break;
+                case Op.Add32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] + (uint)r[i->Src]); break;
+                case Op.Sub32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] - (uint)i->Imm); break;
+                case Op.Sub32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] - (uint)r[i->Src]); break;
+                case Op.Mul32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] * (uint)i->Imm); break;
+                case Op.Mul32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] * (uint)r[i->Src]); break;
+                case Op.Div32Imm: r[i->Dst] = Div32((uint)r[i->Dst], (uint)i->Imm); break;
+                case Op.Div32Reg: r[i->Dst] = Div32((uint)r[i->Dst], (uint)r[i->Src]); break;
+                case Op.Or32Imm: r[i->Dst] = (uint)r[i->Dst] | (uint)i->Imm; break;
+                case Op.Or32Reg: r[i->Dst] = (uint)r[i->Dst] | (uint)r[i->Src]; break;
+                case Op.And32Imm: r[i->Dst] = (uint)r[i->Dst] & (uint)i->Imm; break;
+                case Op.And32Reg: r[i->Dst] = (uint)r[i->Dst] & (uint)r[i->Src]; break;
+                case Op.Lsh32Imm: r[i->Dst] = (uint)r[i->Dst] << (int)(i->Imm & 31); break;
+                case Op.Lsh32Reg: r[i->Dst] = (uint)r[i->Dst] << (int)(r[i->Src] & 31); break;
+                case Op.Rsh32Imm: r[i->Dst] = (uint)r[i->Dst] >> (int)(i->Imm & 31); break;
+                case Op.Rsh32Reg: r[i->Dst] = (uint)r[i->Dst] >> (int)(r[i->Src] & 31); break;
+                case Op.Mod32Imm: r[i->Dst] = Mod32((uint)r[i->Dst], (uint)i->Imm); break;
+                case Op.Mod32Reg: r[i->Dst] = Mod32((uint)r[i->Dst], (uint)r[i->Src]); break;
+                case Op.Xor32Imm: r[i->Dst] = (uint)r[i->Dst] ^ (uint)i->Imm; break;
+                case Op.Xor32Reg: r[i->Dst] = (uint)r[i->Dst] ^ (uint)r[i->Src]; break;
+                case Op.Mov32Imm: r[i->Dst] = (uint)i->Imm; break;
+                case Op.Mov32Reg: r[i->Dst] = (uint)r[i->Src]; break;
+                case Op.Arsh32Imm: r[i->Dst] = (uint)((int)r[i->Dst] >> (int)(i->Imm & 31)); break;
+                case Op.Arsh32Reg: r[i->Dst] = (uint)((int)r[i->Dst] >> (int)(r[i->Src] & 31)); break;
+                case Op.SDiv32Imm: r[i->Dst] = (uint)SDiv32((int)r[i->Dst], (int)i->Imm); break;
+                case Op.SDiv32Reg: r[i->Dst] = (uint)SDiv32((int)r[i->Dst], (int)r[i->Src]); break;
+                case Op.SMod32Imm: r[i->Dst] = (uint)SMod32((int)r[i->Dst], (int)i->Imm); break;
+                case Op.SMod32Reg: r[i->Dst] = (uint)SMod32((int)r[i->Dst], (int)r[i->Src]); break;
+                case Op.Neg32: r[i->Dst] = (uint)(-(int)r[i->Dst]); break;
+                case Op.MovSx32From8: r[i->Dst] = (uint)(int)(sbyte)r[i->Src]; break;
+                case Op.MovSx32From16: r[i->Dst] = (uint)(int)(short)r[i->Src]; break;
+
+                // Byte order (the host is little-endian)
+                case Op.Zext16: r[i->Dst] = (ushort)r[i->Dst]; break;
+                case Op.Zext32: r[i->Dst] = (uint)r[i->Dst]; break;
+                case Op.Nop: break;
+                case Op.Swap16: r[i->Dst] = BinaryPrimitives.ReverseEndianness((ushort)r[i->Dst]); break;
+                case Op.Swap32: r[i->Dst] = BinaryPrimitives.ReverseEndianness((uint)r[i->Dst]); break;
+                case Op.Swap64: r[i->Dst] = BinaryPrimitives.ReverseEndianness(r[i->Dst]); break;
+
+                case Op.Lddw: r[i->Dst] = (ulong)i->Imm; ip++; break;
+
+                // Legacy packet loads: r0 = packet[imm (+ src)], little-endian as rbpf does
+                case Op.LdAbsB: case Op.LdAbsH: case Op.LdAbsW: case Op.LdAbsDW:
+                case Op.LdIndB: case Op.LdIndH: case Op.LdIndW: case Op.LdIndDW:
+                {
+                    int k = i->Op - (i->Op >= Op.LdIndB ? Op.LdIndB : Op.LdAbsB);
+                    int size = 1 << k;
+                    ulong offset = (ulong)i->Imm + (i->Op >= Op.LdIndB ? r[i->Src] : 0);
+                    a = st->PacketStart + offset;
+                    if (offset > st->PacketLength || st->PacketLength - offset < (ulong)size)
+                    {
+                        st->FaultAddress = a; st->FaultSize = size; st->FaultWrite = false;
+                        goto PacketFault;
+                    }
+                    r[0] = size switch
+                    {
+                        1 => *(byte*)a,
+                        2 => Unsafe.ReadUnaligned<ushort>((void*)a),
+                        4 => Unsafe.ReadUnaligned<uint>((void*)a),
+                        _ => Unsafe.ReadUnaligned<ulong>((void*)a),
+                    };
+                    break;
+                }
+
+                // Loads
+                case Op.LdxB:
+                    a = r[i->Src] + (ulong)(long)i->Off;
+                    if (!st->Allows(vm, a, 1, false)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = false; goto Fault; }
+                    r[i->Dst] = *(byte*)a; break;
+                case Op.LdxH:
+                    a = r[i->Src] + (ulong)(long)i->Off;
+                    if (!st->Allows(vm, a, 2, false)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = false; goto Fault; }
+                    r[i->Dst] = Unsafe.ReadUnaligned<ushort>((void*)a); break;
+                case Op.LdxW:
+                    a = r[i->Src] + (ulong)(long)i->Off;
+                    if (!st->Allows(vm, a, 4, false)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = false; goto Fault; }
+                    r[i->Dst] = Unsafe.ReadUnaligned<uint>((void*)a); break;
+                case Op.LdxDW:
+                    a = r[i->Src] + (ulong)(long)i->Off;
+                    if (!st->Allows(vm, a, 8, false)) { st->FaultAddress = a; st->FaultSize = 8; st->FaultWrite = false; goto Fault; }
+                    r[i->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); break;
+                case Op.LdxSB:
+                    a = r[i->Src] + (ulong)(long)i->Off;
+                    if (!st->Allows(vm, a, 1, false)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = false; goto Fault; }
+                    r[i->Dst] = (ulong)(long)*(sbyte*)a; break;
+                case Op.LdxSH:
+                    a = r[i->Src] + (ulong)(long)i->Off;
+                    if (!st->Allows(vm, a, 2, false)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = false; goto Fault; }
+                    r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<short>((void*)a); break;
+                case Op.LdxSW:
+                    a = r[i->Src] + (ulong)(long)i->Off;
+                    if (!st->Allows(vm, a, 4, false)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = false; goto Fault; }
+                    r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<int>((void*)a); break;
+
+                // Stores
+                case Op.StB: case Op.StxB:
+                    a = r[i->Dst] + (ulong)(long)i->Off;
+                    if (!st->Allows(vm, a, 1, true)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = true; goto Fault; }
+                    *(byte*)a = (byte)(i->Op == Op.StB ? (ulong)i->Imm : r[i->Src]); break;
+                case Op.StH: case Op.StxH:
+                    a = r[i->Dst] + (ulong)(long)i->Off;
+                    if (!st->Allows(vm, a, 2, true)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = true; goto Fault; }
+                    Unsafe.WriteUnaligned((void*)a, (ushort)(i->Op == Op.StH ? (ulong)i->Imm : r[i->Src])); break;
+                case Op.StW: case Op.StxW:
+                    a = r[i->Dst] + (ulong)(long)i->Off;
+                    if (!st->Allows(vm, a, 4, true)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = true; goto Fault; }
+                    Unsafe.WriteUnaligned((void*)a, (uint)(i->Op == Op.StW ? (ulong)i->Imm : r[i->Src])); break;
+                case Op.StDW: case Op.StxDW:
+                    a = r[i->Dst] + (ulong)(long)i->Off;
+                    if (!st->Allows(vm, a, 8, true)) { st->FaultAddress = a; st->FaultSize = 8; st->FaultWrite = true; goto Fault; }
+                    Unsafe.WriteUnaligned((void*)a, i->Op == Op.StDW ? (ulong)i->Imm : r[i->Src]); break;
+
+                // Jumps
+                case Op.Ja: ip = code0 + i->Off; break;
+                case Op.Jeq64Imm: if (r[i->Dst] == (ulong)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jeq64Reg: if (r[i->Dst] == r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jeq32Imm: if ((uint)r[i->Dst] == (uint)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jeq32Reg: if ((uint)r[i->Dst] == (uint)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jgt64Imm: if (r[i->Dst] > (ulong)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jgt64Reg: if (r[i->Dst] > r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jgt32Imm: if ((uint)r[i->Dst] > (uint)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jgt32Reg: if ((uint)r[i->Dst] > (uint)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jge64Imm: if (r[i->Dst] >= (ulong)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jge64Reg: if (r[i->Dst] >= r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jge32Imm: if ((uint)r[i->Dst] >= (uint)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jge32Reg: if ((uint)r[i->Dst] >= (uint)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jset64Imm: if ((r[i->Dst] & (ulong)i->Imm) != 0) ip = code0 + i->Off; break;
+                case Op.Jset64Reg: if ((r[i->Dst] & r[i->Src]) != 0) ip = code0 + i->Off; break;
+                case Op.Jset32Imm: if (((uint)r[i->Dst] & (uint)i->Imm) != 0) ip = code0 + i->Off; break;
+                case Op.Jset32Reg: if (((uint)r[i->Dst] & (uint)r[i->Src]) != 0) ip = code0 + i->Off; break;
+                case Op.Jne64Imm: if (r[i->Dst] != (ulong)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jne64Reg: if (r[i->Dst] != r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jne32Imm: if ((uint)r[i->Dst] != (uint)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jne32Reg: if ((uint)r[i->Dst] != (uint)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jsgt64Imm: if ((long)r[i->Dst] > i->Imm) ip = code0 + i->Off; break;
+                case Op.Jsgt64Reg: if ((long)r[i->Dst] > (long)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jsgt32Imm: if ((int)r[i->Dst] > (int)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jsgt32Reg: if ((int)r[i->Dst] > (int)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jsge64Imm: if ((long)r[i->Dst] >= i->Imm) ip = code0 + i->Off; break;
+                case Op.Jsge64Reg: if ((long)r[i->Dst] >= (long)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jsge32Imm: if ((int)r[i->Dst] >= (int)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jsge32Reg: if ((int)r[i->Dst] >= (int)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jlt64Imm: if (r[i->Dst] < (ulong)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jlt64Reg: if (r[i->Dst] < r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jlt32Imm: if ((uint)r[i->Dst] < (uint)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jlt32Reg: if ((uint)r[i->Dst] < (uint)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jle64Imm: if (r[i->Dst] <= (ulong)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jle64Reg: if (r[i->Dst] <= r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jle32Imm: if ((uint)r[i->Dst] <= (uint)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jle32Reg: if ((uint)r[i->Dst] <= (uint)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jslt64Imm: if ((long)r[i->Dst] < i->Imm) ip = code0 + i->Off; break;
+                case Op.Jslt64Reg: if ((long)r[i->Dst] < (long)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jslt32Imm: if ((int)r[i->Dst] < (int)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jslt32Reg: if ((int)r[i->Dst] < (int)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jsle64Imm: if ((long)r[i->Dst] <= i->Imm) ip = code0 + i->Off; break;
+                case Op.Jsle64Reg: if ((long)r[i->Dst] <= (long)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Jsle32Imm: if ((int)r[i->Dst] <= (int)i->Imm) ip = code0 + i->Off; break;
+                case Op.Jsle32Reg: if ((int)r[i->Dst] <= (int)r[i->Src]) ip = code0 + i->Off; break;
+
+                default:
+                    why = StopReason.Other;
+                    goto Stop;
+            }
+        }
+    Fault:
+        why = StopReason.Fault;
+        goto Stop;
+    PacketFault:
+        why = StopReason.PacketFault;
+    Stop:
+        st->Budget = budget;
+        st->Stop = why;
+        return i;
+    }
+
+    /// <summary>The slot number of the instruction before <paramref name="next"/> (for messages).</summary>
+    private static int Slot(DecodedInsn* next, DecodedInsn* code0) => (int)(next - code0) - 1;
 
     internal static string PacketFaultMessage(int size, ulong address, int pc, ulong packetStart, ulong packetLength) =>
         $"out-of-bounds packet load of {size} bytes at 0x{address:x} (insn #{pc}), packet is " +

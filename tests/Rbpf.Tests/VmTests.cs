@@ -86,6 +86,74 @@ public class VmTests
         Assert.Equal(RbpfErrorCode.InstructionLimit, TestUtil.Fails(vm).Code);
     }
 
+    // The interpreter runs ALU, jumps, loads and stores in an inner loop and hands calls, exits and
+    // atomics to an outer one: the count, the trace and the slot in messages must not notice.
+    private const string MixedProgram = """
+        mov r6, 3
+        stxdw [r10-8], r6
+        loop:
+        call local f
+        lock add [r10-8], r0
+        sub r6, 1
+        jne r6, 0, loop
+        mov r1, 1
+        call 99
+        ldxdw r0, [r10-8]
+        exit
+        f:
+        mov r0, r6
+        exit
+        """;
+
+    private static EbpfVm MixedVm()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble(MixedProgram));
+        vm.RegisterHelper(99, (a, _, _, _, _) => a + 1, "plus_one");
+        return vm;
+    }
+
+    [Fact]
+    public void TraceAndCountAgreeAcrossCallsExitsAndAtomics()
+    {
+        var vm = MixedVm();
+        var trace = new List<int>();
+        Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(Span<byte>.Empty, Span<byte>.Empty, (pc, _) => trace.Add(pc), out ulong result, out _));
+        Assert.Equal(3UL + 3 + 2 + 1, result);
+        // Two setup slots, three rounds of (call, mov, exit, lock add, sub, jne), then the tail.
+        var round = new[] { 2, 10, 11, 3, 4, 5 };
+        var expected = new List<int> { 0, 1 };
+        for (int k = 0; k < 3; k++) expected.AddRange(round);
+        expected.AddRange(new[] { 6, 7, 8, 9 });
+        Assert.Equal(expected, trace);
+
+        // A limit of exactly the trace's length is enough; one less stops at the last instruction,
+        // and every smaller limit stops at the slot the trace has at that position.
+        vm.InstructionLimit = (ulong)trace.Count;
+        Assert.Equal(result, vm.Execute());
+        for (int limit = 1; limit < trace.Count; limit++)
+        {
+            vm.InstructionLimit = (ulong)limit;
+            Assert.Equal(RbpfErrorCode.InstructionLimit, vm.TryExecute(Span<byte>.Empty, Span<byte>.Empty, out _, out var e));
+            Assert.Equal(trace[limit], e!.InstructionIndex);
+            Assert.Contains($"insn #{trace[limit]}", e.Message);
+        }
+    }
+
+    [Fact]
+    public void FaultsNameTheirSlotOnBothSidesOfTheInnerLoop()
+    {
+        // A load (inner loop) and an atomic (outer loop) out of bounds, each after calls.
+        var load = EbpfVm.CreateNoData(Assembler.Assemble("call local f\nmov r1, 8\nldxw r0, [r1]\nexit\nf:\nexit"));
+        var e = TestUtil.Fails(load);
+        Assert.Equal(RbpfErrorCode.OutOfBounds, e.Code);
+        Assert.Equal(2, e.InstructionIndex);
+        var atomic = EbpfVm.CreateNoData(Assembler.Assemble("call local f\nmov r1, 8\nlock add [r1], r0\nexit\nf:\nexit"));
+        e = TestUtil.Fails(atomic);
+        Assert.Equal(RbpfErrorCode.OutOfBounds, e.Code);
+        Assert.Equal(2, e.InstructionIndex);
+        Assert.Contains("insn #2", e.Message);
+    }
+
     [Fact]
     public void DeepRecursionFailsWithCallDepth()
     {
