@@ -27,7 +27,19 @@ internal static unsafe class Exports
     /// calls the compiled code directly (rbpf_vm_jit_function), with no export in between.</summary>
 #pragma warning disable CA2255 // librbpf is the application here: NativeAOT runs this when the library loads
     [ModuleInitializer]
-    internal static void Initialize() => JitRuntime.FailureSink = e => LastError.Set(e.Code, e.Message);
+    internal static void Initialize()
+    {
+        JitRuntime.FailureSink = e => LastError.Set(e.Code, e.Message);
+        FastCalls.Initialize();
+    }
+
+    /// <summary>A new VM's handle, its slot kept current for the native rbpf_vm_execute_jit.</summary>
+    private static nint Register(EbpfVm vm)
+    {
+        nint handle = HandleTable<EbpfVm>.Vms.Add(vm);
+        FastCalls.Track(vm, handle);
+        return handle;
+    }
 #pragma warning restore CA2255
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_create")]
@@ -43,7 +55,7 @@ internal static unsafe class Exports
             var code = Bytes(prog, progLen, "prog");
             var vm = new EbpfVm((VmKind)kind);
             if (prog != null) vm.SetProgram(code);
-            *outVm = HandleTable<EbpfVm>.Vms.Add(vm);
+            *outVm = Register(vm);
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -61,7 +73,7 @@ internal static unsafe class Exports
             var vm = new EbpfVm(VmKind.FixedMbuff);
             if (prog == null) throw Bad("prog is NULL: a fixed-mbuff VM is created with its program");
             vm.SetProgram(code, (int)dataOffset, (int)dataEndOffset);
-            *outVm = HandleTable<EbpfVm>.Vms.Add(vm);
+            *outVm = Register(vm);
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -77,7 +89,7 @@ internal static unsafe class Exports
             if (kind < 0 || kind > MaxKind) throw Bad($"unknown VM kind {kind}");
             if (elf == null) throw Bad("elf is NULL");
             var vm = EbpfVm.CreateFromElf((VmKind)kind, Bytes(elf, elfLen, "elf"), Utf8.Read(sectionOrFunction));
-            *outVm = HandleTable<EbpfVm>.Vms.Add(vm);
+            *outVm = Register(vm);
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -353,7 +365,11 @@ internal static unsafe class Exports
         catch (Exception e) { return Fail(e); }
     }
 
+#if RBPF_FAST_SHIM
+    [UnmanagedCallersOnly] // rbpf_vm_execute_jit is native/fastcall.c, which calls this for what it cannot do itself
+#else
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute_jit")]
+#endif
     public static int VmExecuteJit(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result)
     {
         try
@@ -404,6 +420,7 @@ internal static unsafe class Exports
         {
             var v = HandleTable<EbpfVm>.Vms.Get(vm);
             HandleTable<EbpfVm>.Vms.Remove(vm);
+            FastCalls.Publish(vm); // empties its slot
             v.Dispose(); // frees the JIT code once no thread runs it
         }
         catch (Exception e) { Fail(e); }

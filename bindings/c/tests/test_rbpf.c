@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include "read_file.h"
 #include <rbpf.h>
 
@@ -661,6 +664,136 @@ static void test_threads(void)
     rbpf_vm_destroy(shared_vm);
 }
 
+/* rbpf_vm_execute_jit calls compiled code without the .NET runtime on Linux: code replaced while a
+ * thread runs it must stay until that thread has left it, nested calls must work, and a VM
+ * destroyed under callers must give them an error, never a crash. */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static int gate_inside, gate_open;
+static rbpf_vm *changing_vm;
+
+static uint64_t wait_at_gate(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e)
+{
+    (void)b; (void)c; (void)d; (void)e;
+    pthread_mutex_lock(&gate_lock);
+    gate_inside = 1;
+    pthread_cond_broadcast(&gate_cond);
+    while (!gate_open) pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+    return a + 1;
+}
+
+static void *run_through_gate(void *arg)
+{
+    uint64_t *r = arg;
+    uint8_t mem[8] = {0};
+    return (void *)(intptr_t)rbpf_vm_execute_jit(changing_vm, mem, 8, NULL, 0, r);
+}
+
+static rbpf_vm *inner_vm;
+
+static uint64_t call_inner(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e)
+{
+    (void)b; (void)c; (void)d; (void)e;
+    uint8_t mem[8];
+    uint64_t r = 0;
+    memcpy(mem, &a, 8);
+    return rbpf_vm_execute_jit(inner_vm, mem, 8, NULL, 0, &r) == RBPF_OK ? r : 999999;
+}
+
+static rbpf_vm *doomed_vm;
+static int doomed_bad;
+
+static void *call_doomed(void *arg)
+{
+    (void)arg;
+    uint8_t mem[8] = {5};
+    for (int i = 0; i < 200000; i++) {
+        uint64_t r = 0;
+        int rc = rbpf_vm_execute_jit(doomed_vm, mem, 8, NULL, 0, &r);
+        if (rc == RBPF_E_INVALID_HANDLE) break;
+        if (rc != RBPF_OK || r != 10) __atomic_add_fetch(&doomed_bad, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static void test_execute_jit_while_code_changes(void)
+{
+    /* A thread stops inside a helper called from compiled code; meanwhile the code is compiled
+     * again thousands of times (enough to make the library collect discarded code). When the
+     * helper returns, the thread goes on in the code it started in. */
+    changing_vm = assemble_vm(RBPF_VM_RAW, "mov r1, 40\ncall 1\nadd r0, 1\nexit");
+    CHECK(changing_vm != NULL);
+    CHECK_RC(rbpf_vm_register_helper(changing_vm, 1, wait_at_gate), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(changing_vm), RBPF_OK);
+    rbpf_jit_fn first_code = NULL;
+    CHECK_RC(rbpf_vm_jit_function(changing_vm, &first_code), RBPF_OK);
+    unsigned char code_before[256];
+    memcpy(code_before, (const void *)(uintptr_t)first_code, sizeof code_before);
+    pthread_t t;
+    uint64_t r = 0;
+    pthread_create(&t, NULL, run_through_gate, &r);
+    pthread_mutex_lock(&gate_lock);
+    while (!gate_inside) pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+    int compiled = 0;
+    for (int i = 0; i < 4500; i++) compiled += rbpf_vm_jit_compile(changing_vm) == RBPF_OK;
+    CHECK(compiled == 4500);
+    struct timespec pause = {0, 200 * 1000 * 1000}; /* time for finalizers to run */
+    nanosleep(&pause, NULL);
+    /* The first code is still mapped, and still the same bytes (its page was not reused). */
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned char resident;
+    void *first_page = (void *)((uintptr_t)first_code & ~(uintptr_t)(page - 1));
+    int mapped = mincore(first_page, (size_t)page, &resident) == 0;
+    CHECK(mapped);
+    if (mapped) CHECK(memcmp(code_before, (const void *)(uintptr_t)first_code, sizeof code_before) == 0);
+    pthread_mutex_lock(&gate_lock);
+    gate_open = 1;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+    void *rc;
+    pthread_join(t, &rc);
+    CHECK((intptr_t)rc == RBPF_OK);
+    CHECK(r == 42);
+    /* The new code runs too (the gate stays open). */
+    uint8_t mem[8] = {0};
+    CHECK_RC(rbpf_vm_execute_jit(changing_vm, mem, 8, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 42);
+    rbpf_vm_destroy(changing_vm);
+
+    /* A helper that runs another VM through rbpf_vm_execute_jit (a nested call). */
+    inner_vm = assemble_vm(RBPF_VM_RAW, "ldxdw r0, [r1]\nmul r0, 3\nexit");
+    rbpf_vm *outer = assemble_vm(RBPF_VM_RAW, "mov r1, 7\ncall 2\nadd r0, 1\nexit");
+    CHECK(inner_vm != NULL && outer != NULL);
+    CHECK_RC(rbpf_vm_register_helper(outer, 2, call_inner), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(inner_vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(outer), RBPF_OK);
+    for (int i = 0; i < 3; i++) {
+        r = 0;
+        CHECK_RC(rbpf_vm_execute_jit(outer, mem, 8, NULL, 0, &r), RBPF_OK);
+        CHECK(r == 22);
+    }
+    /* Without compiled code the inner call fails, and the outer one still finishes. */
+    CHECK_RC(rbpf_vm_set_instruction_limit(inner_vm, 100), RBPF_OK); /* drops the code */
+    CHECK_RC(rbpf_vm_execute_jit(outer, mem, 8, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 1000000);
+    rbpf_vm_destroy(outer);
+    rbpf_vm_destroy(inner_vm);
+
+    /* Two threads call a VM that is destroyed under them: each call works or names the handle. */
+    doomed_vm = assemble_vm(RBPF_VM_RAW, "ldxb r0, [r1]\nadd r0, r0\nexit");
+    CHECK_RC(rbpf_vm_jit_compile(doomed_vm), RBPF_OK);
+    pthread_t callers[2];
+    for (int i = 0; i < 2; i++) pthread_create(&callers[i], NULL, call_doomed, NULL);
+    struct timespec shortly = {0, 20 * 1000 * 1000};
+    nanosleep(&shortly, NULL);
+    rbpf_vm_destroy(doomed_vm);
+    for (int i = 0; i < 2; i++) pthread_join(callers[i], NULL);
+    CHECK(doomed_bad == 0);
+    CHECK_RC(rbpf_vm_execute_jit(doomed_vm, mem, 8, NULL, 0, &r), RBPF_E_INVALID_HANDLE);
+}
+
 int main(void)
 {
     test_version_and_errors();
@@ -676,6 +809,7 @@ int main(void)
     test_bad_handles();
     test_assembler();
     test_threads();
+    test_execute_jit_while_code_changes();
     test_elf();
     printf("c: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;

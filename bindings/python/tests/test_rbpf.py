@@ -275,6 +275,28 @@ class MemoryAndVerifier(unittest.TestCase):
                 t.join()
         self.assertEqual(errors, [])
 
+    def test_execute_jit_while_another_thread_recompiles(self):
+        # Calls keep working, on the old code or the new, while the code is replaced under them.
+        prog = rbpf.assemble("ldxdw r0, [r1]\nmul r0, 3\nexit")
+        errors = []
+        with rbpf.RawVm(prog) as vm:
+            vm.jit_compile()
+            done = threading.Event()
+            def work(n):
+                while not done.is_set():
+                    if vm.execute_jit(n.to_bytes(8, "little")) != 3 * n:
+                        errors.append(n)
+            threads = [threading.Thread(target=work, args=(n,)) for n in range(1, 3)]
+            for t in threads:
+                t.start()
+            for i in range(200):
+                vm.jit_compile(unchecked=(i % 2 == 1))
+            done.set()
+            for t in threads:
+                t.join()
+            self.assertEqual(vm.execute_jit((7).to_bytes(8, "little")), 21)
+        self.assertEqual(errors, [])
+
     def test_version(self):
         self.assertEqual(rbpf.version(), rbpf.__version__)
 
