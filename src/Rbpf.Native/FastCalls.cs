@@ -56,8 +56,15 @@ internal static unsafe class FastCalls
         var state = (State*)NativeMemory.AllocZeroed((nuint)sizeof(State));
         state->Chunks = (Slot**)NativeMemory.AllocZeroed((nuint)ChunkCount, (nuint)sizeof(Slot*));
         state->Slow = (nint)(delegate* unmanaged<nint, byte*, nuint, byte*, nuint, ulong*, int>)&Exports.VmExecuteJit;
+        try
+        {
+            Init(state);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return; // not the NativeAOT library (the assembly loaded some other way): nothing calls the shim
+        }
         s_state = state;
-        Init(state);
     }
 
     /// <summary>Keeps <paramref name="handle"/>'s slot current from now on.</summary>
