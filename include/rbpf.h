@@ -247,8 +247,8 @@ RBPF_API int rbpf_vm_execute_jit(rbpf_vm *vm, uint8_t *mem, size_t mem_len, uint
 /**
  * The JIT-compiled program as a plain C function, for the hottest paths: calling it does what
  * rbpf_vm_execute_jit does (same arguments, result, checks and error codes, the message in
- * rbpf_last_error() of the calling thread) without the handle lookup and the two runtime
- * transitions of an exported call. Any number of threads may call it at once.
+ * rbpf_last_error() of the calling thread) without the handle lookup (and, off Linux, without
+ * the two runtime transitions of an exported call). Any number of threads may call it at once.
  */
 typedef int (*rbpf_jit_fn)(uint8_t *mem, size_t mem_len, uint8_t *mbuff, size_t mbuff_len, uint64_t *result);
 
