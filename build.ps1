@@ -2,8 +2,8 @@
 #   .\build.ps1            restore and build everything (needs the .NET 10 SDK and the MSVC linker
 #                          that NativeAOT uses: Visual Studio's "Desktop development with C++")
 #   .\build.ps1 test       build, then run the xunit suite
-# The JIT runs on x86-64 Linux and macOS only: on Windows the interpreter runs every program and
-# rbpf_vm_jit_compile returns RBPF_E_UNSUPPORTED.
+# The JIT compiles for the Microsoft x64 convention on x86-64 Windows (tested on Linux through an
+# emulation of that convention, not on Windows); the uBPF API's JIT functions are not available here.
 param([string]$Command = "build")
 $ErrorActionPreference = "Stop"
 Set-Location $PSScriptRoot

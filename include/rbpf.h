@@ -222,7 +222,7 @@ RBPF_API int rbpf_vm_execute(rbpf_vm *vm, uint8_t *mem, size_t mem_len, uint8_t 
                              size_t mbuff_len, uint64_t *result);
 
 /**
- * JIT-compiles the loaded program to x86-64 code (Linux and macOS on x86-64; elsewhere
+ * JIT-compiles the loaded program to x86-64 code (Linux, macOS and Windows on x86-64; elsewhere
  * RBPF_E_UNSUPPORTED). Memory accesses are checked as in the interpreter. Register helpers first:
  * rbpf_vm_set_program, rbpf_vm_register_helper and rbpf_vm_set_unwind_helper discard the code.
  */

@@ -54,7 +54,7 @@ internal static class Program
           --mbuff-hex HEX       metadata buffer for --kind mbuff
           --data-offset N       fixed kind: where the data pointer goes (default 0)
           --data-end-offset N   fixed kind: where the data end pointer goes (default 8)
-          --jit                 run JIT-compiled code (x86-64 Linux and macOS)
+          --jit                 run JIT-compiled code (x86-64 Linux, macOS and Windows)
           --unchecked           with --jit: no memory checks (trusted programs only)
           --limit N             stop after N instructions
           --trace               print each executed instruction with the registers
@@ -68,7 +68,7 @@ internal static class Program
         usage: rbpf jit PROG [--format F] [--section NAME] [--unchecked] [--blind] [--no-verify]
 
         Prints the x86-64 code generated for each eBPF instruction (memory checks included
-        unless --unchecked; --blind blinds immediates). Needs x86-64 Linux or macOS.
+        unless --unchecked; --blind blinds immediates). Needs x86-64 Linux, macOS or Windows.
         """;
 
     private const string PluginHelp = """

@@ -609,6 +609,12 @@ internal static unsafe class UbpfExports
         if (errmsg != null) *errmsg = null;
         if (u == null) { SetError(errmsg, "invalid VM"); return 0; }
         if (!u.Loaded) { SetError(errmsg, "code has not been loaded into this VM"); return 0; }
+        if (OperatingSystem.IsWindows())
+        {
+            // The functions handed out below are System V stubs.
+            SetError(errmsg, "ubpf_compile's functions are not available on Windows: use rbpf_vm_jit_function");
+            return 0;
+        }
         try
         {
             u.Vm.JitCompile(new JitOptions { CheckedMemory = u.BoundsCheck, ConstantBlinding = u.ConstantBlinding });

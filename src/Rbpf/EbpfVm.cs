@@ -275,7 +275,7 @@ public sealed class EbpfVm : IDisposable
         JitChanged?.Invoke();
     }
 
-    /// <summary>Whether the JIT can run on this platform (x86-64 Linux and macOS).</summary>
+    /// <summary>Whether the JIT can run on this platform (x86-64 Linux, macOS and Windows).</summary>
     public static bool IsJitSupported => ExecutableMemory.IsSupported;
 
     /// <summary>Whether compiled code is ready for <see cref="ExecuteJit(Span{byte}, Span{byte})"/>.</summary>

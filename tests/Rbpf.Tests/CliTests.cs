@@ -159,7 +159,7 @@ public class CliTests
     [SkippableFact]
     public void JitCommandShowsCodeAndRunJitAgrees()
     {
-        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux, macOS or Windows");
         string prog = Temp("jit.s", Encoding.UTF8.GetBytes(Sample));
         var jit = Cli(new[] { "jit", prog });
         Assert.Equal(0, jit.Exit);

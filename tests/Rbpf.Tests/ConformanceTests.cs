@@ -24,7 +24,7 @@ public class ConformanceTests
     public void JitPassesConformanceFile(string name)
     {
         var c = ConformanceCase.Get(name);
-        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux, macOS or Windows");
         foreach (var options in JitTests.AllOptions)
         {
             var vm = ConformanceCase.CreateVm(c.Program);

@@ -149,7 +149,7 @@ public class DifferentialTests
     [SkippableFact]
     public void InterpreterAndJitAgreeOnGeneratedPrograms()
     {
-        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux, macOS or Windows");
         var rng = new Random(9669);
         int agreedResults = 0, agreedErrors = 0;
         for (int n = 0; n < 3000; n++)
@@ -195,7 +195,7 @@ public class JitFuzzTests
     [SkippableFact]
     public void RandomUnverifiedProgramsAgreeAndNeverCrash()
     {
-        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux, macOS or Windows");
         var rng = new Random(5150);
         int agreed = 0;
         var stack = GC.AllocateArray<byte>(Isa.StackSize, pinned: true);

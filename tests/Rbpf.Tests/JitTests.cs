@@ -9,12 +9,14 @@ public class JitTests
         new JitOptions(),
         new JitOptions { ConstantBlinding = true },
         new JitOptions { CheckedMemory = false },
+        // Windows' calling convention at the edges, with adapters so that it runs here.
+        new JitOptions { Abi = JitAbi.Win64Emulated },
     };
 
     [SkippableFact]
     public void SimpleProgram()
     {
-        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux, macOS or Windows");
         var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov32 r0, 0\nmov32 r1, 2\nadd32 r0, 1\nadd32 r0, r1\nexit"));
         vm.JitCompile();
         Assert.Equal(3UL, vm.ExecuteJit());
@@ -26,7 +28,7 @@ public class JitLimitTests
     [SkippableFact]
     public void SwitchingTheLimitOnOrOffDiscardsCompiledCode()
     {
-        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux, macOS or Windows");
         var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r0, 0\nloop:\nadd r0, 1\njlt r0, 100, loop\nexit"));
         vm.JitCompile();
         Assert.Equal(100UL, vm.ExecuteJit());
@@ -45,7 +47,7 @@ public class JitLimitTests
     [SkippableFact]
     public void JitDisassemblyListsEachInstruction()
     {
-        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux, macOS or Windows");
         var vm = EbpfVm.CreateRaw(Assembler.Assemble("ldxb r0, [r1+1]\nstxdw [r10-8], r0\nexit"));
         vm.JitCompile();
         string text = vm.JitDisassembly();
@@ -78,13 +80,15 @@ public unsafe class JitFunctionTests
         return code;
     }
 
-    [SkippableFact]
-    public void RunsAsTheVmDoesWithTheSameErrors()
+    [SkippableTheory]
+    [InlineData(JitAbi.Host)]
+    [InlineData(JitAbi.Win64Emulated)]
+    internal void RunsAsTheVmDoesWithTheSameErrors(JitAbi abi)
     {
-        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux, macOS or Windows");
         var vm = EbpfVm.CreateRaw(Assembler.Assemble("ldxw r0, [r1+2]\nstb [r1], 9\nexit"));
         Assert.Equal(RbpfErrorCode.NoProgram, Assert.Throws<RbpfException>(() => vm.JitFunction).Code);
-        vm.JitCompile();
+        vm.JitCompile(new JitOptions { Abi = abi });
         nint fn = vm.JitFunction;
         var mem = new byte[] { 0, 0, 0x11, 0x22, 0x33, 0x44 };
         Assert.Equal(0, Call(fn, mem, out ulong r));
@@ -102,7 +106,7 @@ public unsafe class JitFunctionTests
     [SkippableFact]
     public void LargeFixedBuffersNeedTheVm()
     {
-        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux, macOS or Windows");
         var prog = Assembler.Assemble("ldxdw r2, [r1+0x40]\nldxdw r3, [r1+0x48]\nsub r3, r2\nmov r0, r3\nexit");
         var small = EbpfVm.CreateFixedMbuff(prog, 0x40, 0x48);
         small.JitCompile();
@@ -115,13 +119,60 @@ public unsafe class JitFunctionTests
     }
 }
 
+/// <summary>
+/// The Microsoft x64 convention at the code's edges (Windows), run here through adapters: every JIT
+/// test already runs in that mode (<see cref="JitTests.AllOptions"/>); these look at the edges.
+/// </summary>
+public unsafe class Win64AbiTests
+{
+    [System.Runtime.InteropServices.UnmanagedCallersOnly]
+    private static ulong Weigh(ulong a, ulong b, ulong c, ulong d, ulong e) => a + 10 * b + 100 * c + 1000 * d + 10000 * e;
+
+    private const string FiveArguments = "mov r1, 1\nmov r2, 2\nmov r3, 3\nmov r4, 4\nmov r5, 5\n";
+
+    [SkippableFact]
+    public void HelpersGetTheirFiveArgumentsInOrder()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux, macOS or Windows");
+        // A native helper (called directly), a managed one and callx (both through the runtime's
+        // six-argument trampolines); r1-r5 stay as they were after each call, as in the interpreter.
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble(
+            FiveArguments + "call 1\nmov r6, r0\n" +
+            "call 2\nadd r6, r0\n" +
+            "mov r7, 2\ncallx r7\nadd r6, r0\n" +
+            "mov r0, r6\nadd r0, r1\nadd r0, r5\nexit"));
+        vm.RegisterHelper(1, &Weigh, "weigh_native");
+        vm.RegisterHelper(2, (a, b, c, d, e) => a + 10 * b + 100 * c + 1000 * d + 10000 * e, "weigh_managed");
+        Assert.Equal(3 * 54321UL + 1 + 5, TestUtil.Exec(vm));
+    }
+
+    [SkippableFact]
+    public void TheEdgesFollowTheMicrosoftConvention()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux, macOS or Windows");
+        Skip.If(OperatingSystem.IsWindows(), "on Windows the host mode is this mode");
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble(FiveArguments + "call 1\nexit"));
+        vm.RegisterHelper(1, &Weigh, "weigh_native");
+        vm.JitCompile();
+        string host = vm.JitDisassembly();
+        vm.JitCompile(new JitOptions { Abi = JitAbi.Win64Emulated });
+        string win64 = vm.JitDisassembly();
+        // The fifth argument goes on the stack above the 32 bytes of shadow space; the entry takes
+        // its fifth (the result pointer) from there.
+        Assert.Contains("[rsp+20h],r8", win64);
+        Assert.Contains("r8,[rsp+40h]", win64);
+        Assert.DoesNotContain("[rsp+20h],r8", host);
+        Assert.Equal(54321UL, vm.ExecuteJit());
+    }
+}
+
 /// <summary>Compiled code lives as long as a run uses it, whatever other threads do to the VM.</summary>
 public class JitLifetimeTests
 {
     [SkippableFact]
     public void RecompilingAndDisposingWhileOtherThreadsRunIsSafe()
     {
-        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux or macOS");
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT needs x86-64 Linux, macOS or Windows");
         var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r0, 0\nmov r1, 0\nl:\nadd r0, 3\nadd r1, 1\njlt r1, 20000, l\nexit"));
         vm.JitCompile();
         int bad = 0, runs = 0;

@@ -1,5 +1,5 @@
 /* The seed's second example: a raw-packet VM loads mem[2] (the bytes are ldxb r0, [r1+2]).
- * It JIT-compiles where the JIT runs (x86-64 Linux and macOS) and interprets elsewhere. */
+ * It JIT-compiles where the JIT runs (x86-64 Linux, macOS and Windows) and interprets elsewhere. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <rbpf.h>

@@ -4,7 +4,8 @@ namespace Rbpf.Jit;
 
 /// <summary>
 /// Pages of machine code that are never writable and executable at once (W^X): mapped
-/// read-write, filled, then switched to read-execute before any call.
+/// read-write, filled, then switched to read-execute before any call (mmap and mprotect on Linux
+/// and macOS, VirtualAlloc and VirtualProtect on Windows).
 /// </summary>
 internal sealed unsafe partial class ExecutableMemory : IDisposable
 {
@@ -30,16 +31,18 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
 
     /// <summary>Whether this platform can run generated code.</summary>
     public static bool IsSupported =>
-        RuntimeInformation.ProcessArchitecture == Architecture.X64 && (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS());
+        RuntimeInformation.ProcessArchitecture == Architecture.X64 &&
+        (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS() || OperatingSystem.IsWindows());
 
     /// <summary>Copies <paramref name="code"/> into new pages and makes them read-execute.</summary>
     public static ExecutableMemory Create(ReadOnlySpan<byte> code)
     {
         if (!IsSupported)
-            throw new RbpfException(RbpfErrorCode.Unsupported, "the JIT runs on x86-64 Linux and macOS only");
+            throw new RbpfException(RbpfErrorCode.Unsupported, "the JIT runs on x86-64 Linux, macOS and Windows only");
         nuint page = (nuint)Environment.SystemPageSize;
         nuint size = ((nuint)code.Length + page - 1) / page * page;
         if (size == 0) size = page;
+        if (OperatingSystem.IsWindows()) return CreateOnWindows(code, size);
         void* p = OperatingSystem.IsMacOS()
             ? MacOs.mmap(null, size, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0)
             : Linux.mmap(null, size, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0);
@@ -58,9 +61,30 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
         return new ExecutableMemory((byte*)p, size, code.Length);
     }
 
+    private const uint MemCommit = 0x1000, MemReserve = 0x2000, MemRelease = 0x8000;
+    private const uint PageReadWrite = 0x04, PageExecuteRead = 0x20;
+
+    private static ExecutableMemory CreateOnWindows(ReadOnlySpan<byte> code, nuint size)
+    {
+        void* p = Windows.VirtualAlloc(null, size, MemCommit | MemReserve, PageReadWrite);
+        if (p == null)
+            throw new RbpfException(RbpfErrorCode.OutOfMemory, $"VirtualAlloc of {size} bytes for JIT code failed (error {Marshal.GetLastPInvokeError()})");
+        code.CopyTo(new Span<byte>(p, code.Length));
+        uint old;
+        if (!Windows.VirtualProtect(p, size, PageExecuteRead, &old))
+        {
+            int error = Marshal.GetLastPInvokeError();
+            Unmap(p, size);
+            throw new RbpfException(RbpfErrorCode.Unsupported, $"VirtualProtect(PAGE_EXECUTE_READ) failed (error {error})");
+        }
+        Windows.FlushInstructionCache(Windows.GetCurrentProcess(), p, size);
+        return new ExecutableMemory((byte*)p, size, code.Length);
+    }
+
     private static void Unmap(void* p, nuint size)
     {
-        if (OperatingSystem.IsMacOS()) MacOs.munmap(p, size);
+        if (OperatingSystem.IsWindows()) Windows.VirtualFree(p, 0, MemRelease); // MEM_RELEASE takes size 0
+        else if (OperatingSystem.IsMacOS()) MacOs.munmap(p, size);
         else Linux.munmap(p, size);
     }
 
@@ -86,6 +110,27 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
 
         [LibraryImport("libc.so.6", SetLastError = true)]
         internal static partial int munmap(void* addr, nuint length);
+    }
+
+    private static partial class Windows
+    {
+        [LibraryImport("kernel32.dll", SetLastError = true)]
+        internal static partial void* VirtualAlloc(void* address, nuint size, uint allocationType, uint protect);
+
+        [LibraryImport("kernel32.dll", SetLastError = true)]
+        [return: MarshalAs(UnmanagedType.Bool)]
+        internal static partial bool VirtualProtect(void* address, nuint size, uint newProtect, uint* oldProtect);
+
+        [LibraryImport("kernel32.dll", SetLastError = true)]
+        [return: MarshalAs(UnmanagedType.Bool)]
+        internal static partial bool VirtualFree(void* address, nuint size, uint freeType);
+
+        [LibraryImport("kernel32.dll")]
+        [return: MarshalAs(UnmanagedType.Bool)]
+        internal static partial bool FlushInstructionCache(nint process, void* address, nuint size);
+
+        [LibraryImport("kernel32.dll")]
+        internal static partial nint GetCurrentProcess();
     }
 
     private static partial class MacOs

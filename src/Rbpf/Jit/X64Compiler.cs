@@ -16,13 +16,31 @@ public sealed record JitOptions
     /// <summary>XOR every immediate with a random key in the generated code, so a program cannot
     /// plant chosen byte sequences in executable memory.</summary>
     public bool ConstantBlinding { get; init; }
+
+    /// <summary>The calling convention at the code's edges (tests: Windows' on a System V host).</summary>
+    internal JitAbi Abi { get; init; }
+}
+
+/// <summary>Which calling convention generated code follows where it meets other code.</summary>
+internal enum JitAbi
+{
+    /// <summary>The platform's: System V AMD64 on Linux and macOS, Microsoft x64 on Windows.</summary>
+    Host,
+    /// <summary>
+    /// Microsoft x64 at the edges, wrapped in adapters from and to System V so that it runs on a System
+    /// V host: the tests run the Windows code paths on Linux this way.
+    /// </summary>
+    Win64Emulated,
 }
 
 /// <summary>What the entry needs to know about its VM: how it builds r1 and r2, and the address of the program's <see cref="JitLink"/>.</summary>
 internal readonly record struct JitTarget(VmKind Kind, int DataOffset, int DataEndOffset, nint Link);
 
 /// <summary>
-/// Compiles a decoded program to x86-64 machine code (System V calling convention) with Iced.
+/// Compiles a decoded program to x86-64 machine code with Iced. The body follows the System V
+/// convention; under the Microsoft x64 convention (Windows) the entries are wrappers that move the
+/// arguments where the body expects them and keep rdi and rsi, and every call out of the body goes
+/// through <see cref="CallOut"/>, which places its arguments the Windows way.
 /// eBPF registers live in host registers: r0 rax, r1 rdi, r2 rsi, r3 rdx, r4 r9, r5 r8, r6 rbx,
 /// r7 r13, r8 r14, r9 r15, r10 rbp; r12 holds the <see cref="JitContext"/>; rcx, r10 and r11 are
 /// scratch. The entry points return 0 or an error code (see <see cref="EmitEntry"/>).
@@ -58,10 +76,18 @@ internal sealed class X64Compiler
 
     private readonly JitTarget _target;
 
+    /// <summary>Microsoft x64 at the edges (Windows, or emulated).</summary>
+    private readonly bool _win64;
+    /// <summary>...with System V adapters around it, to run on a System V host (<see cref="JitAbi.Win64Emulated"/>).</summary>
+    private readonly bool _emulated;
+    private readonly Dictionary<ulong, Label> _adapters = new();
+
     private X64Compiler(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper, bool countInstructions,
         JitTarget target)
     {
         _target = target;
+        _win64 = OperatingSystem.IsWindows() || options.Abi == JitAbi.Win64Emulated;
+        _emulated = _win64 && !OperatingSystem.IsWindows();
         _countInstructions = countInstructions;
         _program = program;
         _helpers = helpers;
@@ -141,8 +167,7 @@ internal sealed class X64Compiler
         _a.mov(rsp, r12);
         _a.mov(rdi, r12);
         _a.mov(esi, eax);
-        _a.mov(rax, (ulong)JitRuntime.FailFn);
-        _a.call(rax);
+        CallOut((ulong)JitRuntime.FailFn, 2);
         _a.jmp(_leave);
         Bind(ref _ret);
         _a.ret();
@@ -208,8 +233,9 @@ internal sealed class X64Compiler
         // Entered with rsp = 8 (mod 16); six pushes keep that, so the frame is 8 (mod 16) to align r12.
         _frameSize = JitContext.Size + fixedBytes + Isa.StackSize + 8;
         _mainEntry = _a.CreateLabel();
-        _a.xor(r9d, r9d);
-        Bind(ref _mainEntry);
+        if (_win64) EmitWin64Entries();
+        else _a.xor(r9d, r9d);
+        if (!_win64) Bind(ref _mainEntry);
         _a.push(rbp); _a.push(rbx); _a.push(r12); _a.push(r13); _a.push(r14); _a.push(r15);
         // Page by page, so a guard page below the thread's stack is always hit first.
         for (int left = _frameSize; left > 0; left -= 4096)
@@ -340,6 +366,60 @@ internal sealed class X64Compiler
             }
         }
         foreach (var reg in new[] { eax, edx, r8d, r9d, ebx, r13d, r14d, r15d }) _a.xor(reg, reg);
+    }
+
+    /// <summary>
+    /// The entries under the Microsoft convention: at offset 0 the five-argument one, then the main
+    /// one with the <see cref="JitExtra"/>* as sixth argument; each keeps rdi and rsi (callee-saved
+    /// there), moves the arguments where the System V body expects them and calls the body, which
+    /// follows right after. Emulated, each is reached through an adapter from System V.
+    /// </summary>
+    private void EmitWin64Entries()
+    {
+        var direct = _a.CreateLabel();
+        var main = _a.CreateLabel();
+        var body = _a.CreateLabel();
+        if (_emulated)
+        {
+            SysVToWin64(direct);
+            Bind(ref _mainEntry);
+            SysVToWin64(main);
+        }
+        foreach (bool withExtra in new[] { false, true })
+        {
+            if (!withExtra) Bind(ref direct);
+            else if (_emulated) Bind(ref main);
+            else Bind(ref _mainEntry);
+            _a.push(rdi); _a.push(rsi);
+            _a.sub(rsp, 8); // entered at 8 (mod 16): the body is entered at 8 (mod 16) too, as from a call
+            _a.mov(rdi, rcx);
+            _a.mov(rsi, rdx);
+            _a.mov(rdx, r8);
+            _a.mov(rcx, r9);
+            _a.mov(r8, __qword_ptr[rsp + 24 + 40]);
+            if (withExtra) _a.mov(r9, __qword_ptr[rsp + 24 + 48]);
+            else _a.xor(r9d, r9d);
+            _a.call(body);
+            _a.add(rsp, 8);
+            _a.pop(rsi); _a.pop(rdi);
+            _a.ret();
+        }
+        Bind(ref body);
+    }
+
+    /// <summary>Emulation only: called the System V way with up to six arguments, calls <paramref name="win64"/> the Microsoft way.</summary>
+    private void SysVToWin64(Label win64)
+    {
+        _a.sub(rsp, 56); // entered at 8 (mod 16): shadow space and two stack arguments, aligned
+        _a.mov(__qword_ptr[rsp + 40], r9);
+        _a.mov(__qword_ptr[rsp + 32], r8);
+        _a.mov(r9, rcx);
+        _a.mov(r8, rdx);
+        _a.mov(rdx, rsi);
+        _a.mov(rcx, rdi);
+        _a.call(win64);
+        _a.add(rsp, 56);
+        _a.ret();
     }
 
     /// <summary>r10 = the <see cref="JitExtra"/> field at <paramref name="offset"/>; to <paramref name="missing"/>
@@ -813,8 +893,7 @@ internal sealed class X64Compiler
             _a.mov(rsi, r11);
             _a.mov(edx, size);
             _a.mov(ecx, flags);
-            _a.mov(rax, (ulong)JitRuntime.CheckAccessFn);
-            _a.call(rax);
+            CallOut((ulong)JitRuntime.CheckAccessFn, 4);
             _a.mov(r10d, eax);
             _a.add(rsp, 8);
             for (int k = saved.Length - 1; k >= 0; k--) _a.pop(saved[k]);
@@ -1022,19 +1101,78 @@ internal sealed class X64Compiler
     private static readonly AssemblerRegister64[] HelperSaved = { rdi, rsi, rdx, r8, r9 };
 
     /// <summary>
-    /// Calls a function with r1-r5 as its first five arguments (r4 moves from r9 to rcx); r1-r5 are
-    /// kept, as the interpreter keeps them. <paramref name="loadTarget"/> puts the callee in rax
-    /// (and, for the runtime's trampolines, the context in r9).
+    /// Calls <paramref name="target"/> with r1-r5 as its first five arguments (r4 moves from r9 to
+    /// rcx) and, for the runtime's trampolines (<paramref name="withContext"/>), the context as the
+    /// sixth; r1-r5 are kept, as the interpreter keeps them.
     /// </summary>
-    private void EmitCallWithArguments(Action loadTarget)
+    private void EmitCallWithArguments(ulong target, bool withContext)
     {
         foreach (var r in HelperSaved) _a.push(r);
         _a.sub(rsp, 8);
         _a.mov(rcx, r9);
-        loadTarget();
-        _a.call(rax);
+        if (withContext) _a.mov(r9, r12);
+        CallOut(target, withContext ? 6 : 5);
         _a.add(rsp, 8);
         for (int k = HelperSaved.Length - 1; k >= 0; k--) _a.pop(HelperSaved[k]);
+    }
+
+    /// <summary>
+    /// Calls <paramref name="target"/> with <paramref name="argc"/> arguments, placed as System V
+    /// places them (rdi, rsi, rdx, rcx, r8, r9), rsp 16-byte aligned; clobbers rax. Under the Microsoft
+    /// convention they move to rcx, rdx, r8, r9 and the stack above 32 bytes of shadow space (an
+    /// emulated call goes to an adapter that moves them back).
+    /// </summary>
+    private void CallOut(ulong target, int argc)
+    {
+        if (!_win64)
+        {
+            _a.mov(rax, target);
+            _a.call(rax);
+            return;
+        }
+        int reserve = argc > 4 ? 48 : 32;
+        _a.sub(rsp, reserve);
+        if (argc >= 6) _a.mov(__qword_ptr[rsp + 40], r9);
+        if (argc >= 5) _a.mov(__qword_ptr[rsp + 32], r8);
+        if (argc >= 4) _a.mov(r9, rcx);
+        if (argc >= 3) _a.mov(r8, rdx);
+        if (argc >= 2) _a.mov(rdx, rsi);
+        _a.mov(rcx, rdi);
+        if (_emulated) _a.call(Win64ToSysV(target));
+        else
+        {
+            _a.mov(rax, target);
+            _a.call(rax);
+        }
+        _a.add(rsp, reserve);
+    }
+
+    /// <summary>
+    /// Emulation only: a function called the Microsoft way that calls <paramref name="target"/> the
+    /// System V way with up to six arguments, keeping rdi and rsi as the Microsoft convention requires.
+    /// </summary>
+    private Label Win64ToSysV(ulong target)
+    {
+        if (_adapters.TryGetValue(target, out var label)) return label;
+        label = _a.CreateLabel();
+        _adapters[target] = label;
+        Cold(label, () =>
+        {
+            _a.push(rdi); _a.push(rsi);
+            _a.sub(rsp, 8); // entered at 8 (mod 16): 24 bytes down, aligned for the call
+            _a.mov(rdi, rcx);
+            _a.mov(rsi, rdx);
+            _a.mov(rdx, r8);
+            _a.mov(rcx, r9);
+            _a.mov(r8, __qword_ptr[rsp + 24 + 40]);
+            _a.mov(r9, __qword_ptr[rsp + 24 + 48]);
+            _a.mov(rax, target);
+            _a.call(rax);
+            _a.add(rsp, 8);
+            _a.pop(rsi); _a.pop(rdi);
+            _a.ret();
+        });
+        return label;
     }
 
     /// <summary>After a call into the runtime: fail the run with the status it reported, if any.</summary>
@@ -1065,18 +1203,13 @@ internal sealed class X64Compiler
         }
         if (h.Native != null)
         {
-            ulong target = (ulong)h.Native;
-            EmitCallWithArguments(() => _a.mov(rax, target));
+            EmitCallWithArguments((ulong)h.Native, withContext: false);
         }
         else
         {
-            EmitCallWithArguments(() =>
-            {
-                _a.mov(r9, r12);
-                _a.mov(CtxD(JitContext.OffFaultPc), pc);
-                _a.mov(CtxD(JitContext.OffHelperSlot), i.Off);
-                _a.mov(rax, (ulong)JitRuntime.HelperTrampolineFn);
-            });
+            _a.mov(CtxD(JitContext.OffFaultPc), pc);
+            _a.mov(CtxD(JitContext.OffHelperSlot), i.Off);
+            EmitCallWithArguments((ulong)JitRuntime.HelperTrampolineFn, withContext: true);
             EmitStatusCheck(pc);
         }
         if (_unwindHelper == key)
@@ -1091,11 +1224,7 @@ internal sealed class X64Compiler
     {
         _a.mov(CtxQ(JitContext.OffCallXKey), R64[i.Dst]);
         _a.mov(CtxD(JitContext.OffFaultPc), pc);
-        EmitCallWithArguments(() =>
-        {
-            _a.mov(r9, r12);
-            _a.mov(rax, (ulong)JitRuntime.CallXTrampolineFn);
-        });
+        EmitCallWithArguments((ulong)JitRuntime.CallXTrampolineFn, withContext: true);
         EmitStatusCheck(pc);
         if (_unwindHelper >= 0)
         {
