@@ -24,7 +24,8 @@ internal static unsafe class Exports
     private static int Fail(Exception e) => LastError.From(e);
 
     /// <summary>Runs when the library loads: failed JIT runs become the thread's last error even when C
-    /// calls the compiled code directly (rbpf_vm_jit_function), with no export in between.</summary>
+    /// calls the compiled code directly (rbpf_vm_jit_function, and rbpf_vm_execute_jit on Linux), with
+    /// no export in between; the native rbpf_vm_execute_jit gets its table.</summary>
 #pragma warning disable CA2255 // librbpf is the application here: NativeAOT runs this when the library loads
     [ModuleInitializer]
     internal static void Initialize()
@@ -32,6 +33,7 @@ internal static unsafe class Exports
         JitRuntime.FailureSink = e => LastError.Set(e.Code, e.Message);
         FastCalls.Initialize();
     }
+#pragma warning restore CA2255
 
     /// <summary>A new VM's handle, its slot kept current for the native rbpf_vm_execute_jit.</summary>
     private static nint Register(EbpfVm vm)
@@ -40,7 +42,6 @@ internal static unsafe class Exports
         FastCalls.Track(vm, handle);
         return handle;
     }
-#pragma warning restore CA2255
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_create")]
     public static int VmCreate(int kind, byte* prog, nuint progLen, nint* outVm)

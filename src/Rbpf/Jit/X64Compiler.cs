@@ -234,8 +234,11 @@ internal sealed class X64Compiler
         _frameSize = JitContext.Size + fixedBytes + Isa.StackSize + 8;
         _mainEntry = _a.CreateLabel();
         if (_win64) EmitWin64Entries();
-        else _a.xor(r9d, r9d);
-        if (!_win64) Bind(ref _mainEntry);
+        else
+        {
+            _a.xor(r9d, r9d);
+            Bind(ref _mainEntry);
+        }
         _a.push(rbp); _a.push(rbx); _a.push(r12); _a.push(r13); _a.push(r14); _a.push(r15);
         // Page by page, so a guard page below the thread's stack is always hit first.
         for (int left = _frameSize; left > 0; left -= 4096)
@@ -385,38 +388,56 @@ internal sealed class X64Compiler
             Bind(ref _mainEntry);
             SysVToWin64(main);
         }
-        foreach (bool withExtra in new[] { false, true })
-        {
-            if (!withExtra) Bind(ref direct);
-            else if (_emulated) Bind(ref main);
-            else Bind(ref _mainEntry);
-            _a.push(rdi); _a.push(rsi);
-            _a.sub(rsp, 8); // entered at 8 (mod 16): the body is entered at 8 (mod 16) too, as from a call
-            _a.mov(rdi, rcx);
-            _a.mov(rsi, rdx);
-            _a.mov(rdx, r8);
-            _a.mov(rcx, r9);
-            _a.mov(r8, __qword_ptr[rsp + 24 + 40]);
-            if (withExtra) _a.mov(r9, __qword_ptr[rsp + 24 + 48]);
-            else _a.xor(r9d, r9d);
-            _a.call(body);
-            _a.add(rsp, 8);
-            _a.pop(rsi); _a.pop(rdi);
-            _a.ret();
-        }
+        Bind(ref direct);
+        FromWin64(() => _a.call(body), sixth: false); // the JitExtra* is NULL
+        if (_emulated) Bind(ref main);
+        else Bind(ref _mainEntry);
+        FromWin64(() => _a.call(body), sixth: true);
         Bind(ref body);
+    }
+
+    /// <summary>
+    /// A function called the Microsoft way: keeps rdi and rsi, moves the arguments where System V
+    /// puts them (the sixth from the stack, or 0 without <paramref name="sixth"/>), makes the call
+    /// <paramref name="call"/> emits (rsp 16-byte aligned) and returns its result.
+    /// </summary>
+    private void FromWin64(Action call, bool sixth)
+    {
+        _a.push(rdi); _a.push(rsi);
+        _a.sub(rsp, 8); // entered at 8 (mod 16): 24 bytes down, aligned for the call
+        _a.mov(rdi, rcx);
+        _a.mov(rsi, rdx);
+        _a.mov(rdx, r8);
+        _a.mov(rcx, r9);
+        _a.mov(r8, __qword_ptr[rsp + 24 + 40]);
+        if (sixth) _a.mov(r9, __qword_ptr[rsp + 24 + 48]);
+        else _a.xor(r9d, r9d);
+        call();
+        _a.add(rsp, 8);
+        _a.pop(rsi); _a.pop(rdi);
+        _a.ret();
+    }
+
+    /// <summary>
+    /// Moves <paramref name="argc"/> arguments from where System V puts them (rdi, rsi, rdx, rcx,
+    /// r8, r9) to where the Microsoft convention wants them (rcx, rdx, r8, r9, [rsp+32], [rsp+40]),
+    /// the space at rsp already reserved.
+    /// </summary>
+    private void ToWin64(int argc)
+    {
+        if (argc >= 6) _a.mov(__qword_ptr[rsp + 40], r9);
+        if (argc >= 5) _a.mov(__qword_ptr[rsp + 32], r8);
+        if (argc >= 4) _a.mov(r9, rcx);
+        if (argc >= 3) _a.mov(r8, rdx);
+        if (argc >= 2) _a.mov(rdx, rsi);
+        _a.mov(rcx, rdi);
     }
 
     /// <summary>Emulation only: called the System V way with up to six arguments, calls <paramref name="win64"/> the Microsoft way.</summary>
     private void SysVToWin64(Label win64)
     {
         _a.sub(rsp, 56); // entered at 8 (mod 16): shadow space and two stack arguments, aligned
-        _a.mov(__qword_ptr[rsp + 40], r9);
-        _a.mov(__qword_ptr[rsp + 32], r8);
-        _a.mov(r9, rcx);
-        _a.mov(r8, rdx);
-        _a.mov(rdx, rsi);
-        _a.mov(rcx, rdi);
+        ToWin64(6);
         _a.call(win64);
         _a.add(rsp, 56);
         _a.ret();
@@ -1132,12 +1153,7 @@ internal sealed class X64Compiler
         }
         int reserve = argc > 4 ? 48 : 32;
         _a.sub(rsp, reserve);
-        if (argc >= 6) _a.mov(__qword_ptr[rsp + 40], r9);
-        if (argc >= 5) _a.mov(__qword_ptr[rsp + 32], r8);
-        if (argc >= 4) _a.mov(r9, rcx);
-        if (argc >= 3) _a.mov(r8, rdx);
-        if (argc >= 2) _a.mov(rdx, rsi);
-        _a.mov(rcx, rdi);
+        ToWin64(argc);
         if (_emulated) _a.call(Win64ToSysV(target));
         else
         {
@@ -1156,22 +1172,11 @@ internal sealed class X64Compiler
         if (_adapters.TryGetValue(target, out var label)) return label;
         label = _a.CreateLabel();
         _adapters[target] = label;
-        Cold(label, () =>
+        Cold(label, () => FromWin64(() =>
         {
-            _a.push(rdi); _a.push(rsi);
-            _a.sub(rsp, 8); // entered at 8 (mod 16): 24 bytes down, aligned for the call
-            _a.mov(rdi, rcx);
-            _a.mov(rsi, rdx);
-            _a.mov(rdx, r8);
-            _a.mov(rcx, r9);
-            _a.mov(r8, __qword_ptr[rsp + 24 + 40]);
-            _a.mov(r9, __qword_ptr[rsp + 24 + 48]);
             _a.mov(rax, target);
             _a.call(rax);
-            _a.add(rsp, 8);
-            _a.pop(rsi); _a.pop(rdi);
-            _a.ret();
-        });
+        }, sixth: true));
         return label;
     }
 
