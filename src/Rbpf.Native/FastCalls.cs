@@ -62,7 +62,10 @@ internal static unsafe class FastCalls
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
-            return; // not the NativeAOT library (the assembly loaded some other way): nothing calls the shim
+            // Not the NativeAOT library (the assembly loaded some other way): nothing calls the shim.
+            NativeMemory.Free(state->Chunks);
+            NativeMemory.Free(state);
+            return;
         }
         s_state = state;
     }
@@ -139,12 +142,6 @@ internal static unsafe class FastCalls
                 if (Volatile.Read(ref ((Reader*)reader)->State) == state) return false;
             return true;
         });
-    }
-
-    /// <summary>Retired programs still held (for tests).</summary>
-    public static int RetiredCount
-    {
-        get { lock (s_gate) { Reclaim(); return s_retired.Count; } }
     }
 #else
     public static void Initialize() { }
