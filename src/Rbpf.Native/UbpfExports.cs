@@ -27,6 +27,11 @@ internal sealed unsafe class UbpfVm
     public readonly HashSet<uint> SafeHelpers = new();
     public readonly Dictionary<uint, MemoryRegion> SafeRegions = new();
     public readonly HashSet<uint> HandleRegions = new();
+    /// <summary>Helpers registered through ubpf_register and ubpf_register_safe_helper, by index.</summary>
+    public readonly Dictionary<uint, (nint Fn, string Name)> Registered = new();
+    /// <summary>Whether the program was compiled: changes to its helpers then compile it again, so the
+    /// functions handed out keep working (uBPF patches its compiled code in place).</summary>
+    public bool Compiled;
     public ExecutableMemory? JitEntry;
     public ExecutableMemory? JitEntryEx;
     public nint Handle;
@@ -54,15 +59,9 @@ internal sealed unsafe class UbpfVm
 /// </summary>
 internal static unsafe class UbpfExports
 {
-    private static readonly HandleTable<UbpfVm> Vms = new(0x5bUL << 48);
-
     [ThreadStatic] private static void* t_cookie;
 
-    private static UbpfVm? Find(nint vm)
-    {
-        try { return Vms.Get(vm); }
-        catch (RbpfException) { return null; }
-    }
+    private static UbpfVm? Find(nint vm) => UbpfHandles.Find(vm);
 
     private static void SetError(byte** errmsg, string message)
     {
@@ -115,7 +114,8 @@ internal static unsafe class UbpfExports
         try
         {
             var u = new UbpfVm();
-            u.Handle = Vms.Add(u);
+            u.Handle = UbpfHandles.Add(u);
+            UbpfHandles.SetJitterBufferSize(u.Handle, u.JitCodeSize);
             return u.Handle;
         }
         catch (Exception) { return 0; }
@@ -125,10 +125,9 @@ internal static unsafe class UbpfExports
     public static void Destroy(nint vm)
     {
         var u = Find(vm);
-        if (u == null) return;
+        if (u == null || !UbpfHandles.Remove(vm)) return;
         try
         {
-            Vms.Remove(vm);
             u.Vm.Dispose();
             u.JitEntry?.Dispose();
             u.JitEntryEx?.Dispose();
@@ -188,8 +187,9 @@ internal static unsafe class UbpfExports
         if (u == null || index >= UbpfVm.MaxHelpers || fn == null) return -1;
         try
         {
-            u.Vm.RegisterHelper(index, fn, Utf8.Read(name) ?? $"helper_{index}");
+            u.Registered[index] = ((nint)fn, Utf8.Read(name) ?? $"helper_{index}");
             u.SafeHelpers.Remove(index);
+            Relink(u);
             return 0;
         }
         catch (Exception) { return -1; }
@@ -199,30 +199,40 @@ internal static unsafe class UbpfExports
     public static int RegisterExternalDispatcher(nint vm, nint dispatcher, nint validator)
     {
         var u = Find(vm);
-        if (u == null || dispatcher == 0) return -1;
+        if (u == null) return -1;
         u.Dispatcher = dispatcher;
         u.Validator = validator;
         try
         {
-            LinkDispatcher(u);
+            Relink(u);
             return 0;
         }
         catch (Exception) { return -1; }
     }
 
-    /// <summary>Routes every helper id the loaded program calls to the dispatcher (it takes precedence).</summary>
-    private static void LinkDispatcher(UbpfVm u)
+    /// <summary>
+    /// Gives the engine the helpers uBPF's rules make callable: with a dispatcher, every index the
+    /// program calls or that was registered goes to the dispatcher (it takes precedence); without
+    /// one, the registered helpers; any other index is unknown. A compiled program is compiled again.
+    /// </summary>
+    private static void Relink(UbpfVm u)
     {
-        if (u.Dispatcher == 0 || u.Vm.Program is not { } prog) return;
-        var dispatcher = (delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, uint, void*, ulong>)u.Dispatcher;
-        foreach (uint id in CalledHelpers(prog.Span))
+        var keys = new HashSet<uint>(u.Registered.Keys);
+        if (u.Vm.Program is { } prog) keys.UnionWith(CalledHelpers(prog.Span));
+        nint d = u.Dispatcher;
+        foreach (uint id in keys)
         {
-            nint d = (nint)dispatcher;
             uint key = id;
-            u.Vm.RegisterHelper(id, (a, b, c, e, f) =>
-                ((delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, uint, void*, ulong>)d)(a, b, c, e, f, key, t_cookie),
-                $"dispatch_{id}");
+            if (d != 0)
+                u.Vm.RegisterHelper(id, (a, b, c, e, f) =>
+                    ((delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, uint, void*, ulong>)d)(a, b, c, e, f, key, t_cookie),
+                    $"dispatch_{id}");
+            else if (u.Registered.TryGetValue(id, out var h))
+                u.Vm.RegisterHelper(id, (delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, ulong>)h.Fn, h.Name);
+            else
+                u.Vm.UnregisterHelper(id);
         }
+        if (u.Compiled && u.Loaded) CompileAndPublish(u);
     }
 
     private static IEnumerable<uint> CalledHelpers(ReadOnlySpan<byte> program)
@@ -242,9 +252,9 @@ internal static unsafe class UbpfExports
         if (helper->ResultKind > 2 || (helper->ResultKind != 0 && helper->RegionId >= 0xfffffffe)) return -1;
         try
         {
-            u.Vm.RegisterHelper(helper->Index, (delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, ulong>)helper->Fn,
-                Utf8.Read(helper->Name) ?? $"helper_{helper->Index}");
+            u.Registered[helper->Index] = (helper->Fn, Utf8.Read(helper->Name) ?? $"helper_{helper->Index}");
             u.SafeHelpers.Add(helper->Index);
+            Relink(u);
             return 0;
         }
         catch (Exception) { return -1; }
@@ -255,7 +265,7 @@ internal static unsafe class UbpfExports
     {
         var u = Find(vm);
         if (u == null || region == null || region->Base == null || region->Size == 0) return -1;
-        if (region->Id >= 0xfffffffe || (region->Permissions & ~3u) != 0 || region->Permissions == 0 || region->Kind > 1) return -1;
+        if (region->Id >= 0xfffffffe || (region->Permissions & ~7u) != 0 || region->Permissions == 0 || region->Kind > 1) return -1;
         if (u.SafeRegions.ContainsKey(region->Id) || u.HandleRegions.Contains(region->Id)) return -1;
         try
         {
@@ -265,7 +275,8 @@ internal static unsafe class UbpfExports
                 u.HandleRegions.Add(region->Id);
                 return 0;
             }
-            var r = new MemoryRegion((nint)region->Base, region->Size, (region->Permissions & 2) != 0, $"ubpf:region {region->Id}");
+            if (region->Size > nuint.MaxValue) return -1;
+            var r = new MemoryRegion((nint)region->Base, (nuint)region->Size, (region->Permissions & 2) != 0, $"ubpf:region {region->Id}");
             u.Vm.AddMemoryRegion(r);
             u.SafeRegions[region->Id] = r;
             return 0;
@@ -311,6 +322,11 @@ internal static unsafe class UbpfExports
         var u = Find(vm);
         if (u == null) return -1;
         u.Vm.UnwindHelper = index;
+        try
+        {
+            if (u.Compiled && u.Loaded) CompileAndPublish(u);
+        }
+        catch (Exception) { return -1; }
         return 0;
     }
 
@@ -343,7 +359,8 @@ internal static unsafe class UbpfExports
                 throw new RbpfException(RbpfErrorCode.InvalidProgram, $"too many instructions (max {Isa.MaxInstructions - 1})");
             ValidateHelpers(u, program);
             u.Vm.SetProgram(program);
-            LinkDispatcher(u);
+            Relink(u);
+            UbpfHandles.SetNumInsts(u.Handle, program.Length / 8);
             return 0;
         }
         catch (Exception e)
@@ -353,13 +370,25 @@ internal static unsafe class UbpfExports
         }
     }
 
-    /// <summary>Helper calls the dispatcher's validator refuses make the program invalid, as in uBPF.</summary>
+    /// <summary>
+    /// uBPF's load-time rule for helper calls: with a dispatcher, its validator (when there is one)
+    /// decides; without, the index must be below UBPF_MAX_EXT_FUNCS and registered.
+    /// </summary>
     private static void ValidateHelpers(UbpfVm u, ReadOnlySpan<byte> program)
     {
-        if (u.Dispatcher == 0 || u.Validator == 0) return;
-        foreach (uint id in CalledHelpers(program))
-            if (((delegate* unmanaged<uint, nint, byte>)u.Validator)(id, u.Handle) == 0)
-                throw new RbpfException(RbpfErrorCode.InvalidProgram, $"call to helper {id}, which the dispatcher's validator refuses");
+        var insns = Instruction.ReadAll(program);
+        for (int pc = 0; pc < insns.Length; pc++)
+        {
+            var i = insns[pc];
+            if (i.Opcode != Isa.Call || i.Src != 0) continue;
+            if (i.Imm < 0) throw new RbpfException(RbpfErrorCode.InvalidProgram, $"invalid call immediate at PC {pc}", pc);
+            uint id = (uint)i.Imm;
+            bool known = u.Dispatcher != 0
+                ? u.Validator == 0 || ((delegate* unmanaged<uint, nint, byte>)u.Validator)(id, u.Handle) != 0
+                : id < UbpfVm.MaxHelpers && u.Registered.ContainsKey(id);
+            if (!known)
+                throw new RbpfException(RbpfErrorCode.UnknownHelper, $"call to nonexistent function {id} at PC {pc}", pc);
+        }
     }
 
     [UnmanagedCallersOnly(EntryPoint = "ubpf_unload_code")]
@@ -368,11 +397,14 @@ internal static unsafe class UbpfExports
         var u = Find(vm);
         if (u == null) return;
         u.Vm.UnloadProgram();
+        u.Compiled = false;
         u.Published.Clear(); // the function goes with its stub: nothing may call the old code now
         u.JitEntry?.Dispose();
         u.JitEntry = null;
         u.JitEntryEx?.Dispose();
         u.JitEntryEx = null;
+        UbpfHandles.SetNumInsts(u.Handle, 0);
+        UbpfHandles.SetJitted(u.Handle, 0, 0);
     }
 
     [UnmanagedCallersOnly(EntryPoint = "ubpf_load_elf")]
@@ -415,7 +447,8 @@ internal static unsafe class UbpfExports
                 u.Vm.UnloadProgram();
                 throw;
             }
-            LinkDispatcher(u);
+            Relink(u);
+            UbpfHandles.SetNumInsts(u.Handle, loaded.Bytecode.Length / 8);
             return 0;
         }
         catch (Exception e)
@@ -617,23 +650,15 @@ internal static unsafe class UbpfExports
         }
         try
         {
-            u.Vm.JitCompile(new JitOptions { CheckedMemory = u.BoundsCheck, ConstantBlinding = u.ConstantBlinding });
-            if ((nuint)u.Vm.JitCodeSize > u.JitCodeSize)
-                throw new RbpfException(RbpfErrorCode.OutOfMemory,
-                    $"the generated code ({u.Vm.JitCodeSize} bytes) does not fit in the JIT buffer ({u.JitCodeSize} bytes, see ubpf_set_jit_code_size)");
+            CompileAndPublish(u);
             if (extended)
             {
                 u.JitEntryEx ??= ExecutableMemory.Create(EntryStub(u.Handle, extended: true));
+                UbpfHandles.SetJitted(u.Handle, (nint)u.JitEntryEx.Address, (ulong)u.Vm.JitCodeSize);
                 return (nint)u.JitEntryEx.Address;
             }
-            // Compiled code with no dispatcher (whose cookie is per call) is called directly.
-            var compiled = u.Vm.JitForDirectCalls;
-            if (compiled != null && u.Dispatcher == 0)
-            {
-                u.Published.Add(compiled);
-                *u.FastEntry = (ulong)compiled.DirectEntry;
-            }
             u.JitEntry ??= ExecutableMemory.Create(CompiledFunction(u));
+            UbpfHandles.SetJitted(u.Handle, (nint)u.JitEntry.Address, (ulong)u.Vm.JitCodeSize);
             return (nint)u.JitEntry.Address;
         }
         catch (Exception e)
@@ -643,18 +668,44 @@ internal static unsafe class UbpfExports
         }
     }
 
+    /// <summary>Compiles the loaded program and points ubpf_compile's function at the new code.</summary>
+    private static void CompileAndPublish(UbpfVm u)
+    {
+        u.Compiled = false;
+        u.Vm.JitCompile(new JitOptions { CheckedMemory = u.BoundsCheck, ConstantBlinding = u.ConstantBlinding });
+        int size = u.Vm.JitCodeSize;
+        if ((nuint)size > u.JitCodeSize)
+        {
+            u.Vm.DiscardJit();
+            throw new RbpfException(RbpfErrorCode.OutOfMemory,
+                $"the generated code ({size} bytes) does not fit in the JIT buffer ({u.JitCodeSize} bytes, see ubpf_set_jit_code_size)");
+        }
+        u.Compiled = true;
+        // Compiled code with no dispatcher (whose cookie is per call) is called directly.
+        var compiled = u.Vm.JitForDirectCalls;
+        if (compiled != null && u.Dispatcher == 0)
+        {
+            u.Published.Add(compiled);
+            *u.FastEntry = (ulong)compiled.DirectEntry;
+        }
+    }
+
     [UnmanagedCallersOnly(EntryPoint = "ubpf_compile")]
     public static nint UbpfCompile(nint vm, byte** errmsg) => Compile(Find(vm), errmsg);
+
+    // enum JitMode, as uBPF numbers it.
+    private const int ExtendedJitMode = 0;
+    private const int BasicJitMode = 1;
 
     [UnmanagedCallersOnly(EntryPoint = "ubpf_compile_ex")]
     public static nint UbpfCompileEx(nint vm, byte** errmsg, int mode)
     {
-        if (mode != 0 && mode != 1)
+        if (mode != ExtendedJitMode && mode != BasicJitMode)
         {
             SetError(errmsg, $"unknown JIT mode {mode}");
             return 0;
         }
-        return Compile(Find(vm), errmsg, extended: mode == 1);
+        return Compile(Find(vm), errmsg, extended: mode == ExtendedJitMode);
     }
 
     [UnmanagedCallersOnly(EntryPoint = "ubpf_copy_jit")]
@@ -701,6 +752,7 @@ internal static unsafe class UbpfExports
         var u = Find(vm);
         if (u == null || codeSize == 0) return -1;
         u.JitCodeSize = codeSize;
+        UbpfHandles.SetJitterBufferSize(u.Handle, codeSize);
         return 0;
     }
 
@@ -715,11 +767,8 @@ internal static unsafe class UbpfExports
     }
 
     [UnmanagedCallersOnly(EntryPoint = "ubpf_set_registers")]
-    public static int SetRegisters(nint vm, ulong* regs)
-    {
+    public static void SetRegisters(nint vm, ulong* regs) =>
         Report(Find(vm), "ubpf_set_registers: register access is not available in librbpf (as in a release build of uBPF)");
-        return -1;
-    }
 
     [UnmanagedCallersOnly(EntryPoint = "ubpf_get_registers")]
     public static ulong* GetRegisters(nint vm)
@@ -727,6 +776,17 @@ internal static unsafe class UbpfExports
         Report(Find(vm), "ubpf_get_registers: register access is not available in librbpf (as in a release build of uBPF)");
         return null;
     }
+
+    /// <summary>uBPF's cast of any function to a helper: the pointer itself.</summary>
+    [UnmanagedCallersOnly(EntryPoint = "as_external_function_t")]
+    public static nint AsExternalFunction(nint f) => f;
+
+    /// <summary>
+    /// uBPF's test hook that rotates or shuffles its x86-64 JIT's register assignment (declared by
+    /// uBPF's vm/test.c, not its header). librbpf's JIT assigns registers its own way: accepted, no effect.
+    /// </summary>
+    [UnmanagedCallersOnly(EntryPoint = "ubpf_set_register_offset")]
+    public static void SetRegisterOffset(int offset) { }
 
     [UnmanagedCallersOnly(EntryPoint = "ubpf_set_pointer_secret")]
     public static int SetPointerSecret(nint vm, ulong secret)
@@ -756,7 +816,7 @@ internal unsafe struct SafeHelperDescriptor
     public nint Fn;
     public int ResultKind;
     public uint RegionId;
-    public nuint RegionSize;
+    public ulong RegionSize;
 }
 
 /// <summary>Layout of ubpf_safe_region.</summary>
@@ -765,7 +825,7 @@ internal unsafe struct SafeRegion
 {
     public uint Id;
     public void* Base;
-    public nuint Size;
+    public ulong Size;
     public int Kind;
     public uint Permissions;
 }

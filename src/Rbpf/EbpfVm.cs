@@ -234,11 +234,22 @@ public sealed class EbpfVm : IDisposable
         AddHelper(new HelperEntry(key, name ?? helper.Method.Name) { WithMemory = helper });
     }
 
-    /// <summary>Registers (or replaces) helper <paramref name="key"/> as a native function, called directly.</summary>
+    /// <summary>Registers (or replaces) helper <paramref name="key"/> as a native function, called directly
+    /// with r1-r5 and, as a sixth argument, the memory pointer of the run (the <c>mem</c> given to
+    /// execute; uBPF passes the same), which a function of five arguments does not see.</summary>
     public unsafe void RegisterHelper(uint key, delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, ulong> function, string? name = null)
     {
         if (function == null) throw new RbpfException(RbpfErrorCode.InvalidArgument, "helper function pointer is NULL");
-        AddHelper(new HelperEntry(key, name ?? $"native_{key}") { Native = function });
+        AddHelper(new HelperEntry(key, name ?? $"native_{key}") { Native = (delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, void*, ulong>)function });
+    }
+
+    /// <summary>Removes helper <paramref name="key"/> (calls to it then fail as unknown helpers); false if it was not registered.</summary>
+    public bool UnregisterHelper(uint key)
+    {
+        if (!_helpers.Remove(key)) return false;
+        if (_program != null) _helpers.Link(_program);
+        DropJit();
+        return true;
     }
 
     private void AddHelper(HelperEntry entry)
@@ -247,6 +258,9 @@ public sealed class EbpfVm : IDisposable
         if (_program != null) _helpers.Link(_program);
         DropJit(); // compiled code calls the helpers it knew
     }
+
+    /// <summary>Discards the compiled code (the uBPF layer, when the code breaks one of its limits).</summary>
+    internal void DiscardJit() => DropJit();
 
     private void DropJit()
     {

@@ -34,6 +34,19 @@ internal sealed class HelperTable
         _snapshot = _slots.ToArray();
     }
 
+    /// <summary>Removes the helper of <paramref name="key"/>; the slots after it move down (relink programs).</summary>
+    public bool Remove(uint key)
+    {
+        if (!_slotByKey.TryGetValue(key, out int slot)) return false;
+        var removed = _slots[slot];
+        _slots.RemoveAt(slot);
+        _slotByKey.Clear();
+        for (int k = 0; k < _slots.Count; k++) _slotByKey[_slots[k].Key] = k;
+        if (_keyByName.TryGetValue(removed.Name, out uint named) && named == key) _keyByName.Remove(removed.Name);
+        _snapshot = _slots.ToArray();
+        return true;
+    }
+
     /// <summary>Points every helper call of <paramref name="program"/> at its slot (-1: unregistered).</summary>
     public void Link(DecodedProgram program)
     {

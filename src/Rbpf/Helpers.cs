@@ -20,7 +20,9 @@ internal sealed unsafe class HelperEntry
     public string Name { get; }
     public Helper? Managed;
     public MemoryHelper? WithMemory;
-    public delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, ulong> Native;
+    /// <summary>A native helper: r1-r5, then the run's memory pointer (uBPF's implicit sixth
+    /// argument), which a five-argument function simply does not read.</summary>
+    public delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, void*, ulong> Native;
 }
 
 /// <summary>

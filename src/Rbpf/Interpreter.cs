@@ -636,19 +636,19 @@ internal static unsafe class Interpreter
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static bool CallHelper(EbpfVm vm, HelperEntry h, ulong* r, ref ExecutionState st, int pc, out RbpfException? error)
     {
-        if (h.WithMemory == null) return CallHelper(h, r, null, 0, pc, out error);
+        if (h.WithMemory == null) return CallHelper(h, r, null, 0, st.PacketStart, pc, out error);
         int capacity = EbpfVm.BuiltInRegions + vm.UserRegionCount;
         RegionEntry* regions = stackalloc RegionEntry[capacity];
         int count = st.FillRegions(vm, regions, capacity);
-        return CallHelper(h, r, regions, count, pc, out error);
+        return CallHelper(h, r, regions, count, st.PacketStart, pc, out error);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static bool CallHelper(HelperEntry h, ulong* r, RegionEntry* regions, int regionCount, int pc, out RbpfException? error)
+    internal static bool CallHelper(HelperEntry h, ulong* r, RegionEntry* regions, int regionCount, ulong mem, int pc, out RbpfException? error)
     {
         try
         {
-            if (h.Native != null) r[0] = h.Native(r[1], r[2], r[3], r[4], r[5]);
+            if (h.Native != null) r[0] = h.Native(r[1], r[2], r[3], r[4], r[5], (void*)mem);
             else if (h.Managed != null) r[0] = h.Managed(r[1], r[2], r[3], r[4], r[5]);
             else r[0] = h.WithMemory!(new MemoryAccess(regions, regionCount), r[1], r[2], r[3], r[4], r[5]);
             error = null;

@@ -356,6 +356,8 @@ class HeaderMatchesLibrary(unittest.TestCase):
             text = re.sub(r"/\*.*?\*/", "", open(ubpf_header).read(), flags=re.S)
             declared |= set(name for name in re.findall(r"\b(ubpf_\w+)\s*\(", text)
                             if not re.search(r"typedef[^;]*\(\*\s*" + name, text))
+            # uBPF's JIT test hook: uBPF's own vm/test.c declares it, not uBPF's header.
+            declared.add("ubpf_set_register_offset")
         out = subprocess.run([nm, "-D", "--defined-only", rbpf.library_path], check=True,
                              capture_output=True, text=True).stdout
         exported = set()

@@ -111,7 +111,7 @@ internal static unsafe class JitRuntime
         int capacity = EbpfVm.BuiltInRegions + jit.Owner.UserRegionCount;
         RegionEntry* regions = stackalloc RegionEntry[capacity];
         int count = FillRegions(ctx, jit, regions, capacity);
-        if (!Interpreter.CallHelper(h, r, regions, count, ctx->FaultPc, out var error))
+        if (!Interpreter.CallHelper(h, r, regions, count, ctx->PacketStart, ctx->FaultPc, out var error))
         {
             Report(ctx, error!);
             return 0;

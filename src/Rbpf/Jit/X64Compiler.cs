@@ -1124,15 +1124,17 @@ internal sealed class X64Compiler
     /// <summary>
     /// Calls <paramref name="target"/> with r1-r5 as its first five arguments (r4 moves from r9 to
     /// rcx) and, for the runtime's trampolines (<paramref name="withContext"/>), the context as the
-    /// sixth; r1-r5 are kept, as the interpreter keeps them.
+    /// sixth, or for native helpers (<paramref name="withMemory"/>) the run's memory pointer, as uBPF
+    /// passes it; r1-r5 are kept, as the interpreter keeps them.
     /// </summary>
-    private void EmitCallWithArguments(ulong target, bool withContext)
+    private void EmitCallWithArguments(ulong target, bool withContext, bool withMemory = false)
     {
         foreach (var r in HelperSaved) _a.push(r);
         _a.sub(rsp, 8);
         _a.mov(rcx, r9);
         if (withContext) _a.mov(r9, r12);
-        CallOut(target, withContext ? 6 : 5);
+        else if (withMemory) _a.mov(r9, CtxQ(JitContext.OffPacketStart));
+        CallOut(target, withContext || withMemory ? 6 : 5);
         _a.add(rsp, 8);
         for (int k = HelperSaved.Length - 1; k >= 0; k--) _a.pop(HelperSaved[k]);
     }
@@ -1208,7 +1210,7 @@ internal sealed class X64Compiler
         }
         if (h.Native != null)
         {
-            EmitCallWithArguments((ulong)h.Native, withContext: false);
+            EmitCallWithArguments((ulong)h.Native, withContext: false, withMemory: true);
         }
         else
         {
