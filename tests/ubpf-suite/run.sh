@@ -33,7 +33,7 @@ done
 cp "$here/vm/CMakeLists.txt" "$src/vm/CMakeLists.txt"
 
 log="$work/build.log"
-if ! { cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
+if ! { cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" -Dubpf_DIR="$prefix/lib/cmake/ubpf" \
          -DUBPF_SKIP_EXTERNAL=OFF -DUBPF_INSTALL_GIT_HOOKS=OFF -DUBPF_ENABLE_TESTS=true >"$log" 2>&1 &&
        cmake --build "$work/build" -j "$(nproc)" >>"$log" 2>&1 &&
        cmake --build "$work/build" --target Conformance-build -j "$(nproc)" >>"$log" 2>&1; }; then
@@ -44,7 +44,7 @@ if ! { cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFI
 fi
 
 results="$work/ctest.log"
-(cd "$work/build" && ctest -j "$(nproc)" --timeout 20 "$@" >"$results" 2>&1) || true
+(cd "$work/build" && ctest -j "$(nproc)" --timeout 20 --output-on-failure "$@" >"$results" 2>&1) || true
 summary=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" "$results" | tail -n 1 || true)
 if [ -z "$summary" ]; then
     echo "ubpf-suite: ctest printed no summary (log: $results)" >&2
