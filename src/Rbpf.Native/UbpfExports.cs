@@ -356,18 +356,64 @@ internal static unsafe class UbpfExports
             if (program.Length % 8 != 0)
                 throw new RbpfException(RbpfErrorCode.InvalidProgram, $"code_len must be a multiple of 8 (got {codeLen})");
             if (program.Length / 8 >= Isa.MaxInstructions)
-                throw new RbpfException(RbpfErrorCode.InvalidProgram, $"too many instructions (max {Isa.MaxInstructions - 1})");
-            ValidateHelpers(u, program);
+                throw new RbpfException(RbpfErrorCode.InvalidProgram, $"too many instructions (max {Isa.MaxInstructions})");
             u.Vm.SetProgram(program);
+            try
+            {
+                ValidateHelpers(u, program);
+            }
+            catch
+            {
+                u.Vm.UnloadProgram();
+                throw;
+            }
             Relink(u);
             UbpfHandles.SetNumInsts(u.Handle, program.Length / 8);
             return 0;
+        }
+        catch (RbpfException e) when (e.Check != VerifierCheck.None)
+        {
+            SetError(errmsg, UbpfLoadMessage(e, new ReadOnlySpan<byte>(code, (int)codeLen)));
+            return -1;
         }
         catch (Exception e)
         {
             SetError(errmsg, e.Message);
             return -1;
         }
+    }
+
+    /// <summary>
+    /// uBPF's words for a program the verifier refused, where uBPF refuses it too (its tests compare
+    /// them); the engine's own message otherwise.
+    /// </summary>
+    private static string UbpfLoadMessage(RbpfException e, ReadOnlySpan<byte> program)
+    {
+        int pc = e.InstructionIndex;
+        var insn = pc >= 0 && (pc + 1) * 8 <= program.Length ? Instruction.Read(program, pc) : default;
+        string Hex(byte op) => op.ToString("X").PadLeft(2); // uBPF's "%2X"
+        return e.Check switch
+        {
+            VerifierCheck.TooManyInstructions => $"too many instructions (max {Isa.MaxInstructions})",
+            VerifierCheck.UnknownOpcode => $"unknown opcode 0x{insn.Opcode:x2} at PC {pc}",
+            VerifierCheck.InvalidSourceRegister => $"invalid source register at PC {pc}",
+            VerifierCheck.InvalidDestinationRegister or VerifierCheck.ReadOnlyFramePointer => $"invalid destination register at PC {pc}",
+            VerifierCheck.IncompleteLddw => $"incomplete lddw at PC {pc}",
+            VerifierCheck.MalformedLddw => $"invalid lddw second half at PC {pc + 1}",
+            VerifierCheck.LddwSource => $"invalid source register for LDDW at PC {pc}",
+            VerifierCheck.ByteSwapWidth => $"invalid endian immediate at PC {pc}",
+            VerifierCheck.AtomicOperation => $"invalid atomic operation at PC {pc}",
+            VerifierCheck.JumpOutOfBounds or VerifierCheck.JumpBetweenFunctions => $"jump out of bounds at PC {pc}",
+            VerifierCheck.JumpIntoLddw => $"jump to middle of lddw at PC {pc}",
+            VerifierCheck.LocalCallOutOfBounds => $"call to local function (at PC {pc}) is out of bounds (target: {pc + 1 + insn.Imm})",
+            VerifierCheck.InfiniteLoop => $"infinite loop at PC {pc}",
+            VerifierCheck.FunctionFallsThrough or VerifierCheck.FallsOffEnd => $"sub-program does not end with EXIT or unconditional jump at PC {pc}",
+            VerifierCheck.UnusedOffset => $"Invalid offset value {insn.Offset} for opcode {Hex(insn.Opcode)}.",
+            VerifierCheck.UnusedImmediate => $"Invalid immediate value {insn.Imm} for opcode {Hex(insn.Opcode)}.",
+            VerifierCheck.UnusedSource => $"Invalid source register {insn.Src} for opcode {Hex(insn.Opcode)}.",
+            VerifierCheck.UnusedDestination => $"Invalid destination register {insn.Dst} for opcode {Hex(insn.Opcode)}.",
+            _ => e.Message,
+        };
     }
 
     /// <summary>

@@ -59,6 +59,9 @@ public class RbpfException : Exception
 
     /// <summary>Index of the instruction slot the error applies to, or -1.</summary>
     public int InstructionIndex { get; }
+
+    /// <summary>For a program the default verifier refused, the rule it broke; else <see cref="VerifierCheck.None"/>.</summary>
+    public VerifierCheck Check { get; init; }
 }
 
 /// <summary>An error in assembly text, with the line and column (both from 1) it was found at.</summary>

@@ -110,10 +110,15 @@ public class CliTests
         Assert.Equal("0x4\n", Cli(new[] { "run", len, "--kind", "raw", "--mem-hex", "01020304" }).Stdout);
         string fixedProg = Temp("fx.s", Encoding.UTF8.GetBytes("ldxdw r2, [r1+16]\nldxdw r3, [r1+32]\nmov r0, r3\nsub r0, r2\nexit"));
         Assert.Equal("0x3\n", Cli(new[] { "run", fixedProg, "--kind", "fixed", "--data-offset", "16", "--data-end-offset", "32", "--mem-hex", "aabbcc" }).Stdout);
-        string loop = Temp("loop.s", Encoding.UTF8.GetBytes("mov r0, 0\nl:\nadd r0, 1\nja l"));
+        string loop = Temp("loop.s", Encoding.UTF8.GetBytes("mov r0, 0\nl:\nadd r0, 1\njne r0, 0, l\nexit"));
         var limited = Cli(new[] { "run", loop, "--limit", "100" });
         Assert.Equal(1, limited.Exit);
         Assert.Contains("instruction limit of 100", limited.Stderr);
+        // A loop with no way out is refused before it runs.
+        string endless = Temp("endless.s", Encoding.UTF8.GetBytes("l:\nja l\nexit"));
+        var refused = Cli(new[] { "run", endless });
+        Assert.NotEqual(0, refused.Exit);
+        Assert.Contains("infinite loop", refused.Stderr);
         var trace = Cli(new[] { "run", nodata, "--kind", "nodata", "--trace" });
         Assert.Equal(0, trace.Exit);
         var lines = trace.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);

@@ -108,7 +108,7 @@ public class DifferentialTests
                 bool is32 = rng.Next(3) == 0, reg = rng.Next(2) == 0;
                 byte opcode = (byte)((is32 ? Isa.ClassJmp32 : Isa.ClassJmp) | JumpOps[rng.Next(JumpOps.Length)] | (reg ? Isa.SourceX : 0));
                 jumpsToPatch.Add(p.Count);
-                p.Add(new Instruction(opcode, Reg(rng), reg ? Reg(rng) : 0, 0, Imm(rng)));
+                p.Add(new Instruction(opcode, Reg(rng), reg ? Reg(rng) : 0, 0, reg ? 0 : Imm(rng)));
             }
             else if (kind < 95)
             {

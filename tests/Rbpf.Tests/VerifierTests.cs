@@ -155,4 +155,94 @@ public class VerifierTests
     [Fact]
     public void LastInstructionMayBeAnUnconditionalJump() =>
         Verifier.Verify(Assembler.Assemble("ja +1\nexit\nja -2"));
+
+    // Loops with no way out.
+    [Theory]
+    [InlineData("l:\nja l\nexit", 0)]
+    [InlineData("mov r0, 0\nl:\njeq r0, 0, l\nexit", 1)]             // a conditional jump to itself
+    [InlineData("mov r0, 0\na:\nadd r0, 1\nja b\nb:\nja a\nexit", 3)] // a cycle of straight-line code and ja
+    [InlineData("mov r0, 0\nl:\nlddw r1, 5\nja l\nexit", 3)]
+    [InlineData("gotol 0\nexit", -1)]                                  // gotol to the next slot is fine
+    public void EndlessLoopsAreRefused(string asm, int at)
+    {
+        var prog = Assembler.Assemble(asm);
+        if (at < 0)
+        {
+            Verifier.Verify(prog);
+            return;
+        }
+        var e = Rejects(prog);
+        Assert.Equal(VerifierCheck.InfiniteLoop, e.Check);
+        Assert.Equal(at, e.InstructionIndex);
+        Assert.Contains("infinite loop", e.Message);
+    }
+
+    [Theory]
+    [InlineData("mov r0, 0\nl:\nadd r0, 1\njne r0, 0, l\nexit")] // may end: left to the instruction limit
+    [InlineData("l:\ncall 1\nja l")]                                   // a helper may end it (unwind)
+    [InlineData("l:\nmov r0, 1\njeq r0, 2, x\nja l\nx:\nexit")]
+    public void LoopsWithAWayOutAreAccepted(string asm) => Verifier.Verify(Assembler.Assemble(asm));
+
+    // Functions: the code from one local call target to the next.
+    [Fact]
+    public void FunctionMustNotRunIntoTheNext()
+    {
+        var e = Rejects(Assembler.Assemble("mov r0, 1\ncall local f\nf:\nexit"));
+        Assert.Equal(VerifierCheck.FunctionFallsThrough, e.Check);
+        Assert.Equal(1, e.InstructionIndex);
+    }
+
+    [Fact]
+    public void JumpsStayInsideTheirFunction()
+    {
+        var e = Rejects(Assembler.Assemble("begin:\nmov r1, 1\ncall local f\nexit\nf:\nadd r1, 1\nja begin\nexit"));
+        Assert.Equal(VerifierCheck.JumpBetweenFunctions, e.Check);
+        Assert.Equal(4, e.InstructionIndex);
+        Verifier.Verify(Assembler.Assemble("mov r1, 1\ncall local f\nexit\nf:\njeq r1, 0, out\nadd r1, 1\nout:\nexit"));
+        // An entry jump at slot 0 into the entry function (as the ELF loader writes) is allowed.
+        Verifier.Verify(Assembler.Assemble("ja main\nf:\nmov r0, 3\nexit\nmain:\ncall local f\nexit"));
+    }
+
+    // RFC 9669: fields an instruction does not use must be zero.
+    [Theory]
+    [InlineData(0x07, 0, 3, 0, 1, VerifierCheck.UnusedSource)]      // add r0, 1 with src r3
+    [InlineData(0x0f, 0, 1, 0, 7, VerifierCheck.UnusedImmediate)]   // add r0, r1 with imm 7
+    [InlineData(0x87, 0, 0, 0, 4, VerifierCheck.UnusedImmediate)]   // neg r0 with imm 4
+    [InlineData(0x87, 0, 0, 2, 0, VerifierCheck.UnusedOffset)]      // neg r0 with offset 2
+    [InlineData(0xd4, 0, 2, 0, 16, VerifierCheck.UnusedSource)]     // le16 r0 with src r2
+    [InlineData(0xdc, 0, 0, 1, 32, VerifierCheck.UnusedOffset)]     // be32 r0 with offset 1
+    [InlineData(0x61, 0, 1, 0, 9, VerifierCheck.UnusedImmediate)]   // ldxw with imm 9
+    [InlineData(0x62, 10, 1, -8, 9, VerifierCheck.UnusedSource)]    // stw with src r1
+    [InlineData(0x63, 10, 1, -8, 9, VerifierCheck.UnusedImmediate)] // stxw with imm 9
+    [InlineData(0x05, 1, 0, 0, 0, VerifierCheck.UnusedDestination)] // ja with dst r1
+    [InlineData(0x05, 0, 0, 0, 3, VerifierCheck.UnusedImmediate)]   // ja with imm 3
+    [InlineData(0x06, 0, 0, 1, 0, VerifierCheck.UnusedOffset)]      // gotol with offset 1
+    [InlineData(0x15, 1, 2, 0, 0, VerifierCheck.UnusedSource)]      // jeq r1, 0 with src r2
+    [InlineData(0x1d, 1, 2, 0, 5, VerifierCheck.UnusedImmediate)]   // jeq r1, r2 with imm 5
+    [InlineData(0x85, 3, 0, 0, 1, VerifierCheck.UnusedDestination)] // call 1 with dst r3
+    [InlineData(0x85, 0, 0, 4, 1, VerifierCheck.UnusedOffset)]      // call 1 with offset 4
+    [InlineData(0x95, 0, 0, 0, 1, VerifierCheck.UnusedImmediate)]   // exit with imm 1
+    [InlineData(0x95, 2, 0, 0, 0, VerifierCheck.UnusedDestination)] // exit with dst r2
+    public void UnusedFieldsMustBeZero(byte op, int dst, int src, short off, int imm, VerifierCheck check)
+    {
+        var prog = Slots((op, dst, src, off, imm), ExitSlot, ExitSlot);
+        var e = Rejects(prog);
+        Assert.Equal(check, e.Check);
+        Assert.Equal(0, e.InstructionIndex);
+        Assert.Contains("must be 0", e.Message);
+        // The same instruction with the field cleared is accepted.
+        int d = check == VerifierCheck.UnusedDestination ? 0 : dst, sr = check == VerifierCheck.UnusedSource ? 0 : src;
+        short o = check == VerifierCheck.UnusedOffset ? (short)0 : off;
+        int im = check == VerifierCheck.UnusedImmediate ? 0 : imm;
+        Verifier.Verify(Slots((op, d, sr, o, im), ExitSlot, ExitSlot));
+    }
+
+    [Fact]
+    public void EveryRefusalNamesItsRule()
+    {
+        Assert.Equal(VerifierCheck.JumpOutOfBounds, Rejects(Assembler.Assemble("ja +2\nexit")).Check);
+        Assert.Equal(VerifierCheck.UnknownOpcode, Rejects(Slots((0x06 | 0x08, 0, 0, 0, 0), ExitSlot)).Check);
+        Assert.Equal(VerifierCheck.ByteSwapWidth, Rejects(Slots((0xdc, 0, 0, 0, 48), ExitSlot)).Check);
+        Assert.Equal(VerifierCheck.Length, Rejects(Array.Empty<byte>()).Check);
+    }
 }

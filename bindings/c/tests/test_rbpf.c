@@ -222,6 +222,18 @@ static void test_helpers(void)
     rbpf_vm_destroy(vm);
 }
 
+/* The default verifier refuses loops with no way out and unused fields that are not zero. */
+static void test_default_verifier_rules(void)
+{
+    static const uint8_t self_jump[] = {0x05, 0, 0xff, 0xff, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0};
+    static const uint8_t exit_with_imm[] = {0x95, 0, 0, 0, 1, 0, 0, 0};
+    rbpf_vm *vm = NULL;
+    CHECK(rbpf_vm_create(RBPF_VM_NO_DATA, self_jump, sizeof self_jump, &vm) == RBPF_E_INVALID_PROGRAM);
+    CHECK(strstr(rbpf_last_error(), "insn #0: infinite loop") != NULL);
+    CHECK(rbpf_vm_create(RBPF_VM_NO_DATA, exit_with_imm, sizeof exit_with_imm, &vm) == RBPF_E_INVALID_PROGRAM);
+    CHECK(strstr(rbpf_last_error(), "imm field is not used") != NULL);
+}
+
 static void test_verifier_hooks(void)
 {
     static const uint8_t bad[] = {0xff, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0};
@@ -262,7 +274,7 @@ static void test_verifier_hooks(void)
 static void test_limits_and_regions(void)
 {
     uint64_t r = 0;
-    rbpf_vm *vm = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 0\nloop:\nadd r0, 1\nja loop");
+    rbpf_vm *vm = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 0\nloop:\nadd r0, 1\njne r0, 0, loop\nexit");
     CHECK_RC(rbpf_vm_set_instruction_limit(vm, 1000), RBPF_OK);
     CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_INSTRUCTION_LIMIT);
     rbpf_vm_destroy(vm);
@@ -330,7 +342,7 @@ static void test_jit(void)
     CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r), RBPF_E_NO_PROGRAM);
     rbpf_vm_destroy(vm);
 
-    vm = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 0\nloop:\nadd r0, 1\nja loop");
+    vm = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 0\nloop:\nadd r0, 1\njne r0, 0, loop\nexit");
     CHECK_RC(rbpf_vm_set_instruction_limit(vm, 1000), RBPF_OK);
     CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
     CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r), RBPF_E_INSTRUCTION_LIMIT);
@@ -803,6 +815,7 @@ int main(void)
     test_program_access();
     test_helpers();
     test_verifier_hooks();
+    test_default_verifier_rules();
     test_limits_and_regions();
     test_jit();
     test_jit_function();

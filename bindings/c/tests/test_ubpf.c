@@ -205,7 +205,7 @@ int main(void)
 
     /* Instruction limit, unwind, debug function. */
     ubpf_unload_code(vm);
-    struct insn loop[] = {I(0xb7, 0, 0, 0, 0), I(0x07, 0, 0, 0, 1), I(0x05, 0, 0, -2, 0)};
+    struct insn loop[] = {I(0xb7, 0, 0, 0, 0), I(0x07, 0, 0, 0, 1), I(0x55, 0, 0, -2, 0), I(0x95, 0, 0, 0, 0)}; /* jne r0, 0 */
     CHECK(ubpf_load(vm, loop, sizeof loop, &errmsg) == 0);
     uint32_t previous = 99;
     CHECK(ubpf_set_instruction_limit(vm, 1000, &previous) == 0 && previous == 0);
@@ -281,6 +281,28 @@ int main(void)
     free(errmsg);
     errmsg = NULL;
     ubpf_destroy(vm);
+
+    /* Load errors through the uBPF API are uBPF's own texts. */
+    {
+        struct { struct insn code[3]; size_t n; const char *message; } cases[] = {
+            {{I(0x05, 0, 0, -1, 0), I(0x95, 0, 0, 0, 0)}, 2, "infinite loop at PC 0"},
+            {{I(0x05, 0, 0, 2, 0), I(0x95, 0, 0, 0, 0)}, 2, "jump out of bounds at PC 0"},
+            {{I(0xbf, 0, 11, 0, 0), I(0x95, 0, 0, 0, 0)}, 2, "invalid source register at PC 0"},
+            {{I(0xdc, 0, 0, 0, 48), I(0x95, 0, 0, 0, 0)}, 2, "invalid endian immediate at PC 0"},
+            {{I(0xb7, 0, 0, 0, 1), I(0x85, 0, 1, 0, 0), I(0x95, 0, 0, 0, 0)}, 3,
+             "sub-program does not end with EXIT or unconditional jump at PC 1"},
+            {{I(0x95, 0, 0, 0, 1)}, 1, "Invalid immediate value 1 for opcode 95."},
+        };
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            vm = ubpf_create();
+            CHECK(ubpf_load(vm, cases[k].code, (uint32_t)(cases[k].n * sizeof(struct insn)), &errmsg) == -1);
+            CHECK(errmsg != NULL && strcmp(errmsg, cases[k].message) == 0);
+            if (errmsg && strcmp(errmsg, cases[k].message) != 0) fprintf(stderr, "got: %s\n", errmsg);
+            free(errmsg);
+            errmsg = NULL;
+            ubpf_destroy(vm);
+        }
+    }
 
     /* Helpers get the run's memory pointer as an implicit sixth argument, as in uBPF. */
     vm = ubpf_create();

@@ -82,6 +82,14 @@ class Errors(unittest.TestCase):
             rbpf.verify(bytes(12))
         rbpf.verify(ADD)
 
+    def test_verifier_refuses_endless_loops_and_unused_fields(self):
+        with self.assertRaises(rbpf.InvalidProgramError) as cm:
+            rbpf.verify(rbpf.assemble("l:\nja l\nexit"))
+        self.assertIn("infinite loop", cm.exception.message)
+        with self.assertRaises(rbpf.InvalidProgramError) as cm:
+            rbpf.NoDataVm(bytes([0x95, 0, 0, 0, 1, 0, 0, 0]))  # exit with imm 1
+        self.assertIn("must be 0", cm.exception.message)
+
     def test_assembly_error_has_position(self):
         with self.assertRaises(rbpf.AssemblyError) as cm:
             rbpf.assemble("mov r0, 1\n  frob r1")
@@ -105,7 +113,7 @@ class Errors(unittest.TestCase):
             self.assertEqual(vm.program, ADD)
 
     def test_instruction_limit(self):
-        with rbpf.NoDataVm(rbpf.assemble("mov r0, 0\nloop:\nadd r0, 1\nja loop")) as vm:
+        with rbpf.NoDataVm(rbpf.assemble("mov r0, 0\nloop:\nadd r0, 1\njne r0, 0, loop\nexit")) as vm:
             vm.instruction_limit = 500
             self.assertEqual(vm.instruction_limit, 500)
             with self.assertRaises(rbpf.InstructionLimitError):
