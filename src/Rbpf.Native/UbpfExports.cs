@@ -24,6 +24,8 @@ internal sealed unsafe class UbpfVm
     public void* DebugContext;
     public nuint JitCodeSize = 65536;
     public bool SafeProfile;
+    /// <summary>Set once a program was loaded, compiled or run: the execution profile no longer changes.</summary>
+    public bool ProfileFixed;
     public readonly HashSet<uint> SafeHelpers = new();
     public readonly Dictionary<uint, MemoryRegion> SafeRegions = new();
     public readonly HashSet<uint> HandleRegions = new();
@@ -47,7 +49,29 @@ internal sealed unsafe class UbpfVm
     /// read the cell just before it changed still runs code that exists.</summary>
     public readonly List<JitProgram> Published = new();
 
-    public UbpfVm() => Vm.JitChanged += () => *FastEntry = 0;
+    public nint StackCalculator;
+    public void* StackCalculatorCookie;
+
+    /// <summary>uBPF's default frame of a local function (UBPF_EBPF_LOCAL_FUNCTION_STACK_SIZE).</summary>
+    public const int DefaultFrame = 256;
+
+    public UbpfVm()
+    {
+        Vm.JitChanged += () => *FastEntry = 0;
+        // uBPF's stack: each function's frame from the stack usage calculator (256 bytes without
+        // one), 8 nested local calls, r10 at the very end of a caller's stack of any size.
+        Vm.StackLayout = new StackLayout(FrameSize, maxFrames: Isa.MaxCallDepth + 1, alignTop: false, minimumStack: 0);
+    }
+
+    /// <summary>The frame of the function starting at <paramref name="start"/>, as uBPF computes it at load.</summary>
+    public int FrameSize(int start)
+    {
+        if (StackCalculator == 0) return DefaultFrame;
+        int size = ((delegate* unmanaged<nint, ushort, void*, int>)StackCalculator)(Handle, (ushort)start, StackCalculatorCookie);
+        if (size % 16 != 0)
+            throw new RbpfException(RbpfErrorCode.InvalidProgram, $"local function (at PC {start}) has improperly sized stack use ({size})", start);
+        return size;
+    }
 
     public bool Loaded => Vm.Program != null;
 }
@@ -289,6 +313,8 @@ internal static unsafe class UbpfExports
     {
         var u = Find(vm);
         if (u == null || profile < 0 || profile > 1) return -1;
+        // As in uBPF: only before a program is loaded, compiled or run.
+        if (u.Loaded || u.ProfileFixed) return -1;
         u.SafeProfile = profile == 1;
         return 0;
     }
@@ -314,7 +340,14 @@ internal static unsafe class UbpfExports
     }
 
     [UnmanagedCallersOnly(EntryPoint = "ubpf_register_stack_usage_calculator")]
-    public static int RegisterStackUsageCalculator(nint vm, nint calculator, void* cookie) => Find(vm) == null ? -1 : 0;
+    public static int RegisterStackUsageCalculator(nint vm, nint calculator, void* cookie)
+    {
+        var u = Find(vm);
+        if (u == null) return -1;
+        u.StackCalculator = calculator;
+        u.StackCalculatorCookie = cookie;
+        return 0;
+    }
 
     [UnmanagedCallersOnly(EntryPoint = "ubpf_set_unwind_function_index")]
     public static int SetUnwindFunctionIndex(nint vm, uint index)
@@ -349,7 +382,7 @@ internal static unsafe class UbpfExports
     {
         var u = BeginLoad(vm, errmsg);
         if (u == null) return -1;
-        if (code == null) { SetError(errmsg, "code is NULL"); return -1; }
+        if (code == null && codeLen != 0) { SetError(errmsg, "code is NULL"); return -1; }
         try
         {
             var program = new ReadOnlySpan<byte>(code, (int)codeLen);
@@ -357,6 +390,7 @@ internal static unsafe class UbpfExports
                 throw new RbpfException(RbpfErrorCode.InvalidProgram, $"code_len must be a multiple of 8 (got {codeLen})");
             if (program.Length / 8 >= Isa.MaxInstructions)
                 throw new RbpfException(RbpfErrorCode.InvalidProgram, $"too many instructions (max {Isa.MaxInstructions})");
+            u.FrameSize(0); // uBPF asks about the entry function's stack before anything else
             u.Vm.SetProgram(program);
             try
             {
@@ -402,6 +436,10 @@ internal static unsafe class UbpfExports
             VerifierCheck.MalformedLddw => $"invalid lddw second half at PC {pc + 1}",
             VerifierCheck.LddwSource => $"invalid source register for LDDW at PC {pc}",
             VerifierCheck.ByteSwapWidth => $"invalid endian immediate at PC {pc}",
+            // uBPF's decoder takes the operation from imm's high bits; its table refuses the rest.
+            VerifierCheck.AtomicOperation when (insn.Imm & 0xf0) is Isa.AtomicAdd or Isa.AtomicOr or Isa.AtomicAnd or Isa.AtomicXor
+                || ((insn.Imm & 0xf0) is 0xe0 or 0xf0 && (insn.Imm & Isa.AtomicFetch) != 0)
+                => $"Invalid immediate value {insn.Imm} for opcode {Hex(insn.Opcode)}.",
             VerifierCheck.AtomicOperation => $"invalid atomic operation at PC {pc}",
             VerifierCheck.JumpOutOfBounds or VerifierCheck.JumpBetweenFunctions => $"jump out of bounds at PC {pc}",
             VerifierCheck.JumpIntoLddw => $"jump to middle of lddw at PC {pc}",
@@ -522,6 +560,7 @@ internal static unsafe class UbpfExports
         if (u == null) return -1;
         if (result == null) { Report(u, "bpf_return_value is NULL"); return -1; }
         if (!u.Loaded) { Report(u, "no program is loaded"); return -1; }
+        u.ProfileFixed = true;
         if (u.SafeProfile && CalledHelpers(u.Vm.Program!.Value.Span).FirstOrDefault(id => !u.SafeHelpers.Contains(id), uint.MaxValue) is var bad && bad != uint.MaxValue)
         {
             Report(u, $"the safe profile needs helper {bad} registered with ubpf_register_safe_helper");
@@ -570,9 +609,9 @@ internal static unsafe class UbpfExports
     {
         var u = Find(vm);
         if (u == null) return -1;
-        if (stack == null || stackLen < (nuint)Isa.StackFrameSize)
+        if (stack == null)
         {
-            Report(u, $"the stack must be at least {Isa.StackFrameSize} bytes");
+            Report(u, "the stack is NULL");
             return -1;
         }
         return Run(u, mem, memLen, result, stack, stackLen);
@@ -688,6 +727,12 @@ internal static unsafe class UbpfExports
         if (errmsg != null) *errmsg = null;
         if (u == null) { SetError(errmsg, "invalid VM"); return 0; }
         if (!u.Loaded) { SetError(errmsg, "code has not been loaded into this VM"); return 0; }
+        u.ProfileFixed = true;
+        if (u.SafeProfile)
+        {
+            SetError(errmsg, "the safe execution profile is interpreter-only: it cannot be JIT-compiled");
+            return 0;
+        }
         if (OperatingSystem.IsWindows())
         {
             // The functions handed out below are System V stubs.
@@ -723,8 +768,7 @@ internal static unsafe class UbpfExports
         if ((nuint)size > u.JitCodeSize)
         {
             u.Vm.DiscardJit();
-            throw new RbpfException(RbpfErrorCode.OutOfMemory,
-                $"the generated code ({size} bytes) does not fit in the JIT buffer ({u.JitCodeSize} bytes, see ubpf_set_jit_code_size)");
+            throw new RbpfException(RbpfErrorCode.OutOfMemory, "Target buffer too small"); // uBPF's words, which its tests compare
         }
         u.Compiled = true;
         // Compiled code with no dispatcher (whose cookie is per call) is called directly.

@@ -107,6 +107,24 @@ public sealed class EbpfVm : IDisposable
     }
 
     private ulong _instructionLimit;
+    private StackLayout _stackLayout = StackLayout.Default;
+
+    /// <summary>
+    /// How local calls lay out the stack (<see cref="Rbpf.StackLayout.Default"/>: 512 bytes a
+    /// function, 8 frames). Setting it applies it to the loaded program (which it may refuse, through
+    /// its frame sizes) and discards the compiled code.
+    /// </summary>
+    public StackLayout StackLayout
+    {
+        get => _stackLayout;
+        set
+        {
+            ArgumentNullException.ThrowIfNull(value);
+            if (_program != null) value.Apply(_program);
+            _stackLayout = value;
+            DropJit();
+        }
+    }
     private unsafe delegate* unmanaged<void*, ulong, ulong, byte> _extraCheck;
     private unsafe void* _extraCheckContext;
 
@@ -151,6 +169,7 @@ public sealed class EbpfVm : IDisposable
     {
         RunVerifier(program);
         var decoded = DecodeOrThrow(program);
+        _stackLayout.Apply(decoded);
         _helpers.Link(decoded);
         _program = decoded;
         DropJit();
@@ -282,7 +301,7 @@ public sealed class EbpfVm : IDisposable
     {
         var program = _program ?? throw new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
         var jit = new JitProgram(this, program, _helpers, options ?? new JitOptions(), UnwindHelper.HasValue ? UnwindHelper.Value : -1,
-            InstructionLimit != 0, Kind, _dataOffset, _dataEndOffset, InstructionLimit);
+            InstructionLimit != 0, Kind, _dataOffset, _dataEndOffset, InstructionLimit, _stackLayout);
         var old = Interlocked.Exchange(ref _jit, jit);
         _jitDirect = jit.NeedsFixedBuffer ? null : jit;
         old?.Dispose();
@@ -564,8 +583,19 @@ public sealed class EbpfVm : IDisposable
         return BuiltInRegions + n;
     }
 
-    internal static RbpfException BadStack() => new(RbpfErrorCode.InvalidArgument,
-        $"the stack must be at least {Isa.StackFrameSize} bytes (after aligning its end to 16)");
+    internal static RbpfException BadStack(StackLayout layout) => new(RbpfErrorCode.InvalidArgument,
+        layout.AlignTop
+            ? $"the stack must be at least {layout.MinimumStack} bytes (after aligning its end to 16)"
+            : $"the stack must be at least {layout.MinimumStack} bytes and not NULL");
+
+    /// <summary>The top of a caller's stack (r10 of the entry frame) under <paramref name="layout"/>, or 0 when it is too small.</summary>
+    internal static unsafe ulong UserStackTop(StackLayout layout, byte* stack, nuint length)
+    {
+        if (stack == null) return 0;
+        ulong top = (ulong)stack + length;
+        if (layout.AlignTop) top &= ~15UL;
+        return top < (ulong)stack + (ulong)layout.MinimumStack || top < (ulong)stack ? 0 : top;
+    }
 
     internal static RbpfException NullWithLength() =>
         new(RbpfErrorCode.InvalidArgument, "memory pointer is NULL but its length is not 0");
@@ -600,8 +630,8 @@ public sealed class EbpfVm : IDisposable
         byte[]? heap = null;
         if (userStack != null || userStackLength != 0)
         {
-            ulong top = ((ulong)userStack + userStackLength) & ~15UL;
-            if (userStack == null || top < (ulong)userStack + Isa.StackFrameSize) return BadStack();
+            ulong top = UserStackTop(jit.Layout, userStack, userStackLength);
+            if (top == 0) return BadStack(jit.Layout);
             extra.StackBottom = (ulong)userStack;
             extra.StackTop = top;
             extra.FixedBuffer = 0;

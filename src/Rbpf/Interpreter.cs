@@ -136,12 +136,13 @@ internal static unsafe class Interpreter
         // here rather than in a caller so that a call pays for one frame.
         result = 0;
         var program = vm.Decoded;
+        var layout = vm.StackLayout;
         ulong top, bottom;
         if (userStack != null || userStackLength != 0)
         {
-            top = ((ulong)userStack + userStackLength) & ~15UL;
+            top = EbpfVm.UserStackTop(layout, userStack, userStackLength);
             bottom = (ulong)userStack;
-            if (userStack == null || top < bottom + Isa.StackFrameSize) return EbpfVm.BadStack();
+            if (top == 0) return EbpfVm.BadStack(layout);
         }
         else
         {
@@ -152,7 +153,7 @@ internal static unsafe class Interpreter
         if (program == null) return new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
         if ((mem == null && memLength != 0) || (mbuff == null && mbuffLength != 0)) return EbpfVm.NullWithLength();
         int reach = program.StackReach;
-        if (reach != 0) StackMemory.Zero((byte*)(top - (ulong)reach), reach);
+        if (reach != 0) ZeroBelow(top, reach, bottom);
 
         ulong r1 = 0, r2 = 0, meta = 0, metaLength = 0;
         byte* heap = null; // a fixed metadata buffer too large for the frame (native memory: no GC reference to keep)
@@ -192,7 +193,7 @@ internal static unsafe class Interpreter
         }
         Unsafe.SkipInit(out ExecutionState st); // every field is set here or before it is read
         st.StackTop = top;
-        st.StackStart = top - Isa.StackFrameSize;
+        st.StackStart = top - bottom < Isa.StackFrameSize ? bottom : top - Isa.StackFrameSize;
         st.StackBottom = bottom;
         st.PacketStart = (ulong)mem;
         st.PacketLength = memLength;
@@ -210,7 +211,8 @@ internal static unsafe class Interpreter
             r[1] = r1;
             r[2] = r2;
             r[10] = st.StackTop;
-            Frame* frames = stackalloc Frame[Isa.MaxCallDepth];
+            Frame* frames = stackalloc Frame[StackLayout.MaxFramesLimit];
+            int maxFrames = layout.MaxFrames;
             int depth = 0;
             st.Budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
             DecodedInsn* code0 = null; // the first slot
@@ -282,20 +284,23 @@ internal static unsafe class Interpreter
                         }
                         case Op.CallLocal:
                         {
-                            if (depth + 1 >= Isa.MaxCallDepth || r[10] - 2 * Isa.StackFrameSize < st.StackBottom)
+                            // The stack layout's sizes: how far r10 moves down (the caller's frame), what the callee needs.
+                            ulong drop = (uint)i->Imm, callee = (ulong)i->Imm >> 32;
+                            if (depth + 1 >= maxFrames || r[10] - st.StackBottom < drop + callee)
                             {
                                 result = 0;
                                 int at = Slot(ip, code0);
-                                return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(at), at);
+                                return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(at, maxFrames), at);
                             }
                             Frame* f = frames + depth;
                             f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = (int)(ip - code0);
                             depth++;
-                            r[10] -= Isa.StackFrameSize;
-                            if (st.StackReach != 0) StackMemory.Zero((byte*)(r[10] - (ulong)st.StackReach), st.StackReach);
-                            // The stack region covers every frame entered so far in this run (never the
-                            // untouched, unzeroed frames below), as in the JIT.
-                            if (r[10] - Isa.StackFrameSize < st.StackStart) st.StackStart = r[10] - Isa.StackFrameSize;
+                            r[10] -= drop;
+                            if (st.StackReach != 0) ZeroBelow(r[10], st.StackReach, st.StackBottom);
+                            // The stack region reaches 512 bytes below the deepest frame pointer of the
+                            // run (never the untouched, unzeroed memory below), within the stack, as in the JIT.
+                            ulong low = r[10] - st.StackBottom < Isa.StackFrameSize ? st.StackBottom : r[10] - Isa.StackFrameSize;
+                            if (low < st.StackStart) st.StackStart = low;
                             ip = code0 + i->Off;
                             break;
                         }
@@ -590,7 +595,15 @@ internal static unsafe class Interpreter
 
     internal static string LimitMessage(ulong limit, int pc) => $"instruction limit of {limit} reached at insn #{pc}";
 
-    internal static string CallDepthMessage(int pc) => $"insn #{pc}: local call nests deeper than {Isa.MaxCallDepth} frames";
+    internal static string CallDepthMessage(int pc, int maxFrames) =>
+        $"insn #{pc}: local call nests deeper than {maxFrames} frames or leaves too little stack for the called function's frame";
+
+    /// <summary>Zeroes <paramref name="reach"/> bytes below <paramref name="pointer"/>, never below <paramref name="bottom"/>.</summary>
+    private static void ZeroBelow(ulong pointer, int reach, ulong bottom)
+    {
+        if (pointer - bottom >= (ulong)reach) StackMemory.Zero((byte*)(pointer - (ulong)reach), reach);
+        else new Span<byte>((byte*)bottom, (int)(pointer - bottom)).Clear();
+    }
 
     internal static string UnknownHelperMessage(int pc, ulong key) => $"insn #{pc}: call to unregistered helper {key} (0x{key:x})";
 

@@ -326,7 +326,9 @@ public static class Verifier
                 {
                     if (pc + 1 >= insns.Length) return new Problem(VerifierCheck.IncompleteLddw, "incomplete lddw: its second slot is missing");
                     var next = insns[pc + 1];
-                    if (next.Opcode != 0 || next.Dst != 0 || next.Src != 0 || next.Offset != 0)
+                    if (next.Opcode != 0)
+                        return new Problem(VerifierCheck.IncompleteLddw, $"incomplete lddw: the next slot holds opcode 0x{next.Opcode:x2}, not its second half (opcode 0)");
+                    if (next.Dst != 0 || next.Src != 0 || next.Offset != 0)
                         return new Problem(VerifierCheck.MalformedLddw, "malformed lddw: the second slot must have opcode, registers and offset 0");
                     if (insn.Src != 0) return new Problem(VerifierCheck.LddwSource, $"unsupported lddw source {insn.Src} (map and BTF pseudo loads need an ELF loader)");
                     if (insn.Dst == Isa.FramePointer) return ReadOnlyR10;

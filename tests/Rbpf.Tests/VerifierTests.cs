@@ -97,7 +97,15 @@ public class VerifierTests
 
     [Fact]
     public void MalformedLddwSecondSlot() =>
-        Assert.Contains("malformed lddw", Rejects(Slots((Isa.Lddw, 0, 0, 0, 1), (0x07, 0, 0, 0, 1), ExitSlot)).Message);
+        Assert.Contains("malformed lddw", Rejects(Slots((Isa.Lddw, 0, 0, 0, 1), (0, 1, 0, 0, 1), ExitSlot)).Message);
+
+    [Fact]
+    public void LddwFollowedByAnotherInstructionIsIncomplete()
+    {
+        var e = Rejects(Slots((Isa.Lddw, 0, 0, 0, 1), (0x07, 0, 0, 0, 1), ExitSlot));
+        Assert.Equal(VerifierCheck.IncompleteLddw, e.Check);
+        Assert.Contains("incomplete lddw", e.Message);
+    }
 
     [Fact]
     public void LddwPseudoSourceIsUnsupported() =>

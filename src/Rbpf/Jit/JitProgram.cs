@@ -18,16 +18,17 @@ internal sealed unsafe class JitProgram : IDisposable
     private GCHandle _self;
 
     public JitProgram(EbpfVm owner, DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper,
-        bool countInstructions, VmKind kind, int dataOffset, int dataEndOffset, ulong instructionLimit)
+        bool countInstructions, VmKind kind, int dataOffset, int dataEndOffset, ulong instructionLimit, StackLayout layout)
     {
         Owner = owner;
+        Layout = layout;
         Program = program;
         Helpers = helpers;
         _link = (JitLink*)NativeMemory.AllocZeroed((nuint)sizeof(JitLink));
         _self = GCHandle.Alloc(this, GCHandleType.Weak);
         _link->Program = GCHandle.ToIntPtr(_self);
         SetInstructionLimit(instructionLimit);
-        var target = new JitTarget(kind, dataOffset, dataEndOffset, (nint)_link);
+        var target = new JitTarget(kind, dataOffset, dataEndOffset, (nint)_link, layout.MaxFrames, layout.FullFrames);
         FixedLength = X64Compiler.FixedLength(target);
         var output = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target);
         Code = output.Code;
@@ -45,6 +46,9 @@ internal sealed unsafe class JitProgram : IDisposable
 
     /// <summary>The VM this code was compiled for (its regions and bounds-check callback apply).</summary>
     public EbpfVm Owner { get; }
+
+    /// <summary>The stack layout the code was compiled for.</summary>
+    public StackLayout Layout { get; }
     public DecodedProgram Program { get; }
     public HelperTable Helpers { get; }
     public byte[] Code { get; }

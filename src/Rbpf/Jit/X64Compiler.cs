@@ -34,7 +34,9 @@ internal enum JitAbi
 }
 
 /// <summary>What the entry needs to know about its VM: how it builds r1 and r2, and the address of the program's <see cref="JitLink"/>.</summary>
-internal readonly record struct JitTarget(VmKind Kind, int DataOffset, int DataEndOffset, nint Link);
+/// <summary>What the code is compiled for: the VM's kind, its fixed buffer's offsets, its link cell,
+/// and its stack layout (frames at most; whether every frame is sure to have 512 bytes below r10).</summary>
+internal readonly record struct JitTarget(VmKind Kind, int DataOffset, int DataEndOffset, nint Link, int MaxFrames, bool FullFrames);
 
 /// <summary>
 /// Compiles a decoded program to x86-64 machine code with Iced. The body follows the System V
@@ -213,8 +215,55 @@ internal sealed class X64Compiler
     private void ZeroBelowFramePointer()
     {
         if (_program.StackReach == 0) return;
+        var zeroed = _a.CreateLabel();
+        if (!_target.FullFrames)
+        {
+            // Frames may be partly outside the stack: never zero below its bottom (byte by byte, rarely).
+            var near = _a.CreateLabel();
+            _a.lea(r10, __[rbp - _program.StackReach]);
+            _a.cmp(r10, CtxQ(JitContext.OffStackBottom));
+            _a.jb(near);
+            Cold(near, () =>
+            {
+                var loop = _a.CreateLabel();
+                _a.mov(r10, rbp);
+                Bind(ref loop);
+                _a.cmp(r10, CtxQ(JitContext.OffStackBottom));
+                _a.jbe(zeroed);
+                _a.dec(r10);
+                _a.mov(__byte_ptr[r10], 0);
+                _a.jmp(loop);
+            });
+        }
         _a.pxor(xmm0, xmm0);
         for (int off = -_program.StackReach; off < 0; off += 16) _a.movdqu(__xmmword_ptr[rbp + off], xmm0);
+        Bind(ref zeroed);
+    }
+
+    /// <summary>
+    /// Makes r10 (a new lowest stack address, 512 bytes below the deepest frame pointer) the start of
+    /// the stack region when it is lower than the current start, clamped to the stack's bottom, and
+    /// recomputes the per-size bounds. Clobbers r10 and r11.
+    /// </summary>
+    private void EmitLowerStackStart()
+    {
+        var known = _a.CreateLabel();
+        if (!_target.FullFrames)
+        {
+            _a.cmp(r10, CtxQ(JitContext.OffStackBottom));
+            _a.cmovb(r10, CtxQ(JitContext.OffStackBottom));
+        }
+        _a.cmp(r10, CtxQ(JitContext.OffStackStart));
+        _a.jae(known);
+        _a.mov(CtxQ(JitContext.OffStackStart), r10);
+        _a.mov(r11, CtxQ(JitContext.OffStackTop));
+        _a.sub(r11, r10);
+        foreach (int size in new[] { 1, 2, 4, 8 })
+        {
+            _a.lea(r10, __[r11 - (size - 1)]);
+            _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), r10);
+        }
+        Bind(ref known);
     }
 
     /// <summary>
@@ -310,12 +359,22 @@ internal sealed class X64Compiler
         Bind(ref stackDone);
         _a.mov(CtxQ(JitContext.OffStackBottom), r10);
         _a.mov(CtxQ(JitContext.OffStackTop), rbp);
-        _a.lea(r10, __[rbp - Isa.StackFrameSize]);
-        _a.mov(CtxQ(JitContext.OffStackStart), r10);
-        if (checks)
+        if (_target.FullFrames)
         {
-            foreach (int size in new[] { 1, 2, 4, 8 })
-                _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), Isa.StackFrameSize - size + 1);
+            _a.lea(r10, __[rbp - Isa.StackFrameSize]);
+            _a.mov(CtxQ(JitContext.OffStackStart), r10);
+            if (checks)
+            {
+                foreach (int size in new[] { 1, 2, 4, 8 })
+                    _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), Isa.StackFrameSize - size + 1);
+            }
+        }
+        else
+        {
+            // The region starts empty at the top and grows to 512 bytes below r10, within the stack.
+            _a.mov(CtxQ(JitContext.OffStackStart), rbp);
+            _a.lea(r10, __[rbp - Isa.StackFrameSize]);
+            EmitLowerStackStart();
         }
         ZeroBelowFramePointer();
 
@@ -865,12 +924,13 @@ internal sealed class X64Compiler
         });
     }
 
-    /// <summary>An access through r10 with a constant offset inside the frame: no check needed.</summary>
-    private static bool InsideFrame(int baseReg, int off, int size) =>
-        baseReg == Isa.FramePointer && off >= -Isa.StackFrameSize && off <= -size;
+    /// <summary>An access through r10 with a constant offset inside the frame: no check needed, when
+    /// the stack layout gives every frame its 512 bytes.</summary>
+    private bool InsideFrame(int baseReg, int off, int size) =>
+        _target.FullFrames && baseReg == Isa.FramePointer && off >= -Isa.StackFrameSize && off <= -size;
 
     /// <summary>Whether checked code checks this instruction's access at run time.</summary>
-    private static bool NeedsCheck(DecodedInsn i) => i.Op switch
+    private bool NeedsCheck(DecodedInsn i) => i.Op switch
     {
         >= Op.LdxB and <= Op.LdxSW => !InsideFrame(i.Src, i.Off, SizeOfAccess(i.Op)),
         >= Op.StB and <= Op.StxDW => !InsideFrame(i.Dst, i.Off, SizeOfAccess(i.Op)),
@@ -1247,30 +1307,22 @@ internal sealed class X64Compiler
 
     private void EmitLocalCall(int pc, DecodedInsn i)
     {
+        // The stack layout's sizes: how far r10 moves down (the caller's frame), what the callee needs.
+        int drop = (int)(uint)i.Imm, callee = (int)((ulong)i.Imm >> 32);
         var tooDeep = _a.CreateLabel();
-        _a.cmp(CtxD(JitContext.OffDepth), Isa.MaxCallDepth - 1);
+        _a.cmp(CtxD(JitContext.OffDepth), _target.MaxFrames - 1);
         _a.jae(tooDeep);
-        _a.lea(r10, __[rbp - 2 * Isa.StackFrameSize]); // the new frame must fit in the stack
-        _a.cmp(r10, CtxQ(JitContext.OffStackBottom));
+        _a.mov(r10, rbp); // the new frame must fit in the stack: r10 - drop - callee >= bottom
+        _a.sub(r10, CtxQ(JitContext.OffStackBottom));
+        _a.cmp(r10, drop + callee);
         _a.jb(tooDeep);
         Cold(tooDeep, () => Fail(pc, RbpfErrorCode.CallDepthExceeded));
         _a.inc(CtxD(JitContext.OffDepth));
         _a.push(rbx); _a.push(r13); _a.push(r14); _a.push(r15); _a.push(rbp);
-        _a.sub(rbp, Isa.StackFrameSize);
-        // Grow the stack region to the new frame if it is the deepest yet.
-        var known = _a.CreateLabel();
+        if (drop != 0) _a.sub(rbp, drop);
+        // Grow the stack region to 512 bytes below the new frame pointer if it is the deepest yet.
         _a.lea(r10, __[rbp - Isa.StackFrameSize]);
-        _a.cmp(r10, CtxQ(JitContext.OffStackStart));
-        _a.jae(known);
-        _a.mov(CtxQ(JitContext.OffStackStart), r10);
-        _a.mov(r11, CtxQ(JitContext.OffStackTop));
-        _a.sub(r11, r10);
-        foreach (int size in new[] { 1, 2, 4, 8 })
-        {
-            _a.lea(r10, __[r11 - (size - 1)]);
-            _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), r10);
-        }
-        Bind(ref known);
+        EmitLowerStackStart();
         // A new frame starts zeroed (as far as the program can read it).
         ZeroBelowFramePointer();
         _a.call(_pcLabels[i.Off]);

@@ -1,0 +1,113 @@
+namespace Rbpf.Tests;
+
+/// <summary>Stack layouts for local calls: the interpreter and the JIT lay frames out the same way.</summary>
+public unsafe class StackLayoutTests
+{
+    private static StackLayout UbpfLike(int frame = 256) => new(_ => frame, maxFrames: 9, alignTop: false, minimumStack: 0);
+
+    // main keeps 0x55 at [r10-4] across a call to f, which writes 0x66 at its own [r10-4].
+    private const string UseStack = "mov r0, 0x55\nstxw [r10-4], r0\ncall local f\nldxw r0, [r10-4]\nexit\n" +
+                                    "f:\nmov r0, 0x66\nstxw [r10-4], r0\nexit";
+
+    private static (RbpfErrorCode Code, ulong R0, RbpfException? Error) Run(EbpfVm vm, byte[] stack, bool jit)
+    {
+        fixed (byte* s = stack)
+        {
+            RbpfException? error;
+            ulong r0;
+            var code = jit
+                ? vm.TryExecuteJit(null, 0, null, 0, s, (nuint)stack.Length, out r0, out error)
+                : vm.TryExecute(null, 0, null, 0, s, (nuint)stack.Length, out r0, out error);
+            return (code, r0, error);
+        }
+    }
+
+    private static EbpfVm Vm(string asm, StackLayout layout, bool jit)
+    {
+        var vm = new EbpfVm(VmKind.NoData) { StackLayout = layout };
+        vm.SetProgram(Assembler.Assemble(asm));
+        if (jit) vm.JitCompile();
+        return vm;
+    }
+
+    public static TheoryData<bool> Engines => EbpfVm.IsJitSupported ? new TheoryData<bool> { false, true } : new TheoryData<bool> { false };
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void FramesFollowTheLayout(bool jit)
+    {
+        var stack = new byte[512];
+        var (code, r0, _) = Run(Vm(UseStack, UbpfLike(), jit), stack, jit);
+        Assert.Equal(RbpfErrorCode.Ok, code);
+        Assert.Equal(0x55UL, r0);
+        Assert.Equal(0x55, stack[512 - 4]);
+        Assert.Equal(0x66, stack[512 - 256 - 4]);
+
+        // The default layout needs 512 bytes a frame: the call does not fit in 512 (aligned) bytes.
+        byte* aligned = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(512, 16);
+        try
+        {
+            var vm = Vm(UseStack, StackLayout.Default, jit);
+            RbpfException? error;
+            code = jit ? vm.TryExecuteJit(null, 0, null, 0, aligned, 512, out _, out error)
+                       : vm.TryExecute(null, 0, null, 0, aligned, 512, out _, out error);
+            Assert.Equal(RbpfErrorCode.CallDepthExceeded, code);
+            Assert.Contains("too little stack", error!.Message);
+        }
+        finally { System.Runtime.InteropServices.NativeMemory.AlignedFree(aligned); }
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void SmallStacksAreCheckedAtTheirBottom(bool jit)
+    {
+        var stack = new byte[48];
+        var (code, r0, _) = Run(Vm(UseStack, UbpfLike(16), jit), stack, jit);
+        Assert.Equal(RbpfErrorCode.Ok, code);
+        Assert.Equal(0x55UL, r0);
+        Assert.Equal(0x66, stack[48 - 16 - 4]);
+        // Below the stack's bottom is outside, even within 512 bytes of r10.
+        (code, _, var error) = Run(Vm("stxw [r10-52], r1\nexit", UbpfLike(16), jit), stack, jit);
+        Assert.Equal(RbpfErrorCode.OutOfBounds, code);
+        Assert.Contains("store of 4 bytes", error!.Message);
+        // The frames a run zeroes never reach below the bottom: the bytes before the stack stay.
+        var block = new byte[64];
+        block.AsSpan().Fill(0xee);
+        fixed (byte* b = block)
+        {
+            var vm = Vm("ldxdw r0, [r10-8]\nexit", UbpfLike(16), jit);
+            ulong r;
+            var c = jit ? vm.TryExecuteJit(null, 0, null, 0, b + 32, 32, out r, out _) : vm.TryExecute(null, 0, null, 0, b + 32, 32, out r, out _);
+            Assert.Equal(RbpfErrorCode.Ok, c);
+            Assert.Equal(0UL, r);
+        }
+        Assert.All(block[..32], x => Assert.Equal(0xee, x));
+        Assert.All(block[32..], x => Assert.Equal(0, x));
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void DepthFollowsTheLayout(bool jit)
+    {
+        // Each function calls the next; the last returns 9.
+        string Chain(int calls) => string.Concat(Enumerable.Range(0, calls).Select(k => $"call local f{k}\nexit\nf{k}:\n")) + "mov r0, 9\nexit";
+        var ok = Run(Vm(Chain(8), UbpfLike(16), jit), new byte[4096], jit);
+        Assert.Equal((RbpfErrorCode.Ok, 9UL), (ok.Code, ok.R0));
+        var deep = Run(Vm(Chain(9), UbpfLike(16), jit), new byte[4096], jit);
+        Assert.Equal(RbpfErrorCode.CallDepthExceeded, deep.Code);
+        Assert.Contains("deeper than 9 frames", deep.Error!.Message);
+    }
+
+    [Fact]
+    public void FrameSizesAreChecked()
+    {
+        var vm = new EbpfVm(VmKind.NoData) { StackLayout = UbpfLike(24) };
+        var e = Assert.Throws<RbpfException>(() => vm.SetProgram(Assembler.Assemble(UseStack)));
+        Assert.Equal(RbpfErrorCode.InvalidProgram, e.Code);
+        Assert.Contains("multiple of 16", e.Message);
+        Assert.Throws<RbpfException>(() => new StackLayout(_ => 16, maxFrames: 17, alignTop: true, minimumStack: 0));
+        // The default layout still wants 512 bytes of the caller's stack.
+        var d = EbpfVm.CreateNoData(Assembler.Assemble("mov r0, 1\nexit"));
+        Assert.Equal(RbpfErrorCode.InvalidArgument, Run(d, new byte[256], jit: false).Code); // under 512 however it is aligned
+    }
+}
