@@ -235,13 +235,17 @@ internal static unsafe class UbpfExports
     }
 
     /// <summary>
-    /// Gives the engine the helpers uBPF's rules make callable: with a dispatcher, every index the
-    /// program calls or that was registered goes to the dispatcher (it takes precedence); without
-    /// one, the registered helpers; any other index is unknown. A compiled program is compiled again.
+    /// Gives the engine the helpers uBPF's rules make callable: with a dispatcher, indices 0-63, the
+    /// registered ones and those the program calls go to the dispatcher (it takes precedence);
+    /// without one, the registered helpers; any other index is unknown. A compiled program is
+    /// compiled again.
     /// </summary>
     private static void Relink(UbpfVm u)
     {
+        // Every index a dispatcher can serve (0-63, so that callx reaches it too), every registered
+        // one, and every one the program calls.
         var keys = new HashSet<uint>(u.Registered.Keys);
+        for (uint k = 0; k < UbpfVm.MaxHelpers; k++) keys.Add(k);
         if (u.Vm.Program is { } prog) keys.UnionWith(CalledHelpers(prog.Span));
         nint d = u.Dispatcher;
         foreach (uint id in keys)

@@ -270,6 +270,16 @@ int main(void)
     CHECK(dispatch_index == 4 && dispatch_cookie == cookie_mem);
     fn = ubpf_compile(vm, &errmsg);
     CHECK(fn != NULL && fn(cookie_mem, 4) == 704);
+    /* callx reaches the dispatcher for an index the program never names. */
+    {
+        struct ubpf_vm *cvm = ubpf_create();
+        CHECK(ubpf_register_external_dispatcher(cvm, dispatcher, validator) == 0);
+        struct insn callx[] = {I(0xb7, 1, 0, 0, 7), I(0xb7, 6, 0, 0, 9), I(0x8d, 6, 0, 0, 0), I(0x95, 0, 0, 0, 0)};
+        CHECK(ubpf_load(cvm, callx, sizeof callx, &errmsg) == 0);
+        dispatch_index = 0;
+        CHECK(ubpf_exec(cvm, cookie_mem, sizeof cookie_mem, &r) == 0 && dispatch_index == 9);
+        ubpf_destroy(cvm);
+    }
     /* A NULL dispatcher goes back to the registered helpers, in compiled code too. */
     CHECK(ubpf_register_external_dispatcher(vm, NULL, validator) == 0);
     CHECK(ubpf_exec(vm, cookie_mem, sizeof cookie_mem, &r) == 0 && r == 7 + sizeof cookie_mem); /* add5(r1, r2 = length) */
