@@ -183,7 +183,33 @@ run_ubpf_suite() {
         echo "notice: $UBPF_DIR is absent: uBPF's suite is not run"
         return
     fi
-    local out line
+    local out line cfg
+    # Our header against uBPF's, declaration by declaration (names, types, values, layouts).
+    out=$(python3 "$ROOT/tests/ubpf-suite/compare_headers.py" "$ROOT/include" "$UBPF_DIR/vm/inc" 2>&1) || true
+    line=$(grep -E "^header-compare: [0-9]+ passed, [0-9]+ failed" <<<"$out" || true)
+    echo "$out" | grep -E "^FAIL" || true
+    if [ -n "$line" ]; then
+        echo "$line"
+        PASSED=$((PASSED + $(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")))
+        FAILED=$((FAILED + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
+    else
+        echo "header-compare: no summary" >&2
+        echo "$out" | tail -n 10 >&2
+        FAILED=$((FAILED + 1))
+    fi
+    # A program compiled against uBPF's own header runs on librbpf (libubpf.so) unchanged.
+    cfg=$(mktemp -d)
+    printf '#pragma once\n#define UBPF_HAS_ELF_H\n' > "$cfg/ubpf_config.h"
+    if cc -std=c99 -Wall -Werror -I"$cfg" -I"$UBPF_DIR/vm/inc" -DRBPF_TEST_ELF_DIR="\"$ROOT/tests/elf\"" \
+            "$ROOT/bindings/c/tests/test_ubpf.c" -o "$cfg/test_ubpf" -L"$OUT/test-prefix/lib" -lubpf \
+            -Wl,-rpath,"$OUT/test-prefix/lib" 2>&1 && "$cfg/test_ubpf" | grep -qE "^ubpf: [0-9]+ passed, 0 failed"; then
+        echo "test_ubpf.c compiled against uBPF's header: passed"
+        PASSED=$((PASSED + 1))
+    else
+        echo "C: test_ubpf.c compiled against uBPF's own header failed on librbpf" >&2
+        FAILED=$((FAILED + 1))
+    fi
+    rm -rf "$cfg"
     out=$(UBPF_DIR="$UBPF_DIR" "$ROOT/tests/ubpf-suite/run.sh" "$OUT/test-prefix" 2>&1) || true
     line=$(grep -E "^ubpf-suite: [0-9]+ passed, [0-9]+ failed" <<<"$out" | tail -n 1 || true)
     echo "$out" | grep -vE "^ubpf-suite: [0-9]+ passed" | head -n 60 || true
