@@ -72,13 +72,14 @@ internal static class Program
         """;
 
     private const string PluginHelp = """
-        usage: rbpf plugin [MEMORY-HEX] [--jit|--interpret]
-               rbpf-plugin [MEMORY-HEX] [--jit|--interpret]
+        usage: rbpf plugin [MEMORY-HEX] [--jit|--interpret] [--blind] [--unchecked]
+               rbpf-plugin [MEMORY-HEX] [--jit|--interpret] [--blind] [--unchecked]
 
         The bpf_conformance plugin protocol: the program arrives on standard input as hex bytes,
         the input memory (when the test has one) as the first argument, options after it. Prints
         r0 in hex and exits 0, or prints a message on standard error and exits 1. Helper 5 is
         the unwind helper (returns r1; a zero result ends the program), as the suite expects.
+        With --jit, --blind compiles with constant blinding and --unchecked without memory checks.
         """;
 
     private static int Main(string[] args)
@@ -360,12 +361,14 @@ internal static class Program
     private static int Plugin(string[] args)
     {
         string? memHex = null;
-        bool jit = false;
+        bool jit = false, blind = false, noChecks = false;
         foreach (var a in args)
         {
             if (a == "--help" || a == "-h") return Print(PluginHelp);
             if (a == "--jit") jit = true;
             else if (a == "--interpret") jit = false;
+            else if (a == "--blind") blind = true;
+            else if (a == "--unchecked") noChecks = true;
             else if (a.StartsWith("--", StringComparison.Ordinal)) throw new UsageException($"unknown plugin option '{a}'");
             else if (memHex == null) memHex = a;
             else throw new UsageException("the plugin takes one memory argument");
@@ -381,7 +384,7 @@ internal static class Program
         RbpfException? error;
         if (jit)
         {
-            vm.JitCompile();
+            vm.JitCompile(new Rbpf.Jit.JitOptions { ConstantBlinding = blind, CheckedMemory = !noChecks });
             code = vm.TryExecuteJit(mem, Span<byte>.Empty, out result, out error);
         }
         else

@@ -239,10 +239,13 @@ public class CliTests
             var c = ConformanceCase.Load(file);
             string progHex = string.Join(" ", c.Program.Select(b => b.ToString("x2")));
             var args = c.Memory.Length > 0 ? new[] { string.Join(" ", c.Memory.Select(b => b.ToString("x2"))) } : Array.Empty<string>();
-            foreach (var mode in EbpfVm.IsJitSupported ? new[] { "--interpret", "--jit" } : new[] { "--interpret" })
+            var modes = EbpfVm.IsJitSupported
+                ? new[] { new[] { "--interpret" }, new[] { "--jit" }, new[] { "--jit", "--blind" } }
+                : new[] { new[] { "--interpret" } };
+            foreach (var mode in modes)
             {
-                var r = Cli(args.Append(mode).ToArray(), Encoding.ASCII.GetBytes(progHex), plugin);
-                Assert.True(r.Exit == 0, $"{c.Name} {mode}: exit {r.Exit}: {r.Stderr}");
+                var r = Cli(args.Concat(mode).ToArray(), Encoding.ASCII.GetBytes(progHex), plugin);
+                Assert.True(r.Exit == 0, $"{c.Name} {string.Join(" ", mode)}: exit {r.Exit}: {r.Stderr}");
                 Assert.Equal(c.Result!.Value, Convert.ToUInt64(r.Stdout.Trim(), 16));
             }
             ran++;
