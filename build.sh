@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # rbpf for native code: set up, build, install and test.
 #   ./build.sh                      install what is missing (apt, NuGet) and build everything into out/
-#   ./build.sh test                 build, then run every test suite (xunit, C, Python);
+#   ./build.sh test                 build, then run every test suite (xunit, C, uBPF's own, Python);
 #                                   ends with "tests: N passed, N failed"
 #   ./build.sh install --prefix DIR install header, library, CMake and pkg-config files into DIR
 set -euo pipefail

@@ -29,6 +29,10 @@ internal sealed unsafe class UbpfVm
     public readonly HashSet<uint> SafeHelpers = new();
     public readonly Dictionary<uint, MemoryRegion> SafeRegions = new();
     public readonly HashSet<uint> HandleRegions = new();
+    /// <summary>Every safe region, pointer or handle, for the safe profile's provenance checks.</summary>
+    public readonly Dictionary<uint, TrackedRegion> Tracked = new();
+    /// <summary>What each safe helper returns.</summary>
+    public readonly Dictionary<uint, HelperResult> SafeHelperResults = new();
     /// <summary>Helpers registered through ubpf_register and ubpf_register_safe_helper, by index.</summary>
     public readonly Dictionary<uint, (nint Fn, string Name)> Registered = new();
     /// <summary>Whether the program was compiled: changes to its helpers then compile it again, so the
@@ -282,6 +286,7 @@ internal static unsafe class UbpfExports
         {
             u.Registered[helper->Index] = (helper->Fn, Utf8.Read(helper->Name) ?? $"helper_{helper->Index}");
             u.SafeHelpers.Add(helper->Index);
+            u.SafeHelperResults[helper->Index] = new HelperResult((TagKind)helper->ResultKind, helper->RegionId, helper->RegionSize);
             Relink(u);
             return 0;
         }
@@ -297,6 +302,7 @@ internal static unsafe class UbpfExports
         if (u.SafeRegions.ContainsKey(region->Id) || u.HandleRegions.Contains(region->Id)) return -1;
         try
         {
+            u.Tracked[region->Id] = new TrackedRegion(region->Id, (ulong)region->Base, region->Size, region->Permissions, region->Kind == 1);
             if (region->Kind == 1)
             {
                 // A handle is opaque to the program: it is never a region it may dereference.
@@ -577,9 +583,21 @@ internal static unsafe class UbpfExports
             RbpfErrorCode code;
             ulong r0;
             RbpfException? error;
-            if (u.DebugFunction != 0)
+            InstructionObserver? debug = u.DebugFunction != 0 ? new DebugObserver(u.DebugFunction, u.DebugContext).Call : null;
+            if (u.SafeProfile)
             {
-                var adapter = new DelegateObserver(new DebugObserver(u.DebugFunction, u.DebugContext).Call);
+                // The safe profile: every pointer's provenance is tracked (the interpreter only).
+                var regions = u.Tracked.Values.ToList();
+                if (mem != null) regions.Add(new TrackedRegion(ProvenanceTracker.InputRegion, (ulong)mem, memLen,
+                    ProvenanceTracker.Read | ProvenanceTracker.Write | ProvenanceTracker.Atomic, false));
+                var tracker = new ProvenanceTracker(u.Vm.Program!.Value.Span, regions,
+                    id => u.SafeHelperResults.TryGetValue(id, out var h) ? h : null);
+                var adapter = new ProvenanceObserver(tracker, debug);
+                code = u.Vm.Run(mem, memLen, null, 0, ref adapter, out r0, out error, stack, stackLen);
+            }
+            else if (debug != null)
+            {
+                var adapter = new DelegateObserver(debug);
                 code = u.Vm.Run(mem, memLen, null, 0, ref adapter, out r0, out error, stack, stackLen);
             }
             else

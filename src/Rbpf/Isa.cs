@@ -15,7 +15,7 @@ public static class Isa
     /// <summary>Stack bytes given to each call frame (the Linux kernel's value).</summary>
     public const int StackFrameSize = 512;
 
-    /// <summary>Deepest nesting of frames: the entry frame plus seven local calls (as uBPF).</summary>
+    /// <summary>Deepest nesting of frames in the default <see cref="StackLayout"/>: the entry frame plus seven local calls.</summary>
     public const int MaxCallDepth = 8;
 
     /// <summary>Total stack of one execution.</summary>

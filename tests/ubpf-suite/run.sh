@@ -53,7 +53,7 @@ if [ -z "$summary" ]; then
 fi
 total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$summary")
 # Test names relative to uBPF's tree, one per line, compared with the list of known failures.
-failing=$(grep -E "^\s*[0-9]+/[0-9]+ Test +#[0-9]+: .*\*\*\*" "$results" \
+failing=$( (grep -E "^\s*[0-9]+/[0-9]+ Test +#[0-9]+: .*\*\*\*" "$results" || true) \
           | sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: //; s/ \.+ *\*\*\*.*//' | sed "s|^$src/||" | sort -u)
 known=$( (grep -vE '^\s*(#|$)' "$here/known-failures.txt" || true) | sort -u)
 unexpected=$(comm -23 <(echo "$failing" | sed '/^$/d') <(echo "$known"))

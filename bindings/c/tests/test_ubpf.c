@@ -416,7 +416,49 @@ int main(void)
     CHECK(ubpf_exec(vm, NULL, 0, &r) == 0 && r == 99 && cell == 99);
     struct ubpf_safe_helper_descriptor reserved_helper = {7, "x", ident, UBPF_SAFE_HELPER_RESULT_POINTER, 0xfffffffeu, 8};
     CHECK(ubpf_register_safe_helper(vm, &reserved_helper) == -1);
+    CHECK(ubpf_compile(vm, &errmsg) == NULL && strstr(errmsg, "interpreter-only") != NULL); /* as uBPF */
+    free(errmsg);
+    errmsg = NULL;
+    CHECK(ubpf_set_execution_profile(vm, UBPF_EXECUTION_PROFILE_LEGACY) == -1); /* fixed once loaded */
+    /* A handle from a helper cannot be dereferenced, even where a pointer region lies. */
+    struct ubpf_safe_region handle_region = {2, &cell, sizeof cell, UBPF_SAFE_REGION_HANDLE, UBPF_SAFE_REGION_READ};
+    CHECK(ubpf_register_safe_region(vm, &handle_region) == 0);
+    struct ubpf_safe_helper_descriptor handle_helper = {2, "cell_handle", ident, UBPF_SAFE_HELPER_RESULT_HANDLE, 2, sizeof cell};
+    CHECK(ubpf_register_safe_helper(vm, &handle_helper) == 0);
+    ubpf_unload_code(vm);
+    struct insn use_handle[] = {
+        I(0x18, 1, 0, 0, (int32_t)(uint32_t)(uintptr_t)&cell), I(0, 0, 0, 0, (int32_t)((uint64_t)(uintptr_t)&cell >> 32)),
+        I(0x85, 0, 0, 0, 2), I(0x79, 0, 0, 0, 0), I(0x95, 0, 0, 0, 0),
+    };
+    CHECK(ubpf_load(vm, use_handle, sizeof use_handle, &errmsg) == 0);
+    error_calls = 0;
+    CHECK(ubpf_exec(vm, NULL, 0, &r) == -1 && error_calls == 1 && strstr(last_error, "handle") != NULL);
     ubpf_destroy(vm);
+    /* Provenance: pointer + pointer and dereferences of numbers fail; spilled pointers survive. */
+    {
+        struct { struct insn code[7]; size_t n; int ok; uint64_t result; } cases[] = {
+            {{I(0xbf, 1, 10, 0, 0), I(0x07, 1, 0, 0, -8), I(0xbf, 2, 10, 0, 0), I(0x0f, 1, 2, 0, 0), I(0x95, 0, 0, 0, 0)}, 5, 0, 0},
+            {{I(0xbf, 1, 10, 0, 0), I(0x04, 1, 0, 0, 0), I(0x79, 0, 1, 0, 0), I(0x95, 0, 0, 0, 0)}, 4, 0, 0},
+            {{I(0xbf, 1, 10, 0, 0), I(0x07, 1, 0, 0, -16), I(0x7b, 10, 1, -8, 0), I(0x79, 2, 10, -8, 0),
+              I(0xb7, 3, 0, 0, 42), I(0x7b, 2, 3, 0, 0), I(0x79, 0, 10, -16, 0)}, 7, 1, 42},
+        };
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            struct insn code[8];
+            memcpy(code, cases[k].code, cases[k].n * sizeof(struct insn));
+            struct insn ex = I(0x95, 0, 0, 0, 0);
+            size_t n = cases[k].n;
+            if (code[n - 1].op != 0x95) code[n++] = ex;
+            vm = ubpf_create();
+            ubpf_set_error_print(vm, capture_error);
+            CHECK(ubpf_set_execution_profile(vm, UBPF_EXECUTION_PROFILE_SAFE) == 0);
+            CHECK(ubpf_load(vm, code, (uint32_t)(n * sizeof(struct insn)), &errmsg) == 0);
+            error_calls = 0;
+            int rc = ubpf_exec(vm, NULL, 0, &r);
+            if (cases[k].ok) CHECK(rc == 0 && r == cases[k].result);
+            else CHECK(rc == -1 && error_calls == 1 && strstr(last_error, "pointer provenance") != NULL);
+            ubpf_destroy(vm);
+        }
+    }
 
     /* ELF objects, with copies of global data or the embedder's relocation. */
     size_t len = 0;
