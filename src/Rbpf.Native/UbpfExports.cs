@@ -217,7 +217,7 @@ internal static unsafe class UbpfExports
         {
             u.Registered[index] = ((nint)fn, Utf8.Read(name) ?? $"helper_{index}");
             u.SafeHelpers.Remove(index);
-            Relink(u);
+            Relink(u, new[] { index });
             return 0;
         }
         catch (Exception) { return -1; }
@@ -244,13 +244,19 @@ internal static unsafe class UbpfExports
     /// without one, the registered helpers; any other index is unknown. A compiled program is
     /// compiled again.
     /// </summary>
-    private static void Relink(UbpfVm u)
+    private static void Relink(UbpfVm u, IEnumerable<uint>? changed = null)
     {
-        // Every index a dispatcher can serve (0-63, so that callx reaches it too), every registered
-        // one, and every one the program calls.
-        var keys = new HashSet<uint>(u.Registered.Keys);
-        for (uint k = 0; k < UbpfVm.MaxHelpers; k++) keys.Add(k);
-        if (u.Vm.Program is { } prog) keys.UnionWith(CalledHelpers(prog.Span));
+        // The indices whose rule may have changed (one helper, or those a new program calls); by
+        // default every index a dispatcher can serve (0-63, so that callx reaches it too), every
+        // registered one, and every one the program calls.
+        var keys = new HashSet<uint>();
+        if (changed != null) keys.UnionWith(changed);
+        else
+        {
+            keys.UnionWith(u.Registered.Keys);
+            for (uint k = 0; k < UbpfVm.MaxHelpers; k++) keys.Add(k);
+            if (u.Vm.Program is { } prog) keys.UnionWith(CalledHelpers(prog.Span));
+        }
         nint d = u.Dispatcher;
         foreach (uint id in keys)
         {
@@ -287,7 +293,7 @@ internal static unsafe class UbpfExports
             u.Registered[helper->Index] = (helper->Fn, Utf8.Read(helper->Name) ?? $"helper_{helper->Index}");
             u.SafeHelpers.Add(helper->Index);
             u.SafeHelperResults[helper->Index] = new HelperResult((TagKind)helper->ResultKind, helper->RegionId, helper->RegionSize);
-            Relink(u);
+            Relink(u, new[] { helper->Index });
             return 0;
         }
         catch (Exception) { return -1; }
@@ -411,7 +417,7 @@ internal static unsafe class UbpfExports
                 u.Vm.UnloadProgram();
                 throw;
             }
-            Relink(u);
+            Relink(u, CalledHelpers(program));
             UbpfHandles.SetNumInsts(u.Handle, program.Length / 8);
             return 0;
         }
@@ -541,7 +547,7 @@ internal static unsafe class UbpfExports
                 u.Vm.UnloadProgram();
                 throw;
             }
-            Relink(u);
+            Relink(u, CalledHelpers(loaded.Bytecode));
             UbpfHandles.SetNumInsts(u.Handle, loaded.Bytecode.Length / 8);
             return 0;
         }

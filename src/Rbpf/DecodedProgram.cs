@@ -60,7 +60,8 @@ internal struct DecodedInsn
     public byte Src;
     /// <summary>Memory offset, absolute jump or call target, or resolved helper slot (-1: none).</summary>
     public int Off;
-    /// <summary>Sign-extended immediate, the full 64-bit value of lddw, or the helper id of a call.</summary>
+    /// <summary>Sign-extended immediate, the full 64-bit value of lddw, the helper id of a call, or for a
+    /// local call the stack layout's frame sizes (<see cref="StackLayout"/>: drop | callee &lt;&lt; 32).</summary>
     public long Imm;
 }
 
