@@ -4,6 +4,7 @@
 #   ./build.sh test                 build, then run every test suite (xunit, C, uBPF's own, Python);
 #                                   ends with "tests: N passed, N failed"
 #   ./build.sh install --prefix DIR install header, library, CMake and pkg-config files into DIR
+#   ./build.sh uninstall --prefix DIR removes what install put there
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -92,6 +93,19 @@ install_to() {
     echo "==> installed into $prefix"
 }
 
+# Removes exactly what install_to puts into a prefix (and the folders it made, when empty).
+uninstall_from() {
+    local prefix="$1" f
+    for f in lib/librbpf.so lib/librbpf.dylib lib/libubpf.so bin/rbpf bin/rbpf-plugin include/rbpf.h include/ubpf.h \
+             include/ubpf_config.h lib/cmake/rbpf/rbpf-config.cmake lib/cmake/rbpf/rbpf-config-version.cmake \
+             lib/cmake/ubpf/ubpfConfig.cmake lib/pkgconfig/rbpf.pc; do
+        rm -f "$prefix/$f"
+    done
+    rmdir "$prefix/lib/cmake/rbpf" "$prefix/lib/cmake/ubpf" 2>/dev/null || true
+    rmdir "$prefix/lib/cmake" "$prefix/lib/pkgconfig" "$prefix/include" "$prefix/bin" "$prefix/lib" 2>/dev/null || true
+    echo "==> uninstalled from $prefix"
+}
+
 # Totals over every suite.
 PASSED=0
 FAILED=0
@@ -165,6 +179,17 @@ run_c() {
         echo "C: the uBPF test program linked with -lubpf failed" >&2
         FAILED=$((FAILED + 1))
     fi
+    # install --prefix without a folder is a usage error; uninstall removes all install wrote.
+    local tmp
+    tmp=$(mktemp -d)
+    if ! "$ROOT/build.sh" install --prefix >/dev/null 2>&1 && "$ROOT/build.sh" install --prefix "$tmp/p" >/dev/null 2>&1 \
+            && [ -f "$tmp/p/lib/$LIBNAME" ] && "$ROOT/build.sh" uninstall --prefix "$tmp/p" >/dev/null 2>&1 && [ -z "$(ls -A "$tmp/p")" ]; then
+        PASSED=$((PASSED + 1))
+    else
+        echo "C: install --prefix checks or uninstall failed" >&2
+        FAILED=$((FAILED + 1))
+    fi
+    rm -rf "$tmp"
     # pkg-config file: a program built with its flags alone runs.
     if PKG_CONFIG_PATH="$prefix/lib/pkgconfig" cc "$ROOT/bindings/c/examples/add.c" -o "$bdir/add_pkgconfig" \
             $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs rbpf 2>/dev/null || echo "-I$prefix/include -L$prefix/lib -lrbpf") \
@@ -264,19 +289,27 @@ case "${1:-build}" in
     build) build ;;
     test) run_tests ;;
     setup) setup ;;
-    install)
+    install|uninstall)
+        action="$1"
         shift
         prefix=""
         while [ $# -gt 0 ]; do
             case "$1" in
-                --prefix) prefix="$2"; shift 2 ;;
+                --prefix)
+                    [ $# -ge 2 ] && [ -n "$2" ] || { echo "usage: $0 $action --prefix DIR (--prefix needs a folder)" >&2; exit 2; }
+                    prefix="$2"; shift 2 ;;
                 --prefix=*) prefix="${1#--prefix=}"; shift ;;
                 *) echo "unknown option $1" >&2; exit 2 ;;
             esac
         done
-        [ -n "$prefix" ] || { echo "usage: $0 install --prefix DIR" >&2; exit 2; }
-        mkdir -p "$prefix"
-        install_to "$(cd "$prefix" && pwd)"
+        [ -n "$prefix" ] || { echo "usage: $0 $action --prefix DIR" >&2; exit 2; }
+        if [ "$action" = install ]; then
+            mkdir -p "$prefix"
+            install_to "$(cd "$prefix" && pwd)"
+        else
+            [ -d "$prefix" ] || { echo "error: $prefix does not exist" >&2; exit 1; }
+            uninstall_from "$(cd "$prefix" && pwd)"
+        fi
         ;;
-    *) echo "usage: $0 [build|test|setup|install --prefix DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [build|test|setup|install --prefix DIR|uninstall --prefix DIR]" >&2; exit 2 ;;
 esac

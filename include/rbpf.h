@@ -9,8 +9,9 @@
  *    failure, rbpf_last_error() gives a message for the calling thread.
  *  - VM handles are opaque and checked: a NULL, destroyed or forged handle gives
  *    RBPF_E_INVALID_HANDLE, never a crash.
- *  - Arguments a VM kind does not use may be NULL/0. A NULL pointer with a non-zero length is
- *    RBPF_E_INVALID_ARGUMENT.
+ *  - Input a VM kind does not use must be NULL/0 (a no-data VM takes no memory; only a
+ *    metadata-buffer VM takes mbuff): a non-zero length for it is RBPF_E_INVALID_ARGUMENT, as is a
+ *    NULL pointer with a non-zero length.
  *  - Buffers returned through out-parameters (rbpf_assemble, rbpf_disassemble,
  *    rbpf_vm_get_program) are owned by the caller and freed with rbpf_free().
  *

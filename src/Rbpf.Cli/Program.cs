@@ -196,6 +196,7 @@ internal static class Program
         string? outPath = o.Get("-o") ?? o.Get("--output");
         if (outPath != null && outPath != "-")
         {
+            if (Directory.Exists(outPath)) throw new InputException($"cannot write '{outPath}': it is a directory");
             try { File.WriteAllBytes(outPath, output); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

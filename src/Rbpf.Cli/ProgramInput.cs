@@ -29,6 +29,7 @@ internal static class ProgramInput
             stdin.CopyTo(ms);
             return ms.ToArray();
         }
+        if (Directory.Exists(path)) throw new InputException($"cannot read '{path}': it is a directory, not a file");
         try
         {
             return File.ReadAllBytes(path);

@@ -344,8 +344,11 @@ public static class Assembler
                     EmitCall(output, labels, all);
                     break;
                 case Form.CallX:
-                    Expect(1, "callx reg");
-                    output.Add(new Instruction(Isa.CallX, Register(Operands[0]), 0, 0, 0));
+                    Expect(1, "callx reg | callx imm");
+                    if (TryRegister(Operands[0], out int callee))
+                        output.Add(new Instruction(Isa.CallX, callee, 0, 0, 0));
+                    else // rbpf 0.4's spelling of a local call: callx with the relative offset (or a label)
+                        output.Add(new Instruction(Isa.Call, 0, Isa.PseudoCallLocal, 0, checked((int)Target(Operands[0], labels, all))));
                     break;
                 case Form.Exit:
                     Expect(0, "exit");

@@ -435,7 +435,8 @@ public sealed class EbpfVm : IDisposable
     public ulong Execute(Span<byte> mem) => Execute(mem, Span<byte>.Empty);
 
     /// <summary>Runs the program; throws <see cref="RbpfException"/> when it fails.
-    /// Arguments a kind does not use are ignored and may be empty.</summary>
+    /// Input a kind does not use must be empty (a no-data VM takes no memory; only a metadata-buffer
+    /// VM takes a metadata buffer): given anyway, it is refused with <see cref="RbpfErrorCode.InvalidArgument"/>.</summary>
     public ulong Execute(Span<byte> mem, Span<byte> mbuff)
     {
         var code = TryExecute(mem, mbuff, out ulong result, out var error);
@@ -596,6 +597,16 @@ public sealed class EbpfVm : IDisposable
         if (layout.AlignTop) top &= ~15UL;
         return top < (ulong)stack + (ulong)layout.MinimumStack || top < (ulong)stack ? 0 : top;
     }
+
+    /// <summary>The error for input a VM kind does not use (refused rather than silently ignored).</summary>
+    internal static RbpfException UnusedInput(VmKind kind, bool mbuff) => new(RbpfErrorCode.InvalidArgument, mbuff
+        ? $"a {KindName(kind)} VM takes no metadata buffer, but one was given (mbuff_len is not 0)"
+        : $"a {KindName(kind)} VM takes no input memory, but some was given (mem_len is not 0)");
+
+    private static string KindName(VmKind kind) => kind switch
+    {
+        VmKind.Mbuff => "metadata-buffer", VmKind.FixedMbuff => "fixed-metadata-buffer", VmKind.Raw => "raw-data", _ => "no-data",
+    };
 
     internal static RbpfException NullWithLength() =>
         new(RbpfErrorCode.InvalidArgument, "memory pointer is NULL but its length is not 0");

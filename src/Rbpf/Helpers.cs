@@ -61,12 +61,13 @@ public static class StandardHelpers
         (ulong)(Stopwatch.GetTimestamp() * (1_000_000_000.0 / Stopwatch.Frequency));
 
     /// <summary>Prints r3, r4 and r5 in hex, as rbpf's <c>bpf_trace_printf</c> does (the format string
-    /// in r1 is not read); returns the number of characters written.</summary>
+    /// in r1 is not read); returns the number of characters written, the newline included, as rbpf
+    /// counts them.</summary>
     public static ulong TracePrintk(ulong r1, ulong r2, ulong r3, ulong r4, ulong r5)
     {
         string line = $"bpf_trace_printf: 0x{r3:x}, 0x{r4:x}, 0x{r5:x}";
         TraceOutput.WriteLine(line);
-        return (ulong)line.Length;
+        return (ulong)line.Length + 1;
     }
 
     /// <summary>Packs the low bytes of its arguments: <c>r1 &lt;&lt; 32 | r2 &lt;&lt; 24 | r3 &lt;&lt; 16 | r4 &lt;&lt; 8 | r5</c>.</summary>

@@ -152,6 +152,8 @@ internal static unsafe class Interpreter
         }
         if (program == null) return new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
         if ((mem == null && memLength != 0) || (mbuff == null && mbuffLength != 0)) return EbpfVm.NullWithLength();
+        if (vm.Kind == VmKind.NoData && memLength != 0) return EbpfVm.UnusedInput(vm.Kind, mbuff: false);
+        if (vm.Kind != VmKind.Mbuff && mbuffLength != 0) return EbpfVm.UnusedInput(vm.Kind, mbuff: true);
         int reach = program.StackReach;
         if (reach != 0) ZeroBelow(top, reach, bottom);
 

@@ -159,4 +159,15 @@ public class AssemblerTests
         0x95, 0xa5, 0xad, 0xb5, 0xbd, 0xc5, 0xcd, 0xd5, 0xdd, 0x06, 0x16, 0x1e, 0x26, 0x2e, 0x36, 0x3e,
         0x46, 0x4e, 0x56, 0x5e, 0x66, 0x6e, 0x76, 0x7e, 0xa6, 0xae, 0xb6, 0xbe, 0xc6, 0xce, 0xd6, 0xde,
     };
+
+    [Fact]
+    public void CallxWithAnOffsetOrLabelIsRbpfsLocalCall()
+    {
+        // rbpf 0.4 writes bpf-to-bpf calls as "callx IMM": the same bytes as "call local".
+        Assert.Equal(Assembler.Assemble("call local +1\nexit\nmov r0, 7\nexit"), Assembler.Assemble("callx 1\nexit\nmov r0, 7\nexit"));
+        var prog = Assembler.Assemble("callx f\nexit\nf:\nmov r0, 7\nexit");
+        Assert.Equal(7UL, EbpfVm.CreateNoData(prog).Execute());
+        var reg = Instruction.Read(Assembler.Assemble("callx r3\nexit"), 0);
+        Assert.Equal((Isa.CallX, 3), (reg.Opcode, reg.Dst));
+    }
 }

@@ -114,6 +114,10 @@ public class CliTests
         var limited = Cli(new[] { "run", loop, "--limit", "100" });
         Assert.Equal(1, limited.Exit);
         Assert.Contains("instruction limit of 100", limited.Stderr);
+        // Input a kind does not use is refused, not ignored.
+        var unused = Cli(new[] { "run", nodata, "--kind", "nodata", "--mem-hex", "0102" });
+        Assert.NotEqual(0, unused.Exit);
+        Assert.Contains("takes no input memory", unused.Stderr);
         // A loop with no way out is refused before it runs.
         string endless = Temp("endless.s", Encoding.UTF8.GetBytes("l:\nja l\nexit"));
         var refused = Cli(new[] { "run", endless });
@@ -144,6 +148,17 @@ public class CliTests
         var missing = Cli(new[] { "run", "/nonexistent/prog.s" });
         Assert.Equal(3, missing.Exit);
         Assert.Contains("cannot read", missing.Stderr);
+        // Messages are sentences, never .NET resource keys (NativeAOT can strip the texts).
+        Assert.Contains("Could not find a part of the path", missing.Stderr);
+        Assert.DoesNotContain("IO_FileNotFound", missing.Stderr);
+        var directory = Cli(new[] { "run", Path.GetTempPath() });
+        Assert.Equal(3, directory.Exit);
+        Assert.Contains("is a directory", directory.Stderr);
+        string source = Temp("ok.s", Encoding.UTF8.GetBytes("mov r0, 1\nexit"));
+        var unwritable = Cli(new[] { "asm", source, "-o", "/nonexistent/dir/x.bin" });
+        Assert.Equal(3, unwritable.Exit);
+        Assert.Contains("Could not find a part of the path", unwritable.Stderr);
+        Assert.DoesNotContain("IO_PathNotFound", unwritable.Stderr);
         var bad = Cli(new[] { "asm", "-" }, Encoding.UTF8.GetBytes("mov r0, 1\n  frob r1\n"));
         Assert.Equal(3, bad.Exit);
         Assert.Contains("line 2, column 3", bad.Stderr);

@@ -86,7 +86,19 @@ static void test_create_and_kinds(void)
         if (kind == RBPF_VM_FIXED_MBUFF) continue;
         CHECK_RC(rbpf_vm_create((rbpf_vm_kind)kind, ret3, sizeof ret3, &vm), RBPF_OK);
         CHECK(rbpf_vm_is_valid(vm) == 1);
-        CHECK_RC(rbpf_vm_execute(vm, mem, sizeof mem, NULL, 0, &r), RBPF_OK);
+        if (kind == RBPF_VM_NO_DATA) {
+            /* Input a kind does not use is refused, not ignored. */
+            CHECK_RC(rbpf_vm_execute(vm, mem, sizeof mem, NULL, 0, &r), RBPF_E_INVALID_ARGUMENT);
+            CHECK(strstr(rbpf_last_error(), "takes no input memory") != NULL);
+            CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
+        } else {
+            CHECK_RC(rbpf_vm_execute(vm, mem, sizeof mem, NULL, 0, &r), RBPF_OK);
+        }
+        if (kind == RBPF_VM_RAW) {
+            CHECK_RC(rbpf_vm_execute(vm, mem, sizeof mem, mem, sizeof mem, &r), RBPF_E_INVALID_ARGUMENT);
+            CHECK(strstr(rbpf_last_error(), "takes no metadata buffer") != NULL);
+            CHECK_RC(rbpf_vm_execute(vm, mem, sizeof mem, NULL, 0, &r), RBPF_OK);
+        }
         CHECK(r == 3);
         rbpf_vm_destroy(vm);
         CHECK(rbpf_vm_is_valid(vm) == 0);

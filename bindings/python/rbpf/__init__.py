@@ -451,7 +451,8 @@ class Vm:
 
     def execute(self, mem=None, mbuff=None):
         """Interprets the program on ``mem`` (and ``mbuff`` for MbuffVm): bytes-like objects; stores
-        go through to writable ones. Returns r0."""
+        go through to writable ones. Returns r0. Input the VM's kind does not use (``mem`` for a
+        NoDataVm, ``mbuff`` for any VM but an MbuffVm) raises InvalidArgumentError."""
         return self._run(_vm_execute, mem, mbuff)
 
     def jit_compile(self, unchecked=False, blind_constants=False):

@@ -82,6 +82,18 @@ class Errors(unittest.TestCase):
             rbpf.verify(bytes(12))
         rbpf.verify(ADD)
 
+    def test_input_a_kind_does_not_use_is_refused(self):
+        with rbpf.NoDataVm(rbpf.assemble("mov r0, 1\nexit")) as vm:
+            with self.assertRaises(rbpf.InvalidArgumentError) as cm:
+                vm.execute(b"packet")
+            self.assertIn("takes no input memory", cm.exception.message)
+            self.assertEqual(vm.execute(), 1)
+        with rbpf.RawVm(rbpf.assemble("mov r0, r2\nexit")) as vm:
+            with self.assertRaises(rbpf.InvalidArgumentError) as cm:
+                vm.execute(b"ab", mbuff=b"meta")
+            self.assertIn("takes no metadata buffer", cm.exception.message)
+            self.assertEqual(vm.execute(b"ab"), 2)
+
     def test_verifier_refuses_endless_loops_and_unused_fields(self):
         with self.assertRaises(rbpf.InvalidProgramError) as cm:
             rbpf.verify(rbpf.assemble("l:\nja l\nexit"))

@@ -10,7 +10,7 @@ namespace Rbpf.Jit;
 internal static unsafe class JitRuntime
 {
     /// <summary>Which argument of an entry was bad (in <see cref="JitContext.FaultSize"/>).</summary>
-    public const int BadResult = 1, BadMem = 2, BadMbuff = 3, NoFixedBuffer = 4;
+    public const int BadResult = 1, BadMem = 2, BadMbuff = 3, NoFixedBuffer = 4, UnusedMem = 5, UnusedMbuff = 6;
 
     [ThreadStatic] private static RbpfException? t_helperError;
     [ThreadStatic] private static RbpfException? t_failure;
@@ -155,6 +155,8 @@ internal static unsafe class JitRuntime
                 BadResult => "result is NULL",
                 BadMem => $"mem is NULL but mem_len is {ctx->PacketLength}",
                 BadMbuff => "mbuff is NULL but its length is not 0",
+                UnusedMem => EbpfVm.UnusedInput(VmKind.NoData, mbuff: false).Message,
+                UnusedMbuff => EbpfVm.UnusedInput(ProgramOf(ctx).Owner.Kind, mbuff: true).Message,
                 _ => "this VM's fixed metadata buffer is too large for the bare function: run it through the VM",
             });
         var jit = ProgramOf(ctx);

@@ -330,6 +330,21 @@ internal sealed class X64Compiler
         Cold(badResult, () => FailArgument(JitRuntime.BadResult));
         Cold(badMem, () => FailArgument(JitRuntime.BadMem));
         Cold(badMbuff, () => FailArgument(JitRuntime.BadMbuff));
+        // Input a kind does not use is refused, not ignored.
+        if (_target.Kind == VmKind.NoData)
+        {
+            var unusedMem = _a.CreateLabel();
+            _a.test(rsi, rsi);
+            _a.jnz(unusedMem);
+            Cold(unusedMem, () => FailArgument(JitRuntime.UnusedMem));
+        }
+        if (_target.Kind != VmKind.Mbuff)
+        {
+            var unusedMbuff = _a.CreateLabel();
+            _a.test(rcx, rcx);
+            _a.jnz(unusedMbuff);
+            Cold(unusedMbuff, () => FailArgument(JitRuntime.UnusedMbuff));
+        }
 
         // Packet bounds per access size: len - size + 1, or 0 when it does not fit at all (only
         // for programs that have checks or legacy packet loads to use them).
