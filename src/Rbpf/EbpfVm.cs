@@ -635,7 +635,7 @@ public sealed class EbpfVm : IDisposable
     {
         result = 0;
         var jit = _jit;
-        if (jit == null) return new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled: call JitCompile first");
+        if (jit == null) return new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled: compile it first (JitCompile, rbpf_vm_jit_compile, jit_compile())");
         JitExtra extra;
         JitExtra* px = null;
         byte[]? heap = null;

@@ -592,8 +592,20 @@ internal static unsafe class Interpreter
     private static int Slot(DecodedInsn* next, DecodedInsn* code0) => (int)(next - code0) - 1;
 
     internal static string PacketFaultMessage(int size, ulong address, int pc, ulong packetStart, ulong packetLength) =>
-        $"out-of-bounds packet load of {size} bytes at 0x{address:x} (insn #{pc}), packet is " +
+        $"out-of-bounds packet load of {Bytes(size)} at 0x{address:x} (insn #{pc}), {Where(address, size, packetStart, packetLength, "the packet")}, packet is " +
         $"[0x{packetStart:x}, 0x{packetStart + packetLength:x})";
+
+    /// <summary>"1 byte", "4 bytes".</summary>
+    internal static string Bytes(long n) => n == 1 ? "1 byte" : $"{n} bytes";
+
+    /// <summary>Where an access lies against a region: how far before it, past its end, or at which offset.</summary>
+    private static string Where(ulong address, int size, ulong start, ulong length, string name)
+    {
+        ulong end = start + length;
+        if (address < start) return $"{Bytes((long)Math.Min(start - address, long.MaxValue))} before {name}";
+        if (address >= end) return $"{Bytes((long)Math.Min(address - end, long.MaxValue))} past the end of {name} ({Bytes((long)length)})";
+        return $"at offset {address - start} of {name} ({Bytes((long)length)}), {Bytes((long)(address + (ulong)size - end))} too long";
+    }
 
     internal static string LimitMessage(ulong limit, int pc) => $"instruction limit of {limit} reached at insn #{pc}";
 
@@ -621,6 +633,14 @@ internal static unsafe class Interpreter
         return new RbpfException(RbpfErrorCode.OutOfBounds, FaultMessage(write, size, address, pc, regions, count), pc);
     }
 
+    private static string RegionName(in RegionEntry region) => region.Kind switch
+    {
+        RegionKind.Stack => "stack",
+        RegionKind.Packet => "memory",
+        RegionKind.Metadata => "mbuff",
+        _ => $"region {region.UserIndex}",
+    };
+
     internal static string FaultMessage(bool write, int size, ulong address, int pc, RegionEntry* regions, int count)
     {
         bool misaligned = false;
@@ -628,19 +648,25 @@ internal static unsafe class Interpreter
             misaligned = true; // only atomics fail inside a region: they must be aligned
         var sb = new System.Text.StringBuilder();
         sb.Append(misaligned ? "misaligned atomic " : "out-of-bounds ")
-          .Append(write ? "store" : "load").Append(" of ").Append(size).Append(" bytes at 0x").Append(address.ToString("x"))
-          .Append(" (insn #").Append(pc).Append("), allowed:");
+          .Append(write ? "store" : "load").Append(" of ").Append(Bytes(size)).Append(" at 0x").Append(address.ToString("x"))
+          .Append(" (insn #").Append(pc).Append(')');
+        // The region nearest to the access, and where the access lies against it.
+        int nearest = -1;
+        ulong best = ulong.MaxValue;
         for (int k = 0; k < count; k++)
         {
             if (regions[k].Length == 0) continue;
-            string name = regions[k].Kind switch
-            {
-                RegionKind.Stack => "stack",
-                RegionKind.Packet => "memory",
-                RegionKind.Metadata => "mbuff",
-                _ => $"region {regions[k].UserIndex}",
-            };
-            sb.Append(' ').Append(name).Append(" [0x").Append(regions[k].Start.ToString("x")).Append(", 0x")
+            ulong s0 = regions[k].Start, e0 = s0 + regions[k].Length;
+            ulong distance = address < s0 ? s0 - address : address >= e0 ? address - e0 : 0;
+            if (distance < best) { best = distance; nearest = k; }
+        }
+        if (!misaligned && nearest >= 0 && best < 65536) // far away, the nearest region says nothing
+            sb.Append(", ").Append(Where(address, size, regions[nearest].Start, regions[nearest].Length, RegionName(regions[nearest])));
+        sb.Append(", allowed:");
+        for (int k = 0; k < count; k++)
+        {
+            if (regions[k].Length == 0) continue;
+            sb.Append(' ').Append(RegionName(regions[k])).Append(" [0x").Append(regions[k].Start.ToString("x")).Append(", 0x")
               .Append((regions[k].Start + regions[k].Length).ToString("x")).Append(')')
               .Append(regions[k].Writable ? "" : " read-only").Append(',');
         }

@@ -244,7 +244,7 @@ public class FusedCheckTests
                        : vm.TryExecute(mem, Span<byte>.Empty, out _, out error);
         Assert.Equal(RbpfErrorCode.OutOfBounds, code);
         Assert.Equal(1, error!.InstructionIndex);
-        Assert.Contains("store of 1 bytes", error.Message);
+        Assert.Contains("store of 1 byte at", error.Message);
         Assert.Equal(7, mem[2]); // the first store happened
     }
 }

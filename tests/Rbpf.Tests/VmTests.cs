@@ -522,4 +522,18 @@ public unsafe class StackReachTests
             }
         }
     }
+
+    [Fact]
+    public void OutOfBoundsMessagesSayWhereTheAccessFell()
+    {
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("ldxw r0, [r1+2]\nexit"));
+        var e = Assert.Throws<RbpfException>(() => vm.Execute(new byte[5]));
+        Assert.Contains("load of 4 bytes", e.Message);
+        Assert.Contains("at offset 2 of memory (5 bytes), 1 byte too long", e.Message);
+        var past = EbpfVm.CreateRaw(Assembler.Assemble("ldxb r0, [r1+8]\nexit"));
+        Assert.Contains("load of 1 byte at", Assert.Throws<RbpfException>(() => past.Execute(new byte[5])).Message);
+        Assert.Contains("3 bytes past the end of memory (5 bytes)", Assert.Throws<RbpfException>(() => past.Execute(new byte[5])).Message);
+        var before = EbpfVm.CreateRaw(Assembler.Assemble("ldxb r0, [r1-2]\nexit"));
+        Assert.Contains("2 bytes before memory", Assert.Throws<RbpfException>(() => before.Execute(new byte[5])).Message);
+    }
 }
