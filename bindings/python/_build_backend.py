@@ -3,8 +3,9 @@
 pip builds packages in an isolated environment and downloads the backend named in pyproject.toml;
 this one lives in the source tree and needs nothing but the standard library, so
 ``pip install bindings/python`` works without network access. The wheel holds the ``rbpf``
-package and, when one is found, the native library: ``rbpf/librbpf.so`` (or .dylib/.dll) in the
-package folder, else the one ``build.sh`` left in ``out/lib``.
+package and the native library: ``rbpf/librbpf.so`` (or .dylib/.dll) in the package folder, else
+the one ``build.sh`` left in ``out/lib``. Without either the wheel is refused (build first), unless
+RBPF_WHEEL_WITHOUT_LIBRARY=1 asks for the bindings alone.
 """
 
 import base64
@@ -79,6 +80,11 @@ def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
 
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    if _native_library()[0] is None and os.environ.get("RBPF_WHEEL_WITHOUT_LIBRARY") != "1":
+        # A wheel without the library would install and then fail on import: say so now.
+        raise RuntimeError("librbpf is not built: run ./build.sh at the top of the repository first, "
+                           "then pip install bindings/python again (or set RBPF_WHEEL_WITHOUT_LIBRARY=1 "
+                           "to package the bindings alone and point RBPF_LIBRARY at a librbpf)")
     tag = _tag()
     filename = "%s-%s-%s.whl" % (NAME, VERSION, tag)
     info = "%s-%s.dist-info" % (NAME, VERSION)

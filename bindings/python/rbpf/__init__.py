@@ -82,6 +82,15 @@ _ERRORS = {
     -13: ElfError, -14: OutOfMemoryError, -99: InternalError,
 }
 
+def _unsigned(value, bits, what):
+    """``value`` as an unsigned integer of ``bits`` bits, or an error: never silently truncated."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s must be an int, not %s" % (what, type(value).__name__))
+    if value < 0 or value >= 1 << bits:
+        raise ValueError("%s must be between 0 and %d, not %d" % (what, (1 << bits) - 1, value))
+    return value
+
+
 _HELPER_FN = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
                               ctypes.c_uint64, ctypes.c_uint64)
 _VERIFIER_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_uint8), ctypes.c_size_t, ctypes.c_void_p)
@@ -342,6 +351,7 @@ class Vm:
         """Registers a Python callable ``f(r1, r2, r3, r4, r5) -> int`` as helper ``key`` (and under
         ``name``, for ELF objects that call an undefined function of that name). If it raises, the
         program gets 0 from the call, and execute() then raises HelperFailedError."""
+        key = _unsigned(key, 32, "helper key")
         if not callable(function):
             raise TypeError("helper must be callable")
         state = self._helper_error
@@ -366,7 +376,7 @@ class Vm:
 
     def set_unwind_helper(self, key):
         """Makes helper ``key`` end the program with r0 = 0 when it returns 0; None clears it."""
-        _check(_vm_set_unwind(self._h, 0 if key is None else key, 0 if key is None else 1))
+        _check(_vm_set_unwind(self._h, 0 if key is None else _unsigned(key, 32, "helper key"), 0 if key is None else 1))
 
     # -- ELF objects --
     @classmethod
@@ -411,12 +421,15 @@ class Vm:
     # -- limits and memory --
     @property
     def instruction_limit(self):
+        """Most instructions one run may execute (0: no limit, the default); a run that reaches it
+        raises InstructionLimitError. An int from 0 to 2**64 - 1."""
         return getattr(self, "_limit", 0)
 
     @instruction_limit.setter
     def instruction_limit(self, value):
-        _check(_vm_set_limit(self._h, int(value)))
-        self._limit = int(value)
+        value = _unsigned(value, 64, "instruction_limit")
+        _check(_vm_set_limit(self._h, value))
+        self._limit = value
 
     def add_memory_region(self, buffer, writable=False):
         """Lets the program touch ``buffer`` (a writable buffer such as bytearray, kept alive by the
@@ -539,11 +552,13 @@ class FixedMbuffVm(Vm):
         self._init_state()
         buf, n = _program_buffer(program)
         handle = ctypes.c_void_p()
-        _check(_vm_create_fixed(buf, n, data_offset, data_end_offset, ctypes.byref(handle)))
+        _check(_vm_create_fixed(buf, n, _unsigned(data_offset, 64, "data_offset"), _unsigned(data_end_offset, 64, "data_end_offset"),
+                                ctypes.byref(handle)))
         self._handle = handle
 
     def set_program(self, program, data_offset=None, data_end_offset=None):
         if data_offset is None and data_end_offset is None:
             return super().set_program(program)
         buf, n = _program_buffer(program)
-        _check(_vm_set_program_fixed(self._h, buf, n, data_offset, data_end_offset))
+        _check(_vm_set_program_fixed(self._h, buf, n, _unsigned(data_offset, 64, "data_offset"),
+                                     _unsigned(data_end_offset, 64, "data_end_offset")))

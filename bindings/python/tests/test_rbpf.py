@@ -82,6 +82,22 @@ class Errors(unittest.TestCase):
             rbpf.verify(bytes(12))
         rbpf.verify(ADD)
 
+    def test_integers_are_range_checked_not_truncated(self):
+        with rbpf.NoDataVm(rbpf.assemble("mov r0, 1\nexit")) as vm:
+            for bad in (2 ** 40, -1):
+                with self.assertRaises(ValueError):
+                    vm.register_helper(bad, lambda *a: 0)
+            with self.assertRaises(TypeError):
+                vm.register_helper("1", lambda *a: 0)
+            for bad in (2 ** 64 + 5, -1):
+                with self.assertRaises(ValueError):
+                    vm.instruction_limit = bad
+            self.assertEqual(vm.instruction_limit, 0)
+            vm.instruction_limit = 2 ** 64 - 1
+            self.assertEqual(vm.instruction_limit, 2 ** 64 - 1)
+            with self.assertRaises(ValueError):
+                vm.set_unwind_helper(-3)
+
     def test_input_a_kind_does_not_use_is_refused(self):
         with rbpf.NoDataVm(rbpf.assemble("mov r0, 1\nexit")) as vm:
             with self.assertRaises(rbpf.InvalidArgumentError) as cm:
@@ -394,6 +410,22 @@ class HeaderMatchesLibrary(unittest.TestCase):
 
 class Install(unittest.TestCase):
     """pip installs the package offline, with the library inside it, and it finds that library."""
+
+    def test_wheel_without_a_built_library_is_refused(self):
+        import importlib.util
+        import tempfile
+        here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+        with tempfile.TemporaryDirectory() as tmp:
+            # A copy of the sources with no library beside them (as before ./build.sh).
+            shutil.copytree(os.path.join(here, "rbpf"), os.path.join(tmp, "rbpf"),
+                            ignore=shutil.ignore_patterns("*.so", "*.dylib", "*.dll", "__pycache__"))
+            shutil.copy(os.path.join(here, "_build_backend.py"), tmp)
+            spec = importlib.util.spec_from_file_location("backend_copy", os.path.join(tmp, "_build_backend.py"))
+            backend = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(backend)
+            with self.assertRaises(RuntimeError) as cm:
+                backend.build_wheel(tmp)
+            self.assertIn("run ./build.sh", str(cm.exception))
 
     def test_pip_install_bundles_and_finds_the_library(self):
         import sys
