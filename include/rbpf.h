@@ -176,8 +176,16 @@ RBPF_API int rbpf_verify(const uint8_t *prog, size_t prog_len);
 
 /* ---- Helpers ------------------------------------------------------------------------------- */
 
-/** Registers (or replaces) helper `key`; `fn` is called directly for every call instruction with that id. */
+/** Registers (or replaces) helper `key`; `fn` is called directly for every call instruction with that
+ *  id, with r1-r5 and, as a sixth argument it may declare (void *), the run's memory pointer. */
 RBPF_API int rbpf_vm_register_helper(rbpf_vm *vm, uint32_t key, rbpf_helper_fn fn);
+
+/**
+ * Called by a helper, before it returns, to fail the run that called it: the run stops right after
+ * the call with RBPF_E_HELPER_FAILED, and rbpf_last_error() names the instruction, the helper and
+ * `message` (NULL: a default text). Interpreter and JIT alike; the report belongs to the calling thread.
+ */
+RBPF_API void rbpf_helper_fail(const char *message);
 
 /** As rbpf_vm_register_helper, also under `name`, so ELF objects calling an undefined function
  *  of that name are linked to helper `key`. */

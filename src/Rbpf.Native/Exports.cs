@@ -486,6 +486,13 @@ internal static unsafe class Exports
         catch (Exception e) { return Fail(e); }
     }
 
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_helper_fail")]
+    public static void HelperFail(byte* message)
+    {
+        try { HelperFailure.Report(Utf8.Read(message) ?? ""); }
+        catch (Exception) { /* nothing may escape into native code */ }
+    }
+
     [UnmanagedCallersOnly(EntryPoint = "rbpf_free")]
     public static void Free(void* p) => NativeMemory.Free(p);
 

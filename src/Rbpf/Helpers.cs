@@ -118,3 +118,38 @@ public static class StandardHelpers
         return n;
     }
 }
+
+/// <summary>
+/// How a native helper ends the run that called it: it calls <see cref="Report"/> (from C,
+/// <c>rbpf_helper_fail</c>) before returning, and the engine, checking right after the call, stops
+/// the run with <see cref="RbpfErrorCode.HelperFailed"/> and the message. Managed helpers throw
+/// instead. A report is per thread: it belongs to the run on the calling thread.
+/// </summary>
+public static unsafe class HelperFailure
+{
+    [ThreadStatic] private static string? t_message;
+
+    /// <summary>Reports not yet taken, on any thread: one native word the compiled code reads after each
+    /// native helper call, so a run pays a compare when nothing failed.</summary>
+    internal static readonly int* Pending = (int*)System.Runtime.InteropServices.NativeMemory.AllocZeroed(sizeof(int));
+
+    /// <summary>Ends the calling helper's run, once the helper returns, with <paramref name="message"/>.</summary>
+    public static void Report(string message)
+    {
+        if (t_message == null) Interlocked.Increment(ref *Pending);
+        t_message = string.IsNullOrEmpty(message) ? "the helper reported a failure" : message;
+    }
+
+    /// <summary>This thread's report, if any, taken (so the next run starts clean).</summary>
+    internal static string? Take()
+    {
+        if (Volatile.Read(ref *Pending) == 0) return null;
+        var m = t_message;
+        if (m != null)
+        {
+            t_message = null;
+            Interlocked.Decrement(ref *Pending);
+        }
+        return m;
+    }
+}

@@ -692,6 +692,11 @@ internal static unsafe class Interpreter
             if (h.Native != null) r[0] = h.Native(r[1], r[2], r[3], r[4], r[5], (void*)mem);
             else if (h.Managed != null) r[0] = h.Managed(r[1], r[2], r[3], r[4], r[5]);
             else r[0] = h.WithMemory!(new MemoryAccess(regions, regionCount), r[1], r[2], r[3], r[4], r[5]);
+            if (*HelperFailure.Pending != 0 && HelperFailure.Take() is { } failure)
+            {
+                error = new RbpfException(RbpfErrorCode.HelperFailed, $"insn #{pc}: helper {h.Name} ({h.Key}) failed: {failure}", pc);
+                return false;
+            }
             error = null;
             return true;
         }

@@ -536,4 +536,27 @@ public unsafe class StackReachTests
         var before = EbpfVm.CreateRaw(Assembler.Assemble("ldxb r0, [r1-2]\nexit"));
         Assert.Contains("2 bytes before memory", Assert.Throws<RbpfException>(() => before.Execute(new byte[5])).Message);
     }
+
+    [Fact]
+    public void AHelperThatReportsAFailureEndsItsRunAtOnce()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r6, 1000\nl:\ncall 7\nsub r6, 1\njne r6, 0, l\nexit"));
+        int calls = 0;
+        vm.RegisterHelper(7, (_, _, _, _, _) =>
+        {
+            if (calls++ == 0) HelperFailure.Report("quota exceeded");
+            return 0;
+        });
+        var e = Assert.Throws<RbpfException>(() => vm.Execute());
+        Assert.Equal(RbpfErrorCode.HelperFailed, e.Code);
+        Assert.Equal(1, calls);
+        Assert.Contains("insn #1: helper", e.Message);
+        Assert.Contains("quota exceeded", e.Message);
+        Assert.Equal(0UL, vm.Execute()); // taken with the run: the next one is clean (calls 2-1001 succeed)
+        if (!EbpfVm.IsJitSupported) return;
+        vm.JitCompile();
+        calls = 0;
+        Assert.Equal(RbpfErrorCode.HelperFailed, Assert.Throws<RbpfException>(() => vm.ExecuteJit()).Code);
+        Assert.Equal(1, calls);
+    }
 }

@@ -203,6 +203,14 @@ static void test_program_access(void)
     CHECK_RC(rbpf_verify(NULL, 0), RBPF_E_INVALID_ARGUMENT);
 }
 
+static int failing_calls;
+static uint64_t failing_helper(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e)
+{
+    (void)a; (void)b; (void)c; (void)d; (void)e;
+    if (failing_calls++ < 1000) rbpf_helper_fail("disk on fire");
+    return 0;
+}
+
 static void test_helpers(void)
 {
     uint64_t r = 0;
@@ -231,6 +239,24 @@ static void test_helpers(void)
     CHECK_RC(rbpf_vm_set_unwind_helper(vm, 5, 0), RBPF_OK);
     CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
     CHECK(r == 2);
+    rbpf_vm_destroy(vm);
+
+    /* A helper that reports a failure ends its run at once, in the interpreter and the JIT: the loop
+     * below would call it 1,000 times; it is called once. */
+    vm = assemble_vm(RBPF_VM_NO_DATA, "mov r6, 1000\nl:\ncall 7\nsub r6, 1\njne r6, 0, l\nexit");
+    CHECK_RC(rbpf_vm_register_helper(vm, 7, failing_helper), RBPF_OK);
+    for (int jit = 0; jit <= 1; jit++) {
+        failing_calls = 0;
+        if (jit) CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+        int rc = jit ? rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r) : rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r);
+        CHECK_RC(rc, RBPF_E_HELPER_FAILED);
+        CHECK(failing_calls == 1);
+        CHECK(strstr(rbpf_last_error(), "insn #1") != NULL && strstr(rbpf_last_error(), "disk on fire") != NULL);
+        /* The report was taken: the next run of a helper that does not fail succeeds. */
+        failing_calls = 1000;
+        rc = jit ? rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r) : rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r);
+        CHECK_RC(rc, RBPF_OK);
+    }
     rbpf_vm_destroy(vm);
 }
 

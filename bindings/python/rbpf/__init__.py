@@ -175,6 +175,7 @@ _vm_jit_function = _declare("rbpf_vm_jit_function", ctypes.c_int, ctypes.c_void_
 _vm_destroy = _declare("rbpf_vm_destroy", None, ctypes.c_void_p)
 _vm_is_valid = _declare("rbpf_vm_is_valid", ctypes.c_int, ctypes.c_void_p)
 _verify = _declare("rbpf_verify", ctypes.c_int, _u8p, ctypes.c_size_t)
+_helper_fail = _declare("rbpf_helper_fail", None, ctypes.c_char_p)
 _assemble = _declare("rbpf_assemble", ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_u8p), ctypes.POINTER(ctypes.c_size_t))
 _disassemble = _declare("rbpf_disassemble", ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p))
 _free = _declare("rbpf_free", None, ctypes.c_void_p)
@@ -350,7 +351,8 @@ class Vm:
     def register_helper(self, key, function, name=None):
         """Registers a Python callable ``f(r1, r2, r3, r4, r5) -> int`` as helper ``key`` (and under
         ``name``, for ELF objects that call an undefined function of that name). If it raises, the
-        program gets 0 from the call, and execute() then raises HelperFailedError."""
+        run ends right after the call and execute() raises HelperFailedError, chained to the
+        helper's exception."""
         key = _unsigned(key, 32, "helper key")
         if not callable(function):
             raise TypeError("helper must be callable")
@@ -362,6 +364,8 @@ class Vm:
             except BaseException as exc:  # never let an exception cross into C
                 if getattr(state, "error", None) is None:
                     state.error = exc
+                # End the run right after this call (the engine checks after each helper).
+                _helper_fail(("a Python helper raised %r" % (exc,)).encode("utf-8", "replace"))
                 return 0
 
         fn = _HELPER_FN(trampoline)
@@ -457,9 +461,10 @@ class Vm:
         helper_error = self._helper_error.error
         self._helper_error.error = None
         del keep1, keep2
-        _check(rc)
         if helper_error is not None:
-            raise HelperFailedError(-11, "a Python helper raised %r" % (helper_error,)) from helper_error
+            message = _last_error().decode("utf-8", "replace") if rc == -11 else "a Python helper raised %r" % (helper_error,)
+            raise HelperFailedError(-11, message) from helper_error
+        _check(rc)
         return result.value
 
     def execute(self, mem=None, mbuff=None):

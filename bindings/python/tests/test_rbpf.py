@@ -233,6 +233,25 @@ class Helpers(unittest.TestCase):
             vm.register_helper(7, lambda *args: 5)
             self.assertEqual(vm.execute(), 5)
 
+    def test_raising_helper_ends_the_run_at_once(self):
+        prog = rbpf.assemble("mov r6, 1000\nl:\ncall 7\nsub r6, 1\njne r6, 0, l\nexit")
+        with rbpf.NoDataVm(prog) as vm:
+            calls = []
+
+            def failing(*args):
+                calls.append(1)
+                raise KeyError("no such flow")
+
+            vm.register_helper(7, failing)
+            vm.jit_compile()
+            for run in (vm.execute, vm.execute_jit):
+                del calls[:]
+                with self.assertRaises(rbpf.HelperFailedError) as cm:
+                    run()
+                self.assertEqual(len(calls), 1)
+                self.assertIsInstance(cm.exception.__cause__, KeyError)
+                self.assertIn("insn #1", cm.exception.message)
+
     def test_standard_helpers(self):
         with rbpf.RawVm(rbpf.assemble("mov r2, 3\ncall 0x70000002\nexit")) as vm:
             vm.register_standard_helpers()

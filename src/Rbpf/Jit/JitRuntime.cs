@@ -67,6 +67,28 @@ internal static unsafe class JitRuntime
         return 0;
     }
 
+    public static readonly nint TakeHelperFailureFn = (nint)(delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, JitContext*, ulong>)&TakeHelperFailure;
+
+    /// <summary>After a native helper when some thread reported a failure: fails the run if it was this one.</summary>
+    [UnmanagedCallersOnly]
+    private static ulong TakeHelperFailure(ulong a, ulong b, ulong c, ulong d, ulong e, JitContext* ctx)
+    {
+        try
+        {
+            if (HelperFailure.Take() is { } failure)
+            {
+                var h = ProgramOf(ctx).Helpers.BySlot(ctx->HelperSlot);
+                Report(ctx, new RbpfException(RbpfErrorCode.HelperFailed,
+                    $"insn #{ctx->FaultPc}: helper {h.Name} ({h.Key}) failed: {failure}", ctx->FaultPc));
+            }
+        }
+        catch (Exception ex)
+        {
+            Report(ctx, new RbpfException(RbpfErrorCode.Internal, $"insn #{ctx->FaultPc}: helper failure check failed: {ex.Message}", ctx->FaultPc, ex));
+        }
+        return 0;
+    }
+
     [UnmanagedCallersOnly]
     private static ulong CallHelper(ulong a, ulong b, ulong c, ulong d, ulong e, JitContext* ctx)
     {

@@ -1286,6 +1286,25 @@ internal sealed class X64Compiler
         if (h.Native != null)
         {
             EmitCallWithArguments((ulong)h.Native, withContext: false, withMemory: true);
+            // A native helper fails its run by reporting it (rbpf_helper_fail) before it returns.
+            var reported = _a.CreateLabel();
+            var checkedFailure = _a.CreateLabel();
+            _a.mov(r11, (ulong)HelperFailure.Pending);
+            _a.cmp(__dword_ptr[r11], 0);
+            _a.jne(reported);
+            Cold(reported, () =>
+            {
+                _a.mov(CtxD(JitContext.OffFaultPc), pc);
+                _a.mov(CtxD(JitContext.OffHelperSlot), i.Off);
+                _a.push(rax);
+                _a.sub(rsp, 8);
+                EmitCallWithArguments((ulong)JitRuntime.TakeHelperFailureFn, withContext: true);
+                _a.add(rsp, 8);
+                _a.pop(rax);
+                EmitStatusCheck(pc);
+                _a.jmp(checkedFailure);
+            });
+            Bind(ref checkedFailure);
         }
         else
         {
