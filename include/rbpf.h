@@ -79,6 +79,12 @@ typedef uint64_t (*rbpf_helper_fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint6
  */
 typedef int (*rbpf_verifier_fn)(const uint8_t *prog, size_t prog_len, void *user_data);
 
+/**
+ * Called by a custom verifier before it returns non-zero: `reason` becomes part of the error
+ * ("the custom verifier rejected the program: REASON"), as rbpf's verifier functions give theirs.
+ */
+RBPF_API void rbpf_verifier_reject(const char *reason);
+
 /** How a VM hands its input to the program. */
 typedef enum rbpf_vm_kind {
     RBPF_VM_MBUFF = 0,       /**< r1 = metadata buffer (or the input when there is none), r2 = its length */

@@ -243,13 +243,28 @@ internal static unsafe class Exports
         catch (Exception e) { return Fail(e); }
     }
 
+    /// <summary>The reason a custom verifier gave (rbpf_verifier_reject) while it runs on this thread.</summary>
+    [ThreadStatic] private static string? t_verifierReason;
+
     private static void CallVerifier(nint callback, ReadOnlySpan<byte> program, nint user)
     {
         int rc;
+        t_verifierReason = null;
         fixed (byte* p = program)
             rc = ((delegate* unmanaged<byte*, nuint, void*, int>)callback)(p, (nuint)program.Length, (void*)user);
+        string? reason = t_verifierReason;
+        t_verifierReason = null;
         if (rc != 0)
-            throw new RbpfException(RbpfErrorCode.InvalidProgram, $"the custom verifier rejected the program (it returned {rc})");
+            throw new RbpfException(RbpfErrorCode.InvalidProgram, reason != null
+                ? $"the custom verifier rejected the program: {reason}"
+                : $"the custom verifier rejected the program (it returned {rc})");
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_verifier_reject")]
+    public static void VerifierReject(byte* reason)
+    {
+        try { t_verifierReason = Utf8.Read(reason); }
+        catch (Exception) { /* nothing may escape into native code */ }
     }
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_disable_verifier")]

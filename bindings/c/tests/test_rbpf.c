@@ -52,6 +52,7 @@ static int reject_long(const uint8_t *prog, size_t len, void *user)
 {
     verifier_calls++;
     CHECK(prog != NULL);
+    if (len > *(size_t *)user) rbpf_verifier_reject("too long for this test");
     return len > *(size_t *)user ? 1 : 0;
 }
 
@@ -285,7 +286,7 @@ static void test_verifier_hooks(void)
     /* The loaded program is re-checked at once; rejected, the old verifier stays. */
     CHECK_RC(rbpf_vm_set_verifier(vm, reject_long, &max_len), RBPF_E_INVALID_PROGRAM);
     CHECK(verifier_calls == 1);
-    CHECK(strstr(rbpf_last_error(), "custom verifier") != NULL);
+    CHECK(strstr(rbpf_last_error(), "custom verifier rejected the program: too long for this test") != NULL);
     max_len = 64;
     CHECK_RC(rbpf_vm_set_verifier(vm, reject_long, &max_len), RBPF_OK);
     CHECK(verifier_calls == 2);

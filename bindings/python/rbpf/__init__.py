@@ -176,6 +176,7 @@ _vm_destroy = _declare("rbpf_vm_destroy", None, ctypes.c_void_p)
 _vm_is_valid = _declare("rbpf_vm_is_valid", ctypes.c_int, ctypes.c_void_p)
 _verify = _declare("rbpf_verify", ctypes.c_int, _u8p, ctypes.c_size_t)
 _helper_fail = _declare("rbpf_helper_fail", None, ctypes.c_char_p)
+_verifier_reject = _declare("rbpf_verifier_reject", None, ctypes.c_char_p)
 _assemble = _declare("rbpf_assemble", ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_u8p), ctypes.POINTER(ctypes.c_size_t))
 _disassemble = _declare("rbpf_disassemble", ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p))
 _free = _declare("rbpf_free", None, ctypes.c_void_p)
@@ -328,7 +329,8 @@ class Vm:
 
     def set_verifier(self, verifier):
         """Replaces the verifier with a callable taking the program bytes and returning True to accept
-        (or raising to reject); None restores the default. The loaded program is checked again."""
+        (False, or raising, rejects: the exception's message goes into the InvalidProgramError); None
+        restores the default. The loaded program is checked again."""
         if verifier is None:
             _check(_vm_set_verifier(self._h, _VERIFIER_FN(), None))
             self._verifier = None
@@ -337,7 +339,8 @@ class Vm:
         def trampoline(ptr, length, _user):
             try:
                 return 0 if verifier(ctypes.string_at(ptr, length)) else 1
-            except Exception:
+            except Exception as exc:  # its message becomes the error's
+                _verifier_reject(str(exc).encode("utf-8", "replace") or repr(exc).encode("utf-8", "replace"))
                 return 1
 
         fn = _VERIFIER_FN(trampoline)

@@ -309,6 +309,13 @@ class MemoryAndVerifier(unittest.TestCase):
                 vm.set_program(long_prog + long_prog)
             vm.set_program(long_prog)
             self.assertEqual(vm.execute(), 2)
+
+            def no_calls(prog):
+                raise ValueError("calls are not allowed here")
+
+            with self.assertRaises(rbpf.InvalidProgramError) as cm:
+                vm.set_verifier(no_calls)
+            self.assertIn("rejected the program: calls are not allowed here", cm.exception.message)
             vm.set_verifier(None)
             vm.disable_verifier()
             vm.set_program(b"\xff" + bytes(7))
