@@ -41,7 +41,7 @@ def _native_library():
 def _files():
     pkg = os.path.join(HERE, NAME)
     for entry in sorted(os.listdir(pkg)):
-        if entry.endswith(".py"):
+        if entry.endswith(".py") or entry == "py.typed":
             yield os.path.join(pkg, entry), NAME + "/" + entry
     path, lib = _native_library()
     if path:

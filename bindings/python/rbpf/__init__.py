@@ -16,7 +16,7 @@ import sys
 import threading
 
 __all__ = [
-    "Vm", "MbuffVm", "FixedMbuffVm", "RawVm", "NoDataVm",
+    "Vm", "MbuffVm", "FixedMbuffVm", "RawVm", "NoDataVm", "JitFunction",
     "assemble", "disassemble", "verify", "version", "library_path",
     "RbpfError", "InvalidArgumentError", "InvalidHandleError", "InvalidProgramError",
     "OutOfBoundsError", "UnknownHelperError", "InstructionLimitError", "CallDepthExceededError",
@@ -58,21 +58,36 @@ class RbpfError(Exception):
         return "%s (%s)" % (self.message, _error_name(self.code))
 
 
-class InvalidArgumentError(RbpfError): pass  # noqa: E701
-class InvalidHandleError(RbpfError): pass  # noqa: E701
-class InvalidProgramError(RbpfError): pass  # noqa: E701
-class OutOfBoundsError(RbpfError): pass  # noqa: E701
-class UnknownHelperError(RbpfError): pass  # noqa: E701
-class InstructionLimitError(RbpfError): pass  # noqa: E701
-class CallDepthExceededError(RbpfError): pass  # noqa: E701
-class AssemblyError(RbpfError): pass  # noqa: E701
-class NoProgramError(RbpfError): pass  # noqa: E701
-class UnsupportedError(RbpfError): pass  # noqa: E701
-class HelperFailedError(RbpfError): pass  # noqa: E701
-class IllegalInstructionError(RbpfError): pass  # noqa: E701
-class ElfError(RbpfError): pass  # noqa: E701
-class OutOfMemoryError(RbpfError): pass  # noqa: E701
-class InternalError(RbpfError): pass  # noqa: E701
+class InvalidArgumentError(RbpfError):
+    """A NULL pointer, a bad length, an unknown kind, input a kind does not use (RBPF_E_INVALID_ARGUMENT)."""
+class InvalidHandleError(RbpfError):
+    """The VM was closed or destroyed (RBPF_E_INVALID_HANDLE)."""
+class InvalidProgramError(RbpfError):
+    """The verifier refused the program, or it is malformed (RBPF_E_INVALID_PROGRAM)."""
+class OutOfBoundsError(RbpfError):
+    """A load or store outside the memory the program may touch (RBPF_E_OUT_OF_BOUNDS)."""
+class UnknownHelperError(RbpfError):
+    """A call to a helper that is not registered (RBPF_E_UNKNOWN_HELPER)."""
+class InstructionLimitError(RbpfError):
+    """The run reached the instruction limit (RBPF_E_INSTRUCTION_LIMIT)."""
+class CallDepthExceededError(RbpfError):
+    """Local calls nested too deep for the stack (RBPF_E_CALL_DEPTH_EXCEEDED)."""
+class AssemblyError(RbpfError):
+    """Assembly text that does not assemble; the message names the line and column."""
+class NoProgramError(RbpfError):
+    """No program is loaded, or it is not JIT-compiled (RBPF_E_NO_PROGRAM)."""
+class UnsupportedError(RbpfError):
+    """Not available here, such as the JIT on another architecture (RBPF_E_UNSUPPORTED)."""
+class HelperFailedError(RbpfError):
+    """A helper failed; for a Python helper, its exception is the __cause__ (RBPF_E_HELPER_FAILED)."""
+class IllegalInstructionError(RbpfError):
+    """An instruction that cannot execute, in an unverified program (RBPF_E_ILLEGAL_INSTRUCTION)."""
+class ElfError(RbpfError):
+    """An ELF object that cannot be loaded (RBPF_E_ELF_ERROR)."""
+class OutOfMemoryError(RbpfError):
+    """Memory ran out (RBPF_E_OUT_OF_MEMORY)."""
+class InternalError(RbpfError):
+    """A bug in librbpf (RBPF_E_INTERNAL): please report it."""
 
 
 _ERRORS = {
@@ -197,9 +212,27 @@ def _check(rc):
     return rc
 
 
-def _program_buffer(program):
-    """A ctypes byte array holding a copy of ``program`` (bytes-like), and its length."""
-    data = bytes(program)
+def _program_buffer(program, elf=False):
+    """A ctypes byte array holding a copy of ``program``, and its length. ``program`` is bytes-like,
+    an os.PathLike naming a file to read, or a str: assembly text for a program, a file name for an
+    ELF object (``elf``), which cannot be text."""
+    if isinstance(program, os.PathLike) or (elf and isinstance(program, str)):
+        with open(program, "rb") as f:
+            data = f.read()
+    elif isinstance(program, str):
+        data = assemble(program)
+    else:
+        try:
+            if isinstance(program, int):  # bytes(12) would be twelve zero bytes, never what was meant
+                raise TypeError()
+            data = bytes(program)
+        except TypeError:
+            raise TypeError("expected %s, not %s" % (
+                "an ELF object (bytes-like) or its path (str or os.PathLike)" if elf else
+                "bytecode (bytes-like), assembly text (str) or a bytecode file (os.PathLike)",
+                type(program).__name__)) from None
+    if not elf and data[:4] == b"\x7fELF":
+        raise InvalidProgramError(-3, "this is an ELF object, not bytecode: use from_elf() or load_elf()")
     return (ctypes.c_uint8 * max(len(data), 1)).from_buffer_copy(data.ljust(1, b"\0")), len(data)
 
 
@@ -309,10 +342,13 @@ class Vm:
 
     @property
     def closed(self):
+        """Whether the VM was closed (its handle is no longer valid)."""
         return self._handle is None or not _vm_is_valid(self._handle)
 
     # -- program --
     def set_program(self, program):
+        """Verifies and loads ``program`` (bytecode, assembly text or a bytecode file's path),
+        replacing the loaded one; InvalidProgramError when the verifier refuses it."""
         buf, n = _program_buffer(program)
         _check(_vm_set_program(self._h, buf, n))
 
@@ -348,6 +384,8 @@ class Vm:
         self._verifier = fn
 
     def disable_verifier(self):
+        """Loads programs without verifying them (the engines still refuse, when running, any
+        instruction that cannot execute)."""
         _check(_vm_disable_verifier(self._h))
 
     # -- helpers --
@@ -379,6 +417,8 @@ class Vm:
         self._helpers[key] = fn
 
     def register_standard_helpers(self):
+        """Registers rbpf's helpers (bpf_ktime_getns, bpf_trace_printk, gather_bytes, memfrob, sqrti,
+        strcmp, rand) under their ids (the HELPER_* constants)."""
         _check(_vm_register_standard(self._h))
 
     def set_unwind_helper(self, key):
@@ -388,15 +428,16 @@ class Vm:
     # -- ELF objects --
     @classmethod
     def from_elf(cls, elf, section=None, kind=None):
-        """Creates a VM from an ELF object (bytes) as clang -target bpf writes it; ``section`` names
-        the program's section or function (default: the first code section other than .text).
+        """Creates a VM from an ELF object as clang -target bpf writes it (bytes, or its path as str
+        or os.PathLike); ``section`` names the program's section or function (default: the first
+        code section other than .text).
         On a kind class (RawVm.from_elf) the kind is the class's; on Vm pass ``kind``."""
         kind = cls.kind if kind is None else kind
         if kind is None:
             raise InvalidArgumentError(-1, "give the VM kind")
         vm = cls.__new__(cls)
         Vm._init_state(vm)
-        buf, n = _program_buffer(elf)
+        buf, n = _program_buffer(elf, elf=True)
         handle = ctypes.c_void_p()
         _check(_vm_create_from_elf(kind, buf, n, None if section is None else section.encode("utf-8"), ctypes.byref(handle)))
         vm._handle = handle
@@ -404,7 +445,7 @@ class Vm:
 
     def load_elf(self, elf, section=None):
         """Loads a program from an ELF object into this VM (register helpers by name first)."""
-        buf, n = _program_buffer(elf)
+        buf, n = _program_buffer(elf, elf=True)
         _check(_vm_load_elf(self._h, buf, n, None if section is None else section.encode("utf-8")))
 
     @property
@@ -451,6 +492,7 @@ class Vm:
         return index, ptr.value
 
     def clear_memory_regions(self):
+        """Removes every region added with add_memory_region()."""
         _check(_vm_clear_regions(self._h))
         self._regions = []
 
@@ -565,6 +607,7 @@ class FixedMbuffVm(Vm):
         self._handle = handle
 
     def set_program(self, program, data_offset=None, data_end_offset=None):
+        """Loads ``program``, with new buffer offsets when given."""
         if data_offset is None and data_end_offset is None:
             return super().set_program(program)
         buf, n = _program_buffer(program)

@@ -98,6 +98,39 @@ class Errors(unittest.TestCase):
             with self.assertRaises(ValueError):
                 vm.set_unwind_helper(-3)
 
+    def test_programs_as_text_and_paths(self):
+        import pathlib
+        import tempfile
+        with rbpf.NoDataVm("mov r0, 6\nexit") as vm:           # assembly text
+            self.assertEqual(vm.execute(), 6)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = pathlib.Path(tmp) / "prog.bin"
+                path.write_bytes(rbpf.assemble("mov r0, 7\nexit"))
+                vm.set_program(path)                            # a bytecode file
+                self.assertEqual(vm.execute(), 7)
+        with self.assertRaises(TypeError) as cm:
+            rbpf.verify(12)
+        self.assertIn("assembly text (str)", str(cm.exception))
+        with self.assertRaises(rbpf.InvalidProgramError) as cm:
+            rbpf.NoDataVm(b"\x7fELF" + bytes(60))
+        self.assertIn("from_elf", cm.exception.message)
+
+    def test_package_is_typed_and_documented(self):
+        import inspect
+        self.assertIn("JitFunction", rbpf.__all__)
+        self.assertTrue(os.path.exists(os.path.join(os.path.dirname(rbpf.__file__), "py.typed")))
+        for name in rbpf.__all__:
+            obj = getattr(rbpf, name)
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                self.assertTrue(obj.__doc__, name)
+            if inspect.isclass(obj):
+                for member, value in vars(obj).items():
+                    if member.startswith("_"):
+                        continue
+                    f = value.fget if isinstance(value, property) else value
+                    if callable(f):
+                        self.assertTrue(getattr(f, "__doc__", None), name + "." + member)
+
     def test_input_a_kind_does_not_use_is_refused(self):
         with rbpf.NoDataVm(rbpf.assemble("mov r0, 1\nexit")) as vm:
             with self.assertRaises(rbpf.InvalidArgumentError) as cm:
