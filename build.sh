@@ -64,6 +64,8 @@ build() {
     dotnet publish "$ROOT/src/Rbpf.Cli" -c "$CONFIG" -r "$RID" -nologo -v quiet -clp:ErrorsOnly -o "$OUT/cli"
     mkdir -p "$OUT/lib" "$OUT/include" "$OUT/bin"
     cp "$OUT/native/$LIBNAME" "$OUT/lib/"
+    # Linux: the library's SONAME is librbpf.so.0; programs linked against out/lib find it through this link.
+    [ "$LIBNAME" = librbpf.so ] && ln -sf librbpf.so "$OUT/lib/librbpf.so.0"
     cp "$OUT/cli/Rbpf.Cli" "$OUT/bin/rbpf"
     cp "$ROOT/src/Rbpf.Cli/rbpf-plugin" "$OUT/bin/"
     cp "$ROOT/include/rbpf.h" "$ROOT/include/ubpf.h" "$ROOT/include/ubpf_config.h" "$OUT/include/"
@@ -81,10 +83,19 @@ build() {
 install_to() {
     local prefix="$1"
     [ -f "$OUT/lib/$LIBNAME" ] || build
-    mkdir -p "$prefix/lib/cmake/rbpf" "$prefix/lib/cmake/ubpf" "$prefix/lib/pkgconfig" "$prefix/include" "$prefix/bin"
-    cp "$OUT/lib/$LIBNAME" "$prefix/lib/"
-    # uBPF users link with -lubpf: the same library under uBPF's name.
-    [ "$LIBNAME" = librbpf.so ] && ln -sf librbpf.so "$prefix/lib/libubpf.so"
+    mkdir -p "$prefix/lib/cmake/rbpf" "$prefix/lib/cmake/ubpf" "$prefix/lib/pkgconfig" "$prefix/include" "$prefix/bin" \
+             "$prefix/share/man/man1"
+    cp "$ROOT/docs/man/rbpf.1" "$prefix/share/man/man1/"
+    if [ "$LIBNAME" = librbpf.so ]; then
+        # The versioned file, its SONAME link (librbpf.so.0) and the link -lrbpf finds.
+        cp "$OUT/lib/$LIBNAME" "$prefix/lib/librbpf.so.$VERSION"
+        ln -sf "librbpf.so.$VERSION" "$prefix/lib/librbpf.so.0"
+        ln -sf librbpf.so.0 "$prefix/lib/librbpf.so"
+        # uBPF users link with -lubpf: the same library under uBPF's name.
+        ln -sf librbpf.so "$prefix/lib/libubpf.so"
+    else
+        cp "$OUT/lib/$LIBNAME" "$prefix/lib/"
+    fi
     cp "$OUT/bin/rbpf" "$OUT/bin/rbpf-plugin" "$prefix/bin/"
     cp "$ROOT/include/rbpf.h" "$ROOT/include/ubpf.h" "$ROOT/include/ubpf_config.h" "$prefix/include/"
     cp "$ROOT/bindings/c/cmake/rbpf-config.cmake" "$ROOT/bindings/c/cmake/rbpf-config-version.cmake" "$prefix/lib/cmake/rbpf/"
@@ -96,13 +107,14 @@ install_to() {
 # Removes exactly what install_to puts into a prefix (and the folders it made, when empty).
 uninstall_from() {
     local prefix="$1" f
-    for f in lib/librbpf.so lib/librbpf.dylib lib/libubpf.so bin/rbpf bin/rbpf-plugin include/rbpf.h include/ubpf.h \
+    for f in lib/librbpf.so lib/librbpf.so.0 "lib/librbpf.so.$VERSION" lib/librbpf.dylib lib/libubpf.so bin/rbpf bin/rbpf-plugin include/rbpf.h include/ubpf.h \
              include/ubpf_config.h lib/cmake/rbpf/rbpf-config.cmake lib/cmake/rbpf/rbpf-config-version.cmake \
-             lib/cmake/ubpf/ubpfConfig.cmake lib/pkgconfig/rbpf.pc; do
+             lib/cmake/ubpf/ubpfConfig.cmake lib/pkgconfig/rbpf.pc share/man/man1/rbpf.1; do
         rm -f "$prefix/$f"
     done
     rmdir "$prefix/lib/cmake/rbpf" "$prefix/lib/cmake/ubpf" 2>/dev/null || true
     rmdir "$prefix/lib/cmake" "$prefix/lib/pkgconfig" "$prefix/include" "$prefix/bin" "$prefix/lib" 2>/dev/null || true
+    rmdir "$prefix/share/man/man1" "$prefix/share/man" "$prefix/share" 2>/dev/null || true
     echo "==> uninstalled from $prefix"
 }
 
@@ -177,6 +189,26 @@ run_c() {
         PASSED=$((PASSED + 1))
     else
         echo "C: the uBPF test program linked with -lubpf failed" >&2
+        FAILED=$((FAILED + 1))
+    fi
+    # The library's SONAME is versioned, and a program built against the install records it.
+    if [ "$LIBNAME" != librbpf.so ] || { objdump -p "$prefix/lib/librbpf.so" 2>/dev/null | grep -qE "SONAME +librbpf.so.0$" \
+            && objdump -p "$bdir/test_rbpf" 2>/dev/null | grep -qE "NEEDED +librbpf.so.0$"; }; then
+        PASSED=$((PASSED + 1))
+    else
+        echo "C: librbpf's SONAME is not librbpf.so.0, or test_rbpf does not record it" >&2
+        FAILED=$((FAILED + 1))
+    fi
+    # The man page renders and documents every command.
+    local man_ok=1 page c
+    if command -v man >/dev/null 2>&1; then
+        page=$(MANWIDTH=100 man -l "$prefix/share/man/man1/rbpf.1" 2>/dev/null) || man_ok=0
+        for c in asm disasm run jit plugin version; do grep -q "rbpf $c" <<<"$page" || man_ok=0; done
+    fi
+    if [ "$man_ok" = 1 ]; then
+        PASSED=$((PASSED + 1))
+    else
+        echo "C: the rbpf man page does not render or misses a command" >&2
         FAILED=$((FAILED + 1))
     fi
     # install --prefix without a folder is a usage error; uninstall removes all install wrote.
