@@ -60,6 +60,8 @@ internal static class Program
           --trace               print each executed instruction with the registers
           --repeat N            run N times and print runs per second
           --no-verify           skip the verifier (the engine still refuses what cannot execute)
+          --stub-helpers N      bind every helper the program calls that is not registered to a
+                                stub that prints its id and arguments on stderr and returns N
 
         Prints r0 in hex (0x...). The standard helpers are registered (bpf_trace_printk is 6).
         """;
@@ -270,10 +272,28 @@ internal static class Program
         _ => throw new UsageException($"unknown VM kind '{s}' (raw, mbuff, fixed, nodata)"),
     };
 
+    /// <summary>Binds each helper id the program calls and nobody registered to a stub that logs its call and returns <paramref name="value"/>.</summary>
+    private static void StubMissingHelpers(EbpfVm vm, byte[] program, ulong value)
+    {
+        var stderr = Console.Error;
+        foreach (var i in Instruction.ReadAll(program))
+        {
+            if (i.Opcode != Isa.Call || i.Src != 0 || vm.HasHelper((uint)i.Imm)) continue;
+            uint id = (uint)i.Imm;
+            vm.RegisterHelper(id, (a, b, c, d, e) =>
+            {
+                stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"rbpf: stub helper {id} called with 0x{a:x}, 0x{b:x}, 0x{c:x}, 0x{d:x}, 0x{e:x}: returns 0x{value:x}"));
+                return value;
+            }, $"stub_{id}");
+        }
+    }
+
     private static int Run(string[] args)
     {
         var o = new Options(args, new[] { "--jit", "--unchecked", "--trace", "--no-verify" },
-            new[] { "--format", "--section", "--mem", "--mem-hex", "--kind", "--mbuff-hex", "--data-offset", "--data-end-offset", "--limit", "--repeat" });
+            new[] { "--format", "--section", "--mem", "--mem-hex", "--kind", "--mbuff-hex", "--data-offset", "--data-end-offset", "--limit", "--repeat",
+                    "--stub-helpers" });
         if (o.Help) return Print(RunHelp);
         string file = OnePositional(o, "PROG");
         if (o.Has("--mem") && o.Has("--mem-hex")) throw new UsageException("give --mem or --mem-hex, not both");
@@ -299,6 +319,7 @@ internal static class Program
             offsets = ((int)off, (int)end);
         }
         ProgramInput.LoadInto(vm, loaded, offsets);
+        if (o.Has("--stub-helpers")) StubMissingHelpers(vm, prog, ProgramInput.ParseNumber(o.Get("--stub-helpers")!, "--stub-helpers"));
         if (o.Has("--limit")) vm.InstructionLimit = ProgramInput.ParseNumber(o.Get("--limit")!, "--limit");
         bool jit = o.Has("--jit");
         if (jit && o.Has("--trace")) throw new UsageException("--trace follows the interpreter: drop --jit");

@@ -114,6 +114,13 @@ public class CliTests
         var limited = Cli(new[] { "run", loop, "--limit", "100" });
         Assert.Equal(1, limited.Exit);
         Assert.Contains("instruction limit of 100", limited.Stderr);
+        // Helpers nobody registered can be stubbed: each call is logged and returns the value given.
+        string calls = Temp("calls.s", Encoding.UTF8.GetBytes("mov r1, 3\ncall 99\nadd r0, 1\nexit"));
+        Assert.NotEqual(0, Cli(new[] { "run", calls }).Exit);
+        var stubbed = Cli(new[] { "run", calls, "--stub-helpers", "41" });
+        Assert.Equal(0, stubbed.Exit);
+        Assert.Equal("0x2a\n", stubbed.Stdout);
+        Assert.Contains("stub helper 99 called with 0x3, ", stubbed.Stderr);
         // Input a kind does not use is refused, not ignored.
         var unused = Cli(new[] { "run", nodata, "--kind", "nodata", "--mem-hex", "0102" });
         Assert.NotEqual(0, unused.Exit);
