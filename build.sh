@@ -57,16 +57,19 @@ setup() {
 build() {
     setup
     echo "==> building the solution ($CONFIG)"
-    dotnet build "$ROOT/Rbpf.slnx" -c "$CONFIG" -nologo -v quiet -clp:ErrorsOnly
+    # Each step is checked: build() also runs as a condition (run_tests), where set -e does not
+    # apply, and a failed build must never leave the tests running against older binaries.
+    dotnet build "$ROOT/Rbpf.slnx" -c "$CONFIG" -nologo -v quiet -clp:ErrorsOnly || return 1
     echo "==> publishing $LIBNAME with NativeAOT ($RID)"
-    dotnet publish "$ROOT/src/Rbpf.Native" -c "$CONFIG" -r "$RID" -nologo -v quiet -clp:ErrorsOnly -o "$OUT/native"
+    rm -f "$OUT/native/$LIBNAME" "$OUT/cli/Rbpf.Cli"
+    dotnet publish "$ROOT/src/Rbpf.Native" -c "$CONFIG" -r "$RID" -nologo -v quiet -clp:ErrorsOnly -o "$OUT/native" || return 1
     echo "==> publishing the rbpf command with NativeAOT"
-    dotnet publish "$ROOT/src/Rbpf.Cli" -c "$CONFIG" -r "$RID" -nologo -v quiet -clp:ErrorsOnly -o "$OUT/cli"
+    dotnet publish "$ROOT/src/Rbpf.Cli" -c "$CONFIG" -r "$RID" -nologo -v quiet -clp:ErrorsOnly -o "$OUT/cli" || return 1
     mkdir -p "$OUT/lib" "$OUT/include" "$OUT/bin"
-    cp "$OUT/native/$LIBNAME" "$OUT/lib/"
+    cp "$OUT/native/$LIBNAME" "$OUT/lib/" || return 1
     # Linux: the library's SONAME is librbpf.so.0; programs linked against out/lib find it through this link.
     [ "$LIBNAME" = librbpf.so ] && ln -sf librbpf.so "$OUT/lib/librbpf.so.0"
-    cp "$OUT/cli/Rbpf.Cli" "$OUT/bin/rbpf"
+    cp "$OUT/cli/Rbpf.Cli" "$OUT/bin/rbpf" || return 1
     cp "$ROOT/src/Rbpf.Cli/rbpf-plugin" "$OUT/bin/"
     cp "$ROOT/include/rbpf.h" "$ROOT/include/ubpf.h" "$ROOT/include/ubpf_config.h" "$OUT/include/"
     # The ELF test programs, compiled fresh (the tests also use the committed copies in tests/elf).

@@ -259,6 +259,42 @@ RBPF_API int rbpf_vm_jit_compile_ex(rbpf_vm *vm, uint32_t flags);
 RBPF_API int rbpf_vm_execute_jit(rbpf_vm *vm, uint8_t *mem, size_t mem_len, uint8_t *mbuff,
                                  size_t mbuff_len, uint64_t *result);
 
+/** One input of a batch: memory and its length (as rbpf_vm_execute's mem and mem_len). */
+typedef struct rbpf_buffer {
+    uint8_t *data;
+    size_t len;
+} rbpf_buffer;
+
+/** rbpf_vm_execute_batch and rbpf_vm_count_verdicts flag: run the JIT-compiled code. */
+#define RBPF_BATCH_JIT 1u
+
+/**
+ * Runs the program once per buffer, as rbpf_vm_execute (or, with RBPF_BATCH_JIT,
+ * rbpf_vm_execute_jit) would with that buffer as mem and no mbuff, writing each r0 into
+ * results[i]: one call for many packets, for callers that pay for each crossing (Python). Stops at
+ * the first run that fails and returns its error; *done (when not NULL) is the number of runs that
+ * succeeded before it (all `count` on success).
+ */
+RBPF_API int rbpf_vm_execute_batch(rbpf_vm *vm, const rbpf_buffer *buffers, size_t count, uint32_t flags,
+                                   uint64_t *results, size_t *done);
+
+/**
+ * As rbpf_vm_execute_batch, but counts the results instead of keeping them: counts[r0] += 1 when
+ * r0 < ncounts, else counts[ncounts - 1] += 1 (ncounts at least 1). For filters that return
+ * verdicts (0 drop, 1 pass, ...): counts are added to what the array holds.
+ */
+RBPF_API int rbpf_vm_count_verdicts(rbpf_vm *vm, const rbpf_buffer *buffers, size_t count, uint32_t flags,
+                                    uint64_t *counts, size_t ncounts, size_t *done);
+
+/**
+ * As rbpf_vm_execute_batch, for inputs laid out back to back in `data`: input i is the
+ * `lengths[i]` bytes that follow input i - 1. With `counts` not NULL the results are counted there
+ * (ncounts slots, as rbpf_vm_count_verdicts) instead of written to `results`. One array of
+ * lengths is all a caller builds per batch (the Python binding's execute_many uses it).
+ */
+RBPF_API int rbpf_vm_execute_packed(rbpf_vm *vm, uint8_t *data, const size_t *lengths, size_t count, uint32_t flags,
+                                    uint64_t *results, uint64_t *counts, size_t ncounts, size_t *done);
+
 /**
  * The JIT-compiled program as a plain C function, for the hottest paths: calling it does what
  * rbpf_vm_execute_jit does (same arguments, result, checks and error codes, the message in

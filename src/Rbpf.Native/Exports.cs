@@ -331,6 +331,76 @@ internal static unsafe class Exports
         catch (Exception e) { return Fail(e); }
     }
 
+    /// <summary>Layout of rbpf_buffer.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct Buffer
+    {
+        public byte* Data;
+        public nuint Length;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute_batch")]
+    public static int VmExecuteBatch(nint vm, Buffer* buffers, nuint count, uint flags, ulong* results, nuint* done) =>
+        RunBatch(vm, buffers, count, flags, results, null, 0, done);
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_count_verdicts")]
+    public static int VmCountVerdicts(nint vm, Buffer* buffers, nuint count, uint flags, ulong* counts, nuint ncounts, nuint* done) =>
+        RunBatch(vm, buffers, count, flags, null, counts, ncounts, done);
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute_packed")]
+    public static int VmExecutePacked(nint vm, byte* data, nuint* lengths, nuint count, uint flags, ulong* results, ulong* counts,
+        nuint ncounts, nuint* done) =>
+        RunBatch(vm, null, count, flags, counts == null ? results : null, counts, ncounts, done, data, lengths);
+
+    /// <summary>
+    /// One run per input (the buffers, or consecutive stretches of <paramref name="packed"/> of
+    /// <paramref name="lengths"/> bytes); each r0 goes to <paramref name="results"/>, or is counted in <paramref name="counts"/>.
+    /// </summary>
+    private static int RunBatch(nint vm, Buffer* buffers, nuint count, uint flags, ulong* results, ulong* counts, nuint ncounts, nuint* done,
+        byte* packed = null, nuint* lengths = null)
+    {
+        try
+        {
+            if (done != null) *done = 0;
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            if ((flags & ~1u) != 0) return LastError.Set(RbpfErrorCode.InvalidArgument, $"unknown batch flags 0x{flags:x}");
+            if (count != 0 && buffers == null && lengths == null) return LastError.Set(RbpfErrorCode.InvalidArgument, "buffers is NULL");
+            if (counts == null && results == null && count != 0) return LastError.Set(RbpfErrorCode.InvalidArgument, "results (or counts) is NULL");
+            if (counts != null && ncounts == 0) return LastError.Set(RbpfErrorCode.InvalidArgument, "counts needs at least one slot");
+            bool jit = (flags & 1) != 0;
+            var observer = default(NoObserver);
+            byte* next = packed;
+            for (nuint k = 0; k < count; k++)
+            {
+                byte* mem;
+                nuint length;
+                if (buffers != null)
+                {
+                    mem = buffers[k].Data;
+                    length = buffers[k].Length;
+                }
+                else
+                {
+                    mem = next;
+                    length = lengths[k];
+                    if (mem == null && length != 0) return LastError.Set(RbpfErrorCode.InvalidArgument, "data is NULL");
+                    next += length;
+                }
+                ulong r0;
+                RbpfException? error;
+                if (jit) v.TryExecuteJit(mem, length, null, 0, out r0, out error);
+                else error = v.RunInterpreter(mem, length, null, 0, null, 0, ref observer, out r0);
+                if (error != null)
+                    return LastError.Set(error.Code, $"buffer {k}: {error.Message}");
+                if (results != null) results[k] = r0;
+                else counts[r0 < ncounts ? r0 : ncounts - 1]++;
+                if (done != null) *done = k + 1;
+            }
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
     /// <summary>Everything else, with a message for each bad argument.</summary>
     private static int ExecuteChecked(nint vm, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result, bool jit)
     {

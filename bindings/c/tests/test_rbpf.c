@@ -261,6 +261,42 @@ static void test_helpers(void)
     rbpf_vm_destroy(vm);
 }
 
+/* Batches: one call runs the program over many buffers, keeping or counting the results. */
+static void test_batches(void)
+{
+    rbpf_vm *vm = assemble_vm(RBPF_VM_RAW, "ldxb r0, [r1]\nexit");
+    uint8_t a[] = {0}, b[] = {1}, c[] = {5}, d[] = {1};
+    rbpf_buffer buffers[] = {{a, 1}, {b, 1}, {c, 1}, {d, 1}, {NULL, 0}};
+    uint64_t results[5] = {0};
+    size_t done = 99;
+    for (uint32_t flags = 0; flags <= RBPF_BATCH_JIT; flags++) {
+        if (flags == RBPF_BATCH_JIT) CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+        CHECK_RC(rbpf_vm_execute_batch(vm, buffers, 4, flags, results, &done), RBPF_OK);
+        CHECK(done == 4 && results[0] == 0 && results[1] == 1 && results[2] == 5 && results[3] == 1);
+        uint64_t counts[2] = {10, 0};
+        CHECK_RC(rbpf_vm_count_verdicts(vm, buffers, 4, flags, counts, 2, &done), RBPF_OK);
+        CHECK(counts[0] == 11 && counts[1] == 3 && done == 4); /* 0 once; 1, 5 (the last slot) and 1 */
+        /* The fifth buffer is empty: its load fails, after four good runs. */
+        CHECK_RC(rbpf_vm_execute_batch(vm, buffers, 5, flags, results, &done), RBPF_E_OUT_OF_BOUNDS);
+        CHECK(done == 4 && strstr(rbpf_last_error(), "buffer 4: ") != NULL);
+    }
+    /* Packed: the same inputs back to back. */
+    uint8_t packed[] = {0, 1, 5, 1};
+    size_t lengths[] = {1, 1, 1, 1, 0};
+    uint64_t counts[2] = {0, 0};
+    CHECK_RC(rbpf_vm_execute_packed(vm, packed, lengths, 4, RBPF_BATCH_JIT, results, NULL, 0, &done), RBPF_OK);
+    CHECK(done == 4 && results[2] == 5 && results[3] == 1);
+    CHECK_RC(rbpf_vm_execute_packed(vm, packed, lengths, 4, 0, NULL, counts, 2, &done), RBPF_OK);
+    CHECK(counts[0] == 1 && counts[1] == 3);
+    CHECK_RC(rbpf_vm_execute_packed(vm, packed, lengths, 5, 0, results, NULL, 0, &done), RBPF_E_OUT_OF_BOUNDS);
+    CHECK(done == 4);
+    CHECK_RC(rbpf_vm_execute_batch(vm, NULL, 2, 0, results, &done), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_count_verdicts(vm, buffers, 1, 0, results, 0, &done), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_execute_batch(vm, buffers, 1, 8, results, &done), RBPF_E_INVALID_ARGUMENT);
+    rbpf_vm_destroy(vm);
+    CHECK_RC(rbpf_vm_execute_batch(vm, buffers, 1, 0, results, &done), RBPF_E_INVALID_HANDLE);
+}
+
 /* The default verifier refuses loops with no way out and unused fields that are not zero. */
 static void test_default_verifier_rules(void)
 {
@@ -855,6 +891,7 @@ int main(void)
     test_helpers();
     test_verifier_hooks();
     test_default_verifier_rules();
+    test_batches();
     test_limits_and_regions();
     test_jit();
     test_jit_function();

@@ -9,6 +9,7 @@ package, or on the system's library path.
 3
 """
 
+import array
 import ctypes
 import ctypes.util
 import os
@@ -191,6 +192,8 @@ _vm_destroy = _declare("rbpf_vm_destroy", None, ctypes.c_void_p)
 _vm_is_valid = _declare("rbpf_vm_is_valid", ctypes.c_int, ctypes.c_void_p)
 _verify = _declare("rbpf_verify", ctypes.c_int, _u8p, ctypes.c_size_t)
 _helper_fail = _declare("rbpf_helper_fail", None, ctypes.c_char_p)
+_vm_execute_packed = _declare("rbpf_vm_execute_packed", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                              ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t))
 _verifier_reject = _declare("rbpf_verifier_reject", None, ctypes.c_char_p)
 _assemble = _declare("rbpf_assemble", ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_u8p), ctypes.POINTER(ctypes.c_size_t))
 _disassemble = _declare("rbpf_disassemble", ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p))
@@ -517,6 +520,46 @@ class Vm:
         go through to writable ones. Returns r0. Input the VM's kind does not use (``mem`` for a
         NoDataVm, ``mbuff`` for any VM but an MbuffVm) raises InvalidArgumentError."""
         return self._run(_vm_execute, mem, mbuff)
+
+    def _run_packed(self, buffers, jit, results, counts, ncounts):
+        # The inputs back to back in one buffer (a copy: the program's stores do not reach the
+        # originals) and their lengths: one call, and no per-input work in Python but a join.
+        items = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
+        data = bytearray(b"".join(items))
+        lengths = array.array("Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I", map(len, items))
+        data_ptr = (ctypes.c_char * max(len(data), 1)).from_buffer(data) if data else None
+        len_ptr = (ctypes.c_char * max(len(lengths) * lengths.itemsize, 1)).from_buffer(lengths) if lengths else None
+        done = ctypes.c_size_t()
+        self._helper_error.error = None
+        rc = _vm_execute_packed(self._h, data_ptr, len_ptr, len(items), 1 if jit else 0, results, counts, ncounts, ctypes.byref(done))
+        helper_error = self._helper_error.error
+        self._helper_error.error = None
+        if helper_error is not None:
+            raise HelperFailedError(-11, _last_error().decode("utf-8", "replace")) from helper_error
+        _check(rc)
+        return len(items)
+
+    def execute_many(self, buffers, jit=False):
+        """Runs the program once per buffer (each as ``mem``; bytes-like) in one call into the
+        library, and returns the list of r0 values: for many packets, far cheaper than calling
+        execute() for each. The buffers are copied: stores the program makes do not reach them.
+        ``jit`` runs the compiled code (jit_compile() first). The first failing run raises its
+        error, its message naming the buffer."""
+        items = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
+        results = array.array("Q", bytes(8 * len(items)))
+        out = (ctypes.c_char * max(len(results) * 8, 1)).from_buffer(results) if items else None
+        self._run_packed(items, jit, out, None, 0)
+        return results.tolist()
+
+    def count_verdicts(self, buffers, n, jit=False):
+        """As execute_many(), but counts the results: a list of ``n`` counts where index v counts the
+        runs that returned v, and the last one also every result of ``n - 1`` or more."""
+        n = _unsigned(n, 32, "n")
+        if n == 0:
+            raise ValueError("n must be at least 1")
+        counts = (ctypes.c_uint64 * n)()
+        self._run_packed(buffers, jit, None, counts, n)
+        return list(counts)
 
     def jit_compile(self, unchecked=False, blind_constants=False):
         """Compiles the program to x86-64 code (register helpers first). ``unchecked`` drops the

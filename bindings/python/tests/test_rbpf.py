@@ -131,6 +131,20 @@ class Errors(unittest.TestCase):
                     if callable(f):
                         self.assertTrue(getattr(f, "__doc__", None), name + "." + member)
 
+    def test_batches(self):
+        with rbpf.RawVm("ldxb r0, [r1]\nexit") as vm:
+            packets = [b"\x00", bytearray(b"\x01"), b"\x05", b"\x01"]
+            vm.jit_compile()
+            for jit in (False, True):
+                self.assertEqual(vm.execute_many(packets, jit=jit), [0, 1, 5, 1])
+                self.assertEqual(vm.count_verdicts(packets, 2, jit=jit), [1, 3])
+                with self.assertRaises(rbpf.OutOfBoundsError) as cm:
+                    vm.execute_many(packets + [b""], jit=jit)
+                self.assertIn("buffer 4", cm.exception.message)
+            self.assertEqual(vm.execute_many([]), [])
+            with self.assertRaises(ValueError):
+                vm.count_verdicts(packets, 0)
+
     def test_input_a_kind_does_not_use_is_refused(self):
         with rbpf.NoDataVm(rbpf.assemble("mov r0, 1\nexit")) as vm:
             with self.assertRaises(rbpf.InvalidArgumentError) as cm:
