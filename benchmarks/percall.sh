@@ -11,6 +11,7 @@ rid=$(case "$(uname -m)" in aarch64|arm64) echo linux-arm64;; *) echo linux-x64;
 # Its own intermediate folder: the stripped link of ./build.sh must not be taken as up to date.
 dotnet publish src/Rbpf.Native -c Release -r "$rid" -p:StripSymbols=false -p:IntermediateOutputPath="$(pwd)/$pub/obj/" -o "$pub/publish" -v quiet -nologo >/dev/null
 cp "$pub/publish/librbpf.so" "$pub/lib/"
+ln -sf librbpf.so "$pub/lib/librbpf.so.0" # its SONAME, which the program below records
 # valgrind cannot read NativeAOT's DWARF: keep the symbol table, drop the debug sections.
 objcopy --strip-debug --remove-section .gnu_debuglink "$pub/lib/librbpf.so"
 gcc -O2 -Iinclude benchmarks/percall.c -o "$pub/percall" -L"$pub/lib" -lrbpf -Wl,-rpath,"$(pwd)/$pub/lib"
