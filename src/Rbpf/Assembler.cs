@@ -381,6 +381,15 @@ public static class Assembler
                 output.Add(new Instruction(Isa.Call, 0, Isa.PseudoCallLocal, 0, checked((int)Target(op, labels, all))));
                 return;
             }
+            if (IsIdentifier(op.Text))
+            {
+                // A helper by name, rbpf's (call sqrti) or the kernel's (call bpf_map_lookup_elem is
+                // call 1), after labels.
+                uint id = StandardHelpers.IdOf(op.Text) ?? KernelHelpers.IdOf(op.Text)
+                    ?? throw Error(op.Column, $"'{op.Text}' is neither a label nor a helper's name (such as bpf_map_lookup_elem or sqrti)");
+                output.Add(new Instruction(Isa.Call, 0, 0, 0, (int)id));
+                return;
+            }
             output.Add(new Instruction(Isa.Call, 0, 0, 0, Imm32(op)));
         }
 

@@ -47,6 +47,19 @@ public static class StandardHelpers
     /// <summary>Our id of <c>rand</c>.</summary>
     public const uint RandId = 0x7000_0005;
 
+    /// <summary>The id of one of these helpers by its name (gather_bytes, memfrob, sqrti, strcmp,
+    /// rand, and the kernel's two), or null: assembly may call them by name.</summary>
+    public static uint? IdOf(string name) => name switch
+    {
+        "gather_bytes" => GatherBytesId,
+        "memfrob" => MemfrobId,
+        "sqrti" => SqrtiId,
+        "strcmp" => StrcmpId,
+        "rand" => RandId,
+        "bpf_ktime_getns" => KtimeGetNsId,
+        _ => KernelHelpers.IdOf(name) is uint id && (id == KtimeGetNsId || id == TracePrintkId) ? id : null,
+    };
+
     private static TextWriter? _traceOutput;
 
     /// <summary>Where <see cref="TracePrintk"/> writes; standard output unless set.</summary>

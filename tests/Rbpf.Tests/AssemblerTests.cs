@@ -170,4 +170,19 @@ public class AssemblerTests
         var reg = Instruction.Read(Assembler.Assemble("callx r3\nexit"), 0);
         Assert.Equal((Isa.CallX, 3), (reg.Opcode, reg.Dst));
     }
+
+    [Fact]
+    public void CallsNameKernelHelpers()
+    {
+        Assert.Equal(Assembler.Assemble("call 1\nexit"), Assembler.Assemble("call bpf_map_lookup_elem\nexit"));
+        Assert.Equal(Assembler.Assemble("call 6\nexit"), Assembler.Assemble("call trace_printk\nexit")); // the prefix may go
+        Assert.Equal("bpf_get_prandom_u32", KernelHelpers.NameOf(7));
+        Assert.Null(KernelHelpers.NameOf(0));
+        // A label of the same name wins: it is a local call.
+        var local = Instruction.Read(Assembler.Assemble("call bpf_tail_call\nexit\nbpf_tail_call:\nexit"), 0);
+        Assert.Equal(Isa.PseudoCallLocal, local.Src);
+        var e = Assert.Throws<AssemblyException>(() => Assembler.Assemble("call no_such_helper\nexit"));
+        Assert.Contains("neither a label nor a helper", e.Message);
+        Assert.Equal(Assembler.Assemble("call 0x70000003\nexit"), Assembler.Assemble("call sqrti\nexit")); // rbpf's own helpers too
+    }
 }
