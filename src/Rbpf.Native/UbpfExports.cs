@@ -26,12 +26,9 @@ internal sealed unsafe class UbpfVm
     public bool SafeProfile;
     /// <summary>Set once a program was loaded, compiled or run: the execution profile no longer changes.</summary>
     public bool ProfileFixed;
-    public readonly HashSet<uint> SafeHelpers = new();
-    public readonly Dictionary<uint, MemoryRegion> SafeRegions = new();
-    public readonly HashSet<uint> HandleRegions = new();
     /// <summary>Every safe region, pointer or handle, for the safe profile's provenance checks.</summary>
     public readonly Dictionary<uint, TrackedRegion> Tracked = new();
-    /// <summary>What each safe helper returns.</summary>
+    /// <summary>What each helper registered with ubpf_register_safe_helper returns (the safe profile runs only these).</summary>
     public readonly Dictionary<uint, HelperResult> SafeHelperResults = new();
     /// <summary>Helpers registered through ubpf_register and ubpf_register_safe_helper, by index.</summary>
     public readonly Dictionary<uint, (nint Fn, string Name)> Registered = new();
@@ -216,7 +213,7 @@ internal static unsafe class UbpfExports
         try
         {
             u.Registered[index] = ((nint)fn, Utf8.Read(name) ?? $"helper_{index}");
-            u.SafeHelpers.Remove(index);
+            u.SafeHelperResults.Remove(index); // no longer a safe helper
             Relink(u, new[] { index });
             return 0;
         }
@@ -291,7 +288,6 @@ internal static unsafe class UbpfExports
         try
         {
             u.Registered[helper->Index] = (helper->Fn, Utf8.Read(helper->Name) ?? $"helper_{helper->Index}");
-            u.SafeHelpers.Add(helper->Index);
             u.SafeHelperResults[helper->Index] = new HelperResult((TagKind)helper->ResultKind, helper->RegionId, helper->RegionSize);
             Relink(u, new[] { helper->Index });
             return 0;
@@ -305,20 +301,17 @@ internal static unsafe class UbpfExports
         var u = Find(vm);
         if (u == null || region == null || region->Base == null || region->Size == 0) return -1;
         if (region->Id >= 0xfffffffe || (region->Permissions & ~7u) != 0 || region->Permissions == 0 || region->Kind > 1) return -1;
-        if (u.SafeRegions.ContainsKey(region->Id) || u.HandleRegions.Contains(region->Id)) return -1;
+        if (u.Tracked.ContainsKey(region->Id)) return -1;
         try
         {
-            u.Tracked[region->Id] = new TrackedRegion(region->Id, (ulong)region->Base, region->Size, region->Permissions, region->Kind == 1);
-            if (region->Kind == 1)
+            // A handle is opaque to the program: it is never a region it may dereference.
+            if (region->Kind != 1)
             {
-                // A handle is opaque to the program: it is never a region it may dereference.
-                u.HandleRegions.Add(region->Id);
-                return 0;
+                if (region->Size > nuint.MaxValue) return -1;
+                u.Vm.AddMemoryRegion(new MemoryRegion((nint)region->Base, (nuint)region->Size, (region->Permissions & 2) != 0,
+                    $"ubpf:region {region->Id}"));
             }
-            if (region->Size > nuint.MaxValue) return -1;
-            var r = new MemoryRegion((nint)region->Base, (nuint)region->Size, (region->Permissions & 2) != 0, $"ubpf:region {region->Id}");
-            u.Vm.AddMemoryRegion(r);
-            u.SafeRegions[region->Id] = r;
+            u.Tracked[region->Id] = new TrackedRegion(region->Id, (ulong)region->Base, region->Size, region->Permissions, region->Kind == 1);
             return 0;
         }
         catch (Exception) { return -1; }
@@ -577,7 +570,7 @@ internal static unsafe class UbpfExports
         if (result == null) { Report(u, "bpf_return_value is NULL"); return -1; }
         if (!u.Loaded) { Report(u, "no program is loaded"); return -1; }
         u.ProfileFixed = true;
-        if (u.SafeProfile && CalledHelpers(u.Vm.Program!.Value.Span).FirstOrDefault(id => !u.SafeHelpers.Contains(id), uint.MaxValue) is var bad && bad != uint.MaxValue)
+        if (u.SafeProfile && CalledHelpers(u.Vm.Program!.Value.Span).FirstOrDefault(id => !u.SafeHelperResults.ContainsKey(id), uint.MaxValue) is var bad && bad != uint.MaxValue)
         {
             Report(u, $"the safe profile needs helper {bad} registered with ubpf_register_safe_helper");
             return -1;

@@ -195,7 +195,7 @@ internal static unsafe class Interpreter
         }
         Unsafe.SkipInit(out ExecutionState st); // every field is set here or before it is read
         st.StackTop = top;
-        st.StackStart = top - bottom < Isa.StackFrameSize ? bottom : top - Isa.StackFrameSize;
+        st.StackStart = FrameLow(top, bottom);
         st.StackBottom = bottom;
         st.PacketStart = (ulong)mem;
         st.PacketLength = memLength;
@@ -301,7 +301,7 @@ internal static unsafe class Interpreter
                             if (st.StackReach != 0) ZeroBelow(r[10], st.StackReach, st.StackBottom);
                             // The stack region reaches 512 bytes below the deepest frame pointer of the
                             // run (never the untouched, unzeroed memory below), within the stack, as in the JIT.
-                            ulong low = r[10] - st.StackBottom < Isa.StackFrameSize ? st.StackBottom : r[10] - Isa.StackFrameSize;
+                            ulong low = FrameLow(r[10], st.StackBottom);
                             if (low < st.StackStart) st.StackStart = low;
                             ip = code0 + i->Off;
                             break;
@@ -611,6 +611,10 @@ internal static unsafe class Interpreter
 
     internal static string CallDepthMessage(int pc, int maxFrames) =>
         $"insn #{pc}: local call nests deeper than {maxFrames} frames or leaves too little stack for the called function's frame";
+
+    /// <summary>The lowest byte a frame whose r10 is <paramref name="pointer"/> may reach: 512 bytes below it, never below <paramref name="bottom"/>.</summary>
+    private static ulong FrameLow(ulong pointer, ulong bottom) =>
+        pointer - bottom < Isa.StackFrameSize ? bottom : pointer - Isa.StackFrameSize;
 
     /// <summary>Zeroes <paramref name="reach"/> bytes below <paramref name="pointer"/>, never below <paramref name="bottom"/>.</summary>
     private static void ZeroBelow(ulong pointer, int reach, ulong bottom)
