@@ -64,6 +64,7 @@ typedef enum rbpf_error {
     RBPF_E_ILLEGAL_INSTRUCTION = -12,/**< an instruction that cannot execute (verifier disabled) */
     RBPF_E_ELF_ERROR = -13,          /**< an ELF object could not be loaded */
     RBPF_E_OUT_OF_MEMORY = -14,      /**< allocation failed */
+    RBPF_E_INTERRUPTED = -15,        /**< the run was stopped by rbpf_vm_interrupt or a signal */
     RBPF_E_INTERNAL = -99            /**< unexpected internal failure; please report it */
 } rbpf_error;
 
@@ -209,11 +210,38 @@ RBPF_API int rbpf_vm_set_unwind_helper(rbpf_vm *vm, uint32_t key, int enabled);
 /* ---- Limits and memory --------------------------------------------------------------------- */
 
 /**
- * Stops each run after `limit` instructions with RBPF_E_INSTRUCTION_LIMIT; 0 means no limit (the
- * default). The JIT counts per basic block, in code compiled while a limit is set: switching
- * between no limit and a limit discards compiled code, so call rbpf_vm_jit_compile after this.
+ * Stops each run that would execute more than `limit` instructions with RBPF_E_INSTRUCTION_LIMIT;
+ * 0 means no limit (the default). Both engines charge the limit a basic block at a time as the
+ * block begins (a straight run of instructions up to a jump, call or exit, at most 255 long): a
+ * block that would go past the limit does not start, and the error names its first instruction,
+ * the same one in the interpreter and the JIT. A run of N instructions succeeds with any limit of N
+ * or more. The JIT counts only in code compiled while a limit is set: switching between no limit
+ * and a limit discards compiled code, so call rbpf_vm_jit_compile after this.
  */
 RBPF_API int rbpf_vm_set_instruction_limit(rbpf_vm *vm, uint64_t limit);
+
+/**
+ * Stops every run of `vm` in progress, on any thread, soon: each returns RBPF_E_INTERRUPTED at its
+ * next loop head or function entry (the interpreter and the JIT alike; code from
+ * rbpf_vm_jit_function too). Runs that begin afterwards are not affected: an interrupt that arrives
+ * between runs is lost. Thread-safe, lock-free and async-signal-safe on Linux: call it from a
+ * signal handler or a watchdog thread. Returns 0, or RBPF_E_INVALID_HANDLE (without setting
+ * rbpf_last_error, which is not signal-safe) for a NULL, destroyed or forged handle.
+ */
+RBPF_API int rbpf_vm_interrupt(rbpf_vm *vm);
+
+/**
+ * Makes signal `signum` (e.g. SIGINT, SIGALRM) interrupt the runs of `vm` that rbpf_vm_execute,
+ * rbpf_vm_execute_jit and the batch calls make, as rbpf_vm_interrupt does; 0 turns it off. While
+ * such a run is in progress, the library's handler for the signal interrupts it and then calls
+ * the handler that was installed before (so Python still sees its KeyboardInterrupt). A signal
+ * whose disposition is SIG_DFL or SIG_IGN while the run starts keeps its meaning and interrupts
+ * nothing (install a handler first). rbpf_last_error() of a run the signal stopped ends in
+ * "(signal N)". Calls through rbpf_vm_jit_function are not covered: use
+ * rbpf_vm_interrupt from your own handler there. Linux only: RBPF_E_UNSUPPORTED elsewhere;
+ * RBPF_E_INVALID_ARGUMENT for SIGKILL, SIGSTOP or a number that is not a signal.
+ */
+RBPF_API int rbpf_vm_set_interrupt_signal(rbpf_vm *vm, int signum);
 
 /**
  * Lets the program touch `len` bytes at `addr` besides its input, stack and metadata buffer
@@ -248,6 +276,9 @@ RBPF_API int rbpf_vm_jit_compile(rbpf_vm *vm);
 #define RBPF_JIT_UNCHECKED 1u
 /** rbpf_vm_jit_compile_ex flag: blind immediates so a program cannot plant chosen bytes in executable memory. */
 #define RBPF_JIT_BLIND_CONSTANTS 2u
+/** rbpf_vm_jit_compile_ex flag: no interrupt checks at loop heads and function entries: rbpf_vm_interrupt and signals cannot stop
+ *  the code (only the instruction limit can); the tightest loops run up to a fifth faster. */
+#define RBPF_JIT_NO_INTERRUPT 4u
 
 /** As rbpf_vm_jit_compile, with RBPF_JIT_* flags. */
 RBPF_API int rbpf_vm_jit_compile_ex(rbpf_vm *vm, uint32_t flags);

@@ -11,6 +11,11 @@ namespace Rbpf.Cli;
 internal static class Program
 {
     private const int ExitOk = 0, ExitRunFailed = 1, ExitUsage = 2, ExitInput = 3, ExitUnsupported = 4;
+    /// <summary>Stopped by Ctrl-C (SIGINT): 128 + 2, as shells report it.</summary>
+    private const int ExitInterrupted = 130;
+
+    /// <summary>Set by Ctrl-C during <c>rbpf run</c>.</summary>
+    private static volatile bool s_cancelled;
 
     private const string MainHelp = """
         usage: rbpf <command> [options]
@@ -56,7 +61,7 @@ internal static class Program
           --data-end-offset N   fixed kind: where the data end pointer goes (default 8)
           --jit                 run JIT-compiled code (x86-64 Linux, macOS and Windows)
           --unchecked           with --jit: no memory checks (trusted programs only)
-          --limit N             stop after N instructions
+          --limit N             stop a run that would go past N instructions
           --trace               print each executed instruction with the registers
           --repeat N            run N times and print runs per second
           --no-verify           skip the verifier (the engine still refuses what cannot execute)
@@ -64,6 +69,7 @@ internal static class Program
                                 stub that prints its id and arguments on stderr and returns N
 
         Prints r0 in hex (0x...). The standard helpers are registered (bpf_trace_printk is 6).
+        Ctrl-C stops the run at its next loop head or function entry (exit status 130).
         """;
 
     private const string JitHelp = """
@@ -126,6 +132,7 @@ internal static class Program
                 RbpfErrorCode.AssemblyError or RbpfErrorCode.InvalidProgram or RbpfErrorCode.ElfError
                     or RbpfErrorCode.InvalidArgument => ExitInput,
                 RbpfErrorCode.Unsupported => ExitUnsupported,
+                RbpfErrorCode.Interrupted => ExitInterrupted,
                 _ => ExitRunFailed,
             };
         }
@@ -325,6 +332,26 @@ internal static class Program
         if (jit && o.Has("--trace")) throw new UsageException("--trace follows the interpreter: drop --jit");
         if (jit) vm.JitCompile(new Rbpf.Jit.JitOptions { CheckedMemory = !o.Has("--unchecked") });
 
+        // Ctrl-C stops the run (a runaway loop too) with its instruction, rather than killing the process.
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            s_cancelled = true;
+            vm.Interrupt();
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            return RunLoaded(vm, o, prog, mem, mbuff, repeat, jit);
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    private static int RunLoaded(EbpfVm vm, Options o, byte[] prog, byte[] mem, byte[] mbuff, ulong repeat, bool jit)
+    {
         RbpfErrorCode code;
         ulong result;
         RbpfException? error;
@@ -351,7 +378,7 @@ internal static class Program
         if (code != RbpfErrorCode.Ok)
         {
             Console.Error.WriteLine($"rbpf: {error!.Message}");
-            return ExitRunFailed;
+            return code == RbpfErrorCode.Interrupted ? ExitInterrupted : ExitRunFailed;
         }
         Console.Out.WriteLine($"0x{result:x}");
         return ExitOk;
@@ -364,6 +391,7 @@ internal static class Program
         bool reported = false;
         for (ulong i = 1; i < repeat; i++)
         {
+            if (s_cancelled) throw new RbpfException(RbpfErrorCode.Interrupted, $"interrupted after {i} of {repeat} runs");
             var code = jit ? vm.TryExecuteJit(mem, mbuff, out _, out var error) : vm.TryExecute(mem, mbuff, out _, out error);
             if (code != RbpfErrorCode.Ok) throw error!;
             if ((i & 1023) == 0 && sw.ElapsedTicks > nextReport)

@@ -32,6 +32,7 @@ internal static unsafe class Exports
     {
         JitRuntime.FailureSink = e => LastError.Set(e.Code, e.Message);
         FastCalls.Initialize();
+        Interrupts.Initialize();
     }
 #pragma warning restore CA2255
 
@@ -39,6 +40,7 @@ internal static unsafe class Exports
     private static nint Register(EbpfVm vm)
     {
         nint handle = HandleTable<EbpfVm>.Vms.Add(vm);
+        Interrupts.Attach(vm, handle);
         FastCalls.Track(vm, handle);
         return handle;
     }
@@ -323,8 +325,12 @@ internal static unsafe class Exports
             var live = HandleTable<EbpfVm>.Vms.TryGet(vm);
             if (live == null || result == null) return ExecuteChecked(vm, mem, memLen, mbuff, mbuffLen, result, jit: false);
             var observer = default(NoObserver);
-            var error = live.RunInterpreter(mem, memLen, mbuff, mbuffLen, null, 0, ref observer, out ulong value);
-            if (error != null) return LastError.Set(error.Code, error.Message);
+            int armed = Interrupts.ArmRun(live);
+            RbpfException? error;
+            ulong value;
+            try { error = live.RunInterpreter(mem, memLen, mbuff, mbuffLen, null, 0, ref observer, out value); }
+            finally { Interrupts.Disarm(armed); }
+            if (error != null) return LastError.Set(error.Code, Interrupts.Describe(live, error));
             *result = value;
             return 0;
         }
@@ -368,6 +374,16 @@ internal static unsafe class Exports
             if (counts == null && results == null && count != 0) return LastError.Set(RbpfErrorCode.InvalidArgument, "results (or counts) is NULL");
             if (counts != null && ncounts == 0) return LastError.Set(RbpfErrorCode.InvalidArgument, "counts needs at least one slot");
             bool jit = (flags & 1) != 0;
+            int armed = Interrupts.ArmRun(v);
+            try { return RunEach(v, buffers, count, jit, results, counts, ncounts, done, packed, lengths); }
+            finally { Interrupts.Disarm(armed); }
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    private static int RunEach(EbpfVm v, Buffer* buffers, nuint count, bool jit, ulong* results, ulong* counts, nuint ncounts, nuint* done,
+        byte* packed, nuint* lengths)
+    {
             var observer = default(NoObserver);
             byte* next = packed;
             for (nuint k = 0; k < count; k++)
@@ -391,14 +407,12 @@ internal static unsafe class Exports
                 if (jit) v.TryExecuteJit(mem, length, null, 0, out r0, out error);
                 else error = v.RunInterpreter(mem, length, null, 0, null, 0, ref observer, out r0);
                 if (error != null)
-                    return LastError.Set(error.Code, $"buffer {k}: {error.Message}");
+                    return LastError.Set(error.Code, $"buffer {k}: {Interrupts.Describe(v, error)}");
                 if (results != null) results[k] = r0;
                 else counts[r0 < ncounts ? r0 : ncounts - 1]++;
                 if (done != null) *done = k + 1;
             }
             return 0;
-        }
-        catch (Exception e) { return Fail(e); }
     }
 
     /// <summary>Everything else, with a message for each bad argument.</summary>
@@ -410,10 +424,18 @@ internal static unsafe class Exports
             if (result == null) throw Bad("result is NULL");
             if (mem == null && memLen != 0) throw Bad($"mem is NULL but mem_len is {memLen}");
             if (mbuff == null && mbuffLen != 0) throw Bad($"mbuff is NULL but mbuff_len is {mbuffLen}");
-            var code = jit
-                ? v.TryExecuteJit(mem, memLen, mbuff, mbuffLen, out ulong r0, out var error)
-                : v.TryExecute(mem, memLen, mbuff, mbuffLen, out r0, out error);
-            if (code != RbpfErrorCode.Ok) return LastError.Set(code, error!.Message);
+            int armed = Interrupts.ArmRun(v);
+            RbpfErrorCode code;
+            ulong r0;
+            RbpfException? error;
+            try
+            {
+                code = jit
+                    ? v.TryExecuteJit(mem, memLen, mbuff, mbuffLen, out r0, out error)
+                    : v.TryExecute(mem, memLen, mbuff, mbuffLen, out r0, out error);
+            }
+            finally { Interrupts.Disarm(armed); }
+            if (code != RbpfErrorCode.Ok) return LastError.Set(code, Interrupts.Describe(v, error!));
             *result = r0;
             return 0;
         }
@@ -432,7 +454,7 @@ internal static unsafe class Exports
     }
 
     /// <summary>Flags of rbpf_vm_jit_compile_ex (RBPF_JIT_*).</summary>
-    private const uint JitUnchecked = 1, JitBlindConstants = 2;
+    private const uint JitUnchecked = 1, JitBlindConstants = 2, JitNoInterrupt = 4;
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_jit_compile_ex")]
     public static int VmJitCompileEx(nint vm, uint flags)
@@ -440,11 +462,12 @@ internal static unsafe class Exports
         try
         {
             var v = HandleTable<EbpfVm>.Vms.Get(vm);
-            if ((flags & ~(JitUnchecked | JitBlindConstants)) != 0) throw Bad($"unknown JIT flags 0x{flags:x}");
+            if ((flags & ~(JitUnchecked | JitBlindConstants | JitNoInterrupt)) != 0) throw Bad($"unknown JIT flags 0x{flags:x}");
             v.JitCompile(new Rbpf.Jit.JitOptions
             {
                 CheckedMemory = (flags & JitUnchecked) == 0,
                 ConstantBlinding = (flags & JitBlindConstants) != 0,
+                Interruptible = (flags & JitNoInterrupt) == 0,
             });
             return 0;
         }
@@ -462,11 +485,37 @@ internal static unsafe class Exports
         {
             // As rbpf_vm_execute; the compiled code checks the memory arguments and records a
             // failure as this thread's last error itself (see Initialize).
-            var compiled = HandleTable<EbpfVm>.Vms.TryGet(vm)?.JitForDirectCalls;
-            if (compiled == null || result == null) return ExecuteChecked(vm, mem, memLen, mbuff, mbuffLen, result, jit: true);
+            var live = HandleTable<EbpfVm>.Vms.TryGet(vm);
+            var compiled = live?.JitForDirectCalls;
+            if (compiled == null || result == null || Interrupts.HasSignal(live!)) return ExecuteChecked(vm, mem, memLen, mbuff, mbuffLen, result, jit: true);
             int status = compiled.Run(mem, memLen, mbuff, mbuffLen, result, null);
             if (status != 0) JitRuntime.TakeFailure();
             return status;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+#if !RBPF_FAST_SHIM
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_interrupt")] // Linux: native/interrupt.c, safe in a signal handler
+    public static int VmInterrupt(nint vm)
+    {
+        var live = HandleTable<EbpfVm>.Vms.TryGet(vm);
+        if (live == null) return (int)RbpfErrorCode.InvalidHandle;
+        live.Interrupt();
+        return 0;
+    }
+#endif
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_set_interrupt_signal")]
+    public static int VmSetInterruptSignal(nint vm, int signal)
+    {
+        try
+        {
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            if (signal < 0) throw Bad($"{signal} is not a signal number");
+            Interrupts.SetSignal(v, vm, signal);
+            FastCalls.Publish(vm); // runs that a signal interrupts go through the managed path, which arms them
+            return 0;
         }
         catch (Exception e) { return Fail(e); }
     }
@@ -506,6 +555,7 @@ internal static unsafe class Exports
         {
             var v = HandleTable<EbpfVm>.Vms.Get(vm);
             HandleTable<EbpfVm>.Vms.Remove(vm);
+            Interrupts.Detach(vm);
             FastCalls.Publish(vm); // empties its slot
             v.Dispose(); // frees the JIT code once no thread runs it
         }

@@ -784,7 +784,8 @@ internal static unsafe class UbpfExports
     private static void CompileAndPublish(UbpfVm u)
     {
         u.Compiled = false;
-        u.Vm.JitCompile(new JitOptions { CheckedMemory = u.BoundsCheck, ConstantBlinding = u.ConstantBlinding });
+        u.Vm.JitCompile(new JitOptions { CheckedMemory = u.BoundsCheck, ConstantBlinding = u.ConstantBlinding,
+            Interruptible = false }); // uBPF has no way to interrupt a run: its code pays nothing for it
         int size = u.Vm.JitCodeSize;
         if ((nuint)size > u.JitCodeSize)
         {

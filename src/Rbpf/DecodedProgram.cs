@@ -58,6 +58,10 @@ internal struct DecodedInsn
     public Op Op;
     public byte Dst;
     public byte Src;
+    /// <summary>At the first slot of a basic block, the block's length in instructions (lddw counts
+    /// once; blocks longer than 255 are cut); 0 elsewhere. Both engines charge the instruction limit
+    /// with it as a block begins (see <see cref="DecodedProgram.MarkBlocks"/>).</summary>
+    public byte Charge;
     /// <summary>Memory offset, absolute jump or call target, or resolved helper slot (-1: none).</summary>
     public int Off;
     /// <summary>Sign-extended immediate, the full 64-bit value of lddw, the helper id of a call, or for a
@@ -82,6 +86,57 @@ internal sealed class DecodedProgram
         Code = code;
         Problems = problems;
         StackReach = ComputeStackReach(code);
+        PollPoints = MarkBlocks(code);
+    }
+
+    /// <summary>
+    /// Slots where a run checks whether it was interrupted: the target of every backward jump (so
+    /// every loop passes one) and of every local call (so does recursion).
+    /// </summary>
+    public bool[] PollPoints { get; }
+
+    /// <summary>
+    /// Cuts the program into basic blocks and writes each block's length into its first slot's
+    /// <see cref="DecodedInsn.Charge"/>. A block starts at slot 0, at every jump or local-call target,
+    /// and after every jump, call (helper or local), exit and illegal slot; none starts at an lddw's
+    /// second slot. A block runs whole unless the run ends inside it, so charging the instruction
+    /// limit per block as it begins gives the same verdict as counting one by one; the interpreter
+    /// and the JIT both do it this way, so both stop at the same block and name its first instruction.
+    /// </summary>
+    internal static bool[] MarkBlocks(DecodedInsn[] code)
+    {
+        int n = code.Length;
+        var start = new bool[n];
+        var poll = new bool[n];
+        start[0] = true;
+        for (int pc = 0; pc < n; pc += code[pc].Op == Op.Lddw ? 2 : 1)
+        {
+            var i = code[pc];
+            bool isJump = i.Op == Op.Ja || (i.Op >= Op.Jeq64Imm && i.Op <= Op.Jsle32Reg);
+            if ((isJump || i.Op == Op.CallLocal) && i.Off >= 0 && i.Off < n)
+            {
+                start[i.Off] = true;
+                if (i.Op == Op.CallLocal || i.Off <= pc) poll[i.Off] = true;
+            }
+            int next = pc + (i.Op == Op.Lddw ? 2 : 1);
+            bool ends = isJump || i.Op is Op.CallLocal or Op.Call or Op.CallX or Op.Exit or Op.Illegal;
+            if (ends && next < n) start[next] = true;
+        }
+        for (int pc = 1; pc < n; pc++)
+            if (code[pc - 1].Op == Op.Lddw) start[pc] = false; // jumps there are illegal slots of their own
+        int count = 0, first = -1;
+        for (int pc = 0; pc < n; pc += code[pc].Op == Op.Lddw ? 2 : 1)
+        {
+            if (start[pc] || count == byte.MaxValue)
+            {
+                if (first >= 0) code[first].Charge = (byte)count;
+                first = pc;
+                count = 0;
+            }
+            count++;
+        }
+        if (first >= 0) code[first].Charge = (byte)count;
+        return poll;
     }
 
     /// <summary>

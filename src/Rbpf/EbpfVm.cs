@@ -51,9 +51,15 @@ public sealed class EbpfVm : IDisposable
     private int _dataOffset;
     private int _dataEndOffset;
 
+    /// <summary>The word <see cref="Interrupt"/> moves on; runs compare it with its value as they began.
+    /// Pinned (its address is baked into compiled code) unless the host gives one (<see cref="UseInterruptWord"/>).</summary>
+    private readonly uint[] _ownInterruptWord = GC.AllocateArray<uint>(2, pinned: true); // [1]: no signal (see Rbpf.Native)
+    private unsafe uint* _interruptWord;
+
     /// <summary>Creates a VM of <paramref name="kind"/> with no program yet (load one with <see cref="SetProgram(ReadOnlySpan{byte})"/>).</summary>
     public EbpfVm(VmKind kind)
     {
+        unsafe { _interruptWord = (uint*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _ownInterruptWord[0]); }
         if (kind is < VmKind.Mbuff or > VmKind.NoData)
             throw new RbpfException(RbpfErrorCode.InvalidArgument, $"unknown VM kind {(int)kind}");
         Kind = kind;
@@ -91,10 +97,16 @@ public sealed class EbpfVm : IDisposable
     /// <summary>The loaded program's bytes, or null.</summary>
     public ReadOnlyMemory<byte>? Program => _program is null ? default(ReadOnlyMemory<byte>?) : new ReadOnlyMemory<byte>(_program.Bytes);
 
-    /// <summary>Maximum number of instructions one execution may run; 0 (the default) means no limit.
-    /// An execution that reaches it fails with <see cref="RbpfErrorCode.InstructionLimit"/>. The JIT
-    /// counts per basic block, and only in code compiled while a limit was set: switching between
-    /// no limit and a limit discards the compiled code (compile again after setting it).</summary>
+    /// <summary>
+    /// Maximum number of instructions one execution may run; 0 (the default) means no limit. An
+    /// execution that would go past it fails with <see cref="RbpfErrorCode.InstructionLimit"/>. Both
+    /// engines charge the limit one basic block at a time, as the block begins (a straight run of
+    /// instructions up to a jump, call or exit, at most 255 long): a block that would take the count
+    /// past the limit does not start, and the error names its first instruction. A program whose run
+    /// takes N instructions succeeds with any limit of N or more, in the interpreter and the JIT
+    /// alike. The JIT counts only in code compiled while a limit was set: switching between no limit
+    /// and a limit discards the compiled code (compile again after setting it).
+    /// </summary>
     public ulong InstructionLimit
     {
         get => _instructionLimit;
@@ -107,6 +119,28 @@ public sealed class EbpfVm : IDisposable
     }
 
     private ulong _instructionLimit;
+
+    /// <summary>
+    /// Stops every run of this VM in progress, on any thread, soon: each fails with
+    /// <see cref="RbpfErrorCode.Interrupted"/> at its next loop head or function entry (a program
+    /// with neither ends on its own within its length). Runs that begin afterwards are not affected,
+    /// so an interrupt that arrives between runs is lost. Thread-safe, lock-free and allocation-free.
+    /// </summary>
+    public unsafe void Interrupt() => Interlocked.Increment(ref *_interruptWord);
+
+    /// <summary>Where the interrupt word lives (compiled code reads it there).</summary>
+    internal unsafe uint* InterruptWord => _interruptWord;
+
+    /// <summary>
+    /// Makes the VM use <paramref name="word"/> (native memory that outlives it, which something other
+    /// than managed code, such as a signal handler, may increment) as its interrupt word. Discards
+    /// compiled code, which has the old word's address in it.
+    /// </summary>
+    internal unsafe void UseInterruptWord(uint* word)
+    {
+        _interruptWord = word;
+        DropJit();
+    }
     private StackLayout _stackLayout = StackLayout.Default;
 
     /// <summary>

@@ -57,7 +57,7 @@ internal static unsafe class StackMemory
 }
 
 /// <summary>Why the interpreter's inner loop handed an instruction back to the outer one.</summary>
-internal enum StopReason : byte { Other, Limit, Fault, PacketFault }
+internal enum StopReason : byte { Other, Limit, Fault, PacketFault, Interrupted }
 
 /// <summary>The state of one execution that the interpreter reads; all of it lives on the caller's stack.</summary>
 internal unsafe struct ExecutionState
@@ -81,6 +81,9 @@ internal unsafe struct ExecutionState
     public ulong FaultAddress;
     public int FaultSize;
     public bool FaultWrite;
+    /// <summary>The VM's interrupt word, and its value as the run began (<see cref="EbpfVm.Interrupt"/>).</summary>
+    public uint* InterruptWord;
+    public uint InterruptEpoch;
 
     /// <summary>
     /// Whether the access is allowed. The input and the stack frames in use (both writable) are
@@ -204,6 +207,8 @@ internal static unsafe class Interpreter
         st.InstructionLimit = vm.InstructionLimit;
         st.UnwindHelper = vm.UnwindHelperKey;
         st.StackReach = reach;
+        st.InterruptWord = vm.InterruptWord;
+        st.InterruptEpoch = Volatile.Read(ref *st.InterruptWord);
         var elf = vm.LoadedElf;
         var helpers = vm.Helpers;
         try
@@ -233,6 +238,7 @@ internal static unsafe class Interpreter
                         case StopReason.Limit: goto Limit;
                         case StopReason.Fault: goto Fault;
                         case StopReason.PacketFault: goto PacketFault;
+                        case StopReason.Interrupted: goto Interrupted;
                     }
                     if (i->Op == Op.Exit && depth == 0)
                     {
@@ -304,6 +310,7 @@ internal static unsafe class Interpreter
                             ulong low = FrameLow(r[10], st.StackBottom);
                             if (low < st.StackStart) st.StackStart = low;
                             ip = code0 + i->Off;
+                            if (*st.InterruptWord != st.InterruptEpoch) { ip++; goto Interrupted; }
                             break;
                         }
                         case Op.Exit: // from a local call (the end of the program returned above)
@@ -328,6 +335,12 @@ internal static unsafe class Interpreter
             result = 0;
             int at = Slot(ip, code0);
             return new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, at), at);
+        }
+        Interrupted:
+        {
+            result = 0;
+            int at = Slot(ip, code0);
+            return new RbpfException(RbpfErrorCode.Interrupted, InterruptedMessage(at), at);
         }
         Fault:
             result = 0;
@@ -368,8 +381,13 @@ internal static unsafe class Interpreter
         {
             if (default(TBudget).Counts)
             {
-                if (budget == 0) { i = ip; why = StopReason.Limit; goto Stop; }
-                budget--;
+                // The limit is charged a basic block at a time, as the JIT does (DecodedProgram.MarkBlocks).
+                uint charge = ip->Charge;
+                if (charge != 0)
+                {
+                    if (budget < charge) { i = ip; why = StopReason.Limit; goto Stop; }
+                    budget -= charge;
+                }
             }
             if (observer.Enabled) observer.BeforeInstruction((int)(ip - code0), r);
             i = ip; // fields read where used: a copy would tie up registers
@@ -526,56 +544,59 @@ internal static unsafe class Interpreter
                     Unsafe.WriteUnaligned((void*)a, i->Op == Op.StDW ? (ulong)i->Imm : r[i->Src]); break;
 
                 // Jumps
-                case Op.Ja: ip = code0 + i->Off; break;
-                case Op.Jeq64Imm: if (r[i->Dst] == (ulong)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jeq64Reg: if (r[i->Dst] == r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jeq32Imm: if ((uint)r[i->Dst] == (uint)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jeq32Reg: if ((uint)r[i->Dst] == (uint)r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jgt64Imm: if (r[i->Dst] > (ulong)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jgt64Reg: if (r[i->Dst] > r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jgt32Imm: if ((uint)r[i->Dst] > (uint)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jgt32Reg: if ((uint)r[i->Dst] > (uint)r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jge64Imm: if (r[i->Dst] >= (ulong)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jge64Reg: if (r[i->Dst] >= r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jge32Imm: if ((uint)r[i->Dst] >= (uint)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jge32Reg: if ((uint)r[i->Dst] >= (uint)r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jset64Imm: if ((r[i->Dst] & (ulong)i->Imm) != 0) ip = code0 + i->Off; break;
-                case Op.Jset64Reg: if ((r[i->Dst] & r[i->Src]) != 0) ip = code0 + i->Off; break;
-                case Op.Jset32Imm: if (((uint)r[i->Dst] & (uint)i->Imm) != 0) ip = code0 + i->Off; break;
-                case Op.Jset32Reg: if (((uint)r[i->Dst] & (uint)r[i->Src]) != 0) ip = code0 + i->Off; break;
-                case Op.Jne64Imm: if (r[i->Dst] != (ulong)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jne64Reg: if (r[i->Dst] != r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jne32Imm: if ((uint)r[i->Dst] != (uint)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jne32Reg: if ((uint)r[i->Dst] != (uint)r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jsgt64Imm: if ((long)r[i->Dst] > i->Imm) ip = code0 + i->Off; break;
-                case Op.Jsgt64Reg: if ((long)r[i->Dst] > (long)r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jsgt32Imm: if ((int)r[i->Dst] > (int)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jsgt32Reg: if ((int)r[i->Dst] > (int)r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jsge64Imm: if ((long)r[i->Dst] >= i->Imm) ip = code0 + i->Off; break;
-                case Op.Jsge64Reg: if ((long)r[i->Dst] >= (long)r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jsge32Imm: if ((int)r[i->Dst] >= (int)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jsge32Reg: if ((int)r[i->Dst] >= (int)r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jlt64Imm: if (r[i->Dst] < (ulong)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jlt64Reg: if (r[i->Dst] < r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jlt32Imm: if ((uint)r[i->Dst] < (uint)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jlt32Reg: if ((uint)r[i->Dst] < (uint)r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jle64Imm: if (r[i->Dst] <= (ulong)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jle64Reg: if (r[i->Dst] <= r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jle32Imm: if ((uint)r[i->Dst] <= (uint)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jle32Reg: if ((uint)r[i->Dst] <= (uint)r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jslt64Imm: if ((long)r[i->Dst] < i->Imm) ip = code0 + i->Off; break;
-                case Op.Jslt64Reg: if ((long)r[i->Dst] < (long)r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jslt32Imm: if ((int)r[i->Dst] < (int)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jslt32Reg: if ((int)r[i->Dst] < (int)r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jsle64Imm: if ((long)r[i->Dst] <= i->Imm) ip = code0 + i->Off; break;
-                case Op.Jsle64Reg: if ((long)r[i->Dst] <= (long)r[i->Src]) ip = code0 + i->Off; break;
-                case Op.Jsle32Imm: if ((int)r[i->Dst] <= (int)i->Imm) ip = code0 + i->Off; break;
-                case Op.Jsle32Reg: if ((int)r[i->Dst] <= (int)r[i->Src]) ip = code0 + i->Off; break;
+                case Op.Ja: ip = code0 + i->Off; if (ip <= i) goto BackEdge; break;
+                case Op.Jeq64Imm: if (r[i->Dst] == (ulong)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jeq64Reg: if (r[i->Dst] == r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jeq32Imm: if ((uint)r[i->Dst] == (uint)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jeq32Reg: if ((uint)r[i->Dst] == (uint)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jgt64Imm: if (r[i->Dst] > (ulong)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jgt64Reg: if (r[i->Dst] > r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jgt32Imm: if ((uint)r[i->Dst] > (uint)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jgt32Reg: if ((uint)r[i->Dst] > (uint)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jge64Imm: if (r[i->Dst] >= (ulong)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jge64Reg: if (r[i->Dst] >= r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jge32Imm: if ((uint)r[i->Dst] >= (uint)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jge32Reg: if ((uint)r[i->Dst] >= (uint)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jset64Imm: if ((r[i->Dst] & (ulong)i->Imm) != 0) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jset64Reg: if ((r[i->Dst] & r[i->Src]) != 0) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jset32Imm: if (((uint)r[i->Dst] & (uint)i->Imm) != 0) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jset32Reg: if (((uint)r[i->Dst] & (uint)r[i->Src]) != 0) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jne64Imm: if (r[i->Dst] != (ulong)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jne64Reg: if (r[i->Dst] != r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jne32Imm: if ((uint)r[i->Dst] != (uint)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jne32Reg: if ((uint)r[i->Dst] != (uint)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jsgt64Imm: if ((long)r[i->Dst] > i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jsgt64Reg: if ((long)r[i->Dst] > (long)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jsgt32Imm: if ((int)r[i->Dst] > (int)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jsgt32Reg: if ((int)r[i->Dst] > (int)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jsge64Imm: if ((long)r[i->Dst] >= i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jsge64Reg: if ((long)r[i->Dst] >= (long)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jsge32Imm: if ((int)r[i->Dst] >= (int)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jsge32Reg: if ((int)r[i->Dst] >= (int)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jlt64Imm: if (r[i->Dst] < (ulong)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jlt64Reg: if (r[i->Dst] < r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jlt32Imm: if ((uint)r[i->Dst] < (uint)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jlt32Reg: if ((uint)r[i->Dst] < (uint)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jle64Imm: if (r[i->Dst] <= (ulong)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jle64Reg: if (r[i->Dst] <= r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jle32Imm: if ((uint)r[i->Dst] <= (uint)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jle32Reg: if ((uint)r[i->Dst] <= (uint)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jslt64Imm: if ((long)r[i->Dst] < i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jslt64Reg: if ((long)r[i->Dst] < (long)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jslt32Imm: if ((int)r[i->Dst] < (int)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jslt32Reg: if ((int)r[i->Dst] < (int)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jsle64Imm: if ((long)r[i->Dst] <= i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jsle64Reg: if ((long)r[i->Dst] <= (long)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jsle32Imm: if ((int)r[i->Dst] <= (int)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Jsle32Reg: if ((int)r[i->Dst] <= (int)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
 
                 default:
                     why = StopReason.Other;
                     goto Stop;
             }
+            continue;
+        BackEdge: // a taken jump to a loop head: has the VM been interrupted?
+            if (*st->InterruptWord != st->InterruptEpoch) { i = ip; why = StopReason.Interrupted; goto Stop; }
         }
     Fault:
         why = StopReason.Fault;
@@ -607,7 +628,10 @@ internal static unsafe class Interpreter
         return $"at offset {address - start} of {name} ({Bytes((long)length)}), {Bytes((long)(address + (ulong)size - end))} too long";
     }
 
-    internal static string LimitMessage(ulong limit, int pc) => $"instruction limit of {limit} reached at insn #{pc}";
+    internal static string LimitMessage(ulong limit, int pc) =>
+        $"instruction limit of {limit} reached at insn #{pc} (the first instruction of a block that would go past it)";
+
+    internal static string InterruptedMessage(int pc) => $"interrupted at insn #{pc}";
 
     internal static string CallDepthMessage(int pc, int maxFrames) =>
         $"insn #{pc}: local call nests deeper than {maxFrames} frames or leaves too little stack for the called function's frame";

@@ -36,6 +36,8 @@ public enum RbpfErrorCode
     ElfError = -13,
     /// <summary>Memory could not be allocated.</summary>
     OutOfMemory = -14,
+    /// <summary>The run was stopped by <see cref="EbpfVm.Interrupt"/> (rbpf_vm_interrupt, or a signal).</summary>
+    Interrupted = -15,
     /// <summary>An unexpected internal failure; please report it.</summary>
     Internal = -99,
 }

@@ -53,6 +53,32 @@ public class CliTests
         return path;
     }
 
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
+    private static extern int SendSignal(int pid, int signal);
+
+    [SkippableTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void CtrlCStopsARunawayRunWithItsInstruction(bool jit)
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "SIGINT is sent with kill(2)");
+        string? path = CliPath();
+        Skip.If(path == null, "the rbpf command is not built (run ./build.sh): CLI tests skipped");
+        string prog = Temp("runaway.s", Encoding.ASCII.GetBytes("mov r0, 0\nloop:\nadd r0, 1\njne r0, 0, loop\nexit\n"));
+        var psi = new ProcessStartInfo(path!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in jit ? new[] { "run", "--jit", prog } : new[] { "run", prog }) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var output = p.StandardOutput.ReadToEndAsync();
+        Thread.Sleep(500); // past the start, into the loop
+        var sw = Stopwatch.StartNew();
+        while (!p.WaitForExit(200) && sw.ElapsedMilliseconds < 20_000) SendSignal(p.Id, 2);
+        Assert.True(p.HasExited, "rbpf run did not stop on SIGINT");
+        Assert.Equal(130, p.ExitCode);
+        Assert.Equal("rbpf: interrupted at insn #1\n", err.Result);
+        Assert.Equal("", output.Result);
+    }
+
     private const string Sample = "mov r0, 0\nldxb r1, [r1+1]\nadd r0, r1\nadd r0, 0x10\nexit\n";
 
     [SkippableFact]

@@ -127,16 +127,29 @@ public class VmTests
         expected.AddRange(new[] { 6, 7, 8, 9 });
         Assert.Equal(expected, trace);
 
-        // A limit of exactly the trace's length is enough; one less stops at the last instruction,
-        // and every smaller limit stops at the slot the trace has at that position.
+        // The limit is charged a basic block at a time as the block begins. MixedProgram's blocks
+        // (first slot: length): setup 0-1, the loop head 2 (call local), 3-5 (after the call, to the
+        // jne), 6-7 (to call 99), 8-9 (after it), f 10-11. A limit of exactly the trace's length is
+        // enough; a smaller one stops at the first block that would go past it, named by its first
+        // slot, in the interpreter and the JIT alike.
+        var blocks = new Dictionary<int, int> { [0] = 2, [2] = 1, [3] = 3, [6] = 2, [8] = 2, [10] = 2 };
         vm.InstructionLimit = (ulong)trace.Count;
         Assert.Equal(result, vm.Execute());
+        vm.JitCompile();
+        Assert.Equal(result, vm.ExecuteJit());
+        vm.InstructionLimit = (ulong)trace.Count - 1;
+        Assert.Equal(RbpfErrorCode.InstructionLimit, vm.TryExecute(Span<byte>.Empty, Span<byte>.Empty, out _, out _));
         for (int limit = 1; limit < trace.Count; limit++)
         {
+            int p = 0;
+            while (!(blocks.TryGetValue(trace[p], out int length) && p + length > limit)) p++;
             vm.InstructionLimit = (ulong)limit;
             Assert.Equal(RbpfErrorCode.InstructionLimit, vm.TryExecute(Span<byte>.Empty, Span<byte>.Empty, out _, out var e));
-            Assert.Equal(trace[limit], e!.InstructionIndex);
-            Assert.Contains($"insn #{trace[limit]}", e.Message);
+            Assert.Equal(trace[p], e!.InstructionIndex);
+            Assert.Contains($"insn #{trace[p]}", e.Message);
+            var j = Assert.Throws<RbpfException>(() => vm.ExecuteJit());
+            Assert.Equal(RbpfErrorCode.InstructionLimit, j.Code);
+            Assert.Equal(e.Message, j.Message);
         }
     }
 

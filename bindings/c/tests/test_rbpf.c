@@ -2,6 +2,7 @@
  * Prints one line per failed check and ends with "c: N passed, N failed". */
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -881,6 +882,144 @@ static void test_execute_jit_while_code_changes(void)
     CHECK_RC(rbpf_vm_execute_jit(doomed_vm, mem, 8, NULL, 0, &r), RBPF_E_INVALID_HANDLE);
 }
 
+/* Interrupts: from another thread, from a signal handler, and by a signal the VM names. */
+#define RUNAWAY "mov r0, 0\nloop:\nadd r0, 1\njne r0, 0, loop\nexit"
+
+struct interrupter {
+    rbpf_vm *vm;
+    int signum;          /* 0: rbpf_vm_interrupt; else kill(getpid(), signum) */
+    volatile int done;
+    pthread_t thread;
+};
+
+static void *interrupt_until_done(void *arg)
+{
+    struct interrupter *it = arg;
+    struct timespec pause = {0, 5 * 1000 * 1000};
+    while (!__atomic_load_n(&it->done, __ATOMIC_ACQUIRE)) {
+        nanosleep(&pause, NULL);
+        if (it->signum == 0) rbpf_vm_interrupt(it->vm);
+        else kill(getpid(), it->signum);
+    }
+    return NULL;
+}
+
+static void start_interrupter(struct interrupter *it, rbpf_vm *vm, int signum)
+{
+    it->vm = vm;
+    it->signum = signum;
+    it->done = 0;
+    pthread_create(&it->thread, NULL, interrupt_until_done, it);
+}
+
+static void stop_interrupter(struct interrupter *it)
+{
+    __atomic_store_n(&it->done, 1, __ATOMIC_RELEASE);
+    pthread_join(it->thread, NULL);
+}
+
+static volatile sig_atomic_t alarm_seen;
+static void on_alarm(int sig) { (void)sig; alarm_seen++; }
+
+static rbpf_vm *usr1_vm;
+static void on_usr1(int sig) { (void)sig; rbpf_vm_interrupt(usr1_vm); }
+
+static void test_interrupts(void)
+{
+    struct interrupter it;
+    uint64_t r = 0;
+    rbpf_vm *vm = assemble_vm(RBPF_VM_NO_DATA, RUNAWAY);
+    CHECK(vm != NULL);
+    CHECK(strcmp(rbpf_error_name(RBPF_E_INTERRUPTED), "RBPF_E_INTERRUPTED") == 0);
+
+    /* A watchdog thread stops the interpreter, the JIT through the handle and the bare function. */
+    start_interrupter(&it, vm, 0);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_INTERRUPTED);
+    CHECK(strcmp(rbpf_last_error(), "interrupted at insn #1") == 0);
+    stop_interrupter(&it);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    start_interrupter(&it, vm, 0);
+    CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r), RBPF_E_INTERRUPTED);
+    CHECK(strcmp(rbpf_last_error(), "interrupted at insn #1") == 0);
+    stop_interrupter(&it);
+    rbpf_jit_fn fn = NULL;
+    CHECK_RC(rbpf_vm_jit_function(vm, &fn), RBPF_OK);
+    start_interrupter(&it, vm, 0);
+    CHECK(fn != NULL && fn(NULL, 0, NULL, 0, &r) == RBPF_E_INTERRUPTED);
+    stop_interrupter(&it);
+
+    /* A signal handler of the host's calls rbpf_vm_interrupt itself. */
+    usr1_vm = vm;
+    struct sigaction sa, old_usr1, old_alrm, old_usr2;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, &old_usr1);
+    start_interrupter(&it, vm, SIGUSR1);
+    CHECK(fn(NULL, 0, NULL, 0, &r) == RBPF_E_INTERRUPTED);
+    stop_interrupter(&it);
+    sigaction(SIGUSR1, &old_usr1, NULL);
+
+    /* The VM names SIGALRM: its runs stop, and the host's own handler still runs. */
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, &old_alrm);
+    CHECK_RC(rbpf_vm_set_interrupt_signal(vm, SIGALRM), RBPF_OK);
+    alarm_seen = 0;
+    start_interrupter(&it, vm, SIGALRM);
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_INTERRUPTED);
+    char by_alarm[64];
+    snprintf(by_alarm, sizeof by_alarm, "interrupted at insn #1 (signal %d)", SIGALRM);
+    CHECK(strcmp(rbpf_last_error(), by_alarm) == 0);
+    CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r), RBPF_E_INTERRUPTED);
+    rbpf_buffer one = {NULL, 0};
+    size_t done = 99;
+    CHECK_RC(rbpf_vm_execute_batch(vm, &one, 1, RBPF_BATCH_JIT, &r, &done), RBPF_E_INTERRUPTED);
+    CHECK(done == 0);
+    stop_interrupter(&it);
+    CHECK(alarm_seen > 0);
+    /* Turned off, the signal only reaches the host's handler (a finite loop then ends normally). */
+    CHECK_RC(rbpf_vm_set_interrupt_signal(vm, 0), RBPF_OK);
+    rbpf_vm *counter = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 0\nloop:\nadd r0, 1\njlt r0, 20000000, loop\nexit");
+    CHECK(counter != NULL);
+    start_interrupter(&it, counter, SIGALRM);
+    CHECK_RC(rbpf_vm_execute(counter, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 20000000);
+    stop_interrupter(&it);
+    sigaction(SIGALRM, &old_alrm, NULL);
+
+    /* An ignored signal keeps its meaning: it interrupts nothing. */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGUSR2, &sa, &old_usr2);
+    CHECK_RC(rbpf_vm_set_interrupt_signal(counter, SIGUSR2), RBPF_OK);
+    start_interrupter(&it, counter, SIGUSR2);
+    CHECK_RC(rbpf_vm_execute(counter, NULL, 0, NULL, 0, &r), RBPF_OK);
+    stop_interrupter(&it);
+    sigaction(SIGUSR2, &old_usr2, NULL);
+
+    /* Code compiled without interrupt checks runs to its end. */
+    CHECK_RC(rbpf_vm_jit_compile_ex(counter, RBPF_JIT_NO_INTERRUPT), RBPF_OK);
+    start_interrupter(&it, counter, 0);
+    CHECK_RC(rbpf_vm_execute_jit(counter, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 20000000);
+    stop_interrupter(&it);
+
+    /* An interrupt between runs is lost: the next run is not affected. */
+    CHECK_RC(rbpf_vm_interrupt(counter), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(counter, NULL, 0, NULL, 0, &r), RBPF_OK);
+
+    /* Bad arguments. */
+    CHECK_RC(rbpf_vm_set_interrupt_signal(vm, SIGKILL), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_set_interrupt_signal(vm, 999), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_set_interrupt_signal(vm, -1), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_set_interrupt_signal(NULL, SIGINT), RBPF_E_INVALID_HANDLE);
+    CHECK_RC(rbpf_vm_interrupt(NULL), RBPF_E_INVALID_HANDLE);
+    CHECK_RC(rbpf_vm_interrupt((rbpf_vm *)(uintptr_t)0x7777), RBPF_E_INVALID_HANDLE);
+    rbpf_vm_destroy(counter);
+    CHECK_RC(rbpf_vm_interrupt(counter), RBPF_E_INVALID_HANDLE);
+    rbpf_vm_destroy(vm);
+    CHECK_RC(rbpf_vm_interrupt(vm), RBPF_E_INVALID_HANDLE);
+}
+
 int main(void)
 {
     test_version_and_errors();
@@ -898,6 +1037,7 @@ int main(void)
     test_bad_handles();
     test_assembler();
     test_threads();
+    test_interrupts();
     test_execute_jit_while_code_changes();
     test_elf();
     printf("c: %d passed, %d failed\n", passed, failed);

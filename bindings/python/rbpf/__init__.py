@@ -13,6 +13,7 @@ import array
 import ctypes
 import ctypes.util
 import os
+import signal
 import sys
 import threading
 
@@ -22,7 +23,7 @@ __all__ = [
     "RbpfError", "InvalidArgumentError", "InvalidHandleError", "InvalidProgramError",
     "OutOfBoundsError", "UnknownHelperError", "InstructionLimitError", "CallDepthExceededError",
     "AssemblyError", "NoProgramError", "UnsupportedError", "HelperFailedError",
-    "IllegalInstructionError", "ElfError", "OutOfMemoryError", "InternalError",
+    "IllegalInstructionError", "ElfError", "OutOfMemoryError", "RunInterruptedError", "InternalError",
     "MBUFF", "FIXED_MBUFF", "RAW", "NO_DATA",
     "HELPER_KTIME_GETNS", "HELPER_TRACE_PRINTK", "HELPER_GATHER_BYTES", "HELPER_MEMFROB",
     "HELPER_SQRTI", "HELPER_STRCMP", "HELPER_RAND",
@@ -87,6 +88,9 @@ class ElfError(RbpfError):
     """An ELF object that cannot be loaded (RBPF_E_ELF_ERROR)."""
 class OutOfMemoryError(RbpfError):
     """Memory ran out (RBPF_E_OUT_OF_MEMORY)."""
+class RunInterruptedError(RbpfError):
+    """The run was stopped by Vm.interrupt() or a signal (RBPF_E_INTERRUPTED). Ctrl-C in the main
+    thread raises KeyboardInterrupt instead."""
 class InternalError(RbpfError):
     """A bug in librbpf (RBPF_E_INTERNAL): please report it."""
 
@@ -95,7 +99,7 @@ _ERRORS = {
     -1: InvalidArgumentError, -2: InvalidHandleError, -3: InvalidProgramError, -4: OutOfBoundsError,
     -5: UnknownHelperError, -6: InstructionLimitError, -7: CallDepthExceededError, -8: AssemblyError,
     -9: NoProgramError, -10: UnsupportedError, -11: HelperFailedError, -12: IllegalInstructionError,
-    -13: ElfError, -14: OutOfMemoryError, -99: InternalError,
+    -13: ElfError, -14: OutOfMemoryError, -15: RunInterruptedError, -99: InternalError,
 }
 
 def _unsigned(value, bits, what):
@@ -189,6 +193,8 @@ _JIT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctype
                            ctypes.POINTER(ctypes.c_uint64))
 _vm_jit_function = _declare("rbpf_vm_jit_function", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
 _vm_destroy = _declare("rbpf_vm_destroy", None, ctypes.c_void_p)
+_vm_interrupt = _declare("rbpf_vm_interrupt", ctypes.c_int, ctypes.c_void_p)
+_vm_set_interrupt_signal = _declare("rbpf_vm_set_interrupt_signal", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
 _vm_is_valid = _declare("rbpf_vm_is_valid", ctypes.c_int, ctypes.c_void_p)
 _verify = _declare("rbpf_verify", ctypes.c_int, _u8p, ctypes.c_size_t)
 _helper_fail = _declare("rbpf_helper_fail", None, ctypes.c_char_p)
@@ -206,6 +212,42 @@ _version = _declare("rbpf_version", ctypes.c_char_p)
 
 def _error_name(code):
     return _error_name_fn(code).decode()
+
+
+_INTERRUPTED = -15
+
+
+def _raise_pending_signals(rc):
+    """After a run that a signal may have stopped: lets Python run its handlers now, so Ctrl-C
+    raises KeyboardInterrupt here. When Python's handler ran already (inside a helper, where
+    the KeyboardInterrupt went to sys.unraisablehook below), a run the library says SIGINT stopped
+    raises KeyboardInterrupt itself, if SIGINT still means that."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    ctypes.pythonapi.PyErr_CheckSignals()
+    if (rc == _INTERRUPTED and hasattr(signal, "SIGINT")
+            and _last_error().endswith(b"(signal %d)" % signal.SIGINT)
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        raise KeyboardInterrupt
+
+
+# A KeyboardInterrupt can arrive as a Python helper starts, before its own try: ctypes then hands it
+# to sys.unraisablehook ("Exception ignored on calling ctypes callback function") and returns 0.
+# Helpers' trampolines carry their VM's state: such an exception is kept for the run to raise
+# instead of printed. Other objects go to the hook that was installed before.
+_previous_unraisablehook = sys.unraisablehook
+
+
+def _unraisablehook(unraisable):
+    state = getattr(unraisable.object, "_rbpf_helper_state", None)
+    if state is not None and unraisable.exc_value is not None:
+        if getattr(state, "error", None) is None:
+            state.error = unraisable.exc_value
+        return
+    _previous_unraisablehook(unraisable)
+
+
+sys.unraisablehook = _unraisablehook
 
 
 def _check(rc):
@@ -316,6 +358,13 @@ class Vm:
             buf, n = _program_buffer(program)
             _check(_vm_create(kind, buf, n, ctypes.byref(handle)))
         self._handle = handle
+        self._interrupt_on_sigint()
+
+    def _interrupt_on_sigint(self):
+        # Ctrl-C stops a run in progress (Linux; elsewhere RBPF_E_UNSUPPORTED is ignored): the library's
+        # SIGINT handler interrupts the run, then hands the signal on to Python's.
+        if hasattr(signal, "SIGINT"):
+            _vm_set_interrupt_signal(self._handle, signal.SIGINT)
 
     # -- lifetime --
     def close(self):
@@ -392,6 +441,16 @@ class Vm:
         _check(_vm_disable_verifier(self._h))
 
     # -- helpers --
+    def interrupt(self):
+        """Stops every run of this VM in progress, on any thread, soon: each raises
+        RunInterruptedError at its next loop head or function entry. A run that begins afterwards is
+        not affected. Safe to call from any thread (for example a watchdog timer). Ctrl-C does the
+        same for runs in the main thread (execute, execute_jit, execute_many, count_verdicts; not a
+        JitFunction) and then raises KeyboardInterrupt."""
+        rc = _vm_interrupt(self._h)
+        if rc < 0:
+            raise InvalidHandleError(rc, "the VM was destroyed")
+
     def register_helper(self, key, function, name=None):
         """Registers a Python callable ``f(r1, r2, r3, r4, r5) -> int`` as helper ``key`` (and under
         ``name``, for ELF objects that call an undefined function of that name). If it raises, the
@@ -412,6 +471,7 @@ class Vm:
                 _helper_fail(("a Python helper raised %r" % (exc,)).encode("utf-8", "replace"))
                 return 0
 
+        trampoline._rbpf_helper_state = state
         fn = _HELPER_FN(trampoline)
         if name is None:
             _check(_vm_register_helper(self._h, key, fn))
@@ -444,6 +504,7 @@ class Vm:
         handle = ctypes.c_void_p()
         _check(_vm_create_from_elf(kind, buf, n, None if section is None else section.encode("utf-8"), ctypes.byref(handle)))
         vm._handle = handle
+        vm._interrupt_on_sigint()
         return vm
 
     def load_elf(self, elf, section=None):
@@ -472,8 +533,11 @@ class Vm:
     # -- limits and memory --
     @property
     def instruction_limit(self):
-        """Most instructions one run may execute (0: no limit, the default); a run that reaches it
-        raises InstructionLimitError. An int from 0 to 2**64 - 1."""
+        """Most instructions one run may execute (0: no limit, the default); a run that would go
+        past it raises InstructionLimitError. An int from 0 to 2**64 - 1. Both engines charge it a
+        basic block at a time (a straight run up to a jump, call or exit): a block that would go
+        past the limit does not start, and the error names its first instruction. Setting a limit
+        where there was none (or removing it) discards compiled code: jit_compile() again."""
         return getattr(self, "_limit", 0)
 
     @instruction_limit.setter
@@ -509,6 +573,10 @@ class Vm:
         helper_error = self._helper_error.error
         self._helper_error.error = None
         del keep1, keep2
+        if rc == _INTERRUPTED or isinstance(helper_error, KeyboardInterrupt):
+            _raise_pending_signals(rc)
+        if helper_error is not None and not isinstance(helper_error, Exception):
+            raise helper_error  # KeyboardInterrupt, SystemExit: as they are
         if helper_error is not None:
             message = _last_error().decode("utf-8", "replace") if rc == -11 else "a Python helper raised %r" % (helper_error,)
             raise HelperFailedError(-11, message) from helper_error
@@ -534,6 +602,10 @@ class Vm:
         rc = _vm_execute_packed(self._h, data_ptr, len_ptr, len(items), 1 if jit else 0, results, counts, ncounts, ctypes.byref(done))
         helper_error = self._helper_error.error
         self._helper_error.error = None
+        if rc == _INTERRUPTED or isinstance(helper_error, KeyboardInterrupt):
+            _raise_pending_signals(rc)
+        if helper_error is not None and not isinstance(helper_error, Exception):
+            raise helper_error  # KeyboardInterrupt, SystemExit: as they are
         if helper_error is not None:
             raise HelperFailedError(-11, _last_error().decode("utf-8", "replace")) from helper_error
         _check(rc)
@@ -561,10 +633,12 @@ class Vm:
         self._run_packed(buffers, jit, None, counts, n)
         return list(counts)
 
-    def jit_compile(self, unchecked=False, blind_constants=False):
+    def jit_compile(self, unchecked=False, blind_constants=False, interruptible=True):
         """Compiles the program to x86-64 code (register helpers first). ``unchecked`` drops the
-        memory checks (trusted programs only); ``blind_constants`` blinds immediates."""
-        flags = (1 if unchecked else 0) | (2 if blind_constants else 0)
+        memory checks (trusted programs only); ``blind_constants`` blinds immediates;
+        ``interruptible=False`` drops the checks that let interrupt() and Ctrl-C stop a run (the
+        tightest loops run up to a fifth faster; only the instruction limit can stop them then)."""
+        flags = (1 if unchecked else 0) | (2 if blind_constants else 0) | (0 if interruptible else 4)
         _check(_vm_jit_compile_ex(self._h, flags) if flags else _vm_jit_compile(self._h))
 
     def execute_jit(self, mem=None, mbuff=None):
@@ -648,6 +722,7 @@ class FixedMbuffVm(Vm):
         _check(_vm_create_fixed(buf, n, _unsigned(data_offset, 64, "data_offset"), _unsigned(data_end_offset, 64, "data_end_offset"),
                                 ctypes.byref(handle)))
         self._handle = handle
+        self._interrupt_on_sigint()
 
     def set_program(self, program, data_offset=None, data_end_offset=None):
         """Loads ``program``, with new buffer offsets when given."""

@@ -4,7 +4,10 @@ import ctypes
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 import threading
 import unittest
 
@@ -411,6 +414,98 @@ class MemoryAndVerifier(unittest.TestCase):
 
 
 ELF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "tests", "elf")
+
+
+
+RUNAWAY = "mov r0, 0\nloop:\nadd r0, 1\njne r0, 0, loop\nexit"
+
+# Runs a runaway program in a child Python and says "running" first; the test sends SIGINT.
+CHILD = """
+import sys, rbpf
+vm = rbpf.NoDataVm(rbpf.assemble(%r))
+mode = sys.argv[1]
+if mode == "helper":
+    vm = rbpf.NoDataVm(rbpf.assemble("mov r6, 0\\nloop:\\ncall 7\\nadd r6, 1\\njne r6, 0, loop\\nexit"))
+    vm.register_helper(7, lambda *a: 0)
+if mode == "jit":
+    vm.jit_compile()
+print("running", flush=True)
+try:
+    if mode == "jit":
+        vm.execute_jit()
+    elif mode == "many":
+        vm.execute_many([b""] * 3)
+    else:
+        vm.execute()
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(3)
+print("not interrupted", flush=True)
+""" % RUNAWAY
+
+
+class Interrupts(unittest.TestCase):
+    def test_interrupt_from_another_thread(self):
+        for jit in (False, True):
+            with rbpf.NoDataVm(rbpf.assemble(RUNAWAY)) as vm:
+                if jit:
+                    vm.jit_compile()
+                errors = []
+
+                def run():
+                    try:
+                        vm.execute_jit() if jit else vm.execute()
+                    except rbpf.RbpfError as e:
+                        errors.append(e)
+                t = threading.Thread(target=run)
+                t.start()
+                while t.is_alive():
+                    vm.interrupt()
+                    t.join(0.02)
+                self.assertEqual(len(errors), 1)
+                self.assertIsInstance(errors[0], rbpf.RunInterruptedError)
+                self.assertEqual(errors[0].code, -15)
+                self.assertIn("interrupted at insn #1", str(errors[0]))
+
+    def test_code_without_interrupt_checks_runs_to_its_end(self):
+        with rbpf.NoDataVm(rbpf.assemble("mov r0, 0\nloop:\nadd r0, 1\njlt r0, 30000000, loop\nexit")) as vm:
+            vm.jit_compile(interruptible=False)
+            results = []
+            t = threading.Thread(target=lambda: results.append(vm.execute_jit()))
+            t.start()
+            while t.is_alive():
+                vm.interrupt()
+                t.join(0.005)
+            self.assertEqual(results, [30000000])
+
+    def test_interrupt_between_runs_is_lost(self):
+        with rbpf.NoDataVm(rbpf.assemble("mov r0, 0\nloop:\nadd r0, 1\njlt r0, 1000, loop\nexit")) as vm:
+            vm.interrupt()
+            self.assertEqual(vm.execute(), 1000)
+        self.assertRaises(rbpf.InvalidHandleError, vm.interrupt)
+
+    @unittest.skipUnless(sys.platform.startswith("linux"), "signals interrupt runs on Linux")
+    def test_ctrl_c_raises_keyboard_interrupt(self):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [os.path.dirname(os.path.dirname(rbpf.__file__)), env.get("PYTHONPATH")] if p)
+        for mode in ("interp", "jit", "helper", "many"):
+            child = subprocess.Popen([sys.executable, "-c", CHILD, mode], env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+            try:
+                self.assertEqual(child.stdout.readline().strip(), "running")
+                time.sleep(0.2)  # well inside the run
+                started = time.monotonic()
+                child.send_signal(signal.SIGINT)
+                out, err = child.communicate(timeout=20)
+                elapsed = time.monotonic() - started
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+            self.assertEqual(child.returncode, 3, "%s: %s %s" % (mode, out, err))
+            self.assertIn("KeyboardInterrupt", out)
+            self.assertNotIn("Exception ignored", err)
+            self.assertLess(elapsed, 5, mode)  # a fraction of a second in practice; generous for loaded machines
 
 
 class Elf(unittest.TestCase):

@@ -14,7 +14,7 @@ internal unsafe struct JitContext
     public const int OffLink = 0, OffStackTop = 8, OffBudget = 16, OffResultPtr = 24, OffStatus = 32, OffDepth = 36,
         OffFaultPc = 40, OffFaultSize = 44, OffFaultAddress = 48, OffFaultKind = 56, OffHelperSlot = 60,
         OffPacketStart = 64, OffPacketBound = 72, OffStackStart = 104, OffStackBound = 112, OffPacketLength = 144,
-        OffMetaStart = 152, OffMetaLength = 160, OffCallXKey = 168, OffStackBottom = 176;
+        OffMetaStart = 152, OffMetaLength = 160, OffCallXKey = 168, OffStackBottom = 176, OffInterruptEpoch = 184;
 
     /// <summary>The program's <see cref="JitLink"/> (baked into its code).</summary>
     [FieldOffset(OffLink)] public JitLink* Link;
@@ -47,6 +47,8 @@ internal unsafe struct JitContext
     [FieldOffset(OffCallXKey)] public ulong CallXKey;
     /// <summary>Frames may not go below this address.</summary>
     [FieldOffset(OffStackBottom)] public ulong StackBottom;
+    /// <summary>The VM's interrupt word as the run began (<see cref="EbpfVm.Interrupt"/>).</summary>
+    [FieldOffset(OffInterruptEpoch)] public uint InterruptEpoch;
 
     /// <summary>Index into the bound arrays for an access of <paramref name="size"/> bytes.</summary>
     public static int BoundIndex(int size) => size switch { 1 => 0, 2 => 1, 4 => 2, _ => 3 };

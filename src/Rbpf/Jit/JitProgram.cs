@@ -28,7 +28,8 @@ internal sealed unsafe class JitProgram : IDisposable
         _self = GCHandle.Alloc(this, GCHandleType.Weak);
         _link->Program = GCHandle.ToIntPtr(_self);
         SetInstructionLimit(instructionLimit);
-        var target = new JitTarget(kind, dataOffset, dataEndOffset, (nint)_link, layout.MaxFrames, layout.FullFrames);
+        var target = new JitTarget(kind, dataOffset, dataEndOffset, (nint)_link, layout.MaxFrames, layout.FullFrames,
+            (nint)owner.InterruptWord);
         FixedLength = X64Compiler.FixedLength(target);
         var output = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target);
         Code = output.Code;

@@ -198,6 +198,7 @@ internal static unsafe class JitRuntime
                 RbpfErrorCode.OutOfBounds =>
                     Interpreter.PacketFaultMessage(ctx->FaultSize, ctx->FaultAddress, pc, ctx->PacketStart, ctx->PacketLength),
                 RbpfErrorCode.InstructionLimit => Interpreter.LimitMessage((ulong)ctx->Link->Budget, pc),
+                RbpfErrorCode.Interrupted => Interpreter.InterruptedMessage(pc),
                 RbpfErrorCode.CallDepthExceeded => Interpreter.CallDepthMessage(pc, jit.Layout.MaxFrames),
                 RbpfErrorCode.UnknownHelper => Interpreter.UnknownHelperMessage(pc, (uint)jit.Program.Code[pc].Imm),
                 RbpfErrorCode.IllegalInstruction => Interpreter.IllegalMessage(jit.Program, pc),

@@ -17,6 +17,14 @@ public sealed record JitOptions
     /// plant chosen byte sequences in executable memory.</summary>
     public bool ConstantBlinding { get; init; }
 
+    /// <summary>
+    /// Check at every loop head and function entry whether <see cref="EbpfVm.Interrupt"/> was
+    /// called (the default). The check costs a load and a compare per loop iteration: on the tightest
+    /// loops up to a fifth of their time (docs/performance.md). Turned off, a run of the code can
+    /// only be stopped by the instruction limit.
+    /// </summary>
+    public bool Interruptible { get; init; } = true;
+
     /// <summary>The calling convention at the code's edges (tests: Windows' on a System V host).</summary>
     internal JitAbi Abi { get; init; }
 }
@@ -36,7 +44,8 @@ internal enum JitAbi
 /// <summary>What the entry needs to know about its VM: how it builds r1 and r2, and the address of the program's <see cref="JitLink"/>.</summary>
 /// <summary>What the code is compiled for: the VM's kind, its fixed buffer's offsets, its link cell,
 /// and its stack layout (frames at most; whether every frame is sure to have 512 bytes below r10).</summary>
-internal readonly record struct JitTarget(VmKind Kind, int DataOffset, int DataEndOffset, nint Link, int MaxFrames, bool FullFrames);
+internal readonly record struct JitTarget(VmKind Kind, int DataOffset, int DataEndOffset, nint Link, int MaxFrames, bool FullFrames,
+    nint InterruptWord);
 
 /// <summary>
 /// Compiles a decoded program to x86-64 machine code with Iced. The body follows the System V
@@ -143,6 +152,7 @@ internal sealed class X64Compiler
             }
             Bind(ref _pcLabels[pc]);
             _currentPc = pc;
+            if (_options.Interruptible && _program.PollPoints[pc]) EmitPoll(pc);
             if (_countInstructions && blockStarts[pc] > 0) EmitBudget(pc, blockStarts[pc]);
             var group = FusableGroup(code, blockStarts, pc);
             if (group.Count > 1)
@@ -305,6 +315,13 @@ internal sealed class X64Compiler
         {
             _a.mov(r11, __qword_ptr[r10 + JitLink.OffBudget]);
             _a.mov(CtxQ(JitContext.OffBudget), r11);
+        }
+        if (_options.Interruptible && Array.IndexOf(_program.PollPoints, true) >= 0)
+        {
+            // The interrupt word as the run begins: an interrupt is a change of it from here on.
+            _a.mov(r11, (long)_target.InterruptWord);
+            _a.mov(r11d, __dword_ptr[r11]);
+            _a.mov(CtxD(JitContext.OffInterruptEpoch), r11d);
         }
         _a.xor(r11d, r11d);
         _a.mov(CtxQ(JitContext.OffStatus), r11); // Status and Depth
@@ -537,35 +554,27 @@ internal sealed class X64Compiler
     }
 
     /// <summary>For each slot that starts a basic block, the number of instructions in the block; else 0.</summary>
+    /// <summary>Each slot's block length (0 inside a block): <see cref="DecodedProgram.MarkBlocks"/>.</summary>
     private static int[] BlockStarts(DecodedInsn[] code)
     {
-        int n = code.Length;
-        var start = new bool[n];
-        start[0] = true;
-        for (int pc = 0; pc < n; pc++)
-        {
-            var i = code[pc];
-            bool isJump = i.Op == Op.Ja || (i.Op >= Op.Jeq64Imm && i.Op <= Op.Jsle32Reg);
-            if (isJump || i.Op == Op.CallLocal)
-            {
-                if (i.Off >= 0 && i.Off < n) start[i.Off] = true;
-            }
-            int next = pc + (i.Op == Op.Lddw ? 2 : 1);
-            if ((isJump || i.Op == Op.CallLocal || i.Op == Op.Exit || i.Op == Op.Illegal) && next < n) start[next] = true;
-        }
-        var length = new int[n];
-        for (int pc = 0; pc < n; pc++)
-        {
-            if (!start[pc] || (pc > 0 && code[pc - 1].Op == Op.Lddw)) continue;
-            int count = 0;
-            for (int k = pc; k < n; k += code[k].Op == Op.Lddw ? 2 : 1)
-            {
-                if (k != pc && start[k]) break;
-                count++;
-            }
-            length[pc] = count;
-        }
+        var length = new int[code.Length];
+        for (int pc = 0; pc < code.Length; pc++) length[pc] = code[pc].Charge;
         return length;
+    }
+
+    /// <summary>
+    /// Stops the run with <see cref="RbpfErrorCode.Interrupted"/> when the VM's interrupt word has
+    /// moved on since the run began (<see cref="EbpfVm.Interrupt"/>); emitted at loop heads and
+    /// function entries. r11 is free between instructions.
+    /// </summary>
+    private void EmitPoll(int pc)
+    {
+        var stop = _a.CreateLabel();
+        _a.mov(r11, (long)_target.InterruptWord);
+        _a.mov(r11d, __dword_ptr[r11]);
+        _a.cmp(r11d, CtxD(JitContext.OffInterruptEpoch));
+        _a.jne(stop);
+        Cold(stop, () => Fail(pc, RbpfErrorCode.Interrupted));
     }
 
     private void EmitBudget(int pc, int length)
