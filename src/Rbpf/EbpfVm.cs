@@ -388,7 +388,7 @@ public sealed class EbpfVm : IDisposable
     public void RegisterStandardHelpers()
     {
         RegisterHelper(StandardHelpers.KtimeGetNsId, StandardHelpers.KtimeGetNs, "bpf_ktime_getns");
-        RegisterHelper(StandardHelpers.TracePrintkId, StandardHelpers.TracePrintk, "bpf_trace_printk");
+        RegisterHelper(StandardHelpers.TracePrintkId, StandardHelpers.TracePrintkFormatted, "bpf_trace_printk");
         RegisterHelper(StandardHelpers.GatherBytesId, StandardHelpers.GatherBytes, "gather_bytes");
         RegisterHelper(StandardHelpers.MemfrobId, StandardHelpers.Memfrob, "memfrob");
         RegisterHelper(StandardHelpers.SqrtiId, StandardHelpers.Sqrti, "sqrti");

@@ -83,6 +83,144 @@ public static class StandardHelpers
         return (ulong)line.Length + 1;
     }
 
+    /// <summary>
+    /// <c>bpf_trace_printk(fmt, fmt_size, a, b, c)</c> as the kernel's: when r1 points at r2
+    /// readable bytes ending in a NUL, the format string is formatted with r3-r5 (at most three
+    /// conversions: <c>%d %i %u %x %X %c %s %p %px %pK %pI4 %pi4 %%</c>, with <c>l</c> or <c>ll</c>
+    /// for 64-bit integers, flags <c>0 - + space #</c> and a width; without <c>l</c> an integer
+    /// is its low 32 bits), written to <see cref="TraceOutput"/> (with a newline when the text
+    /// has none) and the number of bytes formatted returned. A conversion the kernel does not
+    /// support, or a fourth one, prints nothing and returns -EINVAL (-22), as the kernel does; a
+    /// <c>%s</c> or <c>%pI4</c> pointer outside the program's memory prints as an empty string.
+    /// Otherwise (r1 is 0 or not such a string) it is rbpf's <see cref="TracePrintk"/>.
+    /// </summary>
+    public static ulong TracePrintkFormatted(MemoryAccess memory, ulong r1, ulong r2, ulong r3, ulong r4, ulong r5)
+    {
+        if (r1 == 0 || r2 == 0 || r2 > 4096 || !memory.IsAllowed(r1, r2, write: false))
+            return TracePrintk(r1, r2, r3, r4, r5);
+        var fmt = memory.GetSpan(r1, (int)r2, write: false);
+        if (fmt[^1] != 0) return TracePrintk(r1, r2, r3, r4, r5);
+        string? text = FormatKernel(memory, fmt[..fmt.IndexOf((byte)0)], r3, r4, r5);
+        if (text == null) return unchecked((ulong)-22L);
+        // One char per byte so far: the bytes go out as UTF-8 text, and their number is returned.
+        string printed = System.Text.Encoding.UTF8.GetString(System.Text.Encoding.Latin1.GetBytes(text));
+        TraceOutput.Write(printed.EndsWith('\n') ? printed : printed + "\n");
+        return (ulong)text.Length;
+    }
+
+    /// <summary>The kernel's bpf_trace_printk formatting of <paramref name="fmt"/>, or null where it would refuse it.</summary>
+    internal static string? FormatKernel(MemoryAccess memory, ReadOnlySpan<byte> fmt, ulong a0, ulong a1, ulong a2)
+    {
+        Span<ulong> args = stackalloc ulong[] { a0, a1, a2 };
+        int next = 0;
+        var sb = new System.Text.StringBuilder();
+        for (int i = 0; i < fmt.Length; i++)
+        {
+            byte ch = fmt[i];
+            if (ch != (byte)'%') { sb.Append((char)ch); continue; }
+            if (++i >= fmt.Length) return null;
+            if (fmt[i] == (byte)'%') { sb.Append('%'); continue; }
+            bool left = false, zero = false, plus = false, space = false, alt = false;
+            for (; i < fmt.Length; i++)
+            {
+                if (fmt[i] == (byte)'-') left = true;
+                else if (fmt[i] == (byte)'0') zero = true;
+                else if (fmt[i] == (byte)'+') plus = true;
+                else if (fmt[i] == (byte)' ') space = true;
+                else if (fmt[i] == (byte)'#') alt = true;
+                else break;
+            }
+            int width = 0;
+            while (i < fmt.Length && fmt[i] >= (byte)'0' && fmt[i] <= (byte)'9') width = Math.Min(width * 10 + (fmt[i++] - '0'), 1024);
+            if (i >= fmt.Length || next == args.Length) return null;
+            ulong arg = args[next++];
+            string body;
+            bool numeric = true;
+            switch ((char)fmt[i])
+            {
+                case 'c':
+                    body = ((char)(byte)arg).ToString();
+                    numeric = false;
+                    break;
+                case 's':
+                    body = ReadString(memory, arg);
+                    numeric = false;
+                    break;
+                case 'p':
+                {
+                    char kind = i + 1 < fmt.Length ? (char)fmt[i + 1] : '\0';
+                    if (kind is 'x' or 'K') { i++; }
+                    else if ((kind is 'I' or 'i') && i + 2 < fmt.Length && fmt[i + 2] == (byte)'4')
+                    {
+                        i += 2;
+                        body = Ipv4(memory, arg, padded: kind == 'i');
+                        numeric = false;
+                        break;
+                    }
+                    else if (kind is 'I' or 'i' or 'B' or 'k' or 'u' or 'S' or 's' or 'M' or 'm') return null; // other pointer formats
+                    body = arg.ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
+                    numeric = false;
+                    break;
+                }
+                default:
+                {
+                    bool wide = false;
+                    if (fmt[i] == (byte)'l') { wide = true; i++; if (i < fmt.Length && fmt[i] == (byte)'l') i++; }
+                    if (i >= fmt.Length) return null;
+                    ulong v = wide ? arg : (uint)arg;
+                    var inv = System.Globalization.CultureInfo.InvariantCulture;
+                    switch ((char)fmt[i])
+                    {
+                        case 'd':
+                        case 'i':
+                        {
+                            long sv = wide ? (long)arg : (int)(uint)arg;
+                            body = sv < 0 ? "-" + ((ulong)(-(sv + 1)) + 1).ToString(inv) : (plus ? "+" : space ? " " : "") + ((ulong)sv).ToString(inv);
+                            break;
+                        }
+                        case 'u': body = v.ToString(inv); break;
+                        case 'x': body = (alt && v != 0 ? "0x" : "") + v.ToString("x", inv); break;
+                        case 'X': body = (alt && v != 0 ? "0X" : "") + v.ToString("X", inv); break;
+                        default: return null;
+                    }
+                    break;
+                }
+            }
+            if (body.Length < width)
+            {
+                if (left) body = body.PadRight(width);
+                else if (zero && numeric)
+                {
+                    int sign = body.Length > 0 && body[0] is '-' or '+' or ' ' ? 1 : body.StartsWith("0x") || body.StartsWith("0X") ? 2 : 0;
+                    body = body[..sign] + new string('0', width - body.Length) + body[sign..];
+                }
+                else body = body.PadLeft(width);
+            }
+            sb.Append(body);
+        }
+        return sb.ToString();
+    }
+
+    private static string ReadString(MemoryAccess memory, ulong address)
+    {
+        var sb = new System.Text.StringBuilder();
+        for (ulong k = 0; k < 1024; k++)
+        {
+            if (!memory.IsAllowed(address + k, 1, write: false)) return "";
+            byte b = memory.GetSpan(address + k, 1, write: false)[0];
+            if (b == 0) return sb.ToString();
+            sb.Append((char)b);
+        }
+        return sb.ToString();
+    }
+
+    private static string Ipv4(MemoryAccess memory, ulong address, bool padded)
+    {
+        if (!memory.IsAllowed(address, 4, write: false)) return "";
+        var b = memory.GetSpan(address, 4, write: false);
+        return padded ? $"{b[0]:D3}.{b[1]:D3}.{b[2]:D3}.{b[3]:D3}" : $"{b[0]}.{b[1]}.{b[2]}.{b[3]}";
+    }
+
     /// <summary>Packs the low bytes of its arguments: <c>r1 &lt;&lt; 32 | r2 &lt;&lt; 24 | r3 &lt;&lt; 16 | r4 &lt;&lt; 8 | r5</c>.</summary>
     public static ulong GatherBytes(ulong r1, ulong r2, ulong r3, ulong r4, ulong r5) =>
         (r1 << 32) | (r2 << 24) | (r3 << 16) | (r4 << 8) | r5;

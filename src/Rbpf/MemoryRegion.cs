@@ -51,7 +51,7 @@ public readonly unsafe ref struct MemoryAccess
     {
         if (length < 0 || !Allowed(_regions, _count, address, (ulong)length, write))
             throw new RbpfException(RbpfErrorCode.OutOfBounds,
-                $"helper {(write ? "write" : "read")} of {length} bytes at 0x{address:x} is outside the allowed memory");
+                $"helper {(write ? "write" : "read")} of {Interpreter.Bytes(length)} at 0x{address:x} is outside the allowed memory");
         return new Span<byte>((void*)address, length);
     }
 

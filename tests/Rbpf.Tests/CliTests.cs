@@ -79,6 +79,18 @@ public class CliTests
         Assert.Equal("", output.Result);
     }
 
+    [SkippableFact]
+    public void RunFormatsBpfTracePrintkAsTheKernelDoes()
+    {
+        // A program compiled by clang with its format string in .rodata (tests/elf/printk.c).
+        string obj = Path.Combine(TestPaths.RepoRoot, "tests", "elf", "printk.o");
+        var r = Cli(new[] { "run", obj, "--mem-hex", "aa bb 07" });
+        Assert.Equal(0, r.Exit);
+        Assert.Equal("len=3 first=0xaa last=7\n0x18\n", r.Stdout); // 24 bytes formatted, newline included
+        var j = Cli(new[] { "run", obj, "--mem-hex", "aa bb 07", "--jit" });
+        Assert.Equal(r.Stdout, j.Stdout);
+    }
+
     private const string Sample = "mov r0, 0\nldxb r1, [r1+1]\nadd r0, r1\nadd r0, 0x10\nexit\n";
 
     [SkippableFact]

@@ -286,6 +286,87 @@ public class VmTests
         finally { StandardHelpers.TraceOutput = old; }
     }
 
+    /// <summary>Assembly that puts <paramref name="text"/> and a NUL on the stack, calls helper 6 with it
+    /// and r3-r5 as given, and returns what it returned.</summary>
+    private static string PrintkProgram(string text, string args)
+    {
+        var bytes = System.Text.Encoding.UTF8.GetBytes(text + "\0");
+        int size = (bytes.Length + 7) & ~7;
+        Array.Resize(ref bytes, size);
+        var sb = new System.Text.StringBuilder();
+        for (int k = 0; k < size; k += 8)
+            sb.Append($"lddw r1, 0x{BitConverter.ToUInt64(bytes, k):x}\nstxdw [r10-{size - k}], r1\n");
+        sb.Append($"mov r1, r10\nadd r1, -{size}\nmov r2, {bytes.Length}\n{args}\ncall bpf_trace_printk\nexit");
+        return sb.ToString();
+    }
+
+    [Theory]
+    [InlineData("hello\n", "", "hello\n")]
+    [InlineData("x=%d y=%u z=%x\n", "mov r3, -5\nmov r4, -1\nmov r5, 255", "x=-5 y=4294967295 z=ff\n")]
+    [InlineData("%ld %llx %lu", "mov r3, -5\nlddw r4, 0x1122334455667788\nmov r5, 7", "-5 1122334455667788 7")]
+    [InlineData("[%5d|%-5d|%05d]", "mov r3, 42\nmov r4, 42\nmov r5, -42", "[   42|42   |-0042]")]
+    [InlineData("%#x %X %c%%", "mov r3, 255\nmov r4, 171\nmov r5, 65", "0xff AB A%")]
+    [InlineData("%+d % d %i", "mov r3, 7\nmov r4, 7\nmov r5, -7", "+7  7 -7")]
+    [InlineData("%px", "lddw r3, 0xffff888003c1e000", "ffff888003c1e000")]
+    [InlineData("%pI4 %pi4", "mov r3, r10\nadd r3, -48\nmov r4, r3\nstw [r3], 0x0401a8c0", "192.168.1.4 192.168.001.004")]
+    public void TracePrintkFormatsLikeTheKernel(string format, string args, string expected)
+    {
+        foreach (bool jit in new[] { false, true })
+        {
+            var vm = EbpfVm.CreateNoData(Assembler.Assemble(PrintkProgram(format, args)));
+            vm.RegisterStandardHelpers();
+            var old = StandardHelpers.TraceOutput;
+            var sw = new StringWriter();
+            StandardHelpers.TraceOutput = sw;
+            try
+            {
+                if (jit) vm.JitCompile();
+                ulong n = jit ? vm.ExecuteJit() : vm.Execute();
+                Assert.Equal(expected.EndsWith('\n') ? expected : expected + "\n", sw.ToString());
+                Assert.Equal((ulong)System.Text.Encoding.UTF8.GetByteCount(expected), n); // the kernel's count: what was formatted
+            }
+            finally { StandardHelpers.TraceOutput = old; }
+        }
+    }
+
+    [Theory]
+    [InlineData("%d %d %d %d")] // a fourth conversion
+    [InlineData("%o")]          // not one the kernel supports
+    [InlineData("%pB")]
+    [InlineData("50%")]
+    public void TracePrintkRefusesWhatTheKernelRefuses(string format)
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble(PrintkProgram(format, "mov r3, 1")));
+        vm.RegisterStandardHelpers();
+        var old = StandardHelpers.TraceOutput;
+        var sw = new StringWriter();
+        StandardHelpers.TraceOutput = sw;
+        try
+        {
+            Assert.Equal(unchecked((ulong)-22L), vm.Execute());
+            Assert.Equal("", sw.ToString());
+        }
+        finally { StandardHelpers.TraceOutput = old; }
+    }
+
+    [Fact]
+    public void TracePrintkStringsAreCheckedAndIPv4Reads4Bytes()
+    {
+        // %s of a string on the stack, then of a pointer outside the program's memory (prints nothing).
+        string prog = PrintkProgram("<%s><%s>", "mov r3, r10\nadd r3, -64\nstw [r3], 0x006b6f\nmov r4, 8");
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble(prog));
+        vm.RegisterStandardHelpers();
+        var old = StandardHelpers.TraceOutput;
+        var sw = new StringWriter();
+        StandardHelpers.TraceOutput = sw;
+        try
+        {
+            Assert.Equal(6UL, vm.Execute());
+            Assert.Equal("<ok><>\n", sw.ToString());
+        }
+        finally { StandardHelpers.TraceOutput = old; }
+    }
+
     [Fact]
     public void MemoryHelpersAreBoundsChecked()
     {

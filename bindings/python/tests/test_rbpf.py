@@ -319,6 +319,23 @@ class Helpers(unittest.TestCase):
             self.assertEqual(vm.execute(), 2)
 
 
+class TracePrintk(unittest.TestCase):
+    def test_formats_its_format_string_on_stdout(self):
+        # The library writes to the process's standard output: run it in a child to read it.
+        # "x=%d\n" and its NUL on the stack, r3 = -12.
+        code = ("import rbpf\n"
+                "src = 'lddw r1, 0x000a64253d78\\nstxdw [r10-8], r1\\nmov r1, r10\\nadd r1, -8\\n"
+                "mov r2, 6\\nmov r3, -12\\ncall bpf_trace_printk\\nexit'\n"
+                "vm = rbpf.NoDataVm(rbpf.assemble(src))\n"
+                "vm.register_standard_helpers()\n"
+                "print(vm.execute(), flush=True)\n")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [os.path.dirname(os.path.dirname(rbpf.__file__)), env.get("PYTHONPATH")] if p)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout, "x=-12\n6\n")
+
+
 class MemoryAndVerifier(unittest.TestCase):
     def test_stores_reach_writable_memory(self):
         with rbpf.RawVm(rbpf.assemble("stw [r1+1], 0x11223344\nexit")) as vm:
