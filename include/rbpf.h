@@ -350,7 +350,8 @@ RBPF_API int rbpf_vm_jit_disassemble(rbpf_vm *vm, char **out_text);
 /* ---- Assembler and disassembler ------------------------------------------------------------ */
 
 /**
- * Assembles NUL-terminated UTF-8 `source` (rbpf or bpf_conformance syntax) into *out_prog
+ * Assembles NUL-terminated UTF-8 `source` (rbpf's, bpf_conformance's or LLVM's syntax, as
+ * `clang -S -target bpf` and `llvm-objdump -d` print it, line by line) into *out_prog
  * (*out_len bytes, freed with rbpf_free). Errors (RBPF_E_ASSEMBLY_ERROR) name the line and column.
  */
 RBPF_API int rbpf_assemble(const char *source, uint8_t **out_prog, size_t *out_len);
@@ -360,6 +361,14 @@ RBPF_API int rbpf_assemble(const char *source, uint8_t **out_prog, size_t *out_l
  * per line; rbpf_assemble turns it back into the same bytes.
  */
 RBPF_API int rbpf_disassemble(const uint8_t *prog, size_t prog_len, char **out_text);
+
+/** rbpf_disassemble_ex flag: the LLVM/kernel syntax (r0 = 1, if r1 > r2 goto +3) instead of rbpf's. */
+#define RBPF_DISASM_LLVM 1u
+/** rbpf_disassemble_ex flag: label every jump and call target (L7: before slot 7) and name it in the jumps. */
+#define RBPF_DISASM_LABELS 2u
+
+/** As rbpf_disassemble, with RBPF_DISASM_* flags (RBPF_E_INVALID_ARGUMENT for others). */
+RBPF_API int rbpf_disassemble_ex(const uint8_t *prog, size_t prog_len, uint32_t flags, char **out_text);
 
 /** Frees a buffer returned by this library. NULL is ignored. */
 RBPF_API void rbpf_free(void *ptr);

@@ -39,13 +39,18 @@ internal static class Program
 
         Assembles FILE (or standard input) and writes the bytecode to standard output or OUT:
         raw bytes, or hex (one instruction per line) with --hex. Errors name the line and column.
+        Reads rbpf's syntax (mov r0, 1), the conformance suite's (%r0) and LLVM's (r0 = 1,
+        as clang -S and llvm-objdump -d print it; pasted objdump listings keep their bytes).
         """;
 
     private const string DisasmHelp = """
-        usage: rbpf disasm FILE|- [--format raw|hex|elf|auto] [--section NAME]
+        usage: rbpf disasm FILE|- [--format raw|hex|elf|auto] [--section NAME] [--syntax rbpf|llvm]
+                                  [--no-labels]
 
         Disassembles bytecode (raw, hex or an ELF object's section) into text that 'rbpf asm'
-        assembles back to the same bytes.
+        assembles back to the same bytes. Jump and call targets get labels (L7: before slot 7)
+        unless --no-labels; --syntax llvm writes the LLVM/kernel syntax (r0 = 1,
+        if r1 > r2 goto L7), which 'rbpf asm' reads too.
         """;
 
     private const string RunHelp = """
@@ -222,8 +227,14 @@ internal static class Program
 
     private static int Disasm(string[] args)
     {
-        var o = new Options(args, Array.Empty<string>(), new[] { "--format", "--section" });
+        var o = new Options(args, new[] { "--no-labels" }, new[] { "--format", "--section", "--syntax" });
         if (o.Help) return Print(DisasmHelp);
+        var syntax = (o.Get("--syntax") ?? "rbpf") switch
+        {
+            "rbpf" => AsmSyntax.Rbpf,
+            "llvm" => AsmSyntax.Llvm,
+            var other => throw new UsageException($"unknown syntax '{other}' (rbpf or llvm)"),
+        };
         string file = OnePositional(o, "FILE (or - for standard input)");
         var format = ProgramInput.ParseFormat(o.Get("--format") ?? "auto");
         if (format == InputFormat.Asm) throw new UsageException("disasm reads bytecode, not assembly");
@@ -249,7 +260,7 @@ internal static class Program
                 prog = data.Length % 8 == 0 ? data : throw new InputException($"raw bytecode of {data.Length} bytes is not a multiple of 8");
                 break;
         }
-        Console.Out.Write(Disassembler.Disassemble(prog));
+        Console.Out.Write(Disassembler.Disassemble(prog, syntax, labels: !o.Has("--no-labels")));
         return ExitOk;
     }
 

@@ -605,17 +605,24 @@ internal static unsafe class Exports
     }
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_disassemble")]
-    public static int Disassemble(byte* prog, nuint progLen, byte** outText)
+    public static int Disassemble(byte* prog, nuint progLen, byte** outText) => DisassembleWith(prog, progLen, 0, outText);
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_disassemble_ex")]
+    public static int DisassembleEx(byte* prog, nuint progLen, uint flags, byte** outText) => DisassembleWith(prog, progLen, flags, outText);
+
+    private static int DisassembleWith(byte* prog, nuint progLen, uint flags, byte** outText)
     {
         try
         {
+            if ((flags & ~3u) != 0) throw Bad($"unknown disassembly flags 0x{flags:x}");
             if (outText == null) throw Bad("out_text is NULL");
             *outText = null;
             if (prog == null) throw Bad("prog is NULL");
             var span = Bytes(prog, progLen, "prog");
             if (span.Length % Isa.InstructionSize != 0)
                 throw new RbpfException(RbpfErrorCode.InvalidProgram, $"program length {span.Length} is not a multiple of 8 bytes");
-            *outText = Utf8.Alloc(Disassembler.Disassemble(span));
+            *outText = Utf8.Alloc(flags == 0 ? Disassembler.Disassemble(span)
+                : Disassembler.Disassemble(span, (flags & 1) != 0 ? AsmSyntax.Llvm : AsmSyntax.Rbpf, labels: (flags & 2) != 0));
             return 0;
         }
         catch (Exception e) { return Fail(e); }

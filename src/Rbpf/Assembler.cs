@@ -4,8 +4,12 @@ namespace Rbpf;
 
 /// <summary>
 /// Turns eBPF assembly text into bytecode. It reads rbpf's syntax (<c>add64 r1, 0x605</c>,
-/// <c>ldxh r0, [r1+2]</c>, <c>jeq r1, 5, +2</c>) and the bpf_conformance syntax (<c>%r1</c>
-/// registers, labels, <c>mov32</c>, <c>lock fetch add [%r10-8], %r1</c>, <c>call local f</c>).
+/// <c>ldxh r0, [r1+2]</c>, <c>jeq r1, 5, +2</c>), the bpf_conformance syntax (<c>%r1</c>
+/// registers, labels, <c>mov32</c>, <c>lock fetch add [%r10-8], %r1</c>, <c>call local f</c>) and
+/// the LLVM/kernel syntax that <c>clang -S -target bpf</c> and <c>llvm-objdump -d</c> print
+/// (<c>r0 = 1</c>, <c>w1 += w2</c>, <c>r1 = *(u32 *)(r2 + 4)</c>, <c>if r1 &gt; r2 goto +3</c>,
+/// <c>r1 = 0x1234 ll</c>, <c>call bpf_map_lookup_elem</c>; llvm-objdump's offsets and bytes and
+/// clang's section and symbol directives are skipped), line by line, mixed as you like.
 /// </summary>
 /// <remarks>
 /// One instruction per line; <c>#</c>, <c>//</c> and <c>;</c> start comments; <c>name:</c> defines a
@@ -106,7 +110,8 @@ public static class Assembler
         int slot = 0;
         for (int ln = 0; ln < lines.Length; ln++)
         {
-            string text = StripComment(lines[ln]);
+            string text = StripComment(ObjdumpLine(lines[ln]));
+            if (IsIgnoredDirective(text)) continue;
             int col = 0;
             // Labels: "name:" possibly followed by an instruction.
             while (true)
@@ -123,6 +128,16 @@ public static class Assembler
             }
             int s0 = SkipSpaces(text, col);
             if (s0 >= text.Length) continue;
+            string statement = text[s0..];
+            if (LlvmSyntax.Applies(statement))
+            {
+                // The LLVM/kernel syntax: rewritten into ours, in the same columns.
+                string ours = LlvmSyntax.ToRbpf(statement) ?? throw new AssemblyException(ln + 1, s0 + 1,
+                    System.Text.RegularExpressions.Regex.IsMatch(statement, @"=\s*[A-Za-z_.][A-Za-z0-9_.]*\s+ll\s*$")
+                        ? $"'{statement.Trim()}' loads the address of a symbol, which needs a relocation: compile to an object file and load the ELF"
+                        : $"cannot read '{statement.Trim()}' as an instruction");
+                text = new string(' ', s0) + ours;
+            }
             var line = new ParsedLine(ln + 1, text, s0, slot);
             parsed.Add(line);
             slot += line.Slots;
@@ -131,6 +146,52 @@ public static class Assembler
         foreach (var line in parsed)
             line.Emit(result, labels, parsed);
         return result;
+    }
+
+    /// <summary>
+    /// A line of <c>llvm-objdump -d</c> output made readable: "  3:  b7 01 00 00 05 00 00 00  r1 = 5"
+    /// keeps its instruction, a function or label header "0000000000000028 &lt;LBB0_2&gt;:" becomes a label,
+    /// and the file's header lines are dropped. Other lines come back as they are.
+    /// </summary>
+    private static string ObjdumpLine(string line)
+    {
+        // The bytes are exact (the text may need relocations, and prints a local call as "call 4"):
+        // they become .quad slots.
+        var m = System.Text.RegularExpressions.Regex.Match(line,
+            @"^\s*[0-9a-f]+:\s+((?:[0-9a-f]{2} ){7}[0-9a-f]{2})(?: ((?:[0-9a-f]{2} ){7}[0-9a-f]{2}))?(?:\s|$)");
+        if (m.Success)
+        {
+            string slots = Quad(m.Groups[1].Value);
+            if (m.Groups[2].Success) slots += ", " + Quad(m.Groups[2].Value);
+            return ".quad " + slots;
+        }
+        m = System.Text.RegularExpressions.Regex.Match(line, @"^[0-9a-f]{8,16} <([A-Za-z_.][A-Za-z0-9_.]*)>:\s*$");
+        if (m.Success) return m.Groups[1].Value + ":";
+        if (line.StartsWith("Disassembly of section ", StringComparison.Ordinal) || line.Contains(":\tfile format ", StringComparison.Ordinal))
+            return "";
+        return line;
+    }
+
+    /// <summary>"b7 01 00 00 05 00 00 00" as the little-endian number .quad takes.</summary>
+    private static string Quad(string bytes)
+    {
+        var parts = bytes.Split(' ');
+        ulong v = 0;
+        for (int k = 7; k >= 0; k--) v = (v << 8) | Convert.ToByte(parts[k], 16);
+        return $"0x{v:x16}";
+    }
+
+    /// <summary>Directives of <c>clang -S</c> output that say nothing about the instructions.</summary>
+    private static bool IsIgnoredDirective(string text)
+    {
+        string t = text.TrimStart();
+        if (t.Length < 2 || t[0] != '.') return false;
+        int end = 0;
+        while (end < t.Length && !char.IsWhiteSpace(t[end]) && t[end] != ':') end++;
+        if (end < t.Length && t[end] == ':') return false; // a label such as .Lfunc_end0:
+        return t[..end] is ".text" or ".file" or ".globl" or ".global" or ".p2align" or ".type" or ".size"
+            or ".section" or ".addrsig" or ".addrsig_sym" or ".ident" or ".loc" or ".local"
+            || t.StartsWith(".cfi_", StringComparison.Ordinal);
     }
 
     private static string StripComment(string line)
@@ -195,7 +256,7 @@ public static class Assembler
                 Name = first;
             }
             Operands = SplitOperands(text, i);
-            Slots = Name == "lddw" ? 2 : 1;
+            Slots = Name == "lddw" ? 2 : Name == ".quad" ? Math.Max(1, Operands.Count) : 1;
         }
 
         public int Line { get; }
@@ -249,11 +310,13 @@ public static class Assembler
             }
             if (Name == ".quad")
             {
-                Expect(1, ".quad 0x0123456789abcdef");
-                ulong raw = ParseUnsigned64(Operands[0]);
+                if (Operands.Count == 0) throw Error("'.quad' expects one or more operands: .quad 0x0123456789abcdef[, ...]");
                 Span<byte> b = stackalloc byte[8];
-                System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(b, raw);
-                output.Add(Instruction.Read(b, 0));
+                foreach (var operand in Operands)
+                {
+                    System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(b, ParseUnsigned64(operand));
+                    output.Add(Instruction.Read(b, 0));
+                }
                 return;
             }
             if (!Mnemonics.TryGetValue(Name, out var m))

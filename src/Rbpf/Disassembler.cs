@@ -3,6 +3,16 @@ using System.Text;
 
 namespace Rbpf;
 
+/// <summary>The spellings of eBPF assembly the disassembler writes.</summary>
+public enum AsmSyntax
+{
+    /// <summary>rbpf's: <c>add64 r1, 0x605</c>, <c>ldxh r0, [r1+2]</c>, <c>jeq r1, 0x5, +2</c>.</summary>
+    Rbpf,
+    /// <summary>LLVM's and the kernel's, as <c>llvm-objdump -d</c> prints: <c>r1 += 0x605</c>,
+    /// <c>r0 = *(u16 *)(r1 + 2)</c>, <c>if r1 == 0x5 goto +2</c>.</summary>
+    Llvm,
+}
+
 /// <summary>
 /// Turns bytecode into assembly text the <see cref="Assembler"/> reads back to the same bytes.
 /// Mnemonics follow rbpf (<c>add64 r1, 0x605</c>, <c>ldxh r0, [r1+2]</c>, <c>jeq r1, 0x5, +2</c>);
@@ -11,6 +21,69 @@ namespace Rbpf;
 /// </summary>
 public static class Disassembler
 {
+    /// <summary>
+    /// The program as text in <paramref name="syntax"/>; with <paramref name="labels"/>, every jump
+    /// and local-call target inside the program gets a label (<c>L7:</c> before slot 7) and the
+    /// instructions name it instead of an offset. The <see cref="Assembler"/> reads every form back
+    /// to the same bytes.
+    /// </summary>
+    public static string Disassemble(ReadOnlySpan<byte> program, AsmSyntax syntax, bool labels = true)
+    {
+        var insns = Instruction.ReadAll(program);
+        var lines = DisassembleLines(program);
+        var starts = new HashSet<int>();
+        foreach (var l in lines) starts.Add(l.Slot);
+        var names = new Dictionary<int, string>();
+        if (labels)
+            foreach (var l in lines)
+                if (!l.Text.StartsWith(".quad", StringComparison.Ordinal) && TargetOf(insns[l.Slot], l.Slot) is long t
+                    && t >= 0 && t <= int.MaxValue && starts.Contains((int)t))
+                    names[(int)t] = $"L{t}";
+        var sb = new StringBuilder();
+        foreach (var l in lines)
+        {
+            if (names.TryGetValue(l.Slot, out var here)) sb.Append(here).Append(":\n");
+            var insn = insns[l.Slot];
+            string? name = TargetOf(insn, l.Slot) is long t && t >= 0 && t <= int.MaxValue && names.TryGetValue((int)t, out var n) ? n : null;
+            string text = l.Text;
+            if (!text.StartsWith(".quad", StringComparison.Ordinal))
+            {
+                if (syntax == AsmSyntax.Llvm && LlvmText(insns, l.Slot, name) is string llvm) text = llvm;
+                else if (name != null) text = text[..(text.LastIndexOf(' ') + 1)] + name;
+            }
+            sb.Append(text).Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>The slot a jump or local call at <paramref name="pc"/> goes to, or null.</summary>
+    private static long? TargetOf(Instruction insn, int pc)
+    {
+        byte op = insn.Opcode;
+        if (op == Isa.Call) return insn.Src == Isa.PseudoCallLocal ? pc + 1L + insn.Imm : null;
+        if (op == Isa.Ja32) return pc + 1L + insn.Imm;
+        byte cls = Isa.ClassOf(op);
+        if ((cls == Isa.ClassJmp || cls == Isa.ClassJmp32) && op != Isa.Exit && op != Isa.CallX && (op & 0xf0) != 0x80)
+            return pc + 1L + insn.Offset;
+        return null;
+    }
+
+    /// <summary>The LLVM spelling of the slot at <paramref name="pc"/> when it assembles back to the same bytes.</summary>
+    private static string? LlvmText(Instruction[] insns, int pc, string? target)
+    {
+        var insn = insns[pc];
+        ulong value = insn.Opcode == Isa.Lddw && pc + 1 < insns.Length ? (uint)insn.Imm | ((ulong)(uint)insns[pc + 1].Imm << 32) : 0;
+        string? plain = LlvmSyntax.Format(insn, value, null);
+        if (plain == null) return target == null ? null : LlvmSyntax.Format(insn, value, target);
+        try
+        {
+            var back = Assembler.AssembleInstructions(plain);
+            if (back.Count == 0 || back[0] != insn) return null;
+        }
+        catch (AssemblyException) { return null; }
+        return target == null ? plain : LlvmSyntax.Format(insn, value, target);
+    }
+
     private static readonly string[] AluNames =
     {
         "add", "sub", "mul", "div", "or", "and", "lsh", "rsh", "neg", "mod", "xor", "mov", "arsh", "end", "?", "?",

@@ -91,6 +91,24 @@ public class CliTests
         Assert.Equal(r.Stdout, j.Stdout);
     }
 
+    [SkippableFact]
+    public void DisasmWritesLabelsAndTheLlvmSyntaxWhichAsmReadsBack()
+    {
+        string src = Temp("loop.s", Encoding.ASCII.GetBytes("mov r0, 0\nloop:\nadd r0, 1\njlt r0, 10, loop\nexit\n"));
+        var bin = Cli(new[] { "asm", src });
+        Assert.Equal(0, bin.Exit);
+        string prog = Temp("loop.bin", bin.StdoutBytes);
+        Assert.Equal("mov64 r0, 0x0\nL1:\nadd64 r0, 0x1\njlt r0, 0xa, L1\nexit\n", Cli(new[] { "disasm", prog }).Stdout);
+        Assert.Equal("mov64 r0, 0x0\nadd64 r0, 0x1\njlt r0, 0xa, -2\nexit\n", Cli(new[] { "disasm", prog, "--no-labels" }).Stdout);
+        var llvm = Cli(new[] { "disasm", prog, "--syntax", "llvm" });
+        Assert.Equal("r0 = 0x0\nL1:\nr0 += 0x1\nif r0 < 0xa goto L1\nexit\n", llvm.Stdout);
+        Assert.Equal(bin.StdoutBytes, Cli(new[] { "asm", "-" }, Encoding.ASCII.GetBytes(llvm.Stdout)).StdoutBytes);
+        var bad = Cli(new[] { "disasm", prog, "--syntax", "att" });
+        Assert.Equal(2, bad.Exit);
+        Assert.Contains("unknown syntax 'att'", bad.Stderr);
+        Assert.Equal("0xa\n", Cli(new[] { "run", "-", "--kind", "nodata" }, Encoding.ASCII.GetBytes(llvm.Stdout)).Stdout);
+    }
+
     private const string Sample = "mov r0, 0\nldxb r1, [r1+1]\nadd r0, r1\nadd r0, 0x10\nexit\n";
 
     [SkippableFact]

@@ -512,6 +512,21 @@ static void test_assembler(void)
     CHECK_RC(rbpf_assemble(NULL, &prog, &len), RBPF_E_INVALID_ARGUMENT);
     CHECK_RC(rbpf_assemble("exit", NULL, &len), RBPF_E_INVALID_ARGUMENT);
     rbpf_free(NULL);
+
+    /* The LLVM syntax, read and written, with labels. */
+    CHECK_RC(rbpf_assemble("r0 = 0\nloop:\nw0 += 1\nif w0 < 10 goto loop\nexit", &prog, &len), RBPF_OK);
+    CHECK(len == 32 && prog[8] == 0x04 && prog[16] == 0xa6);
+    CHECK_RC(rbpf_disassemble_ex(prog, len, RBPF_DISASM_LLVM | RBPF_DISASM_LABELS, &text), RBPF_OK);
+    CHECK(text != NULL && strcmp(text, "r0 = 0x0\nL1:\nw0 += 0x1\nif w0 < 0xa goto L1\nexit\n") == 0);
+    CHECK_RC(rbpf_assemble(text, &again, &len2), RBPF_OK);
+    CHECK(len2 == len && memcmp(prog, again, len) == 0);
+    rbpf_free(again);
+    rbpf_free(text);
+    CHECK_RC(rbpf_disassemble_ex(prog, len, RBPF_DISASM_LABELS, &text), RBPF_OK);
+    CHECK(text != NULL && strcmp(text, "mov64 r0, 0x0\nL1:\nadd32 r0, 0x1\njlt32 r0, 0xa, L1\nexit\n") == 0);
+    rbpf_free(text);
+    CHECK_RC(rbpf_disassemble_ex(prog, len, 4, &text), RBPF_E_INVALID_ARGUMENT);
+    rbpf_free(prog);
 }
 
 /* The natively compiled ELF test programs (tests/elf_native.c). */

@@ -203,6 +203,7 @@ _vm_execute_packed = _declare("rbpf_vm_execute_packed", ctypes.c_int, ctypes.c_v
 _verifier_reject = _declare("rbpf_verifier_reject", None, ctypes.c_char_p)
 _assemble = _declare("rbpf_assemble", ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_u8p), ctypes.POINTER(ctypes.c_size_t))
 _disassemble = _declare("rbpf_disassemble", ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p))
+_disassemble_ex = _declare("rbpf_disassemble_ex", ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.c_uint32, ctypes.POINTER(ctypes.c_void_p))
 _free = _declare("rbpf_free", None, ctypes.c_void_p)
 _last_error = _declare("rbpf_last_error", ctypes.c_char_p)
 _last_error_code = _declare("rbpf_last_error_code", ctypes.c_int)
@@ -307,7 +308,9 @@ def version():
 
 
 def assemble(source):
-    """Assembles eBPF assembly text (rbpf or bpf_conformance syntax) into bytecode."""
+    """Assembles eBPF assembly text into bytecode: rbpf's syntax (``mov r0, 1``), the
+    bpf_conformance suite's (``%r0``) or LLVM's (``r0 = 1``, as clang -S and llvm-objdump print it),
+    line by line."""
     if not isinstance(source, str):
         raise TypeError("source must be a str")
     out = _u8p()
@@ -319,11 +322,16 @@ def assemble(source):
         _free(out)
 
 
-def disassemble(program):
-    """Disassembles bytecode into text that assemble() turns back into the same bytes."""
+def disassemble(program, syntax="rbpf", labels=False):
+    """Disassembles bytecode into text that assemble() turns back into the same bytes.
+    ``syntax`` is "rbpf" (``add64 r1, 0x5``) or "llvm" (``r1 += 0x5``, as llvm-objdump prints);
+    ``labels`` labels every jump and call target (``L7:``) and names it in the jumps."""
+    if syntax not in ("rbpf", "llvm"):
+        raise ValueError("syntax must be 'rbpf' or 'llvm', not %r" % (syntax,))
+    flags = (1 if syntax == "llvm" else 0) | (2 if labels else 0)
     buf, n = _program_buffer(program)
     out = ctypes.c_void_p()
-    _check(_disassemble(buf, n, ctypes.byref(out)))
+    _check(_disassemble_ex(buf, n, flags, ctypes.byref(out)))
     try:
         return ctypes.string_at(out).decode("utf-8")
     finally:

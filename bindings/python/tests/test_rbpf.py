@@ -51,6 +51,18 @@ class SeedExamples(unittest.TestCase):
             vm.set_program(prog, 0x50, 0x40)
             self.assertEqual(vm.execute(bytearray(71)), (-71) & ((1 << 64) - 1))
 
+    def test_llvm_syntax_both_ways(self):
+        llvm = "r0 = 0\nloop:\nr0 += 1\nif r0 < 10 goto loop\nr1 = *(u8 *)(r10 - 8)\nexit"
+        prog = rbpf.assemble(llvm)
+        self.assertEqual(prog, rbpf.assemble("mov r0, 0\nloop:\nadd r0, 1\njlt r0, 10, loop\nldxb r1, [r10-8]\nexit"))
+        text = rbpf.disassemble(prog, syntax="llvm", labels=True)
+        self.assertEqual(text, "r0 = 0x0\nL1:\nr0 += 0x1\nif r0 < 0xa goto L1\nr1 = *(u8 *)(r10 - 8)\nexit\n")
+        self.assertEqual(rbpf.assemble(text), prog)
+        self.assertEqual(rbpf.disassemble(prog, labels=True).splitlines()[1:3], ["L1:", "add64 r0, 0x1"])
+        self.assertRaises(ValueError, rbpf.disassemble, prog, syntax="att")
+        with rbpf.NoDataVm(llvm) as vm:
+            self.assertEqual(vm.execute(), 10)
+
     def test_assembler_bytes(self):
         prog = rbpf.assemble("add64 r1, 0x605\nmov64 r2, 0x32\nmov64 r1, r0\nbe16 r0\nneg64 r2\nexit")
         self.assertEqual(prog, bytes([
