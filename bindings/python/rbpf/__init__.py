@@ -9,6 +9,8 @@ package, or on the system's library path.
 3
 """
 
+from __future__ import annotations
+
 import array
 import ctypes
 import ctypes.util
@@ -16,9 +18,10 @@ import os
 import signal
 import sys
 import threading
+from typing import Callable, Iterable, List, Optional, Tuple, Type, TypeVar, Union
 
 __all__ = [
-    "Vm", "MbuffVm", "FixedMbuffVm", "RawVm", "NoDataVm", "JitFunction",
+    "Vm", "MbuffVm", "FixedMbuffVm", "RawVm", "NoDataVm", "JitFunction", "BytesLike", "Program",
     "assemble", "disassemble", "verify", "version", "library_path",
     "RbpfError", "InvalidArgumentError", "InvalidHandleError", "InvalidProgramError",
     "OutOfBoundsError", "UnknownHelperError", "InstructionLimitError", "CallDepthExceededError",
@@ -45,18 +48,25 @@ HELPER_RAND = 0x70000005
 
 _MASK64 = (1 << 64) - 1
 
+# Types of the public API's arguments.
+BytesLike = Union[bytes, bytearray, memoryview]
+"""Memory a program reads (and writes, when writable): bytes, bytearray, memoryview or any buffer."""
+Program = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
+"""A program: bytecode, assembly text (str), or the path of a bytecode or ELF file (os.PathLike)."""
+_V = TypeVar("_V", bound="Vm")
+
 
 class RbpfError(Exception):
     """A failure reported by librbpf: ``code`` is the negative RBPF_E_* value, ``message`` the text."""
 
     code = None
 
-    def __init__(self, code, message):
+    def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "%s (%s)" % (self.message, _error_name(self.code))
 
 
@@ -302,12 +312,12 @@ def _memory(obj):
     return ctypes.cast(arr, ctypes.c_void_p), n, (arr, view)
 
 
-def version():
+def version() -> str:
     """Version string of the loaded library."""
     return _version().decode()
 
 
-def assemble(source):
+def assemble(source: str) -> bytes:
     """Assembles eBPF assembly text into bytecode: rbpf's syntax (``mov r0, 1``), the
     bpf_conformance suite's (``%r0``) or LLVM's (``r0 = 1``, as clang -S and llvm-objdump print it),
     line by line."""
@@ -322,7 +332,7 @@ def assemble(source):
         _free(out)
 
 
-def disassemble(program, syntax="rbpf", labels=False):
+def disassemble(program: Program, syntax: str = "rbpf", labels: bool = False) -> str:
     """Disassembles bytecode into text that assemble() turns back into the same bytes.
     ``syntax`` is "rbpf" (``add64 r1, 0x5``) or "llvm" (``r1 += 0x5``, as llvm-objdump prints);
     ``labels`` labels every jump and call target (``L7:``) and names it in the jumps."""
@@ -338,7 +348,7 @@ def disassemble(program, syntax="rbpf", labels=False):
         _free(out)
 
 
-def verify(program):
+def verify(program: Program) -> None:
     """Runs the default verifier; raises InvalidProgramError when it rejects the program."""
     buf, n = _program_buffer(program)
     _check(_verify(buf, n))
@@ -357,7 +367,7 @@ class Vm:
         self._regions = []
         self._helper_error = threading.local()
 
-    def __init__(self, kind, program=None):
+    def __init__(self, kind: int, program: Optional[Program] = None) -> None:
         self._init_state()
         handle = ctypes.c_void_p()
         if program is None:
@@ -375,20 +385,20 @@ class Vm:
             _vm_set_interrupt_signal(self._handle, signal.SIGINT)
 
     # -- lifetime --
-    def close(self):
+    def close(self) -> None:
         """Destroys the VM. Safe to call twice."""
         if self._handle is not None and self._handle.value:
             _vm_destroy(self._handle)
         self._handle = None
 
-    def __enter__(self):
+    def __enter__(self: _V) -> _V:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> bool:
         self.close()
         return False
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:
@@ -401,19 +411,19 @@ class Vm:
         return self._handle
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         """Whether the VM was closed (its handle is no longer valid)."""
         return self._handle is None or not _vm_is_valid(self._handle)
 
     # -- program --
-    def set_program(self, program):
+    def set_program(self, program: Program) -> None:
         """Verifies and loads ``program`` (bytecode, assembly text or a bytecode file's path),
         replacing the loaded one; InvalidProgramError when the verifier refuses it."""
         buf, n = _program_buffer(program)
         _check(_vm_set_program(self._h, buf, n))
 
     @property
-    def program(self):
+    def program(self) -> Optional[bytes]:
         """The loaded program's bytes."""
         out = _u8p()
         n = ctypes.c_size_t()
@@ -423,7 +433,7 @@ class Vm:
         finally:
             _free(out)
 
-    def set_verifier(self, verifier):
+    def set_verifier(self, verifier: Optional[Callable[[bytes], object]]) -> None:
         """Replaces the verifier with a callable taking the program bytes and returning True to accept
         (False, or raising, rejects: the exception's message goes into the InvalidProgramError); None
         restores the default. The loaded program is checked again."""
@@ -443,13 +453,13 @@ class Vm:
         _check(_vm_set_verifier(self._h, fn, None))
         self._verifier = fn
 
-    def disable_verifier(self):
+    def disable_verifier(self) -> None:
         """Loads programs without verifying them (the engines still refuse, when running, any
         instruction that cannot execute)."""
         _check(_vm_disable_verifier(self._h))
 
     # -- helpers --
-    def interrupt(self):
+    def interrupt(self) -> None:
         """Stops every run of this VM in progress, on any thread, soon: each raises
         RunInterruptedError at its next loop head or function entry. A run that begins afterwards is
         not affected. Safe to call from any thread (for example a watchdog timer). Ctrl-C does the
@@ -459,7 +469,7 @@ class Vm:
         if rc < 0:
             raise InvalidHandleError(rc, "the VM was destroyed")
 
-    def register_helper(self, key, function, name=None):
+    def register_helper(self, key: int, function: Callable[[int, int, int, int, int], int], name: Optional[str] = None) -> None:
         """Registers a Python callable ``f(r1, r2, r3, r4, r5) -> int`` as helper ``key`` (and under
         ``name``, for ELF objects that call an undefined function of that name). If it raises, the
         run ends right after the call and execute() raises HelperFailedError, chained to the
@@ -487,18 +497,18 @@ class Vm:
             _check(_vm_register_helper_name(self._h, key, name.encode("utf-8"), fn))
         self._helpers[key] = fn
 
-    def register_standard_helpers(self):
+    def register_standard_helpers(self) -> None:
         """Registers rbpf's helpers (bpf_ktime_getns, bpf_trace_printk, gather_bytes, memfrob, sqrti,
         strcmp, rand) under their ids (the HELPER_* constants)."""
         _check(_vm_register_standard(self._h))
 
-    def set_unwind_helper(self, key):
+    def set_unwind_helper(self, key: int) -> None:
         """Makes helper ``key`` end the program with r0 = 0 when it returns 0; None clears it."""
         _check(_vm_set_unwind(self._h, 0 if key is None else _unsigned(key, 32, "helper key"), 0 if key is None else 1))
 
     # -- ELF objects --
     @classmethod
-    def from_elf(cls, elf, section=None, kind=None):
+    def from_elf(cls: Type[_V], elf: Program, section: Optional[str] = None, kind: Optional[int] = None) -> _V:
         """Creates a VM from an ELF object as clang -target bpf writes it (bytes, or its path as str
         or os.PathLike); ``section`` names the program's section or function (default: the first
         code section other than .text).
@@ -515,13 +525,13 @@ class Vm:
         vm._interrupt_on_sigint()
         return vm
 
-    def load_elf(self, elf, section=None):
+    def load_elf(self, elf: Program, section: Optional[str] = None) -> None:
         """Loads a program from an ELF object into this VM (register helpers by name first)."""
         buf, n = _program_buffer(elf, elf=True)
         _check(_vm_load_elf(self._h, buf, n, None if section is None else section.encode("utf-8")))
 
     @property
-    def data_regions(self):
+    def data_regions(self) -> List[Tuple[str, int, int, bool]]:
         """The global-data regions of the loaded ELF object: a list of (name, address, length, writable)."""
         regions = []
         index = 0
@@ -540,7 +550,7 @@ class Vm:
 
     # -- limits and memory --
     @property
-    def instruction_limit(self):
+    def instruction_limit(self) -> int:
         """Most instructions one run may execute (0: no limit, the default); a run that would go
         past it raises InstructionLimitError. An int from 0 to 2**64 - 1. Both engines charge it a
         basic block at a time (a straight run up to a jump, call or exit): a block that would go
@@ -549,12 +559,12 @@ class Vm:
         return getattr(self, "_limit", 0)
 
     @instruction_limit.setter
-    def instruction_limit(self, value):
+    def instruction_limit(self, value: int) -> None:
         value = _unsigned(value, 64, "instruction_limit")
         _check(_vm_set_limit(self._h, value))
         self._limit = value
 
-    def add_memory_region(self, buffer, writable=False):
+    def add_memory_region(self, buffer: BytesLike, writable: bool = False) -> Tuple[int, int]:
         """Lets the program touch ``buffer`` (a writable buffer such as bytearray, kept alive by the
         VM until clear_memory_regions). Returns (index, address)."""
         ptr, n, keep = _memory(buffer)
@@ -566,7 +576,7 @@ class Vm:
         self._regions.append(keep)
         return index, ptr.value
 
-    def clear_memory_regions(self):
+    def clear_memory_regions(self) -> None:
         """Removes every region added with add_memory_region()."""
         _check(_vm_clear_regions(self._h))
         self._regions = []
@@ -591,7 +601,7 @@ class Vm:
         _check(rc)
         return result.value
 
-    def execute(self, mem=None, mbuff=None):
+    def execute(self, mem: Optional[BytesLike] = None, mbuff: Optional[BytesLike] = None) -> int:
         """Interprets the program on ``mem`` (and ``mbuff`` for MbuffVm): bytes-like objects; stores
         go through to writable ones. Returns r0. Input the VM's kind does not use (``mem`` for a
         NoDataVm, ``mbuff`` for any VM but an MbuffVm) raises InvalidArgumentError."""
@@ -619,7 +629,7 @@ class Vm:
         _check(rc)
         return len(items)
 
-    def execute_many(self, buffers, jit=False):
+    def execute_many(self, buffers: Iterable[BytesLike], jit: bool = False) -> List[int]:
         """Runs the program once per buffer (each as ``mem``; bytes-like) in one call into the
         library, and returns the list of r0 values: for many packets, far cheaper than calling
         execute() for each. The buffers are copied: stores the program makes do not reach them.
@@ -631,7 +641,7 @@ class Vm:
         self._run_packed(items, jit, out, None, 0)
         return results.tolist()
 
-    def count_verdicts(self, buffers, n, jit=False):
+    def count_verdicts(self, buffers: Iterable[BytesLike], n: int, jit: bool = False) -> List[int]:
         """As execute_many(), but counts the results: a list of ``n`` counts where index v counts the
         runs that returned v, and the last one also every result of ``n - 1`` or more."""
         n = _unsigned(n, 32, "n")
@@ -641,7 +651,7 @@ class Vm:
         self._run_packed(buffers, jit, None, counts, n)
         return list(counts)
 
-    def jit_compile(self, unchecked=False, blind_constants=False, interruptible=True):
+    def jit_compile(self, unchecked: bool = False, blind_constants: bool = False, interruptible: bool = True) -> None:
         """Compiles the program to x86-64 code (register helpers first). ``unchecked`` drops the
         memory checks (trusted programs only); ``blind_constants`` blinds immediates;
         ``interruptible=False`` drops the checks that let interrupt() and Ctrl-C stop a run (the
@@ -649,11 +659,11 @@ class Vm:
         flags = (1 if unchecked else 0) | (2 if blind_constants else 0) | (0 if interruptible else 4)
         _check(_vm_jit_compile_ex(self._h, flags) if flags else _vm_jit_compile(self._h))
 
-    def execute_jit(self, mem=None, mbuff=None):
+    def execute_jit(self, mem: Optional[BytesLike] = None, mbuff: Optional[BytesLike] = None) -> int:
         """Runs the JIT-compiled program, like execute()."""
         return self._run(_vm_execute_jit, mem, mbuff)
 
-    def jit_function(self):
+    def jit_function(self) -> JitFunction:
         """The compiled program as a bare native function (rbpf_vm_jit_function): a JitFunction
         whose ``address`` can go to other native code (valid until the VM is closed or its code
         discarded or recompiled), and which Python can call like execute_jit() (after that, the
@@ -662,7 +672,7 @@ class Vm:
         _check(_vm_jit_function(self._h, ctypes.byref(out)))
         return JitFunction(self, out.value)
 
-    def jit_disassembly(self):
+    def jit_disassembly(self) -> str:
         """The generated x86-64 code as text."""
         out = ctypes.c_void_p()
         _check(_vm_jit_disassemble(self._h, ctypes.byref(out)))
@@ -675,12 +685,12 @@ class Vm:
 class JitFunction:
     """A VM's compiled program as an ``int fn(mem, mem_len, mbuff, mbuff_len, uint64_t *result)``."""
 
-    def __init__(self, vm, address):
+    def __init__(self, vm: Vm, address: int) -> None:
         self._vm = vm  # the code lives as long as the VM keeps it
         self.address = address
         self._fn = _JIT_FN(address)
 
-    def __call__(self, mem=None, mbuff=None):
+    def __call__(self, mem: Optional[BytesLike] = None, mbuff: Optional[BytesLike] = None) -> int:
         """Runs the program as Vm.execute_jit() does; returns r0 or raises the error. Raises
         NoProgramError instead of calling code that is gone (the VM closed, its code discarded or
         compiled again): C callers must keep to that themselves."""
@@ -698,7 +708,7 @@ class MbuffVm(Vm):
     """r1 = the metadata buffer (or the input when none is given), r2 = its length."""
     kind = MBUFF
 
-    def __init__(self, program=None):
+    def __init__(self, program: Optional[Program] = None) -> None:
         super().__init__(MBUFF, program)
 
 
@@ -706,7 +716,7 @@ class RawVm(Vm):
     """r1 = the input memory, r2 = its length."""
     kind = RAW
 
-    def __init__(self, program=None):
+    def __init__(self, program: Optional[Program] = None) -> None:
         super().__init__(RAW, program)
 
 
@@ -714,7 +724,7 @@ class NoDataVm(Vm):
     """No input."""
     kind = NO_DATA
 
-    def __init__(self, program=None):
+    def __init__(self, program: Optional[Program] = None) -> None:
         super().__init__(NO_DATA, program)
 
 
@@ -723,7 +733,7 @@ class FixedMbuffVm(Vm):
     of its own buffer and passes that buffer in r1."""
     kind = FIXED_MBUFF
 
-    def __init__(self, program, data_offset, data_end_offset):
+    def __init__(self, program: Program, data_offset: int, data_end_offset: int) -> None:
         self._init_state()
         buf, n = _program_buffer(program)
         handle = ctypes.c_void_p()
@@ -732,7 +742,7 @@ class FixedMbuffVm(Vm):
         self._handle = handle
         self._interrupt_on_sigint()
 
-    def set_program(self, program, data_offset=None, data_end_offset=None):
+    def set_program(self, program: Program, data_offset: Optional[int] = None, data_end_offset: Optional[int] = None) -> None:  # type: ignore[override]
         """Loads ``program``, with new buffer offsets when given."""
         if data_offset is None and data_end_offset is None:
             return super().set_program(program)

@@ -143,8 +143,15 @@ class Errors(unittest.TestCase):
                     if member.startswith("_"):
                         continue
                     f = value.fget if isinstance(value, property) else value
+                    if isinstance(f, classmethod):
+                        f = f.__func__
                     if callable(f):
                         self.assertTrue(getattr(f, "__doc__", None), name + "." + member)
+                        self.assertIn("return", f.__annotations__, name + "." + member + " has no type hints")
+            if inspect.isfunction(obj):
+                self.assertIn("return", obj.__annotations__, name + " has no type hints")
+        for dunder in ("__init__", "__enter__", "__exit__"):
+            self.assertIn("return", getattr(rbpf.Vm, dunder).__annotations__, dunder)
 
     def test_batches(self):
         with rbpf.RawVm("ldxb r0, [r1]\nexit") as vm:
