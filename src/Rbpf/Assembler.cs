@@ -347,8 +347,17 @@ public static class Assembler
                     break;
                 case Form.Lddw:
                 {
-                    Expect(2, "lddw dst, imm64");
+                    Expect(2, "lddw dst, imm64 | lddw dst, map FD");
                     int dst = Register(Operands[0]);
+                    if (Operands[1].Text.StartsWith("map ", StringComparison.OrdinalIgnoreCase))
+                    {
+                        // A map by file descriptor (BPF_PSEUDO_MAP_FD): source 1, the fd in the immediate.
+                        string fdText = Operands[1].Text[4..].Trim();
+                        var fdOperand = new Operand(fdText, Operands[1].Column + Operands[1].Text.Length - fdText.Length);
+                        output.Add(new Instruction(m.Opcode, dst, Isa.PseudoMapFd, 0, (int)(uint)ParseSigned(fdOperand, 0, uint.MaxValue)));
+                        output.Add(new Instruction(0, 0, 0, 0, 0));
+                        break;
+                    }
                     ulong v = ParseImm64(Operands[1]);
                     output.Add(new Instruction(m.Opcode, dst, 0, 0, (int)(uint)v));
                     output.Add(new Instruction(0, 0, 0, 0, (int)(uint)(v >> 32)));

@@ -259,7 +259,9 @@ internal sealed class DecodedProgram
                 if (op == Isa.Lddw)
                 {
                     d.Op = Op.Lddw;
-                    d.Imm = (long)((ulong)(uint)insn.Imm | ((ulong)(uint)insns[pc + 1].Imm << 32));
+                    d.Imm = insn.Src == Isa.PseudoMapFd
+                        ? (long)(Maps.MapHelpers.Tag | (uint)insn.Imm) // a map: what the map helpers take
+                        : (long)((ulong)(uint)insn.Imm | ((ulong)(uint)insns[pc + 1].Imm << 32));
                     return d;
                 }
                 d.Op = (Op)((int)((op & 0xe0) == Isa.ModeAbs ? Op.LdAbsB : Op.LdIndB) + SizeIndex(op));

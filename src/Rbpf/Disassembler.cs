@@ -118,6 +118,12 @@ public static class Disassembler
             {
                 var next = insns[pc + 1];
                 ulong value = (uint)insn.Imm | ((ulong)(uint)next.Imm << 32);
+                if (insn.Src == Isa.PseudoMapFd && insn.Offset == 0 && next.Opcode == 0 && next.Dst == 0 && next.Src == 0 && next.Offset == 0 && next.Imm == 0)
+                {
+                    lines.Add(new Line(pc, $"lddw r{insn.Dst}, map {(uint)insn.Imm}"));
+                    pc++;
+                    continue;
+                }
                 string text = $"lddw r{insn.Dst}, 0x{value:x}";
                 if (insn.Src == 0 && insn.Offset == 0 && next.Opcode == 0 && next.Dst == 0 && next.Src == 0 && next.Offset == 0)
                 {

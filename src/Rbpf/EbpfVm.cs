@@ -437,6 +437,23 @@ public sealed class EbpfVm : IDisposable
         _regions.RemoveAll(r => r.Name.StartsWith("elf:", StringComparison.Ordinal));
         foreach (var d in loaded.DataRegions)
             _regions.Add(new MemoryRegion(d.Address, d.Length, d.Writable, "elf:" + d.Name));
+        // The object's maps, new and empty, at the fds its loads use (a previous object's go).
+        var created = new Dictionary<string, Maps.BpfMap>();
+        foreach (var def in loaded.Maps)
+        {
+            try
+            {
+                created[def.Name] = Maps.BpfMap.Create(def.Type, def.KeySize, def.ValueSize, def.MaxEntries, def.Flags, def.Name);
+            }
+            catch (RbpfException e)
+            {
+                throw new RbpfException(RbpfErrorCode.ElfError, $"ELF: map '{def.Name}': {e.Message}");
+            }
+        }
+        foreach (var (fd, old) in _maps.ToList())
+            if (_elfMaps.ContainsValue(old)) UnbindMap(fd);
+        foreach (var def in loaded.Maps) BindMap((uint)def.Index, created[def.Name]);
+        _elfMaps = created;
         // The previous object's data is freed when nothing refers to it any more (its finalizer),
         // never under a running execution.
         _elf = loaded;
@@ -456,8 +473,54 @@ public sealed class EbpfVm : IDisposable
     /// <summary>The ELF object last loaded with <see cref="LoadElf"/>, or null.</summary>
     public ElfProgram? Elf => _elf;
 
-    /// <summary>Removes every region added with <see cref="AddMemoryRegion"/> (and the global data of a loaded ELF object).</summary>
-    public void ClearMemoryRegions() => _regions.Clear();
+    /// <summary>Removes every region added with <see cref="AddMemoryRegion"/> (and the global data of a
+    /// loaded ELF object); the memory of bound maps stays.</summary>
+    public void ClearMemoryRegions() => _regions.RemoveAll(r => !r.Name.StartsWith("map:", StringComparison.Ordinal));
+
+    private readonly Dictionary<uint, Maps.BpfMap> _maps = new();
+    private Dictionary<string, Maps.BpfMap> _elfMaps = new();
+
+    /// <summary>
+    /// Binds <paramref name="map"/> to file descriptor <paramref name="fd"/>: the program names it
+    /// with <c>lddw rN, fd</c> and source 1 (BPF_PSEUDO_MAP_FD), as the kernel's loader writes it,
+    /// and passes it to the map helpers (registered here for every id not taken: lookup 1, update 2,
+    /// delete 3, prandom 7, processor id 8, tail call 12, csum_diff 28, ring buffer 130-134). The
+    /// map's values become memory the program may read and write. A fd bound again is replaced.
+    /// </summary>
+    public void BindMap(uint fd, Maps.BpfMap map)
+    {
+        ArgumentNullException.ThrowIfNull(map);
+        if (_maps.TryGetValue(fd, out var old))
+            _regions.RemoveAll(r => r.Name == MapRegionName(fd, old));
+        _maps[fd] = map;
+        var (address, length) = map.ProgramMemory;
+        if (length != 0) _regions.Add(new MemoryRegion(address, length, Writable: true, MapRegionName(fd, map)));
+        Maps.MapHelpers.RegisterMissing(this);
+    }
+
+    private static string MapRegionName(uint fd, Maps.BpfMap map) => $"map:{map.Name} (fd {fd})";
+
+    /// <summary>Unbinds whatever map is bound to <paramref name="fd"/>; false when none was.</summary>
+    public bool UnbindMap(uint fd)
+    {
+        if (!_maps.Remove(fd, out var old)) return false;
+        _regions.RemoveAll(r => r.Name == MapRegionName(fd, old));
+        return true;
+    }
+
+    /// <summary>The maps the loaded ELF object declared, by name.</summary>
+    public IReadOnlyDictionary<string, Maps.BpfMap> ElfMaps => _elfMaps;
+
+    /// <summary>The map bound to <paramref name="fd"/>, or null.</summary>
+    public Maps.BpfMap? MapByFd(uint fd) => _maps.TryGetValue(fd, out var m) ? m : null;
+
+    /// <summary>The map the loaded ELF object declared under <paramref name="name"/>, or null.</summary>
+    public Maps.BpfMap? GetMap(string name) => _elfMaps.TryGetValue(name, out var m) ? m : null;
+
+    /// <summary>Every bound map by fd.</summary>
+    public IReadOnlyDictionary<uint, Maps.BpfMap> MapsByFd => _maps;
+
+    internal IEnumerable<Maps.BpfMap> BoundMaps => _maps.Values;
 
     /// <summary>The regions added with <see cref="AddMemoryRegion"/>.</summary>
     public IReadOnlyList<MemoryRegion> MemoryRegions => _regions;
@@ -652,6 +715,15 @@ public sealed class EbpfVm : IDisposable
     /// </summary>
     internal unsafe RbpfException? RunInterpreter<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
         byte* userStack, nuint userStackLength, ref TObserver observer, out ulong result)
+        where TObserver : struct, IExecutionObserver
+    {
+        var error = RunInterpreterOnce(mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, out result);
+        return error == null ? null : Maps.TailCalls.Follow(error, jit: false, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref result);
+    }
+
+    /// <summary>One interpreted run, without following a tail call it ends with.</summary>
+    internal unsafe RbpfException? RunInterpreterOnce<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
+        byte* userStack, nuint userStackLength, ref TObserver observer, out ulong result)
         where TObserver : struct, IExecutionObserver =>
         _instructionLimit == 0
             ? Interpreter.Run<TObserver, UncountedRun>(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, out result)
@@ -663,8 +735,16 @@ public sealed class EbpfVm : IDisposable
     private JitProgram? _jitDirect; // _jit when it needs no extra arguments, else null
 
     /// <summary>One JIT-compiled run: the generated entry builds its context, stack and buffers itself.</summary>
-    [SkipLocalsInit]
     internal unsafe RbpfException? RunJit(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
+        byte* userStack, nuint userStackLength, out ulong result)
+    {
+        var error = RunJitOnce(mem, memLength, mbuff, mbuffLength, userStack, userStackLength, out result);
+        return error == null ? null : Maps.TailCalls.Follow(error, jit: true, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref result);
+    }
+
+    /// <summary>One JIT-compiled run, without following a tail call it ends with.</summary>
+    [SkipLocalsInit]
+    internal unsafe RbpfException? RunJitOnce(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
         byte* userStack, nuint userStackLength, out ulong result)
     {
         result = 0;

@@ -22,8 +22,9 @@ public sealed class ElfProgram : IDisposable
 {
     private readonly List<nint> _blocks;
 
-    internal ElfProgram(byte[] bytecode, string section, List<ElfDataRegion> data, List<nint> blocks)
+    internal ElfProgram(byte[] bytecode, string section, List<ElfDataRegion> data, List<nint> blocks, List<Maps.ElfMapDefinition> maps)
     {
+        Maps = maps;
         Bytecode = bytecode;
         Section = section;
         DataRegions = data;
@@ -35,6 +36,10 @@ public sealed class ElfProgram : IDisposable
 
     /// <summary>The section the program came from.</summary>
     public string Section { get; }
+
+    /// <summary>The maps the object declares, in fd order: the bytecode loads map <c>k</c> with
+    /// <c>lddw rN, map k</c> (source 1), and <see cref="EbpfVm.LoadElf"/> creates and binds them.</summary>
+    public IReadOnlyList<Maps.ElfMapDefinition> Maps { get; }
 
     /// <summary>The global-data regions the bytecode's 64-bit immediates point into.</summary>
     public IReadOnlyList<ElfDataRegion> DataRegions { get; }
@@ -132,6 +137,32 @@ public static class ElfLoader
         foreach (var s in order)
             file.AsSpan((int)s.Offset, (int)s.Size).CopyTo(program.AsSpan(start[s.Index] * 8));
 
+        // Maps: the BTF-described .maps section (libbpf's macros) and the legacy maps section.
+        var mapSections = new Dictionary<int, List<(string Name, ulong Offset, Maps.ElfMapDefinition Def)>>();
+        var mapList = new List<Maps.ElfMapDefinition>();
+        foreach (var s in sections.Where(s => s.Name is ".maps" or "maps" && s.Type is SHT_PROGBITS or SHT_NOBITS))
+        {
+            List<(string, ulong, Maps.ElfMapDefinition)> found;
+            if (s.Name == ".maps")
+            {
+                var btf = sections.FirstOrDefault(b => b.Name == ".BTF" && b.Type == SHT_PROGBITS)
+                    ?? throw Bad("the object declares maps in '.maps' but has no .BTF section describing them: compile with -g");
+                found = Maps.ElfMaps.FromBtf(file.AsSpan((int)btf.Offset, (int)btf.Size), mapList.Count);
+                // Where each map lives comes from the symbol table (clang leaves the BTF offsets for the loader to fill in).
+                for (int m = 0; m < found.Count; m++)
+                    if (symbols.FirstOrDefault(y => y.SectionIndex == s.Index && y.Name == found[m].Item1) is { } placed)
+                        found[m] = (found[m].Item1, placed.Value, found[m].Item3);
+            }
+            else
+            {
+                var bytes = s.Type == SHT_NOBITS ? new byte[s.Size] : file.AsSpan((int)s.Offset, (int)s.Size).ToArray();
+                found = Maps.ElfMaps.FromLegacy(bytes, symbols.Where(y => y.SectionIndex == s.Index && y.Type != STT_SECTION && y.Name.Length > 0)
+                    .Select(y => (y.Name, y.Value)), mapList.Count);
+            }
+            mapSections[s.Index] = found;
+            mapList.AddRange(found.Select(f => f.Item3));
+        }
+
         // Global data: every allocated, non-executable section, copied into memory we own.
         var blocks = new List<nint>();
         var data = new List<ElfDataRegion>();
@@ -139,7 +170,8 @@ public static class ElfLoader
         try
         {
             foreach (var s in sections.Where(s => (s.Flags & SHF_ALLOC) != 0 && (s.Flags & SHF_EXECINSTR) == 0
-                                                  && (s.Type == SHT_PROGBITS || s.Type == SHT_NOBITS) && s.Size > 0))
+                                                  && (s.Type == SHT_PROGBITS || s.Type == SHT_NOBITS) && s.Size > 0
+                                                  && !mapSections.ContainsKey(s.Index)))
             {
                 if (s.Size > int.MaxValue) throw Bad($"section '{s.Name}' is too large");
                 nint block;
@@ -162,7 +194,7 @@ public static class ElfLoader
                 var target = sections[(int)rel.Info];
                 bool isCode = start.ContainsKey(target.Index);
                 bool isData = dataAddress.ContainsKey(target.Index);
-                if (!isCode && !isData) continue; // debug info and the like
+                if (!isCode && !isData) continue; // debug info, the maps sections and the like
                 if (rel.Type == SHT_RELA) throw Bad($"RELA relocations ('{rel.Name}') are not used by eBPF objects");
                 if (symtabSection == null || rel.Link != symtabSection.Index) throw Bad($"relocation section '{rel.Name}' does not use the symbol table");
                 if (rel.EntSize != 16) throw Bad($"relocation section '{rel.Name}' has entries of {rel.EntSize} bytes, not 16");
@@ -177,7 +209,7 @@ public static class ElfLoader
                     var sym = symbols[(int)symIndex];
                     if (isCode)
                         RelocateCode(file, program, start[target.Index] * 8, target, offset, type, sym, k, rel, sections, start, dataAddress,
-                            helperByName, relocateData);
+                            helperByName, relocateData, mapSections);
                     else
                         unsafe { RelocateData((byte*)dataAddress[target.Index], target, offset, type, sym, k, rel, dataAddress); }
                 }
@@ -188,12 +220,13 @@ public static class ElfLoader
             unsafe { foreach (var b in blocks) NativeMemory.AlignedFree((void*)b); }
             throw;
         }
-        return new ElfProgram(program, main.Name, data, blocks);
+        return new ElfProgram(program, main.Name, data, blocks, mapList);
     }
 
     private static void RelocateCode(byte[] file, byte[] program, int sectionBase, Section target, ulong offset, uint type, Symbol sym,
         ulong k, Section rel, List<Section> sections, Dictionary<int, int> start, Dictionary<int, nint> dataAddress,
-        Func<string, uint?>? helperByName, DataRelocator? relocateData)
+        Func<string, uint?>? helperByName, DataRelocator? relocateData,
+        Dictionary<int, List<(string Name, ulong Offset, Maps.ElfMapDefinition Def)>> mapSections)
     {
         string where = $"relocation {k} of '{rel.Name}' (offset {offset}, symbol '{sym.Name}')";
         if (offset % 8 != 0 || offset + 8 > target.Size) throw Bad($"{where}: offset is outside '{target.Name}' or not at an instruction");
@@ -206,6 +239,17 @@ public static class ElfLoader
             case R_BPF_64_64:
             {
                 if (insn.Opcode != Isa.Lddw || offset + 16 > target.Size) throw Bad($"{where}: R_BPF_64_64 must apply to an lddw");
+                if (mapSections.TryGetValue(sym.SectionIndex, out var declared))
+                {
+                    // A map: the lddw loads its fd (source 1), the map's index among the object's maps.
+                    ulong at8 = sym.Value + (uint)insn.Imm;
+                    var map = declared.FirstOrDefault(d => d.Offset == at8);
+                    if (map.Name == null) throw Bad($"{where}: no map starts at offset {at8} of '{sections[sym.SectionIndex].Name}'");
+                    new Instruction(Isa.Lddw, insn.Dst, Isa.PseudoMapFd, 0, map.Def.Index).WriteTo(program.AsSpan(at));
+                    var hi = Instruction.Read(program, at / 8 + 1);
+                    new Instruction(hi.Opcode, hi.Dst, hi.Src, hi.Offset, 0).WriteTo(program.AsSpan(at + 8));
+                    return;
+                }
                 if (relocateData != null && sym.SectionIndex != SHN_UNDEF && sym.SectionIndex < sections.Count)
                 {
                     var symSection = sections[sym.SectionIndex];

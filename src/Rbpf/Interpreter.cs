@@ -658,18 +658,21 @@ internal static unsafe class Interpreter
         int capacity = EbpfVm.BuiltInRegions + vm.UserRegionCount;
         RegionEntry* regions = stackalloc RegionEntry[capacity];
         int count = st.FillRegions(vm, regions, capacity);
-        return new RbpfException(RbpfErrorCode.OutOfBounds, FaultMessage(write, size, address, pc, regions, count), pc);
+        return new RbpfException(RbpfErrorCode.OutOfBounds, FaultMessage(write, size, address, pc, regions, count, vm.MemoryRegions), pc);
     }
 
-    private static string RegionName(in RegionEntry region) => region.Kind switch
+    private static string RegionName(in RegionEntry region, IReadOnlyList<MemoryRegion>? names) => region.Kind switch
     {
         RegionKind.Stack => "stack",
         RegionKind.Packet => "memory",
         RegionKind.Metadata => "mbuff",
+        // A map's values ("map:counts (fd 0)"), an ELF section ("elf:.rodata"), or a region the embedder added.
+        _ when names != null && region.UserIndex < names.Count && names[region.UserIndex].Name != "region" => names[region.UserIndex].Name,
         _ => $"region {region.UserIndex}",
     };
 
-    internal static string FaultMessage(bool write, int size, ulong address, int pc, RegionEntry* regions, int count)
+    internal static string FaultMessage(bool write, int size, ulong address, int pc, RegionEntry* regions, int count,
+        IReadOnlyList<MemoryRegion>? names = null)
     {
         bool misaligned = false;
         if (MemoryAccess.Allowed(regions, count, address, (ulong)size, write))
@@ -689,12 +692,12 @@ internal static unsafe class Interpreter
             if (distance < best) { best = distance; nearest = k; }
         }
         if (!misaligned && nearest >= 0 && best < 65536) // far away, the nearest region says nothing
-            sb.Append(", ").Append(Where(address, size, regions[nearest].Start, regions[nearest].Length, RegionName(regions[nearest])));
+            sb.Append(", ").Append(Where(address, size, regions[nearest].Start, regions[nearest].Length, RegionName(regions[nearest], names)));
         sb.Append(", allowed:");
         for (int k = 0; k < count; k++)
         {
             if (regions[k].Length == 0) continue;
-            sb.Append(' ').Append(RegionName(regions[k])).Append(" [0x").Append(regions[k].Start.ToString("x")).Append(", 0x")
+            sb.Append(' ').Append(RegionName(regions[k], names)).Append(" [0x").Append(regions[k].Start.ToString("x")).Append(", 0x")
               .Append((regions[k].Start + regions[k].Length).ToString("x")).Append(')')
               .Append(regions[k].Writable ? "" : " read-only").Append(',');
         }

@@ -100,6 +100,8 @@ public static class Isa
 
     /// <summary>Source-register value of a call that targets a local function (pc-relative).</summary>
     public const int PseudoCallLocal = 1;
+    /// <summary>lddw source 1: the immediate is a map's file descriptor (BPF_PSEUDO_MAP_FD).</summary>
+    public const int PseudoMapFd = 1;
 
     /// <summary>Class of an opcode.</summary>
     public static byte ClassOf(byte opcode) => (byte)(opcode & 0x07);

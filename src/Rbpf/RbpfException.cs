@@ -38,6 +38,12 @@ public enum RbpfErrorCode
     OutOfMemory = -14,
     /// <summary>The run was stopped by <see cref="EbpfVm.Interrupt"/> (rbpf_vm_interrupt, or a signal).</summary>
     Interrupted = -15,
+    /// <summary>A map has no entry for the key, or an iteration reached its end.</summary>
+    NotFound = -16,
+    /// <summary>A map update with <c>BPF_NOEXIST</c> found the key present.</summary>
+    KeyExists = -17,
+    /// <summary>A map is full (or an array index is not below max_entries).</summary>
+    MapFull = -18,
     /// <summary>An unexpected internal failure; please report it.</summary>
     Internal = -99,
 }

@@ -330,7 +330,10 @@ public static class Verifier
                         return new Problem(VerifierCheck.IncompleteLddw, $"incomplete lddw: the next slot holds opcode 0x{next.Opcode:x2}, not its second half (opcode 0)");
                     if (next.Dst != 0 || next.Src != 0 || next.Offset != 0)
                         return new Problem(VerifierCheck.MalformedLddw, "malformed lddw: the second slot must have opcode, registers and offset 0");
-                    if (insn.Src != 0) return new Problem(VerifierCheck.LddwSource, $"unsupported lddw source {insn.Src} (map and BTF pseudo loads need an ELF loader)");
+                    if (insn.Src == Isa.PseudoMapFd && next.Imm != 0)
+                        return new Problem(VerifierCheck.LddwSource, "a map fd load (lddw source 1) has 0 in its second slot's immediate");
+                    if (insn.Src != 0 && insn.Src != Isa.PseudoMapFd)
+                        return new Problem(VerifierCheck.LddwSource, $"unsupported lddw source {insn.Src} (0: a constant, 1: a map fd)");
                     if (insn.Dst == Isa.FramePointer) return ReadOnlyR10;
                     return null;
                 }

@@ -108,8 +108,13 @@ public class VerifierTests
     }
 
     [Fact]
-    public void LddwPseudoSourceIsUnsupported() =>
-        Assert.Contains("unsupported lddw source", Rejects(Slots((Isa.Lddw, 0, 1, 0, 1), (0, 0, 0, 0, 0), ExitSlot)).Message);
+    public void LddwSourcesOtherThanAMapFdAreUnsupported()
+    {
+        // Source 1 (a map fd) is accepted with 0 in the second immediate; others are refused.
+        Verifier.Verify(Slots((Isa.Lddw, 0, 1, 0, 1), (0, 0, 0, 0, 0), ExitSlot));
+        Assert.Contains("has 0 in its second slot", Rejects(Slots((Isa.Lddw, 0, 1, 0, 1), (0, 0, 0, 0, 4), ExitSlot)).Message);
+        Assert.Contains("unsupported lddw source 2", Rejects(Slots((Isa.Lddw, 0, 2, 0, 1), (0, 0, 0, 0, 0), ExitSlot)).Message);
+    }
 
     [Theory]
     [InlineData("ja +5\nexit")]

@@ -189,7 +189,7 @@ internal static unsafe class JitRuntime
             int capacity = EbpfVm.BuiltInRegions + jit.Owner.UserRegionCount;
             RegionEntry* regions = stackalloc RegionEntry[capacity];
             int count = FillRegions(ctx, jit, regions, capacity);
-            message = Interpreter.FaultMessage(ctx->FaultKind == 1, ctx->FaultSize, ctx->FaultAddress, pc, regions, count);
+            message = Interpreter.FaultMessage(ctx->FaultKind == 1, ctx->FaultSize, ctx->FaultAddress, pc, regions, count, jit.Owner.MemoryRegions);
         }
         else
         {

@@ -1,0 +1,290 @@
+using System.Buffers.Binary;
+using Rbpf.Maps;
+
+namespace Rbpf.Tests;
+
+public class MapTests
+{
+    /// <summary>Counts calls per key (the input's first 4 bytes) in map fd 0; returns the new count.</summary>
+    internal const string CounterProgram = """
+        ldxw r1, [r1]
+        stxw [r10-4], r1
+        lddw r1, map 0
+        mov r2, r10
+        add r2, -4
+        call bpf_map_lookup_elem
+        jne r0, 0, found
+        mov r1, 1
+        stxdw [r10-16], r1
+        lddw r1, map 0
+        mov r2, r10
+        add r2, -4
+        mov r3, r10
+        add r3, -16
+        mov r4, 1
+        call bpf_map_update_elem
+        jne r0, 0, failed
+        mov r0, 1
+        exit
+        found:
+        mov r1, 1
+        lock add64 [r0], r1
+        ldxdw r0, [r0]
+        exit
+        failed:
+        mov r0, -1
+        exit
+        """;
+
+    private static byte[] U32(uint v) { var b = new byte[4]; BinaryPrimitives.WriteUInt32LittleEndian(b, v); return b; }
+    private static byte[] U64(ulong v) { var b = new byte[8]; BinaryPrimitives.WriteUInt64LittleEndian(b, v); return b; }
+
+    [Theory]
+    [InlineData(MapType.Hash, false)]
+    [InlineData(MapType.Hash, true)]
+    [InlineData(MapType.LruHash, true)]
+    [InlineData(MapType.PerCpuHash, false)]
+    public void ProgramsCountInAHashMapTheHostReads(MapType type, bool jit)
+    {
+        var map = BpfMap.Create(type, 4, 8, 16, name: "counts");
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(CounterProgram));
+        vm.BindMap(0, map);
+        if (jit) vm.JitCompile();
+        for (uint k = 0; k < 10; k++)
+        {
+            var mem = U32(k % 3 + 100);
+            ulong r = jit ? vm.ExecuteJit(mem) : vm.Execute(mem);
+            Assert.Equal((ulong)(k / 3 + 1), r);
+        }
+        var value = new byte[8];
+        Assert.True(map.TryLookup(U32(100), value));
+        Assert.Equal(4UL, BinaryPrimitives.ReadUInt64LittleEndian(value));
+        Assert.True(map.TryLookup(U32(102), value));
+        Assert.Equal(3UL, BinaryPrimitives.ReadUInt64LittleEndian(value));
+        Assert.False(map.TryLookup(U32(103), value));
+        Assert.Equal(3, map.Count);
+        Assert.Equal(new[] { 100u, 101u, 102u }, map.Keys().Select(k => BinaryPrimitives.ReadUInt32LittleEndian(k)).Order());
+    }
+
+    [Fact]
+    public void HashMapsFollowTheKernelsUpdateRules()
+    {
+        var map = BpfMap.Create(MapType.Hash, 4, 8, 2, name: "h");
+        map.Update(U32(1), U64(10), MapUpdate.NoExist);
+        Assert.Equal(RbpfErrorCode.KeyExists, Assert.Throws<RbpfException>(() => map.Update(U32(1), U64(11), MapUpdate.NoExist)).Code);
+        Assert.Equal(RbpfErrorCode.NotFound, Assert.Throws<RbpfException>(() => map.Update(U32(2), U64(20), MapUpdate.Exist)).Code);
+        map.Update(U32(1), U64(12), MapUpdate.Exist);
+        map.Update(U32(2), U64(20));
+        var full = Assert.Throws<RbpfException>(() => map.Update(U32(3), U64(30)));
+        Assert.Equal(RbpfErrorCode.MapFull, full.Code);
+        Assert.Contains("full", full.Message);
+        map.Delete(U32(1));
+        Assert.Equal(RbpfErrorCode.NotFound, Assert.Throws<RbpfException>(() => map.Delete(U32(1))).Code);
+        map.Update(U32(3), U64(30)); // the freed slot is reused
+        Assert.Equal(2, map.Count);
+        var bad = Assert.Throws<RbpfException>(() => map.Update(new byte[3], U64(1)));
+        Assert.Equal(RbpfErrorCode.InvalidArgument, bad.Code);
+    }
+
+    [Fact]
+    public void LruMapsEvictTheLeastRecentlyUsedKey()
+    {
+        var map = BpfMap.Create(MapType.LruHash, 4, 8, 3, name: "lru");
+        map.Update(U32(1), U64(1));
+        map.Update(U32(2), U64(2));
+        map.Update(U32(3), U64(3));
+        var v = new byte[8];
+        Assert.True(map.TryLookup(U32(1), v)); // 2 is now the oldest
+        map.Update(U32(4), U64(4));
+        Assert.False(map.TryLookup(U32(2), v));
+        Assert.True(map.TryLookup(U32(1), v));
+        Assert.True(map.TryLookup(U32(3), v));
+        Assert.True(map.TryLookup(U32(4), v));
+    }
+
+    [Fact]
+    public void ArrayMapsHaveEveryIndexAndRefuseDeletes()
+    {
+        var map = BpfMap.Create(MapType.Array, 4, 8, 4, name: "a");
+        var v = new byte[8];
+        Assert.True(map.TryLookup(U32(3), v));
+        Assert.Equal(new byte[8], v);
+        Assert.False(map.TryLookup(U32(4), v));
+        map.Update(U32(2), U64(7));
+        Assert.Equal(RbpfErrorCode.KeyExists, Assert.Throws<RbpfException>(() => map.Update(U32(2), U64(7), MapUpdate.NoExist)).Code);
+        Assert.Equal(RbpfErrorCode.MapFull, Assert.Throws<RbpfException>(() => map.Update(U32(4), U64(7))).Code);
+        Assert.Equal(RbpfErrorCode.InvalidArgument, Assert.Throws<RbpfException>(() => map.Delete(U32(2))).Code);
+        Assert.Equal(new uint[] { 0, 1, 2, 3 }, map.Keys().Select(k => BinaryPrimitives.ReadUInt32LittleEndian(k)));
+        Assert.Equal(RbpfErrorCode.InvalidArgument, Assert.Throws<RbpfException>(() => BpfMap.Create(MapType.Array, 8, 8, 4)).Code);
+        Assert.Equal(RbpfErrorCode.InvalidArgument, Assert.Throws<RbpfException>(() => BpfMap.Create((MapType)99, 4, 8, 4)).Code);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ValuePointersAreCheckedRegions(bool jit)
+    {
+        // Reading just past an array's values faults; inside them works.
+        var map = BpfMap.Create(MapType.Array, 4, 8, 1, name: "one");
+        string prog = "mov r1, 0\nstxw [r10-4], r1\nlddw r1, map 5\nmov r2, r10\nadd r2, -4\ncall 1\njeq r0, 0, +2\nldxdw r0, [r0+{0}]\nexit\nmov r0, 99\nexit";
+        var ok = EbpfVm.CreateNoData(Assembler.Assemble(string.Format(prog, 0)));
+        ok.BindMap(5, map);
+        map.Update(U32(0), U64(0x1234));
+        if (jit) ok.JitCompile();
+        Assert.Equal(0x1234UL, jit ? ok.ExecuteJit() : ok.Execute());
+        var bad = EbpfVm.CreateNoData(Assembler.Assemble(string.Format(prog, 8)));
+        bad.BindMap(5, map);
+        if (jit) bad.JitCompile();
+        var e = Assert.Throws<RbpfException>(() => jit ? bad.ExecuteJit() : bad.Execute());
+        Assert.Equal(RbpfErrorCode.OutOfBounds, e.Code);
+        Assert.Contains("map:one", e.Message);
+    }
+
+    [Fact]
+    public void AMapThatIsNotBoundFailsTheHelper()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r1, 0\nstxw [r10-4], r1\nlddw r1, map 9\nmov r2, r10\nadd r2, -4\ncall 1\nexit"));
+        vm.BindMap(0, BpfMap.Create(MapType.Array, 4, 8, 1));
+        var e = Assert.Throws<RbpfException>(() => vm.Execute());
+        Assert.Equal(RbpfErrorCode.HelperFailed, e.Code);
+        Assert.Contains("not a map bound to this VM", e.Message);
+    }
+
+    [Fact]
+    public void MapFdLoadsRoundTripThroughTheDisassembler()
+    {
+        var prog = Assembler.Assemble("lddw r1, map 3\nexit");
+        Assert.Equal(1, prog[1] >> 4);
+        Assert.Equal(3, prog[4]);
+        Assert.Equal("lddw r1, map 3\nexit\n", Disassembler.Disassemble(prog));
+    }
+}
+
+public class ElfMapTests
+{
+    private static byte[] Object(string name) => File.ReadAllBytes(Path.Combine(TestPaths.RepoRoot, "tests", "elf", name));
+
+    /// <summary>An Ethernet + IPv4 frame to <paramref name="port"/> over <paramref name="proto"/> (6 TCP, 17 UDP), <paramref name="length"/> bytes.</summary>
+    internal static byte[] Frame(ushort port, byte proto = 17, int length = 60)
+    {
+        var f = new byte[length];
+        f[12] = 0x08; f[13] = 0x00;
+        f[14] = 0x45;
+        f[14 + 9] = proto;
+        f[14 + 20 + 2] = (byte)(port >> 8);
+        f[14 + 20 + 3] = (byte)port;
+        return f;
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AClangProgramCountsPortsInMapsItDeclares(bool jit)
+    {
+        var vm = EbpfVm.CreateFromElf(VmKind.Raw, Object("port_counts.o"));
+        Assert.Equal(new[] { "port_counts", "total_bytes" }, vm.ElfMaps.Keys.Order());
+        var ports = vm.GetMap("port_counts")!;
+        Assert.Equal((MapType.Hash, 2u, 8u, 256u), (ports.Type, ports.KeySize, ports.ValueSize, ports.MaxEntries));
+        if (jit) vm.JitCompile();
+        ulong bytes = 0;
+        foreach (var (port, proto, len) in new (ushort, byte, int)[] { (53, 17, 60), (80, 6, 74), (53, 17, 90), (443, 6, 60), (53, 1, 60), (80, 6, 64) })
+        {
+            var frame = Frame(port, proto, len);
+            ulong r = jit ? vm.ExecuteJit(frame) : vm.Execute(frame);
+            Assert.Equal(proto == 1 ? 0UL : 1UL, r);
+            if (proto != 1) bytes += (ulong)len;
+        }
+        var value = new byte[8];
+        ulong Count(ushort port) => ports.TryLookup(BitConverter.GetBytes(port), value) ? BitConverter.ToUInt64(value) : 0;
+        Assert.Equal(2UL, Count(53));
+        Assert.Equal(2UL, Count(80));
+        Assert.Equal(1UL, Count(443));
+        Assert.Equal(0UL, Count(22));
+        Assert.True(vm.GetMap("total_bytes")!.TryLookup(new byte[4], value));
+        Assert.Equal(bytes, BitConverter.ToUInt64(value));
+    }
+
+    [Fact]
+    public void SeveralVmsShareAMapAndItOutlivesThem()
+    {
+        var shared = BpfMap.Create(MapType.Hash, 2, 8, 64, name: "shared");
+        var elf = Object("port_counts.o");
+        for (int k = 0; k < 3; k++)
+        {
+            var vm = EbpfVm.CreateFromElf(VmKind.Raw, elf);
+            vm.BindMap(0, shared); // port_counts is fd 0: replace it with the shared map
+            vm.Execute(Frame(7));
+        }
+        GC.Collect();
+        var value = new byte[8];
+        Assert.True(shared.TryLookup(BitConverter.GetBytes((ushort)7), value));
+        Assert.Equal(3UL, BitConverter.ToUInt64(value));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void LegacyMapsAndARingBuffer(bool jit)
+    {
+        var vm = EbpfVm.CreateFromElf(VmKind.Raw, Object("legacy_maps.o"));
+        var last = vm.GetMap("last_byte")!;
+        Assert.Equal((MapType.Array, 4u, 8u, 4u), (last.Type, last.KeySize, last.ValueSize, last.MaxEntries));
+        var events = vm.GetMap("events")!;
+        Assert.Equal(MapType.RingBuffer, events.Type);
+        if (jit) vm.JitCompile();
+        for (byte b = 1; b <= 3; b++)
+        {
+            var input = new byte[] { b, 2, 3, 4, 5, 6, 7, 8 };
+            ulong available = jit ? vm.ExecuteJit(input) : vm.Execute(input);
+            Assert.Equal(16UL * b, available); // each record: an 8-byte header and 8 bytes
+        }
+        var value = new byte[8];
+        Assert.True(last.TryLookup(BitConverter.GetBytes(1u), value));
+        Assert.Equal(3, value[0]);
+        var seen = new List<byte[]>();
+        long n = ((RingBufferMap)events).Consume((p, len) => { unsafe { seen.Add(new ReadOnlySpan<byte>((void*)p, len).ToArray()); } return 0; });
+        Assert.Equal(3, n);
+        Assert.Equal(new byte[] { 1, 2, 3, 4, 5, 6, 7, 8 }, seen[0]);
+        Assert.Equal(3, seen[2][0]);
+        Assert.Equal(0, ((RingBufferMap)events).Consume((_, _) => 0));
+    }
+
+    [Fact]
+    public void MapsWithoutBtfAreRefusedWithAReason()
+    {
+        // port_counts.o without its .BTF section: rename the section so the loader cannot find it.
+        var elf = Object("port_counts.o");
+        int at = System.Text.Encoding.ASCII.GetBytes(".BTF\0").Length;
+        var text = System.Text.Encoding.Latin1.GetString(elf);
+        int i = text.IndexOf(".BTF\0", StringComparison.Ordinal);
+        Assert.True(i > 0);
+        elf[i + 1] = (byte)'X';
+        var e = Assert.Throws<RbpfException>(() => EbpfVm.CreateFromElf(VmKind.Raw, elf));
+        Assert.Equal(RbpfErrorCode.ElfError, e.Code);
+        Assert.Contains("compile with -g", e.Message);
+    }
+
+    [Fact]
+    public void MutatedObjectsWithMapsFailCleanly()
+    {
+        // Random damage anywhere (the BTF, the map sections, relocations): an error, never another exception.
+        var rng = new Random(14);
+        foreach (var name in new[] { "port_counts.o", "legacy_maps.o" })
+        {
+            var original = Object(name);
+            for (int n = 0; n < 4000; n++)
+            {
+                var elf = (byte[])original.Clone();
+                int flips = rng.Next(1, 6);
+                for (int k = 0; k < flips; k++) elf[rng.Next(elf.Length)] = (byte)rng.Next(256);
+                try
+                {
+                    var vm = EbpfVm.CreateFromElf(VmKind.Raw, elf);
+                    vm.InstructionLimit = 10_000;
+                    vm.TryExecute(ElfMapTests.Frame(53), Span<byte>.Empty, out _, out _);
+                }
+                catch (RbpfException) { }
+            }
+        }
+    }
+}
