@@ -160,6 +160,69 @@ public class MapTests
     }
 }
 
+public class TailCallTests
+{
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TailCallsJumpToTheProgramAtTheIndexOrFallThrough(bool jit)
+    {
+        var programs = (ProgramArrayMap)BpfMap.Create(MapType.ProgramArray, 4, 4, 4, name: "jmp");
+        var caller = EbpfVm.CreateRaw(Assembler.Assemble("mov r6, r1\nldxb r3, [r6]\nlddw r2, map 0\nmov r1, r6\ncall bpf_tail_call\nmov r0, 7\nexit"));
+        var target = EbpfVm.CreateRaw(Assembler.Assemble("ldxb r0, [r1+1]\nadd r0, 40\nexit"));
+        caller.BindMap(0, programs);
+        programs.SetProgram(2, target);
+        if (jit) { caller.JitCompile(); target.JitCompile(); }
+        ulong Run(byte[] input) => jit ? caller.ExecuteJit(input) : caller.Execute(input);
+        Assert.Equal(42UL, Run(new byte[] { 2, 2 }));  // index 2: the target's result, same input
+        Assert.Equal(7UL, Run(new byte[] { 3, 2 }));   // nothing at 3: falls through
+        Assert.Equal(7UL, Run(new byte[] { 9, 2 }));   // past the end: falls through
+        programs.SetProgram(2, null);
+        Assert.Equal(7UL, Run(new byte[] { 2, 2 }));
+        var other = EbpfVm.CreateNoData(Assembler.Assemble("mov r0, 1\nexit"));
+        programs.SetProgram(2, other);
+        var e = Assert.Throws<RbpfException>(() => Run(new byte[] { 2, 2 }));
+        Assert.Contains("NoData VM", e.Message);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AChainStopsAfter33TailCalls(bool jit)
+    {
+        // A program that counts its runs in an array map and tail-calls itself: 1 + 33 runs.
+        var programs = (ProgramArrayMap)BpfMap.Create(MapType.ProgramArray, 4, 4, 1, name: "self");
+        var runs = BpfMap.Create(MapType.Array, 4, 8, 1, name: "runs");
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("""
+            mov r6, r1
+            mov r1, 0
+            stxw [r10-4], r1
+            lddw r1, map 1
+            mov r2, r10
+            add r2, -4
+            call bpf_map_lookup_elem
+            jeq r0, 0, out
+            mov r1, 1
+            lock add64 [r0], r1
+            mov r1, r6
+            lddw r2, map 0
+            mov r3, 0
+            call bpf_tail_call
+            out:
+            mov r0, 5
+            exit
+            """));
+        vm.BindMap(0, programs);
+        vm.BindMap(1, runs);
+        programs.SetProgram(0, vm);
+        if (jit) vm.JitCompile();
+        Assert.Equal(5UL, jit ? vm.ExecuteJit() : vm.Execute());
+        var value = new byte[8];
+        Assert.True(runs.TryLookup(new byte[4], value));
+        Assert.Equal(34UL, BitConverter.ToUInt64(value));
+    }
+}
+
 public class ElfMapTests
 {
     private static byte[] Object(string name) => File.ReadAllBytes(Path.Combine(TestPaths.RepoRoot, "tests", "elf", name));
@@ -202,6 +265,16 @@ public class ElfMapTests
         Assert.Equal(0UL, Count(22));
         Assert.True(vm.GetMap("total_bytes")!.TryLookup(new byte[4], value));
         Assert.Equal(bytes, BitConverter.ToUInt64(value));
+
+        // The typed view.
+        var typed = new Map<ushort, ulong>(ports);
+        Assert.Equal(2UL, typed[53]);
+        Assert.Equal(new (ushort, ulong)[] { (53, 2), (80, 2), (443, 1) }, typed.Select(kv => (kv.Key, kv.Value)).OrderBy(p => p.Item1));
+        typed[22] = 9;
+        Assert.True(typed.Remove(22));
+        Assert.False(typed.Remove(22));
+        Assert.Equal(RbpfErrorCode.NotFound, Assert.Throws<RbpfException>(() => typed[22]).Code);
+        Assert.Equal(RbpfErrorCode.InvalidArgument, Assert.Throws<RbpfException>(() => new Map<uint, ulong>(ports)).Code);
     }
 
     [Fact]
@@ -242,11 +315,11 @@ public class ElfMapTests
         Assert.True(last.TryLookup(BitConverter.GetBytes(1u), value));
         Assert.Equal(3, value[0]);
         var seen = new List<byte[]>();
-        long n = ((RingBufferMap)events).Consume((p, len) => { unsafe { seen.Add(new ReadOnlySpan<byte>((void*)p, len).ToArray()); } return 0; });
+        long n = ((RingBufferMap)events).Consume(record => { seen.Add(record.ToArray()); return 0; });
         Assert.Equal(3, n);
         Assert.Equal(new byte[] { 1, 2, 3, 4, 5, 6, 7, 8 }, seen[0]);
         Assert.Equal(3, seen[2][0]);
-        Assert.Equal(0, ((RingBufferMap)events).Consume((_, _) => 0));
+        Assert.Equal(0, ((RingBufferMap)events).Consume(_ => 0));
     }
 
     [Fact]

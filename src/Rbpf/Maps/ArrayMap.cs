@@ -40,6 +40,7 @@ internal sealed unsafe class ArrayMap : BpfMap
 
     internal override int DeleteRaw(ReadOnlySpan<byte> key) => -22;
 
+    /// <inheritdoc/>
     public override bool TryGetNextKey(ReadOnlySpan<byte> key, Span<byte> next)
     {
         // As the kernel: no key, or one past the end, starts over at 0; the last index ends it.
@@ -50,15 +51,21 @@ internal sealed unsafe class ArrayMap : BpfMap
         return true;
     }
 
+    /// <inheritdoc/>
     public override int Count => (int)MaxEntries;
 }
 
-/// <summary>A program array: VMs at indexes, which <c>bpf_tail_call</c> jumps to.</summary>
-internal sealed class ProgramArrayMap : BpfMap
+/// <summary>
+/// A program array: VMs at indexes, which <c>bpf_tail_call(ctx, map, index)</c> jumps to. The
+/// target runs on the same input and its result is the run's; a missing index (or a chain past 33
+/// tail calls) makes the call fall through to the next instruction, as in the kernel. A target must
+/// be a VM of the caller's kind; it runs JIT-compiled when the caller does and it is compiled.
+/// </summary>
+public sealed class ProgramArrayMap : BpfMap
 {
     private readonly EbpfVm?[] _programs;
 
-    public ProgramArrayMap(uint maxEntries, uint flags, string name) : base(MapType.ProgramArray, 4, 4, maxEntries, flags, name)
+    internal ProgramArrayMap(uint maxEntries, uint flags, string name) : base(MapType.ProgramArray, 4, 4, maxEntries, flags, name)
     {
         _programs = new EbpfVm?[maxEntries];
     }
@@ -88,6 +95,7 @@ internal sealed class ProgramArrayMap : BpfMap
         return Interlocked.Exchange(ref _programs[index], null) == null ? -2 : 0;
     }
 
+    /// <inheritdoc/>
     public override bool TryGetNextKey(ReadOnlySpan<byte> key, Span<byte> next)
     {
         uint n = key.Length == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(key) : uint.MaxValue;
@@ -97,5 +105,6 @@ internal sealed class ProgramArrayMap : BpfMap
         return true;
     }
 
+    /// <inheritdoc/>
     public override int Count => _programs.Count(p => p != null);
 }

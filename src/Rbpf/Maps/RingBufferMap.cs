@@ -1,5 +1,8 @@
 namespace Rbpf.Maps;
 
+/// <summary>Gets one ring buffer record; a non-zero result stops the draining.</summary>
+public delegate int RingRecordHandler(ReadOnlySpan<byte> record);
+
 /// <summary>
 /// A ring buffer: programs reserve records and submit (or discard) them, or output a copy in one
 /// step; the host drains submitted records in order. A record is an 8-byte header (length with a
@@ -7,7 +10,7 @@ namespace Rbpf.Maps;
 /// lays them out. A record never wraps: when one would not fit before the end, a discarded filler
 /// takes the rest and the record starts at the beginning.
 /// </summary>
-internal sealed unsafe class RingBufferMap : BpfMap
+public sealed unsafe class RingBufferMap : BpfMap
 {
     private const uint Busy = 1u << 31, Discarded = 1u << 30, LengthMask = Discarded - 1;
     private readonly byte* _data;
@@ -16,23 +19,25 @@ internal sealed unsafe class RingBufferMap : BpfMap
     private readonly object _producers = new();
     private readonly object _consumers = new();
 
-    public RingBufferMap(uint size, uint flags, string name) : base(MapType.RingBuffer, 0, 0, size, flags, name)
+    internal RingBufferMap(uint size, uint flags, string name) : base(MapType.RingBuffer, 0, 0, size, flags, name)
     {
         _size = size;
         _data = AllocPool(size);
     }
 
+    /// <summary>Frees the buffer's memory.</summary>
     ~RingBufferMap() => FreePool(_data);
 
     internal override (nint Address, nuint Length) ProgramMemory => ((nint)_data, (nuint)_size);
 
+    /// <inheritdoc/>
     public override int Count => 0;
 
     /// <summary>The word that marks a real record header at byte <paramref name="offset"/>.</summary>
     private static uint Check(ulong offset) => (uint)offset ^ 0x5bf5_ab1e;
 
     /// <summary>Reserves <paramref name="size"/> bytes: their address, or 0 when there is no room.</summary>
-    public nint Reserve(ulong size)
+    internal nint Reserve(ulong size)
     {
         if (size == 0 || size > LengthMask || size + 8 > _size) return 0;
         ulong total = (size + 8 + 7) & ~7UL;
@@ -58,7 +63,7 @@ internal sealed unsafe class RingBufferMap : BpfMap
     }
 
     /// <summary>Commits (or discards) the record whose data is at <paramref name="data"/>; false when it is not a reserved record.</summary>
-    public bool Commit(ulong data, bool discard)
+    internal bool Commit(ulong data, bool discard)
     {
         ulong start = (ulong)_data;
         if (data < start + 8 || data >= start + _size || (data - start) % 8 != 0) return false;
@@ -71,9 +76,9 @@ internal sealed unsafe class RingBufferMap : BpfMap
     }
 
     /// <summary>Whether <paramref name="data"/> lies in this buffer's memory.</summary>
-    public bool Holds(ulong data) => data >= (ulong)_data && data < (ulong)_data + _size;
+    internal bool Holds(ulong data) => data >= (ulong)_data && data < (ulong)_data + _size;
 
-    /// <summary>Reserves, copies <paramref name="bytes"/> and commits: false when there is no room.</summary>
+    /// <summary>Writes one record (as <c>bpf_ringbuf_output</c>): false when there is no room.</summary>
     public bool Output(ReadOnlySpan<byte> bytes)
     {
         nint p = Reserve((ulong)bytes.Length);
@@ -84,7 +89,7 @@ internal sealed unsafe class RingBufferMap : BpfMap
     }
 
     /// <summary>bpf_ringbuf_query: 0 data waiting, 1 size, 2 consumer position, 3 producer position.</summary>
-    public ulong Query(ulong what) => what switch
+    public ulong Query(ulong what = 0) => what switch
     {
         0 => Volatile.Read(ref _producer) - Volatile.Read(ref _consumer),
         1 => _size,
@@ -94,11 +99,15 @@ internal sealed unsafe class RingBufferMap : BpfMap
     };
 
     /// <summary>
-    /// Hands each submitted record, in order, to <paramref name="record"/> until one is still being
+    /// Hands each submitted record, in order, to <paramref name="handler"/> until one is still being
     /// written or the callback returns non-zero; returns how many it handed over (or the callback's
     /// non-zero result when it stopped early, as libbpf's ring_buffer__consume).
     /// </summary>
-    public long Consume(Func<nint, int, int> record)
+    public long Consume(RingRecordHandler handler) =>
+        Consume((p, n) => handler(new ReadOnlySpan<byte>((void*)p, n)));
+
+    /// <summary>As <see cref="Consume(RingRecordHandler)"/>, with each record's address and length.</summary>
+    internal long Consume(Func<nint, int, int> record)
     {
         lock (_consumers)
         {
@@ -129,5 +138,6 @@ internal sealed unsafe class RingBufferMap : BpfMap
     internal override nint LookupPointer(ReadOnlySpan<byte> key) => 0;
     internal override int UpdateRaw(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, ulong flags) => -22;
     internal override int DeleteRaw(ReadOnlySpan<byte> key) => -22;
+    /// <inheritdoc/>
     public override bool TryGetNextKey(ReadOnlySpan<byte> key, Span<byte> next) => false;
 }
