@@ -65,6 +65,9 @@ typedef enum rbpf_error {
     RBPF_E_ELF_ERROR = -13,          /**< an ELF object could not be loaded */
     RBPF_E_OUT_OF_MEMORY = -14,      /**< allocation failed */
     RBPF_E_INTERRUPTED = -15,        /**< the run was stopped by rbpf_vm_interrupt or a signal */
+    RBPF_E_NOT_FOUND = -16,          /**< a map has no entry for the key, or an iteration reached its end */
+    RBPF_E_KEY_EXISTS = -17,         /**< a map update with RBPF_NOEXIST found the key present */
+    RBPF_E_MAP_FULL = -18,           /**< a map is full, or an array index is not below max_entries */
     RBPF_E_INTERNAL = -99            /**< unexpected internal failure; please report it */
 } rbpf_error;
 
@@ -346,6 +349,103 @@ RBPF_API int rbpf_vm_jit_function(rbpf_vm *vm, rbpf_jit_fn *out_fn);
 
 /** The generated x86-64 code as text under each eBPF instruction (*out_text, freed with rbpf_free). */
 RBPF_API int rbpf_vm_jit_disassemble(rbpf_vm *vm, char **out_text);
+
+/* ---- Maps ---------------------------------------------------------------------------------- */
+
+/**
+ * A map shared by the host and programs: userspace maps with the kernel's semantics. Map handles
+ * are checked like VM handles (NULL, destroyed or forged handles give RBPF_E_INVALID_HANDLE). A map
+ * outlives the VMs it is bound to and lives while a VM uses it, even after rbpf_map_destroy.
+ * Lookups and updates are safe from several threads, including runs on other threads.
+ */
+typedef struct rbpf_map rbpf_map;
+
+/** Map types: the kernel's numbers (enum bpf_map_type). Per-CPU maps have one CPU here. */
+typedef enum rbpf_map_type {
+    RBPF_MAP_HASH = 1,
+    RBPF_MAP_ARRAY = 2,
+    RBPF_MAP_PROG_ARRAY = 3,     /**< VMs for bpf_tail_call: see rbpf_map_set_program */
+    RBPF_MAP_PERCPU_HASH = 5,
+    RBPF_MAP_PERCPU_ARRAY = 6,
+    RBPF_MAP_LRU_HASH = 9,       /**< a full map evicts its least recently used key */
+    RBPF_MAP_RINGBUF = 27        /**< key and value sizes 0, max_entries its size (a power of 2, >= 4096) */
+} rbpf_map_type;
+
+/** Update flags (BPF_ANY, BPF_NOEXIST, BPF_EXIST). */
+#define RBPF_ANY 0u
+#define RBPF_NOEXIST 1u
+#define RBPF_EXIST 2u
+
+/** What rbpf_map_get_info reports. */
+typedef struct rbpf_map_info {
+    uint32_t type, key_size, value_size, max_entries, flags;
+    uint32_t entries;            /**< entries now present (max_entries for arrays) */
+} rbpf_map_info;
+
+/**
+ * Creates a map. Array maps (and per-CPU arrays, program arrays) have 4-byte keys; hash maps keys
+ * of 1-512 bytes; values 1 byte to 1 MiB. RBPF_E_INVALID_ARGUMENT names what the type does not allow.
+ */
+RBPF_API int rbpf_map_create(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t max_entries,
+                             uint32_t flags, rbpf_map **out);
+
+/** Copies the value of `key` (key_size bytes) into `value` (value_size bytes); RBPF_E_NOT_FOUND if missing. */
+RBPF_API int rbpf_map_lookup(rbpf_map *map, const void *key, void *value);
+
+/**
+ * Sets the value of `key`: RBPF_ANY creates or replaces, RBPF_NOEXIST only creates
+ * (RBPF_E_KEY_EXISTS), RBPF_EXIST only replaces (RBPF_E_NOT_FOUND). A full hash map refuses new keys
+ * (RBPF_E_MAP_FULL); an LRU map evicts instead; an array index past the end is RBPF_E_MAP_FULL.
+ */
+RBPF_API int rbpf_map_update(rbpf_map *map, const void *key, const void *value, uint64_t flags);
+
+/** Deletes `key`: RBPF_E_NOT_FOUND if missing; array entries cannot be deleted (RBPF_E_INVALID_ARGUMENT). */
+RBPF_API int rbpf_map_delete(rbpf_map *map, const void *key);
+
+/**
+ * Writes the key after `key` into `next_key`; `key` NULL (or a key not present) gives the first.
+ * RBPF_E_NOT_FOUND after the last key:
+ *     for (int rc = rbpf_map_next_key(m, NULL, k); rc == RBPF_OK; rc = rbpf_map_next_key(m, k, k)) ...
+ */
+RBPF_API int rbpf_map_next_key(rbpf_map *map, const void *key, void *next_key);
+
+/** The map's type, sizes, flags and current number of entries. */
+RBPF_API int rbpf_map_get_info(rbpf_map *map, rbpf_map_info *info);
+
+/** Program arrays: puts `vm` at `index` (NULL clears it) for bpf_tail_call. The VM must be of the caller's kind. */
+RBPF_API int rbpf_map_set_program(rbpf_map *map, uint32_t index, rbpf_vm *vm);
+
+/**
+ * Ring buffers: hands each submitted record, in order, to `cb` (its data and length) and frees it,
+ * until no record is ready or `cb` returns non-zero. Returns the number of records handed over, the
+ * callback's non-zero result, or a negative error code.
+ */
+RBPF_API int64_t rbpf_map_ringbuf_consume(rbpf_map *map, int (*cb)(void *ctx, const void *data, size_t len), void *ctx);
+
+/** Releases the handle (the map lives on while a VM uses it). NULL or a bad handle only sets rbpf_last_error. */
+RBPF_API void rbpf_map_destroy(rbpf_map *map);
+
+/**
+ * Binds `map` to file descriptor `fd` of `vm`: the program names it with `lddw rN, map FD` (lddw
+ * with source 1, BPF_PSEUDO_MAP_FD, as the kernel's loader writes it) and passes it to the map
+ * helpers, which the VM gets with the kernel's ids where none is registered (bpf_map_lookup_elem 1,
+ * update 2, delete 3, bpf_get_prandom_u32 7, bpf_get_smp_processor_id 8, bpf_tail_call 12,
+ * bpf_csum_diff 28, bpf_ringbuf_output/reserve/submit/discard/query 130-134). Its values become
+ * memory the program may read and write, checked like any region. `map` NULL unbinds the fd. A VM
+ * with a program array bound runs tail calls through rbpf_vm_execute and rbpf_vm_execute_jit; its
+ * bare rbpf_jit_fn returns RBPF_E_HELPER_FAILED at a tail call instead.
+ */
+RBPF_API int rbpf_vm_bind_map(rbpf_vm *vm, uint32_t fd, rbpf_map *map);
+
+/**
+ * A map the VM's ELF object declared (in .maps, from its BTF, or the legacy maps section), by its
+ * variable's name: the loader created it empty and bound it. The handle is the map's (the same on
+ * each call); RBPF_E_NOT_FOUND lists the names there are.
+ */
+RBPF_API int rbpf_vm_get_map(rbpf_vm *vm, const char *name, rbpf_map **out);
+
+/** The names of the maps the VM's ELF object declared, one per line (*out_names freed with rbpf_free). */
+RBPF_API int rbpf_vm_map_names(rbpf_vm *vm, char **out_names);
 
 /* ---- Assembler and disassembler ------------------------------------------------------------ */
 

@@ -487,7 +487,7 @@ internal static unsafe class Exports
             // failure as this thread's last error itself (see Initialize).
             var live = HandleTable<EbpfVm>.Vms.TryGet(vm);
             var compiled = live?.JitForDirectCalls;
-            if (compiled == null || result == null || Interrupts.HasSignal(live!)) return ExecuteChecked(vm, mem, memLen, mbuff, mbuffLen, result, jit: true);
+            if (compiled == null || result == null || Interrupts.HasSignal(live!) || live!.HasProgramArray) return ExecuteChecked(vm, mem, memLen, mbuff, mbuffLen, result, jit: true);
             int status = compiled.Run(mem, memLen, mbuff, mbuffLen, result, null);
             if (status != 0) JitRuntime.TakeFailure();
             return status;

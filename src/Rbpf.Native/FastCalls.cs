@@ -90,7 +90,7 @@ internal static unsafe class FastCalls
         lock (s_gate)
         {
             var vm = HandleTable<EbpfVm>.Vms.TryGet(handle);
-            var jit = vm != null && !Interrupts.HasSignal(vm) ? vm.JitForDirectCalls : null;
+            var jit = vm != null && !Interrupts.HasSignal(vm) && !vm.HasProgramArray ? vm.JitForDirectCalls : null;
             Slot* chunk = s_state->Chunks[index >> ChunkBits];
             if (chunk == null)
             {

@@ -13,8 +13,13 @@ internal sealed class HandleTable<T> where T : class
     // Each table marks its handles with its own tag, so a handle of one API is never taken for a
     // live object of the other.
     private readonly ulong _tag;
+    private readonly string _noun;
 
-    public HandleTable(ulong tag) => _tag = tag;
+    public HandleTable(ulong tag, string noun = "VM")
+    {
+        _tag = tag;
+        _noun = noun;
+    }
 
     private const int SlotBits = 24;
     /// <summary>Tags live in bits 48-55; generations stay below them.</summary>
@@ -40,7 +45,7 @@ internal sealed class HandleTable<T> where T : class
             if (_freeSlots.Count > 0) slot = _freeSlots.Pop();
             else
             {
-                if (_used == MaxSlots - 1) throw new RbpfException(RbpfErrorCode.OutOfMemory, "too many VMs are alive");
+                if (_used == MaxSlots - 1) throw new RbpfException(RbpfErrorCode.OutOfMemory, $"too many {_noun} handles are alive");
                 slot = _used++;
                 if (slot == _entries.Length)
                 {
@@ -71,25 +76,25 @@ internal sealed class HandleTable<T> where T : class
 
     public T Get(nint handle)
     {
-        if (handle == 0) throw new RbpfException(RbpfErrorCode.InvalidHandle, "VM handle is NULL");
+        if (handle == 0) throw new RbpfException(RbpfErrorCode.InvalidHandle, $"{_noun} handle is NULL");
         var (slot, generation) = Split(handle);
         var entries = Volatile.Read(ref _entries);
         if (slot < 0 || slot >= entries.Length || entries[slot] is not { } e)
-            throw new RbpfException(RbpfErrorCode.InvalidHandle, $"0x{handle:x} is not a VM handle");
+            throw new RbpfException(RbpfErrorCode.InvalidHandle, $"0x{handle:x} is not a {_noun} handle");
         var vm = Volatile.Read(ref e.Vm);
         if (vm == null || e.Generation != generation)
-            throw new RbpfException(RbpfErrorCode.InvalidHandle, $"VM handle 0x{handle:x} was destroyed or is not a VM handle");
+            throw new RbpfException(RbpfErrorCode.InvalidHandle, $"{_noun} handle 0x{handle:x} was destroyed or is not a {_noun} handle");
         return vm;
     }
 
     public void Remove(nint handle)
     {
-        if (handle == 0) throw new RbpfException(RbpfErrorCode.InvalidHandle, "VM handle is NULL");
+        if (handle == 0) throw new RbpfException(RbpfErrorCode.InvalidHandle, $"{_noun} handle is NULL");
         var (slot, generation) = Split(handle);
         lock (_gate)
         {
             if (slot < 0 || slot >= _used || _entries[slot] is not { } e || e.Vm == null || e.Generation != generation)
-                throw new RbpfException(RbpfErrorCode.InvalidHandle, $"VM handle 0x{handle:x} was already destroyed or is not a VM handle");
+                throw new RbpfException(RbpfErrorCode.InvalidHandle, $"{_noun} handle 0x{handle:x} was already destroyed or is not a {_noun} handle");
             e.Vm = null;
             e.Generation = e.Generation == (uint.MaxValue >> SlotBits) ? 1 : e.Generation + 1; // < 2^8: below the tag
             _freeSlots.Push(slot);

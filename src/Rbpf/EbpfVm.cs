@@ -496,6 +496,7 @@ public sealed class EbpfVm : IDisposable
         var (address, length) = map.ProgramMemory;
         if (length != 0) _regions.Add(new MemoryRegion(address, length, Writable: true, MapRegionName(fd, map)));
         Maps.MapHelpers.RegisterMissing(this);
+        HasProgramArray = _maps.Values.Any(m => m is Maps.ProgramArrayMap);
     }
 
     private static string MapRegionName(uint fd, Maps.BpfMap map) => $"map:{map.Name} (fd {fd})";
@@ -505,6 +506,7 @@ public sealed class EbpfVm : IDisposable
     {
         if (!_maps.Remove(fd, out var old)) return false;
         _regions.RemoveAll(r => r.Name == MapRegionName(fd, old));
+        HasProgramArray = _maps.Values.Any(m => m is Maps.ProgramArrayMap);
         return true;
     }
 
@@ -521,6 +523,9 @@ public sealed class EbpfVm : IDisposable
     public IReadOnlyDictionary<uint, Maps.BpfMap> MapsByFd => _maps;
 
     internal IEnumerable<Maps.BpfMap> BoundMaps => _maps.Values;
+
+    /// <summary>Whether a program array is bound (tail calls need the managed run loop, not the bare compiled function).</summary>
+    internal bool HasProgramArray { get; private set; }
 
     /// <summary>The regions added with <see cref="AddMemoryRegion"/>.</summary>
     public IReadOnlyList<MemoryRegion> MemoryRegions => _regions;

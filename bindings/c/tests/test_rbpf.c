@@ -1035,7 +1035,188 @@ static void test_interrupts(void)
     CHECK_RC(rbpf_vm_interrupt(vm), RBPF_E_INVALID_HANDLE);
 }
 
+/* Maps: the API, programs using them, ELF-declared maps, ring buffers, tail calls, threads. */
+static const char counter_src[] =
+    "ldxw r1, [r1]\nstxw [r10-4], r1\nlddw r1, map 0\nmov r2, r10\nadd r2, -4\ncall bpf_map_lookup_elem\n"
+    "jne r0, 0, found\nmov r1, 1\nstxdw [r10-16], r1\nlddw r1, map 0\nmov r2, r10\nadd r2, -4\nmov r3, r10\n"
+    "add r3, -16\nmov r4, 1\ncall bpf_map_update_elem\njne r0, 0, failed\nmov r0, 1\nexit\n"
+    "found:\nmov r1, 1\nlock add64 [r0], r1\nldxdw r0, [r0]\nexit\nfailed:\nmov r0, -1\nexit";
+
+static int records_seen;
+static uint8_t first_record[8];
+static int on_record(void *ctx, const void *data, size_t len)
+{
+    (void)ctx;
+    if (records_seen++ == 0 && len == 8) memcpy(first_record, data, 8);
+    return 0;
+}
+
+static rbpf_map *thread_map;
+static rbpf_vm *thread_vm;
+static void *count_in_map(void *arg)
+{
+    uint32_t key = (uint32_t)(uintptr_t)arg;
+    uint64_t r;
+    for (int i = 0; i < 250000; i++) {
+        uint32_t k = key * 4 + (uint32_t)(i % 4);
+        if (rbpf_vm_execute_jit(thread_vm, (uint8_t *)&k, 4, NULL, 0, &r) != RBPF_OK)
+            __atomic_add_fetch(&thread_errors, 1, __ATOMIC_RELAXED);
+        /* Every thread also bumps the shared key 999. */
+        uint32_t shared = 999;
+        if (rbpf_vm_execute_jit(thread_vm, (uint8_t *)&shared, 4, NULL, 0, &r) != RBPF_OK)
+            __atomic_add_fetch(&thread_errors, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static void test_maps(void)
+{
+    rbpf_map *m = NULL;
+    uint32_t k;
+    uint64_t v;
+    CHECK_RC(rbpf_map_create(RBPF_MAP_HASH, 4, 8, 2, 0, &m), RBPF_OK);
+    k = 1; v = 10;
+    CHECK_RC(rbpf_map_update(m, &k, &v, RBPF_NOEXIST), RBPF_OK);
+    CHECK_RC(rbpf_map_update(m, &k, &v, RBPF_NOEXIST), RBPF_E_KEY_EXISTS);
+    k = 2;
+    CHECK_RC(rbpf_map_update(m, &k, &v, RBPF_EXIST), RBPF_E_NOT_FOUND);
+    CHECK_RC(rbpf_map_update(m, &k, &v, RBPF_ANY), RBPF_OK);
+    k = 3;
+    CHECK_RC(rbpf_map_update(m, &k, &v, RBPF_ANY), RBPF_E_MAP_FULL);
+    CHECK(strstr(rbpf_last_error(), "full") != NULL);
+    CHECK_RC(rbpf_map_lookup(m, &k, &v), RBPF_E_NOT_FOUND);
+    k = 1;
+    CHECK_RC(rbpf_map_lookup(m, &k, &v), RBPF_OK);
+    CHECK(v == 10);
+    uint32_t keys_seen = 0, next;
+    for (int rc = rbpf_map_next_key(m, NULL, &next); rc == RBPF_OK; rc = rbpf_map_next_key(m, &next, &next))
+        keys_seen |= 1u << next;
+    CHECK(keys_seen == 6);
+    rbpf_map_info info;
+    CHECK_RC(rbpf_map_get_info(m, &info), RBPF_OK);
+    CHECK(info.type == RBPF_MAP_HASH && info.key_size == 4 && info.value_size == 8 && info.max_entries == 2 && info.entries == 2);
+    CHECK_RC(rbpf_map_delete(m, &k), RBPF_OK);
+    CHECK_RC(rbpf_map_delete(m, &k), RBPF_E_NOT_FOUND);
+    CHECK_RC(rbpf_map_update(m, &k, &v, 9), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_map_lookup(m, NULL, &v), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_map_create(RBPF_MAP_ARRAY, 8, 8, 4, 0, &m), RBPF_E_INVALID_ARGUMENT);
+    CHECK(m == NULL);
+    CHECK_RC(rbpf_map_create(77, 4, 8, 4, 0, &m), RBPF_E_INVALID_ARGUMENT);
+
+    /* A program counts in a map the host reads; the map outlives the VM. */
+    rbpf_map *counts = NULL;
+    CHECK_RC(rbpf_map_create(RBPF_MAP_HASH, 4, 8, 64, 0, &counts), RBPF_OK);
+    rbpf_vm *vm = assemble_vm(RBPF_VM_RAW, counter_src);
+    CHECK(vm != NULL);
+    CHECK_RC(rbpf_vm_bind_map(vm, 0, counts), RBPF_OK);
+    uint64_t r = 0;
+    k = 42;
+    for (int i = 0; i < 3; i++) CHECK_RC(rbpf_vm_execute(vm, (uint8_t *)&k, 4, NULL, 0, &r), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute_jit(vm, (uint8_t *)&k, 4, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 4);
+    rbpf_vm_destroy(vm);
+    CHECK_RC(rbpf_map_lookup(counts, &k, &v), RBPF_OK);
+    CHECK(v == 4);
+
+    /* Four threads, 1,000,000 runs of JIT-compiled code on one shared map: no count is lost. */
+    thread_map = counts;
+    thread_vm = assemble_vm(RBPF_VM_RAW, counter_src);
+    CHECK_RC(rbpf_vm_bind_map(thread_vm, 0, counts), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(thread_vm), RBPF_OK);
+    thread_errors = 0;
+    pthread_t threads[4];
+    for (uintptr_t t = 0; t < 4; t++) pthread_create(&threads[t], NULL, count_in_map, (void *)(t + 1));
+    for (int t = 0; t < 4; t++) pthread_join(threads[t], NULL);
+    CHECK(thread_errors == 0);
+    int bad_counts = 0;
+    for (uint32_t t = 1; t <= 4; t++)
+        for (uint32_t j = 0; j < 4; j++) {
+            k = t * 4 + j;
+            if (rbpf_map_lookup(counts, &k, &v) != RBPF_OK || v != 62500) bad_counts++;
+        }
+    CHECK(bad_counts == 0);
+    k = 999;
+    CHECK_RC(rbpf_map_lookup(counts, &k, &v), RBPF_OK);
+    CHECK(v == 1000000);
+    rbpf_vm_destroy(thread_vm);
+
+    /* Maps an ELF object declares: created by the loader, found by name. */
+    size_t len = 0;
+    uint8_t *elf = read_file("port_counts.o", &len);
+    CHECK(elf != NULL);
+    CHECK_RC(rbpf_vm_create_from_elf(RBPF_VM_RAW, elf, len, NULL, &vm), RBPF_OK);
+    free(elf);
+    uint8_t frame[60] = {0};
+    frame[12] = 0x08; frame[14] = 0x45; frame[23] = 17; frame[36] = 0; frame[37] = 53;
+    for (int i = 0; i < 5; i++) CHECK_RC(rbpf_vm_execute(vm, frame, sizeof frame, NULL, 0, &r), RBPF_OK);
+    rbpf_map *ports = NULL, *again = NULL;
+    CHECK_RC(rbpf_vm_get_map(vm, "port_counts", &ports), RBPF_OK);
+    CHECK_RC(rbpf_vm_get_map(vm, "port_counts", &again), RBPF_OK);
+    CHECK(ports == again);
+    uint16_t port = 53;
+    CHECK_RC(rbpf_map_lookup(ports, &port, &v), RBPF_OK);
+    CHECK(v == 5);
+    CHECK_RC(rbpf_vm_get_map(vm, "nope", &again), RBPF_E_NOT_FOUND);
+    CHECK(strstr(rbpf_last_error(), "port_counts") != NULL);
+    char *names = NULL;
+    CHECK_RC(rbpf_vm_map_names(vm, &names), RBPF_OK);
+    CHECK(names != NULL && strstr(names, "total_bytes\n") != NULL);
+    rbpf_free(names);
+    rbpf_vm_destroy(vm);
+    CHECK_RC(rbpf_map_lookup(ports, &port, &v), RBPF_OK); /* still there */
+    rbpf_map_destroy(ports);
+    CHECK_RC(rbpf_map_lookup(ports, &port, &v), RBPF_E_INVALID_HANDLE);
+
+    /* A ring buffer the program writes to. */
+    elf = read_file("legacy_maps.o", &len);
+    CHECK_RC(rbpf_vm_create_from_elf(RBPF_VM_RAW, elf, len, NULL, &vm), RBPF_OK);
+    free(elf);
+    uint8_t in[8] = {9, 8, 7, 6, 5, 4, 3, 2};
+    CHECK_RC(rbpf_vm_execute(vm, in, 8, NULL, 0, &r), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute(vm, in, 8, NULL, 0, &r), RBPF_OK);
+    rbpf_map *events = NULL;
+    CHECK_RC(rbpf_vm_get_map(vm, "events", &events), RBPF_OK);
+    CHECK(rbpf_map_ringbuf_consume(events, on_record, NULL) == 2);
+    CHECK(records_seen == 2 && memcmp(first_record, in, 8) == 0);
+    CHECK(rbpf_map_ringbuf_consume(events, on_record, NULL) == 0);
+    CHECK(rbpf_map_ringbuf_consume(counts, on_record, NULL) == RBPF_E_INVALID_ARGUMENT);
+    rbpf_vm_destroy(vm);
+
+    /* Tail calls through a program array. */
+    rbpf_map *jumps = NULL;
+    CHECK_RC(rbpf_map_create(RBPF_MAP_PROG_ARRAY, 4, 4, 4, 0, &jumps), RBPF_OK);
+    rbpf_vm *caller = assemble_vm(RBPF_VM_RAW, "mov r6, r1\nldxb r3, [r6]\nlddw r2, map 0\nmov r1, r6\ncall bpf_tail_call\nmov r0, 7\nexit");
+    rbpf_vm *target = assemble_vm(RBPF_VM_RAW, "ldxb r0, [r1+1]\nadd r0, 40\nexit");
+    CHECK_RC(rbpf_vm_bind_map(caller, 0, jumps), RBPF_OK);
+    CHECK_RC(rbpf_map_set_program(jumps, 1, target), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_compile(caller), RBPF_OK);
+    uint8_t two[2] = {1, 2};
+    CHECK_RC(rbpf_vm_execute(caller, two, 2, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 42);
+    CHECK_RC(rbpf_vm_execute_jit(caller, two, 2, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 42);
+    two[0] = 3;
+    CHECK_RC(rbpf_vm_execute_jit(caller, two, 2, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 7);
+    CHECK_RC(rbpf_map_set_program(jumps, 4, target), RBPF_E_MAP_FULL);
+    CHECK_RC(rbpf_map_set_program(counts, 0, target), RBPF_E_INVALID_ARGUMENT);
+    rbpf_vm_destroy(caller);
+    rbpf_vm_destroy(target);
+
+    /* Handles of one kind are not taken for the other. */
+    CHECK_RC(rbpf_vm_bind_map(NULL, 0, counts), RBPF_E_INVALID_HANDLE);
+    CHECK_RC(rbpf_map_lookup((rbpf_map *)vm, &k, &v), RBPF_E_INVALID_HANDLE);
+    CHECK_RC(rbpf_map_lookup(NULL, &k, &v), RBPF_E_INVALID_HANDLE);
+    CHECK_RC(rbpf_map_lookup((rbpf_map *)(uintptr_t)0x1234, &k, &v), RBPF_E_INVALID_HANDLE);
+    rbpf_map_destroy(counts);
+    rbpf_map_destroy(counts);
+    CHECK(rbpf_last_error_code() == RBPF_E_INVALID_HANDLE);
+    rbpf_map_destroy(jumps);
+}
+
 int main(void)
+
 {
     test_version_and_errors();
     test_create_and_kinds();
@@ -1055,6 +1236,7 @@ int main(void)
     test_interrupts();
     test_execute_jit_while_code_changes();
     test_elf();
+    test_maps();
     printf("c: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

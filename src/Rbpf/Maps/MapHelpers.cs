@@ -127,11 +127,14 @@ internal static class TailCalls
     public static unsafe RbpfException? Follow(RbpfException? error, bool jit, byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
         byte* userStack, nuint userStackLength, ref ulong result)
     {
-        if (error == null || error.Code != RbpfErrorCode.HelperFailed || Pending == null) return error;
+        // Only an error a tail call made: a target left pending by a run nobody followed (a bare
+        // JIT function's) is replaced by the next tail call before it could be taken.
+        if (error == null || error.Code != RbpfErrorCode.HelperFailed || error.InnerException is not TailCallException || Pending == null)
+            return error;
         int outer = Depth;
         try
         {
-            while (error != null && error.Code == RbpfErrorCode.HelperFailed && Pending is { } next)
+            while (error != null && error.InnerException is TailCallException && Pending is { } next)
             {
                 Pending = null;
                 Depth++;
