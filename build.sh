@@ -33,6 +33,8 @@ setup() {
     command -v python3 >/dev/null 2>&1 || need+=(python3)
     command -v nm >/dev/null 2>&1 || need+=(binutils)
     [ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
+    # libbpf's headers (bpf/bpf_helpers.h) for kernel-style programs with maps (tests/elf/*.c).
+    [ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
     # uBPF's own test suite (tests/ubpf-suite), run when uBPF's tree sits beside the repository:
     # its conformance runner needs Boost and libelf.
     if [ -d "$UBPF_DIR" ]; then

@@ -72,6 +72,8 @@ internal static class Program
           --no-verify           skip the verifier (the engine still refuses what cannot execute)
           --stub-helpers N      bind every helper the program calls that is not registered to a
                                 stub that prints its id and arguments on stderr and returns N
+          --dump-maps           after the run, print the maps the ELF object declared (keys and
+                                values in hex; ring buffer records, drained)
 
         Prints r0 in hex (0x...). The standard helpers are registered (bpf_trace_printk is 6).
         Ctrl-C stops the run at its next loop head or function entry (exit status 130).
@@ -309,7 +311,7 @@ internal static class Program
 
     private static int Run(string[] args)
     {
-        var o = new Options(args, new[] { "--jit", "--unchecked", "--trace", "--no-verify" },
+        var o = new Options(args, new[] { "--jit", "--unchecked", "--trace", "--no-verify", "--dump-maps" },
             new[] { "--format", "--section", "--mem", "--mem-hex", "--kind", "--mbuff-hex", "--data-offset", "--data-end-offset", "--limit", "--repeat",
                     "--stub-helpers" });
         if (o.Help) return Print(RunHelp);
@@ -392,7 +394,40 @@ internal static class Program
             return code == RbpfErrorCode.Interrupted ? ExitInterrupted : ExitRunFailed;
         }
         Console.Out.WriteLine($"0x{result:x}");
+        if (o.Has("--dump-maps")) DumpMaps(vm);
         return ExitOk;
+    }
+
+    /// <summary>Prints every map the program's ELF object declared: entries in hex, ring buffer records drained.</summary>
+    private static void DumpMaps(EbpfVm vm)
+    {
+        static string Hex(ReadOnlySpan<byte> b) => string.Join(' ', b.ToArray().Select(x => x.ToString("x2", CultureInfo.InvariantCulture)));
+        foreach (var (name, map) in vm.ElfMaps.OrderBy(m => m.Key, StringComparer.Ordinal))
+        {
+            if (map is Rbpf.Maps.RingBufferMap ring)
+            {
+                var records = new List<string>();
+                ring.Consume(r => { records.Add(Hex(r)); return 0; });
+                Console.Out.WriteLine($"map {name} (ring buffer, {map.MaxEntries} bytes): {records.Count} record{(records.Count == 1 ? "" : "s")}");
+                foreach (var r in records) Console.Out.WriteLine($"  {r}");
+                continue;
+            }
+            if (map is Rbpf.Maps.ProgramArrayMap)
+            {
+                Console.Out.WriteLine($"map {name} (program array, {map.MaxEntries} entries)");
+                continue;
+            }
+            Console.Out.WriteLine($"map {name} ({Rbpf.Maps.BpfMap.Describe(map.Type)}, key {map.KeySize} bytes, value {map.ValueSize} bytes, " +
+                $"{map.Count} of {map.MaxEntries} entries):");
+            var value = new byte[map.ValueSize];
+            foreach (var key in map.Keys())
+            {
+                if (!map.TryLookup(key, value)) continue;
+                // Arrays list every index: only those that are not all zero.
+                if (map.Type is Rbpf.Maps.MapType.Array or Rbpf.Maps.MapType.PerCpuArray && value.All(b => b == 0)) continue;
+                Console.Out.WriteLine($"  {Hex(key)}: {Hex(value)}");
+            }
+        }
     }
 
     private static void Repeat(EbpfVm vm, byte[] mem, byte[] mbuff, ulong repeat, bool jit)

@@ -400,6 +400,14 @@ internal static unsafe class UbpfExports
             if (program.Length / 8 >= Isa.MaxInstructions)
                 throw new RbpfException(RbpfErrorCode.InvalidProgram, $"too many instructions (max {Isa.MaxInstructions})");
             u.FrameSize(0); // uBPF asks about the entry function's stack before anything else
+            // uBPF has no maps: an lddw source other than 0 (a map fd, say) is not a program of its.
+            for (int pc = 0; pc + 1 < program.Length / 8; pc++)
+            {
+                var insn = Instruction.Read(program, pc);
+                if (insn.Opcode == Isa.Lddw && insn.Src != 0)
+                    throw new RbpfException(RbpfErrorCode.InvalidProgram, $"unsupported lddw source {insn.Src}", pc) { Check = VerifierCheck.LddwSource };
+                if (insn.Opcode == Isa.Lddw) pc++;
+            }
             u.Vm.SetProgram(program);
             try
             {

@@ -109,6 +109,24 @@ public class CliTests
         Assert.Equal("0xa\n", Cli(new[] { "run", "-", "--kind", "nodata" }, Encoding.ASCII.GetBytes(llvm.Stdout)).Stdout);
     }
 
+    [SkippableFact]
+    public void RunDumpsTheMapsAnObjectDeclares()
+    {
+        string obj = Path.Combine(TestPaths.RepoRoot, "tests", "elf", "port_counts.o");
+        var frame = new byte[60];
+        frame[12] = 0x08; frame[14] = 0x45; frame[23] = 17; frame[37] = 53;
+        string mem = Temp("frame.bin", frame);
+        var r = Cli(new[] { "run", obj, "--mem", mem, "--repeat", "5", "--dump-maps" });
+        Assert.Equal(0, r.Exit);
+        Assert.Equal("0x1\n" +
+            "map port_counts (hash, key 2 bytes, value 8 bytes, 1 of 256 entries):\n  35 00: 05 00 00 00 00 00 00 00\n" +
+            "map total_bytes (array, key 4 bytes, value 8 bytes, 1 of 1 entries):\n  00 00 00 00: 2c 01 00 00 00 00 00 00\n", r.Stdout);
+        var j = Cli(new[] { "run", obj, "--mem", mem, "--jit", "--dump-maps" });
+        Assert.Contains("35 00: 01 00 00 00 00 00 00 00", j.Stdout);
+        var ring = Cli(new[] { "run", Path.Combine(TestPaths.RepoRoot, "tests", "elf", "legacy_maps.o"), "--mem-hex", "0102030405060708", "--dump-maps" });
+        Assert.Contains("map events (ring buffer, 4096 bytes): 1 record\n  01 02 03 04 05 06 07 08\n", ring.Stdout);
+    }
+
     private const string Sample = "mov r0, 0\nldxb r1, [r1+1]\nadd r0, r1\nadd r0, 0x10\nexit\n";
 
     [SkippableFact]

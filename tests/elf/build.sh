@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 out="${1:-.}"
 mkdir -p "$out"
-flags=(-O2 -target bpf -ffreestanding -fno-stack-protector -c)
+# -g: BTF, which describes maps declared in .maps; the multiarch include folder: <asm/types.h> for <linux/bpf.h>.
+flags=(-O2 -g -target bpf -ffreestanding -fno-stack-protector -I"/usr/include/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)" -c)
 for src in *.c; do
     if [[ "$src" != *_v4.c ]]; then
         clang "${flags[@]}" -mcpu=v3 "$src" -o "$out/${src%.c}.o"

@@ -18,7 +18,8 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable, Iterable, List, Optional, Tuple, Type, TypeVar, Union
+from collections.abc import MutableMapping
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Type, TypeVar, Union
 
 __all__ = [
     "Vm", "MbuffVm", "FixedMbuffVm", "RawVm", "NoDataVm", "JitFunction", "BytesLike", "Program",
@@ -27,6 +28,9 @@ __all__ = [
     "OutOfBoundsError", "UnknownHelperError", "InstructionLimitError", "CallDepthExceededError",
     "AssemblyError", "NoProgramError", "UnsupportedError", "HelperFailedError",
     "IllegalInstructionError", "ElfError", "OutOfMemoryError", "RunInterruptedError", "InternalError",
+    "NotFoundError", "KeyExistsError", "MapFullError", "Map",
+    "MAP_HASH", "MAP_ARRAY", "MAP_PROG_ARRAY", "MAP_PERCPU_HASH", "MAP_PERCPU_ARRAY", "MAP_LRU_HASH", "MAP_RINGBUF",
+    "ANY", "NOEXIST", "EXIST",
     "MBUFF", "FIXED_MBUFF", "RAW", "NO_DATA",
     "HELPER_KTIME_GETNS", "HELPER_TRACE_PRINTK", "HELPER_GATHER_BYTES", "HELPER_MEMFROB",
     "HELPER_SQRTI", "HELPER_STRCMP", "HELPER_RAND",
@@ -36,6 +40,10 @@ __version__ = "0.1.0"
 
 # VM kinds (rbpf_vm_kind).
 MBUFF, FIXED_MBUFF, RAW, NO_DATA = 0, 1, 2, 3
+
+# Map types (rbpf_map_type, the kernel's numbers) and update flags.
+MAP_HASH, MAP_ARRAY, MAP_PROG_ARRAY, MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, MAP_LRU_HASH, MAP_RINGBUF = 1, 2, 3, 5, 6, 9, 27
+ANY, NOEXIST, EXIST = 0, 1, 2
 
 # Standard helper ids (RBPF_HELPER_*).
 HELPER_KTIME_GETNS = 5
@@ -101,6 +109,14 @@ class OutOfMemoryError(RbpfError):
 class RunInterruptedError(RbpfError):
     """The run was stopped by Vm.interrupt() or a signal (RBPF_E_INTERRUPTED). Ctrl-C in the main
     thread raises KeyboardInterrupt instead."""
+class NotFoundError(RbpfError, KeyError):
+    """A map has no entry for the key (RBPF_E_NOT_FOUND); also a KeyError."""
+    def __str__(self) -> str:
+        return RbpfError.__str__(self)
+class KeyExistsError(RbpfError):
+    """A map update with NOEXIST found the key present (RBPF_E_KEY_EXISTS)."""
+class MapFullError(RbpfError):
+    """A map is full, or an array index is past its end (RBPF_E_MAP_FULL)."""
 class InternalError(RbpfError):
     """A bug in librbpf (RBPF_E_INTERNAL): please report it."""
 
@@ -109,7 +125,8 @@ _ERRORS = {
     -1: InvalidArgumentError, -2: InvalidHandleError, -3: InvalidProgramError, -4: OutOfBoundsError,
     -5: UnknownHelperError, -6: InstructionLimitError, -7: CallDepthExceededError, -8: AssemblyError,
     -9: NoProgramError, -10: UnsupportedError, -11: HelperFailedError, -12: IllegalInstructionError,
-    -13: ElfError, -14: OutOfMemoryError, -15: RunInterruptedError, -99: InternalError,
+    -13: ElfError, -14: OutOfMemoryError, -15: RunInterruptedError, -16: NotFoundError, -17: KeyExistsError,
+    -18: MapFullError, -99: InternalError,
 }
 
 def _unsigned(value, bits, what):
@@ -203,6 +220,25 @@ _JIT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctype
                            ctypes.POINTER(ctypes.c_uint64))
 _vm_jit_function = _declare("rbpf_vm_jit_function", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
 _vm_destroy = _declare("rbpf_vm_destroy", None, ctypes.c_void_p)
+class _MapInfo(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_uint32), ("key_size", ctypes.c_uint32), ("value_size", ctypes.c_uint32),
+                ("max_entries", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("entries", ctypes.c_uint32)]
+
+
+_RINGBUF_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+_map_create = _declare("rbpf_map_create", ctypes.c_int, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32,
+                       ctypes.c_uint32, ctypes.POINTER(ctypes.c_void_p))
+_map_lookup = _declare("rbpf_map_lookup", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+_map_update = _declare("rbpf_map_update", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64)
+_map_delete = _declare("rbpf_map_delete", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_map_next_key = _declare("rbpf_map_next_key", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+_map_get_info = _declare("rbpf_map_get_info", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_MapInfo))
+_map_set_program = _declare("rbpf_map_set_program", ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
+_map_ringbuf_consume = _declare("rbpf_map_ringbuf_consume", ctypes.c_int64, ctypes.c_void_p, _RINGBUF_FN, ctypes.c_void_p)
+_map_destroy = _declare("rbpf_map_destroy", None, ctypes.c_void_p)
+_vm_bind_map = _declare("rbpf_vm_bind_map", ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
+_vm_get_map = _declare("rbpf_vm_get_map", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p))
+_vm_map_names = _declare("rbpf_vm_map_names", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
 _vm_interrupt = _declare("rbpf_vm_interrupt", ctypes.c_int, ctypes.c_void_p)
 _vm_set_interrupt_signal = _declare("rbpf_vm_set_interrupt_signal", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
 _vm_is_valid = _declare("rbpf_vm_is_valid", ctypes.c_int, ctypes.c_void_p)
@@ -581,6 +617,32 @@ class Vm:
         _check(_vm_clear_regions(self._h))
         self._regions = []
 
+    # -- maps --
+    def bind_map(self, fd: int, map: Optional[Map]) -> None:
+        """Binds ``map`` to file descriptor ``fd``: the program loads it with ``lddw rN, map FD``
+        and passes it to the kernel's map helpers (registered where free: lookup 1, update 2,
+        delete 3, tail call 12, ring buffer 130-134, ...). None unbinds the fd."""
+        _check(_vm_bind_map(self._h, _unsigned(fd, 32, "fd"), None if map is None else map._h))
+        self._bound = getattr(self, "_bound", {})
+        self._bound[fd] = map
+
+    def get_map(self, name: str) -> Map:
+        """The map the loaded ELF object declared under ``name`` (NotFoundError lists the names)."""
+        handle = ctypes.c_void_p()
+        _check(_vm_get_map(self._h, name.encode("utf-8"), ctypes.byref(handle)))
+        return Map._wrap(handle)
+
+    @property
+    def maps(self) -> Dict[str, Map]:
+        """The maps the loaded ELF object declared, by name."""
+        out = ctypes.c_void_p()
+        _check(_vm_map_names(self._h, ctypes.byref(out)))
+        try:
+            names = ctypes.string_at(out).decode("utf-8").split("\n")
+        finally:
+            _free(out)
+        return {n: self.get_map(n) for n in names if n}
+
     # -- running --
     def _run(self, fn, mem, mbuff):
         mp, mn, keep1 = _memory(mem)
@@ -680,6 +742,144 @@ class Vm:
             return ctypes.string_at(out).decode("utf-8")
         finally:
             _free(out)
+
+
+class Map(MutableMapping):
+    """A map shared by the host and programs (rbpf_map): a mutable mapping of keys to values.
+
+    Keys and values are bytes of the map's ``key_size`` and ``value_size``; an int is accepted
+    where one is expected and taken as that many little-endian bytes. ``m[key]`` raises
+    ``NotFoundError`` (a ``KeyError``) for a missing key, ``del m[key]`` likewise, iteration gives
+    the keys. ``Map(MAP_HASH, 4, 8, 1024)`` creates one; ``vm.get_map(name)`` gives one an ELF
+    object declared, and ``vm.bind_map(fd, m)`` lets a program use it (``lddw rN, map FD``)."""
+
+    def __init__(self, type: int, key_size: int, value_size: int, max_entries: int, flags: int = 0) -> None:
+        handle = ctypes.c_void_p()
+        _check(_map_create(_unsigned(type, 32, "type"), _unsigned(key_size, 32, "key_size"),
+                           _unsigned(value_size, 32, "value_size"), _unsigned(max_entries, 32, "max_entries"),
+                           _unsigned(flags, 32, "flags"), ctypes.byref(handle)))
+        self._handle = handle
+        self._owned = True
+        self._load_info()
+
+    @classmethod
+    def _wrap(cls, handle: ctypes.c_void_p) -> "Map":
+        m = cls.__new__(cls)
+        m._handle = handle
+        m._owned = False  # the map's handle is shared: a VM's ELF maps stay usable through others
+        m._load_info()
+        return m
+
+    def _load_info(self) -> None:
+        info = _MapInfo()
+        _check(_map_get_info(self._h, ctypes.byref(info)))
+        self.type, self.key_size, self.value_size = info.type, info.key_size, info.value_size
+        self.max_entries, self.flags = info.max_entries, info.flags
+
+    @property
+    def _h(self) -> ctypes.c_void_p:
+        if self._handle is None:
+            raise InvalidHandleError(-2, "the map is closed")
+        return self._handle
+
+    def close(self) -> None:
+        """Releases the handle (the map lives on while a VM uses it). Safe to call twice."""
+        if self._handle is not None and self._owned:
+            _map_destroy(self._handle)
+        self._handle = None
+
+    def __enter__(self) -> "Map":
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        self.close()
+        return False
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _bytes(self, value: Union[BytesLike, int], size: int, what: str) -> "ctypes.Array[ctypes.c_char]":
+        if isinstance(value, int):
+            if value < 0 or value >= 1 << (8 * size):
+                raise OverflowError("%s %d does not fit in %d bytes" % (what, value, size))
+            data = value.to_bytes(size, "little")
+        else:
+            data = bytes(value)
+            if len(data) != size:
+                raise ValueError("%s is %d bytes, the map's are %d" % (what, len(data), size))
+        return ctypes.create_string_buffer(data, max(size, 1))
+
+    def __getitem__(self, key: Union[BytesLike, int]) -> bytes:
+        out = ctypes.create_string_buffer(max(self.value_size, 1))
+        rc = _map_lookup(self._h, self._bytes(key, self.key_size, "key"), out)
+        if rc == -16:
+            raise NotFoundError(rc, _last_error().decode("utf-8", "replace"))
+        _check(rc)
+        return out.raw[:self.value_size]
+
+    def __setitem__(self, key: Union[BytesLike, int], value: Union[BytesLike, int]) -> None:
+        self.set(key, value, ANY)
+
+    def set(self, key: Union[BytesLike, int], value: Union[BytesLike, int], flags: int = 0) -> None:
+        """Sets a value: ``ANY`` (create or replace), ``NOEXIST`` (create only: ``KeyExistsError``)
+        or ``EXIST`` (replace only: ``NotFoundError``). A full hash map raises ``MapFullError``."""
+        _check(_map_update(self._h, self._bytes(key, self.key_size, "key"), self._bytes(value, self.value_size, "value"),
+                           _unsigned(flags, 64, "flags")))
+
+    def __delitem__(self, key: Union[BytesLike, int]) -> None:
+        _check(_map_delete(self._h, self._bytes(key, self.key_size, "key")))
+
+    def __iter__(self) -> Iterator[bytes]:
+        key = None
+        nxt = ctypes.create_string_buffer(max(self.key_size, 1))
+        for _ in range(self.max_entries + 1):
+            rc = _map_next_key(self._h, key, nxt)
+            if rc == -16:
+                return
+            _check(rc)
+            value = nxt.raw[:self.key_size]
+            yield value
+            key = ctypes.create_string_buffer(value, max(self.key_size, 1))
+
+    def __len__(self) -> int:
+        info = _MapInfo()
+        _check(_map_get_info(self._h, ctypes.byref(info)))
+        return info.entries
+
+    def to_dict(self) -> Dict[int, int]:
+        """The entries with keys and values read as little-endian unsigned ints."""
+        return {int.from_bytes(k, "little"): int.from_bytes(v, "little") for k, v in self.items()}
+
+    def set_program(self, index: int, vm: Optional["Vm"]) -> None:
+        """Program arrays: puts ``vm`` at ``index`` (None clears it) for ``bpf_tail_call``."""
+        _check(_map_set_program(self._h, _unsigned(index, 32, "index"), None if vm is None else vm._h))
+        if vm is not None:
+            self._programs = getattr(self, "_programs", {})
+            self._programs[index] = vm  # kept alive while it is in the array
+
+    def consume(self, callback: Callable[[bytes], Optional[int]]) -> int:
+        """Ring buffers: calls ``callback(record)`` for each submitted record, in order, and frees
+        them; a callback returning a non-zero int stops there. Returns how many records it got."""
+        errors: List[BaseException] = []
+
+        def trampoline(_ctx, data, length):
+            try:
+                result = callback(ctypes.string_at(data, length))
+                return int(result) if result else 0
+            except BaseException as exc:  # never across C
+                errors.append(exc)
+                return -1
+
+        fn = _RINGBUF_FN(trampoline)
+        rc = _map_ringbuf_consume(self._h, fn, None)
+        if errors:
+            raise errors[0]
+        if rc < 0:
+            _check(int(rc))
+        return int(rc)
 
 
 class JitFunction:

@@ -355,6 +355,115 @@ class TracePrintk(unittest.TestCase):
         self.assertEqual(out.stdout, "x=-12\n6\n")
 
 
+ELF_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "tests", "elf")
+
+COUNTER = """
+ldxw r1, [r1]
+stxw [r10-4], r1
+lddw r1, map 0
+mov r2, r10
+add r2, -4
+call bpf_map_lookup_elem
+jne r0, 0, found
+mov r1, 1
+stxdw [r10-16], r1
+lddw r1, map 0
+mov r2, r10
+add r2, -4
+mov r3, r10
+add r3, -16
+mov r4, 1
+call bpf_map_update_elem
+mov r0, 1
+exit
+found:
+mov r1, 1
+lock add64 [r0], r1
+ldxdw r0, [r0]
+exit
+"""
+
+
+def frame(port, proto=17, length=60):
+    f = bytearray(length)
+    f[12], f[14], f[23] = 0x08, 0x45, proto
+    f[36], f[37] = port >> 8, port & 0xff
+    return bytes(f)
+
+
+class Maps(unittest.TestCase):
+    def test_mapping_protocol_and_kernel_rules(self):
+        with rbpf.Map(rbpf.MAP_HASH, 4, 8, 2) as m:
+            m[1] = 10
+            m[b"\x02\x00\x00\x00"] = (20).to_bytes(8, "little")
+            self.assertEqual(len(m), 2)
+            self.assertEqual(m[1], (10).to_bytes(8, "little"))
+            self.assertEqual(sorted(int.from_bytes(k, "little") for k in m), [1, 2])
+            self.assertEqual(m.to_dict(), {1: 10, 2: 20})
+            self.assertIn(1, m)
+            self.assertNotIn(3, m)
+            self.assertEqual(m.get(3), None)
+            with self.assertRaises(rbpf.MapFullError):
+                m[3] = 30
+            with self.assertRaises(rbpf.KeyExistsError):
+                m.set(1, 11, rbpf.NOEXIST)
+            with self.assertRaises(rbpf.NotFoundError):
+                m.set(7, 11, rbpf.EXIST)
+            del m[1]
+            with self.assertRaises(KeyError):
+                del m[1]
+            with self.assertRaises(KeyError):
+                m[1]
+            with self.assertRaises(ValueError):
+                m[b"\x01"] = 1
+            with self.assertRaises(OverflowError):
+                m[2**40] = 1
+        self.assertRaises(rbpf.InvalidHandleError, lambda: m[2])
+        with self.assertRaises(rbpf.InvalidArgumentError):
+            rbpf.Map(rbpf.MAP_ARRAY, 8, 8, 4)
+        arr = rbpf.Map(rbpf.MAP_ARRAY, 4, 4, 3)
+        self.assertEqual(len(arr), 3)
+        self.assertEqual(arr.to_dict(), {0: 0, 1: 0, 2: 0})
+        with self.assertRaises(rbpf.InvalidArgumentError):
+            del arr[0]
+
+    def test_programs_count_in_a_bound_map(self):
+        counts = rbpf.Map(rbpf.MAP_HASH, 4, 8, 64)
+        for jit in (False, True):
+            with rbpf.RawVm(COUNTER) as vm:
+                vm.bind_map(0, counts)
+                if jit:
+                    vm.jit_compile()
+                for _ in range(3):
+                    (vm.execute_jit if jit else vm.execute)((7).to_bytes(4, "little"))
+        self.assertEqual(counts.to_dict(), {7: 6})
+
+    def test_elf_maps_ring_buffers_and_tail_calls(self):
+        with rbpf.RawVm.from_elf(os.path.join(ELF_DIR, "port_counts.o")) as vm:
+            self.assertEqual(sorted(vm.maps), ["port_counts", "total_bytes"])
+            for port in (53, 53, 80):
+                self.assertEqual(vm.execute(frame(port)), 1)
+            self.assertEqual(vm.get_map("port_counts").to_dict(), {53: 2, 80: 1})
+            self.assertEqual(vm.get_map("total_bytes").to_dict(), {0: 180})
+            with self.assertRaises(rbpf.NotFoundError) as cm:
+                vm.get_map("nope")
+            self.assertIn("port_counts", str(cm.exception))
+        with rbpf.RawVm.from_elf(os.path.join(ELF_DIR, "legacy_maps.o")) as vm:
+            vm.execute(bytes(range(1, 9)))
+            vm.execute(bytes(range(2, 10)))
+            records = []
+            self.assertEqual(vm.get_map("events").consume(records.append), 2)
+            self.assertEqual(records, [bytes(range(1, 9)), bytes(range(2, 10))])
+            self.assertEqual(vm.get_map("last_byte")[1], (2).to_bytes(8, "little"))
+        jumps = rbpf.Map(rbpf.MAP_PROG_ARRAY, 4, 4, 2)
+        with rbpf.RawVm("mov r6, r1\nldxb r3, [r6]\nlddw r2, map 0\nmov r1, r6\ncall bpf_tail_call\nmov r0, 7\nexit") as caller, \
+                rbpf.RawVm("mov r0, 42\nexit") as target:
+            caller.bind_map(0, jumps)
+            jumps.set_program(1, target)
+            self.assertEqual(caller.execute(b"\x01"), 42)
+            self.assertEqual(caller.execute(b"\x00"), 7)
+
+
 class MemoryAndVerifier(unittest.TestCase):
     def test_stores_reach_writable_memory(self):
         with rbpf.RawVm(rbpf.assemble("stw [r1+1], 0x11223344\nexit")) as vm:
