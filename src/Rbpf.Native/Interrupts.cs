@@ -41,8 +41,20 @@ internal static unsafe class Interrupts
 
     public static bool SignalsSupported => s_chunks != null;
 
+    [DllImport("rbpf_fastcall", EntryPoint = "rbpf_map_hash_lookup_address")]
+    private static extern nint HashLookupAddress();
+
+    [DllImport("rbpf_fastcall", EntryPoint = "rbpf_map_update_present_address")]
+    private static extern nint UpdatePresentAddress();
+
     public static void Initialize()
     {
+        try
+        {
+            Rbpf.Maps.MapHelpers.NativeHashLookup = HashLookupAddress(); // compiled code looks hash maps up in C
+            Rbpf.Maps.MapHelpers.NativeUpdatePresent = UpdatePresentAddress();
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
         var chunks = (Word**)NativeMemory.AllocZeroed((nuint)ChunkCount, (nuint)sizeof(Word*));
         try
         {

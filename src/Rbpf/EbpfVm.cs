@@ -497,6 +497,7 @@ public sealed class EbpfVm : IDisposable
         if (length != 0) _regions.Add(new MemoryRegion(address, length, Writable: true, MapRegionName(fd, map)));
         Maps.MapHelpers.RegisterMissing(this);
         HasProgramArray = _maps.Values.Any(m => m is Maps.ProgramArrayMap);
+        DropJit(); // compiled code has the bound maps in a table: compile again
     }
 
     private static string MapRegionName(uint fd, Maps.BpfMap map) => $"map:{map.Name} (fd {fd})";
@@ -507,6 +508,7 @@ public sealed class EbpfVm : IDisposable
         if (!_maps.Remove(fd, out var old)) return false;
         _regions.RemoveAll(r => r.Name == MapRegionName(fd, old));
         HasProgramArray = _maps.Values.Any(m => m is Maps.ProgramArrayMap);
+        DropJit();
         return true;
     }
 
@@ -523,6 +525,36 @@ public sealed class EbpfVm : IDisposable
     public IReadOnlyDictionary<uint, Maps.BpfMap> MapsByFd => _maps;
 
     internal IEnumerable<Maps.BpfMap> BoundMaps => _maps.Values;
+
+    /// <summary>Most fds the compiled code's table of maps covers (larger fds go through the helper).</summary>
+    private const uint MaxTableFd = 4096;
+
+    /// <summary>A native table of the bound maps' descriptors by fd, for compiled code (free it with NativeMemory.Free), and its length.</summary>
+    internal unsafe (nint Table, int Length) BuildMapTable()
+    {
+        uint length = 0;
+        foreach (var fd in _maps.Keys)
+            if (fd < MaxTableFd) length = Math.Max(length, fd + 1);
+        if (length == 0) return (0, 0);
+        var table = (Maps.MapDescriptor**)NativeMemory.AllocZeroed(length, (nuint)sizeof(nint));
+        foreach (var (fd, map) in _maps)
+            if (fd < MaxTableFd) table[fd] = map.Descriptor;
+        return ((nint)table, (int)length);
+    }
+
+    /// <summary>The bound maps' program memory as native (start, length) pairs (free with NativeMemory.Free), and their count.</summary>
+    internal unsafe (nint Pairs, int Count) BuildMapRegions()
+    {
+        var memory = _maps.Values.Distinct().Select(m => m.ProgramMemory).Where(m => m.Length != 0).ToList();
+        if (memory.Count == 0) return (0, 0);
+        var pairs = (ulong*)NativeMemory.Alloc((nuint)memory.Count * 16);
+        for (int k = 0; k < memory.Count; k++)
+        {
+            pairs[2 * k] = (ulong)memory[k].Address;
+            pairs[2 * k + 1] = (ulong)memory[k].Length;
+        }
+        return ((nint)pairs, memory.Count);
+    }
 
     /// <summary>Whether a program array is bound (tail calls need the managed run loop, not the bare compiled function).</summary>
     internal bool HasProgramArray { get; private set; }

@@ -20,6 +20,10 @@ internal sealed unsafe class HelperEntry
     public string Name { get; }
     public Helper? Managed;
     public MemoryHelper? WithMemory;
+    /// <summary>The built-in bpf_map_lookup_elem, which both engines may run without a call (see MapHelpers).</summary>
+    public bool IsMapLookup;
+    /// <summary>The built-in bpf_map_update_elem, which compiled code may run in C for a present key.</summary>
+    public bool IsMapUpdate;
     /// <summary>A native helper: r1-r5, then the run's memory pointer (uBPF's implicit sixth
     /// argument), which a five-argument function simply does not read.</summary>
     public delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, void*, ulong> Native;

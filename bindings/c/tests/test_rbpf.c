@@ -1141,6 +1141,35 @@ static void test_maps(void)
     CHECK(v == 1000000);
     rbpf_vm_destroy(thread_vm);
 
+    /* Updates from compiled code: a present key in place (the native path), a new one through the helper. */
+    const char *update_src =
+        "ldxw r1, [r1]\nstxw [r10-4], r1\nmov r1, 77\nstxdw [r10-16], r1\nlddw r1, map 0\nmov r2, r10\nadd r2, -4\n"
+        "mov r3, r10\nadd r3, -16\nmov r4, 0\ncall bpf_map_update_elem\nexit";
+    uint32_t types[2] = {RBPF_MAP_HASH, RBPF_MAP_ARRAY};
+    for (int t = 0; t < 2; t++) {
+        rbpf_map *um = NULL;
+        CHECK_RC(rbpf_map_create(types[t], 4, 8, 8, 0, &um), RBPF_OK);
+        vm = assemble_vm(RBPF_VM_RAW, update_src);
+        CHECK_RC(rbpf_vm_bind_map(vm, 0, um), RBPF_OK);
+        CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+        k = 5; v = 1;
+        CHECK_RC(rbpf_map_update(um, &k, &v, RBPF_ANY), RBPF_OK);
+        CHECK_RC(rbpf_vm_execute_jit(vm, (uint8_t *)&k, 4, NULL, 0, &r), RBPF_OK);
+        CHECK(r == 0);
+        CHECK_RC(rbpf_map_lookup(um, &k, &v), RBPF_OK);
+        CHECK(v == 77);
+        k = 6; /* hash: missing, inserted by the helper; array: present */
+        CHECK_RC(rbpf_vm_execute_jit(vm, (uint8_t *)&k, 4, NULL, 0, &r), RBPF_OK);
+        CHECK(r == 0);
+        CHECK_RC(rbpf_map_lookup(um, &k, &v), RBPF_OK);
+        CHECK(v == 77);
+        k = 9; /* array: past the end (-E2BIG); hash: a third key */
+        CHECK_RC(rbpf_vm_execute_jit(vm, (uint8_t *)&k, 4, NULL, 0, &r), RBPF_OK);
+        CHECK(types[t] == RBPF_MAP_HASH ? r == 0 : r == (uint64_t)-7);
+        rbpf_vm_destroy(vm);
+        rbpf_map_destroy(um);
+    }
+
     /* Maps an ELF object declares: created by the loader, found by name. */
     size_t len = 0;
     uint8_t *elf = read_file("port_counts.o", &len);

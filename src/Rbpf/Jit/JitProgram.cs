@@ -15,6 +15,10 @@ internal sealed unsafe class JitProgram : IDisposable
 {
     private readonly ExecutableMemory _memory;
     private readonly JitLink* _link;
+    /// <summary>The VM's bound maps when this was compiled, by fd (descriptors), for inline lookups; null when none.</summary>
+    private readonly Maps.MapDescriptor** _mapTable;
+    /// <summary>The bound maps' program memory as (start, length) pairs, for the inline part of out-of-line checks; null when none.</summary>
+    private readonly ulong* _mapRegions;
     private GCHandle _self;
 
     public JitProgram(EbpfVm owner, DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper,
@@ -28,8 +32,12 @@ internal sealed unsafe class JitProgram : IDisposable
         _self = GCHandle.Alloc(this, GCHandleType.Weak);
         _link->Program = GCHandle.ToIntPtr(_self);
         SetInstructionLimit(instructionLimit);
+        (nint mapTable, int mapTableLength) = owner.BuildMapTable();
+        _mapTable = (Maps.MapDescriptor**)mapTable;
+        (nint mapRegions, int mapRegionCount) = owner.BuildMapRegions();
+        _mapRegions = (ulong*)mapRegions;
         var target = new JitTarget(kind, dataOffset, dataEndOffset, (nint)_link, layout.MaxFrames, layout.FullFrames,
-            (nint)owner.InterruptWord);
+            (nint)owner.InterruptWord, (nint)_mapTable, mapTableLength, (nint)_mapRegions, mapRegionCount);
         FixedLength = X64Compiler.FixedLength(target);
         var output = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target);
         Code = output.Code;
@@ -43,6 +51,8 @@ internal sealed unsafe class JitProgram : IDisposable
     {
         if (_self.IsAllocated) _self.Free();
         NativeMemory.Free(_link);
+        NativeMemory.Free(_mapTable);
+        NativeMemory.Free(_mapRegions);
     }
 
     /// <summary>The VM this code was compiled for (its regions and bounds-check callback apply).</summary>

@@ -45,7 +45,7 @@ internal enum JitAbi
 /// <summary>What the code is compiled for: the VM's kind, its fixed buffer's offsets, its link cell,
 /// and its stack layout (frames at most; whether every frame is sure to have 512 bytes below r10).</summary>
 internal readonly record struct JitTarget(VmKind Kind, int DataOffset, int DataEndOffset, nint Link, int MaxFrames, bool FullFrames,
-    nint InterruptWord);
+    nint InterruptWord, nint MapTable = 0, int MapTableLength = 0, nint MapRegions = 0, int MapRegionCount = 0);
 
 /// <summary>
 /// Compiles a decoded program to x86-64 machine code with Iced. The body follows the System V
@@ -987,6 +987,39 @@ internal sealed class X64Compiler
             _a.sub(r10, CtxQ(JitContext.OffStackStart));
             _a.cmp(r10, CtxQ(JitContext.OffStackBound + 8 * bi));
             _a.jb(inStack);
+            if (_target.MapRegionCount > 0)
+            {
+                // Then the values of the maps bound when the code was compiled ((start, length)
+                // pairs; all writable), inline: a program's loads and stores through map values stay here.
+                var next = _a.CreateLabel();
+                var loop = _a.CreateLabel();
+                var found = _a.CreateLabel();
+                var none = _a.CreateLabel();
+                _a.push(rax);
+                _a.push(rcx);
+                _a.mov(rax, (long)_target.MapRegions);
+                _a.mov(ecx, _target.MapRegionCount);
+                Bind(ref loop);
+                _a.mov(r10, r11);
+                _a.sub(r10, __qword_ptr[rax]);
+                _a.cmp(r10, __qword_ptr[rax + 8]);
+                _a.jae(next);
+                _a.add(r10, size);
+                _a.cmp(r10, __qword_ptr[rax + 8]);
+                _a.jbe(found);
+                Bind(ref next);
+                _a.add(rax, 16);
+                _a.dec(ecx);
+                _a.jnz(loop);
+                _a.jmp(none);
+                Bind(ref found);
+                _a.pop(rcx);
+                _a.pop(rax);
+                _a.ret();
+                Bind(ref none);
+                _a.pop(rcx);
+                _a.pop(rax);
+            }
             // Then the runtime: save the registers it may clobber (r11 holds the address), keeping
             // rsp 16-byte aligned at the inner call.
             Bind(ref runtime);
@@ -1280,6 +1313,145 @@ internal sealed class X64Compiler
         });
     }
 
+    /// <summary>
+    /// bpf_map_lookup_elem without leaving the generated code, for the usual case: r1 a map bound
+    /// when the code was compiled, r2 a key inside the stack frames in use. An array's value address
+    /// is computed inline; a hash map's comes from the native lookup (native/maps.c) when the
+    /// library has one. Anything else jumps to the code that follows (the managed helper, which
+    /// also gives every error). Returns the label to bind after that code.
+    /// </summary>
+    private Label EmitMapLookupFast()
+    {
+        var slow = _a.CreateLabel();
+        var done = _a.CreateLabel();
+        var array = _a.CreateLabel();
+        var missing = _a.CreateLabel();
+        var hash = _a.CreateLabel();
+        // The map: Tag | fd, with a map at fd in the table.
+        _a.mov(r11, rdi);
+        _a.shr(r11, 32);
+        _a.cmp(r11d, unchecked((int)(Maps.MapHelpers.Tag >> 32)));
+        _a.jne(slow);
+        _a.mov(r11d, edi);
+        _a.cmp(r11, _target.MapTableLength);
+        _a.jae(slow);
+        _a.mov(r10, (long)_target.MapTable);
+        _a.mov(r10, __qword_ptr[r10 + r11 * 8]);
+        _a.test(r10, r10);
+        _a.jz(slow);
+        // The key: inside [StackStart, StackTop).
+        _a.mov(ecx, __dword_ptr[r10 + Maps.MapDescriptor.OffKeySize]);
+        _a.mov(r11, rsi);
+        _a.sub(r11, CtxQ(JitContext.OffStackStart));
+        _a.mov(rax, CtxQ(JitContext.OffStackTop));
+        _a.sub(rax, CtxQ(JitContext.OffStackStart));
+        _a.sub(rax, rcx);
+        _a.jb(slow);
+        _a.cmp(r11, rax);
+        _a.ja(slow);
+        _a.mov(eax, __dword_ptr[r10 + Maps.MapDescriptor.OffType]);
+        _a.cmp(eax, (int)Maps.MapType.Array);
+        _a.je(array);
+        _a.cmp(eax, (int)Maps.MapType.PerCpuArray);
+        _a.je(array);
+        if (Maps.MapHelpers.NativeHashLookup != 0)
+        {
+            _a.cmp(eax, (int)Maps.MapType.Hash);
+            _a.je(hash);
+            _a.cmp(eax, (int)Maps.MapType.PerCpuHash);
+            _a.je(hash);
+            _a.cmp(eax, (int)Maps.MapType.LruHash);
+            _a.je(hash);
+        }
+        _a.jmp(slow);
+        Bind(ref array);
+        _a.mov(eax, __dword_ptr[rsi]);
+        _a.cmp(eax, __dword_ptr[r10 + Maps.MapDescriptor.OffMaxEntries]);
+        _a.jae(missing);
+        _a.mov(r11d, __dword_ptr[r10 + Maps.MapDescriptor.OffStride]);
+        _a.imul(rax, r11);
+        _a.add(rax, __qword_ptr[r10 + Maps.MapDescriptor.OffValues]);
+        _a.jmp(done);
+        Bind(ref missing);
+        _a.xor(eax, eax);
+        _a.jmp(done);
+        if (Maps.MapHelpers.NativeHashLookup != 0)
+        {
+            Bind(ref hash);
+            foreach (var r in HelperSaved) _a.push(r);
+            _a.sub(rsp, 8);
+            _a.mov(rdi, r10);
+            CallOut((ulong)Maps.MapHelpers.NativeHashLookup, 2);
+            _a.add(rsp, 8);
+            for (int k = HelperSaved.Length - 1; k >= 0; k--) _a.pop(HelperSaved[k]);
+            _a.jmp(done);
+        }
+        Bind(ref slow);
+        return done;
+    }
+
+    /// <summary>
+    /// The map in r1 as <see cref="EmitMapLookupFast"/> finds it (its descriptor into r10), and
+    /// <paramref name="sizeOffset"/>'s bytes at <paramref name="pointer"/> inside the stack frames in
+    /// use; otherwise to <paramref name="slow"/>. Clobbers rax, rcx, r11.
+    /// </summary>
+    private void EmitMapAndStackPointer(Label slow, bool findMap, AssemblerRegister64 pointer, int sizeOffset)
+    {
+        if (findMap)
+        {
+            _a.mov(r11, rdi);
+            _a.shr(r11, 32);
+            _a.cmp(r11d, unchecked((int)(Maps.MapHelpers.Tag >> 32)));
+            _a.jne(slow);
+            _a.mov(r11d, edi);
+            _a.cmp(r11, _target.MapTableLength);
+            _a.jae(slow);
+            _a.mov(r10, (long)_target.MapTable);
+            _a.mov(r10, __qword_ptr[r10 + r11 * 8]);
+            _a.test(r10, r10);
+            _a.jz(slow);
+        }
+        _a.mov(ecx, __dword_ptr[r10 + sizeOffset]);
+        _a.mov(r11, pointer);
+        _a.sub(r11, CtxQ(JitContext.OffStackStart));
+        _a.mov(rax, CtxQ(JitContext.OffStackTop));
+        _a.sub(rax, CtxQ(JitContext.OffStackStart));
+        _a.sub(rax, rcx);
+        _a.jb(slow);
+        _a.cmp(r11, rax);
+        _a.ja(slow);
+    }
+
+    /// <summary>
+    /// bpf_map_update_elem of a present key (flags 0 or 2, an array or hash map bound at compile
+    /// time, key and value in the stack frames in use) in C; anything else, or a missing key, falls
+    /// through to the managed helper.
+    /// </summary>
+    private Label EmitMapUpdateFast()
+    {
+        var slow = _a.CreateLabel();
+        var done = _a.CreateLabel();
+        _a.test(r9, ~2); // r4 (the flags) is 0 or 2
+        _a.jnz(slow);
+        EmitMapAndStackPointer(slow, findMap: true, rsi, Maps.MapDescriptor.OffKeySize);
+        EmitMapAndStackPointer(slow, findMap: false, rdx, Maps.MapDescriptor.OffValueSize);
+        _a.mov(eax, __dword_ptr[r10 + Maps.MapDescriptor.OffType]);
+        _a.cmp(eax, (int)Maps.MapType.ProgramArray);
+        _a.je(slow);
+        _a.cmp(eax, (int)Maps.MapType.RingBuffer);
+        _a.je(slow);
+        foreach (var r in HelperSaved) _a.push(r);
+        _a.sub(rsp, 8);
+        _a.mov(rdi, r10); // rsi: the key, rdx: the value
+        CallOut((ulong)Maps.MapHelpers.NativeUpdatePresent, 3);
+        _a.add(rsp, 8);
+        for (int k = HelperSaved.Length - 1; k >= 0; k--) _a.pop(HelperSaved[k]);
+        _a.test(rax, rax);
+        _a.jz(done);
+        Bind(ref slow);
+        return done;
+    }
+
     /// <summary>Calls helper <c>imm</c>: a native function directly, a managed one through the runtime.</summary>
     private unsafe void EmitHelperCall(int pc, DecodedInsn i)
     {
@@ -1292,6 +1464,9 @@ internal sealed class X64Compiler
             Cold(fail, () => Fail(pc, RbpfErrorCode.UnknownHelper));
             return;
         }
+        Label? fastDone = h.IsMapLookup && _target.MapTable != 0 ? EmitMapLookupFast()
+            : h.IsMapUpdate && _target.MapTable != 0 && Maps.MapHelpers.NativeUpdatePresent != 0 ? EmitMapUpdateFast()
+            : null;
         if (h.Native != null)
         {
             EmitCallWithArguments((ulong)h.Native, withContext: false, withMemory: true);
@@ -1321,6 +1496,11 @@ internal sealed class X64Compiler
             _a.mov(CtxD(JitContext.OffHelperSlot), i.Off);
             EmitCallWithArguments((ulong)JitRuntime.HelperTrampolineFn, withContext: true);
             EmitStatusCheck(pc);
+        }
+        if (fastDone is { } doneLabel)
+        {
+            var l = doneLabel;
+            Bind(ref l);
         }
         if (_unwindHelper == key)
         {

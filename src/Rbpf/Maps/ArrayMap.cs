@@ -13,6 +13,8 @@ internal sealed unsafe class ArrayMap : BpfMap
     {
         _stride = (valueSize + 7) & ~7u;
         _values = AllocPool((ulong)_stride * maxEntries);
+        Descriptor->Stride = _stride;
+        Descriptor->Values = _values;
     }
 
     ~ArrayMap() => FreePool(_values);

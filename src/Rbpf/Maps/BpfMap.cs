@@ -21,6 +21,25 @@ public enum MapType : uint
     RingBuffer = 27,
 }
 
+/// <summary>
+/// A map as native code sees it, at a fixed address for the map's life: the JIT's inline array
+/// lookups and the native hash lookup (native/maps.c, same layout) read it. Hash maps fill in their
+/// index; arrays only <see cref="Values"/> and <see cref="Stride"/>.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct MapDescriptor
+{
+    public const int OffType = 0, OffKeySize = 4, OffValueSize = 8, OffMaxEntries = 12, OffStride = 16, OffMask = 20, OffValues = 24;
+    public uint Type, KeySize, ValueSize, MaxEntries, Stride, Mask;
+    public byte* Values;
+    public byte* Keys;
+    public uint* Hashes;
+    public int* Table;
+    public int* Sequence;
+    public long* Clock;
+    public long* LastUse;
+}
+
 /// <summary>Update flags of <c>bpf_map_update_elem</c>.</summary>
 public enum MapUpdate : ulong
 {
@@ -43,6 +62,11 @@ public abstract unsafe class BpfMap
 {
     private protected BpfMap(MapType type, uint keySize, uint valueSize, uint maxEntries, uint flags, string name)
     {
+        Descriptor = (MapDescriptor*)NativeMemory.AllocZeroed((nuint)sizeof(MapDescriptor));
+        Descriptor->Type = (uint)type;
+        Descriptor->KeySize = keySize;
+        Descriptor->ValueSize = valueSize;
+        Descriptor->MaxEntries = maxEntries;
         Type = type;
         KeySize = keySize;
         ValueSize = valueSize;
@@ -50,6 +74,12 @@ public abstract unsafe class BpfMap
         Flags = flags;
         Name = name;
     }
+
+    /// <summary>What native code (the JIT's inline lookups, the native hash lookup) reads of this map; freed with it.</summary>
+    internal MapDescriptor* Descriptor { get; }
+
+    /// <summary>Frees the descriptor.</summary>
+    ~BpfMap() => NativeMemory.Free(Descriptor);
 
     /// <summary>Largest key or value (bytes) and most entries a map may have here.</summary>
     public const uint MaxKeySize = 512, MaxValueSize = 1 << 20, MaxEntriesLimit = 1 << 24;

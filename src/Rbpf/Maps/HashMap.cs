@@ -20,8 +20,9 @@ internal sealed unsafe class HashMap : BpfMap
     private readonly int[] _free;       // a stack of free slots
     private int _freeCount;
     private readonly long[]? _lastUse;  // LRU: when each slot was last looked up or updated
-    private long _clock;
-    private int _sequence;              // odd while a writer changes the table
+    private readonly long[] _clock = GC.AllocateArray<long>(1, pinned: true);
+    private readonly int[] _sequenceWord = GC.AllocateArray<int>(1, pinned: true); // odd while a writer changes the table
+    private ref int _sequence => ref _sequenceWord[0];
     private int _count;
     private readonly object _writer = new();
 
@@ -30,16 +31,27 @@ internal sealed unsafe class HashMap : BpfMap
     {
         _stride = (valueSize + 7) & ~7u;
         _values = AllocPool((ulong)_stride * maxEntries);
-        _keys = new byte[(long)keySize * maxEntries];
-        _hashes = new uint[maxEntries];
+        // Pinned: the native lookup (MapDescriptor) reads them in place.
+        _keys = GC.AllocateArray<byte>((int)((long)keySize * maxEntries), pinned: true);
+        _hashes = GC.AllocateArray<uint>((int)maxEntries, pinned: true);
         int size = 8;
         while (size < maxEntries * 2L) size <<= 1;
-        _table = new int[size];
+        _table = GC.AllocateArray<int>(size, pinned: true);
         _mask = size - 1;
         _free = new int[maxEntries];
         for (int k = 0; k < maxEntries; k++) _free[k] = (int)maxEntries - 1 - k; // slot 0 first
         _freeCount = (int)maxEntries;
-        if (type == MapType.LruHash) _lastUse = new long[maxEntries];
+        if (type == MapType.LruHash) _lastUse = GC.AllocateArray<long>((int)maxEntries, pinned: true);
+        var d = Descriptor;
+        d->Stride = _stride;
+        d->Values = _values;
+        d->Mask = (uint)_mask;
+        d->Keys = (byte*)Unsafe.AsPointer(ref _keys.Length == 0 ? ref Unsafe.NullRef<byte>() : ref _keys[0]);
+        d->Hashes = (uint*)Unsafe.AsPointer(ref _hashes[0]);
+        d->Table = (int*)Unsafe.AsPointer(ref _table[0]);
+        d->Sequence = (int*)Unsafe.AsPointer(ref _sequenceWord[0]);
+        d->Clock = (long*)Unsafe.AsPointer(ref _clock[0]);
+        d->LastUse = _lastUse == null ? null : (long*)Unsafe.AsPointer(ref _lastUse[0]);
     }
 
     ~HashMap() => FreePool(_values);
@@ -99,7 +111,7 @@ internal sealed unsafe class HashMap : BpfMap
     {
         int slot = FindStable(key, Hash(key));
         if (slot < 0) return 0;
-        if (_lastUse != null) _lastUse[slot] = ++_clock; // racy on purpose: an approximate age is enough
+        if (_lastUse != null) _lastUse[slot] = ++_clock[0]; // racy on purpose: an approximate age is enough
         return (nint)(_values + (ulong)slot * _stride);
     }
 
@@ -114,7 +126,7 @@ internal sealed unsafe class HashMap : BpfMap
             if (present >= 0)
             {
                 value[..(int)ValueSize].CopyTo(new Span<byte>(_values + (ulong)present * _stride, (int)ValueSize));
-                if (_lastUse != null) _lastUse[present] = ++_clock;
+                if (_lastUse != null) _lastUse[present] = ++_clock[0];
                 return 0;
             }
         }
@@ -134,7 +146,7 @@ internal sealed unsafe class HashMap : BpfMap
                 RemoveLocked(Oldest());
             }
             slot = _free[--_freeCount];
-            Volatile.Write(ref _sequence, _sequence + 1); // odd: readers wait
+            Volatile.Write(ref _sequence, Volatile.Read(ref _sequence) + 1); // odd: readers wait
             key.CopyTo(_keys.AsSpan(slot * (int)KeySize, (int)KeySize));
             _hashes[slot] = hash;
             var dst = new Span<byte>(_values + (ulong)slot * _stride, (int)_stride);
@@ -143,9 +155,9 @@ internal sealed unsafe class HashMap : BpfMap
             int i = (int)hash & _mask;
             while (_table[i] != 0) i = (i + 1) & _mask;
             Volatile.Write(ref _table[i], slot + 1);
-            if (_lastUse != null) _lastUse[slot] = ++_clock;
+            if (_lastUse != null) _lastUse[slot] = ++_clock[0];
             _count++;
-            Volatile.Write(ref _sequence, _sequence + 1);
+            Volatile.Write(ref _sequence, Volatile.Read(ref _sequence) + 1);
             return 0;
         }
     }
@@ -176,7 +188,7 @@ internal sealed unsafe class HashMap : BpfMap
     {
         int i = (int)_hashes[slot] & _mask;
         while (_table[i] != slot + 1) i = (i + 1) & _mask;
-        Volatile.Write(ref _sequence, _sequence + 1);
+        Volatile.Write(ref _sequence, Volatile.Read(ref _sequence) + 1);
         int hole = i;
         int j = i;
         while (true)
@@ -195,7 +207,7 @@ internal sealed unsafe class HashMap : BpfMap
         _free[_freeCount++] = slot;
         if (_lastUse != null) _lastUse[slot] = long.MaxValue; // never the oldest while free
         _count--;
-        Volatile.Write(ref _sequence, _sequence + 1);
+        Volatile.Write(ref _sequence, Volatile.Read(ref _sequence) + 1);
     }
 
     public override bool TryGetNextKey(ReadOnlySpan<byte> key, Span<byte> next)

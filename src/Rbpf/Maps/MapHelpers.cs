@@ -15,6 +15,17 @@ internal static class MapHelpers
         CsumDiffId = 28, RingbufOutputId = 130, RingbufReserveId = 131, RingbufSubmitId = 132, RingbufDiscardId = 133,
         RingbufQueryId = 134;
 
+    /// <summary>
+    /// The native hash-map lookup, <c>void *lookup(const MapDescriptor *, const void *key)</c>
+    /// (native/maps.c), when the native library provides it (it sets this as it starts); 0 when the
+    /// engine runs alone, and then compiled code calls the managed helper for hash maps.
+    /// </summary>
+    internal static nint NativeHashLookup;
+
+    /// <summary><c>long update(const MapDescriptor *, const void *key, const void *value)</c>: 0 when it
+    /// replaced a present value, 1 when the key is missing (native/maps.c); 0 when there is none.</summary>
+    internal static nint NativeUpdatePresent;
+
     private const ulong ENOENT = unchecked((ulong)-2L), EINVAL = unchecked((ulong)-22L), EAGAIN = unchecked((ulong)-11L);
 
     /// <summary>Registers every map helper <paramref name="vm"/> does not have yet.</summary>
@@ -24,13 +35,22 @@ internal static class MapHelpers
         {
             if (!vm.HasHelper(id)) vm.RegisterHelper(id, h, KernelHelpers.NameOf(id));
         }
-        Add(LookupId, (m, r1, r2, _, _, _) => (ulong)MapOf(vm, r1).LookupPointer(Key(m, MapOf(vm, r1), r2)));
-        Add(UpdateId, (m, r1, r2, r3, r4, _) =>
+        if (!vm.HasHelper(LookupId))
         {
-            var map = MapOf(vm, r1);
-            if (map is ProgramArrayMap or RingBufferMap) return EINVAL;
-            return (ulong)(long)map.UpdateRaw(Key(m, map, r2), m.GetSpan(r3, (int)map.ValueSize, write: false), r4);
-        });
+            vm.RegisterHelper(LookupId, (m, r1, r2, _, _, _) => (ulong)MapOf(vm, r1).LookupPointer(Key(m, MapOf(vm, r1), r2)),
+                KernelHelpers.NameOf(LookupId));
+            vm.Helpers.Find(LookupId)!.IsMapLookup = true;
+        }
+        if (!vm.HasHelper(UpdateId))
+        {
+            vm.RegisterHelper(UpdateId, (m, r1, r2, r3, r4, _) =>
+            {
+                var map = MapOf(vm, r1);
+                if (map is ProgramArrayMap or RingBufferMap) return EINVAL;
+                return (ulong)(long)map.UpdateRaw(Key(m, map, r2), m.GetSpan(r3, (int)map.ValueSize, write: false), r4);
+            }, KernelHelpers.NameOf(UpdateId));
+            vm.Helpers.Find(UpdateId)!.IsMapUpdate = true;
+        }
         Add(DeleteId, (m, r1, r2, _, _, _) => { var map = MapOf(vm, r1); return (ulong)(long)map.DeleteRaw(Key(m, map, r2)); });
         Add(PrandomId, (_, _, _, _, _, _) => (uint)Random.Shared.Next() ^ ((uint)Random.Shared.Next() << 1));
         Add(ProcessorId, (_, _, _, _, _, _) => 0);
