@@ -67,6 +67,54 @@ public class MapTests
     }
 
     [Fact]
+    public void ThreadsInsertingAndCountingLoseNothing()
+    {
+        // Four threads of interpreted runs insert keys (under the map's lock) and count through
+        // lookups (no lock) on one map; a fifth deletes and re-adds keys of its own meanwhile.
+        var map = BpfMap.Create(MapType.Hash, 4, 8, 4096, name: "shared");
+        const int perThread = 40_000;
+        int lostInserts = 0;
+        var threads = Enumerable.Range(0, 4).Select(t => new Thread(() =>
+        {
+            var vm = EbpfVm.CreateRaw(Assembler.Assemble(CounterProgram));
+            vm.BindMap(0, map);
+            var mem = new byte[4];
+            for (int i = 0; i < perThread; i++)
+            {
+                BinaryPrimitives.WriteUInt32LittleEndian(mem, (uint)(i % 64)); // 64 keys shared by all
+                if (vm.Execute(mem) == ulong.MaxValue) Interlocked.Increment(ref lostInserts);
+            }
+        })).ToList();
+        bool stop = false;
+        var churn = new Thread(() =>
+        {
+            var v = new byte[8];
+            for (uint n = 0; !Volatile.Read(ref stop); n++)
+            {
+                map.Update(U32(10_000 + n % 100), U64(n));
+                map.TryDelete(U32(10_000 + (n + 50) % 100));
+                map.TryLookup(U32(10_000 + n % 100), v);
+            }
+        });
+        churn.Start();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        Volatile.Write(ref stop, true);
+        churn.Join();
+        var value = new byte[8];
+        ulong total = 0;
+        for (uint k = 0; k < 64; k++)
+        {
+            Assert.True(map.TryLookup(U32(k), value));
+            total += BinaryPrimitives.ReadUInt64LittleEndian(value);
+        }
+        // Two threads may insert the same new key at once: the loser's BPF_NOEXIST fails (its
+        // program returns -1 and counts nothing). Every other run counted once.
+        Assert.InRange(lostInserts, 0, 3 * 64);
+        Assert.Equal(4UL * perThread - (ulong)lostInserts, total);
+    }
+
+    [Fact]
     public void HashMapsFollowTheKernelsUpdateRules()
     {
         var map = BpfMap.Create(MapType.Hash, 4, 8, 2, name: "h");
@@ -148,6 +196,106 @@ public class MapTests
         var e = Assert.Throws<RbpfException>(() => vm.Execute());
         Assert.Equal(RbpfErrorCode.HelperFailed, e.Code);
         Assert.Contains("not a map bound to this VM", e.Message);
+    }
+
+    [Fact]
+    public void CsumDiffPrandomAndProcessorIdHaveTheKernelsMeaning()
+    {
+        // bpf_csum_diff(from, 4, to, 8, seed): the one's-complement sum of to's words minus from's, plus the seed.
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("""
+            stw [r10-4], 0x11112222
+            stw [r10-16], 0x33334444
+            stw [r10-12], 0x00010002
+            mov r1, r10
+            add r1, -4
+            mov r2, 4
+            mov r3, r10
+            add r3, -16
+            mov r4, 8
+            mov r5, 7
+            call bpf_csum_diff
+            exit
+            """));
+        vm.BindMap(0, BpfMap.Create(MapType.Array, 4, 4, 1)); // the helpers come with a map
+        ulong sum = 7UL + (~0x11112222u) + 0x33334444u + 0x00010002u;
+        while (sum >> 32 != 0) sum = (sum & 0xffffffff) + (sum >> 32);
+        Assert.Equal(sum, vm.Execute());
+        var bad = EbpfVm.CreateNoData(Assembler.Assemble("mov r1, r10\nadd r1, -4\nmov r2, 3\nmov r3, 0\nmov r4, 0\nmov r5, 0\ncall 28\nexit"));
+        bad.BindMap(0, BpfMap.Create(MapType.Array, 4, 4, 1));
+        Assert.Equal(unchecked((ulong)-22L), bad.Execute()); // sizes must be multiples of 4
+
+        var rnd = EbpfVm.CreateNoData(Assembler.Assemble("call bpf_get_prandom_u32\nmov r6, r0\ncall bpf_get_prandom_u32\nxor r0, r6\nmov r1, r0\nrsh r1, 32\nlsh r1, 1\ncall bpf_get_smp_processor_id\nexit"));
+        rnd.BindMap(0, BpfMap.Create(MapType.Array, 4, 4, 1));
+        Assert.Equal(0UL, rnd.Execute()); // processor 0
+        var values = Enumerable.Range(0, 50).Select(_ =>
+        {
+            var v = EbpfVm.CreateNoData(Assembler.Assemble("call bpf_get_prandom_u32\nexit"));
+            v.BindMap(0, BpfMap.Create(MapType.Array, 4, 4, 1));
+            return v.Execute();
+        }).ToList();
+        Assert.All(values, v => Assert.True(v <= uint.MaxValue));
+        Assert.True(values.Distinct().Count() > 40);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void RingBufferOutputDiscardAndQuery(bool jit)
+    {
+        var ring = (RingBufferMap)BpfMap.Create(MapType.RingBuffer, 0, 0, 4096, name: "events");
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("""
+            stdw [r10-8], 0x0a0b0c0d
+            lddw r1, map 0
+            mov r2, r10
+            add r2, -8
+            mov r3, 4
+            mov r4, 0
+            call bpf_ringbuf_output
+            jne r0, 0, bad
+            lddw r1, map 0
+            mov r2, 16
+            mov r3, 0
+            call bpf_ringbuf_reserve
+            jeq r0, 0, bad
+            stdw [r0], 1
+            mov r1, r0
+            mov r2, 0
+            call bpf_ringbuf_discard
+            lddw r1, map 0
+            mov r2, 1
+            call bpf_ringbuf_query
+            exit
+            bad:
+            mov r0, -1
+            exit
+            """));
+        vm.BindMap(0, ring);
+        if (jit) vm.JitCompile();
+        Assert.Equal(4096UL, jit ? vm.ExecuteJit() : vm.Execute()); // query 1: its size
+        Assert.Equal(16UL + 24UL, ring.Query(0));                  // both records wait, the discarded one too
+        var records = new List<byte[]>();
+        Assert.Equal(1, ring.Consume(r => { records.Add(r.ToArray()); return 0; }));
+        Assert.Equal(new byte[] { 0x0d, 0x0c, 0x0b, 0x0a }, records[0]);
+        Assert.Equal(0UL, ring.Query(0));
+
+        // Submitting something that is not a reserved record fails the run, never the process.
+        var forged = EbpfVm.CreateNoData(Assembler.Assemble("mov r1, r10\nadd r1, -8\nmov r2, 0\ncall bpf_ringbuf_submit\nexit"));
+        forged.BindMap(0, ring);
+        var e = Assert.Throws<RbpfException>(() => forged.Execute());
+        Assert.Equal(RbpfErrorCode.HelperFailed, e.Code);
+        Assert.Contains("not in a ring buffer", e.Message);
+    }
+
+    [Fact]
+    public void AFullRingBufferRefusesRecords()
+    {
+        var ring = (RingBufferMap)BpfMap.Create(MapType.RingBuffer, 0, 0, 4096);
+        int written = 0;
+        while (ring.Output(new byte[100])) written++;
+        Assert.Equal(4096 / 112, written); // 8-byte header, 100 bytes rounded up to 104
+        Assert.Equal(written, (int)ring.Consume(_ => 0));
+        Assert.True(ring.Output(new byte[100])); // room again, past the wrap
+        Assert.Equal(RbpfErrorCode.InvalidArgument, Assert.Throws<RbpfException>(() => BpfMap.Create(MapType.RingBuffer, 0, 0, 5000)).Code);
     }
 
     [Fact]
