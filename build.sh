@@ -35,6 +35,8 @@ setup() {
     [ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
     # libbpf's headers (bpf/bpf_helpers.h) for kernel-style programs with maps (tests/elf/*.c).
     [ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+    # libpcap: the reference for classic BPF (bindings/c/tests/test_cbpf_pcap.c).
+    [ -e /usr/include/pcap/pcap.h ] || need+=(libpcap-dev)
     # uBPF's own test suite (tests/ubpf-suite), run when uBPF's tree sits beside the repository:
     # its conformance runner needs Boost and libelf.
     if [ -d "$UBPF_DIR" ]; then
@@ -183,6 +185,13 @@ run_c() {
     # The C test programs count their own checks: test_rbpf (the rbpf API), test_ubpf (the uBPF API).
     count_c_suite c "$bdir/test_rbpf"
     count_c_suite ubpf "$bdir/test_ubpf"
+    # Classic BPF filters compiled by libpcap, against libpcap's own bpf_filter.
+    if [ -x "$bdir/test_cbpf_pcap" ]; then
+        count_c_suite cbpf "$bdir/test_cbpf_pcap"
+    else
+        echo "C: libpcap is not installed: the classic BPF tests against it were skipped" >&2
+        SKIPPED=$((SKIPPED + 1))
+    fi
     # Each example checks its own result and exits 0 on success.
     for ex in add ldxh_jit mbuff_jit fixed_mbuff_filter; do
         if "$bdir/$ex" >/dev/null 2>&1; then PASSED=$((PASSED + 1)); else echo "C example $ex failed" >&2; FAILED=$((FAILED + 1)); fi

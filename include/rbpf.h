@@ -470,6 +470,27 @@ RBPF_API int rbpf_disassemble(const uint8_t *prog, size_t prog_len, char **out_t
 /** As rbpf_disassemble, with RBPF_DISASM_* flags (RBPF_E_INVALID_ARGUMENT for others). */
 RBPF_API int rbpf_disassemble_ex(const uint8_t *prog, size_t prog_len, uint32_t flags, char **out_text);
 
+/* ---- Classic BPF ----------------------------------------------------------------------------- */
+
+/**
+ * Translates a classic BPF program (tcpdump and libpcap filters, Linux socket filters: an array of
+ * 8-byte instructions { uint16_t code; uint8_t jt, jf; uint32_t k; } in host byte order, libpcap's
+ * struct bpf_insn; cbpf_len in bytes) into eBPF for a raw VM, which returns what libpcap's
+ * bpf_filter() returns for the packet:
+ *
+ *     uint8_t *prog; size_t len;
+ *     rbpf_cbpf_translate((const uint8_t *)fp.bf_insns, fp.bf_len * 8, &prog, &len);
+ *     rbpf_vm_create(RBPF_VM_RAW, prog, len, &vm);  rbpf_free(prog);
+ *     rbpf_vm_jit_compile(vm);  rbpf_vm_execute_jit(vm, packet, caplen, NULL, 0, &verdict);
+ *
+ * A load outside the packet and a division by X = 0 end the program with 0, as in bpf_filter; the
+ * scratch words start at 0. RBPF_E_INVALID_PROGRAM for what libpcap's bpf_validate or Linux's
+ * checker refuse (unknown opcodes, jumps past the end, no final return, scratch index over 15,
+ * division by a constant 0) and for Linux's ancillary loads (SKF_AD_OFF and the like), with the
+ * instruction. *out is freed with rbpf_free.
+ */
+RBPF_API int rbpf_cbpf_translate(const uint8_t *cbpf, size_t cbpf_len, uint8_t **out, size_t *out_len);
+
 /** Frees a buffer returned by this library. NULL is ignored. */
 RBPF_API void rbpf_free(void *ptr);
 

@@ -46,17 +46,21 @@ internal static class Program
     private const string DisasmHelp = """
         usage: rbpf disasm FILE|- [--format raw|hex|elf|auto] [--section NAME] [--syntax rbpf|llvm]
                                   [--no-labels]
+               rbpf disasm --cbpf FILTER
 
         Disassembles bytecode (raw, hex or an ELF object's section) into text that 'rbpf asm'
         assembles back to the same bytes. Jump and call targets get labels (L7: before slot 7)
         unless --no-labels; --syntax llvm writes the LLVM/kernel syntax (r0 = 1,
-        if r1 > r2 goto L7), which 'rbpf asm' reads too.
+        if r1 > r2 goto L7), which 'rbpf asm' reads too. With --cbpf, FILTER is a classic BPF
+        program as 'tcpdump -dd' or '-ddd' prints it, and the output its eBPF translation.
         """;
 
     private const string RunHelp = """
         usage: rbpf run PROG [options]
 
-          --format F            asm, raw, hex, elf or auto (default: auto)
+          --format F            asm, raw, hex, elf, cbpf or auto (default: auto)
+          --cbpf                PROG is a classic BPF filter ('tcpdump -dd' or '-ddd' output),
+                                run on a raw VM: r0 is libpcap's verdict (0 drops)
           --section NAME        ELF objects: the program's section or function
           --mem FILE            input memory from a file
           --mem-hex HEX         input memory as hex ("aa bb 11" or "aabb11")
@@ -229,7 +233,7 @@ internal static class Program
 
     private static int Disasm(string[] args)
     {
-        var o = new Options(args, new[] { "--no-labels" }, new[] { "--format", "--section", "--syntax" });
+        var o = new Options(args, new[] { "--no-labels", "--cbpf" }, new[] { "--format", "--section", "--syntax" });
         if (o.Help) return Print(DisasmHelp);
         var syntax = (o.Get("--syntax") ?? "rbpf") switch
         {
@@ -238,6 +242,13 @@ internal static class Program
             var other => throw new UsageException($"unknown syntax '{other}' (rbpf or llvm)"),
         };
         string file = OnePositional(o, "FILE (or - for standard input)");
+        if (o.Has("--cbpf"))
+        {
+            // A classic filter's translation, labelled by the classic instruction each part comes from.
+            var cbpf = Rbpf.Cbpf.ClassicBpf.Parse(Encoding.UTF8.GetString(ProgramInput.ReadAll(file)));
+            Console.Out.Write(Rbpf.Cbpf.ClassicBpf.TranslateToAssembly(cbpf));
+            return ExitOk;
+        }
         var format = ProgramInput.ParseFormat(o.Get("--format") ?? "auto");
         if (format == InputFormat.Asm) throw new UsageException("disasm reads bytecode, not assembly");
         byte[] data = ProgramInput.ReadAll(file);
@@ -311,7 +322,7 @@ internal static class Program
 
     private static int Run(string[] args)
     {
-        var o = new Options(args, new[] { "--jit", "--unchecked", "--trace", "--no-verify", "--dump-maps" },
+        var o = new Options(args, new[] { "--jit", "--unchecked", "--trace", "--no-verify", "--dump-maps", "--cbpf" },
             new[] { "--format", "--section", "--mem", "--mem-hex", "--kind", "--mbuff-hex", "--data-offset", "--data-end-offset", "--limit", "--repeat",
                     "--stub-helpers" });
         if (o.Help) return Print(RunHelp);
@@ -321,7 +332,8 @@ internal static class Program
         ulong repeat = o.Has("--repeat") ? ProgramInput.ParseNumber(o.Get("--repeat")!, "--repeat") : 1;
         if (repeat == 0) throw new UsageException("--repeat must be at least 1");
         if (o.Has("--trace") && repeat > 1) throw new UsageException("--trace and --repeat do not go together");
-        var loaded = ProgramInput.LoadProgram(file, ProgramInput.ParseFormat(o.Get("--format") ?? "auto"), o.Get("--section"));
+        var loaded = ProgramInput.LoadProgram(file, CbpfOr(o), o.Get("--section"));
+        if (o.Has("--cbpf") && kind != VmKind.Raw) throw new UsageException("a classic filter runs on a raw VM: drop --kind");
         byte[] prog = loaded.Bytecode;
         byte[] mem = o.Has("--mem") ? ProgramInput.ReadAll(o.Get("--mem")!)
             : o.Has("--mem-hex") ? ProgramInput.ParseHex(o.Get("--mem-hex")!) : Array.Empty<byte>();
@@ -361,6 +373,14 @@ internal static class Program
         {
             Console.CancelKeyPress -= onCancel;
         }
+    }
+
+    /// <summary>The --format, with --cbpf for "cbpf" (tcpdump -dd or -ddd text).</summary>
+    private static InputFormat CbpfOr(Options o)
+    {
+        if (!o.Has("--cbpf")) return ProgramInput.ParseFormat(o.Get("--format") ?? "auto");
+        if (o.Has("--format")) throw new UsageException("give --cbpf or --format, not both");
+        return InputFormat.Cbpf;
     }
 
     private static int RunLoaded(EbpfVm vm, Options o, byte[] prog, byte[] mem, byte[] mbuff, ulong repeat, bool jit)

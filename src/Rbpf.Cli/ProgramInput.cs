@@ -4,7 +4,7 @@ using System.Text;
 namespace Rbpf.Cli;
 
 /// <summary>How a program file is written.</summary>
-internal enum InputFormat { Auto, Asm, Raw, Hex, Elf }
+internal enum InputFormat { Auto, Asm, Raw, Hex, Elf, Cbpf }
 
 /// <summary>Reads programs and memory given on the command line, in any of the formats.</summary>
 internal static class ProgramInput
@@ -16,7 +16,8 @@ internal static class ProgramInput
         "raw" or "bin" => InputFormat.Raw,
         "hex" => InputFormat.Hex,
         "elf" => InputFormat.Elf,
-        _ => throw new UsageException($"unknown format '{s}' (asm, raw, hex, elf, auto)"),
+        "cbpf" => InputFormat.Cbpf,
+        _ => throw new UsageException($"unknown format '{s}' (asm, raw, hex, elf, cbpf, auto)"),
     };
 
     /// <summary>The bytes of FILE, or of standard input for "-".</summary>
@@ -90,6 +91,9 @@ internal static class ProgramInput
                 return new LoadedProgram(Assembler.Assemble(Encoding.UTF8.GetString(data)), null, null);
             case InputFormat.Hex:
                 return new LoadedProgram(ParseHex(Encoding.ASCII.GetString(data)), null, null);
+            case InputFormat.Cbpf:
+                // tcpdump -dd or -ddd text: a classic filter, translated for a raw VM.
+                return new LoadedProgram(Rbpf.Cbpf.ClassicBpf.Translate(Rbpf.Cbpf.ClassicBpf.Parse(Encoding.UTF8.GetString(data))), null, null);
             case InputFormat.Elf:
             {
                 using var linked = ElfLoader.Load(data, section);

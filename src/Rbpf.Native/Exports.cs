@@ -604,6 +604,25 @@ internal static unsafe class Exports
         catch (Exception e) { return Fail(e); }
     }
 
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_cbpf_translate")]
+    public static int CbpfTranslate(byte* cbpf, nuint cbpfLen, byte** outProg, nuint* outLen)
+    {
+        try
+        {
+            if (outProg == null || outLen == null) throw Bad("out or out_len is NULL");
+            *outProg = null;
+            *outLen = 0;
+            if (cbpf == null) throw Bad("cbpf is NULL");
+            var prog = Rbpf.Cbpf.ClassicBpf.Translate(Bytes(cbpf, cbpfLen, "cbpf"));
+            byte* p = (byte*)NativeMemory.Alloc((nuint)prog.Length);
+            prog.CopyTo(new Span<byte>(p, prog.Length));
+            *outProg = p;
+            *outLen = (nuint)prog.Length;
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
     [UnmanagedCallersOnly(EntryPoint = "rbpf_disassemble")]
     public static int Disassemble(byte* prog, nuint progLen, byte** outText) => DisassembleWith(prog, progLen, 0, outText);
 

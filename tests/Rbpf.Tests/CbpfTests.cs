@@ -62,8 +62,8 @@ public class CbpfTests
                         case 0x30: if (s == 0) return 0; a /= s; break;
                         case 0x40: a |= s; break;
                         case 0x50: a &= s; break;
-                        case 0x60: a = s >= 32 ? a << (int)(s & 31) : a << (int)s; break; // x86: the count is masked
-                        case 0x70: a = a >> (int)(s & 31); break;
+                        case 0x60: a = s >= 32 ? 0 : a << (int)s; break; // libpcap 1.10: 0 from 32 on
+                        case 0x70: a = s >= 32 ? 0 : a >> (int)s; break;
                         case 0x80: a = (uint)-(int)a; break;
                         case 0x90: if (s == 0) return 0; a %= s; break;
                         case 0xa0: a ^= s; break;

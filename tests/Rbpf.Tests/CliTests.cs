@@ -127,6 +127,24 @@ public class CliTests
         Assert.Contains("map events (ring buffer, 4096 bytes): 1 record\n  01 02 03 04 05 06 07 08\n", ring.Stdout);
     }
 
+    [SkippableFact]
+    public void RunAndDisasmTakeClassicFilters()
+    {
+        string dd = Temp("ip.dd", Encoding.ASCII.GetBytes("{ 0x28, 0, 0, 0x0000000c },\n{ 0x15, 0, 1, 0x00000800 },\n{ 0x6, 0, 0, 0x00040000 },\n{ 0x6, 0, 0, 0x00000000 },\n"));
+        Assert.Equal("0x40000\n", Cli(new[] { "run", "--cbpf", dd, "--mem-hex", "000000000000 000000000000 0800 45" }).Stdout);
+        Assert.Equal("0x0\n", Cli(new[] { "run", "--cbpf", dd, "--mem-hex", "000000000000 000000000000 86dd", "--jit" }).Stdout);
+        Assert.Equal("0x0\n", Cli(new[] { "run", "--cbpf", dd, "--mem-hex", "0000" }).Stdout); // too short: dropped
+        string ddd = Temp("ip.ddd", Encoding.ASCII.GetBytes("4\n40 0 0 12\n21 0 1 2048\n6 0 0 262144\n6 0 0 0\n"));
+        Assert.Equal("0x40000\n", Cli(new[] { "run", ddd, "--format", "cbpf", "--mem-hex", "000000000000 000000000000 0800" }).Stdout);
+        var dis = Cli(new[] { "disasm", "--cbpf", dd });
+        Assert.Equal(0, dis.Exit);
+        Assert.Contains("c1:\njeq32 r0, 0x800, c2\nja c3\n", dis.Stdout);
+        var bad = Cli(new[] { "run", "--cbpf", Temp("bad.dd", Encoding.ASCII.GetBytes("{ 0x34, 0, 0, 0 },\n{ 0x16, 0, 0, 0 },\n")) });
+        Assert.Equal(3, bad.Exit);
+        Assert.Contains("division by the constant 0", bad.Stderr);
+        Assert.Equal(2, Cli(new[] { "run", "--cbpf", dd, "--kind", "nodata" }).Exit);
+    }
+
     private const string Sample = "mov r0, 0\nldxb r1, [r1+1]\nadd r0, r1\nadd r0, 0x10\nexit\n";
 
     [SkippableFact]

@@ -23,7 +23,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Ty
 
 __all__ = [
     "Vm", "MbuffVm", "FixedMbuffVm", "RawVm", "NoDataVm", "JitFunction", "BytesLike", "Program",
-    "assemble", "disassemble", "verify", "version", "library_path",
+    "assemble", "disassemble", "verify", "version", "library_path", "cbpf_translate",
     "RbpfError", "InvalidArgumentError", "InvalidHandleError", "InvalidProgramError",
     "OutOfBoundsError", "UnknownHelperError", "InstructionLimitError", "CallDepthExceededError",
     "AssemblyError", "NoProgramError", "UnsupportedError", "HelperFailedError",
@@ -249,6 +249,8 @@ _vm_execute_packed = _declare("rbpf_vm_execute_packed", ctypes.c_int, ctypes.c_v
 _verifier_reject = _declare("rbpf_verifier_reject", None, ctypes.c_char_p)
 _assemble = _declare("rbpf_assemble", ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_u8p), ctypes.POINTER(ctypes.c_size_t))
 _disassemble = _declare("rbpf_disassemble", ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p))
+_cbpf_translate = _declare("rbpf_cbpf_translate", ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.POINTER(_u8p),
+                           ctypes.POINTER(ctypes.c_size_t))
 _disassemble_ex = _declare("rbpf_disassemble_ex", ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.c_uint32, ctypes.POINTER(ctypes.c_void_p))
 _free = _declare("rbpf_free", None, ctypes.c_void_p)
 _last_error = _declare("rbpf_last_error", ctypes.c_char_p)
@@ -382,6 +384,51 @@ def disassemble(program: Program, syntax: str = "rbpf", labels: bool = False) ->
         return ctypes.string_at(out).decode("utf-8")
     finally:
         _free(out)
+
+
+def cbpf_translate(program: Union[BytesLike, str, Iterable[Tuple[int, int, int, int]]]) -> bytes:
+    """Translates a classic BPF program into eBPF for a RawVm, which returns what libpcap's
+    bpf_filter() returns. ``program`` is the instructions' bytes (8 each: code u16, jt, jf, k u32,
+    host byte order), tcpdump's ``-dd`` or ``-ddd`` text, or (code, jt, jf, k) tuples.
+
+    >>> vm = rbpf.RawVm(rbpf.cbpf_translate("{ 0x6, 0, 0, 0x00040000 },"))   # accept everything
+    """
+    if isinstance(program, str):
+        program = _parse_cbpf(program)
+    if not isinstance(program, (bytes, bytearray, memoryview)):
+        out = bytearray()
+        for code, jt, jf, k in program:
+            out += _unsigned(code, 16, "code").to_bytes(2, "little") + bytes([_unsigned(jt, 8, "jt"), _unsigned(jf, 8, "jf")])
+            out += _unsigned(k, 32, "k").to_bytes(4, "little")
+        program = bytes(out)
+    data = bytes(program)
+    buf = (ctypes.c_uint8 * max(len(data), 1)).from_buffer_copy(data or b"\0")
+    prog = _u8p()
+    n = ctypes.c_size_t()
+    _check(_cbpf_translate(buf, len(data), ctypes.byref(prog), ctypes.byref(n)))
+    try:
+        return ctypes.string_at(prog, n.value)
+    finally:
+        _free(prog)
+
+
+def _parse_cbpf(text: str) -> List[Tuple[int, int, int, int]]:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines and lines[0].startswith("{"):
+        rows = [line.rstrip(",").strip("{} ").split(",") for line in lines]
+    elif lines and lines[0].isdigit():
+        rows = [line.split() for line in lines[1:]]
+        if int(lines[0]) != len(rows):
+            raise InvalidProgramError(-3, "classic BPF: line 1 says %s instructions, %d follow" % (lines[0], len(rows)))
+    else:
+        raise InvalidProgramError(-3, "classic BPF: expected tcpdump -dd ({ code, jt, jf, k }) or -ddd output")
+    result = []
+    for number, row in enumerate(rows, 1):
+        if len(row) != 4:
+            raise InvalidProgramError(-3, "classic BPF: line %d: expected 4 numbers" % number)
+        code, jt, jf, k = (int(v.strip(), 0) for v in row)
+        result.append((code, jt, jf, k))
+    return result
 
 
 def verify(program: Program) -> None:

@@ -464,6 +464,56 @@ class Maps(unittest.TestCase):
             self.assertEqual(caller.execute(b"\x00"), 7)
 
 
+class ClassicBpf(unittest.TestCase):
+    # tcpdump -dd 'ip and tcp dst port 80'
+    DD = """{ 0x28, 0, 0, 0x0000000c },
+{ 0x15, 0, 8, 0x00000800 },
+{ 0x30, 0, 0, 0x00000017 },
+{ 0x15, 0, 6, 0x00000006 },
+{ 0x28, 0, 0, 0x00000014 },
+{ 0x45, 4, 0, 0x00001fff },
+{ 0xb1, 0, 0, 0x0000000e },
+{ 0x48, 0, 0, 0x00000010 },
+{ 0x15, 0, 1, 0x00000050 },
+{ 0x6, 0, 0, 0x00040000 },
+{ 0x6, 0, 0, 0x00000000 },
+"""
+
+    @staticmethod
+    def tcp(port, length=64):
+        f = bytearray(max(length, 38))
+        f[12], f[14], f[23] = 0x08, 0x45, 6
+        f[36], f[37] = port >> 8, port & 0xff
+        return bytes(f[:length])
+
+    def test_translate_from_every_form(self):
+        prog = rbpf.cbpf_translate(self.DD)
+        rows = rbpf._parse_cbpf(self.DD)
+        ddd = "%d\n" % len(rows) + "\n".join("%d %d %d %d" % r for r in rows)
+        self.assertEqual(rbpf.cbpf_translate(ddd), prog)
+        self.assertEqual(rbpf.cbpf_translate(rows), prog)
+        raw = b"".join(c.to_bytes(2, "little") + bytes([t, f]) + k.to_bytes(4, "little") for c, t, f, k in rows)
+        self.assertEqual(rbpf.cbpf_translate(raw), prog)
+        with rbpf.RawVm(prog) as vm:
+            vm.jit_compile()
+            for packet, verdict in ((self.tcp(80), 0x40000), (self.tcp(22), 0), (self.tcp(80, 37), 0)):
+                self.assertEqual(vm.execute(packet), verdict)
+                self.assertEqual(vm.execute_jit(packet), verdict)
+            self.assertEqual(vm.count_verdicts([self.tcp(80), self.tcp(81), self.tcp(80)], 2), [1, 2])
+
+    def test_refusals_say_why(self):
+        with self.assertRaises(rbpf.InvalidProgramError) as cm:
+            rbpf.cbpf_translate([(0x34, 0, 0, 0), (0x16, 0, 0, 0)])
+        self.assertIn("division by the constant 0", str(cm.exception))
+        with self.assertRaises(rbpf.InvalidProgramError) as cm:
+            rbpf.cbpf_translate([(0x20, 0, 0, 0xfffff000), (0x16, 0, 0, 0)])
+        self.assertIn("ancillary", str(cm.exception))
+        with self.assertRaises(rbpf.InvalidProgramError):
+            rbpf.cbpf_translate("not a filter")
+        with self.assertRaises(ValueError):
+            rbpf.cbpf_translate([(0x10000, 0, 0, 0)])
+
+
 class MemoryAndVerifier(unittest.TestCase):
     def test_stores_reach_writable_memory(self):
         with rbpf.RawVm(rbpf.assemble("stw [r1+1], 0x11223344\nexit")) as vm:

@@ -21,7 +21,7 @@ public readonly record struct CbpfInstruction(ushort Code, byte Jt, byte Jf, uin
 /// The meaning is libpcap's <c>bpf_filter()</c>: A and X start at 0 and are 32 bits; loads of 1, 2 and 4
 /// bytes are in network byte order; a load outside the packet ends the program with 0 (drop);
 /// <c>len</c> is the packet's length (one length here: the captured one); division or modulo by an X of 0
-/// ends the program with 0. The 16 scratch words start at 0 (bpf_filter leaves them undefined and
+/// ends the program with 0; a shift by an X of 32 or more gives 0 (libpcap 1.10). The 16 scratch words start at 0 (bpf_filter leaves them undefined and
 /// Linux refuses programs that read one before writing it). Linux's ancillary loads
 /// (<c>SKF_AD_OFF</c> and the other negative offsets) are refused.
 /// </remarks>
@@ -214,7 +214,9 @@ public static class ClassicBpf
         E("mov r8, r2");
         E("mov32 r0, 0");
         E("mov32 r7, 0");
-        for (int k = 0; k < ScratchWords / 2; k++) E($"stdw [r10-{8 * (k + 1)}], 0");
+        bool scratch = program.Any(i => (i.Code & 0x07) is St or Stx || ((i.Code & 0x07) is Ld or Ldx && (i.Code & 0xe0) == Mem));
+        if (scratch)
+            for (int k = 0; k < ScratchWords / 2; k++) E($"stdw [r10-{8 * (k + 1)}], 0");
 
         // r3 = the address of `size` bytes at offset r3 (already there) of the packet, or end with 0.
         void CheckedAddress(int size)
@@ -251,6 +253,16 @@ public static class ClassicBpf
                         case Imm: E($"mov32 r0, {Hex(i.K)}"); break;
                         case Len: E("mov32 r0, r8"); break;
                         case Mem: E($"ldxw r0, [r10-{64 - 4 * (int)i.K}]"); break;
+                        case Abs when i.K + (uint)SizeOf(code) <= short.MaxValue:
+                        {
+                            // The usual header field: one compare with the length, a load at a constant offset.
+                            int size = SizeOf(code);
+                            E($"jlt r8, {i.K + (uint)size}, ret0");
+                            E($"{(size == 1 ? "ldxb" : size == 2 ? "ldxh" : "ldxw")} r0, [r6+{i.K}]");
+                            if (size == 2) E("be16 r0");
+                            if (size == 4) E("be32 r0");
+                            break;
+                        }
                         case Abs:
                             LoadConstant("r3", i.K);
                             CheckedAddress(SizeOf(code));
@@ -294,6 +306,16 @@ public static class ClassicBpf
                         Lsh => "lsh32", Rsh => "rsh32", Mod => "mod32", _ => "xor32",
                     };
                     if (fromX && op is Div or Mod) E("jeq32 r7, 0, ret0"); // bpf_filter: by zero, the program returns 0
+                    if (fromX && op is Lsh or Rsh)
+                    {
+                        // bpf_filter: a shift by 32 or more gives 0 (eBPF would take the count modulo 32).
+                        E($"jge32 r7, 32, z{pc}");
+                        E($"{name} r0, r7");
+                        E($"ja {Target(pc + 1)}");
+                        E($"z{pc}:");
+                        E("mov32 r0, 0");
+                        break;
+                    }
                     E(fromX ? $"{name} r0, r7" : $"{name} r0, {Hex(i.K)}");
                     break;
                 }
