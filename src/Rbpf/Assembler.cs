@@ -399,7 +399,7 @@ public static class Assembler
                     break;
                 case Form.Ja32:
                     Expect(1, $"{Name} +off|label");
-                    output.Add(new Instruction(m.Opcode, 0, 0, 0, checked((int)Target(Operands[0], labels, all))));
+                    output.Add(new Instruction(m.Opcode, 0, 0, 0, Fits32(Target(Operands[0], labels, all), Operands[0])));
                     break;
                 case Form.JumpCond:
                 {
@@ -420,7 +420,7 @@ public static class Assembler
                     if (TryRegister(Operands[0], out int callee))
                         output.Add(new Instruction(Isa.CallX, callee, 0, 0, 0));
                     else // rbpf 0.4's spelling of a local call: callx with the relative offset (or a label)
-                        output.Add(new Instruction(Isa.Call, 0, Isa.PseudoCallLocal, 0, checked((int)Target(Operands[0], labels, all))));
+                        output.Add(new Instruction(Isa.Call, 0, Isa.PseudoCallLocal, 0, Fits32(Target(Operands[0], labels, all), Operands[0])));
                     break;
                 case Form.Exit:
                     Expect(0, "exit");
@@ -440,7 +440,7 @@ public static class Assembler
                 int lead = rest.Length - rest.TrimStart().Length;
                 var target = new Operand(rest.Trim(), op.Column + 5 + lead);
                 if (target.Text.Length == 0) throw Error(op.Column, "'call local' needs a label or offset");
-                output.Add(new Instruction(Isa.Call, 0, Isa.PseudoCallLocal, 0, checked((int)Target(target, labels, all))));
+                output.Add(new Instruction(Isa.Call, 0, Isa.PseudoCallLocal, 0, Fits32(Target(target, labels, all), target)));
                 return;
             }
             if (TryRegister(op, out int reg))
@@ -450,7 +450,7 @@ public static class Assembler
             }
             if (IsIdentifier(op.Text) && labels.ContainsKey(op.Text))
             {
-                output.Add(new Instruction(Isa.Call, 0, Isa.PseudoCallLocal, 0, checked((int)Target(op, labels, all))));
+                output.Add(new Instruction(Isa.Call, 0, Isa.PseudoCallLocal, 0, Fits32(Target(op, labels, all), op)));
                 return;
             }
             if (IsIdentifier(op.Text))
@@ -491,6 +491,14 @@ public static class Assembler
                     if (l.Name == "exit") return l.Slot - (Slot + 1);
             }
             throw Error(op.Column, $"undefined label '{t}'");
+        }
+
+        /// <summary>A 32-bit jump or call offset, or an error at the operand (not an overflow exception).</summary>
+        private int Fits32(long delta, Operand op)
+        {
+            if (delta < int.MinValue || delta > int.MaxValue)
+                throw Error(op.Column, $"offset {delta} does not fit in 32 bits");
+            return (int)delta;
         }
 
         private short Offset16(long delta)

@@ -346,6 +346,7 @@ public static class ElfLoader
         if (shentsize != 64) throw Bad($"section header size {shentsize} is not 64");
         if (shoff > (ulong)f.Length || (ulong)shnum * 64 > (ulong)f.Length - shoff) throw Bad($"section headers at {shoff} ({shnum} of them) run past the end of the file");
         if (shstrndx >= shnum) throw Bad($"section name table index {shstrndx} is not below {shnum}");
+        if (shstrndx == 0) throw Bad("the section name table index is 0, the null section");
         var raw = new List<(uint Name, uint Type, ulong Flags, ulong Offset, ulong Size, uint Link, uint Info, ulong EntSize)>();
         for (int i = 0; i < shnum; i++)
         {
@@ -364,7 +365,14 @@ public static class ElfLoader
         for (int i = 0; i < raw.Count; i++)
         {
             var r = raw[i];
-            string name = i == 0 ? "" : ReadString(f, names.Offset, names.Size, r.Name, $"name of section {i}");
+            if (i == 0)
+            {
+                // Section 0 is the null section whatever its header says (SHN_UNDEF): never data,
+                // symbols or names, so a forged header there is not read.
+                sections.Add(new Section(0, "", 0, 0, 0, 0, 0, 0, 0));
+                continue;
+            }
+            string name = ReadString(f, names.Offset, names.Size, r.Name, $"name of section {i}");
             sections.Add(new Section(i, name, r.Type, r.Flags, r.Offset, r.Size, r.Link, r.Info, r.EntSize));
         }
         return sections;

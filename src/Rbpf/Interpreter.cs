@@ -478,9 +478,11 @@ internal static unsafe class Interpreter
                 {
                     int k = i->Op - (i->Op >= Op.LdIndB ? Op.LdIndB : Op.LdAbsB);
                     int size = 1 << k;
-                    ulong offset = (ulong)i->Imm + (i->Op >= Op.LdIndB ? r[i->Src] : 0);
+                    ulong index = i->Op >= Op.LdIndB ? r[i->Src] : 0;
+                    ulong offset = (ulong)i->Imm + index;
                     a = st->PacketStart + offset;
-                    if (offset > st->PacketLength || st->PacketLength - offset < (ulong)size)
+                    // An offset that wraps past 2^64 is outside the packet, as in the JIT.
+                    if (offset < index || offset > st->PacketLength || st->PacketLength - offset < (ulong)size)
                     {
                         st->FaultAddress = a; st->FaultSize = size; st->FaultWrite = false;
                         goto PacketFault;

@@ -129,3 +129,58 @@ public class FuzzTests
         Assert.True(stats.Failed > 1_000, $"failed {stats.Failed}");
     }
 }
+
+/// <summary>Defects found by coverage-guided fuzzing (issue #18), each fixed with its own test.</summary>
+public class FuzzFoundTests
+{
+    [Theory]
+    [InlineData("call local 0x100000000\nexit")]
+    [InlineData("gotol 0x100000000\nexit")]
+    [InlineData("ja32 0x80000000\nexit")]
+    [InlineData("callx 0x100000000\nexit")]
+    [InlineData("call local -0x80000001\nexit")]
+    public void HugeJumpAndCallTargetsAreAssemblyErrors(string source)
+    {
+        var e = Assert.Throws<AssemblyException>(() => Assembler.Assemble(source));
+        Assert.Equal(1, e.Line);
+        Assert.Contains("does not fit in 32 bits", e.Message);
+    }
+
+    [Fact]
+    public void AForgedNullSectionIsNotRead()
+    {
+        // Section header 0 claims to be an allocated PROGBITS section, then a symbol table, then
+        // the name table, each with an offset past the end of the file: an ELF error or a load that
+        // ignores it, never another exception.
+        var elf = File.ReadAllBytes(Path.Combine(TestPaths.RepoRoot, "tests", "elf", "calls.o"));
+        ulong shoff = BitConverter.ToUInt64(elf, 40);
+        foreach (uint type in new uint[] { 1, 2, 3 })
+        {
+            var copy = (byte[])elf.Clone();
+            int h = (int)shoff;
+            BitConverter.GetBytes(type).CopyTo(copy, h + 4);
+            BitConverter.GetBytes(2UL).CopyTo(copy, h + 8);             // SHF_ALLOC
+            BitConverter.GetBytes(0xffff_0000UL).CopyTo(copy, h + 24);  // offset far past the end
+            BitConverter.GetBytes(64UL).CopyTo(copy, h + 32);
+            var vm = EbpfVm.CreateFromElf(VmKind.Raw, copy); // section 0 is the null section whatever it says
+            Assert.NotNull(vm.Program);
+        }
+        var names = (byte[])elf.Clone();
+        names[62] = 0; names[63] = 0; // e_shstrndx = 0
+        Assert.Contains("null section", Assert.Throws<RbpfException>(() => EbpfVm.CreateFromElf(VmKind.Raw, names)).Message);
+    }
+
+    [Fact]
+    public void AnLdindOffsetThatWrapsIsOutsideThePacketInBothEngines()
+    {
+        // mov r2, -1; ldindh r2, 1; exit: r2 + 1 wraps to 0, which is not the packet's byte 0.
+        var prog = Convert.FromHexString("b7020000ffffffff48200000010000009500000000000000");
+        var vm = EbpfVm.CreateRaw(prog);
+        var e = Assert.Throws<RbpfException>(() => vm.Execute(new byte[] { 1, 2, 3, 4 }));
+        Assert.Equal(RbpfErrorCode.OutOfBounds, e.Code);
+        vm.JitCompile();
+        var j = Assert.Throws<RbpfException>(() => vm.ExecuteJit(new byte[] { 1, 2, 3, 4 }));
+        Assert.Equal(RbpfErrorCode.OutOfBounds, j.Code);
+        Assert.Equal(e.InstructionIndex, j.InstructionIndex);
+    }
+}
