@@ -119,6 +119,66 @@ public sealed class EbpfVm : IDisposable
     }
 
     private ulong _instructionLimit;
+    private Programs.ProgramType _programType;
+
+    /// <summary>
+    /// The kernel program type the loaded program was written for (<see cref="Programs.ProgramType.None"/>:
+    /// one of rbpf's VM kinds). With a type, r1 is the type's context (for XDP a <c>struct xdp_md</c>),
+    /// accesses to it are checked and rewritten at load as the kernel's verifier does, and runs go
+    /// through <see cref="ExecuteXdp(Span{byte}, Programs.XdpOptions?)"/>. Set it before loading
+    /// (a metadata-buffer VM: the context is its buffer).
+    /// </summary>
+    public Programs.ProgramType ProgramType
+    {
+        get => _programType;
+        set
+        {
+            if (value != Programs.ProgramType.None && Kind != VmKind.Mbuff)
+                throw new RbpfException(RbpfErrorCode.InvalidArgument, "a kernel program type needs a metadata-buffer VM (its context is the buffer): use EbpfVm.ForProgramType");
+            if (value is not (Programs.ProgramType.None or Programs.ProgramType.Xdp))
+                throw new RbpfException(RbpfErrorCode.Unsupported, $"program type {value} is not supported yet (XDP is)");
+            if (_program != null && value != _programType)
+                throw new RbpfException(RbpfErrorCode.InvalidArgument, "set the program type before loading the program");
+            _programType = value;
+            if (value == Programs.ProgramType.Xdp) Programs.KernelContexts.RegisterXdpHelpers(this);
+        }
+    }
+
+    /// <summary>A VM for programs of a kernel type (see <see cref="ProgramType"/>).</summary>
+    public static EbpfVm ForProgramType(Programs.ProgramType type) => new(VmKind.Mbuff) { ProgramType = type };
+
+    /// <summary>
+    /// Loads a kernel program from an ELF object: its type from <paramref name="type"/>, else from its
+    /// section name as libbpf reads it (<c>xdp</c>, <c>xdp.frags</c>, ...).
+    /// </summary>
+    public static EbpfVm FromKernelObject(ReadOnlySpan<byte> elf, string? sectionOrFunction = null,
+        Programs.ProgramType type = Programs.ProgramType.None)
+    {
+        var vm = new EbpfVm(VmKind.Mbuff);
+        if (type == Programs.ProgramType.None)
+        {
+            using var probe = ElfLoader.Load(elf, sectionOrFunction, _ => 0u);
+            type = Programs.ProgramTypes.FromSection(probe.Section);
+            if (type == Programs.ProgramType.None)
+                throw new RbpfException(RbpfErrorCode.ElfError,
+                    $"ELF: section '{probe.Section}' does not name a program type libbpf knows (xdp, socket, tc, ...): give the type");
+        }
+        vm.ProgramType = type;
+        vm.LoadElf(elf, sectionOrFunction);
+        return vm;
+    }
+
+    /// <summary>
+    /// Runs an XDP program on the frame at <paramref name="buffer"/> (see <see cref="Programs.XdpOptions"/>
+    /// for headroom and interfaces): its verdict, and where the frame is afterwards (programs may
+    /// move its start and end with bpf_xdp_adjust_head and bpf_xdp_adjust_tail, and rewrite it).
+    /// </summary>
+    public unsafe Programs.XdpResult ExecuteXdp(Span<byte> buffer, Programs.XdpOptions? options = null) =>
+        Programs.KernelContexts.RunXdp(this, buffer, options ?? new Programs.XdpOptions(), jit: false);
+
+    /// <summary>As <see cref="ExecuteXdp"/>, JIT-compiled (compile first).</summary>
+    public unsafe Programs.XdpResult ExecuteXdpJit(Span<byte> buffer, Programs.XdpOptions? options = null) =>
+        Programs.KernelContexts.RunXdp(this, buffer, options ?? new Programs.XdpOptions(), jit: true);
 
     /// <summary>
     /// Stops every run of this VM in progress, on any thread, soon: each fails with
@@ -202,6 +262,13 @@ public sealed class EbpfVm : IDisposable
     public void SetProgram(ReadOnlySpan<byte> program)
     {
         RunVerifier(program);
+        if (_programType != Programs.ProgramType.None)
+        {
+            // The kernel's context rewriting: loads of the context's fields become loads of ours.
+            var insns = Instruction.ReadAll(program);
+            Programs.KernelContexts.Rewrite(_programType, insns);
+            program = Instruction.Encode(insns);
+        }
         var decoded = DecodeOrThrow(program);
         _stackLayout.Apply(decoded);
         _helpers.Link(decoded);

@@ -55,6 +55,9 @@ public enum VerifierCheck
     FunctionFallsThrough,
     /// <summary>A jump from one function (see <see cref="FunctionFallsThrough"/>) into another.</summary>
     JumpBetweenFunctions,
+    /// <summary>A kernel program's access to its context that the kernel's verifier refuses (a field
+    /// the type does not have, a narrow read of a pointer field, a write to a read-only field).</summary>
+    ContextAccess,
 }
 
 /// <summary>
