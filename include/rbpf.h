@@ -470,6 +470,66 @@ RBPF_API int rbpf_disassemble(const uint8_t *prog, size_t prog_len, char **out_t
 /** As rbpf_disassemble, with RBPF_DISASM_* flags (RBPF_E_INVALID_ARGUMENT for others). */
 RBPF_API int rbpf_disassemble_ex(const uint8_t *prog, size_t prog_len, uint32_t flags, char **out_text);
 
+/* ---- Kernel program types ------------------------------------------------------------------- */
+
+/** Kernel program types (enum bpf_prog_type). */
+typedef enum rbpf_prog_type {
+    RBPF_PROG_NONE = 0,          /**< rbpf's VM kinds */
+    RBPF_PROG_SOCKET_FILTER = 1, /**< not supported yet */
+    RBPF_PROG_SCHED_CLS = 3,     /**< not supported yet */
+    RBPF_PROG_SCHED_ACT = 4,     /**< not supported yet */
+    RBPF_PROG_XDP = 6
+} rbpf_prog_type;
+
+/** XDP verdicts (enum xdp_action). */
+enum { RBPF_XDP_ABORTED = 0, RBPF_XDP_DROP = 1, RBPF_XDP_PASS = 2, RBPF_XDP_TX = 3, RBPF_XDP_REDIRECT = 4 };
+
+/**
+ * A VM for programs of a kernel type, written as for the kernel: for XDP, r1 is a struct xdp_md,
+ * and the loader rewrites the program's accesses to it as the kernel's verifier does (the 32-bit
+ * data, data_end and data_meta fields become real pointers), refusing with the instruction and the
+ * field what the kernel refuses (a field the type does not have, a narrow read of a pointer, a
+ * write to a read-only field). Load the program with rbpf_vm_set_program or rbpf_vm_load_elf; run
+ * it with rbpf_vm_execute_xdp. bpf_xdp_adjust_head (44), _meta (54) and _tail (65) are registered.
+ */
+RBPF_API int rbpf_vm_create_for_type(uint32_t type, rbpf_vm **out);
+
+/**
+ * A VM from a kernel program in an ELF object: `type` 0 takes it from the section name as libbpf
+ * does (xdp, xdp.frags, ...; RBPF_E_ELF_ERROR if the section names none). `section` may name a
+ * section or a function (several XDP programs share the section "xdp").
+ */
+RBPF_API int rbpf_vm_create_kernel_from_elf(const uint8_t *elf, size_t elf_len, const char *section, uint32_t type,
+                                            rbpf_vm **out);
+
+/** The VM's program type (RBPF_PROG_NONE for rbpf's kinds). */
+RBPF_API int rbpf_vm_get_program_type(rbpf_vm *vm, uint32_t *type);
+
+/** Where the frame is in the buffer given to rbpf_vm_execute_xdp, and where it came from. */
+typedef struct rbpf_xdp_options {
+    uint32_t headroom;          /**< bytes before the frame (room for bpf_xdp_adjust_head; the kernel gives 256) */
+    uint32_t length;            /**< the frame's length; UINT32_MAX: the rest of the buffer */
+    uint32_t ingress_ifindex, rx_queue_index, egress_ifindex;
+} rbpf_xdp_options;
+
+/** What an XDP run gives: the verdict, and where the frame is now (moved by the adjust helpers). */
+typedef struct rbpf_xdp_result {
+    uint32_t action;            /**< RBPF_XDP_* (the low 32 bits of r0) */
+    uint32_t offset, length;    /**< the frame's start in the buffer and its length after the run */
+    uint32_t reserved;
+    uint64_t value;             /**< r0 */
+} rbpf_xdp_result;
+
+#define RBPF_XDP_JIT 1u  /**< rbpf_vm_execute_xdp flag: run the JIT-compiled code */
+
+/**
+ * Runs an XDP program on the frame in `buffer` (which the program may rewrite in place). `options`
+ * NULL: the whole buffer is the frame, no headroom, ingress interface 1. The program may read and
+ * write the whole buffer (headroom and tailroom too), never memory outside it.
+ */
+RBPF_API int rbpf_vm_execute_xdp(rbpf_vm *vm, uint8_t *buffer, size_t buffer_len, const rbpf_xdp_options *options,
+                                 uint32_t flags, rbpf_xdp_result *result);
+
 /* ---- Classic BPF ----------------------------------------------------------------------------- */
 
 /**

@@ -77,7 +77,7 @@ internal static class ProgramInput
     }
 
     /// <summary>A program read from the command line: its bytecode, and the ELF object it came from, if any.</summary>
-    public sealed record LoadedProgram(byte[] Bytecode, byte[]? Elf, string? Section);
+    public sealed record LoadedProgram(byte[] Bytecode, byte[]? Elf, string? Section, string? ElfSection = null);
 
     /// <summary>The program in FILE, in <paramref name="format"/> (detected when Auto).</summary>
     public static LoadedProgram LoadProgram(string path, InputFormat format, string? section = null)
@@ -97,7 +97,7 @@ internal static class ProgramInput
             case InputFormat.Elf:
             {
                 using var linked = ElfLoader.Load(data, section);
-                return new LoadedProgram(linked.Bytecode, data, section);
+                return new LoadedProgram(linked.Bytecode, data, section, linked.Section);
             }
             default:
                 if (data.Length % Isa.InstructionSize != 0)

@@ -36,6 +36,9 @@ internal static unsafe class Exports
     }
 #pragma warning restore CA2255
 
+    /// <summary>A new VM's handle (for the other export classes).</summary>
+    internal static nint RegisterVm(EbpfVm vm) => Register(vm);
+
     /// <summary>A new VM's handle, its slot kept current for the native rbpf_vm_execute_jit.</summary>
     private static nint Register(EbpfVm vm)
     {

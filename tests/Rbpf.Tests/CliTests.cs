@@ -145,6 +145,22 @@ public class CliTests
         Assert.Equal(2, Cli(new[] { "run", "--cbpf", dd, "--kind", "nodata" }).Exit);
     }
 
+    [SkippableFact]
+    public void RunTakesXdpProgramsAsTheirType()
+    {
+        string obj = Path.Combine(TestPaths.RepoRoot, "tests", "elf", "xdp_progs.o");
+        var frame = new byte[64];
+        for (int k = 0; k < 6; k++) { frame[k] = (byte)(0xd0 + k); frame[6 + k] = (byte)(0x50 + k); }
+        frame[12] = 0x08; frame[14] = 0x45; frame[23] = 17; frame[36] = 0x27; frame[37] = 0x0f; // UDP to 9999
+        string mem = Temp("xdp-frame.bin", frame);
+        Assert.Equal("0x1 (XDP_DROP)\n", Cli(new[] { "run", obj, "--section", "drop_port", "--mem", mem }).Stdout);
+        var tx = Cli(new[] { "run", obj, "--section", "bounce", "--mem", mem, "--jit" });
+        Assert.StartsWith("0x3 (XDP_TX)\nframe (64 bytes): 50 51 52 53 54 55 d0 d1 d2 d3 d4 d5 08 00", tx.Stdout);
+        var bad = Cli(new[] { "run", obj, "--section", "bad_field", "--mem", mem });
+        Assert.Equal(3, bad.Exit);
+        Assert.Contains("no xdp_md field at offset 24", bad.Stderr);
+    }
+
     private const string Sample = "mov r0, 0\nldxb r1, [r1+1]\nadd r0, r1\nadd r0, 0x10\nexit\n";
 
     [SkippableFact]

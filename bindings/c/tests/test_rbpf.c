@@ -1244,7 +1244,79 @@ static void test_maps(void)
     rbpf_map_destroy(jumps);
 }
 
+/* XDP programs compiled by clang from kernel-style C (tests/elf/xdp_progs.c). */
+static void xdp_frame(uint8_t *f, size_t len, uint16_t port, int vlan)
+{
+    memset(f, 0, len);
+    for (int k = 0; k < 6; k++) { f[k] = (uint8_t)(0xd0 + k); f[6 + k] = (uint8_t)(0x50 + k); }
+    size_t at = 12;
+    if (vlan) { f[12] = 0x81; f[15] = 0x64; at = 16; }
+    f[at] = 0x08;
+    f[at + 2] = 0x45;
+    f[at + 2 + 9] = 17;
+    f[at + 2 + 20 + 2] = (uint8_t)(port >> 8);
+    f[at + 2 + 20 + 3] = (uint8_t)port;
+}
+
+static void test_xdp(void)
+{
+    size_t len = 0;
+    uint8_t *elf = read_file("xdp_progs.o", &len);
+    CHECK(elf != NULL);
+    rbpf_vm *vm = NULL;
+    CHECK_RC(rbpf_vm_create_kernel_from_elf(elf, len, "drop_port", 0, &vm), RBPF_OK);
+    uint32_t type = 0;
+    CHECK_RC(rbpf_vm_get_program_type(vm, &type), RBPF_OK);
+    CHECK(type == RBPF_PROG_XDP);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    uint8_t f[64];
+    rbpf_xdp_result r;
+    for (uint32_t flags = 0; flags <= RBPF_XDP_JIT; flags++) {
+        xdp_frame(f, sizeof f, 9999, 0);
+        CHECK_RC(rbpf_vm_execute_xdp(vm, f, sizeof f, NULL, flags, &r), RBPF_OK);
+        CHECK(r.action == RBPF_XDP_DROP && r.offset == 0 && r.length == 64);
+        xdp_frame(f, sizeof f, 53, 0);
+        CHECK_RC(rbpf_vm_execute_xdp(vm, f, sizeof f, NULL, flags, &r), RBPF_OK);
+        CHECK(r.action == RBPF_XDP_PASS);
+        CHECK_RC(rbpf_vm_execute_xdp(vm, f, 20, NULL, flags, &r), RBPF_OK); /* too short to be UDP */
+        CHECK(r.action == RBPF_XDP_PASS);
+    }
+    CHECK_RC(rbpf_vm_execute_xdp(vm, f, sizeof f, NULL, 2, &r), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_vm_execute_xdp(vm, f, sizeof f, NULL, 0, NULL), RBPF_E_INVALID_ARGUMENT);
+    rbpf_vm_destroy(vm);
+
+    /* VLAN stripping with bpf_xdp_adjust_head, in a buffer with headroom. */
+    CHECK_RC(rbpf_vm_create_kernel_from_elf(elf, len, "strip_vlan", RBPF_PROG_XDP, &vm), RBPF_OK);
+    uint8_t buf[256 + 64];
+    xdp_frame(buf + 256, 64, 80, 1);
+    rbpf_xdp_options o = {256, 64, 1, 0, 0};
+    CHECK_RC(rbpf_vm_execute_xdp(vm, buf, sizeof buf, &o, 0, &r), RBPF_OK);
+    CHECK(r.action == RBPF_XDP_PASS && r.offset == 260 && r.length == 60);
+    CHECK(buf[260] == 0xd0 && buf[266] == 0x50 && buf[272] == 0x08 && buf[273] == 0x00);
+    o.headroom = 300;
+    CHECK_RC(rbpf_vm_execute_xdp(vm, buf, sizeof buf, &o, 0, &r), RBPF_E_INVALID_ARGUMENT);
+    rbpf_vm_destroy(vm);
+
+    /* What the kernel's verifier refuses is refused at load, with the field. */
+    CHECK_RC(rbpf_vm_create_kernel_from_elf(elf, len, "bad_field", 0, &vm), RBPF_E_INVALID_PROGRAM);
+    CHECK(strstr(rbpf_last_error(), "xdp_md") != NULL);
+    free(elf);
+    CHECK_RC(rbpf_vm_create_for_type(RBPF_PROG_XDP, &vm), RBPF_OK);
+    uint8_t *prog = NULL;
+    size_t plen = 0;
+    CHECK_RC(rbpf_assemble("ldxw r0, [r1+12]\nexit", &prog, &plen), RBPF_OK); /* ingress_ifindex */
+    CHECK_RC(rbpf_vm_set_program(vm, prog, plen), RBPF_OK);
+    rbpf_free(prog);
+    o = (rbpf_xdp_options){0, UINT32_MAX, 42, 0, 0};
+    CHECK_RC(rbpf_vm_execute_xdp(vm, f, sizeof f, &o, 0, &r), RBPF_OK);
+    CHECK(r.value == 42);
+    rbpf_vm_destroy(vm);
+    CHECK_RC(rbpf_vm_create_for_type(RBPF_PROG_SOCKET_FILTER, &vm), RBPF_E_UNSUPPORTED);
+    CHECK_RC(rbpf_vm_create_for_type(0, &vm), RBPF_E_INVALID_ARGUMENT);
+}
+
 int main(void)
+
 
 {
     test_version_and_errors();
@@ -1266,6 +1338,7 @@ int main(void)
     test_execute_jit_while_code_changes();
     test_elf();
     test_maps();
+    test_xdp();
     printf("c: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 from collections.abc import MutableMapping
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Type, TypeVar, Union
+from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Type, TypeVar, Union
 
 __all__ = [
     "Vm", "MbuffVm", "FixedMbuffVm", "RawVm", "NoDataVm", "JitFunction", "BytesLike", "Program",
@@ -31,6 +31,7 @@ __all__ = [
     "NotFoundError", "KeyExistsError", "MapFullError", "Map",
     "MAP_HASH", "MAP_ARRAY", "MAP_PROG_ARRAY", "MAP_PERCPU_HASH", "MAP_PERCPU_ARRAY", "MAP_LRU_HASH", "MAP_RINGBUF",
     "ANY", "NOEXIST", "EXIST",
+    "XdpVm", "XdpResult", "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT",
     "MBUFF", "FIXED_MBUFF", "RAW", "NO_DATA",
     "HELPER_KTIME_GETNS", "HELPER_TRACE_PRINTK", "HELPER_GATHER_BYTES", "HELPER_MEMFROB",
     "HELPER_SQRTI", "HELPER_STRCMP", "HELPER_RAND",
@@ -44,6 +45,10 @@ MBUFF, FIXED_MBUFF, RAW, NO_DATA = 0, 1, 2, 3
 # Map types (rbpf_map_type, the kernel's numbers) and update flags.
 MAP_HASH, MAP_ARRAY, MAP_PROG_ARRAY, MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, MAP_LRU_HASH, MAP_RINGBUF = 1, 2, 3, 5, 6, 9, 27
 ANY, NOEXIST, EXIST = 0, 1, 2
+
+# XDP verdicts (enum xdp_action).
+XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4
+_PROG_XDP = 6
 
 # Standard helper ids (RBPF_HELPER_*).
 HELPER_KTIME_GETNS = 5
@@ -239,6 +244,21 @@ _map_destroy = _declare("rbpf_map_destroy", None, ctypes.c_void_p)
 _vm_bind_map = _declare("rbpf_vm_bind_map", ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
 _vm_get_map = _declare("rbpf_vm_get_map", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p))
 _vm_map_names = _declare("rbpf_vm_map_names", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
+class _XdpOptions(ctypes.Structure):
+    _fields_ = [("headroom", ctypes.c_uint32), ("length", ctypes.c_uint32), ("ingress_ifindex", ctypes.c_uint32),
+                ("rx_queue_index", ctypes.c_uint32), ("egress_ifindex", ctypes.c_uint32)]
+
+
+class _XdpResult(ctypes.Structure):
+    _fields_ = [("action", ctypes.c_uint32), ("offset", ctypes.c_uint32), ("length", ctypes.c_uint32),
+                ("reserved", ctypes.c_uint32), ("value", ctypes.c_uint64)]
+
+
+_vm_create_for_type = _declare("rbpf_vm_create_for_type", ctypes.c_int, ctypes.c_uint32, ctypes.POINTER(ctypes.c_void_p))
+_vm_create_kernel_from_elf = _declare("rbpf_vm_create_kernel_from_elf", ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.c_char_p,
+                                      ctypes.c_uint32, ctypes.POINTER(ctypes.c_void_p))
+_vm_execute_xdp = _declare("rbpf_vm_execute_xdp", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                           ctypes.POINTER(_XdpOptions), ctypes.c_uint32, ctypes.POINTER(_XdpResult))
 _vm_interrupt = _declare("rbpf_vm_interrupt", ctypes.c_int, ctypes.c_void_p)
 _vm_set_interrupt_signal = _declare("rbpf_vm_set_interrupt_signal", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
 _vm_is_valid = _declare("rbpf_vm_is_valid", ctypes.c_int, ctypes.c_void_p)
@@ -927,6 +947,67 @@ class Map(MutableMapping):
         if rc < 0:
             _check(int(rc))
         return int(rc)
+
+
+class XdpResult(NamedTuple):
+    """An XDP run's outcome: the verdict (XDP_*), r0, and where the frame is in the buffer now."""
+    action: int
+    value: int
+    offset: int
+    length: int
+
+
+class XdpVm(Vm):
+    """An XDP program written as for the kernel: r1 is a ``struct xdp_md``, whose accesses the
+    loader rewrites as the kernel's verifier does (refusing what it refuses). Load it from an ELF
+    object with ``XdpVm.from_elf(path, section)`` or give bytecode; run it with ``run()``."""
+
+    kind = MBUFF
+
+    def __init__(self, program: Optional[Program] = None) -> None:
+        self._init_state()
+        handle = ctypes.c_void_p()
+        _check(_vm_create_for_type(_PROG_XDP, ctypes.byref(handle)))
+        self._handle = handle
+        self._interrupt_on_sigint()
+        if program is not None:
+            self.set_program(program)
+
+    @classmethod
+    def from_elf(cls, elf: Program, section: Optional[str] = None, kind: Optional[int] = None) -> "XdpVm":  # type: ignore[override]
+        """Loads the XDP program in ``section`` (a section or function name) of an ELF object."""
+        vm = cls.__new__(cls)
+        Vm._init_state(vm)
+        buf, n = _program_buffer(elf, elf=True)
+        handle = ctypes.c_void_p()
+        _check(_vm_create_kernel_from_elf(buf, n, None if section is None else section.encode("utf-8"), _PROG_XDP,
+                                          ctypes.byref(handle)))
+        vm._handle = handle
+        vm._interrupt_on_sigint()
+        return vm
+
+    def run(self, buffer: bytearray, headroom: int = 0, length: Optional[int] = None, ingress_ifindex: int = 1,
+            rx_queue_index: int = 0, egress_ifindex: int = 0, jit: bool = False) -> XdpResult:
+        """Runs the program on the frame at ``headroom`` in ``buffer`` (a writable buffer the program
+        may rewrite; ``length`` None: the rest of it). Returns the verdict and where the frame is now."""
+        ptr, n, keep = _memory(buffer)
+        if memoryview(buffer).readonly:
+            raise TypeError("the buffer must be writable (a bytearray): XDP programs may rewrite the frame")
+        opts = _XdpOptions(_unsigned(headroom, 32, "headroom"), 0xffffffff if length is None else _unsigned(length, 32, "length"),
+                           _unsigned(ingress_ifindex, 32, "ingress_ifindex"), _unsigned(rx_queue_index, 32, "rx_queue_index"),
+                           _unsigned(egress_ifindex, 32, "egress_ifindex"))
+        result = _XdpResult()
+        self._helper_error.error = None
+        rc = _vm_execute_xdp(self._h, ptr, n, ctypes.byref(opts), 1 if jit else 0, ctypes.byref(result))
+        del keep
+        helper_error = self._helper_error.error
+        self._helper_error.error = None
+        if rc == _INTERRUPTED:
+            _raise_pending_signals(rc)
+        if helper_error is not None:
+            raise HelperFailedError(-11, _last_error().decode("utf-8", "replace")) from helper_error
+        _check(rc)
+        return XdpResult(result.action, result.value, result.offset, result.length)
 
 
 class JitFunction:

@@ -514,6 +514,40 @@ class ClassicBpf(unittest.TestCase):
             rbpf.cbpf_translate([(0x10000, 0, 0, 0)])
 
 
+class Xdp(unittest.TestCase):
+    @staticmethod
+    def frame(port, vlan=False):
+        f = bytearray(64)
+        f[0:6], f[6:12] = bytes(range(0xd0, 0xd6)), bytes(range(0x50, 0x56))
+        at = 12
+        if vlan:
+            f[12:16] = b"\x81\x00\x00\x64"
+            at = 16
+        f[at], f[at + 2], f[at + 11] = 0x08, 0x45, 17
+        f[at + 24], f[at + 25] = port >> 8, port & 0xff
+        return f
+
+    def test_kernel_xdp_programs(self):
+        obj = os.path.join(ELF_DIR, "xdp_progs.o")
+        with rbpf.XdpVm.from_elf(obj, "drop_port") as vm:
+            vm.jit_compile()
+            for jit in (False, True):
+                self.assertEqual(vm.run(self.frame(9999), jit=jit).action, rbpf.XDP_DROP)
+                self.assertEqual(vm.run(self.frame(53), jit=jit), rbpf.XdpResult(rbpf.XDP_PASS, 2, 0, 64))
+        with rbpf.XdpVm.from_elf(obj, "strip_vlan") as vm:
+            buf = bytearray(256) + self.frame(80, vlan=True)
+            r = vm.run(buf, headroom=256)
+            self.assertEqual((r.action, r.offset, r.length), (rbpf.XDP_PASS, 260, 60))
+            self.assertEqual(bytes(buf[r.offset:r.offset + 14]), bytes(range(0xd0, 0xd6)) + bytes(range(0x50, 0x56)) + b"\x08\x00")
+        with self.assertRaises(rbpf.InvalidProgramError) as cm:
+            rbpf.XdpVm.from_elf(obj, "bad_field")
+        self.assertIn("xdp_md", str(cm.exception))
+        with rbpf.XdpVm("ldxw r0, [r1+12]\nexit") as vm:
+            self.assertEqual(vm.run(bytearray(20), ingress_ifindex=9).value, 9)
+            with self.assertRaises(TypeError):
+                vm.run(bytes(20))
+
+
 class MemoryAndVerifier(unittest.TestCase):
     def test_stores_reach_writable_memory(self):
         with rbpf.RawVm(rbpf.assemble("stw [r1+1], 0x11223344\nexit")) as vm:

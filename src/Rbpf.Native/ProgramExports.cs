@@ -1,0 +1,103 @@
+using System.Runtime.InteropServices;
+using Rbpf.Programs;
+
+namespace Rbpf.Native;
+
+/// <summary>Kernel program types in the C ABI (include/rbpf.h): creating VMs for them, and XDP runs.</summary>
+internal static unsafe class ProgramExports
+{
+    private static RbpfException Bad(string message) => new(RbpfErrorCode.InvalidArgument, message);
+
+    private static int Fail(Exception e) => LastError.From(e);
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_create_for_type")]
+    public static int CreateForType(uint type, nint* outVm)
+    {
+        try
+        {
+            if (outVm == null) throw Bad("out (the rbpf_vm ** for the new VM) is NULL");
+            *outVm = 0;
+            if (type == 0) throw Bad("program type 0 is none: use rbpf_vm_create with a VM kind");
+            var vm = EbpfVm.ForProgramType((ProgramType)type);
+            *outVm = Exports.RegisterVm(vm);
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_create_kernel_from_elf")]
+    public static int CreateKernelFromElf(byte* elf, nuint elfLen, byte* sectionOrFunction, uint type, nint* outVm)
+    {
+        try
+        {
+            if (outVm == null) throw Bad("out (the rbpf_vm ** for the new VM) is NULL");
+            *outVm = 0;
+            if (elf == null) throw Bad("elf is NULL");
+            if (elfLen > int.MaxValue) throw Bad("elf_len is too large");
+            var vm = EbpfVm.FromKernelObject(new ReadOnlySpan<byte>(elf, (int)elfLen), Utf8.Read(sectionOrFunction), (ProgramType)type);
+            *outVm = Exports.RegisterVm(vm);
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_get_program_type")]
+    public static int GetProgramType(nint vm, uint* type)
+    {
+        try
+        {
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            if (type == null) throw Bad("type is NULL");
+            *type = (uint)v.ProgramType;
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    /// <summary>Layout of rbpf_xdp_options.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct Options
+    {
+        public uint Headroom, Length, IngressIfindex, RxQueueIndex, EgressIfindex;
+    }
+
+    /// <summary>Layout of rbpf_xdp_result.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct Result
+    {
+        public uint Action, Offset, Length, Reserved;
+        public ulong Value;
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute_xdp")]
+    public static int ExecuteXdp(nint vm, byte* buffer, nuint bufferLen, Options* options, uint flags, Result* result)
+    {
+        try
+        {
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            if (result == null) throw Bad("result is NULL");
+            if (buffer == null && bufferLen != 0) throw Bad($"buffer is NULL but buffer_len is {bufferLen}");
+            if (bufferLen > int.MaxValue) throw Bad("buffer_len is too large");
+            if ((flags & ~1u) != 0) throw Bad($"unknown flags 0x{flags:x} (RBPF_XDP_JIT 1)");
+            var o = new XdpOptions();
+            if (options != null)
+            {
+                if (options->Headroom > int.MaxValue || (options->Length > int.MaxValue && options->Length != uint.MaxValue))
+                    throw Bad("headroom or length is too large");
+                o = new XdpOptions
+                {
+                    Headroom = (int)options->Headroom,
+                    Length = options->Length == uint.MaxValue ? null : (int)options->Length,
+                    IngressIfindex = options->IngressIfindex,
+                    RxQueueIndex = options->RxQueueIndex,
+                    EgressIfindex = options->EgressIfindex,
+                };
+            }
+            var span = new Span<byte>(buffer, (int)bufferLen);
+            var r = (flags & 1) != 0 ? v.ExecuteXdpJit(span, o) : v.ExecuteXdp(span, o);
+            *result = new Result { Action = (uint)r.Action, Offset = (uint)r.Offset, Length = (uint)r.Length, Value = r.Result };
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+}
