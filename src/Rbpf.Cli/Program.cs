@@ -65,6 +65,11 @@ internal static class Program
         An ELF program whose section names an XDP program (SEC("xdp")) runs as one unless --kind
         is given: --mem is the frame, and the verdict is printed with its name (and the frame,
         if the program changed it).
+
+          --pcap FILE           run over every packet of a pcap or pcapng capture (XDP, or a raw
+                                VM) and print the verdicts counted and any errors
+          --write-pcap OUT      with --verdict V: write the packets with that verdict (a number,
+                                or pass, drop, tx, aborted, redirect for XDP) as the program left them
           --section NAME        ELF objects: the program's section or function
           --mem FILE            input memory from a file
           --mem-hex HEX         input memory as hex ("aa bb 11" or "aabb11")
@@ -328,7 +333,7 @@ internal static class Program
     {
         var o = new Options(args, new[] { "--jit", "--unchecked", "--trace", "--no-verify", "--dump-maps", "--cbpf" },
             new[] { "--format", "--section", "--mem", "--mem-hex", "--kind", "--mbuff-hex", "--data-offset", "--data-end-offset", "--limit", "--repeat",
-                    "--stub-helpers" });
+                    "--stub-helpers", "--pcap", "--write-pcap", "--verdict" });
         if (o.Help) return Print(RunHelp);
         string file = OnePositional(o, "PROG");
         if (o.Has("--mem") && o.Has("--mem-hex")) throw new UsageException("give --mem or --mem-hex, not both");
@@ -394,6 +399,8 @@ internal static class Program
 
     private static int RunLoaded(EbpfVm vm, Options o, byte[] prog, byte[] mem, byte[] mbuff, ulong repeat, bool jit)
     {
+        if (o.Has("--pcap")) return RunCapture(vm, o, jit);
+        if (o.Has("--write-pcap") || o.Has("--verdict")) throw new UsageException("--write-pcap and --verdict go with --pcap");
         if (vm.ProgramType == Rbpf.Programs.ProgramType.Xdp) return RunXdp(vm, o, mem, repeat, jit);
         RbpfErrorCode code;
         ulong result;
@@ -426,6 +433,89 @@ internal static class Program
         Console.Out.WriteLine($"0x{result:x}");
         if (o.Has("--dump-maps")) DumpMaps(vm);
         return ExitOk;
+    }
+
+    private static string XdpName(ulong r0) => r0 switch
+    {
+        0 => "XDP_ABORTED", 1 => "XDP_DROP", 2 => "XDP_PASS", 3 => "XDP_TX", 4 => "XDP_REDIRECT",
+        _ => $"0x{r0:x}",
+    };
+
+    /// <summary>
+    /// The program over every packet of a pcap or pcapng capture: the verdicts counted (by name for
+    /// XDP), errors with the first one's message, and with --write-pcap the packets whose verdict is
+    /// --verdict (as the program left them).
+    /// </summary>
+    private static int RunCapture(EbpfVm vm, Options o, bool jit)
+    {
+        if (o.Has("--mem") || o.Has("--mem-hex") || o.Has("--trace") || o.Has("--repeat"))
+            throw new UsageException("--pcap gives the input: drop --mem, --mem-hex, --trace and --repeat");
+        bool xdp = vm.ProgramType == Rbpf.Programs.ProgramType.Xdp;
+        if (!xdp && vm.Kind != VmKind.Raw) throw new UsageException("--pcap runs XDP programs and raw VMs (--kind raw)");
+        var (link, packets) = Rbpf.Programs.Capture.Read(ProgramInput.ReadAll(o.Get("--pcap")!));
+        ulong? keep = null;
+        if (o.Has("--verdict"))
+        {
+            string v = o.Get("--verdict")!;
+            string[] names = { "aborted", "drop", "pass", "tx", "redirect" };
+            int named = Array.IndexOf(names, v.ToLowerInvariant());
+            keep = xdp && named >= 0 ? (ulong)named : ProgramInput.ParseNumber(v, "--verdict");
+        }
+        else if (o.Has("--write-pcap")) throw new UsageException("--write-pcap needs --verdict: which packets to keep");
+        var counts = new SortedDictionary<ulong, int>();
+        var kept = new List<Rbpf.Programs.CapturedPacket>();
+        int errors = 0;
+        string? firstError = null;
+        for (int n = 0; n < packets.Count; n++)
+        {
+            if (s_cancelled) { Console.Error.WriteLine($"rbpf: interrupted after {n} of {packets.Count} packets"); return ExitInterrupted; }
+            var p = packets[n];
+            try
+            {
+                ulong verdict;
+                byte[] after;
+                if (xdp)
+                {
+                    // 256 bytes of headroom, as the kernel gives, for bpf_xdp_adjust_head.
+                    var buffer = new byte[256 + p.Data.Length];
+                    p.Data.CopyTo(buffer, 256);
+                    var options = new Rbpf.Programs.XdpOptions { Headroom = 256 };
+                    var r = jit ? vm.ExecuteXdpJit(buffer, options) : vm.ExecuteXdp(buffer, options);
+                    verdict = r.Result;
+                    after = buffer.AsSpan(r.Offset, r.Length).ToArray();
+                }
+                else
+                {
+                    after = (byte[])p.Data.Clone();
+                    verdict = jit ? vm.ExecuteJit(after) : vm.Execute(after);
+                }
+                counts[verdict] = counts.GetValueOrDefault(verdict) + 1;
+                if (keep == verdict) kept.Add(p with { Data = after });
+            }
+            catch (RbpfException e)
+            {
+                if (e.Code == RbpfErrorCode.Interrupted) { Console.Error.WriteLine($"rbpf: packet {n}: {e.Message}"); return ExitInterrupted; }
+                errors++;
+                firstError ??= $"packet {n}: {e.Message}";
+            }
+        }
+        Console.Out.WriteLine($"{packets.Count} packet{(packets.Count == 1 ? "" : "s")}");
+        foreach (var (verdict, count) in counts)
+            Console.Out.WriteLine($"  {(xdp ? XdpName(verdict) : $"0x{verdict:x}")}: {count}");
+        if (errors > 0) Console.Out.WriteLine($"  errors: {errors} (first: {firstError})");
+        if (o.Has("--write-pcap"))
+        {
+            string output = o.Get("--write-pcap")!;
+            if (Directory.Exists(output)) throw new InputException($"cannot write '{output}': it is a directory");
+            try { File.WriteAllBytes(output, Rbpf.Programs.Capture.WritePcap(kept, link)); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new InputException($"cannot write '{output}': {e.Message}");
+            }
+            Console.Out.WriteLine($"wrote {kept.Count} packet{(kept.Count == 1 ? "" : "s")} to {output}");
+        }
+        if (o.Has("--dump-maps")) DumpMaps(vm);
+        return errors > 0 ? ExitRunFailed : ExitOk;
     }
 
     /// <summary>An XDP program on the frame in --mem: its verdict, and the frame if the program changed it.</summary>

@@ -161,6 +161,36 @@ public class CliTests
         Assert.Contains("no xdp_md field at offset 24", bad.Stderr);
     }
 
+    [SkippableFact]
+    public void RunGoesThroughACaptureAndKeepsPacketsByVerdict()
+    {
+        string obj = Path.Combine(TestPaths.RepoRoot, "tests", "elf", "xdp_progs.o");
+        byte[] Udp(int port, int length = 64)
+        {
+            var f = new byte[64];
+            f[12] = 0x08; f[14] = 0x45; f[23] = 17; f[36] = (byte)(port >> 8); f[37] = (byte)port;
+            return f[..length];
+        }
+        var packets = new[] { Udp(9999), Udp(53), Udp(9999, 30), Udp(80), Udp(9999) }
+            .Select((d, n) => new Rbpf.Programs.CapturedPacket(d, 64, (ulong)n)).ToArray();
+        string pcap = Temp("in.pcap", Rbpf.Programs.Capture.WritePcap(packets));
+        string pcapng = Temp("in.pcapng", CaptureTests.Pcapng(packets.Select(p => p.Data).ToArray()));
+        string outPath = Path.Combine(Path.GetDirectoryName(pcap)!, "pass.pcap");
+        foreach (var input in new[] { pcap, pcapng })
+        {
+            var r = Cli(new[] { "run", obj, "--section", "drop_port", "--pcap", input, "--write-pcap", outPath, "--verdict", "pass", "--jit" });
+            Assert.Equal(0, r.Exit);
+            Assert.Equal($"5 packets\n  XDP_DROP: 2\n  XDP_PASS: 3\nwrote 3 packets to {outPath}\n", r.Stdout);
+            var (_, kept) = Rbpf.Programs.Capture.Read(File.ReadAllBytes(outPath));
+            Assert.Equal(new[] { 64, 30, 64 }, kept.Select(k => k.Data.Length));
+        }
+        // A raw program (a classic filter) over the same capture, verdicts by number.
+        string dd = Temp("udp53.dd", Encoding.ASCII.GetBytes("{ 0x28, 0, 0, 0x00000024 },\n{ 0x15, 0, 1, 0x00000035 },\n{ 0x6, 0, 0, 0x00040000 },\n{ 0x6, 0, 0, 0x00000000 },\n"));
+        Assert.Equal("5 packets\n  0x0: 4\n  0x40000: 1\n", Cli(new[] { "run", "--cbpf", dd, "--pcap", pcap }).Stdout);
+        Assert.Equal(2, Cli(new[] { "run", obj, "--section", "drop_port", "--pcap", pcap, "--write-pcap", outPath }).Exit);
+        Assert.Contains("not a pcap", Cli(new[] { "run", obj, "--section", "drop_port", "--pcap", Temp("bad.pcap", new byte[40]) }).Stderr);
+    }
+
     private const string Sample = "mov r0, 0\nldxb r1, [r1+1]\nadd r0, r1\nadd r0, 0x10\nexit\n";
 
     [SkippableFact]
