@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import struct
 import sys
 import threading
 from collections.abc import MutableMapping
@@ -31,7 +32,7 @@ __all__ = [
     "NotFoundError", "KeyExistsError", "MapFullError", "Map",
     "MAP_HASH", "MAP_ARRAY", "MAP_PROG_ARRAY", "MAP_PERCPU_HASH", "MAP_PERCPU_ARRAY", "MAP_LRU_HASH", "MAP_RINGBUF",
     "ANY", "NOEXIST", "EXIST",
-    "XdpVm", "XdpResult", "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT",
+    "XdpVm", "XdpResult", "CapturedPacket", "read_capture", "write_pcap", "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT",
     "MBUFF", "FIXED_MBUFF", "RAW", "NO_DATA",
     "HELPER_KTIME_GETNS", "HELPER_TRACE_PRINTK", "HELPER_GATHER_BYTES", "HELPER_MEMFROB",
     "HELPER_SQRTI", "HELPER_STRCMP", "HELPER_RAND",
@@ -1008,6 +1009,93 @@ class XdpVm(Vm):
             raise HelperFailedError(-11, _last_error().decode("utf-8", "replace")) from helper_error
         _check(rc)
         return XdpResult(result.action, result.value, result.offset, result.length)
+
+    def run_capture(self, packets: Iterable[CapturedPacket], headroom: int = 256,
+                    jit: bool = False) -> List[Tuple[XdpResult, bytes]]:
+        """Runs the program on each packet (from read_capture()) with ``headroom`` bytes before it,
+        and returns each verdict with the frame as the program left it."""
+        out = []
+        for p in packets:
+            buffer = bytearray(headroom) + bytearray(p.data)
+            r = self.run(buffer, headroom=headroom, jit=jit)
+            out.append((r, bytes(buffer[r.offset:r.offset + r.length])))
+        return out
+
+
+class CapturedPacket(NamedTuple):
+    """One packet of a capture: the bytes captured, its length on the wire, its time in nanoseconds."""
+    data: bytes
+    original_length: int
+    timestamp: int
+
+
+def read_capture(source: Union[str, "os.PathLike[str]", BytesLike]) -> Tuple[int, List[CapturedPacket]]:
+    """Reads a pcap or pcapng capture (a path, or its bytes): its link type (1: Ethernet) and its
+    packets. A damaged file raises InvalidArgumentError saying where."""
+    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else open(os.fspath(source), "rb").read()
+
+    def bad(message):
+        return InvalidArgumentError(-1, "capture: " + message)
+
+    if len(data) < 4:
+        raise bad("%d bytes is too short for a pcap or pcapng file" % len(data))
+    packets = []
+    if data[:4] == b"\x0a\x0d\x0d\x0a":
+        order, links, link, at = "<", [], 1, 0
+        while at < len(data):
+            if len(data) - at < 12:
+                raise bad("block at byte %d is cut short" % at)
+            if data[at:at + 4] == b"\x0a\x0d\x0d\x0a":
+                bom = data[at + 8:at + 12]
+                order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else None
+                if order is None:
+                    raise bad("section header at byte %d has a bad byte-order magic" % at)
+                links = []
+            kind, length = struct.unpack_from(order + "II", data, at)
+            if length < 12 or length % 4 or length > len(data) - at:
+                raise bad("block at byte %d has a bad length %d" % (at, length))
+            body, end = at + 8, at + length - 4
+            if kind == 1:
+                if end - body < 8:
+                    raise bad("interface block at byte %d is cut short" % at)
+                links.append(struct.unpack_from(order + "H", data, body)[0])
+                link = links[0]
+            elif kind == 6:
+                if end - body < 20:
+                    raise bad("packet block at byte %d is cut short" % at)
+                iface, hi, lo, incl, orig = struct.unpack_from(order + "IIIII", data, body)
+                if iface >= len(links) or incl > end - body - 20:
+                    raise bad("packet block at byte %d is inconsistent" % at)
+                packets.append(CapturedPacket(data[body + 20:body + 20 + incl], orig, ((hi << 32) | lo) * 1000))
+            at += length
+        return link, packets
+    magic = struct.unpack_from("<I", data)[0]
+    formats = {0xa1b2c3d4: ("<", 1000), 0xa1b23c4d: ("<", 1), 0xd4c3b2a1: (">", 1000), 0x4d3cb2a1: (">", 1)}
+    if magic not in formats or len(data) < 24:
+        raise bad("not a pcap or pcapng file")
+    order, scale = formats[magic]
+    link = struct.unpack_from(order + "I", data, 20)[0] & 0x0fffffff
+    at = 24
+    while at < len(data):
+        if len(data) - at < 16:
+            raise bad("record %d at byte %d: its header is cut short" % (len(packets), at))
+        sec, frac, incl, orig = struct.unpack_from(order + "IIII", data, at)
+        at += 16
+        if incl > len(data) - at:
+            raise bad("record %d: %d bytes captured, %d left in the file" % (len(packets), incl, len(data) - at))
+        packets.append(CapturedPacket(data[at:at + incl], orig, sec * 1000000000 + frac * scale))
+        at += incl
+    return link, packets
+
+
+def write_pcap(destination: Union[str, "os.PathLike[str]"], packets: Iterable[CapturedPacket], link_type: int = 1) -> None:
+    """Writes ``packets`` as a pcap file (nanosecond times), which tcpdump and Wireshark read."""
+    with open(os.fspath(destination), "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xa1b23c4d, 2, 4, 0, 0, 262144, link_type))
+        for p in packets:
+            out.write(struct.pack("<IIII", p.timestamp // 1000000000, p.timestamp % 1000000000, len(p.data),
+                                  max(p.original_length, len(p.data))))
+            out.write(p.data)
 
 
 class JitFunction:

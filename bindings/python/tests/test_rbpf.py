@@ -6,6 +6,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 import threading
@@ -546,6 +547,21 @@ class Xdp(unittest.TestCase):
             self.assertEqual(vm.run(bytearray(20), ingress_ifindex=9).value, 9)
             with self.assertRaises(TypeError):
                 vm.run(bytes(20))
+
+    def test_captures(self):
+        packets = [rbpf.CapturedPacket(bytes(self.frame(p))[:n], 64, i * 1000)
+                   for i, (p, n) in enumerate([(9999, 64), (53, 64), (9999, 30), (80, 64)])]
+        path = os.path.join(tempfile.mkdtemp(), "in.pcap")
+        rbpf.write_pcap(path, packets)
+        link, back = rbpf.read_capture(path)
+        self.assertEqual((link, [p.data for p in back]), (1, [p.data for p in packets]))
+        self.assertEqual(back[3].timestamp, 3000)
+        with rbpf.XdpVm.from_elf(os.path.join(ELF_DIR, "xdp_progs.o"), "drop_port") as vm:
+            results = vm.run_capture(back, jit=False)
+            self.assertEqual([r.action for r, _ in results], [rbpf.XDP_DROP, rbpf.XDP_PASS, rbpf.XDP_PASS, rbpf.XDP_PASS])
+            self.assertEqual(results[1][1], packets[1].data)
+        with self.assertRaises(rbpf.InvalidArgumentError):
+            rbpf.read_capture(b"\xd4\xc3\xb2\xa1" + bytes(30))
 
 
 class MemoryAndVerifier(unittest.TestCase):
