@@ -135,12 +135,14 @@ public sealed class EbpfVm : IDisposable
         {
             if (value != Programs.ProgramType.None && Kind != VmKind.Mbuff)
                 throw new RbpfException(RbpfErrorCode.InvalidArgument, "a kernel program type needs a metadata-buffer VM (its context is the buffer): use EbpfVm.ForProgramType");
-            if (value is not (Programs.ProgramType.None or Programs.ProgramType.Xdp))
-                throw new RbpfException(RbpfErrorCode.Unsupported, $"program type {value} is not supported yet (XDP is)");
+            if (value is not (Programs.ProgramType.None or Programs.ProgramType.Xdp or Programs.ProgramType.SchedCls
+                or Programs.ProgramType.SchedAct or Programs.ProgramType.SocketFilter))
+                throw new RbpfException(RbpfErrorCode.Unsupported, $"program type {value} is not supported (XDP, tc and socket filters are)");
             if (_program != null && value != _programType)
                 throw new RbpfException(RbpfErrorCode.InvalidArgument, "set the program type before loading the program");
             _programType = value;
             if (value == Programs.ProgramType.Xdp) Programs.KernelContexts.RegisterXdpHelpers(this);
+            else if (value != Programs.ProgramType.None) Programs.KernelContexts.RegisterSkbHelpers(this);
         }
     }
 
@@ -175,6 +177,13 @@ public sealed class EbpfVm : IDisposable
     /// </summary>
     public unsafe Programs.XdpResult ExecuteXdp(Span<byte> buffer, Programs.XdpOptions? options = null) =>
         Programs.KernelContexts.RunXdp(this, buffer, options ?? new Programs.XdpOptions(), jit: false);
+
+    /// <summary>
+    /// Runs a tc program or socket filter on <paramref name="frame"/> (an Ethernet frame) with the
+    /// packet's metadata (<see cref="Programs.SkbOptions"/>): its result and the <c>__sk_buff</c> fields it may set.
+    /// </summary>
+    public unsafe Programs.SkbResult ExecuteSkb(Span<byte> frame, Programs.SkbOptions? options = null, bool jit = false) =>
+        Programs.KernelContexts.RunSkb(this, frame, options ?? new Programs.SkbOptions(), jit);
 
     /// <summary>As <see cref="ExecuteXdp"/>, JIT-compiled (compile first).</summary>
     public unsafe Programs.XdpResult ExecuteXdpJit(Span<byte> buffer, Programs.XdpOptions? options = null) =>

@@ -134,7 +134,9 @@ internal static class ContextRewriter
                     else
                     {
                         if (typeName == "XDP") throw Bad(pc, "legacy packet loads (LD_ABS, LD_IND) are not allowed in XDP programs");
-                        for (int r = 0; r <= 5; r++) s.Regs[r] = Kind.Other;
+                        // Their kernel meaning in these types (network byte order, a load outside the
+                        // packet ending the program with 0) differs from rbpf's: refused rather than wrong.
+                        throw Bad(pc, $"legacy packet loads (LD_ABS, LD_IND) in {typeName} programs are not supported yet: use bpf_skb_load_bytes");
                     }
                     break;
                 case Isa.ClassLdx:

@@ -17,6 +17,38 @@ public sealed record XdpOptions
     public uint EgressIfindex { get; init; }
 }
 
+/// <summary>The packet's metadata for a tc program or socket filter (what the kernel keeps in its sk_buff).</summary>
+public sealed record SkbOptions
+{
+    /// <summary><c>__sk_buff.protocol</c> (host order, e.g. 0x0800); null: the frame's EtherType.</summary>
+    public uint? Protocol { get; init; }
+    /// <summary><c>pkt_type</c> (0: to this host).</summary>
+    public uint PacketType { get; init; }
+    /// <summary><c>mark</c>.</summary>
+    public uint Mark { get; init; }
+    /// <summary><c>priority</c>.</summary>
+    public uint Priority { get; init; }
+    /// <summary><c>queue_mapping</c>.</summary>
+    public uint QueueMapping { get; init; }
+    /// <summary><c>ifindex</c>.</summary>
+    public uint Ifindex { get; init; } = 1;
+    /// <summary><c>ingress_ifindex</c>.</summary>
+    public uint IngressIfindex { get; init; } = 1;
+    /// <summary><c>tc_index</c>.</summary>
+    public uint TcIndex { get; init; }
+    /// <summary><c>tc_classid</c>.</summary>
+    public uint TcClassid { get; init; }
+    /// <summary><c>hash</c>.</summary>
+    public uint Hash { get; init; }
+    /// <summary>A VLAN tag taken off the frame (<c>vlan_present</c>, <c>vlan_tci</c>), or null.</summary>
+    public uint? VlanTci { get; init; }
+    /// <summary><c>cb[5]</c>.</summary>
+    public uint[] Cb { get; init; } = new uint[5];
+}
+
+/// <summary>A tc or socket filter run's outcome: r0 (a TC_ACT_* code, or for a socket filter the bytes to keep) and the fields it may set.</summary>
+public readonly record struct SkbResult(ulong Result, uint Mark, uint Priority, uint TcClassid, uint TcIndex, uint QueueMapping, uint[] Cb);
+
 /// <summary>An XDP run's outcome: the verdict, and where the frame is now in the buffer.</summary>
 /// <param name="Action">The program's verdict.</param>
 /// <param name="Result">r0 as the program returned it.</param>
@@ -49,7 +81,102 @@ internal static unsafe class KernelContexts
         switch (type)
         {
             case ProgramType.Xdp: ContextRewriter.Rewrite(insns, XdpFields, "XDP", "xdp_md"); break;
+            case ProgramType.SchedCls: case ProgramType.SchedAct: ContextRewriter.Rewrite(insns, SkbFields(tc: true), "tc", "__sk_buff"); break;
+            case ProgramType.SocketFilter: ContextRewriter.Rewrite(insns, SkbFields(tc: false), "socket filter", "__sk_buff"); break;
             default: throw new RbpfException(RbpfErrorCode.Unsupported, $"program type {type} is not supported yet");
+        }
+    }
+
+    // The engine's __sk_buff: the kernel's layout (192 bytes) for the scalar fields, then the real
+    // pointers that data, data_end and data_meta become, then the frame's bounds.
+    public const int SkbSize = 192, OffSkbData = 192, OffSkbDataEnd = 200, OffSkbDataMeta = 208, SkbContextSize = 216;
+
+    /// <summary>The fields of <c>struct __sk_buff</c> a tc program (<paramref name="tc"/>) or a socket filter may use.</summary>
+    public static ContextField[] SkbFields(bool tc)
+    {
+        var f = new List<ContextField>
+        {
+            new("len", 0, 4, 0, false, false), new("pkt_type", 4, 4, 4, false, false),
+            new("mark", 8, 4, 8, false, tc), new("queue_mapping", 12, 4, 12, false, tc),
+            new("protocol", 16, 4, 16, false, false), new("vlan_present", 20, 4, 20, false, false),
+            new("vlan_tci", 24, 4, 24, false, false), new("vlan_proto", 28, 4, 28, false, false),
+            new("priority", 32, 4, 32, false, tc), new("ingress_ifindex", 36, 4, 36, false, false),
+            new("ifindex", 40, 4, 40, false, false), new("tc_index", 44, 4, 44, false, tc),
+        };
+        for (int k = 0; k < 5; k++) f.Add(new($"cb[{k}]", 48 + 4 * k, 4, 48 + 4 * k, false, true));
+        f.Add(new("hash", 68, 4, 68, false, false));
+        f.Add(new("tc_classid", 72, 4, 72, false, tc));
+        if (tc)
+        {
+            // Socket filters read the packet with LD_ABS and bpf_skb_load_bytes, never directly.
+            f.Add(new("data", 76, 4, OffSkbData, true, false));
+            f.Add(new("data_end", 80, 4, OffSkbDataEnd, true, false));
+            f.Add(new("data_meta", 140, 4, OffSkbDataMeta, true, false));
+        }
+        f.Add(new("napi_id", 84, 4, 84, false, false));
+        f.Add(new("wire_len", 160, 4, 160, false, false));
+        f.Add(new("gso_segs", 164, 4, 164, false, false));
+        f.Add(new("gso_size", 176, 4, 176, false, false));
+        return f.ToArray();
+    }
+
+    public const uint SkbLoadBytesId = 26;
+
+    /// <summary>bpf_skb_load_bytes(skb, offset, to, len): copies packet bytes, -EFAULT (-14) outside the packet.</summary>
+    public static void RegisterSkbHelpers(EbpfVm vm)
+    {
+        if (vm.HasHelper(SkbLoadBytesId)) return;
+        vm.RegisterHelper(SkbLoadBytesId, (m, r1, r2, r3, r4, _) =>
+        {
+            if (!m.IsAllowed(r1, SkbContextSize, write: false))
+                throw new RbpfException(RbpfErrorCode.HelperFailed, $"0x{r1:x} is not the __sk_buff context (pass the r1 the program started with)");
+            var ctx = m.GetSpan(r1, SkbContextSize, write: false);
+            ulong data = Unsafe.As<byte, ulong>(ref ctx[OffSkbData]), end = Unsafe.As<byte, ulong>(ref ctx[OffSkbDataEnd]);
+            uint offset = (uint)r2, length = (uint)r4;
+            if (length == 0 || length > 0xffff || (ulong)offset + length > end - data) return unchecked((ulong)-14L);
+            new ReadOnlySpan<byte>((void*)(data + offset), (int)length).CopyTo(m.GetSpan(r3, (int)length, write: true));
+            return 0;
+        }, "bpf_skb_load_bytes");
+    }
+
+    public static SkbResult RunSkb(EbpfVm vm, Span<byte> frame, SkbOptions options, bool jit)
+    {
+        if (vm.ProgramType is not (ProgramType.SchedCls or ProgramType.SchedAct or ProgramType.SocketFilter))
+            throw new RbpfException(RbpfErrorCode.InvalidArgument, "the VM's program type is not tc or socket filter");
+        byte* ctx = stackalloc byte[SkbContextSize];
+        var c = new Span<byte>(ctx, SkbContextSize);
+        c.Clear();
+        void W(int off, uint v) => *(uint*)(ctx + off) = v;
+        fixed (byte* b = frame)
+        {
+            W(0, (uint)frame.Length);
+            W(4, options.PacketType);
+            W(8, options.Mark);
+            W(12, options.QueueMapping);
+            // protocol: the EtherType in network byte order, as the kernel keeps skb->protocol.
+            uint proto = options.Protocol ?? (frame.Length >= 14 ? (uint)(frame[12] << 8 | frame[13]) : 0);
+            W(16, (uint)System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((ushort)proto));
+            W(20, options.VlanTci.HasValue ? 1u : 0u);
+            W(24, options.VlanTci ?? 0);
+            W(28, options.VlanTci.HasValue ? 0x0081u : 0); // htons(ETH_P_8021Q)
+            W(32, options.Priority);
+            W(36, options.IngressIfindex);
+            W(40, options.Ifindex);
+            W(44, options.TcIndex);
+            for (int k = 0; k < 5; k++) W(48 + 4 * k, k < options.Cb.Length ? options.Cb[k] : 0);
+            W(68, options.Hash);
+            W(72, options.TcClassid);
+            W(160, (uint)frame.Length);
+            W(164, 1);
+            Unsafe.As<byte, ulong>(ref c[OffSkbData]) = (ulong)b;
+            Unsafe.As<byte, ulong>(ref c[OffSkbDataEnd]) = (ulong)b + (ulong)frame.Length;
+            Unsafe.As<byte, ulong>(ref c[OffSkbDataMeta]) = (ulong)b;
+            var code = jit
+                ? vm.TryExecuteJit(b, (nuint)frame.Length, ctx, SkbContextSize, out ulong r0, out var error)
+                : vm.TryExecute(b, (nuint)frame.Length, ctx, SkbContextSize, out r0, out error);
+            if (code != RbpfErrorCode.Ok) throw error!;
+            uint R(int off) => *(uint*)(ctx + off);
+            return new SkbResult(r0, R(8), R(32), R(72), R(44), R(12), new[] { R(48), R(52), R(56), R(60), R(64) });
         }
     }
 

@@ -1,0 +1,75 @@
+using Rbpf.Programs;
+
+namespace Rbpf.Tests;
+
+public class SkbTests
+{
+    private static byte[] Object() => File.ReadAllBytes(Path.Combine(TestPaths.RepoRoot, "tests", "elf", "tc_progs.o"));
+
+    private static byte[] Frame(ushort etherType, byte proto, byte tos, int length = 64)
+    {
+        var f = new byte[Math.Max(length, 40)];
+        f[12] = (byte)(etherType >> 8); f[13] = (byte)etherType;
+        f[14] = 0x45; f[15] = tos; f[23] = proto;
+        return f[..length];
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ATcClassifierReadsAndSetsSkbFields(bool jit)
+    {
+        var vm = EbpfVm.FromKernelObject(Object(), "classify");
+        Assert.Equal(ProgramType.SchedCls, vm.ProgramType);
+        if (jit) vm.JitCompile();
+        var rng = new Random(15);
+        for (int n = 0; n < 500; n++)
+        {
+            ushort type = rng.Next(5) == 0 ? (ushort)0x86dd : (ushort)0x0800;
+            byte proto = (byte)(rng.Next(3) switch { 0 => 1, 1 => 6, _ => 17 });
+            byte tos = (byte)rng.Next(256);
+            int length = rng.Next(6) == 0 ? rng.Next(0, 40) : rng.Next(40, 120);
+            var f = Frame(type, proto, tos, length);
+            var r = vm.ExecuteSkb(f, new SkbOptions { Ifindex = 7, Mark = 99 }, jit);
+            // The same logic in plain C#.
+            bool ipv4 = length >= 34 && type == 0x0800;
+            Assert.Equal(ipv4 && proto == 1 ? 2UL : 0UL, r.Result);   // TC_ACT_SHOT 2, TC_ACT_OK 0
+            Assert.Equal(ipv4 ? tos : 99u, r.Mark);
+            Assert.Equal(ipv4 ? (uint)length : 0u, r.Priority);
+            Assert.Equal(ipv4 ? 0x10001u : 0u, r.TcClassid);
+            Assert.Equal(ipv4 ? 7u : 0u, r.Cb[2]);
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ASocketFilterKeepsTcpWithSkbLoadBytes(bool jit)
+    {
+        var vm = EbpfVm.FromKernelObject(Object(), "tcp_only");
+        Assert.Equal(ProgramType.SocketFilter, vm.ProgramType);
+        if (jit) vm.JitCompile();
+        Assert.Equal(64UL, vm.ExecuteSkb(Frame(0x0800, 6, 0), jit: jit).Result);
+        Assert.Equal(0UL, vm.ExecuteSkb(Frame(0x0800, 17, 0), jit: jit).Result);
+        Assert.Equal(0UL, vm.ExecuteSkb(Frame(0x86dd, 6, 0), jit: jit).Result);
+        Assert.Equal(0UL, vm.ExecuteSkb(Frame(0x0800, 6, 0, length: 20), jit: jit).Result); // the load fails: dropped
+    }
+
+    [Fact]
+    public void WhatEachTypeMayNotDoIsRefused()
+    {
+        var e = Assert.Throws<RbpfException>(() => EbpfVm.FromKernelObject(Object(), "reads_data"));
+        Assert.Contains("socket filter programs have no __sk_buff field at offset 76", e.Message);
+        EbpfVm Load(ProgramType type, string asm)
+        {
+            var vm = EbpfVm.ForProgramType(type);
+            vm.SetProgram(Assembler.Assemble(asm));
+            return vm;
+        }
+        Assert.Contains("read-only for socket filter", Assert.Throws<RbpfException>(() => Load(ProgramType.SocketFilter, "stw [r1+8], 1\nmov r0, 0\nexit")).Message);
+        Assert.Contains("read-only", Assert.Throws<RbpfException>(() => Load(ProgramType.SchedCls, "stw [r1+0], 1\nmov r0, 0\nexit")).Message);
+        Assert.Contains("not supported yet", Assert.Throws<RbpfException>(() => Load(ProgramType.SocketFilter, "ldabsb 23\nexit")).Message);
+        var cb = Load(ProgramType.SocketFilter, "stw [r1+48], 5\nldxw r0, [r1+48]\nexit"); // cb[0] is writable everywhere
+        Assert.Equal(5UL, cb.ExecuteSkb(new byte[20]).Result);
+    }
+}
