@@ -475,9 +475,9 @@ RBPF_API int rbpf_disassemble_ex(const uint8_t *prog, size_t prog_len, uint32_t 
 /** Kernel program types (enum bpf_prog_type). */
 typedef enum rbpf_prog_type {
     RBPF_PROG_NONE = 0,          /**< rbpf's VM kinds */
-    RBPF_PROG_SOCKET_FILTER = 1, /**< not supported yet */
-    RBPF_PROG_SCHED_CLS = 3,     /**< not supported yet */
-    RBPF_PROG_SCHED_ACT = 4,     /**< not supported yet */
+    RBPF_PROG_SOCKET_FILTER = 1, /**< r1 a struct __sk_buff (no direct packet access); rbpf_vm_execute_skb */
+    RBPF_PROG_SCHED_CLS = 3,     /**< tc classifier: r1 a struct __sk_buff; rbpf_vm_execute_skb */
+    RBPF_PROG_SCHED_ACT = 4,     /**< tc action: as SCHED_CLS */
     RBPF_PROG_XDP = 6
 } rbpf_prog_type;
 
@@ -485,7 +485,8 @@ typedef enum rbpf_prog_type {
 enum { RBPF_XDP_ABORTED = 0, RBPF_XDP_DROP = 1, RBPF_XDP_PASS = 2, RBPF_XDP_TX = 3, RBPF_XDP_REDIRECT = 4 };
 
 /**
- * A VM for programs of a kernel type, written as for the kernel: for XDP, r1 is a struct xdp_md,
+ * A VM for programs of a kernel type, written as for the kernel: for XDP, r1 is a struct xdp_md
+ * (for tc programs and socket filters a struct __sk_buff, run with rbpf_vm_execute_skb),
  * and the loader rewrites the program's accesses to it as the kernel's verifier does (the 32-bit
  * data, data_end and data_meta fields become real pointers), refusing with the instruction and the
  * field what the kernel refuses (a field the type does not have, a narrow read of a pointer, a
@@ -529,6 +530,26 @@ typedef struct rbpf_xdp_result {
  */
 RBPF_API int rbpf_vm_execute_xdp(rbpf_vm *vm, uint8_t *buffer, size_t buffer_len, const rbpf_xdp_options *options,
                                  uint32_t flags, rbpf_xdp_result *result);
+
+/** The sk_buff metadata given to, and partly set by, a tc program or socket filter. */
+typedef struct rbpf_skb {
+    uint32_t protocol;          /**< host order (0x0800); 0: the frame's EtherType */
+    uint32_t pkt_type, mark, priority, queue_mapping, ifindex, ingress_ifindex, tc_index, tc_classid, hash;
+    uint32_t vlan_present, vlan_tci;
+    uint32_t cb[5];
+} rbpf_skb;
+
+#define RBPF_SKB_JIT 1u  /**< rbpf_vm_execute_skb flag: run the JIT-compiled code */
+
+/**
+ * Runs a tc program or socket filter (rbpf_vm_create_for_type, rbpf_vm_create_kernel_from_elf
+ * with a "tc", "classifier" or "socket" section) on an Ethernet frame. *result is r0 (a TC_ACT_*
+ * code; for a socket filter the bytes to keep). `skb` may be NULL; when given, the fields the
+ * program may set (mark, priority, queue_mapping, tc_index, tc_classid, cb) come back in it.
+ * bpf_skb_load_bytes (26) is registered; LD_ABS and LD_IND are refused at load for now.
+ */
+RBPF_API int rbpf_vm_execute_skb(rbpf_vm *vm, uint8_t *frame, size_t frame_len, rbpf_skb *skb, uint32_t flags,
+                                 uint64_t *result);
 
 /* ---- Classic BPF ----------------------------------------------------------------------------- */
 

@@ -66,6 +66,8 @@ internal static class Program
         is given: --mem is the frame, and the verdict is printed with its name (and the frame,
         if the program changed it).
 
+          --type T              xdp, tc or socket: run PROG as that kernel program type (ELF sections
+                                xdp, tc and classifier choose it themselves; none: a VM kind)
           --pcap FILE           run over every packet of a pcap or pcapng capture (XDP, or a raw
                                 VM) and print the verdicts counted and any errors
           --write-pcap OUT      with --verdict V: write the packets with that verdict (a number,
@@ -333,7 +335,7 @@ internal static class Program
     {
         var o = new Options(args, new[] { "--jit", "--unchecked", "--trace", "--no-verify", "--dump-maps", "--cbpf" },
             new[] { "--format", "--section", "--mem", "--mem-hex", "--kind", "--mbuff-hex", "--data-offset", "--data-end-offset", "--limit", "--repeat",
-                    "--stub-helpers", "--pcap", "--write-pcap", "--verdict" });
+                    "--stub-helpers", "--pcap", "--write-pcap", "--verdict", "--type" });
         if (o.Help) return Print(RunHelp);
         string file = OnePositional(o, "PROG");
         if (o.Has("--mem") && o.Has("--mem-hex")) throw new UsageException("give --mem or --mem-hex, not both");
@@ -351,9 +353,19 @@ internal static class Program
         // An XDP program in an ELF object runs as one (its section, as libbpf reads it) unless a VM
         // kind is given. Other sections run on a VM kind, as before (socket and tc contexts are not
         // there yet, and objects written for rbpf's raw VM often use SEC("socket")).
-        var type = loaded.ElfSection != null && !o.Has("--kind") && Rbpf.Programs.ProgramTypes.FromSection(loaded.ElfSection) == Rbpf.Programs.ProgramType.Xdp
-            ? Rbpf.Programs.ProgramType.Xdp : Rbpf.Programs.ProgramType.None;
-        var vm = type == Rbpf.Programs.ProgramType.Xdp ? EbpfVm.ForProgramType(type) : new EbpfVm(kind);
+        var sectionType = loaded.ElfSection != null ? Rbpf.Programs.ProgramTypes.FromSection(loaded.ElfSection) : Rbpf.Programs.ProgramType.None;
+        var type = o.Get("--type") switch
+        {
+            null => !o.Has("--kind") && sectionType is Rbpf.Programs.ProgramType.Xdp or Rbpf.Programs.ProgramType.SchedCls
+                or Rbpf.Programs.ProgramType.SchedAct ? sectionType : Rbpf.Programs.ProgramType.None,
+            "xdp" => Rbpf.Programs.ProgramType.Xdp,
+            "tc" => Rbpf.Programs.ProgramType.SchedCls,
+            "socket" => Rbpf.Programs.ProgramType.SocketFilter,
+            "none" => Rbpf.Programs.ProgramType.None,
+            var other => throw new UsageException($"unknown program type '{other}' (xdp, tc, socket, none)"),
+        };
+        if (type != Rbpf.Programs.ProgramType.None && o.Has("--kind")) throw new UsageException("give --type or --kind, not both");
+        var vm = type != Rbpf.Programs.ProgramType.None ? EbpfVm.ForProgramType(type) : new EbpfVm(kind);
         if (o.Has("--no-verify")) vm.SetVerifier(null);
         vm.RegisterStandardHelpers();
         (int, int)? offsets = null;
@@ -402,6 +414,7 @@ internal static class Program
         if (o.Has("--pcap")) return RunCapture(vm, o, jit);
         if (o.Has("--write-pcap") || o.Has("--verdict")) throw new UsageException("--write-pcap and --verdict go with --pcap");
         if (vm.ProgramType == Rbpf.Programs.ProgramType.Xdp) return RunXdp(vm, o, mem, repeat, jit);
+        if (vm.ProgramType != Rbpf.Programs.ProgramType.None) return RunSkb(vm, o, mem, jit);
         RbpfErrorCode code;
         ulong result;
         RbpfException? error;
@@ -516,6 +529,36 @@ internal static class Program
         }
         if (o.Has("--dump-maps")) DumpMaps(vm);
         return errors > 0 ? ExitRunFailed : ExitOk;
+    }
+
+    /// <summary>A tc program or socket filter on the frame in --mem: r0 (named for tc) and the sk_buff fields it set.</summary>
+    private static int RunSkb(EbpfVm vm, Options o, byte[] mem, bool jit)
+    {
+        if (o.Has("--trace") || o.Has("--repeat") || o.Has("--pcap")) throw new UsageException("--trace, --repeat and --pcap do not run tc programs or socket filters yet");
+        Rbpf.Programs.SkbResult r;
+        try { r = vm.ExecuteSkb(mem, jit: jit); }
+        catch (RbpfException e)
+        {
+            Console.Error.WriteLine($"rbpf: {e.Message}");
+            return e.Code == RbpfErrorCode.Interrupted ? ExitInterrupted : ExitRunFailed;
+        }
+        bool tc = vm.ProgramType != Rbpf.Programs.ProgramType.SocketFilter;
+        string name = !tc ? (r.Result == 0 ? "drop" : $"keep {r.Result} bytes") : (long)r.Result switch
+        {
+            -1 => "TC_ACT_UNSPEC", 0 => "TC_ACT_OK", 1 => "TC_ACT_RECLASSIFY", 2 => "TC_ACT_SHOT", 3 => "TC_ACT_PIPE",
+            4 => "TC_ACT_STOLEN", 5 => "TC_ACT_QUEUED", 6 => "TC_ACT_REPEAT", 7 => "TC_ACT_REDIRECT", _ => "not a TC_ACT code",
+        };
+        Console.Out.WriteLine($"0x{r.Result:x} ({name})");
+        var set = new List<string>();
+        if (r.Mark != 0) set.Add($"mark=0x{r.Mark:x}");
+        if (r.Priority != 0) set.Add($"priority={r.Priority}");
+        if (r.TcClassid != 0) set.Add($"tc_classid=0x{r.TcClassid:x}");
+        if (r.TcIndex != 0) set.Add($"tc_index={r.TcIndex}");
+        if (r.QueueMapping != 0) set.Add($"queue_mapping={r.QueueMapping}");
+        for (int k = 0; k < 5; k++) if (r.Cb[k] != 0) set.Add($"cb[{k}]={r.Cb[k]}");
+        if (set.Count > 0) Console.Out.WriteLine("set: " + string.Join(' ', set));
+        if (o.Has("--dump-maps")) DumpMaps(vm);
+        return ExitOk;
     }
 
     /// <summary>An XDP program on the frame in --mem: its verdict, and the frame if the program changed it.</summary>

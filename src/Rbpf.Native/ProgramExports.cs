@@ -69,6 +69,52 @@ internal static unsafe class ProgramExports
         public ulong Value;
     }
 
+    /// <summary>Layout of rbpf_skb.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct Skb
+    {
+        public uint Protocol, PacketType, Mark, Priority, QueueMapping, Ifindex, IngressIfindex, TcIndex, TcClassid, Hash,
+            VlanPresent, VlanTci;
+        public fixed uint Cb[5];
+    }
+
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute_skb")]
+    public static int ExecuteSkb(nint vm, byte* frame, nuint frameLen, Skb* skb, uint flags, ulong* result)
+    {
+        try
+        {
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            if (result == null) throw Bad("result is NULL");
+            if (frame == null && frameLen != 0) throw Bad($"frame is NULL but frame_len is {frameLen}");
+            if (frameLen > int.MaxValue) throw Bad("frame_len is too large");
+            if ((flags & ~1u) != 0) throw Bad($"unknown flags 0x{flags:x} (RBPF_SKB_JIT 1)");
+            var o = new SkbOptions();
+            if (skb != null)
+                o = new SkbOptions
+                {
+                    Protocol = skb->Protocol == 0 ? null : skb->Protocol, PacketType = skb->PacketType, Mark = skb->Mark,
+                    Priority = skb->Priority, QueueMapping = skb->QueueMapping, Ifindex = skb->Ifindex,
+                    IngressIfindex = skb->IngressIfindex, TcIndex = skb->TcIndex, TcClassid = skb->TcClassid, Hash = skb->Hash,
+                    VlanTci = skb->VlanPresent != 0 ? skb->VlanTci : null,
+                    Cb = new[] { skb->Cb[0], skb->Cb[1], skb->Cb[2], skb->Cb[3], skb->Cb[4] },
+                };
+            var r = v.ExecuteSkb(new Span<byte>(frame, (int)frameLen), o, jit: (flags & 1) != 0);
+            *result = r.Result;
+            if (skb != null)
+            {
+                // What the program may set comes back.
+                skb->Mark = r.Mark;
+                skb->Priority = r.Priority;
+                skb->TcClassid = r.TcClassid;
+                skb->TcIndex = r.TcIndex;
+                skb->QueueMapping = r.QueueMapping;
+                for (int k = 0; k < 5; k++) skb->Cb[k] = r.Cb[k];
+            }
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute_xdp")]
     public static int ExecuteXdp(nint vm, byte* buffer, nuint bufferLen, Options* options, uint flags, Result* result)
     {

@@ -191,6 +191,22 @@ public class CliTests
         Assert.Contains("not a pcap", Cli(new[] { "run", obj, "--section", "drop_port", "--pcap", Temp("bad.pcap", new byte[40]) }).Stderr);
     }
 
+    [SkippableFact]
+    public void RunTakesTcProgramsAndSocketFilters()
+    {
+        string obj = Path.Combine(TestPaths.RepoRoot, "tests", "elf", "tc_progs.o");
+        var pkt = new byte[60];
+        pkt[12] = 0x08; pkt[14] = 0x45; pkt[15] = 0x2e; pkt[23] = 1;
+        string mem = Temp("skb.bin", pkt);
+        Assert.Equal("0x2 (TC_ACT_SHOT)\nset: mark=0x2e priority=60 tc_classid=0x10001 cb[2]=1\n",
+            Cli(new[] { "run", obj, "--section", "classify", "--mem", mem }).Stdout);
+        pkt[23] = 6;
+        string tcp = Temp("skb-tcp.bin", pkt);
+        Assert.Equal("0x3c (keep 60 bytes)\n", Cli(new[] { "run", obj, "--section", "tcp_only", "--type", "socket", "--mem", tcp, "--jit" }).Stdout);
+        Assert.Equal(2, Cli(new[] { "run", obj, "--section", "tcp_only", "--type", "bogus", "--mem", tcp }).Exit);
+        Assert.Equal(2, Cli(new[] { "run", obj, "--section", "tcp_only", "--type", "socket", "--kind", "raw", "--mem", tcp }).Exit);
+    }
+
     private const string Sample = "mov r0, 0\nldxb r1, [r1+1]\nadd r0, r1\nadd r0, 0x10\nexit\n";
 
     [SkippableFact]

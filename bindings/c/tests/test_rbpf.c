@@ -1311,8 +1311,37 @@ static void test_xdp(void)
     CHECK_RC(rbpf_vm_execute_xdp(vm, f, sizeof f, &o, 0, &r), RBPF_OK);
     CHECK(r.value == 42);
     rbpf_vm_destroy(vm);
-    CHECK_RC(rbpf_vm_create_for_type(RBPF_PROG_SOCKET_FILTER, &vm), RBPF_E_UNSUPPORTED);
+    CHECK_RC(rbpf_vm_create_for_type(2, &vm), RBPF_E_UNSUPPORTED); /* kprobe */
     CHECK_RC(rbpf_vm_create_for_type(0, &vm), RBPF_E_INVALID_ARGUMENT);
+
+    /* A tc classifier and a socket filter (tests/elf/tc_progs.c). */
+    elf = read_file("tc_progs.o", &len);
+    CHECK(elf != NULL);
+    CHECK_RC(rbpf_vm_create_kernel_from_elf(elf, len, "classify", 0, &vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_get_program_type(vm, &type), RBPF_OK);
+    CHECK(type == RBPF_PROG_SCHED_CLS);
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    uint8_t pkt[60] = {0};
+    pkt[12] = 0x08; pkt[14] = 0x45; pkt[15] = 0x2e; pkt[23] = 1; /* ICMP, TOS 0x2e */
+    rbpf_skb skb;
+    for (uint32_t flags = 0; flags <= RBPF_SKB_JIT; flags++) {
+        memset(&skb, 0, sizeof skb);
+        skb.ifindex = 3;
+        uint64_t verdict = 99;
+        CHECK_RC(rbpf_vm_execute_skb(vm, pkt, sizeof pkt, &skb, flags, &verdict), RBPF_OK);
+        CHECK(verdict == 2 && skb.mark == 0x2e && skb.priority == 60 && skb.tc_classid == 0x10001 && skb.cb[2] == 3);
+        CHECK_RC(rbpf_vm_execute_skb(vm, pkt, sizeof pkt, NULL, flags, &verdict), RBPF_OK);
+    }
+    CHECK_RC(rbpf_vm_execute_skb(vm, pkt, sizeof pkt, &skb, 0, NULL), RBPF_E_INVALID_ARGUMENT);
+    rbpf_vm_destroy(vm);
+    CHECK_RC(rbpf_vm_create_kernel_from_elf(elf, len, "tcp_only", 0, &vm), RBPF_OK);
+    pkt[23] = 6;
+    uint64_t keep = 0;
+    CHECK_RC(rbpf_vm_execute_skb(vm, pkt, sizeof pkt, NULL, 0, &keep), RBPF_OK);
+    CHECK(keep == 60);
+    rbpf_vm_destroy(vm);
+    CHECK_RC(rbpf_vm_create_kernel_from_elf(elf, len, "reads_data", 0, &vm), RBPF_E_INVALID_PROGRAM);
+    free(elf);
 }
 
 int main(void)

@@ -32,7 +32,8 @@ __all__ = [
     "NotFoundError", "KeyExistsError", "MapFullError", "Map",
     "MAP_HASH", "MAP_ARRAY", "MAP_PROG_ARRAY", "MAP_PERCPU_HASH", "MAP_PERCPU_ARRAY", "MAP_LRU_HASH", "MAP_RINGBUF",
     "ANY", "NOEXIST", "EXIST",
-    "XdpVm", "XdpResult", "CapturedPacket", "read_capture", "write_pcap", "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT",
+    "XdpVm", "XdpResult", "CapturedPacket", "read_capture", "write_pcap", "SkbVm", "SkbResult",
+    "PROG_SOCKET_FILTER", "PROG_SCHED_CLS", "PROG_SCHED_ACT", "PROG_XDP", "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT",
     "MBUFF", "FIXED_MBUFF", "RAW", "NO_DATA",
     "HELPER_KTIME_GETNS", "HELPER_TRACE_PRINTK", "HELPER_GATHER_BYTES", "HELPER_MEMFROB",
     "HELPER_SQRTI", "HELPER_STRCMP", "HELPER_RAND",
@@ -50,6 +51,7 @@ ANY, NOEXIST, EXIST = 0, 1, 2
 # XDP verdicts (enum xdp_action).
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4
 _PROG_XDP = 6
+PROG_SOCKET_FILTER, PROG_SCHED_CLS, PROG_SCHED_ACT, PROG_XDP = 1, 3, 4, 6
 
 # Standard helper ids (RBPF_HELPER_*).
 HELPER_KTIME_GETNS = 5
@@ -255,6 +257,14 @@ class _XdpResult(ctypes.Structure):
                 ("reserved", ctypes.c_uint32), ("value", ctypes.c_uint64)]
 
 
+class _Skb(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint32) for name in ("protocol", "pkt_type", "mark", "priority", "queue_mapping", "ifindex",
+                                                    "ingress_ifindex", "tc_index", "tc_classid", "hash", "vlan_present",
+                                                    "vlan_tci")] + [("cb", ctypes.c_uint32 * 5)]
+
+
+_vm_execute_skb = _declare("rbpf_vm_execute_skb", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                           ctypes.POINTER(_Skb), ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint64))
 _vm_create_for_type = _declare("rbpf_vm_create_for_type", ctypes.c_int, ctypes.c_uint32, ctypes.POINTER(ctypes.c_void_p))
 _vm_create_kernel_from_elf = _declare("rbpf_vm_create_kernel_from_elf", ctypes.c_int, _u8p, ctypes.c_size_t, ctypes.c_char_p,
                                       ctypes.c_uint32, ctypes.POINTER(ctypes.c_void_p))
@@ -1020,6 +1030,73 @@ class XdpVm(Vm):
             r = self.run(buffer, headroom=headroom, jit=jit)
             out.append((r, bytes(buffer[r.offset:r.offset + r.length])))
         return out
+
+
+class SkbResult(NamedTuple):
+    """A tc or socket filter run: r0 (TC_ACT_*, or the bytes a socket filter keeps) and the
+    __sk_buff fields the program may set."""
+    value: int
+    mark: int
+    priority: int
+    tc_classid: int
+    tc_index: int
+    queue_mapping: int
+    cb: Tuple[int, int, int, int, int]
+
+
+class SkbVm(Vm):
+    """A tc classifier or action, or a socket filter, written as for the kernel: r1 is a
+    ``struct __sk_buff``, whose accesses the loader checks and rewrites as the kernel's verifier
+    does. ``SkbVm.from_elf(path, section)`` takes the type from the section (``tc``, ``classifier``,
+    ``socket``); ``SkbVm(PROG_SCHED_CLS, program)`` gives it."""
+
+    kind = MBUFF
+
+    def __init__(self, type: int = 3, program: Optional[Program] = None) -> None:
+        self._init_state()
+        handle = ctypes.c_void_p()
+        _check(_vm_create_for_type(_unsigned(type, 32, "type"), ctypes.byref(handle)))
+        self._handle = handle
+        self._interrupt_on_sigint()
+        if program is not None:
+            self.set_program(program)
+
+    @classmethod
+    def from_elf(cls, elf: Program, section: Optional[str] = None, kind: Optional[int] = None) -> "SkbVm":  # type: ignore[override]
+        """Loads the program in ``section`` (a section or function name) of an ELF object; its type
+        comes from the section's name."""
+        vm = cls.__new__(cls)
+        Vm._init_state(vm)
+        buf, n = _program_buffer(elf, elf=True)
+        handle = ctypes.c_void_p()
+        _check(_vm_create_kernel_from_elf(buf, n, None if section is None else section.encode("utf-8"), 0,
+                                          ctypes.byref(handle)))
+        vm._handle = handle
+        vm._interrupt_on_sigint()
+        return vm
+
+    def run(self, frame: BytesLike, protocol: int = 0, mark: int = 0, priority: int = 0, ifindex: int = 1,
+            cb: Iterable[int] = (), jit: bool = False) -> SkbResult:
+        """Runs the program on an Ethernet frame with the given sk_buff metadata (``protocol`` 0: the
+        frame's EtherType) and returns r0 with the fields the program set."""
+        ptr, n, keep = _memory(frame)
+        skb = _Skb()
+        skb.protocol, skb.mark = _unsigned(protocol, 32, "protocol"), _unsigned(mark, 32, "mark")
+        skb.priority, skb.ifindex, skb.ingress_ifindex = _unsigned(priority, 32, "priority"), _unsigned(ifindex, 32, "ifindex"), 1
+        for k, v in enumerate(list(cb)[:5]):
+            skb.cb[k] = _unsigned(v, 32, "cb")
+        result = ctypes.c_uint64()
+        self._helper_error.error = None
+        rc = _vm_execute_skb(self._h, ptr, n, ctypes.byref(skb), 1 if jit else 0, ctypes.byref(result))
+        del keep
+        helper_error = self._helper_error.error
+        self._helper_error.error = None
+        if rc == _INTERRUPTED:
+            _raise_pending_signals(rc)
+        if helper_error is not None:
+            raise HelperFailedError(-11, _last_error().decode("utf-8", "replace")) from helper_error
+        _check(rc)
+        return SkbResult(result.value, skb.mark, skb.priority, skb.tc_classid, skb.tc_index, skb.queue_mapping, tuple(skb.cb))
 
 
 class CapturedPacket(NamedTuple):

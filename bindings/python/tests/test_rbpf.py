@@ -564,6 +564,28 @@ class Xdp(unittest.TestCase):
             rbpf.read_capture(b"\xd4\xc3\xb2\xa1" + bytes(30))
 
 
+class Skb(unittest.TestCase):
+    def test_tc_and_socket_filter(self):
+        obj = os.path.join(ELF_DIR, "tc_progs.o")
+        pkt = bytearray(60)
+        pkt[12], pkt[14], pkt[15], pkt[23] = 0x08, 0x45, 0x2e, 1
+        with rbpf.SkbVm.from_elf(obj, "classify") as vm:
+            vm.jit_compile()
+            for jit in (False, True):
+                r = vm.run(pkt, ifindex=4, jit=jit)
+                self.assertEqual((r.value, r.mark, r.priority, r.tc_classid, r.cb[2]), (2, 0x2e, 60, 0x10001, 4))
+        with rbpf.SkbVm.from_elf(obj, "tcp_only") as vm:
+            pkt[23] = 6
+            self.assertEqual(vm.run(pkt).value, 60)
+            pkt[23] = 17
+            self.assertEqual(vm.run(pkt).value, 0)
+        with self.assertRaises(rbpf.InvalidProgramError) as cm:
+            rbpf.SkbVm.from_elf(obj, "reads_data")
+        self.assertIn("__sk_buff", str(cm.exception))
+        with rbpf.SkbVm(rbpf.PROG_SOCKET_FILTER, "stw [r1+48], 5\nldxw r0, [r1+48]\nexit") as vm:
+            self.assertEqual(vm.run(bytes(20)).cb[0], 5)
+
+
 class MemoryAndVerifier(unittest.TestCase):
     def test_stores_reach_writable_memory(self):
         with rbpf.RawVm(rbpf.assemble("stw [r1+1], 0x11223344\nexit")) as vm:
