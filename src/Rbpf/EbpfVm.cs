@@ -146,6 +146,11 @@ public sealed class EbpfVm : IDisposable
         }
     }
 
+    /// <summary>Whether LD_ABS and LD_IND have the kernel's meaning (socket and tc programs): network
+    /// byte order, and a load outside the packet ends the program with 0.</summary>
+    internal bool KernelPacketLoads => _programType is Programs.ProgramType.SocketFilter or Programs.ProgramType.SchedCls
+        or Programs.ProgramType.SchedAct;
+
     /// <summary>A VM for programs of a kernel type (see <see cref="ProgramType"/>).</summary>
     public static EbpfVm ForProgramType(Programs.ProgramType type) => new(VmKind.Mbuff) { ProgramType = type };
 

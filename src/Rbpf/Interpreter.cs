@@ -57,7 +57,7 @@ internal static unsafe class StackMemory
 }
 
 /// <summary>Why the interpreter's inner loop handed an instruction back to the outer one.</summary>
-internal enum StopReason : byte { Other, Limit, Fault, PacketFault, Interrupted }
+internal enum StopReason : byte { Other, Limit, Fault, PacketFault, Interrupted, EndWithZero }
 
 /// <summary>The state of one execution that the interpreter reads; all of it lives on the caller's stack.</summary>
 internal unsafe struct ExecutionState
@@ -81,6 +81,9 @@ internal unsafe struct ExecutionState
     public ulong FaultAddress;
     public int FaultSize;
     public bool FaultWrite;
+    /// <summary>LD_ABS and LD_IND as the kernel runs them in socket and tc programs: network byte
+    /// order, and a load outside the packet ends the program with 0.</summary>
+    public bool KernelPacketLoads;
     /// <summary>The VM's interrupt word, and its value as the run began (<see cref="EbpfVm.Interrupt"/>).</summary>
     public uint* InterruptWord;
     public uint InterruptEpoch;
@@ -208,6 +211,7 @@ internal static unsafe class Interpreter
         st.UnwindHelper = vm.UnwindHelperKey;
         st.StackReach = reach;
         st.InterruptWord = vm.InterruptWord;
+        st.KernelPacketLoads = vm.KernelPacketLoads;
         st.InterruptEpoch = Volatile.Read(ref *st.InterruptWord);
         var elf = vm.LoadedElf;
         var helpers = vm.Helpers;
@@ -239,6 +243,7 @@ internal static unsafe class Interpreter
                         case StopReason.Fault: goto Fault;
                         case StopReason.PacketFault: goto PacketFault;
                         case StopReason.Interrupted: goto Interrupted;
+                        case StopReason.EndWithZero: result = 0; return null; // a kernel packet load outside the packet
                     }
                     if (i->Op == Op.Exit && depth == 0)
                     {
@@ -484,6 +489,7 @@ internal static unsafe class Interpreter
                     // An offset that wraps past 2^64 is outside the packet, as in the JIT.
                     if (offset < index || offset > st->PacketLength || st->PacketLength - offset < (ulong)size)
                     {
+                        if (st->KernelPacketLoads) { why = StopReason.EndWithZero; goto Stop; }
                         st->FaultAddress = a; st->FaultSize = size; st->FaultWrite = false;
                         goto PacketFault;
                     }
@@ -494,6 +500,9 @@ internal static unsafe class Interpreter
                         4 => Unsafe.ReadUnaligned<uint>((void*)a),
                         _ => Unsafe.ReadUnaligned<ulong>((void*)a),
                     };
+                    if (st->KernelPacketLoads)
+                        r[0] = size == 2 ? System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((ushort)r[0])
+                            : size == 4 ? System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((uint)r[0]) : r[0];
                     break;
                 }
 

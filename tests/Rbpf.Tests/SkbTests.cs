@@ -42,11 +42,13 @@ public class SkbTests
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void ASocketFilterKeepsTcpWithSkbLoadBytes(bool jit)
+    [InlineData(false, "tcp_only")]
+    [InlineData(true, "tcp_only")]
+    [InlineData(false, "tcp_only_ld_abs")]
+    [InlineData(true, "tcp_only_ld_abs")]
+    public void ASocketFilterKeepsTcpWithSkbLoadBytesOrLdAbs(bool jit, string function)
     {
-        var vm = EbpfVm.FromKernelObject(Object(), "tcp_only");
+        var vm = EbpfVm.FromKernelObject(Object(), function);
         Assert.Equal(ProgramType.SocketFilter, vm.ProgramType);
         if (jit) vm.JitCompile();
         Assert.Equal(64UL, vm.ExecuteSkb(Frame(0x0800, 6, 0), jit: jit).Result);
@@ -68,7 +70,14 @@ public class SkbTests
         }
         Assert.Contains("read-only for socket filter", Assert.Throws<RbpfException>(() => Load(ProgramType.SocketFilter, "stw [r1+8], 1\nmov r0, 0\nexit")).Message);
         Assert.Contains("read-only", Assert.Throws<RbpfException>(() => Load(ProgramType.SchedCls, "stw [r1+0], 1\nmov r0, 0\nexit")).Message);
-        Assert.Contains("not supported yet", Assert.Throws<RbpfException>(() => Load(ProgramType.SocketFilter, "ldabsb 23\nexit")).Message);
+        Assert.Contains("8-byte LD_ABS", Assert.Throws<RbpfException>(() => Load(ProgramType.SocketFilter, "ldabsdw 0\nexit")).Message);
+        // LD_ABS has the kernel's meaning in these types: network byte order, 0 from outside the packet.
+        var abs = Load(ProgramType.SocketFilter, "ldabsh 1\nadd r0, 1\nexit");
+        Assert.Equal(0x0203UL + 1, abs.ExecuteSkb(new byte[] { 1, 2, 3 }).Result);
+        Assert.Equal(0UL, abs.ExecuteSkb(new byte[] { 1, 2 }).Result);
+        abs.JitCompile();
+        Assert.Equal(0x0203UL + 1, abs.ExecuteSkb(new byte[] { 1, 2, 3 }, jit: true).Result);
+        Assert.Equal(0UL, abs.ExecuteSkb(new byte[] { 1, 2 }, jit: true).Result);
         var cb = Load(ProgramType.SocketFilter, "stw [r1+48], 5\nldxw r0, [r1+48]\nexit"); // cb[0] is writable everywhere
         Assert.Equal(5UL, cb.ExecuteSkb(new byte[20]).Result);
     }

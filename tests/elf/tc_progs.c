@@ -39,6 +39,19 @@ int tcp_only(struct __sk_buff *skb)
     return proto == IPPROTO_TCP ? skb->len : 0;
 }
 
+/* The same with the legacy packet loads, as the kernel's own samples write them: LD_ABS in network
+ * byte order, a load outside the packet ending the program with 0. */
+unsigned long long load_byte(void *skb, unsigned long long off) asm("llvm.bpf.load.byte");
+unsigned long long load_half(void *skb, unsigned long long off) asm("llvm.bpf.load.half");
+
+SEC("socket")
+int tcp_only_ld_abs(struct __sk_buff *skb)
+{
+    if (load_half(skb, 12) != ETH_P_IP)
+        return 0;
+    return load_byte(skb, 23) == IPPROTO_TCP ? skb->len : 0;
+}
+
 /* A socket filter may not touch the packet directly: refused at load. */
 SEC("socket")
 int reads_data(struct __sk_buff *skb)

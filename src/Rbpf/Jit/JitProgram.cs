@@ -37,7 +37,7 @@ internal sealed unsafe class JitProgram : IDisposable
         (nint mapRegions, int mapRegionCount) = owner.BuildMapRegions();
         _mapRegions = (ulong*)mapRegions;
         var target = new JitTarget(kind, dataOffset, dataEndOffset, (nint)_link, layout.MaxFrames, layout.FullFrames,
-            (nint)owner.InterruptWord, (nint)_mapTable, mapTableLength, (nint)_mapRegions, mapRegionCount);
+            (nint)owner.InterruptWord, (nint)_mapTable, mapTableLength, (nint)_mapRegions, mapRegionCount, owner.KernelPacketLoads);
         FixedLength = X64Compiler.FixedLength(target);
         var output = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target);
         Code = output.Code;

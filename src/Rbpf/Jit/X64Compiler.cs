@@ -45,7 +45,8 @@ internal enum JitAbi
 /// <summary>What the code is compiled for: the VM's kind, its fixed buffer's offsets, its link cell,
 /// and its stack layout (frames at most; whether every frame is sure to have 512 bytes below r10).</summary>
 internal readonly record struct JitTarget(VmKind Kind, int DataOffset, int DataEndOffset, nint Link, int MaxFrames, bool FullFrames,
-    nint InterruptWord, nint MapTable = 0, int MapTableLength = 0, nint MapRegions = 0, int MapRegionCount = 0);
+    nint InterruptWord, nint MapTable = 0, int MapTableLength = 0, nint MapRegions = 0, int MapRegionCount = 0,
+    bool KernelPacketLoads = false);
 
 /// <summary>
 /// Compiles a decoded program to x86-64 machine code with Iced. The body follows the System V
@@ -1183,6 +1184,19 @@ internal sealed class X64Compiler
             case 2: _a.movzx(eax, __word_ptr[r11]); break;
             case 4: _a.mov(eax, __dword_ptr[r11]); break;
             default: _a.mov(rax, __qword_ptr[r11]); break;
+        }
+        if (_target.KernelPacketLoads)
+        {
+            // The kernel's meaning (socket and tc programs): network byte order, and outside the
+            // packet the program ends with 0.
+            if (size == 2) _a.rol(ax, 8);
+            if (size == 4) _a.bswap(eax);
+            Cold(fault, () =>
+            {
+                _a.xor(eax, eax);
+                _a.jmp(_exitWithResult);
+            });
+            return;
         }
         Cold(fault, () =>
         {

@@ -134,9 +134,10 @@ internal static class ContextRewriter
                     else
                     {
                         if (typeName == "XDP") throw Bad(pc, "legacy packet loads (LD_ABS, LD_IND) are not allowed in XDP programs");
-                        // Their kernel meaning in these types (network byte order, a load outside the
-                        // packet ending the program with 0) differs from rbpf's: refused rather than wrong.
-                        throw Bad(pc, $"legacy packet loads (LD_ABS, LD_IND) in {typeName} programs are not supported yet: use bpf_skb_load_bytes");
+                        // The kernel's meaning here (the engine gives it for these types): network byte
+                        // order, a load outside the packet ends the program with 0; no 8-byte form.
+                        if ((op & 0x18) == Isa.SizeDW) throw Bad(pc, "an 8-byte LD_ABS or LD_IND does not exist for the kernel");
+                        for (int r = 0; r <= 5; r++) s.Regs[r] = Kind.Other;
                     }
                     break;
                 case Isa.ClassLdx:
