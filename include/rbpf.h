@@ -546,7 +546,8 @@ typedef struct rbpf_skb {
  * with a "tc", "classifier" or "socket" section) on an Ethernet frame. *result is r0 (a TC_ACT_*
  * code; for a socket filter the bytes to keep). `skb` may be NULL; when given, the fields the
  * program may set (mark, priority, queue_mapping, tc_index, tc_classid, cb) come back in it.
- * bpf_skb_load_bytes (26) is registered. LD_ABS and LD_IND have the kernel's meaning in these
+ * bpf_skb_load_bytes (26) is registered, and for tc programs bpf_l3_csum_replace (10) and
+ * bpf_l4_csum_replace (11), which update checksums in the frame. LD_ABS and LD_IND have the kernel's meaning in these
  * types: network byte order, and a load outside the packet ends the program with 0.
  */
 RBPF_API int rbpf_vm_execute_skb(rbpf_vm *vm, uint8_t *frame, size_t frame_len, rbpf_skb *skb, uint32_t flags,

@@ -81,4 +81,76 @@ public class SkbTests
         var cb = Load(ProgramType.SocketFilter, "stw [r1+48], 5\nldxw r0, [r1+48]\nexit"); // cb[0] is writable everywhere
         Assert.Equal(5UL, cb.ExecuteSkb(new byte[20]).Result);
     }
+
+    private static ushort IpChecksum(ReadOnlySpan<byte> header)
+    {
+        uint sum = 0;
+        for (int k = 0; k < header.Length; k += 2) sum += (uint)(header[k] << 8 | header[k + 1]);
+        while (sum >> 16 != 0) sum = (sum & 0xffff) + (sum >> 16);
+        return (ushort)~sum;
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void L3AndL4CsumReplaceKeepChecksumsRight(bool jit)
+    {
+        // Rewrites the IPv4 destination to 192.168.0.1 and fixes the header checksum (offset 24)
+        // with bpf_l3_csum_replace, then the UDP checksum (offset 40) with bpf_l4_csum_replace.
+        var vm = EbpfVm.ForProgramType(ProgramType.SchedCls);
+        vm.SetProgram(Assembler.Assemble("""
+            mov r6, r1
+            ldxw r7, [r6+76]
+            ldxw r8, [r6+80]
+            mov r2, r7
+            add r2, 42
+            jgt r2, r8, out
+            ldxw r9, [r7+30]
+            stw [r7+30], 0x0100a8c0
+            mov r1, r6
+            mov r2, 24
+            mov r3, r9
+            mov r4, 0x0100a8c0
+            mov r5, 4
+            call bpf_l3_csum_replace
+            jne r0, 0, out
+            mov r1, r6
+            mov r2, 40
+            mov r3, r9
+            mov r4, 0x0100a8c0
+            mov r5, 0x34
+            call bpf_l4_csum_replace
+            out:
+            exit
+            """));
+        if (jit) vm.JitCompile();
+        var rng = new Random(10);
+        for (int n = 0; n < 200; n++)
+        {
+            var f = new byte[60];
+            rng.NextBytes(f);
+            f[12] = 0x08; f[13] = 0x00; f[14] = 0x45; f[23] = 17;
+            f[24] = f[25] = 0;
+            var check = IpChecksum(f.AsSpan(14, 20));
+            f[24] = (byte)(check >> 8); f[25] = (byte)check;
+            bool noUdpSum = n % 4 == 0;
+            if (noUdpSum) f[40] = f[41] = 0;
+            ushort udpBefore = (ushort)(f[40] << 8 | f[41]);
+            var old = f[30..34];
+            Assert.Equal(0UL, vm.ExecuteSkb(f, jit: jit).Result);
+            Assert.Equal(new byte[] { 192, 168, 0, 1 }, f[30..34]);
+            Assert.Equal(0, IpChecksum(f.AsSpan(14, 20)));          // the header checksums to 0 again
+            ushort udpAfter = (ushort)(f[40] << 8 | f[41]);
+            if (noUdpSum) Assert.Equal(0, udpAfter);                // BPF_F_MARK_MANGLED_0 leaves "no checksum" alone
+            else
+            {
+                // One's complement: the new sum is the old one adjusted by exactly the address's change.
+                uint sum = (ushort)~udpBefore;
+                sum += (ushort)~(old[0] << 8 | old[1]) + (uint)(ushort)~(old[2] << 8 | old[3]) + (192u << 8 | 168) + (0u << 8 | 1);
+                while (sum >> 16 != 0) sum = (sum & 0xffff) + (sum >> 16);
+                ushort expected = (ushort)~sum;
+                Assert.Equal(expected == 0 ? 0xffff : expected, udpAfter);
+            }
+        }
+    }
 }

@@ -120,11 +120,73 @@ internal static unsafe class KernelContexts
         return f.ToArray();
     }
 
-    public const uint SkbLoadBytesId = 26;
+    public const uint SkbLoadBytesId = 26, L3CsumReplaceId = 10, L4CsumReplaceId = 11;
+    private const ulong EFAULT = unchecked((ulong)-14L);
+
+    /// <summary>The packet (data, data_end) of the __sk_buff context at <paramref name="ctx"/>.</summary>
+    private static (ulong Data, ulong End) SkbPacket(MemoryAccess m, ulong ctx)
+    {
+        if (!m.IsAllowed(ctx, SkbContextSize, write: false))
+            throw new RbpfException(RbpfErrorCode.HelperFailed, $"0x{ctx:x} is not the __sk_buff context (pass the r1 the program started with)");
+        var c = m.GetSpan(ctx, SkbContextSize, write: false);
+        return (Unsafe.As<byte, ulong>(ref c[OffSkbData]), Unsafe.As<byte, ulong>(ref c[OffSkbDataEnd]));
+    }
+
+    private static ushort Fold(ulong sum)
+    {
+        while (sum >> 16 != 0) sum = (sum & 0xffff) + (sum >> 16);
+        return (ushort)sum;
+    }
+
+    /// <summary>
+    /// bpf_l3_csum_replace and bpf_l4_csum_replace: updates the 16-bit checksum at <paramref name="offset"/>
+    /// of the packet for a field that went from <paramref name="from"/> to <paramref name="to"/> (2 or 4
+    /// bytes, as the program read them from the packet; size 0: <paramref name="to"/> is a bpf_csum_diff
+    /// result), incrementally (RFC 1624). l4: BPF_F_MARK_MANGLED_0 leaves a zero (UDP: no checksum)
+    /// alone and never writes 0; BPF_F_PSEUDO_HDR is accepted (there is no skb->csum to keep here).
+    /// </summary>
+    private static ulong CsumReplace(MemoryAccess m, ulong ctx, ulong offset, ulong from, ulong to, ulong flags, bool l4)
+    {
+        const ulong SizeMask = 0xf, PseudoHeader = 0x10, MarkMangled0 = 0x20, MarkEnforce = 0x40;
+        ulong allowed = l4 ? SizeMask | PseudoHeader | MarkMangled0 | MarkEnforce : SizeMask;
+        if ((flags & ~allowed) != 0) return EINVAL;
+        var (data, end) = SkbPacket(m, ctx);
+        if (offset > 0xffff || data + offset + 2 > end) return EFAULT;
+        ref ushort field = ref Unsafe.AsRef<ushort>((void*)(data + offset));
+        bool mangled0 = l4 && (flags & MarkMangled0) != 0;
+        if (mangled0 && field == 0) return 0;
+        ulong sum = (ushort)~field;
+        switch (flags & SizeMask)
+        {
+            case 0:
+                if (from != 0) return EINVAL;
+                sum += (uint)to;
+                break;
+            case 2:
+                sum += (ushort)~(ushort)from + (ulong)(ushort)to;
+                break;
+            case 4:
+                sum += (ushort)~(ushort)from + (ulong)(ushort)~(ushort)(from >> 16) + (ushort)to + (ulong)(ushort)(to >> 16);
+                break;
+            default:
+                return EINVAL;
+        }
+        ushort result = (ushort)~Fold(sum);
+        if (mangled0 && result == 0) result = 0xffff;
+        field = result;
+        return 0;
+    }
 
     /// <summary>bpf_skb_load_bytes(skb, offset, to, len): copies packet bytes, -EFAULT (-14) outside the packet.</summary>
     public static void RegisterSkbHelpers(EbpfVm vm)
     {
+        if (vm.ProgramType is ProgramType.SchedCls or ProgramType.SchedAct)
+        {
+            if (!vm.HasHelper(L3CsumReplaceId))
+                vm.RegisterHelper(L3CsumReplaceId, (m, r1, r2, r3, r4, r5) => CsumReplace(m, r1, r2, r3, r4, r5, l4: false), "bpf_l3_csum_replace");
+            if (!vm.HasHelper(L4CsumReplaceId))
+                vm.RegisterHelper(L4CsumReplaceId, (m, r1, r2, r3, r4, r5) => CsumReplace(m, r1, r2, r3, r4, r5, l4: true), "bpf_l4_csum_replace");
+        }
         if (vm.HasHelper(SkbLoadBytesId)) return;
         vm.RegisterHelper(SkbLoadBytesId, (m, r1, r2, r3, r4, _) =>
         {
