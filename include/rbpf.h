@@ -553,6 +553,19 @@ typedef struct rbpf_skb {
 RBPF_API int rbpf_vm_execute_skb(rbpf_vm *vm, uint8_t *frame, size_t frame_len, rbpf_skb *skb, uint32_t flags,
                                  uint64_t *result);
 
+#define RBPF_CAPTURE_JIT 1u  /**< rbpf_vm_run_capture flag: run the JIT-compiled code */
+
+/**
+ * Runs the program over every packet of a pcap or pcapng capture held in memory (`capture`, the
+ * file's bytes): XDP programs with 256 bytes of headroom, tc programs and socket filters with
+ * default metadata, VM kinds with the packet as input memory. counts[v] counts the packets whose
+ * r0 was v (the last slot also every larger value); *packets (may be NULL) is how many ran. The
+ * first failing run ends the call with its error, naming the packet; a damaged capture is
+ * RBPF_E_INVALID_ARGUMENT saying where.
+ */
+RBPF_API int rbpf_vm_run_capture(rbpf_vm *vm, const uint8_t *capture, size_t capture_len, uint32_t flags, uint64_t *counts,
+                                 size_t ncounts, size_t *packets);
+
 /* ---- Classic BPF ----------------------------------------------------------------------------- */
 
 /**

@@ -414,7 +414,7 @@ internal static class Program
         if (o.Has("--pcap")) return RunCapture(vm, o, jit);
         if (o.Has("--write-pcap") || o.Has("--verdict")) throw new UsageException("--write-pcap and --verdict go with --pcap");
         if (vm.ProgramType == Rbpf.Programs.ProgramType.Xdp) return RunXdp(vm, o, mem, repeat, jit);
-        if (vm.ProgramType != Rbpf.Programs.ProgramType.None) return RunSkb(vm, o, mem, jit);
+        if (vm.ProgramType != Rbpf.Programs.ProgramType.None && !o.Has("--pcap")) return RunSkb(vm, o, mem, jit);
         RbpfErrorCode code;
         ulong result;
         RbpfException? error;
@@ -464,7 +464,8 @@ internal static class Program
         if (o.Has("--mem") || o.Has("--mem-hex") || o.Has("--trace") || o.Has("--repeat"))
             throw new UsageException("--pcap gives the input: drop --mem, --mem-hex, --trace and --repeat");
         bool xdp = vm.ProgramType == Rbpf.Programs.ProgramType.Xdp;
-        if (!xdp && vm.Kind != VmKind.Raw) throw new UsageException("--pcap runs XDP programs and raw VMs (--kind raw)");
+        bool skb = vm.ProgramType is Rbpf.Programs.ProgramType.SchedCls or Rbpf.Programs.ProgramType.SchedAct or Rbpf.Programs.ProgramType.SocketFilter;
+        if (!xdp && !skb && vm.Kind != VmKind.Raw) throw new UsageException("--pcap runs XDP, tc and socket programs and raw VMs (--kind raw)");
         var (link, packets) = Rbpf.Programs.Capture.Read(ProgramInput.ReadAll(o.Get("--pcap")!));
         ulong? keep = null;
         if (o.Has("--verdict"))
@@ -496,6 +497,11 @@ internal static class Program
                     var r = jit ? vm.ExecuteXdpJit(buffer, options) : vm.ExecuteXdp(buffer, options);
                     verdict = r.Result;
                     after = buffer.AsSpan(r.Offset, r.Length).ToArray();
+                }
+                else if (skb)
+                {
+                    after = (byte[])p.Data.Clone();
+                    verdict = vm.ExecuteSkb(after, jit: jit).Result;
                 }
                 else
                 {
@@ -534,7 +540,7 @@ internal static class Program
     /// <summary>A tc program or socket filter on the frame in --mem: r0 (named for tc) and the sk_buff fields it set.</summary>
     private static int RunSkb(EbpfVm vm, Options o, byte[] mem, bool jit)
     {
-        if (o.Has("--trace") || o.Has("--repeat") || o.Has("--pcap")) throw new UsageException("--trace, --repeat and --pcap do not run tc programs or socket filters yet");
+        if (o.Has("--trace") || o.Has("--repeat")) throw new UsageException("--trace and --repeat do not run tc programs or socket filters yet");
         Rbpf.Programs.SkbResult r;
         try { r = vm.ExecuteSkb(mem, jit: jit); }
         catch (RbpfException e)

@@ -115,6 +115,47 @@ internal static unsafe class ProgramExports
         catch (Exception e) { return Fail(e); }
     }
 
+    [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_run_capture")]
+    public static int RunCapture(nint vm, byte* capture, nuint captureLen, uint flags, ulong* counts, nuint ncounts, nuint* packets)
+    {
+        try
+        {
+            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            if (packets != null) *packets = 0;
+            if (capture == null) throw Bad("capture is NULL");
+            if (captureLen > int.MaxValue) throw Bad("capture_len is too large");
+            if (counts == null || ncounts == 0) throw Bad("counts needs at least one slot");
+            if ((flags & ~1u) != 0) throw Bad($"unknown flags 0x{flags:x} (RBPF_CAPTURE_JIT 1)");
+            bool jit = (flags & 1) != 0;
+            var (_, list) = Capture.Read(new ReadOnlySpan<byte>(capture, (int)captureLen));
+            for (int n = 0; n < list.Count; n++)
+            {
+                var data = list[n].Data;
+                ulong verdict;
+                try
+                {
+                    if (v.ProgramType == ProgramType.Xdp)
+                    {
+                        var buffer = new byte[256 + data.Length];
+                        data.CopyTo(buffer, 256);
+                        var o = new XdpOptions { Headroom = 256 };
+                        verdict = (jit ? v.ExecuteXdpJit(buffer, o) : v.ExecuteXdp(buffer, o)).Result;
+                    }
+                    else if (v.ProgramType != ProgramType.None) verdict = v.ExecuteSkb(data, jit: jit).Result;
+                    else verdict = jit ? v.ExecuteJit(data) : v.Execute(data);
+                }
+                catch (RbpfException e)
+                {
+                    return LastError.Set(e.Code, $"packet {n}: {e.Message}");
+                }
+                counts[verdict < ncounts ? verdict : ncounts - 1]++;
+                if (packets != null) *packets = (nuint)(n + 1);
+            }
+            return 0;
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_execute_xdp")]
     public static int ExecuteXdp(nint vm, byte* buffer, nuint bufferLen, Options* options, uint flags, Result* result)
     {

@@ -204,6 +204,10 @@ public class CliTests
         string tcp = Temp("skb-tcp.bin", pkt);
         Assert.Equal("0x3c (keep 60 bytes)\n", Cli(new[] { "run", obj, "--section", "tcp_only", "--type", "socket", "--mem", tcp, "--jit" }).Stdout);
         Assert.Equal(2, Cli(new[] { "run", obj, "--section", "tcp_only", "--type", "bogus", "--mem", tcp }).Exit);
+        var icmp = (byte[])pkt.Clone();
+        icmp[23] = 1;
+        string capture = Temp("skb.pcap", Rbpf.Programs.Capture.WritePcap(new[] { pkt, icmp, pkt }.Select(d => new Rbpf.Programs.CapturedPacket(d, 60, 0))));
+        Assert.Equal("3 packets\n  0x0: 2\n  0x2: 1\n", Cli(new[] { "run", obj, "--section", "classify", "--pcap", capture }).Stdout);
         Assert.Equal(2, Cli(new[] { "run", obj, "--section", "tcp_only", "--type", "socket", "--kind", "raw", "--mem", tcp }).Exit);
     }
 

@@ -1314,6 +1314,35 @@ static void test_xdp(void)
     CHECK_RC(rbpf_vm_create_for_type(2, &vm), RBPF_E_UNSUPPORTED); /* kprobe */
     CHECK_RC(rbpf_vm_create_for_type(0, &vm), RBPF_E_INVALID_ARGUMENT);
 
+    /* A capture in memory, through rbpf_vm_run_capture: a pcap of five UDP frames, two to port 9999. */
+    {
+        uint8_t cap[24 + 5 * (16 + 64)];
+        memset(cap, 0, sizeof cap);
+        uint32_t hdr[6] = {0xa1b2c3d4, 0x00040002, 0, 0, 65535, 1};
+        memcpy(cap, hdr, sizeof hdr);
+        for (int i = 0; i < 5; i++) {
+            uint8_t *rec = cap + 24 + i * 80;
+            uint32_t rh[4] = {(uint32_t)i, 0, 64, 64};
+            memcpy(rec, rh, sizeof rh);
+            xdp_frame(rec + 16, 64, i % 2 ? 53 : 9999, 0);
+        }
+        elf = read_file("xdp_progs.o", &len);
+        CHECK_RC(rbpf_vm_create_kernel_from_elf(elf, len, "drop_port", 0, &vm), RBPF_OK);
+        free(elf);
+        CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+        for (uint32_t flags = 0; flags <= RBPF_CAPTURE_JIT; flags++) {
+            uint64_t counts[5] = {0};
+            size_t ran = 0;
+            CHECK_RC(rbpf_vm_run_capture(vm, cap, sizeof cap, flags, counts, 5, &ran), RBPF_OK);
+            CHECK(ran == 5 && counts[RBPF_XDP_DROP] == 3 && counts[RBPF_XDP_PASS] == 2);
+        }
+        uint64_t c1[1];
+        CHECK_RC(rbpf_vm_run_capture(vm, cap, 30, 0, c1, 1, NULL), RBPF_E_INVALID_ARGUMENT);
+        CHECK(strstr(rbpf_last_error(), "capture") != NULL);
+        CHECK_RC(rbpf_vm_run_capture(vm, cap, sizeof cap, 0, NULL, 0, NULL), RBPF_E_INVALID_ARGUMENT);
+        rbpf_vm_destroy(vm);
+    }
+
     /* A tc classifier and a socket filter (tests/elf/tc_progs.c). */
     elf = read_file("tc_progs.o", &len);
     CHECK(elf != NULL);
