@@ -68,8 +68,9 @@ internal static class Program
 
           --type T              xdp, tc or socket: run PROG as that kernel program type (ELF sections
                                 xdp, tc and classifier choose it themselves; none: a VM kind)
-          --pcap FILE           run over every packet of a pcap or pcapng capture (XDP, or a raw
-                                VM) and print the verdicts counted and any errors
+          --pcap FILE           run over every packet of a pcap or pcapng capture (XDP, tc, socket,
+                                or a raw VM) and print the verdicts counted and any errors;
+                                --trace N then follows packet N (from 0) instruction by instruction
           --write-pcap OUT      with --verdict V: write the packets with that verdict (a number,
                                 or pass, drop, tx, aborted, redirect for XDP) as the program left them
           --section NAME        ELF objects: the program's section or function
@@ -333,9 +334,19 @@ internal static class Program
 
     private static int Run(string[] args)
     {
+        // With --pcap, "--trace N" follows packet N (counted from 0): the flag takes a number there.
+        if (args.Contains("--pcap"))
+        {
+            int t = Array.IndexOf(args, "--trace");
+            if (t >= 0 && t + 1 < args.Length && args[t + 1].Length > 0 && char.IsDigit(args[t + 1][0]))
+            {
+                args = (string[])args.Clone();
+                args[t] = "--trace-packet";
+            }
+        }
         var o = new Options(args, new[] { "--jit", "--unchecked", "--trace", "--no-verify", "--dump-maps", "--cbpf" },
             new[] { "--format", "--section", "--mem", "--mem-hex", "--kind", "--mbuff-hex", "--data-offset", "--data-end-offset", "--limit", "--repeat",
-                    "--stub-helpers", "--pcap", "--write-pcap", "--verdict", "--type" });
+                    "--stub-helpers", "--pcap", "--write-pcap", "--verdict", "--type", "--trace-packet" });
         if (o.Help) return Print(RunHelp);
         string file = OnePositional(o, "PROG");
         if (o.Has("--mem") && o.Has("--mem-hex")) throw new UsageException("give --mem or --mem-hex, not both");
@@ -420,17 +431,7 @@ internal static class Program
         RbpfException? error;
         if (o.Has("--trace"))
         {
-            var lines = Disassembler.DisassembleLines(prog).ToDictionary(l => l.Slot, l => l.Text);
-            var stdout = Console.Out;
-            code = vm.TryExecute(mem, mbuff, (pc, regs) =>
-            {
-                var sb = new StringBuilder();
-                sb.Append(pc.ToString(CultureInfo.InvariantCulture).PadLeft(5)).Append(": ")
-                  .Append((lines.TryGetValue(pc, out var t) ? t : "?").PadRight(32));
-                for (int k = 0; k < regs.Length; k++)
-                    sb.Append(" r").Append(k).Append("=0x").Append(regs[k].ToString("x", CultureInfo.InvariantCulture));
-                stdout.WriteLine(sb.ToString());
-            }, out result, out error);
+            code = vm.TryExecute(mem, mbuff, Tracer(prog), out result, out error);
         }
         else
         {
@@ -448,6 +449,22 @@ internal static class Program
         return ExitOk;
     }
 
+    /// <summary>Prints each instruction before it runs, with r0-r10.</summary>
+    private static InstructionObserver Tracer(byte[] prog)
+    {
+        var lines = Disassembler.DisassembleLines(prog).ToDictionary(l => l.Slot, l => l.Text);
+        var stdout = Console.Out;
+        return (pc, regs) =>
+        {
+            var sb = new StringBuilder();
+            sb.Append(pc.ToString(CultureInfo.InvariantCulture).PadLeft(5)).Append(": ")
+              .Append((lines.TryGetValue(pc, out var t) ? t : "?").PadRight(32));
+            for (int k = 0; k < regs.Length; k++)
+                sb.Append(" r").Append(k).Append("=0x").Append(regs[k].ToString("x", CultureInfo.InvariantCulture));
+            stdout.WriteLine(sb.ToString());
+        };
+    }
+
     private static string XdpName(ulong r0) => r0 switch
     {
         0 => "XDP_ABORTED", 1 => "XDP_DROP", 2 => "XDP_PASS", 3 => "XDP_TX", 4 => "XDP_REDIRECT",
@@ -462,7 +479,10 @@ internal static class Program
     private static int RunCapture(EbpfVm vm, Options o, bool jit)
     {
         if (o.Has("--mem") || o.Has("--mem-hex") || o.Has("--trace") || o.Has("--repeat"))
-            throw new UsageException("--pcap gives the input: drop --mem, --mem-hex, --trace and --repeat");
+            throw new UsageException("--pcap gives the input: drop --mem, --mem-hex and --repeat (--trace N follows packet N)");
+        long tracePacket = o.Has("--trace-packet") ? (long)ProgramInput.ParseNumber(o.Get("--trace-packet")!, "--trace") : -1;
+        if (tracePacket >= 0 && jit) throw new UsageException("--trace follows the interpreter: drop --jit");
+        var prog = vm.Program?.ToArray() ?? Array.Empty<byte>();
         bool xdp = vm.ProgramType == Rbpf.Programs.ProgramType.Xdp;
         bool skb = vm.ProgramType is Rbpf.Programs.ProgramType.SchedCls or Rbpf.Programs.ProgramType.SchedAct or Rbpf.Programs.ProgramType.SocketFilter;
         if (!xdp && !skb && vm.Kind != VmKind.Raw) throw new UsageException("--pcap runs XDP, tc and socket programs and raw VMs (--kind raw)");
@@ -484,6 +504,8 @@ internal static class Program
         {
             if (s_cancelled) { Console.Error.WriteLine($"rbpf: interrupted after {n} of {packets.Count} packets"); return ExitInterrupted; }
             var p = packets[n];
+            var observer = n == tracePacket ? Tracer(prog) : null;
+            if (observer != null) Console.Out.WriteLine($"packet {n} ({p.Data.Length} bytes):");
             try
             {
                 ulong verdict;
@@ -494,19 +516,24 @@ internal static class Program
                     var buffer = new byte[256 + p.Data.Length];
                     p.Data.CopyTo(buffer, 256);
                     var options = new Rbpf.Programs.XdpOptions { Headroom = 256 };
-                    var r = jit ? vm.ExecuteXdpJit(buffer, options) : vm.ExecuteXdp(buffer, options);
+                    var r = observer != null ? vm.ExecuteXdp(buffer, options, observer)
+                        : jit ? vm.ExecuteXdpJit(buffer, options) : vm.ExecuteXdp(buffer, options);
                     verdict = r.Result;
                     after = buffer.AsSpan(r.Offset, r.Length).ToArray();
                 }
                 else if (skb)
                 {
                     after = (byte[])p.Data.Clone();
-                    verdict = vm.ExecuteSkb(after, jit: jit).Result;
+                    verdict = observer != null ? vm.ExecuteSkb(after, null, observer).Result : vm.ExecuteSkb(after, jit: jit).Result;
                 }
                 else
                 {
                     after = (byte[])p.Data.Clone();
-                    verdict = jit ? vm.ExecuteJit(after) : vm.Execute(after);
+                    if (observer != null)
+                    {
+                        if (vm.TryExecute(after, Span<byte>.Empty, observer, out verdict, out var error) != RbpfErrorCode.Ok) throw error!;
+                    }
+                    else verdict = jit ? vm.ExecuteJit(after) : vm.Execute(after);
                 }
                 counts[verdict] = counts.GetValueOrDefault(verdict) + 1;
                 if (keep == verdict) kept.Add(p with { Data = after });

@@ -190,7 +190,15 @@ public sealed class EbpfVm : IDisposable
     public unsafe Programs.SkbResult ExecuteSkb(Span<byte> frame, Programs.SkbOptions? options = null, bool jit = false) =>
         Programs.KernelContexts.RunSkb(this, frame, options ?? new Programs.SkbOptions(), jit);
 
-    /// <summary>As <see cref="ExecuteXdp"/>, JIT-compiled (compile first).</summary>
+    /// <summary>As <see cref="ExecuteXdp(Span{byte}, Programs.XdpOptions?)"/>, interpreted, calling <paramref name="observer"/> before each instruction.</summary>
+    public unsafe Programs.XdpResult ExecuteXdp(Span<byte> buffer, Programs.XdpOptions? options, InstructionObserver observer) =>
+        Programs.KernelContexts.RunXdp(this, buffer, options ?? new Programs.XdpOptions(), jit: false, observer);
+
+    /// <summary>As <see cref="ExecuteSkb(Span{byte}, Programs.SkbOptions?, bool)"/>, interpreted, calling <paramref name="observer"/> before each instruction.</summary>
+    public unsafe Programs.SkbResult ExecuteSkb(Span<byte> frame, Programs.SkbOptions? options, InstructionObserver observer) =>
+        Programs.KernelContexts.RunSkb(this, frame, options ?? new Programs.SkbOptions(), jit: false, observer);
+
+    /// <summary>As <see cref="ExecuteXdp(Span{byte}, Programs.XdpOptions?)"/>, JIT-compiled (compile first).</summary>
     public unsafe Programs.XdpResult ExecuteXdpJit(Span<byte> buffer, Programs.XdpOptions? options = null) =>
         Programs.KernelContexts.RunXdp(this, buffer, options ?? new Programs.XdpOptions(), jit: true);
 

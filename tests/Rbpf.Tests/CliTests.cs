@@ -184,6 +184,13 @@ public class CliTests
             var (_, kept) = Rbpf.Programs.Capture.Read(File.ReadAllBytes(outPath));
             Assert.Equal(new[] { 64, 30, 64 }, kept.Select(k => k.Data.Length));
         }
+        // --trace N follows one packet of the capture.
+        var traced = Cli(new[] { "run", obj, "--section", "drop_port", "--pcap", pcap, "--trace", "2" });
+        Assert.Equal(0, traced.Exit);
+        Assert.StartsWith("packet 2 (30 bytes):\n", traced.Stdout);
+        Assert.Contains("r0=0x2", traced.Stdout);
+        Assert.EndsWith("5 packets\n  XDP_DROP: 2\n  XDP_PASS: 3\n", traced.Stdout);
+        Assert.Equal(2, Cli(new[] { "run", obj, "--section", "drop_port", "--pcap", pcap, "--trace", "2", "--jit" }).Exit);
         // A raw program (a classic filter) over the same capture, verdicts by number.
         string dd = Temp("udp53.dd", Encoding.ASCII.GetBytes("{ 0x28, 0, 0, 0x00000024 },\n{ 0x15, 0, 1, 0x00000035 },\n{ 0x6, 0, 0, 0x00040000 },\n{ 0x6, 0, 0, 0x00000000 },\n"));
         Assert.Equal("5 packets\n  0x0: 4\n  0x40000: 1\n", Cli(new[] { "run", "--cbpf", dd, "--pcap", pcap }).Stdout);

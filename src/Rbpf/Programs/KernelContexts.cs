@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 
 namespace Rbpf.Programs;
 
-/// <summary>Where an XDP frame sits in the buffer given to <see cref="EbpfVm.ExecuteXdp"/>, and the interfaces it came from.</summary>
+/// <summary>Where an XDP frame sits in the buffer given to <see cref="EbpfVm.ExecuteXdp(Span{byte}, XdpOptions?)"/>, and the interfaces it came from.</summary>
 public sealed record XdpOptions
 {
     /// <summary>Bytes before the frame: room for <c>bpf_xdp_adjust_head</c> to grow it (the kernel gives 256).</summary>
@@ -201,7 +201,7 @@ internal static unsafe class KernelContexts
         }, "bpf_skb_load_bytes");
     }
 
-    public static SkbResult RunSkb(EbpfVm vm, Span<byte> frame, SkbOptions options, bool jit)
+    public static SkbResult RunSkb(EbpfVm vm, Span<byte> frame, SkbOptions options, bool jit, InstructionObserver? observer = null)
     {
         if (vm.ProgramType is not (ProgramType.SchedCls or ProgramType.SchedAct or ProgramType.SocketFilter))
             throw new RbpfException(RbpfErrorCode.InvalidArgument, "the VM's program type is not tc or socket filter");
@@ -233,8 +233,10 @@ internal static unsafe class KernelContexts
             Unsafe.As<byte, ulong>(ref c[OffSkbData]) = (ulong)b;
             Unsafe.As<byte, ulong>(ref c[OffSkbDataEnd]) = (ulong)b + (ulong)frame.Length;
             Unsafe.As<byte, ulong>(ref c[OffSkbDataMeta]) = (ulong)b;
-            var code = jit
-                ? vm.TryExecuteJit(b, (nuint)frame.Length, ctx, SkbContextSize, out ulong r0, out var error)
+            var code = observer != null
+                ? vm.TryExecute(frame, new Span<byte>(ctx, SkbContextSize), observer, out ulong r0, out var error)
+                : jit
+                ? vm.TryExecuteJit(b, (nuint)frame.Length, ctx, SkbContextSize, out r0, out error)
                 : vm.TryExecute(b, (nuint)frame.Length, ctx, SkbContextSize, out r0, out error);
             if (code != RbpfErrorCode.Ok) throw error!;
             uint R(int off) => *(uint*)(ctx + off);
@@ -294,7 +296,7 @@ internal static unsafe class KernelContexts
         return 0;
     }
 
-    public static XdpResult RunXdp(EbpfVm vm, Span<byte> buffer, XdpOptions options, bool jit)
+    public static XdpResult RunXdp(EbpfVm vm, Span<byte> buffer, XdpOptions options, bool jit, InstructionObserver? observer = null)
     {
         if (vm.ProgramType != ProgramType.Xdp) throw new RbpfException(RbpfErrorCode.InvalidArgument, "the VM's program type is not XDP");
         int length = options.Length ?? buffer.Length - options.Headroom;
@@ -317,8 +319,10 @@ internal static unsafe class KernelContexts
             U64(c, OffBufferEnd) = (ulong)b + (ulong)buffer.Length;
             // The whole buffer is the packet region (the kernel keeps programs inside [data, data_end)
             // statically; here headroom and tailroom are reachable, never memory outside the buffer).
-            var code = jit
-                ? vm.TryExecuteJit(b, (nuint)buffer.Length, ctx, XdpContextSize, out ulong r0, out var error)
+            var code = observer != null
+                ? vm.TryExecute(buffer, new Span<byte>(ctx, XdpContextSize), observer, out ulong r0, out var error)
+                : jit
+                ? vm.TryExecuteJit(b, (nuint)buffer.Length, ctx, XdpContextSize, out r0, out error)
                 : vm.TryExecute(b, (nuint)buffer.Length, ctx, XdpContextSize, out r0, out error);
             if (code != RbpfErrorCode.Ok) throw error!;
             ulong start = U64(c, OffData), end = U64(c, OffDataEnd);
