@@ -78,6 +78,16 @@ public class SkbTests
         abs.JitCompile();
         Assert.Equal(0x0203UL + 1, abs.ExecuteSkb(new byte[] { 1, 2, 3 }, jit: true).Result);
         Assert.Equal(0UL, abs.ExecuteSkb(new byte[] { 1, 2 }, jit: true).Result);
+        // Found by the fuzzing target "kernel": after a legacy packet load or a call, r1-r5 are
+        // undefined for the kernel, yet here r1 may still hold the context's address; reading
+        // through it (even after a copy or a spill) would read the engine's own context.
+        foreach (var asm in new[]
+        {
+            "ldabsh 12\nldxw r2, [r1+197]\nmov r0, r2\nexit",
+            "call bpf_skb_load_bytes\nmov r6, r1\nldxw r0, [r6+0]\nexit",
+            "ldabsb 0\nstxdw [r10-8], r1\nldxdw r3, [r10-8]\nldxw r0, [r3+200]\nexit",
+        })
+            Assert.Contains("left undefined", Assert.Throws<RbpfException>(() => Load(ProgramType.SocketFilter, asm)).Message);
         var cb = Load(ProgramType.SocketFilter, "stw [r1+48], 5\nldxw r0, [r1+48]\nexit"); // cb[0] is writable everywhere
         Assert.Equal(5UL, cb.ExecuteSkb(new byte[20]).Result);
     }

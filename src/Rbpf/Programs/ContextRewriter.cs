@@ -20,7 +20,11 @@ internal readonly record struct ContextField(string Name, int Offset, int Size, 
 /// </summary>
 internal static class ContextRewriter
 {
-    private enum Kind : byte { Unset, Other, Context, Moved, Mixed }
+    /// <summary>What a register or stack slot holds: nothing known yet, anything else, the context,
+    /// the context moved by arithmetic, what a call or legacy packet load left in r1-r5 (which the
+    /// kernel refuses to read: here it may still be the context's address), or different things on
+    /// different paths.</summary>
+    private enum Kind : byte { Unset, Other, Context, Moved, Clobbered, Mixed }
 
     private static Kind Join(Kind a, Kind b) => a == Kind.Unset ? b : b == Kind.Unset ? a : a == b ? a : Kind.Mixed;
 
@@ -112,6 +116,7 @@ internal static class ContextRewriter
                 {
                     case Kind.Context: isContext = true; break;
                     case Kind.Moved: throw Bad(pc, $"access through r{reg}, the context pointer moved by arithmetic (the kernel refuses it)");
+                    case Kind.Clobbered: throw Bad(pc, $"access through r{reg}, which a helper call or legacy packet load left undefined (the kernel refuses to read it)");
                     case Kind.Mixed: throw Bad(pc, $"r{reg} holds the context on some paths and not on others");
                 }
             }
@@ -124,9 +129,10 @@ internal static class ContextRewriter
                     int code = op & 0xf0;
                     bool reg = (op & Isa.SourceX) != 0;
                     if (cls == Isa.ClassAlu64 && code == Isa.OpMov && reg && i.Offset == 0) s.Regs[i.Dst] = s.Regs[i.Src];
-                    else if (code == Isa.OpMov) s.Regs[i.Dst] = Kind.Other;
+                    else if (code == Isa.OpMov) s.Regs[i.Dst] = reg && s.Regs[i.Src] == Kind.Clobbered ? Kind.Clobbered : Kind.Other;
                     else if (s.Regs[i.Dst] is Kind.Context or Kind.Moved) s.Regs[i.Dst] = Kind.Moved;
-                    else s.Regs[i.Dst] = s.Regs[i.Dst] == Kind.Mixed ? Kind.Mixed : Kind.Other;
+                    else if (s.Regs[i.Dst] is Kind.Clobbered or Kind.Mixed) { /* stays what it was */ }
+                    else s.Regs[i.Dst] = reg && s.Regs[i.Src] == Kind.Clobbered ? Kind.Clobbered : Kind.Other;
                     break;
                 }
                 case Isa.ClassLd:
@@ -137,7 +143,8 @@ internal static class ContextRewriter
                         // The kernel's meaning here (the engine gives it for these types): network byte
                         // order, a load outside the packet ends the program with 0; no 8-byte form.
                         if ((op & 0x18) == Isa.SizeDW) throw Bad(pc, "an 8-byte LD_ABS or LD_IND does not exist for the kernel");
-                        for (int r = 0; r <= 5; r++) s.Regs[r] = Kind.Other;
+                        s.Regs[0] = Kind.Other;
+                        for (int r = 1; r <= 5; r++) s.Regs[r] = Kind.Clobbered;
                     }
                     break;
                 case Isa.ClassLdx:
@@ -170,7 +177,7 @@ internal static class ContextRewriter
                         // A spill of the context keeps it; anything else written over a slot clears it.
                         foreach (var key in s.Slots.Keys.ToList())
                             if (key < i.Offset + size && i.Offset < key + 8) s.Slots.Remove(key);
-                        if (cls == Isa.ClassStx && !atomic && size == 8 && s.Regs[i.Src] is Kind.Context or Kind.Mixed or Kind.Moved)
+                        if (cls == Isa.ClassStx && !atomic && size == 8 && s.Regs[i.Src] is Kind.Context or Kind.Mixed or Kind.Moved or Kind.Clobbered)
                             s.Slots[i.Offset] = s.Regs[i.Src];
                         if (atomic && (i.Imm & Isa.AtomicFetch) != 0) s.Regs[i.Imm == Isa.AtomicCmpXchg ? 0 : i.Src] = Kind.Other;
                         break;
@@ -197,7 +204,8 @@ internal static class ContextRewriter
                             for (int r = 0; r < 11; r++) callee.Regs[r] = r is >= 1 and <= 5 ? s.Regs[r] : Kind.Other;
                             Flow(pc + 1 + i.Imm, callee);
                         }
-                        for (int r = 0; r <= 5; r++) s.Regs[r] = Kind.Other;
+                        s.Regs[0] = Kind.Other;
+                        for (int r = 1; r <= 5; r++) s.Regs[r] = Kind.Clobbered;
                         break;
                     }
                     int code = op & 0xf0;

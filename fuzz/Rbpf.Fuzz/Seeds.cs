@@ -1,0 +1,63 @@
+using System.Text;
+using Rbpf.Cbpf;
+using Rbpf.Programs;
+
+namespace Rbpf.Fuzz;
+
+/// <summary>Starting inputs for each target: small, valid, and covering each input format's parts.</summary>
+public static class Seeds
+{
+    private static readonly string[] Programs =
+    {
+        "mov r0, 1\nexit",
+        "ldxb r0, [r1+2]\nexit",
+        "mov r0, 0\nloop:\nadd r0, 1\njlt r0, 10, loop\nexit",
+        "stxdw [r10-8], r1\nldxdw r2, [r10-8]\nlock add64 [r10-8], r2\nmov r0, r2\nexit",
+        "mov r1, 5\ncall 1\ncall local f\nexit\nf:\nmov r0, 7\nexit",
+        "lddw r0, 0x1122334455667788\nbe16 r0\nsdiv r0, 3\nexit",
+        "r0 = 1\nif r0 > 2 goto +1\nr0 = *(u32 *)(r10 - 8)\nexit",
+        "mov32 %r0, 2\nexit",
+    };
+
+    /// <summary>The seeds of <paramref name="target"/> as (name, bytes).</summary>
+    public static IEnumerable<(string Name, byte[] Data)> For(string target, string repoRoot)
+    {
+        switch (target)
+        {
+            case "asm":
+                for (int k = 0; k < Programs.Length; k++) yield return ($"p{k}.s", Encoding.UTF8.GetBytes(Programs[k]));
+                break;
+            case "disasm":
+                for (int k = 0; k < Programs.Length; k++) yield return ($"p{k}.bin", Assembler.Assemble(Programs[k]));
+                break;
+            case "exec":
+                for (int k = 0; k < Programs.Length; k++) yield return ($"p{k}.bin", new byte[] { 1 }.Concat(Assembler.Assemble(Programs[k])).ToArray());
+                break;
+            case "elf":
+                foreach (var o in Directory.GetFiles(Path.Combine(repoRoot, "tests", "elf"), "*.o").Where(f => new FileInfo(f).Length < 32768))
+                    yield return (Path.GetFileName(o), File.ReadAllBytes(o));
+                break;
+            case "cbpf":
+            {
+                string dd = "{ 0x28, 0, 0, 0x0000000c },\n{ 0x15, 0, 8, 0x00000800 },\n{ 0x30, 0, 0, 0x00000017 },\n{ 0x15, 0, 6, 0x00000006 },\n" +
+                    "{ 0x28, 0, 0, 0x00000014 },\n{ 0x45, 4, 0, 0x00001fff },\n{ 0xb1, 0, 0, 0x0000000e },\n{ 0x48, 0, 0, 0x00000010 },\n" +
+                    "{ 0x15, 0, 1, 0x00000050 },\n{ 0x6, 0, 0, 0x00040000 },\n{ 0x6, 0, 0, 0x00000000 },";
+                yield return ("port80.bin", new byte[] { 64 }.Concat(ClassicBpf.Write(ClassicBpf.Parse(dd))).ToArray());
+                var scratch = new[] { new CbpfInstruction(0x60, 0, 0, 3), new CbpfInstruction(0x02, 0, 0, 5), new CbpfInstruction(0x3c, 0, 0, 0), new CbpfInstruction(0x16, 0, 0, 0) };
+                yield return ("scratch.bin", new byte[] { 20 }.Concat(ClassicBpf.Write(scratch)).ToArray());
+                break;
+            }
+            case "capture":
+            {
+                var packets = new[] { new CapturedPacket(new byte[60], 60, 1), new CapturedPacket(new byte[14], 100, 2) };
+                yield return ("two.pcap", Capture.WritePcap(packets));
+                break;
+            }
+            case "kernel":
+                yield return ("xdp.bin", new byte[] { 0 }.Concat(Assembler.Assemble("ldxw r2, [r1+0]\nldxw r3, [r1+4]\nmov r4, r2\nadd r4, 14\njgt r4, r3, +2\nldxb r0, [r2+12]\nexit\nmov r0, 2\nexit")).ToArray());
+                yield return ("tc.bin", new byte[] { 1 }.Concat(Assembler.Assemble("ldxw r0, [r1+0]\nstxw [r1+8], r0\nldxw r2, [r1+76]\nexit")).ToArray());
+                yield return ("socket.bin", new byte[] { 2 }.Concat(Assembler.Assemble("ldabsh 12\nldxw r2, [r1+0]\nadd r0, r2\nexit")).ToArray());
+                break;
+        }
+    }
+}

@@ -1,0 +1,175 @@
+using System.Text;
+using Rbpf.Cbpf;
+using Rbpf.Programs;
+
+namespace Rbpf.Fuzz;
+
+/// <summary>
+/// One fuzz target per input a user controls. Each takes arbitrary bytes; an RbpfException is the
+/// expected way to refuse them, anything else (another exception, a crash, a hang) is a bug.
+/// Where two engines or a round trip must agree, the target checks that and throws
+/// <see cref="DisagreementException"/> when they do not.
+/// </summary>
+public static class Targets
+{
+    /// <summary>A result that must not happen: two engines disagreeing, a round trip changing bytes.</summary>
+    public sealed class DisagreementException(string message) : Exception(message);
+
+    public static readonly string[] Names = { "asm", "disasm", "elf", "exec", "cbpf", "capture", "kernel" };
+
+    public static void Run(string name, ReadOnlySpan<byte> data)
+    {
+        switch (name)
+        {
+            case "asm": Assemble(data); break;
+            case "disasm": Disassemble(data); break;
+            case "elf": Elf(data); break;
+            case "exec": Execute(data); break;
+            case "cbpf": Classic(data); break;
+            case "capture": Captures(data); break;
+            case "kernel": Kernel(data); break;
+            default: throw new ArgumentException($"unknown target '{name}' ({string.Join(", ", Names)})");
+        }
+    }
+
+    /// <summary>Assembly text in every syntax: assembles or refuses; what assembles disassembles back to the same bytes.</summary>
+    public static void Assemble(ReadOnlySpan<byte> data)
+    {
+        byte[] prog;
+        try { prog = Assembler.Assemble(Encoding.UTF8.GetString(data)); }
+        catch (RbpfException) { return; }
+        foreach (var syntax in new[] { AsmSyntax.Rbpf, AsmSyntax.Llvm })
+        {
+            var back = Assembler.Assemble(Disassembler.Disassemble(prog, syntax, labels: true));
+            if (!back.AsSpan().SequenceEqual(prog)) throw new DisagreementException($"{syntax} disassembly did not assemble back to the same bytes");
+        }
+    }
+
+    /// <summary>Any bytes as a program: the disassembly (both syntaxes, labels or not) assembles back to them.</summary>
+    public static void Disassemble(ReadOnlySpan<byte> data)
+    {
+        var prog = data[..(data.Length & ~7)].ToArray();
+        foreach (var syntax in new[] { AsmSyntax.Rbpf, AsmSyntax.Llvm })
+            foreach (bool labels in new[] { false, true })
+            {
+                var back = Assembler.Assemble(Disassembler.Disassemble(prog, syntax, labels));
+                if (!back.AsSpan().SequenceEqual(prog)) throw new DisagreementException($"{syntax} (labels {labels}) did not round-trip");
+            }
+    }
+
+    /// <summary>An ELF object (with maps and BTF): loads or refuses; what loads runs in both engines with a limit.</summary>
+    public static void Elf(ReadOnlySpan<byte> data)
+    {
+        EbpfVm vm, twin;
+        try { vm = EbpfVm.CreateFromElf(VmKind.Raw, data); }
+        catch (RbpfException) { return; }
+        twin = EbpfVm.CreateFromElf(VmKind.Raw, data); // its own global data and maps: programs keep state
+        CompareEngines(vm, new byte[64], twin);
+    }
+
+    /// <summary>Bytecode, verified or not: both engines give the same outcome.</summary>
+    public static void Execute(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < 9) return;
+        bool verify = (data[0] & 1) != 0;
+        var prog = data[1..].ToArray();
+        prog = prog[..(prog.Length & ~7)];
+        var vm = new EbpfVm(VmKind.Raw);
+        if (!verify) vm.SetVerifier(null);
+        try { vm.SetProgram(prog); }
+        catch (RbpfException) { return; }
+        CompareEngines(vm, new byte[32]);
+    }
+
+    // One input buffer and one stack for both engines (reset between the runs), so that results
+    // derived from addresses agree too.
+    private static readonly byte[] Memory = GC.AllocateArray<byte>(256, pinned: true);
+    private static readonly byte[] Stack = GC.AllocateArray<byte>(Isa.StackSize, pinned: true);
+
+    private static unsafe void CompareEngines(EbpfVm vm, byte[] input, EbpfVm? jitVm = null)
+    {
+        var jitted = jitVm ?? vm;
+        foreach (var v in new[] { vm, jitted })
+        {
+            v.InstructionLimit = 5000;
+            if (!v.HasHelper(1)) v.RegisterHelper(1, (a, b, _, _, _) => a ^ b);
+        }
+        RbpfErrorCode Run(bool jit, out ulong r0, out RbpfException? error, out byte[] after)
+        {
+            Array.Clear(Memory);
+            Array.Clear(Stack);
+            input.CopyTo(Memory, 0);
+            RbpfErrorCode code;
+            fixed (byte* m = Memory)
+            fixed (byte* st = Stack)
+                code = jit
+                    ? jitted.TryExecuteJit(m, (nuint)input.Length, null, 0, st, (nuint)Stack.Length, out r0, out error)
+                    : vm.TryExecute(m, (nuint)input.Length, null, 0, st, (nuint)Stack.Length, out r0, out error);
+            after = Memory[..input.Length];
+            return code;
+        }
+        var codeI = Run(false, out ulong rI, out var eI, out var memI);
+        try { jitted.JitCompile(); }
+        catch (RbpfException e) when (e.Code == RbpfErrorCode.Unsupported) { return; }
+        var codeJ = Run(true, out ulong rJ, out var eJ, out var memJ);
+        if (codeI != codeJ) throw new DisagreementException($"interpreter {codeI} ({eI?.Message}), JIT {codeJ} ({eJ?.Message})");
+        if (codeI == RbpfErrorCode.Ok && (rI != rJ || !memI.AsSpan().SequenceEqual(memJ)))
+            throw new DisagreementException($"interpreter r0 0x{rI:x}, JIT 0x{rJ:x}");
+    }
+
+    /// <summary>A classic program (8-byte instructions): validates or refuses; what validates runs the same in both engines.</summary>
+    public static void Classic(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < 16) return;
+        int packetLength = data[0];
+        var code = data[1..];
+        byte[] prog;
+        try { prog = ClassicBpf.Translate(code[..(code.Length & ~7)]); }
+        catch (RbpfException) { return; }
+        var vm = EbpfVm.CreateRaw(prog);
+        var packet = new byte[packetLength];
+        for (int k = 0; k < packet.Length; k++) packet[k] = (byte)(k * 37 + 11);
+        CompareEngines(vm, packet);
+    }
+
+    /// <summary>A pcap or pcapng file: reads or refuses.</summary>
+    public static void Captures(ReadOnlySpan<byte> data)
+    {
+        try
+        {
+            var (link, packets) = Capture.Read(data);
+            var back = Capture.Read(Capture.WritePcap(packets, link)).Packets;
+            if (back.Count != packets.Count) throw new DisagreementException("a written capture read back with another packet count");
+        }
+        catch (RbpfException) { }
+    }
+
+    /// <summary>A kernel program (XDP, tc, socket) as bytecode: the context rewriter accepts or refuses; accepted ones run in both engines.</summary>
+    public static void Kernel(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < 9) return;
+        var type = (data[0] % 3) switch { 0 => ProgramType.Xdp, 1 => ProgramType.SchedCls, _ => ProgramType.SocketFilter };
+        var prog = data[1..].ToArray();
+        prog = prog[..(prog.Length & ~7)];
+        var vm = EbpfVm.ForProgramType(type);
+        try { vm.SetProgram(prog); }
+        catch (RbpfException) { return; }
+        vm.InstructionLimit = 5000;
+        var frame = new byte[64];
+        ulong Run(bool jit)
+        {
+            var f = (byte[])frame.Clone();
+            try
+            {
+                return type == ProgramType.Xdp
+                    ? (jit ? vm.ExecuteXdpJit(f) : vm.ExecuteXdp(f)).Result
+                    : vm.ExecuteSkb(f, jit: jit).Result;
+            }
+            catch (RbpfException e) { return 0xdead_0000UL | (uint)(-(int)e.Code); }
+        }
+        ulong interp = Run(false);
+        vm.JitCompile();
+        ulong jitted = Run(true);
+        if (interp != jitted) throw new DisagreementException($"interpreter 0x{interp:x}, JIT 0x{jitted:x}");
+    }
+}
