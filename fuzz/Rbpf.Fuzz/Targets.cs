@@ -144,6 +144,8 @@ public static class Targets
         catch (RbpfException) { }
     }
 
+    private static readonly byte[] Frame = GC.AllocateArray<byte>(64, pinned: true);
+
     /// <summary>A kernel program (XDP, tc, socket) as bytecode: the context rewriter accepts or refuses; accepted ones run in both engines.</summary>
     public static void Kernel(ReadOnlySpan<byte> data)
     {
@@ -155,10 +157,11 @@ public static class Targets
         try { vm.SetProgram(prog); }
         catch (RbpfException) { return; }
         vm.InstructionLimit = 5000;
-        var frame = new byte[64];
         ulong Run(bool jit)
         {
-            var f = (byte[])frame.Clone();
+            // One frame buffer for both engines, so that results derived from addresses agree.
+            var f = Frame;
+            Array.Clear(f);
             try
             {
                 return type == ProgramType.Xdp

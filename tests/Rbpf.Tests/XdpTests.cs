@@ -115,6 +115,12 @@ public class XdpTests
         Assert.Contains("read-only", Assert.Throws<RbpfException>(() => Load("stw [r1+12], 1\nmov r0, 2\nexit")).Message);
         Assert.Contains("moved by arithmetic", Assert.Throws<RbpfException>(() => Load("add r1, 4\nldxw r0, [r1+0]\nexit")).Message);
         Assert.Contains("on some paths", Assert.Throws<RbpfException>(() => Load("jeq r2, 0, +1\nmov r1, r10\nldxw r0, [r1-8]\nexit")).Message);
+        // Found by the fuzzing target "kernel": addresses computed to land on the engine's own
+        // context (next to the stack, or from the context's address) are refused, and the helpers
+        // check the context's pointers as any address anyway.
+        Assert.Contains("outside the frame", Assert.Throws<RbpfException>(() => Load("sth [r10+512], 0\nmov r0, 2\nexit")).Message);
+        Assert.Contains("moved by arithmetic", Assert.Throws<RbpfException>(() =>
+            Load("ldxw r2, [r1+0]\nmov r3, r1\nsub r3, r2\nadd r2, r3\nstxdw [r2+0], r2\nmov r0, 2\nexit")).Message);
         // Spilled to the stack and filled again, the context is still the context.
         var ok = Load("stxdw [r10-8], r1\nmov r1, 0\nldxdw r6, [r10-8]\nldxw r0, [r6+12]\nexit");
         Assert.Equal(7UL, ok.ExecuteXdp(new byte[20], new XdpOptions { IngressIfindex = 7 }).Result);

@@ -109,6 +109,13 @@ internal static class ContextRewriter
             int size = (op & 0x18) switch { Isa.SizeB => 1, Isa.SizeH => 2, Isa.SizeW => 4, _ => 8 };
             int next = pc + 1;
 
+            // The kernel keeps r10-based accesses inside the 512-byte frame below r10.
+            void StackOffset(int at, int off, int bytes)
+            {
+                if (off >= 0 || off < -Isa.StackFrameSize || off + bytes > 0)
+                    throw Bad(at, $"{bytes}-byte stack access at r10{(off < 0 ? "" : "+")}{off} is outside the frame [r10-{Isa.StackFrameSize}, r10)");
+            }
+
             void CheckBase(int reg, bool write, out bool isContext)
             {
                 isContext = false;
@@ -129,6 +136,8 @@ internal static class ContextRewriter
                     int code = op & 0xf0;
                     bool reg = (op & Isa.SourceX) != 0;
                     if (cls == Isa.ClassAlu64 && code == Isa.OpMov && reg && i.Offset == 0) s.Regs[i.Dst] = s.Regs[i.Src];
+                    else if (reg && s.Regs[i.Src] is Kind.Context or Kind.Moved)
+                        s.Regs[i.Dst] = Kind.Moved; // a value made from the context's address is not a pointer a program may use
                     else if (code == Isa.OpMov) s.Regs[i.Dst] = reg && s.Regs[i.Src] == Kind.Clobbered ? Kind.Clobbered : Kind.Other;
                     else if (s.Regs[i.Dst] is Kind.Context or Kind.Moved) s.Regs[i.Dst] = Kind.Moved;
                     else if (s.Regs[i.Dst] is Kind.Clobbered or Kind.Mixed) { /* stays what it was */ }
@@ -151,6 +160,7 @@ internal static class ContextRewriter
                 {
                     if (i.Src == Isa.FramePointer)
                     {
+                        StackOffset(pc, i.Offset, size);
                         s.Regs[i.Dst] = size == 8 && s.Slots.TryGetValue(i.Offset, out var k) ? k : Kind.Other;
                         break;
                     }
@@ -174,6 +184,7 @@ internal static class ContextRewriter
                     bool atomic = cls == Isa.ClassStx && (op & 0xe0) == Isa.ModeAtomic;
                     if (i.Dst == Isa.FramePointer)
                     {
+                        StackOffset(pc, i.Offset, size);
                         // A spill of the context keeps it; anything else written over a slot clears it.
                         foreach (var key in s.Slots.Keys.ToList())
                             if (key < i.Offset + size && i.Offset < key + 8) s.Slots.Remove(key);

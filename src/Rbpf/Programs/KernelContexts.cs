@@ -152,6 +152,8 @@ internal static unsafe class KernelContexts
         if ((flags & ~allowed) != 0) return EINVAL;
         var (data, end) = SkbPacket(m, ctx);
         if (offset > 0xffff || data + offset + 2 > end) return EFAULT;
+        // The context is memory the program can write: its pointers are checked like any address.
+        if (!m.IsAllowed(data + offset, 2, write: true)) return EFAULT;
         ref ushort field = ref Unsafe.AsRef<ushort>((void*)(data + offset));
         bool mangled0 = l4 && (flags & MarkMangled0) != 0;
         if (mangled0 && field == 0) return 0;
@@ -196,6 +198,8 @@ internal static unsafe class KernelContexts
             ulong data = Unsafe.As<byte, ulong>(ref ctx[OffSkbData]), end = Unsafe.As<byte, ulong>(ref ctx[OffSkbDataEnd]);
             uint offset = (uint)r2, length = (uint)r4;
             if (length == 0 || length > 0xffff || (ulong)offset + length > end - data) return unchecked((ulong)-14L);
+            // The context is memory the program can write: its pointers are checked like any address.
+            if (!m.IsAllowed(data + offset, length, write: false)) return unchecked((ulong)-14L);
             new ReadOnlySpan<byte>((void*)(data + offset), (int)length).CopyTo(m.GetSpan(r3, (int)length, write: true));
             return 0;
         }, "bpf_skb_load_bytes");
@@ -274,6 +278,8 @@ internal static unsafe class KernelContexts
             ulong moved = data + (ulong)(long)delta;
             // Within the buffer, leaving at least an Ethernet header; the metadata goes if it no longer fits.
             if (moved < start || moved > end || end - moved < EthHeaderLength) return EINVAL;
+            // The context is memory the program can write: the frame must stay in memory it may use.
+            if (!m.IsAllowed(moved, end - moved, write: true)) return EINVAL;
             U64(ctx, OffData) = moved;
             if (meta > moved || meta == data) U64(ctx, OffDataMeta) = moved;
         }
@@ -281,6 +287,7 @@ internal static unsafe class KernelContexts
         {
             ulong moved = end + (ulong)(long)delta;
             if (moved > limit || moved < data || moved - data < EthHeaderLength) return EINVAL;
+            if (!m.IsAllowed(data, moved - data, write: true)) return EINVAL;
             U64(ctx, OffDataEnd) = moved;
         }
         return 0;
@@ -292,6 +299,7 @@ internal static unsafe class KernelContexts
         ulong data = U64(ctx, OffData), meta = U64(ctx, OffDataMeta) + (ulong)(long)delta;
         ulong start = U64(ctx, OffBufferStart);
         if (meta < start || meta > data || data - meta > MaxMetaLength || (data - meta) % 4 != 0) return EINVAL;
+        if (data != meta && !m.IsAllowed(meta, data - meta, write: true)) return EINVAL;
         U64(ctx, OffDataMeta) = meta;
         return 0;
     }
