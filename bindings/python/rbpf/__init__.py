@@ -722,15 +722,12 @@ class Vm:
         return {n: self.get_map(n) for n in names if n}
 
     # -- running --
-    def _run(self, fn, mem, mbuff):
-        mp, mn, keep1 = _memory(mem)
-        bp, bn, keep2 = _memory(mbuff)
-        result = ctypes.c_uint64()
-        self._helper_error.error = None
-        rc = fn(self._h, mp, mn, bp, bn, ctypes.byref(result))
+    def _finish(self, rc: int) -> None:
+        """After a call into the library that ran the program: raises what the run ended with (a
+        Python helper's exception chained to HelperFailedError, KeyboardInterrupt for Ctrl-C, or
+        the library's error), and clears the helper state for the next run."""
         helper_error = self._helper_error.error
         self._helper_error.error = None
-        del keep1, keep2
         if rc == _INTERRUPTED or isinstance(helper_error, KeyboardInterrupt):
             _raise_pending_signals(rc)
         if helper_error is not None and not isinstance(helper_error, Exception):
@@ -739,6 +736,15 @@ class Vm:
             message = _last_error().decode("utf-8", "replace") if rc == -11 else "a Python helper raised %r" % (helper_error,)
             raise HelperFailedError(-11, message) from helper_error
         _check(rc)
+
+    def _run(self, fn, mem, mbuff):
+        mp, mn, keep1 = _memory(mem)
+        bp, bn, keep2 = _memory(mbuff)
+        result = ctypes.c_uint64()
+        self._helper_error.error = None
+        rc = fn(self._h, mp, mn, bp, bn, ctypes.byref(result))
+        del keep1, keep2
+        self._finish(rc)
         return result.value
 
     def execute(self, mem: Optional[BytesLike] = None, mbuff: Optional[BytesLike] = None) -> int:
@@ -758,15 +764,7 @@ class Vm:
         done = ctypes.c_size_t()
         self._helper_error.error = None
         rc = _vm_execute_packed(self._h, data_ptr, len_ptr, len(items), 1 if jit else 0, results, counts, ncounts, ctypes.byref(done))
-        helper_error = self._helper_error.error
-        self._helper_error.error = None
-        if rc == _INTERRUPTED or isinstance(helper_error, KeyboardInterrupt):
-            _raise_pending_signals(rc)
-        if helper_error is not None and not isinstance(helper_error, Exception):
-            raise helper_error  # KeyboardInterrupt, SystemExit: as they are
-        if helper_error is not None:
-            raise HelperFailedError(-11, _last_error().decode("utf-8", "replace")) from helper_error
-        _check(rc)
+        self._finish(rc)
         return len(items)
 
     def execute_many(self, buffers: Iterable[BytesLike], jit: bool = False) -> List[int]:
@@ -1011,13 +1009,7 @@ class XdpVm(Vm):
         self._helper_error.error = None
         rc = _vm_execute_xdp(self._h, ptr, n, ctypes.byref(opts), 1 if jit else 0, ctypes.byref(result))
         del keep
-        helper_error = self._helper_error.error
-        self._helper_error.error = None
-        if rc == _INTERRUPTED:
-            _raise_pending_signals(rc)
-        if helper_error is not None:
-            raise HelperFailedError(-11, _last_error().decode("utf-8", "replace")) from helper_error
-        _check(rc)
+        self._finish(rc)
         return XdpResult(result.action, result.value, result.offset, result.length)
 
     def run_capture(self, packets: Iterable[CapturedPacket], headroom: int = 256,
@@ -1089,13 +1081,7 @@ class SkbVm(Vm):
         self._helper_error.error = None
         rc = _vm_execute_skb(self._h, ptr, n, ctypes.byref(skb), 1 if jit else 0, ctypes.byref(result))
         del keep
-        helper_error = self._helper_error.error
-        self._helper_error.error = None
-        if rc == _INTERRUPTED:
-            _raise_pending_signals(rc)
-        if helper_error is not None:
-            raise HelperFailedError(-11, _last_error().decode("utf-8", "replace")) from helper_error
-        _check(rc)
+        self._finish(rc)
         return SkbResult(result.value, skb.mark, skb.priority, skb.tc_classid, skb.tc_index, skb.queue_mapping, tuple(skb.cb))
 
 

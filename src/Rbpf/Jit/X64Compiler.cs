@@ -1341,28 +1341,8 @@ internal sealed class X64Compiler
         var array = _a.CreateLabel();
         var missing = _a.CreateLabel();
         var hash = _a.CreateLabel();
-        // The map: Tag | fd, with a map at fd in the table.
-        _a.mov(r11, rdi);
-        _a.shr(r11, 32);
-        _a.cmp(r11d, unchecked((int)(Maps.MapHelpers.Tag >> 32)));
-        _a.jne(slow);
-        _a.mov(r11d, edi);
-        _a.cmp(r11, _target.MapTableLength);
-        _a.jae(slow);
-        _a.mov(r10, (long)_target.MapTable);
-        _a.mov(r10, __qword_ptr[r10 + r11 * 8]);
-        _a.test(r10, r10);
-        _a.jz(slow);
-        // The key: inside [StackStart, StackTop).
-        _a.mov(ecx, __dword_ptr[r10 + Maps.MapDescriptor.OffKeySize]);
-        _a.mov(r11, rsi);
-        _a.sub(r11, CtxQ(JitContext.OffStackStart));
-        _a.mov(rax, CtxQ(JitContext.OffStackTop));
-        _a.sub(rax, CtxQ(JitContext.OffStackStart));
-        _a.sub(rax, rcx);
-        _a.jb(slow);
-        _a.cmp(r11, rax);
-        _a.ja(slow);
+        // The map (Tag | fd, with a map at fd in the table), and the key inside [StackStart, StackTop).
+        EmitMapAndStackPointer(slow, findMap: true, rsi, Maps.MapDescriptor.OffKeySize);
         _a.mov(eax, __dword_ptr[r10 + Maps.MapDescriptor.OffType]);
         _a.cmp(eax, (int)Maps.MapType.Array);
         _a.je(array);

@@ -43,12 +43,17 @@ internal sealed unsafe class ArrayMap : BpfMap
     internal override int DeleteRaw(ReadOnlySpan<byte> key) => -22;
 
     /// <inheritdoc/>
-    public override bool TryGetNextKey(ReadOnlySpan<byte> key, Span<byte> next)
+    public override bool TryGetNextKey(ReadOnlySpan<byte> key, Span<byte> next) => NextIndex(key, next, MaxEntries);
+
+    /// <summary>
+    /// The index after <paramref name="key"/> for maps indexed 0 to <paramref name="count"/> - 1, as
+    /// the kernel does it: no key, or one past the end, starts over at 0; the last index ends it.
+    /// </summary>
+    internal static bool NextIndex(ReadOnlySpan<byte> key, Span<byte> next, uint count)
     {
-        // As the kernel: no key, or one past the end, starts over at 0; the last index ends it.
         uint n = key.Length == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(key) : uint.MaxValue;
-        uint following = n >= MaxEntries ? 0 : n + 1;
-        if (following >= MaxEntries) return false;
+        uint following = n >= count ? 0 : n + 1;
+        if (following >= count) return false;
         BinaryPrimitives.WriteUInt32LittleEndian(next, following);
         return true;
     }
@@ -98,14 +103,7 @@ public sealed class ProgramArrayMap : BpfMap
     }
 
     /// <inheritdoc/>
-    public override bool TryGetNextKey(ReadOnlySpan<byte> key, Span<byte> next)
-    {
-        uint n = key.Length == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(key) : uint.MaxValue;
-        uint following = n >= MaxEntries ? 0 : n + 1;
-        if (following >= MaxEntries) return false;
-        BinaryPrimitives.WriteUInt32LittleEndian(next, following);
-        return true;
-    }
+    public override bool TryGetNextKey(ReadOnlySpan<byte> key, Span<byte> next) => ArrayMap.NextIndex(key, next, MaxEntries);
 
     /// <inheritdoc/>
     public override int Count => _programs.Count(p => p != null);
