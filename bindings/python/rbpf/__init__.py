@@ -958,6 +958,19 @@ class Map(MutableMapping):
         return int(rc)
 
 
+def _kernel_from_elf(cls, elf, section, prog_type):
+    """A VM of class ``cls`` for the kernel program in ``section`` of an ELF object (type 0: from the section's name)."""
+    vm = cls.__new__(cls)
+    Vm._init_state(vm)
+    buf, n = _program_buffer(elf, elf=True)
+    handle = ctypes.c_void_p()
+    _check(_vm_create_kernel_from_elf(buf, n, None if section is None else section.encode("utf-8"), prog_type,
+                                      ctypes.byref(handle)))
+    vm._handle = handle
+    vm._interrupt_on_sigint()
+    return vm
+
+
 class XdpResult(NamedTuple):
     """An XDP run's outcome: the verdict (XDP_*), r0, and where the frame is in the buffer now."""
     action: int
@@ -985,15 +998,7 @@ class XdpVm(Vm):
     @classmethod
     def from_elf(cls, elf: Program, section: Optional[str] = None, kind: Optional[int] = None) -> "XdpVm":  # type: ignore[override]
         """Loads the XDP program in ``section`` (a section or function name) of an ELF object."""
-        vm = cls.__new__(cls)
-        Vm._init_state(vm)
-        buf, n = _program_buffer(elf, elf=True)
-        handle = ctypes.c_void_p()
-        _check(_vm_create_kernel_from_elf(buf, n, None if section is None else section.encode("utf-8"), _PROG_XDP,
-                                          ctypes.byref(handle)))
-        vm._handle = handle
-        vm._interrupt_on_sigint()
-        return vm
+        return _kernel_from_elf(cls, elf, section, _PROG_XDP)
 
     def run(self, buffer: bytearray, headroom: int = 0, length: Optional[int] = None, ingress_ifindex: int = 1,
             rx_queue_index: int = 0, egress_ifindex: int = 0, jit: bool = False) -> XdpResult:
@@ -1057,15 +1062,7 @@ class SkbVm(Vm):
     def from_elf(cls, elf: Program, section: Optional[str] = None, kind: Optional[int] = None) -> "SkbVm":  # type: ignore[override]
         """Loads the program in ``section`` (a section or function name) of an ELF object; its type
         comes from the section's name."""
-        vm = cls.__new__(cls)
-        Vm._init_state(vm)
-        buf, n = _program_buffer(elf, elf=True)
-        handle = ctypes.c_void_p()
-        _check(_vm_create_kernel_from_elf(buf, n, None if section is None else section.encode("utf-8"), 0,
-                                          ctypes.byref(handle)))
-        vm._handle = handle
-        vm._interrupt_on_sigint()
-        return vm
+        return _kernel_from_elf(cls, elf, section, 0)
 
     def run(self, frame: BytesLike, protocol: int = 0, mark: int = 0, priority: int = 0, ifindex: int = 1,
             cb: Iterable[int] = (), jit: bool = False) -> SkbResult:
