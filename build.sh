@@ -45,6 +45,15 @@ setup() {
         [ -e /usr/include/libelf.h ] || need+=(libelf-dev)
         command -v c++ >/dev/null 2>&1 || need+=(g++)
     fi
+    # On x86-64: the AArch64 cross toolchain and QEMU, so the AArch64 JIT is built and tested here
+    # (docs/arm64.md); llvm-objcopy strips arm64 objects, which GNU objcopy cannot.
+    if [ "$(uname -s)" = Linux ] && [ "$(uname -m)" = x86_64 ]; then
+        command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
+        command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu)
+        [ -e /usr/aarch64-linux-gnu/include/stdio.h ] || need+=(libc6-dev-arm64-cross)
+        command -v aarch64-linux-gnu-as >/dev/null 2>&1 || need+=(binutils-aarch64-linux-gnu)
+        command -v llvm-objcopy >/dev/null 2>&1 || need+=(llvm)
+    fi
     if [ ${#need[@]} -gt 0 ]; then
         local sudo=""
         [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -84,7 +93,32 @@ build() {
         echo "warning: clang could not compile tests/elf/*.c; the tests use the committed objects" >&2
         rm -rf "$OUT/elf"
     fi
+    build_arm64 || return 1
     echo "==> built: $OUT/lib/$LIBNAME, $OUT/include/rbpf.h, $OUT/bin/rbpf, $OUT/bin/rbpf-plugin"
+}
+
+# Whether this x86-64 Linux host can build for AArch64 and run the result under QEMU.
+can_cross_arm64() {
+    [ "$RID" = linux-x64 ] && command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1
+}
+
+# The library, the test driver and the C tests for linux-arm64, into out/arm64 (run under QEMU by the tests).
+build_arm64() {
+    rm -rf "$OUT/arm64"
+    can_cross_arm64 || return 0
+    echo "==> cross-publishing for linux-arm64 (library, test driver, C tests) into $OUT/arm64"
+    dotnet publish "$ROOT/src/Rbpf.Native" -c "$CONFIG" -r linux-arm64 -nologo -v quiet -clp:ErrorsOnly -o "$OUT/arm64/lib" || return 1
+    ln -sf librbpf.so "$OUT/arm64/lib/librbpf.so.0"
+    dotnet publish "$ROOT/tests/Rbpf.Arm64Driver" -c "$CONFIG" -r linux-arm64 -nologo -v quiet -clp:ErrorsOnly -o "$OUT/arm64/driver" || return 1
+    mkdir -p "$OUT/arm64/c"
+    local cc=(aarch64-linux-gnu-gcc -std=gnu99 -O2 -Wall -Wextra -Werror -I"$ROOT/include" -DRBPF_TEST_ELF_DIR="\"$ROOT/tests/elf\"")
+    local link=(-L"$OUT/arm64/lib" -lrbpf -Wl,-rpath,"$OUT/arm64/lib")
+    "${cc[@]}" "$ROOT/bindings/c/tests/test_rbpf.c" "$ROOT/bindings/c/tests/elf_native.c" -o "$OUT/arm64/c/test_rbpf" "${link[@]}" -lpthread || return 1
+    "${cc[@]}" "$ROOT/bindings/c/tests/test_ubpf.c" -o "$OUT/arm64/c/test_ubpf" "${link[@]}" || return 1
+    local ex
+    for ex in add ldxh_jit mbuff_jit fixed_mbuff_filter; do
+        "${cc[@]}" "$ROOT/bindings/c/examples/$ex.c" -o "$OUT/arm64/c/$ex" "${link[@]}" || return 1
+    done
 }
 
 install_to() {
@@ -154,8 +188,8 @@ run_xunit() {
 
 # Runs a C test program that ends with "NAME: N passed, N failed" and adds its counts.
 count_c_suite() {
-    local name="$1" binary="$2" out
-    out=$("$binary" 2>&1) || true
+    local name="$1" binary="${*: -1}" out
+    out=$("${@:2}" 2>&1) || true
     echo "$out" | grep -E "^FAIL|^$name: " || true
     if grep -qE "^$name: [0-9]+ passed, [0-9]+ failed" <<<"$out"; then
         PASSED=$((PASSED + $(grep -E "^$name: " <<<"$out" | sed -E "s/$name: ([0-9]+) passed.*/\1/")))
@@ -295,6 +329,39 @@ run_ubpf_suite() {
     KNOWN=$((KNOWN + $(sed -E 's/.* ([0-9]+) known failures.*/\1/' <<<"$line")))
 }
 
+# The AArch64 build under QEMU: the driver (conformance in the interpreter and the JIT, generated
+# programs against the interpreter, the ELF objects, errors and limits), the C tests and examples.
+run_arm64() {
+    echo "==> AArch64 under qemu-aarch64 (tests/Rbpf.Arm64Driver, bindings/c)"
+    if [ ! -x "$OUT/arm64/driver/rbpf-arm64-driver" ]; then
+        if [ "$RID" = linux-x64 ]; then
+            echo "notice: the AArch64 cross toolchain or qemu-aarch64 is missing: the AArch64 tests are skipped"
+            SKIPPED=$((SKIPPED + 1))
+        fi
+        return
+    fi
+    local qemu=(qemu-aarch64 -L /usr/aarch64-linux-gnu) args=(--elf "$ROOT/tests/elf" --generated 3000) out line ex
+    [ -d "$ROOT/../shared/conformance/tests" ] && args+=(--conformance "$ROOT/../shared/conformance")
+    # A smaller GC reservation: each emulated .NET process starts faster with it.
+    out=$(DOTNET_GCHeapHardLimit=0x10000000 "${qemu[@]}" "$OUT/arm64/driver/rbpf-arm64-driver" "${args[@]}" 2>&1) || true
+    line=$(grep -E "^arm64: [0-9]+ passed, [0-9]+ failed" <<<"$out" || true)
+    echo "$out" | grep -E "^FAIL" | head -n 30 || true
+    if [ -n "$line" ]; then
+        echo "$line"
+        PASSED=$((PASSED + $(sed -E 's/arm64: ([0-9]+) passed.*/\1/' <<<"$line")))
+        FAILED=$((FAILED + $(sed -E 's/.*, ([0-9]+) failed.*/\1/' <<<"$line")))
+    else
+        echo "arm64: the driver crashed or printed no summary" >&2
+        echo "$out" | tail -n 20 >&2
+        FAILED=$((FAILED + 1))
+    fi
+    count_c_suite c "${qemu[@]}" "$OUT/arm64/c/test_rbpf"
+    count_c_suite ubpf "${qemu[@]}" "$OUT/arm64/c/test_ubpf"
+    for ex in add ldxh_jit mbuff_jit fixed_mbuff_filter; do
+        if "${qemu[@]}" "$OUT/arm64/c/$ex" >/dev/null 2>&1; then PASSED=$((PASSED + 1)); else echo "AArch64 C example $ex failed" >&2; FAILED=$((FAILED + 1)); fi
+    done
+}
+
 run_python() {
     echo "==> Python (bindings/python)"
     local out summary ran failures errors skipped
@@ -326,6 +393,7 @@ run_tests() {
     run_xunit
     run_c
     run_ubpf_suite
+    run_arm64
     run_python
     echo "tests: $PASSED passed, $FAILED failed, $SKIPPED skipped, $KNOWN known failures of uBPF's suite"
     [ "$FAILED" -eq 0 ]

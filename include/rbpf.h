@@ -268,8 +268,8 @@ RBPF_API int rbpf_vm_execute(rbpf_vm *vm, uint8_t *mem, size_t mem_len, uint8_t 
                              size_t mbuff_len, uint64_t *result);
 
 /**
- * JIT-compiles the loaded program to x86-64 code (Linux, macOS and Windows on x86-64; elsewhere
- * RBPF_E_UNSUPPORTED). Memory accesses are checked as in the interpreter. Register helpers first:
+ * JIT-compiles the loaded program to machine code: x86-64 (Linux, macOS, Windows) or AArch64
+ * (Linux); elsewhere RBPF_E_UNSUPPORTED. Memory accesses are checked as in the interpreter. Register helpers first:
  * rbpf_vm_set_program, rbpf_vm_register_helper and rbpf_vm_set_unwind_helper discard the code.
  */
 RBPF_API int rbpf_vm_jit_compile(rbpf_vm *vm);
@@ -347,7 +347,7 @@ typedef int (*rbpf_jit_fn)(uint8_t *mem, size_t mem_len, uint8_t *mbuff, size_t 
  */
 RBPF_API int rbpf_vm_jit_function(rbpf_vm *vm, rbpf_jit_fn *out_fn);
 
-/** The generated x86-64 code as text under each eBPF instruction (*out_text, freed with rbpf_free). */
+/** The generated machine code (x86-64 or AArch64) as text under each eBPF instruction (*out_text, freed with rbpf_free). */
 RBPF_API int rbpf_vm_jit_disassemble(rbpf_vm *vm, char **out_text);
 
 /* ---- Maps ---------------------------------------------------------------------------------- */

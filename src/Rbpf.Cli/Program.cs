@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using System.Runtime.InteropServices;
 
 namespace Rbpf.Cli;
 
@@ -24,7 +25,7 @@ internal static class Program
           asm FILE|-       assemble eBPF assembly into bytecode
           disasm FILE|-    disassemble bytecode into assembly
           run PROG         run a program and print r0
-          jit PROG         show the x86-64 code the JIT generates for a program
+          jit PROG         show the machine code the JIT generates (x86-64 or AArch64)
           plugin [MEM]     bpf_conformance plugin mode (program as hex on stdin)
           version          print the version
 
@@ -80,7 +81,7 @@ internal static class Program
           --mbuff-hex HEX       metadata buffer for --kind mbuff
           --data-offset N       fixed kind: where the data pointer goes (default 0)
           --data-end-offset N   fixed kind: where the data end pointer goes (default 8)
-          --jit                 run JIT-compiled code (x86-64 Linux, macOS and Windows)
+          --jit                 run JIT-compiled code (x86-64 Linux, macOS, Windows; AArch64 Linux)
           --unchecked           with --jit: no memory checks (trusted programs only)
           --limit N             stop a run that would go past N instructions
           --trace               print each executed instruction with the registers
@@ -96,10 +97,11 @@ internal static class Program
         """;
 
     private const string JitHelp = """
-        usage: rbpf jit PROG [--format F] [--section NAME] [--unchecked] [--blind] [--no-verify]
+        usage: rbpf jit PROG [--format F] [--section NAME] [--arch x64|arm64] [--unchecked] [--blind] [--no-verify]
 
-        Prints the x86-64 code generated for each eBPF instruction (memory checks included
-        unless --unchecked; --blind blinds immediates). Needs x86-64 Linux, macOS or Windows.
+        Prints the machine code generated for each eBPF instruction (memory checks included
+        unless --unchecked; --blind blinds immediates), for the host's processor or --arch:
+        arm64 (AArch64) listings work on any host, x64 ones need an x86-64 host.
         """;
 
     private const string PluginHelp = """
@@ -291,8 +293,14 @@ internal static class Program
 
     private static int Jit(string[] args)
     {
-        var o = new Options(args, new[] { "--unchecked", "--blind", "--no-verify" }, new[] { "--format", "--section" });
+        var o = new Options(args, new[] { "--unchecked", "--blind", "--no-verify" }, new[] { "--format", "--section", "--arch" });
         if (o.Help) return Print(JitHelp);
+        var arch = (o.Get("--arch") ?? (RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "arm64" : "x64")).ToLowerInvariant() switch
+        {
+            "x64" or "x86-64" or "x86_64" or "amd64" => Rbpf.Jit.JitArchitecture.X64,
+            "arm64" or "aarch64" => Rbpf.Jit.JitArchitecture.Arm64,
+            var other => throw new UsageException($"unknown architecture '{other}' (x64, arm64)"),
+        };
         string file = OnePositional(o, "PROG");
         var loaded = ProgramInput.LoadProgram(file, ProgramInput.ParseFormat(o.Get("--format") ?? "auto"), o.Get("--section"));
         byte[] prog = loaded.Bytecode;
@@ -300,9 +308,7 @@ internal static class Program
         if (o.Has("--no-verify")) vm.SetVerifier(null);
         vm.RegisterStandardHelpers();
         ProgramInput.LoadInto(vm, loaded);
-        vm.JitCompile(new Rbpf.Jit.JitOptions { CheckedMemory = !o.Has("--unchecked"), ConstantBlinding = o.Has("--blind") });
-        Console.Out.Write(vm.JitDisassembly());
-        Console.Out.WriteLine($"; {vm.JitCodeSize} bytes of x86-64 code for {prog.Length / 8} eBPF slots");
+        Console.Out.Write(vm.JitListing(arch, new Rbpf.Jit.JitOptions { CheckedMemory = !o.Has("--unchecked"), ConstantBlinding = o.Has("--blind") }));
         return ExitOk;
     }
 

@@ -699,6 +699,7 @@ internal static unsafe class UbpfExports
     /// </summary>
     private static byte[] CompiledFunction(UbpfVm u)
     {
+        if (ExecutableMemory.IsArm64) return CompiledFunctionArm64(u);
         var a = new Iced.Intel.Assembler(64);
         var slow = a.CreateLabel();
         var fail = a.CreateLabel();
@@ -735,9 +736,57 @@ internal static unsafe class UbpfExports
         return writer.ToArray();
     }
 
-    /// <summary>mov rdx|r8, handle; mov rax, entry; jmp rax — the handle goes in the argument after the real ones.</summary>
+    /// <summary>
+    /// <see cref="CompiledFunction"/> for AArch64: the published direct entry when there is one
+    /// (mem and mem_len are already x0 and x1; the result comes back through a slot of this frame),
+    /// else the runtime's entry with the handle as third argument.
+    /// </summary>
+    private static byte[] CompiledFunctionArm64(UbpfVm u)
+    {
+        var a = new Rbpf.Jit.Arm64.A64Assembler(listing: false);
+        var slow = new Rbpf.Jit.Arm64.A64Label();
+        var fail = new Rbpf.Jit.Arm64.A64Label();
+        const int sp = Rbpf.Jit.Arm64.A64Assembler.Sp, zr = Rbpf.Jit.Arm64.A64Assembler.Zr;
+        a.MovImm(true, 9, (long)u.FastEntry);
+        a.Access(Rbpf.Jit.Arm64.A64Assembler.Mem.LdrX, 9, 9, 0);
+        a.Cbz(true, 9, slow);
+        a.Pair(false, 29, 30, sp, -32, '!');
+        a.MovSp(29, sp);
+        a.Mov(true, 2, zr);
+        a.Mov(true, 3, zr);
+        a.AddImm(true, 4, sp, 16);
+        a.Blr(9);
+        a.Cbnz(false, 0, fail);
+        a.Access(Rbpf.Jit.Arm64.A64Assembler.Mem.LdrX, 0, sp, 16);
+        a.Pair(true, 29, 30, sp, 32, 'p');
+        a.Ret();
+        a.Bind(fail);
+        a.MovImm(true, 0, u.Handle);
+        a.MovImm(true, 9, (long)(nint)(delegate* unmanaged<nint, ulong>)&ReportCompiledFailure);
+        a.Blr(9);
+        a.Pair(true, 29, 30, sp, 32, 'p');
+        a.Ret();
+        a.Bind(slow);
+        a.MovImm(true, 2, u.Handle);
+        a.MovImm(true, 16, (long)(nint)(delegate* unmanaged<byte*, nuint, nint, ulong>)&JitEntry);
+        a.Br(16);
+        return a.Finish();
+    }
+
+    /// <summary>mov rdx|r8, handle; mov rax, entry; jmp rax — the handle goes in the argument after the real ones
+    /// (on AArch64: x2 or x4, and br x16).</summary>
     private static byte[] EntryStub(nint handle, bool extended)
     {
+        if (ExecutableMemory.IsArm64)
+        {
+            var a = new Rbpf.Jit.Arm64.A64Assembler(listing: false);
+            a.MovImm(true, extended ? 4 : 2, handle);
+            a.MovImm(true, 16, extended
+                ? (long)(nint)(delegate* unmanaged<byte*, nuint, byte*, nuint, nint, ulong>)&JitEntryEx
+                : (long)(nint)(delegate* unmanaged<byte*, nuint, nint, ulong>)&JitEntry);
+            a.Br(16);
+            return a.Finish();
+        }
         var code = new byte[2 + 8 + 2 + 8 + 2];
         code[0] = extended ? (byte)0x49 : (byte)0x48; // REX.W (+B for r8)
         code[1] = extended ? (byte)0xb8 : (byte)0xba; // mov r8 / rdx, imm64

@@ -416,7 +416,21 @@ public sealed class EbpfVm : IDisposable
     internal event Action? JitChanged;
 
     /// <summary>
-    /// Compiles the loaded program to x86-64 code for <see cref="ExecuteJit(Span{byte}, Span{byte})"/>.
+    /// The program compiled for AArch64 on any host, not run: for the tests, which check every
+    /// encoding against GNU as. Addresses baked into the code (the link, the runtime) are this
+    /// process's, so the bytes are only for reading.
+    /// </summary>
+    internal unsafe Jit.Arm64.A64Compiler.Output CompileArm64(JitOptions? options = null, bool listing = true, int seed = 1)
+    {
+        var program = _program ?? throw new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
+        var target = new JitTarget(Kind, _dataOffset, _dataEndOffset, 0x10000, _stackLayout.MaxFrames, _stackLayout.FullFrames,
+            (nint)InterruptWord, KernelPacketLoads: KernelPacketLoads);
+        return Jit.Arm64.A64Compiler.Compile(program, _helpers, options ?? new JitOptions(), UnwindHelper.HasValue ? UnwindHelper.Value : -1,
+            InstructionLimit != 0, target, seed, listing);
+    }
+
+    /// <summary>
+    /// Compiles the loaded program to machine code (x86-64 or AArch64, the host's) for <see cref="ExecuteJit(Span{byte}, Span{byte})"/>.
     /// Register helpers first: loading a program, registering a helper or changing
     /// <see cref="UnwindHelper"/> discards the compiled code.
     /// </summary>
@@ -436,6 +450,40 @@ public sealed class EbpfVm : IDisposable
 
     /// <summary>Whether compiled code is ready for <see cref="ExecuteJit(Span{byte}, Span{byte})"/>.</summary>
     public bool IsJitCompiled => _jit != null;
+
+    /// <summary>
+    /// Lists the machine code the JIT makes for the loaded program on <paramref name="architecture"/>,
+    /// under the eBPF instruction each part comes from, without replacing this VM's compiled code.
+    /// AArch64 listings can be made on any host; x86-64 ones need an x86-64 host.
+    /// </summary>
+    public string JitListing(JitArchitecture architecture, JitOptions? options = null)
+    {
+        var program = _program ?? throw new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
+        options ??= new JitOptions();
+        if (architecture == JitArchitecture.Arm64)
+        {
+            var output = CompileArm64(options, listing: true, seed: Random.Shared.Next());
+            string bytes = $"; {output.Code.Length} bytes of AArch64 code for {program.Code.Length - 1} eBPF slots\n";
+            return JitProgram.FormatListing(program, output.PcOffsets, output.Code.Length, output.Assembler.Text(relative: false),
+                Disassembler.DisassembleLines(program.Bytes)) + bytes;
+        }
+        if (System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64 || !IsJitSupported)
+            throw new RbpfException(RbpfErrorCode.Unsupported, "x86-64 listings need an x86-64 host (AArch64 listings work anywhere)");
+        var jit = new JitProgram(this, program, _helpers, options, UnwindHelper.HasValue ? UnwindHelper.Value : -1,
+            InstructionLimit != 0, Kind, _dataOffset, _dataEndOffset, InstructionLimit, _stackLayout);
+        try
+        {
+            return jit.Disassemble() + $"; {jit.Code.Length} bytes of x86-64 code for {program.Code.Length - 1} eBPF slots\n";
+        }
+        finally
+        {
+            jit.Dispose();
+        }
+    }
+
+    /// <summary>The compiled code read back from its executable pages (tests).</summary>
+    internal byte[] JitExecutableBytes() =>
+        (_jit ?? throw new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled")).ExecutableBytes();
 
     /// <summary>The generated x86-64 code, listed under the eBPF instruction each part comes from.</summary>
     public string JitDisassembly() =>
@@ -462,7 +510,7 @@ public sealed class EbpfVm : IDisposable
             var jit = _jit ?? throw new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled");
             if (jit.NeedsFixedBuffer)
                 throw new RbpfException(RbpfErrorCode.Unsupported,
-                    $"the fixed metadata buffer ({jit.FixedLength} bytes) is too large for the bare function (at most {X64Compiler.InlineFixedLimit}): run through the VM");
+                    $"the fixed metadata buffer ({jit.FixedLength} bytes) is too large for the bare function (at most {JitTarget.InlineFixedLimit}): run through the VM");
             return jit.DirectEntry;
         }
     }

@@ -348,6 +348,21 @@ public class CliTests
         Assert.Contains("out-of-bounds load of 4 bytes", jitRun.Stderr);
     }
 
+    [Fact]
+    public void JitCommandListsAArch64CodeOnAnyHost()
+    {
+        string prog = Temp("jit-arm64.s", Encoding.UTF8.GetBytes(Sample));
+        var jit = Cli(new[] { "jit", prog, "--arch", "arm64" });
+        Assert.Equal(0, jit.Exit);
+        Assert.Contains(";     1: ldxb r1, [r1+1]", jit.Stdout);
+        Assert.Contains("ldrb w0, [x16]", jit.Stdout); // r1 is x0; a checked load goes through x16
+        Assert.Contains("bytes of AArch64 code for 5 eBPF slots", jit.Stdout);
+        Assert.DoesNotContain("ldrb w0, [x16]", Cli(new[] { "jit", prog, "--arch", "arm64", "--unchecked" }).Stdout);
+        var bad = Cli(new[] { "jit", prog, "--arch", "mips" });
+        Assert.Equal(2, bad.Exit);
+        Assert.Contains("unknown architecture 'mips'", bad.Stderr);
+    }
+
     [SkippableFact]
     public void JitCommandShowsCodeAndRunJitAgrees()
     {

@@ -790,7 +790,7 @@ class Vm:
         return list(counts)
 
     def jit_compile(self, unchecked: bool = False, blind_constants: bool = False, interruptible: bool = True) -> None:
-        """Compiles the program to x86-64 code (register helpers first). ``unchecked`` drops the
+        """Compiles the program to machine code, x86-64 or AArch64 (register helpers first). ``unchecked`` drops the
         memory checks (trusted programs only); ``blind_constants`` blinds immediates;
         ``interruptible=False`` drops the checks that let interrupt() and Ctrl-C stop a run (the
         tightest loops run up to a fifth faster; only the instruction limit can stop them then)."""
@@ -811,7 +811,7 @@ class Vm:
         return JitFunction(self, out.value)
 
     def jit_disassembly(self) -> str:
-        """The generated x86-64 code as text."""
+        """The generated machine code (x86-64 or AArch64) as text."""
         out = ctypes.c_void_p()
         _check(_vm_jit_disassemble(self._h, ctypes.byref(out)))
         try:

@@ -8,6 +8,16 @@
 #include <stdint.h>
 #include <string.h>
 
+/* A spinning reader's pause between attempts. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* Shared with MapDescriptor in Rbpf/Maps/BpfMap.cs: keep the layouts in step. */
 struct map_desc {
     uint32_t type, key_size, value_size, max_entries, stride, mask;
@@ -66,7 +76,7 @@ __attribute__((visibility("hidden"))) void *rbpf_map_hash_lookup(const struct ma
                 return d->values + (uint64_t)slot * d->stride;
             }
         }
-        __builtin_ia32_pause();
+        cpu_relax();
     }
 }
 

@@ -31,14 +31,21 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
 
     /// <summary>Whether this platform can run generated code.</summary>
     public static bool IsSupported =>
-        RuntimeInformation.ProcessArchitecture == Architecture.X64 &&
-        (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS() || OperatingSystem.IsWindows());
+        (RuntimeInformation.ProcessArchitecture == Architecture.X64 &&
+         (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS() || OperatingSystem.IsWindows())) ||
+        (RuntimeInformation.ProcessArchitecture == Architecture.Arm64 && OperatingSystem.IsLinux());
+
+    /// <summary>Whether the host's processor is AArch64 (code needs the A64 backend and an instruction-cache flush).</summary>
+    public static bool IsArm64 => RuntimeInformation.ProcessArchitecture == Architecture.Arm64;
+
+    /// <summary>How many times code was made visible to instruction fetch (<c>__clear_cache</c> on AArch64); for tests.</summary>
+    internal static long CacheFlushes;
 
     /// <summary>Copies <paramref name="code"/> into new pages and makes them read-execute.</summary>
     public static ExecutableMemory Create(ReadOnlySpan<byte> code)
     {
         if (!IsSupported)
-            throw new RbpfException(RbpfErrorCode.Unsupported, "the JIT runs on x86-64 Linux, macOS and Windows only");
+            throw new RbpfException(RbpfErrorCode.Unsupported, "the JIT runs on x86-64 Linux, macOS and Windows, and on AArch64 Linux");
         nuint page = (nuint)Environment.SystemPageSize;
         nuint size = ((nuint)code.Length + page - 1) / page * page;
         if (size == 0) size = page;
@@ -57,6 +64,13 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
             int errno = Marshal.GetLastPInvokeError();
             Unmap(p, size);
             throw new RbpfException(RbpfErrorCode.Unsupported, $"mprotect(PROT_READ|PROT_EXEC) failed (errno {errno})");
+        }
+        if (IsArm64)
+        {
+            // AArch64's instruction cache does not follow data writes: clean and invalidate the
+            // range before any of it runs (libgcc's __clear_cache does dc cvau / ic ivau / isb).
+            Linux.__clear_cache(p, (byte*)p + code.Length);
+            Interlocked.Increment(ref CacheFlushes);
         }
         return new ExecutableMemory((byte*)p, size, code.Length);
     }
@@ -110,6 +124,9 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
 
         [LibraryImport("libc.so.6", SetLastError = true)]
         internal static partial int munmap(void* addr, nuint length);
+
+        [LibraryImport("libgcc_s.so.1")]
+        internal static partial void __clear_cache(void* begin, void* end);
     }
 
     private static partial class Windows

@@ -2,6 +2,15 @@ using System.Runtime.InteropServices;
 
 namespace Rbpf.Jit;
 
+/// <summary>The processors the JIT compiles for.</summary>
+public enum JitArchitecture
+{
+    /// <summary>x86-64 (AMD64).</summary>
+    X64,
+    /// <summary>AArch64 (ARM64).</summary>
+    Arm64,
+}
+
 /// <summary>
 /// The state of one JIT-compiled execution. The generated entry builds it at the bottom of its own
 /// native stack frame (nothing is filled by managed code), keeps its address in r12 and reads the

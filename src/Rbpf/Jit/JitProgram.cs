@@ -20,6 +20,8 @@ internal sealed unsafe class JitProgram : IDisposable
     /// <summary>The bound maps' program memory as (start, length) pairs, for the inline part of out-of-line checks; null when none.</summary>
     private readonly ulong* _mapRegions;
     private GCHandle _self;
+    /// <summary>On AArch64, what the code was compiled with (the blinding seed too), to list it again with text.</summary>
+    private readonly (JitOptions Options, long Unwind, bool Count, JitTarget Target, int Seed)? _arm64;
 
     public JitProgram(EbpfVm owner, DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper,
         bool countInstructions, VmKind kind, int dataOffset, int dataEndOffset, ulong instructionLimit, StackLayout layout)
@@ -38,12 +40,25 @@ internal sealed unsafe class JitProgram : IDisposable
         _mapRegions = (ulong*)mapRegions;
         var target = new JitTarget(kind, dataOffset, dataEndOffset, (nint)_link, layout.MaxFrames, layout.FullFrames,
             (nint)owner.InterruptWord, (nint)_mapTable, mapTableLength, (nint)_mapRegions, mapRegionCount, owner.KernelPacketLoads);
-        FixedLength = X64Compiler.FixedLength(target);
-        var output = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target);
-        Code = output.Code;
-        PcOffsets = output.PcOffsets;
+        FixedLength = target.FixedLength;
+        int mainEntry;
+        if (ExecutableMemory.IsArm64)
+        {
+            _arm64 = (options, unwindHelper, countInstructions, target, Random.Shared.Next());
+            var output = Arm64.A64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target, _arm64.Value.Seed);
+            Code = output.Code;
+            PcOffsets = output.PcOffsets;
+            mainEntry = output.MainEntry;
+        }
+        else
+        {
+            var output = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target);
+            Code = output.Code;
+            PcOffsets = output.PcOffsets;
+            mainEntry = output.MainEntry;
+        }
         _memory = ExecutableMemory.Create(Code);
-        MainEntry = (delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, JitExtra*, int>)(_memory.Address + output.MainEntry);
+        MainEntry = (delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, JitExtra*, int>)(_memory.Address + mainEntry);
         DirectEntry = (nint)_memory.Address;
     }
 
@@ -63,12 +78,15 @@ internal sealed unsafe class JitProgram : IDisposable
     public DecodedProgram Program { get; }
     public HelperTable Helpers { get; }
     public byte[] Code { get; }
+
+    /// <summary>The code as it sits in executable memory (tests read it back: it must be <see cref="Code"/>).</summary>
+    internal byte[] ExecutableBytes() => new ReadOnlySpan<byte>(_memory.Address, _memory.Length).ToArray();
     public int[] PcOffsets { get; }
     /// <summary>Bytes of the fixed metadata buffer (0 unless a fixed-mbuff VM).</summary>
     public int FixedLength { get; }
 
-    /// <summary>Whether a fixed-mbuff run needs the caller to bring the buffer (see <see cref="X64Compiler.InlineFixedLimit"/>).</summary>
-    public bool NeedsFixedBuffer => FixedLength > X64Compiler.InlineFixedLimit;
+    /// <summary>Whether a fixed-mbuff run needs the caller to bring the buffer (see <see cref="JitTarget.InlineFixedLimit"/>).</summary>
+    public bool NeedsFixedBuffer => FixedLength > JitTarget.InlineFixedLimit;
 
     /// <summary>Entry taking a <see cref="JitExtra"/> (or null) after the five arguments of <see cref="DirectEntry"/>.</summary>
     public delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, JitExtra*, int> MainEntry { get; }
@@ -103,9 +121,10 @@ internal sealed unsafe class JitProgram : IDisposable
         }
     }
 
-    /// <summary>The x86-64 code, each eBPF instruction followed by the machine instructions made for it.</summary>
+    /// <summary>The machine code, each eBPF instruction followed by the machine instructions made for it.</summary>
     public string Disassemble()
     {
+        if (_arm64 is { } a) return DisassembleArm64(a.Options, a.Unwind, a.Count, a.Target, a.Seed);
         var lines = Rbpf.Disassembler.DisassembleLines(Program.Bytes).ToDictionary(l => l.Slot, l => l.Text);
         var starts = new SortedDictionary<int, int>(); // code offset -> pc
         for (int pc = 0; pc < PcOffsets.Length; pc++)
@@ -135,6 +154,46 @@ internal sealed unsafe class JitProgram : IDisposable
             decoder.Decode(out var instr);
             formatter.Format(instr, output);
             sb.Append($"  {offset:x6}  {output.ToStringAndReset()}\n");
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// The AArch64 listing: the program compiled again with the same options and blinding seed,
+    /// this time keeping each instruction's text (checked to give the very bytes that run).
+    /// </summary>
+    private string DisassembleArm64(JitOptions options, long unwind, bool count, JitTarget target, int seed)
+    {
+        var output = Arm64.A64Compiler.Compile(Program, Helpers, options, unwind, count, target, seed, listing: true);
+        if (!output.Code.AsSpan().SequenceEqual(Code))
+            throw new RbpfException(RbpfErrorCode.Internal, "the AArch64 listing does not match the compiled code");
+        return FormatListing(Program, PcOffsets, Code.Length, output.Assembler.Text(relative: false), Rbpf.Disassembler.DisassembleLines(Program.Bytes));
+    }
+
+    /// <summary>An AArch64 listing with each eBPF instruction before its code (shared with the tests).</summary>
+    internal static string FormatListing(DecodedProgram program, int[] pcOffsets, int codeLength, string[] text,
+        IEnumerable<Rbpf.Disassembler.Line> source)
+    {
+        var lines = source.ToDictionary(l => l.Slot, l => l.Text);
+        var sb = new StringBuilder();
+        int lastPc = pcOffsets.Length - 1;
+        var starts = new Dictionary<int, List<int>>();
+        for (int pc = 0; pc < pcOffsets.Length; pc++)
+            if (pcOffsets[pc] >= 0)
+            {
+                if (!starts.TryGetValue(pcOffsets[pc], out var l)) starts[pcOffsets[pc]] = l = new List<int>();
+                l.Add(pc);
+            }
+        sb.Append("; prologue\n");
+        for (int k = 0; k < text.Length; k++)
+        {
+            if (starts.TryGetValue(4 * k, out var pcs))
+                foreach (int pc in pcs)
+                {
+                    if (pc == lastPc) sb.Append("; exits and out-of-line checks\n");
+                    else if (lines.TryGetValue(pc, out var t)) sb.Append($"; {pc,5}: {t}\n");
+                }
+            sb.Append($"  {4 * k:x6}  {text[k]}\n");
         }
         return sb.ToString();
     }

@@ -3,51 +3,6 @@ using static Iced.Intel.AssemblerRegisters;
 
 namespace Rbpf.Jit;
 
-/// <summary>Options of the JIT compiler.</summary>
-public sealed record JitOptions
-{
-    /// <summary>
-    /// Check every load and store against the allowed regions (the default). Turning it off makes
-    /// memory accesses as fast as native code but lets a faulty or hostile program read and write
-    /// any host memory: use it only for trusted programs.
-    /// </summary>
-    public bool CheckedMemory { get; init; } = true;
-
-    /// <summary>XOR every immediate with a random key in the generated code, so a program cannot
-    /// plant chosen byte sequences in executable memory.</summary>
-    public bool ConstantBlinding { get; init; }
-
-    /// <summary>
-    /// Check at every loop head and function entry whether <see cref="EbpfVm.Interrupt"/> was
-    /// called (the default). The check costs a load and a compare per loop iteration: on the tightest
-    /// loops up to a fifth of their time (docs/performance.md). Turned off, a run of the code can
-    /// only be stopped by the instruction limit.
-    /// </summary>
-    public bool Interruptible { get; init; } = true;
-
-    /// <summary>The calling convention at the code's edges (tests: Windows' on a System V host).</summary>
-    internal JitAbi Abi { get; init; }
-}
-
-/// <summary>Which calling convention generated code follows where it meets other code.</summary>
-internal enum JitAbi
-{
-    /// <summary>The platform's: System V AMD64 on Linux and macOS, Microsoft x64 on Windows.</summary>
-    Host,
-    /// <summary>
-    /// Microsoft x64 at the edges, wrapped in adapters from and to System V so that it runs on a System
-    /// V host: the tests run the Windows code paths on Linux this way.
-    /// </summary>
-    Win64Emulated,
-}
-
-/// <summary>What the entry needs to know about its VM: how it builds r1 and r2, and the address of the program's <see cref="JitLink"/>.</summary>
-/// <summary>What the code is compiled for: the VM's kind, its fixed buffer's offsets, its link cell,
-/// and its stack layout (frames at most; whether every frame is sure to have 512 bytes below r10).</summary>
-internal readonly record struct JitTarget(VmKind Kind, int DataOffset, int DataEndOffset, nint Link, int MaxFrames, bool FullFrames,
-    nint InterruptWord, nint MapTable = 0, int MapTableLength = 0, nint MapRegions = 0, int MapRegionCount = 0,
-    bool KernelPacketLoads = false);
-
 /// <summary>
 /// Compiles a decoded program to x86-64 machine code with Iced. The body follows the System V
 /// convention; under the Microsoft x64 convention (Windows) the entries are wrappers that move the
@@ -216,11 +171,6 @@ internal sealed class X64Compiler
     private int _frameSize;
     private int _currentPc;
 
-    /// <summary>Largest fixed metadata buffer the entry builds in its own frame; larger ones come from the caller.</summary>
-    public const int InlineFixedLimit = EbpfVm.InlineMbuffLimit; // the same limit as the interpreter
-
-    /// <summary>Bytes of the fixed metadata buffer of a <see cref="VmKind.FixedMbuff"/> VM, else 0.</summary>
-    public static int FixedLength(in JitTarget t) => EbpfVm.FixedBufferLengthOf(t.Kind, t.DataOffset, t.DataEndOffset);
 
     /// <summary>Zeroes the bytes of the current frame the program can read (<see cref="DecodedProgram.StackReach"/>).</summary>
     private void ZeroBelowFramePointer()
@@ -287,8 +237,8 @@ internal sealed class X64Compiler
     /// </summary>
     private void EmitEntry()
     {
-        int fixedLength = FixedLength(_target);
-        bool inlineFixed = fixedLength > 0 && fixedLength <= InlineFixedLimit;
+        int fixedLength = _target.FixedLength;
+        bool inlineFixed = fixedLength > 0 && fixedLength <= JitTarget.InlineFixedLimit;
         int fixedBytes = inlineFixed ? (fixedLength + 15) & ~15 : 0;
         // Entered with rsp = 8 (mod 16); six pushes keep that, so the frame is 8 (mod 16) to align r12.
         _frameSize = JitContext.Size + fixedBytes + Isa.StackSize + 8;
