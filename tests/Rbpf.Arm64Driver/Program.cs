@@ -216,5 +216,98 @@ if (elfDir != null)
     }
 }
 
+// 6. The seed's examples (the rbpf README this project started from), JIT-compiled.
+Guard("seed examples", () =>
+{
+    var three = EbpfVm.CreateNoData(new byte[]
+    {
+        0xb4, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xb4, 0x01, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00,
+        0x04, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x95, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    });
+    three.JitCompile();
+    Check(three.ExecuteJit() == 3, "seed: mov32/add32 returns 3");
+    var ldx = EbpfVm.CreateRaw(new byte[] { 0x71, 0x10, 0x02, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0 });
+    ldx.JitCompile();
+    Check(ldx.ExecuteJit(new byte[] { 0xaa, 0xbb, 0x11, 0xcc, 0xdd }) == 0x11, "seed: raw packet load returns 0x11");
+    var meta = EbpfVm.CreateMbuff(new byte[]
+    {
+        0x79, 0x11, 0x08, 0, 0, 0, 0, 0, 0x69, 0x10, 0x02, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0,
+    });
+    meta.JitCompile();
+    byte[] packet = { 0xaa, 0xbb, 0x11, 0x22, 0xcc, 0xdd };
+    unsafe
+    {
+        fixed (byte* m = packet)
+        {
+            byte[] mbuff = new byte[32];
+            BitConverter.TryWriteBytes(mbuff.AsSpan(8), (ulong)m);
+            BitConverter.TryWriteBytes(mbuff.AsSpan(24), (ulong)m + (ulong)packet.Length);
+            Check(meta.ExecuteJit(packet, mbuff) == 0x2211, "seed: metadata buffer returns 0x2211");
+        }
+    }
+});
+
+// 7. Kernel program types: XDP and socket/tc programs compiled by clang, through the JIT, as the interpreter runs them.
+if (elfDir != null)
+{
+    Guard("xdp", () =>
+    {
+        byte[] obj = File.ReadAllBytes(Path.Combine(elfDir, "xdp_progs.o"));
+        var interp = EbpfVm.FromKernelObject(obj, "drop_port");
+        var jit = EbpfVm.FromKernelObject(obj, "drop_port");
+        jit.JitCompile();
+        var rng = new Random(15);
+        int drops = 0, same = 0;
+        for (int n = 0; n < 2000; n++)
+        {
+            var f = new byte[rng.Next(4) == 0 ? rng.Next(0, 64) : 64];
+            if (f.Length >= 38)
+            {
+                f[12] = 0x08; f[14] = 0x45; f[23] = (byte)(rng.Next(4) == 0 ? 6 : 17);
+                ushort port = rng.Next(3) == 0 ? (ushort)9999 : (ushort)rng.Next(65536);
+                f[36] = (byte)(port >> 8); f[37] = (byte)port;
+            }
+            var a = interp.ExecuteXdp(f.ToArray());
+            var b = jit.ExecuteXdpJit(f.ToArray());
+            if (a == b) same++;
+            else Check(false, $"xdp drop_port frame {n}: interpreter {a} vs JIT {b}");
+            if (a.Action == Rbpf.Programs.XdpAction.Drop) drops++;
+        }
+        Check(same == 2000 && drops > 300, $"xdp drop_port: {same} frames alike, {drops} drops");
+        var bounce = EbpfVm.FromKernelObject(obj, "bounce");
+        bounce.JitCompile();
+        byte[] frame = Enumerable.Range(0, 64).Select(i => (byte)i).ToArray();
+        frame[12] = 0x08; frame[13] = 0; frame[14] = 0x45;
+        byte[] expected = frame.ToArray();
+        var r = EbpfVm.FromKernelObject(obj, "bounce").ExecuteXdp(expected);
+        var rj = bounce.ExecuteXdpJit(frame);
+        Check(r == rj && frame.AsSpan().SequenceEqual(expected), $"xdp bounce: {r} vs {rj}");
+    });
+    Guard("socket and tc", () =>
+    {
+        byte[] obj = File.ReadAllBytes(Path.Combine(elfDir, "tc_progs.o"));
+        foreach (var function in new[] { "classify", "tcp_only", "tcp_only_ld_abs" })
+        {
+            var interp = EbpfVm.FromKernelObject(obj, function);
+            var jit = EbpfVm.FromKernelObject(obj, function);
+            jit.JitCompile();
+            var rng = new Random(7);
+            int alike = 0;
+            for (int n = 0; n < 200; n++)
+            {
+                var f = new byte[rng.Next(0, 80)];
+                rng.NextBytes(f);
+                if (f.Length > 23 && rng.Next(2) == 0) { f[12] = 0x08; f[13] = 0; f[14] = 0x45; f[23] = (byte)(rng.Next(2) == 0 ? 6 : 17); }
+                var a = interp.ExecuteSkb(f.ToArray(), new Rbpf.Programs.SkbOptions { Ifindex = 7, Mark = 99 });
+                var b = jit.ExecuteSkb(f.ToArray(), new Rbpf.Programs.SkbOptions { Ifindex = 7, Mark = 99 }, jit: true);
+                if (a.Result == b.Result && a.Mark == b.Mark && a.Priority == b.Priority && a.TcClassid == b.TcClassid && a.Cb.AsSpan().SequenceEqual(b.Cb)) alike++;
+                else Check(false, $"{function} frame {n}: interpreter {a.Result} vs JIT {b.Result}");
+            }
+            Check(alike == 200, $"{function}: {alike} of 200 frames alike");
+        }
+    });
+}
+
 Console.WriteLine($"arm64: {passed} passed, {failed} failed");
 return failed == 0 ? 0 : 1;
