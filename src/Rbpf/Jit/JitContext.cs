@@ -28,7 +28,7 @@ internal unsafe struct JitContext
     /// <summary>The program's <see cref="JitLink"/> (baked into its code).</summary>
     [FieldOffset(OffLink)] public JitLink* Link;
     [FieldOffset(OffStackTop)] public ulong StackTop;
-    /// <summary>Instructions left; blocks subtract their length on entry and fail when it goes negative.</summary>
+    /// <summary>Instructions left; blocks subtract their length on entry and fail when it goes negative (x86-64; AArch64 code keeps it in x28).</summary>
     [FieldOffset(OffBudget)] public long Budget;
     /// <summary>Where a successful run stores r0.</summary>
     [FieldOffset(OffResultPtr)] public ulong* ResultPtr;

@@ -9,14 +9,15 @@ namespace Rbpf.Jit.Arm64;
 /// helpers and local calls. It runs on any host (the tests compile here and check every encoding
 /// with GNU as); the code runs on AArch64 Linux.
 /// eBPF registers: r0 x7, r1-r5 x0-x4 (the first helper arguments as they are), r6-r9 x19-x22,
-/// r10 x23; x24 holds the context, x25 the packet's start, x26 the VM's interrupt word; x9-x12,
+/// r10 x23; x24 holds the context, x25 the packet's start, x26 the VM's interrupt word and x27 its
+/// value as the run began, x28 the instructions left; x9-x12,
 /// x16 and x17 are scratch (x16 carries the address of a checked access). x29 keeps the entry's
 /// frame, and x30 is free inside the body: local calls push their return address themselves.
 /// </summary>
 internal sealed class A64Compiler
 {
     private static readonly int[] R = { 7, 0, 1, 2, 3, 4, 19, 20, 21, 22, 23 };
-    private const int Ctx = 24, PacketStart = 25, InterruptWord = 26, Fp = 23;
+    private const int Ctx = 24, PacketStart = 25, InterruptWord = 26, Epoch = 27, Budget = 28, Fp = 23;
     private const int T0 = 9, T1 = 10, T2 = 11, T3 = 12, Ip0 = 16, Ip1 = 17;
 
     private readonly DecodedProgram _program;
@@ -230,14 +231,13 @@ internal sealed class A64Compiler
         CtxStore(T0, JitContext.OffLink);
         if (_countInstructions)
         {
-            _a.Access(Mem.LdrX, T1, T0, JitLink.OffBudget);
-            CtxStore(T1, JitContext.OffBudget);
+            _a.Access(Mem.LdrX, Budget, T0, JitLink.OffBudget);
         }
         if (_options.Interruptible && Array.IndexOf(_program.PollPoints, true) >= 0)
         {
             _a.MovImm(true, InterruptWord, _target.InterruptWord);
-            _a.Access(Mem.LdrW, T1, InterruptWord, 0);
-            CtxStore(T1, JitContext.OffInterruptEpoch, false);
+            _a.Access(Mem.LdrW, Epoch, InterruptWord, 0);
+            CtxStore(Epoch, JitContext.OffInterruptEpoch, false);
         }
         CtxStore(Zr, JitContext.OffStatus); // Status and Depth
 
@@ -430,8 +430,7 @@ internal sealed class A64Compiler
     {
         var stop = new A64Label();
         _a.Access(Mem.LdrW, T0, InterruptWord, 0);
-        CtxLoad(T1, JitContext.OffInterruptEpoch, false);
-        _a.Cmp(false, T0, T1);
+        _a.Cmp(false, T0, Epoch);
         BCond(A64Cond.Ne, stop);
         Cold(stop, () => Fail(pc, RbpfErrorCode.Interrupted));
     }
@@ -439,9 +438,7 @@ internal sealed class A64Compiler
     private void EmitBudget(int pc, int length)
     {
         var fail = new A64Label();
-        CtxLoad(T0, JitContext.OffBudget);
-        _a.SubsImm(true, T0, T0, length);
-        CtxStore(T0, JitContext.OffBudget);
+        _a.SubsImm(true, Budget, Budget, length);
         BCond(A64Cond.Lt, fail);
         Cold(fail, () => Fail(pc, RbpfErrorCode.InstructionLimit));
     }
