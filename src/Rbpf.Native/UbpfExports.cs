@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Iced.Intel;
+using Rbpf.Jit.Arm64;
 using Rbpf.Jit;
 
 namespace Rbpf.Native;
@@ -743,12 +744,12 @@ internal static unsafe class UbpfExports
     /// </summary>
     private static byte[] CompiledFunctionArm64(UbpfVm u)
     {
-        var a = new Rbpf.Jit.Arm64.A64Assembler(listing: false);
-        var slow = new Rbpf.Jit.Arm64.A64Label();
-        var fail = new Rbpf.Jit.Arm64.A64Label();
-        const int sp = Rbpf.Jit.Arm64.A64Assembler.Sp, zr = Rbpf.Jit.Arm64.A64Assembler.Zr;
+        var a = new A64Assembler(listing: false);
+        var slow = new A64Label();
+        var fail = new A64Label();
+        const int sp = A64Assembler.Sp, zr = A64Assembler.Zr;
         a.MovImm(true, 9, (long)u.FastEntry);
-        a.Access(Rbpf.Jit.Arm64.A64Assembler.Mem.LdrX, 9, 9, 0);
+        a.Access(A64Assembler.Mem.LdrX, 9, 9, 0);
         a.Cbz(true, 9, slow);
         a.Pair(false, 29, 30, sp, -32, '!');
         a.MovSp(29, sp);
@@ -757,7 +758,7 @@ internal static unsafe class UbpfExports
         a.AddImm(true, 4, sp, 16);
         a.Blr(9);
         a.Cbnz(false, 0, fail);
-        a.Access(Rbpf.Jit.Arm64.A64Assembler.Mem.LdrX, 0, sp, 16);
+        a.Access(A64Assembler.Mem.LdrX, 0, sp, 16);
         a.Pair(true, 29, 30, sp, 32, 'p');
         a.Ret();
         a.Bind(fail);
@@ -779,7 +780,7 @@ internal static unsafe class UbpfExports
     {
         if (ExecutableMemory.IsArm64)
         {
-            var a = new Rbpf.Jit.Arm64.A64Assembler(listing: false);
+            var a = new A64Assembler(listing: false);
             a.MovImm(true, extended ? 4 : 2, handle);
             a.MovImm(true, 16, extended
                 ? (long)(nint)(delegate* unmanaged<byte*, nuint, byte*, nuint, nint, ulong>)&JitEntryEx

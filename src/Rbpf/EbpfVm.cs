@@ -464,8 +464,7 @@ public sealed class EbpfVm : IDisposable
         {
             var output = CompileArm64(options, listing: true, seed: Random.Shared.Next());
             string bytes = $"; {output.Code.Length} bytes of AArch64 code for {program.Code.Length - 1} eBPF slots\n";
-            return JitProgram.FormatListing(program, output.PcOffsets, output.Code.Length, output.Assembler.Text(relative: false),
-                Disassembler.DisassembleLines(program.Bytes)) + bytes;
+            return JitProgram.FormatListing(program.Bytes, output.PcOffsets, output.Assembler.Lines()) + bytes;
         }
         if (System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64 || !IsJitSupported)
             throw new RbpfException(RbpfErrorCode.Unsupported, "x86-64 listings need an x86-64 host (AArch64 listings work anywhere)");

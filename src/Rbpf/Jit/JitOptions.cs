@@ -49,4 +49,19 @@ internal readonly record struct JitTarget(VmKind Kind, int DataOffset, int DataE
 
     /// <summary>Bytes of the fixed metadata buffer of a <see cref="VmKind.FixedMbuff"/> VM, else 0.</summary>
     public int FixedLength => EbpfVm.FixedBufferLengthOf(Kind, DataOffset, DataEndOffset);
+
+    /// <summary>An access through r10 with a constant offset inside the frame: no check needed, when
+    /// the stack layout gives every frame its 512 bytes.</summary>
+    public bool InsideFrame(int baseReg, int off, int size) =>
+        FullFrames && baseReg == Isa.FramePointer && off >= -Isa.StackFrameSize && off <= -size;
+
+    /// <summary>Bytes a load, store or atomic accesses (for the backends' checks).</summary>
+    public static int AccessSize(Op op) => op switch
+    {
+        Op.LdxB or Op.LdxSB or Op.StB or Op.StxB => 1,
+        Op.LdxH or Op.LdxSH or Op.StH or Op.StxH => 2,
+        Op.LdxW or Op.LdxSW or Op.StW or Op.StxW => 4,
+        >= Op.Atomic32Add and <= Op.Atomic32CmpXchg => 4,
+        _ => 8,
+    };
 }

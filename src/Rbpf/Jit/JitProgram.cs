@@ -45,18 +45,9 @@ internal sealed unsafe class JitProgram : IDisposable
         if (ExecutableMemory.IsArm64)
         {
             _arm64 = (options, unwindHelper, countInstructions, target, Random.Shared.Next());
-            var output = Arm64.A64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target, _arm64.Value.Seed);
-            Code = output.Code;
-            PcOffsets = output.PcOffsets;
-            mainEntry = output.MainEntry;
+            (Code, PcOffsets, mainEntry, _) = Arm64.A64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target, _arm64.Value.Seed);
         }
-        else
-        {
-            var output = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target);
-            Code = output.Code;
-            PcOffsets = output.PcOffsets;
-            mainEntry = output.MainEntry;
-        }
+        else (Code, PcOffsets, mainEntry) = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target);
         _memory = ExecutableMemory.Create(Code);
         MainEntry = (delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, JitExtra*, int>)(_memory.Address + mainEntry);
         DirectEntry = (nint)_memory.Address;
@@ -122,40 +113,25 @@ internal sealed unsafe class JitProgram : IDisposable
     }
 
     /// <summary>The machine code, each eBPF instruction followed by the machine instructions made for it.</summary>
-    public string Disassemble()
+    public string Disassemble() => _arm64 is { } a
+        ? DisassembleArm64(a.Options, a.Unwind, a.Count, a.Target, a.Seed)
+        : FormatListing(Program.Bytes, PcOffsets, DecodeX64(Code));
+
+    /// <summary>Each x86-64 instruction of <paramref name="code"/>: its offset and its text (Iced, NASM syntax).</summary>
+    private static IEnumerable<(int Offset, string Text)> DecodeX64(byte[] code)
     {
-        if (_arm64 is { } a) return DisassembleArm64(a.Options, a.Unwind, a.Count, a.Target, a.Seed);
-        var lines = Rbpf.Disassembler.DisassembleLines(Program.Bytes).ToDictionary(l => l.Slot, l => l.Text);
-        var starts = new SortedDictionary<int, int>(); // code offset -> pc
-        for (int pc = 0; pc < PcOffsets.Length; pc++)
-            if (PcOffsets[pc] >= 0 && !starts.ContainsKey(PcOffsets[pc])) starts[PcOffsets[pc]] = pc;
-        var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(Code));
+        var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(code));
         decoder.IP = 0;
         var formatter = new NasmFormatter();
         formatter.Options.FirstOperandCharIndex = 8;
         var output = new StringOutput();
-        var sb = new StringBuilder();
-        int lastPc = PcOffsets.Length - 1; // the trailing slot catches execution falling off the end
-        sb.Append("; prologue\n");
-        while (decoder.IP < (ulong)Code.Length)
+        while (decoder.IP < (ulong)code.Length)
         {
             int offset = (int)decoder.IP;
-            // Several slots can start at one offset (a tail slot emits nothing); show them all.
-            foreach (var kv in starts.Where(kv => kv.Key == offset))
-            {
-                int pc = kv.Value;
-                if (pc == lastPc) sb.Append("; exits and out-of-line checks\n");
-                else
-                {
-                    for (int p = pc; p < PcOffsets.Length && PcOffsets[p] == offset && p != lastPc; p++)
-                        if (lines.TryGetValue(p, out var text)) sb.Append($"; {p,5}: {text}\n");
-                }
-            }
             decoder.Decode(out var instr);
             formatter.Format(instr, output);
-            sb.Append($"  {offset:x6}  {output.ToStringAndReset()}\n");
+            yield return (offset, output.ToStringAndReset());
         }
-        return sb.ToString();
     }
 
     /// <summary>
@@ -167,33 +143,35 @@ internal sealed unsafe class JitProgram : IDisposable
         var output = Arm64.A64Compiler.Compile(Program, Helpers, options, unwind, count, target, seed, listing: true);
         if (!output.Code.AsSpan().SequenceEqual(Code))
             throw new RbpfException(RbpfErrorCode.Internal, "the AArch64 listing does not match the compiled code");
-        return FormatListing(Program, PcOffsets, Code.Length, output.Assembler.Text(relative: false), Rbpf.Disassembler.DisassembleLines(Program.Bytes));
+        return FormatListing(Program.Bytes, PcOffsets, output.Assembler.Lines());
     }
 
-    /// <summary>An AArch64 listing with each eBPF instruction before its code (shared with the tests).</summary>
-    internal static string FormatListing(DecodedProgram program, int[] pcOffsets, int codeLength, string[] text,
-        IEnumerable<Rbpf.Disassembler.Line> source)
+    /// <summary>
+    /// A listing of either backend's code: each machine instruction (its offset and text) under the
+    /// eBPF instructions whose code starts there. Several slots can start at one offset (a slot may
+    /// emit nothing); the trailing slot marks where the exits and out-of-line code begin.
+    /// </summary>
+    internal static string FormatListing(byte[] program, int[] pcOffsets, IEnumerable<(int Offset, string Text)> machine)
     {
-        var lines = source.ToDictionary(l => l.Slot, l => l.Text);
-        var sb = new StringBuilder();
-        int lastPc = pcOffsets.Length - 1;
-        var starts = new Dictionary<int, List<int>>();
+        var lines = Rbpf.Disassembler.DisassembleLines(program).ToDictionary(l => l.Slot, l => l.Text);
+        var starts = new Dictionary<int, List<int>>(); // code offset -> the slots starting there, in order
         for (int pc = 0; pc < pcOffsets.Length; pc++)
             if (pcOffsets[pc] >= 0)
             {
-                if (!starts.TryGetValue(pcOffsets[pc], out var l)) starts[pcOffsets[pc]] = l = new List<int>();
-                l.Add(pc);
+                if (!starts.TryGetValue(pcOffsets[pc], out var at)) starts[pcOffsets[pc]] = at = new List<int>();
+                at.Add(pc);
             }
-        sb.Append("; prologue\n");
-        for (int k = 0; k < text.Length; k++)
+        int lastPc = pcOffsets.Length - 1; // the trailing slot catches execution falling off the end
+        var sb = new StringBuilder("; prologue\n");
+        foreach (var (offset, text) in machine)
         {
-            if (starts.TryGetValue(4 * k, out var pcs))
+            if (starts.TryGetValue(offset, out var pcs))
                 foreach (int pc in pcs)
                 {
                     if (pc == lastPc) sb.Append("; exits and out-of-line checks\n");
-                    else if (lines.TryGetValue(pc, out var t)) sb.Append($"; {pc,5}: {t}\n");
+                    else if (lines.TryGetValue(pc, out var source)) sb.Append($"; {pc,5}: {source}\n");
                 }
-            sb.Append($"  {4 * k:x6}  {text[k]}\n");
+            sb.Append($"  {offset:x6}  {text}\n");
         }
         return sb.ToString();
     }

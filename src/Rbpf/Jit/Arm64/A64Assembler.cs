@@ -24,7 +24,7 @@ internal sealed class A64BranchRangeException : Exception
 /// <summary>
 /// A small AArch64 (A64) encoder: the instructions the JIT emits, each one 32-bit word, with labels
 /// for branches. Register numbers are 0-30, and 31 means xzr/wzr or sp as the instruction's
-/// encoding says (the method names keep them apart). With <see cref="Listing"/> on, every word gets
+/// encoding says (the method names keep them apart). Created with a listing, every word gets
 /// its text in GNU assembler syntax (branch targets as <c>.+offset</c>), which the tests feed to
 /// <c>aarch64-linux-gnu-as</c> to check each encoding against an independent encoder, and which
 /// <c>rbpf jit</c> shows.
@@ -49,8 +49,6 @@ internal sealed class A64Assembler
             _textTargets = new List<A64Label?>();
         }
     }
-
-    public bool Listing => _text != null;
 
     /// <summary>Instructions emitted so far.</summary>
     public int Count => _count;
@@ -297,7 +295,6 @@ internal sealed class A64Assembler
             T($"{(release ? "stlxr" : "stxr")} {W(ws)}, {R(is64, rt)}, [{XS(rn)}]"));
 
     public void DmbIsh() => Emit(0xD5033BBF, T($"dmb ish"));
-    public void Nop() => Emit(0xD503201F, T($"nop"));
 
     // ---- branches ----
 
@@ -368,4 +365,7 @@ internal sealed class A64Assembler
         }
         return lines;
     }
+
+    /// <summary>The listing with each instruction's byte offset, branch targets as offsets (for <c>rbpf jit</c>).</summary>
+    public IEnumerable<(int Offset, string Text)> Lines() => Text(relative: false).Select((text, k) => (4 * k, text));
 }

@@ -33,7 +33,6 @@ internal sealed class A64Compiler
     private readonly List<Action> _cold = new();
     private readonly Dictionary<int, A64Label> _slowChecks = new();
     private readonly A64Label _errorExit = new(), _exitWithResult = new(), _leave = new(), _return = new(), _mainEntry = new();
-    private int _frameSize;
 
     private A64Compiler(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper, bool countInstructions,
         JitTarget target, bool far, int blindSeed, bool listing)
@@ -206,7 +205,7 @@ internal sealed class A64Compiler
         int fixedLength = _target.FixedLength;
         bool inlineFixed = fixedLength > 0 && fixedLength <= JitTarget.InlineFixedLimit;
         int fixedBytes = inlineFixed ? (fixedLength + 15) & ~15 : 0;
-        _frameSize = JitContext.Size + fixedBytes + Isa.StackSize;
+        int frameSize = JitContext.Size + fixedBytes + Isa.StackSize;
         _a.Mov(true, 5, Zr);
         _a.Bind(_mainEntry);
         _a.Pair(false, A64Assembler.Fp, Lr, Sp, -96, '!');
@@ -217,7 +216,7 @@ internal sealed class A64Compiler
         _a.Pair(false, 27, 28, Sp, 80);
         _a.MovSp(A64Assembler.Fp, Sp);
         // Page by page, touching each, so a guard page below the thread's stack is always hit first.
-        for (int left = _frameSize; left > 0;)
+        for (int left = frameSize; left > 0;)
         {
             if (left >= 4096) { _a.SubImm(true, Sp, Sp, 1, shift12: true); left -= 4096; }
             else { _a.SubImm(true, Sp, Sp, left); left = 0; }
@@ -464,7 +463,7 @@ internal sealed class A64Compiler
         int s = i.Src <= 10 ? R[i.Src] : T0;
         switch (i.Op)
         {
-            case >= Op.Add64Imm and <= Op.Arsh32Reg when (i.Op - Op.Add64Imm) / 4 is not (3 or 8 or 12 or 13):
+            case >= Op.Add64Imm and <= Op.Arsh32Reg when (i.Op - Op.Add64Imm) / 4 is not (3 or 8): // not div, mod
                 EmitAlu(i, d, s);
                 break;
             case Op.Neg64: _a.Neg(true, d, d); break;
@@ -586,18 +585,6 @@ internal sealed class A64Compiler
         _a.Msub(is64, d, T1, s, d);
     }
 
-    private static int SizeOfAccess(Op op) => op switch
-    {
-        Op.LdxB or Op.LdxSB or Op.StB or Op.StxB => 1,
-        Op.LdxH or Op.LdxSH or Op.StH or Op.StxH => 2,
-        Op.LdxW or Op.LdxSW or Op.StW or Op.StxW => 4,
-        >= Op.Atomic32Add and <= Op.Atomic32CmpXchg => 4,
-        _ => 8,
-    };
-
-    private bool InsideFrame(int baseReg, int off, int size) =>
-        _target.FullFrames && baseReg == Isa.FramePointer && off >= -Isa.StackFrameSize && off <= -size;
-
     /// <summary>
     /// The address [base + off] for an access: checked (unless it is inside the frame, or checks are
     /// off), it ends in x16 and the access uses [x16]; returns the base register and offset to use.
@@ -605,7 +592,7 @@ internal sealed class A64Compiler
     private (int Base, int Offset) CheckedAddress(int pc, int baseReg, int off, int size, bool write, bool atomic, Mem mem)
     {
         int b = R[baseReg];
-        bool check = _options.CheckedMemory && (atomic || !InsideFrame(baseReg, off, size));
+        bool check = _options.CheckedMemory && (atomic || !_target.InsideFrame(baseReg, off, size));
         if (!check && !atomic && Encodable(mem, off)) return (b, off);
         AddConst(Ip0, b, off);
         if (!check) return (Ip0, 0);
@@ -686,7 +673,7 @@ internal sealed class A64Compiler
 
     private void EmitLoad(int pc, DecodedInsn i)
     {
-        int size = SizeOfAccess(i.Op);
+        int size = JitTarget.AccessSize(i.Op);
         var mem = i.Op switch
         {
             Op.LdxB => Mem.Ldrb, Op.LdxH => Mem.Ldrh, Op.LdxW => Mem.LdrW, Op.LdxDW => Mem.LdrX,
@@ -698,7 +685,7 @@ internal sealed class A64Compiler
 
     private void EmitStore(int pc, DecodedInsn i)
     {
-        int size = SizeOfAccess(i.Op);
+        int size = JitTarget.AccessSize(i.Op);
         bool imm = i.Op is Op.StB or Op.StH or Op.StW or Op.StDW;
         var mem = size switch { 1 => Mem.Strb, 2 => Mem.Strh, 4 => Mem.StrW, _ => Mem.StrX };
         var (b, off) = CheckedAddress(pc, i.Dst, i.Off, size, write: true, atomic: false, mem);

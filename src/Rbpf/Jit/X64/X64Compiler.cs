@@ -759,15 +759,6 @@ internal sealed class X64Compiler
         Bind(ref done);
     }
 
-    private static int SizeOfAccess(Op op) => op switch
-    {
-        Op.LdxB or Op.LdxSB or Op.StB or Op.StxB => 1,
-        Op.LdxH or Op.LdxSH or Op.StH or Op.StxH => 2,
-        Op.LdxW or Op.LdxSW or Op.StW or Op.StxW => 4,
-        >= Op.Atomic32Add and <= Op.Atomic32CmpXchg => 4,
-        _ => 8,
-    };
-
     /// <summary>
     /// Puts the address [base + off] in r11 after checking it, and returns the memory operand to
     /// use. Accesses through r10 with a constant offset inside the current frame need no check.
@@ -775,7 +766,7 @@ internal sealed class X64Compiler
     private AssemblerMemoryOperand CheckedAddress(int baseReg, int off, int size, bool write, bool atomic)
     {
         var b = R64[baseReg];
-        if (!atomic && InsideFrame(baseReg, off, size))
+        if (!atomic && _target.InsideFrame(baseReg, off, size))
             return __[rbp + off];
         if (!_options.CheckedMemory || _fused)
         {
@@ -834,7 +825,7 @@ internal sealed class X64Compiler
         bool store = i.Op is >= Op.StB and <= Op.StxDW;
         baseReg = load ? i.Src : i.Dst;
         off = i.Off;
-        size = load || store ? SizeOfAccess(i.Op) : 0;
+        size = load || store ? JitTarget.AccessSize(i.Op) : 0;
         return load || store;
     }
 
@@ -899,16 +890,11 @@ internal sealed class X64Compiler
         });
     }
 
-    /// <summary>An access through r10 with a constant offset inside the frame: no check needed, when
-    /// the stack layout gives every frame its 512 bytes.</summary>
-    private bool InsideFrame(int baseReg, int off, int size) =>
-        _target.FullFrames && baseReg == Isa.FramePointer && off >= -Isa.StackFrameSize && off <= -size;
-
     /// <summary>Whether checked code checks this instruction's access at run time.</summary>
     private bool NeedsCheck(DecodedInsn i) => i.Op switch
     {
-        >= Op.LdxB and <= Op.LdxSW => !InsideFrame(i.Src, i.Off, SizeOfAccess(i.Op)),
-        >= Op.StB and <= Op.StxDW => !InsideFrame(i.Dst, i.Off, SizeOfAccess(i.Op)),
+        >= Op.LdxB and <= Op.LdxSW => !_target.InsideFrame(i.Src, i.Off, JitTarget.AccessSize(i.Op)),
+        >= Op.StB and <= Op.StxDW => !_target.InsideFrame(i.Dst, i.Off, JitTarget.AccessSize(i.Op)),
         >= Op.Atomic32Add and <= Op.Atomic64CmpXchg => true,
         _ => false,
     };
@@ -1000,7 +986,7 @@ internal sealed class X64Compiler
 
     private void EmitLoad(int pc, DecodedInsn i)
     {
-        int size = SizeOfAccess(i.Op);
+        int size = JitTarget.AccessSize(i.Op);
         var m = CheckedAddress(i.Src, i.Off, size, write: false, atomic: false);
         var d64 = R64[i.Dst];
         var d32 = R32[i.Dst];
@@ -1018,7 +1004,7 @@ internal sealed class X64Compiler
 
     private void EmitStore(int pc, DecodedInsn i)
     {
-        int size = SizeOfAccess(i.Op);
+        int size = JitTarget.AccessSize(i.Op);
         bool imm = i.Op is Op.StB or Op.StH or Op.StW or Op.StDW;
         if (imm && Blind)
         {
