@@ -33,23 +33,13 @@ void Check(bool ok, string what)
     }
 }
 
-// Error messages name host addresses, which differ between the engines' buffers and stacks.
-static string Shape(string? message) =>
-    message == null ? "" : System.Text.RegularExpressions.Regex.Replace(message, "0x[0-9a-f]{6,}", "ADDR");
-
 void Guard(string what, Action body)
 {
     try { body(); }
     catch (Exception ex) { Check(false, $"{what}: {ex.GetType().Name}: {ex.Message}"); }
 }
 
-JitOptions[] allOptions =
-{
-    new JitOptions(),
-    new JitOptions { ConstantBlinding = true },
-    new JitOptions { CheckedMemory = false },
-    new JitOptions { Interruptible = false },
-};
+JitOptions[] allOptions = JitAgreement.Options;
 
 Check(RuntimeInformation.ProcessArchitecture == Architecture.Arm64, $"the driver runs on AArch64 (it runs on {RuntimeInformation.ProcessArchitecture})");
 Check(EbpfVm.IsJitSupported, "the JIT is supported on AArch64 Linux");
@@ -83,7 +73,7 @@ if (conformance != null)
     Check(files > 100, $"conformance: only {files} files in {conformance}");
 }
 
-// 2. Generated programs: the JIT agrees with the interpreter on the result, the memory, or the error and its instruction.
+// 2. Generated programs: the JIT agrees with the interpreter (JitAgreement: result and memory, or error, instruction and message).
 {
     var rng = new Random(9669);
     int results = 0, errors = 0;
@@ -96,28 +86,10 @@ if (conformance != null)
         int index = n;
         Guard($"generated {n}", () =>
         {
-            var vm = EbpfVm.CreateRaw(prog);
-            vm.RegisterHelper(1, (a, b, c, d, e) => a * 31 + b * 7 + (c ^ d) + e);
-            byte[] memI = mem0.ToArray();
-            var codeI = vm.TryExecute(memI, Span<byte>.Empty, out ulong resI, out var errI);
-            bool all = true;
-            foreach (var options in allOptions)
-            {
-                if (!options.CheckedMemory && codeI != RbpfErrorCode.Ok) continue;
-                vm.JitCompile(options);
-                byte[] memJ = mem0.ToArray();
-                var codeJ = vm.TryExecuteJit(memJ, Span<byte>.Empty, out ulong resJ, out var errJ);
-                bool same = codeI == codeJ && (codeI == RbpfErrorCode.Ok
-                    ? resI == resJ && memI.AsSpan().SequenceEqual(memJ)
-                    : errI!.InstructionIndex == errJ!.InstructionIndex && Shape(errI.Message) == Shape(errJ.Message));
-                if (!same)
-                {
-                    all = false;
-                    Check(false, $"generated {index} ({options}): interpreter {codeI} 0x{resI:x} '{errI?.Message}' vs JIT {codeJ} 0x{resJ:x} '{errJ?.Message}'\n{Disassembler.Disassemble(prog)}");
-                }
-            }
-            if (all) passed++;
-            if (codeI == RbpfErrorCode.Ok) results++; else errors++;
+            var (code, disagreements) = JitAgreement.Compare(prog, mem0, allOptions);
+            foreach (var why in disagreements) Check(false, $"generated {index}: {why}");
+            if (disagreements.Count == 0) passed++;
+            if (code == RbpfErrorCode.Ok) results++; else errors++;
         });
     }
     Check(generated == 0 || (results > generated / 6 && errors > generated / 15), $"generated: {results} results, {errors} errors");
@@ -148,7 +120,7 @@ Guard("errors", () =>
     var oob = EbpfVm.CreateRaw(Assembler.Assemble("ldxdw r0, [r1+8]\nexit"));
     var ci = oob.TryExecute(new byte[8], Span<byte>.Empty, out _, out var ei);
     var cj = Jit(oob, new byte[8], out _, out var ej);
-    Check(ci == RbpfErrorCode.OutOfBounds && cj == ci && Shape(ei!.Message) == Shape(ej!.Message), $"out of bounds: '{ei?.Message}' vs '{ej?.Message}'");
+    Check(ci == RbpfErrorCode.OutOfBounds && cj == ci && JitAgreement.Shape(ei!.Message) == JitAgreement.Shape(ej!.Message), $"out of bounds: '{ei?.Message}' vs '{ej?.Message}'");
     // The instruction limit.
     var loop = EbpfVm.CreateNoData(Assembler.Assemble("mov r0, 0\nadd r0, 1\njlt r0, 1000000, -2\nexit"));
     loop.InstructionLimit = 1000;
@@ -211,7 +183,7 @@ if (elfDir != null)
             var ci = vm.TryExecute(mem.ToArray(), Span<byte>.Empty, out ulong ri, out var ei);
             jvm.JitCompile();
             var cj = jvm.TryExecuteJit(mem.ToArray(), Span<byte>.Empty, out ulong rj, out var ej);
-            Check(ci == cj && ri == rj && Shape(ei?.Message) == Shape(ej?.Message), $"elf {Path.GetFileName(f)}: {ci} 0x{ri:x} '{ei?.Message}' vs JIT {cj} 0x{rj:x} '{ej?.Message}'");
+            Check(ci == cj && ri == rj && JitAgreement.Shape(ei?.Message) == JitAgreement.Shape(ej?.Message), $"elf {Path.GetFileName(f)}: {ci} 0x{ri:x} '{ei?.Message}' vs JIT {cj} 0x{rj:x} '{ej?.Message}'");
         });
     }
 }

@@ -28,13 +28,7 @@ public class Arm64EncoderTests
         Skip.If(As == null || Objcopy == null || Objdump == null,
             "aarch64-linux-gnu binutils are not installed (./build.sh setup installs them): AArch64 encodings not checked");
 
-    internal static readonly JitOptions[] Options =
-    {
-        new JitOptions(),
-        new JitOptions { ConstantBlinding = true },
-        new JitOptions { CheckedMemory = false },
-        new JitOptions { Interruptible = false },
-    };
+    private static readonly JitOptions[] Options = JitAgreement.Options;
 
     private static (string Output, int Exit) RunTool(string file, string args)
     {

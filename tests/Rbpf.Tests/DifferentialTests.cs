@@ -5,7 +5,7 @@ namespace Rbpf.Tests;
 /// <summary>
 /// Generated programs (random but valid: arithmetic, branches, calls, loads and stores inside and
 /// outside the allowed memory) run through the interpreter and the JIT, which must agree on the
-/// result, the memory afterwards, or the error.
+/// result, the memory afterwards, or the error, its instruction and its message (<see cref="JitAgreement"/>).
 /// </summary>
 public class DifferentialTests
 {
@@ -21,29 +21,8 @@ public class DifferentialTests
             byte[] prog = Instruction.Encode(ProgramGenerator.Generate(rng, memLength));
             byte[] mem0 = new byte[memLength];
             rng.NextBytes(mem0);
-            var vm = EbpfVm.CreateRaw(prog);
-            vm.RegisterHelper(1, (a, b, c, d, e) => a * 31 + b * 7 + (c ^ d) + e);
-
-            byte[] memI = mem0.ToArray();
-            var codeI = vm.TryExecute(memI, Span<byte>.Empty, out ulong resI, out var errI);
-            foreach (var options in JitTests.AllOptions)
-            {
-                if (!options.CheckedMemory && codeI != RbpfErrorCode.Ok) continue; // unchecked code would really access it
-                vm.JitCompile(options);
-                byte[] memJ = mem0.ToArray();
-                var codeJ = vm.TryExecuteJit(memJ, Span<byte>.Empty, out ulong resJ, out var errJ);
-                string where = $"program {n} ({options}):\n{Disassembler.Disassemble(prog)}";
-                Assert.True(codeI == codeJ, $"interpreter {codeI} ({errI?.Message}) vs JIT {codeJ} ({errJ?.Message}) for {where}");
-                if (codeI == RbpfErrorCode.Ok)
-                {
-                    Assert.True(resI == resJ, $"interpreter 0x{resI:x} vs JIT 0x{resJ:x} for {where}");
-                    Assert.True(memI.AsSpan().SequenceEqual(memJ), $"memory differs for {where}");
-                }
-                else
-                {
-                    Assert.True(errI!.InstructionIndex == errJ!.InstructionIndex, $"error at #{errI.InstructionIndex} vs #{errJ.InstructionIndex} for {where}");
-                }
-            }
+            var (codeI, disagreements) = JitAgreement.Compare(prog, mem0, JitTests.AllOptions);
+            Assert.True(disagreements.Count == 0, $"program {n}: {string.Join("\n", disagreements)}");
             if (codeI == RbpfErrorCode.Ok) agreedResults++; else agreedErrors++;
         }
         Assert.True(agreedResults > 500, $"only {agreedResults} programs ran to a result");
