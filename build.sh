@@ -186,16 +186,18 @@ run_xunit() {
     rm -f "$log"
 }
 
-# Runs a C test program that ends with "NAME: N passed, N failed" and adds its counts.
-count_c_suite() {
-    local name="$1" binary="${*: -1}" out
-    out=$("${@:2}" 2>&1) || true
+# count_suite NAME COMMAND...: runs a test program that prints its failures as "FAIL ..." lines and
+# ends with "NAME: N passed, N failed", and adds its counts (a crash or no summary is one failure).
+count_suite() {
+    local name="$1" out
+    shift
+    out=$("$@" 2>&1) || true
     echo "$out" | grep -E "^FAIL|^$name: " || true
     if grep -qE "^$name: [0-9]+ passed, [0-9]+ failed" <<<"$out"; then
         PASSED=$((PASSED + $(grep -E "^$name: " <<<"$out" | sed -E "s/$name: ([0-9]+) passed.*/\1/")))
         FAILED=$((FAILED + $(grep -E "^$name: " <<<"$out" | sed -E 's/.*, ([0-9]+) failed.*/\1/')))
     else
-        echo "C: $(basename "$binary") crashed or printed no summary" >&2
+        echo "$name: '$*' crashed or printed no summary" >&2
         echo "$out" | tail -n 20 >&2
         FAILED=$((FAILED + 1))
     fi
@@ -217,11 +219,11 @@ run_c() {
     fi
     rm -f "$log"
     # The C test programs count their own checks: test_rbpf (the rbpf API), test_ubpf (the uBPF API).
-    count_c_suite c "$bdir/test_rbpf"
-    count_c_suite ubpf "$bdir/test_ubpf"
+    count_suite c "$bdir/test_rbpf"
+    count_suite ubpf "$bdir/test_ubpf"
     # Classic BPF filters compiled by libpcap, against libpcap's own bpf_filter.
     if [ -x "$bdir/test_cbpf_pcap" ]; then
-        count_c_suite cbpf "$bdir/test_cbpf_pcap"
+        count_suite cbpf "$bdir/test_cbpf_pcap"
     else
         echo "C: libpcap is not installed: the classic BPF tests against it were skipped" >&2
         SKIPPED=$((SKIPPED + 1))
@@ -290,18 +292,7 @@ run_ubpf_suite() {
     fi
     local out line cfg
     # Our header against uBPF's, declaration by declaration (names, types, values, layouts).
-    out=$(python3 "$ROOT/tests/ubpf-suite/compare_headers.py" "$ROOT/include" "$UBPF_DIR/vm/inc" 2>&1) || true
-    line=$(grep -E "^header-compare: [0-9]+ passed, [0-9]+ failed" <<<"$out" || true)
-    echo "$out" | grep -E "^FAIL" || true
-    if [ -n "$line" ]; then
-        echo "$line"
-        PASSED=$((PASSED + $(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")))
-        FAILED=$((FAILED + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
-    else
-        echo "header-compare: no summary" >&2
-        echo "$out" | tail -n 10 >&2
-        FAILED=$((FAILED + 1))
-    fi
+    count_suite header-compare python3 "$ROOT/tests/ubpf-suite/compare_headers.py" "$ROOT/include" "$UBPF_DIR/vm/inc"
     # A program compiled against uBPF's own header runs on librbpf (libubpf.so) unchanged.
     cfg=$(mktemp -d)
     printf '#pragma once\n#define UBPF_HAS_ELF_H\n' > "$cfg/ubpf_config.h"
@@ -340,23 +331,12 @@ run_arm64() {
         fi
         return
     fi
-    local qemu=(qemu-aarch64 -L /usr/aarch64-linux-gnu) args=(--elf "$ROOT/tests/elf" --generated 3000) out line ex
+    local qemu=(qemu-aarch64 -L /usr/aarch64-linux-gnu) args=(--elf "$ROOT/tests/elf" --generated 3000) ex
     [ -d "$ROOT/../shared/conformance/tests" ] && args+=(--conformance "$ROOT/../shared/conformance")
     # A smaller GC reservation: each emulated .NET process starts faster with it.
-    out=$(DOTNET_GCHeapHardLimit=0x10000000 "${qemu[@]}" "$OUT/arm64/driver/rbpf-arm64-driver" "${args[@]}" 2>&1) || true
-    line=$(grep -E "^arm64: [0-9]+ passed, [0-9]+ failed" <<<"$out" || true)
-    echo "$out" | grep -E "^FAIL" | head -n 30 || true
-    if [ -n "$line" ]; then
-        echo "$line"
-        PASSED=$((PASSED + $(sed -E 's/arm64: ([0-9]+) passed.*/\1/' <<<"$line")))
-        FAILED=$((FAILED + $(sed -E 's/.*, ([0-9]+) failed.*/\1/' <<<"$line")))
-    else
-        echo "arm64: the driver crashed or printed no summary" >&2
-        echo "$out" | tail -n 20 >&2
-        FAILED=$((FAILED + 1))
-    fi
-    count_c_suite c "${qemu[@]}" "$OUT/arm64/c/test_rbpf"
-    count_c_suite ubpf "${qemu[@]}" "$OUT/arm64/c/test_ubpf"
+    count_suite arm64 env DOTNET_GCHeapHardLimit=0x10000000 "${qemu[@]}" "$OUT/arm64/driver/rbpf-arm64-driver" "${args[@]}"
+    count_suite c "${qemu[@]}" "$OUT/arm64/c/test_rbpf"
+    count_suite ubpf "${qemu[@]}" "$OUT/arm64/c/test_ubpf"
     for ex in add ldxh_jit mbuff_jit fixed_mbuff_filter; do
         if "${qemu[@]}" "$OUT/arm64/c/$ex" >/dev/null 2>&1; then PASSED=$((PASSED + 1)); else echo "AArch64 C example $ex failed" >&2; FAILED=$((FAILED + 1)); fi
     done
