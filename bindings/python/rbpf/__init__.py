@@ -468,7 +468,30 @@ def verify(program: Program) -> None:
     _check(_verify(buf, n))
 
 
-class Vm:
+_C = TypeVar("_C", bound="_Closable")
+
+
+class _Closable:
+    """What a handle's owner shares: a with block, and garbage collection, end in ``close()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        self.close()
+        return False
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Vm(_Closable):
     """An eBPF VM. Use one of the kinds (MbuffVm, FixedMbuffVm, RawVm, NoDataVm), preferably as a
     context manager; ``close()`` releases it and later calls raise InvalidHandleError."""
 
@@ -504,19 +527,6 @@ class Vm:
         if self._handle is not None and self._handle.value:
             _vm_destroy(self._handle)
         self._handle = None
-
-    def __enter__(self: _V) -> _V:
-        return self
-
-    def __exit__(self, *exc: object) -> bool:
-        self.close()
-        return False
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     @property
     def _h(self):
@@ -820,7 +830,7 @@ class Vm:
             _free(out)
 
 
-class Map(MutableMapping):
+class Map(_Closable, MutableMapping):
     """A map shared by the host and programs (rbpf_map): a mutable mapping of keys to values.
 
     Keys and values are bytes of the map's ``key_size`` and ``value_size``; an int is accepted
@@ -863,19 +873,6 @@ class Map(MutableMapping):
         if self._handle is not None and self._owned:
             _map_destroy(self._handle)
         self._handle = None
-
-    def __enter__(self) -> "Map":
-        return self
-
-    def __exit__(self, *exc: object) -> bool:
-        self.close()
-        return False
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def _bytes(self, value: Union[BytesLike, int], size: int, what: str) -> "ctypes.Array[ctypes.c_char]":
         if isinstance(value, int):
