@@ -234,15 +234,10 @@ internal static unsafe class KernelContexts
             W(72, options.TcClassid);
             W(160, (uint)frame.Length);
             W(164, 1);
-            Unsafe.As<byte, ulong>(ref c[OffSkbData]) = (ulong)b;
-            Unsafe.As<byte, ulong>(ref c[OffSkbDataEnd]) = (ulong)b + (ulong)frame.Length;
-            Unsafe.As<byte, ulong>(ref c[OffSkbDataMeta]) = (ulong)b;
-            var code = observer != null
-                ? vm.TryExecute(frame, new Span<byte>(ctx, SkbContextSize), observer, out ulong r0, out var error)
-                : jit
-                ? vm.TryExecuteJit(b, (nuint)frame.Length, ctx, SkbContextSize, out r0, out error)
-                : vm.TryExecute(b, (nuint)frame.Length, ctx, SkbContextSize, out r0, out error);
-            if (code != RbpfErrorCode.Ok) throw error!;
+            U64(c, OffSkbData) = (ulong)b;
+            U64(c, OffSkbDataEnd) = (ulong)b + (ulong)frame.Length;
+            U64(c, OffSkbDataMeta) = (ulong)b;
+            ulong r0 = Run(vm, frame, b, ctx, SkbContextSize, jit, observer);
             uint R(int off) => *(uint*)(ctx + off);
             return new SkbResult(r0, R(8), R(32), R(72), R(44), R(12), new[] { R(48), R(52), R(56), R(60), R(64) });
         }
@@ -267,6 +262,19 @@ internal static unsafe class KernelContexts
     }
 
     private static ref ulong U64(Span<byte> ctx, int off) => ref Unsafe.As<byte, ulong>(ref ctx[off]);
+
+    /// <summary>Runs the program on <paramref name="packet"/> (pinned at <paramref name="b"/>) with its
+    /// context at <paramref name="ctx"/>: traced, JIT-compiled or interpreted; r0, or the run's error thrown.</summary>
+    private static ulong Run(EbpfVm vm, Span<byte> packet, byte* b, byte* ctx, int ctxSize, bool jit, InstructionObserver? observer)
+    {
+        var code = observer != null
+            ? vm.TryExecute(packet, new Span<byte>(ctx, ctxSize), observer, out ulong r0, out var error)
+            : jit
+            ? vm.TryExecuteJit(b, (nuint)packet.Length, ctx, (nuint)ctxSize, out r0, out error)
+            : vm.TryExecute(b, (nuint)packet.Length, ctx, (nuint)ctxSize, out r0, out error);
+        if (code != RbpfErrorCode.Ok) throw error!;
+        return r0;
+    }
 
     private static ulong Adjust(MemoryAccess m, ulong ctxAddress, int delta, bool head)
     {
@@ -327,12 +335,7 @@ internal static unsafe class KernelContexts
             U64(c, OffBufferEnd) = (ulong)b + (ulong)buffer.Length;
             // The whole buffer is the packet region (the kernel keeps programs inside [data, data_end)
             // statically; here headroom and tailroom are reachable, never memory outside the buffer).
-            var code = observer != null
-                ? vm.TryExecute(buffer, new Span<byte>(ctx, XdpContextSize), observer, out ulong r0, out var error)
-                : jit
-                ? vm.TryExecuteJit(b, (nuint)buffer.Length, ctx, XdpContextSize, out r0, out error)
-                : vm.TryExecute(b, (nuint)buffer.Length, ctx, XdpContextSize, out r0, out error);
-            if (code != RbpfErrorCode.Ok) throw error!;
+            ulong r0 = Run(vm, buffer, b, ctx, XdpContextSize, jit, observer);
             ulong start = U64(c, OffData), end = U64(c, OffDataEnd);
             return new XdpResult((XdpAction)(uint)r0, r0, (int)(start - (ulong)b), (int)(end - start));
         }
