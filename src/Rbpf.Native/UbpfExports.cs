@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
-using Iced.Intel;
+using Rbpf.Jit.X64;
+using static Rbpf.Jit.X64.X64Registers;
 using Rbpf.Jit.Arm64;
 using Rbpf.Jit;
 
@@ -701,40 +702,38 @@ internal static unsafe class UbpfExports
     private static byte[] CompiledFunction(UbpfVm u)
     {
         if (ExecutableMemory.IsArm64) return CompiledFunctionArm64(u);
-        var a = new Iced.Intel.Assembler(64);
+        var a = new X64Assembler();
         var slow = a.CreateLabel();
         var fail = a.CreateLabel();
-        a.mov(AssemblerRegisters.rax, (ulong)u.FastEntry);
-        a.mov(AssemblerRegisters.rax, AssemblerRegisters.__qword_ptr[AssemblerRegisters.rax]);
-        a.test(AssemblerRegisters.rax, AssemblerRegisters.rax);
+        a.mov(rax, (ulong)u.FastEntry);
+        a.mov(rax, __qword_ptr[rax]);
+        a.test(rax, rax);
         a.jz(slow);
         // int entry(mem, mem_len, NULL, 0, &result): rdi and rsi are already mem and mem_len.
-        a.push(AssemblerRegisters.rbx); // with the slot below, keeps rsp 16-byte aligned at the call
-        a.sub(AssemblerRegisters.rsp, 16);
-        a.xor(AssemblerRegisters.edx, AssemblerRegisters.edx);
-        a.xor(AssemblerRegisters.ecx, AssemblerRegisters.ecx);
-        a.mov(AssemblerRegisters.r8, AssemblerRegisters.rsp);
-        a.call(AssemblerRegisters.rax);
-        a.test(AssemblerRegisters.eax, AssemblerRegisters.eax);
+        a.push(rbx); // with the slot below, keeps rsp 16-byte aligned at the call
+        a.sub(rsp, 16);
+        a.xor(edx, edx);
+        a.xor(ecx, ecx);
+        a.mov(r8, rsp);
+        a.call(rax);
+        a.test(eax, eax);
         a.jnz(fail);
-        a.mov(AssemblerRegisters.rax, AssemblerRegisters.__qword_ptr[AssemblerRegisters.rsp]);
-        a.add(AssemblerRegisters.rsp, 16);
-        a.pop(AssemblerRegisters.rbx);
+        a.mov(rax, __qword_ptr[rsp]);
+        a.add(rsp, 16);
+        a.pop(rbx);
         a.ret();
         a.Label(ref fail);
-        a.mov(AssemblerRegisters.rdi, (ulong)u.Handle);
-        a.mov(AssemblerRegisters.rax, (ulong)(nint)(delegate* unmanaged<nint, ulong>)&ReportCompiledFailure);
-        a.call(AssemblerRegisters.rax);
-        a.add(AssemblerRegisters.rsp, 16);
-        a.pop(AssemblerRegisters.rbx);
+        a.mov(rdi, (ulong)u.Handle);
+        a.mov(rax, (ulong)(nint)(delegate* unmanaged<nint, ulong>)&ReportCompiledFailure);
+        a.call(rax);
+        a.add(rsp, 16);
+        a.pop(rbx);
         a.ret();
         a.Label(ref slow);
-        a.mov(AssemblerRegisters.rdx, (ulong)u.Handle);
-        a.mov(AssemblerRegisters.rax, (ulong)(nint)(delegate* unmanaged<byte*, nuint, nint, ulong>)&JitEntry);
-        a.jmp(AssemblerRegisters.rax);
-        var writer = new X64Compiler.ByteWriter(128);
-        a.Assemble(writer, 0);
-        return writer.ToArray();
+        a.mov(rdx, (ulong)u.Handle);
+        a.mov(rax, (ulong)(nint)(delegate* unmanaged<byte*, nuint, nint, ulong>)&JitEntry);
+        a.jmp(rax);
+        return a.Assemble();
     }
 
     /// <summary>

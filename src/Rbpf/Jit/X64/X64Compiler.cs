@@ -1,10 +1,10 @@
-using Iced.Intel;
-using static Iced.Intel.AssemblerRegisters;
+using Rbpf.Jit.X64;
+using static Rbpf.Jit.X64.X64Registers;
 
 namespace Rbpf.Jit;
 
 /// <summary>
-/// Compiles a decoded program to x86-64 machine code with Iced. The body follows the System V
+/// Compiles a decoded program to x86-64 machine code (<see cref="X64Assembler"/>). The body follows the System V
 /// convention; under the Microsoft x64 convention (Windows) the entries are wrappers that move the
 /// arguments where the body expects them and keep rdi and rsi, and every call out of the body goes
 /// through <see cref="CallOut"/>, which places its arguments the Windows way.
@@ -14,30 +14,30 @@ namespace Rbpf.Jit;
 /// </summary>
 internal sealed class X64Compiler
 {
-    private static readonly AssemblerRegister64[] R64 = { rax, rdi, rsi, rdx, r9, r8, rbx, r13, r14, r15, rbp };
-    private static readonly AssemblerRegister32[] R32 = { eax, edi, esi, edx, r9d, r8d, ebx, r13d, r14d, r15d, ebp };
-    private static readonly AssemblerRegister16[] R16 = { ax, di, si, dx, r9w, r8w, bx, r13w, r14w, r15w, bp };
-    private static readonly AssemblerRegister8[] R8 = { al, dil, sil, dl, r9b, r8b, bl, r13b, r14b, r15b, bpl };
+    private static readonly Gpr64[] R64 = { rax, rdi, rsi, rdx, r9, r8, rbx, r13, r14, r15, rbp };
+    private static readonly Gpr32[] R32 = { eax, edi, esi, edx, r9d, r8d, ebx, r13d, r14d, r15d, ebp };
+    private static readonly Gpr16[] R16 = { ax, di, si, dx, r9w, r8w, bx, r13w, r14w, r15w, bp };
+    private static readonly Gpr8[] R8 = { al, dil, sil, dl, r9b, r8b, bl, r13b, r14b, r15b, bpl };
 
     private readonly DecodedProgram _program;
     private readonly HelperTable _helpers;
     private readonly JitOptions _options;
     private readonly long _unwindHelper;
-    [ThreadStatic] private static Iced.Intel.Assembler? t_assembler;
-    private readonly Iced.Intel.Assembler _a = Reused();
+    [ThreadStatic] private static X64Assembler? t_assembler;
+    private readonly X64Assembler _a = Reused();
 
     /// <summary>One assembler per thread, reset for each compilation (its instruction list keeps its capacity).</summary>
-    private static Iced.Intel.Assembler Reused()
+    private static X64Assembler Reused()
     {
-        var a = t_assembler ??= new Iced.Intel.Assembler(64);
+        var a = t_assembler ??= new X64Assembler();
         a.Reset();
         return a;
     }
 
-    private readonly Label[] _pcLabels;
-    private readonly List<Action> _cold = new();
-    private readonly Random _blindKeys = new();
-    private Label _errorExit, _exitWithResult, _ret, _leave;
+    private readonly X64Label[] _pcLabels;
+    private readonly List<(X64Label Label, Action Body)> _cold = new();
+    private static Random _blindKeys => Random.Shared; // seeded once per process, not per compile (a system call)
+    private X64Label _errorExit, _exitWithResult, _ret, _leave;
 
     private readonly bool _countInstructions;
 
@@ -47,7 +47,7 @@ internal sealed class X64Compiler
     private readonly bool _win64;
     /// <summary>...with System V adapters around it, to run on a System V host (<see cref="JitAbi.Win64Emulated"/>).</summary>
     private readonly bool _emulated;
-    private readonly Dictionary<ulong, Label> _adapters = new();
+    private readonly Dictionary<ulong, X64Label> _adapters = new();
 
     private X64Compiler(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper, bool countInstructions,
         JitTarget target)
@@ -60,7 +60,7 @@ internal sealed class X64Compiler
         _helpers = helpers;
         _options = options;
         _unwindHelper = unwindHelper;
-        _pcLabels = new Label[program.Code.Length];
+        _pcLabels = new X64Label[program.Code.Length];
         for (int i = 0; i < _pcLabels.Length; i++) _pcLabels[i] = _a.CreateLabel();
     }
 
@@ -73,18 +73,11 @@ internal sealed class X64Compiler
         bool countInstructions, JitTarget target) =>
         new X64Compiler(program, helpers, options, unwindHelper, countInstructions, target).Run();
 
-    private int _instructionsAtLastLabel = -1;
+    /// <summary>Binds a label here.</summary>
+    private void Bind(ref X64Label label) => _a.Label(ref label);
 
-    /// <summary>Binds a label here; Iced allows one label per instruction, so two labels in a row get a nop between them.</summary>
-    private void Bind(ref Label label)
-    {
-        if (_a.Instructions.Count == _instructionsAtLastLabel) _a.nop();
-        _a.Label(ref label);
-        _instructionsAtLastLabel = _a.Instructions.Count;
-    }
-
-    private static AssemblerMemoryOperand CtxQ(int offset) => __qword_ptr[r12 + offset];
-    private static AssemblerMemoryOperand CtxD(int offset) => __dword_ptr[r12 + offset];
+    private static Mem CtxQ(int offset) => __qword_ptr[r12 + offset];
+    private static Mem CtxD(int offset) => __dword_ptr[r12 + offset];
 
     private Output Run()
     {
@@ -139,35 +132,23 @@ internal sealed class X64Compiler
         _a.jmp(_leave);
         Bind(ref _ret);
         _a.ret();
-        for (int k = 0; k < _cold.Count; k++) _cold[k](); // cold code may queue more cold code
-
-        var writer = new ByteWriter(_a.Instructions.Count * 6);
-        var result = _a.Assemble(writer, 0, BlockEncoderOptions.ReturnNewInstructionOffsets);
-        if (_a.Instructions.Count > 16384) t_assembler = null; // a thread keeps no large instruction list
-        var offsets = new int[code.Length];
-        for (int pc = 0; pc < code.Length; pc++)
-            offsets[pc] = pc > 0 && code[pc - 1].Op == Op.Lddw ? -1 : (int)result.GetLabelRIP(_pcLabels[pc]);
-        return new Output(writer.ToArray(), offsets, (int)result.GetLabelRIP(_mainEntry));
-    }
-
-    /// <summary>Collects the encoded bytes (a MemoryStream costs a virtual call and checks per byte).</summary>
-    internal sealed class ByteWriter : CodeWriter
-    {
-        private byte[] _bytes;
-        private int _length;
-
-        public ByteWriter(int capacity) => _bytes = new byte[Math.Max(capacity, 256)];
-
-        public override void WriteByte(byte value)
+        for (int k = 0; k < _cold.Count; k++) // cold code may queue more cold code
         {
-            if (_length == _bytes.Length) Array.Resize(ref _bytes, _bytes.Length * 2);
-            _bytes[_length++] = value;
+            var (label, body) = _cold[k];
+            Bind(ref label);
+            body();
         }
 
-        public byte[] ToArray() => _bytes.AsSpan(0, _length).ToArray();
+        var bytes = _a.Assemble();
+        var offsets = new int[code.Length];
+        for (int pc = 0; pc < code.Length; pc++)
+            offsets[pc] = pc > 0 && code[pc - 1].Op == Op.Lddw ? -1 : _a.LabelOffset(_pcLabels[pc]);
+        int main = _a.LabelOffset(_mainEntry);
+        if (_a.IsLarge(1 << 20)) t_assembler = null; // a thread keeps no large buffers
+        return new Output(bytes, offsets, main);
     }
 
-    private Label _mainEntry;
+    private X64Label _mainEntry;
     private int _frameSize;
     private int _currentPc;
 
@@ -476,7 +457,7 @@ internal sealed class X64Compiler
     }
 
     /// <summary>Emulation only: called the System V way with up to six arguments, calls <paramref name="win64"/> the Microsoft way.</summary>
-    private void SysVToWin64(Label win64)
+    private void SysVToWin64(X64Label win64)
     {
         _a.sub(rsp, 56); // entered at 8 (mod 16): shadow space and two stack arguments, aligned
         ToWin64(6);
@@ -487,7 +468,7 @@ internal sealed class X64Compiler
 
     /// <summary>r10 = the <see cref="JitExtra"/> field at <paramref name="offset"/>; to <paramref name="missing"/>
     /// when there is no JitExtra (r9 NULL) or the field is 0.</summary>
-    private void LoadExtra(int offset, Label missing)
+    private void LoadExtra(int offset, X64Label missing)
     {
         _a.test(r9, r9);
         _a.jz(missing);
@@ -537,14 +518,9 @@ internal sealed class X64Compiler
     }
 
     /// <summary>Queues out-of-line code placed after the function body, reached through <paramref name="label"/>.</summary>
-    private void Cold(Label label, Action body)
+    private void Cold(X64Label label, Action body)
     {
-        _cold.Add(() =>
-        {
-            var l = label;
-            Bind(ref l);
-            body();
-        });
+        _cold.Add((label, body));
     }
 
     private void Fail(int pc, RbpfErrorCode code)
@@ -555,7 +531,7 @@ internal sealed class X64Compiler
     }
 
     /// <summary>Loads a 64-bit immediate into r11 (blinded when asked) for use as a register operand.</summary>
-    private void LoadImm(AssemblerRegister64 target, long value)
+    private void LoadImm(Gpr64 target, long value)
     {
         if (_options.ConstantBlinding)
         {
@@ -763,7 +739,7 @@ internal sealed class X64Compiler
     /// Puts the address [base + off] in r11 after checking it, and returns the memory operand to
     /// use. Accesses through r10 with a constant offset inside the current frame need no check.
     /// </summary>
-    private AssemblerMemoryOperand CheckedAddress(int baseReg, int off, int size, bool write, bool atomic)
+    private Mem CheckedAddress(int baseReg, int off, int size, bool write, bool atomic)
     {
         var b = R64[baseReg];
         if (!atomic && _target.InsideFrame(baseReg, off, size))
@@ -899,10 +875,10 @@ internal sealed class X64Compiler
         _ => false,
     };
 
-    private readonly Dictionary<int, Label> _slowChecks = new();
+    private readonly Dictionary<int, X64Label> _slowChecks = new();
 
     /// <summary>The shared out-of-line check for accesses of <paramref name="size"/> bytes with <paramref name="flags"/>.</summary>
-    private Label SlowCheck(int size, int flags)
+    private X64Label SlowCheck(int size, int flags)
     {
         int key = size * 4 + flags;
         if (_slowChecks.TryGetValue(key, out var label)) return label;
@@ -1186,7 +1162,7 @@ internal sealed class X64Compiler
         }
     }
 
-    private static readonly AssemblerRegister64[] HelperSaved = { rdi, rsi, rdx, r8, r9 };
+    private static readonly Gpr64[] HelperSaved = { rdi, rsi, rdx, r8, r9 };
 
     /// <summary>
     /// Calls <paramref name="target"/> with r1-r5 as its first five arguments (r4 moves from r9 to
@@ -1236,7 +1212,7 @@ internal sealed class X64Compiler
     /// Emulation only: a function called the Microsoft way that calls <paramref name="target"/> the
     /// System V way with up to six arguments, keeping rdi and rsi as the Microsoft convention requires.
     /// </summary>
-    private Label Win64ToSysV(ulong target)
+    private X64Label Win64ToSysV(ulong target)
     {
         if (_adapters.TryGetValue(target, out var label)) return label;
         label = _a.CreateLabel();
@@ -1270,7 +1246,7 @@ internal sealed class X64Compiler
     /// library has one. Anything else jumps to the code that follows (the managed helper, which
     /// also gives every error). Returns the label to bind after that code.
     /// </summary>
-    private Label EmitMapLookupFast()
+    private X64Label EmitMapLookupFast()
     {
         var slow = _a.CreateLabel();
         var done = _a.CreateLabel();
@@ -1325,7 +1301,7 @@ internal sealed class X64Compiler
     /// <paramref name="sizeOffset"/>'s bytes at <paramref name="pointer"/> inside the stack frames in
     /// use; otherwise to <paramref name="slow"/>. Clobbers rax, rcx, r11.
     /// </summary>
-    private void EmitMapAndStackPointer(Label slow, bool findMap, AssemblerRegister64 pointer, int sizeOffset)
+    private void EmitMapAndStackPointer(X64Label slow, bool findMap, Gpr64 pointer, int sizeOffset)
     {
         if (findMap)
         {
@@ -1357,7 +1333,7 @@ internal sealed class X64Compiler
     /// time, key and value in the stack frames in use) in C; anything else, or a missing key, falls
     /// through to the managed helper.
     /// </summary>
-    private Label EmitMapUpdateFast()
+    private X64Label EmitMapUpdateFast()
     {
         var slow = _a.CreateLabel();
         var done = _a.CreateLabel();
@@ -1394,7 +1370,7 @@ internal sealed class X64Compiler
             Cold(fail, () => Fail(pc, RbpfErrorCode.UnknownHelper));
             return;
         }
-        Label? fastDone = h.IsMapLookup && _target.MapTable != 0 ? EmitMapLookupFast()
+        X64Label? fastDone = h.IsMapLookup && _target.MapTable != 0 ? EmitMapLookupFast()
             : h.IsMapUpdate && _target.MapTable != 0 && Maps.MapHelpers.NativeUpdatePresent != 0 ? EmitMapUpdateFast()
             : null;
         if (h.Native != null)

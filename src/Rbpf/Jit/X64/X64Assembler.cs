@@ -1,0 +1,640 @@
+namespace Rbpf.Jit.X64;
+
+/// <summary>A 64-bit general-purpose register (0 rax ... 15 r15).</summary>
+internal readonly struct Gpr64(int n)
+{
+    public readonly int N = n;
+    public static Mem operator +(Gpr64 b, int disp) => new(b.N, -1, 0, disp, 0);
+    public static Mem operator -(Gpr64 b, int disp) => new(b.N, -1, 0, -disp, 0);
+    public static Mem operator +(Gpr64 b, Gpr64 index) => new(b.N, index.N, 0, 0, 0);
+    public static Mem operator +(Gpr64 b, ScaledIndex index) => new(b.N, index.N, index.Shift, 0, 0);
+    public static ScaledIndex operator *(Gpr64 index, int scale) => new(index.N, scale switch
+    {
+        1 => 0, 2 => 1, 4 => 2, 8 => 3, _ => throw new ArgumentOutOfRangeException(nameof(scale)),
+    });
+}
+
+/// <summary>The low 32 bits of a general-purpose register.</summary>
+internal readonly struct Gpr32(int n) { public readonly int N = n; }
+
+/// <summary>The low 16 bits of a general-purpose register.</summary>
+internal readonly struct Gpr16(int n) { public readonly int N = n; }
+
+/// <summary>The low 8 bits of a general-purpose register (spl, bpl, sil, dil need a REX prefix).</summary>
+internal readonly struct Gpr8(int n) { public readonly int N = n; }
+
+/// <summary>An SSE register.</summary>
+internal readonly struct Xmm(int n) { public readonly int N = n; }
+
+/// <summary>An index register with its scale (as a shift: 0-3).</summary>
+internal readonly struct ScaledIndex(int n, int shift)
+{
+    public readonly int N = n, Shift = shift;
+}
+
+/// <summary>A memory operand [base + index * scale + disp] of <see cref="Size"/> bytes (0: taken from the other operand).</summary>
+internal readonly struct Mem(int baseReg, int index, int shift, int disp, int size)
+{
+    public readonly int Base = baseReg, Index = index, Shift = shift, Disp = disp, Size = size;
+    public static Mem operator +(Mem m, int disp) => new(m.Base, m.Index, m.Shift, checked(m.Disp + disp), m.Size);
+    public static Mem operator -(Mem m, int disp) => new(m.Base, m.Index, m.Shift, checked(m.Disp - disp), m.Size);
+    public Mem WithSize(int size) => new(Base, Index, Shift, Disp, size);
+}
+
+/// <summary>Builds memory operands of one size: <c>__qword_ptr[rbp - 8]</c>.</summary>
+internal readonly struct MemSize(int size)
+{
+    private readonly int _size = size;
+    public Mem this[Mem m] => m.WithSize(_size);
+    public Mem this[Gpr64 b] => new(b.N, -1, 0, 0, _size);
+}
+
+/// <summary>A position in the code, bound once; branches may name it before.</summary>
+internal readonly struct X64Label(int id)
+{
+    /// <summary>1-based; 0 is a label no assembler created.</summary>
+    public readonly int Id = id;
+}
+
+/// <summary>The registers and operand builders, for <c>using static</c>.</summary>
+internal static class X64Registers
+{
+    public static readonly Gpr64 rax = new(0), rcx = new(1), rdx = new(2), rbx = new(3), rsp = new(4), rbp = new(5),
+        rsi = new(6), rdi = new(7), r8 = new(8), r9 = new(9), r10 = new(10), r11 = new(11), r12 = new(12),
+        r13 = new(13), r14 = new(14), r15 = new(15);
+    public static readonly Gpr32 eax = new(0), ecx = new(1), edx = new(2), ebx = new(3), esp = new(4), ebp = new(5),
+        esi = new(6), edi = new(7), r8d = new(8), r9d = new(9), r10d = new(10), r11d = new(11), r12d = new(12),
+        r13d = new(13), r14d = new(14), r15d = new(15);
+    public static readonly Gpr16 ax = new(0), cx = new(1), dx = new(2), bx = new(3), sp = new(4), bp = new(5),
+        si = new(6), di = new(7), r8w = new(8), r9w = new(9), r10w = new(10), r11w = new(11), r12w = new(12),
+        r13w = new(13), r14w = new(14), r15w = new(15);
+    public static readonly Gpr8 al = new(0), cl = new(1), dl = new(2), bl = new(3), spl = new(4), bpl = new(5),
+        sil = new(6), dil = new(7), r8b = new(8), r9b = new(9), r10b = new(10), r11b = new(11), r12b = new(12),
+        r13b = new(13), r14b = new(14), r15b = new(15);
+    public static readonly Xmm xmm0 = new(0), xmm1 = new(1);
+    public static readonly MemSize __ = new(0), __byte_ptr = new(1), __word_ptr = new(2), __dword_ptr = new(4),
+        __qword_ptr = new(8), __xmmword_ptr = new(16);
+}
+
+/// <summary>
+/// A small x86-64 encoder that writes bytes directly: the instructions the JIT emits, with labels.
+/// Method names and operand forms follow Intel syntax (destination first). Branches to labels are
+/// kept aside while the code is emitted and sized at the end (<see cref="Assemble"/>): every branch
+/// starts short (rel8) and those whose target is out of reach grow to rel32, pass after pass, until
+/// nothing changes (sizes only grow, so it ends). Encodings are checked against Iced's decoder and
+/// assembler in the tests.
+/// </summary>
+internal sealed class X64Assembler
+{
+    private byte[] _buf = new byte[1024];
+    private int _len;
+
+    // Branches to labels, in code order: where they go in the byte stream, their label, their kind.
+    private int[] _brPos = new int[64];
+    private int[] _brLabel = new int[64];
+    private short[] _brKind = new short[64]; // KindJmp, KindCall, or a condition code 0-15
+    private int _brCount;
+    private const short KindJmp = 16, KindCall = 17;
+
+    // Labels: byte position when bound (-1 before) and how many branches precede them.
+    private int[] _labelPos = new int[64];
+    private int[] _labelBranches = new int[64];
+    private int _labelCount;
+
+    private byte _prefix; // a pending lock (F0) or rep (F3) prefix
+
+    // Assemble's work: each branch's size, and the bytes of branches before each one.
+    private byte[] _size = new byte[64];
+    private int[] _before = new int[65];
+    private bool _assembled;
+
+    /// <summary>Bytes emitted so far, not counting branches to labels.</summary>
+    public int Length => _len;
+
+    /// <summary>Branches to labels emitted so far.</summary>
+    public int BranchCount => _brCount;
+
+    /// <summary>Starts over, keeping the buffers.</summary>
+    public void Reset()
+    {
+        _len = 0;
+        _brCount = 0;
+        _labelCount = 0;
+        _prefix = 0;
+        _assembled = false;
+    }
+
+    /// <summary>Whether the buffers have grown past <paramref name="bytes"/> (a thread keeps no large one).</summary>
+    public bool IsLarge(int bytes) => _buf.Length > bytes || _brPos.Length * 16 > bytes;
+
+    public X64Label CreateLabel()
+    {
+        if (_labelCount == _labelPos.Length)
+        {
+            Array.Resize(ref _labelPos, _labelCount * 2);
+            Array.Resize(ref _labelBranches, _labelCount * 2);
+        }
+        _labelPos[_labelCount] = -1;
+        return new X64Label(++_labelCount);
+    }
+
+    public void Label(ref X64Label label)
+    {
+        int k = LabelIndex(label);
+        if (_labelPos[k] >= 0) throw new InvalidOperationException("label bound twice");
+        _labelPos[k] = _len;
+        _labelBranches[k] = _brCount;
+    }
+
+    private int LabelIndex(X64Label label)
+    {
+        if (label.Id <= 0 || label.Id > _labelCount) throw new InvalidOperationException("label from no assembler");
+        return label.Id - 1;
+    }
+
+    /// <summary>Prefixes the next instruction with lock.</summary>
+    public X64Assembler @lock { get { _prefix = 0xF0; return this; } }
+
+    /// <summary>Prefixes the next instruction with rep.</summary>
+    public X64Assembler rep { get { _prefix = 0xF3; return this; } }
+
+    // ---- bytes ----
+
+    private void Need(int n)
+    {
+        if (_len + n > _buf.Length) Array.Resize(ref _buf, Math.Max(_buf.Length * 2, _len + n));
+    }
+
+    private void B(int b) => _buf[_len++] = (byte)b;
+
+    private void I16(int v)
+    {
+        _buf[_len++] = (byte)v;
+        _buf[_len++] = (byte)(v >> 8);
+    }
+
+    private void I32(int v)
+    {
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(_buf.AsSpan(_len), v);
+        _len += 4;
+    }
+
+    private void I64(long v)
+    {
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(_buf.AsSpan(_len), v);
+        _len += 8;
+    }
+
+    private static bool IsInt8(long v) => v >= sbyte.MinValue && v <= sbyte.MaxValue;
+
+    private void Branch(X64Label label, short kind)
+    {
+        LabelIndex(label); // fails early on a label from nowhere
+        if (_prefix != 0) throw new InvalidOperationException("prefix before a branch");
+        if (_brCount == _brPos.Length)
+        {
+            Array.Resize(ref _brPos, _brCount * 2);
+            Array.Resize(ref _brLabel, _brCount * 2);
+            Array.Resize(ref _brKind, _brCount * 2);
+        }
+        _brPos[_brCount] = _len;
+        _brLabel[_brCount] = label.Id - 1;
+        _brKind[_brCount] = kind;
+        _brCount++;
+    }
+
+    // Operand sizes: 1, 2, 4, 8 bytes.
+
+    /// <summary>
+    /// Emits prefixes, REX, opcode (1-3 bytes, high byte first) and a ModRM for a register
+    /// <paramref name="reg"/> (or opcode extension) and a register <paramref name="rm"/>.
+    /// <paramref name="byteRegs"/>: registers 4-7 mean spl-dil, which needs a REX prefix.
+    /// </summary>
+    private void OpRR(int size, int opcode, int reg, int rm, bool byteRegs = false, bool regIsByte = false, int mandatory = 0)
+    {
+        Need(16);
+        Prefixes(size, mandatory);
+        int rex = (size == 8 ? 8 : 0) | (reg & 8) >> 1 | (rm & 8) >> 3;
+        if (byteRegs && (rm & 0xC) == 4) rex |= 0x40;
+        if (regIsByte && (reg & 0xC) == 4) rex |= 0x40;
+        if (rex != 0) B(0x40 | rex);
+        Opcode(opcode);
+        B(0xC0 | (reg & 7) << 3 | (rm & 7));
+    }
+
+    /// <summary>As <see cref="OpRR"/> with a memory operand in r/m.</summary>
+    private void OpRM(int size, int opcode, int reg, in Mem m, bool regIsByte = false, int mandatory = 0)
+    {
+        Need(24);
+        Prefixes(size, mandatory);
+        if (m.Base < 0) throw new InvalidOperationException("memory operand without a base");
+        int index = m.Index;
+        if (index == 4) throw new InvalidOperationException("rsp cannot be an index");
+        int rex = (size == 8 ? 8 : 0) | (reg & 8) >> 1 | (index >= 0 ? (index & 8) >> 2 : 0) | (m.Base & 8) >> 3;
+        if (regIsByte && (reg & 0xC) == 4) rex |= 0x40;
+        if (rex != 0) B(0x40 | rex);
+        Opcode(opcode);
+        int b = m.Base & 7;
+        int mod = m.Disp == 0 && b != 5 ? 0 : IsInt8(m.Disp) ? 1 : 2;
+        if (index >= 0 || b == 4)
+        {
+            B(mod << 6 | (reg & 7) << 3 | 4);
+            B(m.Shift << 6 | (index >= 0 ? index & 7 : 4) << 3 | b);
+        }
+        else
+        {
+            B(mod << 6 | (reg & 7) << 3 | b);
+        }
+        if (mod == 1) B(m.Disp);
+        else if (mod == 2) I32(m.Disp);
+    }
+
+    private void Prefixes(int size, int mandatory)
+    {
+        if (_prefix != 0)
+        {
+            B(_prefix);
+            _prefix = 0;
+        }
+        if (size == 2) B(0x66);
+        if (mandatory != 0) B(mandatory);
+    }
+
+    private void Opcode(int opcode)
+    {
+        if (opcode > 0xFFFF) B(opcode >> 16);
+        if (opcode > 0xFF) B(opcode >> 8);
+        B(opcode);
+    }
+
+    private static int SizeOf(in Mem m) =>
+        m.Size != 0 ? m.Size : throw new InvalidOperationException("memory operand without a size");
+
+    // ---- arithmetic: add 0, or 1, and 4, sub 5, xor 6, cmp 7 ----
+
+    private void AluRR(int n, int size, int dst, int src) => OpRR(size, size == 1 ? n * 8 : n * 8 + 1, src, dst);
+
+    private void AluRM(int n, int size, int dst, in Mem m) => OpRM(size, n * 8 + 3, dst, m);
+
+    private void AluMR(int n, int size, in Mem m, int src) => OpRM(size, size == 1 ? n * 8 : n * 8 + 1, src, m);
+
+    private void AluRI(int n, int size, int dst, int imm)
+    {
+        if (size != 1 && IsInt8(imm)) { OpRR(size, 0x83, n, dst); B(imm); }
+        else if (dst == 0 && size != 1)
+        {
+            Need(16);
+            Prefixes(size, 0);
+            if (size == 8) B(0x48);
+            B(n * 8 + 5);
+            if (size == 2) I16(imm); else I32(imm);
+        }
+        else if (size == 1) { OpRR(1, 0x80, n, dst, byteRegs: true); B(imm); }
+        else { OpRR(size, 0x81, n, dst); if (size == 2) I16(imm); else I32(imm); }
+    }
+
+    private void AluMI(int n, in Mem m, int imm)
+    {
+        int size = SizeOf(m);
+        if (size == 1) { OpRM(1, 0x80, n, m); B(imm); }
+        else if (IsInt8(imm)) { OpRM(size, 0x83, n, m); B(imm); }
+        else { OpRM(size, 0x81, n, m); if (size == 2) I16(imm); else I32(imm); }
+    }
+
+    public void add(Gpr64 d, Gpr64 s) => AluRR(0, 8, d.N, s.N);
+    public void add(Gpr32 d, Gpr32 s) => AluRR(0, 4, d.N, s.N);
+    public void add(Gpr64 d, int imm) => AluRI(0, 8, d.N, imm);
+    public void add(Gpr32 d, int imm) => AluRI(0, 4, d.N, imm);
+    public void add(Gpr64 d, Mem m) => AluRM(0, 8, d.N, m);
+    public void add(Mem m, int imm) => AluMI(0, m, imm);
+    public void add(Mem m, Gpr64 s) => AluMR(0, 8, m, s.N);
+    public void add(Mem m, Gpr32 s) => AluMR(0, 4, m, s.N);
+
+    public void or(Gpr64 d, Gpr64 s) => AluRR(1, 8, d.N, s.N);
+    public void or(Gpr32 d, Gpr32 s) => AluRR(1, 4, d.N, s.N);
+    public void or(Gpr64 d, int imm) => AluRI(1, 8, d.N, imm);
+    public void or(Gpr32 d, int imm) => AluRI(1, 4, d.N, imm);
+    public void or(Mem m, Gpr64 s) => AluMR(1, 8, m, s.N);
+    public void or(Mem m, Gpr32 s) => AluMR(1, 4, m, s.N);
+
+    public void and(Gpr64 d, Gpr64 s) => AluRR(4, 8, d.N, s.N);
+    public void and(Gpr32 d, Gpr32 s) => AluRR(4, 4, d.N, s.N);
+    public void and(Gpr64 d, int imm) => AluRI(4, 8, d.N, imm);
+    public void and(Gpr32 d, int imm) => AluRI(4, 4, d.N, imm);
+    public void and(Mem m, Gpr64 s) => AluMR(4, 8, m, s.N);
+    public void and(Mem m, Gpr32 s) => AluMR(4, 4, m, s.N);
+
+    public void sub(Gpr64 d, Gpr64 s) => AluRR(5, 8, d.N, s.N);
+    public void sub(Gpr32 d, Gpr32 s) => AluRR(5, 4, d.N, s.N);
+    public void sub(Gpr64 d, int imm) => AluRI(5, 8, d.N, imm);
+    public void sub(Gpr32 d, int imm) => AluRI(5, 4, d.N, imm);
+    public void sub(Gpr64 d, Mem m) => AluRM(5, 8, d.N, m);
+    public void sub(Mem m, int imm) => AluMI(5, m, imm);
+
+    public void xor(Gpr64 d, Gpr64 s) => AluRR(6, 8, d.N, s.N);
+    public void xor(Gpr32 d, Gpr32 s) => AluRR(6, 4, d.N, s.N);
+    public void xor(Gpr64 d, int imm) => AluRI(6, 8, d.N, imm);
+    public void xor(Gpr32 d, int imm) => AluRI(6, 4, d.N, imm);
+    public void xor(Mem m, Gpr64 s) => AluMR(6, 8, m, s.N);
+    public void xor(Mem m, Gpr32 s) => AluMR(6, 4, m, s.N);
+
+    public void cmp(Gpr64 d, Gpr64 s) => AluRR(7, 8, d.N, s.N);
+    public void cmp(Gpr32 d, Gpr32 s) => AluRR(7, 4, d.N, s.N);
+    public void cmp(Gpr64 d, int imm) => AluRI(7, 8, d.N, imm);
+    public void cmp(Gpr32 d, int imm) => AluRI(7, 4, d.N, imm);
+    public void cmp(Gpr64 d, Mem m) => AluRM(7, 8, d.N, m);
+    public void cmp(Gpr32 d, Mem m) => AluRM(7, 4, d.N, m);
+    public void cmp(Mem m, int imm) => AluMI(7, m, imm);
+    public void cmp(Mem m, Gpr64 s) => AluMR(7, 8, m, s.N);
+    public void cmp(Mem m, Gpr32 s) => AluMR(7, 4, m, s.N);
+
+    // ---- test ----
+
+    public void test(Gpr64 d, Gpr64 s) => OpRR(8, 0x85, s.N, d.N);
+    public void test(Gpr32 d, Gpr32 s) => OpRR(4, 0x85, s.N, d.N);
+    public void test(Mem m, Gpr32 s) => OpRM(4, 0x85, s.N, m);
+    public void test(Gpr64 d, int imm) => TestRI(8, d.N, imm);
+    public void test(Gpr32 d, int imm) => TestRI(4, d.N, imm);
+    public void test(Gpr8 d, byte imm) { OpRR(1, 0xF6, 0, d.N, byteRegs: true); B(imm); }
+
+    private void TestRI(int size, int dst, int imm)
+    {
+        if (dst == 0)
+        {
+            Need(8);
+            if (size == 8) B(0x48);
+            B(0xA9);
+            I32(imm);
+        }
+        else { OpRR(size, 0xF7, 0, dst); I32(imm); }
+    }
+
+    // ---- moves ----
+
+    public void mov(Gpr64 d, Gpr64 s) => OpRR(8, 0x89, s.N, d.N);
+    public void mov(Gpr32 d, Gpr32 s) => OpRR(4, 0x89, s.N, d.N);
+    public void mov(Gpr64 d, Mem m) => OpRM(8, 0x8B, d.N, m);
+    public void mov(Gpr32 d, Mem m) => OpRM(4, 0x8B, d.N, m);
+    public void mov(Mem m, Gpr64 s) => OpRM(8, 0x89, s.N, m);
+    public void mov(Mem m, Gpr32 s) => OpRM(4, 0x89, s.N, m);
+    public void mov(Mem m, Gpr16 s) => OpRM(2, 0x89, s.N, m);
+    public void mov(Mem m, Gpr8 s) => OpRM(1, 0x88, s.N, m, regIsByte: true);
+
+    /// <summary>mov to memory of the operand's size; the immediate is truncated to it (sign-extended from 32 bits for qwords).</summary>
+    public void mov(Mem m, int imm)
+    {
+        int size = SizeOf(m);
+        OpRM(size, size == 1 ? 0xC6 : 0xC7, 0, m);
+        if (size == 1) B(imm);
+        else if (size == 2) I16(imm);
+        else I32(imm);
+    }
+
+    public void mov(Gpr32 d, int imm) => mov(d, (uint)imm);
+
+    public void mov(Gpr32 d, uint imm)
+    {
+        Need(8);
+        if (d.N >= 8) B(0x41);
+        B(0xB8 + (d.N & 7));
+        I32((int)imm);
+    }
+
+    /// <summary>The shortest move of a 64-bit constant: 32-bit (zero-extending), sign-extended 32-bit, or the full 64 bits.</summary>
+    public void mov(Gpr64 d, long imm)
+    {
+        if ((ulong)imm <= uint.MaxValue) mov(new Gpr32(d.N), (uint)imm);
+        else if (imm >= int.MinValue && imm <= int.MaxValue) { OpRR(8, 0xC7, 0, d.N); I32((int)imm); }
+        else
+        {
+            Need(10);
+            B(0x48 | (d.N & 8) >> 3);
+            B(0xB8 + (d.N & 7));
+            I64(imm);
+        }
+    }
+
+    public void mov(Gpr64 d, ulong imm) => mov(d, (long)imm);
+
+    public void lea(Gpr64 d, Mem m) => OpRM(8, 0x8D, d.N, m);
+
+    public void movzx(Gpr32 d, Gpr16 s) => OpRR(4, 0x0FB7, d.N, s.N);
+    public void movzx(Gpr32 d, Mem m) => OpRM(4, SizeOf(m) == 1 ? 0x0FB6 : 0x0FB7, d.N, m);
+    public void movsx(Gpr64 d, Gpr8 s) => OpRR(8, 0x0FBE, d.N, s.N, byteRegs: true);
+    public void movsx(Gpr64 d, Gpr16 s) => OpRR(8, 0x0FBF, d.N, s.N);
+    public void movsx(Gpr32 d, Gpr8 s) => OpRR(4, 0x0FBE, d.N, s.N, byteRegs: true);
+    public void movsx(Gpr32 d, Gpr16 s) => OpRR(4, 0x0FBF, d.N, s.N);
+    public void movsx(Gpr64 d, Mem m) => OpRM(8, SizeOf(m) == 1 ? 0x0FBE : 0x0FBF, d.N, m);
+    public void movsxd(Gpr64 d, Gpr32 s) => OpRR(8, 0x63, d.N, s.N);
+    public void movsxd(Gpr64 d, Mem m) => OpRM(8, 0x63, d.N, m);
+
+    public void cmovnz(Gpr64 d, Gpr64 s) => OpRR(8, 0x0F45, d.N, s.N);
+    public void cmovb(Gpr64 d, Gpr64 s) => OpRR(8, 0x0F42, d.N, s.N);
+    public void cmovb(Gpr64 d, Mem m) => OpRM(8, 0x0F42, d.N, m);
+
+    public void xchg(Mem m, Gpr64 s) => OpRM(8, 0x87, s.N, m);
+    public void xchg(Mem m, Gpr32 s) => OpRM(4, 0x87, s.N, m);
+    public void xadd(Mem m, Gpr64 s) => OpRM(8, 0x0FC1, s.N, m);
+    public void xadd(Mem m, Gpr32 s) => OpRM(4, 0x0FC1, s.N, m);
+    public void cmpxchg(Mem m, Gpr64 s) => OpRM(8, 0x0FB1, s.N, m);
+    public void cmpxchg(Mem m, Gpr32 s) => OpRM(4, 0x0FB1, s.N, m);
+
+    public void pxor(Xmm d, Xmm s) => OpRR(4, 0x0FEF, d.N, s.N, mandatory: 0x66);
+    public void movdqu(Mem m, Xmm s) => OpRM(4, 0x0F7F, s.N, m, mandatory: 0xF3);
+
+    // ---- multiplication, division ----
+
+    public void imul(Gpr64 d, Gpr64 s) => OpRR(8, 0x0FAF, d.N, s.N);
+    public void imul(Gpr32 d, Gpr32 s) => OpRR(4, 0x0FAF, d.N, s.N);
+    public void imul(Gpr64 d, Gpr64 s, int imm) => ImulImm(8, d.N, s.N, imm);
+    public void imul(Gpr32 d, Gpr32 s, int imm) => ImulImm(4, d.N, s.N, imm);
+
+    private void ImulImm(int size, int d, int s, int imm)
+    {
+        if (IsInt8(imm)) { OpRR(size, 0x6B, d, s); B(imm); }
+        else { OpRR(size, 0x69, d, s); I32(imm); }
+    }
+
+    public void div(Gpr64 s) => OpRR(8, 0xF7, 6, s.N);
+    public void div(Gpr32 s) => OpRR(4, 0xF7, 6, s.N);
+    public void idiv(Gpr64 s) => OpRR(8, 0xF7, 7, s.N);
+    public void idiv(Gpr32 s) => OpRR(4, 0xF7, 7, s.N);
+    public void cdq() { Need(1); B(0x99); }
+    public void cqo() { Need(2); B(0x48); B(0x99); }
+
+    // ---- one operand ----
+
+    public void neg(Gpr64 d) => OpRR(8, 0xF7, 3, d.N);
+    public void neg(Gpr32 d) => OpRR(4, 0xF7, 3, d.N);
+    public void inc(Mem m) => OpRM(SizeOf(m), 0xFF, 0, m);
+    public void dec(Mem m) => OpRM(SizeOf(m), 0xFF, 1, m);
+    public void dec(Gpr32 d) => OpRR(4, 0xFF, 1, d.N);
+    public void dec(Gpr64 d) => OpRR(8, 0xFF, 1, d.N);
+
+    public void bswap(Gpr32 d)
+    {
+        Need(3);
+        if (d.N >= 8) B(0x41);
+        B(0x0F);
+        B(0xC8 + (d.N & 7));
+    }
+
+    public void bswap(Gpr64 d)
+    {
+        Need(3);
+        B(0x48 | (d.N & 8) >> 3);
+        B(0x0F);
+        B(0xC8 + (d.N & 7));
+    }
+
+    // ---- shifts and rotations: rol 0, ror 1, shl 4, shr 5, sar 7 ----
+
+    private void ShiftI(int n, int size, int d, byte count) { OpRR(size, 0xC1, n, d); B(count); }
+
+    public void rol(Gpr16 d, byte count) => ShiftI(0, 2, d.N, count);
+    public void ror(Gpr16 d, byte count) => ShiftI(1, 2, d.N, count);
+    public void shl(Gpr64 d, byte count) => ShiftI(4, 8, d.N, count);
+    public void shl(Gpr32 d, byte count) => ShiftI(4, 4, d.N, count);
+    public void shr(Gpr64 d, byte count) => ShiftI(5, 8, d.N, count);
+    public void shr(Gpr32 d, byte count) => ShiftI(5, 4, d.N, count);
+    public void sar(Gpr64 d, byte count) => ShiftI(7, 8, d.N, count);
+    public void sar(Gpr32 d, byte count) => ShiftI(7, 4, d.N, count);
+
+    /// <summary>Shifts by cl (the only register form x86 has).</summary>
+    public void shl(Gpr64 d, Gpr8 count) { RequireCl(count); OpRR(8, 0xD3, 4, d.N); }
+    public void shl(Gpr32 d, Gpr8 count) { RequireCl(count); OpRR(4, 0xD3, 4, d.N); }
+    public void shr(Gpr64 d, Gpr8 count) { RequireCl(count); OpRR(8, 0xD3, 5, d.N); }
+    public void shr(Gpr32 d, Gpr8 count) { RequireCl(count); OpRR(4, 0xD3, 5, d.N); }
+    public void sar(Gpr64 d, Gpr8 count) { RequireCl(count); OpRR(8, 0xD3, 7, d.N); }
+    public void sar(Gpr32 d, Gpr8 count) { RequireCl(count); OpRR(4, 0xD3, 7, d.N); }
+
+    private static void RequireCl(Gpr8 r)
+    {
+        if (r.N != 1) throw new InvalidOperationException("x86 shifts by cl only");
+    }
+
+    // ---- stack, control ----
+
+    public void push(Gpr64 r)
+    {
+        Need(2);
+        if (r.N >= 8) B(0x41);
+        B(0x50 + (r.N & 7));
+    }
+
+    public void pop(Gpr64 r)
+    {
+        Need(2);
+        if (r.N >= 8) B(0x41);
+        B(0x58 + (r.N & 7));
+    }
+
+    public void ret() { Need(1); B(0xC3); }
+    public void nop() { Need(1); B(0x90); }
+
+    public void stosb()
+    {
+        Need(2);
+        if (_prefix != 0) { B(_prefix); _prefix = 0; }
+        B(0xAA);
+    }
+
+    public void call(Gpr64 r) => OpRR(4, 0xFF, 2, r.N);
+    public void jmp(Gpr64 r) => OpRR(4, 0xFF, 4, r.N);
+    public void call(X64Label l) => Branch(l, KindCall);
+    public void jmp(X64Label l) => Branch(l, KindJmp);
+    public void jb(X64Label l) => Branch(l, 0x2);
+    public void jc(X64Label l) => Branch(l, 0x2);
+    public void jae(X64Label l) => Branch(l, 0x3);
+    public void je(X64Label l) => Branch(l, 0x4);
+    public void jz(X64Label l) => Branch(l, 0x4);
+    public void jne(X64Label l) => Branch(l, 0x5);
+    public void jnz(X64Label l) => Branch(l, 0x5);
+    public void jbe(X64Label l) => Branch(l, 0x6);
+    public void ja(X64Label l) => Branch(l, 0x7);
+    public void jl(X64Label l) => Branch(l, 0xC);
+    public void jge(X64Label l) => Branch(l, 0xD);
+    public void jle(X64Label l) => Branch(l, 0xE);
+    public void jg(X64Label l) => Branch(l, 0xF);
+
+    // ---- the end ----
+
+    private static int ShortSize(short kind) => kind == KindCall ? 5 : 2;
+    private static int LongSize(short kind) => kind == KindCall ? 5 : kind == KindJmp ? 5 : 6;
+
+    /// <summary>
+    /// Sizes the branches and returns the code. Afterwards <see cref="LabelOffset"/> gives where
+    /// each label landed.
+    /// </summary>
+    public byte[] Assemble()
+    {
+        if (_prefix != 0) throw new InvalidOperationException("a prefix without an instruction");
+        int n = _brCount;
+        for (int k = 0; k < n; k++)
+            if (_labelPos[_brLabel[k]] < 0) throw new InvalidOperationException("a branch to a label never bound");
+        if (_size.Length < n) _size = new byte[Math.Max(n, _size.Length * 2)];
+        var size = _size;
+        for (int k = 0; k < n; k++) size[k] = (byte)ShortSize(_brKind[k]);
+        if (_before.Length < n + 1) _before = new int[Math.Max(n + 1, _before.Length * 2)];
+        var before = _before; // bytes of branches before branch k
+        before[0] = 0;
+        bool changed = true;
+        while (changed)
+        {
+            changed = false;
+            for (int k = 0; k < n; k++) before[k + 1] = before[k] + size[k];
+            for (int k = 0; k < n; k++)
+            {
+                if (size[k] != 2) continue;
+                int end = _brPos[k] + before[k] + 2;
+                int t = _brLabel[k];
+                int target = _labelPos[t] + before[_labelBranches[t]];
+                if (!IsInt8(target - end))
+                {
+                    size[k] = (byte)LongSize(_brKind[k]);
+                    changed = true;
+                }
+            }
+        }
+        for (int k = 0; k < n; k++) before[k + 1] = before[k] + size[k];
+        _assembled = true;
+        var code = new byte[_len + before[n]];
+        int from = 0, to = 0;
+        for (int k = 0; k < n; k++)
+        {
+            int pos = _brPos[k];
+            _buf.AsSpan(from, pos - from).CopyTo(code.AsSpan(to));
+            to += pos - from;
+            from = pos;
+            int t = _brLabel[k];
+            int target = _labelPos[t] + before[_labelBranches[t]];
+            short kind = _brKind[k];
+            int end = to + size[k];
+            int rel = target - end;
+            if (size[k] == 2)
+            {
+                code[to] = (byte)(kind == KindJmp ? 0xEB : 0x70 + kind);
+                code[to + 1] = (byte)rel;
+            }
+            else
+            {
+                if (kind == KindJmp) code[to++] = 0xE9;
+                else if (kind == KindCall) code[to++] = 0xE8;
+                else { code[to++] = 0x0F; code[to++] = (byte)(0x80 + kind); }
+                System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(code.AsSpan(to), rel);
+            }
+            to = end;
+        }
+        _buf.AsSpan(from, _len - from).CopyTo(code.AsSpan(to));
+        return code;
+    }
+
+    /// <summary>Where <paramref name="label"/> is in the code <see cref="Assemble"/> returned.</summary>
+    public int LabelOffset(X64Label label)
+    {
+        if (!_assembled) throw new InvalidOperationException("not assembled yet");
+        int k = LabelIndex(label);
+        if (_labelPos[k] < 0) throw new InvalidOperationException("label never bound");
+        return _labelPos[k] + _before[_labelBranches[k]];
+    }
+}
