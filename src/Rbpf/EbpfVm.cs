@@ -681,6 +681,7 @@ public sealed class EbpfVm : IDisposable
     /// <summary>The bound maps' program memory as native (start, length) pairs (free with NativeMemory.Free), and their count.</summary>
     internal unsafe (nint Pairs, int Count) BuildMapRegions()
     {
+        if (_maps.Count == 0) return (0, 0);
         var memory = _maps.Values.Distinct().Select(m => m.ProgramMemory).Where(m => m.Length != 0).ToList();
         if (memory.Count == 0) return (0, 0);
         var pairs = (ulong*)NativeMemory.Alloc((nuint)memory.Count * 16);

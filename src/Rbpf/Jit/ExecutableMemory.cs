@@ -3,9 +3,11 @@ using System.Runtime.InteropServices;
 namespace Rbpf.Jit;
 
 /// <summary>
-/// Pages of machine code that are never writable and executable at once (W^X): mapped
-/// read-write, filled, then switched to read-execute before any call (mmap and mprotect on Linux
-/// and macOS, VirtualAlloc and VirtualProtect on Windows).
+/// Machine code in memory that is never writable and executable at one address (W^X). On Linux it
+/// is a range of the <see cref="CodeArena"/> (written through a read-write mapping of the same
+/// memory); elsewhere, or when the arena is not available, pages of its own, mapped read-write,
+/// filled, then switched to read-execute before any call (mmap and mprotect on Linux and macOS,
+/// VirtualAlloc and VirtualProtect on Windows).
 /// </summary>
 internal sealed unsafe partial class ExecutableMemory : IDisposable
 {
@@ -16,12 +18,23 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
     private byte* _address;
     private readonly nuint _size;
 
-    private ExecutableMemory(byte* address, nuint size, int length)
+    private readonly CodeArena.Chunk? _chunk;
+    private readonly int _offset;
+
+    private ExecutableMemory(byte* address, nuint size, int length, CodeArena.Chunk? chunk = null, int offset = 0)
     {
         _address = address;
         _size = size;
         Length = length;
+        _chunk = chunk;
+        _offset = offset;
     }
+
+    /// <summary>Whether the code is in the shared <see cref="CodeArena"/> (tests).</summary>
+    internal bool InArena => _chunk != null;
+
+    /// <summary>Bytes of memory the code holds: its arena range, or its own pages.</summary>
+    public long Footprint => _chunk != null ? (Length + 63) & ~63 : (long)_size;
 
     /// <summary>Start of the code.</summary>
     public byte* Address => _address;
@@ -46,6 +59,8 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
     {
         if (!IsSupported)
             throw new RbpfException(RbpfErrorCode.Unsupported, "the JIT runs on x86-64 Linux, macOS and Windows, and on AArch64 Linux");
+        byte* shared = CodeArena.TryAllocate(code, out var chunk, out int offset);
+        if (shared != null) return new ExecutableMemory(shared, 0, code.Length, chunk, offset);
         nuint page = (nuint)Environment.SystemPageSize;
         nuint size = ((nuint)code.Length + page - 1) / page * page;
         if (size == 0) size = page;
@@ -69,10 +84,16 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
         {
             // AArch64's instruction cache does not follow data writes: clean and invalidate the
             // range before any of it runs (libgcc's __clear_cache does dc cvau / ic ivau / isb).
-            Linux.__clear_cache(p, (byte*)p + code.Length);
-            Interlocked.Increment(ref CacheFlushes);
+            FlushInstructionCache((byte*)p, code.Length);
         }
         return new ExecutableMemory((byte*)p, size, code.Length);
+    }
+
+    /// <summary>AArch64: makes <paramref name="length"/> bytes of new code at <paramref name="p"/> visible to instruction fetch.</summary>
+    internal static void FlushInstructionCache(byte* p, int length)
+    {
+        Linux.__clear_cache(p, p + length);
+        Interlocked.Increment(ref CacheFlushes);
     }
 
     private const uint MemCommit = 0x1000, MemReserve = 0x2000, MemRelease = 0x8000;
@@ -106,7 +127,8 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
     {
         if (_address != null)
         {
-            Unmap(_address, _size);
+            if (_chunk != null) CodeArena.Release(_chunk, _offset, Length);
+            else Unmap(_address, _size);
             _address = null;
         }
         GC.SuppressFinalize(this);

@@ -49,12 +49,14 @@ internal sealed unsafe class JitProgram : IDisposable
         }
         else (Code, PcOffsets, mainEntry) = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target);
         _memory = ExecutableMemory.Create(Code);
+        GC.SuppressFinalize(_memory); // released by this object's finalizer: one finalizable object per program, not two
         MainEntry = (delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, JitExtra*, int>)(_memory.Address + mainEntry);
         DirectEntry = (nint)_memory.Address;
     }
 
     ~JitProgram()
     {
+        _memory?.Dispose(); // null when the constructor failed before it
         if (_self.IsAllocated) _self.Free();
         NativeMemory.Free(_link);
         NativeMemory.Free(_mapTable);
@@ -105,7 +107,7 @@ internal sealed unsafe class JitProgram : IDisposable
     /// </summary>
     public void Dispose()
     {
-        if (Interlocked.Add(ref s_disposedBytes, Code.Length + 4096) > 16L << 20)
+        if (Interlocked.Add(ref s_disposedBytes, _memory.Footprint + 256) > 16L << 20) // 256: the objects around it
         {
             Interlocked.Exchange(ref s_disposedBytes, 0);
             GC.Collect();
