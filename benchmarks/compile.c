@@ -1,0 +1,113 @@
+/* JIT compilation time against program size, through the C ABI.
+ *   compile warm      each size compiled again and again on one VM: best time per compile
+ *   compile first N   one program of N instructions compiled once, the first compile of the process
+ * The programs repeat an eight-instruction block of arithmetic, a checked packet load, a
+ * conditional jump and a stack store and load, so the code has checks, branches and
+ * out-of-line parts in the proportions of ordinary programs. */
+#include <rbpf.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void put(uint8_t *p, uint8_t op, int dst, int src, int16_t off, int32_t imm)
+{
+    p[0] = op;
+    p[1] = (uint8_t)(dst | src << 4);
+    memcpy(p + 2, &off, 2);
+    memcpy(p + 4, &imm, 4);
+}
+
+/* A program of exactly n slots (n >= 2): mov r0, 0; blocks; filler; exit. */
+static uint8_t *program(size_t n)
+{
+    uint8_t *p = calloc(n, 8);
+    size_t i = 0;
+    put(p + 8 * i++, 0xb7, 0, 0, 0, 0); /* mov r0, 0 */
+    for (int k = 0; i + 8 < n; k++) {
+        put(p + 8 * i++, 0x07, 0, 0, 0, k + 1);        /* add r0, k+1 */
+        put(p + 8 * i++, 0x71, 3, 1, (int16_t)(k & 31), 0); /* ldxb r3, [r1+k%32] */
+        put(p + 8 * i++, 0xaf, 0, 3, 0, 0);            /* xor r0, r3 */
+        put(p + 8 * i++, 0x67, 0, 0, 0, 3);            /* lsh r0, 3 */
+        put(p + 8 * i++, 0x25, 3, 0, 1, 100);          /* jgt r3, 100, +1 */
+        put(p + 8 * i++, 0x0f, 0, 3, 0, 0);            /* add r0, r3 */
+        put(p + 8 * i++, 0x63, 10, 0, -8, 0);          /* stxw [r10-8], r0 */
+        put(p + 8 * i++, 0x61, 4, 10, -8, 0);          /* ldxw r4, [r10-8] */
+    }
+    while (i + 1 < n) put(p + 8 * i++, 0x07, 0, 0, 0, 1); /* add r0, 1 */
+    put(p + 8 * i++, 0x95, 0, 0, 0, 0);                   /* exit */
+    return p;
+}
+
+static rbpf_vm *make(size_t n)
+{
+    uint8_t *p = program(n);
+    rbpf_vm *vm;
+    if (rbpf_vm_create(RBPF_VM_RAW, p, n * 8, &vm) != RBPF_OK) {
+        fprintf(stderr, "load (%zu instructions): %s\n", n, rbpf_last_error());
+        exit(1);
+    }
+    free(p);
+    return vm;
+}
+
+/* The compiled program runs and gives the same result as the interpreter. */
+static void check(rbpf_vm *vm)
+{
+    uint8_t packet[64];
+    for (int k = 0; k < 64; k++) packet[k] = (uint8_t)(k * 7);
+    uint64_t a, b;
+    if (rbpf_vm_execute(vm, packet, sizeof packet, NULL, 0, &a) != RBPF_OK || rbpf_vm_execute_jit(vm, packet, sizeof packet, NULL, 0, &b) != RBPF_OK
+        || a != b) {
+        fprintf(stderr, "the compiled program does not agree with the interpreter: %s\n", rbpf_last_error());
+        exit(1);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && strcmp(argv[1], "first") == 0) {
+        size_t n = strtoul(argv[2], NULL, 10);
+        rbpf_vm *vm = make(n);
+        double t0 = now();
+        if (rbpf_vm_jit_compile(vm) != RBPF_OK) {
+            fprintf(stderr, "%s\n", rbpf_last_error());
+            return 1;
+        }
+        double dt = now() - t0;
+        check(vm);
+        printf("%.1f\n", dt * 1e6);
+        rbpf_vm_destroy(vm);
+        return 0;
+    }
+    static const size_t sizes[] = { 2, 10, 40, 100, 1000, 10000, 65536 };
+    printf("| instructions | us per compile (best) | ns per instruction |\n|---|---|---|\n");
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t n = sizes[s];
+        rbpf_vm *vm = make(n);
+        rbpf_vm_jit_compile(vm); /* warm */
+        check(vm);
+        double best = 1e30;
+        for (int round = 0; round < 7; round++) {
+            int reps = 0;
+            double t0 = now(), dt;
+            do {
+                rbpf_vm_jit_compile(vm);
+                reps++;
+                dt = now() - t0;
+            } while (dt < 0.05);
+            if (dt / reps < best) best = dt / reps;
+        }
+        printf("| %zu | %.2f | %.0f |\n", n, best * 1e6, best * 1e9 / n);
+        rbpf_vm_destroy(vm);
+    }
+    return 0;
+}
