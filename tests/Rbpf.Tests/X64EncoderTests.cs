@@ -273,6 +273,7 @@ public class X64EncoderTests
                 Same(a => a.mov(w, Mine16[s]), a => a.mov(iw, Iced16[s]));
                 Same(a => a.mov(b, Mine8[s]), a => a.mov(ib, Iced8[s]));
                 Same(a => a.lea(Mine64[s], mm), a => a.lea(Iced64[s], im));
+                Same(a => a.lea(Mine32[s], mm), a => a.lea(Iced32[s], im));
                 Same(a => a.movzx(Mine32[s], b), a => a.movzx(Iced32[s], ib));
                 Same(a => a.movzx(Mine32[s], w), a => a.movzx(Iced32[s], iw));
                 Same(a => a.movsx(Mine64[s], b), a => a.movsx(Iced64[s], ib));

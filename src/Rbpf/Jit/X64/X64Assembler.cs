@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Rbpf.Jit.X64;
 
 /// <summary>A 64-bit general-purpose register (0 rax ... 15 r15).</summary>
@@ -106,6 +108,7 @@ internal sealed class X64Assembler
     // Assemble's work: each branch's size, and the bytes of branches before each one.
     private byte[] _size = new byte[64];
     private int[] _before = new int[65];
+    private int[] _targetPos = new int[64], _targetCount = new int[64];
     private bool _assembled;
 
     /// <summary>Bytes emitted so far, not counting branches to labels.</summary>
@@ -146,11 +149,14 @@ internal sealed class X64Assembler
         _labelBranches[k] = _brCount;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int LabelIndex(X64Label label)
     {
-        if (label.Id <= 0 || label.Id > _labelCount) throw new InvalidOperationException("label from no assembler");
+        if ((uint)(label.Id - 1) >= (uint)_labelCount) NoSuchLabel();
         return label.Id - 1;
     }
+
+    private static void NoSuchLabel() => throw new InvalidOperationException("label from no assembler");
 
     /// <summary>Prefixes the next instruction with lock.</summary>
     public X64Assembler @lock { get { _prefix = 0xF0; return this; } }
@@ -160,31 +166,39 @@ internal sealed class X64Assembler
 
     // ---- bytes ----
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Need(int n)
     {
-        if (_len + n > _buf.Length) Array.Resize(ref _buf, Math.Max(_buf.Length * 2, _len + n));
+        if (_len + n > _buf.Length) Grow(n);
     }
 
+    private void Grow(int n) => Array.Resize(ref _buf, Math.Max(_buf.Length * 2, _len + n));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void B(int b) => _buf[_len++] = (byte)b;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void I16(int v)
     {
         _buf[_len++] = (byte)v;
         _buf[_len++] = (byte)(v >> 8);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void I32(int v)
     {
         System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(_buf.AsSpan(_len), v);
         _len += 4;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void I64(long v)
     {
         System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(_buf.AsSpan(_len), v);
         _len += 8;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool IsInt8(long v) => v >= sbyte.MinValue && v <= sbyte.MaxValue;
 
     private void Branch(X64Label label, short kind)
@@ -249,6 +263,7 @@ internal sealed class X64Assembler
         else if (mod == 2) I32(m.Disp);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Prefixes(int size, int mandatory)
     {
         if (_prefix != 0)
@@ -260,6 +275,7 @@ internal sealed class X64Assembler
         if (mandatory != 0) B(mandatory);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Opcode(int opcode)
     {
         if (opcode > 0xFFFF) B(opcode >> 16);
@@ -417,6 +433,8 @@ internal sealed class X64Assembler
     public void mov(Gpr64 d, ulong imm) => mov(d, (long)imm);
 
     public void lea(Gpr64 d, Mem m) => OpRM(8, 0x8D, d.N, m);
+    /// <summary>The low 32 bits of the address, zero-extended.</summary>
+    public void lea(Gpr32 d, Mem m) => OpRM(4, 0x8D, d.N, m);
 
     public void movzx(Gpr32 d, Gpr16 s) => OpRR(4, 0x0FB7, d.N, s.N);
     public void movzx(Gpr32 d, Mem m) => OpRM(4, SizeOf(m) == 1 ? 0x0FB6 : 0x0FB7, d.N, m);
@@ -559,7 +577,9 @@ internal sealed class X64Assembler
 
     // ---- the end ----
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int ShortSize(short kind) => kind == KindCall ? 5 : 2;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int LongSize(short kind) => kind == KindCall ? 5 : kind == KindJmp ? 5 : 6;
 
     /// <summary>
@@ -570,15 +590,48 @@ internal sealed class X64Assembler
     {
         if (_prefix != 0) throw new InvalidOperationException("a prefix without an instruction");
         int n = _brCount;
-        for (int k = 0; k < n; k++)
-            if (_labelPos[_brLabel[k]] < 0) throw new InvalidOperationException("a branch to a label never bound");
         if (_size.Length < n) _size = new byte[Math.Max(n, _size.Length * 2)];
-        var size = _size;
-        for (int k = 0; k < n; k++) size[k] = (byte)ShortSize(_brKind[k]);
         if (_before.Length < n + 1) _before = new int[Math.Max(n + 1, _before.Length * 2)];
-        var before = _before; // bytes of branches before branch k
+        if (_targetPos.Length < n)
+        {
+            _targetPos = new int[Math.Max(n, _targetPos.Length * 2)];
+            _targetCount = new int[_targetPos.Length];
+        }
+        // Locals: the loops below run a few times over every branch.
+        var size = _size.AsSpan(0, n);
+        var before = _before.AsSpan(0, n + 1); // bytes of branches before branch k
+        var targetPos = _targetPos.AsSpan(0, n); // the target label's byte position and branches before it
+        var targetCount = _targetCount.AsSpan(0, n);
+        var pos = _brPos.AsSpan(0, n);
+        var kinds = _brKind.AsSpan(0, n);
+        var labels = _brLabel.AsSpan(0, n);
+        for (int k = 0; k < n; k++)
+        {
+            int t = labels[k];
+            targetPos[k] = _labelPos[t];
+            targetCount[k] = _labelBranches[t];
+            if (targetPos[k] < 0) throw new InvalidOperationException("a branch to a label never bound");
+        }
+        // Bounds first: a branch that reaches with every other branch long is short for good; one
+        // that does not reach with every branch short is long for good; only the rest need passes.
         before[0] = 0;
-        bool changed = true;
+        for (int k = 0; k < n; k++)
+        {
+            size[k] = (byte)LongSize(kinds[k]);
+            before[k + 1] = before[k] + size[k];
+        }
+        bool changed = false;
+        for (int k = 0; k < n; k++)
+        {
+            if (kinds[k] == KindCall) continue;
+            int c = targetCount[k];
+            // Forward, this one counted long (an overestimate); backward, exact.
+            int upper = targetPos[k] + before[c] - (pos[k] + before[k] + 2);
+            // All short: 2 bytes per branch in between (forward: an underestimate by 2).
+            int lower = c > k ? targetPos[k] - pos[k] - 2 + 2 * (c - k - 1) : targetPos[k] - pos[k] - 2 - 2 * (k - c);
+            if (IsInt8(upper)) size[k] = 2;
+            else if (IsInt8(lower)) { size[k] = 2; changed = true; } // undecided: passes below
+        }
         while (changed)
         {
             changed = false;
@@ -586,12 +639,10 @@ internal sealed class X64Assembler
             for (int k = 0; k < n; k++)
             {
                 if (size[k] != 2) continue;
-                int end = _brPos[k] + before[k] + 2;
-                int t = _brLabel[k];
-                int target = _labelPos[t] + before[_labelBranches[t]];
-                if (!IsInt8(target - end))
+                int rel = targetPos[k] + before[targetCount[k]] - (pos[k] + before[k] + 2);
+                if (!IsInt8(rel))
                 {
-                    size[k] = (byte)LongSize(_brKind[k]);
+                    size[k] = (byte)LongSize(kinds[k]);
                     changed = true;
                 }
             }
@@ -599,18 +650,17 @@ internal sealed class X64Assembler
         for (int k = 0; k < n; k++) before[k + 1] = before[k] + size[k];
         _assembled = true;
         var code = new byte[_len + before[n]];
+        var src = _buf.AsSpan(0, _len);
         int from = 0, to = 0;
         for (int k = 0; k < n; k++)
         {
-            int pos = _brPos[k];
-            _buf.AsSpan(from, pos - from).CopyTo(code.AsSpan(to));
-            to += pos - from;
-            from = pos;
-            int t = _brLabel[k];
-            int target = _labelPos[t] + before[_labelBranches[t]];
-            short kind = _brKind[k];
+            int at = pos[k];
+            src[from..at].CopyTo(code.AsSpan(to));
+            to += at - from;
+            from = at;
+            short kind = kinds[k];
             int end = to + size[k];
-            int rel = target - end;
+            int rel = targetPos[k] + before[targetCount[k]] - end;
             if (size[k] == 2)
             {
                 code[to] = (byte)(kind == KindJmp ? 0xEB : 0x70 + kind);
@@ -625,7 +675,7 @@ internal sealed class X64Assembler
             }
             to = end;
         }
-        _buf.AsSpan(from, _len - from).CopyTo(code.AsSpan(to));
+        src[from..].CopyTo(code.AsSpan(to));
         return code;
     }
 

@@ -35,7 +35,9 @@ internal sealed class X64Compiler
     }
 
     private readonly X64Label[] _pcLabels;
-    private readonly List<(X64Label Label, Action Body)> _cold = new();
+    [ThreadStatic] private static List<(X64Label Label, Action Body)>? t_cold;
+    /// <summary>Out-of-line code to place after the body (a list per thread, kept between compilations: growing it was a tenth of compiling).</summary>
+    private readonly List<(X64Label Label, Action Body)> _cold = t_cold ??= new(256);
     private static Random _blindKeys => Random.Shared; // seeded once per process, not per compile (a system call)
     private X64Label _errorExit, _exitWithResult, _ret, _leave;
 
@@ -103,6 +105,12 @@ internal sealed class X64Compiler
             _currentPc = pc;
             if (_options.Interruptible && _program.PollPoints[pc]) EmitPoll(pc);
             if (_countInstructions && blockStarts[pc] > 0) EmitBudget(pc, blockStarts[pc]);
+            if (pc + 1 < code.Length && blockStarts[pc + 1] == 0 && !_program.PollPoints[pc + 1] && TryEmitLea(code[pc], code[pc + 1]))
+            {
+                Bind(ref _pcLabels[pc + 1]); // no code of its own: no jump lands inside a block
+                pc++;
+                continue;
+            }
             var group = FusableGroup(code, blockStarts, pc);
             if (group.Count > 1)
             {
@@ -145,6 +153,8 @@ internal sealed class X64Compiler
             offsets[pc] = pc > 0 && code[pc - 1].Op == Op.Lddw ? -1 : _a.LabelOffset(_pcLabels[pc]);
         int main = _a.LabelOffset(_mainEntry);
         if (_a.IsLarge(1 << 20)) t_assembler = null; // a thread keeps no large buffers
+        if (_cold.Capacity > 16384) t_cold = null;
+        _cold.Clear(); // the closures refer to this compiler
         return new Output(bytes, offsets, main);
     }
 
@@ -547,6 +557,26 @@ internal sealed class X64Compiler
     }
 
     private bool Blind => _options.ConstantBlinding;
+
+    /// <summary>
+    /// A copy followed by an addition to the copy (<c>mov d, s; add d, k</c> or <c>add d, t</c>, and
+    /// the subtraction of a constant), which compilers emit for every address and loop bound, as
+    /// one lea. 32-bit forms work too: a 32-bit lea keeps the low half of the sum and zero-extends.
+    /// </summary>
+    private bool TryEmitLea(DecodedInsn mov, DecodedInsn op)
+    {
+        bool wide = mov.Op == Op.Mov64Reg;
+        if (!wide && mov.Op != Op.Mov32Reg || op.Dst != mov.Dst || mov.Dst > 10 || mov.Src > 10 || op.Src > 10) return false;
+        var source = R64[mov.Src];
+        Mem address;
+        if (op.Op == (wide ? Op.Add64Imm : Op.Add32Imm) && !Blind) address = source + (int)op.Imm;
+        else if (op.Op == (wide ? Op.Sub64Imm : Op.Sub32Imm) && !Blind && (int)op.Imm != int.MinValue) address = source - (int)op.Imm;
+        else if (op.Op == (wide ? Op.Add64Reg : Op.Add32Reg)) address = source + (op.Src == op.Dst ? source : R64[op.Src]); // d = s + s when t is d
+        else return false;
+        if (wide) _a.lea(R64[mov.Dst], address);
+        else _a.lea(R32[mov.Dst], address);
+        return true;
+    }
 
     private void EmitInstruction(int pc, DecodedInsn i)
     {

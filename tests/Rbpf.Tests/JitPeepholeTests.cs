@@ -1,0 +1,78 @@
+using Rbpf.Jit;
+
+namespace Rbpf.Tests;
+
+/// <summary>
+/// Instruction pairs the x86-64 JIT emits as one machine instruction: each form against the
+/// interpreter on many register values, and the listing shows the fused form was taken.
+/// </summary>
+public class JitPeepholeTests
+{
+    private static void SkipWithoutX64() =>
+        Skip.IfNot(EbpfVm.IsJitSupported && !ExecutableMemory.IsArm64, "x86-64 JIT peepholes");
+
+    public static TheoryData<string> CopyThenAdd => new()
+    {
+        "mov r3, r1\nadd r3, 12",
+        "mov r3, r1\nadd r3, -12",
+        "mov r3, r1\nsub r3, 0x7fffffff",
+        "mov r3, r1\nsub r3, -0x80000000", // not fused: the negation does not fit
+        "mov r3, r1\nadd r3, r2",
+        "mov r3, r1\nadd r3, r3",
+        "mov r1, r1\nadd r1, 5",
+        "mov32 r3, r1\nadd32 r3, 12",
+        "mov32 r3, r1\nadd32 r3, -1",
+        "mov32 r3, r1\nsub32 r3, 7",
+        "mov32 r3, r1\nadd32 r3, r2",
+        "mov32 r3, r1\nadd32 r3, r3",
+        "mov32 r1, r1\nadd32 r1, 0x7fffffff",
+        "mov r3, r10\nadd r3, -8", // a stack address
+        "mov r6, r1\nadd r6, r1",
+    };
+
+    [SkippableTheory]
+    [MemberData(nameof(CopyThenAdd))]
+    public void CopyThenAddIsOneLeaAndComputesTheSame(string pair)
+    {
+        SkipWithoutX64();
+        // r1 and r2 from the input, the pair, then r3 (or r1, r6) folded into r0.
+        string dst = pair.Split('\n')[1].Split(' ')[1].TrimEnd(',');
+        string relative = pair.Contains("r10", StringComparison.Ordinal) ? $"sub {dst}, r10\n" : ""; // stacks differ: compare offsets
+        string text = $"ldxdw r2, [r1+8]\nldxdw r1, [r1]\n{pair}\n{relative}mov r0, {dst}\nexit";
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(text));
+        bool fusable = !pair.Contains("-0x80000000", StringComparison.Ordinal);
+        foreach (var options in new[] { new JitOptions(), new JitOptions { CheckedMemory = false } })
+        {
+            vm.JitCompile(options);
+            // The copy is slot 2: its first machine instruction.
+            var lines = vm.JitDisassembly().Split('\n');
+            int at = Array.FindIndex(lines, l => l.StartsWith(";     2:", StringComparison.Ordinal));
+            Assert.Equal(fusable, lines[at + 1].Contains("lea", StringComparison.Ordinal));
+            var rng = new Random(pair.Length);
+            var values = new List<ulong> { 0, 1, ulong.MaxValue, 0x7fffffff, 0x80000000, 0xffffffff, 0x100000000, long.MaxValue };
+            for (int k = 0; k < 200; k++) values.Add((ulong)rng.NextInt64() >> rng.Next(64));
+            foreach (ulong a in values)
+            {
+                ulong b = values[rng.Next(values.Count)];
+                var mem = new byte[16];
+                BitConverter.TryWriteBytes(mem.AsSpan(0), a);
+                BitConverter.TryWriteBytes(mem.AsSpan(8), b);
+                Assert.Equal(vm.Execute(mem.ToArray()), vm.ExecuteJit(mem.ToArray()));
+            }
+        }
+    }
+
+    [SkippableFact]
+    public void BlindedConstantsAndJumpTargetsAreNotFused()
+    {
+        SkipWithoutX64();
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("mov r3, r1\nadd r3, 12\nmov r0, r3\nexit"));
+        vm.JitCompile(new JitOptions { ConstantBlinding = true });
+        Assert.DoesNotContain("lea     rdx", vm.JitDisassembly(), StringComparison.Ordinal);
+        // A jump lands on the add: it must stay an instruction of its own.
+        vm = EbpfVm.CreateRaw(Assembler.Assemble("mov r3, r1\njeq r2, 0, +1\nmov r3, r1\nadd r3, 12\nmov r0, r3\nexit"));
+        vm.JitCompile();
+        var mem = new byte[4];
+        Assert.Equal(vm.Execute(mem), vm.ExecuteJit(mem));
+    }
+}
