@@ -102,12 +102,14 @@ internal sealed unsafe class JitProgram : IDisposable
     private static long s_disposedBytes;
 
     /// <summary>
-    /// Nothing to free at once (see the class remarks), but the code's pages are outside the GC's
-    /// view: after many megabytes of disposed code, ask for a collection so finalizers release them.
+    /// Nothing to free at once (see the class remarks). Code in the arena costs about what the
+    /// managed objects around it do, so the collections those objects cause release it in step.
+    /// Code on pages of its own costs a page and a mapping at least, outside the GC's view: after
+    /// many megabytes of it, ask for a collection so finalizers release them.
     /// </summary>
     public void Dispose()
     {
-        if (Interlocked.Add(ref s_disposedBytes, _memory.Footprint + 256) > 16L << 20) // 256: the objects around it
+        if (!_memory.InArena && Interlocked.Add(ref s_disposedBytes, _memory.Footprint) > 16L << 20)
         {
             Interlocked.Exchange(ref s_disposedBytes, 0);
             GC.Collect();
