@@ -84,7 +84,7 @@ static struct kernel kernels[] = {
     {"token state machine, 4 KiB", tokens, 4096, 0, 200, fill_text},
 };
 
-static uint8_t input[8192], pristine[8192];
+static uint8_t input[8192] __attribute__((aligned(64))), pristine[8192];
 
 static double batch(struct kernel *k, enum engine e, rbpf_vm *vm, uint64_t *result)
 {

@@ -4,6 +4,7 @@
  * The programs repeat an eight-instruction block of arithmetic, a checked packet load, a
  * conditional jump and a stack store and load, so the code has checks, branches and
  * out-of-line parts in the proportions of ordinary programs. */
+#define _POSIX_C_SOURCE 199309L
 #include <rbpf.h>
 #include <stdint.h>
 #include <stdio.h>
