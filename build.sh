@@ -221,6 +221,8 @@ run_c() {
     # The C test programs count their own checks: test_rbpf (the rbpf API), test_ubpf (the uBPF API).
     count_suite c "$bdir/test_rbpf"
     count_suite ubpf "$bdir/test_ubpf"
+    # Eight threads changing, running, compiling and destroying shared VMs at once.
+    count_suite stress "$bdir/test_stress"
     # Classic BPF filters compiled by libpcap, against libpcap's own bpf_filter.
     if [ -x "$bdir/test_cbpf_pcap" ]; then
         count_suite cbpf "$bdir/test_cbpf_pcap"
