@@ -129,7 +129,7 @@ internal sealed class X64Compiler
         Bind(ref _leave);
         _a.mov(rsp, r12);
         _a.add(rsp, _frameSize);
-        _a.pop(r15); _a.pop(r14); _a.pop(r13); _a.pop(r12); _a.pop(rbx); _a.pop(rbp);
+        for (int k = _saved.Length - 1; k >= 0; k--) _a.pop(_saved[k]);
         _a.ret();
         // A failure (status in eax): the runtime turns the context into the error before the frame goes.
         Bind(ref _errorExit);
@@ -159,6 +159,28 @@ internal sealed class X64Compiler
     }
 
     private X64Label _mainEntry;
+    /// <summary>The callee-saved registers the entry saves, in push order.</summary>
+    private Gpr64[] _saved = Array.Empty<Gpr64>();
+    private int _usedRegisters = -1;
+
+    /// <summary>
+    /// Whether eBPF register <paramref name="r"/> may be read or written: named by any instruction,
+    /// r0 always (exit reads it), r1-r5 when the program calls helpers (they are the arguments).
+    /// </summary>
+    private bool UsesRegister(int r)
+    {
+        if (_usedRegisters < 0)
+        {
+            int mask = 1;
+            foreach (var i in _program.Code)
+            {
+                mask |= 1 << Math.Min((int)i.Dst, 15) | 1 << Math.Min((int)i.Src, 15);
+                if (i.Op is Op.Call or Op.CallX) mask |= 0b111110;
+            }
+            _usedRegisters = mask;
+        }
+        return (_usedRegisters & (1 << r)) != 0;
+    }
     private int _frameSize;
     private int _currentPc;
 
@@ -232,7 +254,13 @@ internal sealed class X64Compiler
         bool inlineFixed = fixedLength > 0 && fixedLength <= JitTarget.InlineFixedLimit;
         int fixedBytes = inlineFixed ? (fixedLength + 15) & ~15 : 0;
         // Entered with rsp = 8 (mod 16); six pushes keep that, so the frame is 8 (mod 16) to align r12.
-        _frameSize = JitContext.Size + fixedBytes + Isa.StackSize + 8;
+        // rbp (r10) and r12 (the context) always; r6-r9's registers only if the program uses them.
+        var saved = new List<Gpr64> { rbp, r12 };
+        for (int r = 6; r <= 9; r++)
+            if (UsesRegister(r)) saved.Add(R64[r]);
+        _saved = saved.ToArray();
+        // Entered with rsp = 8 (mod 16); after the pushes the frame must bring it to 0 (mod 16) to align r12.
+        _frameSize = JitContext.Size + fixedBytes + Isa.StackSize + (_saved.Length % 2 == 0 ? 8 : 0);
         _mainEntry = _a.CreateLabel();
         if (_win64) EmitWin64Entries();
         else
@@ -240,7 +268,7 @@ internal sealed class X64Compiler
             _a.xor(r9d, r9d);
             Bind(ref _mainEntry);
         }
-        _a.push(rbp); _a.push(rbx); _a.push(r12); _a.push(r13); _a.push(r14); _a.push(r15);
+        foreach (var r in _saved) _a.push(r);
         // Page by page, so a guard page below the thread's stack is always hit first.
         for (int left = _frameSize; left > 0; left -= 4096)
         {
@@ -401,7 +429,9 @@ internal sealed class X64Compiler
                 break;
             }
         }
-        foreach (var reg in new[] { eax, edx, r8d, r9d, ebx, r13d, r14d, r15d }) _a.xor(reg, reg);
+        // Registers start at 0, as in the interpreter; one the program never names cannot be read.
+        foreach (int r in new[] { 0, 3, 4, 5, 6, 7, 8, 9 })
+            if (UsesRegister(r)) _a.xor(R32[r], R32[r]);
     }
 
     /// <summary>
