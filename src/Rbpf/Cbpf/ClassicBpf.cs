@@ -199,8 +199,10 @@ public static class ClassicBpf
 
     /// <summary>
     /// The translation as eBPF assembly text, a label <c>c7:</c> before the code of classic
-    /// instruction 7. Registers: A is w0, X is w7, r6 the packet, r8 its length; the scratch words
-    /// are 64 bytes below r10, zeroed first.
+    /// instruction 7. Registers: A is w0, X is w5, r1 the packet and r2 its length as the VM passes
+    /// them, r3 and r4 for addresses; no helper is called, so r6-r9 (which the JIT would have to
+    /// save and restore on every run) are not used. The scratch words are 64 bytes below r10,
+    /// zeroed first.
     /// </summary>
     public static string TranslateToAssembly(IReadOnlyList<CbpfInstruction> program)
     {
@@ -209,11 +211,9 @@ public static class ClassicBpf
         void E(string line) => sb.Append(line).Append('\n');
         string Hex(uint v) => "0x" + v.ToString("x", CultureInfo.InvariantCulture);
 
-        E("; classic BPF: A w0, X w7, packet r6, length r8, scratch [r10-64, r10)");
-        E("mov r6, r1");
-        E("mov r8, r2");
+        E("; classic BPF: A w0, X w5, packet r1, length r2, scratch [r10-64, r10)");
         E("mov32 r0, 0");
-        E("mov32 r7, 0");
+        E("mov32 r5, 0");
         bool scratch = program.Any(i => (i.Code & 0x07) is St or Stx || ((i.Code & 0x07) is Ld or Ldx && (i.Code & 0xe0) == Mem));
         if (scratch)
             for (int k = 0; k < ScratchWords / 2; k++) E($"stdw [r10-{8 * (k + 1)}], 0");
@@ -223,8 +223,8 @@ public static class ClassicBpf
         {
             E("mov r4, r3");
             E($"add r4, {size}");
-            E("jgt r4, r8, ret0");
-            E("add r3, r6");
+            E("jgt r4, r2, ret0");
+            E("add r3, r1");
         }
         void LoadConstant(string reg, uint k)
         {
@@ -251,14 +251,14 @@ public static class ClassicBpf
                     switch (code & 0xe0)
                     {
                         case Imm: E($"mov32 r0, {Hex(i.K)}"); break;
-                        case Len: E("mov32 r0, r8"); break;
+                        case Len: E("mov32 r0, r2"); break;
                         case Mem: E($"ldxw r0, [r10-{64 - 4 * (int)i.K}]"); break;
                         case Abs when i.K + (uint)SizeOf(code) <= short.MaxValue:
                         {
                             // The usual header field: one compare with the length, a load at a constant offset.
                             int size = SizeOf(code);
-                            E($"jlt r8, {i.K + (uint)size}, ret0");
-                            E($"{(size == 1 ? "ldxb" : size == 2 ? "ldxh" : "ldxw")} r0, [r6+{i.K}]");
+                            E($"jlt r2, {i.K + (uint)size}, ret0");
+                            E($"{(size == 1 ? "ldxb" : size == 2 ? "ldxh" : "ldxw")} r0, [r1+{i.K}]");
                             if (size == 2) E("be16 r0");
                             if (size == 4) E("be32 r0");
                             break;
@@ -271,7 +271,7 @@ public static class ClassicBpf
                         case Ind:
                             // X + k in 64 bits: no wrap, as bpf_filter refuses a sum past the packet.
                             LoadConstant("r3", i.K);
-                            E("mov32 r4, r7");
+                            E("mov32 r4, r5");
                             E("add r3, r4");
                             CheckedAddress(SizeOf(code));
                             Fetch("r0", SizeOf(code));
@@ -281,20 +281,20 @@ public static class ClassicBpf
                 case Ldx:
                     switch (code & 0xe0)
                     {
-                        case Imm: E($"mov32 r7, {Hex(i.K)}"); break;
-                        case Len: E("mov32 r7, r8"); break;
-                        case Mem: E($"ldxw r7, [r10-{64 - 4 * (int)i.K}]"); break;
+                        case Imm: E($"mov32 r5, {Hex(i.K)}"); break;
+                        case Len: E("mov32 r5, r2"); break;
+                        case Mem: E($"ldxw r5, [r10-{64 - 4 * (int)i.K}]"); break;
                         case Msh:
                             LoadConstant("r3", i.K);
                             CheckedAddress(1);
-                            Fetch("r7", 1);
-                            E("and32 r7, 0xf");
-                            E("lsh32 r7, 2");
+                            Fetch("r5", 1);
+                            E("and32 r5, 0xf");
+                            E("lsh32 r5, 2");
                             break;
                     }
                     break;
                 case St: E($"stxw [r10-{64 - 4 * (int)i.K}], r0"); break;
-                case Stx: E($"stxw [r10-{64 - 4 * (int)i.K}], r7"); break;
+                case Stx: E($"stxw [r10-{64 - 4 * (int)i.K}], r5"); break;
                 case Alu:
                 {
                     int op = code & 0xf0;
@@ -305,18 +305,18 @@ public static class ClassicBpf
                         Add => "add32", Sub => "sub32", Mul => "mul32", Div => "div32", Or => "or32", And => "and32",
                         Lsh => "lsh32", Rsh => "rsh32", Mod => "mod32", _ => "xor32",
                     };
-                    if (fromX && op is Div or Mod) E("jeq32 r7, 0, ret0"); // bpf_filter: by zero, the program returns 0
+                    if (fromX && op is Div or Mod) E("jeq32 r5, 0, ret0"); // bpf_filter: by zero, the program returns 0
                     if (fromX && op is Lsh or Rsh)
                     {
                         // bpf_filter: a shift by 32 or more gives 0 (eBPF would take the count modulo 32).
-                        E($"jge32 r7, 32, z{pc}");
-                        E($"{name} r0, r7");
+                        E($"jge32 r5, 32, z{pc}");
+                        E($"{name} r0, r5");
                         E($"ja {Target(pc + 1)}");
                         E($"z{pc}:");
                         E("mov32 r0, 0");
                         break;
                     }
-                    E(fromX ? $"{name} r0, r7" : $"{name} r0, {Hex(i.K)}");
+                    E(fromX ? $"{name} r0, r5" : $"{name} r0, {Hex(i.K)}");
                     break;
                 }
                 case Jmp:
@@ -334,7 +334,7 @@ public static class ClassicBpf
                         break;
                     }
                     string name = op switch { Jeq => "jeq32", Jgt => "jgt32", Jge => "jge32", _ => "jset32" };
-                    string rhs = (code & 0x08) != 0 ? "r7" : Hex(i.K);
+                    string rhs = (code & 0x08) != 0 ? "r5" : Hex(i.K);
                     E($"{name} r0, {rhs}, {t}");
                     if (i.Jf != 0) E($"ja {f}");
                     break;
@@ -345,7 +345,7 @@ public static class ClassicBpf
                     E("exit");
                     break;
                 case Misc:
-                    E((code & 0xf8) == Tax ? "mov32 r7, r0" : "mov32 r0, r7");
+                    E((code & 0xf8) == Tax ? "mov32 r5, r0" : "mov32 r0, r5");
                     break;
             }
         }

@@ -182,6 +182,33 @@ internal sealed class X64Compiler
         return (_usedRegisters & (1 << r)) != 0;
     }
     private int _frameSize;
+    /// <summary>Bytes of eBPF stack the entry carves out of its frame (when the caller brings none).</summary>
+    private int _stackSize;
+    /// <summary>Bit <c>size</c> set for every access size whose packet and stack bounds the checks read (<see cref="BoundSizes"/>).</summary>
+    private int _boundSizes;
+
+    /// <summary>
+    /// The access sizes the code's checks compare against a bound: every checked access, the span
+    /// of every fused group, legacy packet loads. The entry computes only those bounds.
+    /// </summary>
+    private int BoundSizes(int[] blockStarts)
+    {
+        var code = _program.Code;
+        int mask = 0;
+        for (int pc = 0; pc < code.Length; pc++)
+        {
+            var i = code[pc];
+            if (i.Op is >= Op.LdAbsB and <= Op.LdIndDW) mask |= 1 << (1 << (i.Op - (i.Op >= Op.LdIndB ? Op.LdIndB : Op.LdAbsB)));
+            if (_options.CheckedMemory && NeedsCheck(i)) mask |= 1 << JitTarget.AccessSize(i.Op);
+            var group = FusableGroup(code, blockStarts, pc);
+            if (group.Count > 1)
+            {
+                int width = group.Max - group.Min;
+                mask |= 1 << (width <= 1 ? 1 : width <= 2 ? 2 : width <= 4 ? 4 : 8);
+            }
+        }
+        return mask;
+    }
     private int _currentPc;
 
 
@@ -260,7 +287,10 @@ internal sealed class X64Compiler
             if (UsesRegister(r)) saved.Add(R64[r]);
         _saved = saved.ToArray();
         // Entered with rsp = 8 (mod 16); after the pushes the frame must bring it to 0 (mod 16) to align r12.
-        _frameSize = JitContext.Size + fixedBytes + Isa.StackSize + (_saved.Length % 2 == 0 ? 8 : 0);
+        // The caller's stack or this frame's: one 512-byte frame when there are no local calls (and
+        // frames are whole), else the stack for every call depth.
+        _stackSize = _target.FullFrames && !_program.Code.Any(i => i.Op == Op.CallLocal) ? Isa.StackFrameSize : Isa.StackSize;
+        _frameSize = JitContext.Size + fixedBytes + _stackSize + (_saved.Length % 2 == 0 ? 8 : 0);
         _mainEntry = _a.CreateLabel();
         if (_win64) EmitWin64Entries();
         else
@@ -269,12 +299,15 @@ internal sealed class X64Compiler
             Bind(ref _mainEntry);
         }
         foreach (var r in _saved) _a.push(r);
-        // Page by page, so a guard page below the thread's stack is always hit first.
-        for (int left = _frameSize; left > 0; left -= 4096)
-        {
-            _a.sub(rsp, Math.Min(left, 4096));
-            _a.test(__dword_ptr[rsp], esp);
-        }
+        // Page by page, so a guard page below the thread's stack is always hit first (a frame under
+        // a page needs no probe, as compilers do).
+        if (_frameSize < 4096) _a.sub(rsp, _frameSize);
+        else
+            for (int left = _frameSize; left > 0; left -= 4096)
+            {
+                _a.sub(rsp, Math.Min(left, 4096));
+                _a.test(__dword_ptr[rsp], esp);
+            }
         _a.mov(r12, rsp);
         _a.mov(CtxQ(JitContext.OffResultPtr), r8);
         _a.mov(CtxQ(JitContext.OffPacketStart), rdi);
@@ -336,16 +369,15 @@ internal sealed class X64Compiler
         // Packet bounds per access size: len - size + 1, or 0 when it does not fit at all (only
         // for programs that have checks or legacy packet loads to use them).
         bool checks = _options.CheckedMemory && _program.Code.Any(NeedsCheck);
-        if (checks || _program.Code.Any(i => i.Op is >= Op.LdAbsB and <= Op.LdIndDW))
+        _boundSizes = BoundSizes(BlockStarts(_program.Code));
+        if ((_boundSizes & 1 << 1) != 0) _a.mov(CtxQ(JitContext.OffPacketBound), rsi);
+        foreach (int size in new[] { 2, 4, 8 })
         {
-            _a.mov(CtxQ(JitContext.OffPacketBound), rsi);
-            foreach (int size in new[] { 2, 4, 8 })
-            {
-                _a.mov(r10, rsi);
-                _a.sub(r10, size - 1);
-                _a.cmovb(r10, r11);
-                _a.mov(CtxQ(JitContext.OffPacketBound + 8 * JitContext.BoundIndex(size)), r10);
-            }
+            if ((_boundSizes & 1 << size) == 0) continue;
+            _a.mov(r10, rsi);
+            _a.sub(r10, size - 1);
+            _a.cmovb(r10, r11);
+            _a.mov(CtxQ(JitContext.OffPacketBound + 8 * JitContext.BoundIndex(size)), r10);
         }
 
         // The stack: the caller's, or the top of this frame.
@@ -357,7 +389,7 @@ internal sealed class X64Compiler
         _a.jmp(stackDone);
         Bind(ref ownStack);
         _a.lea(r10, __[r12 + (JitContext.Size + fixedBytes)]);
-        _a.lea(rbp, __[r10 + Isa.StackSize]);
+        _a.lea(rbp, __[r10 + _stackSize]);
         Bind(ref stackDone);
         _a.mov(CtxQ(JitContext.OffStackBottom), r10);
         _a.mov(CtxQ(JitContext.OffStackTop), rbp);
@@ -368,7 +400,8 @@ internal sealed class X64Compiler
             if (checks)
             {
                 foreach (int size in new[] { 1, 2, 4, 8 })
-                    _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), Isa.StackFrameSize - size + 1);
+                    if ((_boundSizes & 1 << size) != 0)
+                        _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), Isa.StackFrameSize - size + 1);
             }
         }
         else
