@@ -48,7 +48,10 @@ struct fast_state {
 };
 
 static struct fast_state *g_state;
-static __thread struct reader *t_reader;
+/* initial-exec: read straight from the thread pointer (general-dynamic, the default for -fPIC, cost a
+ * call to __tls_get_addr on every rbpf_vm_execute_jit); one pointer fits the static TLS surplus
+ * glibc keeps for libraries loaded with dlopen, as Python loads this one. */
+static __thread struct reader *t_reader __attribute__((tls_model("initial-exec")));
 static pthread_key_t g_reader_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
