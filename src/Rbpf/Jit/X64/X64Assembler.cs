@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace Rbpf.Jit.X64;
 
@@ -165,6 +166,9 @@ internal sealed class X64Assembler
     public X64Assembler rep { get { _prefix = 0xF3; return this; } }
 
     // ---- bytes ----
+    // Every instruction reserves its longest encoding with Need before it writes (OpRR and OpRM
+    // reserve room for their immediate too), so the writers below skip bounds checks. x86-64 is
+    // little-endian, as the encoding is.
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Need(int n)
@@ -175,26 +179,26 @@ internal sealed class X64Assembler
     private void Grow(int n) => Array.Resize(ref _buf, Math.Max(_buf.Length * 2, _len + n));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void B(int b) => _buf[_len++] = (byte)b;
+    private void B(int b) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buf), _len++) = (byte)b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void I16(int v)
     {
-        _buf[_len++] = (byte)v;
-        _buf[_len++] = (byte)(v >> 8);
+        Unsafe.WriteUnaligned(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buf), _len), (ushort)v);
+        _len += 2;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void I32(int v)
     {
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(_buf.AsSpan(_len), v);
+        Unsafe.WriteUnaligned(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buf), _len), v);
         _len += 4;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void I64(long v)
     {
-        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(_buf.AsSpan(_len), v);
+        Unsafe.WriteUnaligned(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buf), _len), v);
         _len += 8;
     }
 
@@ -227,60 +231,74 @@ internal sealed class X64Assembler
     private void OpRR(int size, int opcode, int reg, int rm, bool byteRegs = false, bool regIsByte = false, int mandatory = 0)
     {
         Need(16);
-        Prefixes(size, mandatory);
+        // A local cursor: the fields are read and written once per instruction, not per byte.
+        ref byte p = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buf), _len);
+        int n = Prefixes(ref p, size, mandatory);
         int rex = (size == 8 ? 8 : 0) | (reg & 8) >> 1 | (rm & 8) >> 3;
         if (byteRegs && (rm & 0xC) == 4) rex |= 0x40;
         if (regIsByte && (reg & 0xC) == 4) rex |= 0x40;
-        if (rex != 0) B(0x40 | rex);
-        Opcode(opcode);
-        B(0xC0 | (reg & 7) << 3 | (rm & 7));
+        if (rex != 0) Unsafe.Add(ref p, n++) = (byte)(0x40 | rex);
+        n = Opcode(ref p, n, opcode);
+        Unsafe.Add(ref p, n++) = (byte)(0xC0 | (reg & 7) << 3 | (rm & 7));
+        _len += n;
     }
 
     /// <summary>As <see cref="OpRR"/> with a memory operand in r/m.</summary>
     private void OpRM(int size, int opcode, int reg, in Mem m, bool regIsByte = false, int mandatory = 0)
     {
-        Need(24);
-        Prefixes(size, mandatory);
         if (m.Base < 0) throw new InvalidOperationException("memory operand without a base");
         int index = m.Index;
         if (index == 4) throw new InvalidOperationException("rsp cannot be an index");
+        Need(24);
+        ref byte p = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buf), _len);
+        int n = Prefixes(ref p, size, mandatory);
         int rex = (size == 8 ? 8 : 0) | (reg & 8) >> 1 | (index >= 0 ? (index & 8) >> 2 : 0) | (m.Base & 8) >> 3;
         if (regIsByte && (reg & 0xC) == 4) rex |= 0x40;
-        if (rex != 0) B(0x40 | rex);
-        Opcode(opcode);
-        int b = m.Base & 7;
-        int mod = m.Disp == 0 && b != 5 ? 0 : IsInt8(m.Disp) ? 1 : 2;
+        if (rex != 0) Unsafe.Add(ref p, n++) = (byte)(0x40 | rex);
+        n = Opcode(ref p, n, opcode);
+        int b = m.Base & 7, disp = m.Disp;
+        int mod = disp == 0 && b != 5 ? 0 : IsInt8(disp) ? 1 : 2;
         if (index >= 0 || b == 4)
         {
-            B(mod << 6 | (reg & 7) << 3 | 4);
-            B(m.Shift << 6 | (index >= 0 ? index & 7 : 4) << 3 | b);
+            Unsafe.Add(ref p, n++) = (byte)(mod << 6 | (reg & 7) << 3 | 4);
+            Unsafe.Add(ref p, n++) = (byte)(m.Shift << 6 | (index >= 0 ? index & 7 : 4) << 3 | b);
         }
         else
         {
-            B(mod << 6 | (reg & 7) << 3 | b);
+            Unsafe.Add(ref p, n++) = (byte)(mod << 6 | (reg & 7) << 3 | b);
         }
-        if (mod == 1) B(m.Disp);
-        else if (mod == 2) I32(m.Disp);
+        if (mod == 1) Unsafe.Add(ref p, n++) = (byte)disp;
+        else if (mod == 2)
+        {
+            Unsafe.WriteUnaligned(ref Unsafe.Add(ref p, n), disp);
+            n += 4;
+        }
+        _len += n;
     }
 
+    /// <summary>The pending lock or rep prefix, the operand-size prefix, a mandatory prefix; returns how many bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Prefixes(int size, int mandatory)
+    private int Prefixes(ref byte p, int size, int mandatory)
     {
+        int n = 0;
         if (_prefix != 0)
         {
-            B(_prefix);
+            Unsafe.Add(ref p, n++) = _prefix;
             _prefix = 0;
         }
-        if (size == 2) B(0x66);
-        if (mandatory != 0) B(mandatory);
+        if (size == 2) Unsafe.Add(ref p, n++) = 0x66;
+        if (mandatory != 0) Unsafe.Add(ref p, n++) = (byte)mandatory;
+        return n;
     }
 
+    /// <summary>One to three opcode bytes, high byte first, at <paramref name="n"/>; returns the next position.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Opcode(int opcode)
+    private static int Opcode(ref byte p, int n, int opcode)
     {
-        if (opcode > 0xFFFF) B(opcode >> 16);
-        if (opcode > 0xFF) B(opcode >> 8);
-        B(opcode);
+        if (opcode > 0xFFFF) Unsafe.Add(ref p, n++) = (byte)(opcode >> 16);
+        if (opcode > 0xFF) Unsafe.Add(ref p, n++) = (byte)(opcode >> 8);
+        Unsafe.Add(ref p, n++) = (byte)opcode;
+        return n;
     }
 
     private static int SizeOf(in Mem m) =>
@@ -300,7 +318,7 @@ internal sealed class X64Assembler
         else if (dst == 0 && size != 1)
         {
             Need(16);
-            Prefixes(size, 0);
+            _len += Prefixes(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buf), _len), size, 0);
             if (size == 8) B(0x48);
             B(n * 8 + 5);
             if (size == 2) I16(imm); else I32(imm);

@@ -111,7 +111,7 @@ internal sealed class X64Compiler
                 pc++;
                 continue;
             }
-            var group = FusableGroup(code, blockStarts, pc);
+            var group = _groups != null && _groups[pc].Count > 1 ? _groups[pc] : NoGroup;
             if (group.Count > 1)
             {
                 EmitFusedGroup(pc, group);
@@ -186,6 +186,8 @@ internal sealed class X64Compiler
     private int _stackSize;
     /// <summary>Bit <c>size</c> set for every access size whose packet and stack bounds the checks read (<see cref="BoundSizes"/>).</summary>
     private int _boundSizes;
+    /// <summary>The fused groups <see cref="BoundSizes"/> found, by first slot (Count 0 elsewhere); null when none.</summary>
+    private FusedGroup[]? _groups;
 
     /// <summary>
     /// The access sizes the code's checks compare against a bound: every checked access, the span
@@ -199,12 +201,16 @@ internal sealed class X64Compiler
         {
             var i = code[pc];
             if (i.Op is >= Op.LdAbsB and <= Op.LdIndDW) mask |= 1 << (1 << (i.Op - (i.Op >= Op.LdIndB ? Op.LdIndB : Op.LdAbsB)));
-            if (_options.CheckedMemory && NeedsCheck(i)) mask |= 1 << JitTarget.AccessSize(i.Op);
+            if (!_options.CheckedMemory || !NeedsCheck(i)) continue;
+            // As Run meets them: a group's span, and each access's own size (its out-of-line path).
             var group = FusableGroup(code, blockStarts, pc);
+            for (int k = pc; k < pc + group.Count; k++) mask |= 1 << JitTarget.AccessSize(code[k].Op);
             if (group.Count > 1)
             {
+                (_groups ??= new FusedGroup[code.Length])[pc] = group; // Run emits it as found here
                 int width = group.Max - group.Min;
                 mask |= 1 << (width <= 1 ? 1 : width <= 2 ? 2 : width <= 4 ? 4 : 8);
+                pc += group.Count - 1;
             }
         }
         return mask;
