@@ -185,9 +185,24 @@ public static class Targets
             }
             catch (RbpfException e) { return 0xdead_0000UL | (uint)(-(int)e.Code); }
         }
-        ulong interp = Run(false);
+        // A result made from r10 is a stack address, which differs between the engines (each has
+        // its stack where its own frames put it): each engine runs at two stack depths, and such a
+        // result must move with the stack by the same amount in both.
+        ulong interp = Deeper(0, () => Run(false)), interpDeeper = Deeper(4096, () => Run(false));
         vm.JitCompile();
-        ulong jitted = Run(true);
-        if (interp != jitted) throw new DisagreementException($"interpreter 0x{interp:x}, JIT 0x{jitted:x}");
+        ulong jitted = Deeper(0, () => Run(true)), jittedDeeper = Deeper(4096, () => Run(true));
+        if (interp == interpDeeper ? interp != jitted : interp - interpDeeper != jitted - jittedDeeper)
+            throw new DisagreementException($"interpreter 0x{interp:x} (0x{interpDeeper:x} 4 KiB deeper), JIT 0x{jitted:x} (0x{jittedDeeper:x})");
+    }
+
+    /// <summary>Runs <paramref name="run"/> with <paramref name="bytes"/> more of this thread's stack in use.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static unsafe ulong Deeper(int bytes, Func<ulong> run)
+    {
+        byte* pad = stackalloc byte[bytes + 16];
+        pad[0] = 1;
+        ulong r = run();
+        GC.KeepAlive((nint)pad);
+        return r;
     }
 }
