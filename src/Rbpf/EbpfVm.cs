@@ -41,7 +41,28 @@ public sealed class EbpfVm : IDisposable
     internal const int InlineMbuffLimit = 1024;
 
     private readonly HelperTable _helpers = new();
-    private readonly List<MemoryRegion> _regions = new();
+    /// <summary>
+    /// The VM's own regions, replaced whole (copy on write, under <see cref="_regionLock"/>) and
+    /// never changed in place: a run reads one snapshot while another thread adds or clears regions
+    /// (a List changed by two threads at once broke: the C stress test found it).
+    /// </summary>
+    private MemoryRegion[] _regions = Array.Empty<MemoryRegion>();
+    private readonly object _regionLock = new();
+
+    /// <summary>Replaces the regions with those of <paramref name="keep"/>, plus <paramref name="add"/>; returns the index of the first added.</summary>
+    private int EditRegions(Func<MemoryRegion, bool> keep, params MemoryRegion[] add)
+    {
+        lock (_regionLock)
+        {
+            var next = new List<MemoryRegion>(_regions.Length + add.Length);
+            foreach (var r in _regions)
+                if (keep(r)) next.Add(r);
+            int first = next.Count;
+            next.AddRange(add);
+            Volatile.Write(ref _regions, next.ToArray());
+            return first;
+        }
+    }
     private ProgramVerifier? _verifier = Verifier.Default;
     private DecodedProgram? _program;
     private JitProgram? _jit;
@@ -548,8 +569,7 @@ public sealed class EbpfVm : IDisposable
             throw new RbpfException(RbpfErrorCode.InvalidArgument, "memory region address is NULL");
         if ((ulong)region.Address + (ulong)region.Length < (ulong)region.Address)
             throw new RbpfException(RbpfErrorCode.InvalidArgument, "memory region wraps around the address space");
-        _regions.Add(region);
-        return _regions.Count - 1;
+        return EditRegions(_ => true, region);
     }
 
     /// <summary>
@@ -570,9 +590,8 @@ public sealed class EbpfVm : IDisposable
             loaded.Dispose();
             throw;
         }
-        _regions.RemoveAll(r => r.Name.StartsWith("elf:", StringComparison.Ordinal));
-        foreach (var d in loaded.DataRegions)
-            _regions.Add(new MemoryRegion(d.Address, d.Length, d.Writable, "elf:" + d.Name));
+        EditRegions(r => !r.Name.StartsWith("elf:", StringComparison.Ordinal),
+            loaded.DataRegions.Select(d => new MemoryRegion(d.Address, d.Length, d.Writable, "elf:" + d.Name)).ToArray());
         // The object's maps, new and empty, at the fds its loads use (a previous object's go).
         var created = new Dictionary<string, Maps.BpfMap>();
         foreach (var def in loaded.Maps)
@@ -611,7 +630,7 @@ public sealed class EbpfVm : IDisposable
 
     /// <summary>Removes every region added with <see cref="AddMemoryRegion"/> (and the global data of a
     /// loaded ELF object); the memory of bound maps stays.</summary>
-    public void ClearMemoryRegions() => _regions.RemoveAll(r => !r.Name.StartsWith("map:", StringComparison.Ordinal));
+    public void ClearMemoryRegions() => EditRegions(r => r.Name.StartsWith("map:", StringComparison.Ordinal));
 
     private readonly Dictionary<uint, Maps.BpfMap> _maps = new();
     private Dictionary<string, Maps.BpfMap> _elfMaps = new();
@@ -626,11 +645,11 @@ public sealed class EbpfVm : IDisposable
     public void BindMap(uint fd, Maps.BpfMap map)
     {
         ArgumentNullException.ThrowIfNull(map);
-        if (_maps.TryGetValue(fd, out var old))
-            _regions.RemoveAll(r => r.Name == MapRegionName(fd, old));
+        string? oldName = _maps.TryGetValue(fd, out var old) ? MapRegionName(fd, old) : null;
         _maps[fd] = map;
         var (address, length) = map.ProgramMemory;
-        if (length != 0) _regions.Add(new MemoryRegion(address, length, Writable: true, MapRegionName(fd, map)));
+        EditRegions(r => r.Name != oldName,
+            length != 0 ? new[] { new MemoryRegion(address, length, Writable: true, MapRegionName(fd, map)) } : Array.Empty<MemoryRegion>());
         Maps.MapHelpers.RegisterMissing(this);
         HasProgramArray = _maps.Values.Any(m => m is Maps.ProgramArrayMap);
         DropJit(); // compiled code has the bound maps in a table: compile again
@@ -642,7 +661,8 @@ public sealed class EbpfVm : IDisposable
     public bool UnbindMap(uint fd)
     {
         if (!_maps.Remove(fd, out var old)) return false;
-        _regions.RemoveAll(r => r.Name == MapRegionName(fd, old));
+        string name = MapRegionName(fd, old);
+        EditRegions(r => r.Name != name);
         HasProgramArray = _maps.Values.Any(m => m is Maps.ProgramArrayMap);
         DropJit();
         return true;
@@ -828,7 +848,7 @@ public sealed class EbpfVm : IDisposable
 
 
     /// <summary>How many regions the VM adds to every run.</summary>
-    internal int UserRegionCount => _regions.Count;
+    internal int UserRegionCount => Volatile.Read(ref _regions).Length;
 
     /// <summary>
     /// Writes the allowed regions of a run into <paramref name="regions"/> (room for
@@ -842,8 +862,8 @@ public sealed class EbpfVm : IDisposable
         regions[0] = new RegionEntry { Start = stackStart, Length = stackLength, Writable = true, Kind = RegionKind.Stack };
         regions[1] = new RegionEntry { Start = mem, Length = memLength, Writable = true, Kind = RegionKind.Packet };
         regions[2] = new RegionEntry { Start = meta, Length = metaLength, Writable = true, Kind = RegionKind.Metadata };
-        var list = _regions;
-        int n = Math.Min(list.Count, capacity - BuiltInRegions); // never past the caller's buffer, even if the list just grew
+        var list = Volatile.Read(ref _regions); // one snapshot: other threads replace the array, never change it
+        int n = Math.Min(list.Length, capacity - BuiltInRegions); // never past the caller's buffer, even if regions were just added
         for (int k = 0; k < n; k++)
         {
             var u = list[k];
