@@ -43,9 +43,6 @@ internal static unsafe partial class CodeArena
     /// <summary>Chunks mapped now (tests and the footprint documentation).</summary>
     internal static int ChunkCount { get { lock (s_lock) return s_chunks.Count; } }
 
-    /// <summary>Bytes of chunks in use by live programs (tests).</summary>
-    internal static long UsedBytes { get { lock (s_lock) return s_chunks.Sum(c => (long)c.Used); } }
-
     /// <summary>For tests: turns the arena off (each program maps its own pages) or back on.</summary>
     internal static bool Disabled
     {

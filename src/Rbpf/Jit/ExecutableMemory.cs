@@ -3,8 +3,8 @@ using System.Runtime.InteropServices;
 namespace Rbpf.Jit;
 
 /// <summary>
-/// Machine code in memory that is never writable and executable at one address (W^X). On Linux it
-/// is a range of the <see cref="CodeArena"/> (written through a read-write mapping of the same
+/// Machine code in memory that is never writable and executable at one address (W^X). On x86-64
+/// Linux it is a range of the <see cref="CodeArena"/> (written through a read-write mapping of the same
 /// memory); elsewhere, or when the arena is not available, pages of its own, mapped read-write,
 /// filled, then switched to read-execute before any call (mmap and mprotect on Linux and macOS,
 /// VirtualAlloc and VirtualProtect on Windows).
@@ -33,8 +33,8 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
     /// <summary>Whether the code is in the shared <see cref="CodeArena"/> (tests).</summary>
     internal bool InArena => _chunk != null;
 
-    /// <summary>Bytes of memory the code holds: its arena range, or its own pages.</summary>
-    public long Footprint => _chunk != null ? (Length + 63) & ~63 : (long)_size;
+    /// <summary>Bytes of pages the code holds by itself (0 in the arena, whose chunks are shared).</summary>
+    public long OwnPages => (long)_size;
 
     /// <summary>Start of the code.</summary>
     public byte* Address => _address;
@@ -84,16 +84,10 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
         {
             // AArch64's instruction cache does not follow data writes: clean and invalidate the
             // range before any of it runs (libgcc's __clear_cache does dc cvau / ic ivau / isb).
-            FlushInstructionCache((byte*)p, code.Length);
+            Linux.__clear_cache(p, (byte*)p + code.Length);
+            Interlocked.Increment(ref CacheFlushes);
         }
         return new ExecutableMemory((byte*)p, size, code.Length);
-    }
-
-    /// <summary>AArch64: makes <paramref name="length"/> bytes of new code at <paramref name="p"/> visible to instruction fetch.</summary>
-    internal static void FlushInstructionCache(byte* p, int length)
-    {
-        Linux.__clear_cache(p, p + length);
-        Interlocked.Increment(ref CacheFlushes);
     }
 
     private const uint MemCommit = 0x1000, MemReserve = 0x2000, MemRelease = 0x8000;

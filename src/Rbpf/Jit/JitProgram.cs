@@ -109,7 +109,7 @@ internal sealed unsafe class JitProgram : IDisposable
     /// </summary>
     public void Dispose()
     {
-        if (!_memory.InArena && Interlocked.Add(ref s_disposedBytes, _memory.Footprint) > 16L << 20)
+        if (Interlocked.Add(ref s_disposedBytes, _memory.OwnPages) > 16L << 20)
         {
             Interlocked.Exchange(ref s_disposedBytes, 0);
             GC.Collect();

@@ -112,12 +112,6 @@ internal sealed class X64Assembler
     private int[] _targetPos = new int[64], _targetCount = new int[64];
     private bool _assembled;
 
-    /// <summary>Bytes emitted so far, not counting branches to labels.</summary>
-    public int Length => _len;
-
-    /// <summary>Branches to labels emitted so far.</summary>
-    public int BranchCount => _brCount;
-
     /// <summary>Starts over, keeping the buffers.</summary>
     public void Reset()
     {

@@ -85,6 +85,7 @@ internal sealed class X64Compiler
     {
         var code = _program.Code;
         var blockStarts = BlockStarts(code);
+        _boundSizes = BoundSizes(blockStarts); // also finds the fused groups the loop below emits
         _errorExit = _a.CreateLabel();
         _exitWithResult = _a.CreateLabel();
         _ret = _a.CreateLabel();
@@ -286,7 +287,6 @@ internal sealed class X64Compiler
         int fixedLength = _target.FixedLength;
         bool inlineFixed = fixedLength > 0 && fixedLength <= JitTarget.InlineFixedLimit;
         int fixedBytes = inlineFixed ? (fixedLength + 15) & ~15 : 0;
-        // Entered with rsp = 8 (mod 16); six pushes keep that, so the frame is 8 (mod 16) to align r12.
         // rbp (r10) and r12 (the context) always; r6-r9's registers only if the program uses them.
         var saved = new List<Gpr64> { rbp, r12 };
         for (int r = 6; r <= 9; r++)
@@ -375,7 +375,6 @@ internal sealed class X64Compiler
         // Packet bounds per access size: len - size + 1, or 0 when it does not fit at all (only
         // for programs that have checks or legacy packet loads to use them).
         bool checks = _options.CheckedMemory && _program.Code.Any(NeedsCheck);
-        _boundSizes = BoundSizes(BlockStarts(_program.Code));
         if ((_boundSizes & 1 << 1) != 0) _a.mov(CtxQ(JitContext.OffPacketBound), rsi);
         foreach (int size in new[] { 2, 4, 8 })
         {
