@@ -311,14 +311,17 @@ internal sealed class A64Compiler
         }
         ZeroBelowFramePointer();
 
+        // Kinds without a metadata buffer get an empty region at 0 (the runtime's slow checks list every region).
         switch (_target.Kind)
         {
             case VmKind.NoData:
+                CtxStore(Zr, JitContext.OffMetaStart);
                 CtxStore(Zr, JitContext.OffMetaLength);
                 _a.Mov(true, 0, Zr);
                 _a.Mov(true, 1, Zr);
                 break;
             case VmKind.Raw:
+                CtxStore(Zr, JitContext.OffMetaStart);
                 CtxStore(Zr, JitContext.OffMetaLength);
                 break;
             case VmKind.Mbuff:

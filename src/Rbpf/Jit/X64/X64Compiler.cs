@@ -418,15 +418,18 @@ internal sealed class X64Compiler
         }
         ZeroBelowFramePointer();
 
-        // r1 and r2 (and the metadata region) by kind.
+        // r1 and r2 (and the metadata region) by kind. Kinds without one get an empty region at 0:
+        // the runtime's slow checks list every region, so none may be left as stack garbage.
         switch (_target.Kind)
         {
             case VmKind.NoData:
+                _a.mov(CtxQ(JitContext.OffMetaStart), r11);
                 _a.mov(CtxQ(JitContext.OffMetaLength), r11);
                 _a.xor(edi, edi);
                 _a.xor(esi, esi);
                 break;
             case VmKind.Raw:
+                _a.mov(CtxQ(JitContext.OffMetaStart), r11);
                 _a.mov(CtxQ(JitContext.OffMetaLength), r11);
                 break;
             case VmKind.Mbuff:
