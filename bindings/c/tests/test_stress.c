@@ -2,9 +2,11 @@
  * both engines, compiling, replacing the program, helpers, limits and regions, interrupting,
  * destroying and recreating them, all at once. Nothing may crash, and every run must give a
  * result one of the programs computes for its input, or an error the races explain (the code was
- * discarded, the VM destroyed, a limit or an interrupt hit it). Prints "stress: N passed, N failed",
- * counting one check per thread and kind of operation (each of them done hundreds of times) and
- * one per failure. */
+ * discarded, the VM destroyed, a limit or an interrupt hit it). Nothing may leak either: the work
+ * runs in six rounds, resident memory may not climb from the first rounds to the last, and destroyed VMs must give
+ * their handle slots back. Prints "stress: N passed, N failed", counting one check per round,
+ * thread and kind of operation (each of them done hundreds of times), the two leak checks, and one
+ * per failure. */
 #include <pthread.h>
 #include <rbpf.h>
 #include <stdint.h>
@@ -15,6 +17,8 @@
 #define THREADS 8
 #define SLOTS 4
 #define OPS 25000
+#define ROUNDS 6
+#define LEAK_KIB (16 * 1024)
 
 static rbpf_vm *slots[SLOTS];
 static uint8_t *programs[4];
@@ -46,6 +50,8 @@ static void fail(const char *what, int rc, uint64_t value, uint64_t x)
 
 static void ok(void) { done[kind]++; }
 
+static unsigned max_slot; /* the highest handle-table slot any VM got */
+
 static rbpf_vm *fresh(int which)
 {
     rbpf_vm *vm = NULL;
@@ -54,7 +60,22 @@ static rbpf_vm *fresh(int which)
         fail("create", -1, 0, 0);
         return NULL;
     }
+    /* A handle is (generation << 24 | slot + 1) (src/Rbpf.Native/HandleTable.cs): destroyed VMs
+     * give their slots back, so slots stay below the number of VMs alive at once. */
+    unsigned slot = (unsigned)((uintptr_t)vm & 0xffffff) - 1, seen = __atomic_load_n(&max_slot, __ATOMIC_RELAXED);
+    while (slot > seen && !__atomic_compare_exchange_n(&max_slot, &seen, slot, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
     return vm;
+}
+
+/* Resident memory in KiB (Linux), 0 where unknown. */
+static long resident_kib(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL) return 0;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    fclose(f);
+    return resident * 4;
 }
 
 /* A run's outcome must be one of the programs' results, or an error a race explains. */
@@ -163,9 +184,29 @@ int main(void)
             return 1;
         }
     for (int s = 0; s < SLOTS; s++) slots[s] = fresh(s % 4);
-    pthread_t threads[THREADS];
-    for (int t = 0; t < THREADS; t++) pthread_create(&threads[t], NULL, worker, (void *)(uintptr_t)(t + 1));
-    for (int t = 0; t < THREADS; t++) pthread_join(threads[t], NULL);
+    /* Six rounds of the same work. Resident memory swings by 10-20 MiB from round to round (the
+     * garbage collector's timing), so a leak is the least of the last three rounds standing above
+     * the most of the first two by more than LEAK_KIB: each round creates about 14,000 VMs and
+     * makes about 85,000 runs, so a leak of half a KiB per VM would show. */
+    long early = 0, late = -1;
+    for (int round = 0; round < ROUNDS; round++) {
+        pthread_t threads[THREADS];
+        for (int t = 0; t < THREADS; t++) pthread_create(&threads[t], NULL, worker, (void *)(uintptr_t)(round * THREADS + t + 1));
+        for (int t = 0; t < THREADS; t++) pthread_join(threads[t], NULL);
+        long now = resident_kib();
+        if (round < 2 && now > early) early = now;
+        if (round >= ROUNDS - 3 && (late < 0 || now < late)) late = now;
+    }
+    printf("resident memory: at most %ld KiB after the first two rounds, at least %ld KiB after the last three\n", early, late);
+    if (early > 0 && late - early > LEAK_KIB) {
+        kind = 15;
+        fail("memory grew between rounds (a leak?)", 0, (uint64_t)(late - early), 0);
+    } else
+        passed++;
+    /* Every destroyed VM gave its handle slot back: at most SLOTS VMs live in the slots and each
+     * thread holds at most one more it has made and not yet swapped in. */
+    if (max_slot < SLOTS + THREADS + 1) passed++;
+    else fail("handle slots were not reused (destroyed VMs leaked their slots)", 0, max_slot, 0);
     /* Afterwards every VM still works as a VM alone does. */
     for (int s = 0; s < SLOTS; s++) {
         uint64_t x = 21, r0 = 0;
@@ -180,6 +221,6 @@ int main(void)
         rbpf_vm_destroy(slots[s]);
     }
     for (int i = 0; i < 4; i++) rbpf_free(programs[i]);
-    printf("%ld operations by %d threads\nstress: %ld passed, %ld failed\n", operations, THREADS, passed, failed);
+    printf("%ld operations by %d threads in %d rounds\nstress: %ld passed, %ld failed\n", operations, THREADS, ROUNDS, passed, failed);
     return failed != 0;
 }
