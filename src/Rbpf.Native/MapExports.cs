@@ -55,8 +55,15 @@ internal static unsafe class MapExports
 
     private static ReadOnlySpan<byte> Key(BpfMap map, byte* key)
     {
+        NoRingBuffer(map);
         if (key == null && map.KeySize != 0) throw Bad("key is NULL");
         return new ReadOnlySpan<byte>(key, (int)map.KeySize);
+    }
+
+    /// <summary>Ring buffers have no keys: the keyed calls refuse them rather than report a missing key.</summary>
+    private static void NoRingBuffer(BpfMap map)
+    {
+        if (map is RingBufferMap) throw Bad($"map '{map.Name}' is a ring buffer: it has no keys (read its records with rbpf_map_ringbuf_consume)");
     }
 
     [UnmanagedCallersOnly(EntryPoint = "rbpf_map_lookup")]
@@ -84,7 +91,6 @@ internal static unsafe class MapExports
             if (value == null) throw Bad("value is NULL");
             if (flags > (ulong)MapUpdate.Exist) throw Bad($"unknown update flags {flags} (RBPF_ANY 0, RBPF_NOEXIST 1, RBPF_EXIST 2)");
             if (map is ProgramArrayMap) throw Bad($"map '{map.Name}' is a program array: put VMs in it with rbpf_map_set_program");
-            if (map is RingBufferMap) throw Bad($"map '{map.Name}' is a ring buffer: it has no keys");
             map.Update(k, new ReadOnlySpan<byte>(value, (int)map.ValueSize), (MapUpdate)flags);
             return 0;
         }
@@ -109,6 +115,7 @@ internal static unsafe class MapExports
         try
         {
             var map = MapHandles.Table.Get(handle);
+            NoRingBuffer(map);
             if (nextKey == null) throw Bad("next_key is NULL");
             var k = key == null ? ReadOnlySpan<byte>.Empty : new ReadOnlySpan<byte>(key, (int)map.KeySize);
             if (!map.TryGetNextKey(k, new Span<byte>(nextKey, (int)map.KeySize)))

@@ -1210,6 +1210,13 @@ static void test_maps(void)
     CHECK(records_seen == 2 && memcmp(first_record, in, 8) == 0);
     CHECK(rbpf_map_ringbuf_consume(events, on_record, NULL) == 0);
     CHECK(rbpf_map_ringbuf_consume(counts, on_record, NULL) == RBPF_E_INVALID_ARGUMENT);
+    /* A ring buffer has no keys: the keyed calls refuse it (found by fuzz_capi: lookup said "no entry"). */
+    uint8_t none[8];
+    CHECK_RC(rbpf_map_lookup(events, NULL, none), RBPF_E_INVALID_ARGUMENT);
+    CHECK(strstr(rbpf_last_error(), "ring buffer") != NULL);
+    CHECK_RC(rbpf_map_delete(events, NULL), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_map_next_key(events, NULL, none), RBPF_E_INVALID_ARGUMENT);
+    CHECK_RC(rbpf_map_update(events, NULL, none, RBPF_ANY), RBPF_E_INVALID_ARGUMENT);
     rbpf_vm_destroy(vm);
 
     /* Tail calls through a program array. */

@@ -455,6 +455,9 @@ class Maps(unittest.TestCase):
             records = []
             self.assertEqual(vm.get_map("events").consume(records.append), 2)
             self.assertEqual(records, [bytes(range(1, 9)), bytes(range(2, 10))])
+            with self.assertRaises(rbpf.InvalidArgumentError) as cm:
+                vm.get_map("events")[b""]  # a ring buffer has no keys
+            self.assertIn("ring buffer", str(cm.exception))
             self.assertEqual(vm.get_map("last_byte")[1], (2).to_bytes(8, "little"))
         jumps = rbpf.Map(rbpf.MAP_PROG_ARRAY, 4, 4, 2)
         with rbpf.RawVm("mov r6, r1\nldxb r3, [r6]\nlddw r2, map 0\nmov r1, r6\ncall bpf_tail_call\nmov r0, 7\nexit") as caller, \
