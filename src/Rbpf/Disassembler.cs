@@ -114,7 +114,8 @@ public static class Disassembler
         for (int pc = 0; pc < insns.Length; pc++)
         {
             var insn = insns[pc];
-            if (insn.Opcode == Isa.Lddw && pc + 1 < insns.Length)
+            // An lddw into a register the assembler has no name for (r11-r15) is two .quad slots.
+            if (insn.Opcode == Isa.Lddw && pc + 1 < insns.Length && insn.Dst <= 10)
             {
                 var next = insns[pc + 1];
                 ulong value = (uint)insn.Imm | ((ulong)(uint)next.Imm << 32);

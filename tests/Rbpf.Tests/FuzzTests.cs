@@ -147,6 +147,25 @@ public class FuzzFoundTests
     }
 
     [Theory]
+    [InlineData("180c00001800000000000000000000009500000000000000", ".quad 0x0000001800000c18")] // lddw r12, 0x18
+    [InlineData("181f0000030000000000000000000000", ".quad 0x0000000300001f18")]                   // lddw r15, map 3
+    [InlineData("180b0000ffffffff00000000ffffffff", ".quad 0xffffffff00000b18")]                   // lddw r11, -1
+    public void LddwIntoRegistersPastR10RoundTripsAsQuads(string hex, string firstLine)
+    {
+        // Found by a 20-minute campaign of the disasm target (2026-11-30): the disassembler wrote
+        // "lddw r12, 0x18", which the assembler refuses; such a slot now becomes .quad lines.
+        var prog = Convert.FromHexString(hex);
+        foreach (var syntax in new[] { AsmSyntax.Rbpf, AsmSyntax.Llvm })
+            foreach (bool labels in new[] { false, true })
+            {
+                var text = Disassembler.Disassemble(prog, syntax, labels);
+                Assert.Equal(prog, Assembler.Assemble(text));
+                Assert.Equal(firstLine, text.Split('\n')[0]);
+            }
+        Assert.Null(Record.Exception(() => Rbpf.Fuzz.Targets.Disassemble(prog)));
+    }
+
+    [Theory]
     [InlineData("call local 0x100000000\nexit")]
     [InlineData("gotol 0x100000000\nexit")]
     [InlineData("ja32 0x80000000\nexit")]
