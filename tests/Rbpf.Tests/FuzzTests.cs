@@ -146,6 +146,21 @@ public class FuzzFoundTests
         Assert.Null(exception);
     }
 
+    [Fact]
+    public void ElfProgramsComputingWithDataAddressesAreNotComparedAcrossCopies()
+    {
+        // Found by a 20-minute campaign of the elf target (2026-11-30): a program returning
+        // value + 1000000 * &data gave different results on the two copies of the object the
+        // target runs (each has its data elsewhere). The target now runs the interpreter on a
+        // third copy and compares only what does not move with the data.
+        var elf = File.ReadAllBytes(Path.Combine(TestPaths.RepoRoot, "tests", "fuzz-found", "elf-address-times-constant.o"));
+        var a = EbpfVm.CreateFromElf(VmKind.Raw, elf);
+        var b = EbpfVm.CreateFromElf(VmKind.Raw, elf);
+        var input = new byte[64];
+        Assert.NotEqual(a.Execute(input), b.Execute(input)); // the result does depend on where the data is
+        Assert.Null(Record.Exception(() => Rbpf.Fuzz.Targets.Elf(elf)));
+    }
+
     [Theory]
     [InlineData("180c00001800000000000000000000009500000000000000", ".quad 0x0000001800000c18")] // lddw r12, 0x18
     [InlineData("181f0000030000000000000000000000", ".quad 0x0000000300001f18")]                   // lddw r15, map 3
