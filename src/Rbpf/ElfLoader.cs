@@ -88,6 +88,22 @@ public static class ElfLoader
 
     private static RbpfException Bad(string message) => new(RbpfErrorCode.ElfError, "ELF: " + message);
 
+    /// <summary>A section without bytes in the file (.bss) takes no more than this: its size is only a
+    /// number in the header, and a damaged or hostile object must not make the loader allocate gigabytes.</summary>
+    public const ulong MaxNoBitsSize = 64UL << 20;
+
+    private static void CheckNoBits(Section s)
+    {
+        if (s.Size > MaxNoBitsSize)
+            throw Bad($"section '{s.Name}' claims {s.Size} bytes of zeroes (SHT_NOBITS); more than {MaxNoBitsSize >> 20} MiB is refused");
+    }
+
+    private static byte[] Zeroes(Section s)
+    {
+        CheckNoBits(s);
+        return new byte[s.Size];
+    }
+
     /// <summary>Loads and links a program; <paramref name="helperByName"/> resolves calls to undefined functions.</summary>
     public static ElfProgram Load(ReadOnlySpan<byte> elf, string? sectionOrFunction = null, Func<string, uint?>? helperByName = null,
         DataRelocator? relocateData = null)
@@ -155,7 +171,7 @@ public static class ElfLoader
             }
             else
             {
-                var bytes = s.Type == SHT_NOBITS ? new byte[s.Size] : file.AsSpan((int)s.Offset, (int)s.Size).ToArray();
+                var bytes = s.Type == SHT_NOBITS ? Zeroes(s) : file.AsSpan((int)s.Offset, (int)s.Size).ToArray();
                 found = Maps.ElfMaps.FromLegacy(bytes, symbols.Where(y => y.SectionIndex == s.Index && y.Type != STT_SECTION && y.Name.Length > 0)
                     .Select(y => (y.Name, y.Value)), mapList.Count);
             }
@@ -173,7 +189,7 @@ public static class ElfLoader
                                                   && (s.Type == SHT_PROGBITS || s.Type == SHT_NOBITS) && s.Size > 0
                                                   && !mapSections.ContainsKey(s.Index)))
             {
-                if (s.Size > int.MaxValue) throw Bad($"section '{s.Name}' is too large");
+                if (s.Type == SHT_NOBITS) CheckNoBits(s);
                 nint block;
                 unsafe
                 {
@@ -253,7 +269,7 @@ public static class ElfLoader
                 if (relocateData != null && sym.SectionIndex != SHN_UNDEF && sym.SectionIndex < sections.Count)
                 {
                     var symSection = sections[sym.SectionIndex];
-                    var bytes = symSection.Type == SHT_NOBITS ? new byte[symSection.Size] : file.AsSpan((int)symSection.Offset, (int)symSection.Size).ToArray();
+                    var bytes = symSection.Type == SHT_NOBITS ? Zeroes(symSection) : file.AsSpan((int)symSection.Offset, (int)symSection.Size).ToArray();
                     PatchLddw(program, at, insn.Dst, relocateData(bytes, sym.Name, sym.Value, sym.Size));
                     return;
                 }

@@ -217,6 +217,39 @@ public class FuzzFoundTests
         Assert.Contains("null section", Assert.Throws<RbpfException>(() => EbpfVm.CreateFromElf(VmKind.Raw, names)).Message);
     }
 
+    [Theory]
+    [InlineData("legacy_maps.o", "maps")]
+    [InlineData("counters.o", ".bss")]
+    [InlineData("rodata.o", ".rodata")]
+    public void ASectionOfZeroesClaimingGigabytesIsAnElfError(string file, string section)
+    {
+        // Found by a 20-minute campaign of the elf target (2026-11-30): a legacy "maps" section
+        // turned SHT_NOBITS with a size past 2^31 threw OverflowException; a .bss of 2 GiB was
+        // allocated. Sections of zeroes are now limited to ElfLoader.MaxNoBitsSize.
+        var elf = File.ReadAllBytes(Path.Combine(TestPaths.RepoRoot, "tests", "elf", file));
+        ulong shoff = BitConverter.ToUInt64(elf, 40);
+        int shnum = BitConverter.ToUInt16(elf, 60), shstrndx = BitConverter.ToUInt16(elf, 62);
+        int names = (int)BitConverter.ToUInt64(elf, (int)shoff + shstrndx * 64 + 24);
+        int header = -1;
+        for (int i = 0; i < shnum; i++)
+        {
+            int h = (int)shoff + i * 64, n = names + BitConverter.ToInt32(elf, h);
+            if (System.Text.Encoding.ASCII.GetString(elf, n, section.Length) == section && elf[n + section.Length] == 0) header = h;
+        }
+        Assert.True(header >= 0, $"{file} has no section {section}");
+        foreach (ulong size in new[] { 1UL << 40, (ElfLoader.MaxNoBitsSize) + 1 })
+        {
+            var copy = (byte[])elf.Clone();
+            BitConverter.GetBytes(8u).CopyTo(copy, header + 4);     // SHT_NOBITS
+            BitConverter.GetBytes(size).CopyTo(copy, header + 32);  // sh_size
+            var e = Assert.Throws<RbpfException>(() => EbpfVm.CreateFromElf(VmKind.Raw, copy));
+            Assert.Equal(RbpfErrorCode.ElfError, e.Code);
+            Assert.Contains("MiB is refused", e.Message);
+        }
+        var found = File.ReadAllBytes(Path.Combine(TestPaths.RepoRoot, "tests", "fuzz-found", "elf-huge-nobits-maps.o"));
+        Assert.Null(Record.Exception(() => Rbpf.Fuzz.Targets.Elf(found)));
+    }
+
     [Fact]
     public void AnLdindOffsetThatWrapsIsOutsideThePacketInBothEngines()
     {
