@@ -5,6 +5,9 @@
 #                                   ends with "tests: N passed, N failed"
 #   ./build.sh install --prefix DIR install header, library, CMake and pkg-config files into DIR
 #   ./build.sh uninstall --prefix DIR removes what install put there
+#   ./build.sh sanitize             the C parts and the C tests under AddressSanitizer and UBSan (part of test)
+#   ./build.sh fuzz TARGET [--time 10m]  a coverage-guided fuzzing campaign (docs/reliability.md)
+#   ./build.sh valgrind             the C test programs under valgrind memcheck (on demand)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -223,6 +226,15 @@ run_c() {
     count_suite ubpf "$bdir/test_ubpf"
     # Eight threads changing, running, compiling and destroying shared VMs at once.
     count_suite stress "$bdir/test_stress"
+    # Random sequences of C ABI calls checked against a model of each VM, and the kept corpus.
+    count_suite capi "$bdir/fuzz_capi" --random 3000
+    if [ -f "$ROOT/fuzz/corpus/capi.tar.gz" ]; then
+        rm -rf "$bdir/capi-corpus" && mkdir -p "$bdir/capi-corpus" && tar -xzf "$ROOT/fuzz/corpus/capi.tar.gz" -C "$bdir/capi-corpus"
+        count_suite capi "$bdir/fuzz_capi" "$bdir"/capi-corpus/*
+    else
+        echo "C: fuzz/corpus/capi.tar.gz is missing" >&2
+        FAILED=$((FAILED + 1))
+    fi
     # Classic BPF filters compiled by libpcap, against libpcap's own bpf_filter.
     if [ -x "$bdir/test_cbpf_pcap" ]; then
         count_suite cbpf "$bdir/test_cbpf_pcap"
@@ -344,6 +356,97 @@ run_arm64() {
     done
 }
 
+# Whether gcc can build with AddressSanitizer and UBSan here (x86-64 Linux; gcc brings libasan).
+can_sanitize() {
+    [ "$RID" = linux-x64 ] || return 1
+    local asan
+    asan=$(gcc -print-file-name=libasan.so 2>/dev/null) || return 1
+    [ "${asan#/}" != "$asan" ] && [ -e "$asan" ]
+}
+
+# The library with its C parts (fastcall.c, interrupt.c, maps.c) built by gcc with
+# AddressSanitizer and UndefinedBehaviorSanitizer, and the C tests built likewise against it, run:
+# any invalid memory access or undefined behaviour there aborts the test program.
+# (LeakSanitizer is off: the .NET runtime keeps what it allocates for the life of the process, and
+# its heap, which LeakSanitizer does not scan, holds pointers to native memory.)
+run_sanitize() {
+    echo "==> AddressSanitizer and UndefinedBehaviorSanitizer (the library's C parts and the C tests)"
+    if ! can_sanitize; then
+        echo "notice: gcc cannot build with AddressSanitizer here (x86-64 Linux with libasan only): skipped"
+        SKIPPED=$((SKIPPED + 1))
+        return
+    fi
+    local dir="$OUT/sanitize" log
+    rm -rf "$dir"
+    mkdir -p "$dir/lib" "$dir/c"
+    log=$(mktemp)
+    if ! dotnet publish "$ROOT/src/Rbpf.Native" -c "$CONFIG" -r "$RID" -nologo -v quiet -clp:ErrorsOnly -p:RbpfSanitize=true \
+            -p:IntermediateOutputPath="$dir/obj/" -o "$dir/publish" >"$log" 2>&1; then
+        echo "sanitize: the library did not build" >&2
+        tail -n 30 "$log" >&2
+        rm -f "$log"
+        FAILED=$((FAILED + 1))
+        return
+    fi
+    rm -f "$log"
+    cp "$dir/publish/$LIBNAME" "$dir/lib/" && ln -sf librbpf.so "$dir/lib/librbpf.so.0"
+    # The library's C parts really are instrumented (they call into the sanitizers' runtimes).
+    if nm -D "$dir/lib/$LIBNAME" | grep -q " U __asan_report_" && nm -D "$dir/lib/$LIBNAME" | grep -q " U __ubsan_handle_"; then
+        PASSED=$((PASSED + 1))
+    else
+        echo "sanitize: $dir/lib/$LIBNAME has no AddressSanitizer or UBSan instrumentation" >&2
+        FAILED=$((FAILED + 1))
+    fi
+    local san=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1 -Wall -Wextra -Werror
+               -I"$ROOT/include" -DRBPF_TEST_ELF_DIR="\"$ROOT/tests/elf\"")
+    local link=(-L"$dir/lib" -lrbpf -Wl,-rpath,"$dir/lib")
+    local t=bindings/c/tests
+    if ! { gcc -std=gnu99 "${san[@]}" "$ROOT/$t/test_rbpf.c" "$ROOT/$t/elf_native.c" -o "$dir/c/test_rbpf" "${link[@]}" -lpthread &&
+           gcc -std=gnu99 "${san[@]}" "$ROOT/$t/test_ubpf.c" -o "$dir/c/test_ubpf" "${link[@]}" &&
+           gcc -std=gnu11 "${san[@]}" "$ROOT/$t/test_stress.c" -o "$dir/c/test_stress" "${link[@]}" -lpthread &&
+           gcc -std=gnu99 "${san[@]}" "$ROOT/$t/fuzz_capi.c" -o "$dir/c/fuzz_capi" "${link[@]}"; }; then
+        echo "sanitize: the C tests did not build" >&2
+        FAILED=$((FAILED + 1))
+        return
+    fi
+    export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+    count_suite c "$dir/c/test_rbpf"
+    count_suite ubpf "$dir/c/test_ubpf"
+    count_suite stress "$dir/c/test_stress"
+    count_suite capi "$dir/c/fuzz_capi" --random 1000 2
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+}
+
+# The C test programs under valgrind's memcheck (on demand, about three minutes): any invalid read or
+# write, or a branch on uninitialised memory, in the library, its generated code or the tests fails
+# the run. Compiled code lives in pages of its own there (RBPF_JIT_SEPARATE_PAGES: valgrind does not
+# see code written through the code arena's second mapping), and valgrind re-reads code it has
+# translated (--smc-check=all), as the JIT rewrites memory that held other code.
+run_valgrind() {
+    if ! command -v valgrind >/dev/null 2>&1; then
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get install -y -qq valgrind >/dev/null
+    fi
+    [ -f "$OUT/lib/$LIBNAME" ] || build
+    local dir="$OUT/valgrind" t="$ROOT/bindings/c/tests"
+    mkdir -p "$dir"
+    local cc=(cc -std=gnu99 -O1 -g -I"$ROOT/include" -DRBPF_TEST_ELF_DIR="\"$ROOT/tests/elf\"")
+    local link=(-L"$OUT/lib" -lrbpf -Wl,-rpath,"$OUT/lib")
+    "${cc[@]}" "$t/test_rbpf.c" "$t/elf_native.c" -o "$dir/test_rbpf" "${link[@]}" -lpthread
+    "${cc[@]}" "$t/test_ubpf.c" -o "$dir/test_ubpf" "${link[@]}"
+    "${cc[@]}" "$t/fuzz_capi.c" -o "$dir/fuzz_capi" "${link[@]}"
+    # The first error ends the program, so its summary is missing and the suite counts as failed.
+    local vg=(valgrind --smc-check=all --exit-on-first-error=yes --error-exitcode=99 -q)
+    export RBPF_JIT_SEPARATE_PAGES=1
+    count_suite c "${vg[@]}" "$dir/test_rbpf"
+    count_suite ubpf "${vg[@]}" "$dir/test_ubpf"
+    count_suite capi "${vg[@]}" "$dir/fuzz_capi" --random 200
+    unset RBPF_JIT_SEPARATE_PAGES
+    echo "valgrind: $PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}
+
 run_python() {
     echo "==> Python (bindings/python)"
     local out summary ran failures errors skipped
@@ -374,6 +477,7 @@ run_tests() {
     fi
     run_xunit
     run_c
+    run_sanitize
     run_ubpf_suite
     run_arm64
     run_python
@@ -385,6 +489,34 @@ case "${1:-build}" in
     build) build ;;
     test) run_tests ;;
     setup) setup ;;
+    sanitize) build && run_sanitize && echo "sanitize: $PASSED passed, $FAILED failed" && [ "$FAILED" -eq 0 ] ;;
+    valgrind) run_valgrind ;;
+    fuzz)
+        shift
+        target="${1:-}"
+        case "$target" in
+            asm|disasm|elf|exec|cbpf|capture|kernel|capi) ;;
+            *) echo "usage: $0 fuzz TARGET [--time 10m]   targets: asm disasm elf exec cbpf capture kernel capi" >&2; exit 2 ;;
+        esac
+        shift
+        minutes=20
+        while [ $# -gt 0 ]; do
+            case "$1" in
+                --time) [ $# -ge 2 ] || { echo "--time needs a duration (30s, 10m, 2h)" >&2; exit 2; }; t="$2"; shift 2 ;;
+                --time=*) t="${1#--time=}"; shift ;;
+                *) echo "unknown option $1" >&2; exit 2 ;;
+            esac
+            case "$t" in
+                *h) minutes=$(( ${t%h} * 60 )) ;;
+                *m) minutes=${t%m} ;;
+                *s) minutes=$(( (${t%s} + 59) / 60 )) ;;
+                *) minutes=$t ;;
+            esac
+            [[ "$minutes" =~ ^[0-9]+$ ]] && [ "$minutes" -gt 0 ] || { echo "bad duration '$t' (30s, 10m, 2h)" >&2; exit 2; }
+        done
+        if [ "$target" = capi ] && [ ! -f "$OUT/lib/$LIBNAME" ]; then build; fi
+        exec "$ROOT/fuzz/run.sh" "$target" "$minutes"
+        ;;
     install|uninstall)
         action="$1"
         shift
@@ -407,5 +539,5 @@ case "${1:-build}" in
             uninstall_from "$(cd "$prefix" && pwd)"
         fi
         ;;
-    *) echo "usage: $0 [build|test|setup|install --prefix DIR|uninstall --prefix DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [build|test|setup|sanitize|valgrind|fuzz TARGET [--time 10m]|install --prefix DIR|uninstall --prefix DIR]" >&2; exit 2 ;;
 esac
