@@ -65,6 +65,13 @@ static uint8_t u8(void) { return in_pos < in_len ? in[in_pos++] : 0; }
 static uint32_t u32(void) { uint32_t v = u8(); v |= (uint32_t)u8() << 8; v |= (uint32_t)u8() << 16; return v | (uint32_t)u8() << 24; }
 static uint64_t u64(void) { uint64_t v = u32(); return v | (uint64_t)u32() << 32; }
 
+/* Out of line: inlined into a caller with a fixed-size array, gcc -O3 warns that its vectorised
+ * loop may write past the array, though n never exceeds it. */
+__attribute__((noinline)) static void fill(uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) p[i] = u8();
+}
+
 static void fail(const char *what, int rc)
 {
     bad[kind]++;
@@ -125,7 +132,7 @@ static const uint8_t *pick_program(size_t *len, int *which, uint8_t *raw, size_t
     if (c == 7 || c == 8) {
         size_t n = (size_t)(u8() % 9) * 8 + (c == 8 ? u8() % 8 : 0);
         if (n > raw_cap) n = raw_cap;
-        for (size_t i = 0; i < n; i++) raw[i] = u8();
+        fill(raw, n);
         *which = P_RAW; *len = n;
         if (trace) { fprintf(stderr, "    bytes"); for (size_t i = 0; i < n; i++) fprintf(stderr, " %02x", raw[i]); fprintf(stderr, "\n"); }
         return raw;
@@ -359,7 +366,7 @@ static void op_bytes(void)
 {
     uint8_t c = u8() % 5, raw[128];
     size_t n = u8() % sizeof raw;
-    for (size_t i = 0; i < n; i++) raw[i] = u8();
+    fill(raw, n);
     char *text = NULL;
     uint8_t *out = NULL;
     size_t out_len = 0;
