@@ -33,6 +33,19 @@ public sealed unsafe class RingBufferMap : BpfMap
     /// <inheritdoc/>
     public override int Count => 0;
 
+    /// <summary>Empties the buffer and starts it again at offset 0, as when it was made (for the
+    /// fuzzing targets, which run one program twice from the same state; not while programs run).</summary>
+    internal void Reset()
+    {
+        lock (_producers)
+            lock (_consumers)
+            {
+                new Span<byte>(_data, (int)_size).Clear();
+                Volatile.Write(ref _producer, 0);
+                Volatile.Write(ref _consumer, 0);
+            }
+    }
+
     /// <summary>The word that marks a real record header at byte <paramref name="offset"/>.</summary>
     private static uint Check(ulong offset) => (uint)offset ^ 0x5bf5_ab1e;
 
