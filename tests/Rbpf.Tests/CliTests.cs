@@ -65,7 +65,11 @@ public class CliTests
         string? path = CliPath();
         Skip.If(path == null, "the rbpf command is not built (run ./build.sh): CLI tests skipped");
         string prog = Temp("runaway.s", Encoding.ASCII.GetBytes("mov r0, 0\nloop:\nadd r0, 1\njne r0, 0, loop\nexit\n"));
-        var psi = new ProcessStartInfo(path!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // Through env --default-signal=INT: a test run started in the background of a script
+        // inherits SIGINT ignored, which the library then leaves alone (docs/c-api.md).
+        var psi = new ProcessStartInfo("env") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add("--default-signal=INT");
+        psi.ArgumentList.Add(path!);
         foreach (var a in jit ? new[] { "run", "--jit", prog } : new[] { "run", prog }) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var err = p.StandardError.ReadToEndAsync();

@@ -759,8 +759,11 @@ class Interrupts(unittest.TestCase):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.path.dirname(os.path.dirname(rbpf.__file__)), env.get("PYTHONPATH")] if p)
         for mode in ("interp", "jit", "helper", "many"):
+            # SIGINT at its default in the child: a test run started in the background of a script
+            # inherits it ignored, and Python then leaves it so (no KeyboardInterrupt).
             child = subprocess.Popen([sys.executable, "-c", CHILD, mode], env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
             try:
                 self.assertEqual(child.stdout.readline().strip(), "running")
                 time.sleep(0.2)  # well inside the run
