@@ -51,6 +51,12 @@ public static class Seeds
             {
                 var packets = new[] { new CapturedPacket(new byte[60], 60, 1), new CapturedPacket(new byte[14], 100, 2) };
                 yield return ("two.pcap", Capture.WritePcap(packets));
+                yield return ("two.pcapng", Pcapng(new byte[60], new byte[14]));
+                // The other pcap flavours: microseconds, and both in big-endian byte order.
+                var micro = Capture.WritePcap(packets);
+                BitConverter.GetBytes(0xa1b2c3d4u).CopyTo(micro, 0);
+                yield return ("micro.pcap", micro);
+                yield return ("big-endian.pcap", BigEndianPcap(new byte[60], new byte[14]));
                 break;
             }
             case "kernel":
@@ -59,5 +65,60 @@ public static class Seeds
                 yield return ("socket.bin", new byte[] { 2 }.Concat(Assembler.Assemble("ldabsh 12\nldxw r2, [r1+0]\nadd r0, r2\nexit")).ToArray());
                 break;
         }
+    }
+
+    /// <summary>A pcapng file as Wireshark writes one: section header, interface (microseconds),
+    /// enhanced packets (little-endian). The capture tests use it too.</summary>
+    public static byte[] Pcapng(params byte[][] packets)
+    {
+        var ms = new MemoryStream();
+        void Block(uint type, byte[] body)
+        {
+            int padded = (body.Length + 3) & ~3;
+            uint total = (uint)(12 + padded);
+            ms.Write(BitConverter.GetBytes(type));
+            ms.Write(BitConverter.GetBytes(total));
+            ms.Write(body);
+            ms.Write(new byte[padded - body.Length]);
+            ms.Write(BitConverter.GetBytes(total));
+        }
+        var shb = new byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(shb, 0x1A2B3C4D);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(shb.AsSpan(4), 1);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(shb.AsSpan(8), -1);
+        Block(0x0A0D0D0A, shb);
+        var idb = new byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(idb, 1);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(idb.AsSpan(4), 65535);
+        Block(1, idb);
+        ulong ts = 1_700_000_000_000_000;
+        foreach (var p in packets)
+        {
+            var epb = new byte[20 + p.Length];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(epb.AsSpan(4), (uint)(ts >> 32));
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(epb.AsSpan(8), (uint)ts);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(epb.AsSpan(12), (uint)p.Length);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(epb.AsSpan(16), (uint)p.Length);
+            p.CopyTo(epb, 20);
+            Block(6, epb);
+            ts += 1;
+        }
+        return ms.ToArray();
+    }
+
+    /// <summary>A classic pcap file in big-endian byte order (microseconds, Ethernet).</summary>
+    private static byte[] BigEndianPcap(params byte[][] packets)
+    {
+        var ms = new MemoryStream();
+        void U32(uint v) { var b = new byte[4]; System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(b, v); ms.Write(b); }
+        void U16(ushort v) { var b = new byte[2]; System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(b, v); ms.Write(b); }
+        U32(0xa1b2c3d4); U16(2); U16(4); U32(0); U32(0); U32(65535); U32(1);
+        uint second = 1_700_000_000;
+        foreach (var p in packets)
+        {
+            U32(second++); U32(500); U32((uint)p.Length); U32((uint)p.Length);
+            ms.Write(p);
+        }
+        return ms.ToArray();
     }
 }
