@@ -1125,6 +1125,10 @@ static void test_maps(void)
     CHECK_RC(rbpf_vm_bind_map(thread_vm, 0, counts), RBPF_OK);
     CHECK_RC(rbpf_vm_jit_compile(thread_vm), RBPF_OK);
     thread_errors = 0;
+    /* The shared key exists first: two threads missing it at once would both try to create it
+     * (BPF_NOEXIST), and the program counts the loser's run as a failed update, not a count. */
+    k = 999; v = 0;
+    CHECK_RC(rbpf_map_update(counts, &k, &v, RBPF_NOEXIST), RBPF_OK);
     pthread_t threads[4];
     for (uintptr_t t = 0; t < 4; t++) pthread_create(&threads[t], NULL, count_in_map, (void *)(t + 1));
     for (int t = 0; t < 4; t++) pthread_join(threads[t], NULL);
