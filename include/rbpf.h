@@ -307,7 +307,10 @@ typedef struct rbpf_buffer {
  * rbpf_vm_execute_jit) would with that buffer as mem and no mbuff, writing each r0 into
  * results[i]: one call for many packets, for callers that pay for each crossing (Python). Stops at
  * the first run that fails and returns its error; *done (when not NULL) is the number of runs that
- * succeeded before it (all `count` on success).
+ * succeeded before it (all `count` on success). With RBPF_BATCH_JIT on x86-64 (System V) the
+ * compiled code loops over the buffers itself, paying its entry once per batch rather than once per
+ * buffer; each run still starts from fresh registers and a zeroed stack, with its own instruction
+ * limit, and an interrupt (rbpf_vm_interrupt) also stops the batch between runs.
  */
 RBPF_API int rbpf_vm_execute_batch(rbpf_vm *vm, const rbpf_buffer *buffers, size_t count, uint32_t flags,
                                    uint64_t *results, size_t *done);

@@ -387,35 +387,44 @@ internal static unsafe class Exports
     private static int RunEach(EbpfVm v, Buffer* buffers, nuint count, bool jit, ulong* results, ulong* counts, nuint ncounts, nuint* done,
         byte* packed, nuint* lengths)
     {
-            var observer = default(NoObserver);
-            byte* next = packed;
-            for (nuint k = 0; k < count; k++)
+        if (jit)
+        {
+            // The compiled code runs the whole batch in one call (see EbpfVm.RunJitBatch).
+            var batch = new Rbpf.Jit.JitBatch
             {
-                byte* mem;
-                nuint length;
-                if (buffers != null)
-                {
-                    mem = buffers[k].Data;
-                    length = buffers[k].Length;
-                }
-                else
-                {
-                    mem = next;
-                    length = lengths[k];
-                    if (mem == null && length != 0) return LastError.Set(RbpfErrorCode.InvalidArgument, "data is NULL");
-                    next += length;
-                }
-                ulong r0;
-                RbpfException? error;
-                if (jit) v.TryExecuteJit(mem, length, null, 0, out r0, out error);
-                else error = v.RunInterpreter(mem, length, null, 0, null, 0, ref observer, out r0);
-                if (error != null)
-                    return LastError.Set(error.Code, $"buffer {k}: {Interrupts.Describe(v, error)}");
-                if (results != null) results[k] = r0;
-                else counts[r0 < ncounts ? r0 : ncounts - 1]++;
-                if (done != null) *done = k + 1;
+                Buffers = (ulong*)buffers, Packed = packed, Lengths = lengths, Count = count,
+                Results = counts == null ? results : null, Counts = counts, NCounts = ncounts,
+            };
+            var failure = v.RunJitBatch(&batch);
+            if (done != null) *done = batch.Done;
+            return failure == null ? 0 : LastError.Set(failure.Code, $"buffer {batch.Done}: {Interrupts.Describe(v, failure)}");
+        }
+        var observer = default(NoObserver);
+        byte* next = packed;
+        for (nuint k = 0; k < count; k++)
+        {
+            byte* mem;
+            nuint length;
+            if (buffers != null)
+            {
+                mem = buffers[k].Data;
+                length = buffers[k].Length;
             }
-            return 0;
+            else
+            {
+                mem = next;
+                length = lengths[k];
+                if (mem == null && length != 0) return LastError.Set(RbpfErrorCode.InvalidArgument, "data is NULL");
+                next += length;
+            }
+            var error = v.RunInterpreter(mem, length, null, 0, null, 0, ref observer, out ulong r0);
+            if (error != null)
+                return LastError.Set(error.Code, $"buffer {k}: {Interrupts.Describe(v, error)}");
+            if (results != null) results[k] = r0;
+            else counts[r0 < ncounts ? r0 : ncounts - 1]++;
+            if (done != null) *done = k + 1;
+        }
+        return 0;
     }
 
     /// <summary>Everything else, with a message for each bad argument.</summary>

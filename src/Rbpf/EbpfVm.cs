@@ -535,6 +535,9 @@ public sealed class EbpfVm : IDisposable
         }
     }
 
+    /// <summary>Whether the compiled code runs a batch in one call (x86-64, System V; see <see cref="RunJitBatch"/>).</summary>
+    internal unsafe bool JitRunsBatchesInCode => _jit is { } jit && jit.BatchEntry != null;
+
     /// <summary>Size in bytes of the generated code, or 0.</summary>
     public int JitCodeSize => _jit?.Code.Length ?? 0;
 
@@ -934,6 +937,73 @@ public sealed class EbpfVm : IDisposable
     {
         var error = RunJitOnce(mem, memLength, mbuff, mbuffLength, userStack, userStackLength, out result);
         return error == null ? null : Maps.TailCalls.Follow(error, jit: true, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref result);
+    }
+
+    /// <summary>
+    /// Runs the JIT-compiled program once per input of <paramref name="batch"/> (no metadata buffer,
+    /// the VM's own stack), storing or counting each r0 as the batch says; stops at the first run
+    /// that fails and returns its error, with <see cref="JitBatch.Done"/> at that input's index.
+    /// On x86-64 (System V) the whole batch is one call into the code, which pays its entry once;
+    /// tail calls are followed here, between calls.
+    /// </summary>
+    internal unsafe RbpfException? RunJitBatch(JitBatch* batch)
+    {
+        var jit = _jit;
+        if (batch->Done >= batch->Count) return null;
+        if (jit == null) return new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled: compile it first (JitCompile, rbpf_vm_jit_compile, jit_compile())");
+        var elf = _elf;
+        try
+        {
+            while (batch->Done < batch->Count)
+            {
+                nuint k = batch->Done;
+                byte* mem;
+                nuint length;
+                RbpfException? error;
+                ulong r0 = 0;
+                if (jit.BatchEntry != null)
+                {
+                    if (jit.RunBatch(batch) == 0) return null;
+                    error = JitRuntime.TakeFailure() ?? new RbpfException(RbpfErrorCode.Internal, "JIT-compiled batch failed without an error");
+                    k = batch->Done;
+                    if (batch->Buffers != null)
+                    {
+                        mem = (byte*)batch->Buffers[2 * k];
+                        length = (nuint)batch->Buffers[2 * k + 1];
+                    }
+                    else
+                    {
+                        length = batch->Lengths[k];
+                        mem = batch->Packed - length; // the code had taken this input
+                    }
+                    error = Maps.TailCalls.Follow(error, jit: true, mem, length, null, 0, null, 0, ref r0);
+                }
+                else
+                {
+                    if (batch->Buffers != null)
+                    {
+                        mem = (byte*)batch->Buffers[2 * k];
+                        length = (nuint)batch->Buffers[2 * k + 1];
+                    }
+                    else
+                    {
+                        length = batch->Lengths[k];
+                        mem = batch->Packed;
+                        batch->Packed += length;
+                    }
+                    error = RunJit(mem, length, null, 0, null, 0, out r0);
+                }
+                if (error != null) return error;
+                if (batch->Results != null) batch->Results[k] = r0;
+                else batch->Counts[r0 < batch->NCounts ? r0 : batch->NCounts - 1]++;
+                batch->Done = k + 1;
+            }
+            return null;
+        }
+        finally
+        {
+            GC.KeepAlive(elf);
+        }
     }
 
     /// <summary>One JIT-compiled run, without following a tail call it ends with.</summary>

@@ -138,8 +138,8 @@ public class X64EncoderTests
     [Fact]
     public void ArithmeticMatchesIced()
     {
-        var mineRR64 = new Action<X64Assembler, Gpr64, Gpr64>[] { (a, d, s) => a.add(d, s), (a, d, s) => a.or(d, s), (a, d, s) => a.and(d, s), (a, d, s) => a.sub(d, s), (a, d, s) => a.xor(d, s), (a, d, s) => a.cmp(d, s), (a, d, s) => a.test(d, s), (a, d, s) => a.mov(d, s), (a, d, s) => a.imul(d, s), (a, d, s) => a.cmovnz(d, s), (a, d, s) => a.cmovb(d, s) };
-        var icedRR64 = new Action<Iced.Intel.Assembler, AssemblerRegister64, AssemblerRegister64>[] { (a, d, s) => a.add(d, s), (a, d, s) => a.or(d, s), (a, d, s) => a.and(d, s), (a, d, s) => a.sub(d, s), (a, d, s) => a.xor(d, s), (a, d, s) => a.cmp(d, s), (a, d, s) => a.test(d, s), (a, d, s) => a.mov(d, s), (a, d, s) => a.imul(d, s), (a, d, s) => a.cmovnz(d, s), (a, d, s) => a.cmovb(d, s) };
+        var mineRR64 = new Action<X64Assembler, Gpr64, Gpr64>[] { (a, d, s) => a.add(d, s), (a, d, s) => a.or(d, s), (a, d, s) => a.and(d, s), (a, d, s) => a.sub(d, s), (a, d, s) => a.xor(d, s), (a, d, s) => a.cmp(d, s), (a, d, s) => a.test(d, s), (a, d, s) => a.mov(d, s), (a, d, s) => a.imul(d, s), (a, d, s) => a.cmovnz(d, s), (a, d, s) => a.cmovb(d, s), (a, d, s) => a.cmova(d, s) };
+        var icedRR64 = new Action<Iced.Intel.Assembler, AssemblerRegister64, AssemblerRegister64>[] { (a, d, s) => a.add(d, s), (a, d, s) => a.or(d, s), (a, d, s) => a.and(d, s), (a, d, s) => a.sub(d, s), (a, d, s) => a.xor(d, s), (a, d, s) => a.cmp(d, s), (a, d, s) => a.test(d, s), (a, d, s) => a.mov(d, s), (a, d, s) => a.imul(d, s), (a, d, s) => a.cmovnz(d, s), (a, d, s) => a.cmovb(d, s), (a, d, s) => a.cmova(d, s) };
         var mineRR32 = new Action<X64Assembler, Gpr32, Gpr32>[] { (a, d, s) => a.add(d, s), (a, d, s) => a.or(d, s), (a, d, s) => a.and(d, s), (a, d, s) => a.sub(d, s), (a, d, s) => a.xor(d, s), (a, d, s) => a.cmp(d, s), (a, d, s) => a.test(d, s), (a, d, s) => a.mov(d, s), (a, d, s) => a.imul(d, s) };
         var icedRR32 = new Action<Iced.Intel.Assembler, AssemblerRegister32, AssemblerRegister32>[] { (a, d, s) => a.add(d, s), (a, d, s) => a.or(d, s), (a, d, s) => a.and(d, s), (a, d, s) => a.sub(d, s), (a, d, s) => a.xor(d, s), (a, d, s) => a.cmp(d, s), (a, d, s) => a.test(d, s), (a, d, s) => a.mov(d, s), (a, d, s) => a.imul(d, s) };
         for (int d = 0; d < 16; d++)
@@ -217,6 +217,7 @@ public class X64EncoderTests
             Same(a => a.neg(Mine64[r]), a => a.neg(Iced64[r]));
             Same(a => a.neg(Mine32[r]), a => a.neg(Iced32[r]));
             Same(a => a.dec(Mine64[r]), a => a.dec(Iced64[r]));
+            Same(a => a.inc(Mine64[r]), a => a.inc(Iced64[r]));
             Same(a => a.dec(Mine32[r]), a => a.dec(Iced32[r]));
             Same(a => a.bswap(Mine64[r]), a => a.bswap(Iced64[r]));
             Same(a => a.bswap(Mine32[r]), a => a.bswap(Iced32[r]));

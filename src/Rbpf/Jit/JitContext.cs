@@ -19,18 +19,19 @@ public enum JitArchitecture
 [StructLayout(LayoutKind.Explicit, Size = Size)]
 internal unsafe struct JitContext
 {
-    public const int Size = 192;
+    public const int Size = 208;
     public const int OffLink = 0, OffStackTop = 8, OffBudget = 16, OffResultPtr = 24, OffStatus = 32, OffDepth = 36,
         OffFaultPc = 40, OffFaultSize = 44, OffFaultAddress = 48, OffFaultKind = 56, OffHelperSlot = 60,
         OffPacketStart = 64, OffPacketBound = 72, OffStackStart = 104, OffStackBound = 112, OffPacketLength = 144,
-        OffMetaStart = 152, OffMetaLength = 160, OffCallXKey = 168, OffStackBottom = 176, OffInterruptEpoch = 184;
+        OffMetaStart = 152, OffMetaLength = 160, OffCallXKey = 168, OffStackBottom = 176, OffInterruptEpoch = 184,
+        OffBatch = 192;
 
     /// <summary>The program's <see cref="JitLink"/> (baked into its code).</summary>
     [FieldOffset(OffLink)] public JitLink* Link;
     [FieldOffset(OffStackTop)] public ulong StackTop;
     /// <summary>Instructions left; blocks subtract their length on entry and fail when it goes negative (x86-64; AArch64 code keeps it in x28).</summary>
     [FieldOffset(OffBudget)] public long Budget;
-    /// <summary>Where a successful run stores r0.</summary>
+    /// <summary>Where a successful run stores r0; NULL in a batch (<see cref="Batch"/>), whose loop takes r0.</summary>
     [FieldOffset(OffResultPtr)] public ulong* ResultPtr;
     /// <summary>0, or the error code a helper trampoline reports.</summary>
     [FieldOffset(OffStatus)] public int Status;
@@ -58,6 +59,8 @@ internal unsafe struct JitContext
     [FieldOffset(OffStackBottom)] public ulong StackBottom;
     /// <summary>The VM's interrupt word as the run began (<see cref="EbpfVm.Interrupt"/>).</summary>
     [FieldOffset(OffInterruptEpoch)] public uint InterruptEpoch;
+    /// <summary>The batch being run by the batch entry (<see cref="JitBatch"/>); unset for single runs.</summary>
+    [FieldOffset(OffBatch)] public JitBatch* Batch;
 
     /// <summary>Index into the bound arrays for an access of <paramref name="size"/> bytes.</summary>
     public static int BoundIndex(int size) => size switch { 1 => 0, 2 => 1, 4 => 2, _ => 3 };
@@ -76,6 +79,30 @@ internal struct JitLink
     public nint Program;
     /// <summary>The instruction limit as a starting budget (long.MaxValue: none).</summary>
     public long Budget;
+}
+
+/// <summary>
+/// A batch of runs for the x86-64 batch entry (<see cref="JitProgram.RunBatch"/>): the inputs, as
+/// <c>rbpf_buffer</c>s or packed back to back, and where each r0 goes (stored, or counted). The
+/// code advances <see cref="Done"/> (and <see cref="Packed"/>) as runs succeed, so after a failure
+/// <see cref="Done"/> is the index of the failed run.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct JitBatch
+{
+    public const int OffBuffers = 0, OffPacked = 8, OffLengths = 16, OffCount = 24, OffResults = 32, OffCounts = 40,
+        OffNCounts = 48, OffDone = 56;
+    /// <summary>(data, length) pairs, or NULL for packed inputs.</summary>
+    public ulong* Buffers;
+    /// <summary>The next packed input (advanced past each input as it is taken).</summary>
+    public byte* Packed;
+    public nuint* Lengths;
+    public nuint Count;
+    /// <summary>results[i] = r0 of input i; or NULL, and counts[min(r0, ncounts - 1)] += 1.</summary>
+    public ulong* Results;
+    public ulong* Counts;
+    public nuint NCounts;
+    public nuint Done;
 }
 
 /// <summary>What a managed caller passes besides the registers: its own stack, or a large fixed metadata buffer.</summary>

@@ -41,17 +41,18 @@ internal sealed unsafe class JitProgram : IDisposable
         var target = new JitTarget(kind, dataOffset, dataEndOffset, (nint)_link, layout.MaxFrames, layout.FullFrames,
             (nint)owner.InterruptWord, (nint)_mapTable, mapTableLength, (nint)_mapRegions, mapRegionCount, owner.KernelPacketLoads);
         FixedLength = target.FixedLength;
-        int mainEntry;
+        int mainEntry, batchEntry = -1;
         if (ExecutableMemory.IsArm64)
         {
             _arm64 = (options, unwindHelper, countInstructions, target, Random.Shared.Next());
             (Code, PcOffsets, mainEntry, _) = Arm64.A64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target, _arm64.Value.Seed);
         }
-        else (Code, PcOffsets, mainEntry) = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target);
+        else (Code, PcOffsets, mainEntry, batchEntry) = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target);
         _memory = ExecutableMemory.Create(Code);
         GC.SuppressFinalize(_memory); // released by this object's finalizer: one finalizable object per program, not two
         MainEntry = (delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, JitExtra*, int>)(_memory.Address + mainEntry);
         DirectEntry = (nint)_memory.Address;
+        if (batchEntry >= 0) BatchEntry = (delegate* unmanaged<JitBatch*, int>)(_memory.Address + batchEntry);
     }
 
     ~JitProgram()
@@ -86,6 +87,18 @@ internal sealed unsafe class JitProgram : IDisposable
 
     /// <summary><c>int run(void *mem, size_t mem_len, void *mbuff, size_t mbuff_len, uint64_t *result)</c>, for C.</summary>
     public nint DirectEntry { get; }
+
+    /// <summary><c>int batch(JitBatch *)</c>, or null when the code has no batch entry (AArch64, the Microsoft
+    /// convention, a fixed buffer the caller brings): then batches run one call at a time.</summary>
+    public delegate* unmanaged<JitBatch*, int> BatchEntry { get; }
+
+    /// <summary>Runs the code once per input of <paramref name="batch"/> in one call (see <see cref="JitBatch"/>).</summary>
+    public int RunBatch(JitBatch* batch)
+    {
+        int status = BatchEntry(batch);
+        GC.KeepAlive(this);
+        return status;
+    }
 
     /// <summary>Follows the VM's instruction limit (code counts only if compiled with a limit).</summary>
     public void SetInstructionLimit(ulong limit) =>

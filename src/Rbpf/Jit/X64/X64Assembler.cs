@@ -461,6 +461,7 @@ internal sealed class X64Assembler
     public void cmovnz(Gpr64 d, Gpr64 s) => OpRR(8, 0x0F45, d.N, s.N);
     public void cmovb(Gpr64 d, Gpr64 s) => OpRR(8, 0x0F42, d.N, s.N);
     public void cmovb(Gpr64 d, Mem m) => OpRM(8, 0x0F42, d.N, m);
+    public void cmova(Gpr64 d, Gpr64 s) => OpRR(8, 0x0F47, d.N, s.N);
 
     public void xchg(Mem m, Gpr64 s) => OpRM(8, 0x87, s.N, m);
     public void xchg(Mem m, Gpr32 s) => OpRM(4, 0x87, s.N, m);
@@ -500,6 +501,7 @@ internal sealed class X64Assembler
     public void dec(Mem m) => OpRM(SizeOf(m), 0xFF, 1, m);
     public void dec(Gpr32 d) => OpRR(4, 0xFF, 1, d.N);
     public void dec(Gpr64 d) => OpRR(8, 0xFF, 1, d.N);
+    public void inc(Gpr64 d) => OpRR(8, 0xFF, 0, d.N);
 
     public void bswap(Gpr32 d)
     {

@@ -40,6 +40,15 @@ internal sealed class X64Compiler
     private readonly List<(X64Label Label, Action Body)> _cold = t_cold ??= new(256);
     private static Random _blindKeys => Random.Shared; // seeded once per process, not per compile (a system call)
     private X64Label _errorExit, _exitWithResult, _ret, _leave;
+    /// <summary>Where each run's setup starts (<see cref="EmitRunSetup"/>), the batch loop's way in.</summary>
+    private X64Label _runSetup;
+    /// <summary>Whether to emit the batch entry (<see cref="EmitBatch"/>): System V only, and no caller-brought fixed buffer.</summary>
+    private readonly bool _batch;
+    private X64Label _batchEntry, _batchNext;
+    /// <summary>The batch loop's index register, when the program leaves one of r6-r9 unnamed; else the index lives in <see cref="JitBatch.Done"/> alone.</summary>
+    private Gpr64? _batchIndex;
+    /// <summary>The batch's array of inputs (or of lengths, for packed inputs) when a second register is free.</summary>
+    private Gpr64? _batchBase;
 
     private readonly bool _countInstructions;
 
@@ -58,6 +67,7 @@ internal sealed class X64Compiler
         _win64 = OperatingSystem.IsWindows() || options.Abi == JitAbi.Win64Emulated;
         _emulated = _win64 && !OperatingSystem.IsWindows();
         _countInstructions = countInstructions;
+        _batch = !_win64 && target.FixedLength <= JitTarget.InlineFixedLimit;
         _program = program;
         _helpers = helpers;
         _options = options;
@@ -66,8 +76,9 @@ internal sealed class X64Compiler
         for (int i = 0; i < _pcLabels.Length; i++) _pcLabels[i] = _a.CreateLabel();
     }
 
-    /// <summary>Machine code and, for each eBPF slot, the offset of its first byte (-1 for lddw tails).</summary>
-    public sealed record Output(byte[] Code, int[] PcOffsets, int MainEntry);
+    /// <summary>Machine code and, for each eBPF slot, the offset of its first byte (-1 for lddw tails);
+    /// the offsets of the main entry and of the batch entry (-1: none, see <see cref="EmitBatch"/>).</summary>
+    public sealed record Output(byte[] Code, int[] PcOffsets, int MainEntry, int BatchEntry);
 
     /// <summary>Compiles; with <paramref name="countInstructions"/> every basic block charges its length to the
     /// instruction budget on entry (a memory update per block, so it is left out when no limit is set).</summary>
@@ -90,6 +101,9 @@ internal sealed class X64Compiler
         _exitWithResult = _a.CreateLabel();
         _ret = _a.CreateLabel();
         _leave = _a.CreateLabel();
+        _runSetup = _a.CreateLabel();
+        _batchEntry = _a.CreateLabel();
+        _batchNext = _a.CreateLabel();
 
         EmitEntry();
 
@@ -125,6 +139,11 @@ internal sealed class X64Compiler
         // Exits; rsp comes back from r12 because an exit can come from inside local calls (unwind helper).
         Bind(ref _exitWithResult);
         _a.mov(r10, CtxQ(JitContext.OffResultPtr));
+        if (_batch)
+        {
+            _a.test(r10, r10); // NULL only in a batch: the single entries refuse a NULL result
+            _a.jz(_batchNext);
+        }
         _a.mov(__qword_ptr[r10], rax);
         _a.xor(eax, eax);
         Bind(ref _leave);
@@ -141,6 +160,7 @@ internal sealed class X64Compiler
         _a.jmp(_leave);
         Bind(ref _ret);
         _a.ret();
+        if (_batch) EmitBatch();
         for (int k = 0; k < _cold.Count; k++) // cold code may queue more cold code
         {
             var (label, body) = _cold[k];
@@ -153,13 +173,17 @@ internal sealed class X64Compiler
         for (int pc = 0; pc < code.Length; pc++)
             offsets[pc] = pc > 0 && code[pc - 1].Op == Op.Lddw ? -1 : _a.LabelOffset(_pcLabels[pc]);
         int main = _a.LabelOffset(_mainEntry);
+        int batch = _batch ? _a.LabelOffset(_batchEntry) : -1;
         if (_a.IsLarge(1 << 20)) t_assembler = null; // a thread keeps no large buffers
         if (_cold.Capacity > 16384) t_cold = null;
         _cold.Clear(); // the closures refer to this compiler
-        return new Output(bytes, offsets, main);
+        return new Output(bytes, offsets, main, batch);
     }
 
     private X64Label _mainEntry;
+    /// <summary>Whether the program makes local calls (without them, an exit always ends the run: depth is 0).</summary>
+    private bool _hasLocalCalls => _hasLocalCallsCache ??= _program.Code.Any(i => i.Op == Op.CallLocal);
+    private bool? _hasLocalCallsCache;
     /// <summary>The callee-saved registers the entry saves, in push order.</summary>
     private Gpr64[] _saved = Array.Empty<Gpr64>();
     private int _usedRegisters = -1;
@@ -291,11 +315,17 @@ internal sealed class X64Compiler
         var saved = new List<Gpr64> { rbp, r12 };
         for (int r = 6; r <= 9; r++)
             if (UsesRegister(r)) saved.Add(R64[r]);
+        // The batch loop keeps its index in the register of an eBPF register the program never
+        // names (callee-saved, so helpers and local calls keep it): saved by every entry, as they share the exit.
+        // A second one keeps the array of inputs (or of lengths) at hand.
+        var free = _batch ? new[] { 6, 7, 8, 9 }.Where(r => !UsesRegister(r)).Select(r => R64[r]).ToArray() : Array.Empty<Gpr64>();
+        if (free.Length >= 1) saved.Add((_batchIndex = free[0]).Value);
+        if (free.Length >= 2) saved.Add((_batchBase = free[1]).Value);
         _saved = saved.ToArray();
         // Entered with rsp = 8 (mod 16); after the pushes the frame must bring it to 0 (mod 16) to align r12.
         // The caller's stack or this frame's: one 512-byte frame when there are no local calls (and
         // frames are whole), else the stack for every call depth.
-        _stackSize = _target.FullFrames && !_program.Code.Any(i => i.Op == Op.CallLocal) ? Isa.StackFrameSize : Isa.StackSize;
+        _stackSize = _target.FullFrames && !_hasLocalCalls ? Isa.StackFrameSize : Isa.StackSize;
         _frameSize = JitContext.Size + fixedBytes + _stackSize + (_saved.Length % 2 == 0 ? 8 : 0);
         _mainEntry = _a.CreateLabel();
         if (_win64) EmitWin64Entries();
@@ -304,66 +334,22 @@ internal sealed class X64Compiler
             _a.xor(r9d, r9d);
             Bind(ref _mainEntry);
         }
-        foreach (var r in _saved) _a.push(r);
-        // Page by page, so a guard page below the thread's stack is always hit first (a frame under
-        // a page needs no probe, as compilers do).
-        if (_frameSize < 4096) _a.sub(rsp, _frameSize);
-        else
-            for (int left = _frameSize; left > 0; left -= 4096)
-            {
-                _a.sub(rsp, Math.Min(left, 4096));
-                _a.test(__dword_ptr[rsp], esp);
-            }
-        _a.mov(r12, rsp);
+        EmitPrologue(batch: false);
         _a.mov(CtxQ(JitContext.OffResultPtr), r8);
-        _a.mov(CtxQ(JitContext.OffPacketStart), rdi);
-        _a.mov(CtxQ(JitContext.OffPacketLength), rsi);
-        _a.mov(r10, (ulong)_target.Link);
-        _a.mov(CtxQ(JitContext.OffLink), r10);
-        if (_countInstructions)
-        {
-            _a.mov(r11, __qword_ptr[r10 + JitLink.OffBudget]);
-            _a.mov(CtxQ(JitContext.OffBudget), r11);
-        }
-        if (_options.Interruptible && Array.IndexOf(_program.PollPoints, true) >= 0)
-        {
-            // The interrupt word as the run begins: an interrupt is a change of it from here on.
-            _a.mov(r11, (long)_target.InterruptWord);
-            _a.mov(r11d, __dword_ptr[r11]);
-            _a.mov(CtxD(JitContext.OffInterruptEpoch), r11d);
-        }
-        _a.xor(r11d, r11d);
-        _a.mov(CtxQ(JitContext.OffStatus), r11); // Status and Depth
-
-        // Arguments: a result pointer; a NULL memory pointer only with a length of 0.
+        // Arguments a batch never passes: a result pointer, no metadata buffer pointer without one
+        // (and none at all for kinds without it). mem and mem_len are checked for each run.
         var badResult = _a.CreateLabel();
-        var badMem = _a.CreateLabel();
         var badMbuff = _a.CreateLabel();
-        var memOk = _a.CreateLabel();
         var mbuffOk = _a.CreateLabel();
         _a.test(r8, r8);
         _a.jz(badResult);
-        _a.test(rdi, rdi);
-        _a.jnz(memOk);
-        _a.test(rsi, rsi);
-        _a.jnz(badMem);
-        Bind(ref memOk);
         _a.test(rdx, rdx);
         _a.jnz(mbuffOk);
         _a.test(rcx, rcx);
         _a.jnz(badMbuff);
         Bind(ref mbuffOk);
         Cold(badResult, () => FailArgument(JitRuntime.BadResult));
-        Cold(badMem, () => FailArgument(JitRuntime.BadMem));
         Cold(badMbuff, () => FailArgument(JitRuntime.BadMbuff));
-        // Input a kind does not use is refused, not ignored.
-        if (_target.Kind == VmKind.NoData)
-        {
-            var unusedMem = _a.CreateLabel();
-            _a.test(rsi, rsi);
-            _a.jnz(unusedMem);
-            Cold(unusedMem, () => FailArgument(JitRuntime.UnusedMem));
-        }
         if (_target.Kind != VmKind.Mbuff)
         {
             var unusedMbuff = _a.CreateLabel();
@@ -371,21 +357,40 @@ internal sealed class X64Compiler
             _a.jnz(unusedMbuff);
             Cold(unusedMbuff, () => FailArgument(JitRuntime.UnusedMbuff));
         }
+        EmitCallSetup();
+        EmitRunSetup();
+    }
 
-        // Packet bounds per access size: len - size + 1, or 0 when it does not fit at all (only
-        // for programs that have checks or legacy packet loads to use them).
-        bool checks = _options.CheckedMemory && _program.Code.Any(NeedsCheck);
-        if ((_boundSizes & 1 << 1) != 0) _a.mov(CtxQ(JitContext.OffPacketBound), rsi);
-        foreach (int size in new[] { 2, 4, 8 })
+    /// <summary>
+    /// Whether the stack region stays as the entry set it for every run: whole frames and no local
+    /// calls (which lower the region's start and move r10); then a batch sets it up once.
+    /// </summary>
+    private bool StackFixedPerCall => _target.FullFrames && !_hasLocalCalls;
+
+    /// <summary>
+    /// The part of the setup that is the same for every run of a call (once per batch): the status,
+    /// the stack region when <see cref="StackFixedPerCall"/>, an empty metadata region for kinds
+    /// without one. Reads the <see cref="JitExtra"/>* in r9.
+    /// </summary>
+    private void EmitCallSetup()
+    {
+        _a.mov(CtxQ(JitContext.OffStatus), 0); // Status and Depth (an exit leaves the depth at 0 without local calls)
+        if (StackFixedPerCall) EmitStackSetup();
+        // Kinds without a metadata buffer get an empty region at 0: the runtime's slow checks list
+        // every region, so none may be left as stack garbage.
+        if (_target.Kind is VmKind.Raw or VmKind.NoData)
         {
-            if ((_boundSizes & 1 << size) == 0) continue;
-            _a.mov(r10, rsi);
-            _a.sub(r10, size - 1);
-            _a.cmovb(r10, r11);
-            _a.mov(CtxQ(JitContext.OffPacketBound + 8 * JitContext.BoundIndex(size)), r10);
+            _a.mov(CtxQ(JitContext.OffMetaStart), 0);
+            _a.mov(CtxQ(JitContext.OffMetaLength), 0);
         }
+    }
 
-        // The stack: the caller's, or the top of this frame.
+    /// <summary>The stack: the caller's (<see cref="JitExtra"/>* in r9), or the top of this frame. Clobbers r10 and r11.</summary>
+    private void EmitStackSetup()
+    {
+        int fixedLength = _target.FixedLength;
+        int fixedBytes = fixedLength > 0 && fixedLength <= JitTarget.InlineFixedLimit ? (fixedLength + 15) & ~15 : 0;
+        bool checks = _options.CheckedMemory && _program.Code.Any(NeedsCheck);
         var ownStack = _a.CreateLabel();
         var stackDone = _a.CreateLabel();
         LoadExtra(JitExtra.OffStackTop, ownStack);
@@ -416,21 +421,101 @@ internal sealed class X64Compiler
             _a.lea(r10, __[rbp - Isa.StackFrameSize]);
             EmitLowerStackStart();
         }
+    }
+
+    /// <summary>
+    /// What every entry does once: saves the callee-saved registers, carves the frame (the context
+    /// at r12, then the fixed metadata buffer and the stack), and stores what stays the same for
+    /// every run of a batch (the link, the interrupt word as the call begins).
+    /// </summary>
+    private void EmitPrologue(bool batch)
+    {
+        foreach (var r in _saved) _a.push(r);
+        // Page by page, so a guard page below the thread's stack is always hit first (a frame under
+        // a page needs no probe, as compilers do).
+        if (_frameSize < 4096) _a.sub(rsp, _frameSize);
+        else
+            for (int left = _frameSize; left > 0; left -= 4096)
+            {
+                _a.sub(rsp, Math.Min(left, 4096));
+                _a.test(__dword_ptr[rsp], esp);
+            }
+        _a.mov(r12, rsp);
+        _a.mov(r10, (ulong)_target.Link);
+        _a.mov(CtxQ(JitContext.OffLink), r10);
+        if (_options.Interruptible && (batch || Array.IndexOf(_program.PollPoints, true) >= 0))
+        {
+            // The interrupt word as the call begins: an interrupt is a change of it from here on.
+            _a.mov(r11, (long)_target.InterruptWord);
+            _a.mov(r11d, __dword_ptr[r11]);
+            _a.mov(CtxD(JitContext.OffInterruptEpoch), r11d);
+        }
+    }
+
+    /// <summary>
+    /// What every run does before the program's first instruction, with mem, mem_len, mbuff and
+    /// mbuff_len in rdi, rsi, rdx, rcx and the <see cref="JitExtra"/>* (or NULL) in r9: checks the
+    /// arguments, computes the packet bounds, sets up the stack and the metadata, r1, r2 and the
+    /// registers the program names. The batch loop jumps here for each input (<see cref="_runSetup"/>).
+    /// </summary>
+    private void EmitRunSetup()
+    {
+        int fixedLength = _target.FixedLength;
+        bool inlineFixed = fixedLength > 0 && fixedLength <= JitTarget.InlineFixedLimit;
+        int fixedBytes = inlineFixed ? (fixedLength + 15) & ~15 : 0;
+        Bind(ref _runSetup);
+        _a.mov(CtxQ(JitContext.OffPacketStart), rdi);
+        _a.mov(CtxQ(JitContext.OffPacketLength), rsi);
+        if (_countInstructions)
+        {
+            _a.mov(r10, (ulong)_target.Link);
+            _a.mov(r11, __qword_ptr[r10 + JitLink.OffBudget]);
+            _a.mov(CtxQ(JitContext.OffBudget), r11);
+        }
+        if (_hasLocalCalls) _a.mov(CtxD(JitContext.OffDepth), 0); // an unwinding helper can end a run inside a call
+        _a.xor(r11d, r11d);
+
+        // mem: NULL only with a length of 0.
+        var badMem = _a.CreateLabel();
+        var memOk = _a.CreateLabel();
+        _a.test(rdi, rdi);
+        _a.jnz(memOk);
+        _a.test(rsi, rsi);
+        _a.jnz(badMem);
+        Bind(ref memOk);
+        Cold(badMem, () => FailArgument(JitRuntime.BadMem));
+        // Input a kind does not use is refused, not ignored.
+        if (_target.Kind == VmKind.NoData)
+        {
+            var unusedMem = _a.CreateLabel();
+            _a.test(rsi, rsi);
+            _a.jnz(unusedMem);
+            Cold(unusedMem, () => FailArgument(JitRuntime.UnusedMem));
+        }
+
+        // Packet bounds per access size: len - size + 1, or 0 when it does not fit at all (only
+        // for programs that have checks or legacy packet loads to use them).
+        if ((_boundSizes & 1 << 1) != 0) _a.mov(CtxQ(JitContext.OffPacketBound), rsi);
+        foreach (int size in new[] { 2, 4, 8 })
+        {
+            if ((_boundSizes & 1 << size) == 0) continue;
+            _a.mov(r10, rsi);
+            _a.sub(r10, size - 1);
+            _a.cmovb(r10, r11);
+            _a.mov(CtxQ(JitContext.OffPacketBound + 8 * JitContext.BoundIndex(size)), r10);
+        }
+
+        if (!StackFixedPerCall) EmitStackSetup();
         ZeroBelowFramePointer();
 
-        // r1 and r2 (and the metadata region) by kind. Kinds without one get an empty region at 0:
-        // the runtime's slow checks list every region, so none may be left as stack garbage.
+        // r1 and r2 (and the metadata region) by kind (raw and no-data VMs have theirs from EmitCallSetup).
         switch (_target.Kind)
         {
             case VmKind.NoData:
-                _a.mov(CtxQ(JitContext.OffMetaStart), r11);
-                _a.mov(CtxQ(JitContext.OffMetaLength), r11);
                 _a.xor(edi, edi);
                 _a.xor(esi, esi);
                 break;
             case VmKind.Raw:
-                _a.mov(CtxQ(JitContext.OffMetaStart), r11);
-                _a.mov(CtxQ(JitContext.OffMetaLength), r11);
                 break;
             case VmKind.Mbuff:
                 // As rbpf: without a metadata buffer, r1 and r2 describe the packet itself.
@@ -473,6 +558,112 @@ internal sealed class X64Compiler
         // Registers start at 0, as in the interpreter; one the program never names cannot be read.
         foreach (int r in new[] { 0, 3, 4, 5, 6, 7, 8, 9 })
             if (UsesRegister(r)) _a.xor(R32[r], R32[r]);
+    }
+
+    /// <summary>
+    /// The batch entry, <c>int batch(JitBatch *batch)</c> (System V): one prologue, then a run per
+    /// input through the same setup and body as a single call, each exit coming back here (the
+    /// context's result pointer is NULL) to store or count r0 and take the next input. Returns 0
+    /// when every input has run, or the first failure's status with <see cref="JitBatch.Done"/> at
+    /// its index. Between runs it polls the interrupt word, so a batch of loop-free runs can be
+    /// interrupted too.
+    /// </summary>
+    private void EmitBatch()
+    {
+        var fetch = _a.CreateLabel();
+        var packed = _a.CreateLabel();
+        var fetched = _a.CreateLabel();
+        var count = _a.CreateLabel();
+        var stored = _a.CreateLabel();
+        var finished = _a.CreateLabel();
+        Bind(ref _batchEntry);
+        EmitPrologue(batch: true);
+        _a.mov(CtxQ(JitContext.OffResultPtr), 0);
+        _a.mov(CtxQ(JitContext.OffBatch), rdi);
+        _a.xor(r9d, r9d); // no JitExtra: the frame's own stack
+        EmitCallSetup();
+        // The index: in a register when one is free (the next input's address does not wait for a
+        // store and a load of it), always written back to Done for the caller.
+        var index = _batchIndex ?? r10;
+        _a.mov(r11, CtxQ(JitContext.OffBatch));
+        _a.mov(index, __qword_ptr[r11 + JitBatch.OffDone]);
+        if (_batchBase is { } b)
+        {
+            var hasBuffers = _a.CreateLabel();
+            _a.mov(b, __qword_ptr[r11 + JitBatch.OffBuffers]);
+            _a.test(b, b);
+            _a.jnz(hasBuffers);
+            _a.mov(b, __qword_ptr[r11 + JitBatch.OffLengths]);
+            Bind(ref hasBuffers);
+        }
+        _a.jmp(fetch);
+
+        // A run ended with r0 in rax (the stack pointer may be anywhere below the context).
+        Bind(ref _batchNext);
+        _a.mov(rsp, r12);
+        _a.mov(r11, CtxQ(JitContext.OffBatch));
+        if (_batchIndex == null) _a.mov(index, __qword_ptr[r11 + JitBatch.OffDone]);
+        _a.mov(rcx, __qword_ptr[r11 + JitBatch.OffResults]);
+        _a.test(rcx, rcx);
+        _a.jz(count);
+        _a.mov(__qword_ptr[rcx + index * 8], rax);
+        Bind(ref stored);
+        _a.inc(index);
+        _a.mov(__qword_ptr[r11 + JitBatch.OffDone], index);
+        Bind(ref fetch);
+        _a.cmp(index, __qword_ptr[r11 + JitBatch.OffCount]);
+        _a.jae(finished);
+        if (_options.Interruptible)
+        {
+            var stop = _a.CreateLabel();
+            _a.mov(rcx, (long)_target.InterruptWord);
+            _a.mov(ecx, __dword_ptr[rcx]);
+            _a.cmp(ecx, CtxD(JitContext.OffInterruptEpoch));
+            _a.jne(stop);
+            Cold(stop, () => Fail(0, RbpfErrorCode.Interrupted));
+        }
+        var inputs = _batchBase ?? rcx;
+        if (_batchBase != null) _a.cmp(__qword_ptr[r11 + JitBatch.OffBuffers], 0);
+        else
+        {
+            _a.mov(rcx, __qword_ptr[r11 + JitBatch.OffBuffers]);
+            _a.test(rcx, rcx);
+        }
+        _a.jz(packed);
+        _a.mov(r10, index);
+        _a.shl(r10, 4);
+        _a.mov(rdi, __qword_ptr[inputs + r10]);
+        _a.mov(rsi, __qword_ptr[inputs + r10 + 8]);
+        Bind(ref fetched);
+        if (_target.Kind == VmKind.Mbuff)
+        {
+            _a.xor(edx, edx); // no metadata buffer: r1 and r2 describe the input
+            _a.xor(ecx, ecx);
+        }
+        if (!StackFixedPerCall) _a.xor(r9d, r9d);
+        _a.jmp(_runSetup);
+
+        Bind(ref packed);
+        if (_batchBase == null) _a.mov(rcx, __qword_ptr[r11 + JitBatch.OffLengths]);
+        _a.mov(rsi, __qword_ptr[inputs + index * 8]);
+        _a.mov(rdi, __qword_ptr[r11 + JitBatch.OffPacked]);
+        _a.lea(rcx, __[rdi + rsi]);
+        _a.mov(__qword_ptr[r11 + JitBatch.OffPacked], rcx);
+        _a.jmp(fetched);
+
+        // counts[min(r0, ncounts - 1)] += 1
+        Bind(ref count);
+        _a.mov(rcx, __qword_ptr[r11 + JitBatch.OffNCounts]);
+        _a.dec(rcx);
+        _a.cmp(rax, rcx);
+        _a.cmova(rax, rcx);
+        _a.mov(rcx, __qword_ptr[r11 + JitBatch.OffCounts]);
+        _a.inc(__qword_ptr[rcx + rax * 8]);
+        _a.jmp(stored);
+
+        Bind(ref finished);
+        _a.xor(eax, eax);
+        _a.jmp(_leave);
     }
 
     /// <summary>
@@ -757,8 +948,11 @@ internal sealed class X64Compiler
             case Op.CallX: EmitCallX(pc, i); break;
             case Op.CallLocal: EmitLocalCall(pc, i); break;
             case Op.Exit:
-                _a.cmp(CtxD(JitContext.OffDepth), 0);
-                _a.jne(_ret);
+                if (_hasLocalCalls)
+                {
+                    _a.cmp(CtxD(JitContext.OffDepth), 0);
+                    _a.jne(_ret);
+                }
                 _a.jmp(_exitWithResult);
                 break;
             default:
