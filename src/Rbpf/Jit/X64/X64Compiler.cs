@@ -96,6 +96,7 @@ internal sealed class X64Compiler
     {
         var code = _program.Code;
         var blockStarts = BlockStarts(code);
+        if (_target.Kind == VmKind.Raw && _options.CheckedMemory) _inInput = InputBounds.ProvenAccesses(code);
         _boundSizes = BoundSizes(blockStarts); // also finds the fused groups the loop below emits
         _errorExit = _a.CreateLabel();
         _exitWithResult = _a.CreateLabel();
@@ -123,6 +124,15 @@ internal sealed class X64Compiler
             if (pc + 1 < code.Length && blockStarts[pc + 1] == 0 && !_program.PollPoints[pc + 1] && TryEmitLea(code[pc], code[pc + 1]))
             {
                 Bind(ref _pcLabels[pc + 1]); // no code of its own: no jump lands inside a block
+                pc++;
+                continue;
+            }
+            if (code[pc].Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && code[pc].Off == pc + 2 && pc + 2 < code.Length
+                && code[pc + 1].Op == Op.Ja && !_countInstructions && !_program.PollPoints[pc + 1] && !IsJumpTarget(pc + 1))
+            {
+                // "if (c) goto next; goto T" (classic BPF translations are full of them): "if (!c) goto T".
+                EmitConditionalJump(code[pc], invertedTo: code[pc + 1].Off);
+                Bind(ref _pcLabels[pc + 1]);
                 pc++;
                 continue;
             }
@@ -181,6 +191,20 @@ internal sealed class X64Compiler
     }
 
     private X64Label _mainEntry;
+    private bool[]? _jumpTargets;
+
+    /// <summary>Whether a jump or a local call lands on slot <paramref name="pc"/>.</summary>
+    private bool IsJumpTarget(int pc)
+    {
+        if (_jumpTargets == null)
+        {
+            _jumpTargets = new bool[_program.Code.Length];
+            foreach (var i in _program.Code)
+                if ((i.Op is Op.Ja or Op.CallLocal or (>= Op.Jeq64Imm and <= Op.Jsle32Reg)) && i.Off >= 0 && i.Off < _jumpTargets.Length)
+                    _jumpTargets[i.Off] = true;
+        }
+        return _jumpTargets[pc];
+    }
     /// <summary>Whether the program makes local calls (without them, an exit always ends the run: depth is 0).</summary>
     private bool _hasLocalCalls => _hasLocalCallsCache ??= _program.Code.Any(i => i.Op == Op.CallLocal);
     private bool? _hasLocalCallsCache;
@@ -226,7 +250,7 @@ internal sealed class X64Compiler
         {
             var i = code[pc];
             if (i.Op is >= Op.LdAbsB and <= Op.LdIndDW) mask |= 1 << (1 << (i.Op - (i.Op >= Op.LdIndB ? Op.LdIndB : Op.LdAbsB)));
-            if (!_options.CheckedMemory || !NeedsCheck(i)) continue;
+            if (!_options.CheckedMemory || !NeedsCheck(pc)) continue;
             // As Run meets them: a group's span, and each access's own size (its out-of-line path).
             var group = FusableGroup(code, blockStarts, pc);
             for (int k = pc; k < pc + group.Count; k++) mask |= 1 << JitTarget.AccessSize(code[k].Op);
@@ -390,7 +414,7 @@ internal sealed class X64Compiler
     {
         int fixedLength = _target.FixedLength;
         int fixedBytes = fixedLength > 0 && fixedLength <= JitTarget.InlineFixedLimit ? (fixedLength + 15) & ~15 : 0;
-        bool checks = _options.CheckedMemory && _program.Code.Any(NeedsCheck);
+        bool checks = _options.CheckedMemory && Enumerable.Range(0, _program.Code.Length).Any(NeedsCheck);
         var ownStack = _a.CreateLabel();
         var stackDone = _a.CreateLabel();
         LoadExtra(JitExtra.OffStackTop, ownStack);
@@ -912,7 +936,12 @@ internal sealed class X64Compiler
             case Op.Zext16: _a.movzx(d32, R16[i.Dst]); break;
             case Op.Zext32: _a.mov(d32, d32); break;
             case Op.Nop: break;
-            case Op.Swap16: _a.ror(R16[i.Dst], 8); _a.movzx(d32, R16[i.Dst]); break;
+            case Op.Swap16:
+                _a.ror(R16[i.Dst], 8);
+                // After ldxh into the same register in the same block the upper bits are zero already.
+                if (!(pc > 0 && _program.Code[pc - 1] is { Op: Op.LdxH } prev && prev.Dst == i.Dst && !IsJumpTarget(pc)))
+                    _a.movzx(d32, R16[i.Dst]);
+                break;
             case Op.Swap32: _a.bswap(d32); break;
             case Op.Swap64: _a.bswap(d64); break;
 
@@ -1039,7 +1068,7 @@ internal sealed class X64Compiler
         var b = R64[baseReg];
         if (!atomic && _target.InsideFrame(baseReg, off, size))
             return __[rbp + off];
-        if (!_options.CheckedMemory || _fused)
+        if (!_options.CheckedMemory || _fused || !atomic && _inInput != null && _inInput[_currentPc])
         {
             if (!atomic) return __[b + off];
             _a.lea(r11, __[b + off]); // atomics may use rax (r0) themselves: address through r11
@@ -1108,13 +1137,13 @@ internal sealed class X64Compiler
     /// </summary>
     private FusedGroup FusableGroup(DecodedInsn[] code, int[] blockStarts, int pc)
     {
-        if (!_options.CheckedMemory || !NeedsCheck(code[pc]) || !IsPlainAccess(code[pc], out int baseReg, out int off, out int size))
+        if (!_options.CheckedMemory || !NeedsCheck(pc) || !IsPlainAccess(code[pc], out int baseReg, out int off, out int size))
             return NoGroup;
         int min = off, max = off + size, n = 1;
         bool baseChanged = code[pc].Op is >= Op.LdxB and <= Op.LdxSW && code[pc].Dst == baseReg;
         for (int k = pc + 1; !baseChanged && k < code.Length; k++)
         {
-            if (blockStarts[k] > 0 || !NeedsCheck(code[k]) || !IsPlainAccess(code[k], out int b, out int o, out int sz) || b != baseReg)
+            if (blockStarts[k] > 0 || !NeedsCheck(k) || !IsPlainAccess(code[k], out int b, out int o, out int sz) || b != baseReg)
                 break;
             int lo = Math.Min(min, o), hi = Math.Max(max, o + sz);
             if (hi - lo > 8) break;
@@ -1161,7 +1190,13 @@ internal sealed class X64Compiler
         });
     }
 
-    /// <summary>Whether checked code checks this instruction's access at run time.</summary>
+    /// <summary>Plain accesses of a raw VM's program proven inside the input (<see cref="InputBounds"/>): no check; null when none.</summary>
+    private bool[]? _inInput;
+
+    /// <summary>Whether checked code checks the access of the instruction at <paramref name="pc"/> at run time.</summary>
+    private bool NeedsCheck(int pc) => NeedsCheck(_program.Code[pc]) && !(_inInput?[pc] ?? false);
+
+    /// <summary>Whether checked code checks this instruction's access at run time (unless proven, <see cref="NeedsCheck(int)"/>).</summary>
     private bool NeedsCheck(DecodedInsn i) => i.Op switch
     {
         >= Op.LdxB and <= Op.LdxSW => !_target.InsideFrame(i.Src, i.Off, JitTarget.AccessSize(i.Op)),
@@ -1415,7 +1450,7 @@ internal sealed class X64Compiler
         });
     }
 
-    private void EmitConditionalJump(DecodedInsn i)
+    private void EmitConditionalJump(DecodedInsn i, int? invertedTo = null)
     {
         int k = i.Op - Op.Jeq64Imm;
         int cond = k / 4;
@@ -1441,6 +1476,13 @@ internal sealed class X64Compiler
             else { if (is32) _a.cmp(d32, imm); else _a.cmp(d64, imm); }
         }
         var target = _pcLabels[i.Off];
+        if (invertedTo is { } other)
+        {
+            // The jump skips a ja that follows it: jump to the ja's target on the opposite condition.
+            target = _pcLabels[other];
+            cond = cond switch { 0 => 4, 4 => 0, 1 => 8, 8 => 1, 2 => 7, 7 => 2, 5 => 10, 10 => 5, 6 => 9, 9 => 6, _ => -1 };
+            if (cond < 0) { _a.jz(target); return; } // not jset
+        }
         switch (cond)
         {
             case 0: _a.je(target); break;   // jeq

@@ -1,0 +1,184 @@
+using Rbpf.Jit;
+
+namespace Rbpf.Tests;
+
+/// <summary>
+/// Checks the JIT leaves out for accesses proven inside a raw VM's input (<see cref="InputBounds"/>),
+/// and the peepholes for classic BPF translations' code shapes: what is proven, what is not, the
+/// listing, and random programs whose JIT runs must fail exactly where the interpreter's do.
+/// </summary>
+public class InputBoundsTests
+{
+    private static void SkipWithoutX64() =>
+        Skip.IfNot(EbpfVm.IsJitSupported && !ExecutableMemory.IsArm64, "x86-64 JIT listings");
+
+    /// <summary>The slots proven, as a list.</summary>
+    private static int[] Proven(string text)
+    {
+        var proven = InputBounds.ProvenAccesses(DecodedProgram.Decode(Assembler.Assemble(text)).Code);
+        return proven == null ? Array.Empty<int>() : Enumerable.Range(0, proven.Length).Where(pc => proven[pc]).ToArray();
+    }
+
+    [Theory]
+    // jlt falls through with 14 bytes or more: bytes 12 and 13 are in.
+    [InlineData("jlt r2, 14, +2\nldxh r0, [r1+12]\nexit\nmov r0, 0\nexit", new[] { 1 })]
+    // One byte short: not proven.
+    [InlineData("jlt r2, 14, +2\nldxh r0, [r1+13]\nexit\nmov r0, 0\nexit", new int[0])]
+    // jge, jgt, jle and jeq on the side they tell; 32-bit comparisons too (r2 is at least w2).
+    [InlineData("jge r2, 8, +1\nexit\nldxdw r0, [r1]\nexit", new[] { 2 })]
+    [InlineData("jgt r2, 7, +1\nexit\nldxdw r0, [r1]\nexit", new[] { 2 })]
+    [InlineData("jle r2, 7, +1\nldxdw r0, [r1]\nexit", new[] { 1 })]
+    [InlineData("jeq r2, 4, +1\nexit\nstw [r1], 1\nexit", new[] { 2 })]
+    [InlineData("jlt32 r2, 4, +1\nldxw r0, [r1]\nexit", new[] { 1 })]
+    // The other side of a jump knows nothing.
+    [InlineData("jlt r2, 14, +1\nexit\nldxb r0, [r1]\nexit", new int[0])]
+    // A bound shrinks to the least over the paths that meet.
+    [InlineData("jlt r2, 10, +6\njlt r2, 20, +2\nldxb r0, [r1+19]\nja +0\nldxb r0, [r1+9]\nldxb r0, [r1+10]\nexit\nexit", new[] { 2, 4 })]
+    // Writing r1 or r2, calls and legacy packet loads forget; a loop back to a bound-less head forgets.
+    [InlineData("jlt r2, 14, +3\nadd r1, 1\nldxb r0, [r1]\nexit\nexit", new int[0])]
+    [InlineData("jlt r2, 14, +3\nmov r2, 100\nldxb r0, [r1]\nexit\nexit", new int[0])]
+    [InlineData("jlt r2, 14, +3\ncall 1\nldxb r0, [r1]\nexit\nexit", new int[0])]
+    [InlineData("jlt r2, 14, +3\nldabsb 0\nldxb r0, [r1]\nexit\nexit", new int[0])]
+    [InlineData("mov r3, 0\njlt r2, 14, +3\nldxb r0, [r1+13]\nadd r3, 1\njlt r3, 3, -5\nexit", new[] { 2 })]
+    [InlineData("mov r3, 0\nldxb r0, [r1+13]\njlt r2, 14, +2\nadd r3, 1\njlt r3, 3, -5\nexit", new int[0])]
+    // A guard on another register, a negative offset, another base: not proven.
+    [InlineData("jlt r3, 14, +1\nldxb r0, [r1]\nexit", new int[0])]
+    [InlineData("jlt r2, 14, +1\nldxb r0, [r1-1]\nexit", new int[0])]
+    [InlineData("mov r3, r1\njlt r2, 14, +1\nldxb r0, [r3]\nexit", new int[0])]
+    // Local functions start knowing nothing.
+    [InlineData("jlt r2, 14, +2\ncall sub\nexit\nexit\nsub:\nldxb r0, [r1]\nexit", new int[0])]
+    public void ProvesExactlyTheAccessesEveryPathHasMeasured(string text, int[] expected)
+    {
+        Assert.Equal(expected, Proven(text));
+    }
+
+    [SkippableFact]
+    public void ProvenLoadsHaveNoCheckInTheListing()
+    {
+        SkipWithoutX64();
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 14, +3\nldxh r0, [r1+12]\nldxb r3, [r1+14]\nexit\nmov r0, 0\nexit"));
+        vm.JitCompile();
+        var listing = vm.JitDisassembly();
+        string Slot(int pc)
+        {
+            int start = listing.IndexOf($";{pc,6}:", StringComparison.Ordinal);
+            int end = listing.IndexOf($";{pc + 1,6}:", StringComparison.Ordinal);
+            return listing[start..end];
+        }
+        Assert.DoesNotContain("jae", Slot(1)); // proven: the load alone
+        Assert.Contains("movzx", Slot(1));
+        Assert.Contains("jae", Slot(2));       // byte 14 is past the 14 measured
+        Assert.Equal(0x0201UL, vm.ExecuteJit(new byte[] { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3 }));
+        Assert.Equal(RbpfErrorCode.OutOfBounds,
+            Assert.Throws<RbpfException>(() => vm.ExecuteJit(new byte[14])).Code);
+        Assert.Equal(0UL, vm.ExecuteJit(new byte[13]));
+    }
+
+    [SkippableFact]
+    public void AJumpOverAJaIsOneInvertedJumpAndBe16AfterLdxhHasNoExtraZeroExtension()
+    {
+        SkipWithoutX64();
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("mov r0, 0\njlt r2, 2, +5\nldxh r0, [r1]\nbe16 r0\njeq r0, 0x800, +1\nja +1\nmov r0, 1\nexit"));
+        vm.JitCompile();
+        var listing = vm.JitDisassembly();
+        int jeq = listing.IndexOf(";     4:", StringComparison.Ordinal), mov = listing.IndexOf(";     6:", StringComparison.Ordinal);
+        var jumps = listing[jeq..mov];
+        Assert.Contains("jne", jumps);
+        Assert.DoesNotContain("jmp", jumps);
+        int be = listing.IndexOf(";     3:", StringComparison.Ordinal);
+        Assert.DoesNotContain("movzx", listing[be..jeq]);
+        Assert.Equal(1UL, vm.ExecuteJit(new byte[] { 8, 0 }));
+        Assert.Equal(8UL, vm.ExecuteJit(new byte[] { 0, 8 })); // not 0x800: r0 keeps the swapped value
+        Assert.Equal(0UL, vm.ExecuteJit(new byte[] { 8 }));
+    }
+
+    /// <summary>
+    /// Random raw programs of guards, loads and stores through r1 (and through copies of it),
+    /// writes to r1 and r2, loops and calls: the JIT must give the interpreter's result, or fail
+    /// with its error, on inputs of every length near the guards. An access wrongly proven would
+    /// read or write outside the input without the error the interpreter reports.
+    /// </summary>
+    [SkippableFact]
+    public void RandomGuardedProgramsRunAsInterpreted()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT is not supported here");
+        var random = new Random(17);
+        var jumps = new[] { "jlt", "jle", "jgt", "jge", "jeq", "jne", "jlt32", "jge32", "jgt32", "jle32" };
+        int programs = 0;
+        for (int n = 0; n < 2000; n++)
+        {
+            var lines = new List<string> { "mov r0, 0", "mov r3, 0" };
+            int guard = 8;
+            int length = random.Next(3, 14);
+            for (int k = 0; k < length; k++)
+            {
+                int left = length - k; // jumps stay inside the body, which ends with exit
+                switch (random.Next(10))
+                {
+                    case 0: case 1:
+                        guard = random.Next(0, 24);
+                        lines.Add($"{jumps[random.Next(jumps.Length)]} r2, {guard}, +{random.Next(0, Math.Min(left, 3))}");
+                        break;
+                    case 2:
+                        // Only the taken side goes on: what the jump tells there is not joined with the other side.
+                        guard = random.Next(0, 24);
+                        lines.Add($"{jumps[random.Next(jumps.Length)]} r2, {guard}, +1");
+                        lines.Add("exit");
+                        break;
+                    case 3: case 4:
+                    {
+                        // Mostly right at the last guard's edge, where an off-by-one would show.
+                        int size = 1 << random.Next(4);
+                        int off = random.Next(3) > 0 ? guard - size + random.Next(-1, 3) : random.Next(-2, 22);
+                        lines.Add($"ldx{size switch { 1 => "b", 2 => "h", 4 => "w", _ => "dw" }} r4, [r1{(off < 0 ? "-" : "+")}{Math.Abs(off)}]");
+                        lines.Add("add r0, r4");
+                        break;
+                    }
+                    case 5:
+                        lines.Add($"st{"bhw"[random.Next(3)]} [r1+{random.Next(0, 22)}], 7");
+                        break;
+                    case 6:
+                        lines.Add(random.Next(2) == 0 ? "add r1, 1" : "sub r2, 1");
+                        break;
+                    case 7:
+                        lines.Add("mov r5, r1");
+                        lines.Add($"ldxb r4, [r5+{random.Next(0, 20)}]");
+                        break;
+                    case 8:
+                        lines.Add("add r3, 1");
+                        lines.Add($"jlt r3, 3, -{random.Next(1, Math.Min(lines.Count - 2, 6))}");
+                        break;
+                    default:
+                        lines.Add($"ldxdw r4, [r1+{random.Next(0, 16)}]");
+                        lines.Add("xor r0, r4");
+                        break;
+                }
+            }
+            lines.Add("exit");
+            byte[] program;
+            try { program = Assembler.Assemble(string.Join("\n", lines)); }
+            catch (RbpfException) { continue; }
+            EbpfVm vm;
+            try
+            {
+                vm = EbpfVm.CreateRaw(program);
+                vm.InstructionLimit = 2000; // a guard can skip a loop's counter: both engines stop alike
+                vm.JitCompile();
+            }
+            catch (RbpfException) { continue; } // the verifier refused it (a jump to itself and the like)
+            programs++;
+            for (int len = 0; len <= 26; len++)
+            {
+                var a = new byte[len];
+                random.NextBytes(a);
+                var b = (byte[])a.Clone();
+                var ci = vm.TryExecute(a, Span<byte>.Empty, out ulong ri, out var ei);
+                var cj = vm.TryExecuteJit(b, Span<byte>.Empty, out ulong rj, out var ej);
+                Assert.True(ci == cj, $"{string.Join("; ", lines)} on {len} bytes: interpreter {ci} ({ei?.Message}), JIT {cj} ({ej?.Message})");
+                if (ci == RbpfErrorCode.Ok) Assert.Equal(ri, rj);
+                Assert.Equal(a, b);
+            }
+        }
+        Assert.True(programs > 1000, $"only {programs} programs were accepted");
+    }
+}
