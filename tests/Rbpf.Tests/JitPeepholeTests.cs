@@ -75,4 +75,55 @@ public class JitPeepholeTests
         var mem = new byte[4];
         Assert.Equal(vm.Execute(mem), vm.ExecuteJit(mem));
     }
+
+    public static TheoryData<string> Conditions => new()
+    {
+        "jeq", "jgt", "jge", "jset", "jne", "jsgt", "jsge", "jlt", "jle", "jslt", "jsle",
+        "jeq32", "jgt32", "jge32", "jset32", "jne32", "jsgt32", "jsge32", "jlt32", "jle32", "jslt32", "jsle32",
+    };
+
+    /// <summary>
+    /// A conditional jump both of whose sides end the run with a constant (through a ja, or
+    /// directly) is a cmov: every condition, register and immediate forms, 32- and 64-bit constants.
+    /// </summary>
+    [SkippableTheory]
+    [MemberData(nameof(Conditions))]
+    public void AVerdictOnBothSidesIsACmovAndComputesTheSame(string jump)
+    {
+        SkipWithoutX64();
+        var rng = new Random(jump.Length * 31 + jump[1]);
+        var values = new List<ulong> { 0, 1, 5, ulong.MaxValue, 0x7fffffff, 0x80000000, 0xffffffff, 0x100000000, 0xfffffffb, long.MaxValue };
+        for (int k = 0; k < 100; k++) values.Add((ulong)rng.NextInt64() >> rng.Next(64));
+        foreach (string operand in new[] { "5", "-5", "r2" })
+        {
+            string text = $"ldxdw r2, [r1+8]\nldxdw r1, [r1]\n{jump} r1, {operand}, +1\nja +2\nmov r0, -7\nexit\nmov32 r0, -3\nexit";
+            var vm = EbpfVm.CreateRaw(Assembler.Assemble(text));
+            vm.JitCompile();
+            var listing = vm.JitDisassembly();
+            int at = listing.IndexOf(";     2:", StringComparison.Ordinal), next = listing.IndexOf(";     3:", StringComparison.Ordinal);
+            Assert.Contains("cmov", listing[at..next]);
+            foreach (ulong a in values)
+            {
+                ulong b = values[rng.Next(values.Count)];
+                var mem = new byte[16];
+                BitConverter.TryWriteBytes(mem.AsSpan(0), a);
+                BitConverter.TryWriteBytes(mem.AsSpan(8), rng.Next(4) == 0 ? a : b);
+                Assert.Equal(vm.Execute(mem.ToArray()), vm.ExecuteJit(mem.ToArray()));
+            }
+        }
+    }
+
+    [SkippableFact]
+    public void AVerdictIsNotACmovWhereAnExitMayReturnFromAFunction()
+    {
+        SkipWithoutX64();
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("call f\nadd r0, 1\nexit\nf:\njeq r2, 3, +2\nmov r0, 10\nexit\nmov r0, 20\nexit"));
+        vm.JitCompile();
+        var listing = vm.JitDisassembly();
+        int at = listing.IndexOf(";     3:", StringComparison.Ordinal), next = listing.IndexOf(";     4:", StringComparison.Ordinal);
+        Assert.DoesNotContain("cmov", listing[at..next]);
+        Assert.Contains("je", listing[at..next]); // the jump, as it is
+        Assert.Equal(21UL, vm.ExecuteJit(new byte[3]));
+        Assert.Equal(11UL, vm.ExecuteJit(new byte[4]));
+    }
 }

@@ -462,6 +462,8 @@ internal sealed class X64Assembler
     public void cmovb(Gpr64 d, Gpr64 s) => OpRR(8, 0x0F42, d.N, s.N);
     public void cmovb(Gpr64 d, Mem m) => OpRM(8, 0x0F42, d.N, m);
     public void cmova(Gpr64 d, Gpr64 s) => OpRR(8, 0x0F47, d.N, s.N);
+    /// <summary>cmovcc with the condition's encoding (0 o ... 4 e, 5 ne, ... 15 g).</summary>
+    public void cmov(int cc, Gpr64 d, Gpr64 s) => OpRR(8, 0x0F40 | (cc & 15), d.N, s.N);
 
     public void xchg(Mem m, Gpr64 s) => OpRM(8, 0x87, s.N, m);
     public void xchg(Mem m, Gpr32 s) => OpRM(4, 0x87, s.N, m);

@@ -127,6 +127,7 @@ internal sealed class X64Compiler
                 pc++;
                 continue;
             }
+            if (TryEmitVerdict(pc)) continue;
             if (code[pc].Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && code[pc].Off == pc + 2 && pc + 2 < code.Length
                 && code[pc + 1].Op == Op.Ja && !_countInstructions && !_program.PollPoints[pc + 1] && !IsJumpTarget(pc + 1))
             {
@@ -1450,7 +1451,47 @@ internal sealed class X64Compiler
         });
     }
 
-    private void EmitConditionalJump(DecodedInsn i, int? invertedTo = null)
+    /// <summary>
+    /// Where the run goes from <paramref name="pc"/> (through ja) when that is <c>mov r0, K; exit</c>
+    /// ending the run: r0's value K; else null.
+    /// </summary>
+    private long? TerminalConstant(int pc)
+    {
+        var code = _program.Code;
+        for (int hops = 0; hops < 8 && pc >= 0 && pc + 1 < code.Length; hops++)
+        {
+            var i = code[pc];
+            if (i.Op == Op.Ja) { pc = i.Off; continue; }
+            if (i.Dst != 0 || code[pc + 1].Op != Op.Exit) return null;
+            return i.Op switch { Op.Mov32Imm => (long)(uint)i.Imm, Op.Mov64Imm => i.Imm, _ => null };
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// A conditional jump both of whose sides end the run with a constant in r0 (classic BPF
+    /// filters end in "accept or drop" this way): the comparison, then r0 picked by a cmov and the
+    /// exit, so a verdict that follows the data costs no mispredicted branch. Not with local calls
+    /// (an exit may return from a function), instruction counting or blinding.
+    /// </summary>
+    private bool TryEmitVerdict(int pc)
+    {
+        var i = _program.Code[pc];
+        if (i.Op is < Op.Jeq64Imm or > Op.Jsle32Reg || _hasLocalCalls || _countInstructions || Blind) return false;
+        if (TerminalConstant(i.Off) is not { } taken || TerminalConstant(pc + 1) is not { } fallthrough) return false;
+        int cond = EmitCompare(i);
+        _a.mov(rax, fallthrough); // moves leave the flags alone
+        _a.mov(r10, taken);
+        _a.cmov(CondCodes[cond], rax, r10);
+        _a.jmp(_exitWithResult);
+        return true;
+    }
+
+    /// <summary>x86 condition encodings of jeq, jgt, jge, jset, jne, jsgt, jsge, jlt, jle, jslt, jsle.</summary>
+    private static readonly int[] CondCodes = { 4, 7, 3, 5, 5, 15, 13, 2, 6, 12, 14 };
+
+    /// <summary>Compares (or tests, for jset) as the conditional jump <paramref name="i"/> does; returns its condition index.</summary>
+    private int EmitCompare(DecodedInsn i)
     {
         int k = i.Op - Op.Jeq64Imm;
         int cond = k / 4;
@@ -1475,6 +1516,12 @@ internal sealed class X64Compiler
             if (test) { if (is32) _a.test(d32, imm); else _a.test(d64, imm); }
             else { if (is32) _a.cmp(d32, imm); else _a.cmp(d64, imm); }
         }
+        return cond;
+    }
+
+    private void EmitConditionalJump(DecodedInsn i, int? invertedTo = null)
+    {
+        int cond = EmitCompare(i);
         var target = _pcLabels[i.Off];
         if (invertedTo is { } other)
         {
