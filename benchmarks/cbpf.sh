@@ -9,3 +9,5 @@ gcc -O2 -std=c11 -Wall benchmarks/cbpf.c -Iout/include -Lout/lib -lrbpf -lpcap -
 echo "machine: $(uname -m), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), gcc $(gcc -dumpfullversion), libpcap $(dpkg-query -W -f '${Version}' libpcap0.8-dev 2>/dev/null || echo '?')"
 echo
 out/bench/cbpf
+echo
+out/bench/cbpf --flows

@@ -149,14 +149,7 @@ internal sealed class X64Compiler
 
         // Exits; rsp comes back from r12 because an exit can come from inside local calls (unwind helper).
         Bind(ref _exitWithResult);
-        _a.mov(r10, CtxQ(JitContext.OffResultPtr));
-        if (_batch)
-        {
-            _a.test(r10, r10); // NULL only in a batch: the single entries refuse a NULL result
-            _a.jz(_batchNext);
-        }
-        _a.mov(__qword_ptr[r10], rax);
-        _a.xor(eax, eax);
+        EmitExitWithResult(inline: false);
         Bind(ref _leave);
         _a.mov(rsp, r12);
         _a.add(rsp, _frameSize);
@@ -192,6 +185,30 @@ internal sealed class X64Compiler
     }
 
     private X64Label _mainEntry;
+
+    /// <summary>
+    /// The end of a run with r0 in rax: stored where the caller asked, or handed to the batch loop.
+    /// Exits without local calls carry a copy of their own (<paramref name="inline"/>: one jump
+    /// fewer per run) while they are few; the shared one falls into <see cref="_leave"/>.
+    /// </summary>
+    private void EmitExitWithResult(bool inline)
+    {
+        if (inline && ++_inlineExits > 16)
+        {
+            _a.jmp(_exitWithResult);
+            return;
+        }
+        _a.mov(r10, CtxQ(JitContext.OffResultPtr));
+        if (_batch)
+        {
+            _a.test(r10, r10); // NULL only in a batch: the single entries refuse a NULL result
+            _a.jz(_batchNext);
+        }
+        _a.mov(__qword_ptr[r10], rax);
+        _a.xor(eax, eax);
+        if (inline) _a.jmp(_leave);
+    }
+    private int _inlineExits;
     private bool[]? _jumpTargets;
 
     /// <summary>Whether a jump or a local call lands on slot <paramref name="pc"/>.</summary>
@@ -489,8 +506,11 @@ internal sealed class X64Compiler
         bool inlineFixed = fixedLength > 0 && fixedLength <= JitTarget.InlineFixedLimit;
         int fixedBytes = inlineFixed ? (fixedLength + 15) & ~15 : 0;
         Bind(ref _runSetup);
-        _a.mov(CtxQ(JitContext.OffPacketStart), rdi);
-        _a.mov(CtxQ(JitContext.OffPacketLength), rsi);
+        if (NeedsPacketFields)
+        {
+            _a.mov(CtxQ(JitContext.OffPacketStart), rdi);
+            _a.mov(CtxQ(JitContext.OffPacketLength), rsi);
+        }
         if (_countInstructions)
         {
             _a.mov(r10, (ulong)_target.Link);
@@ -501,14 +521,21 @@ internal sealed class X64Compiler
         _a.xor(r11d, r11d);
 
         // mem: NULL only with a length of 0.
-        var badMem = _a.CreateLabel();
+        var nullMem = _a.CreateLabel();
         var memOk = _a.CreateLabel();
         _a.test(rdi, rdi);
-        _a.jnz(memOk);
-        _a.test(rsi, rsi);
-        _a.jnz(badMem);
+        _a.jz(nullMem);
         Bind(ref memOk);
-        Cold(badMem, () => FailArgument(JitRuntime.BadMem));
+        Cold(nullMem, () =>
+        {
+            var badMem = _a.CreateLabel();
+            _a.test(rsi, rsi);
+            _a.jnz(badMem);
+            _a.jmp(memOk);
+            Bind(ref badMem);
+            _a.mov(CtxQ(JitContext.OffPacketLength), rsi); // for the message
+            FailArgument(JitRuntime.BadMem);
+        });
         // Input a kind does not use is refused, not ignored.
         if (_target.Kind == VmKind.NoData)
         {
@@ -581,9 +608,36 @@ internal sealed class X64Compiler
             }
         }
         // Registers start at 0, as in the interpreter; one the program never names cannot be read.
+        int setFirst = SetBeforeRead();
         foreach (int r in new[] { 0, 3, 4, 5, 6, 7, 8, 9 })
-            if (UsesRegister(r)) _a.xor(R32[r], R32[r]);
+            if (UsesRegister(r) && (setFirst & 1 << r) == 0) _a.xor(R32[r], R32[r]);
     }
+
+    /// <summary>
+    /// The registers the program's first instructions set to a constant before anything can read
+    /// them (a straight run of immediate moves from slot 0; classic BPF translations start by
+    /// clearing A and X): the entry need not zero them.
+    /// </summary>
+    private int SetBeforeRead()
+    {
+        var code = _program.Code;
+        int mask = 0;
+        for (int pc = 0; pc < code.Length && (pc == 0 || !IsJumpTarget(pc)); pc++)
+        {
+            if (code[pc].Op is not (Op.Mov32Imm or Op.Mov64Imm) || code[pc].Dst > 9) break;
+            mask |= 1 << code[pc].Dst;
+        }
+        return mask;
+    }
+
+    /// <summary>
+    /// Whether anything reads the input's start and length from the context: checked accesses
+    /// (and their out-of-line paths), helpers, legacy packet loads. Else a run does not store them.
+    /// </summary>
+    private bool NeedsPacketFields => _needsPacketFields ??= Enumerable.Range(0, _program.Code.Length).Any(pc =>
+        _options.CheckedMemory && NeedsCheck(pc)
+        || _program.Code[pc].Op is Op.Call or Op.CallX or (>= Op.LdAbsB and <= Op.LdIndDW) or (>= Op.Atomic32Add and <= Op.Atomic64CmpXchg));
+    private bool? _needsPacketFields;
 
     /// <summary>
     /// The batch entry, <c>int batch(JitBatch *batch)</c> (System V): one prologue, then a run per
@@ -625,7 +679,7 @@ internal sealed class X64Compiler
 
         // A run ended with r0 in rax (the stack pointer may be anywhere below the context).
         Bind(ref _batchNext);
-        _a.mov(rsp, r12);
+        if (_hasLocalCalls) _a.mov(rsp, r12); // an unwinding helper can end a run inside a call
         _a.mov(r11, CtxQ(JitContext.OffBatch));
         if (_batchIndex == null) _a.mov(index, __qword_ptr[r11 + JitBatch.OffDone]);
         _a.mov(rcx, __qword_ptr[r11 + JitBatch.OffResults]);
@@ -982,8 +1036,9 @@ internal sealed class X64Compiler
                 {
                     _a.cmp(CtxD(JitContext.OffDepth), 0);
                     _a.jne(_ret);
+                    _a.jmp(_exitWithResult);
                 }
-                _a.jmp(_exitWithResult);
+                else EmitExitWithResult(inline: true);
                 break;
             default:
                 Fail(pc, RbpfErrorCode.IllegalInstruction);
@@ -1483,7 +1538,7 @@ internal sealed class X64Compiler
         _a.mov(rax, fallthrough); // moves leave the flags alone
         _a.mov(r10, taken);
         _a.cmov(CondCodes[cond], rax, r10);
-        _a.jmp(_exitWithResult);
+        EmitExitWithResult(inline: true);
         return true;
     }
 
