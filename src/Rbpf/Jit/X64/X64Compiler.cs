@@ -157,6 +157,16 @@ internal sealed class X64Compiler
         _a.ret();
         // A failure (status in eax): the runtime turns the context into the error before the frame goes.
         Bind(ref _errorExit);
+        if (_batchIndex is { } batchIndex)
+        {
+            // A failed run of a batch: the index of the input goes back to Done.
+            var single = _a.CreateLabel();
+            _a.cmp(CtxQ(JitContext.OffResultPtr), BatchMarker);
+            _a.jne(single);
+            _a.mov(r11, CtxQ(JitContext.OffBatch));
+            _a.mov(__qword_ptr[r11 + JitBatch.OffDone], batchIndex);
+            Bind(ref single);
+        }
         _a.mov(rsp, r12);
         _a.mov(rdi, r12);
         _a.mov(esi, eax);
@@ -201,8 +211,8 @@ internal sealed class X64Compiler
         _a.mov(r10, CtxQ(JitContext.OffResultPtr));
         if (_batch)
         {
-            _a.test(r10, r10); // NULL only in a batch: the single entries refuse a NULL result
-            _a.jz(_batchNext);
+            _a.cmp(r10, BatchMarker); // a batch's runs have no result pointer of their own
+            _a.je(_batchNext);
         }
         _a.mov(__qword_ptr[r10], rax);
         _a.xor(eax, eax);
@@ -383,8 +393,8 @@ internal sealed class X64Compiler
         var badResult = _a.CreateLabel();
         var badMbuff = _a.CreateLabel();
         var mbuffOk = _a.CreateLabel();
-        _a.test(r8, r8);
-        _a.jz(badResult);
+        _a.cmp(r8, BatchMarker); // NULL, or the batch marker (never a pointer) a batch's exits look for
+        _a.jbe(badResult);
         _a.test(rdx, rdx);
         _a.jnz(mbuffOk);
         _a.test(rcx, rcx);
@@ -657,7 +667,7 @@ internal sealed class X64Compiler
         var finished = _a.CreateLabel();
         Bind(ref _batchEntry);
         EmitPrologue(batch: true);
-        _a.mov(CtxQ(JitContext.OffResultPtr), 0);
+        _a.mov(CtxQ(JitContext.OffResultPtr), BatchMarker);
         _a.mov(CtxQ(JitContext.OffBatch), rdi);
         _a.xor(r9d, r9d); // no JitExtra: the frame's own stack
         EmitCallSetup();
@@ -688,7 +698,8 @@ internal sealed class X64Compiler
         _a.mov(__qword_ptr[rcx + index * 8], rax);
         Bind(ref stored);
         _a.inc(index);
-        _a.mov(__qword_ptr[r11 + JitBatch.OffDone], index);
+        // In memory the index is Done itself; in a register it goes back to Done when the batch ends or fails.
+        if (_batchIndex == null) _a.mov(__qword_ptr[r11 + JitBatch.OffDone], index);
         Bind(ref fetch);
         _a.cmp(index, __qword_ptr[r11 + JitBatch.OffCount]);
         _a.jae(finished);
@@ -741,9 +752,13 @@ internal sealed class X64Compiler
         _a.jmp(stored);
 
         Bind(ref finished);
+        if (_batchIndex != null) _a.mov(__qword_ptr[r11 + JitBatch.OffDone], index);
         _a.xor(eax, eax);
         _a.jmp(_leave);
     }
+
+    /// <summary>The result pointer of a batch's context: not a pointer (the single entries refuse NULL, and 1 is never one).</summary>
+    private const int BatchMarker = 1;
 
     /// <summary>
     /// The entries under the Microsoft convention: at offset 0 the five-argument one, then the main
