@@ -87,7 +87,11 @@ internal sealed class DecodedProgram
         Problems = problems;
         StackReach = ComputeStackReach(code);
         PollPoints = MarkBlocks(code);
+        HasLocalCalls = Array.Exists(code, i => i.Op == Op.CallLocal);
     }
+
+    /// <summary>Whether the program makes local calls (else a run uses one stack frame).</summary>
+    public bool HasLocalCalls { get; }
 
     /// <summary>
     /// Slots where a run checks whether it was interrupted: the target of every backward jump (so

@@ -66,6 +66,8 @@ public sealed class EbpfVm : IDisposable
     private ProgramVerifier? _verifier = Verifier.Default;
     private DecodedProgram? _program;
     private JitProgram? _jit;
+    /// <summary>_jit compiled again with a batch entry, made when a batch first runs (<see cref="RunJitBatch"/>); null until then.</summary>
+    private JitProgram? _jitBatch;
     private ElfProgram? _elf;
     private uint? _unwindHelper;
     private long _unwindHelperKey = -1;
@@ -136,6 +138,7 @@ public sealed class EbpfVm : IDisposable
             if ((_instructionLimit == 0) != (value == 0)) DropJit();
             _instructionLimit = value;
             _jit?.SetInstructionLimit(value);
+            _jitBatch?.SetInstructionLimit(value);
         }
     }
 
@@ -430,6 +433,7 @@ public sealed class EbpfVm : IDisposable
         _jitDirect = null;
         var old = Interlocked.Exchange(ref _jit, null);
         old?.Dispose();
+        Interlocked.Exchange(ref _jitBatch, null)?.Dispose();
         JitChanged?.Invoke();
     }
 
@@ -463,6 +467,7 @@ public sealed class EbpfVm : IDisposable
         var old = Interlocked.Exchange(ref _jit, jit);
         _jitDirect = jit.NeedsFixedBuffer ? null : jit;
         old?.Dispose();
+        Interlocked.Exchange(ref _jitBatch, null)?.Dispose();
         JitChanged?.Invoke();
     }
 
@@ -536,7 +541,7 @@ public sealed class EbpfVm : IDisposable
     }
 
     /// <summary>Whether the compiled code runs a batch in one call (x86-64, System V; see <see cref="RunJitBatch"/>).</summary>
-    internal unsafe bool JitRunsBatchesInCode => _jit is { } jit && jit.BatchEntry != null;
+    internal bool JitRunsBatchesInCode => _jit is { } jit && jit.SupportsBatch;
 
     /// <summary>Size in bytes of the generated code, or 0.</summary>
     public int JitCodeSize => _jit?.Code.Length ?? 0;
@@ -951,6 +956,18 @@ public sealed class EbpfVm : IDisposable
         var jit = _jit;
         if (batch->Done >= batch->Count) return null;
         if (jit == null) return new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled: compile it first (JitCompile, rbpf_vm_jit_compile, jit_compile())");
+        if (jit.SupportsBatch)
+        {
+            // The code with a batch entry, compiled on the first batch (single runs never pay for the entry).
+            var twin = _jitBatch;
+            if (twin == null || twin.Source != jit)
+            {
+                twin = jit.WithBatchEntry();
+                twin.Source = jit;
+                if (_jit == jit) Interlocked.Exchange(ref _jitBatch, twin)?.Dispose();
+            }
+            jit = twin;
+        }
         var elf = _elf;
         try
         {

@@ -142,6 +142,7 @@ internal static unsafe class Interpreter
         // here rather than in a caller so that a call pays for one frame.
         result = 0;
         var program = vm.Decoded;
+        if (program == null) return new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
         var layout = vm.StackLayout;
         ulong top, bottom;
         if (userStack != null || userStackLength != 0)
@@ -150,13 +151,19 @@ internal static unsafe class Interpreter
             bottom = (ulong)userStack;
             if (top == 0) return EbpfVm.BadStack(layout);
         }
-        else
+        else if (program.HasLocalCalls || !layout.FullFrames)
         {
             byte* unaligned = stackalloc byte[Isa.StackSize + 16];
             bottom = ((ulong)unaligned + 15) & ~15UL; // frames are 16-byte aligned, as the kernel's
             top = bottom + Isa.StackSize;
         }
-        if (program == null) return new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
+        else
+        {
+            // One whole frame is all a run without local calls can use: 512 bytes, no pages to probe.
+            byte* unaligned = stackalloc byte[Isa.StackFrameSize + 16];
+            bottom = ((ulong)unaligned + 15) & ~15UL;
+            top = bottom + Isa.StackFrameSize;
+        }
         if ((mem == null && memLength != 0) || (mbuff == null && mbuffLength != 0)) return EbpfVm.NullWithLength();
         if (vm.Kind == VmKind.NoData && memLength != 0) return EbpfVm.UnusedInput(vm.Kind, mbuff: false);
         if (vm.Kind != VmKind.Mbuff && mbuffLength != 0) return EbpfVm.UnusedInput(vm.Kind, mbuff: true);
@@ -222,7 +229,12 @@ internal static unsafe class Interpreter
             r[1] = r1;
             r[2] = r2;
             r[10] = st.StackTop;
-            Frame* frames = stackalloc Frame[StackLayout.MaxFramesLimit];
+            Frame* frames = null; // the saved registers of local calls, for programs that make them
+            if (program.HasLocalCalls)
+            {
+                Frame* all = stackalloc Frame[StackLayout.MaxFramesLimit];
+                frames = all;
+            }
             int maxFrames = layout.MaxFrames;
             int depth = 0;
             st.Budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;

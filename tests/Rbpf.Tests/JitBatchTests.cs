@@ -166,6 +166,27 @@ public unsafe class JitBatchTests
         (_, error, done) = Batch(vm, inputs);
         Assert.Equal(RbpfErrorCode.InstructionLimit, error!.Code);
         Assert.Equal(30, done);
+        // A new limit reaches the code compiled for batches too.
+        vm.InstructionLimit = 100;
+        (_, error, done) = Batch(vm, inputs);
+        Assert.Equal(RbpfErrorCode.InstructionLimit, error!.Code);
+        Assert.Equal(0, done);
+    }
+
+    [SkippableFact]
+    public void RecompilingReplacesTheCodeBatchesRun()
+    {
+        SkipWithoutJit();
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("ldxb r0, [r1]\nexit"));
+        vm.JitCompile();
+        var inputs = new[] { new byte[] { 5 }, new byte[] { 6 } };
+        Assert.Equal(new ulong[] { 5, 6 }, Batch(vm, inputs).Results);
+        vm.SetProgram(Assembler.Assemble("ldxb r0, [r1]\nadd r0, 10\nexit"));
+        Assert.Equal(RbpfErrorCode.NoProgram, Batch(vm, inputs).Error!.Code); // loading discards the compiled code
+        vm.JitCompile();
+        Assert.Equal(new ulong[] { 15, 16 }, Batch(vm, inputs).Results);
+        vm.JitCompile(new JitOptions { CheckedMemory = false });
+        Assert.Equal(new ulong[] { 15, 16 }, Batch(vm, inputs).Results);
     }
 
     [SkippableFact]

@@ -34,6 +34,15 @@ internal static class InputBounds
     public static bool[]? ProvenAccesses(DecodedInsn[] code)
     {
         int n = code.Length;
+        // Nothing to prove without a comparison of r2 with a constant (most programs): no analysis.
+        bool measured = false;
+        foreach (var i in code)
+            if (i.Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && i.Dst == 2 && ((i.Op - Op.Jeq64Imm) & 1) == 0)
+            {
+                measured = true;
+                break;
+            }
+        if (!measured) return null;
         var states = new State?[n];
         var work = new Stack<int>();
         void Merge(int pc, State s)

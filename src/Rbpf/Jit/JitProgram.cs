@@ -24,8 +24,10 @@ internal sealed unsafe class JitProgram : IDisposable
     private readonly (JitOptions Options, long Unwind, bool Count, JitTarget Target, int Seed)? _arm64;
 
     public JitProgram(EbpfVm owner, DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper,
-        bool countInstructions, VmKind kind, int dataOffset, int dataEndOffset, ulong instructionLimit, StackLayout layout)
+        bool countInstructions, VmKind kind, int dataOffset, int dataEndOffset, ulong instructionLimit, StackLayout layout,
+        bool batchEntry = false)
     {
+        _inputs = (options, unwindHelper, countInstructions, kind, dataOffset, dataEndOffset, instructionLimit);
         Owner = owner;
         Layout = layout;
         Program = program;
@@ -41,18 +43,24 @@ internal sealed unsafe class JitProgram : IDisposable
         var target = new JitTarget(kind, dataOffset, dataEndOffset, (nint)_link, layout.MaxFrames, layout.FullFrames,
             (nint)owner.InterruptWord, (nint)_mapTable, mapTableLength, (nint)_mapRegions, mapRegionCount, owner.KernelPacketLoads);
         FixedLength = target.FixedLength;
-        int mainEntry, batchEntry = -1;
+        int mainEntry, batchEntryOffset = -1;
         if (ExecutableMemory.IsArm64)
         {
             _arm64 = (options, unwindHelper, countInstructions, target, Random.Shared.Next());
             (Code, PcOffsets, mainEntry, _) = Arm64.A64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target, _arm64.Value.Seed);
         }
-        else (Code, PcOffsets, mainEntry, batchEntry) = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target);
+        else
+        {
+            SupportsBatch = X64Compiler.SupportsBatch(options, target);
+            int batchAt;
+            (Code, PcOffsets, mainEntry, batchAt) = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target, batchEntry);
+            batchEntryOffset = batchAt;
+        }
         _memory = ExecutableMemory.Create(Code);
         GC.SuppressFinalize(_memory); // released by this object's finalizer: one finalizable object per program, not two
         MainEntry = (delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, JitExtra*, int>)(_memory.Address + mainEntry);
         DirectEntry = (nint)_memory.Address;
-        if (batchEntry >= 0) BatchEntry = (delegate* unmanaged<JitBatch*, int>)(_memory.Address + batchEntry);
+        if (batchEntryOffset >= 0) BatchEntry = (delegate* unmanaged<JitBatch*, int>)(_memory.Address + batchEntryOffset);
     }
 
     ~JitProgram()
@@ -88,9 +96,26 @@ internal sealed unsafe class JitProgram : IDisposable
     /// <summary><c>int run(void *mem, size_t mem_len, void *mbuff, size_t mbuff_len, uint64_t *result)</c>, for C.</summary>
     public nint DirectEntry { get; }
 
-    /// <summary><c>int batch(JitBatch *)</c>, or null when the code has no batch entry (AArch64, the Microsoft
-    /// convention, a fixed buffer the caller brings): then batches run one call at a time.</summary>
+    /// <summary><c>int batch(JitBatch *)</c>, or null when the code has no batch entry: code compiled for
+    /// single runs (a VM compiles a twin with one, <see cref="WithBatchEntry"/>, when it first runs a
+    /// batch), AArch64, the Microsoft convention, a fixed buffer the caller brings.</summary>
     public delegate* unmanaged<JitBatch*, int> BatchEntry { get; }
+
+    /// <summary>For a twin with a batch entry: the program it was compiled from.</summary>
+    public JitProgram? Source { get; set; }
+
+    /// <summary>Whether this program can be compiled with a batch entry (<see cref="X64Compiler.SupportsBatch"/>).</summary>
+    public bool SupportsBatch { get; }
+
+    private readonly (JitOptions Options, long Unwind, bool Count, VmKind Kind, int DataOffset, int DataEndOffset, ulong Limit) _inputs;
+
+    /// <summary>The same program compiled again with the same options, now with a batch entry.</summary>
+    public JitProgram WithBatchEntry()
+    {
+        var i = _inputs;
+        return new JitProgram(Owner, Program, Helpers, i.Options, i.Unwind, i.Count, i.Kind, i.DataOffset, i.DataEndOffset, i.Limit, Layout,
+            batchEntry: true);
+    }
 
     /// <summary>Runs the code once per input of <paramref name="batch"/> in one call (see <see cref="JitBatch"/>).</summary>
     public int RunBatch(JitBatch* batch)

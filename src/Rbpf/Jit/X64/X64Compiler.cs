@@ -42,7 +42,7 @@ internal sealed class X64Compiler
     private X64Label _errorExit, _exitWithResult, _ret, _leave;
     /// <summary>Where each run's setup starts (<see cref="EmitRunSetup"/>), the batch loop's way in.</summary>
     private X64Label _runSetup;
-    /// <summary>Whether to emit the batch entry (<see cref="EmitBatch"/>): System V only, and no caller-brought fixed buffer.</summary>
+    /// <summary>Whether to emit the batch entry (<see cref="EmitBatch"/>): asked for (the code a VM compiles for batches, on their first use), System V only, and no caller-brought fixed buffer.</summary>
     private readonly bool _batch;
     private X64Label _batchEntry, _batchNext;
     /// <summary>The batch loop's index register, when the program leaves one of r6-r9 unnamed; else the index lives in <see cref="JitBatch.Done"/> alone.</summary>
@@ -61,13 +61,13 @@ internal sealed class X64Compiler
     private readonly Dictionary<ulong, X64Label> _adapters = new();
 
     private X64Compiler(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper, bool countInstructions,
-        JitTarget target)
+        JitTarget target, bool batchEntry)
     {
         _target = target;
         _win64 = OperatingSystem.IsWindows() || options.Abi == JitAbi.Win64Emulated;
         _emulated = _win64 && !OperatingSystem.IsWindows();
         _countInstructions = countInstructions;
-        _batch = !_win64 && target.FixedLength <= JitTarget.InlineFixedLimit;
+        _batch = batchEntry && SupportsBatch(options, target);
         _program = program;
         _helpers = helpers;
         _options = options;
@@ -83,8 +83,12 @@ internal sealed class X64Compiler
     /// <summary>Compiles; with <paramref name="countInstructions"/> every basic block charges its length to the
     /// instruction budget on entry (a memory update per block, so it is left out when no limit is set).</summary>
     public static Output Compile(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper,
-        bool countInstructions, JitTarget target) =>
-        new X64Compiler(program, helpers, options, unwindHelper, countInstructions, target).Run();
+        bool countInstructions, JitTarget target, bool batchEntry = false) =>
+        new X64Compiler(program, helpers, options, unwindHelper, countInstructions, target, batchEntry).Run();
+
+    /// <summary>Whether code for <paramref name="target"/> can have a batch entry: the System V convention, and a fixed metadata buffer (if any) in the frame.</summary>
+    public static bool SupportsBatch(JitOptions options, JitTarget target) =>
+        !OperatingSystem.IsWindows() && options.Abi != JitAbi.Win64Emulated && target.FixedLength <= JitTarget.InlineFixedLimit;
 
     /// <summary>Binds a label here.</summary>
     private void Bind(ref X64Label label) => _a.Label(ref label);
