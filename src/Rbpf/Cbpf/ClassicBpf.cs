@@ -284,6 +284,13 @@ public static class ClassicBpf
                         case Imm: E($"mov32 r5, {Hex(i.K)}"); break;
                         case Len: E("mov32 r5, r2"); break;
                         case Mem: E($"ldxw r5, [r10-{64 - 4 * (int)i.K}]"); break;
+                        case Msh when i.K + 1u <= short.MaxValue:
+                            // A constant offset, as for absolute loads: one compare with the length.
+                            E($"jlt r2, {i.K + 1u}, ret0");
+                            E($"ldxb r5, [r1+{i.K}]");
+                            E("and32 r5, 0xf");
+                            E("lsh32 r5, 2");
+                            break;
                         case Msh:
                             LoadConstant("r3", i.K);
                             CheckedAddress(1);
