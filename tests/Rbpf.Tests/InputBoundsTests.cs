@@ -218,4 +218,83 @@ public class InputBoundsTests
         }
         Assert.True(programs > 1000, $"only {programs} programs were accepted");
     }
+
+    [SkippableFact]
+    public void ADropTestOfTheDataIsAFlagNotABranch()
+    {
+        SkipWithoutX64();
+        string text = "jlt r2, 2, drop\nldxb r0, [r1]\njne r0, 6, drop\nldxb r0, [r1+1]\njeq r0, 80, accept\nja drop\naccept:\nmov r0, 1\nexit\ndrop:\nmov r0, 0\nexit";
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(text));
+        vm.JitCompile();
+        var listing = vm.JitDisassembly();
+        int at = listing.IndexOf(";     2:", StringComparison.Ordinal), next = listing.IndexOf(";     3:", StringComparison.Ordinal);
+        var machine = string.Join("\n", listing[at..next].Split('\n').Where(l => !l.StartsWith(';'))); // not the eBPF line
+        Assert.Contains("cmov", machine);
+        Assert.DoesNotContain("jne", machine);
+        foreach (var (input, expected) in new[] { (new byte[] { 6, 80 }, 1UL), (new byte[] { 6, 81 }, 0UL), (new byte[] { 17, 80 }, 0UL), (new byte[] { 6 }, 0UL) })
+        {
+            Assert.Equal(expected, vm.Execute(input));
+            Assert.Equal(expected, vm.ExecuteJit(input));
+        }
+        // With a store into the input, going on past a drop would change it: branches stay.
+        vm = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 2, drop\nldxb r0, [r1]\njne r0, 6, drop\nstb [r1+1], 9\nldxb r0, [r1+1]\njeq r0, 80, accept\nja drop\naccept:\nmov r0, 1\nexit\ndrop:\nmov r0, 0\nexit"));
+        vm.JitCompile();
+        listing = vm.JitDisassembly();
+        at = listing.IndexOf(";     2:", StringComparison.Ordinal);
+        next = listing.IndexOf(";     3:", StringComparison.Ordinal);
+        Assert.DoesNotContain("cmov", listing[at..next]);
+    }
+
+    /// <summary>
+    /// Random filters in the shape of classic BPF translations (guards, loads, tests that go on,
+    /// accept with a constant or a loaded value, or drop), where the JIT turns drop tests into a
+    /// flag: every verdict must be the interpreter's.
+    /// </summary>
+    [SkippableFact]
+    public void RandomFiltersWithDropsAsAFlagRunAsInterpreted()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT is not supported here");
+        var random = new Random(23);
+        var tests = new[] { "jeq", "jne", "jgt", "jge", "jlt", "jle", "jset", "jsgt", "jslt", "jeq32", "jne32", "jgt32", "jset32" };
+        int flagged = 0;
+        for (int n = 0; n < 600; n++)
+        {
+            int blocks = random.Next(2, 8);
+            var lines = new List<string> { "mov r0, 0", "mov r5, 0" };
+            for (int b = 0; b < blocks; b++)
+            {
+                lines.Add($"b{b}:");
+                int off = random.Next(0, 12);
+                int size = 1 << random.Next(3);
+                lines.Add($"jlt r2, {off + size}, drop");
+                lines.Add($"ldx{size switch { 1 => "b", 2 => "h", _ => "w" }} r0, [r1+{off}]");
+                if (random.Next(3) == 0) lines.Add($"and r0, {random.Next(1, 256)}");
+                string Target() => random.Next(4) switch
+                {
+                    0 => "drop",
+                    1 => $"accept{random.Next(2)}",
+                    _ => b + 1 < blocks ? $"b{random.Next(b + 1, blocks)}" : "drop",
+                };
+                lines.Add($"{tests[random.Next(tests.Length)]} r0, {random.Next(0, 8) * (random.Next(2) == 0 ? 1 : 37)}, {Target()}");
+                if (random.Next(2) == 0) lines.Add($"ja {Target()}");
+            }
+            lines.Add("ja drop");
+            lines.Add("accept0:\nmov r0, 0x40000\nexit");
+            lines.Add("accept1:\nexit"); // returns A, the last value loaded
+            lines.Add("drop:\nmov r0, 0\nexit");
+            var vm = EbpfVm.CreateRaw(Assembler.Assemble(string.Join("\n", lines)));
+            vm.JitCompile();
+            if (ExecutableMemory.IsArm64 == false && vm.JitDisassembly().Contains("cmov", StringComparison.Ordinal)) flagged++;
+            for (int len = 0; len <= 16; len++)
+                for (int k = 0; k < 4; k++)
+                {
+                    var input = new byte[len];
+                    for (int j = 0; j < len; j++) input[j] = (byte)(random.Next(3) == 0 ? random.Next(256) : random.Next(8));
+                    ulong ri = vm.Execute(input);
+                    ulong rj = vm.ExecuteJit(input);
+                    Assert.True(ri == rj, $"{string.Join("; ", lines)} on {Convert.ToHexString(input)}: interpreter {ri}, JIT {rj}");
+                }
+        }
+        if (!ExecutableMemory.IsArm64) Assert.True(flagged > 300, $"only {flagged} programs used cmov");
+    }
 }

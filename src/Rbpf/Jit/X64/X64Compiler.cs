@@ -100,7 +100,8 @@ internal sealed class X64Compiler
     {
         var code = _program.Code;
         var blockStarts = BlockStarts(code);
-        if (_target.Kind == VmKind.Raw && _options.CheckedMemory) _inInput = InputBounds.ProvenAccesses(code);
+        if (_target.Kind == VmKind.Raw) _inInput = InputBounds.ProvenAccesses(code); // checked code leaves these checks out
+        _dropsAsFlag = CanTurnDropsIntoAFlag();
         _boundSizes = BoundSizes(blockStarts); // also finds the fused groups the loop below emits
         _errorExit = _a.CreateLabel();
         _exitWithResult = _a.CreateLabel();
@@ -131,7 +132,7 @@ internal sealed class X64Compiler
                 pc++;
                 continue;
             }
-            if (TryEmitVerdict(pc)) continue;
+            if (TryEmitVerdict(pc) || TryEmitDropAsFlag(pc)) continue;
             if (code[pc].Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && code[pc].Off == pc + 2 && pc + 2 < code.Length
                 && code[pc + 1].Op == Op.Ja && !_countInstructions && !_program.PollPoints[pc + 1] && !IsJumpTarget(pc + 1))
             {
@@ -211,6 +212,12 @@ internal sealed class X64Compiler
         {
             _a.jmp(_exitWithResult);
             return;
+        }
+        if (_keep is { } keep)
+        {
+            // A drop passed over on the way (TryEmitDropAsFlag): the verdict is 0.
+            _a.test(keep, keep);
+            _a.cmov(4, rax, keep); // cmovz
         }
         _a.mov(r10, CtxQ(JitContext.OffResultPtr));
         if (_batch)
@@ -374,7 +381,14 @@ internal sealed class X64Compiler
         // The batch loop keeps its index in the register of an eBPF register the program never
         // names (callee-saved, so helpers and local calls keep it): saved by every entry, as they share the exit.
         // A second one keeps the array of inputs (or of lengths) at hand.
-        var free = _batch ? new[] { 6, 7, 8, 9 }.Where(r => !UsesRegister(r)).Select(r => R64[r]).ToArray() : Array.Empty<Gpr64>();
+        var unnamed = new[] { 6, 7, 8, 9 }.Where(r => !UsesRegister(r)).Select(r => R64[r]).ToList();
+        if (_dropsAsFlag)
+        {
+            // The "not dropped" flag (see TryEmitDropAsFlag) takes the last unnamed register.
+            saved.Add((_keep = unnamed[^1]).Value);
+            unnamed.RemoveAt(unnamed.Count - 1);
+        }
+        var free = _batch ? unnamed.ToArray() : Array.Empty<Gpr64>();
         if (free.Length >= 1) saved.Add((_batchIndex = free[0]).Value);
         if (free.Length >= 2) saved.Add((_batchBase = free[1]).Value);
         _saved = saved.ToArray();
@@ -622,6 +636,7 @@ internal sealed class X64Compiler
             }
         }
         // Registers start at 0, as in the interpreter; one the program never names cannot be read.
+        if (_keep is { } keep) _a.mov(new Gpr32(keep.N), 1);
         int setFirst = SetBeforeRead();
         foreach (int r in new[] { 0, 3, 4, 5, 6, 7, 8, 9 })
             if (UsesRegister(r) && (setFirst & 1 << r) == 0) _a.xor(R32[r], R32[r]);
@@ -1558,6 +1573,87 @@ internal sealed class X64Compiler
         _a.mov(r10, taken);
         _a.cmov(CondCodes[cond], rax, r10);
         EmitExitWithResult(inline: true);
+        return true;
+    }
+
+    /// <summary>The register holding 1 while no drop was passed over, 0 after (see <see cref="TryEmitDropAsFlag"/>); null when not used.</summary>
+    private Gpr64? _keep;
+    private bool _dropsAsFlag;
+
+    /// <summary>
+    /// Whether drops may become a flag (<see cref="TryEmitDropAsFlag"/>): a raw VM's program that
+    /// cannot fail, loop, or change anything but its registers and stack whichever way its tests
+    /// go: every input access proven inside the input (<see cref="InputBounds"/>), no stores but
+    /// to the stack, no calls, atomics or legacy packet loads, no backward jumps; with an eBPF
+    /// register it never names for the flag, and no instruction counting or blinding.
+    /// </summary>
+    private bool CanTurnDropsIntoAFlag()
+    {
+        var code = _program.Code;
+        if (_target.Kind != VmKind.Raw || _inInput == null || _countInstructions || Blind || _hasLocalCalls) return false;
+        if (!new[] { 6, 7, 8, 9 }.Any(r => !UsesRegister(r))) return false;
+        bool any = false;
+        for (int pc = 0; pc < code.Length - 1; pc++) // the last slot is the trailing illegal one
+        {
+            var i = code[pc];
+            if (pc > 0 && code[pc - 1].Op == Op.Lddw) continue;
+            switch (i.Op)
+            {
+                case Op.Call or Op.CallX or Op.CallLocal or Op.Illegal or (>= Op.LdAbsB and <= Op.LdIndDW) or (>= Op.Atomic32Add and <= Op.Atomic64CmpXchg):
+                    return false;
+                case >= Op.LdxB and <= Op.LdxSW:
+                    if (!_target.InsideFrame(i.Src, i.Off, JitTarget.AccessSize(i.Op)) && !_inInput[pc]) return false;
+                    break;
+                case >= Op.StB and <= Op.StxDW:
+                    if (!_target.InsideFrame(i.Dst, i.Off, JitTarget.AccessSize(i.Op))) return false;
+                    break;
+                case Op.Ja:
+                    if (i.Off <= pc) return false;
+                    break;
+                case >= Op.Jeq64Imm and <= Op.Jsle32Reg:
+                    if (i.Off <= pc) return false;
+                    any |= DropSide(pc) != 0;
+                    break;
+            }
+        }
+        return any;
+    }
+
+    /// <summary>
+    /// For a conditional jump that tests the data (not r2, whose tests guard loads) and leads on
+    /// one side only to a drop (<c>mov r0, 0; exit</c>): 1 when the taken side drops, -1 when the
+    /// fallthrough does; else 0.
+    /// </summary>
+    private int DropSide(int pc)
+    {
+        var i = _program.Code[pc];
+        bool reg = ((i.Op - Op.Jeq64Imm) & 1) != 0;
+        if (i.Dst == 2 || reg && i.Src == 2) return 0;
+        bool takenDrops = TerminalConstant(i.Off) == 0, fallthroughDrops = TerminalConstant(pc + 1) == 0;
+        return takenDrops == fallthroughDrops ? 0 : takenDrops ? 1 : -1;
+    }
+
+    /// <summary>
+    /// A test whose one side drops the input, in a program where running on costs nothing but time
+    /// (<see cref="CanTurnDropsIntoAFlag"/>): instead of a branch, the flag is cleared when the test
+    /// says drop, and the run goes on the other way; every exit then returns 0 if the flag is clear.
+    /// The result is the same (the drop's 0, or what the path not dropped returns), and a filter
+    /// over mixed traffic no longer mispredicts its protocol and port tests.
+    /// </summary>
+    private bool TryEmitDropAsFlag(int pc)
+    {
+        if (_keep is not { } keep || _program.Code[pc].Op is < Op.Jeq64Imm or > Op.Jsle32Reg) return false;
+        int side = DropSide(pc);
+        if (side == 0) return false;
+        var i = _program.Code[pc];
+        _a.xor(r11d, r11d);
+        int cc = CondCodes[EmitCompare(i)];
+        if (side > 0) _a.cmov(cc, keep, r11); // taken drops: the run goes on below
+        else
+        {
+            _a.cmov(cc ^ 1, keep, r11); // the fallthrough drops: the run goes on at the target
+            _a.jmp(_pcLabels[i.Off]);
+        }
         return true;
     }
 
