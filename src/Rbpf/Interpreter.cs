@@ -660,6 +660,7 @@ internal static unsafe class Interpreter
         $"insn #{pc}: local call nests deeper than {maxFrames} frames or leaves too little stack for the called function's frame";
 
     /// <summary>The lowest byte a frame whose r10 is <paramref name="pointer"/> may reach: 512 bytes below it, never below <paramref name="bottom"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong FrameLow(ulong pointer, ulong bottom) =>
         pointer - bottom < Isa.StackFrameSize ? bottom : pointer - Isa.StackFrameSize;
 

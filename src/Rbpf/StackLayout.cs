@@ -23,7 +23,10 @@ public sealed class StackLayout
     /// <summary>rbpf's layout (the default): 512 bytes for every function (the kernel's frame), up to
     /// 8 frames (the entry function and 7 nested local calls), r10 at the caller's stack end rounded
     /// down to 16 bytes, and a caller's stack of at least 512 bytes.</summary>
-    public static StackLayout Default { get; } = new(_ => Isa.StackFrameSize, Isa.MaxCallDepth, alignTop: true, minimumStack: Isa.StackFrameSize);
+    public static StackLayout Default { get; } = new(_ => Isa.StackFrameSize, Isa.MaxCallDepth, alignTop: true, minimumStack: Isa.StackFrameSize) { _isDefault = true };
+
+    /// <summary>Set on <see cref="Default"/> only: a field read, where comparing with the static property cost a class-initialization check on every run.</summary>
+    private bool _isDefault;
 
     /// <summary>Creates a layout.</summary>
     /// <param name="frameSize">The frame size of the function starting at the given slot (called when
@@ -62,7 +65,7 @@ public sealed class StackLayout
     /// Whether every frame is sure to have its 512 bytes below r10 inside the stack (the default
     /// layout): the JIT then checks no access through r10 with a constant offset inside them.
     /// </summary>
-    internal bool FullFrames => ReferenceEquals(this, Default);
+    internal bool FullFrames => _isDefault;
 
     /// <summary>
     /// Writes into each local call of <paramref name="program"/> how far it moves r10 down (its
