@@ -76,15 +76,9 @@ public class InputBoundsTests
         var vm = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 14, +3\nldxh r0, [r1+12]\nldxb r3, [r1+14]\nexit\nmov r0, 0\nexit"));
         vm.JitCompile();
         var listing = vm.JitDisassembly();
-        string Slot(int pc)
-        {
-            int start = listing.IndexOf($";{pc,6}:", StringComparison.Ordinal);
-            int end = listing.IndexOf($";{pc + 1,6}:", StringComparison.Ordinal);
-            return listing[start..end];
-        }
-        Assert.DoesNotContain("jae", Slot(1)); // proven: the load alone
-        Assert.Contains("movzx", Slot(1));
-        Assert.Contains("jae", Slot(2));       // byte 14 is past the 14 measured
+        Assert.DoesNotContain("jae", TestUtil.MachineCode(listing, 1)); // proven: the load alone
+        Assert.Contains("movzx", TestUtil.MachineCode(listing, 1));
+        Assert.Contains("jae", TestUtil.MachineCode(listing, 2));       // byte 14 is past the 14 measured
         Assert.Equal(0x0201UL, vm.ExecuteJit(new byte[] { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3 }));
         Assert.Equal(RbpfErrorCode.OutOfBounds,
             Assert.Throws<RbpfException>(() => vm.ExecuteJit(new byte[14])).Code);
@@ -98,12 +92,10 @@ public class InputBoundsTests
         var vm = EbpfVm.CreateRaw(Assembler.Assemble("mov r0, 0\njlt r2, 2, +5\nldxh r0, [r1]\nbe16 r0\njeq r0, 0x800, +1\nja +1\nmov r0, 1\nexit"));
         vm.JitCompile();
         var listing = vm.JitDisassembly();
-        int jeq = listing.IndexOf(";     4:", StringComparison.Ordinal), mov = listing.IndexOf(";     6:", StringComparison.Ordinal);
-        var jumps = listing[jeq..mov];
+        var jumps = TestUtil.MachineCode(listing, 4, 5);
         Assert.Contains("jne", jumps);
         Assert.DoesNotContain("jmp", jumps);
-        int be = listing.IndexOf(";     3:", StringComparison.Ordinal);
-        Assert.DoesNotContain("movzx", listing[be..jeq]);
+        Assert.DoesNotContain("movzx", TestUtil.MachineCode(listing, 3));
         Assert.Equal(1UL, vm.ExecuteJit(new byte[] { 8, 0 }));
         Assert.Equal(8UL, vm.ExecuteJit(new byte[] { 0, 8 })); // not 0x800: r0 keeps the swapped value
         Assert.Equal(0UL, vm.ExecuteJit(new byte[] { 8 }));
@@ -227,8 +219,7 @@ public class InputBoundsTests
         var vm = EbpfVm.CreateRaw(Assembler.Assemble(text));
         vm.JitCompile();
         var listing = vm.JitDisassembly();
-        int at = listing.IndexOf(";     2:", StringComparison.Ordinal), next = listing.IndexOf(";     3:", StringComparison.Ordinal);
-        var machine = string.Join("\n", listing[at..next].Split('\n').Where(l => !l.StartsWith(';'))); // not the eBPF line
+        var machine = TestUtil.MachineCode(listing, 2);
         Assert.Contains("cmov", machine);
         Assert.DoesNotContain("jne", machine);
         foreach (var (input, expected) in new[] { (new byte[] { 6, 80 }, 1UL), (new byte[] { 6, 81 }, 0UL), (new byte[] { 17, 80 }, 0UL), (new byte[] { 6 }, 0UL) })
@@ -239,10 +230,7 @@ public class InputBoundsTests
         // With a store into the input, going on past a drop would change it: branches stay.
         vm = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 2, drop\nldxb r0, [r1]\njne r0, 6, drop\nstb [r1+1], 9\nldxb r0, [r1+1]\njeq r0, 80, accept\nja drop\naccept:\nmov r0, 1\nexit\ndrop:\nmov r0, 0\nexit"));
         vm.JitCompile();
-        listing = vm.JitDisassembly();
-        at = listing.IndexOf(";     2:", StringComparison.Ordinal);
-        next = listing.IndexOf(";     3:", StringComparison.Ordinal);
-        Assert.DoesNotContain("cmov", listing[at..next]);
+        Assert.DoesNotContain("cmov", TestUtil.MachineCode(vm.JitDisassembly(), 2));
     }
 
     /// <summary>

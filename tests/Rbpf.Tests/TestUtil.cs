@@ -15,6 +15,18 @@ internal static class TestUtil
     /// <summary>Assembles and runs a program on <paramref name="mem"/> (raw kind).</summary>
     public static ulong RunRaw(string asm, byte[] mem) => Exec(EbpfVm.CreateRaw(Assembler.Assemble(asm)), mem);
 
+    /// <summary>
+    /// The machine instructions a JIT listing (<see cref="EbpfVm.JitDisassembly"/>) shows under
+    /// slots <paramref name="first"/> to <paramref name="last"/> (just <paramref name="first"/> by
+    /// default), without the eBPF lines.
+    /// </summary>
+    public static string MachineCode(string listing, int first, int last = -1)
+    {
+        int start = listing.IndexOf($";{first,6}:", StringComparison.Ordinal);
+        int end = listing.IndexOf($";{(last < 0 ? first : last) + 1,6}:", StringComparison.Ordinal);
+        return string.Join("\n", listing[start..end].Split('\n').Where(l => !l.StartsWith(';')));
+    }
+
     private static IEnumerable<JitOptions> JitModes => EbpfVm.IsJitSupported ? JitTests.AllOptions : Array.Empty<JitOptions>();
 
     /// <summary>Runs <paramref name="vm"/> in every engine and returns the (common) result.</summary>
