@@ -371,9 +371,6 @@ internal sealed class X64Compiler
     /// </summary>
     private void EmitEntry()
     {
-        int fixedLength = _target.FixedLength;
-        bool inlineFixed = fixedLength > 0 && fixedLength <= JitTarget.InlineFixedLimit;
-        int fixedBytes = inlineFixed ? (fixedLength + 15) & ~15 : 0;
         // rbp (r10) and r12 (the context) always; r6-r9's registers only if the program uses them.
         var saved = new List<Gpr64> { rbp, r12 };
         for (int r = 6; r <= 9; r++)
@@ -396,7 +393,7 @@ internal sealed class X64Compiler
         // The caller's stack or this frame's: one 512-byte frame when there are no local calls (and
         // frames are whole), else the stack for every call depth.
         _stackSize = _target.FullFrames && !_hasLocalCalls ? Isa.StackFrameSize : Isa.StackSize;
-        _frameSize = JitContext.Size + fixedBytes + _stackSize + (_saved.Length % 2 == 0 ? 8 : 0);
+        _frameSize = JitContext.Size + FixedBytes + _stackSize + (_saved.Length % 2 == 0 ? 8 : 0);
         _mainEntry = _a.CreateLabel();
         if (_win64) EmitWin64Entries();
         else
@@ -431,6 +428,9 @@ internal sealed class X64Compiler
         EmitRunSetup();
     }
 
+    /// <summary>Bytes of the frame for a fixed metadata buffer built inline (up to <see cref="JitTarget.InlineFixedLimit"/>, 16-byte aligned); 0 when none, or when the caller brings it.</summary>
+    private int FixedBytes => _target.FixedLength is > 0 and var n && n <= JitTarget.InlineFixedLimit ? (n + 15) & ~15 : 0;
+
     /// <summary>
     /// Whether the stack region stays as the entry set it for every run: whole frames and no local
     /// calls (which lower the region's start and move r10); then a batch sets it up once.
@@ -458,8 +458,6 @@ internal sealed class X64Compiler
     /// <summary>The stack: the caller's (<see cref="JitExtra"/>* in r9), or the top of this frame. Clobbers r10 and r11.</summary>
     private void EmitStackSetup()
     {
-        int fixedLength = _target.FixedLength;
-        int fixedBytes = fixedLength > 0 && fixedLength <= JitTarget.InlineFixedLimit ? (fixedLength + 15) & ~15 : 0;
         bool checks = _options.CheckedMemory && Enumerable.Range(0, _program.Code.Length).Any(NeedsCheck);
         var ownStack = _a.CreateLabel();
         var stackDone = _a.CreateLabel();
@@ -468,7 +466,7 @@ internal sealed class X64Compiler
         _a.mov(r10, __qword_ptr[r9 + JitExtra.OffStackBottom]);
         _a.jmp(stackDone);
         Bind(ref ownStack);
-        _a.lea(r10, __[r12 + (JitContext.Size + fixedBytes)]);
+        _a.lea(r10, __[r12 + (JitContext.Size + FixedBytes)]);
         _a.lea(rbp, __[r10 + _stackSize]);
         Bind(ref stackDone);
         _a.mov(CtxQ(JitContext.OffStackBottom), r10);
@@ -531,8 +529,6 @@ internal sealed class X64Compiler
     private void EmitRunSetup()
     {
         int fixedLength = _target.FixedLength;
-        bool inlineFixed = fixedLength > 0 && fixedLength <= JitTarget.InlineFixedLimit;
-        int fixedBytes = inlineFixed ? (fixedLength + 15) & ~15 : 0;
         Bind(ref _runSetup);
         if (NeedsPacketFields)
         {
@@ -607,11 +603,11 @@ internal sealed class X64Compiler
                 break;
             default:
             {
-                if (inlineFixed)
+                if (FixedBytes > 0)
                 {
                     _a.lea(r10, __[r12 + JitContext.Size]);
                     _a.pxor(xmm0, xmm0);
-                    for (int off = 0; off < fixedBytes; off += 16) _a.movdqu(__xmmword_ptr[r10 + off], xmm0);
+                    for (int off = 0; off < FixedBytes; off += 16) _a.movdqu(__xmmword_ptr[r10 + off], xmm0);
                 }
                 else
                 {
