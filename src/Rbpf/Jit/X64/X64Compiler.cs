@@ -245,8 +245,7 @@ internal sealed class X64Compiler
         return _jumpTargets[pc];
     }
     /// <summary>Whether the program makes local calls (without them, an exit always ends the run: depth is 0).</summary>
-    private bool _hasLocalCalls => _hasLocalCallsCache ??= _program.Code.Any(i => i.Op == Op.CallLocal);
-    private bool? _hasLocalCallsCache;
+    private bool _hasLocalCalls => _program.HasLocalCalls;
     /// <summary>The callee-saved registers the entry saves, in push order.</summary>
     private Gpr64[] _saved = Array.Empty<Gpr64>();
     private int _usedRegisters = -1;
