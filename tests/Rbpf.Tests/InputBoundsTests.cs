@@ -19,6 +19,9 @@ public class InputBoundsTests
         return proven == null ? Array.Empty<int>() : Enumerable.Range(0, proven.Length).Where(pc => proven[pc]).ToArray();
     }
 
+    /// <summary>clang's eBPF for the internet checksum (benchmarks/clang/kernels.c), loop at 6-15, tail byte at 18.</summary>
+    private const string Checksum = "mov r0, 0\nmov r3, 0\njlt r2, 2, +13\nmov r4, 0\nmov r0, 0\nmov r3, 0\nmov r5, r1\nadd r5, r4\nldxh r5, [r5+0]\nbe16 r5\nadd r0, r5\nadd r3, 2\nmov r5, r4\nadd r5, 3\nmov r4, r3\njlt r5, r2, -10\njge r3, r2, +5\nadd r1, r3\nldxb r1, [r1+0]\nlsh r1, 8\nadd r1, r0\nmov r0, r1\nexit";
+
     [Theory]
     // jlt falls through with 14 bytes or more: bytes 12 and 13 are in.
     [InlineData("jlt r2, 14, +2\nldxh r0, [r1+12]\nexit\nmov r0, 0\nexit", new[] { 1 })]
@@ -40,7 +43,11 @@ public class InputBoundsTests
     [InlineData("jlt r2, 14, +3\nadd r1, 14\nldxb r0, [r1]\nexit\nexit", new int[0])]
     [InlineData("jlt r2, 14, +3\nmov r2, 100\nldxb r0, [r1+13]\nexit\nexit", new[] { 2 })]
     [InlineData("mov r2, 100\njlt r2, 14, +2\nldxb r0, [r1]\nexit\nexit", new int[0])]
-    [InlineData("jlt r2, 14, +3\nsub r1, 1\nldxb r0, [r1+1]\nexit\nexit", new int[0])]
+    [InlineData("sub r2, 4\njlt r2, 14, +2\nldxb r0, [r1+13]\nexit\nexit", new int[0])]
+    [InlineData("mov r3, 100\nmov r2, r3\njlt r2, 14, +2\nldxb r0, [r1+13]\nexit\nexit", new int[0])]
+    // The start moved back and forward again is known exactly (the JIT's check is modulo 2^64 too).
+    [InlineData("jlt r2, 14, +3\nsub r1, 1\nldxb r0, [r1+1]\nexit\nexit", new[] { 2 })]
+    [InlineData("jlt r2, 14, +3\nsub r1, 1\nldxb r0, [r1]\nexit\nexit", new int[0])]
     [InlineData("jlt r2, 14, +3\ncall 1\nldxb r0, [r1]\nexit\nexit", new int[0])]
     [InlineData("jlt r2, 14, +3\nldabsb 0\nldxb r0, [r1]\nexit\nexit", new int[0])]
     [InlineData("mov r3, 0\njlt r2, 14, +3\nldxb r0, [r1+13]\nadd r3, 1\njlt r3, 3, -5\nexit", new[] { 2 })]
@@ -48,7 +55,9 @@ public class InputBoundsTests
     // A guard on another register, a negative offset, another base: not proven.
     [InlineData("jlt r3, 14, +1\nldxb r0, [r1]\nexit", new int[0])]
     [InlineData("jlt r2, 14, +1\nldxb r0, [r1-1]\nexit", new int[0])]
-    [InlineData("mov r3, r1\njlt r2, 14, +1\nldxb r0, [r3]\nexit", new int[0])]
+    // A copy of the start is the start.
+    [InlineData("mov r3, r1\njlt r2, 14, +1\nldxb r0, [r3+13]\nexit", new[] { 2 })]
+    [InlineData("mov r3, r1\njlt r2, 14, +1\nldxb r0, [r3+14]\nexit", new int[0])]
     // An offset compared with the length, as classic BPF translations check an indirect load: X + 14
     // (X below 2^32), two more for the load's size, jgt against r2, then the input's start added.
     [InlineData("ldxb r5, [r1]\njlt r2, 1, +9\nmov32 r3, 14\nmov32 r4, r5\nadd r3, r4\nmov r4, r3\nadd r4, 2\njgt r4, r2, +3\nadd r3, r1\nldxh r0, [r3+0]\nexit\nexit", new[] { 9 })]
@@ -62,6 +71,35 @@ public class InputBoundsTests
     // Moving the offset on after the comparison leaves less room.
     [InlineData("ldxb r5, [r1]\njlt r2, 1, +10\nmov32 r3, 14\nmov32 r4, r5\nadd r3, r4\nmov r4, r3\nadd r4, 2\njgt r4, r2, +4\nadd r3, 1\nadd r3, r1\nldxb r0, [r3+0]\nexit\nexit", new[] { 10 })]
     [InlineData("ldxb r5, [r1]\njlt r2, 1, +10\nmov32 r3, 14\nmov32 r4, r5\nadd r3, r4\nmov r4, r3\nadd r4, 2\njgt r4, r2, +4\nadd r3, 1\nadd r3, r1\nldxh r0, [r3+0]\nexit\nexit", new int[0])]
+    // Loops as clang writes them. The checksum: i + 1 < len, two bytes at start + i; r3 and r4 are
+    // the same value at the head (both 0 on entry, r4 = r3 on the way back), r5 = r4 + 3 compared.
+    [InlineData(Checksum, new[] { 8, 18 })]
+    // The same with i + 2 compared (one byte short of the load), or r3 moving on by 3: not proven.
+    [InlineData("mov r0, 0\nmov r3, 0\njlt r2, 2, +13\nmov r4, 0\nmov r0, 0\nmov r3, 0\nmov r5, r1\nadd r5, r4\nldxh r5, [r5+0]\nbe16 r5\nadd r0, r5\nadd r3, 2\nmov r5, r4\nadd r5, 2\nmov r4, r3\njlt r5, r2, -10\njge r3, r2, +5\nadd r1, r3\nldxb r1, [r1+0]\nlsh r1, 8\nadd r1, r0\nmov r0, r1\nexit", new[] { 18 })]
+    [InlineData("mov r0, 0\nmov r3, 0\njlt r2, 2, +13\nmov r4, 0\nmov r0, 0\nmov r3, 0\nmov r5, r1\nadd r5, r4\nldxh r5, [r5+0]\nbe16 r5\nadd r0, r5\nadd r3, 3\nmov r5, r4\nadd r5, 3\nmov r4, r3\njlt r5, r2, -10\njge r3, r2, +5\nadd r1, r3\nldxb r1, [r1+0]\nlsh r1, 8\nadd r1, r0\nmov r0, r1\nexit", new[] { 18 })]
+    // Without the entry guard the first round reads two bytes of any input: not proven.
+    [InlineData("mov r0, 0\nmov r3, 0\nja +0\nmov r4, 0\nmov r0, 0\nmov r3, 0\nmov r5, r1\nadd r5, r4\nldxh r5, [r5+0]\nbe16 r5\nadd r0, r5\nadd r3, 2\nmov r5, r4\nadd r5, 3\nmov r4, r3\njlt r5, r2, -10\nexit", new int[0])]
+    // i < len, one byte at start + i, i counted up; r2 compared the other way round (len > i); the
+    // load one byte wider than the room; r1 moved inside the loop.
+    [InlineData("jeq r2, 0, +6\nmov r7, 0\nmov r3, r1\nadd r3, r7\nldxb r0, [r3+0]\nadd r7, 1\njlt r7, r2, -5\nexit", new[] { 4 })]
+    [InlineData("jeq r2, 0, +6\nmov r7, 0\nmov r3, r1\nadd r3, r7\nldxb r0, [r3+0]\nadd r7, 1\njgt r2, r7, -5\nexit", new[] { 4 })]
+    [InlineData("jeq r2, 0, +6\nmov r7, 0\nmov r3, r1\nadd r3, r7\nldxh r0, [r3+0]\nadd r7, 1\njlt r7, r2, -5\nexit", new int[0])]
+    [InlineData("jeq r2, 0, +7\nmov r7, 0\nmov r3, r1\nadd r3, r7\nldxb r0, [r3+0]\nadd r1, 1\nadd r7, 1\njlt r7, r2, -6\nexit", new int[0])]
+    // i + 8 <= len, eight bytes at start + i, i += 8, as clang writes the hash's loop (r4 = i + 8 computed
+    // before the comparison, r9 = i + 16 compared, r7 = r4).
+    [InlineData("mov r4, 0\njlt r2, 8, +11\nmov r7, 0\nmov r4, 0\nmov r3, r1\nadd r3, r7\nldxdw r3, [r3+0]\nadd r4, 8\nmov r9, r7\nadd r9, 16\nmov r7, r4\njgt r9, r2, +1\nja -9\nexit", new[] { 6 })]
+    // len > i as the loop's test gives one byte of room, not two; len != 0 tells one byte.
+    [InlineData("jlt r2, 2, +6\nmov r7, 0\nmov r3, r1\nadd r3, r7\nldxh r0, [r3+0]\nadd r7, 1\njgt r2, r7, -5\nexit", new int[0])]
+    [InlineData("jeq r2, 0, +2\nldxb r0, [r1]\nexit\nexit", new[] { 1 })]
+    [InlineData("jeq r2, 0, +2\nldxh r0, [r1]\nexit\nexit", new int[0])]
+    // An index compared with a constant, not the length, runs past the 20 bytes measured: the room it
+    // loses every round is dropped at the loop head, not kept.
+    [InlineData("jlt r2, 20, +7\nmov r3, 0\nmov r4, r1\nadd r4, r3\nldxb r0, [r4+0]\nadd r3, 1\njlt r3, 100, -5\nexit\nexit", new int[0])]
+    // A group's root overwritten: the others stay related to each other (r5 = r4 + 5, r4 = r3 + 5 and
+    // r5 = r3), never to the new value.
+    [InlineData("jlt r2, 8, +9\nldxdw r3, [r1]\nand r3, 0xffff\nmov r4, r3\nmov r5, r3\nadd r5, 5\nldxb r3, [r1+1]\njge r4, r2, +2\nadd r5, r1\nldxb r0, [r5+0]\nexit", new[] { 1, 6 })]
+    [InlineData("jlt r2, 8, +9\nldxdw r3, [r1]\nand r3, 0xffff\nmov r4, r3\nadd r4, 5\nmov r5, r3\nldxb r3, [r1+1]\njge r4, r2, +2\nadd r5, r1\nldxw r0, [r5+2]\nexit", new[] { 1, 6, 9 })]
+    [InlineData("jlt r2, 8, +9\nldxdw r3, [r1]\nand r3, 0xffff\nmov r4, r3\nadd r4, 5\nmov r5, r3\nldxb r3, [r1+1]\njge r3, r2, +2\nadd r5, r1\nldxb r0, [r5+0]\nexit", new[] { 1, 6 })]
     // Local functions start knowing nothing.
     [InlineData("jlt r2, 14, +2\ncall sub\nexit\nexit\nsub:\nldxb r0, [r1]\nexit", new int[0])]
     public void ProvesExactlyTheAccessesEveryPathHasMeasured(string text, int[] expected)
@@ -209,6 +247,97 @@ public class InputBoundsTests
             }
         }
         Assert.True(programs > 1000, $"only {programs} programs were accepted");
+    }
+
+    /// <summary>
+    /// Random loops over the input in the shapes clang writes (an index counted up by a step, a copy
+    /// of it plus a constant compared with the length, the load at start + index), with variations
+    /// that break the proof: steps larger than the room, loads wider or further on, comparisons the
+    /// wrong way round or against a value one too large, no entry guard, the start or the index
+    /// changed on the way. The JIT must give the interpreter's result or error on every length.
+    /// </summary>
+    [SkippableFact]
+    public void RandomLoopsOverTheInputRunAsInterpreted()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT is not supported here");
+        var random = new Random(29);
+        int programs = 0, withProofs = 0;
+        for (int n = 0; n < 1500; n++)
+        {
+            var regs = new[] { 3, 4, 5, 6, 7, 8, 9 }.OrderBy(_ => random.Next()).ToArray();
+            int index = regs[0], copy = regs[1], ptr = regs[2], cmp = regs[3], value = regs[4];
+            int size = 1 << random.Next(4);
+            int step = random.Next(1, 5);
+            int off = random.Next(4) == 0 ? random.Next(-1, 3) : 0;
+            var lines = new List<string> { "mov r0, 0" };
+            switch (random.Next(6))
+            {
+                case 0: case 1: case 2: lines.Add($"jlt r2, {(random.Next(2) == 0 ? size + random.Next(-1, 2) : random.Next(0, 10))}, out"); break;
+                case 3: lines.Add("jeq r2, 0, out"); break;
+                case 4: lines.Add($"jgt r2, {random.Next(0, 10)}, +1\nja out"); break;
+                default: break; // no guard
+            }
+            lines.Add($"mov r{index}, {(random.Next(3) == 0 ? random.Next(0, 3) : 0)}");
+            bool twin = random.Next(2) == 0; // clang's second register holding the index (r3 and r4 in the checksum)
+            if (twin) lines.Add($"mov r{copy}, r{index}");
+            lines.Add("head:");
+            if (random.Next(2) == 0) lines.Add($"mov r{ptr}, r1\nadd r{ptr}, r{index}");
+            else lines.Add($"mov r{ptr}, r{index}\nadd r{ptr}, r1");
+            lines.Add($"ldx{size switch { 1 => "b", 2 => "h", 4 => "w", _ => "dw" }} r{value}, [r{ptr}{(off < 0 ? "-" : "+")}{Math.Abs(off)}]");
+            lines.Add($"add r0, r{value}");
+            switch (random.Next(10))
+            {
+                case 0: lines.Add("add r1, 1"); break;
+                case 1: lines.Add($"mov r{index}, r{value}"); break;
+                case 2: lines.Add($"sub r{index}, 1"); break;
+                default: break;
+            }
+            // The next index, and the value compared: index + c (c from 0 to size + 1) or the next index itself.
+            int c = random.Next(3) > 0 ? size - random.Next(2) : random.Next(0, size + 2); // size - 1: exactly enough for jlt, size for jle
+            if (twin)
+            {
+                lines.Add($"add r{copy}, {step}");
+                lines.Add($"mov r{cmp}, r{index}\nadd r{cmp}, {step + c}");
+                lines.Add($"mov r{index}, r{copy}");
+            }
+            else
+            {
+                lines.Add($"add r{index}, {step}");
+                lines.Add($"mov r{cmp}, r{index}\nadd r{cmp}, {c}");
+            }
+            lines.Add(random.Next(6) switch
+            {
+                0 => $"jlt r{cmp}, r2, head",
+                1 => $"jle r{cmp}, r2, head",
+                2 => $"jgt r2, r{cmp}, head",
+                3 => $"jge r2, r{cmp}, head",
+                4 => $"jgt r{cmp}, r2, out\nja head",
+                _ => $"jge r{cmp}, r2, out\nja head",
+            });
+            lines.Add("out:\nexit");
+            var program = Assembler.Assemble(string.Join("\n", lines));
+            EbpfVm vm;
+            try
+            {
+                vm = EbpfVm.CreateRaw(program);
+                vm.InstructionLimit = 5000;
+                vm.JitCompile();
+            }
+            catch (RbpfException) { continue; }
+            programs++;
+            if (InputBounds.ProvenAccesses(DecodedProgram.Decode(program).Code) != null) withProofs++;
+            for (int len = 0; len <= 24; len++)
+            {
+                var a = new byte[len];
+                random.NextBytes(a);
+                var ci = vm.TryExecute(a, Span<byte>.Empty, out ulong ri, out var ei);
+                var cj = vm.TryExecuteJit(a, Span<byte>.Empty, out ulong rj, out var ej);
+                Assert.True(ci == cj, $"{string.Join("; ", lines)} on {len} bytes: interpreter {ci} ({ei?.Message}), JIT {cj} ({ej?.Message})");
+                if (ci == RbpfErrorCode.Ok) Assert.True(ri == rj, $"{string.Join("; ", lines)} on {len} bytes: interpreter {ri}, JIT {rj}");
+            }
+        }
+        Assert.True(programs > 1400, $"only {programs} programs were accepted");
+        Assert.True(withProofs > 150, $"only {withProofs} programs had a proven access");
     }
 
     [SkippableFact]
