@@ -226,7 +226,9 @@ RBPF_API int rbpf_vm_set_instruction_limit(rbpf_vm *vm, uint64_t limit);
 /**
  * Stops every run of `vm` in progress, on any thread, soon: each returns RBPF_E_INTERRUPTED at its
  * next loop head or function entry (the interpreter and the JIT alike; code from
- * rbpf_vm_jit_function too). Runs that begin afterwards are not affected: an interrupt that arrives
+ * rbpf_vm_jit_function too). In raw VMs, compiled code does not check in a loop that goes round
+ * at most once per input byte (an index moved on every round and compared with the input's
+ * length): such a loop ends by itself, and the run stops at the next check after it. Runs that begin afterwards are not affected: an interrupt that arrives
  * between runs is lost. Thread-safe, lock-free and async-signal-safe on Linux: call it from a
  * signal handler or a watchdog thread. Returns 0, or RBPF_E_INVALID_HANDLE (without setting
  * rbpf_last_error, which is not signal-safe) for a NULL, destroyed or forged handle.

@@ -585,8 +585,9 @@ class Vm(_Closable):
     # -- helpers --
     def interrupt(self) -> None:
         """Stops every run of this VM in progress, on any thread, soon: each raises
-        RunInterruptedError at its next loop head or function entry. A run that begins afterwards is
-        not affected. Safe to call from any thread (for example a watchdog timer). Ctrl-C does the
+        RunInterruptedError at its next loop head or function entry (compiled code of a raw VM skips
+        the check in loops that go round at most once per input byte, which end by themselves). A
+        run that begins afterwards is not affected. Safe to call from any thread (for example a watchdog timer). Ctrl-C does the
         same for runs in the main thread (execute, execute_jit, execute_many, count_verdicts; not a
         JitFunction) and then raises KeyboardInterrupt."""
         rc = _vm_interrupt(self._h)

@@ -27,12 +27,12 @@ namespace Rbpf.Jit;
 internal static class InputBounds
 {
     /// <summary>The pseudo-registers relations can name besides r0-r9: the constant 0 and the input's start.</summary>
-    private const int Zero = 10, Start = 11;
+    internal const int Zero = 10, Start = 11;
     /// <summary>Constants and relation offsets are kept below this, so sums of a few stay far from wrapping.</summary>
     private const long MaxPlus = 1L << 40;
 
     /// <summary>What is known of one register.</summary>
-    private struct Reg : IEquatable<Reg>
+    internal struct Reg : IEquatable<Reg>
     {
         /// <summary>The value is below 2^Bits (64: nothing known).</summary>
         public byte Bits;
@@ -55,7 +55,7 @@ internal static class InputBounds
     }
 
     /// <summary>What is known at an instruction: whether r2 still holds L, the least L, and each of r0-r9.</summary>
-    private sealed class State
+    internal sealed class State
     {
         public bool R2;
         public long Min;
@@ -218,11 +218,28 @@ internal static class InputBounds
     /// <summary>A state's joins at a loop head before bounds that keep shrinking there are dropped.</summary>
     private const int JoinsBeforeWidening = 8;
 
+    /// <summary>What the analysis found: the accesses proven, and what is known at each slot.</summary>
+    internal sealed class Facts(State?[] states, bool[]? proven)
+    {
+        /// <summary>For each slot, whether it is a plain load or store proven to stay inside the input; null when none is.</summary>
+        public bool[]? Proven { get; } = proven;
+
+        /// <summary>Whether r2 holds the input's length at <paramref name="pc"/> on every path (false where no path goes).</summary>
+        public bool HoldsLength(int pc) => states[pc]?.R2 ?? false;
+
+        /// <summary>How r<paramref name="r"/> relates at <paramref name="pc"/> to a group's root (a register, <see cref="Zero"/>
+        /// or <see cref="Start"/>): value = root's + Plus; (r, 0) when it is a root or related to nothing.</summary>
+        public (int Root, long Plus) Relation(int pc, int r) => states[pc]?.Root(r) ?? (r, 0);
+    }
+
     /// <summary>
     /// For each slot, whether it is a plain load or store proven to stay inside the input (see the
     /// class remarks); null when there is none.
     /// </summary>
-    public static bool[]? ProvenAccesses(DecodedInsn[] code)
+    public static bool[]? ProvenAccesses(DecodedInsn[] code) => Analyze(code)?.Proven;
+
+    /// <summary>The analysis of the class remarks; null when the program compares nothing with r2 (nothing to learn).</summary>
+    public static Facts? Analyze(DecodedInsn[] code)
     {
         int n = code.Length;
         // Nothing to prove without a comparison involving r2 (most programs): no analysis.
@@ -319,7 +336,7 @@ internal static class InputBounds
                 || s.R[b].Base == Start && s.R[b].Plus + i.Off >= 0 && s.R[b].Plus + i.Off + size <= s.Min;
             if (inside) (proven ??= new bool[n])[pc] = true;
         }
-        return proven;
+        return new Facts(states, proven);
     }
 
     /// <summary>An instruction that writes its destination (arithmetic, moves, byte swaps, loads): what is known of it after.</summary>

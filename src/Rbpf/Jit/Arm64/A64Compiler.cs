@@ -72,9 +72,13 @@ internal sealed class A64Compiler
         }
     }
 
+    /// <summary>Where the code polls for interrupts (<see cref="BoundedLoops.PollsFor"/>).</summary>
+    private bool[] _polls = Array.Empty<bool>();
+
     private Output Run()
     {
         var code = _program.Code;
+        _polls = BoundedLoops.PollsFor(_program, _target.Kind, _target.Kind == VmKind.Raw ? InputBounds.Analyze(code) : null);
         EmitEntry();
         for (int pc = 0; pc < code.Length; pc++)
         {
@@ -85,7 +89,7 @@ internal sealed class A64Compiler
                 continue;
             }
             _a.Bind(_pcLabels[pc]);
-            if (_options.Interruptible && _program.PollPoints[pc]) EmitPoll(pc);
+            if (_options.Interruptible && _polls[pc]) EmitPoll(pc);
             if (_countInstructions && code[pc].Charge > 0) EmitBudget(pc, code[pc].Charge);
             EmitInstruction(pc, code[pc]);
         }
@@ -232,7 +236,7 @@ internal sealed class A64Compiler
         {
             _a.Access(Mem.LdrX, Budget, T0, JitLink.OffBudget);
         }
-        if (_options.Interruptible && Array.IndexOf(_program.PollPoints, true) >= 0)
+        if (_options.Interruptible && Array.IndexOf(_polls, true) >= 0)
         {
             _a.MovImm(true, InterruptWord, _target.InterruptWord);
             _a.Access(Mem.LdrW, Epoch, InterruptWord, 0);

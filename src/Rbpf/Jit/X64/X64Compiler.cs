@@ -100,7 +100,9 @@ internal sealed class X64Compiler
     {
         var code = _program.Code;
         var blockStarts = BlockStarts(code);
-        if (_target.Kind == VmKind.Raw) _inInput = InputBounds.ProvenAccesses(code); // checked code leaves these checks out
+        var facts = _target.Kind == VmKind.Raw ? InputBounds.Analyze(code) : null;
+        _inInput = facts?.Proven; // checked code leaves these checks out
+        _polls = BoundedLoops.PollsFor(_program, _target.Kind, facts);
         _dropsAsFlag = CanTurnDropsIntoAFlag();
         _boundSizes = BoundSizes(blockStarts); // also finds the fused groups the loop below emits
         _errorExit = _a.CreateLabel();
@@ -124,7 +126,7 @@ internal sealed class X64Compiler
             }
             Bind(ref _pcLabels[pc]);
             _currentPc = pc;
-            if (_options.Interruptible && _program.PollPoints[pc]) EmitPoll(pc);
+            if (_options.Interruptible && _polls[pc]) EmitPoll(pc);
             if (_countInstructions && blockStarts[pc] > 0) EmitBudget(pc, blockStarts[pc]);
             if (pc + 1 < code.Length && blockStarts[pc + 1] == 0 && !_program.PollPoints[pc + 1] && TryEmitLea(code[pc], code[pc + 1]))
             {
@@ -510,7 +512,7 @@ internal sealed class X64Compiler
         _a.mov(r12, rsp);
         _a.mov(r10, (ulong)_target.Link);
         _a.mov(CtxQ(JitContext.OffLink), r10);
-        if (_options.Interruptible && (batch || Array.IndexOf(_program.PollPoints, true) >= 0))
+        if (_options.Interruptible && (batch || Array.IndexOf(_polls, true) >= 0))
         {
             // The interrupt word as the call begins: an interrupt is a change of it from here on.
             _a.mov(r11, (long)_target.InterruptWord);
@@ -1277,6 +1279,8 @@ internal sealed class X64Compiler
 
     /// <summary>Plain accesses of a raw VM's program proven inside the input (<see cref="InputBounds"/>): no check; null when none.</summary>
     private bool[]? _inInput;
+    /// <summary>Where the code polls for interrupts (<see cref="BoundedLoops.PollsFor"/>).</summary>
+    private bool[] _polls = Array.Empty<bool>();
 
     /// <summary>Whether checked code checks the access of the instruction at <paramref name="pc"/> at run time.</summary>
     private bool NeedsCheck(int pc) => NeedsCheck(_program.Code[pc]) && !(_inInput?[pc] ?? false);

@@ -1,0 +1,328 @@
+namespace Rbpf.Jit;
+
+/// <summary>
+/// Loops of a raw VM's program that go round at most once per byte of input (plus one), whose
+/// heads the JIT need not poll for interrupts: such a loop ends on its own after work in
+/// proportion to the input the host gave, like a helper working through it would.
+/// <para>
+/// A loop head h qualifies when its body (the slots on a cycle through h) has no cycle that avoids
+/// h and makes no call, r2 holds the input's length L at h and nothing in the body writes it, and
+/// some register x moves on every round: on every way back to h from the body, x is its value at
+/// h (X) plus a constant k from 1 to 2^20, and the round has found, by a 64-bit unsigned
+/// comparison with r2, that X + e &lt;= L for one constant e the same on every way back (clang's
+/// <c>i + 1 &lt; len</c>, <c>off + 64 &lt;= len</c>). Registers are followed through the round as
+/// x's head value plus a constant; other registers the input analysis (<see cref="InputBounds"/>)
+/// knows to be x plus a constant at h count as such (x is then the root of their group).
+/// Then y = X + e (modulo 2^64) is at most L whenever a round goes back, and the next round's y is
+/// that plus k without wrapping (L is far below 2^63): y grows every time and never passes L, so
+/// the loop goes back at most L + 1 times. Rounds entered in the middle of the body (a jump into
+/// the loop from outside) add at most one. Another loop head every cycle through which passes a
+/// qualifying head needs no poll either: it goes round no more often.
+/// </para>
+/// </summary>
+internal static class BoundedLoops
+{
+    /// <summary>Constants and distances are kept below this; steps must be below <see cref="MaxStep"/>.</summary>
+    private const long MaxDelta = 1L << 40, MaxStep = 1L << 20;
+    private const int Zero = InputBounds.Zero, Start = InputBounds.Start;
+
+    /// <summary>A register's value as a register's value at the loop head (or a constant, or the input's start) plus Delta,
+    /// modulo 2^64; Origin -1: unknown.</summary>
+    private struct Val
+    {
+        public sbyte Origin;
+        public long Delta;
+        public static readonly Val Unknown = new() { Origin = -1 };
+    }
+
+    /// <summary>What a path through the body knows: each register, and facts (x, e): X + e &lt;= L for x's head value X.</summary>
+    private sealed class State
+    {
+        public readonly Val[] R = new Val[10];
+        public List<(int X, long E)> Facts = new();
+
+        public State Clone()
+        {
+            var s = new State { Facts = new List<(int, long)>(Facts) };
+            R.CopyTo(s.R, 0);
+            return s;
+        }
+
+        public void JoinWith(State o)
+        {
+            for (int r = 0; r < R.Length; r++)
+                if (R[r].Origin != o.R[r].Origin || R[r].Delta != o.R[r].Delta) R[r] = Val.Unknown;
+            Facts.RemoveAll(f => !o.Facts.Contains(f));
+        }
+
+        /// <summary>Register <paramref name="r"/> is at most L (64-bit unsigned).</summary>
+        public void AtMostL(int r)
+        {
+            if (r > 9 || R[r].Origin is < 0 or Zero or Start) return;
+            var f = ((int)R[r].Origin, R[r].Delta);
+            if (!Facts.Contains(f)) Facts.Add(f);
+        }
+    }
+
+    /// <summary>
+    /// The slots compiled code polls for interrupts at: the program's poll points, less the heads of
+    /// loops bounded by the input when the VM is raw (r1 and r2 are the input and its length).
+    /// </summary>
+    public static bool[] PollsFor(DecodedProgram program, VmKind kind, InputBounds.Facts? facts)
+    {
+        if (kind != VmKind.Raw || facts == null || Find(program.Code, program.PollPoints, facts) is not { } bounded) return program.PollPoints;
+        var polls = (bool[])program.PollPoints.Clone();
+        for (int pc = 0; pc < polls.Length; pc++)
+            if (bounded[pc]) polls[pc] = false;
+        return polls;
+    }
+
+    /// <summary>
+    /// For each slot, whether it is the head of a loop that goes round at most once per input byte
+    /// (see the class remarks); null when there is none.
+    /// </summary>
+    public static bool[]? Find(DecodedInsn[] code, bool[] pollPoints, InputBounds.Facts facts)
+    {
+        int n = code.Length;
+        bool any = false;
+        for (int pc = 0; pc < n && !any; pc++)
+            any = IsJump(code[pc]) && code[pc].Off <= pc && code[pc].Op != Op.Illegal;
+        if (!any) return null;
+
+        var preds = Predecessors(code);
+        bool[]? bounded = null;
+        var callTarget = new bool[n];
+        foreach (var i in code)
+            if (i.Op == Op.CallLocal && i.Off >= 0 && i.Off < n) callTarget[i.Off] = true;
+        for (int h = 0; h < n; h++)
+            if (pollPoints[h] && !callTarget[h] && facts.HoldsLength(h) && IsBounded(code, preds, h, facts))
+                (bounded ??= new bool[n])[h] = true;
+        if (bounded == null) return null;
+        // A loop head every cycle through which passes a bounded head goes round no more often than that one.
+        var unpolled = (bool[])bounded.Clone();
+        for (int h = 0; h < n; h++)
+            if (pollPoints[h] && !callTarget[h] && !bounded[h] && !OnCycle(code, h, bounded))
+                unpolled[h] = true;
+        return unpolled;
+    }
+
+    private static bool IsJump(DecodedInsn i) => i.Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg);
+
+    /// <summary>The slots control can come from to each slot (the second slot of an lddw has none).</summary>
+    private static List<int>[] Predecessors(DecodedInsn[] code)
+    {
+        int n = code.Length;
+        var preds = new List<int>[n];
+        for (int pc = 0; pc < n; pc++) preds[pc] = new List<int>(2);
+        for (int pc = 0; pc < n; pc += code[pc].Op == Op.Lddw ? 2 : 1)
+        {
+            var i = code[pc];
+            if (IsJump(i) && i.Off >= 0 && i.Off < n) preds[i.Off].Add(pc);
+            bool falls = i.Op is not (Op.Ja or Op.Exit or Op.Illegal);
+            int next = pc + (i.Op == Op.Lddw ? 2 : 1);
+            if (falls && next < n) preds[next].Add(pc);
+        }
+        return preds;
+    }
+
+    /// <summary>Whether an instruction may change r2 (calls and the legacy packet loads clobber r1-r5).</summary>
+    private static bool WritesR2(DecodedInsn i) => i.Op switch
+    {
+        Op.Call or Op.CallX or Op.CallLocal or (>= Op.LdAbsB and <= Op.LdIndDW) => true,
+        >= Op.StB and <= Op.StxDW => false,
+        >= Op.Atomic32Add and <= Op.Atomic64CmpXchg => i.Src == 2,
+        Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg) or Op.Exit or Op.Illegal or Op.Nop => false,
+        _ => i.Dst == 2,
+    };
+
+    /// <summary>Where control can go from <paramref name="pc"/>.</summary>
+    private static IEnumerable<int> Successors(DecodedInsn[] code, int pc)
+    {
+        var i = code[pc];
+        if (IsJump(i) && i.Off >= 0 && i.Off < code.Length) yield return i.Off;
+        int next = pc + (i.Op == Op.Lddw ? 2 : 1);
+        if (i.Op is not (Op.Ja or Op.Exit or Op.Illegal) && next < code.Length) yield return next;
+    }
+
+    /// <summary>Whether <paramref name="h"/> is on a cycle that passes none of <paramref name="avoid"/>.</summary>
+    private static bool OnCycle(DecodedInsn[] code, int h, bool[] avoid)
+    {
+        var seen = new bool[code.Length];
+        var stack = new Stack<int>(Successors(code, h));
+        while (stack.Count > 0)
+        {
+            int pc = stack.Pop();
+            if (pc == h) return true;
+            if (seen[pc] || avoid[pc]) continue;
+            seen[pc] = true;
+            foreach (int s in Successors(code, pc)) stack.Push(s);
+        }
+        return false;
+    }
+
+    private static bool IsBounded(DecodedInsn[] code, List<int>[] preds, int h, InputBounds.Facts facts)
+    {
+        int n = code.Length;
+        // The body: the slots on a path from the head back to it (reached from it, and reaching it,
+        // without passing it), wherever they are in the program.
+        var reached = new bool[n];
+        var stack = new Stack<int>(Successors(code, h));
+        while (stack.Count > 0)
+        {
+            int pc = stack.Pop();
+            if (pc == h || reached[pc]) continue;
+            reached[pc] = true;
+            foreach (int s in Successors(code, pc)) stack.Push(s);
+        }
+        var inBody = new bool[n];
+        var nodes = new List<int>(); // the body less the head
+        foreach (int p in preds[h]) stack.Push(p);
+        while (stack.Count > 0)
+        {
+            int pc = stack.Pop();
+            if (pc == h || inBody[pc] || !reached[pc]) continue;
+            inBody[pc] = true;
+            nodes.Add(pc);
+            foreach (int p in preds[pc]) stack.Push(p);
+        }
+        bool loops = false;
+        foreach (int p in preds[h]) loops |= p == h || inBody[p];
+        if (!loops || WritesR2(code[h])) return false;
+        foreach (int pc in nodes)
+            if (WritesR2(code[pc])) return false; // also every call
+
+        // Every other cycle of the body passes the head: without it the body is acyclic. Its slots in
+        // an order where each comes after those that lead to it (Kahn's).
+        var indegree = new Dictionary<int, int>(nodes.Count);
+        foreach (int pc in nodes) indegree[pc] = 0;
+        foreach (int pc in nodes)
+            foreach (int s in Successors(code, pc))
+                if (s != h && inBody[s]) indegree[s]++;
+        var order = new List<int>(nodes.Count + 1) { h };
+        var ready = new Stack<int>();
+        foreach (int pc in nodes)
+            if (indegree[pc] == 0) ready.Push(pc);
+        while (ready.Count > 0)
+        {
+            int pc = ready.Pop();
+            order.Add(pc);
+            foreach (int s in Successors(code, pc))
+                if (s != h && inBody[s] && --indegree[s] == 0) ready.Push(s);
+        }
+        if (order.Count != nodes.Count + 1) return false; // an inner loop
+
+        // At the head, each register as its group's root plus a distance, as the input analysis found
+        // on every path there (clang keeps an index twice: r3 = r4 at the checksum's head).
+        var states = new Dictionary<int, State>(nodes.Count + 1);
+        var head = new State();
+        for (int r = 0; r < 10; r++)
+        {
+            var (root, plus) = facts.Relation(h, r);
+            head.R[r] = new Val { Origin = (sbyte)root, Delta = plus };
+        }
+        states[h] = head;
+        List<(int X, long E)>? candidates = null;
+        bool Arrive(int to, State s)
+        {
+            if (to == h)
+            {
+                // Back at the head: which registers moved on by a step, with a fact about their head value.
+                var found = new List<(int, long)>();
+                foreach (var f in s.Facts)
+                    if (s.R[f.X].Origin == f.X && s.R[f.X].Delta is >= 1 and < MaxStep) found.Add(f);
+                if (candidates == null) candidates = found;
+                else candidates.RemoveAll(c => !found.Contains(c));
+                return candidates.Count > 0;
+            }
+            if (to < 0 || to >= n || !inBody[to]) return true; // leaves the loop
+            if (states.TryGetValue(to, out var there)) there.JoinWith(s);
+            else states[to] = s.Clone();
+            return true;
+        }
+        foreach (int pc in order)
+        {
+            // Every slot of the body is reached from the head through the body, so has a state by now.
+            var s = states[pc];
+            var i = code[pc];
+            int next = pc + (i.Op == Op.Lddw ? 2 : 1);
+            switch (i.Op)
+            {
+                case Op.Exit or Op.Illegal:
+                    break;
+                case Op.Ja:
+                    if (!Arrive(i.Off, s)) return false;
+                    break;
+                case >= Op.Jeq64Imm and <= Op.Jsle32Reg:
+                {
+                    var taken = s.Clone();
+                    Refine(i, taken, s);
+                    if (!Arrive(i.Off, taken) || !Arrive(next, s)) return false;
+                    break;
+                }
+                default:
+                    Assign(i, s);
+                    if (!Arrive(next, s)) return false;
+                    break;
+            }
+        }
+        return candidates is { Count: > 0 };
+    }
+
+    /// <summary>What an instruction that is not a jump leaves in the register it writes.</summary>
+    private static void Assign(DecodedInsn i, State s)
+    {
+        int d = i.Dst;
+        switch (i.Op)
+        {
+            case >= Op.StB and <= Op.StxDW or Op.Nop:
+                return;
+            case >= Op.Atomic32Add and <= Op.Atomic64CmpXchg:
+                if (i.Src <= 9) s.R[i.Src] = Val.Unknown;
+                s.R[0] = Val.Unknown;
+                return;
+        }
+        if (d > 9) return;
+        var src = i.Src <= 9 ? s.R[i.Src] : Val.Unknown;
+        s.R[d] = i.Op switch
+        {
+            Op.Mov64Imm => new Val { Origin = Zero, Delta = i.Imm },
+            Op.Lddw => new Val { Origin = Zero, Delta = i.Imm },
+            Op.Mov64Reg => src,
+            Op.Add64Imm => Move(s.R[d], i.Imm),
+            Op.Sub64Imm => Move(s.R[d], -i.Imm),
+            Op.Add64Reg when src.Origin == Zero && i.Src != d => Move(s.R[d], src.Delta),
+            Op.Sub64Reg when src.Origin == Zero && i.Src != d => Move(s.R[d], -src.Delta),
+            _ => Val.Unknown,
+        };
+    }
+
+    private static Val Move(Val v, long k) =>
+        v.Origin >= 0 && Small(k) && Small(v.Delta) && Small(v.Delta + k) ? v with { Delta = v.Delta + k } : Val.Unknown;
+
+    private static bool Small(long v) => v > -MaxDelta && v < MaxDelta;
+
+    /// <summary>64-bit unsigned comparisons of a register with r2 (which holds L in the body): the side
+    /// where the register is at most L learns it.</summary>
+    private static void Refine(DecodedInsn i, State taken, State fallthrough)
+    {
+        int form = (i.Op - Op.Jeq64Imm) % 4;
+        if (form != 1) return; // 64-bit, register against register
+        var cond = (Op)((int)i.Op - form);
+        if (i.Src == 2 && i.Dst != 2)
+        {
+            switch (cond)
+            {
+                case Op.Jlt64Imm or Op.Jle64Imm: taken.AtMostL(i.Dst); break;     // x < L, x <= L
+                case Op.Jgt64Imm or Op.Jge64Imm: fallthrough.AtMostL(i.Dst); break; // not x > L, not x >= L
+            }
+        }
+        else if (i.Dst == 2 && i.Src != 2)
+        {
+            switch (cond)
+            {
+                case Op.Jgt64Imm or Op.Jge64Imm: taken.AtMostL(i.Src); break;     // L > x, L >= x
+                case Op.Jlt64Imm or Op.Jle64Imm: fallthrough.AtMostL(i.Src); break; // not L < x, not L <= x
+            }
+        }
+    }
+}
