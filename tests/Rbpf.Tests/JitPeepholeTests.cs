@@ -123,4 +123,73 @@ public class JitPeepholeTests
         Assert.Equal(21UL, vm.ExecuteJit(new byte[3]));
         Assert.Equal(11UL, vm.ExecuteJit(new byte[4]));
     }
+    /// <summary>Runs <paramref name="body"/> (r1 and r2 loaded from the input) in both engines on many values; returns the listing.</summary>
+    private static string SameOnManyValues(string body, string result, JitOptions? options = null)
+    {
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble($"ldxdw r2, [r1+8]\nldxdw r1, [r1]\n{body}\nmov r0, {result}\nexit"));
+        vm.JitCompile(options ?? new JitOptions());
+        var rng = new Random(body.Length);
+        var values = new List<ulong> { 0, 1, 2, ulong.MaxValue, 0x7fffffff, 0x80000000, 0xffffffff, 0x100000000, long.MaxValue, 1UL << 63 };
+        for (int k = 0; k < 200; k++) values.Add((ulong)rng.NextInt64() >> rng.Next(64));
+        foreach (ulong a in values)
+        {
+            var mem = new byte[16];
+            BitConverter.TryWriteBytes(mem.AsSpan(0), a);
+            BitConverter.TryWriteBytes(mem.AsSpan(8), values[rng.Next(values.Count)]);
+            Assert.True(vm.Execute(mem.ToArray()) == vm.ExecuteJit(mem.ToArray()), $"{body} with r1 = {a:x}");
+        }
+        return vm.JitDisassembly();
+    }
+
+    [SkippableTheory]
+    [InlineData("mul r1, 3", "lea")]
+    [InlineData("mul r1, 5", "lea")]
+    [InlineData("mul r1, 9", "lea")]
+    [InlineData("mul32 r1, 5", "lea")]
+    [InlineData("mul32 r1, 9", "lea")]
+    [InlineData("mul r1, 2", "shl")]
+    [InlineData("mul r1, 0x40000000", "shl")]
+    [InlineData("mul32 r1, 16", "shl")]
+    [InlineData("mul r1, 7", "imul")]
+    [InlineData("mul r1, -5", "imul")]
+    [InlineData("mul r1, 1", "imul")]
+    [InlineData("mul r1, 0", "imul")]
+    [InlineData("mul32 r1, 3", "lea")]
+    [InlineData("mul32 r1, -8", "imul")]
+    public void MultiplyingBySmallConstantsIsALeaOrAShift(string mul, string expected)
+    {
+        SkipWithoutX64();
+        var listing = SameOnManyValues(mul, "r1");
+        Assert.Contains(expected, TestUtil.MachineCode(listing, 2));
+        Assert.DoesNotContain(expected == "imul" ? "lea" : "imul", TestUtil.MachineCode(listing, 2));
+        // Blinded constants keep the multiplication.
+        Assert.Contains("imul", TestUtil.MachineCode(SameOnManyValues(mul, "r1", new JitOptions { ConstantBlinding = true }), 2));
+    }
+
+    [SkippableTheory]
+    // clang's rotate left by 27 (t = x >> 37; x <<= 27; x |= t) and by 13 the other way round; t read afterwards.
+    [InlineData("mov r3, r1\nrsh r3, 37\nlsh r1, 27\nor r1, r3", true)]
+    [InlineData("mov r3, r1\nlsh r3, 13\nrsh r1, 51\nor r1, r3", true)]
+    [InlineData("mov r3, r1\nrsh r3, 1\nlsh r1, 63\nor r1, r3\nxor r1, r3", true)]
+    // Not rotates: shifts that do not add up to 64, the or the other way round, 32-bit shifts, two shifts the same way.
+    [InlineData("mov r3, r1\nrsh r3, 37\nlsh r1, 26\nor r1, r3", false)]
+    [InlineData("mov r3, r1\nrsh r3, 37\nlsh r1, 27\nor r3, r1", false)]
+    [InlineData("mov r3, r1\nrsh32 r3, 5\nlsh32 r1, 27\nor r1, r3", false)]
+    [InlineData("mov r3, r1\nrsh r3, 32\nrsh r1, 32\nor r1, r3", false)]
+    [InlineData("mov r3, r2\nrsh r3, 37\nlsh r1, 27\nor r1, r3", false)]
+    public void ClangsRotatesAreOneRolAndComputeTheSame(string body, bool rotate)
+    {
+        SkipWithoutX64();
+        foreach (var result in new[] { "r1", "r3" })
+        {
+            var listing = SameOnManyValues(body, result);
+            Assert.Equal(rotate, TestUtil.MachineCode(listing, 2, 5).Contains("rol", StringComparison.Ordinal));
+        }
+        // A jump into the middle keeps the instructions apart.
+        var lines = body.Split('\n').ToList();
+        lines.Insert(2, "ja +0"); // a jump to the third instruction
+        var split = EbpfVm.CreateRaw(Assembler.Assemble("mov r0, 0\nmov r1, 5\njeq r0, 0, +2\n" + string.Join("\n", lines) + "\nmov r0, r1\nexit"));
+        split.JitCompile();
+        Assert.DoesNotContain("rol ", TestUtil.MachineCode(split.JitDisassembly(), 3, 8));
+    }
 }

@@ -206,6 +206,7 @@ public class X64EncoderTests
                 Same(a => a.shr(Mine32[r], b), a => a.shr(Iced32[r], b));
                 Same(a => a.sar(Mine32[r], b), a => a.sar(Iced32[r], b));
                 Same(a => a.rol(Mine16[r], b), a => a.rol(Iced16[r], b));
+                Same(a => a.rol(Mine64[r], b), a => a.rol(Iced64[r], b));
                 Same(a => a.ror(Mine16[r], b), a => a.ror(Iced16[r], b));
             }
             Same(a => a.shl(Mine64[r], M.cl), a => a.shl(Iced64[r], I.cl));

@@ -527,6 +527,7 @@ internal sealed class X64Assembler
 
     public void rol(Gpr16 d, byte count) => ShiftI(0, 2, d.N, count);
     public void ror(Gpr16 d, byte count) => ShiftI(1, 2, d.N, count);
+    public void rol(Gpr64 d, byte count) => ShiftI(0, 8, d.N, count);
     public void shl(Gpr64 d, byte count) => ShiftI(4, 8, d.N, count);
     public void shl(Gpr32 d, byte count) => ShiftI(4, 4, d.N, count);
     public void shr(Gpr64 d, byte count) => ShiftI(5, 8, d.N, count);

@@ -134,6 +134,11 @@ internal sealed class X64Compiler
                 pc++;
                 continue;
             }
+            if (TryEmitRotate(pc, blockStarts))
+            {
+                pc += 3;
+                continue;
+            }
             if (TryEmitVerdict(pc) || TryEmitDropAsFlag(pc)) continue;
             if (code[pc].Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && code[pc].Off == pc + 2 && pc + 2 < code.Length
                 && code[pc + 1].Op == Op.Ja && !_countInstructions && !_program.PollPoints[pc + 1] && !IsJumpTarget(pc + 1))
@@ -935,6 +940,53 @@ internal sealed class X64Compiler
     /// the subtraction of a constant), which compilers emit for every address and loop bound, as
     /// one lea. 32-bit forms work too: a 32-bit lea keeps the low half of the sum and zero-extends.
     /// </summary>
+    /// <summary>
+    /// d *= k: by 3, 5 or 9 a lea (one cycle, where imul takes three: hashes multiply by 5 in their
+    /// dependency chain), by a power of two a shift, else imul. 32-bit forms zero-extend as imul does.
+    /// </summary>
+    private void MultiplyByConstant(Gpr64 d64, Gpr32 d32, int k, bool wide)
+    {
+        if (k is 3 or 5 or 9)
+        {
+            var address = d64 + d64 * (k - 1);
+            if (wide) _a.lea(d64, address);
+            else _a.lea(d32, address);
+        }
+        else if (k > 1 && (k & (k - 1)) == 0)
+        {
+            byte shift = (byte)System.Numerics.BitOperations.Log2((uint)k);
+            if (wide) _a.shl(d64, shift);
+            else _a.shl(d32, shift);
+        }
+        else if (wide) _a.imul(d64, d64, k);
+        else _a.imul(d32, d32, k);
+    }
+
+    /// <summary>
+    /// A rotate as clang writes one (eBPF has none): <c>t = x; t &gt;&gt;= a; x &lt;&lt;= 64 - a; x |= t</c> (or
+    /// with the shifts the other way round) is x rotated left by 64 - a (or a). Emits the copy and
+    /// t's shift (t keeps its value for whatever reads it later) and one <c>rol</c> for x: one
+    /// instruction less, and x's chain of dependences one cycle shorter.
+    /// </summary>
+    private bool TryEmitRotate(int pc, int[] blockStarts)
+    {
+        var code = _program.Code;
+        if (pc + 3 >= code.Length || blockStarts[pc + 1] != 0 || blockStarts[pc + 2] != 0 || blockStarts[pc + 3] != 0) return false;
+        DecodedInsn mov = code[pc], first = code[pc + 1], second = code[pc + 2], or = code[pc + 3];
+        int t = mov.Dst, x = mov.Src;
+        if (mov.Op != Op.Mov64Reg || t == x || t > 9 || x > 9) return false;
+        if (first.Op is not (Op.Rsh64Imm or Op.Lsh64Imm) || first.Dst != t || first.Imm is < 1 or > 63) return false;
+        var opposite = first.Op == Op.Rsh64Imm ? Op.Lsh64Imm : Op.Rsh64Imm;
+        if (second.Op != opposite || second.Dst != x || second.Imm != 64 - first.Imm) return false;
+        if (or.Op != Op.Or64Reg || or.Dst != x || or.Src != t) return false;
+        _a.mov(R64[t], R64[x]);
+        if (first.Op == Op.Rsh64Imm) _a.shr(R64[t], (byte)first.Imm);
+        else _a.shl(R64[t], (byte)first.Imm);
+        _a.rol(R64[x], (byte)(first.Op == Op.Rsh64Imm ? second.Imm : first.Imm));
+        for (int k = 1; k <= 3; k++) Bind(ref _pcLabels[pc + k]); // no code of their own: no jump lands inside a block
+        return true;
+    }
+
     private bool TryEmitLea(DecodedInsn mov, DecodedInsn op)
     {
         bool wide = mov.Op == Op.Mov64Reg;
@@ -962,7 +1014,7 @@ internal sealed class X64Compiler
             // 64-bit arithmetic with an immediate (sign-extended, as x86 does with imm32)
             case Op.Add64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.add(d64, r11); } else _a.add(d64, imm); break;
             case Op.Sub64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.sub(d64, r11); } else _a.sub(d64, imm); break;
-            case Op.Mul64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.imul(d64, r11); } else _a.imul(d64, d64, imm); break;
+            case Op.Mul64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.imul(d64, r11); } else MultiplyByConstant(d64, d32, imm, wide: true); break;
             case Op.Or64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.or(d64, r11); } else _a.or(d64, imm); break;
             case Op.And64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.and(d64, r11); } else _a.and(d64, imm); break;
             case Op.Xor64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.xor(d64, r11); } else _a.xor(d64, imm); break;
@@ -985,7 +1037,7 @@ internal sealed class X64Compiler
             // 32-bit arithmetic: writing a 32-bit register zero-extends it
             case Op.Add32Imm: if (Blind) { LoadImm(r11, imm); _a.add(d32, r11d); } else _a.add(d32, imm); break;
             case Op.Sub32Imm: if (Blind) { LoadImm(r11, imm); _a.sub(d32, r11d); } else _a.sub(d32, imm); break;
-            case Op.Mul32Imm: if (Blind) { LoadImm(r11, imm); _a.imul(d32, r11d); } else _a.imul(d32, d32, imm); break;
+            case Op.Mul32Imm: if (Blind) { LoadImm(r11, imm); _a.imul(d32, r11d); } else MultiplyByConstant(d64, d32, imm, wide: false); break;
             case Op.Or32Imm: if (Blind) { LoadImm(r11, imm); _a.or(d32, r11d); } else _a.or(d32, imm); break;
             case Op.And32Imm: if (Blind) { LoadImm(r11, imm); _a.and(d32, r11d); } else _a.and(d32, imm); break;
             case Op.Xor32Imm: if (Blind) { LoadImm(r11, imm); _a.xor(d32, r11d); } else _a.xor(d32, imm); break;
