@@ -102,6 +102,9 @@ internal sealed class X64Compiler
         var blockStarts = BlockStarts(code);
         var facts = _target.Kind == VmKind.Raw ? InputBounds.Analyze(code) : null;
         _inInput = facts?.Proven; // checked code leaves these checks out
+        _needsCheck = new bool[code.Length];
+        for (int pc = 0; pc < code.Length; pc++)
+            _anyCheck |= _needsCheck[pc] = NeedsCheck(code[pc]) && !(_inInput?[pc] ?? false);
         _polls = BoundedLoops.PollsFor(_program, _target.Kind, facts);
         _dropsAsFlag = CanTurnDropsIntoAFlag();
         _boundSizes = BoundSizes(blockStarts); // also finds the fused groups the loop below emits
@@ -464,7 +467,7 @@ internal sealed class X64Compiler
     /// <summary>The stack: the caller's (<see cref="JitExtra"/>* in r9), or the top of this frame. Clobbers r10 and r11.</summary>
     private void EmitStackSetup()
     {
-        bool checks = _options.CheckedMemory && Enumerable.Range(0, _program.Code.Length).Any(NeedsCheck);
+        bool checks = _options.CheckedMemory && _anyCheck;
         var ownStack = _a.CreateLabel();
         var stackDone = _a.CreateLabel();
         LoadExtra(JitExtra.OffStackTop, ownStack);
@@ -971,7 +974,7 @@ internal sealed class X64Compiler
     private bool TryEmitRotate(int pc, int[] blockStarts)
     {
         var code = _program.Code;
-        if (pc + 3 >= code.Length || blockStarts[pc + 1] != 0 || blockStarts[pc + 2] != 0 || blockStarts[pc + 3] != 0) return false;
+        if (code[pc].Op != Op.Mov64Reg || pc + 3 >= code.Length || blockStarts[pc + 1] != 0 || blockStarts[pc + 2] != 0 || blockStarts[pc + 3] != 0) return false;
         DecodedInsn mov = code[pc], first = code[pc + 1], second = code[pc + 2], or = code[pc + 3];
         int t = mov.Dst, x = mov.Src;
         if (mov.Op != Op.Mov64Reg || t == x || t > 9 || x > 9) return false;
@@ -1335,7 +1338,10 @@ internal sealed class X64Compiler
     private bool[] _polls = Array.Empty<bool>();
 
     /// <summary>Whether checked code checks the access of the instruction at <paramref name="pc"/> at run time.</summary>
-    private bool NeedsCheck(int pc) => NeedsCheck(_program.Code[pc]) && !(_inInput?[pc] ?? false);
+    private bool NeedsCheck(int pc) => _needsCheck[pc];
+    /// <summary><see cref="NeedsCheck(int)"/> of every slot, worked out once as compiling begins; whether any is true.</summary>
+    private bool[] _needsCheck = Array.Empty<bool>();
+    private bool _anyCheck;
 
     /// <summary>Whether checked code checks this instruction's access at run time (unless proven, <see cref="NeedsCheck(int)"/>).</summary>
     private bool NeedsCheck(DecodedInsn i) => i.Op switch
