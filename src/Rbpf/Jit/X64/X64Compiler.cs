@@ -939,11 +939,6 @@ internal sealed class X64Compiler
     private bool Blind => _options.ConstantBlinding;
 
     /// <summary>
-    /// A copy followed by an addition to the copy (<c>mov d, s; add d, k</c> or <c>add d, t</c>, and
-    /// the subtraction of a constant), which compilers emit for every address and loop bound, as
-    /// one lea. 32-bit forms work too: a 32-bit lea keeps the low half of the sum and zero-extends.
-    /// </summary>
-    /// <summary>
     /// d *= k: by 3, 5 or 9 a lea (one cycle, where imul takes three: hashes multiply by 5 in their
     /// dependency chain), by a power of two a shift, else imul. 32-bit forms zero-extend as imul does.
     /// </summary>
@@ -977,7 +972,7 @@ internal sealed class X64Compiler
         if (code[pc].Op != Op.Mov64Reg || pc + 3 >= code.Length || blockStarts[pc + 1] != 0 || blockStarts[pc + 2] != 0 || blockStarts[pc + 3] != 0) return false;
         DecodedInsn mov = code[pc], first = code[pc + 1], second = code[pc + 2], or = code[pc + 3];
         int t = mov.Dst, x = mov.Src;
-        if (mov.Op != Op.Mov64Reg || t == x || t > 9 || x > 9) return false;
+        if (t == x || t > 9 || x > 9) return false;
         if (first.Op is not (Op.Rsh64Imm or Op.Lsh64Imm) || first.Dst != t || first.Imm is < 1 or > 63) return false;
         var opposite = first.Op == Op.Rsh64Imm ? Op.Lsh64Imm : Op.Rsh64Imm;
         if (second.Op != opposite || second.Dst != x || second.Imm != 64 - first.Imm) return false;
@@ -990,6 +985,11 @@ internal sealed class X64Compiler
         return true;
     }
 
+    /// <summary>
+    /// A copy followed by an addition to the copy (<c>mov d, s; add d, k</c> or <c>add d, t</c>, and
+    /// the subtraction of a constant), which compilers emit for every address and loop bound, as
+    /// one lea. 32-bit forms work too: a 32-bit lea keeps the low half of the sum and zero-extends.
+    /// </summary>
     private bool TryEmitLea(DecodedInsn mov, DecodedInsn op)
     {
         bool wide = mov.Op == Op.Mov64Reg;
