@@ -100,6 +100,28 @@ public class InputBoundsTests
     [InlineData("jlt r2, 8, +9\nldxdw r3, [r1]\nand r3, 0xffff\nmov r4, r3\nmov r5, r3\nadd r5, 5\nldxb r3, [r1+1]\njge r4, r2, +2\nadd r5, r1\nldxb r0, [r5+0]\nexit", new[] { 1, 6 })]
     [InlineData("jlt r2, 8, +9\nldxdw r3, [r1]\nand r3, 0xffff\nmov r4, r3\nadd r4, 5\nmov r5, r3\nldxb r3, [r1+1]\njge r4, r2, +2\nadd r5, r1\nldxw r0, [r5+2]\nexit", new[] { 1, 6, 9 })]
     [InlineData("jlt r2, 8, +9\nldxdw r3, [r1]\nand r3, 0xffff\nmov r4, r3\nadd r4, 5\nmov r5, r3\nldxb r3, [r1+1]\njge r3, r2, +2\nadd r5, r1\nldxb r0, [r5+0]\nexit", new[] { 1, 6 })]
+    // Frames: an offset of at least 8 and at most L, the start plus it, loads back from there.
+    [InlineData("mov r7, 8\njlt r2, 8, out\nhead:\nmov r3, r1\nadd r3, r7\nldxb r0, [r3-8]\nadd r7, 8\njgt r7, r2, out\nja head\nout:\nexit", new[] { 4 })]
+    [InlineData("mov r7, 8\njlt r2, 8, out\nhead:\nmov r3, r1\nadd r3, r7\nldxb r0, [r3-9]\nadd r7, 8\njgt r7, r2, out\nja head\nout:\nexit", new int[0])]
+    // A header length of 14 or 22 added to that offset (at most L + 22), either way round: 23 back is
+    // inside, 22 back may be a byte past the end.
+    [InlineData("mov r7, 64\njlt r2, 64, out\nhead:\nmov r9, 14\njeq r0, 1, +1\nmov r9, 22\nmov r4, r9\nadd r4, r7\nmov r3, r1\nadd r3, r4\nldxb r0, [r3-23]\nadd r7, 64\njgt r7, r2, out\nja head\nout:\nexit", new[] { 9 })]
+    [InlineData("mov r7, 64\njlt r2, 64, out\nhead:\nmov r9, 14\njeq r0, 1, +1\nmov r9, 22\nmov r4, r9\nadd r4, r7\nmov r3, r1\nadd r3, r4\nldxb r0, [r3-22]\nadd r7, 64\njgt r7, r2, out\nja head\nout:\nexit", new int[0])]
+    [InlineData("mov r7, 64\njlt r2, 64, out\nhead:\nmov r9, 14\njeq r0, 1, +1\nmov r9, 22\nmov r3, r1\nadd r3, r7\nadd r3, r9\nldxb r0, [r3-23]\nadd r7, 64\njgt r7, r2, out\nja head\nout:\nexit", new[] { 8 })]
+    [InlineData("mov r7, 64\njlt r2, 64, out\nhead:\nmov r9, 14\njeq r0, 1, +1\nmov r9, 22\nmov r3, r1\nadd r3, r7\nadd r3, r9\nldxb r0, [r3-22]\nadd r7, 64\njgt r7, r2, out\nja head\nout:\nexit", new int[0])]
+    // Bounds from comparisons with constants and shifts: r5 < 23 with 23 bytes is inside, r5 <= 23 not;
+    // a byte shifted left by 2 is up to 1020.
+    [InlineData("jlt r2, 23, +6\nldxb r5, [r1]\njge r5, 23, +4\nmov r3, r1\nadd r3, r5\nldxb r0, [r3+0]\nexit\nexit", new[] { 1, 5 })]
+    [InlineData("jlt r2, 23, +6\nldxb r5, [r1]\njgt r5, 23, +4\nmov r3, r1\nadd r3, r5\nldxb r0, [r3+0]\nexit\nexit", new[] { 1 })]
+    [InlineData("jlt r2, 1021, +5\nldxb r5, [r1]\nlsh r5, 2\nmov r3, r1\nadd r3, r5\nldxb r0, [r3]\nexit", new[] { 1, 5 })]
+    [InlineData("jlt r2, 1020, +5\nldxb r5, [r1]\nlsh r5, 2\nmov r3, r1\nadd r3, r5\nldxb r0, [r3]\nexit", new[] { 1 })]
+    // clang's range test: r4 + -57 > -66 (unsigned) holds for r4 from 0 to 56 only; not once r4 is overwritten.
+    [InlineData("jlt r2, 60, +8\nldxb r4, [r1]\nmov r6, r4\nadd r6, -57\njgt r6, -66, +1\nexit\nmov r3, r1\nadd r3, r4\nldxb r0, [r3+3]\nexit", new[] { 1, 8 })]
+    [InlineData("jlt r2, 60, +8\nldxb r4, [r1]\nmov r6, r4\nadd r6, -57\njgt r6, -66, +1\nexit\nmov r3, r1\nadd r3, r4\nldxb r0, [r3+4]\nexit", new[] { 1 })]
+    [InlineData("jlt r2, 60, +9\nldxb r4, [r1]\nmov r6, r4\nadd r6, -57\nldxb r4, [r1+1]\njgt r6, -66, +1\nexit\nmov r3, r1\nadd r3, r4\nldxb r0, [r3+3]\nexit", new[] { 1, 4 })]
+    // Moving down by 1 a value of at least 1 is exact; by 2 it may wrap below the start.
+    [InlineData("jlt r2, 10, +8\nldxb r4, [r1]\njeq r4, 0, +6\njgt r4, 10, +5\nadd r4, -1\nmov r3, r1\nadd r3, r4\nldxb r0, [r3+0]\nexit\nexit", new[] { 1, 7 })]
+    [InlineData("jlt r2, 10, +8\nldxb r4, [r1]\njeq r4, 0, +6\njgt r4, 10, +5\nadd r4, -2\nmov r3, r1\nadd r3, r4\nldxb r0, [r3+0]\nexit\nexit", new[] { 1 })]
     // Local functions start knowing nothing.
     [InlineData("jlt r2, 14, +2\ncall sub\nexit\nexit\nsub:\nldxb r0, [r1]\nexit", new int[0])]
     public void ProvesExactlyTheAccessesEveryPathHasMeasured(string text, int[] expected)
@@ -338,6 +360,65 @@ public class InputBoundsTests
         }
         Assert.True(programs > 1400, $"only {programs} programs were accepted");
         Assert.True(withProofs > 150, $"only {withProofs} programs had a proven access");
+    }
+
+    /// <summary>
+    /// Random parsers of fixed-size frames as clang compiles them: an offset moved on by the frame
+    /// size and compared with the length before going round, loads at negative offsets from
+    /// start + offset, a header length from a masked byte joined over paths, sums of offsets, and
+    /// clang's wrapped range test (<c>t = l + -a; if t &gt; -b</c>) before loads at start + offset + l
+    /// minus a constant; every constant varies around the edge of what can be proven. The JIT must
+    /// give the interpreter's result or error on every length.
+    /// </summary>
+    [SkippableFact]
+    public void RandomFrameParsersRunAsInterpreted()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT is not supported here");
+        var random = new Random(37);
+        int programs = 0, withProofs = 0, throughRange = 0;
+        for (int n = 0; n < 700; n++)
+        {
+            int frame = random.Next(2, 9) * 4;
+            int R(int lo, int hi) => random.Next(lo, hi + 1);
+            string Size() => new[] { "b", "h", "w", "dw" }[random.Next(4)];
+            var lines = new List<string>
+            {
+                "mov r8, r1", "mov r0, 0", $"mov r7, {frame}", $"jlt r2, {frame + R(-1, 1)}, out",
+                "head:", "mov r3, r8", "add r3, r7",
+                $"ldx{Size()} r4, [r3-{R(1, frame + 1)}]", "add r0, r4",
+                // a header length of 14 or 22 (joined), a masked byte of 20 to 60
+                "mov r9, 14", $"jeq r4, {R(0, 3)}, +1", $"mov r9, {R(14, 26)}",
+                $"ldxb r5, [r3-{R(1, frame)}]", "lsh32 r5, 2", $"and32 r5, {new[] { 60, 60, 124 }[random.Next(3)]}",
+                $"jlt32 r5, {R(0, 24)}, next",
+                // l = l3 + ihl, tested as clang does: l - a > -b (unsigned) when l < a, with l >= a - b + 1
+                "mov r1, r9", "add r1, r5", "mov r6, r1", $"add r6, -{R(30, 70)}", $"jgt r6, -{R(60, 100)}, +1", "ja next",
+                "mov r4, r7", "add r4, r1", "mov r3, r8", "add r3, r4",
+                $"ldx{Size()} r4, [r3-{R(20, frame + 70)}]", "add r0, r4",
+                "next:", $"add r7, {frame}", random.Next(4) == 0 ? "jge r7, r2, out" : "jgt r7, r2, out", "ja head",
+                "out:", "exit",
+            };
+            string text = string.Join("\n", lines);
+            var program = Assembler.Assemble(text);
+            var vm = EbpfVm.CreateRaw(program);
+            vm.InstructionLimit = 100000;
+            vm.JitCompile();
+            programs++;
+            if (InputBounds.ProvenAccesses(DecodedProgram.Decode(program).Code) is { } proven)
+            {
+                if (proven.Count(p => p) >= 2) withProofs++;
+                if (proven.Count(p => p) >= 3) throughRange++; // the load after the range test too
+            }
+            for (int len = 0; len <= 3 * frame + 8; len++)
+            {
+                var input = new byte[len];
+                for (int k = 0; k < len; k++) input[k] = (byte)(random.Next(3) == 0 ? random.Next(4) : random.Next(256));
+                var ci = vm.TryExecute(input.ToArray(), Span<byte>.Empty, out ulong ri, out var ei);
+                var cj = vm.TryExecuteJit(input.ToArray(), Span<byte>.Empty, out ulong rj, out var ej);
+                Assert.True(ci == cj, $"{text} on {len} bytes: interpreter {ci} ({ei?.Message}), JIT {cj} ({ej?.Message})");
+                if (ci == RbpfErrorCode.Ok) Assert.True(ri == rj, $"{text} on {len} bytes: interpreter {ri}, JIT {rj}");
+            }
+        }
+        Assert.True(withProofs > 300 && throughRange > 15, $"{withProofs} of {programs} programs had two proven accesses, {throughRange} three");
     }
 
     [SkippableFact]

@@ -23,13 +23,32 @@ namespace Rbpf.Jit;
 /// is still known exactly. Offsets (registers compared with the length) must not wrap: a relation
 /// is kept through an addition only when the value is known small enough.
 /// </para>
+/// <para>
+/// Registers also carry the least and greatest value they can hold (from constants, loads, masks,
+/// shifts, sums and comparisons with constants, 32-bit ones for values that fit 32 bits), and a
+/// register known to be another's value plus a constant modulo 2^64 (an addition that may wrap)
+/// lets a comparison of it bound the other: clang tests <c>x &lt;= 56</c> as
+/// <c>x + -57 &gt; -66</c>, unsigned. Offsets may then be known to lie a little past L
+/// (<c>off + l3</c> with off &lt;= L and l3 &lt;= 22 is at most L + 22), and pointers to lie at least
+/// some bytes after the start: a load at a negative offset from such a pointer is proven when it
+/// stays between the two.
+/// </para>
 /// </summary>
 internal static class InputBounds
 {
+
     /// <summary>The pseudo-registers relations can name besides r0-r9: the constant 0 and the input's start.</summary>
     internal const int Zero = 10, Start = 11;
     /// <summary>Constants and relation offsets are kept below this, so sums of a few stay far from wrapping.</summary>
     private const long MaxPlus = 1L << 40;
+    /// <summary>Room, bytes after a pointer and bytes before it: nothing known. Known ones lie within
+    /// [-<see cref="MaxShort"/>, int.MaxValue].</summary>
+    private const int None = int.MinValue;
+    private const long MaxShort = 1L << 30;
+    /// <summary>Greatest values kept (below, nothing known): sums of a few stay far from 2^64.</summary>
+    private const long MaxHi = 1L << 60;
+
+    private static int Bound(long v) => v < -MaxShort || v > int.MaxValue ? None : (int)v;
 
     /// <summary>What is known of one register.</summary>
     internal struct Reg : IEquatable<Reg>
@@ -41,17 +60,25 @@ internal static class InputBounds
         /// start plus Plus, modulo 2^64); -1: no such relation.</summary>
         public sbyte Base;
         public long Plus;
-        /// <summary>value + Room &lt;= L; -1: unknown.</summary>
+        /// <summary>value + Room &lt;= L (Room may be negative: value at most that much past L); <see cref="None"/>: unknown.</summary>
         public int Room;
-        /// <summary>The value is the input's start plus an offset o with o + Ptr &lt;= L; -1: not known to point into the input.</summary>
-        public int Ptr;
+        /// <summary>The value is the input's start plus an offset o with o + Ptr &lt;= L and o &gt;= Back; <see cref="None"/>: not known.</summary>
+        public int Ptr, Back;
+        /// <summary>Lo &lt;= value &lt;= Hi (Hi &lt;= <see cref="MaxHi"/> when known, else long.MaxValue).</summary>
+        public long Lo, Hi;
+        /// <summary>The value is WrapBase's plus WrapPlus modulo 2^64 (it may have wrapped); -1: no such relation.</summary>
+        public sbyte WrapBase;
+        public long WrapPlus;
 
-        public static readonly Reg Unknown = new() { Bits = 64, Base = -1, Room = -1, Ptr = -1 };
+        public static readonly Reg Unknown = new() { Bits = 64, Base = -1, Room = None, Ptr = None, Back = None, Hi = long.MaxValue, WrapBase = -1 };
         public static Reg Below(int bits) => Unknown with { Bits = (byte)Math.Clamp(bits, 0, 64) };
+        public static Reg Between(long lo, long hi) =>
+            Below(hi <= MaxHi ? BitLength((ulong)hi) : 64) with { Lo = lo, Hi = hi <= MaxHi ? hi : long.MaxValue };
         public static Reg Constant(ulong v) =>
-            v < MaxPlus ? Below(BitLength(v)) with { Base = Zero, Plus = (long)v } : Below(BitLength(v));
+            v < MaxPlus ? Between((long)v, (long)v) with { Base = Zero, Plus = (long)v } : Below(BitLength(v)) with { Lo = v <= MaxHi ? (long)v : 0 };
 
-        public readonly bool Equals(Reg o) => Bits == o.Bits && Base == o.Base && Plus == o.Plus && Room == o.Room && Ptr == o.Ptr;
+        public readonly bool Equals(Reg o) => Bits == o.Bits && Base == o.Base && Plus == o.Plus && Room == o.Room && Ptr == o.Ptr
+            && Back == o.Back && Lo == o.Lo && Hi == o.Hi && WrapBase == o.WrapBase && WrapPlus == o.WrapPlus;
     }
 
     /// <summary>What is known at an instruction: whether r2 still holds L, the least L, and each of r0-r9.</summary>
@@ -79,27 +106,54 @@ internal static class InputBounds
             return rk == rj ? pk - pj : null;
         }
 
-        /// <summary>Room after r<paramref name="k"/>'s value, with what a constant's value and the least L tell.</summary>
+        /// <summary>Room after r<paramref name="k"/>'s value, with what a constant's value, the least L and r2 holding L tell.</summary>
         public int RoomOf(int k)
         {
             var r = R[k];
-            return r.Base == Zero && r.Plus <= Min ? Math.Max(r.Room, (int)(Min - r.Plus)) : r.Room;
+            int room = r.Room;
+            if (r.Base == Zero) room = Math.Max(room, Bound(Min - r.Plus));
+            if (k == 2 && R2) room = Math.Max(room, 0);
+            return room;
         }
 
         /// <summary>Bytes of input after the pointer in r<paramref name="k"/>, with what an exact pointer and the least L tell.</summary>
         public int PtrOf(int k)
         {
             var r = R[k];
-            return r.Base == Start && r.Plus >= 0 && r.Plus <= Min ? Math.Max(r.Ptr, (int)(Min - r.Plus)) : r.Ptr;
+            return r.Base == Start ? Math.Max(r.Ptr, Bound(Min - r.Plus)) : r.Ptr;
         }
 
-        /// <summary>Stores the derived room and bytes after each pointer in the fields, so states compare by what they tell.</summary>
+        /// <summary>Bytes of input before the pointer in r<paramref name="k"/> (its least offset).</summary>
+        public int BackOf(int k)
+        {
+            var r = R[k];
+            return r.Base == Start ? Math.Max(r.Back, Bound(r.Plus)) : r.Back;
+        }
+
+        public long LoOf(int k) => R[k].Base == Zero ? Math.Max(R[k].Lo, R[k].Plus) : R[k].Lo;
+
+        public long HiOf(int k)
+        {
+            var r = R[k];
+            long hi = r.Hi;
+            if (r.Bits < 61) hi = Math.Min(hi, (1L << r.Bits) - 1);
+            if (r.Base == Zero) hi = Math.Min(hi, r.Plus);
+            return hi;
+        }
+
+        /// <summary>Whether r<paramref name="k"/>'s value is known small (adding a small constant cannot wrap it).</summary>
+        public bool Small(int k) => R[k].Bits <= 62 || RoomOf(k) != None || HiOf(k) <= MaxHi;
+
+        /// <summary>Stores what is derived (room, bytes around a pointer, bounds) in the fields, so states compare by what they tell.</summary>
         public void Settle()
         {
             for (int k = 0; k < R.Length; k++)
             {
                 R[k].Room = RoomOf(k);
                 R[k].Ptr = PtrOf(k);
+                R[k].Back = BackOf(k);
+                R[k].Lo = LoOf(k);
+                R[k].Hi = HiOf(k);
             }
         }
 
@@ -112,6 +166,8 @@ internal static class InputBounds
         public (int Root, long Plus) Detach(int r)
         {
             if (r == 2) R2 = false;
+            for (int j = 0; j < R.Length; j++)
+                if (R[j].WrapBase == r) R[j].WrapBase = -1; // the value it was related to is gone
             if (R[r].Base >= 0)
             {
                 var was = (R[r].Base, R[r].Plus);
@@ -150,21 +206,35 @@ internal static class InputBounds
         /// its group, by its distance; for a constant, L is at least the sum.</summary>
         public void RoomAfter(int r, long room)
         {
-            if (r > 9 || room < 0 || room > int.MaxValue) return;
+            if (r > 9 || room < -MaxShort || room > int.MaxValue) return;
             var (root, plus) = Root(r);
             if (root == Zero) { AtLeast(plus + room); return; }
             if (root == Start) return; // a pointer compared with a length tells nothing
             for (int j = 0; j < R.Length; j++)
             {
                 if (Distance(j, r) is not { } d) continue;
-                long rj = room - d;
-                if (rj >= 0 && rj <= int.MaxValue) R[j].Room = Math.Max(R[j].Room, (int)rj);
+                int rj = Bound(room - d);
+                if (rj != None) R[j].Room = Math.Max(RoomOf(j), rj);
+            }
+        }
+
+        /// <summary>r<paramref name="r"/>'s value lies within [lo, hi]: so does every register of its group, moved by its distance.</summary>
+        public void Within(int r, long lo, long hi)
+        {
+            if (r > 9) return;
+            var (root, _) = Root(r);
+            if (root is Zero or Start) return;
+            for (int j = 0; j < R.Length; j++)
+            {
+                if (Distance(j, r) is not { } d) continue;
+                R[j].Lo = Math.Max(LoOf(j), Math.Max(0, lo + d));
+                if (hi <= MaxHi && hi + d <= MaxHi) R[j].Hi = Math.Min(HiOf(j), hi + d);
             }
         }
 
         /// <summary>
         /// Joins <paramref name="o"/> in (both states settled): what holds on both sides. With
-        /// <paramref name="widen"/> (a loop head visited often), a bound that shrank is dropped instead.
+        /// <paramref name="widen"/> (a loop head visited often), a bound that moved is dropped instead.
         /// Returns whether anything changed.
         /// </summary>
         public bool JoinWith(State o, bool widen)
@@ -186,14 +256,23 @@ internal static class InputBounds
                 {
                     Bits = Math.Max(a.Bits, b.Bits),
                     Base = -1,
-                    Room = Math.Min(a.Room, b.Room) < 0 ? -1 : Math.Min(a.Room, b.Room),
-                    Ptr = Math.Min(a.Ptr, b.Ptr) < 0 ? -1 : Math.Min(a.Ptr, b.Ptr),
+                    Room = Math.Min(a.Room, b.Room),
+                    Ptr = Math.Min(a.Ptr, b.Ptr),
+                    Back = Math.Min(a.Back, b.Back),
+                    Lo = Math.Min(a.Lo, b.Lo),
+                    Hi = Math.Max(a.Hi, b.Hi),
+                    WrapBase = a.WrapBase == b.WrapBase && a.WrapPlus == b.WrapPlus ? a.WrapBase : (sbyte)-1,
+                    WrapPlus = a.WrapBase == b.WrapBase && a.WrapPlus == b.WrapPlus ? a.WrapPlus : 0,
                 };
                 if (widen)
                 {
-                    if (j.Bits > a.Bits) j.Bits = 64;
-                    if (j.Room < a.Room) j.Room = -1;
-                    if (j.Ptr < a.Ptr) j.Ptr = -1;
+                    // Bits can only grow 64 times. Bounds jump to the next power of two (a chain of
+                    // them is short, and a bound that moved once, between two constants, stays useful).
+                    if (j.Room < a.Room) j.Room = None;
+                    if (j.Ptr < a.Ptr) j.Ptr = None;
+                    if (j.Back < a.Back) j.Back = None;
+                    if (j.Lo < a.Lo) j.Lo = j.Lo == 0 ? 0 : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)j.Lo + 1) / 2;
+                    if (j.Hi > a.Hi) j.Hi = j.Hi >= MaxHi / 2 ? long.MaxValue : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)j.Hi + 1) - 1;
                 }
                 // The relations that hold on both sides: k joins the first root it has the same distance from on both.
                 for (int c = 0; c < nroots; c++)
@@ -215,9 +294,8 @@ internal static class InputBounds
 
     private static int BitLength(ulong v) => 64 - System.Numerics.BitOperations.LeadingZeroCount(v);
 
-    /// <summary>A state's joins at a loop head before bounds that keep shrinking there are dropped.</summary>
+    /// <summary>A state's joins at a loop head before bounds that keep moving there are dropped.</summary>
     private const int JoinsBeforeWidening = 8;
-
     /// <summary>What the analysis found: the accesses proven, and what is known at each slot.</summary>
     internal sealed class Facts(State?[] states, bool[]? proven)
     {
@@ -273,6 +351,7 @@ internal static class InputBounds
         var entry = new State { R2 = true, Min = 0 };
         for (int r = 0; r < 10; r++) entry.R[r] = r is 0 or >= 3 ? Reg.Constant(0) : Reg.Unknown; // registers start at 0
         entry.R[1] = Reg.Unknown with { Base = Start, Plus = 0 };
+        entry.R[2] = Reg.Unknown with { Room = 0 }; // L itself
         Merge(0, entry);
         var unknown = new State { Min = 0 };
         for (int r = 0; r < 10; r++) unknown.R[r] = Reg.Unknown;
@@ -331,21 +410,23 @@ internal static class InputBounds
             int b = load ? i.Src : i.Dst;
             if (!(load || store) || b > 9 || states[pc] is not { } s) continue;
             int size = JitTarget.AccessSize(i.Op);
-            // Through a pointer with bytes known after it, or at a constant distance from the start.
-            bool inside = i.Off >= 0 && i.Off + size <= s.PtrOf(b)
-                || s.R[b].Base == Start && s.R[b].Plus + i.Off >= 0 && s.R[b].Plus + i.Off + size <= s.Min;
+            // Through a pointer with bytes known before and after it (an exact one: at a constant distance from the start).
+            int back = s.BackOf(b), after = s.PtrOf(b);
+            bool inside = back != None && after != None && back + (long)i.Off >= 0 && i.Off + size <= after;
             if (inside) (proven ??= new bool[n])[pc] = true;
         }
         return new Facts(states, proven);
     }
 
     /// <summary>An instruction that writes its destination (arithmetic, moves, byte swaps, loads): what is known of it after.</summary>
+    /// <summary>An instruction that writes its destination (arithmetic, moves, byte swaps, loads): what is known of it after.</summary>
     private static void Assign(DecodedInsn i, State s)
     {
         int d = i.Dst;
         if (d > 9) { s.Set(d, Reg.Unknown); return; }
         var old = s.R[d];
-        int oldRoom = s.RoomOf(d), oldPtr = s.PtrOf(d);
+        int oldRoom = s.RoomOf(d), oldPtr = s.PtrOf(d), oldBack = s.BackOf(d);
+        long oldLo = s.LoOf(d), oldHi = s.HiOf(d);
         switch (i.Op)
         {
             case Op.Mov64Imm:
@@ -371,22 +452,37 @@ internal static class InputBounds
                 var copy = s.R[i.Src];
                 copy.Room = s.RoomOf(i.Src);
                 copy.Ptr = s.PtrOf(i.Src);
+                copy.Back = s.BackOf(i.Src);
+                copy.Lo = s.LoOf(i.Src);
+                copy.Hi = s.HiOf(i.Src);
                 (int root, copy.Plus) = s.Root(i.Src);
                 copy.Base = (sbyte)root;
                 s.R[d] = copy;
                 return;
             }
             case Op.Add64Imm or Op.Sub64Imm:
-                AddConstant(s, d, i.Op == Op.Add64Imm ? i.Imm : -i.Imm, old, oldRoom, oldPtr);
+                AddConstant(s, d, i.Op == Op.Add64Imm ? i.Imm : -i.Imm, old, oldRoom, oldPtr, oldBack, oldLo, oldHi);
                 return;
             case Op.Add64Reg when i.Src <= 9 && i.Src != d:
             {
-                var src = s.R[i.Src];
-                if (src.Base == Zero) { AddConstant(s, d, src.Plus, old, oldRoom, oldPtr); return; }
-                var now = Reg.Below(Math.Max(old.Bits, src.Bits) + 1);
-                // The start plus an offset with room after it: a pointer with as many bytes after it, either way round.
-                if (old.Base == Start && old.Plus >= 0 && s.RoomOf(i.Src) - old.Plus >= 0) now.Ptr = (int)(s.RoomOf(i.Src) - old.Plus);
-                if (src.Base == Start && src.Plus >= 0 && oldRoom - src.Plus >= 0) now.Ptr = (int)(oldRoom - src.Plus);
+                int src = i.Src;
+                if (s.R[src].Base == Zero) { AddConstant(s, d, s.R[src].Plus, old, oldRoom, oldPtr, oldBack, oldLo, oldHi); return; }
+                var now = Reg.Below(Math.Max(old.Bits, s.R[src].Bits) + 1);
+                long srcLo = s.LoOf(src), srcHi = s.HiOf(src);
+                int srcRoom = s.RoomOf(src);
+                if (oldHi <= MaxHi && srcHi <= MaxHi) now = Reg.Between(oldLo + srcLo, oldHi + srcHi);
+                else if (s.Small(d) && s.Small(src)) now.Lo = oldLo + srcLo; // neither wraps the sum
+                // An offset plus one known at most some value: room less that value.
+                if (oldRoom != None && srcHi <= MaxShort) now.Room = Bound(oldRoom - srcHi);
+                if (srcRoom != None && oldHi <= MaxShort) now.Room = Math.Max(now.Room, Bound(srcRoom - oldHi));
+                // The start (plus p) plus an offset: a pointer with the offset's room and least value around it,
+                // either way round; a pointer plus an offset of known bounds moves them.
+                if (old.Base == Start && srcRoom != None) { now.Ptr = Bound(srcRoom - old.Plus); now.Back = Bound(srcLo + old.Plus); }
+                else if (s.R[src].Base == Start && oldRoom != None) { now.Ptr = Bound(oldRoom - s.R[src].Plus); now.Back = Bound(oldLo + s.R[src].Plus); }
+                else if (oldPtr != None && oldBack != None && srcHi <= MaxShort) { now.Ptr = Bound(oldPtr - srcHi); now.Back = Bound(oldBack + srcLo); }
+                else if (s.PtrOf(src) != None && s.BackOf(src) != None && oldHi <= MaxShort) { now.Ptr = Bound(s.PtrOf(src) - oldHi); now.Back = Bound(s.BackOf(src) + oldLo); }
+                if (now.Ptr == None || now.Back == None) now.Ptr = now.Back = None;
+                if (now.Ptr != None) now.Room = None; // a pointer, not an offset
                 s.Set(d, now);
                 return;
             }
@@ -394,51 +490,75 @@ internal static class InputBounds
                 s.Set(d, Reg.Below(i.Src == d ? old.Bits + 1 : 64));
                 return;
             case Op.And64Imm when i.Imm >= 0:
-                s.Set(d, Reg.Below(Math.Min(old.Bits, BitLength((ulong)i.Imm))));
+                s.Set(d, Reg.Between(0, Math.Min(oldHi, i.Imm)));
+                return;
+            case Op.And32Imm:
+                s.Set(d, Reg.Between(0, Math.Min(oldHi, (uint)i.Imm)));
                 return;
             case Op.Rsh64Imm:
-                s.Set(d, Reg.Below(old.Bits - (int)(i.Imm & 63)));
+            {
+                int k = (int)(i.Imm & 63);
+                var now = oldHi <= MaxHi ? Reg.Between(oldLo >> k, oldHi >> k) : Reg.Below(old.Bits - k) with { Lo = oldLo >> k };
+                if (oldRoom >= 0) now.Room = oldRoom; // smaller, still within L
+                s.Set(d, now);
                 return;
-            case Op.LdxB: s.Set(d, Reg.Below(8)); return;
-            case Op.LdxH: s.Set(d, Reg.Below(16)); return;
-            case Op.LdxW: s.Set(d, Reg.Below(32)); return;
+            }
+            case Op.Lsh64Imm or Op.Lsh32Imm:
+            {
+                int k = (int)(i.Imm & (i.Op == Op.Lsh64Imm ? 63 : 31));
+                long limit = i.Op == Op.Lsh64Imm ? MaxHi : uint.MaxValue;
+                s.Set(d, oldHi <= limit >> k ? Reg.Between(oldLo << k, oldHi << k) : Reg.Below(i.Op == Op.Lsh64Imm ? Math.Min(64, old.Bits + k) : 32));
+                return;
+            }
+            case Op.LdxB: s.Set(d, Reg.Between(0, byte.MaxValue)); return;
+            case Op.LdxH: s.Set(d, Reg.Between(0, ushort.MaxValue)); return;
+            case Op.LdxW: s.Set(d, Reg.Between(0, uint.MaxValue)); return;
         }
         // 32-bit arithmetic leaves a zero-extended 32-bit value; anything else is unknown.
         bool alu32 = i.Op < Op.Neg64 && ((int)i.Op & 2) != 0 || i.Op is Op.Neg32 or Op.MovSx32From8 or Op.MovSx32From16 or Op.Zext32 or Op.Swap32;
         s.Set(d, alu32 ? Reg.Below(32) : i.Op is Op.Zext16 or Op.Swap16 ? Reg.Below(16) : Reg.Unknown);
     }
 
-    /// <summary>r<paramref name="d"/> += <paramref name="k"/>, a constant: relations move by k when nothing can wrap.</summary>
-    private static void AddConstant(State s, int d, long k, Reg old, int oldRoom, int oldPtr)
+    /// <summary>r<paramref name="d"/> += <paramref name="k"/>, a constant: relations, bounds, room and bytes around a
+    /// pointer move by k when nothing can wrap; a sum that may wrap is remembered modulo 2^64.</summary>
+    private static void AddConstant(State s, int d, long k, Reg old, int oldRoom, int oldPtr, int oldBack, long oldLo, long oldHi)
     {
+        bool small = s.Small(d);
         var (root, plus) = s.Detach(d);
-        var now = Reg.Below(k >= 0 ? Math.Max(old.Bits, BitLength((ulong)k)) + 1 : 64);
+        // No wrap: a value known small moved up, or one known at least -k moved down.
+        bool exact = Math.Abs(k) < MaxPlus && (k >= 0 ? small : oldLo >= -k);
+        var now = Reg.Below(k >= 0 ? Math.Max(old.Bits, BitLength((ulong)k)) + 1 : exact ? old.Bits : 64);
+        if (exact && oldHi <= MaxHi) now = Reg.Between(oldLo + k, oldHi + k) with { Bits = now.Bits };
+        else if (exact) now.Lo = oldLo + k;
         if (Math.Abs(k) < MaxPlus && root >= 0)
         {
-            // A constant stays one while it is not negative; the start plus something is exact modulo 2^64; a
-            // register plus something is exact when the value is known small (below 2^62, or at most L) and k >= 0.
-            bool exact = root switch
-            {
-                Zero => plus + k >= 0,
-                Start => true,
-                _ => k >= 0 && (old.Bits <= 62 || oldRoom >= 0),
-            };
-            if (exact && Math.Abs(plus + k) < MaxPlus)
+            // A constant stays one while it is not negative; the start plus something is exact modulo 2^64.
+            bool keep = root switch { Zero => plus + k >= 0, Start => true, _ => exact };
+            if (keep && Math.Abs(plus + k) < MaxPlus)
             {
                 now.Base = (sbyte)root;
                 now.Plus = plus + k;
-                if (root == Zero) now.Bits = (byte)BitLength((ulong)now.Plus);
+                if (root == Zero) now = Reg.Constant((ulong)now.Plus);
+            }
+            else if (!keep && root < 10)
+            {
+                // It may have wrapped: remember it modulo 2^64, for a comparison that bounds the root (see Refine).
+                now.WrapBase = (sbyte)root;
+                now.WrapPlus = plus + k;
             }
         }
-        if (k >= 0 && oldRoom >= k) now.Room = (int)(oldRoom - k);
-        if (k >= 0 && oldPtr >= k) now.Ptr = (int)(oldPtr - k);
+        if (exact && oldRoom != None) now.Room = Bound(oldRoom - k);
+        if (oldPtr != None && oldBack != None && Math.Abs(k) < MaxShort) { now.Ptr = Bound(oldPtr - k); now.Back = Bound(oldBack + k); }
+        if (now.Ptr == None || now.Back == None) now.Ptr = now.Back = None;
         s.R[d] = now;
     }
 
     /// <summary>
     /// What a conditional jump tells on each side: comparisons of r2 (while it holds L) with a
     /// constant bound L from below (r2 is at least its low 32 bits, so 32-bit ones count too);
-    /// 64-bit comparisons of a register with r2 give it (and its group) room below L.
+    /// comparisons of a register with a constant bound it (32-bit ones too when it fits 32 bits),
+    /// and the register it is a possibly wrapped sum of; 64-bit comparisons of two registers give the
+    /// smaller one room below L by the larger one's (r2's is 0).
     /// </summary>
     private static void Refine(DecodedInsn i, State taken, State fallthrough)
     {
@@ -447,39 +567,80 @@ internal static class InputBounds
         if (i.Dst == 2 && fallthrough.R2 && form is 0 or 2)
         {
             ulong k = form == 0 ? (ulong)i.Imm : (uint)i.Imm;
-            if (k > int.MaxValue) return;
-            long next = (long)k + 1;
-            switch (cond)
+            if (k <= int.MaxValue)
             {
-                case Op.Jeq64Imm: taken.AtLeast((long)k); if (k == 0) fallthrough.AtLeast(1); break;
-                case Op.Jne64Imm: fallthrough.AtLeast((long)k); if (k == 0) taken.AtLeast(1); break;
-                case Op.Jge64Imm: taken.AtLeast((long)k); break;
-                case Op.Jgt64Imm: taken.AtLeast(next); break;
-                case Op.Jlt64Imm: fallthrough.AtLeast((long)k); break;
-                case Op.Jle64Imm: fallthrough.AtLeast(next); break;
+                long next = (long)k + 1;
+                switch (cond)
+                {
+                    case Op.Jeq64Imm: taken.AtLeast((long)k); if (k == 0) fallthrough.AtLeast(1); break;
+                    case Op.Jne64Imm: fallthrough.AtLeast((long)k); if (k == 0) taken.AtLeast(1); break;
+                    case Op.Jge64Imm: taken.AtLeast((long)k); break;
+                    case Op.Jgt64Imm: taken.AtLeast(next); break;
+                    case Op.Jlt64Imm: fallthrough.AtLeast((long)k); break;
+                    case Op.Jle64Imm: fallthrough.AtLeast(next); break;
+                }
             }
         }
-        else if (form == 1 && i.Src == 2 && i.Dst != 2 && fallthrough.R2)
+        if (form is 0 or 2 && i.Dst <= 9 && (form == 0 || fallthrough.R[i.Dst].Bits <= 32))
         {
-            // x against L: jgt x, r2 falls through when x <= L, jge when x < L; jle and jlt jump then.
-            switch (cond)
-            {
-                case Op.Jgt64Imm: fallthrough.RoomAfter(i.Dst, 0); break;
-                case Op.Jge64Imm: fallthrough.RoomAfter(i.Dst, 1); break;
-                case Op.Jle64Imm: taken.RoomAfter(i.Dst, 0); break;
-                case Op.Jlt64Imm: taken.RoomAfter(i.Dst, 1); break;
-            }
+            ulong k = form == 0 ? (ulong)i.Imm : (uint)i.Imm;
+            var wrap = fallthrough.R[i.Dst];
+            Bounds(cond, i.Dst, k, taken, fallthrough);
+            if (form == 0 && wrap.WrapBase >= 0) WrappedBounds(cond, wrap.WrapBase, wrap.WrapPlus, k, taken, fallthrough);
         }
-        else if (form == 1 && i.Dst == 2 && i.Src != 2 && fallthrough.R2)
+        else if (form == 1 && i.Dst <= 9 && i.Src <= 9 && i.Dst != i.Src)
         {
-            // L against x: jgt r2, x jumps when x < L, jge when x <= L; jlt and jle fall through then.
+            int x = i.Dst, y = i.Src;
+            long rx = fallthrough.RoomOf(x), ry = fallthrough.RoomOf(y);
+            void Room(State s, int r, long room, long from) { if (from != None) s.RoomAfter(r, room); }
             switch (cond)
             {
-                case Op.Jgt64Imm: taken.RoomAfter(i.Src, 1); break;
-                case Op.Jge64Imm: taken.RoomAfter(i.Src, 0); break;
-                case Op.Jlt64Imm: fallthrough.RoomAfter(i.Src, 0); break;
-                case Op.Jle64Imm: fallthrough.RoomAfter(i.Src, 1); break;
+                case Op.Jgt64Imm: Room(taken, y, rx + 1, rx); Room(fallthrough, x, ry, ry); break;     // x > y; x <= y
+                case Op.Jge64Imm: Room(taken, y, rx, rx); Room(fallthrough, x, ry + 1, ry); break;     // x >= y; x < y
+                case Op.Jlt64Imm: Room(taken, x, ry + 1, ry); Room(fallthrough, y, rx, rx); break;     // x < y; x >= y
+                case Op.Jle64Imm: Room(taken, x, ry, ry); Room(fallthrough, y, rx + 1, rx); break;     // x <= y; x > y
             }
         }
+    }
+
+    /// <summary>Unsigned x against k: the bounds each side learns.</summary>
+    private static void Bounds(Op cond, int x, ulong k, State taken, State fallthrough)
+    {
+        const long NoHi = long.MaxValue;
+        long Lo(ulong v) => v <= (ulong)MaxHi ? (long)v : -1; // -1: too large to keep
+        long Hi(ulong v) => v <= (ulong)MaxHi ? (long)v : NoHi;
+        void At(State s, long lo, long hi) { if (lo >= 0) s.Within(x, lo, hi); }
+        switch (cond)
+        {
+            case Op.Jeq64Imm: At(taken, Lo(k), Hi(k)); if (k == 0) At(fallthrough, 1, NoHi); break;
+            case Op.Jne64Imm: At(fallthrough, Lo(k), Hi(k)); if (k == 0) At(taken, 1, NoHi); break;
+            case Op.Jgt64Imm: if (k < ulong.MaxValue) At(taken, Lo(k + 1), NoHi); At(fallthrough, 0, Hi(k)); break;
+            case Op.Jge64Imm: At(taken, Lo(k), NoHi); if (k > 0) At(fallthrough, 0, Hi(k - 1)); break;
+            case Op.Jlt64Imm: if (k > 0) At(taken, 0, Hi(k - 1)); At(fallthrough, Lo(k), NoHi); break;
+            case Op.Jle64Imm: At(taken, 0, Hi(k)); if (k < ulong.MaxValue) At(fallthrough, Lo(k + 1), NoHi); break;
+        }
+    }
+
+    /// <summary>
+    /// x = y + c modulo 2^64 (c may have wrapped a small y below zero) against k of at least 2^63,
+    /// unsigned, as clang tests a range (<c>y &lt;= 56</c> as <c>y + -57 &gt; -66</c>): with y known
+    /// small, x is at least k only where y + c is negative, so the side where it is learns y's range.
+    /// </summary>
+    private static void WrappedBounds(Op cond, int y, long c, ulong k, State taken, State fallthrough)
+    {
+        if (k < 1UL << 63 || fallthrough.HiOf(y) > MaxHi || Math.Abs(c) >= MaxPlus) return;
+        long ks = (long)k; // negative: k - 2^64
+        // v = y + c as an integer; x = v when v >= 0 (then x < 2^62 < k), else v + 2^64.
+        (State Side, long From)? window = cond switch
+        {
+            Op.Jgt64Imm => (taken, ks + 1),       // x > k: v in [ks + 1, -1]
+            Op.Jge64Imm => (taken, ks),           // x >= k: v in [ks, -1]
+            Op.Jlt64Imm => (fallthrough, ks),     // not x < k
+            Op.Jle64Imm => (fallthrough, ks + 1), // not x <= k
+            _ => null,
+        };
+        if (window is not { } w) return;
+        long lo = w.From < -MaxHi ? 0 : Math.Max(0, w.From - c), hi = -1 - c;
+        if (hi >= 0) w.Side.Within(y, lo, hi);
     }
 }
