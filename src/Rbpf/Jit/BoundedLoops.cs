@@ -115,13 +115,7 @@ internal static class BoundedLoops
         var preds = new List<int>[n];
         for (int pc = 0; pc < n; pc++) preds[pc] = new List<int>(2);
         for (int pc = 0; pc < n; pc += code[pc].Op == Op.Lddw ? 2 : 1)
-        {
-            var i = code[pc];
-            if (IsJump(i) && i.Off >= 0 && i.Off < n) preds[i.Off].Add(pc);
-            bool falls = i.Op is not (Op.Ja or Op.Exit or Op.Illegal);
-            int next = pc + (i.Op == Op.Lddw ? 2 : 1);
-            if (falls && next < n) preds[next].Add(pc);
-        }
+            foreach (int s in Successors(code, pc)) preds[s].Add(pc);
         return preds;
     }
 
