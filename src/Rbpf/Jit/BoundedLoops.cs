@@ -84,10 +84,7 @@ internal static class BoundedLoops
     public static bool[]? Find(DecodedInsn[] code, bool[] pollPoints, InputBounds.Facts facts)
     {
         int n = code.Length;
-        bool any = false;
-        for (int pc = 0; pc < n && !any; pc++)
-            any = IsJump(code[pc]) && code[pc].Off <= pc && code[pc].Op != Op.Illegal;
-        if (!any) return null;
+        if (Array.IndexOf(pollPoints, true) < 0) return null; // no loop heads (nor functions)
 
         var preds = Predecessors(code);
         bool[]? bounded = null;
