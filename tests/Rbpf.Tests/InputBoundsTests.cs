@@ -22,6 +22,9 @@ public class InputBoundsTests
     /// <summary>clang's eBPF for the internet checksum (benchmarks/clang/kernels.c), loop at 6-15, tail byte at 18.</summary>
     private const string Checksum = "mov r0, 0\nmov r3, 0\njlt r2, 2, +13\nmov r4, 0\nmov r0, 0\nmov r3, 0\nmov r5, r1\nadd r5, r4\nldxh r5, [r5+0]\nbe16 r5\nadd r0, r5\nadd r3, 2\nmov r5, r4\nadd r5, 3\nmov r4, r3\njlt r5, r2, -10\njge r3, r2, +5\nadd r1, r3\nldxb r1, [r1+0]\nlsh r1, 8\nadd r1, r0\nmov r0, r1\nexit";
 
+    /// <summary>clang's eBPF for the insertion sort (benchmarks/clang/kernels.c).</summary>
+    private const string Sort = "mov64 r3, r2\nrsh64 r3, 0x2\njlt r2, 0x8, L31\nmov64 r4, 0x1\nmov64 r5, r1\nadd64 r5, 0x4\nja L23\nL7:\nldxw r9, [r6-4]\nmov64 r8, r7\njsle32 r9, r0, L15\nadd64 r7, -0x1\nstxw [r6+0], r9\nmov64 r8, 0x0\nadd64 r6, -0x4\njne r7, 0x0, L7\nL15:\nlsh64 r8, 0x2\nmov64 r6, r1\nadd64 r6, r8\nstxw [r6+0], r0\nadd64 r5, 0x4\nadd64 r4, 0x1\njlt r4, r3, L23\nja L31\nL23:\nmov64 r0, r4\nlsh64 r0, 0x2\nmov64 r6, r1\nadd64 r6, r0\nldxw r0, [r6+0]\nmov64 r6, r5\nmov64 r7, r4\nja L7\nL31:\nmov64 r0, 0x0\njlt r2, 0x4, L41\nmov64 r2, 0x0\nmov64 r0, 0x0\nL35:\nmul64 r0, 0x1f\nldxw r4, [r1+0]\nadd64 r0, r4\nadd64 r1, 0x4\nadd64 r2, 0x1\njlt r2, r3, L35\nL41:\nexit";
+
     [Theory]
     // jlt falls through with 14 bytes or more: bytes 12 and 13 are in.
     [InlineData("jlt r2, 14, +2\nldxh r0, [r1+12]\nexit\nmov r0, 0\nexit", new[] { 1 })]
@@ -74,6 +77,47 @@ public class InputBoundsTests
     // Loops as clang writes them. The checksum: i + 1 < len, two bytes at start + i; r3 and r4 are
     // the same value at the head (both 0 on entry, r4 = r3 on the way back), r5 = r4 + 3 compared.
     [InlineData(Checksum, new[] { 8, 18 })]
+    // clang's insertion sort of 32-bit integers (benchmarks/clang/kernels.c): n = len >> 2, i < n; the
+    // inner loop walks p = start + 4 * j down while j != 0, loading p[-1] and storing p[0]; the digest
+    // loop walks start + 4 * i up. Every access is proven through the pointers' relation to the index.
+    [InlineData(Sort, new[] { 7, 11, 18, 27, 36 })]
+    // Variations of it: p[-2] loaded in the inner loop; the inner pointer stepped by 2 for each element
+    // (no relation to j survives the loop head); n = len >> 1 (bounds twice as many 4-byte elements as
+    // there are); the entry guard 4 bytes (one element, but the first round reads the second: only the
+    // inner loop's load, at most j elements from the start with j <= i, and the digest stay proven).
+    [InlineData("mov64 r3, r2\nrsh64 r3, 0x2\njlt r2, 0x8, L31\nmov64 r4, 0x1\nmov64 r5, r1\nadd64 r5, 0x4\nja L23\nL7:\nldxw r9, [r6-8]\nmov64 r8, r7\njsle32 r9, r0, L15\nadd64 r7, -0x1\nstxw [r6+0], r9\nmov64 r8, 0x0\nadd64 r6, -0x4\njne r7, 0x0, L7\nL15:\nlsh64 r8, 0x2\nmov64 r6, r1\nadd64 r6, r8\nstxw [r6+0], r0\nadd64 r5, 0x4\nadd64 r4, 0x1\njlt r4, r3, L23\nja L31\nL23:\nmov64 r0, r4\nlsh64 r0, 0x2\nmov64 r6, r1\nadd64 r6, r0\nldxw r0, [r6+0]\nmov64 r6, r5\nmov64 r7, r4\nja L7\nL31:\nmov64 r0, 0x0\njlt r2, 0x4, L41\nmov64 r2, 0x0\nmov64 r0, 0x0\nL35:\nmul64 r0, 0x1f\nldxw r4, [r1+0]\nadd64 r0, r4\nadd64 r1, 0x4\nadd64 r2, 0x1\njlt r2, r3, L35\nL41:\nexit", new[] { 11, 18, 27, 36 })]
+    [InlineData("mov64 r3, r2\nrsh64 r3, 0x2\njlt r2, 0x8, L31\nmov64 r4, 0x1\nmov64 r5, r1\nadd64 r5, 0x4\nja L23\nL7:\nldxw r9, [r6-4]\nmov64 r8, r7\njsle32 r9, r0, L15\nadd64 r7, -0x1\nstxw [r6+0], r9\nmov64 r8, 0x0\nadd64 r6, -0x2\njne r7, 0x0, L7\nL15:\nlsh64 r8, 0x2\nmov64 r6, r1\nadd64 r6, r8\nstxw [r6+0], r0\nadd64 r5, 0x4\nadd64 r4, 0x1\njlt r4, r3, L23\nja L31\nL23:\nmov64 r0, r4\nlsh64 r0, 0x2\nmov64 r6, r1\nadd64 r6, r0\nldxw r0, [r6+0]\nmov64 r6, r5\nmov64 r7, r4\nja L7\nL31:\nmov64 r0, 0x0\njlt r2, 0x4, L41\nmov64 r2, 0x0\nmov64 r0, 0x0\nL35:\nmul64 r0, 0x1f\nldxw r4, [r1+0]\nadd64 r0, r4\nadd64 r1, 0x4\nadd64 r2, 0x1\njlt r2, r3, L35\nL41:\nexit", new[] { 18, 27, 36 })]
+    [InlineData("mov64 r3, r2\nrsh64 r3, 0x1\njlt r2, 0x8, L31\nmov64 r4, 0x1\nmov64 r5, r1\nadd64 r5, 0x4\nja L23\nL7:\nldxw r9, [r6-4]\nmov64 r8, r7\njsle32 r9, r0, L15\nadd64 r7, -0x1\nstxw [r6+0], r9\nmov64 r8, 0x0\nadd64 r6, -0x4\njne r7, 0x0, L7\nL15:\nlsh64 r8, 0x2\nmov64 r6, r1\nadd64 r6, r8\nstxw [r6+0], r0\nadd64 r5, 0x4\nadd64 r4, 0x1\njlt r4, r3, L23\nja L31\nL23:\nmov64 r0, r4\nlsh64 r0, 0x2\nmov64 r6, r1\nadd64 r6, r0\nldxw r0, [r6+0]\nmov64 r6, r5\nmov64 r7, r4\nja L7\nL31:\nmov64 r0, 0x0\njlt r2, 0x4, L41\nmov64 r2, 0x0\nmov64 r0, 0x0\nL35:\nmul64 r0, 0x1f\nldxw r4, [r1+0]\nadd64 r0, r4\nadd64 r1, 0x4\nadd64 r2, 0x1\njlt r2, r3, L35\nL41:\nexit", new int[0])]
+    [InlineData("mov64 r3, r2\nrsh64 r3, 0x2\njlt r2, 0x4, L31\nmov64 r4, 0x1\nmov64 r5, r1\nadd64 r5, 0x4\nja L23\nL7:\nldxw r9, [r6-4]\nmov64 r8, r7\njsle32 r9, r0, L15\nadd64 r7, -0x1\nstxw [r6+0], r9\nmov64 r8, 0x0\nadd64 r6, -0x4\njne r7, 0x0, L7\nL15:\nlsh64 r8, 0x2\nmov64 r6, r1\nadd64 r6, r8\nstxw [r6+0], r0\nadd64 r5, 0x4\nadd64 r4, 0x1\njlt r4, r3, L23\nja L31\nL23:\nmov64 r0, r4\nlsh64 r0, 0x2\nmov64 r6, r1\nadd64 r6, r0\nldxw r0, [r6+0]\nmov64 r6, r5\nmov64 r7, r4\nja L7\nL31:\nmov64 r0, 0x0\njlt r2, 0x4, L41\nmov64 r2, 0x0\nmov64 r0, 0x0\nL35:\nmul64 r0, 0x1f\nldxw r4, [r1+0]\nadd64 r0, r4\nadd64 r1, 0x4\nadd64 r2, 0x1\njlt r2, r3, L35\nL41:\nexit", new[] { 7, 36 })]
+    // An array walked up: n = len >> 2, i < n, the pointer start + 4 * i moved on with it (related at
+    // the loop head from the two constants it starts from and moves by); 8 bytes read, or the pointer
+    // moved 8 per element, or a first round before the comparison with 3 bytes measured: not proven.
+    [InlineData("mov r3, r2\nrsh r3, 2\nmov r4, 0\nmov r5, r1\nja test\nhead:\nldxw r0, [r5+0]\nadd r5, 4\nadd r4, 1\ntest:\njlt r4, r3, head\nexit", new[] { 5 })]
+    [InlineData("mov r3, r2\nrsh r3, 2\nmov r4, 0\nmov r5, r1\nja test\nhead:\nldxdw r0, [r5+0]\nadd r5, 4\nadd r4, 1\ntest:\njlt r4, r3, head\nexit", new int[0])]
+    [InlineData("mov r3, r2\nrsh r3, 2\nmov r4, 0\nmov r5, r1\nja test\nhead:\nldxw r0, [r5+0]\nadd r5, 8\nadd r4, 1\ntest:\njlt r4, r3, head\nexit", new int[0])]
+    [InlineData("mov r3, r2\nrsh r3, 2\njlt r2, 4, out\nmov r4, 0\nmov r5, r1\nhead:\nldxw r0, [r5+0]\nadd r5, 4\nadd r4, 1\njlt r4, r3, head\nout:\nexit", new[] { 5 })]
+    [InlineData("mov r3, r2\nrsh r3, 2\njlt r2, 3, out\nmov r4, 0\nmov r5, r1\nhead:\nldxw r0, [r5+0]\nadd r5, 4\nadd r4, 1\njlt r4, r3, head\nout:\nexit", new int[0])]
+    // Scaled room joins to the smaller of two paths': i < n on one, i <= n on the other, 4 * i + 4 bytes
+    // not known on both.
+    [InlineData("mov r3, r2\nrsh r3, 2\njlt r2, 1, out\nldxb r4, [r1]\nldxb r5, [r1]\njeq r5, 0, other\njge r4, r3, out\nja load\nother:\njgt r4, r3, out\nload:\nlsh r4, 2\nmov r6, r1\nadd r6, r4\nldxw r0, [r6+0]\nout:\nexit", new[] { 3, 4 })]
+    [InlineData("mov r3, r2\nrsh r3, 2\njlt r2, 1, out\nldxb r4, [r1]\nldxb r5, [r1]\njeq r5, 0, other\njge r4, r3, out\nja load\nother:\njge r4, r3, out\nload:\nlsh r4, 2\nmov r6, r1\nadd r6, r4\nldxw r0, [r6+0]\nout:\nexit", new[] { 3, 4, 12 })]
+    // i < n, then i + 1: 4 * (i + 1) <= L, so 2 bytes before start + 4 * (i + 1) are in, 2 bytes at it may not be.
+    [InlineData("mov r3, r2\nrsh r3, 2\nldxb r4, [r1]\njge r4, r3, out\nadd r4, 1\nlsh r4, 2\nmov r5, r1\nadd r5, r4\nldxh r0, [r5-2]\nout:\nexit", new[] { 8 })]
+    [InlineData("mov r3, r2\nrsh r3, 2\nldxb r4, [r1]\njge r4, r3, out\nadd r4, 1\nlsh r4, 2\nmov r5, r1\nadd r5, r4\nldxh r0, [r5+0]\nout:\nexit", new int[0])]
+    // A constant below n = L >> 2 measures L: 2 < n means L >= 12.
+    [InlineData("mov r4, 2\nmov r3, r2\nrsh r3, 2\njge r4, r3, +1\nldxw r0, [r1+8]\nexit", new[] { 4 })]
+    [InlineData("mov r4, 2\nmov r3, r2\nrsh r3, 2\njge r4, r3, +1\nldxw r0, [r1+9]\nexit", new int[0])]
+    // A pointer set to the start plus an offset walks with it: byte r4 of the input, then on while r4 < L.
+    [InlineData("jlt r2, 1, out\nldxb r4, [r1]\nmov r5, r1\nadd r5, r4\nja test\nhead:\nldxb r0, [r5+0]\nadd r5, 1\nadd r4, 1\ntest:\njlt r4, r2, head\nout:\nexit", new[] { 1, 5 })]
+    // The index overwritten: the pointer walks with the index's copy plus 1 instead (start + 4 * (i + 1)).
+    [InlineData("mov r3, r2\nrsh r3, 2\nmov r4, 0\nmov r5, r1\nja test\nhead:\nldxw r0, [r5+0]\nadd r5, 4\nmov r7, r4\nadd r7, 1\nmov r4, 99\nmov r4, r7\ntest:\njlt r4, r3, head\nexit", new[] { 5 })]
+    // A comparison decided by a range: r4 & 3 < 7 always jumps, r4 & 7 < 7 not always.
+    [InlineData("jlt r2, 8, out\nldxb r4, [r1]\nand r4, 3\nmov r5, 4\njlt r4, 7, load\nmov r5, 100\nload:\nmov r3, r1\nadd r3, r5\nldxw r0, [r3+0]\nout:\nexit", new[] { 1, 8 })]
+    [InlineData("jlt r2, 8, out\nldxb r4, [r1]\nand r4, 7\nmov r5, 4\njlt r4, 7, load\nmov r5, 100\nload:\nmov r3, r1\nadd r3, r5\nldxw r0, [r3+0]\nout:\nexit", new[] { 1 })]
+    // A side a register's range rules out is not followed: r4 is 4, so the jump to where it becomes 100 is
+    // never taken and the load at start + r4 is proven; when the jump is always taken, it is not.
+    [InlineData("jlt r2, 8, out\nmov r4, 4\njne r4, 4, big\nja load\nbig:\nmov r4, 100\nload:\nmov r3, r1\nadd r3, r4\nldxw r0, [r3+0]\nout:\nexit", new[] { 7 })]
+    [InlineData("jlt r2, 8, out\nmov r4, 4\njne r4, 5, big\nja load\nbig:\nmov r4, 100\nload:\nmov r3, r1\nadd r3, r4\nldxw r0, [r3+0]\nout:\nexit", new int[0])]
     // The same with i + 2 compared (one byte short of the load), or r3 moving on by 3: not proven.
     [InlineData("mov r0, 0\nmov r3, 0\njlt r2, 2, +13\nmov r4, 0\nmov r0, 0\nmov r3, 0\nmov r5, r1\nadd r5, r4\nldxh r5, [r5+0]\nbe16 r5\nadd r0, r5\nadd r3, 2\nmov r5, r4\nadd r5, 2\nmov r4, r3\njlt r5, r2, -10\njge r3, r2, +5\nadd r1, r3\nldxb r1, [r1+0]\nlsh r1, 8\nadd r1, r0\nmov r0, r1\nexit", new[] { 18 })]
     [InlineData("mov r0, 0\nmov r3, 0\njlt r2, 2, +13\nmov r4, 0\nmov r0, 0\nmov r3, 0\nmov r5, r1\nadd r5, r4\nldxh r5, [r5+0]\nbe16 r5\nadd r0, r5\nadd r3, 3\nmov r5, r4\nadd r5, 3\nmov r4, r3\njlt r5, r2, -10\njge r3, r2, +5\nadd r1, r3\nldxb r1, [r1+0]\nlsh r1, 8\nadd r1, r0\nmov r0, r1\nexit", new[] { 18 })]
@@ -419,6 +463,71 @@ public class InputBoundsTests
             }
         }
         Assert.True(withProofs > 300 && throughRange > 15, $"{withProofs} of {programs} programs had two proven accesses, {throughRange} three");
+    }
+
+    /// <summary>
+    /// Random loops over arrays of 1-, 2-, 4- or 8-byte elements as clang writes them: n = len >> s, an
+    /// index counted up from a small constant, a pointer from the start moved on by a multiple of the
+    /// step, the index compared with n. Element sizes, pointer steps, first offsets, load sizes and
+    /// offsets, guards and comparisons vary around what can be proven (a pointer walking faster than
+    /// its index, elements wider than n counts, a first round before any comparison). The JIT must
+    /// give the interpreter's result or error on every length.
+    /// </summary>
+    [SkippableFact]
+    public void RandomArrayLoopsRunAsInterpreted()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT is not supported here");
+        var random = new Random(41);
+        int programs = 0, withProofs = 0;
+        for (int t = 0; t < 1200; t++)
+        {
+            var regs = new[] { 3, 4, 5, 6, 7, 8, 9 }.OrderBy(_ => random.Next()).ToArray();
+            int n = regs[0], i = regs[1], p = regs[2], v = regs[3];
+            int shift = random.Next(4);                                   // n counts 2^shift-byte elements
+            int ptrShift = random.Next(5) == 0 ? random.Next(4) : shift;  // how far the pointer moves per index
+            int size = random.Next(4) == 0 ? 1 << random.Next(4) : 1 << shift;
+            int step = random.Next(4) == 0 ? 2 : 1;
+            int first = random.Next(3);
+            int off = random.Next(5) == 0 ? random.Next(-8, 9) : 0;
+            int skew = random.Next(6) == 0 ? random.Next(-4, 5) : 0;      // the pointer not exactly start + index * size
+            var lines = new List<string> { "mov r0, 0", $"mov r{n}, r2", $"rsh r{n}, {shift}" };
+            if (random.Next(5) > 0) lines.Add($"jlt r2, {random.Next(0, 3 * (1 << shift) + 2)}, out");
+            lines.Add($"mov r{i}, {first}");
+            lines.Add($"mov r{p}, r1");
+            lines.Add($"add r{p}, {(first << ptrShift) + skew}");
+            if (random.Next(2) == 0) lines.Add("ja test"); // compare before the first round
+            lines.Add("head:");
+            lines.Add($"ldx{size switch { 1 => "b", 2 => "h", 4 => "w", _ => "dw" }} r{v}, [r{p}{(off < 0 ? "-" : "+")}{Math.Abs(off)}]");
+            lines.Add($"add r0, r{v}");
+            lines.Add($"add r{p}, {step << ptrShift}");
+            lines.Add($"add r{i}, {step}");
+            lines.Add("test:");
+            lines.Add(random.Next(5) switch
+            {
+                0 => $"jle r{i}, r{n}, head",
+                1 => $"jgt r{n}, r{i}, head",
+                2 => $"jge r{i}, r{n}, out\nja head",
+                _ => $"jlt r{i}, r{n}, head",
+            });
+            lines.Add("out:\nexit");
+            string text = string.Join("\n", lines);
+            var program = Assembler.Assemble(text);
+            var vm = EbpfVm.CreateRaw(program);
+            vm.InstructionLimit = 5000;
+            vm.JitCompile();
+            programs++;
+            if (InputBounds.ProvenAccesses(DecodedProgram.Decode(program).Code) != null) withProofs++;
+            for (int len = 0; len <= 40; len++)
+            {
+                var a = new byte[len];
+                random.NextBytes(a);
+                var ci = vm.TryExecute(a.ToArray(), Span<byte>.Empty, out ulong ri, out var ei);
+                var cj = vm.TryExecuteJit(a.ToArray(), Span<byte>.Empty, out ulong rj, out var ej);
+                Assert.True(ci == cj, $"{text} on {len} bytes: interpreter {ci} ({ei?.Message}), JIT {cj} ({ej?.Message})");
+                if (ci == RbpfErrorCode.Ok) Assert.True(ri == rj, $"{text} on {len} bytes: interpreter {ri}, JIT {rj}");
+            }
+        }
+        Assert.True(withProofs > 300, $"only {withProofs} of {programs} programs had a proven access");
     }
 
     [SkippableFact]

@@ -47,6 +47,8 @@ internal static class InputBounds
     private const long MaxShort = 1L << 30;
     /// <summary>Greatest values kept (below, nothing known): sums of a few stay far from 2^64.</summary>
     private const long MaxHi = 1L << 60;
+    /// <summary>The largest element size of scaled indexes and pointers: 2^3 = 8 bytes.</summary>
+    private const int MaxShift = 3;
 
     private static int Bound(long v) => v < -MaxShort || v > int.MaxValue ? None : (int)v;
 
@@ -69,8 +71,29 @@ internal static class InputBounds
         /// <summary>The value is WrapBase's plus WrapPlus modulo 2^64 (it may have wrapped); -1: no such relation.</summary>
         public sbyte WrapBase;
         public long WrapPlus;
+        /// <summary>2 * value + Room2 &lt;= L, 4 * value + Room4 &lt;= L, 8 * value + Room8 &lt;= L, as integers (an
+        /// index of 2-, 4- or 8-byte elements); <see cref="None"/>: unknown.</summary>
+        public int Room2, Room4, Room8;
 
-        public static readonly Reg Unknown = new() { Bits = 64, Base = -1, Room = None, Ptr = None, Back = None, Hi = long.MaxValue, WrapBase = -1 };
+        /// <summary>Room2, Room4 or Room8 by the element size's log2.</summary>
+        public readonly int Scaled(int shift) => shift switch { 1 => Room2, 2 => Room4, _ => Room8 };
+
+        public void SetScaled(int shift, int room)
+        {
+            if (shift == 1) Room2 = room;
+            else if (shift == 2) Room4 = room;
+            else Room8 = room;
+        }
+        /// <summary>The value is the input's start plus (r[Idx] &lt;&lt; IdxShift) + IdxPlus modulo 2^64 (a
+        /// pointer walking with an index); Idx -1: no such relation.</summary>
+        public sbyte Idx;
+        public byte IdxShift;
+        public long IdxPlus;
+
+        public static readonly Reg Unknown = new()
+        {
+            Bits = 64, Base = -1, Room = None, Ptr = None, Back = None, Hi = long.MaxValue, WrapBase = -1, Room2 = None, Room4 = None, Room8 = None, Idx = -1,
+        };
         public static Reg Below(int bits) => Unknown with { Bits = (byte)Math.Clamp(bits, 0, 64) };
         public static Reg Between(long lo, long hi) =>
             Below(hi <= MaxHi ? BitLength((ulong)hi) : 64) with { Lo = lo, Hi = hi <= MaxHi ? hi : long.MaxValue };
@@ -78,7 +101,8 @@ internal static class InputBounds
             v < MaxPlus ? Between((long)v, (long)v) with { Base = Zero, Plus = (long)v } : Below(BitLength(v)) with { Lo = v <= MaxHi ? (long)v : 0 };
 
         public readonly bool Equals(Reg o) => Bits == o.Bits && Base == o.Base && Plus == o.Plus && Room == o.Room && Ptr == o.Ptr
-            && Back == o.Back && Lo == o.Lo && Hi == o.Hi && WrapBase == o.WrapBase && WrapPlus == o.WrapPlus;
+            && Back == o.Back && Lo == o.Lo && Hi == o.Hi && WrapBase == o.WrapBase && WrapPlus == o.WrapPlus
+            && Room2 == o.Room2 && Room4 == o.Room4 && Room8 == o.Room8 && Idx == o.Idx && IdxShift == o.IdxShift && IdxPlus == o.IdxPlus;
     }
 
     /// <summary>What is known at an instruction: whether r2 still holds L, the least L, and each of r0-r9.</summary>
@@ -113,21 +137,49 @@ internal static class InputBounds
             int room = r.Room;
             if (r.Base == Zero) room = Math.Max(room, Bound(Min - r.Plus));
             if (k == 2 && R2) room = Math.Max(room, 0);
+            room = Math.Max(room, Math.Max(r.Room2, Math.Max(r.Room4, r.Room8))); // value <= 2^s * value
             return room;
+        }
+
+        /// <summary>q with (r<paramref name="k"/>'s value &lt;&lt; <paramref name="shift"/>) + q &lt;= L as integers, or <see cref="None"/>.</summary>
+        public int ScaledRoomOf(int k, int shift)
+        {
+            if (shift == 0) return RoomOf(k);
+            var r = R[k];
+            int room = None;
+            for (int t = shift; t <= MaxShift; t++) room = Math.Max(room, r.Scaled(t)); // 2^shift * value <= 2^t * value
+            if (r.Base == Zero) room = Math.Max(room, Bound(Min - (r.Plus << shift)));
+            return room;
+        }
+
+        /// <summary>The offset from the start of a pointer that walks with an index: (its least value, q) with
+        /// offset + q &lt;= L; null when not such a pointer or the index's scaled value is not known below L
+        /// (then the shift may have wrapped it).</summary>
+        private (long Least, int Room)? IndexedOffset(int k)
+        {
+            var r = R[k];
+            if (r.Idx < 0) return null;
+            int q = ScaledRoomOf(r.Idx, r.IdxShift);
+            if (q == None) return null;
+            long lo = LoOf(r.Idx);
+            if (lo > MaxHi >> r.IdxShift) return null;
+            return ((lo << r.IdxShift) + r.IdxPlus, Bound((long)q - r.IdxPlus));
         }
 
         /// <summary>Bytes of input after the pointer in r<paramref name="k"/>, with what an exact pointer and the least L tell.</summary>
         public int PtrOf(int k)
         {
             var r = R[k];
-            return r.Base == Start ? Math.Max(r.Ptr, Bound(Min - r.Plus)) : r.Ptr;
+            int ptr = r.Base == Start ? Math.Max(r.Ptr, Bound(Min - r.Plus)) : r.Ptr;
+            return IndexedOffset(k) is { } o ? Math.Max(ptr, o.Room) : ptr;
         }
 
         /// <summary>Bytes of input before the pointer in r<paramref name="k"/> (its least offset).</summary>
         public int BackOf(int k)
         {
             var r = R[k];
-            return r.Base == Start ? Math.Max(r.Back, Bound(r.Plus)) : r.Back;
+            int back = r.Base == Start ? Math.Max(r.Back, Bound(r.Plus)) : r.Back;
+            return IndexedOffset(k) is { } o ? Math.Max(back, Bound(o.Least)) : back;
         }
 
         public long LoOf(int k) => R[k].Base == Zero ? Math.Max(R[k].Lo, R[k].Plus) : R[k].Lo;
@@ -154,6 +206,7 @@ internal static class InputBounds
                 R[k].Back = BackOf(k);
                 R[k].Lo = LoOf(k);
                 R[k].Hi = HiOf(k);
+                for (int t = MaxShift; t >= 1; t--) R[k].SetScaled(t, ScaledRoomOf(k, t));
             }
         }
 
@@ -167,7 +220,10 @@ internal static class InputBounds
         {
             if (r == 2) R2 = false;
             for (int j = 0; j < R.Length; j++)
+            {
                 if (R[j].WrapBase == r) R[j].WrapBase = -1; // the value it was related to is gone
+                if (R[j].Idx == r) Rehome(j, r);
+            }
             if (R[r].Base >= 0)
             {
                 var was = (R[r].Base, R[r].Plus);
@@ -184,6 +240,22 @@ internal static class InputBounds
                 else { R[j].Base = (sbyte)m; R[j].Plus -= pm; }
             }
             return m < 0 ? (-1, 0) : (m, -pm);
+        }
+
+        /// <summary>r<paramref name="j"/> walks with r<paramref name="r"/>, about to be written: it walks with another
+        /// register of r's group instead (at its distance), or with none.</summary>
+        private void Rehome(int j, int r)
+        {
+            var rj = R[j];
+            R[j].Idx = -1;
+            if (Root(r).Root is Zero or Start) return;
+            for (int m = 0; m < R.Length; m++)
+                if (m != r && m != j && Distance(m, r) is { } d && Math.Abs(rj.IdxPlus - (d << rj.IdxShift)) < MaxPlus)
+                {
+                    R[j].Idx = (sbyte)m;
+                    R[j].IdxPlus = rj.IdxPlus - (d << rj.IdxShift);
+                    return;
+                }
         }
 
         /// <summary>Register <paramref name="r"/> is written with a value of which <paramref name="now"/> is known
@@ -218,6 +290,33 @@ internal static class InputBounds
             }
         }
 
+        /// <summary>(r<paramref name="r"/> &lt;&lt; <paramref name="shift"/>) + <paramref name="room"/> &lt;= L: so is every
+        /// register of its group, by its distance scaled.</summary>
+        public void ScaledRoomAfter(int r, int shift, long room)
+        {
+            if (r > 9 || shift is < 1 or > MaxShift || room < -MaxShort || room > int.MaxValue) return;
+            var (root, plus) = Root(r);
+            if (root == Zero) { AtLeast((plus << shift) + room); return; }
+            if (root == Start) return;
+            for (int j = 0; j < R.Length; j++)
+            {
+                if (Distance(j, r) is not { } d) continue;
+                int rj = Bound(room - (d << shift));
+                if (rj != None) R[j].SetScaled(shift, Math.Max(R[j].Scaled(shift), rj));
+            }
+        }
+
+        /// <summary>c with r<paramref name="p"/>'s value = the start + (r<paramref name="x"/>'s &lt;&lt; <paramref name="shift"/>) + c
+        /// modulo 2^64, when known: through p's relation and x's group, or p's distance from the start and x a constant.</summary>
+        public long? IndexRelation(int p, int x, int shift)
+        {
+            if (p == x || x > 9) return null;
+            var rp = R[p];
+            if (rp.Idx >= 0 && rp.IdxShift == shift && Distance(rp.Idx, x) is { } d) return rp.IdxPlus + (d << shift);
+            if (rp.Base == Start && R[x].Base == Zero) return rp.Plus - (R[x].Plus << shift);
+            return null;
+        }
+
         /// <summary>r<paramref name="r"/>'s value lies within [lo, hi]: so does every register of its group, moved by its distance.</summary>
         public void Within(int r, long lo, long hi)
         {
@@ -241,9 +340,8 @@ internal static class InputBounds
         {
             bool changed = false;
             if (R2 && !o.R2) { R2 = false; changed = true; }
-            long min = Math.Min(Min, o.Min);
+            long min = Math.Min(Min, o.Min); // set once the registers are joined (a constant's room is worked out with each side's)
             if (widen && min < Min) min = 0;
-            if (min != Min) { Min = min; changed = true; }
             Span<Reg> joined = stackalloc Reg[10];
             Span<int> roots = stackalloc int[12];
             roots[0] = Zero;
@@ -263,7 +361,30 @@ internal static class InputBounds
                     Hi = Math.Max(a.Hi, b.Hi),
                     WrapBase = a.WrapBase == b.WrapBase && a.WrapPlus == b.WrapPlus ? a.WrapBase : (sbyte)-1,
                     WrapPlus = a.WrapBase == b.WrapBase && a.WrapPlus == b.WrapPlus ? a.WrapPlus : 0,
+                    Room2 = None, Room4 = None, Room8 = None,
+                    Idx = -1,
                 };
+                // Scaled room (a constant's is worked out from the least L).
+                for (int shift = 1; shift <= MaxShift; shift++)
+                {
+                    int room = Math.Min(ScaledRoomOf(k, shift), o.ScaledRoomOf(k, shift));
+                    j.SetScaled(shift, widen && room < a.Scaled(shift) ? None : room);
+                }                // A pointer walking with an index on both sides: this side's relation if the other has it too, else
+                // any index both sides relate it to alike (a pointer and a counter moved on together from constants).
+                if (a.Idx >= 0 && o.IndexRelation(k, a.Idx, a.IdxShift) == a.IdxPlus)
+                    (j.Idx, j.IdxShift, j.IdxPlus) = (a.Idx, a.IdxShift, a.IdxPlus);
+                else if ((a.Idx < 0 || !widen) && (a.Idx >= 0 || a.Base == Start) && (b.Idx >= 0 || b.Base == Start) && !(a.Base == Start && b.Base == Start && a.Plus == b.Plus))
+                    for (int c = -1; c < R.Length && j.Idx < 0; c++)
+                    {
+                        int x = c < 0 ? b.Idx : c; // the other side's index first
+                        if (x < 0) continue;
+                        for (int sh = 0; sh <= MaxShift; sh++)
+                            if (IndexRelation(k, x, sh) is { } ca && o.IndexRelation(k, x, sh) == ca && Math.Abs(ca) < MaxPlus)
+                            {
+                                (j.Idx, j.IdxShift, j.IdxPlus) = ((sbyte)x, (byte)sh, ca);
+                                break;
+                            }
+                    }
                 if (widen)
                 {
                     // Bits can only grow 64 times. Bounds jump to the next power of two (a chain of
@@ -285,9 +406,14 @@ internal static class InputBounds
                 if (j.Base < 0) roots[nroots++] = k;
                 joined[k] = j;
             }
+            if (min != Min) { Min = min; changed = true; }
+            // Compared once settled: what is derived again (from an index, a constant) is no change.
+            Span<Reg> before = stackalloc Reg[10];
+            R.CopyTo(before);
+            joined.CopyTo(R);
+            Settle();
             for (int k = 0; k < R.Length; k++)
-                if (!joined[k].Equals(R[k])) { R[k] = joined[k]; changed = true; }
-            if (changed) Settle();
+                if (!R[k].Equals(before[k])) changed = true;
             return changed;
         }
     }
@@ -320,10 +446,12 @@ internal static class InputBounds
     public static Facts? Analyze(DecodedInsn[] code)
     {
         int n = code.Length;
-        // Nothing to prove without a comparison involving r2 (most programs): no analysis.
+        // Nothing to prove without a comparison involving r2 or a value computed from it (n = len >> 2):
+        // most programs; no analysis.
         bool measured = false;
         foreach (var i in code)
-            if (i.Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && (i.Dst == 2 || ((i.Op - Op.Jeq64Imm) & 1) == 1 && i.Src == 2))
+            if (i.Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && (i.Dst == 2 || ((i.Op - Op.Jeq64Imm) & 1) == 1 && i.Src == 2)
+                || i.Op is Op.Mov64Reg or Op.Mov32Reg && i.Src == 2)
             {
                 measured = true;
                 break;
@@ -373,9 +501,12 @@ internal static class InputBounds
                 case >= Op.Jeq64Imm and <= Op.Jsle32Reg:
                 {
                     var taken = s.Clone();
+                    // A side the register's known range rules out is not followed (its facts would be
+                    // those of a path no run takes, and would only blur the others').
+                    var (never, always) = Decided(i, s);
                     Refine(i, taken, s);
-                    Merge(i.Off, taken);
-                    Merge(pc + 1, s);
+                    if (!never) Merge(i.Off, taken);
+                    if (!always) Merge(pc + 1, s);
                     break;
                 }
                 // Calls change r0-r5 (and say nothing of r1, r2); so do the legacy packet loads, as in the kernel.
@@ -483,6 +614,7 @@ internal static class InputBounds
                 else if (s.PtrOf(src) != None && s.BackOf(src) != None && oldHi <= MaxShort) { now.Ptr = Bound(s.PtrOf(src) - oldHi); now.Back = Bound(s.BackOf(src) + oldLo); }
                 if (now.Ptr == None || now.Back == None) now.Ptr = now.Back = None;
                 if (now.Ptr != None) now.Room = None; // a pointer, not an offset
+                if (old.Base == Start) (now.Idx, now.IdxShift, now.IdxPlus) = ((sbyte)src, 0, old.Plus); // walks with src
                 s.Set(d, now);
                 return;
             }
@@ -500,6 +632,8 @@ internal static class InputBounds
                 int k = (int)(i.Imm & 63);
                 var now = oldHi <= MaxHi ? Reg.Between(oldLo >> k, oldHi >> k) : Reg.Below(old.Bits - k) with { Lo = oldLo >> k };
                 if (oldRoom >= 0) now.Room = oldRoom; // smaller, still within L
+                // ((v >> k) << k) + room <= v + room <= L: the count of 2^k-byte elements in what v leaves.
+                if (oldRoom != None && k is >= 1 and <= MaxShift) now.SetScaled(k, oldRoom);
                 s.Set(d, now);
                 return;
             }
@@ -507,7 +641,14 @@ internal static class InputBounds
             {
                 int k = (int)(i.Imm & (i.Op == Op.Lsh64Imm ? 63 : 31));
                 long limit = i.Op == Op.Lsh64Imm ? MaxHi : uint.MaxValue;
-                s.Set(d, oldHi <= limit >> k ? Reg.Between(oldLo << k, oldHi << k) : Reg.Below(i.Op == Op.Lsh64Imm ? Math.Min(64, old.Bits + k) : 32));
+                var now = oldHi <= limit >> k ? Reg.Between(oldLo << k, oldHi << k) : Reg.Below(i.Op == Op.Lsh64Imm ? Math.Min(64, old.Bits + k) : 32);
+                // An index scaled by its element size: 2^k * v + q <= L is room for the product (2^(k+t) * v's, 2^t times it).
+                if (i.Op == Op.Lsh64Imm && k is >= 1 and <= MaxShift)
+                {
+                    now.Room = Math.Max(now.Room, s.ScaledRoomOf(d, k));
+                    for (int t = 1; t + k <= MaxShift; t++) now.SetScaled(t, s.ScaledRoomOf(d, t + k));
+                }
+                s.Set(d, now);
                 return;
             }
             case Op.LdxB: s.Set(d, Reg.Between(0, byte.MaxValue)); return;
@@ -524,6 +665,11 @@ internal static class InputBounds
     private static void AddConstant(State s, int d, long k, Reg old, int oldRoom, int oldPtr, int oldBack, long oldLo, long oldHi)
     {
         bool small = s.Small(d);
+        // Pointers walking with d: the same pointer is the start + ((d - k) << shift) + c, modulo 2^64.
+        Span<int> walkers = stackalloc int[10];
+        int nwalkers = 0;
+        for (int p = 0; p < s.R.Length; p++)
+            if (s.R[p].Idx == d && p != d) walkers[nwalkers++] = p;
         var (root, plus) = s.Detach(d);
         // No wrap: a value known small moved up, or one known at least -k moved down.
         bool exact = Math.Abs(k) < MaxPlus && (k >= 0 ? small : oldLo >= -k);
@@ -550,7 +696,17 @@ internal static class InputBounds
         if (exact && oldRoom != None) now.Room = Bound(oldRoom - k);
         if (oldPtr != None && oldBack != None && Math.Abs(k) < MaxShort) { now.Ptr = Bound(oldPtr - k); now.Back = Bound(oldBack + k); }
         if (now.Ptr == None || now.Back == None) now.Ptr = now.Back = None;
+        if (exact)
+            for (int t = 1; t <= MaxShift; t++)
+                if (old.Scaled(t) != None) now.SetScaled(t, Bound(old.Scaled(t) - (k << t)));
+        if (old.Idx >= 0 && Math.Abs(old.IdxPlus + k) < MaxPlus) (now.Idx, now.IdxShift, now.IdxPlus) = (old.Idx, old.IdxShift, old.IdxPlus + k);
         s.R[d] = now;
+        if (Math.Abs(k) < MaxPlus)
+            foreach (int p in walkers[..nwalkers])
+            {
+                long c = s.R[p].IdxPlus - (k << s.R[p].IdxShift);
+                if (Math.Abs(c) < MaxPlus) (s.R[p].Idx, s.R[p].IdxPlus) = ((sbyte)d, c);
+            }
     }
 
     /// <summary>
@@ -560,6 +716,27 @@ internal static class InputBounds
     /// and the register it is a possibly wrapped sum of; 64-bit comparisons of two registers give the
     /// smaller one room below L by the larger one's (r2's is 0).
     /// </summary>
+    /// <summary>Whether a comparison of a register with a constant can never jump, or always does, by the register's range.</summary>
+    private static (bool Never, bool Always) Decided(DecodedInsn i, State s)
+    {
+        int form = (i.Op - Op.Jeq64Imm) % 4;
+        if (form is 1 or 3 || i.Dst > 9 || form == 2 && s.R[i.Dst].Bits > 32) return (false, false);
+        ulong k = form == 0 ? (ulong)i.Imm : (uint)i.Imm;
+        long lo = s.LoOf(i.Dst), hi = s.HiOf(i.Dst); // 0 <= lo <= hi; hi = long.MaxValue when unknown
+        if (k > long.MaxValue) return (false, false);
+        long v = (long)k;
+        return (Op)((int)i.Op - form) switch
+        {
+            Op.Jeq64Imm => (v < lo || v > hi, lo == hi && lo == v),
+            Op.Jne64Imm => (lo == hi && lo == v, v < lo || v > hi),
+            Op.Jgt64Imm => (hi <= v, lo > v),
+            Op.Jge64Imm => (hi < v, lo >= v),
+            Op.Jlt64Imm => (lo >= v, hi < v),
+            Op.Jle64Imm => (lo > v, hi <= v),
+            _ => (false, false),
+        };
+    }
+
     private static void Refine(DecodedInsn i, State taken, State fallthrough)
     {
         int form = (i.Op - Op.Jeq64Imm) % 4; // 64-bit imm, 64-bit reg, 32-bit imm, 32-bit reg
@@ -599,6 +776,19 @@ internal static class InputBounds
                 case Op.Jge64Imm: Room(taken, y, rx, rx); Room(fallthrough, x, ry + 1, ry); break;     // x >= y; x < y
                 case Op.Jlt64Imm: Room(taken, x, ry + 1, ry); Room(fallthrough, y, rx, rx); break;     // x < y; x >= y
                 case Op.Jle64Imm: Room(taken, x, ry, ry); Room(fallthrough, y, rx + 1, rx); break;     // x <= y; x > y
+            }
+            // The same with scaled room: u < v with (v << s) + q <= L gives (u << s) + q + 2^s <= L.
+            void Scaled(State s, int u, int v, int more)
+            {
+                for (int t = 1; t <= MaxShift; t++)
+                    if (fallthrough.R[v].Scaled(t) is var q && q != None) s.ScaledRoomAfter(u, t, q + ((long)more << t));
+            }
+            switch (cond)
+            {
+                case Op.Jgt64Imm: Scaled(taken, y, x, 1); Scaled(fallthrough, x, y, 0); break;
+                case Op.Jge64Imm: Scaled(taken, y, x, 0); Scaled(fallthrough, x, y, 1); break;
+                case Op.Jlt64Imm: Scaled(taken, x, y, 1); Scaled(fallthrough, y, x, 0); break;
+                case Op.Jle64Imm: Scaled(taken, x, y, 0); Scaled(fallthrough, y, x, 1); break;
             }
         }
     }
