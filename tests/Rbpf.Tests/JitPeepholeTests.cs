@@ -192,4 +192,50 @@ public class JitPeepholeTests
         split.JitCompile();
         Assert.DoesNotContain("rol ", TestUtil.MachineCode(split.JitDisassembly(), 3, 8));
     }
+
+    [SkippableTheory]
+    // Masks of the low byte or half are zero-extending moves; other masks stay ands. Registers whose
+    // byte form needs a REX prefix (r1 is rdi, r2 rsi) and the extended ones (r7 is r13) are covered.
+    [InlineData("and r1, 0xff", "movzx")]
+    [InlineData("and32 r1, 0xff", "movzx")]
+    [InlineData("and r1, 0xffff", "movzx")]
+    [InlineData("and32 r1, 0xffff", "movzx")]
+    [InlineData("mov r7, r1\nand r7, 0xff\nmov r1, r7", "movzx")]
+    [InlineData("mov r2, r1\nand32 r2, 0xff\nmov r1, r2", "movzx")]
+    [InlineData("and r1, 0x7f", "and")]
+    [InlineData("and r1, -256", "and")]
+    [InlineData("and32 r1, 0xfffff", "and")]
+    public void LowByteAndHalfMasksAreZeroExtendingMoves(string body, string expected)
+    {
+        SkipWithoutX64();
+        var code = TestUtil.MachineCode(SameOnManyValues(body, "r1"), 2, 2 + body.Split('\n').Length - 1);
+        Assert.Contains(expected + " ", code);
+        Assert.DoesNotContain(expected == "and" ? "movzx" : "and ", code);
+        Assert.DoesNotContain("movzx", TestUtil.MachineCode(SameOnManyValues(body, "r1", new JitOptions { ConstantBlinding = true }), 2, 2 + body.Split('\n').Length - 1));
+    }
+
+    [SkippableTheory]
+    // Comparisons with 0 are tests (the same flags), 32- and 64-bit, every condition; with other constants, compares.
+    [InlineData("jeq r1, 0, +1")]
+    [InlineData("jne r1, 0, +1")]
+    [InlineData("jgt r1, 0, +1")]
+    [InlineData("jle r1, 0, +1")]
+    [InlineData("jsgt r1, 0, +1")]
+    [InlineData("jsge r1, 0, +1")]
+    [InlineData("jslt r1, 0, +1")]
+    [InlineData("jsle r1, 0, +1")]
+    [InlineData("jge32 r1, 0, +1")]
+    [InlineData("jlt32 r1, 0, +1")]
+    [InlineData("jsgt32 r1, 0, +1")]
+    [InlineData("jslt32 r1, 0, +1")]
+    [InlineData("jeq32 r1, 0, +1")]
+    public void ComparisonsWithZeroAreTestsAndJumpAlike(string jump)
+    {
+        SkipWithoutX64();
+        var code = TestUtil.MachineCode(SameOnManyValues($"mov r3, 7\n{jump}\nmov r3, 9", "r3"), 3);
+        Assert.Contains("test ", code);
+        Assert.DoesNotContain("cmp ", code);
+        var other = TestUtil.MachineCode(SameOnManyValues($"mov r3, 7\n{jump.Replace(", 0,", ", 1,")}\nmov r3, 9", "r3"), 3);
+        Assert.Contains("cmp ", other);
+    }
 }

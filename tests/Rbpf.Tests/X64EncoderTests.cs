@@ -162,6 +162,7 @@ public class X64EncoderTests
                 Same(a => a.movsx(Mine32[d2], Mine8[s2]), a => a.movsx(Iced32[d2], Iced8[s2]));
                 Same(a => a.movsx(Mine32[d2], Mine16[s2]), a => a.movsx(Iced32[d2], Iced16[s2]));
                 Same(a => a.movzx(Mine32[d2], Mine16[s2]), a => a.movzx(Iced32[d2], Iced16[s2]));
+                Same(a => a.movzx(Mine32[d2], Mine8[s2]), a => a.movzx(Iced32[d2], Iced8[s2]));
                 foreach (int imm in Immediates)
                 {
                     Same(a => a.imul(Mine64[d2], Mine64[s2], imm), a => a.imul(Iced64[d2], Iced64[s2], imm));

@@ -449,6 +449,7 @@ internal sealed class X64Assembler
     public void lea(Gpr32 d, Mem m) => OpRM(4, 0x8D, d.N, m);
 
     public void movzx(Gpr32 d, Gpr16 s) => OpRR(4, 0x0FB7, d.N, s.N);
+    public void movzx(Gpr32 d, Gpr8 s) => OpRR(4, 0x0FB6, d.N, s.N, byteRegs: true);
     public void movzx(Gpr32 d, Mem m) => OpRM(4, SizeOf(m) == 1 ? 0x0FB6 : 0x0FB7, d.N, m);
     public void movsx(Gpr64 d, Gpr8 s) => OpRR(8, 0x0FBE, d.N, s.N, byteRegs: true);
     public void movsx(Gpr64 d, Gpr16 s) => OpRR(8, 0x0FBF, d.N, s.N);

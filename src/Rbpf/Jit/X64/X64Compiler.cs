@@ -1019,6 +1019,9 @@ internal sealed class X64Compiler
             case Op.Sub64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.sub(d64, r11); } else _a.sub(d64, imm); break;
             case Op.Mul64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.imul(d64, r11); } else MultiplyByConstant(d64, d32, imm, wide: true); break;
             case Op.Or64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.or(d64, r11); } else _a.or(d64, imm); break;
+            // A mask of the low byte or half is a zero-extending move (3-4 bytes where the and is 6-7).
+            case Op.And64Imm or Op.And32Imm when !Blind && i.Dst <= 10 && i.Imm == 0xff: _a.movzx(d32, R8[i.Dst]); break;
+            case Op.And64Imm or Op.And32Imm when !Blind && i.Dst <= 10 && i.Imm == 0xffff: _a.movzx(d32, R16[i.Dst]); break;
             case Op.And64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.and(d64, r11); } else _a.and(d64, imm); break;
             case Op.Xor64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.xor(d64, r11); } else _a.xor(d64, imm); break;
             case Op.Mov64Imm: if (Blind) { LoadImm(r11, i.Imm); _a.mov(d64, r11); } else _a.mov(d64, i.Imm); break;
@@ -1741,6 +1744,7 @@ internal sealed class X64Compiler
         {
             int imm = (int)i.Imm;
             if (test) { if (is32) _a.test(d32, imm); else _a.test(d64, imm); }
+            else if (imm == 0) { if (is32) _a.test(d32, d32); else _a.test(d64, d64); } // the flags of cmp x, 0, one byte shorter
             else { if (is32) _a.cmp(d32, imm); else _a.cmp(d64, imm); }
         }
         return cond;
