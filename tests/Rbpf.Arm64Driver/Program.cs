@@ -281,5 +281,31 @@ if (elfDir != null)
     });
 }
 
+// 8. Loops over arrays in raw VMs, whose accesses the JIT may prove inside the input and leave unchecked
+// (InputBounds): the JIT gives the interpreter's result or error on every length.
+Guard("array loops", () =>
+{
+    var rng = new Random(41);
+    int alike = 0, runs = 0;
+    for (int t = 0; t < 300; t++)
+    {
+        string text = ArrayLoops.Generate(rng);
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(text));
+        vm.InstructionLimit = 5000;
+        vm.JitCompile();
+        for (int len = 0; len <= 40; len++)
+        {
+            var a = new byte[len];
+            rng.NextBytes(a);
+            runs++;
+            var ci = vm.TryExecute(a.ToArray(), Span<byte>.Empty, out ulong ri, out _);
+            var cj = vm.TryExecuteJit(a.ToArray(), Span<byte>.Empty, out ulong rj, out _);
+            if (ci == cj && (ci != RbpfErrorCode.Ok || ri == rj)) alike++;
+            else Check(false, $"array loop on {len} bytes: interpreter {ci} {ri}, JIT {cj} {rj}: {text.Replace('\n', ';')}");
+        }
+    }
+    Check(alike == runs, $"array loops: {alike} of {runs} runs alike");
+});
+
 Console.WriteLine($"arm64: {passed} passed, {failed} failed");
 return failed == 0 ? 0 : 1;

@@ -189,6 +189,25 @@ public class InputBoundsTests
         Assert.Equal(0UL, vm.ExecuteJit(new byte[13]));
     }
 
+    [Fact]
+    public void ProvenAccessesHaveNoCheckInTheAArch64Listing()
+    {
+        // AArch64 listings are made on any host: a checked access goes through x16 after a compare
+        // with the bound (b.hs to the slow path); a proven one loads from the register itself.
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(Sort));
+        var listing = vm.JitListing(JitArchitecture.Arm64, new JitOptions());
+        foreach (int pc in new[] { 7, 11, 18, 27, 36 })
+        {
+            Assert.DoesNotContain("b.hs", TestUtil.MachineCode(listing, pc));
+            Assert.DoesNotContain("[x16]", TestUtil.MachineCode(listing, pc));
+        }
+        // The same program with a 4-byte entry guard: the outer loop's first load is checked again.
+        var guarded = EbpfVm.CreateRaw(Assembler.Assemble(Sort.Replace("jlt r2, 0x8, L31", "jlt r2, 0x4, L31")));
+        var code = TestUtil.MachineCode(guarded.JitListing(JitArchitecture.Arm64, new JitOptions()), 27);
+        Assert.Contains("b.hs", code);
+        Assert.Contains("[x16]", code);
+    }
+
     [SkippableFact]
     public void AJumpOverAJaIsOneInvertedJumpAndBe16AfterLdxhHasNoExtraZeroExtension()
     {
@@ -465,14 +484,8 @@ public class InputBoundsTests
         Assert.True(withProofs > 300 && throughRange > 15, $"{withProofs} of {programs} programs had two proven accesses, {throughRange} three");
     }
 
-    /// <summary>
-    /// Random loops over arrays of 1-, 2-, 4- or 8-byte elements as clang writes them: n = len >> s, an
-    /// index counted up from a small constant, a pointer from the start moved on by a multiple of the
-    /// step, the index compared with n. Element sizes, pointer steps, first offsets, load sizes and
-    /// offsets, guards and comparisons vary around what can be proven (a pointer walking faster than
-    /// its index, elements wider than n counts, a first round before any comparison). The JIT must
-    /// give the interpreter's result or error on every length.
-    /// </summary>
+    /// <summary>Random loops over arrays (<see cref="ArrayLoops"/>): the JIT must give the interpreter's
+    /// result or error on every length, and enough of them must have accesses proven.</summary>
     [SkippableFact]
     public void RandomArrayLoopsRunAsInterpreted()
     {
@@ -481,36 +494,7 @@ public class InputBoundsTests
         int programs = 0, withProofs = 0;
         for (int t = 0; t < 1200; t++)
         {
-            var regs = new[] { 3, 4, 5, 6, 7, 8, 9 }.OrderBy(_ => random.Next()).ToArray();
-            int n = regs[0], i = regs[1], p = regs[2], v = regs[3];
-            int shift = random.Next(4);                                   // n counts 2^shift-byte elements
-            int ptrShift = random.Next(5) == 0 ? random.Next(4) : shift;  // how far the pointer moves per index
-            int size = random.Next(4) == 0 ? 1 << random.Next(4) : 1 << shift;
-            int step = random.Next(4) == 0 ? 2 : 1;
-            int first = random.Next(3);
-            int off = random.Next(5) == 0 ? random.Next(-8, 9) : 0;
-            int skew = random.Next(6) == 0 ? random.Next(-4, 5) : 0;      // the pointer not exactly start + index * size
-            var lines = new List<string> { "mov r0, 0", $"mov r{n}, r2", $"rsh r{n}, {shift}" };
-            if (random.Next(5) > 0) lines.Add($"jlt r2, {random.Next(0, 3 * (1 << shift) + 2)}, out");
-            lines.Add($"mov r{i}, {first}");
-            lines.Add($"mov r{p}, r1");
-            lines.Add($"add r{p}, {(first << ptrShift) + skew}");
-            if (random.Next(2) == 0) lines.Add("ja test"); // compare before the first round
-            lines.Add("head:");
-            lines.Add($"ldx{size switch { 1 => "b", 2 => "h", 4 => "w", _ => "dw" }} r{v}, [r{p}{(off < 0 ? "-" : "+")}{Math.Abs(off)}]");
-            lines.Add($"add r0, r{v}");
-            lines.Add($"add r{p}, {step << ptrShift}");
-            lines.Add($"add r{i}, {step}");
-            lines.Add("test:");
-            lines.Add(random.Next(5) switch
-            {
-                0 => $"jle r{i}, r{n}, head",
-                1 => $"jgt r{n}, r{i}, head",
-                2 => $"jge r{i}, r{n}, out\nja head",
-                _ => $"jlt r{i}, r{n}, head",
-            });
-            lines.Add("out:\nexit");
-            string text = string.Join("\n", lines);
+            string text = ArrayLoops.Generate(random);
             var program = Assembler.Assemble(text);
             var vm = EbpfVm.CreateRaw(program);
             vm.InstructionLimit = 5000;

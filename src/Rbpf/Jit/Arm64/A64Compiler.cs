@@ -74,11 +74,15 @@ internal sealed class A64Compiler
 
     /// <summary>Where the code polls for interrupts (<see cref="BoundedLoops.PollsFor"/>).</summary>
     private bool[] _polls = Array.Empty<bool>();
+    /// <summary>Plain accesses of a raw VM's program proven inside the input (<see cref="InputBounds"/>): no check; null when none.</summary>
+    private bool[]? _inInput;
 
     private Output Run()
     {
         var code = _program.Code;
-        _polls = BoundedLoops.PollsFor(_program, _target.Kind, _target.Kind == VmKind.Raw ? InputBounds.Analyze(code) : null);
+        var facts = _target.Kind == VmKind.Raw ? InputBounds.Analyze(code) : null;
+        _inInput = facts?.Proven; // checked code leaves these checks out
+        _polls = BoundedLoops.PollsFor(_program, _target.Kind, facts);
         EmitEntry();
         for (int pc = 0; pc < code.Length; pc++)
         {
@@ -599,7 +603,7 @@ internal sealed class A64Compiler
     private (int Base, int Offset) CheckedAddress(int pc, int baseReg, int off, int size, bool write, bool atomic, Mem mem)
     {
         int b = R[baseReg];
-        bool check = _options.CheckedMemory && (atomic || !_target.InsideFrame(baseReg, off, size));
+        bool check = _options.CheckedMemory && (atomic || !_target.InsideFrame(baseReg, off, size) && !(_inInput?[pc] ?? false));
         if (!check && !atomic && Encodable(mem, off)) return (b, off);
         AddConst(Ip0, b, off);
         if (!check) return (Ip0, 0);
