@@ -190,6 +190,18 @@ public class InputBoundsTests
     }
 
     [Fact]
+    public void TheAnalysisGivesUpProvingNothingPastItsStepLimit()
+    {
+        var code = DecodedProgram.Decode(Assembler.Assemble(Sort)).Code;
+        Assert.NotNull(InputBounds.Analyze(code)?.Proven);
+        Assert.Null(InputBounds.Analyze(code, 20));
+        // The default limit is far above what the sort needs.
+        int needed = Enumerable.Range(1, 5000).First(steps => InputBounds.Analyze(code, steps) != null);
+        Assert.True(needed * 20 < 2000 * code.Length + 100_000, $"the sort needs {needed} steps");
+        Assert.Equal(InputBounds.Analyze(code)!.Proven, InputBounds.Analyze(code, needed)!.Proven);
+    }
+
+    [Fact]
     public void ProvenAccessesHaveNoCheckInTheAArch64Listing()
     {
         // AArch64 listings are made on any host: a checked access goes through x16 after a compare

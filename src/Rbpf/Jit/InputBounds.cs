@@ -443,7 +443,15 @@ internal static class InputBounds
     public static bool[]? ProvenAccesses(DecodedInsn[] code) => Analyze(code)?.Proven;
 
     /// <summary>The analysis of the class remarks; null when the program compares nothing with r2 (nothing to learn).</summary>
-    public static Facts? Analyze(DecodedInsn[] code)
+    public static Facts? Analyze(DecodedInsn[] code) => Analyze(code, StepsPerSlot * code.Length + 100_000);
+
+    /// <summary>Slots the analysis may process per slot of the program before it gives up: far more than
+    /// widening needs (a safety net, so that no program can make compiling hang).</summary>
+    private const long StepsPerSlot = 2000;
+
+    /// <summary><see cref="Analyze(DecodedInsn[])"/> within <paramref name="maxSteps"/> slots processed; null
+    /// (nothing proven, every loop polled) when it needs more.</summary>
+    internal static Facts? Analyze(DecodedInsn[] code, long maxSteps)
     {
         int n = code.Length;
         // Nothing to prove without a comparison involving r2 or a value computed from it (n = len >> 2):
@@ -488,6 +496,7 @@ internal static class InputBounds
 
         while (work.Count > 0)
         {
+            if (--maxSteps < 0) return null;
             int pc = work.Pop();
             var s = states[pc]!.Clone();
             var i = code[pc];
