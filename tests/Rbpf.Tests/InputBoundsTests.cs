@@ -526,6 +526,65 @@ public class InputBoundsTests
         Assert.True(withProofs > 300, $"only {withProofs} of {programs} programs had a proven access");
     }
 
+    /// <summary>
+    /// Variations of clang's insertion sort (nested loops, a pointer walked down with its index, one
+    /// found at the outer loop's head): element counts, guards, first index, pointer steps, shifts,
+    /// load and store offsets and sizes, the inner loop's end test and the outer comparison changed
+    /// one to three at a time, around what can be proven. The JIT must give the interpreter's result
+    /// or error on every length (random 32-bit integers to sort).
+    /// </summary>
+    [SkippableFact]
+    public void RandomSortVariantsRunAsInterpreted()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT is not supported here");
+        var random = new Random(53);
+        var lines = Sort.Split('\n');
+        // Line index and the variants it may take.
+        var points = new (int Line, Func<string> Variant)[]
+        {
+            (1, () => $"rsh64 r3, {random.Next(0, 4)}"),
+            (2, () => $"jlt r2, {random.Next(0, 13)}, L31"),
+            (3, () => $"mov64 r4, {random.Next(0, 3)}"),
+            (5, () => $"add64 r5, {random.Next(0, 9)}"),
+            (8, () => $"ldx{"bhwd"[random.Next(4)] switch { 'd' => "dw", var c => c.ToString() }} r9, [r6{random.Next(-9, 2):+0;-0}]"),
+            (12, () => $"stx{"bhw"[random.Next(3)]} [r6{random.Next(-5, 5):+0;-0}], r9"),
+            (14, () => $"add64 r6, {random.Next(-8, 0)}"),
+            (15, () => $"jne r7, {random.Next(0, 2)}, L7"),
+            (17, () => $"lsh64 r8, {random.Next(0, 4)}"),
+            (21, () => $"add64 r5, {random.Next(1, 9)}"),
+            (23, () => random.Next(2) == 0 ? "jle r4, r3, L23" : "jgt r3, r4, L23"),
+            (27, () => $"lsh64 r0, {random.Next(0, 4)}"),
+            (30, () => $"ldx{"bhw"[random.Next(3)]} r0, [r6{random.Next(-4, 4):+0;-0}]"),
+            (43, () => $"add64 r1, {random.Next(1, 9)}"),
+        };
+        int withProofs = 0;
+        for (int t = 0; t < 400; t++)
+        {
+            var variant = (string[])lines.Clone();
+            for (int c = random.Next(1, 4); c > 0; c--)
+            {
+                var (line, make) = points[random.Next(points.Length)];
+                variant[line] = make();
+            }
+            string text = string.Join("\n", variant);
+            var program = Assembler.Assemble(text);
+            var vm = EbpfVm.CreateRaw(program);
+            vm.InstructionLimit = 20000;
+            vm.JitCompile();
+            if (InputBounds.ProvenAccesses(DecodedProgram.Decode(program).Code) is { } proven && proven.Count(p => p) >= 3) withProofs++;
+            for (int len = 0; len <= 40; len += 1 + random.Next(3))
+            {
+                var a = new byte[len];
+                random.NextBytes(a);
+                var ci = vm.TryExecute(a.ToArray(), Span<byte>.Empty, out ulong ri, out var ei);
+                var cj = vm.TryExecuteJit(a.ToArray(), Span<byte>.Empty, out ulong rj, out var ej);
+                Assert.True(ci == cj, $"{text} on {len} bytes: interpreter {ci} ({ei?.Message}), JIT {cj} ({ej?.Message})");
+                if (ci == RbpfErrorCode.Ok) Assert.True(ri == rj, $"{text} on {len} bytes: interpreter {ri}, JIT {rj}");
+            }
+        }
+        Assert.True(withProofs > 180, $"only {withProofs} of 400 variants had three proven accesses");
+    }
+
     [SkippableFact]
     public void ADropTestOfTheDataIsAFlagNotABranch()
     {
