@@ -369,7 +369,8 @@ internal static class InputBounds
                 {
                     int room = Math.Min(ScaledRoomOf(k, shift), o.ScaledRoomOf(k, shift));
                     j.SetScaled(shift, widen && room < a.Scaled(shift) ? None : room);
-                }                // A pointer walking with an index on both sides: this side's relation if the other has it too, else
+                }
+                // A pointer walking with an index on both sides: this side's relation if the other has it too, else
                 // any index both sides relate it to alike (a pointer and a counter moved on together from constants).
                 if (a.Idx >= 0 && o.IndexRelation(k, a.Idx, a.IdxShift) == a.IdxPlus)
                     (j.Idx, j.IdxShift, j.IdxPlus) = (a.Idx, a.IdxShift, a.IdxPlus);
@@ -559,7 +560,6 @@ internal static class InputBounds
     }
 
     /// <summary>An instruction that writes its destination (arithmetic, moves, byte swaps, loads): what is known of it after.</summary>
-    /// <summary>An instruction that writes its destination (arithmetic, moves, byte swaps, loads): what is known of it after.</summary>
     private static void Assign(DecodedInsn i, State s)
     {
         int d = i.Dst;
@@ -718,13 +718,6 @@ internal static class InputBounds
             }
     }
 
-    /// <summary>
-    /// What a conditional jump tells on each side: comparisons of r2 (while it holds L) with a
-    /// constant bound L from below (r2 is at least its low 32 bits, so 32-bit ones count too);
-    /// comparisons of a register with a constant bound it (32-bit ones too when it fits 32 bits),
-    /// and the register it is a possibly wrapped sum of; 64-bit comparisons of two registers give the
-    /// smaller one room below L by the larger one's (r2's is 0).
-    /// </summary>
     /// <summary>Whether a comparison of a register with a constant can never jump, or always does, by the register's range.</summary>
     private static (bool Never, bool Always) Decided(DecodedInsn i, State s)
     {
@@ -746,6 +739,13 @@ internal static class InputBounds
         };
     }
 
+    /// <summary>
+    /// What a conditional jump tells on each side: comparisons of r2 (while it holds L) with a
+    /// constant bound L from below (r2 is at least its low 32 bits, so 32-bit ones count too);
+    /// comparisons of a register with a constant bound it (32-bit ones too when it fits 32 bits),
+    /// and the register it is a possibly wrapped sum of; 64-bit comparisons of two registers give the
+    /// smaller one room below L by the larger one's (r2's is 0), plain and scaled.
+    /// </summary>
     private static void Refine(DecodedInsn i, State taken, State fallthrough)
     {
         int form = (i.Op - Op.Jeq64Imm) % 4; // 64-bit imm, 64-bit reg, 32-bit imm, 32-bit reg
