@@ -19,6 +19,18 @@ public class InputBoundsTests
         return proven == null ? Array.Empty<int>() : Enumerable.Range(0, proven.Length).Where(pc => proven[pc]).ToArray();
     }
 
+    /// <summary>Runs <paramref name="vm"/>'s interpreter and JIT each on its own copy of <paramref name="input"/>:
+    /// the same error code, and the same result when both succeed; returns the copies as each run left them.</summary>
+    private static (byte[] Interpreted, byte[] Compiled) AssertSameRun(EbpfVm vm, byte[] input, string what)
+    {
+        byte[] a = input.ToArray(), b = input.ToArray();
+        var ci = vm.TryExecute(a, Span<byte>.Empty, out ulong ri, out var ei);
+        var cj = vm.TryExecuteJit(b, Span<byte>.Empty, out ulong rj, out var ej);
+        Assert.True(ci == cj, $"{what} on {input.Length} bytes: interpreter {ci} ({ei?.Message}), JIT {cj} ({ej?.Message})");
+        if (ci == RbpfErrorCode.Ok) Assert.True(ri == rj, $"{what} on {input.Length} bytes: interpreter {ri}, JIT {rj}");
+        return (a, b);
+    }
+
     /// <summary>clang's eBPF for the internet checksum (benchmarks/clang/kernels.c), loop at 6-15, tail byte at 18.</summary>
     private const string Checksum = "mov r0, 0\nmov r3, 0\njlt r2, 2, +13\nmov r4, 0\nmov r0, 0\nmov r3, 0\nmov r5, r1\nadd r5, r4\nldxh r5, [r5+0]\nbe16 r5\nadd r0, r5\nadd r3, 2\nmov r5, r4\nadd r5, 3\nmov r4, r3\njlt r5, r2, -10\njge r3, r2, +5\nadd r1, r3\nldxb r1, [r1+0]\nlsh r1, 8\nadd r1, r0\nmov r0, r1\nexit";
 
@@ -335,12 +347,8 @@ public class InputBoundsTests
             {
                 var a = new byte[len];
                 random.NextBytes(a);
-                var b = (byte[])a.Clone();
-                var ci = vm.TryExecute(a, Span<byte>.Empty, out ulong ri, out var ei);
-                var cj = vm.TryExecuteJit(b, Span<byte>.Empty, out ulong rj, out var ej);
-                Assert.True(ci == cj, $"{string.Join("; ", lines)} on {len} bytes: interpreter {ci} ({ei?.Message}), JIT {cj} ({ej?.Message})");
-                if (ci == RbpfErrorCode.Ok) Assert.True(ri == rj, $"{string.Join("; ", lines)} on {len} bytes: interpreter {ri}, JIT {rj}");
-                Assert.Equal(a, b);
+                var (interpreted, compiled) = AssertSameRun(vm, a, string.Join("; ", lines));
+                Assert.Equal(interpreted, compiled);
             }
         }
         Assert.True(programs > 1000, $"only {programs} programs were accepted");
@@ -427,10 +435,7 @@ public class InputBoundsTests
             {
                 var a = new byte[len];
                 random.NextBytes(a);
-                var ci = vm.TryExecute(a, Span<byte>.Empty, out ulong ri, out var ei);
-                var cj = vm.TryExecuteJit(a, Span<byte>.Empty, out ulong rj, out var ej);
-                Assert.True(ci == cj, $"{string.Join("; ", lines)} on {len} bytes: interpreter {ci} ({ei?.Message}), JIT {cj} ({ej?.Message})");
-                if (ci == RbpfErrorCode.Ok) Assert.True(ri == rj, $"{string.Join("; ", lines)} on {len} bytes: interpreter {ri}, JIT {rj}");
+                AssertSameRun(vm, a, string.Join("; ", lines));
             }
         }
         Assert.True(programs > 1400, $"only {programs} programs were accepted");
@@ -487,10 +492,7 @@ public class InputBoundsTests
             {
                 var input = new byte[len];
                 for (int k = 0; k < len; k++) input[k] = (byte)(random.Next(3) == 0 ? random.Next(4) : random.Next(256));
-                var ci = vm.TryExecute(input.ToArray(), Span<byte>.Empty, out ulong ri, out var ei);
-                var cj = vm.TryExecuteJit(input.ToArray(), Span<byte>.Empty, out ulong rj, out var ej);
-                Assert.True(ci == cj, $"{text} on {len} bytes: interpreter {ci} ({ei?.Message}), JIT {cj} ({ej?.Message})");
-                if (ci == RbpfErrorCode.Ok) Assert.True(ri == rj, $"{text} on {len} bytes: interpreter {ri}, JIT {rj}");
+                AssertSameRun(vm, input, text);
             }
         }
         Assert.True(withProofs > 300 && throughRange > 15, $"{withProofs} of {programs} programs had two proven accesses, {throughRange} three");
@@ -517,10 +519,7 @@ public class InputBoundsTests
             {
                 var a = new byte[len];
                 random.NextBytes(a);
-                var ci = vm.TryExecute(a.ToArray(), Span<byte>.Empty, out ulong ri, out var ei);
-                var cj = vm.TryExecuteJit(a.ToArray(), Span<byte>.Empty, out ulong rj, out var ej);
-                Assert.True(ci == cj, $"{text} on {len} bytes: interpreter {ci} ({ei?.Message}), JIT {cj} ({ej?.Message})");
-                if (ci == RbpfErrorCode.Ok) Assert.True(ri == rj, $"{text} on {len} bytes: interpreter {ri}, JIT {rj}");
+                AssertSameRun(vm, a, text);
             }
         }
         Assert.True(withProofs > 300, $"only {withProofs} of {programs} programs had a proven access");
@@ -576,10 +575,7 @@ public class InputBoundsTests
             {
                 var a = new byte[len];
                 random.NextBytes(a);
-                var ci = vm.TryExecute(a.ToArray(), Span<byte>.Empty, out ulong ri, out var ei);
-                var cj = vm.TryExecuteJit(a.ToArray(), Span<byte>.Empty, out ulong rj, out var ej);
-                Assert.True(ci == cj, $"{text} on {len} bytes: interpreter {ci} ({ei?.Message}), JIT {cj} ({ej?.Message})");
-                if (ci == RbpfErrorCode.Ok) Assert.True(ri == rj, $"{text} on {len} bytes: interpreter {ri}, JIT {rj}");
+                AssertSameRun(vm, a, text);
             }
         }
         Assert.True(withProofs > 180, $"only {withProofs} of 400 variants had three proven accesses");
