@@ -140,11 +140,6 @@ public static class Targets
         CompareEngines(vm, new byte[32]);
     }
 
-    // One input buffer and one stack for both engines (reset between the runs), so that results
-    // derived from addresses agree too.
-    private static readonly byte[] Memory = GC.AllocateArray<byte>(256, pinned: true);
-    private static readonly byte[] Stack = GC.AllocateArray<byte>(Isa.StackSize, pinned: true);
-
     /// <summary>Runs <paramref name="vm"/>'s program in the interpreter, then in the JIT (with
     /// <paramref name="state"/> put back in between, when the program keeps any), and demands the same outcome.</summary>
     private static unsafe void CompareEngines(EbpfVm vm, byte[] input, ProgramState? state = null)
@@ -154,18 +149,23 @@ public static class Targets
         // The helpers whose results change from call to call, made steady (bpf_ktime_get_ns, bpf_get_prandom_u32).
         vm.RegisterHelper(5, (_, _, _, _, _) => 1_000_000);
         vm.RegisterHelper(7, (_, _, _, _, _) => 0x2545f491);
+        // One pinned input buffer and stack for both runs (reset in between), so that results made
+        // from their addresses agree; one pair per call, since tests run the targets on several
+        // threads at once.
+        var memory = GC.AllocateArray<byte>(256, pinned: true);
+        var stack = GC.AllocateArray<byte>(Isa.StackSize, pinned: true);
         RbpfErrorCode Run(bool jit, out ulong r0, out RbpfException? error, out byte[] after)
         {
-            Array.Clear(Memory);
-            Array.Clear(Stack);
-            input.CopyTo(Memory, 0);
+            Array.Clear(memory);
+            Array.Clear(stack);
+            input.CopyTo(memory, 0);
             RbpfErrorCode code;
-            fixed (byte* m = Memory)
-            fixed (byte* st = Stack)
+            fixed (byte* m = memory)
+            fixed (byte* st = stack)
                 code = jit
-                    ? vm.TryExecuteJit(m, (nuint)input.Length, null, 0, st, (nuint)Stack.Length, out r0, out error)
-                    : vm.TryExecute(m, (nuint)input.Length, null, 0, st, (nuint)Stack.Length, out r0, out error);
-            after = Memory[..input.Length];
+                    ? vm.TryExecuteJit(m, (nuint)input.Length, null, 0, st, (nuint)stack.Length, out r0, out error)
+                    : vm.TryExecute(m, (nuint)input.Length, null, 0, st, (nuint)stack.Length, out r0, out error);
+            after = memory[..input.Length];
             return code;
         }
         var codeI = Run(false, out ulong rI, out var eI, out var memI);
