@@ -194,6 +194,33 @@ public class JitPeepholeTests
     }
 
     [SkippableTheory]
+    // The rotate's temporary is left out when the block writes it before anything reads it ...
+    [InlineData("mov r4, 5", false)]
+    [InlineData("add r1, 1\nmov r4, r2", false)]
+    [InlineData("mov32 r4, r2", false)]
+    [InlineData("lddw r4, 0x1234567890", false)]
+    [InlineData("ldxdw r4, [r10-8]", false)]
+    [InlineData("stxdw [r10-8], r1\nldxw r4, [r10-8]", false)]
+    // ... and kept when something may read it: an instruction, the next block, a call.
+    [InlineData("add r1, r4", true)]
+    [InlineData("add32 r4, 1\nmov r4, 0", true)]
+    [InlineData("stxdw [r10-8], r4\nmov r4, 1", true)]
+    [InlineData("mov r2, r4\nmov r4, 1", true)]
+    [InlineData("ja +0\nmov r4, 5", true)]
+    [InlineData("", true)]
+    public void ARotatesTemporaryNothingReadsIsLeftOut(string after, bool kept)
+    {
+        SkipWithoutX64();
+        string body = "mov r4, r1\nrsh r4, 37\nlsh r1, 27\nor r1, r4" + (after.Length > 0 ? "\n" + after : "");
+        foreach (var result in new[] { "r1", "r4" })
+        {
+            var code = TestUtil.MachineCode(SameOnManyValues(body, result), 2, 5);
+            Assert.Contains("rol", code);
+            Assert.Equal(kept, code.Contains("shr", StringComparison.Ordinal));
+        }
+    }
+
+    [SkippableTheory]
     // Masks of the low byte or half are zero-extending moves; other masks stay ands. Registers whose
     // byte form needs a REX prefix (r1 is rdi, r2 rsi) and the extended ones (r7 is r13) are covered.
     [InlineData("and r1, 0xff", "movzx")]

@@ -875,7 +875,6 @@ internal sealed class X64Compiler
         _a.jmp(_errorExit);
     }
 
-    /// <summary>For each slot that starts a basic block, the number of instructions in the block; else 0.</summary>
     /// <summary>Each slot's block length (0 inside a block): <see cref="DecodedProgram.MarkBlocks"/>.</summary>
     private static int[] BlockStarts(DecodedInsn[] code)
     {
@@ -962,9 +961,10 @@ internal sealed class X64Compiler
 
     /// <summary>
     /// A rotate as clang writes one (eBPF has none): <c>t = x; t &gt;&gt;= a; x &lt;&lt;= 64 - a; x |= t</c> (or
-    /// with the shifts the other way round) is x rotated left by 64 - a (or a). Emits the copy and
-    /// t's shift (t keeps its value for whatever reads it later) and one <c>rol</c> for x: one
-    /// instruction less, and x's chain of dependences one cycle shorter.
+    /// with the shifts the other way round) is x rotated left by 64 - a (or a). Emits one <c>rol</c>
+    /// for x, and the copy and t's shift only when something may read t afterwards (the block goes
+    /// on to write t first: clang's rotates in hash loops): one or three instructions less, and x's
+    /// chain of dependences one cycle shorter.
     /// </summary>
     private bool TryEmitRotate(int pc, int[] blockStarts)
     {
@@ -977,9 +977,12 @@ internal sealed class X64Compiler
         var opposite = first.Op == Op.Rsh64Imm ? Op.Lsh64Imm : Op.Rsh64Imm;
         if (second.Op != opposite || second.Dst != x || second.Imm != 64 - first.Imm) return false;
         if (or.Op != Op.Or64Reg || or.Dst != x || or.Src != t) return false;
-        _a.mov(R64[t], R64[x]);
-        if (first.Op == Op.Rsh64Imm) _a.shr(R64[t], (byte)first.Imm);
-        else _a.shl(R64[t], (byte)first.Imm);
+        if (!RegisterUse.OverwrittenBeforeRead(code, blockStarts, t, pc + 4))
+        {
+            _a.mov(R64[t], R64[x]);
+            if (first.Op == Op.Rsh64Imm) _a.shr(R64[t], (byte)first.Imm);
+            else _a.shl(R64[t], (byte)first.Imm);
+        }
         _a.rol(R64[x], (byte)(first.Op == Op.Rsh64Imm ? second.Imm : first.Imm));
         for (int k = 1; k <= 3; k++) Bind(ref _pcLabels[pc + k]); // no code of their own: no jump lands inside a block
         return true;
