@@ -221,6 +221,41 @@ public class JitPeepholeTests
     }
 
     [SkippableTheory]
+    // "if (c) goto L; x = v; L:" (clang's selects) is a cmov on the opposite condition: every
+    // condition, 32- and 64-bit, immediate and register compares, constant and register values
+    // (mov32 of a register zero-extends: r2's upper half must go), the moved register compared.
+    [InlineData("jeq r1, 5, +1\nmov r2, 7")]
+    [InlineData("jne r1, 5, +1\nmov r2, -7")]
+    [InlineData("jgt r1, 1000, +1\nmov32 r2, -7")]
+    [InlineData("jge r1, r2, +1\nmov r2, 0")]
+    [InlineData("jlt32 r1, 10, +1\nmov32 r2, 0")]
+    [InlineData("jle r1, -3, +1\nmov r2, r1")]
+    [InlineData("jset r1, 0x80, +1\nmov32 r2, r1")]
+    [InlineData("jset32 r1, r2, +1\nmov r2, r1")]
+    [InlineData("jsgt r1, -1, +1\nmov32 r2, r2")]
+    [InlineData("jsge32 r1, r2, +1\nmov r2, 1")]
+    [InlineData("jslt r1, r2, +1\nmov r2, r1")]
+    [InlineData("jsle32 r1, 0, +1\nmov32 r2, 0x80000000")]
+    [InlineData("jeq32 r2, 7, +1\nmov r2, 9")]
+    public void ClangsSelectsAreConditionalMoves(string body)
+    {
+        SkipWithoutX64();
+        var code = TestUtil.MachineCode(SameOnManyValues(body, "r2"), 2, 3);
+        Assert.Contains("cmov", code);
+        Assert.DoesNotContain("\n  j", "\n" + code.Replace("\t", " "));
+        // Blinded constants, the instruction limit and a jump to the move keep the branch.
+        Assert.DoesNotContain("cmov", TestUtil.MachineCode(SameOnManyValues(body, "r2", new JitOptions { ConstantBlinding = true }), 2, 3));
+        var limited = EbpfVm.CreateRaw(Assembler.Assemble($"ldxdw r2, [r1+8]\nldxdw r1, [r1]\n{body}\nmov r0, r2\nexit"));
+        limited.InstructionLimit = 100;
+        limited.JitCompile();
+        Assert.DoesNotContain("cmov", TestUtil.MachineCode(limited.JitDisassembly(), 2, 3));
+        var lines = body.Split('\n');
+        var target = EbpfVm.CreateRaw(Assembler.Assemble($"ldxdw r2, [r1+8]\nldxdw r1, [r1]\njeq r1, 3, +1\n{lines[0]}\n{lines[1]}\nmov r0, r2\nexit"));
+        target.JitCompile();
+        Assert.DoesNotContain("cmov", TestUtil.MachineCode(target.JitDisassembly(), 3, 4));
+    }
+
+    [SkippableTheory]
     // Masks of the low byte or half are zero-extending moves; other masks stay ands. Registers whose
     // byte form needs a REX prefix (r1 is rdi, r2 rsi) and the extended ones (r7 is r13) are covered.
     [InlineData("and r1, 0xff", "movzx")]

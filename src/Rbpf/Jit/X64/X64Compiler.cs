@@ -143,6 +143,11 @@ internal sealed class X64Compiler
                 continue;
             }
             if (TryEmitVerdict(pc) || TryEmitDropAsFlag(pc)) continue;
+            if (TryEmitSelect(pc))
+            {
+                pc++;
+                continue;
+            }
             if (code[pc].Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && code[pc].Off == pc + 2 && pc + 2 < code.Length
                 && code[pc + 1].Op == Op.Ja && !_countInstructions && !_program.PollPoints[pc + 1] && !IsJumpTarget(pc + 1))
             {
@@ -985,6 +990,38 @@ internal sealed class X64Compiler
         }
         _a.rol(R64[x], (byte)(first.Op == Op.Rsh64Imm ? second.Imm : first.Imm));
         for (int k = 1; k <= 3; k++) Bind(ref _pcLabels[pc + k]); // no code of their own: no jump lands inside a block
+        return true;
+    }
+
+    /// <summary>
+    /// A select as clang writes one (eBPF has no conditional move): <c>if (c) goto L; x = v; L:</c>
+    /// is <c>x = c ? x : v</c>, a compare and a <c>cmov</c> on the opposite condition, with v (a
+    /// constant or a register) in r11 or its own register. No branch to mispredict where c follows
+    /// the data (a tokenizer's character classes). Not when the move is a jump target or the
+    /// instruction limit counts blocks (the move starts a block of its own).
+    /// </summary>
+    private bool TryEmitSelect(int pc)
+    {
+        var code = _program.Code;
+        if (pc + 2 >= code.Length || code[pc].Op is < Op.Jeq64Imm or > Op.Jsle32Reg || code[pc].Off != pc + 2) return false;
+        var mov = code[pc + 1];
+        if (mov.Op is not (Op.Mov64Imm or Op.Mov32Imm or Op.Mov64Reg or Op.Mov32Reg) || mov.Dst > 9 || mov.Src > 10) return false;
+        if (Blind || _countInstructions || IsJumpTarget(pc + 1) || (_options.Interruptible && _polls[pc + 1])) return false;
+        if (_groups != null && _groups[pc].Count > 1) return false;
+        var value = r11;
+        switch (mov.Op)
+        {
+            case Op.Mov64Imm or Op.Mov32Imm when mov.Imm == 0: _a.xor(r11d, r11d); break; // before the compare: it sets flags
+            case Op.Mov64Imm: _a.mov(r11, mov.Imm); break;              // sign-extended, as eBPF's mov
+            case Op.Mov32Imm: _a.mov(r11, (long)(uint)mov.Imm); break;  // zero-extended
+            case Op.Mov64Reg: value = R64[mov.Src]; break;
+            default: _a.mov(r11d, R32[mov.Src]); break;                 // a 32-bit cmov would clear x's upper half even when it keeps x
+        }
+        int cond = EmitCompare(code[pc]);
+        // x86 condition codes of jeq, jgt, jge, jset, jne, jsgt, jsge, jlt, jle, jslt, jsle; the opposite is the code ^ 1.
+        int cc = cond switch { 0 => 4, 1 => 7, 2 => 3, 3 => 5, 4 => 5, 5 => 15, 6 => 13, 7 => 2, 8 => 6, 9 => 12, _ => 14 };
+        _a.cmov(cc ^ 1, R64[mov.Dst], value);
+        Bind(ref _pcLabels[pc + 1]); // no code of its own: nothing jumps to it
         return true;
     }
 
