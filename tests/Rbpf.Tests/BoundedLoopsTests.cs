@@ -36,8 +36,10 @@ public class BoundedLoopsTests
     [InlineData("jlt32 r7, r2, head", new int[0])]
     [InlineData("jlt r7, 1000, head", new int[0])]
     [InlineData("jlt r4, r2, head", new int[0])]
-    // The index moved back, or not moved on one path; r2 or the index overwritten; a call in the body: polled.
-    [InlineData("sub r7, 2\njlt r7, r2, head", new int[0])]
+    // The index moved back by one each round and at most L at the head (the comparison keeps it so):
+    // it cannot pass 0 without leaving the loop, so at most L + 1 rounds.
+    [InlineData("sub r7, 2\njlt r7, r2, head", new[] { 2 })]
+    // The index not moved on one path; r2 or the index overwritten; a call in the body: polled.
     [InlineData("jeq r4, 7, +1\nadd r7, 1\nsub r7, 1\njlt r7, r2, head", new int[0])]
     [InlineData("mov r2, 100\njlt r7, r2, head", new int[0])]
     [InlineData("ldxb r7, [r3]\njlt r7, r2, head", new int[0])]
@@ -83,9 +85,112 @@ public class BoundedLoopsTests
     [InlineData("mov r7, 0\nmov r6, 0\nhead:\nadd r7, 1\njeq r6, 0, side\nmov r5, r7\njgt r5, r2, out\njoin:\nja head\nside:\nadd r0, 1\nja join\nout:\nexit", new int[0])]
     // A local function's loop: r2 is not known to hold the length there.
     [InlineData("call f\nexit\nf:\nmov r7, 0\nhead:\nadd r7, 1\njlt r7, r2, head\nexit", new int[0])]
+    // Counting down from L to 0: at most L at the head, one less every round: bounded.
+    [InlineData("mov r7, r2\njeq r7, 0, out\nhead:\nadd r0, 1\nsub r7, 1\njne r7, 0, head\nout:\nexit", new[] { 2 })]
+    [InlineData("mov r7, r2\nrsh r7, 2\njeq r7, 0, out\nhead:\nadd r0, 1\nsub r7, 1\njgt r7, 0, head\nout:\nexit", new[] { 3 })]
+    // Counting down past 0 (from L to 5, L may be less; or never tested): it wraps, so polled.
+    [InlineData("mov r7, r2\nhead:\nadd r0, 1\nsub r7, 1\njne r7, 5, head\nexit", new int[0])]
+    [InlineData("mov r7, r2\nhead:\nsub r7, 1\nja head", new int[0])]
+    // Counting down from a constant: not known to be at most L (L may be 0), so polled.
+    [InlineData("mov r7, 1000\nhead:\nsub r7, 1\njne r7, 0, head\nexit", new int[0])]
     public void FindsBoundedLoopsInWholePrograms(string text, int[] expected)
     {
         Assert.Equal(expected, Unpolled(text));
+    }
+
+    /// <summary>The slots the JIT polls at, as a list.</summary>
+    private static int[] Polls(string text)
+    {
+        var program = DecodedProgram.Decode(Assembler.Assemble(text));
+        var polls = BoundedLoops.PollsFor(program, VmKind.Raw, InputBounds.Analyze(program.Code));
+        return Enumerable.Range(0, polls.Length).Where(pc => polls[pc]).ToArray();
+    }
+
+    private const string Nest = "mov r3, r2\nrsh r3, 2\njlt r2, 8, out\nmov r4, 1\nouter:\nmov r7, r4\ninner:\nadd r0, 1\n{0}\nadd r4, 1\n{1}\nout:\nexit";
+
+    [Theory]
+    // An insertion sort's nest: the inner loop counts j down from i (at most L) to 0, the outer loop
+    // sets j again each time: the inner head (5) is not polled, the outer one (4) is.
+    [InlineData("sub r7, 1\njne r7, 0, inner", "jlt r4, r3, outer", new[] { 4 })]
+    // The outer loop endless: i grows past L, and so may j: the inner head keeps its poll.
+    [InlineData("sub r7, 1\njne r7, 0, inner", "ja outer", new[] { 4, 5 })]
+    // The outer way back a jump straight to the inner head, at the end of a block that starts at 8: polled there.
+    [InlineData("sub r7, 1\njne r7, 0, inner", "mov r7, r4\njlt r4, r3, inner", new[] { 8 })]
+    // j not counted down, or counted down from something not known to be at most L: the inner head keeps its poll.
+    [InlineData("add r7, 1\njne r7, 0, inner", "jlt r4, r3, outer", new[] { 4, 5 })]
+    [InlineData("mov r7, -1\nsub r7, 1\njne r7, 0, inner", "jlt r4, r3, outer", new[] { 4, 5 })]
+    public void InnerLoopsBoundedPerEntryPollOnTheOuterWayBack(string innerTail, string outerTail, int[] expected)
+    {
+        Assert.Equal(expected, Polls(string.Format(Nest, innerTail, outerTail)));
+    }
+
+    [Fact]
+    public void ClangsInsertionSortPollsOncePerOuterRound()
+    {
+        // benchmarks/clang/kernels.o, kernel/sort (llvm-objdump -d): the inner loop's head is slot 7,
+        // entered again from the outer loop's block at 23 (ja -24 at 30).
+        var polls = Polls(InputBoundsTests.Sort);
+        Assert.DoesNotContain(7, polls);
+        Assert.Contains(23, polls);
+    }
+
+    /// <summary>
+    /// Random nests of two loops (outer loops endless or bounded by a constant; inner ones counting
+    /// up or down, from the outer index, the length or constants, entered at 0 or not, with paths
+    /// that skip the step):
+    /// running each in the interpreter, no stretch between two slots the JIT polls at may be longer
+    /// than (length + 3) rounds of the whole program, on every input length, and the JIT gives the
+    /// interpreter's result. Most nests get their inner head's poll moved out.
+    /// </summary>
+    [SkippableFact]
+    public void RandomNestsNeverRunLongWithoutAPoll()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported, "the JIT is not supported here");
+        var random = new Random(47);
+        int moved = 0;
+        for (int n = 0; n < 800; n++)
+        {
+            string start = random.Next(6) switch
+            {
+                0 => "mov r7, r2", 1 => "mov r7, r3", 2 => "mov r7, 3", 3 => $"mov r7, r4\nadd r7, {random.Next(0, 3)}", _ => "mov r7, r4",
+            };
+            string step = random.Next(6) switch { 0 => "add r7, 1", 1 => "sub r7, 2", 2 => "", _ => "sub r7, 1" };
+            string skip = random.Next(4) == 0 ? $"jeq r0, {random.Next(0, 9)}, +1\n" : "";
+            string test = random.Next(5) switch
+            {
+                0 => "jgt r7, 0, inner", 1 => "jne r7, 1, inner", 2 => "jlt r7, r2, inner", 3 => "jgt r7, 1, inner", _ => "jne r7, 0, inner",
+            };
+            // Back to the outer head, or straight to the inner one with j set anew (as clang lays out a sort).
+            string outer = random.Next(6) switch
+            {
+                0 => "ja outer", 1 => $"jlt r4, {random.Next(2, 30)}, outer", 2 => $"{start}\nja inner", 3 => $"{start}\njlt r4, r3, inner", _ => "jlt r4, r3, outer",
+            };
+            string guard = random.Next(3) > 0 ? "jeq r7, 0, next\n" : ""; // without it j may start at 0 and wrap
+            var text = $"mov r3, r2\nrsh r3, 2\nmov r4, 0\nouter:\n{start}\n{guard}inner:\nadd r0, 1\n{skip}{step}\n{test}\nnext:\nadd r4, 1\n{outer}\nexit";
+            var program = Assembler.Assemble(text);
+            var decoded = DecodedProgram.Decode(program);
+            var facts = InputBounds.Analyze(decoded.Code);
+            var polls = BoundedLoops.PollsFor(decoded, VmKind.Raw, facts);
+            if (facts != null && BoundedLoops.MovedPolls(decoded.Code, decoded.PollPoints, facts, BoundedLoops.Find(decoded.Code, decoded.PollPoints, facts)).Count > 0) moved++;
+            var vm = EbpfVm.CreateRaw(program);
+            vm.InstructionLimit = 20_000;
+            vm.JitCompile();
+            for (int len = 0; len <= 40; len += random.Next(1, 5))
+            {
+                var input = new byte[len];
+                long sincePoll = 0, longest = 0;
+                var ci = vm.TryExecute(input, Span<byte>.Empty, (pc, _) =>
+                {
+                    sincePoll = polls[pc] ? 0 : sincePoll + 1;
+                    longest = Math.Max(longest, sincePoll);
+                }, out ulong ri, out _);
+                long bound = (len + 3L) * (decoded.Code.Length + 1);
+                Assert.True(longest <= bound, $"{text}\non {len} bytes: {longest} instructions without a poll (bound {bound})");
+                var cj = vm.TryExecuteJit(input, Span<byte>.Empty, out ulong rj, out _);
+                Assert.True(ci == cj && (ci != RbpfErrorCode.Ok || ri == rj), $"{text}\non {len} bytes: interpreter {ci} {ri}, JIT {cj} {rj}");
+            }
+        }
+        Assert.True(moved > 100, $"only {moved} nests had their inner poll moved");
     }
 
     [SkippableFact]

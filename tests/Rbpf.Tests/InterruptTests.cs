@@ -8,12 +8,12 @@ public class InterruptTests
     // cannot tell: it tests r0.
     private const string Runaway = "mov r0, 0\nloop:\nadd r0, 1\njne r0, 0, loop\nexit";
 
-    private static RbpfException RunInterrupted(EbpfVm vm, bool jit)
+    private static RbpfException RunInterrupted(EbpfVm vm, bool jit, byte[]? input = null)
     {
         RbpfException? error = null;
         var runner = new Thread(() =>
         {
-            try { if (jit) vm.ExecuteJit(); else vm.Execute(); }
+            try { if (jit) vm.ExecuteJit(input ?? []); else vm.Execute(input ?? []); }
             catch (RbpfException e) { error = e; }
         });
         runner.Start();
@@ -34,6 +34,24 @@ public class InterruptTests
         Assert.Equal(RbpfErrorCode.Interrupted, e.Code);
         Assert.Equal(1, e.InstructionIndex);
         Assert.Equal("interrupted at insn #1", e.Message);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void InterruptStopsAnEndlessNestWhosePollMovedToTheOuterWayBack(bool jit)
+    {
+        // The inner loop counts j down from 5 (at most L, which is at least 8) to 0: the JIT polls
+        // not at its head (slot 2) but in the block of the outer way back (slot 5), which goes round forever.
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 8, out\nmov r7, 5\ninner:\nadd r0, 1\nsub r7, 1\njne r7, 0, inner\nmov r7, 5\nja inner\nout:\nexit"));
+        if (jit)
+        {
+            vm.JitCompile();
+            Assert.DoesNotContain("r11d,[r12", TestUtil.MachineCode(vm.JitDisassembly(), 2, 4));
+        }
+        var e = RunInterrupted(vm, jit, new byte[8]);
+        Assert.Equal(RbpfErrorCode.Interrupted, e.Code);
+        Assert.Equal(jit ? 5 : 2, e.InstructionIndex); // the interpreter polls at every loop head
     }
 
     [Theory]

@@ -70,11 +70,69 @@ internal static class BoundedLoops
     /// </summary>
     public static bool[] PollsFor(DecodedProgram program, VmKind kind, InputBounds.Facts? facts)
     {
-        if (kind != VmKind.Raw || facts == null || Find(program.Code, program.PollPoints, facts) is not { } bounded) return program.PollPoints;
+        if (kind != VmKind.Raw || facts == null || Array.IndexOf(program.PollPoints, true) < 0) return program.PollPoints;
+        var code = program.Code;
+        var bounded = Find(code, program.PollPoints, facts);
+        var moved = MovedPolls(code, program.PollPoints, facts, bounded);
+        if (bounded == null && moved.Count == 0) return program.PollPoints;
         var polls = (bool[])program.PollPoints.Clone();
         for (int pc = 0; pc < polls.Length; pc++)
-            if (bounded[pc]) polls[pc] = false;
+            if (bounded?[pc] ?? false) polls[pc] = false;
+        foreach (var (head, outer) in moved)
+        {
+            polls[head] = false;
+            foreach (int q in outer) polls[BlockStart(code, q)] = true;
+        }
         return polls;
+    }
+
+    /// <summary>The first slot of the basic block <paramref name="pc"/> is in.</summary>
+    private static int BlockStart(DecodedInsn[] code, int pc)
+    {
+        while (pc > 0 && code[pc].Charge == 0) pc--;
+        return pc;
+    }
+
+    /// <summary>
+    /// Loop heads whose poll can move out to the paths that come back to them from farther away:
+    /// the inner loop of a nest (an insertion sort's <c>while (j &gt; 0 &amp;&amp; a[j - 1] &gt; v) j--</c>,
+    /// which the outer loop enters again and again). For a head h not bounded as a whole, take one
+    /// latch p (a slot that jumps or falls back to h) and the inner body B: the slots on a path from
+    /// h to p that does not pass h. When the rounds within B are bounded as the class remarks say
+    /// (per entry: the outer paths set the counter anew), every other way back to h comes from a latch
+    /// outside B (a path that left B and came back to a latch in B would put its slots in B), so
+    /// polling the blocks of those latches instead of h leaves no cycle without a poll that can go
+    /// round more than L + 1 times in a row. Returns each such head with its outer latches.
+    /// </summary>
+    public static List<(int Head, List<int> OuterLatches)> MovedPolls(DecodedInsn[] code, bool[] pollPoints, InputBounds.Facts facts, bool[]? unpolled)
+    {
+        var moved = new List<(int, List<int>)>();
+        int n = code.Length;
+        List<int>[]? preds = null;
+        bool[]? callTarget = null;
+        for (int h = 0; h < n; h++)
+        {
+            if (!pollPoints[h] || (unpolled?[h] ?? false)) continue;
+            preds ??= Predecessors(code);
+            if (callTarget == null)
+            {
+                callTarget = new bool[n];
+                foreach (var i in code)
+                    if (i.Op == Op.CallLocal && i.Off >= 0 && i.Off < n) callTarget[i.Off] = true;
+            }
+            if (callTarget[h]) continue;
+            var reached = Reached(code, h);
+            var latches = preds[h].Where(p => p == h || reached[p]).Distinct().ToList();
+            if (latches.Count < 2) continue; // one latch: the whole loop, which Find did not bound
+            foreach (int p in latches)
+            {
+                var (inBody, nodes) = Body(preds, reached, h, new[] { p });
+                if (!RoundsBounded(code, preds, h, inBody, nodes, facts)) continue;
+                moved.Add((h, latches.Where(q => q != h && !inBody[q]).ToList()));
+                break;
+            }
+        }
+        return moved;
     }
 
     /// <summary>
@@ -92,8 +150,12 @@ internal static class BoundedLoops
         foreach (var i in code)
             if (i.Op == Op.CallLocal && i.Off >= 0 && i.Off < n) callTarget[i.Off] = true;
         for (int h = 0; h < n; h++)
-            if (pollPoints[h] && !callTarget[h] && facts.HoldsLength(h) && IsBounded(code, preds, h, facts))
-                (bounded ??= new bool[n])[h] = true;
+        {
+            if (!pollPoints[h] || callTarget[h]) continue;
+            var reached = Reached(code, h);
+            var (inBody, nodes) = Body(preds, reached, h, preds[h]);
+            if (RoundsBounded(code, preds, h, inBody, nodes, facts)) (bounded ??= new bool[n])[h] = true;
+        }
         if (bounded == null) return null;
         // A loop head every cycle through which passes a bounded head goes round no more often than that one.
         var unpolled = (bool[])bounded.Clone();
@@ -151,12 +213,10 @@ internal static class BoundedLoops
         return false;
     }
 
-    private static bool IsBounded(DecodedInsn[] code, List<int>[] preds, int h, InputBounds.Facts facts)
+    /// <summary>The slots reached from <paramref name="h"/> without passing it again.</summary>
+    private static bool[] Reached(DecodedInsn[] code, int h)
     {
-        int n = code.Length;
-        // The body: the slots on a path from the head back to it (reached from it, and reaching it,
-        // without passing it), wherever they are in the program.
-        var reached = new bool[n];
+        var reached = new bool[code.Length];
         var stack = new Stack<int>(Successors(code, h));
         while (stack.Count > 0)
         {
@@ -165,9 +225,17 @@ internal static class BoundedLoops
             reached[pc] = true;
             foreach (int s in Successors(code, pc)) stack.Push(s);
         }
-        var inBody = new bool[n];
-        var nodes = new List<int>(); // the body less the head
-        foreach (int p in preds[h]) stack.Push(p);
+        return reached;
+    }
+
+    /// <summary>The body of the loop at <paramref name="h"/> through <paramref name="latches"/>: the slots on a
+    /// path from the head to one of them (reached from it, and reaching the latch, without passing
+    /// it), wherever they are in the program; as flags, and as a list less the head.</summary>
+    private static (bool[] InBody, List<int> Nodes) Body(List<int>[] preds, bool[] reached, int h, IEnumerable<int> latches)
+    {
+        var inBody = new bool[reached.Length];
+        var nodes = new List<int>();
+        var stack = new Stack<int>(latches);
         while (stack.Count > 0)
         {
             int pc = stack.Pop();
@@ -176,6 +244,20 @@ internal static class BoundedLoops
             nodes.Add(pc);
             foreach (int p in preds[pc]) stack.Push(p);
         }
+        return (inBody, nodes);
+    }
+
+    /// <summary>
+    /// Whether the rounds of the loop at <paramref name="h"/> through the body <paramref name="inBody"/>
+    /// are bounded: every way back to h from the body (or from h itself) moves one register on as the
+    /// class remarks say (up, compared with r2), or moves it down by 1 to 2^20 when the input analysis
+    /// knows it to be at most L at h whichever way control got there. Then it never wraps (past 0 it
+    /// would be near 2^64, far above L), so the rounds within the body number at most L + 1 in a row.
+    /// Leaving the body (to slots outside it other than h) ends the count.
+    /// </summary>
+    private static bool RoundsBounded(DecodedInsn[] code, List<int>[] preds, int h, bool[] inBody, List<int> nodes, InputBounds.Facts facts)
+    {
+        int n = code.Length;
         bool loops = false;
         foreach (int p in preds[h]) loops |= p == h || inBody[p];
         if (!loops || WritesR2(code[h])) return false;
@@ -212,18 +294,27 @@ internal static class BoundedLoops
             head.R[r] = new Val { Origin = (sbyte)root, Delta = plus };
         }
         states[h] = head;
+        bool up = facts.HoldsLength(h); // comparisons with r2 are with L
         List<(int X, long E)>? candidates = null;
+        List<int>? down = null;
         bool Arrive(int to, State s)
         {
             if (to == h)
             {
                 // Back at the head: which registers moved on by a step, with a fact about their head value.
                 var found = new List<(int, long)>();
-                foreach (var f in s.Facts)
-                    if (s.R[f.X].Origin == f.X && s.R[f.X].Delta is >= 1 and < MaxStep) found.Add(f);
+                if (up)
+                    foreach (var f in s.Facts)
+                        if (s.R[f.X].Origin == f.X && s.R[f.X].Delta is >= 1 and < MaxStep) found.Add(f);
                 if (candidates == null) candidates = found;
                 else candidates.RemoveAll(c => !found.Contains(c));
-                return candidates.Count > 0;
+                // Which moved down by a step, at most L at the head.
+                var fell = new List<int>();
+                for (int x = 0; x < 10; x++)
+                    if (s.R[x].Origin == x && s.R[x].Delta is <= -1 and > -MaxStep && facts.AtMostLength(h, x)) fell.Add(x);
+                if (down == null) down = fell;
+                else down.RemoveAll(x => !fell.Contains(x));
+                return candidates.Count > 0 || down.Count > 0;
             }
             if (to < 0 || to >= n || !inBody[to]) return true; // leaves the loop
             if (states.TryGetValue(to, out var there)) there.JoinWith(s);
@@ -256,7 +347,7 @@ internal static class BoundedLoops
                     break;
             }
         }
-        return candidates is { Count: > 0 };
+        return candidates is { Count: > 0 } || down is { Count: > 0 };
     }
 
     /// <summary>What an instruction that is not a jump leaves in the register it writes.</summary>

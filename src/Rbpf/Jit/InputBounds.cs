@@ -435,6 +435,9 @@ internal static class InputBounds
         /// <summary>How r<paramref name="r"/> relates at <paramref name="pc"/> to a group's root (a register, <see cref="Zero"/>
         /// or <see cref="Start"/>): value = root's + Plus; (r, 0) when it is a root or related to nothing.</summary>
         public (int Root, long Plus) Relation(int pc, int r) => states[pc]?.Root(r) ?? (r, 0);
+
+        /// <summary>Whether r<paramref name="r"/>'s value at <paramref name="pc"/> is at most L on every path there.</summary>
+        public bool AtMostLength(int pc, int r) => states[pc] is { } s && r < 10 && s.RoomOf(r) is var room && room != None && room >= 0;
     }
 
     /// <summary>

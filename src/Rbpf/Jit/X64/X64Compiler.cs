@@ -149,7 +149,7 @@ internal sealed class X64Compiler
                 continue;
             }
             if (code[pc].Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && code[pc].Off == pc + 2 && pc + 2 < code.Length
-                && code[pc + 1].Op == Op.Ja && !_countInstructions && !_program.PollPoints[pc + 1] && !IsJumpTarget(pc + 1))
+                && code[pc + 1].Op == Op.Ja && !_countInstructions && !_program.PollPoints[pc + 1] && !_polls[pc + 1] && !IsJumpTarget(pc + 1))
             {
                 // "if (c) goto next; goto T" (classic BPF translations are full of them): "if (!c) goto T".
                 EmitConditionalJump(code[pc], invertedTo: code[pc + 1].Off);
