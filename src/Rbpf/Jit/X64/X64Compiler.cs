@@ -392,16 +392,17 @@ internal sealed class X64Compiler
         // The batch loop keeps its index in the register of an eBPF register the program never
         // names (callee-saved, so helpers and local calls keep it): saved by every entry, as they share the exit.
         // A second one keeps the array of inputs (or of lengths) at hand.
-        var unnamed = new[] { 6, 7, 8, 9 }.Where(r => !UsesRegister(r)).Select(r => R64[r]).ToList();
+        Span<int> unnamed = stackalloc int[4];
+        int unnamedCount = 0;
+        for (int r = 6; r <= 9; r++)
+            if (!UsesRegister(r)) unnamed[unnamedCount++] = r;
         if (_dropsAsFlag)
         {
             // The "not dropped" flag (see TryEmitDropAsFlag) takes the last unnamed register.
-            saved.Add((_keep = unnamed[^1]).Value);
-            unnamed.RemoveAt(unnamed.Count - 1);
+            saved.Add((_keep = R64[unnamed[--unnamedCount]]).Value);
         }
-        var free = _batch ? unnamed.ToArray() : Array.Empty<Gpr64>();
-        if (free.Length >= 1) saved.Add((_batchIndex = free[0]).Value);
-        if (free.Length >= 2) saved.Add((_batchBase = free[1]).Value);
+        if (_batch && unnamedCount >= 1) saved.Add((_batchIndex = R64[unnamed[0]]).Value);
+        if (_batch && unnamedCount >= 2) saved.Add((_batchBase = R64[unnamed[1]]).Value);
         _saved = saved.ToArray();
         // Entered with rsp = 8 (mod 16); after the pushes the frame must bring it to 0 (mod 16) to align r12.
         // The caller's stack or this frame's: one 512-byte frame when there are no local calls (and
@@ -1691,7 +1692,7 @@ internal sealed class X64Compiler
     {
         var code = _program.Code;
         if (_target.Kind != VmKind.Raw || _inInput == null || _countInstructions || Blind || _hasLocalCalls) return false;
-        if (!new[] { 6, 7, 8, 9 }.Any(r => !UsesRegister(r))) return false;
+        if (UsesRegister(6) && UsesRegister(7) && UsesRegister(8) && UsesRegister(9)) return false; // no register left for the flag
         bool any = false;
         for (int pc = 0; pc < code.Length - 1; pc++) // the last slot is the trailing illegal one
         {
