@@ -256,6 +256,38 @@ public class JitPeepholeTests
     }
 
     [SkippableTheory]
+    // "mov d, r1; add d, r4; ldx x, [d + off]" is one load from [rdi + r9 + off] when the load is
+    // proven inside the input (the length tested first) and nothing reads the sum afterwards ...
+    [InlineData("mov r5, r1\nadd r5, r4\nldxh r5, [r5+2]\nmov r0, r5", true)]
+    [InlineData("mov r3, r1\nadd r3, r4\nldxb r0, [r3+1]\nmov r3, 7\nadd r0, r3", true)]
+    [InlineData("mov r3, r1\nadd r3, r4\nldxsw r0, [r3+0]\nmov r3, r0\nadd r0, r3", true)]
+    // ... not when the sum is read afterwards, the load is checked (no length test), or a jump lands inside.
+    [InlineData("mov r3, r1\nadd r3, r4\nldxb r0, [r3+1]\nadd r0, r3", false)]
+    [InlineData("mov r3, r1\nadd r3, r4\nldxb r0, [r3+1]\nja +0\nmov r3, 7", false)]
+    [InlineData("mov r3, r1\nadd r3, r4\nldxb r3, [r3+1]\nmov r0, r3", false, false)]
+    [InlineData("mov r3, r1\nja +0\nadd r3, r4\nldxb r0, [r3+1]\nmov r3, 1", false)]
+    public void LoadsThroughASumUseTheAddressingMode(string body, bool fused, bool guarded = true)
+    {
+        SkipWithoutX64();
+        // r4 is an index from 0 to 7 (the input's first byte, masked); the input is 16 bytes or more when guarded.
+        string text = (guarded ? "jlt r2, 16, +{0}\n" : "") + "ldxb r4, [r1+0]\nand r4, 7\n" + body + "\nexit\nmov r0, 99\nexit";
+        int lines = body.Split('\n').Length;
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(string.Format(text, lines + 3)));
+        vm.JitCompile();
+        for (int len = guarded ? 0 : 16; len <= 24; len++)
+            for (int first = 0; first < 8; first++)
+            {
+                var mem = Enumerable.Range(0, len).Select(k => (byte)(k * 37 + 11)).ToArray();
+                if (len > 0) mem[0] = (byte)first;
+                Assert.Equal(vm.Execute(mem), vm.ExecuteJit(mem)); // one buffer: a result may be an address in it
+            }
+        int first0 = guarded ? 3 : 2;
+        var code = TestUtil.MachineCode(vm.JitDisassembly(), first0, first0 + lines - 1);
+        // The load itself addresses [rdi+r9...] (a lea of the sum would too: not counted).
+        Assert.Equal(fused, code.Split('\n').Any(l => l.Contains("[rdi+r9", StringComparison.Ordinal) && !l.Contains(" lea ", StringComparison.Ordinal)));
+    }
+
+    [SkippableTheory]
     // Masks of the low byte or half are zero-extending moves; other masks stay ands. Registers whose
     // byte form needs a REX prefix (r1 is rdi, r2 rsi) and the extended ones (r7 is r13) are covered.
     [InlineData("and r1, 0xff", "movzx")]

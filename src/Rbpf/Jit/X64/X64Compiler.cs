@@ -131,6 +131,13 @@ internal sealed class X64Compiler
             _currentPc = pc;
             if (_options.Interruptible && _polls[pc]) EmitPoll(pc);
             if (_countInstructions && blockStarts[pc] > 0) EmitBudget(pc, blockStarts[pc]);
+            if (TryEmitIndexedLoad(pc, blockStarts))
+            {
+                Bind(ref _pcLabels[pc + 1]); // no code of their own: no jump lands inside a block
+                Bind(ref _pcLabels[pc + 2]);
+                pc += 2;
+                continue;
+            }
             if (pc + 1 < code.Length && blockStarts[pc + 1] == 0 && !_program.PollPoints[pc + 1] && TryEmitLea(code[pc], code[pc + 1]))
             {
                 Bind(ref _pcLabels[pc + 1]); // no code of its own: no jump lands inside a block
@@ -1027,6 +1034,26 @@ internal sealed class X64Compiler
     }
 
     /// <summary>
+    /// clang's load through a sum (<c>mov d, s; add d, t; ldx x, [d + off]</c>, an array element or a
+    /// byte at an index) as one load from <c>[s + t + off]</c>, when the load needs no check (proven
+    /// inside the input, or unchecked code) and nothing reads the sum in d afterwards: x is d, or the
+    /// block writes d before reading it.
+    /// </summary>
+    private bool TryEmitIndexedLoad(int pc, int[] blockStarts)
+    {
+        var code = _program.Code;
+        if (pc + 2 >= code.Length || blockStarts[pc + 1] != 0 || blockStarts[pc + 2] != 0) return false;
+        DecodedInsn mov = code[pc], add = code[pc + 1], load = code[pc + 2];
+        if (mov.Op != Op.Mov64Reg || add.Op != Op.Add64Reg || load.Op is < Op.LdxB or > Op.LdxSW) return false;
+        int d = mov.Dst, s = mov.Src, t = add.Src;
+        if (add.Dst != d || load.Src != d || t == d || s == d || d > 9 || s > 10 || t > 10) return false;
+        if (_options.CheckedMemory && _needsCheck[pc + 2]) return false;
+        if (load.Dst != d && !RegisterUse.OverwrittenBeforeRead(code, blockStarts, d, pc + 3)) return false;
+        EmitLoad(pc + 2, load, R64[s] + R64[t] + load.Off);
+        return true;
+    }
+
+    /// <summary>
     /// A copy followed by an addition to the copy (<c>mov d, s; add d, k</c> or <c>add d, t</c>, and
     /// the subtraction of a constant), which compilers emit for every address and loop bound, as
     /// one lea. 32-bit forms work too: a 32-bit lea keeps the low half of the sum and zero-extends.
@@ -1481,10 +1508,11 @@ internal sealed class X64Compiler
         return label;
     }
 
-    private void EmitLoad(int pc, DecodedInsn i)
+    /// <summary>A load; from <paramref name="at"/> when given (an address that needs no check), else from its checked address.</summary>
+    private void EmitLoad(int pc, DecodedInsn i, Mem? at = null)
     {
         int size = JitTarget.AccessSize(i.Op);
-        var m = CheckedAddress(i.Src, i.Off, size, write: false, atomic: false);
+        var m = at ?? CheckedAddress(i.Src, i.Off, size, write: false, atomic: false);
         var d64 = R64[i.Dst];
         var d32 = R32[i.Dst];
         switch (i.Op)
