@@ -288,6 +288,27 @@ public class JitPeepholeTests
     }
 
     [SkippableTheory]
+    // clang's rotl(x * B, 31) in murmur's round, B = 0x87c37b91114253d5: t = x * (B << 31), x * B >> 33, or'ed.
+    // One imul and a rol when t is dead after and both factors are known constants ...
+    [InlineData("lddw r5, 0x88a129ea80000000\nlddw r6, 0x87c37b91114253d5", "mov r3, r1\nmul r3, r5\nmul r1, r6\nrsh r1, 33\nor r1, r3\nmov r3, 0", 1)]
+    [InlineData("mov r5, 0x40000000\nmov r6, 0", "mov r3, r1\nmul r3, r5\nmul r1, 2\nrsh r1, 35\nor r1, r3\nmov r3, r2", 1)]
+    [InlineData("mov r5, 0x40000000\nmov r6, 0", "mov r3, r1\nmul r3, 0x40000000\nmul r1, 2\nrsh r1, 35\nor r1, r3\nmov r3, r2", 1)]
+    // ... else two: t read afterwards, factors that do not match the shift, a factor not constant.
+    [InlineData("lddw r5, 0x88a129ea80000000\nlddw r6, 0x87c37b91114253d5", "mov r3, r1\nmul r3, r5\nmul r1, r6\nrsh r1, 33\nor r1, r3\nadd r1, r3", 2)]
+    [InlineData("lddw r5, 0x88a129ea80000000\nlddw r6, 0x87c37b91114253d5", "mov r3, r1\nmul r3, r5\nmul r1, r6\nrsh r1, 32\nor r1, r3\nmov r3, 0", 2)]
+    [InlineData("lddw r5, 0x88a129ea80000000\nmov r6, r2", "mov r3, r1\nmul r3, r5\nmul r1, r6\nrsh r1, 33\nor r1, r3\nmov r3, 0", 2)]
+    [InlineData("lddw r5, 0x88a129ea80000000\nlddw r6, 0x87c37b91114253d5\njeq r2, 0, +1\nmov r6, 3", "mov r3, r1\nmul r3, r5\nmul r1, r6\nrsh r1, 33\nor r1, r3\nmov r3, 0", 2)]
+    public void ClangsRotatedProductsMultiplyOnce(string constants, string body, int multiplications)
+    {
+        SkipWithoutX64();
+        var listing = SameOnManyValues(constants + "\n" + body, "r1");
+        int first = 2 + Assembler.Assemble(constants).Length / 8; // after the two loads and the constants
+        var code = TestUtil.MachineCode(listing, first, first + 4);
+        Assert.Equal(multiplications, code.Split('\n').Count(l => l.Contains(" imul ", StringComparison.Ordinal)));
+        Assert.Equal(multiplications == 1, code.Contains(" rol ", StringComparison.Ordinal));
+    }
+
+    [SkippableTheory]
     // Masks of the low byte or half are zero-extending moves; other masks stay ands. Registers whose
     // byte form needs a REX prefix (r1 is rdi, r2 rsi) and the extended ones (r7 is r13) are covered.
     [InlineData("and r1, 0xff", "movzx")]

@@ -144,6 +144,11 @@ internal sealed class X64Compiler
                 pc++;
                 continue;
             }
+            if (TryEmitProductRotate(pc, blockStarts))
+            {
+                pc += 4;
+                continue;
+            }
             if (TryEmitRotate(pc, blockStarts))
             {
                 pc += 3;
@@ -1052,6 +1057,40 @@ internal sealed class X64Compiler
         EmitLoad(pc + 2, load, R64[s] + R64[t] + load.Off);
         return true;
     }
+
+    /// <summary>
+    /// clang's rotate of a product, <c>rotl(x * B, r)</c>, which it writes as two multiplications:
+    /// <c>t = x; t *= A; x *= B; x &gt;&gt;= 64 - r; x |= t</c> with A = B &lt;&lt; r (modulo 2^64). One
+    /// multiplication and a <c>rol</c> when A and B are constants (immediates, or registers that hold
+    /// them on every path: <see cref="ConstantRegisters"/>) and the block writes t before anything
+    /// reads it: murmur-style hash rounds, one multiplication less each.
+    /// </summary>
+    private bool TryEmitProductRotate(int pc, int[] blockStarts)
+    {
+        var code = _program.Code;
+        if (Blind || code[pc].Op != Op.Mov64Reg || pc + 4 >= code.Length) return false;
+        for (int k = 1; k <= 4; k++)
+            if (blockStarts[pc + k] != 0) return false;
+        DecodedInsn mov = code[pc], mulT = code[pc + 1], mulX = code[pc + 2], shift = code[pc + 3], or = code[pc + 4];
+        int t = mov.Dst, x = mov.Src;
+        if (t == x || t > 9 || x > 9) return false;
+        if (mulT.Op is not (Op.Mul64Reg or Op.Mul64Imm) || mulT.Dst != t || mulX.Op is not (Op.Mul64Reg or Op.Mul64Imm) || mulX.Dst != x) return false;
+        if (shift.Op != Op.Rsh64Imm || shift.Dst != x || shift.Imm is < 1 or > 63) return false;
+        if (or.Op != Op.Or64Reg || or.Dst != x || or.Src != t) return false;
+        if (!RegisterUse.OverwrittenBeforeRead(code, blockStarts, t, pc + 5)) return false;
+        if (Factor(mulT, pc + 1) is not { } a || Factor(mulX, pc + 2) is not { } b || a != b << (int)(64 - shift.Imm)) return false;
+        if (mulX.Op == Op.Mul64Imm) _a.imul(R64[x], R64[x], (int)mulX.Imm);
+        else _a.imul(R64[x], R64[mulX.Src]);
+        _a.rol(R64[x], (byte)(64 - shift.Imm));
+        for (int k = 1; k <= 4; k++) Bind(ref _pcLabels[pc + k]); // no code of their own: no jump lands inside a block
+        return true;
+    }
+
+    /// <summary>The constant a multiplication at <paramref name="pc"/> multiplies by, when known.</summary>
+    private ulong? Factor(DecodedInsn mul, int pc) =>
+        mul.Op == Op.Mul64Imm ? (ulong)mul.Imm : (_constants ??= ConstantRegisters.Analyze(_program.Code)).ValueAt(pc, mul.Src);
+
+    private ConstantRegisters? _constants;
 
     /// <summary>
     /// A copy followed by an addition to the copy (<c>mov d, s; add d, k</c> or <c>add d, t</c>, and
