@@ -20,6 +20,28 @@ internal sealed unsafe class JitProgram : IDisposable
     /// <summary>The bound maps' program memory as (start, length) pairs, for the inline part of out-of-line checks; null when none.</summary>
     private readonly ulong* _mapRegions;
     private GCHandle _self;
+    /// <summary>Owns the native parts above and frees them when collected. A small object of its own,
+    /// with no reference to managed data: a finalizable JitProgram would keep its VM, program and
+    /// code arrays alive (and promoted) until the finalizer ran; this way only these few words wait.</summary>
+    private readonly NativeParts _native = new();
+
+    private sealed class NativeParts
+    {
+        public ExecutableMemory? Memory;
+        public JitLink* Link;
+        public Maps.MapDescriptor** MapTable;
+        public ulong* MapRegions;
+        public GCHandle Self;
+
+        ~NativeParts()
+        {
+            Memory?.Dispose(); // null when the constructor failed before it
+            if (Self.IsAllocated) Self.Free();
+            NativeMemory.Free(Link);
+            NativeMemory.Free(MapTable);
+            NativeMemory.Free(MapRegions);
+        }
+    }
     /// <summary>On AArch64, what the code was compiled with (the blinding seed too), to list it again with text.</summary>
     private readonly (JitOptions Options, long Unwind, bool Count, JitTarget Target, int Seed)? _arm64;
 
@@ -32,14 +54,14 @@ internal sealed unsafe class JitProgram : IDisposable
         Layout = layout;
         Program = program;
         Helpers = helpers;
-        _link = (JitLink*)NativeMemory.AllocZeroed((nuint)sizeof(JitLink));
-        _self = GCHandle.Alloc(this, GCHandleType.Weak);
+        _native.Link = _link = (JitLink*)NativeMemory.AllocZeroed((nuint)sizeof(JitLink));
+        _native.Self = _self = GCHandle.Alloc(this, GCHandleType.Weak);
         _link->Program = GCHandle.ToIntPtr(_self);
         SetInstructionLimit(instructionLimit);
         (nint mapTable, int mapTableLength) = owner.BuildMapTable();
-        _mapTable = (Maps.MapDescriptor**)mapTable;
+        _native.MapTable = _mapTable = (Maps.MapDescriptor**)mapTable;
         (nint mapRegions, int mapRegionCount) = owner.BuildMapRegions();
-        _mapRegions = (ulong*)mapRegions;
+        _native.MapRegions = _mapRegions = (ulong*)mapRegions;
         var target = new JitTarget(kind, dataOffset, dataEndOffset, (nint)_link, layout.MaxFrames, layout.FullFrames,
             (nint)owner.InterruptWord, (nint)_mapTable, mapTableLength, (nint)_mapRegions, mapRegionCount, owner.KernelPacketLoads);
         FixedLength = target.FixedLength;
@@ -56,20 +78,11 @@ internal sealed unsafe class JitProgram : IDisposable
             (Code, PcOffsets, mainEntry, batchAt) = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target, batchEntry);
             batchEntryOffset = batchAt;
         }
-        _memory = ExecutableMemory.Create(Code);
-        GC.SuppressFinalize(_memory); // released by this object's finalizer: one finalizable object per program, not two
+        _native.Memory = _memory = ExecutableMemory.Create(Code);
+        GC.SuppressFinalize(_memory); // released by _native's finalizer: one finalizable object per program, not two
         MainEntry = (delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, JitExtra*, int>)(_memory.Address + mainEntry);
         DirectEntry = (nint)_memory.Address;
         if (batchEntryOffset >= 0) BatchEntry = (delegate* unmanaged<JitBatch*, int>)(_memory.Address + batchEntryOffset);
-    }
-
-    ~JitProgram()
-    {
-        _memory?.Dispose(); // null when the constructor failed before it
-        if (_self.IsAllocated) _self.Free();
-        NativeMemory.Free(_link);
-        NativeMemory.Free(_mapTable);
-        NativeMemory.Free(_mapRegions);
     }
 
     /// <summary>The VM this code was compiled for (its regions and bounds-check callback apply).</summary>

@@ -38,6 +38,11 @@ internal sealed class X64Compiler
     [ThreadStatic] private static List<(X64Label Label, Action Body)>? t_cold;
     /// <summary>Out-of-line code to place after the body (a list per thread, kept between compilations: growing it was a tenth of compiling).</summary>
     private readonly List<(X64Label Label, Action Body)> _cold = t_cold ??= new(256);
+    /// <summary>A checked access's way out of line (see <see cref="CheckedAddress"/>), kept as data
+    /// rather than a closure: most programs have many, and the closures were most of what compiling allocated.</summary>
+    private readonly record struct ColdAccess(X64Label NotPacket, X64Label Back, X64Label Stub, int Pc, Gpr64 Base, int Off, bool Atomic);
+    [ThreadStatic] private static List<ColdAccess>? t_coldAccesses;
+    private readonly List<ColdAccess> _coldAccesses = t_coldAccesses ??= new(256);
     private static Random _blindKeys => Random.Shared; // seeded once per process, not per compile (a system call)
     private X64Label _errorExit, _exitWithResult, _ret, _leave;
     /// <summary>Where each run's setup starts (<see cref="EmitRunSetup"/>), the batch loop's way in.</summary>
@@ -74,6 +79,8 @@ internal sealed class X64Compiler
         _unwindHelper = unwindHelper;
         _pcLabels = new X64Label[program.Code.Length];
         for (int i = 0; i < _pcLabels.Length; i++) _pcLabels[i] = _a.CreateLabel();
+        _cold.Clear(); // what a compile that threw on this thread left
+        _coldAccesses.Clear();
     }
 
     /// <summary>Machine code and, for each eBPF slot, the offset of its first byte (-1 for lddw tails);
@@ -213,6 +220,7 @@ internal sealed class X64Compiler
             Bind(ref label);
             body();
         }
+        foreach (var access in _coldAccesses) EmitColdAccess(access);
 
         var bytes = _a.Assemble();
         var offsets = new int[code.Length];
@@ -222,7 +230,9 @@ internal sealed class X64Compiler
         int batch = _batch ? _a.LabelOffset(_batchEntry) : -1;
         if (_a.IsLarge(1 << 20)) t_assembler = null; // a thread keeps no large buffers
         if (_cold.Capacity > 16384) t_cold = null;
+        if (_coldAccesses.Capacity > 16384) t_coldAccesses = null;
         _cold.Clear(); // the closures refer to this compiler
+        _coldAccesses.Clear();
         return new Output(bytes, offsets, main, batch);
     }
 
@@ -1347,19 +1357,24 @@ internal sealed class X64Compiler
         _a.cmp(r10, CtxQ(JitContext.OffPacketBound + 8 * bi));
         _a.jae(notPacket);
         Bind(ref back);
-        int pc = _currentPc;
         var stub = SlowCheck(size, (write ? 1 : 0) | (atomic ? 2 : 0));
-        Cold(notPacket, () =>
-        {
-            // Out of line: a stub shared by every access of this size and kind checks the stack
-            // frames in use, then asks the runtime about the other regions; it returns, or fails
-            // the run at the instruction left in FaultPc. It takes the address in r11.
-            if (!atomic) _a.lea(r11, __[b + off]);
-            _a.mov(CtxD(JitContext.OffFaultPc), pc);
-            _a.call(stub);
-            _a.jmp(back);
-        });
+        _coldAccesses.Add(new ColdAccess(notPacket, back, stub, _currentPc, b, off, atomic));
         return atomic ? __[r11] : __[b + off];
+    }
+
+    /// <summary>
+    /// An access's out-of-line path: a stub shared by every access of its size and kind checks the
+    /// stack frames in use, then asks the runtime about the other regions; it returns, or fails the
+    /// run at the instruction left in FaultPc. It takes the address in r11.
+    /// </summary>
+    private void EmitColdAccess(ColdAccess c)
+    {
+        var label = c.NotPacket;
+        Bind(ref label);
+        if (!c.Atomic) _a.lea(r11, __[c.Base + c.Off]);
+        _a.mov(CtxD(JitContext.OffFaultPc), c.Pc);
+        _a.call(c.Stub);
+        _a.jmp(c.Back);
     }
 
     /// <summary>Accesses one check covers: how many, their base register, the span [Min, Max) of offsets.</summary>
