@@ -603,6 +603,26 @@ public class InputBoundsTests
         Assert.DoesNotContain("cmov", TestUtil.MachineCode(vm.JitDisassembly(), 2));
     }
 
+    [SkippableFact]
+    public void ADropTestThatBoundsAnOffsetStaysABranch()
+    {
+        // The load at r1 + off is proven only because off <= 56 past the test; going on past a drop
+        // with a flag would load at r1 + 0x7fffffff (it crashed the host before the fix).
+        string text = "jlt r2, 64, drop\nldxw r3, [r1+0]\njgt r3, 56, drop\nadd r3, r1\nldxb r0, [r3+0]\nexit\ndrop:\nmov r0, 0\nexit";
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(text));
+        vm.JitCompile();
+        if (!ExecutableMemory.IsArm64) Assert.DoesNotContain("cmov", TestUtil.MachineCode(vm.JitDisassembly(), 2, 4));
+        foreach (uint off in new[] { 0u, 3u, 56u, 57u, 1000u, 0x7fffffffu, 0xffffffffu })
+        {
+            var input = new byte[64];
+            BitConverter.TryWriteBytes(input, off);
+            input[56] = 0x5a;
+            ulong expected = off <= 56 ? input[off] : 0UL;
+            Assert.Equal(expected, vm.Execute(input));
+            Assert.Equal(expected, vm.ExecuteJit(input));
+        }
+    }
+
     /// <summary>
     /// Random filters in the shape of classic BPF translations (guards, loads, tests that go on,
     /// accept with a constant or a loaded value, or drop), where the JIT turns drop tests into a
@@ -626,6 +646,12 @@ public class InputBoundsTests
                 int size = 1 << random.Next(3);
                 lines.Add($"jlt r2, {off + size}, drop");
                 lines.Add($"ldx{size switch { 1 => "b", 2 => "h", _ => "w" }} r0, [r1+{off}]");
+                if (random.Next(5) == 0)
+                {
+                    // An offset from the data, bounded by a drop test, then loaded through: the test guards the load.
+                    int bound = random.Next(0, 8);
+                    lines.Add($"jlt r2, {bound + 13}, drop\nldxw r3, [r1+8]\njgt r3, {bound}, drop\nadd r3, r1\nldxb r0, [r3+12]");
+                }
                 if (random.Next(3) == 0) lines.Add($"and r0, {random.Next(1, 256)}");
                 string Target() => random.Next(4) switch
                 {

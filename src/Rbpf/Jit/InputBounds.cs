@@ -455,7 +455,16 @@ internal static class InputBounds
 
     /// <summary><see cref="Analyze(DecodedInsn[])"/> within <paramref name="maxSteps"/> slots processed; null
     /// (nothing proven, every loop polled) when it needs more.</summary>
-    internal static Facts? Analyze(DecodedInsn[] code, long maxSteps)
+    internal static Facts? Analyze(DecodedInsn[] code, long maxSteps) => Analyze(code, maxSteps, null);
+
+    /// <summary>
+    /// The analysis as if the conditional jumps marked in <paramref name="unrefined"/> told nothing:
+    /// both sides go on with what was known before them. What it proves holds however those jumps
+    /// go, for code that may run past them the other way (the JIT's drops turned into a flag).
+    /// </summary>
+    public static Facts? Analyze(DecodedInsn[] code, bool[] unrefined) => Analyze(code, StepsPerSlot * code.Length + 100_000, unrefined);
+
+    private static Facts? Analyze(DecodedInsn[] code, long maxSteps, bool[]? unrefined)
     {
         int n = code.Length;
         // Nothing to prove without a comparison involving r2 or a value computed from it (n = len >> 2):
@@ -510,6 +519,10 @@ internal static class InputBounds
                     break;
                 case Op.Ja:
                     Merge(i.Off, s);
+                    break;
+                case >= Op.Jeq64Imm and <= Op.Jsle32Reg when unrefined != null && unrefined[pc]:
+                    Merge(i.Off, s.Clone());
+                    Merge(pc + 1, s);
                     break;
                 case >= Op.Jeq64Imm and <= Op.Jsle32Reg:
                 {

@@ -1768,7 +1768,8 @@ internal sealed class X64Compiler
     /// cannot fail, loop, or change anything but its registers and stack whichever way its tests
     /// go: every input access proven inside the input (<see cref="InputBounds"/>), no stores but
     /// to the stack, no calls, atomics or legacy packet loads, no backward jumps; with an eBPF
-    /// register it never names for the flag, and no instruction counting or blinding.
+    /// register it never names for the flag, and no instruction counting or blinding. The input
+    /// accesses must be proven without what the drop tests tell, since the run goes past them.
     /// </summary>
     private bool CanTurnDropsIntoAFlag()
     {
@@ -1799,7 +1800,23 @@ internal sealed class X64Compiler
                     break;
             }
         }
-        return any;
+        if (!any) return false;
+        // The run goes on past the tests that would drop, the way the program does not: the loads
+        // must stay inside the input whichever way those tests go (a test that bounds an offset,
+        // `if (off > 56) drop`, no longer guards the load through it). So prove them again with
+        // the tests telling nothing.
+        var forced = new bool[code.Length];
+        for (int pc = 0; pc < code.Length - 1; pc++)
+            forced[pc] = code[pc].Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && !(pc > 0 && code[pc - 1].Op == Op.Lddw) && DropSide(pc) != 0;
+        var proven = InputBounds.Analyze(code, forced)?.Proven;
+        for (int pc = 0; pc < code.Length - 1; pc++)
+        {
+            var i = code[pc];
+            if (i.Op is >= Op.LdxB and <= Op.LdxSW && !(pc > 0 && code[pc - 1].Op == Op.Lddw)
+                && !_target.InsideFrame(i.Src, i.Off, JitTarget.AccessSize(i.Op)) && !(proven?[pc] ?? false))
+                return false;
+        }
+        return true;
     }
 
     /// <summary>
