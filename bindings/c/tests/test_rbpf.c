@@ -670,6 +670,34 @@ static void test_jit_function(void)
     CHECK(strstr(rbpf_last_error(), "result is NULL") != NULL);
     rbpf_vm_destroy(vm);
 
+    /* A program with nothing to check (its load guarded by the length) runs with the lean entry:
+     * the same results and the same argument errors. */
+    vm = assemble_vm(RBPF_VM_RAW, "jlt r2, 6, +2\nldxw r0, [r1+2]\nexit\nmov r0, 7\nexit");
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_jit_function(vm, &fn), RBPF_OK);
+    CHECK_RC(fn(mem, 6, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 0x44332211u);
+    CHECK_RC(fn(mem, 5, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 7);
+    CHECK_RC(fn(NULL, 0, NULL, 0, &r), RBPF_OK); /* no input at all is an empty input */
+    CHECK(r == 7);
+    CHECK_RC(fn(mem, 6, mem, 0, &r), RBPF_OK); /* a metadata pointer without a length is no buffer */
+    CHECK(r == 0x44332211u);
+    r = 77;
+    CHECK_RC(fn(NULL, 3, NULL, 0, &r), RBPF_E_INVALID_ARGUMENT);
+    CHECK(strstr(rbpf_last_error(), "mem is NULL but mem_len is 3") != NULL);
+    CHECK_RC(fn(mem, 6, NULL, 4, &r), RBPF_E_INVALID_ARGUMENT);
+    CHECK(strstr(rbpf_last_error(), "mbuff is NULL") != NULL);
+    CHECK_RC(fn(mem, 6, mem, 4, &r), RBPF_E_INVALID_ARGUMENT);
+    CHECK(strstr(rbpf_last_error(), "takes no metadata buffer") != NULL);
+    CHECK_RC(fn(mem, 6, NULL, 0, NULL), RBPF_E_INVALID_ARGUMENT);
+    CHECK(strstr(rbpf_last_error(), "result is NULL") != NULL);
+    CHECK(r == 77);
+    CHECK_RC(rbpf_vm_execute_jit(vm, mem, 6, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 0x44332211u);
+    CHECK_RC(rbpf_vm_execute_jit(vm, mem, 6, mem, 4, &r), RBPF_E_INVALID_ARGUMENT);
+    rbpf_vm_destroy(vm);
+
     /* Metadata buffers: the caller's, and the one a fixed-mbuff VM builds. */
     uint8_t mbuff[16] = {0x21, 0x43};
     vm = assemble_vm(RBPF_VM_MBUFF, "ldxh r0, [r1]\nadd r0, r2\nexit");

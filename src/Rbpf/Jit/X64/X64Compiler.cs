@@ -115,6 +115,7 @@ internal sealed class X64Compiler
         _polls = BoundedLoops.PollsFor(_program, _target.Kind, facts);
         _dropsAsFlag = CanTurnDropsIntoAFlag();
         _boundSizes = BoundSizes(blockStarts); // also finds the fused groups the loop below emits
+        _lean = CanRunLean();
         _errorExit = _a.CreateLabel();
         _exitWithResult = _a.CreateLabel();
         _ret = _a.CreateLabel();
@@ -248,6 +249,21 @@ internal sealed class X64Compiler
         if (inline && ++_inlineExits > 16)
         {
             _a.jmp(_exitWithResult);
+            return;
+        }
+        if (_lean)
+        {
+            // No context: the result pointer is on the stack, above the saved registers' pushes.
+            if (_keep is { } flag)
+            {
+                _a.test(flag, flag);
+                _a.cmov(4, rax, flag); // cmovz: a drop passed over on the way
+            }
+            _a.pop(r10);
+            _a.mov(__qword_ptr[r10], rax);
+            for (int k = _saved.Length - 1; k >= 0; k--) _a.pop(_saved[k]);
+            _a.xor(eax, eax);
+            _a.ret();
             return;
         }
         if (_keep is { } keep)
@@ -407,6 +423,11 @@ internal sealed class X64Compiler
     /// </summary>
     private void EmitEntry()
     {
+        if (_lean)
+        {
+            EmitLeanEntry();
+            return;
+        }
         // rbp (r10) and r12 (the context) always; r6-r9's registers only if the program uses them.
         var saved = new List<Gpr64> { rbp, r12 };
         for (int r = 6; r <= 9; r++)
@@ -463,6 +484,129 @@ internal sealed class X64Compiler
         }
         EmitCallSetup();
         EmitRunSetup();
+    }
+
+    /// <summary>Whether the program runs with the lean entry (<see cref="CanRunLean"/>).</summary>
+    private bool _lean;
+
+    /// <summary>
+    /// Whether the program can run without a context or a frame: a raw VM's program (System V,
+    /// single runs) that cannot fail once its arguments are good and needs nothing but its registers:
+    /// no memory access left to check, no stack (r10 unnamed), no calls, packet loads or atomics, no
+    /// interrupt polls, no instruction limit, no illegal slot but the trailing one, which nothing
+    /// reaches. Most classic BPF filters are such programs; their per-call cost is the entry's.
+    /// </summary>
+    private bool CanRunLean()
+    {
+        var code = _program.Code;
+        if (_win64 || _batch || _countInstructions || _hasLocalCalls || _target.Kind != VmKind.Raw) return false;
+        if (_options.CheckedMemory && _anyCheck || UsesRegister(10)) return false;
+        if (_options.Interruptible && Array.IndexOf(_polls, true) >= 0) return false;
+        int n = code.Length;
+        for (int pc = 0; pc < n - 1; pc++)
+        {
+            var i = code[pc];
+            if (pc > 0 && code[pc - 1].Op == Op.Lddw) continue;
+            if (i.Op is Op.Call or Op.CallX or Op.CallLocal or Op.Illegal or (>= Op.LdAbsB and <= Op.LdIndDW) or (>= Op.Atomic32Add and <= Op.Atomic64CmpXchg))
+                return false;
+            if (i.Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg)
+                && (i.Off >= n - 1 || i.Off > 0 && code[i.Off - 1].Op == Op.Lddw)) // to the trailing slot, or into an lddw
+                return false;
+        }
+        // Nothing falls into the trailing illegal slot.
+        int last = n - 2;
+        if (last >= 1 && code[last - 1].Op == Op.Lddw) return false;
+        return last >= 0 && code[last].Op is Op.Exit or Op.Ja;
+    }
+
+    /// <summary>
+    /// The entry of a lean program (<see cref="CanRunLean"/>), at offset 0 for both entries (the
+    /// <see cref="JitExtra"/> in r9 brings only a stack and a fixed buffer, which it does not use): the
+    /// arguments checked inline, the result pointer pushed, the callee-saved registers the program
+    /// names saved, registers cleared; r1 and r2 are rdi and rsi already. Bad arguments go to a
+    /// slow path that builds a context only to report them as the full entry does.
+    /// </summary>
+    private void EmitLeanEntry()
+    {
+        var saved = new List<Gpr64>(5);
+        for (int r = 6; r <= 9; r++)
+            if (UsesRegister(r)) saved.Add(R64[r]);
+        if (_dropsAsFlag)
+            for (int r = 9; r >= 6; r--)
+                if (!UsesRegister(r))
+                {
+                    saved.Add((_keep = R64[r]).Value);
+                    break;
+                }
+        _saved = saved.ToArray();
+        _mainEntry = _a.CreateLabel();
+        Bind(ref _mainEntry);
+        var slow = _a.CreateLabel();
+        var nullMem = _a.CreateLabel();
+        var memOk = _a.CreateLabel();
+        _a.cmp(r8, BatchMarker); // the result pointer: NULL (or the batch marker) is refused
+        _a.jbe(slow);
+        _a.test(rcx, rcx); // a raw VM takes no metadata buffer
+        _a.jnz(slow);
+        _a.test(rdi, rdi);
+        _a.jz(nullMem);
+        Bind(ref memOk);
+        Cold(nullMem, () =>
+        {
+            _a.test(rsi, rsi);
+            _a.jnz(slow);
+            _a.jmp(memOk);
+        });
+        Cold(slow, EmitLeanArgumentFailure);
+        foreach (var r in _saved) _a.push(r);
+        _a.push(r8);
+        if (_keep is { } keep) _a.mov(new Gpr32(keep.N), 1);
+        int setFirst = SetBeforeRead();
+        foreach (int r in new[] { 0, 3, 4, 5, 6, 7, 8, 9 })
+            if (UsesRegister(r) && (setFirst & 1 << r) == 0) _a.xor(R32[r], R32[r]);
+    }
+
+    /// <summary>
+    /// A lean program's bad arguments: a context on the stack, the checks of the full entry in its
+    /// order (result, metadata buffer, memory), and the runtime's report; returns the status.
+    /// </summary>
+    private void EmitLeanArgumentFailure()
+    {
+        int frame = ((JitContext.Size + 15) & ~15) + 8; // two pushes and this: rsp 16-byte aligned at the call
+        var fail = _a.CreateLabel();
+        _a.push(rbp);
+        _a.push(r12);
+        _a.sub(rsp, frame);
+        _a.mov(r12, rsp);
+        _a.mov(r10, (ulong)_target.Link);
+        _a.mov(CtxQ(JitContext.OffLink), r10);
+        _a.mov(CtxQ(JitContext.OffResultPtr), r8);
+        void Check(int which, Action<X64Label> jumpIfGood)
+        {
+            var ok = _a.CreateLabel();
+            jumpIfGood(ok);
+            _a.mov(CtxD(JitContext.OffFaultSize), which);
+            _a.mov(CtxD(JitContext.OffFaultPc), -1);
+            _a.jmp(fail);
+            Bind(ref ok);
+        }
+        Check(JitRuntime.BadResult, ok => { _a.cmp(r8, BatchMarker); _a.ja(ok); });
+        Check(JitRuntime.BadMbuff, ok => { _a.test(rdx, rdx); _a.jnz(ok); _a.test(rcx, rcx); _a.jz(ok); }); // NULL with a length
+        Check(JitRuntime.UnusedMbuff, ok => { _a.test(rcx, rcx); _a.jz(ok); });
+        _a.mov(CtxQ(JitContext.OffPacketLength), rsi); // for the message
+        Check(JitRuntime.BadMem, ok => { _a.test(rdi, rdi); _a.jnz(ok); _a.test(rsi, rsi); _a.jz(ok); });
+        // Not reached (the fast checks came here for one of the above); reported as a bad result.
+        _a.mov(CtxD(JitContext.OffFaultSize), JitRuntime.BadResult);
+        _a.mov(CtxD(JitContext.OffFaultPc), -1);
+        Bind(ref fail);
+        _a.mov(rdi, r12);
+        _a.mov(esi, (int)RbpfErrorCode.InvalidArgument);
+        CallOut((ulong)JitRuntime.FailFn, 2);
+        _a.mov(rsp, r12);
+        _a.add(rsp, frame);
+        _a.pop(r12);
+        _a.pop(rbp);
+        _a.ret();
     }
 
     /// <summary>Bytes of the frame for a fixed metadata buffer built inline (up to <see cref="JitTarget.InlineFixedLimit"/>, 16-byte aligned); 0 when none, or when the caller brings it.</summary>
