@@ -74,4 +74,26 @@ public class LeanEntryTests
         Assert.DoesNotContain("r12", Prologue(lean));
         Assert.Contains("r12", Prologue(full));
     }
+
+    [SkippableFact]
+    public unsafe void NoDataProgramsRunLeanWithR1AndR2AtZero()
+    {
+        SkipWithoutX64();
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r0, r1\nadd r0, r2\nadd r0, 5\nexit"));
+        vm.JitCompile();
+        Assert.DoesNotContain("r12", Prologue(vm));
+        var mem = new byte[4];
+        fixed (byte* m = mem)
+        {
+            Assert.Equal(RbpfErrorCode.Ok, vm.TryExecuteJit(m, 0, null, 0, null, 0, out ulong r, out _));
+            Assert.Equal(5UL, r); // a pointer without a length: r1 is still 0
+            Assert.Equal(RbpfErrorCode.InvalidArgument, vm.TryExecuteJit(m, 4, null, 0, null, 0, out _, out var e1));
+            Assert.Contains("takes no input memory", e1!.Message);
+            Assert.Equal(RbpfErrorCode.InvalidArgument, vm.TryExecuteJit(null, 4, null, 0, null, 0, out _, out var e2));
+            Assert.Equal("mem is NULL but mem_len is 4", e2!.Message);
+            Assert.Equal(RbpfErrorCode.InvalidArgument, vm.TryExecuteJit(null, 0, m, 4, null, 0, out _, out var e3));
+            Assert.Contains("takes no metadata buffer", e3!.Message);
+        }
+        Assert.Equal(vm.Execute(), vm.ExecuteJit());
+    }
 }

@@ -490,7 +490,7 @@ internal sealed class X64Compiler
     private bool _lean;
 
     /// <summary>
-    /// Whether the program can run without a context or a frame: a raw VM's program (System V,
+    /// Whether the program can run without a context or a frame: a raw or no-data VM's program (System V,
     /// single runs) that cannot fail once its arguments are good and needs nothing but its registers:
     /// no memory access left to check, no stack (r10 unnamed), no calls, packet loads or atomics, no
     /// interrupt polls, no instruction limit, no illegal slot but the trailing one, which nothing
@@ -499,7 +499,7 @@ internal sealed class X64Compiler
     private bool CanRunLean()
     {
         var code = _program.Code;
-        if (_win64 || _batch || _countInstructions || _hasLocalCalls || _target.Kind != VmKind.Raw) return false;
+        if (_win64 || _batch || _countInstructions || _hasLocalCalls || _target.Kind is not (VmKind.Raw or VmKind.NoData)) return false;
         if (_options.CheckedMemory && _anyCheck || UsesRegister(10)) return false;
         if (_options.Interruptible && Array.IndexOf(_polls, true) >= 0) return false;
         int n = code.Length;
@@ -548,18 +548,27 @@ internal sealed class X64Compiler
         _a.jbe(slow);
         _a.test(rcx, rcx); // a raw VM takes no metadata buffer
         _a.jnz(slow);
-        _a.test(rdi, rdi);
-        _a.jz(nullMem);
-        Bind(ref memOk);
-        Cold(nullMem, () =>
+        if (_target.Kind == VmKind.NoData)
         {
-            _a.test(rsi, rsi);
+            _a.test(rsi, rsi); // no input either; r1 and r2 are 0
             _a.jnz(slow);
-            _a.jmp(memOk);
-        });
+        }
+        else
+        {
+            _a.test(rdi, rdi);
+            _a.jz(nullMem);
+            Bind(ref memOk);
+            Cold(nullMem, () =>
+            {
+                _a.test(rsi, rsi);
+                _a.jnz(slow);
+                _a.jmp(memOk);
+            });
+        }
         Cold(slow, EmitLeanArgumentFailure);
         foreach (var r in _saved) _a.push(r);
         _a.push(r8);
+        if (_target.Kind == VmKind.NoData && UsesRegister(1)) _a.xor(edi, edi);
         if (_keep is { } keep) _a.mov(new Gpr32(keep.N), 1);
         int setFirst = SetBeforeRead();
         foreach (int r in new[] { 0, 3, 4, 5, 6, 7, 8, 9 })
@@ -595,6 +604,7 @@ internal sealed class X64Compiler
         Check(JitRuntime.UnusedMbuff, ok => { _a.test(rcx, rcx); _a.jz(ok); });
         _a.mov(CtxQ(JitContext.OffPacketLength), rsi); // for the message
         Check(JitRuntime.BadMem, ok => { _a.test(rdi, rdi); _a.jnz(ok); _a.test(rsi, rsi); _a.jz(ok); });
+        if (_target.Kind == VmKind.NoData) Check(JitRuntime.UnusedMem, ok => { _a.test(rsi, rsi); _a.jz(ok); });
         // Not reached (the fast checks came here for one of the above); reported as a bad result.
         _a.mov(CtxD(JitContext.OffFaultSize), JitRuntime.BadResult);
         _a.mov(CtxD(JitContext.OffFaultPc), -1);
