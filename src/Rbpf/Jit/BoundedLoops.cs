@@ -19,6 +19,14 @@ namespace Rbpf.Jit;
 /// the loop from outside) add at most one. Another loop head every cycle through which passes a
 /// qualifying head needs no poll either: it goes round no more often.
 /// </para>
+/// <para>
+/// A head also qualifies, without r2, when x moves down by a constant from 1 to 2^20 on every way
+/// back and the input analysis knows x to be at most L at h on every path there (clang's
+/// <c>while (j &gt; 0) j--</c> from an index): x cannot pass 0 without wrapping to near 2^64, above
+/// L, so it goes back at most L + 1 times. And an inner loop whose own rounds are bounded so, but
+/// which the outer loop enters again and again, has its poll moved to the outer ways back
+/// (<see cref="MovedPolls"/>).
+/// </para>
 /// </summary>
 internal static class BoundedLoops
 {
