@@ -1950,7 +1950,7 @@ internal sealed class X64Compiler
                     break;
                 case >= Op.Jeq64Imm and <= Op.Jsle32Reg:
                     if (i.Off <= pc) return false;
-                    any |= DropSide(pc) != 0;
+                    any |= BecomesFlag(pc);
                     break;
             }
         }
@@ -1961,7 +1961,7 @@ internal sealed class X64Compiler
         // the tests telling nothing.
         var forced = new bool[code.Length];
         for (int pc = 0; pc < code.Length - 1; pc++)
-            forced[pc] = code[pc].Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && !(pc > 0 && code[pc - 1].Op == Op.Lddw) && DropSide(pc) != 0;
+            forced[pc] = code[pc].Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && !(pc > 0 && code[pc - 1].Op == Op.Lddw) && BecomesFlag(pc);
         var proven = InputBounds.Analyze(code, forced)?.Proven;
         for (int pc = 0; pc < code.Length - 1; pc++)
         {
@@ -1972,6 +1972,11 @@ internal sealed class X64Compiler
         }
         return true;
     }
+
+    /// <summary>Whether the conditional jump at <paramref name="pc"/> clears the flag rather than branching: one
+    /// side drops, and not both sides end the run (those are one compare and a cmov, <see cref="TryEmitVerdict"/>).</summary>
+    private bool BecomesFlag(int pc) =>
+        DropSide(pc) != 0 && (TerminalConstant(_program.Code[pc].Off) is null || TerminalConstant(pc + 1) is null);
 
     /// <summary>
     /// For a conditional jump that tests the data (not r2, whose tests guard loads) and leads on
