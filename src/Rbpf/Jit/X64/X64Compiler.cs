@@ -251,26 +251,21 @@ internal sealed class X64Compiler
             _a.jmp(_exitWithResult);
             return;
         }
+        if (_keep is { } keep)
+        {
+            // A drop passed over on the way (TryEmitDropAsFlag): the verdict is 0.
+            _a.test(keep, keep);
+            _a.cmov(4, rax, keep); // cmovz
+        }
         if (_lean)
         {
             // No context: the result pointer is on the stack, above the saved registers' pushes.
-            if (_keep is { } flag)
-            {
-                _a.test(flag, flag);
-                _a.cmov(4, rax, flag); // cmovz: a drop passed over on the way
-            }
             _a.pop(r10);
             _a.mov(__qword_ptr[r10], rax);
             for (int k = _saved.Length - 1; k >= 0; k--) _a.pop(_saved[k]);
             _a.xor(eax, eax);
             _a.ret();
             return;
-        }
-        if (_keep is { } keep)
-        {
-            // A drop passed over on the way (TryEmitDropAsFlag): the verdict is 0.
-            _a.test(keep, keep);
-            _a.cmov(4, rax, keep); // cmovz
         }
         _a.mov(r10, CtxQ(JitContext.OffResultPtr));
         if (_batch)
@@ -569,10 +564,7 @@ internal sealed class X64Compiler
         foreach (var r in _saved) _a.push(r);
         _a.push(r8);
         if (_target.Kind == VmKind.NoData && UsesRegister(1)) _a.xor(edi, edi);
-        if (_keep is { } keep) _a.mov(new Gpr32(keep.N), 1);
-        int setFirst = SetBeforeRead();
-        foreach (int r in new[] { 0, 3, 4, 5, 6, 7, 8, 9 })
-            if (UsesRegister(r) && (setFirst & 1 << r) == 0) _a.xor(R32[r], R32[r]);
+        EmitRegisterStart();
     }
 
     /// <summary>
@@ -822,7 +814,15 @@ internal sealed class X64Compiler
                 break;
             }
         }
-        // Registers start at 0, as in the interpreter; one the program never names cannot be read.
+        EmitRegisterStart();
+    }
+
+    /// <summary>
+    /// Registers start at 0, as in the interpreter (one the program never names cannot be read, one
+    /// it sets first need not be cleared), and the drop flag at 1; r1, r2 and r10 are the entry's.
+    /// </summary>
+    private void EmitRegisterStart()
+    {
         if (_keep is { } keep) _a.mov(new Gpr32(keep.N), 1);
         int setFirst = SetBeforeRead();
         foreach (int r in new[] { 0, 3, 4, 5, 6, 7, 8, 9 })
@@ -1194,10 +1194,7 @@ internal sealed class X64Compiler
             case Op.Mov64Reg: value = R64[mov.Src]; break;
             default: _a.mov(r11d, R32[mov.Src]); break;                 // a 32-bit cmov would clear x's upper half even when it keeps x
         }
-        int cond = EmitCompare(code[pc]);
-        // x86 condition codes of jeq, jgt, jge, jset, jne, jsgt, jsge, jlt, jle, jslt, jsle; the opposite is the code ^ 1.
-        int cc = cond switch { 0 => 4, 1 => 7, 2 => 3, 3 => 5, 4 => 5, 5 => 15, 6 => 13, 7 => 2, 8 => 6, 9 => 12, _ => 14 };
-        _a.cmov(cc ^ 1, R64[mov.Dst], value);
+        _a.cmov(CondCodes[EmitCompare(code[pc])] ^ 1, R64[mov.Dst], value); // the opposite condition is the code ^ 1
         Bind(ref _pcLabels[pc + 1]); // no code of its own: nothing jumps to it
         return true;
     }
