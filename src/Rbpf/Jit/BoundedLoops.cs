@@ -25,7 +25,7 @@ namespace Rbpf.Jit;
 /// <c>while (j &gt; 0) j--</c> from an index): x cannot pass 0 without wrapping to near 2^64, above
 /// L, so it goes back at most L + 1 times. And an inner loop whose own rounds are bounded so, but
 /// which the outer loop enters again and again, has its poll moved to the outer ways back
-/// (<see cref="MovedPolls"/>).
+/// (<see cref="MovedPolls(DecodedInsn[], bool[], InputBounds.Facts, bool[])"/>).
 /// </para>
 /// </summary>
 internal static class BoundedLoops
@@ -80,8 +80,10 @@ internal static class BoundedLoops
     {
         if (kind != VmKind.Raw || facts == null || Array.IndexOf(program.PollPoints, true) < 0) return program.PollPoints;
         var code = program.Code;
-        var bounded = Find(code, program.PollPoints, facts);
-        var moved = MovedPolls(code, program.PollPoints, facts, bounded);
+        var preds = Predecessors(code);
+        var callTarget = CallTargets(code);
+        var bounded = Find(code, program.PollPoints, facts, preds, callTarget);
+        var moved = MovedPolls(code, program.PollPoints, facts, bounded, preds, callTarget);
         if (bounded == null && moved.Count == 0) return program.PollPoints;
         var polls = (bool[])program.PollPoints.Clone();
         for (int pc = 0; pc < polls.Length; pc++)
@@ -112,23 +114,16 @@ internal static class BoundedLoops
     /// polling the blocks of those latches instead of h leaves no cycle without a poll that can go
     /// round more than L + 1 times in a row. Returns each such head with its outer latches.
     /// </summary>
-    public static List<(int Head, List<int> OuterLatches)> MovedPolls(DecodedInsn[] code, bool[] pollPoints, InputBounds.Facts facts, bool[]? unpolled)
+    public static List<(int Head, List<int> OuterLatches)> MovedPolls(DecodedInsn[] code, bool[] pollPoints, InputBounds.Facts facts, bool[]? unpolled) =>
+        MovedPolls(code, pollPoints, facts, unpolled, Predecessors(code), CallTargets(code));
+
+    private static List<(int Head, List<int> OuterLatches)> MovedPolls(DecodedInsn[] code, bool[] pollPoints, InputBounds.Facts facts, bool[]? unpolled,
+        List<int>[] preds, bool[] callTarget)
     {
         var moved = new List<(int, List<int>)>();
-        int n = code.Length;
-        List<int>[]? preds = null;
-        bool[]? callTarget = null;
-        for (int h = 0; h < n; h++)
+        for (int h = 0; h < code.Length; h++)
         {
-            if (!pollPoints[h] || (unpolled?[h] ?? false)) continue;
-            preds ??= Predecessors(code);
-            if (callTarget == null)
-            {
-                callTarget = new bool[n];
-                foreach (var i in code)
-                    if (i.Op == Op.CallLocal && i.Off >= 0 && i.Off < n) callTarget[i.Off] = true;
-            }
-            if (callTarget[h]) continue;
+            if (!pollPoints[h] || (unpolled?[h] ?? false) || callTarget[h]) continue;
             var reached = Reached(code, h);
             var latches = preds[h].Where(p => p == h || reached[p]).Distinct().ToList();
             if (latches.Count < 2) continue; // one latch: the whole loop, which Find did not bound
@@ -147,16 +142,13 @@ internal static class BoundedLoops
     /// For each slot, whether it is the head of a loop that goes round at most once per input byte
     /// (see the class remarks); null when there is none.
     /// </summary>
-    public static bool[]? Find(DecodedInsn[] code, bool[] pollPoints, InputBounds.Facts facts)
+    public static bool[]? Find(DecodedInsn[] code, bool[] pollPoints, InputBounds.Facts facts) =>
+        Array.IndexOf(pollPoints, true) < 0 ? null : Find(code, pollPoints, facts, Predecessors(code), CallTargets(code)); // no loop heads (nor functions)
+
+    private static bool[]? Find(DecodedInsn[] code, bool[] pollPoints, InputBounds.Facts facts, List<int>[] preds, bool[] callTarget)
     {
         int n = code.Length;
-        if (Array.IndexOf(pollPoints, true) < 0) return null; // no loop heads (nor functions)
-
-        var preds = Predecessors(code);
         bool[]? bounded = null;
-        var callTarget = new bool[n];
-        foreach (var i in code)
-            if (i.Op == Op.CallLocal && i.Off >= 0 && i.Off < n) callTarget[i.Off] = true;
         for (int h = 0; h < n; h++)
         {
             if (!pollPoints[h] || callTarget[h]) continue;
@@ -171,6 +163,15 @@ internal static class BoundedLoops
             if (pollPoints[h] && !callTarget[h] && !bounded[h] && !OnCycle(code, h, bounded))
                 unpolled[h] = true;
         return unpolled;
+    }
+
+    /// <summary>The slots local calls go to (function entries: always polled, r2 unknown there).</summary>
+    private static bool[] CallTargets(DecodedInsn[] code)
+    {
+        var callTarget = new bool[code.Length];
+        foreach (var i in code)
+            if (i.Op == Op.CallLocal && i.Off >= 0 && i.Off < code.Length) callTarget[i.Off] = true;
+        return callTarget;
     }
 
     private static bool IsJump(DecodedInsn i) => i.Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg);
