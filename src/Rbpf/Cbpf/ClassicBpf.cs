@@ -212,8 +212,31 @@ public static class ClassicBpf
         string Hex(uint v) => "0x" + v.ToString("x", CultureInfo.InvariantCulture);
 
         E("; classic BPF: A w0, X w5, packet r1, length r2, scratch [r10-64, r10)");
-        E("mov32 r0, 0");
-        E("mov32 r5, 0");
+        var (readsA, readsX) = ReadBeforeWritten(program);
+        if (readsA) E("mov32 r0, 0");
+        if (readsX) E("mov32 r5, 0");
+        // A length check drops the packet when it is shorter than every path to an accepting
+        // return needs (NeededLength), so a short packet is dropped by the first check and the
+        // checks that follow it are known to pass: `known` is the length every path here has
+        // passed a check for.
+        ulong[] need = NeededLength(program);
+        var known = new ulong[program.Count];
+        if (need[0] != Unreachable && need[0] != 0 && need[0] <= int.MaxValue)
+        {
+            E($"jlt r2, {need[0]}, ret0");
+            known[0] = need[0];
+        }
+        for (int pc = 1; pc < program.Count; pc++) known[pc] = Unreachable;
+        void Reaches(int target, ulong length) => known[target] = Math.Min(known[target], length);
+        // The check before a load of `size` bytes at k: none when an earlier one covered it, else
+        // for as much as every accepting path from here needs. Returns the length known after it.
+        ulong LengthCheck(int pc, ulong end)
+        {
+            if (known[pc] >= end) return known[pc];
+            ulong check = need[pc] != Unreachable && need[pc] <= int.MaxValue ? Math.Max(need[pc], end) : end;
+            E($"jlt r2, {check}, ret0");
+            return check;
+        }
         bool scratch = program.Any(i => (i.Code & 0x07) is St or Stx || ((i.Code & 0x07) is Ld or Ldx && (i.Code & 0xe0) == Mem));
         if (scratch)
             for (int k = 0; k < ScratchWords / 2; k++) E($"stdw [r10-{8 * (k + 1)}], 0");
@@ -245,6 +268,7 @@ public static class ClassicBpf
             var i = program[pc];
             int code = i.Code;
             E($"{Target(pc)}:");
+            ulong after = known[pc]; // the length known after this instruction, when it goes on
             switch (code & 0x07)
             {
                 case Ld:
@@ -257,7 +281,7 @@ public static class ClassicBpf
                         {
                             // The usual header field: one compare with the length, a load at a constant offset.
                             int size = SizeOf(code);
-                            E($"jlt r2, {i.K + (uint)size}, ret0");
+                            after = LengthCheck(pc, i.K + (ulong)size);
                             E($"{(size == 1 ? "ldxb" : size == 2 ? "ldxh" : "ldxw")} r0, [r1+{i.K}]");
                             if (size == 2) E("be16 r0");
                             if (size == 4) E("be32 r0");
@@ -267,6 +291,7 @@ public static class ClassicBpf
                             LoadConstant("r3", i.K);
                             CheckedAddress(SizeOf(code));
                             Fetch("r0", SizeOf(code));
+                            after = Math.Max(after, i.K + (ulong)SizeOf(code));
                             break;
                         case Ind:
                             // X + k in 64 bits: no wrap, as bpf_filter refuses a sum past the packet.
@@ -275,6 +300,7 @@ public static class ClassicBpf
                             E("add r3, r4");
                             CheckedAddress(SizeOf(code));
                             Fetch("r0", SizeOf(code));
+                            after = Math.Max(after, i.K + (ulong)SizeOf(code));
                             break;
                     }
                     break;
@@ -286,7 +312,7 @@ public static class ClassicBpf
                         case Mem: E($"ldxw r5, [r10-{64 - 4 * (int)i.K}]"); break;
                         case Msh when i.K + 1u <= short.MaxValue:
                             // A constant offset, as for absolute loads: one compare with the length.
-                            E($"jlt r2, {i.K + 1u}, ret0");
+                            after = LengthCheck(pc, i.K + 1UL);
                             E($"ldxb r5, [r1+{i.K}]");
                             E("and32 r5, 0xf");
                             E("lsh32 r5, 2");
@@ -297,6 +323,7 @@ public static class ClassicBpf
                             Fetch("r5", 1);
                             E("and32 r5, 0xf");
                             E("lsh32 r5, 2");
+                            after = Math.Max(after, i.K + 1UL);
                             break;
                     }
                     break;
@@ -331,9 +358,12 @@ public static class ClassicBpf
                     int op = code & 0xf0;
                     if (op == Ja)
                     {
+                        Reaches(pc + 1 + (int)i.K, after);
                         E($"ja {Target(pc + 1 + (int)i.K)}");
                         break;
                     }
+                    Reaches(pc + 1 + i.Jt, after);
+                    Reaches(pc + 1 + i.Jf, after);
                     string t = Target(pc + 1 + i.Jt), f = Target(pc + 1 + i.Jf);
                     if (i.Jt == i.Jf)
                     {
@@ -347,18 +377,92 @@ public static class ClassicBpf
                     break;
                 }
                 case Ret:
-                    if ((code & 0x18) == A) E("mov32 r0, r0");
-                    else E($"mov32 r0, {Hex(i.K)}");
+                    // A's upper half is always zero: every write of w0 zero-extends.
+                    if ((code & 0x18) != A) E($"mov32 r0, {Hex(i.K)}");
                     E("exit");
                     break;
                 case Misc:
                     E((code & 0xf8) == Tax ? "mov32 r5, r0" : "mov32 r0, r5");
                     break;
             }
+            if ((code & 0x07) is not (Jmp or Ret) && pc + 1 < program.Count) Reaches(pc + 1, after);
         }
         E("ret0:");
         E("mov32 r0, 0");
         E("exit");
         return sb.ToString();
+    }
+
+    /// <summary>The length of no path to an accepting return (<see cref="NeededLength"/>).</summary>
+    private const ulong Unreachable = ulong.MaxValue;
+
+    /// <summary>
+    /// For each instruction, a packet length that every path from it to a return of something
+    /// other than 0 needs: the path passes a load whose bytes end there, and a load past the end
+    /// drops. A shorter packet therefore gets 0 from that instruction on, whichever way it goes
+    /// (classic programs have no side effects, and a division by 0 also drops), so one check of
+    /// this length can stand for all the checks after it. <see cref="Unreachable"/> where no path
+    /// returns anything but 0; 0 where one needs no load.
+    /// </summary>
+    private static ulong[] NeededLength(IReadOnlyList<CbpfInstruction> program)
+    {
+        var need = new ulong[program.Count];
+        for (int pc = program.Count - 1; pc >= 0; pc--) // jumps go forward only
+        {
+            var i = program[pc];
+            int code = i.Code;
+            ulong next = pc + 1 < program.Count ? need[pc + 1] : Unreachable;
+            switch (code & 0x07)
+            {
+                case Ret:
+                    need[pc] = (code & 0x18) == A || i.K != 0 ? 0 : Unreachable;
+                    break;
+                case Jmp:
+                    need[pc] = (code & 0xf0) == Ja
+                        ? need[pc + 1 + (int)i.K]
+                        : Math.Min(need[pc + 1 + i.Jt], need[pc + 1 + i.Jf]);
+                    break;
+                case Ld when (code & 0xe0) is Abs or Ind:
+                    // An indirect load at X + k needs at least k + size bytes.
+                    need[pc] = Math.Max(next, i.K + (ulong)((code & 0x18) switch { H => 2, B => 1, _ => 4 }));
+                    break;
+                case Ldx when (code & 0xe0) == Msh:
+                    need[pc] = Math.Max(next, i.K + 1UL);
+                    break;
+                default:
+                    need[pc] = next;
+                    break;
+            }
+        }
+        return need;
+    }
+
+    /// <summary>Whether some path reads A, and X, before writing it: only then does the
+    /// translation set it to 0 first.</summary>
+    private static (bool A, bool X) ReadBeforeWritten(IReadOnlyList<CbpfInstruction> program)
+    {
+        // Backward liveness over forward jumps: bit 0 A, bit 1 X live before each instruction.
+        var live = new int[program.Count];
+        for (int pc = program.Count - 1; pc >= 0; pc--)
+        {
+            var i = program[pc];
+            int code = i.Code;
+            int next = pc + 1 < program.Count ? live[pc + 1] : 0;
+            bool fromX = (code & 0x08) != 0;
+            live[pc] = (code & 0x07) switch
+            {
+                Ld when (code & 0xe0) == Ind => (next & ~1) | 2,
+                Ld => next & ~1,
+                Ldx => next & ~2,
+                St => next | 1,
+                Stx => next | 2,
+                Alu => next | 1 | (fromX && (code & 0xf0) != Neg ? 2 : 0),
+                Jmp when (code & 0xf0) == Ja => live[pc + 1 + (int)i.K],
+                Jmp => live[pc + 1 + i.Jt] | live[pc + 1 + i.Jf] | (i.Jt == i.Jf ? 0 : 1 | (fromX ? 2 : 0)),
+                Ret => (code & 0x18) == A ? 1 : 0,
+                _ => (code & 0xf8) == Tax ? (next & ~2) | 1 : (next & ~1) | 2,
+            };
+        }
+        return ((live[0] & 1) != 0, (live[0] & 2) != 0);
     }
 }
