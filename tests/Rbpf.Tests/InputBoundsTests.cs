@@ -603,6 +603,35 @@ public class InputBoundsTests
         Assert.DoesNotContain("cmov", TestUtil.MachineCode(vm.JitDisassembly(), 2));
     }
 
+    /// <summary>A classic translation's "if (c) goto next; goto drop; next:" as a flag: the ja to the
+    /// drop is left out and the run falls through, no jump at all; a ja something else lands on stays.</summary>
+    [SkippableFact]
+    public void AFlaggedTestFallsThroughWhereItsJaToTheDropWas()
+    {
+        SkipWithoutX64();
+        string text = "jlt r2, 2, drop\nldxb r0, [r1]\njeq r0, 6, next\nja drop\nnext:\nldxb r0, [r1+1]\njeq r0, 80, accept\nja drop\naccept:\nmov r0, 1\nexit\ndrop:\nmov r0, 0\nexit";
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(text));
+        vm.JitCompile();
+        var machine = TestUtil.MachineCode(vm.JitDisassembly(), 2, 3);
+        Assert.Contains("cmov", machine);
+        Assert.DoesNotContain("jmp", machine);
+        foreach (var (input, expected) in new[] { (new byte[] { 6, 80 }, 1UL), (new byte[] { 6, 81 }, 0UL), (new byte[] { 17, 80 }, 0UL), (new byte[] { 6 }, 0UL) })
+        {
+            Assert.Equal(expected, vm.Execute(input));
+            Assert.Equal(expected, vm.ExecuteJit(input));
+        }
+        // The same with a jump landing on the ja (from a branch whose both sides go on): the ja keeps its code.
+        text = "jlt r2, 2, drop\nldxb r0, [r1]\njgt r0, 200, big\nja test\nbig:\nmov r3, 5\nja skip\ntest:\njeq r0, 6, next\nskip:\nja drop\nnext:\nldxb r0, [r1+1]\njeq r0, 80, accept\nja drop\naccept:\nmov r0, 1\nexit\ndrop:\nmov r0, 0\nexit";
+        vm = EbpfVm.CreateRaw(Assembler.Assemble(text));
+        vm.JitCompile();
+        Assert.Contains("cmov", TestUtil.MachineCode(vm.JitDisassembly(), 6)); // the test is a flag, its ja stays
+        foreach (var (input, expected) in new[] { (new byte[] { 6, 80 }, 1UL), (new byte[] { 201, 80 }, 0UL), (new byte[] { 17, 80 }, 0UL), (new byte[] { 6, 1 }, 0UL) })
+        {
+            Assert.Equal(expected, vm.Execute(input));
+            Assert.Equal(expected, vm.ExecuteJit(input));
+        }
+    }
+
     [SkippableFact]
     public void ADropTestThatBoundsAnOffsetStaysABranch()
     {

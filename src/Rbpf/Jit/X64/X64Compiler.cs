@@ -162,7 +162,16 @@ internal sealed class X64Compiler
                 pc += 3;
                 continue;
             }
-            if (TryEmitVerdict(pc) || TryEmitDropAsFlag(pc)) continue;
+            if (TryEmitVerdict(pc)) continue;
+            if (TryEmitDropAsFlag(pc, out bool jaLeftOut))
+            {
+                if (jaLeftOut)
+                {
+                    Bind(ref _pcLabels[pc + 1]); // no code of its own: nothing runs or lands there
+                    pc++;
+                }
+                continue;
+            }
             if (TryEmitSelect(pc))
             {
                 pc++;
@@ -1996,19 +2005,27 @@ internal sealed class X64Compiler
     /// The result is the same (the drop's 0, or what the path not dropped returns), and a filter
     /// over mixed traffic no longer mispredicts its protocol and port tests.
     /// </summary>
-    private bool TryEmitDropAsFlag(int pc)
+    /// <remarks>When the fallthrough that drops is a <c>ja</c> to the drop that nothing else
+    /// reaches and the test's target is just past it (classic translations: <c>jeq r0, 0x800, c2;
+    /// ja drop; c2:</c>), the run no longer goes there: the <c>ja</c> is left out
+    /// (<paramref name="jaLeftOut"/>) and the run falls through to the target.</remarks>
+    private bool TryEmitDropAsFlag(int pc, out bool jaLeftOut)
     {
+        jaLeftOut = false;
         if (_keep is not { } keep || _program.Code[pc].Op is < Op.Jeq64Imm or > Op.Jsle32Reg) return false;
         int side = DropSide(pc);
         if (side == 0) return false;
         var i = _program.Code[pc];
+        var code = _program.Code;
         _a.xor(r11d, r11d);
         int cc = CondCodes[EmitCompare(i)];
         if (side > 0) _a.cmov(cc, keep, r11); // taken drops: the run goes on below
         else
         {
             _a.cmov(cc ^ 1, keep, r11); // the fallthrough drops: the run goes on at the target
-            _a.jmp(_pcLabels[i.Off]);
+            jaLeftOut = i.Off == pc + 2 && code[pc + 1].Op == Op.Ja && !IsJumpTarget(pc + 1)
+                && !_program.PollPoints[pc + 1] && !(_options.Interruptible && _polls[pc + 1]);
+            if (!jaLeftOut) _a.jmp(_pcLabels[i.Off]);
         }
         return true;
     }
