@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Rbpf;
 
 /// <summary>
@@ -84,6 +86,7 @@ internal sealed class DecodedProgram
         Bytes = bytes;
         Instructions = instructions;
         Code = code;
+        unsafe { CodeStart = (DecodedInsn*)Unsafe.AsPointer(ref code[0]); }
         Problems = problems;
         StackReach = ComputeStackReach(code);
         PollPoints = MarkBlocks(code);
@@ -186,6 +189,9 @@ internal sealed class DecodedProgram
     /// <summary>The decoded slots, one more than <see cref="Instructions"/>.</summary>
     public DecodedInsn[] Code { get; }
 
+    /// <summary>The first slot of <see cref="Code"/>, which is pinned: valid while this object lives.</summary>
+    public unsafe DecodedInsn* CodeStart { get; }
+
     /// <summary>Why each illegal slot is illegal.</summary>
     public Dictionary<int, string> Problems { get; }
 
@@ -193,7 +199,8 @@ internal sealed class DecodedProgram
     {
         var insns = Instruction.ReadAll(program);
         var tails = Verifier.LddwTails(insns);
-        var code = new DecodedInsn[insns.Length + 1];
+        // Pinned: the interpreter runs it through a pointer kept beside it (CodeStart), no fixed per run.
+        var code = GC.AllocateArray<DecodedInsn>(insns.Length + 1, pinned: true);
         var problems = new Dictionary<int, string>();
         for (int pc = 0; pc < insns.Length; pc++)
         {

@@ -165,6 +165,7 @@ public sealed class EbpfVm : IDisposable
             if (_program != null && value != _programType)
                 throw new RbpfException(RbpfErrorCode.InvalidArgument, "set the program type before loading the program");
             _programType = value;
+            KernelPacketLoads = value is Programs.ProgramType.SocketFilter or Programs.ProgramType.SchedCls or Programs.ProgramType.SchedAct;
             if (value == Programs.ProgramType.Xdp) Programs.KernelContexts.RegisterXdpHelpers(this);
             else if (value != Programs.ProgramType.None) Programs.KernelContexts.RegisterSkbHelpers(this);
         }
@@ -172,8 +173,7 @@ public sealed class EbpfVm : IDisposable
 
     /// <summary>Whether LD_ABS and LD_IND have the kernel's meaning (socket and tc programs): network
     /// byte order, and a load outside the packet ends the program with 0.</summary>
-    internal bool KernelPacketLoads => _programType is Programs.ProgramType.SocketFilter or Programs.ProgramType.SchedCls
-        or Programs.ProgramType.SchedAct;
+    internal bool KernelPacketLoads { get; private set; }
 
     /// <summary>A VM for programs of a kernel type (see <see cref="ProgramType"/>).</summary>
     public static EbpfVm ForProgramType(Programs.ProgramType type) => new(VmKind.Mbuff) { ProgramType = type };

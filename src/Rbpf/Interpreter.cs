@@ -87,6 +87,9 @@ internal unsafe struct ExecutionState
     /// <summary>The VM's interrupt word, and its value as the run began (<see cref="EbpfVm.Interrupt"/>).</summary>
     public uint* InterruptWord;
     public uint InterruptEpoch;
+    /// <summary>r0-r10 (and room to 16): here rather than in an allocation of their own, so a run
+    /// sets up one block of its frame.</summary>
+    public fixed ulong Registers[16];
 
     /// <summary>
     /// Whether the access is allowed. The input and the stack frames in use (both writable) are
@@ -224,7 +227,7 @@ internal static unsafe class Interpreter
         var helpers = vm.Helpers;
         try
         {
-            ulong* r = stackalloc ulong[16];
+            ulong* r = st.Registers;
             r[0] = 0; r[3] = 0; r[4] = 0; r[5] = 0; r[6] = 0; r[7] = 0; r[8] = 0; r[9] = 0;
             r[1] = r1;
             r[2] = r2;
@@ -240,15 +243,19 @@ internal static unsafe class Interpreter
             st.Budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
             DecodedInsn* code0 = null; // the first slot
             DecodedInsn* ip = null;    // the next slot to run
-            fixed (DecodedInsn* code = program.Code)
             {
-                code0 = ip = code;
+                code0 = ip = program.CodeStart; // pinned; program is kept alive below
                 while (true)
                 {
                     // The common instructions run in RunBlock, a method small enough for its
                     // instruction pointer to stay in a register; it returns here for the others.
                     DecodedInsn* i = RunBlock<TObserver, TBudget>(ip, code0, r, &st, vm, ref observer);
                     ip = i + 1;
+                    if (st.Stop == StopReason.Other && i->Op == Op.Exit && depth == 0)
+                    {
+                        result = r[0];
+                        return null;
+                    }
                     switch (st.Stop)
                     {
                         case StopReason.Limit: goto Limit;
@@ -256,11 +263,6 @@ internal static unsafe class Interpreter
                         case StopReason.PacketFault: goto PacketFault;
                         case StopReason.Interrupted: goto Interrupted;
                         case StopReason.EndWithZero: result = 0; return null; // a kernel packet load outside the packet
-                    }
-                    if (i->Op == Op.Exit && depth == 0)
-                    {
-                        result = r[0];
-                        return null;
                     }
                     ulong a;
                     switch (i->Op)
@@ -372,6 +374,7 @@ internal static unsafe class Interpreter
         finally
         {
             GC.KeepAlive(elf); // its data regions are in use until here
+            GC.KeepAlive(program); // its code too
             if (heap != null) NativeMemory.Free(heap);
         }
     }
