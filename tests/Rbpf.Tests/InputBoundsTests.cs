@@ -688,7 +688,11 @@ public class InputBoundsTests
                     1 => $"accept{random.Next(2)}",
                     _ => b + 1 < blocks ? $"b{random.Next(b + 1, blocks)}" : "drop",
                 };
-                lines.Add($"{tests[random.Next(tests.Length)]} r0, {random.Next(0, 8) * (random.Next(2) == 0 ? 1 : 37)}, {Target()}");
+                // Sometimes a chain of tests with one target (the JIT's TryEmitAnyOf).
+                string target = Target();
+                int chain = random.Next(3) == 0 ? random.Next(2, 5) : 1;
+                for (int c = 0; c < chain; c++)
+                    lines.Add($"{tests[random.Next(tests.Length)]} r0, {random.Next(0, 8) * (random.Next(2) == 0 ? 1 : 37)}, {target}");
                 if (random.Next(2) == 0) lines.Add($"ja {Target()}");
             }
             lines.Add("ja drop");

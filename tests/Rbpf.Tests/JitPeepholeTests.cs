@@ -353,4 +353,47 @@ public class JitPeepholeTests
         var other = TestUtil.MachineCode(SameOnManyValues($"mov r3, 7\n{jump.Replace(", 0,", ", 1,")}\nmov r3, 9", "r3"), 3);
         Assert.Contains("cmp ", other);
     }
+
+    /// <summary>Tests that all jump to one place (a protocol list) are compares and cmovs, with one
+    /// branch, or none when the fallthrough drops (a flag) or both sides end the run (a verdict).</summary>
+    [SkippableFact]
+    public void ATestChainWithOneTargetIsCompareAndCmov()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported && !ExecutableMemory.IsArm64, "x86-64 JIT listings");
+        static int Count(string machine, string mnemonic) =>
+            machine.Split('\n').Count(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is { Length: > 1 } f && f[1].StartsWith(mnemonic, StringComparison.Ordinal));
+        const string list = "jeq r0, 132, t\njeq r0, 6, t\njeq32 r0, 17, t\n";
+        // One branch: a store into the input keeps drops branches, and the fallthrough goes on.
+        var branch = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 2, drop\nstb [r1+1], 9\nldxb r0, [r1]\n" + list +
+            "mov r0, 5\nexit\nt:\nldxb r0, [r1+1]\nexit\ndrop:\nmov r0, 0\nexit"));
+        // A flag: the fallthrough drops, and the run goes on at t.
+        var flag = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 2, drop\nldxb r0, [r1]\n" + list +
+            "ja drop\nt:\nldxb r0, [r1+1]\njeq r0, 80, accept\nja drop\naccept:\nmov r0, 1\nexit\ndrop:\nmov r0, 0\nexit"));
+        // A verdict: both sides end with constants.
+        var verdict = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 2, drop\nldxb r0, [r1]\n" + list +
+            "drop:\nmov r0, 0\nexit\nt:\nmov r0, 7\nexit"));
+        foreach (var vm in new[] { branch, flag, verdict }) vm.JitCompile();
+        string b = TestUtil.MachineCode(branch.JitDisassembly(), 3, 5), f = TestUtil.MachineCode(flag.JitDisassembly(), 2, 5),
+            v = TestUtil.MachineCode(verdict.JitDisassembly(), 2, 4);
+        Assert.Equal(3, Count(b, "cmov"));
+        Assert.Equal(1, Count(b, "j"));
+        Assert.Equal(3, Count(f, "cmov"));
+        Assert.Equal(0, Count(f, "j"));
+        Assert.Equal(0, Count(v, "j"));
+        foreach (byte p in new byte[] { 132, 6, 17, 5, 0, 16 })
+        {
+            bool listed = p is 132 or 6 or 17;
+            foreach (byte second in new byte[] { 80, 81 })
+            {
+                var input = new byte[] { p, second };
+                Assert.Equal(listed ? 9UL : 5UL, branch.Execute(input.ToArray()));
+                Assert.Equal(listed ? 9UL : 5UL, branch.ExecuteJit(input.ToArray()));
+                ulong expected = listed && second == 80 ? 1UL : 0UL;
+                Assert.Equal(expected, flag.Execute(input));
+                Assert.Equal(expected, flag.ExecuteJit(input));
+                Assert.Equal(listed ? 7UL : 0UL, verdict.Execute(input));
+                Assert.Equal(listed ? 7UL : 0UL, verdict.ExecuteJit(input));
+            }
+        }
+    }
 }

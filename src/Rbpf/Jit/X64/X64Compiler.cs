@@ -162,6 +162,12 @@ internal sealed class X64Compiler
                 pc += 3;
                 continue;
             }
+            if (TryEmitAnyOf(pc, out int chained))
+            {
+                for (int k = 1; k < chained; k++) Bind(ref _pcLabels[pc + k]); // no code of their own: nothing jumps to them
+                pc += chained - 1;
+                continue;
+            }
             if (TryEmitVerdict(pc)) continue;
             if (TryEmitDropAsFlag(pc, out bool jaLeftOut))
             {
@@ -1916,6 +1922,64 @@ internal sealed class X64Compiler
         _a.mov(r10, taken);
         _a.cmov(CondCodes[cond], rax, r10);
         EmitExitWithResult(inline: true);
+        return true;
+    }
+
+    /// <summary>
+    /// A chain of tests that all jump to one target T and otherwise fall through to the next
+    /// (<c>if (p == 132 || p == 6 || p == 17) goto T</c>, classic filters' protocol lists): the
+    /// compares without branches, each a cmov into r11, so traffic that mixes the values no longer
+    /// mispredicts the chain. Then, by what follows:
+    /// both sides end the run with constants: r0 picked by a cmov and the exit (<see cref="TryEmitVerdict"/>);
+    /// the fallthrough drops and drops are a flag: the flag cleared when no test holds, and the run
+    /// goes on at T (<see cref="TryEmitDropAsFlag"/>), leaving out a <c>ja</c> to the drop before T;
+    /// otherwise one branch to T. <paramref name="slots"/>: the slots handled (the tests, and the
+    /// <c>ja</c> left out). Not for tests of r2 (guards of loads), nor with blinding (its compares use
+    /// r11) or instruction counting (every test ends a block).
+    /// </summary>
+    private bool TryEmitAnyOf(int pc, out int slots)
+    {
+        slots = 0;
+        var code = _program.Code;
+        if (Blind || _countInstructions) return false;
+        int target = code[pc].Off, n = 0;
+        while (pc + n < code.Length - 1 && code[pc + n] is { Op: >= Op.Jeq64Imm and <= Op.Jsle32Reg } t && t.Off == target
+            && t.Dst != 2 && !((((t.Op - Op.Jeq64Imm) & 1) != 0) && t.Src == 2)
+            && (n == 0 || !IsJumpTarget(pc + n) && !_program.PollPoints[pc + n] && !(_options.Interruptible && _polls[pc + n]))
+            && (_groups == null || _groups[pc + n].Count <= 1))
+            n++;
+        if (n < 2 || target <= pc + n) return false;
+        int fall = pc + n, last = pc + n - 1;
+        bool verdict = !_hasLocalCalls && TerminalConstant(target) is not null && TerminalConstant(fall) is not null;
+        bool flag = !verdict && _keep != null && BecomesFlag(last) && DropSide(last) < 0;
+        if (!verdict && !flag && _keep != null && TerminalConstant(target) == 0) return false; // drop tests: each a flag already
+        // r11 = 1 (or the flag) when a test holds, else 0
+        var any = flag ? _keep!.Value : r10;
+        if (!flag) _a.mov(r10d, 1);
+        _a.xor(r11d, r11d);
+        for (int k = 0; k < n; k++) _a.cmov(CondCodes[EmitCompare(code[pc + k])], r11, any);
+        slots = n;
+        if (verdict)
+        {
+            _a.test(r11, r11);
+            _a.mov(rax, TerminalConstant(fall)!.Value); // moves leave the flags alone
+            _a.mov(r10, TerminalConstant(target)!.Value);
+            _a.cmov(5, rax, r10); // cmovnz
+            EmitExitWithResult(inline: true);
+        }
+        else if (flag)
+        {
+            _a.mov(_keep!.Value, r11); // cleared when no test held: the fallthrough drops
+            if (target == fall + 1 && code[fall].Op == Op.Ja && !IsJumpTarget(fall) && !_program.PollPoints[fall]
+                && !(_options.Interruptible && _polls[fall]))
+                slots = n + 1; // the ja to the drop is left out: the run falls through to T
+            else _a.jmp(_pcLabels[target]);
+        }
+        else
+        {
+            _a.test(r11, r11);
+            _a.jnz(_pcLabels[target]);
+        }
         return true;
     }
 
