@@ -675,6 +675,7 @@ public class InputBoundsTests
                 int size = 1 << random.Next(3);
                 lines.Add($"jlt r2, {off + size}, drop");
                 lines.Add($"ldx{size switch { 1 => "b", 2 => "h", _ => "w" }} r0, [r1+{off}]");
+                if (size > 1 && random.Next(2) == 0) lines.Add($"be{8 * size} r0"); // a network-order field (the JIT may test it unswapped)
                 if (random.Next(5) == 0)
                 {
                     // An offset from the data, bounded by a drop test, then loaded through: the test guards the load.

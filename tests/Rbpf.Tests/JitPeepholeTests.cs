@@ -396,4 +396,52 @@ public class JitPeepholeTests
             }
         }
     }
+
+    /// <summary>A big-endian field tested for equality or bits, the register unread after the test:
+    /// loaded without the byte swap and compared with the swapped constant. When the register is
+    /// read again (a second test of the same field) the swap stays.</summary>
+    [SkippableFact]
+    public void ANetworkOrderFieldIsTestedWithoutItsSwapWhenUnreadAfter()
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported && !ExecutableMemory.IsArm64, "x86-64 JIT listings");
+        var ip = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 14, drop\nldxh r0, [r1+12]\nbe16 r0\njeq32 r0, 0x800, accept\ndrop:\nmov r0, 0\nexit\naccept:\nmov r0, 1\nexit"));
+        var addr = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 4, drop\nldxw r0, [r1]\nbe32 r0\njeq32 r0, 0xc0a80101, drop\nmov r0, 1\nexit\ndrop:\nmov r0, 0\nexit"));
+        var bits = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 2, drop\nldxh r0, [r1]\nbe16 r0\njset r0, 0x1fff, drop\nmov r0, 1\nexit\ndrop:\nmov r0, 0\nexit"));
+        var twice = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 14, drop\nldxh r0, [r1+12]\nbe16 r0\njeq32 r0, 0x800, accept\njeq32 r0, 0x806, accept\ndrop:\nmov r0, 0\nexit\naccept:\nmov r0, 1\nexit"));
+        foreach (var vm in new[] { ip, addr, bits, twice }) vm.JitCompile();
+        string Code(EbpfVm vm) => TestUtil.MachineCode(vm.JitDisassembly(), 1, 3);
+        Assert.DoesNotContain("ror", Code(ip));
+        Assert.Contains("8", Code(ip).Split('\n').Single(l => l.Contains("cmp", StringComparison.Ordinal)));
+        Assert.DoesNotContain("bswap", Code(addr));
+        Assert.Contains("101A8C0", Code(addr), StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("ror", Code(bits));
+        Assert.Contains("ror", Code(twice));
+        var frame = new byte[14];
+        foreach (var (b12, b13) in new[] { (8, 0), (0, 8), (8, 6), (6, 8), (0, 0) })
+        {
+            frame[12] = (byte)b12; frame[13] = (byte)b13;
+            ulong isIp = b12 == 8 && b13 == 0 ? 1UL : 0UL, isIpOrArp = b12 == 8 && b13 is 0 or 6 ? 1UL : 0UL;
+            Assert.Equal(isIp, ip.Execute(frame));
+            Assert.Equal(isIp, ip.ExecuteJit(frame));
+            Assert.Equal(isIpOrArp, twice.Execute(frame));
+            Assert.Equal(isIpOrArp, twice.ExecuteJit(frame));
+        }
+        foreach (var word in new byte[][] { new byte[] { 0xc0, 0xa8, 1, 1 }, new byte[] { 1, 1, 0xa8, 0xc0 }, new byte[] { 0xc0, 0xa8, 1, 2 } })
+        {
+            ulong expected = word[0] == 0xc0 && word[3] == 1 ? 0UL : 1UL;
+            Assert.Equal(expected, addr.Execute(word));
+            Assert.Equal(expected, addr.ExecuteJit(word));
+        }
+        // In 64 bits the constant is sign-extended, so no 32-bit field equals it: the test stays as it is.
+        var wide = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 4, drop\nldxw r0, [r1]\nbe32 r0\njeq r0, 0xc0a80101, drop\nmov r0, 1\nexit\ndrop:\nmov r0, 0\nexit"));
+        wide.JitCompile();
+        Assert.Equal(1UL, wide.Execute(new byte[] { 0xc0, 0xa8, 1, 1 }));
+        Assert.Equal(1UL, wide.ExecuteJit(new byte[] { 0xc0, 0xa8, 1, 1 }));
+        foreach (var field in new byte[][] { new byte[] { 0x40, 0 }, new byte[] { 0x20, 0 }, new byte[] { 0, 1 }, new byte[] { 0x1f, 0 }, new byte[] { 0xe0, 0 } })
+        {
+            ulong expected = ((field[0] << 8 | field[1]) & 0x1fff) != 0 ? 0UL : 1UL;
+            Assert.Equal(expected, bits.Execute(field));
+            Assert.Equal(expected, bits.ExecuteJit(field));
+        }
+    }
 }

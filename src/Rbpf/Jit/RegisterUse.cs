@@ -60,4 +60,41 @@ internal static class RegisterUse
         }
         return false;
     }
+
+    /// <summary>
+    /// Whether nothing reads register <paramref name="reg"/> from slot <paramref name="pc"/> on,
+    /// whichever way the jumps go: every path writes it first. Follows jumps forward and back for
+    /// at most <paramref name="budget"/> slots in all; false when it runs out, or a path reaches
+    /// what is not classified (calls, exit, packet loads) before a write.
+    /// </summary>
+    public static bool DeadAt(DecodedInsn[] code, int reg, int pc, ref int budget)
+    {
+        int bit = 1 << reg;
+        while (budget-- > 0 && pc >= 0 && pc < code.Length)
+        {
+            var i = code[pc];
+            if (Of(i, out int reads, out int writes))
+            {
+                if ((reads & bit) != 0) return false;
+                if ((writes & bit) != 0) return true;
+                pc += i.Op == Op.Lddw ? 2 : 1;
+                continue;
+            }
+            if (i.Op == Op.Ja)
+            {
+                pc = i.Off;
+                continue;
+            }
+            if (i.Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg)
+            {
+                bool byRegister = ((i.Op - Op.Jeq64Imm) & 1) != 0;
+                if (i.Dst == reg || byRegister && i.Src == reg) return false;
+                if (!DeadAt(code, reg, i.Off, ref budget)) return false;
+                pc++;
+                continue;
+            }
+            return false;
+        }
+        return false;
+    }
 }

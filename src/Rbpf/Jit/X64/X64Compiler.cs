@@ -162,6 +162,12 @@ internal sealed class X64Compiler
                 pc += 3;
                 continue;
             }
+            if (TryEmitUnswappedLoad(pc))
+            {
+                Bind(ref _pcLabels[pc + 1]); // the swap: no code of its own
+                pc++;
+                continue;
+            }
             if (TryEmitAnyOf(pc, out int chained))
             {
                 for (int k = 1; k < chained; k++) Bind(ref _pcLabels[pc + k]); // no code of their own: nothing jumps to them
@@ -187,7 +193,7 @@ internal sealed class X64Compiler
                 && code[pc + 1].Op == Op.Ja && !_countInstructions && !_program.PollPoints[pc + 1] && !_polls[pc + 1] && !IsJumpTarget(pc + 1))
             {
                 // "if (c) goto next; goto T" (classic BPF translations are full of them): "if (!c) goto T".
-                EmitConditionalJump(code[pc], invertedTo: code[pc + 1].Off);
+                EmitConditionalJump(pc, code[pc], invertedTo: code[pc + 1].Off);
                 Bind(ref _pcLabels[pc + 1]);
                 pc++;
                 continue;
@@ -1209,7 +1215,7 @@ internal sealed class X64Compiler
             case Op.Mov64Reg: value = R64[mov.Src]; break;
             default: _a.mov(r11d, R32[mov.Src]); break;                 // a 32-bit cmov would clear x's upper half even when it keeps x
         }
-        _a.cmov(CondCodes[EmitCompare(code[pc])] ^ 1, R64[mov.Dst], value); // the opposite condition is the code ^ 1
+        _a.cmov(CondCodes[EmitCompare(pc, code[pc])] ^ 1, R64[mov.Dst], value); // the opposite condition is the code ^ 1
         Bind(ref _pcLabels[pc + 1]); // no code of its own: nothing jumps to it
         return true;
     }
@@ -1397,7 +1403,7 @@ internal sealed class X64Compiler
 
             case Op.Ja: _a.jmp(_pcLabels[i.Off]); break;
             case >= Op.Jeq64Imm and <= Op.Jsle32Reg:
-                EmitConditionalJump(i);
+                EmitConditionalJump(pc, i);
                 break;
 
             case Op.Call: EmitHelperCall(pc, i); break;
@@ -1917,7 +1923,7 @@ internal sealed class X64Compiler
         var i = _program.Code[pc];
         if (i.Op is < Op.Jeq64Imm or > Op.Jsle32Reg || _hasLocalCalls || _countInstructions || Blind) return false;
         if (TerminalConstant(i.Off) is not { } taken || TerminalConstant(pc + 1) is not { } fallthrough) return false;
-        int cond = EmitCompare(i);
+        int cond = EmitCompare(pc, i);
         _a.mov(rax, fallthrough); // moves leave the flags alone
         _a.mov(r10, taken);
         _a.cmov(CondCodes[cond], rax, r10);
@@ -1957,7 +1963,7 @@ internal sealed class X64Compiler
         var any = flag ? _keep!.Value : r10;
         if (!flag) _a.mov(r10d, 1);
         _a.xor(r11d, r11d);
-        for (int k = 0; k < n; k++) _a.cmov(CondCodes[EmitCompare(code[pc + k])], r11, any);
+        for (int k = 0; k < n; k++) _a.cmov(CondCodes[EmitCompare(pc + k, code[pc + k])], r11, any);
         slots = n;
         if (verdict)
         {
@@ -2082,7 +2088,7 @@ internal sealed class X64Compiler
         var i = _program.Code[pc];
         var code = _program.Code;
         _a.xor(r11d, r11d);
-        int cc = CondCodes[EmitCompare(i)];
+        int cc = CondCodes[EmitCompare(pc, i)];
         if (side > 0) _a.cmov(cc, keep, r11); // taken drops: the run goes on below
         else
         {
@@ -2094,15 +2100,66 @@ internal sealed class X64Compiler
         return true;
     }
 
+    /// <summary>The test whose compare uses <see cref="_unswappedImm"/> (-1: none).</summary>
+    private int _unswappedTest = -1;
+    private long _unswappedImm;
+
+    /// <summary>
+    /// A big-endian field tested for equality or bits (<c>ldxh r0, [r1+12]; be16 r0; jeq r0, 0x800</c>,
+    /// how every classic filter starts) when nothing reads the register after the test: the load
+    /// without the byte swap, and the test against the swapped constant (<c>cmp eax, 8</c>), which
+    /// holds exactly when the original does. Returns whether the load was emitted; the swap's slot
+    /// then has no code of its own.
+    /// </summary>
+    private bool TryEmitUnswappedLoad(int pc)
+    {
+        var code = _program.Code;
+        if (Blind || _countInstructions || pc + 3 >= code.Length) return false;
+        DecodedInsn load = code[pc], swap = code[pc + 1], test = code[pc + 2];
+        int r = load.Dst;
+        if (!(load.Op == Op.LdxH && swap.Op == Op.Swap16 || load.Op == Op.LdxW && swap.Op == Op.Swap32) || swap.Dst != r || test.Dst != r) return false;
+        if (test.Op is not (Op.Jeq64Imm or Op.Jeq32Imm or Op.Jne64Imm or Op.Jne32Imm or Op.Jset64Imm or Op.Jset32Imm)) return false;
+        for (int k = pc + 1; k <= pc + 2; k++)
+            if (IsJumpTarget(k) || _program.PollPoints[k] || (_options.Interruptible && _polls[k]) || (_groups != null && _groups[k].Count > 1)) return false;
+        if (_groups != null && _groups[pc].Count > 1) return false;
+        // The value the test sees: 16 or 32 bits, zero-extended; the constant as the test widens it.
+        ulong value = test.Op is Op.Jeq32Imm or Op.Jne32Imm or Op.Jset32Imm ? (uint)test.Imm : (ulong)test.Imm;
+        bool bits = test.Op is Op.Jset64Imm or Op.Jset32Imm;
+        if (load.Op == Op.LdxH)
+        {
+            if (bits) value &= 0xffff;
+            else if (value > 0xffff) return false; // never equal: left as it is
+            _unswappedImm = System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((ushort)value);
+        }
+        else
+        {
+            if (bits) value &= 0xffff_ffff;
+            else if (value > 0xffff_ffff) return false;
+            _unswappedImm = (int)System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((uint)value);
+        }
+        int budget = 64;
+        if (!RegisterUse.DeadAt(code, r, pc + 3, ref budget) || !RegisterUse.DeadAt(code, r, test.Off, ref budget)) return false;
+        EmitInstruction(pc, load);
+        _unswappedTest = pc + 2;
+        return true;
+    }
+
     /// <summary>x86 condition encodings of jeq, jgt, jge, jset, jne, jsgt, jsge, jlt, jle, jslt, jsle.</summary>
     private static readonly int[] CondCodes = { 4, 7, 3, 5, 5, 15, 13, 2, 6, 12, 14 };
 
-    /// <summary>Compares (or tests, for jset) as the conditional jump <paramref name="i"/> does; returns its condition index.</summary>
-    private int EmitCompare(DecodedInsn i)
+    /// <summary>Compares (or tests, for jset) as the conditional jump <paramref name="i"/> at slot
+    /// <paramref name="pc"/> does; returns its condition index. After a load left unswapped
+    /// (<see cref="TryEmitUnswappedLoad"/>) its constant is the swapped one, compared in 32 bits.</summary>
+    private int EmitCompare(int pc, DecodedInsn i)
     {
         int k = i.Op - Op.Jeq64Imm;
         int cond = k / 4;
         bool reg = (k & 1) != 0, is32 = (k & 2) != 0;
+        if (pc == _unswappedTest)
+        {
+            i.Imm = _unswappedImm;
+            is32 = true;
+        }
         var d64 = R64[i.Dst];
         var d32 = R32[i.Dst];
         bool test = cond == 3; // jset
@@ -2127,9 +2184,9 @@ internal sealed class X64Compiler
         return cond;
     }
 
-    private void EmitConditionalJump(DecodedInsn i, int? invertedTo = null)
+    private void EmitConditionalJump(int pc, DecodedInsn i, int? invertedTo = null)
     {
-        int cond = EmitCompare(i);
+        int cond = EmitCompare(pc, i);
         var target = _pcLabels[i.Off];
         if (invertedTo is { } other)
         {
