@@ -81,6 +81,11 @@ public unsafe class JitBatchTests
         "ldxh r0, [r1+12]\nbe16 r0\njeq r0, 0x800, +2\nmov r0, 0\nexit\nmov r0, 1\nexit",
         // What a run leaves on the stack is never seen by the next one: frames start zeroed.
         "ldxdw r0, [r10-8]\nstxdw [r10-8], r2\nexit",
+        // Programs with nothing to check, no stack or calls (the single runs' lean entry), classic filters' shape:
+        // a guarded verdict, and drops as a flag with a protocol list.
+        "jlt r2, 14, drop\nldxh r0, [r1+12]\nbe16 r0\njeq r0, 0x800, +2\ndrop:\nmov r0, 0\nexit\nmov r0, 1\nexit",
+        "jlt r2, 24, drop\nldxb r0, [r1+23]\njeq r0, 6, t\njeq r0, 17, t\nja drop\nt:\nldxh r0, [r1+20]\njset r0, 0x1fff, drop\nmov r0, 0x40000\nexit\ndrop:\nmov r0, 0\nexit",
+        "mov r6, r2\nmul r6, 3\nmov r9, r6\nmov r0, r9\nexit",
         // Local calls (a frame of their own), and all of r6-r9 named.
         "mov r6, r1\nmov r7, r2\nmov r8, 3\nmov r9, 4\ncall sub\nadd r0, r8\nadd r0, r9\nexit\nsub:\nldxdw r0, [r10-16]\nstxdw [r10-16], r7\nadd r0, r7\nexit",
     };
@@ -256,5 +261,77 @@ public unsafe class JitBatchTests
         Assert.Equal(2, done);
         Assert.Equal(RbpfErrorCode.InvalidArgument, error!.Code);
         Assert.Equal(3UL, results[1]);
+    }
+
+    /// <summary>A batch of a program without checks of its own stops at an input with bad arguments
+    /// and reports it as a single run would, the inputs before it stored; it goes on past it.</summary>
+    [SkippableFact]
+    public void ABatchReportsABadInputAtItsIndexAndGoesOnPastIt()
+    {
+        SkipWithoutJit();
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 2, +2\nldxb r0, [r1+1]\nexit\nmov r0, 9\nexit"));
+        vm.JitCompile();
+        fixed (byte* one = new byte[] { 1, 2 })
+        fixed (byte* two = new byte[] { 3, 4 })
+        {
+            var buffers = new ulong[] { (ulong)one, 2, 0, 0, (ulong)two, 1, 0, 4, (ulong)two, 2 };
+            var r = new ulong[5];
+            fixed (ulong* b = buffers)
+            fixed (ulong* pr = r)
+            {
+                var batch = new JitBatch { Buffers = b, Count = 5, Results = pr };
+                var e = vm.RunJitBatch(&batch);
+                Assert.Equal(RbpfErrorCode.InvalidArgument, e!.Code);
+                Assert.Contains("mem is NULL", e.Message);
+                Assert.Equal(3, (int)batch.Done);
+                Assert.Equal(new ulong[] { 2, 9, 9, 0, 0 }, r); // NULL with length 0 is an empty input
+                batch.Done = 4; // past the bad one, the batch goes on
+                Assert.Null(vm.RunJitBatch(&batch));
+                Assert.Equal(4UL, r[4]);
+            }
+        }
+    }
+
+    /// <summary>A batch polls the interrupt word between inputs, so another thread's interrupt stops
+    /// a batch of loop-free runs (no poll of their own) at an input, the results before it counted.</summary>
+    [SkippableFact]
+    public void AnotherThreadsInterruptStopsABatchOfLoopFreeRuns()
+    {
+        SkipWithoutJit();
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 2, +2\nldxb r0, [r1+1]\nexit\nmov r0, 9\nexit"));
+        vm.JitCompile();
+        const int count = 1 << 20;
+        var packet = GC.AllocateArray<byte>(2, pinned: true);
+        packet[1] = 5;
+        var buffers = new ulong[2 * count];
+        fixed (byte* p = packet)
+            for (int k = 0; k < count; k++) { buffers[2 * k] = (ulong)p; buffers[2 * k + 1] = 2; }
+        var counts = new ulong[8];
+        bool interrupted = false;
+        // The interrupter runs for the whole batch; tried a few times in case it was not scheduled while the batch ran.
+        for (int attempt = 0; attempt < 5 && !interrupted; attempt++)
+        {
+            using var started = new ManualResetEventSlim();
+            bool stop = false;
+            var thread = new Thread(() => { started.Set(); while (!Volatile.Read(ref stop)) { vm.Interrupt(); Thread.Sleep(0); } });
+            thread.Start();
+            started.Wait();
+            Array.Clear(counts);
+            fixed (ulong* b = buffers)
+            fixed (ulong* c = counts)
+            {
+                var batch = new JitBatch { Buffers = b, Count = count, Counts = c, NCounts = 8 };
+                var e = vm.RunJitBatch(&batch);
+                Volatile.Write(ref stop, true);
+                thread.Join();
+                if (e == null) continue;
+                interrupted = true;
+                Assert.Equal(RbpfErrorCode.Interrupted, e.Code);
+                Assert.True(batch.Done < count);
+                Assert.Equal((ulong)batch.Done, counts[5]); // every input before it ran (and gave 5)
+                Assert.Equal((ulong)batch.Done, counts.Aggregate(0UL, (x, y) => x + y));
+            }
+        }
+        Assert.True(interrupted, "no interrupt reached the batch in five attempts");
     }
 }
