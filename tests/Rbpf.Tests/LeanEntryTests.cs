@@ -96,4 +96,23 @@ public class LeanEntryTests
         }
         Assert.Equal(vm.Execute(), vm.ExecuteJit());
     }
+
+    /// <summary>The entry zeroes a register only when some path may read it before writing it.</summary>
+    [SkippableFact]
+    public void TheEntryZeroesOnlyRegistersReadBeforeWritten()
+    {
+        SkipWithoutX64();
+        var written = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 14, drop\nldxh r0, [r1+12]\nexit\ndrop:\nmov r0, 7\nexit"));
+        var read = EbpfVm.CreateRaw(Assembler.Assemble("jlt r2, 1, +1\nldxb r0, [r1]\nexit")); // an empty input returns r0 as it started
+        foreach (var vm in new[] { written, read }) vm.JitCompile();
+        Assert.DoesNotContain("xor     eax,eax", Prologue(written));
+        Assert.Contains("xor     eax,eax", Prologue(read));
+        // r0 left over from another run (a register, not memory) must not leak into this one.
+        var mem = new byte[14];
+        mem[12] = 1;
+        Assert.Equal(1UL, written.ExecuteJit(mem));
+        Assert.Equal(7UL, written.ExecuteJit(new byte[3]));
+        Assert.Equal(9UL, read.ExecuteJit(new byte[] { 9 }));
+        Assert.Equal(0UL, read.ExecuteJit(Array.Empty<byte>()));
+    }
 }

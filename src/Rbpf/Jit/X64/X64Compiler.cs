@@ -847,7 +847,11 @@ internal sealed class X64Compiler
         if (_keep is { } keep) _a.mov(new Gpr32(keep.N), 1);
         int setFirst = SetBeforeRead();
         foreach (int r in new[] { 0, 3, 4, 5, 6, 7, 8, 9 })
-            if (UsesRegister(r) && (setFirst & 1 << r) == 0) _a.xor(R32[r], R32[r]);
+        {
+            if (!UsesRegister(r) || (setFirst & 1 << r) != 0) continue;
+            int budget = 64;
+            if (!RegisterUse.DeadAt(_program.Code, r, 0, ref budget)) _a.xor(R32[r], R32[r]); // else every path writes it first
+        }
     }
 
     /// <summary>
