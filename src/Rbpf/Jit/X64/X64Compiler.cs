@@ -139,64 +139,76 @@ internal sealed class X64Compiler
             _currentPc = pc;
             if (_options.Interruptible && _polls[pc]) EmitPoll(pc);
             if (_countInstructions && blockStarts[pc] > 0) EmitBudget(pc, blockStarts[pc]);
-            if (TryEmitIndexedLoad(pc, blockStarts))
+            // The peepholes, each tried only where its first instruction can start it (a call
+            // per slot to every one of them cost about a sixth of the compile).
+            var op = code[pc].Op;
+            if (op is Op.Mov64Reg or Op.Mov32Reg)
             {
-                Bind(ref _pcLabels[pc + 1]); // no code of their own: no jump lands inside a block
-                Bind(ref _pcLabels[pc + 2]);
-                pc += 2;
-                continue;
-            }
-            if (pc + 1 < code.Length && blockStarts[pc + 1] == 0 && !_program.PollPoints[pc + 1] && TryEmitLea(code[pc], code[pc + 1]))
-            {
-                Bind(ref _pcLabels[pc + 1]); // no code of its own: no jump lands inside a block
-                pc++;
-                continue;
-            }
-            if (TryEmitProductRotate(pc, blockStarts))
-            {
-                pc += 4;
-                continue;
-            }
-            if (TryEmitRotate(pc, blockStarts))
-            {
-                pc += 3;
-                continue;
-            }
-            if (TryEmitUnswappedLoad(pc))
-            {
-                Bind(ref _pcLabels[pc + 1]); // the swap: no code of its own
-                pc++;
-                continue;
-            }
-            if (TryEmitAnyOf(pc, out int chained))
-            {
-                for (int k = 1; k < chained; k++) Bind(ref _pcLabels[pc + k]); // no code of their own: nothing jumps to them
-                pc += chained - 1;
-                continue;
-            }
-            if (TryEmitVerdict(pc)) continue;
-            if (TryEmitDropAsFlag(pc, out bool jaLeftOut))
-            {
-                if (jaLeftOut)
+                if (op == Op.Mov64Reg && TryEmitIndexedLoad(pc, blockStarts))
                 {
-                    Bind(ref _pcLabels[pc + 1]); // no code of its own: nothing runs or lands there
-                    pc++;
+                    Bind(ref _pcLabels[pc + 1]); // no code of their own: no jump lands inside a block
+                    Bind(ref _pcLabels[pc + 2]);
+                    pc += 2;
+                    continue;
                 }
-                continue;
+                if (pc + 1 < code.Length && blockStarts[pc + 1] == 0 && !_program.PollPoints[pc + 1] && TryEmitLea(code[pc], code[pc + 1]))
+                {
+                    Bind(ref _pcLabels[pc + 1]); // no code of its own: no jump lands inside a block
+                    pc++;
+                    continue;
+                }
+                if (op == Op.Mov64Reg && TryEmitProductRotate(pc, blockStarts))
+                {
+                    pc += 4;
+                    continue;
+                }
+                if (op == Op.Mov64Reg && TryEmitRotate(pc, blockStarts))
+                {
+                    pc += 3;
+                    continue;
+                }
             }
-            if (TryEmitSelect(pc))
+            else if (op is Op.LdxH or Op.LdxW)
             {
-                pc++;
-                continue;
+                if (TryEmitUnswappedLoad(pc))
+                {
+                    Bind(ref _pcLabels[pc + 1]); // the swap: no code of its own
+                    pc++;
+                    continue;
+                }
             }
-            if (code[pc].Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && code[pc].Off == pc + 2 && pc + 2 < code.Length
-                && code[pc + 1].Op == Op.Ja && !_countInstructions && !_program.PollPoints[pc + 1] && !_polls[pc + 1] && !IsJumpTarget(pc + 1))
+            else if (op is >= Op.Jeq64Imm and <= Op.Jsle32Reg)
             {
-                // "if (c) goto next; goto T" (classic BPF translations are full of them): "if (!c) goto T".
-                EmitConditionalJump(pc, code[pc], invertedTo: code[pc + 1].Off);
-                Bind(ref _pcLabels[pc + 1]);
-                pc++;
-                continue;
+                if (TryEmitAnyOf(pc, out int chained))
+                {
+                    for (int k = 1; k < chained; k++) Bind(ref _pcLabels[pc + k]); // no code of their own: nothing jumps to them
+                    pc += chained - 1;
+                    continue;
+                }
+                if (TryEmitVerdict(pc)) continue;
+                if (TryEmitDropAsFlag(pc, out bool jaLeftOut))
+                {
+                    if (jaLeftOut)
+                    {
+                        Bind(ref _pcLabels[pc + 1]); // no code of its own: nothing runs or lands there
+                        pc++;
+                    }
+                    continue;
+                }
+                if (TryEmitSelect(pc))
+                {
+                    pc++;
+                    continue;
+                }
+                if (code[pc].Off == pc + 2 && pc + 2 < code.Length
+                    && code[pc + 1].Op == Op.Ja && !_countInstructions && !_program.PollPoints[pc + 1] && !_polls[pc + 1] && !IsJumpTarget(pc + 1))
+                {
+                    // "if (c) goto next; goto T" (classic BPF translations are full of them): "if (!c) goto T".
+                    EmitConditionalJump(pc, code[pc], invertedTo: code[pc + 1].Off);
+                    Bind(ref _pcLabels[pc + 1]);
+                    pc++;
+                    continue;
+                }
             }
             var group = _groups != null && _groups[pc].Count > 1 ? _groups[pc] : NoGroup;
             if (group.Count > 1)
@@ -1951,7 +1963,10 @@ internal sealed class X64Compiler
     {
         slots = 0;
         var code = _program.Code;
-        if (Blind || _countInstructions) return false;
+        // Most slots are not two tests with one target: out at once.
+        if ((uint)(pc + 2) >= (uint)code.Length || code[pc].Op is < Op.Jeq64Imm or > Op.Jsle32Reg
+            || code[pc + 1].Op is < Op.Jeq64Imm or > Op.Jsle32Reg || code[pc + 1].Off != code[pc].Off || Blind || _countInstructions)
+            return false;
         int target = code[pc].Off, n = 0;
         while (pc + n < code.Length - 1 && code[pc + n] is { Op: >= Op.Jeq64Imm and <= Op.Jsle32Reg } t && t.Off == target
             && t.Dst != 2 && !((((t.Op - Op.Jeq64Imm) & 1) != 0) && t.Src == 2)
@@ -2118,7 +2133,7 @@ internal sealed class X64Compiler
     private bool TryEmitUnswappedLoad(int pc)
     {
         var code = _program.Code;
-        if (Blind || _countInstructions || pc + 3 >= code.Length) return false;
+        if ((uint)(pc + 3) >= (uint)code.Length || code[pc].Op is not (Op.LdxH or Op.LdxW) || Blind || _countInstructions) return false;
         DecodedInsn load = code[pc], swap = code[pc + 1], test = code[pc + 2];
         int r = load.Dst;
         if (!(load.Op == Op.LdxH && swap.Op == Op.Swap16 || load.Op == Op.LdxW && swap.Op == Op.Swap32) || swap.Dst != r || test.Dst != r) return false;
