@@ -52,6 +52,15 @@ internal enum Op : byte
     Call, CallLocal, CallX, Exit,
     /// <summary>A slot that cannot execute; its problem is in <see cref="DecodedProgram.Problems"/>.</summary>
     Illegal,
+    // Fused instructions, only in DecodedProgram.Fused (the interpreter's unobserved runs): each
+    // stands for the two or three slots it starts, none of which but the first a block starts at.
+    /// <summary><c>mov64 d, s; add64 d, imm</c>: d = s + imm.</summary>
+    AddTo64Imm,
+    /// <summary><c>mov64 d, s; add64 d, t</c> (t is not d, in Imm): d = s + t.</summary>
+    AddTo64Reg,
+    /// <summary><c>mov64 d, s; add64 d, t; ldx x, [d + off]</c> (x in Dst, s in Src, t | d &lt;&lt; 8 in
+    /// Imm): d = s + t, then the load; a fault is the third slot's.</summary>
+    LdxIndexedB, LdxIndexedH, LdxIndexedW, LdxIndexedDW,
 }
 
 /// <summary>One decoded instruction: 16 bytes, everything the interpreter needs precomputed.</summary>
@@ -87,9 +96,11 @@ internal sealed class DecodedProgram
         Instructions = instructions;
         Code = code;
         unsafe { CodeStart = (DecodedInsn*)Unsafe.AsPointer(ref code[0]); }
+        PollPoints = MarkBlocks(code);
+        Fused = Fuse(code);
+        unsafe { FusedStart = ReferenceEquals(Fused, code) ? CodeStart : (DecodedInsn*)Unsafe.AsPointer(ref Fused[0]); }
         Problems = problems;
         StackReach = ComputeStackReach(code);
-        PollPoints = MarkBlocks(code);
         HasLocalCalls = Array.Exists(code, i => i.Op == Op.CallLocal);
     }
 
@@ -191,6 +202,55 @@ internal sealed class DecodedProgram
 
     /// <summary>The first slot of <see cref="Code"/>, which is pinned: valid while this object lives.</summary>
     public unsafe DecodedInsn* CodeStart { get; }
+
+    /// <summary>
+    /// <see cref="Code"/> with clang's address arithmetic fused (<see cref="Op.AddTo64Imm"/> and
+    /// the ops after it) where no block starts inside the sequence: fewer dispatches for the
+    /// interpreter's runs that observe no single instruction. The same slots as <see cref="Code"/>
+    /// (jumps and faults keep their numbers); <see cref="Code"/> itself when nothing fuses. Pinned.
+    /// </summary>
+    public DecodedInsn[] Fused { get; }
+
+    /// <summary>The first slot of <see cref="Fused"/>.</summary>
+    public unsafe DecodedInsn* FusedStart { get; }
+
+    /// <summary>Builds <see cref="Fused"/> (after <see cref="MarkBlocks"/>: a slot with a charge starts a block).</summary>
+    private static DecodedInsn[] Fuse(DecodedInsn[] code)
+    {
+        DecodedInsn[]? fused = null;
+        for (int pc = 0; pc + 1 < code.Length; pc++)
+        {
+            DecodedInsn mov = code[pc], add = code[pc + 1];
+            if (mov.Op != Op.Mov64Reg || add.Dst != mov.Dst || add.Op is not (Op.Add64Imm or Op.Add64Reg) || add.Charge != 0) continue;
+            int d = mov.Dst;
+            if (add.Op == Op.Add64Reg && add.Src == d) continue; // d = s + s: the add reads the moved value
+            var f = new DecodedInsn { Charge = mov.Charge, Src = mov.Src, Dst = (byte)d };
+            if (add.Op == Op.Add64Imm)
+            {
+                f.Op = Op.AddTo64Imm;
+                f.Imm = add.Imm;
+            }
+            else if (pc + 2 < code.Length && code[pc + 2] is { Op: Op.LdxB or Op.LdxH or Op.LdxW or Op.LdxDW, Charge: 0 } load && load.Src == d)
+            {
+                f.Op = load.Op switch { Op.LdxB => Op.LdxIndexedB, Op.LdxH => Op.LdxIndexedH, Op.LdxW => Op.LdxIndexedW, _ => Op.LdxIndexedDW };
+                f.Dst = load.Dst;
+                f.Off = load.Off;
+                f.Imm = add.Src | d << 8;
+            }
+            else
+            {
+                f.Op = Op.AddTo64Reg;
+                f.Imm = add.Src;
+            }
+            if (fused == null)
+            {
+                fused = GC.AllocateArray<DecodedInsn>(code.Length, pinned: true);
+                code.CopyTo(fused, 0);
+            }
+            fused[pc] = f;
+        }
+        return fused ?? code;
+    }
 
     /// <summary>Why each illegal slot is illegal.</summary>
     public Dictionary<int, string> Problems { get; }

@@ -51,10 +51,11 @@ internal sealed class HelperTable
     public void Link(DecodedProgram program)
     {
         var code = program.Code;
+        var fused = program.Fused; // the interpreter's copy: calls are never fused, the same slots
         for (int pc = 0; pc < code.Length; pc++)
         {
             if (code[pc].Op == Op.Call)
-                code[pc].Off = SlotOf((uint)code[pc].Imm);
+                fused[pc].Off = code[pc].Off = SlotOf((uint)code[pc].Imm);
         }
     }
 }

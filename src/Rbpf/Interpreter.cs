@@ -244,7 +244,8 @@ internal static unsafe class Interpreter
             DecodedInsn* code0 = null; // the first slot
             DecodedInsn* ip = null;    // the next slot to run
             {
-                code0 = ip = program.CodeStart; // pinned; program is kept alive below
+                // Pinned; program is kept alive below. Observed runs see every instruction: unfused.
+                code0 = ip = observer.Enabled ? program.CodeStart : program.FusedStart;
                 while (true)
                 {
                     // The common instructions run in RunBlock, a method small enough for its
@@ -522,6 +523,34 @@ internal static unsafe class Interpreter
                 }
 
                 // Loads
+                // Fused (DecodedProgram.Fused): ip moves past the slots they stand for.
+                case Op.AddTo64Imm: r[i->Dst] = r[i->Src] + (ulong)i->Imm; ip++; break;
+                case Op.AddTo64Reg: r[i->Dst] = r[i->Src] + r[(int)i->Imm]; ip++; break;
+                case Op.LdxIndexedB:
+                    a = r[(int)(i->Imm >> 8)] = r[i->Src] + r[(int)i->Imm & 0xff];
+                    a += (ulong)(long)i->Off;
+                    ip += 2;
+                    if (!st->Allows(vm, a, 1, false)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = false; i += 2; goto Fault; }
+                    r[i->Dst] = *(byte*)a; break;
+                case Op.LdxIndexedH:
+                    a = r[(int)(i->Imm >> 8)] = r[i->Src] + r[(int)i->Imm & 0xff];
+                    a += (ulong)(long)i->Off;
+                    ip += 2;
+                    if (!st->Allows(vm, a, 2, false)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = false; i += 2; goto Fault; }
+                    r[i->Dst] = Unsafe.ReadUnaligned<ushort>((void*)a); break;
+                case Op.LdxIndexedW:
+                    a = r[(int)(i->Imm >> 8)] = r[i->Src] + r[(int)i->Imm & 0xff];
+                    a += (ulong)(long)i->Off;
+                    ip += 2;
+                    if (!st->Allows(vm, a, 4, false)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = false; i += 2; goto Fault; }
+                    r[i->Dst] = Unsafe.ReadUnaligned<uint>((void*)a); break;
+                case Op.LdxIndexedDW:
+                    a = r[(int)(i->Imm >> 8)] = r[i->Src] + r[(int)i->Imm & 0xff];
+                    a += (ulong)(long)i->Off;
+                    ip += 2;
+                    if (!st->Allows(vm, a, 8, false)) { st->FaultAddress = a; st->FaultSize = 8; st->FaultWrite = false; i += 2; goto Fault; }
+                    r[i->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); break;
+
                 case Op.LdxB:
                     a = r[i->Src] + (ulong)(long)i->Off;
                     if (!st->Allows(vm, a, 1, false)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = false; goto Fault; }

@@ -1,0 +1,88 @@
+namespace Rbpf.Tests;
+
+/// <summary>
+/// The interpreter runs clang's address arithmetic (<c>mov d, s; add d, x</c>, and a load through
+/// it) as one fused instruction when no jump lands inside it: same results, faults named by the
+/// load's own slot, and observed runs still see every instruction.
+/// </summary>
+public class InterpreterFusionTests
+{
+    // A loop over 16-bit words as clang writes it: r5 = r1 + r4; load [r5]; r5 = r4 + 3.
+    private const string Checksum = """
+        mov r0, 0
+        mov r4, 0
+        jlt r2, 2, end
+        loop:
+        mov r5, r1
+        add r5, r4
+        ldxh r5, [r5+0]
+        add r0, r5
+        add r4, 2
+        mov r5, r4
+        add r5, 2
+        jle r5, r2, loop
+        end:
+        exit
+        """;
+
+    [Fact]
+    public void AddressArithmeticIsFusedWhereNoJumpLandsInside()
+    {
+        var program = DecodedProgram.Decode(Assembler.Assemble(Checksum));
+        Assert.Equal(Op.LdxIndexedH, program.Fused[3].Op);
+        Assert.Equal(Op.AddTo64Imm, program.Fused[8].Op);
+        Assert.Equal(Op.Mov64Reg, program.Code[3].Op); // the JIT's and the observers' code is unfused
+        // A jump onto the add: the pair is not fused.
+        var landing = DecodedProgram.Decode(Assembler.Assemble("mov r3, r1\njeq r2, 0, +1\nmov r3, r1\nadd r3, 4\nmov r0, r3\nexit"));
+        Assert.Equal(Op.Mov64Reg, landing.Fused[2].Op);
+        // d = s + d reads the moved value: not fused (and d = d + t is).
+        var doubled = DecodedProgram.Decode(Assembler.Assemble("mov r3, r1\nadd r3, r3\nmov r4, r4\nadd r4, r2\nmov r0, r3\nexit"));
+        Assert.Equal(Op.Mov64Reg, doubled.Fused[0].Op);
+        Assert.Equal(Op.AddTo64Reg, doubled.Fused[2].Op);
+    }
+
+    [Fact]
+    public void FusedRunsComputeAsTheJitAndAsObservedRuns()
+    {
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(Checksum));
+        var random = new Random(3);
+        for (int len = 0; len < 40; len++)
+        {
+            var mem = new byte[len];
+            random.NextBytes(mem);
+            ulong expected = 0;
+            for (int k = 0; k + 2 <= len; k += 2) expected += BitConverter.ToUInt16(mem, k);
+            Assert.Equal(expected, TestUtil.Exec(vm, mem)); // the interpreter and every JIT mode
+            var seen = new List<int>();
+            Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(mem, Span<byte>.Empty, (pc, _) => seen.Add(pc), out ulong observed, out _));
+            Assert.Equal(expected, observed);
+            if (len >= 2) Assert.Contains(4, seen); // the add inside the fused sequence, observed on its own
+        }
+        var doubled = EbpfVm.CreateNoData(Assembler.Assemble("mov r1, 5\nmov r2, 7\nmov r3, r1\nadd r3, r3\nmov r4, r4\nadd r4, r2\nmov r0, r3\nlsh r0, 8\nor r0, r4\nexit"));
+        Assert.Equal(10UL << 8 | 7, TestUtil.Exec(doubled));
+    }
+
+    [Fact]
+    public void AFaultInAFusedLoadNamesTheLoad()
+    {
+        // r3 = r1 + r2 points just past the input: the load at slot 2 faults, after r3 is set.
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("mov r3, r1\nadd r3, r2\nldxb r0, [r3+0]\nexit"));
+        var input = GC.AllocateArray<byte>(4, pinned: true); // one address for both engines' messages
+        Assert.Equal(RbpfErrorCode.OutOfBounds, vm.TryExecute(input, Span<byte>.Empty, out _, out var error));
+        Assert.Contains("(insn #2)", error!.Message);
+        Assert.Equal(2, error.InstructionIndex);
+        vm.JitCompile();
+        Assert.Equal(RbpfErrorCode.OutOfBounds, vm.TryExecuteJit(input, Span<byte>.Empty, out _, out var jitError));
+        static string Access(string message) => message[..message.IndexOf(", allowed", StringComparison.Ordinal)]; // the stacks differ
+        Assert.Equal(Access(error.Message), Access(jitError!.Message));
+    }
+
+    [Fact]
+    public void LocalCallsAndHelpersAfterFusedCodeKeepTheirLinks()
+    {
+        // The fused copy follows what loading writes into calls: helper slots and frame sizes.
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("stdw [r10-8], 42\nmov r1, r10\nadd r1, -8\ncall local f\nmov r2, r0\nmov r1, r0\nadd r1, 1\ncall 9\nexit\nf:\nldxdw r0, [r1]\nexit"));
+        vm.RegisterHelper(9, (a, b, _, _, _) => a * 100 + b, "combine");
+        Assert.Equal(43UL * 100 + 42, TestUtil.Exec(vm));
+    }
+}
