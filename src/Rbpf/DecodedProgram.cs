@@ -214,6 +214,14 @@ internal sealed class DecodedProgram
     /// <summary>The first slot of <see cref="Fused"/>.</summary>
     public unsafe DecodedInsn* FusedStart { get; }
 
+    /// <summary>Writes what loading works out for a call slot (a helper's slot in Off, a local
+    /// call's frame sizes in Imm) into <see cref="Code"/> and its fused copy alike (calls are never fused).</summary>
+    public void SetCallOperands(int pc, int off, long imm)
+    {
+        Code[pc].Off = Fused[pc].Off = off;
+        Code[pc].Imm = Fused[pc].Imm = imm;
+    }
+
     /// <summary>Builds <see cref="Fused"/> (after <see cref="MarkBlocks"/>: a slot with a charge starts a block).</summary>
     private static DecodedInsn[] Fuse(DecodedInsn[] code)
     {

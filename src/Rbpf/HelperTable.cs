@@ -51,11 +51,10 @@ internal sealed class HelperTable
     public void Link(DecodedProgram program)
     {
         var code = program.Code;
-        var fused = program.Fused; // the interpreter's copy: calls are never fused, the same slots
         for (int pc = 0; pc < code.Length; pc++)
         {
             if (code[pc].Op == Op.Call)
-                fused[pc].Off = code[pc].Off = SlotOf((uint)code[pc].Imm);
+                program.SetCallOperands(pc, SlotOf((uint)code[pc].Imm), code[pc].Imm);
         }
     }
 }

@@ -91,8 +91,8 @@ public sealed class StackLayout
         for (int pc = 0; pc < code.Length; pc++)
         {
             while (f + 1 < ordered.Length && ordered[f + 1] <= pc) f++;
-            if (code[pc].Op == Op.CallLocal) // and in the interpreter's fused copy (calls are never fused)
-                program.Fused[pc].Imm = code[pc].Imm = sizes[ordered[f]] | sizes[code[pc].Off] << 32;
+            if (code[pc].Op == Op.CallLocal)
+                program.SetCallOperands(pc, code[pc].Off, sizes[ordered[f]] | sizes[code[pc].Off] << 32);
         }
     }
 }
