@@ -241,111 +241,108 @@ internal static unsafe class Interpreter
             int maxFrames = layout.MaxFrames;
             int depth = 0;
             st.Budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
-            DecodedInsn* code0 = null; // the first slot
-            DecodedInsn* ip = null;    // the next slot to run
+            // Pinned; program is kept alive below. Observed runs see every instruction: unfused.
+            DecodedInsn* code0 = observer.Enabled ? program.CodeStart : program.FusedStart; // the first slot
+            DecodedInsn* ip = code0; // the next slot to run
+            while (true)
             {
-                // Pinned; program is kept alive below. Observed runs see every instruction: unfused.
-                code0 = ip = observer.Enabled ? program.CodeStart : program.FusedStart;
-                while (true)
+                // The common instructions run in RunBlock, a method small enough for its
+                // instruction pointer to stay in a register; it returns here for the others.
+                DecodedInsn* i = RunBlock<TObserver, TBudget>(ip, code0, r, &st, vm, ref observer);
+                ip = i + 1;
+                if (st.Stop == StopReason.Other && i->Op == Op.Exit && depth == 0)
                 {
-                    // The common instructions run in RunBlock, a method small enough for its
-                    // instruction pointer to stay in a register; it returns here for the others.
-                    DecodedInsn* i = RunBlock<TObserver, TBudget>(ip, code0, r, &st, vm, ref observer);
-                    ip = i + 1;
-                    if (st.Stop == StopReason.Other && i->Op == Op.Exit && depth == 0)
-                    {
-                        result = r[0];
-                        return null;
-                    }
-                    switch (st.Stop)
-                    {
-                        case StopReason.Limit: goto Limit;
-                        case StopReason.Fault: goto Fault;
-                        case StopReason.PacketFault: goto PacketFault;
-                        case StopReason.Interrupted: goto Interrupted;
-                        case StopReason.EndWithZero: result = 0; return null; // a kernel packet load outside the packet
-                    }
-                    ulong a;
-                    switch (i->Op)
-                    {
-                        // Atomics: naturally aligned, inside a writable region
-                        case Op.Atomic32Add: case Op.Atomic32Or: case Op.Atomic32And: case Op.Atomic32Xor:
-                        case Op.Atomic32FetchAdd: case Op.Atomic32FetchOr: case Op.Atomic32FetchAnd: case Op.Atomic32FetchXor:
-                        case Op.Atomic32Xchg: case Op.Atomic32CmpXchg:
-                            a = r[i->Dst] + (ulong)(long)i->Off;
-                            if ((a & 3) != 0 || !st.Allows(vm, a, 4, true)) { st.FaultAddress = a; st.FaultSize = 4; st.FaultWrite = true; goto Fault; }
-                            Atomic32(i->Op, ref Unsafe.AsRef<uint>((void*)a), r, i->Src);
-                            break;
-                        case Op.Atomic64Add: case Op.Atomic64Or: case Op.Atomic64And: case Op.Atomic64Xor:
-                        case Op.Atomic64FetchAdd: case Op.Atomic64FetchOr: case Op.Atomic64FetchAnd: case Op.Atomic64FetchXor:
-                        case Op.Atomic64Xchg: case Op.Atomic64CmpXchg:
-                            a = r[i->Dst] + (ulong)(long)i->Off;
-                            if ((a & 7) != 0 || !st.Allows(vm, a, 8, true)) { st.FaultAddress = a; st.FaultSize = 8; st.FaultWrite = true; goto Fault; }
-                            Atomic64(i->Op, ref Unsafe.AsRef<ulong>((void*)a), r, i->Src);
-                            break;
+                    result = r[0];
+                    return null;
+                }
+                switch (st.Stop)
+                {
+                    case StopReason.Limit: goto Limit;
+                    case StopReason.Fault: goto Fault;
+                    case StopReason.PacketFault: goto PacketFault;
+                    case StopReason.Interrupted: goto Interrupted;
+                    case StopReason.EndWithZero: result = 0; return null; // a kernel packet load outside the packet
+                }
+                ulong a;
+                switch (i->Op)
+                {
+                    // Atomics: naturally aligned, inside a writable region
+                    case Op.Atomic32Add: case Op.Atomic32Or: case Op.Atomic32And: case Op.Atomic32Xor:
+                    case Op.Atomic32FetchAdd: case Op.Atomic32FetchOr: case Op.Atomic32FetchAnd: case Op.Atomic32FetchXor:
+                    case Op.Atomic32Xchg: case Op.Atomic32CmpXchg:
+                        a = r[i->Dst] + (ulong)(long)i->Off;
+                        if ((a & 3) != 0 || !st.Allows(vm, a, 4, true)) { st.FaultAddress = a; st.FaultSize = 4; st.FaultWrite = true; goto Fault; }
+                        Atomic32(i->Op, ref Unsafe.AsRef<uint>((void*)a), r, i->Src);
+                        break;
+                    case Op.Atomic64Add: case Op.Atomic64Or: case Op.Atomic64And: case Op.Atomic64Xor:
+                    case Op.Atomic64FetchAdd: case Op.Atomic64FetchOr: case Op.Atomic64FetchAnd: case Op.Atomic64FetchXor:
+                    case Op.Atomic64Xchg: case Op.Atomic64CmpXchg:
+                        a = r[i->Dst] + (ulong)(long)i->Off;
+                        if ((a & 7) != 0 || !st.Allows(vm, a, 8, true)) { st.FaultAddress = a; st.FaultSize = 8; st.FaultWrite = true; goto Fault; }
+                        Atomic64(i->Op, ref Unsafe.AsRef<ulong>((void*)a), r, i->Src);
+                        break;
 
-                        // Calls
-                        case Op.Call:
-                        case Op.CallX:
-                        {
-                            HelperEntry? h;
-                            uint key;
-                            if (i->Op == Op.Call) { key = (uint)i->Imm; h = i->Off >= 0 ? helpers.BySlot(i->Off) : null; }
-                            else { key = (uint)r[i->Dst]; h = r[i->Dst] <= uint.MaxValue ? helpers.Find(key) : null; }
-                            if (h == null)
-                            {
-                                result = 0;
-                                int at = Slot(ip, code0);
-                                return new RbpfException(RbpfErrorCode.UnknownHelper, UnknownHelperMessage(at, i->Op == Op.Call ? key : r[i->Dst]), at);
-                            }
-                            if (!CallHelper(vm, h, r, ref st, Slot(ip, code0), out var helperError))
-                            {
-                                result = 0;
-                                return helperError;
-                            }
-                            if (st.UnwindHelper == key && r[0] == 0)
-                            {
-                                result = 0;
-                                return null;
-                            }
-                            break;
-                        }
-                        case Op.CallLocal:
-                        {
-                            // The stack layout's sizes: how far r10 moves down (the caller's frame), what the callee needs.
-                            ulong drop = (uint)i->Imm, callee = (ulong)i->Imm >> 32;
-                            if (depth + 1 >= maxFrames || r[10] - st.StackBottom < drop + callee)
-                            {
-                                result = 0;
-                                int at = Slot(ip, code0);
-                                return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(at, maxFrames), at);
-                            }
-                            Frame* f = frames + depth;
-                            f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = (int)(ip - code0);
-                            depth++;
-                            r[10] -= drop;
-                            if (st.StackReach != 0) ZeroBelow(r[10], st.StackReach, st.StackBottom);
-                            // The stack region reaches 512 bytes below the deepest frame pointer of the
-                            // run (never the untouched, unzeroed memory below), within the stack, as in the JIT.
-                            ulong low = FrameLow(r[10], st.StackBottom);
-                            if (low < st.StackStart) st.StackStart = low;
-                            ip = code0 + i->Off;
-                            if (*st.InterruptWord != st.InterruptEpoch) { ip++; goto Interrupted; }
-                            break;
-                        }
-                        case Op.Exit: // from a local call (the end of the program returned above)
-                        {
-                            depth--;
-                            Frame* f = frames + depth;
-                            r[6] = f->R6; r[7] = f->R7; r[8] = f->R8; r[9] = f->R9; r[10] = f->R10; ip = code0 + f->ReturnPc;
-                            break;
-                        }
-                        default:
+                    // Calls
+                    case Op.Call:
+                    case Op.CallX:
+                    {
+                        HelperEntry? h;
+                        uint key;
+                        if (i->Op == Op.Call) { key = (uint)i->Imm; h = i->Off >= 0 ? helpers.BySlot(i->Off) : null; }
+                        else { key = (uint)r[i->Dst]; h = r[i->Dst] <= uint.MaxValue ? helpers.Find(key) : null; }
+                        if (h == null)
                         {
                             result = 0;
                             int at = Slot(ip, code0);
-                            return new RbpfException(RbpfErrorCode.IllegalInstruction, IllegalMessage(program, at), at);
+                            return new RbpfException(RbpfErrorCode.UnknownHelper, UnknownHelperMessage(at, i->Op == Op.Call ? key : r[i->Dst]), at);
                         }
+                        if (!CallHelper(vm, h, r, ref st, Slot(ip, code0), out var helperError))
+                        {
+                            result = 0;
+                            return helperError;
+                        }
+                        if (st.UnwindHelper == key && r[0] == 0)
+                        {
+                            result = 0;
+                            return null;
+                        }
+                        break;
+                    }
+                    case Op.CallLocal:
+                    {
+                        // The stack layout's sizes: how far r10 moves down (the caller's frame), what the callee needs.
+                        ulong drop = (uint)i->Imm, callee = (ulong)i->Imm >> 32;
+                        if (depth + 1 >= maxFrames || r[10] - st.StackBottom < drop + callee)
+                        {
+                            result = 0;
+                            int at = Slot(ip, code0);
+                            return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(at, maxFrames), at);
+                        }
+                        Frame* f = frames + depth;
+                        f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = (int)(ip - code0);
+                        depth++;
+                        r[10] -= drop;
+                        if (st.StackReach != 0) ZeroBelow(r[10], st.StackReach, st.StackBottom);
+                        // The stack region reaches 512 bytes below the deepest frame pointer of the
+                        // run (never the untouched, unzeroed memory below), within the stack, as in the JIT.
+                        ulong low = FrameLow(r[10], st.StackBottom);
+                        if (low < st.StackStart) st.StackStart = low;
+                        ip = code0 + i->Off;
+                        if (*st.InterruptWord != st.InterruptEpoch) { ip++; goto Interrupted; }
+                        break;
+                    }
+                    case Op.Exit: // from a local call (the end of the program returned above)
+                    {
+                        depth--;
+                        Frame* f = frames + depth;
+                        r[6] = f->R6; r[7] = f->R7; r[8] = f->R8; r[9] = f->R9; r[10] = f->R10; ip = code0 + f->ReturnPc;
+                        break;
+                    }
+                    default:
+                    {
+                        result = 0;
+                        int at = Slot(ip, code0);
+                        return new RbpfException(RbpfErrorCode.IllegalInstruction, IllegalMessage(program, at), at);
                     }
                 }
             }

@@ -1975,9 +1975,10 @@ internal sealed class X64Compiler
             n++;
         if (n < 2 || target <= pc + n) return false;
         int fall = pc + n, last = pc + n - 1;
-        bool verdict = !_hasLocalCalls && TerminalConstant(target) is not null && TerminalConstant(fall) is not null;
+        long? taken = TerminalConstant(target), fallen = TerminalConstant(fall);
+        bool verdict = !_hasLocalCalls && taken is not null && fallen is not null;
         bool flag = !verdict && _keep != null && BecomesFlag(last) && DropSide(last) < 0;
-        if (!verdict && !flag && _keep != null && TerminalConstant(target) == 0) return false; // drop tests: each a flag already
+        if (!verdict && !flag && _keep != null && taken == 0) return false; // drop tests: each a flag already
         // r11 = 1 (or the flag) when a test holds, else 0
         var any = flag ? _keep!.Value : r10;
         if (!flag) _a.mov(r10d, 1);
@@ -1987,8 +1988,8 @@ internal sealed class X64Compiler
         if (verdict)
         {
             _a.test(r11, r11);
-            _a.mov(rax, TerminalConstant(fall)!.Value); // moves leave the flags alone
-            _a.mov(r10, TerminalConstant(target)!.Value);
+            _a.mov(rax, fallen!.Value); // moves leave the flags alone
+            _a.mov(r10, taken!.Value);
             _a.cmov(5, rax, r10); // cmovnz
             EmitExitWithResult(inline: true);
         }
