@@ -11,6 +11,37 @@ public class JitPeepholeTests
     private static void SkipWithoutX64() =>
         Skip.IfNot(EbpfVm.IsJitSupported && !ExecutableMemory.IsArm64, "x86-64 JIT peepholes");
 
+    [SkippableFact]
+    public void ALoopHeadStartsASixtyFourByteLine()
+    {
+        SkipWithoutX64();
+        // Two loops, the inner one entered by falling into it: both heads start a 64-byte line under
+        // every option, and the no-ops before them change nothing.
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("""
+            mov r0, 0
+            mov r2, 7
+            mov r1, 100
+            add r0, r1
+            sub r1, 1
+            jne r1, 0, -3
+            sub r2, 1
+            jne r2, 0, -6
+            exit
+            """));
+        foreach (var options in JitTests.AllOptions)
+        {
+            vm.JitCompile(options);
+            var lines = vm.JitDisassembly().Split('\n');
+            foreach (int head in new[] { 2, 3 })
+            {
+                int at = Array.FindIndex(lines, l => l.StartsWith($";     {head}:", StringComparison.Ordinal));
+                int offset = Convert.ToInt32(lines[at + 1].Trim().Split(' ')[0], 16);
+                Assert.Equal(0, offset % 64);
+            }
+            Assert.Equal(7UL * 5050, vm.ExecuteJit());
+        }
+    }
+
     public static TheoryData<string> CopyThenAdd => new()
     {
         "mov r3, r1\nadd r3, 12",

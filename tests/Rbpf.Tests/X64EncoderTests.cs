@@ -389,6 +389,51 @@ public class X64EncoderTests
     }
 
     [Fact]
+    public void PaddingAlignsItsLabelWithNopsAndBranchesStillLand()
+    {
+        // Branches back and forth over labels that start at a boundary: every such label lands on
+        // a multiple of its boundary, the padding decodes as no-ops only, and every branch (sized
+        // while each padding counted at its largest) reaches its label.
+        foreach (int seed in new[] { 3, 4, 5 })
+        {
+            var rng = new Random(seed);
+            var a = new X64Assembler();
+            var labels = Enumerable.Range(0, 200).Select(_ => a.CreateLabel()).ToArray();
+            var boundaries = new int[labels.Length];
+            var sources = new List<(X64Label At, int Target)>();
+            for (int k = 0; k < labels.Length; k++)
+            {
+                boundaries[k] = rng.Next(3) == 0 ? new[] { 2, 4, 8, 16, 32, 64 }[rng.Next(6)] : 1;
+                if (boundaries[k] > 1) a.Align(boundaries[k]);
+                a.Label(ref labels[k]);
+                for (int p = rng.Next(0, 9); p > 0; p--) a.nop();
+                int t = Math.Clamp(k + rng.Next(-30, 30), 0, labels.Length - 1);
+                var at = a.CreateLabel();
+                a.Label(ref at);
+                if (rng.Next(2) == 0) a.jmp(labels[t]); else a.jle(labels[t]);
+                sources.Add((at, t));
+            }
+            a.ret();
+            var code = a.Assemble();
+            for (int k = 0; k < labels.Length; k++)
+                Assert.Equal(0, a.LabelOffset(labels[k]) % boundaries[k]);
+            foreach (var (at, t) in sources)
+            {
+                var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(code[a.LabelOffset(at)..]));
+                decoder.IP = (ulong)a.LabelOffset(at);
+                decoder.Decode(out var branch);
+                Assert.Equal((ulong)a.LabelOffset(labels[t]), branch.NearBranchTarget);
+            }
+            var instructions = Decode(code);
+            Assert.All(instructions, i => Assert.True(i.Mnemonic is Mnemonic.Nop or Mnemonic.Jmp or Mnemonic.Jle or Mnemonic.Ret, Text(i)));
+            // Short where a branch and its label sit close: padding did not push every branch long.
+            Assert.Contains(instructions, i => i.Mnemonic == Mnemonic.Jle && i.Length == 2);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => new X64Assembler().Align(3));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new X64Assembler().Align(128));
+    }
+
+    [Fact]
     public void MisuseIsRefused()
     {
         var a = new X64Assembler();

@@ -95,9 +95,9 @@ internal sealed class X64Assembler
     // Branches to labels, in code order: where they go in the byte stream, their label, their kind.
     private int[] _brPos = new int[64];
     private int[] _brLabel = new int[64];
-    private short[] _brKind = new short[64]; // KindJmp, KindCall, or a condition code 0-15
+    private short[] _brKind = new short[64]; // KindJmp, KindCall, KindAlign, or a condition code 0-15
     private int _brCount;
-    private const short KindJmp = 16, KindCall = 17;
+    private const short KindJmp = 16, KindCall = 17, KindAlign = 18; // an alignment's label field holds its boundary
 
     // Labels: byte position when bound (-1 before) and how many branches precede them.
     private int[] _labelPos = new int[64];
@@ -202,6 +202,22 @@ internal sealed class X64Assembler
     private void Branch(X64Label label, short kind)
     {
         LabelIndex(label); // fails early on a label from nowhere
+        Entry(label.Id - 1, kind);
+    }
+
+    /// <summary>
+    /// Pads with no-ops to the next multiple of <paramref name="boundary"/> (a power of two up to 64)
+    /// from the start of the code. Sized with the branches: counted at its largest while they are
+    /// sized, so a branch sized short stays in reach when the padding turns out smaller.
+    /// </summary>
+    public void Align(int boundary)
+    {
+        if (boundary is not (2 or 4 or 8 or 16 or 32 or 64)) throw new ArgumentOutOfRangeException(nameof(boundary));
+        Entry(boundary, KindAlign);
+    }
+
+    private void Entry(int label, short kind)
+    {
         if (_prefix != 0) throw new InvalidOperationException("prefix before a branch");
         if (_brCount == _brPos.Length)
         {
@@ -210,7 +226,7 @@ internal sealed class X64Assembler
             Array.Resize(ref _brKind, _brCount * 2);
         }
         _brPos[_brCount] = _len;
-        _brLabel[_brCount] = label.Id - 1;
+        _brLabel[_brCount] = label;
         _brKind[_brCount] = kind;
         _brCount++;
     }
@@ -625,6 +641,7 @@ internal sealed class X64Assembler
         var labels = _brLabel.AsSpan(0, n);
         for (int k = 0; k < n; k++)
         {
+            if (kinds[k] == KindAlign) continue;
             int t = labels[k];
             targetPos[k] = _labelPos[t];
             targetCount[k] = _labelBranches[t];
@@ -635,13 +652,13 @@ internal sealed class X64Assembler
         before[0] = 0;
         for (int k = 0; k < n; k++)
         {
-            size[k] = (byte)LongSize(kinds[k]);
+            size[k] = (byte)(kinds[k] == KindAlign ? labels[k] - 1 : LongSize(kinds[k]));
             before[k + 1] = before[k] + size[k];
         }
         bool changed = false;
         for (int k = 0; k < n; k++)
         {
-            if (kinds[k] == KindCall) continue;
+            if (kinds[k] is KindCall or KindAlign) continue;
             int c = targetCount[k];
             // Forward, this one counted long (an overestimate); backward, exact.
             int upper = targetPos[k] + before[c] - (pos[k] + before[k] + 2);
@@ -656,7 +673,7 @@ internal sealed class X64Assembler
             for (int k = 0; k < n; k++) before[k + 1] = before[k] + size[k];
             for (int k = 0; k < n; k++)
             {
-                if (size[k] != 2) continue;
+                if (size[k] != 2 || kinds[k] == KindAlign) continue;
                 int rel = targetPos[k] + before[targetCount[k]] - (pos[k] + before[k] + 2);
                 if (!IsInt8(rel))
                 {
@@ -665,7 +682,12 @@ internal sealed class X64Assembler
                 }
             }
         }
-        for (int k = 0; k < n; k++) before[k + 1] = before[k] + size[k];
+        // Final positions: each padding now takes what its place needs (at most what it was counted).
+        for (int k = 0; k < n; k++)
+        {
+            if (kinds[k] == KindAlign) size[k] = (byte)(-(pos[k] + before[k]) & (labels[k] - 1));
+            before[k + 1] = before[k] + size[k];
+        }
         _assembled = true;
         var code = new byte[_len + before[n]];
         var src = _buf.AsSpan(0, _len);
@@ -678,6 +700,12 @@ internal sealed class X64Assembler
             from = at;
             short kind = kinds[k];
             int end = to + size[k];
+            if (kind == KindAlign)
+            {
+                Nops(code.AsSpan(to, size[k]));
+                to = end;
+                continue;
+            }
             int rel = targetPos[k] + before[targetCount[k]] - end;
             if (size[k] == 2)
             {
@@ -695,6 +723,29 @@ internal sealed class X64Assembler
         }
         src[from..].CopyTo(code.AsSpan(to));
         return code;
+    }
+
+    /// <summary>Fills <paramref name="pad"/> with the recommended multi-byte no-ops, at most 9 bytes each.</summary>
+    private static void Nops(Span<byte> pad)
+    {
+        ReadOnlySpan<byte> nops =
+        [
+            0x90,
+            0x66, 0x90,
+            0x0F, 0x1F, 0x00,
+            0x0F, 0x1F, 0x40, 0x00,
+            0x0F, 0x1F, 0x44, 0x00, 0x00,
+            0x66, 0x0F, 0x1F, 0x44, 0x00, 0x00,
+            0x0F, 0x1F, 0x80, 0x00, 0x00, 0x00, 0x00,
+            0x0F, 0x1F, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x66, 0x0F, 0x1F, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ];
+        while (pad.Length > 0)
+        {
+            int n = Math.Min(9, pad.Length);
+            nops.Slice(n * (n - 1) / 2, n).CopyTo(pad);
+            pad = pad[n..];
+        }
     }
 
     /// <summary>Where <paramref name="label"/> is in the code <see cref="Assemble"/> returned.</summary>

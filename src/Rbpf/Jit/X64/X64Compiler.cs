@@ -125,6 +125,7 @@ internal sealed class X64Compiler
         _batchNext = _a.CreateLabel();
 
         EmitEntry();
+        var loopHeads = LoopHeads(code);
 
         for (int pc = 0; pc < code.Length; pc++)
         {
@@ -135,6 +136,7 @@ internal sealed class X64Compiler
                 Cold(_pcLabels[pc], () => Fail(tail, RbpfErrorCode.IllegalInstruction));
                 continue;
             }
+            if (loopHeads[pc]) _a.Align(LoopAlignment);
             Bind(ref _pcLabels[pc]);
             _currentPc = pc;
             if (_options.Interruptible && _polls[pc]) EmitPoll(pc);
@@ -312,6 +314,26 @@ internal sealed class X64Compiler
     }
     private int _inlineExits;
     private bool[]? _jumpTargets;
+
+    /// <summary>
+    /// Where a loop's head is placed: at the start of a 64-byte line (the arena places code 64-byte
+    /// aligned), so a short loop does not straddle two. Unaligned, the same insertion-sort loop of
+    /// clang's ran 1.3x or 1.85x native depending on the code before it.
+    /// </summary>
+    internal const int LoopAlignment = 64;
+
+    /// <summary>The slots a backward jump lands on.</summary>
+    private static bool[] LoopHeads(DecodedInsn[] code)
+    {
+        var heads = new bool[code.Length];
+        for (int pc = 0; pc < code.Length; pc++)
+        {
+            var i = code[pc];
+            if ((i.Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg)) && i.Off >= 0 && i.Off <= pc)
+                heads[i.Off] = true;
+        }
+        return heads;
+    }
 
     /// <summary>Whether a jump or a local call lands on slot <paramref name="pc"/>.</summary>
     private bool IsJumpTarget(int pc)
