@@ -198,6 +198,35 @@ public class JitPeepholeTests
     }
 
     [SkippableTheory]
+    [InlineData("mul r1, 5\nadd r1, 0x52dce729", true)] // clang's hash step: h * 5 + c
+    [InlineData("mul r1, 3\nadd r1, -7", true)]
+    [InlineData("mul r1, 9\nsub r1, 0x7fffffff", true)]
+    [InlineData("mul r1, 2\nadd r1, 1", true)]
+    [InlineData("lsh r1, 1\nadd r1, -0x80000000", true)]
+    [InlineData("mul32 r1, 5\nadd32 r1, 0x7fffffff", true)]
+    [InlineData("mul32 r1, 9\nsub32 r1, 3", true)]
+    [InlineData("lsh32 r1, 1\nadd32 r1, -1", true)]
+    // Not fused: the negation does not fit, another register, widths that differ, a multiplier
+    // lea has no form for, an add of a register, a shift by more than one.
+    [InlineData("mul r1, 5\nsub r1, -0x80000000", false)]
+    [InlineData("mul r1, 5\nadd r2, 1\nmov r1, r2", false)]
+    [InlineData("mul r1, 5\nadd32 r1, 1", false)]
+    [InlineData("mul32 r1, 5\nadd r1, 1", false)]
+    [InlineData("mul r1, 7\nadd r1, 1", false)]
+    [InlineData("mul r1, 5\nadd r1, r2", false)]
+    [InlineData("lsh r1, 2\nadd r1, 1", false)]
+    public void AMultiplyAndAnAddOfAConstantAreOneLea(string body, bool fused)
+    {
+        SkipWithoutX64();
+        var listing = SameOnManyValues(body, "r1");
+        // Fused: one lea under the multiply, nothing under the add.
+        Assert.Equal(fused, TestUtil.MachineCode(listing, 3).Trim() == "");
+        if (fused) Assert.Matches(@"^\s*\S+\s+lea\s[^\n]*$", TestUtil.MachineCode(listing, 2).Trim());
+        // Blinded constants keep both.
+        Assert.NotEqual("", TestUtil.MachineCode(SameOnManyValues(body, "r1", new JitOptions { ConstantBlinding = true }), 3).Trim());
+    }
+
+    [SkippableTheory]
     // clang's rotate left by 27 (t = x >> 37; x <<= 27; x |= t) and by 13 the other way round; t read afterwards.
     [InlineData("mov r3, r1\nrsh r3, 37\nlsh r1, 27\nor r1, r3", true)]
     [InlineData("mov r3, r1\nlsh r3, 13\nrsh r1, 51\nor r1, r3", true)]

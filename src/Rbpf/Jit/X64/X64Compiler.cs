@@ -170,6 +170,15 @@ internal sealed class X64Compiler
                     continue;
                 }
             }
+            else if (op is Op.Mul64Imm or Op.Mul32Imm or Op.Lsh64Imm or Op.Lsh32Imm)
+            {
+                if (TryEmitScaledAdd(pc, blockStarts))
+                {
+                    Bind(ref _pcLabels[pc + 1]); // the add: no code of its own
+                    pc++;
+                    continue;
+                }
+            }
             else if (op is Op.LdxH or Op.LdxW)
             {
                 if (TryEmitUnswappedLoad(pc))
@@ -1198,6 +1207,28 @@ internal sealed class X64Compiler
         }
         else if (wide) _a.imul(d64, d64, k);
         else _a.imul(d32, d32, k);
+    }
+
+    /// <summary>
+    /// <c>mul d, k; add d, c</c> with k 2, 3, 5 or 9 (or <c>lsh d, 1</c>), and c a constant (or a
+    /// <c>sub</c> of one): one <c>lea d, [d + d*(k-1) + c]</c>, as compilers write <c>h * 5 + c</c>.
+    /// The multiplication and the add are one step of d's chain of dependences instead of two.
+    /// </summary>
+    private bool TryEmitScaledAdd(int pc, int[] blockStarts)
+    {
+        var code = _program.Code;
+        if (Blind || pc + 1 >= code.Length || blockStarts[pc + 1] != 0) return false;
+        DecodedInsn mul = code[pc], add = code[pc + 1];
+        bool wide = mul.Op is Op.Mul64Imm or Op.Lsh64Imm;
+        int k = mul.Op is Op.Lsh64Imm or Op.Lsh32Imm ? (mul.Imm == 1 ? 2 : 0) : (int)mul.Imm;
+        if (k is not (2 or 3 or 5 or 9) || add.Dst != mul.Dst || mul.Dst > 9) return false;
+        long disp = add.Op == (wide ? Op.Add64Imm : Op.Add32Imm) ? add.Imm : add.Op == (wide ? Op.Sub64Imm : Op.Sub32Imm) ? -add.Imm : long.MaxValue;
+        if (disp is < int.MinValue or > int.MaxValue) return false; // not an add of a constant, or its negation does not fit
+        var d = R64[mul.Dst];
+        var address = d + d * (k - 1) + (int)disp;
+        if (wide) _a.lea(d, address);
+        else _a.lea(R32[mul.Dst], address); // the low 32 bits, zero-extended
+        return true;
     }
 
     /// <summary>
