@@ -331,14 +331,19 @@ internal sealed class X64Compiler
     /// </summary>
     internal const int LoopAlignment = 64;
 
-    /// <summary>The slots a backward jump lands on.</summary>
+    /// <summary>
+    /// The slots a backward jump lands on that nothing falls into (the slot before is a ja or an
+    /// exit): the padding before them never runs. A head the code before falls into is left where it
+    /// is: up to seven no-ops on the way into it every time cost clang's header parser (whose loop
+    /// heads are fallen into once a frame) more than the alignment gave back.
+    /// </summary>
     private static bool[] LoopHeads(DecodedInsn[] code)
     {
         var heads = new bool[code.Length];
         for (int pc = 0; pc < code.Length; pc++)
         {
             var i = code[pc];
-            if ((i.Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg)) && i.Off >= 0 && i.Off <= pc)
+            if ((i.Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg)) && i.Off > 0 && i.Off <= pc && code[i.Off - 1].Op is Op.Ja or Op.Exit)
                 heads[i.Off] = true;
         }
         return heads;
