@@ -228,6 +228,40 @@ public class JitPeepholeTests
     }
 
     [SkippableTheory]
+    [InlineData("and32 r1, 1\njeq32 r1, 0, +1", false)] // clang's bool tests in a tokenizer
+    [InlineData("and32 r1, 1\njne r1, 0, +1", false)]
+    [InlineData("or r1, r2\njeq r1, 0, +1", false)]
+    [InlineData("xor32 r1, r2\njne32 r1, 0, +1", false)]
+    [InlineData("add r1, -5\njeq r1, 0, +1", false)]
+    [InlineData("sub32 r1, r2\njeq r1, 0, +1", false)]
+    [InlineData("and r1, 0xf0\njne r1, 0, +1", false)]
+    // The test stays: 64-bit result and 32-bit test; a movzx (mask 0xff); another register; not
+    // jeq or jne; a compare with a non-zero constant; a shift; a jump landing on the test.
+    [InlineData("and r1, r2\njeq32 r1, 0, +1", true)]
+    [InlineData("and32 r1, 0xff\njeq32 r1, 0, +1", true)]
+    [InlineData("and32 r2, 1\njeq32 r1, 0, +1", true)]
+    [InlineData("and32 r1, 1\njgt32 r1, 0, +1", true)]
+    [InlineData("and32 r1, 1\njsgt r1, 0, +1", true)]
+    [InlineData("and32 r1, 3\njeq32 r1, 1, +1", true)]
+    [InlineData("lsh r1, 3\njeq r1, 0, +1", true)]
+    [InlineData("jeq r2, 9, +1\nand32 r1, 1\njeq32 r1, 0, +1", true)]
+    public void AZeroTestRightAfterAnAluOperationUsesItsFlags(string body, bool tested)
+    {
+        SkipWithoutX64();
+        int jump = 1 + body.Split('\n').Length; // the slot of the jump (two loads first)
+        // Jumping over an add, and over a move (a select: the compare, then the value, then a cmov).
+        foreach (string skipped in new[] { "add r1, 77", "mov r1, 77", "mov32 r1, r2" })
+        {
+            var listing = SameOnManyValues($"{body}\n{skipped}", "r1");
+            string code = TestUtil.MachineCode(listing, jump);
+            Assert.Equal(tested, code.Contains("test", StringComparison.Ordinal) || code.Contains("cmp", StringComparison.Ordinal));
+            // Blinded: always tested.
+            string blinded = TestUtil.MachineCode(SameOnManyValues($"{body}\n{skipped}", "r1", new JitOptions { ConstantBlinding = true }), jump);
+            Assert.True(blinded.Contains("test", StringComparison.Ordinal) || blinded.Contains("cmp", StringComparison.Ordinal));
+        }
+    }
+
+    [SkippableTheory]
     // clang's rotate left by 27 (t = x >> 37; x <<= 27; x |= t) and by 13 the other way round; t read afterwards.
     [InlineData("mov r3, r1\nrsh r3, 37\nlsh r1, 27\nor r1, r3", true)]
     [InlineData("mov r3, r1\nlsh r3, 13\nrsh r1, 51\nor r1, r3", true)]

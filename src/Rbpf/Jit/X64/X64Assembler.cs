@@ -122,6 +122,9 @@ internal sealed class X64Assembler
         _assembled = false;
     }
 
+    /// <summary>Changes whenever anything is emitted (bytes or a branch): equal marks mean nothing came in between.</summary>
+    public long Mark => (long)_brCount << 32 | (uint)_len;
+
     /// <summary>Whether the buffers have grown past <paramref name="bytes"/> (a thread keeps no large one).</summary>
     public bool IsLarge(int bytes) => _buf.Length > bytes || _brPos.Length * 16 > bytes;
 
