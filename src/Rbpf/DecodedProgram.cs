@@ -108,6 +108,28 @@ internal sealed class DecodedProgram
     public bool HasLocalCalls { get; }
 
     /// <summary>
+    /// Bit n set when some instruction names rn (as destination or source), r0 always, and r1-r5
+    /// when the program calls helpers (they read their arguments there); computed once, for the
+    /// JIT entries that zero or save only the registers a program uses.
+    /// </summary>
+    public int UsedRegisters
+    {
+        get
+        {
+            int mask = _usedRegisters;
+            if (mask != 0) return mask;
+            mask = 1;
+            foreach (var i in Code)
+            {
+                mask |= 1 << Math.Min((int)i.Dst, 15) | 1 << Math.Min((int)i.Src, 15);
+                if (i.Op is Op.Call or Op.CallX) mask |= 0b111110;
+            }
+            return _usedRegisters = mask;
+        }
+    }
+    private int _usedRegisters;
+
+    /// <summary>
     /// Slots where a run checks whether it was interrupted: the target of every backward jump (so
     /// every loop passes one) and of every local call (so does recursion).
     /// </summary>

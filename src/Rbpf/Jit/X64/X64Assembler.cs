@@ -130,21 +130,27 @@ internal sealed class X64Assembler
 
     public X64Label CreateLabel()
     {
-        if (_labelCount == _labelPos.Length)
-        {
-            Array.Resize(ref _labelPos, _labelCount * 2);
-            Array.Resize(ref _labelBranches, _labelCount * 2);
-        }
-        _labelPos[_labelCount] = -1;
-        return new X64Label(++_labelCount);
+        int n = _labelCount;
+        if (n == _labelPos.Length) GrowLabels();
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_labelPos), n) = -1;
+        _labelCount = n + 1;
+        return new X64Label(n + 1);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void GrowLabels()
+    {
+        Array.Resize(ref _labelPos, _labelCount * 2);
+        Array.Resize(ref _labelBranches, _labelCount * 2);
     }
 
     public void Label(ref X64Label label)
     {
-        int k = LabelIndex(label);
-        if (_labelPos[k] >= 0) throw new InvalidOperationException("label bound twice");
-        _labelPos[k] = _len;
-        _labelBranches[k] = _brCount;
+        int k = LabelIndex(label); // below _labelCount, so inside both arrays
+        ref int at = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_labelPos), k);
+        if (at >= 0) throw new InvalidOperationException("label bound twice");
+        at = _len;
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_labelBranches), k) = _brCount;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -202,11 +208,8 @@ internal sealed class X64Assembler
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool IsInt8(long v) => v >= sbyte.MinValue && v <= sbyte.MaxValue;
 
-    private void Branch(X64Label label, short kind)
-    {
-        LabelIndex(label); // fails early on a label from nowhere
-        Entry(label.Id - 1, kind);
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Branch(X64Label label, short kind) => Entry(LabelIndex(label), kind); // fails early on a label from nowhere
 
     /// <summary>
     /// Pads with no-ops to the next multiple of <paramref name="boundary"/> (a power of two up to 64)
@@ -222,16 +225,21 @@ internal sealed class X64Assembler
     private void Entry(int label, short kind)
     {
         if (_prefix != 0) throw new InvalidOperationException("prefix before a branch");
-        if (_brCount == _brPos.Length)
-        {
-            Array.Resize(ref _brPos, _brCount * 2);
-            Array.Resize(ref _brLabel, _brCount * 2);
-            Array.Resize(ref _brKind, _brCount * 2);
-        }
-        _brPos[_brCount] = _len;
-        _brLabel[_brCount] = label;
-        _brKind[_brCount] = kind;
-        _brCount++;
+        int n = _brCount;
+        if (n == _brPos.Length) GrowBranches();
+        // n is below the length of all three arrays (they grow together).
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_brPos), n) = _len;
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_brLabel), n) = label;
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_brKind), n) = kind;
+        _brCount = n + 1;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void GrowBranches()
+    {
+        Array.Resize(ref _brPos, _brCount * 2);
+        Array.Resize(ref _brLabel, _brCount * 2);
+        Array.Resize(ref _brKind, _brCount * 2);
     }
 
     // Operand sizes: 1, 2, 4, 8 bytes.
@@ -241,7 +249,34 @@ internal sealed class X64Assembler
     /// <paramref name="reg"/> (or opcode extension) and a register <paramref name="rm"/>.
     /// <paramref name="byteRegs"/>: registers 4-7 mean spl-dil, which needs a REX prefix.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void OpRR(int size, int opcode, int reg, int rm, bool byteRegs = false, bool regIsByte = false, int mandatory = 0)
+    {
+        // The common form inline (32- or 64-bit operands, a one-byte opcode, no prefix): at the call
+        // sites, where most of these tests fold away.
+        if ((size == 4 || size == 8) && (uint)opcode <= 0xFF && !byteRegs && !regIsByte && mandatory == 0 && _prefix == 0)
+        {
+            int len = _len;
+            if (len + 16 > _buf.Length) Grow(16);
+            ref byte p = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buf), len);
+            int rex = (size & 8) | (reg & 8) >> 1 | (rm & 8) >> 3;
+            uint modrm = (uint)(0xC0 | (reg & 7) << 3 | (rm & 7));
+            if (rex != 0)
+            {
+                Unsafe.WriteUnaligned(ref p, (uint)(0x40 | rex) | (uint)opcode << 8 | modrm << 16);
+                _len = len + 3;
+            }
+            else
+            {
+                Unsafe.WriteUnaligned(ref p, (ushort)((uint)opcode | modrm << 8));
+                _len = len + 2;
+            }
+            return;
+        }
+        OpRRGeneral(size, opcode, reg, rm, byteRegs, regIsByte, mandatory);
+    }
+
+    private void OpRRGeneral(int size, int opcode, int reg, int rm, bool byteRegs, bool regIsByte, int mandatory)
     {
         Need(16);
         // A local cursor: the fields are read and written once per instruction, not per byte.
@@ -257,7 +292,40 @@ internal sealed class X64Assembler
     }
 
     /// <summary>As <see cref="OpRR"/> with a memory operand in r/m.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void OpRM(int size, int opcode, int reg, in Mem m, bool regIsByte = false, int mandatory = 0)
+    {
+        // The common form inline: 32- or 64-bit, a one-byte opcode, no prefix, a base and no index
+        // (r12, the context, and rsp take a SIB byte that names no index).
+        int b = m.Base;
+        if ((size == 4 || size == 8) && (uint)opcode <= 0xFF && !regIsByte && mandatory == 0 && _prefix == 0 && m.Index < 0 && b >= 0)
+        {
+            int len = _len;
+            if (len + 16 > _buf.Length) Grow(16);
+            ref byte p = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buf), len);
+            int rex = (size & 8) | (reg & 8) >> 1 | (b & 8) >> 3;
+            int n = 0;
+            if (rex != 0) Unsafe.Add(ref p, n++) = (byte)(0x40 | rex);
+            Unsafe.Add(ref p, n++) = (byte)opcode;
+            int disp = m.Disp;
+            int rm = (reg & 7) << 3 | (b & 7);
+            bool sib = (b & 7) == 4;
+            int mod = disp == 0 && (b & 7) != 5 ? 0 : IsInt8(disp) ? 0x40 : 0x80;
+            Unsafe.Add(ref p, n++) = (byte)(mod | rm);
+            if (sib) Unsafe.Add(ref p, n++) = 0x24; // no index, the base
+            if (mod == 0x40) Unsafe.Add(ref p, n++) = (byte)disp;
+            else if (mod == 0x80)
+            {
+                Unsafe.WriteUnaligned(ref Unsafe.Add(ref p, n), disp);
+                n += 4;
+            }
+            _len = len + n;
+            return;
+        }
+        OpRMGeneral(size, opcode, reg, m, regIsByte, mandatory);
+    }
+
+    private void OpRMGeneral(int size, int opcode, int reg, in Mem m, bool regIsByte, int mandatory)
     {
         if (m.Base < 0) throw new InvalidOperationException("memory operand without a base");
         int index = m.Index;
@@ -634,98 +702,146 @@ internal sealed class X64Assembler
             _targetPos = new int[Math.Max(n, _targetPos.Length * 2)];
             _targetCount = new int[_targetPos.Length];
         }
-        // Locals: the loops below run a few times over every branch.
-        var size = _size.AsSpan(0, n);
-        var before = _before.AsSpan(0, n + 1); // bytes of branches before branch k
-        var targetPos = _targetPos.AsSpan(0, n); // the target label's byte position and branches before it
-        var targetCount = _targetCount.AsSpan(0, n);
-        var pos = _brPos.AsSpan(0, n);
-        var kinds = _brKind.AsSpan(0, n);
-        var labels = _brLabel.AsSpan(0, n);
+        // The arrays are at least n (before: n + 1) long: element references without bounds checks,
+        // as the loops below run a few times over every branch.
+        ref byte size = ref MemoryMarshal.GetArrayDataReference(_size);
+        ref int before = ref MemoryMarshal.GetArrayDataReference(_before); // bytes of branches before branch k
+        ref int targetPos = ref MemoryMarshal.GetArrayDataReference(_targetPos); // the target label's byte position
+        ref int targetCount = ref MemoryMarshal.GetArrayDataReference(_targetCount); // and the branches before it
+        ref int pos = ref MemoryMarshal.GetArrayDataReference(_brPos);
+        ref short kinds = ref MemoryMarshal.GetArrayDataReference(_brKind);
+        ref int labels = ref MemoryMarshal.GetArrayDataReference(_brLabel);
+        int[] labelPos = _labelPos, labelBranches = _labelBranches;
+        // Every branch at its largest: its target, its size, the bytes before it.
+        int total = 0;
         for (int k = 0; k < n; k++)
         {
-            if (kinds[k] == KindAlign) continue;
-            int t = labels[k];
-            targetPos[k] = _labelPos[t];
-            targetCount[k] = _labelBranches[t];
-            if (targetPos[k] < 0) throw new InvalidOperationException("a branch to a label never bound");
+            short kind = Unsafe.Add(ref kinds, k);
+            int s;
+            if (kind == KindAlign) s = Unsafe.Add(ref labels, k) - 1;
+            else
+            {
+                int t = Unsafe.Add(ref labels, k);
+                int at = labelPos[t];
+                if (at < 0) throw new InvalidOperationException("a branch to a label never bound");
+                Unsafe.Add(ref targetPos, k) = at;
+                Unsafe.Add(ref targetCount, k) = labelBranches[t];
+                s = LongSize(kind);
+            }
+            Unsafe.Add(ref before, k) = total;
+            Unsafe.Add(ref size, k) = (byte)s;
+            total += s;
         }
+        Unsafe.Add(ref before, n) = total;
         // Bounds first: a branch that reaches with every other branch long is short for good; one
         // that does not reach with every branch short is long for good; only the rest need passes.
-        before[0] = 0;
-        for (int k = 0; k < n; k++)
-        {
-            size[k] = (byte)(kinds[k] == KindAlign ? labels[k] - 1 : LongSize(kinds[k]));
-            before[k + 1] = before[k] + size[k];
-        }
         bool changed = false;
         for (int k = 0; k < n; k++)
         {
-            if (kinds[k] is KindCall or KindAlign) continue;
-            int c = targetCount[k];
+            if (Unsafe.Add(ref kinds, k) is KindCall or KindAlign) continue;
+            int c = Unsafe.Add(ref targetCount, k), p = Unsafe.Add(ref pos, k), tp = Unsafe.Add(ref targetPos, k);
             // Forward, this one counted long (an overestimate); backward, exact.
-            int upper = targetPos[k] + before[c] - (pos[k] + before[k] + 2);
+            int upper = tp + Unsafe.Add(ref before, c) - (p + Unsafe.Add(ref before, k) + 2);
+            if (IsInt8(upper)) { Unsafe.Add(ref size, k) = 2; continue; }
             // All short: 2 bytes per branch in between (forward: an underestimate by 2).
-            int lower = c > k ? targetPos[k] - pos[k] - 2 + 2 * (c - k - 1) : targetPos[k] - pos[k] - 2 - 2 * (k - c);
-            if (IsInt8(upper)) size[k] = 2;
-            else if (IsInt8(lower)) { size[k] = 2; changed = true; } // undecided: passes below
+            int lower = c > k ? tp - p - 2 + 2 * (c - k - 1) : tp - p - 2 - 2 * (k - c);
+            if (IsInt8(lower)) { Unsafe.Add(ref size, k) = 2; changed = true; } // undecided: passes below
         }
         while (changed)
         {
             changed = false;
-            for (int k = 0; k < n; k++) before[k + 1] = before[k] + size[k];
+            total = 0;
             for (int k = 0; k < n; k++)
             {
-                if (size[k] != 2 || kinds[k] == KindAlign) continue;
-                int rel = targetPos[k] + before[targetCount[k]] - (pos[k] + before[k] + 2);
+                Unsafe.Add(ref before, k) = total;
+                total += Unsafe.Add(ref size, k);
+            }
+            Unsafe.Add(ref before, n) = total;
+            for (int k = 0; k < n; k++)
+            {
+                if (Unsafe.Add(ref size, k) != 2 || Unsafe.Add(ref kinds, k) == KindAlign) continue;
+                int rel = Unsafe.Add(ref targetPos, k) + Unsafe.Add(ref before, Unsafe.Add(ref targetCount, k)) - (Unsafe.Add(ref pos, k) + Unsafe.Add(ref before, k) + 2);
                 if (!IsInt8(rel))
                 {
-                    size[k] = (byte)LongSize(kinds[k]);
+                    Unsafe.Add(ref size, k) = (byte)LongSize(Unsafe.Add(ref kinds, k));
                     changed = true;
                 }
             }
         }
         // Final positions: each padding now takes what its place needs (at most what it was counted).
+        total = 0;
         for (int k = 0; k < n; k++)
         {
-            if (kinds[k] == KindAlign) size[k] = (byte)(-(pos[k] + before[k]) & (labels[k] - 1));
-            before[k + 1] = before[k] + size[k];
+            if (Unsafe.Add(ref kinds, k) == KindAlign)
+                Unsafe.Add(ref size, k) = (byte)(-(Unsafe.Add(ref pos, k) + total) & (Unsafe.Add(ref labels, k) - 1));
+            Unsafe.Add(ref before, k) = total;
+            total += Unsafe.Add(ref size, k);
         }
+        Unsafe.Add(ref before, n) = total;
         _assembled = true;
-        var code = new byte[_len + before[n]];
-        var src = _buf.AsSpan(0, _len);
+        var code = new byte[_len + total];
+        ref byte src = ref MemoryMarshal.GetArrayDataReference(_buf);
+        ref byte dst = ref MemoryMarshal.GetArrayDataReference(code);
         int from = 0, to = 0;
         for (int k = 0; k < n; k++)
         {
-            int at = pos[k];
-            src[from..at].CopyTo(code.AsSpan(to));
+            int at = Unsafe.Add(ref pos, k);
+            Copy(ref Unsafe.Add(ref dst, to), ref Unsafe.Add(ref src, from), at - from);
             to += at - from;
             from = at;
-            short kind = kinds[k];
-            int end = to + size[k];
+            short kind = Unsafe.Add(ref kinds, k);
+            int sz = Unsafe.Add(ref size, k);
+            int end = to + sz;
             if (kind == KindAlign)
             {
-                Nops(code.AsSpan(to, size[k]));
+                Nops(code.AsSpan(to, sz));
                 to = end;
                 continue;
             }
-            int rel = targetPos[k] + before[targetCount[k]] - end;
-            if (size[k] == 2)
+            int rel = Unsafe.Add(ref targetPos, k) + Unsafe.Add(ref before, Unsafe.Add(ref targetCount, k)) - end;
+            ref byte b = ref Unsafe.Add(ref dst, to);
+            if (sz == 2)
             {
-                code[to] = (byte)(kind == KindJmp ? 0xEB : 0x70 + kind);
-                code[to + 1] = (byte)rel;
+                b = (byte)(kind == KindJmp ? 0xEB : 0x70 + kind);
+                Unsafe.Add(ref b, 1) = (byte)rel;
             }
             else
             {
-                if (kind == KindJmp) code[to++] = 0xE9;
-                else if (kind == KindCall) code[to++] = 0xE8;
-                else { code[to++] = 0x0F; code[to++] = (byte)(0x80 + kind); }
-                System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(code.AsSpan(to), rel);
+                int o;
+                if (kind == KindJmp) { b = 0xE9; o = 1; }
+                else if (kind == KindCall) { b = 0xE8; o = 1; }
+                else { b = 0x0F; Unsafe.Add(ref b, 1) = (byte)(0x80 + kind); o = 2; }
+                Unsafe.WriteUnaligned(ref Unsafe.Add(ref b, o), rel);
             }
             to = end;
         }
-        src[from..].CopyTo(code.AsSpan(to));
+        Copy(ref Unsafe.Add(ref dst, to), ref Unsafe.Add(ref src, from), _len - from);
         return code;
+    }
+
+    /// <summary>Copies the stretch of code between two branches: most are a few dozen bytes, copied
+    /// inline with two overlapping moves rather than a call.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Copy(ref byte dst, ref byte src, int count)
+    {
+        if (count >= 16 && count <= 32)
+        {
+            var head = Unsafe.ReadUnaligned<System.Runtime.Intrinsics.Vector128<byte>>(ref src);
+            var tail = Unsafe.ReadUnaligned<System.Runtime.Intrinsics.Vector128<byte>>(ref Unsafe.Add(ref src, count - 16));
+            Unsafe.WriteUnaligned(ref dst, head);
+            Unsafe.WriteUnaligned(ref Unsafe.Add(ref dst, count - 16), tail);
+        }
+        else if (count >= 8 && count < 16)
+        {
+            ulong head = Unsafe.ReadUnaligned<ulong>(ref src), tail = Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref src, count - 8));
+            Unsafe.WriteUnaligned(ref dst, head);
+            Unsafe.WriteUnaligned(ref Unsafe.Add(ref dst, count - 8), tail);
+        }
+        else if (count < 8)
+        {
+            for (int i = 0; i < count; i++) Unsafe.Add(ref dst, i) = Unsafe.Add(ref src, i);
+        }
+        else Unsafe.CopyBlockUnaligned(ref dst, ref src, (uint)count);
     }
 
     /// <summary>Fills <paramref name="pad"/> with the recommended multi-byte no-ops, at most 9 bytes each.</summary>
@@ -752,11 +868,18 @@ internal sealed class X64Assembler
     }
 
     /// <summary>Where <paramref name="label"/> is in the code <see cref="Assemble"/> returned.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int LabelOffset(X64Label label)
     {
-        if (!_assembled) throw new InvalidOperationException("not assembled yet");
+        if (!_assembled) NotAssembled();
         int k = LabelIndex(label);
-        if (_labelPos[k] < 0) throw new InvalidOperationException("label never bound");
-        return _labelPos[k] + _before[_labelBranches[k]];
+        int at = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_labelPos), k);
+        if (at < 0) NeverBound();
+        // Branches before a label: at most all of them, and _before holds n + 1 entries.
+        return at + Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_before), Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_labelBranches), k));
     }
+
+    private static void NotAssembled() => throw new InvalidOperationException("not assembled yet");
+
+    private static void NeverBound() => throw new InvalidOperationException("label never bound");
 }

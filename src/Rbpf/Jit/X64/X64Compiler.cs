@@ -365,26 +365,12 @@ internal sealed class X64Compiler
     private bool _hasLocalCalls => _program.HasLocalCalls;
     /// <summary>The callee-saved registers the entry saves, in push order.</summary>
     private Gpr64[] _saved = Array.Empty<Gpr64>();
-    private int _usedRegisters = -1;
 
     /// <summary>
     /// Whether eBPF register <paramref name="r"/> may be read or written: named by any instruction,
     /// r0 always (exit reads it), r1-r5 when the program calls helpers (they are the arguments).
     /// </summary>
-    private bool UsesRegister(int r)
-    {
-        if (_usedRegisters < 0)
-        {
-            int mask = 1;
-            foreach (var i in _program.Code)
-            {
-                mask |= 1 << Math.Min((int)i.Dst, 15) | 1 << Math.Min((int)i.Src, 15);
-                if (i.Op is Op.Call or Op.CallX) mask |= 0b111110;
-            }
-            _usedRegisters = mask;
-        }
-        return (_usedRegisters & (1 << r)) != 0;
-    }
+    private bool UsesRegister(int r) => (_program.UsedRegisters & (1 << r)) != 0;
     private int _frameSize;
     /// <summary>Bytes of eBPF stack the entry carves out of its frame (when the caller brings none).</summary>
     private int _stackSize;
@@ -1373,17 +1359,19 @@ internal sealed class X64Compiler
         return true;
     }
 
-    private void EmitInstruction(int pc, DecodedInsn i)
+    /// <summary>
+    /// The operations <see cref="EmitInstruction"/> ends with the x86 instruction of the same name on
+    /// the register (add, sub, and, or, xor), whose zero flag is the result's, for a test against 0
+    /// right after; a mask of the low byte or half (a movzx) is left out where it is emitted.
+    /// </summary>
+    private static readonly bool[] s_setsZeroFlag = BuildSetsZeroFlag();
+
+    private static bool[] BuildSetsZeroFlag()
     {
-        EmitOne(pc, i);
-        // add, sub, and, or, xor end in that x86 instruction on the register (a mask of the low byte
-        // or half is a movzx instead): the zero flag is the result's, for a test against 0 right after.
-        if (!Blind && i.Dst <= 9 && i.Op is <= Op.Sub32Reg or (>= Op.Or64Imm and <= Op.And32Reg) or (>= Op.Xor64Imm and <= Op.Xor32Reg)
-            && !(i.Op is Op.And64Imm or Op.And32Imm && i.Imm is 0xff or 0xffff))
-        {
-            _zeroFlagPc = pc;
-            _zeroFlagMark = _a.Mark;
-        }
+        var t = new bool[256];
+        for (var op = Op.Add64Imm; op <= Op.Xor32Reg; op++)
+            t[(int)op] = op is <= Op.Sub32Reg or (>= Op.Or64Imm and <= Op.And32Reg) or >= Op.Xor64Imm;
+        return t;
     }
 
     /// <summary>The slot whose add, sub, and, or or xor emitted last set the zero flag, and where the code then ended.</summary>
@@ -1402,7 +1390,7 @@ internal sealed class X64Compiler
         return op.Dst == jump.Dst && (!is32 || ((op.Op - Op.Add64Imm) & 2) != 0);
     }
 
-    private void EmitOne(int pc, DecodedInsn i)
+    private void EmitInstruction(int pc, DecodedInsn i)
     {
         var d64 = i.Dst <= 10 ? R64[i.Dst] : r11;
         var d32 = i.Dst <= 10 ? R32[i.Dst] : r11d;
@@ -1529,6 +1517,11 @@ internal sealed class X64Compiler
             default:
                 Fail(pc, RbpfErrorCode.IllegalInstruction);
                 break;
+        }
+        if (s_setsZeroFlag[(int)i.Op] && !Blind && i.Dst <= 9 && !(i.Op is Op.And64Imm or Op.And32Imm && i.Imm is 0xff or 0xffff))
+        {
+            _zeroFlagPc = pc;
+            _zeroFlagMark = _a.Mark;
         }
     }
 
