@@ -128,6 +128,7 @@ internal sealed class X64Assembler
     /// <summary>Whether the buffers have grown past <paramref name="bytes"/> (a thread keeps no large one).</summary>
     public bool IsLarge(int bytes) => _buf.Length > bytes || _brPos.Length * 16 > bytes;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public X64Label CreateLabel()
     {
         int n = _labelCount;
@@ -144,6 +145,7 @@ internal sealed class X64Assembler
         Array.Resize(ref _labelBranches, _labelCount * 2);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Label(ref X64Label label)
     {
         int k = LabelIndex(label); // below _labelCount, so inside both arrays
@@ -222,6 +224,7 @@ internal sealed class X64Assembler
         Entry(boundary, KindAlign);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Entry(int label, short kind)
     {
         if (_prefix != 0) throw new InvalidOperationException("prefix before a branch");
