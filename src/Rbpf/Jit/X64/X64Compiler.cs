@@ -126,6 +126,7 @@ internal sealed class X64Compiler
 
         EmitEntry();
         var loopHeads = LoopHeads(code);
+        FindSinks(code, blockStarts);
 
         for (int pc = 0; pc < code.Length; pc++)
         {
@@ -141,6 +142,15 @@ internal sealed class X64Compiler
             _currentPc = pc;
             if (_options.Interruptible && _polls[pc]) EmitPoll(pc);
             if (_countInstructions && blockStarts[pc] > 0) EmitBudget(pc, blockStarts[pc]);
+            if (_sinks != null)
+            {
+                if (_sinks[pc] == Sunk) continue; // runs on the edge out of the loop instead
+                if (_sinks[pc] != 0)
+                {
+                    EmitSinkingJump(pc);
+                    continue;
+                }
+            }
             // The peepholes, each tried only where its first instruction can start it (a call
             // per slot to every one of them cost about a sixth of the compile).
             var op = code[pc].Op;
@@ -330,6 +340,100 @@ internal sealed class X64Compiler
     /// clang's ran 1.3x or 1.85x native depending on the code before it.
     /// </summary>
     internal const int LoopAlignment = 64;
+
+    /// <summary>
+    /// Moves sunk out of a loop's path (<see cref="FindSinks"/>): per slot, <see cref="Sunk"/> for
+    /// a move that runs on an edge instead, <see cref="OnFallthrough"/> or <see cref="OnTaken"/> for
+    /// the jump whose edge runs them; null when there are none.
+    /// </summary>
+    private byte[]? _sinks;
+    private const byte Sunk = 1, OnFallthrough = 2, OnTaken = 3;
+
+    /// <summary>
+    /// Partly dead moves, as clang leaves them in loops: <c>r8 = r7</c> before a loop's exit test,
+    /// read only when the loop exits, written again on the way round. A move between the start of
+    /// a block and the jump that ends it moves to the jump's edge out of the loop when nothing on
+    /// the way reads or writes its destination or writes its source, and the edge that stays in
+    /// the loop writes the destination before reading it. The loop edge is a backward jump's taken
+    /// side (the moves then run on the fallthrough), or the fallthrough of a forward jump past the
+    /// backward jump that closes the loop (they run on the way to the jump's target). Not with an
+    /// instruction limit (it counts blocks) or blinding.
+    /// </summary>
+    private void FindSinks(DecodedInsn[] code, int[] blockStarts)
+    {
+        if (_countInstructions || Blind) return;
+        for (int j = 1; j < code.Length; j++)
+        {
+            var jump = code[j];
+            if (jump.Op is < Op.Jeq64Imm or > Op.Jsle32Reg || jump.Off < 0 || jump.Off >= code.Length || j + 1 >= code.Length) continue;
+            int target = jump.Off;
+            bool takenStays;
+            if (target <= j) takenStays = true;
+            else if (ClosedBefore(code, j, target)) takenStays = false;
+            else continue;
+            int stay = takenStays ? target : j + 1;
+            bool byRegister = ((jump.Op - Op.Jeq64Imm) & 1) != 0;
+            int read = 1 << jump.Dst | (byRegister ? 1 << jump.Src : 0), written = 0;
+            List<int>? moves = null;
+            for (int p = j - 1; p >= 0 && blockStarts[p + 1] == 0 && !(p > 0 && code[p - 1].Op == Op.Lddw); p--)
+            {
+                var i = code[p];
+                // Straight-line instructions that cannot fault: what runs between a sunk move and
+                // its jump may be seen by nothing but registers.
+                if (!RegisterUse.Of(i, out int reads, out int writes) || i.Op is >= Op.LdxB and <= Op.StxDW
+                    or (>= Op.Div64Imm and <= Op.Div32Reg) or (>= Op.Mod64Imm and <= Op.Mod32Reg) or >= Op.SDiv64Imm and <= Op.SMod32Reg or Op.Lddw)
+                    break;
+                int budget = 64;
+                if (i.Op is Op.Mov64Reg or Op.Mov32Reg or Op.Mov64Imm or Op.Mov32Imm && i.Dst <= 9
+                    && (writes & (read | written)) == 0 && (reads & written) == 0 && RegisterUse.DeadAt(code, i.Dst, stay, ref budget))
+                {
+                    _sinks ??= new byte[code.Length];
+                    _sinks[p] = Sunk;
+                    (moves ??= new List<int>()).Insert(0, p); // in program order
+                }
+                read |= reads;
+                written |= writes;
+            }
+            if (moves == null) continue;
+            _sinks![j] = takenStays ? OnFallthrough : OnTaken;
+            (_sunkMoves ??= new Dictionary<int, List<int>>())[j] = moves;
+        }
+    }
+
+    /// <summary>The moves each sinking jump runs on its edge, in program order.</summary>
+    private Dictionary<int, List<int>>? _sunkMoves;
+
+    /// <summary>Whether a backward jump between <paramref name="j"/> and <paramref name="target"/> goes back to <paramref name="j"/> or before: a jump to the target leaves that loop.</summary>
+    private static bool ClosedBefore(DecodedInsn[] code, int j, int target)
+    {
+        for (int b = j + 1; b < target; b++)
+            if ((code[b].Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg)) && code[b].Off <= j) return true;
+        return false;
+    }
+
+    /// <summary>A jump with moves sunk to one of its edges (<see cref="FindSinks"/>), which it runs there in their order.</summary>
+    private void EmitSinkingJump(int j)
+    {
+        var code = _program.Code;
+        int cond = EmitCompare(j, code[j]);
+        var moves = _sunkMoves![j];
+        if (_sinks![j] == OnFallthrough)
+        {
+            Jcc(cond, _pcLabels[code[j].Off]);
+            foreach (int p in moves) EmitInstruction(p, code[p]);
+        }
+        else
+        {
+            var edge = _a.CreateLabel();
+            Jcc(cond, edge);
+            var target = _pcLabels[code[j].Off];
+            Cold(edge, () =>
+            {
+                foreach (int p in moves) EmitInstruction(p, code[p]);
+                _a.jmp(target);
+            });
+        }
+    }
 
     /// <summary>
     /// The slots a backward jump lands on that nothing falls into (the slot before is a ja or an
@@ -2301,6 +2405,12 @@ internal sealed class X64Compiler
             cond = cond switch { 0 => 4, 4 => 0, 1 => 8, 8 => 1, 2 => 7, 7 => 2, 5 => 10, 10 => 5, 6 => 9, 9 => 6, _ => -1 };
             if (cond < 0) { _a.jz(target); return; } // not jset
         }
+        Jcc(cond, target);
+    }
+
+    /// <summary>The x86 jump for an eBPF condition (<see cref="EmitCompare"/>'s result) to <paramref name="target"/>.</summary>
+    private void Jcc(int cond, X64Label target)
+    {
         switch (cond)
         {
             case 0: _a.je(target); break;   // jeq
