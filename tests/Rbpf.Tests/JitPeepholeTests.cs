@@ -262,6 +262,48 @@ public class JitPeepholeTests
     }
 
     [SkippableTheory]
+    [InlineData("add r3, 1", true)] // clang's counters on the stack
+    [InlineData("add r3, r1", true)]
+    [InlineData("sub r3, -0x80000000", true)]
+    [InlineData("sub r3, r1", true)]
+    [InlineData("or r3, 0x70", true)]
+    [InlineData("and r3, -16", true)]
+    [InlineData("xor r3, r1", true)]
+    [InlineData("and r3, r1", true)]
+    // Not fused: another register, the register itself, a multiplication.
+    [InlineData("add r1, 1", false)]
+    [InlineData("add r3, r3", false)]
+    [InlineData("mul r3, 3", false)]
+    public void ALoadOperateStoreOfAStackSlotIsOneInstruction(string op, bool fused)
+    {
+        SkipWithoutX64();
+        // Slot 3 loads the counter, 4 updates it, 5 stores it back; r3 is not read again.
+        string body = $"stxdw [r10-8], r2\nldxdw r3, [r10-8]\n{op}\nstxdw [r10-8], r3\nldxdw r4, [r10-8]\nadd r4, r1";
+        var listing = SameOnManyValues(body, "r4");
+        Assert.Equal(fused, TestUtil.MachineCode(listing, 4).Trim() == "" && TestUtil.MachineCode(listing, 5).Trim() == "");
+        if (fused) Assert.Matches(@"^\s*\S+\s+(add|sub|or|and|xor)\s+(qword )?\[rbp-8\],[^\n]*$", TestUtil.MachineCode(listing, 3).Trim());
+        // Unchecked code fuses the same; blinded constants do not.
+        Assert.Equal(fused, TestUtil.MachineCode(SameOnManyValues(body, "r4", new JitOptions { CheckedMemory = false }), 4).Trim() == "");
+        bool blindedFused = TestUtil.MachineCode(SameOnManyValues(body, "r4", new JitOptions { ConstantBlinding = true }), 4).Trim() == "";
+        Assert.Equal(fused && !op.Contains(", r", StringComparison.Ordinal) ? false : fused, blindedFused);
+    }
+
+    [SkippableTheory]
+    // The register is read after the store, the store goes elsewhere or is 32-bit, a jump lands on
+    // the operation or the store (forward: no loop). The operation's slot keeps its code.
+    [InlineData("ldxdw r3, [r10-8]\nadd r3, 1\nstxdw [r10-8], r3\nadd r4, r3", 6)]
+    [InlineData("ldxdw r3, [r10-8]\nadd r3, 1\nstxdw [r10-16], r3\nldxdw r4, [r10-16]", 6)]
+    [InlineData("ldxdw r3, [r10-8]\nadd r3, 1\nstxw [r10-8], r3\nmov r3, 0", 6)]
+    [InlineData("jeq r1, 5, +1\nldxdw r3, [r10-8]\nadd r3, 1\nstxdw [r10-8], r3", 7)]
+    [InlineData("jeq r1, 5, +2\nldxdw r3, [r10-8]\nadd r3, 1\nstxdw [r10-8], r3", 7)]
+    public void AStackUpdateIsNotFusedWhereTheRegisterOrTheSlotSaysOtherwise(string body, int operation)
+    {
+        SkipWithoutX64();
+        var listing = SameOnManyValues($"stxdw [r10-8], r2\nstxdw [r10-16], r1\nmov r4, 0\n{body}\nldxdw r0, [r10-8]\nadd r4, r0", "r4");
+        Assert.NotEqual("", TestUtil.MachineCode(listing, operation).Trim());
+    }
+
+    [SkippableTheory]
     // clang's rotate left by 27 (t = x >> 37; x <<= 27; x |= t) and by 13 the other way round; t read afterwards.
     [InlineData("mov r3, r1\nrsh r3, 37\nlsh r1, 27\nor r1, r3", true)]
     [InlineData("mov r3, r1\nlsh r3, 13\nrsh r1, 51\nor r1, r3", true)]

@@ -65,9 +65,10 @@ internal static class RegisterUse
     /// Whether nothing reads register <paramref name="reg"/> from slot <paramref name="pc"/> on,
     /// whichever way the jumps go: every path writes it first. Follows jumps forward and back for
     /// at most <paramref name="budget"/> slots in all; false when it runs out, or a path reaches
-    /// what is not classified (calls, exit, packet loads) before a write.
+    /// what is not classified (calls, exit, packet loads) before a write. With
+    /// <paramref name="exitEndsRun"/> (the program makes no local calls) an exit reads r0 only.
     /// </summary>
-    public static bool DeadAt(DecodedInsn[] code, int reg, int pc, ref int budget)
+    public static bool DeadAt(DecodedInsn[] code, int reg, int pc, ref int budget, bool exitEndsRun = false)
     {
         int bit = 1 << reg;
         while (budget-- > 0 && pc >= 0 && pc < code.Length)
@@ -89,11 +90,11 @@ internal static class RegisterUse
             {
                 bool byRegister = ((i.Op - Op.Jeq64Imm) & 1) != 0;
                 if (i.Dst == reg || byRegister && i.Src == reg) return false;
-                if (!DeadAt(code, reg, i.Off, ref budget)) return false;
+                if (!DeadAt(code, reg, i.Off, ref budget, exitEndsRun)) return false;
                 pc++;
                 continue;
             }
-            return false;
+            return i.Op == Op.Exit && exitEndsRun && reg != 0;
         }
         return false;
     }

@@ -448,6 +448,10 @@ internal sealed class X64Assembler
     public void sub(Gpr32 d, int imm) => AluRI(5, 4, d.N, imm);
     public void sub(Gpr64 d, Mem m) => AluRM(5, 8, d.N, m);
     public void sub(Mem m, int imm) => AluMI(5, m, imm);
+    public void sub(Mem m, Gpr64 s) => AluMR(5, 8, m, s.N);
+    public void or(Mem m, int imm) => AluMI(1, m, imm);
+    public void and(Mem m, int imm) => AluMI(4, m, imm);
+    public void xor(Mem m, int imm) => AluMI(6, m, imm);
 
     public void xor(Gpr64 d, Gpr64 s) => AluRR(6, 8, d.N, s.N);
     public void xor(Gpr32 d, Gpr32 s) => AluRR(6, 4, d.N, s.N);

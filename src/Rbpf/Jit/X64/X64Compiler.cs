@@ -189,6 +189,16 @@ internal sealed class X64Compiler
                     continue;
                 }
             }
+            else if (op == Op.LdxDW)
+            {
+                if (TryEmitStackUpdate(pc, blockStarts))
+                {
+                    Bind(ref _pcLabels[pc + 1]); // the operation and the store: no code of their own
+                    Bind(ref _pcLabels[pc + 2]);
+                    pc += 2;
+                    continue;
+                }
+            }
             else if (op is Op.LdxH or Op.LdxW)
             {
                 if (TryEmitUnswappedLoad(pc))
@@ -403,10 +413,14 @@ internal sealed class X64Compiler
     /// <summary>The moves each sinking jump runs on its edge, in program order.</summary>
     private Dictionary<int, List<int>>? _sunkMoves;
 
-    /// <summary>Whether a backward jump between <paramref name="j"/> and <paramref name="target"/> goes back to <paramref name="j"/> or before: a jump to the target leaves that loop.</summary>
+    /// <summary>
+    /// Whether a backward jump between <paramref name="j"/> and <paramref name="target"/> goes back
+    /// to <paramref name="j"/> or before: a jump to the target leaves that loop. Looks 256 slots
+    /// ahead at most (small loops are what this is for; the compile stays linear).
+    /// </summary>
     private static bool ClosedBefore(DecodedInsn[] code, int j, int target)
     {
-        for (int b = j + 1; b < target; b++)
+        for (int b = j + 1; b < target && b <= j + 256; b++)
             if ((code[b].Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg)) && code[b].Off <= j) return true;
         return false;
     }
@@ -1302,6 +1316,45 @@ internal sealed class X64Compiler
         }
         else if (wide) _a.imul(d64, d64, k);
         else _a.imul(d32, d32, k);
+    }
+
+    /// <summary>
+    /// A counter clang keeps on the stack for want of registers: <c>t = *(u64 *)(r10 + off); t op= x;
+    /// *(u64 *)(r10 + off) = t</c> with op add, sub, and, or or xor and x a constant or another
+    /// register, when nothing reads t afterwards: one x86 instruction on the stack slot
+    /// (<c>add qword [rbp + off], x</c>) instead of a load, an operation and a store. Only where the
+    /// slot needs no check (inside the frame, or unchecked code) and the three are one block.
+    /// </summary>
+    private bool TryEmitStackUpdate(int pc, int[] blockStarts)
+    {
+        var code = _program.Code;
+        if (pc + 2 >= code.Length || blockStarts[pc + 1] != 0 || blockStarts[pc + 2] != 0) return false;
+        DecodedInsn load = code[pc], op = code[pc + 1], store = code[pc + 2];
+        int t = load.Dst;
+        if (load.Op != Op.LdxDW || load.Src != 10 || store.Op != Op.StxDW || store.Dst != 10 || store.Src != t || store.Off != load.Off || t > 9) return false;
+        if (_options.CheckedMemory && (_needsCheck[pc] || _needsCheck[pc + 2])) return false;
+        bool byRegister = op.Op is Op.Add64Reg or Op.Sub64Reg or Op.Or64Reg or Op.And64Reg or Op.Xor64Reg;
+        bool byConstant = op.Op is Op.Add64Imm or Op.Sub64Imm or Op.Or64Imm or Op.And64Imm or Op.Xor64Imm;
+        if (op.Dst != t || !(byRegister && op.Src != t && op.Src <= 10 || byConstant && !Blind)) return false;
+        int budget = 64;
+        if (!RegisterUse.DeadAt(code, t, pc + 3, ref budget, exitEndsRun: !_hasLocalCalls)) return false;
+        var slot = __qword_ptr[rbp + load.Off];
+        int imm = (int)op.Imm;
+        var x = byRegister ? R64[op.Src] : default;
+        switch (op.Op)
+        {
+            case Op.Add64Imm: _a.add(slot, imm); break;
+            case Op.Sub64Imm: _a.sub(slot, imm); break;
+            case Op.Or64Imm: _a.or(slot, imm); break;
+            case Op.And64Imm: _a.and(slot, imm); break;
+            case Op.Xor64Imm: _a.xor(slot, imm); break;
+            case Op.Add64Reg: _a.add(slot, x); break;
+            case Op.Sub64Reg: _a.sub(slot, x); break;
+            case Op.Or64Reg: _a.or(slot, x); break;
+            case Op.And64Reg: _a.and(slot, x); break;
+            default: _a.xor(slot, x); break;
+        }
+        return true;
     }
 
     /// <summary>
