@@ -168,17 +168,29 @@ public static class Targets
             after = memory[..input.Length];
             return code;
         }
-        var codeI = Run(false, out ulong rI, out var eI, out var memI);
-        var stateI = state == null ? null : new ProgramState(vm);
-        state?.Restore(vm);
-        try { vm.JitCompile(); }
-        catch (RbpfException e) when (e.Code == RbpfErrorCode.Unsupported) { return; }
-        var codeJ = Run(true, out ulong rJ, out var eJ, out var memJ);
-        if (codeI != codeJ) throw new DisagreementException($"interpreter {codeI} ({eI?.Message}), JIT {codeJ} ({eJ?.Message})");
-        if (codeI == RbpfErrorCode.Ok && (rI != rJ || !memI.AsSpan().SequenceEqual(memJ)))
-            throw new DisagreementException($"interpreter r0 0x{rI:x}, JIT 0x{rJ:x}");
-        if (codeI == RbpfErrorCode.Ok && stateI != null && !stateI.SameAs(new ProgramState(vm)))
-            throw new DisagreementException("the engines left different global data or map entries");
+        // With the limit first; a program that ends within it runs again without one, as the JIT
+        // compiles differently when it counts nothing (blocks may then change shape).
+        for (int round = 0; round < 2; round++)
+        {
+            if (round == 1)
+            {
+                vm.InstructionLimit = 0;
+                state?.Restore(vm);
+            }
+            var codeI = Run(false, out ulong rI, out var eI, out var memI);
+            var stateI = state == null ? null : new ProgramState(vm);
+            state?.Restore(vm);
+            try { vm.JitCompile(); }
+            catch (RbpfException e) when (e.Code == RbpfErrorCode.Unsupported) { return; }
+            var codeJ = Run(true, out ulong rJ, out var eJ, out var memJ);
+            string limit = round == 0 ? "with a limit" : "without a limit";
+            if (codeI != codeJ) throw new DisagreementException($"{limit}: interpreter {codeI} ({eI?.Message}), JIT {codeJ} ({eJ?.Message})");
+            if (codeI == RbpfErrorCode.Ok && (rI != rJ || !memI.AsSpan().SequenceEqual(memJ)))
+                throw new DisagreementException($"{limit}: interpreter r0 0x{rI:x}, JIT 0x{rJ:x}");
+            if (codeI == RbpfErrorCode.Ok && stateI != null && !stateI.SameAs(new ProgramState(vm)))
+                throw new DisagreementException($"{limit}: the engines left different global data or map entries");
+            if (codeI is RbpfErrorCode.InstructionLimit or RbpfErrorCode.Interrupted) return; // it may not end without one
+        }
     }
 
     /// <summary>A classic program (8-byte instructions): validates or refuses; what validates runs the same in both engines.</summary>
