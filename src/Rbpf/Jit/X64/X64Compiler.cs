@@ -63,7 +63,7 @@ internal sealed class X64Compiler
     private readonly bool _win64;
     /// <summary>...with System V adapters around it, to run on a System V host (<see cref="JitAbi.Win64Emulated"/>).</summary>
     private readonly bool _emulated;
-    private readonly Dictionary<ulong, X64Label> _adapters = new();
+    private Dictionary<ulong, X64Label>? _adapters; // made when the first adapter is (emulated Windows calls only)
 
     private X64Compiler(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper, bool countInstructions,
         JitTarget target, bool batchEntry)
@@ -1027,10 +1027,18 @@ internal sealed class X64Compiler
     /// Whether anything reads the input's start and length from the context: checked accesses
     /// (and their out-of-line paths), helpers, legacy packet loads. Else a run does not store them.
     /// </summary>
-    private bool NeedsPacketFields => _needsPacketFields ??= Enumerable.Range(0, _program.Code.Length).Any(pc =>
-        _options.CheckedMemory && NeedsCheck(pc)
-        || _program.Code[pc].Op is Op.Call or Op.CallX or (>= Op.LdAbsB and <= Op.LdIndDW) or (>= Op.Atomic32Add and <= Op.Atomic64CmpXchg));
+    private bool NeedsPacketFields => _needsPacketFields ??= FindPacketFieldReaders();
     private bool? _needsPacketFields;
+
+    private bool FindPacketFieldReaders()
+    {
+        var code = _program.Code;
+        for (int pc = 0; pc < code.Length; pc++)
+            if (_options.CheckedMemory && NeedsCheck(pc)
+                || code[pc].Op is Op.Call or Op.CallX or (>= Op.LdAbsB and <= Op.LdIndDW) or (>= Op.Atomic32Add and <= Op.Atomic64CmpXchg))
+                return true;
+        return false;
+    }
 
     /// <summary>
     /// The batch entry, <c>int batch(JitBatch *batch)</c> (System V): one prologue, then a run per
@@ -1907,14 +1915,16 @@ internal sealed class X64Compiler
         _ => false,
     };
 
-    private readonly Dictionary<int, X64Label> _slowChecks = new();
+    /// <summary>The shared out-of-line checks made so far, by size * 4 + flags (a label's id is 0 where none is).</summary>
+    private X64Label[]? _slowChecks;
 
     /// <summary>The shared out-of-line check for accesses of <paramref name="size"/> bytes with <paramref name="flags"/>.</summary>
     private X64Label SlowCheck(int size, int flags)
     {
         int key = size * 4 + flags;
-        if (_slowChecks.TryGetValue(key, out var label)) return label;
-        label = _a.CreateLabel();
+        _slowChecks ??= new X64Label[8 * 4 + 4];
+        if (_slowChecks[key].Id != 0) return _slowChecks[key];
+        var label = _a.CreateLabel();
         _slowChecks[key] = label;
         Cold(label, () =>
         {
@@ -2532,6 +2542,7 @@ internal sealed class X64Compiler
     /// </summary>
     private X64Label Win64ToSysV(ulong target)
     {
+        _adapters ??= new();
         if (_adapters.TryGetValue(target, out var label)) return label;
         label = _a.CreateLabel();
         _adapters[target] = label;
