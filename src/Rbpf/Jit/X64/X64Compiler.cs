@@ -353,11 +353,11 @@ internal sealed class X64Compiler
 
     /// <summary>
     /// Moves sunk out of a loop's path (<see cref="FindSinks"/>): per slot, <see cref="Sunk"/> for
-    /// a move that runs on an edge instead, <see cref="OnFallthrough"/> or <see cref="OnTaken"/> for
-    /// the jump whose edge runs them; null when there are none.
+    /// a move that runs on an edge instead, <see cref="SinkingJump"/> for the jump whose edge out of
+    /// the loop runs them (a backward jump's fallthrough, a forward jump's target); null when none.
     /// </summary>
     private byte[]? _sinks;
-    private const byte Sunk = 1, OnFallthrough = 2, OnTaken = 3;
+    private const byte Sunk = 1, SinkingJump = 2;
 
     /// <summary>
     /// Partly dead moves, as clang leaves them in loops: <c>r8 = r7</c> before a loop's exit test,
@@ -405,7 +405,7 @@ internal sealed class X64Compiler
                 written |= writes;
             }
             if (moves == null) continue;
-            _sinks![j] = takenStays ? OnFallthrough : OnTaken;
+            _sinks![j] = SinkingJump;
             (_sunkMoves ??= new Dictionary<int, List<int>>())[j] = moves;
         }
     }
@@ -431,7 +431,7 @@ internal sealed class X64Compiler
         var code = _program.Code;
         int cond = EmitCompare(j, code[j]);
         var moves = _sunkMoves![j];
-        if (_sinks![j] == OnFallthrough)
+        if (code[j].Off <= j) // a back edge: the loop goes round on the taken side, leaves on the fallthrough
         {
             Jcc(cond, _pcLabels[code[j].Off]);
             foreach (int p in moves) EmitInstruction(p, code[p]);
