@@ -516,7 +516,7 @@ public sealed class EbpfVm : IDisposable
 
     /// <summary>A copy of the generated machine code (it expects the engine's execution context: for inspection).</summary>
     public byte[] JitMachineCode() =>
-        (_jit ?? throw new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled")).Code.ToArray();
+        (_jit ?? throw new RbpfException(RbpfErrorCode.NoProgram, "the program is not JIT-compiled")).Code;
 
     /// <summary>
     /// The compiled program as a native function, <c>int fn(byte* mem, nuint memLength, byte* mbuff,
@@ -544,7 +544,7 @@ public sealed class EbpfVm : IDisposable
     internal bool JitRunsBatchesInCode => _jit is { } jit && jit.SupportsBatch;
 
     /// <summary>Size in bytes of the generated code, or 0.</summary>
-    public int JitCodeSize => _jit?.Code.Length ?? 0;
+    public int JitCodeSize => _jit?.CodeLength ?? 0;
 
     /// <summary>Frees the compiled code (safe while other threads still run it: it goes when they finish).</summary>
     public void Dispose() => DropJit();

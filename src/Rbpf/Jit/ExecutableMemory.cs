@@ -8,6 +8,8 @@ namespace Rbpf.Jit;
 /// memory); elsewhere, or when the arena is not available, pages of its own, mapped read-write,
 /// filled, then switched to read-execute before any call (mmap and mprotect on Linux and macOS,
 /// VirtualAlloc and VirtualProtect on Windows).
+/// Not finalizable: its owner releases it (a compiled program's finalizer, or Dispose), so a
+/// compile registers one object for finalization, not two.
 /// </summary>
 internal sealed unsafe partial class ExecutableMemory : IDisposable
 {
@@ -125,10 +127,8 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
             else Unmap(_address, _size);
             _address = null;
         }
-        GC.SuppressFinalize(this);
     }
 
-    ~ExecutableMemory() => Dispose();
 
     private static partial class Linux
     {

@@ -43,7 +43,9 @@ internal sealed unsafe class JitProgram : IDisposable
         }
     }
     /// <summary>On AArch64, what the code was compiled with (the blinding seed too), to list it again with text.</summary>
-    private readonly (JitOptions Options, long Unwind, bool Count, JitTarget Target, int Seed)? _arm64;
+    private readonly Arm64Inputs? _arm64;
+    /// <summary>An object of its own, made on AArch64 only (inline, the target would grow every program).</summary>
+    private sealed record Arm64Inputs(JitOptions Options, long Unwind, bool Count, JitTarget Target, int Seed);
 
     public JitProgram(EbpfVm owner, DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper,
         bool countInstructions, VmKind kind, int dataOffset, int dataEndOffset, ulong instructionLimit, StackLayout layout,
@@ -68,18 +70,21 @@ internal sealed unsafe class JitProgram : IDisposable
         int mainEntry, batchEntryOffset = -1;
         if (ExecutableMemory.IsArm64)
         {
-            _arm64 = (options, unwindHelper, countInstructions, target, Random.Shared.Next());
-            (Code, PcOffsets, mainEntry, _) = Arm64.A64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target, _arm64.Value.Seed);
+            _arm64 = new Arm64Inputs(options, unwindHelper, countInstructions, target, Random.Shared.Next());
+            byte[] code;
+            (code, PcOffsets, mainEntry, _) = Arm64.A64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target, _arm64.Seed);
+            _native.Memory = _memory = ExecutableMemory.Create(code);
         }
         else
         {
             SupportsBatch = X64Compiler.SupportsBatch(options, target);
-            int batchAt;
-            (Code, PcOffsets, mainEntry, batchAt) = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target, batchEntry);
-            batchEntryOffset = batchAt;
+            // The code is in this thread's assembler until it compiles again: straight into executable memory.
+            var output = X64Compiler.Compile(program, helpers, options, unwindHelper, countInstructions, target, batchEntry);
+            PcOffsets = output.PcOffsets;
+            mainEntry = output.MainEntry;
+            batchEntryOffset = output.BatchEntry;
+            _native.Memory = _memory = ExecutableMemory.Create(output.Code);
         }
-        _native.Memory = _memory = ExecutableMemory.Create(Code);
-        GC.SuppressFinalize(_memory); // released by _native's finalizer: one finalizable object per program, not two
         MainEntry = (delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, JitExtra*, int>)(_memory.Address + mainEntry);
         DirectEntry = (nint)_memory.Address;
         if (batchEntryOffset >= 0) BatchEntry = (delegate* unmanaged<JitBatch*, int>)(_memory.Address + batchEntryOffset);
@@ -92,10 +97,20 @@ internal sealed unsafe class JitProgram : IDisposable
     public StackLayout Layout { get; }
     public DecodedProgram Program { get; }
     public HelperTable Helpers { get; }
-    public byte[] Code { get; }
 
-    /// <summary>The code as it sits in executable memory (tests read it back: it must be <see cref="Code"/>).</summary>
-    internal byte[] ExecutableBytes() => new ReadOnlySpan<byte>(_memory.Address, _memory.Length).ToArray();
+    /// <summary>A copy of the machine code, read back from its executable memory (no other copy is kept).</summary>
+    public byte[] Code => ExecutableBytes();
+
+    /// <summary>Bytes of machine code.</summary>
+    public int CodeLength => _memory.Length;
+
+    /// <summary>The code as it sits in executable memory.</summary>
+    internal byte[] ExecutableBytes()
+    {
+        var bytes = new ReadOnlySpan<byte>(_memory.Address, _memory.Length).ToArray();
+        GC.KeepAlive(this); // the memory lives as long as this object
+        return bytes;
+    }
     public int[] PcOffsets { get; }
     /// <summary>Bytes of the fixed metadata buffer (0 unless a fixed-mbuff VM).</summary>
     public int FixedLength { get; }

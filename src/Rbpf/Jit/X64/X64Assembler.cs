@@ -126,7 +126,7 @@ internal sealed class X64Assembler
     public long Mark => (long)_brCount << 32 | (uint)_len;
 
     /// <summary>Whether the buffers have grown past <paramref name="bytes"/> (a thread keeps no large one).</summary>
-    public bool IsLarge(int bytes) => _buf.Length > bytes || _brPos.Length * 16 > bytes;
+    public bool IsLarge(int bytes) => _buf.Length > bytes || _out.Length > bytes || _brPos.Length * 16 > bytes;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public X64Label CreateLabel()
@@ -698,7 +698,16 @@ internal sealed class X64Assembler
     /// Sizes the branches and returns the code. Afterwards <see cref="LabelOffset"/> gives where
     /// each label landed.
     /// </summary>
-    public byte[] Assemble()
+    public byte[] Assemble() => AssembleInPlace().ToArray();
+
+    /// <summary>The final code, kept by the assembler between compiles (no array per compile).</summary>
+    private byte[] _out = new byte[1024];
+
+    /// <summary>
+    /// As <see cref="Assemble"/>, the code in the assembler's own buffer: valid until it is reset
+    /// or assembles again (the JIT copies it straight into executable memory).
+    /// </summary>
+    public ReadOnlySpan<byte> AssembleInPlace()
     {
         if (_prefix != 0) throw new InvalidOperationException("a prefix without an instruction");
         int n = _brCount;
@@ -786,7 +795,9 @@ internal sealed class X64Assembler
         }
         Unsafe.Add(ref before, n) = total;
         _assembled = true;
-        var code = new byte[_len + total];
+        int length = _len + total;
+        if (_out.Length < length) _out = new byte[Math.Max(length, _out.Length * 2)];
+        var code = _out;
         ref byte src = ref MemoryMarshal.GetArrayDataReference(_buf);
         ref byte dst = ref MemoryMarshal.GetArrayDataReference(code);
         int from = 0, to = 0;
@@ -823,7 +834,7 @@ internal sealed class X64Assembler
             to = end;
         }
         Copy(ref Unsafe.Add(ref dst, to), ref Unsafe.Add(ref src, from), _len - from);
-        return code;
+        return new ReadOnlySpan<byte>(code, 0, length);
     }
 
     /// <summary>Copies the stretch of code between two branches: most are a few dozen bytes, copied

@@ -35,9 +35,37 @@ internal sealed class X64Compiler
     }
 
     private readonly X64Label[] _pcLabels;
-    [ThreadStatic] private static List<(X64Label Label, Action Body)>? t_cold;
+
+    /// <summary>
+    /// Arrays a compile uses only while it runs, kept per thread like the assembler (at least as
+    /// long as the program, cleared over its length by <see cref="Rent{T}"/>): allocating them per
+    /// compile was most of what compiling allocated after the code itself.
+    /// </summary>
+    private sealed class Scratch
+    {
+        public X64Label[] Labels = [], SlowChecks = new X64Label[8 * 4 + 4];
+        public bool[] NeedsCheck = [], LoopHeads = [], JumpTargets = [];
+        public int[] BlockStarts = [];
+        public Gpr64[] Saved = new Gpr64[8];
+
+        /// <summary>Whether the arrays have grown past <paramref name="slots"/> (a thread keeps no large ones).</summary>
+        public bool IsLarge(int slots) => Labels.Length > slots;
+    }
+    [ThreadStatic] private static Scratch? t_scratch;
+    private readonly Scratch _scratch = t_scratch ??= new Scratch();
+
+    /// <summary><paramref name="array"/> with at least <paramref name="n"/> elements, the first <paramref name="n"/> cleared.</summary>
+    private static T[] Rent<T>(ref T[] array, int n)
+    {
+        if (array.Length < n) array = new T[Math.Max(n, array.Length * 2)];
+        else Array.Clear(array, 0, n);
+        return array;
+    }
+    /// <summary>Out-of-line code: a body to run, or (no body) a failure at Pc with Status, or of argument Which.</summary>
+    private readonly record struct ColdCode(X64Label Label, Action? Body, int Pc, RbpfErrorCode Status, int Which);
+    [ThreadStatic] private static List<ColdCode>? t_cold;
     /// <summary>Out-of-line code to place after the body (a list per thread, kept between compilations: growing it was a tenth of compiling).</summary>
-    private readonly List<(X64Label Label, Action Body)> _cold = t_cold ??= new(256);
+    private readonly List<ColdCode> _cold = t_cold ??= new(256);
     /// <summary>A checked access's way out of line (see <see cref="CheckedAddress"/>), kept as data
     /// rather than a closure: most programs have many, and the closures were most of what compiling allocated.</summary>
     private readonly record struct ColdAccess(X64Label NotPacket, X64Label Back, X64Label Stub, int Pc, Gpr64 Base, int Off, bool Atomic);
@@ -77,15 +105,21 @@ internal sealed class X64Compiler
         _helpers = helpers;
         _options = options;
         _unwindHelper = unwindHelper;
-        _pcLabels = new X64Label[program.Code.Length];
-        for (int i = 0; i < _pcLabels.Length; i++) _pcLabels[i] = _a.CreateLabel();
+        _pcLabels = Rent(ref _scratch.Labels, program.Code.Length);
+        for (int i = 0; i < program.Code.Length; i++) _pcLabels[i] = _a.CreateLabel();
         _cold.Clear(); // what a compile that threw on this thread left
         _coldAccesses.Clear();
     }
 
     /// <summary>Machine code and, for each eBPF slot, the offset of its first byte (-1 for lddw tails);
-    /// the offsets of the main entry and of the batch entry (-1: none, see <see cref="EmitBatch"/>).</summary>
-    public sealed record Output(byte[] Code, int[] PcOffsets, int MainEntry, int BatchEntry);
+    /// the offsets of the main entry and of the batch entry (-1: none, see <see cref="EmitBatch"/>).
+    /// The code lies in this thread's assembler: valid until the thread compiles again.</summary>
+    public readonly ref struct Output(ReadOnlySpan<byte> code, int[] pcOffsets, int mainEntry, int batchEntry)
+    {
+        public readonly ReadOnlySpan<byte> Code = code;
+        public readonly int[] PcOffsets = pcOffsets;
+        public readonly int MainEntry = mainEntry, BatchEntry = batchEntry;
+    }
 
     /// <summary>Compiles; with <paramref name="countInstructions"/> every basic block charges its length to the
     /// instruction budget on entry (a memory update per block, so it is left out when no limit is set).</summary>
@@ -106,10 +140,10 @@ internal sealed class X64Compiler
     private Output Run()
     {
         var code = _program.Code;
-        var blockStarts = BlockStarts(code);
+        var blockStarts = BlockStarts(code, Rent(ref _scratch.BlockStarts, code.Length));
         var facts = _target.Kind == VmKind.Raw ? InputBounds.Analyze(code) : null;
         _inInput = facts?.Proven; // checked code leaves these checks out
-        _needsCheck = new bool[code.Length];
+        _needsCheck = Rent(ref _scratch.NeedsCheck, code.Length);
         for (int pc = 0; pc < code.Length; pc++)
             _anyCheck |= _needsCheck[pc] = NeedsCheck(code[pc]) && !(_inInput?[pc] ?? false);
         _polls = BoundedLoops.PollsFor(_program, _target.Kind, facts);
@@ -125,7 +159,7 @@ internal sealed class X64Compiler
         _batchNext = _a.CreateLabel();
 
         EmitEntry();
-        var loopHeads = LoopHeads(code);
+        var loopHeads = LoopHeads(code, Rent(ref _scratch.LoopHeads, code.Length));
         FindSinks(code, blockStarts);
 
         for (int pc = 0; pc < code.Length; pc++)
@@ -133,8 +167,7 @@ internal sealed class X64Compiler
             if (pc > 0 && code[pc - 1].Op == Op.Lddw)
             {
                 // The second slot of an lddw: only a (bad) jump lands here, out of line.
-                int tail = pc;
-                Cold(_pcLabels[pc], () => Fail(tail, RbpfErrorCode.IllegalInstruction));
+                ColdFail(_pcLabels[pc], pc, RbpfErrorCode.IllegalInstruction);
                 continue;
             }
             if (loopHeads[pc]) _a.Align(LoopAlignment);
@@ -281,19 +314,23 @@ internal sealed class X64Compiler
         if (_batch) EmitBatch();
         for (int k = 0; k < _cold.Count; k++) // cold code may queue more cold code
         {
-            var (label, body) = _cold[k];
+            var c = _cold[k];
+            var label = c.Label;
             Bind(ref label);
-            body();
+            if (c.Body != null) c.Body();
+            else if (c.Which != 0) FailArgument(c.Which);
+            else Fail(c.Pc, c.Status);
         }
         foreach (var access in _coldAccesses) EmitColdAccess(access);
 
-        var bytes = _a.Assemble();
+        var bytes = _a.AssembleInPlace();
         var offsets = new int[code.Length];
         for (int pc = 0; pc < code.Length; pc++)
             offsets[pc] = pc > 0 && code[pc - 1].Op == Op.Lddw ? -1 : _a.LabelOffset(_pcLabels[pc]);
         int main = _a.LabelOffset(_mainEntry);
         int batch = _batch ? _a.LabelOffset(_batchEntry) : -1;
         if (_a.IsLarge(1 << 20)) t_assembler = null; // a thread keeps no large buffers
+        if (_scratch.IsLarge(1 << 16)) t_scratch = null;
         if (_cold.Capacity > 16384) t_cold = null;
         if (_coldAccesses.Capacity > 16384) t_coldAccesses = null;
         _cold.Clear(); // the closures refer to this compiler
@@ -455,9 +492,8 @@ internal sealed class X64Compiler
     /// is: up to seven no-ops on the way into it every time cost clang's header parser (whose loop
     /// heads are fallen into once a frame) more than the alignment gave back.
     /// </summary>
-    private static bool[] LoopHeads(DecodedInsn[] code)
+    private static bool[] LoopHeads(DecodedInsn[] code, bool[] heads)
     {
-        var heads = new bool[code.Length];
         for (int pc = 0; pc < code.Length; pc++)
         {
             var i = code[pc];
@@ -472,9 +508,10 @@ internal sealed class X64Compiler
     {
         if (_jumpTargets == null)
         {
-            _jumpTargets = new bool[_program.Code.Length];
-            foreach (var i in _program.Code)
-                if ((i.Op is Op.Ja or Op.CallLocal or (>= Op.Jeq64Imm and <= Op.Jsle32Reg)) && i.Off >= 0 && i.Off < _jumpTargets.Length)
+            var code = _program.Code;
+            _jumpTargets = Rent(ref _scratch.JumpTargets, code.Length);
+            foreach (var i in code)
+                if ((i.Op is Op.Ja or Op.CallLocal or (>= Op.Jeq64Imm and <= Op.Jsle32Reg)) && i.Off >= 0 && i.Off < code.Length)
                     _jumpTargets[i.Off] = true;
         }
         return _jumpTargets[pc];
@@ -482,7 +519,11 @@ internal sealed class X64Compiler
     /// <summary>Whether the program makes local calls (without them, an exit always ends the run: depth is 0).</summary>
     private bool _hasLocalCalls => _program.HasLocalCalls;
     /// <summary>The callee-saved registers the entry saves, in push order.</summary>
-    private Gpr64[] _saved = Array.Empty<Gpr64>();
+    private ReadOnlySpan<Gpr64> _saved => _scratch.Saved.AsSpan(0, _savedCount);
+    private int _savedCount;
+
+    /// <summary>Adds a register to <see cref="_saved"/>.</summary>
+    private void Save(Gpr64 r) => _scratch.Saved[_savedCount++] = r;
 
     /// <summary>
     /// Whether eBPF register <paramref name="r"/> may be read or written: named by any instruction,
@@ -597,9 +638,11 @@ internal sealed class X64Compiler
             return;
         }
         // rbp (r10) and r12 (the context) always; r6-r9's registers only if the program uses them.
-        var saved = new List<Gpr64> { rbp, r12 };
+        _savedCount = 0;
+        Save(rbp);
+        Save(r12);
         for (int r = 6; r <= 9; r++)
-            if (UsesRegister(r)) saved.Add(R64[r]);
+            if (UsesRegister(r)) Save(R64[r]);
         // The batch loop keeps its index in the register of an eBPF register the program never
         // names (callee-saved, so helpers and local calls keep it): saved by every entry, as they share the exit.
         // A second one keeps the array of inputs (or of lengths) at hand.
@@ -610,11 +653,10 @@ internal sealed class X64Compiler
         if (_dropsAsFlag)
         {
             // The "not dropped" flag (see TryEmitDropAsFlag) takes the last unnamed register.
-            saved.Add((_keep = R64[unnamed[--unnamedCount]]).Value);
+            Save((_keep = R64[unnamed[--unnamedCount]]).Value);
         }
-        if (_batch && unnamedCount >= 1) saved.Add((_batchIndex = R64[unnamed[0]]).Value);
-        if (_batch && unnamedCount >= 2) saved.Add((_batchBase = R64[unnamed[1]]).Value);
-        _saved = saved.ToArray();
+        if (_batch && unnamedCount >= 1) Save((_batchIndex = R64[unnamed[0]]).Value);
+        if (_batch && unnamedCount >= 2) Save((_batchBase = R64[unnamed[1]]).Value);
         // Entered with rsp = 8 (mod 16); after the pushes the frame must bring it to 0 (mod 16) to align r12.
         // The caller's stack or this frame's: one 512-byte frame when there are no local calls (and
         // frames are whole), else the stack for every call depth.
@@ -641,14 +683,14 @@ internal sealed class X64Compiler
         _a.test(rcx, rcx);
         _a.jnz(badMbuff);
         Bind(ref mbuffOk);
-        Cold(badResult, () => FailArgument(JitRuntime.BadResult));
-        Cold(badMbuff, () => FailArgument(JitRuntime.BadMbuff));
+        ColdFailArgument(badResult, JitRuntime.BadResult);
+        ColdFailArgument(badMbuff, JitRuntime.BadMbuff);
         if (_target.Kind != VmKind.Mbuff)
         {
             var unusedMbuff = _a.CreateLabel();
             _a.test(rcx, rcx);
             _a.jnz(unusedMbuff);
-            Cold(unusedMbuff, () => FailArgument(JitRuntime.UnusedMbuff));
+            ColdFailArgument(unusedMbuff, JitRuntime.UnusedMbuff);
         }
         EmitCallSetup();
         EmitRunSetup();
@@ -696,17 +738,16 @@ internal sealed class X64Compiler
     /// </summary>
     private void EmitLeanEntry()
     {
-        var saved = new List<Gpr64>(5);
+        _savedCount = 0;
         for (int r = 6; r <= 9; r++)
-            if (UsesRegister(r)) saved.Add(R64[r]);
+            if (UsesRegister(r)) Save(R64[r]);
         if (_dropsAsFlag)
             for (int r = 9; r >= 6; r--)
                 if (!UsesRegister(r))
                 {
-                    saved.Add((_keep = R64[r]).Value);
+                    Save((_keep = R64[r]).Value);
                     break;
                 }
-        _saved = saved.ToArray();
         _mainEntry = _a.CreateLabel();
         Bind(ref _mainEntry);
         var slow = _a.CreateLabel();
@@ -922,7 +963,7 @@ internal sealed class X64Compiler
             var unusedMem = _a.CreateLabel();
             _a.test(rsi, rsi);
             _a.jnz(unusedMem);
-            Cold(unusedMem, () => FailArgument(JitRuntime.UnusedMem));
+            ColdFailArgument(unusedMem, JitRuntime.UnusedMem);
         }
 
         // Packet bounds per access size: len - size + 1, or 0 when it does not fit at all (only
@@ -969,7 +1010,7 @@ internal sealed class X64Compiler
                 {
                     var noBuffer = _a.CreateLabel();
                     LoadExtra(JitExtra.OffFixedBuffer, noBuffer);
-                    Cold(noBuffer, () => FailArgument(JitRuntime.NoFixedBuffer));
+                    ColdFailArgument(noBuffer, JitRuntime.NoFixedBuffer);
                     _a.mov(r11, rdi);
                     _a.mov(rdi, r10);
                     _a.mov(ecx, fixedLength);
@@ -1101,7 +1142,7 @@ internal sealed class X64Compiler
             _a.mov(ecx, __dword_ptr[rcx]);
             _a.cmp(ecx, CtxD(JitContext.OffInterruptEpoch));
             _a.jne(stop);
-            Cold(stop, () => Fail(0, RbpfErrorCode.Interrupted));
+            ColdFail(stop, 0, RbpfErrorCode.Interrupted);
         }
         var inputs = _batchBase ?? rcx;
         if (_batchBase != null) _a.cmp(__qword_ptr[r11 + JitBatch.OffBuffers], 0);
@@ -1243,9 +1284,8 @@ internal sealed class X64Compiler
     }
 
     /// <summary>Each slot's block length (0 inside a block): <see cref="DecodedProgram.MarkBlocks"/>.</summary>
-    private static int[] BlockStarts(DecodedInsn[] code)
+    private static int[] BlockStarts(DecodedInsn[] code, int[] length)
     {
-        var length = new int[code.Length];
         for (int pc = 0; pc < code.Length; pc++) length[pc] = code[pc].Charge;
         return length;
     }
@@ -1262,7 +1302,7 @@ internal sealed class X64Compiler
         _a.mov(r11d, __dword_ptr[r11]);
         _a.cmp(r11d, CtxD(JitContext.OffInterruptEpoch));
         _a.jne(stop);
-        Cold(stop, () => Fail(pc, RbpfErrorCode.Interrupted));
+        ColdFail(stop, pc, RbpfErrorCode.Interrupted);
     }
 
     private void EmitBudget(int pc, int length)
@@ -1270,14 +1310,17 @@ internal sealed class X64Compiler
         _a.sub(CtxQ(JitContext.OffBudget), length);
         var fail = _a.CreateLabel();
         _a.jl(fail);
-        Cold(fail, () => Fail(pc, RbpfErrorCode.InstructionLimit));
+        ColdFail(fail, pc, RbpfErrorCode.InstructionLimit);
     }
 
     /// <summary>Queues out-of-line code placed after the function body, reached through <paramref name="label"/>.</summary>
-    private void Cold(X64Label label, Action body)
-    {
-        _cold.Add((label, body));
-    }
+    private void Cold(X64Label label, Action body) => _cold.Add(new ColdCode(label, body, 0, 0, 0));
+
+    /// <summary>Out of line at <paramref name="label"/>: <see cref="Fail"/> (data rather than a closure: most programs have several).</summary>
+    private void ColdFail(X64Label label, int pc, RbpfErrorCode code) => _cold.Add(new ColdCode(label, null, pc, code, 0));
+
+    /// <summary>Out of line at <paramref name="label"/>: <see cref="FailArgument"/>.</summary>
+    private void ColdFailArgument(X64Label label, int which) => _cold.Add(new ColdCode(label, null, -1, 0, which));
 
     private void Fail(int pc, RbpfErrorCode code)
     {
@@ -1922,7 +1965,7 @@ internal sealed class X64Compiler
     private X64Label SlowCheck(int size, int flags)
     {
         int key = size * 4 + flags;
-        _slowChecks ??= new X64Label[8 * 4 + 4];
+        _slowChecks ??= Rent(ref _scratch.SlowChecks, 8 * 4 + 4);
         if (_slowChecks[key].Id != 0) return _slowChecks[key];
         var label = _a.CreateLabel();
         _slowChecks[key] = label;
@@ -2696,7 +2739,7 @@ internal sealed class X64Compiler
         {
             var fail = _a.CreateLabel();
             _a.jmp(fail);
-            Cold(fail, () => Fail(pc, RbpfErrorCode.UnknownHelper));
+            ColdFail(fail, pc, RbpfErrorCode.UnknownHelper);
             return;
         }
         X64Label? fastDone = h.IsMapLookup && _target.MapTable != 0 ? EmitMapLookupFast()
@@ -2774,7 +2817,7 @@ internal sealed class X64Compiler
         _a.sub(r10, CtxQ(JitContext.OffStackBottom));
         _a.cmp(r10, drop + callee);
         _a.jb(tooDeep);
-        Cold(tooDeep, () => Fail(pc, RbpfErrorCode.CallDepthExceeded));
+        ColdFail(tooDeep, pc, RbpfErrorCode.CallDepthExceeded);
         _a.inc(CtxD(JitContext.OffDepth));
         _a.push(rbx); _a.push(r13); _a.push(r14); _a.push(r15); _a.push(rbp);
         if (drop != 0) _a.sub(rbp, drop);
