@@ -90,6 +90,9 @@ internal static unsafe partial class CodeArena
     public static void Release(Chunk chunk, int offset, int length)
     {
         int size = Math.Max(Align, (length + Align - 1) & ~(Align - 1));
+        // The range is still the caller's until it is on the free list: trapping bytes go in
+        // before the lock (finalizers release programs in bursts while other threads compile).
+        if (!chunk.Dedicated) new Span<byte>(chunk.Rw + offset, size).Fill(0xCC);
         lock (s_lock)
         {
             if (chunk.Dedicated)
@@ -98,7 +101,6 @@ internal static unsafe partial class CodeArena
                 Unmap(chunk);
                 return;
             }
-            new Span<byte>(chunk.Rw + offset, size).Fill(0xCC);
             var free = chunk.Free;
             int k = 0;
             while (k < free.Count && free[k].Offset < offset) k++;
@@ -115,12 +117,21 @@ internal static unsafe partial class CodeArena
             }
             chunk.Used -= size;
             // An empty chunk goes back to the system when another empty one is kept.
-            if (chunk.Used == 0 && s_chunks.Count(c => c.Used == 0 && !c.Dedicated) > 1)
+            if (chunk.Used == 0 && EmptyChunks() > 1)
             {
                 s_chunks.Remove(chunk);
                 Unmap(chunk);
             }
         }
+    }
+
+    /// <summary>Shared chunks with no program in them (under the lock).</summary>
+    private static int EmptyChunks()
+    {
+        int n = 0;
+        foreach (var c in s_chunks)
+            if (c.Used == 0 && !c.Dedicated) n++;
+        return n;
     }
 
     private static bool Take(Chunk c, int need, out int offset)

@@ -92,10 +92,21 @@ internal sealed class X64Assembler
     private byte[] _buf = new byte[1024];
     private int _len;
 
-    // Branches to labels, in code order: where they go in the byte stream, their label, their kind.
-    private int[] _brPos = new int[64];
-    private int[] _brLabel = new int[64];
-    private short[] _brKind = new short[64]; // KindJmp, KindCall, KindAlign, or a condition code 0-15
+    /// <summary>A branch to a label (or a padding), with what <see cref="AssembleInPlace"/> works out for it.</summary>
+    private struct BranchEntry
+    {
+        public int Pos;         // where it goes in the byte stream
+        public int Label;       // its label's index (a padding: its boundary)
+        public short Kind;      // KindJmp, KindCall, KindAlign, or a condition code 0-15
+        public byte Size;       // its size in bytes
+        public int Before;      // bytes of branches before it (entry n, past the last, holds them all)
+        public int TargetPos;   // the label's byte position
+        public int TargetCount; // and how many branches precede the label
+    }
+
+    // Branches in code order, one entry more than there are (Before of all of them): a single
+    // array, so that sizing them walks one stream of memory with one base register.
+    private BranchEntry[] _br = new BranchEntry[65];
     private int _brCount;
     private const short KindJmp = 16, KindCall = 17, KindAlign = 18; // an alignment's label field holds its boundary
 
@@ -106,10 +117,6 @@ internal sealed class X64Assembler
 
     private byte _prefix; // a pending lock (F0) or rep (F3) prefix
 
-    // Assemble's work: each branch's size, and the bytes of branches before each one.
-    private byte[] _size = new byte[64];
-    private int[] _before = new int[65];
-    private int[] _targetPos = new int[64], _targetCount = new int[64];
     private bool _assembled;
 
     /// <summary>Starts over, keeping the buffers.</summary>
@@ -126,7 +133,7 @@ internal sealed class X64Assembler
     public long Mark => (long)_brCount << 32 | (uint)_len;
 
     /// <summary>Whether the buffers have grown past <paramref name="bytes"/> (a thread keeps no large one).</summary>
-    public bool IsLarge(int bytes) => _buf.Length > bytes || _out.Length > bytes || _brPos.Length * 16 > bytes;
+    public bool IsLarge(int bytes) => _buf.Length > bytes || _out.Length > bytes || _br.Length * 24 > bytes;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public X64Label CreateLabel()
@@ -229,20 +236,19 @@ internal sealed class X64Assembler
     {
         if (_prefix != 0) throw new InvalidOperationException("prefix before a branch");
         int n = _brCount;
-        if (n == _brPos.Length) GrowBranches();
-        // n is below the length of all three arrays (they grow together).
-        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_brPos), n) = _len;
-        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_brLabel), n) = label;
-        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_brKind), n) = kind;
+        if (n + 1 >= _br.Length) GrowBranches();
+        // n + 1 is inside the array: the entry, and the one past it that sizing uses.
+        ref BranchEntry b = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_br), n);
+        b.Pos = _len;
+        b.Label = label;
+        b.Kind = kind;
         _brCount = n + 1;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void GrowBranches()
     {
-        Array.Resize(ref _brPos, _brCount * 2);
-        Array.Resize(ref _brLabel, _brCount * 2);
-        Array.Resize(ref _brKind, _brCount * 2);
+        Array.Resize(ref _br, _br.Length * 2);
     }
 
     // Operand sizes: 1, 2, 4, 8 bytes.
@@ -298,10 +304,11 @@ internal sealed class X64Assembler
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void OpRM(int size, int opcode, int reg, in Mem m, bool regIsByte = false, int mandatory = 0)
     {
-        // The common form inline: 32- or 64-bit, a one-byte opcode, no prefix, a base and no index
-        // (r12, the context, and rsp take a SIB byte that names no index).
+        // The common form inline: 32- or 64-bit, a one-byte opcode (or 0F and one, as movzx), no
+        // prefix, a base and no index (r12, the context, and rsp take a SIB byte that names no index).
         int b = m.Base;
-        if ((size == 4 || size == 8) && (uint)opcode <= 0xFF && !regIsByte && mandatory == 0 && _prefix == 0 && m.Index < 0 && b >= 0)
+        if ((size == 4 || size == 8) && ((uint)opcode <= 0xFF || (uint)opcode >> 8 == 0x0F) && !regIsByte && mandatory == 0 && _prefix == 0
+            && m.Index < 0 && b >= 0)
         {
             int len = _len;
             if (len + 16 > _buf.Length) Grow(16);
@@ -309,6 +316,7 @@ internal sealed class X64Assembler
             int rex = (size & 8) | (reg & 8) >> 1 | (b & 8) >> 3;
             int n = 0;
             if (rex != 0) Unsafe.Add(ref p, n++) = (byte)(0x40 | rex);
+            if (opcode > 0xFF) Unsafe.Add(ref p, n++) = 0x0F;
             Unsafe.Add(ref p, n++) = (byte)opcode;
             int disp = m.Disp;
             int rm = (reg & 7) << 3 | (b & 7);
@@ -504,6 +512,18 @@ internal sealed class X64Assembler
 
     /// <summary>mov to memory of the operand's size; the immediate is truncated to it (sign-extended from 32 bits for qwords).</summary>
     public void mov(Mem m, int imm)
+    {
+        if (m.Size == 4)
+        {
+            // The common one (the context's 32-bit fields): the inline encoder with its sizes known.
+            OpRM(4, 0xC7, 0, m);
+            I32(imm);
+            return;
+        }
+        MovOther(m, imm);
+    }
+
+    private void MovOther(in Mem m, int imm)
     {
         int size = SizeOf(m);
         OpRM(size, size == 1 ? 0xC6 : 0xC7, 0, m);
@@ -710,58 +730,45 @@ internal sealed class X64Assembler
     public ReadOnlySpan<byte> AssembleInPlace()
     {
         if (_prefix != 0) throw new InvalidOperationException("a prefix without an instruction");
-        int n = _brCount;
-        if (_size.Length < n) _size = new byte[Math.Max(n, _size.Length * 2)];
-        if (_before.Length < n + 1) _before = new int[Math.Max(n + 1, _before.Length * 2)];
-        if (_targetPos.Length < n)
-        {
-            _targetPos = new int[Math.Max(n, _targetPos.Length * 2)];
-            _targetCount = new int[_targetPos.Length];
-        }
-        // The arrays are at least n (before: n + 1) long: element references without bounds checks,
-        // as the loops below run a few times over every branch.
-        ref byte size = ref MemoryMarshal.GetArrayDataReference(_size);
-        ref int before = ref MemoryMarshal.GetArrayDataReference(_before); // bytes of branches before branch k
-        ref int targetPos = ref MemoryMarshal.GetArrayDataReference(_targetPos); // the target label's byte position
-        ref int targetCount = ref MemoryMarshal.GetArrayDataReference(_targetCount); // and the branches before it
-        ref int pos = ref MemoryMarshal.GetArrayDataReference(_brPos);
-        ref short kinds = ref MemoryMarshal.GetArrayDataReference(_brKind);
-        ref int labels = ref MemoryMarshal.GetArrayDataReference(_brLabel);
-        int[] labelPos = _labelPos, labelBranches = _labelBranches;
-        // Every branch at its largest: its target, its size, the bytes before it.
+        int n = _brCount; // _br holds at least n + 1 entries (Entry grows it ahead)
+        ref BranchEntry b0 = ref MemoryMarshal.GetArrayDataReference(_br);
+        ref int labelPos = ref MemoryMarshal.GetArrayDataReference(_labelPos);
+        ref int labelBranches = ref MemoryMarshal.GetArrayDataReference(_labelBranches);
+        // Every branch at its largest: its target, its size, the bytes before it. A branch's label
+        // index came through LabelIndex, so it is inside the label arrays.
         int total = 0;
         for (int k = 0; k < n; k++)
         {
-            short kind = Unsafe.Add(ref kinds, k);
+            ref BranchEntry b = ref Unsafe.Add(ref b0, k);
             int s;
-            if (kind == KindAlign) s = Unsafe.Add(ref labels, k) - 1;
+            if (b.Kind == KindAlign) s = b.Label - 1;
             else
             {
-                int t = Unsafe.Add(ref labels, k);
-                int at = labelPos[t];
+                int at = Unsafe.Add(ref labelPos, b.Label);
                 if (at < 0) throw new InvalidOperationException("a branch to a label never bound");
-                Unsafe.Add(ref targetPos, k) = at;
-                Unsafe.Add(ref targetCount, k) = labelBranches[t];
-                s = LongSize(kind);
+                b.TargetPos = at;
+                b.TargetCount = Unsafe.Add(ref labelBranches, b.Label);
+                s = LongSize(b.Kind);
             }
-            Unsafe.Add(ref before, k) = total;
-            Unsafe.Add(ref size, k) = (byte)s;
+            b.Before = total;
+            b.Size = (byte)s;
             total += s;
         }
-        Unsafe.Add(ref before, n) = total;
+        Unsafe.Add(ref b0, n).Before = total;
         // Bounds first: a branch that reaches with every other branch long is short for good; one
         // that does not reach with every branch short is long for good; only the rest need passes.
         bool changed = false;
         for (int k = 0; k < n; k++)
         {
-            if (Unsafe.Add(ref kinds, k) is KindCall or KindAlign) continue;
-            int c = Unsafe.Add(ref targetCount, k), p = Unsafe.Add(ref pos, k), tp = Unsafe.Add(ref targetPos, k);
+            ref BranchEntry b = ref Unsafe.Add(ref b0, k);
+            if (b.Kind is KindCall or KindAlign) continue;
+            int c = b.TargetCount, p = b.Pos, tp = b.TargetPos;
             // Forward, this one counted long (an overestimate); backward, exact.
-            int upper = tp + Unsafe.Add(ref before, c) - (p + Unsafe.Add(ref before, k) + 2);
-            if (IsInt8(upper)) { Unsafe.Add(ref size, k) = 2; continue; }
+            int upper = tp + Unsafe.Add(ref b0, c).Before - (p + b.Before + 2);
+            if (IsInt8(upper)) { b.Size = 2; continue; }
             // All short: 2 bytes per branch in between (forward: an underestimate by 2).
             int lower = c > k ? tp - p - 2 + 2 * (c - k - 1) : tp - p - 2 - 2 * (k - c);
-            if (IsInt8(lower)) { Unsafe.Add(ref size, k) = 2; changed = true; } // undecided: passes below
+            if (IsInt8(lower)) { b.Size = 2; changed = true; } // undecided: passes below
         }
         while (changed)
         {
@@ -769,17 +776,19 @@ internal sealed class X64Assembler
             total = 0;
             for (int k = 0; k < n; k++)
             {
-                Unsafe.Add(ref before, k) = total;
-                total += Unsafe.Add(ref size, k);
+                ref BranchEntry b = ref Unsafe.Add(ref b0, k);
+                b.Before = total;
+                total += b.Size;
             }
-            Unsafe.Add(ref before, n) = total;
+            Unsafe.Add(ref b0, n).Before = total;
             for (int k = 0; k < n; k++)
             {
-                if (Unsafe.Add(ref size, k) != 2 || Unsafe.Add(ref kinds, k) == KindAlign) continue;
-                int rel = Unsafe.Add(ref targetPos, k) + Unsafe.Add(ref before, Unsafe.Add(ref targetCount, k)) - (Unsafe.Add(ref pos, k) + Unsafe.Add(ref before, k) + 2);
+                ref BranchEntry b = ref Unsafe.Add(ref b0, k);
+                if (b.Size != 2 || b.Kind == KindAlign) continue;
+                int rel = b.TargetPos + Unsafe.Add(ref b0, b.TargetCount).Before - (b.Pos + b.Before + 2);
                 if (!IsInt8(rel))
                 {
-                    Unsafe.Add(ref size, k) = (byte)LongSize(Unsafe.Add(ref kinds, k));
+                    b.Size = (byte)LongSize(b.Kind);
                     changed = true;
                 }
             }
@@ -788,12 +797,12 @@ internal sealed class X64Assembler
         total = 0;
         for (int k = 0; k < n; k++)
         {
-            if (Unsafe.Add(ref kinds, k) == KindAlign)
-                Unsafe.Add(ref size, k) = (byte)(-(Unsafe.Add(ref pos, k) + total) & (Unsafe.Add(ref labels, k) - 1));
-            Unsafe.Add(ref before, k) = total;
-            total += Unsafe.Add(ref size, k);
+            ref BranchEntry b = ref Unsafe.Add(ref b0, k);
+            if (b.Kind == KindAlign) b.Size = (byte)(-(b.Pos + total) & (b.Label - 1));
+            b.Before = total;
+            total += b.Size;
         }
-        Unsafe.Add(ref before, n) = total;
+        Unsafe.Add(ref b0, n).Before = total;
         _assembled = true;
         int length = _len + total;
         if (_out.Length < length) _out = new byte[Math.Max(length, _out.Length * 2)];
@@ -803,12 +812,13 @@ internal sealed class X64Assembler
         int from = 0, to = 0;
         for (int k = 0; k < n; k++)
         {
-            int at = Unsafe.Add(ref pos, k);
+            ref BranchEntry b = ref Unsafe.Add(ref b0, k);
+            int at = b.Pos;
             Copy(ref Unsafe.Add(ref dst, to), ref Unsafe.Add(ref src, from), at - from);
             to += at - from;
             from = at;
-            short kind = Unsafe.Add(ref kinds, k);
-            int sz = Unsafe.Add(ref size, k);
+            short kind = b.Kind;
+            int sz = b.Size;
             int end = to + sz;
             if (kind == KindAlign)
             {
@@ -816,20 +826,20 @@ internal sealed class X64Assembler
                 to = end;
                 continue;
             }
-            int rel = Unsafe.Add(ref targetPos, k) + Unsafe.Add(ref before, Unsafe.Add(ref targetCount, k)) - end;
-            ref byte b = ref Unsafe.Add(ref dst, to);
+            int rel = b.TargetPos + Unsafe.Add(ref b0, b.TargetCount).Before - end;
+            ref byte o = ref Unsafe.Add(ref dst, to);
             if (sz == 2)
             {
-                b = (byte)(kind == KindJmp ? 0xEB : 0x70 + kind);
-                Unsafe.Add(ref b, 1) = (byte)rel;
+                o = (byte)(kind == KindJmp ? 0xEB : 0x70 + kind);
+                Unsafe.Add(ref o, 1) = (byte)rel;
             }
             else
             {
-                int o;
-                if (kind == KindJmp) { b = 0xE9; o = 1; }
-                else if (kind == KindCall) { b = 0xE8; o = 1; }
-                else { b = 0x0F; Unsafe.Add(ref b, 1) = (byte)(0x80 + kind); o = 2; }
-                Unsafe.WriteUnaligned(ref Unsafe.Add(ref b, o), rel);
+                int at4;
+                if (kind == KindJmp) { o = 0xE9; at4 = 1; }
+                else if (kind == KindCall) { o = 0xE8; at4 = 1; }
+                else { o = 0x0F; Unsafe.Add(ref o, 1) = (byte)(0x80 + kind); at4 = 2; }
+                Unsafe.WriteUnaligned(ref Unsafe.Add(ref o, at4), rel);
             }
             to = end;
         }
@@ -855,11 +865,20 @@ internal sealed class X64Assembler
             Unsafe.WriteUnaligned(ref dst, head);
             Unsafe.WriteUnaligned(ref Unsafe.Add(ref dst, count - 8), tail);
         }
-        else if (count < 8)
+        else if (count >= 4 && count < 8)
         {
-            for (int i = 0; i < count; i++) Unsafe.Add(ref dst, i) = Unsafe.Add(ref src, i);
+            uint head = Unsafe.ReadUnaligned<uint>(ref src), tail = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref src, count - 4));
+            Unsafe.WriteUnaligned(ref dst, head);
+            Unsafe.WriteUnaligned(ref Unsafe.Add(ref dst, count - 4), tail);
         }
-        else Unsafe.CopyBlockUnaligned(ref dst, ref src, (uint)count);
+        else if (count >= 2 && count < 4)
+        {
+            ushort head = Unsafe.ReadUnaligned<ushort>(ref src), tail = Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref src, count - 2));
+            Unsafe.WriteUnaligned(ref dst, head);
+            Unsafe.WriteUnaligned(ref Unsafe.Add(ref dst, count - 2), tail);
+        }
+        else if (count == 1) dst = src;
+        else if (count > 32) Unsafe.CopyBlockUnaligned(ref dst, ref src, (uint)count);
     }
 
     /// <summary>Fills <paramref name="pad"/> with the recommended multi-byte no-ops, at most 9 bytes each.</summary>
@@ -893,8 +912,25 @@ internal sealed class X64Assembler
         int k = LabelIndex(label);
         int at = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_labelPos), k);
         if (at < 0) NeverBound();
-        // Branches before a label: at most all of them, and _before holds n + 1 entries.
-        return at + Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_before), Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_labelBranches), k));
+        // Branches before a label: at most all of them, and _br holds n + 1 entries.
+        return at + Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_br), Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_labelBranches), k)).Before;
+    }
+
+    /// <summary><see cref="LabelOffset"/> of every label of <paramref name="labels"/>, into <paramref name="offsets"/>.</summary>
+    public void LabelOffsets(ReadOnlySpan<X64Label> labels, Span<int> offsets)
+    {
+        if (!_assembled) NotAssembled();
+        if (offsets.Length < labels.Length) throw new ArgumentException("fewer offsets than labels");
+        ref int pos = ref MemoryMarshal.GetArrayDataReference(_labelPos);
+        ref int branches = ref MemoryMarshal.GetArrayDataReference(_labelBranches);
+        ref BranchEntry b0 = ref MemoryMarshal.GetArrayDataReference(_br);
+        for (int k = 0; k < labels.Length; k++)
+        {
+            int i = LabelIndex(labels[k]);
+            int at = Unsafe.Add(ref pos, i);
+            if (at < 0) NeverBound();
+            offsets[k] = at + Unsafe.Add(ref b0, Unsafe.Add(ref branches, i)).Before;
+        }
     }
 
     private static void NotAssembled() => throw new InvalidOperationException("not assembled yet");

@@ -145,7 +145,8 @@ internal sealed class X64Compiler
         _inInput = facts?.Proven; // checked code leaves these checks out
         _needsCheck = Rent(ref _scratch.NeedsCheck, code.Length);
         for (int pc = 0; pc < code.Length; pc++)
-            _anyCheck |= _needsCheck[pc] = NeedsCheck(code[pc]) && !(_inInput?[pc] ?? false);
+            if (code[pc].Op is >= Op.LdxB and <= Op.Atomic64CmpXchg) // loads, stores, atomics: the rest never need one
+                _anyCheck |= _needsCheck[pc] = NeedsCheck(code[pc]) && !(_inInput?[pc] ?? false);
         _polls = BoundedLoops.PollsFor(_program, _target.Kind, facts);
         _dropsAsFlag = CanTurnDropsIntoAFlag();
         _boundSizes = BoundSizes(blockStarts); // also finds the fused groups the loop below emits
@@ -325,8 +326,9 @@ internal sealed class X64Compiler
 
         var bytes = _a.AssembleInPlace();
         var offsets = new int[code.Length];
-        for (int pc = 0; pc < code.Length; pc++)
-            offsets[pc] = pc > 0 && code[pc - 1].Op == Op.Lddw ? -1 : _a.LabelOffset(_pcLabels[pc]);
+        _a.LabelOffsets(_pcLabels.AsSpan(0, code.Length), offsets);
+        for (int pc = 1; pc < code.Length; pc++)
+            if (code[pc - 1].Op == Op.Lddw) offsets[pc] = -1;
         int main = _a.LabelOffset(_mainEntry);
         int batch = _batch ? _a.LabelOffset(_batchEntry) : -1;
         if (_a.IsLarge(1 << 20)) t_assembler = null; // a thread keeps no large buffers
@@ -549,6 +551,7 @@ internal sealed class X64Compiler
         for (int pc = 0; pc < code.Length; pc++)
         {
             var i = code[pc];
+            if (i.Op is < Op.LdAbsB or > Op.Atomic64CmpXchg) continue; // no access: nothing to bound
             if (i.Op is >= Op.LdAbsB and <= Op.LdIndDW) mask |= 1 << (1 << (i.Op - (i.Op >= Op.LdIndB ? Op.LdIndB : Op.LdAbsB)));
             if (!_options.CheckedMemory || !NeedsCheck(pc)) continue;
             // As Run meets them: a group's span, and each access's own size (its out-of-line path).
@@ -1958,6 +1961,9 @@ internal sealed class X64Compiler
         _ => false,
     };
 
+    /// <summary>What a slow check saves around the runtime's check: the registers a call may change, and r11 (the address).</summary>
+    private static readonly Gpr64[] s_clobbered = [rax, rdi, rsi, rdx, r8, r9, rcx, r11];
+
     /// <summary>The shared out-of-line checks made so far, by size * 4 + flags (a label's id is 0 where none is).</summary>
     private X64Label[]? _slowChecks;
 
@@ -2022,7 +2028,7 @@ internal sealed class X64Compiler
             // rsp 16-byte aligned at the inner call.
             Bind(ref runtime);
             var fault = _a.CreateLabel();
-            var saved = new[] { rax, rdi, rsi, rdx, r8, r9, rcx, r11 };
+            var saved = s_clobbered;
             foreach (var r in saved) _a.push(r);
             _a.sub(rsp, 8);
             _a.mov(rdi, r12);
