@@ -462,12 +462,13 @@ public sealed class EbpfVm : IDisposable
     public void JitCompile(JitOptions? options = null)
     {
         var program = _program ?? throw new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
-        var jit = new JitProgram(this, program, _helpers, options ?? new JitOptions(), UnwindHelper.HasValue ? UnwindHelper.Value : -1,
+        var jit = new JitProgram(this, program, _helpers, options ?? JitOptions.Default, UnwindHelper.HasValue ? UnwindHelper.Value : -1,
             InstructionLimit != 0, Kind, _dataOffset, _dataEndOffset, InstructionLimit, _stackLayout);
         var old = Interlocked.Exchange(ref _jit, jit);
         _jitDirect = jit.NeedsFixedBuffer ? null : jit;
         old?.Dispose();
-        Interlocked.Exchange(ref _jitBatch, null)?.Dispose();
+        // A batch twin is of the old code (batches check its Source): dropped, when there is one.
+        if (Volatile.Read(ref _jitBatch) != null) Interlocked.Exchange(ref _jitBatch, null)?.Dispose();
         JitChanged?.Invoke();
     }
 

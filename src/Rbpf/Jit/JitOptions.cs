@@ -3,6 +3,9 @@ namespace Rbpf.Jit;
 /// <summary>Options of the JIT compiler.</summary>
 public sealed record JitOptions
 {
+    /// <summary>The defaults (immutable, so one instance serves every compile that names none).</summary>
+    internal static readonly JitOptions Default = new();
+
     /// <summary>
     /// Check every load and store against the allowed regions (the default). Turning it off makes
     /// memory accesses as fast as native code but lets a faulty or hostile program read and write

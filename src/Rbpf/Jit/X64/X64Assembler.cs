@@ -515,8 +515,14 @@ internal sealed class X64Assembler
     {
         if (m.Size == 4)
         {
-            // The common one (the context's 32-bit fields): the inline encoder with its sizes known.
+            // The common ones (the context's fields): the inline encoder with its sizes known.
             OpRM(4, 0xC7, 0, m);
+            I32(imm);
+            return;
+        }
+        if (m.Size == 8)
+        {
+            OpRM(8, 0xC7, 0, m);
             I32(imm);
             return;
         }

@@ -23,36 +23,33 @@ internal sealed class X64Compiler
     private readonly HelperTable _helpers;
     private readonly JitOptions _options;
     private readonly long _unwindHelper;
-    [ThreadStatic] private static X64Assembler? t_assembler;
-    private readonly X64Assembler _a = Reused();
-
-    /// <summary>One assembler per thread, reset for each compilation (its instruction list keeps its capacity).</summary>
-    private static X64Assembler Reused()
-    {
-        var a = t_assembler ??= new X64Assembler();
-        a.Reset();
-        return a;
-    }
+    /// <summary>One assembler per thread, reset for each compilation (its buffers keep their capacity).</summary>
+    private readonly X64Assembler _a;
 
     private readonly X64Label[] _pcLabels;
 
     /// <summary>
-    /// Arrays a compile uses only while it runs, kept per thread like the assembler (at least as
-    /// long as the program, cleared over its length by <see cref="Rent{T}"/>): allocating them per
-    /// compile was most of what compiling allocated after the code itself.
+    /// What a compile uses only while it runs, kept per thread in one object (one thread-local
+    /// lookup per compile): the assembler, the lists of out-of-line code, and arrays at least as
+    /// long as the program, cleared over its length by <see cref="Rent{T}"/> (allocating them per
+    /// compile was most of what compiling allocated after the code itself).
     /// </summary>
     private sealed class Scratch
     {
+        public readonly X64Assembler Assembler = new();
+        /// <summary>Out-of-line code to place after the body (growing a list per compile was a tenth of compiling).</summary>
+        public readonly List<ColdCode> Cold = new(256);
+        public readonly List<ColdAccess> ColdAccesses = new(256);
         public X64Label[] Labels = [], SlowChecks = new X64Label[8 * 4 + 4];
         public bool[] NeedsCheck = [], LoopHeads = [], JumpTargets = [];
         public int[] BlockStarts = [];
         public Gpr64[] Saved = new Gpr64[8];
 
-        /// <summary>Whether the arrays have grown past <paramref name="slots"/> (a thread keeps no large ones).</summary>
-        public bool IsLarge(int slots) => Labels.Length > slots;
+        /// <summary>Whether anything has grown large (a thread keeps no large buffers).</summary>
+        public bool IsLarge => Labels.Length > 1 << 16 || Assembler.IsLarge(1 << 20) || Cold.Capacity > 16384 || ColdAccesses.Capacity > 16384;
     }
     [ThreadStatic] private static Scratch? t_scratch;
-    private readonly Scratch _scratch = t_scratch ??= new Scratch();
+    private readonly Scratch _scratch;
 
     /// <summary><paramref name="array"/> with at least <paramref name="n"/> elements, the first <paramref name="n"/> cleared.</summary>
     private static T[] Rent<T>(ref T[] array, int n)
@@ -63,14 +60,11 @@ internal sealed class X64Compiler
     }
     /// <summary>Out-of-line code: a body to run, or (no body) a failure at Pc with Status, or of argument Which.</summary>
     private readonly record struct ColdCode(X64Label Label, Action? Body, int Pc, RbpfErrorCode Status, int Which);
-    [ThreadStatic] private static List<ColdCode>? t_cold;
-    /// <summary>Out-of-line code to place after the body (a list per thread, kept between compilations: growing it was a tenth of compiling).</summary>
-    private readonly List<ColdCode> _cold = t_cold ??= new(256);
+    private readonly List<ColdCode> _cold;
     /// <summary>A checked access's way out of line (see <see cref="CheckedAddress"/>), kept as data
     /// rather than a closure: most programs have many, and the closures were most of what compiling allocated.</summary>
     private readonly record struct ColdAccess(X64Label NotPacket, X64Label Back, X64Label Stub, int Pc, Gpr64 Base, int Off, bool Atomic);
-    [ThreadStatic] private static List<ColdAccess>? t_coldAccesses;
-    private readonly List<ColdAccess> _coldAccesses = t_coldAccesses ??= new(256);
+    private readonly List<ColdAccess> _coldAccesses;
     private static Random _blindKeys => Random.Shared; // seeded once per process, not per compile (a system call)
     private X64Label _errorExit, _exitWithResult, _ret, _leave;
     /// <summary>Where each run's setup starts (<see cref="EmitRunSetup"/>), the batch loop's way in.</summary>
@@ -96,6 +90,11 @@ internal sealed class X64Compiler
     private X64Compiler(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper, bool countInstructions,
         JitTarget target, bool batchEntry)
     {
+        _scratch = t_scratch ??= new Scratch();
+        _a = _scratch.Assembler;
+        _a.Reset();
+        _cold = _scratch.Cold;
+        _coldAccesses = _scratch.ColdAccesses;
         _target = target;
         _win64 = OperatingSystem.IsWindows() || options.Abi == JitAbi.Win64Emulated;
         _emulated = _win64 && !OperatingSystem.IsWindows();
@@ -331,10 +330,7 @@ internal sealed class X64Compiler
             if (code[pc - 1].Op == Op.Lddw) offsets[pc] = -1;
         int main = _a.LabelOffset(_mainEntry);
         int batch = _batch ? _a.LabelOffset(_batchEntry) : -1;
-        if (_a.IsLarge(1 << 20)) t_assembler = null; // a thread keeps no large buffers
-        if (_scratch.IsLarge(1 << 16)) t_scratch = null;
-        if (_cold.Capacity > 16384) t_cold = null;
-        if (_coldAccesses.Capacity > 16384) t_coldAccesses = null;
+        if (_scratch.IsLarge) t_scratch = null; // a thread keeps no large buffers
         _cold.Clear(); // the closures refer to this compiler
         _coldAccesses.Clear();
         return new Output(bytes, offsets, main, batch);
