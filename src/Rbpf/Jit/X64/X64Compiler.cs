@@ -58,8 +58,12 @@ internal sealed class X64Compiler
         else Array.Clear(array, 0, n);
         return array;
     }
-    /// <summary>Out-of-line code: a body to run, or (no body) a failure at Pc with Status, or of argument Which.</summary>
-    private readonly record struct ColdCode(X64Label Label, Action? Body, int Pc, RbpfErrorCode Status, int Which);
+    /// <summary>What out-of-line code emits: a body to run, or, as data rather than a closure (most programs
+    /// have several), a failure (<see cref="Fail"/> at A with status B), a failed argument
+    /// (<see cref="FailArgument"/> of A), a shared slow check (<see cref="EmitSlowCheck"/> of size A, flags B),
+    /// an entry's mem of NULL (<see cref="EmitNullMemory"/>, back to label A).</summary>
+    private enum ColdKind : byte { Body, Fail, FailArgument, SlowCheck, NullMemory }
+    private readonly record struct ColdCode(X64Label Label, ColdKind Kind, Action? Body, int A, int B);
     private readonly List<ColdCode> _cold;
     /// <summary>A checked access's way out of line (see <see cref="CheckedAddress"/>), kept as data
     /// rather than a closure: most programs have many, and the closures were most of what compiling allocated.</summary>
@@ -317,9 +321,14 @@ internal sealed class X64Compiler
             var c = _cold[k];
             var label = c.Label;
             Bind(ref label);
-            if (c.Body != null) c.Body();
-            else if (c.Which != 0) FailArgument(c.Which);
-            else Fail(c.Pc, c.Status);
+            switch (c.Kind)
+            {
+                case ColdKind.Body: c.Body!(); break;
+                case ColdKind.Fail: Fail(c.A, (RbpfErrorCode)c.B); break;
+                case ColdKind.FailArgument: FailArgument(c.A); break;
+                case ColdKind.NullMemory: EmitNullMemory(new X64Label(c.A)); break;
+                default: EmitSlowCheck(c.A, c.B); break;
+            }
         }
         foreach (var access in _coldAccesses) EmitColdAccess(access);
 
@@ -946,16 +955,7 @@ internal sealed class X64Compiler
         _a.test(rdi, rdi);
         _a.jz(nullMem);
         Bind(ref memOk);
-        Cold(nullMem, () =>
-        {
-            var badMem = _a.CreateLabel();
-            _a.test(rsi, rsi);
-            _a.jnz(badMem);
-            _a.jmp(memOk);
-            Bind(ref badMem);
-            _a.mov(CtxQ(JitContext.OffPacketLength), rsi); // for the message
-            FailArgument(JitRuntime.BadMem);
-        });
+        _cold.Add(new ColdCode(nullMem, ColdKind.NullMemory, null, memOk.Id, 0));
         // Input a kind does not use is refused, not ignored.
         if (_target.Kind == VmKind.NoData)
         {
@@ -1038,13 +1038,16 @@ internal sealed class X64Compiler
     {
         if (_keep is { } keep) _a.mov(new Gpr32(keep.N), 1);
         int setFirst = SetBeforeRead();
-        foreach (int r in new[] { 0, 3, 4, 5, 6, 7, 8, 9 })
+        foreach (int r in s_clearedAtStart)
         {
             if (!UsesRegister(r) || (setFirst & 1 << r) != 0) continue;
             int budget = 64;
             if (!RegisterUse.DeadAt(_program.Code, r, 0, ref budget)) _a.xor(R32[r], R32[r]); // else every path writes it first
         }
     }
+
+    /// <summary>The eBPF registers a run starts with at 0 (r1, r2 and r10 come from the arguments and the stack).</summary>
+    private static readonly int[] s_clearedAtStart = [0, 3, 4, 5, 6, 7, 8, 9];
 
     /// <summary>
     /// The registers the program's first instructions set to a constant before anything can read
@@ -1313,13 +1316,13 @@ internal sealed class X64Compiler
     }
 
     /// <summary>Queues out-of-line code placed after the function body, reached through <paramref name="label"/>.</summary>
-    private void Cold(X64Label label, Action body) => _cold.Add(new ColdCode(label, body, 0, 0, 0));
+    private void Cold(X64Label label, Action body) => _cold.Add(new ColdCode(label, ColdKind.Body, body, 0, 0));
 
     /// <summary>Out of line at <paramref name="label"/>: <see cref="Fail"/> (data rather than a closure: most programs have several).</summary>
-    private void ColdFail(X64Label label, int pc, RbpfErrorCode code) => _cold.Add(new ColdCode(label, null, pc, code, 0));
+    private void ColdFail(X64Label label, int pc, RbpfErrorCode code) => _cold.Add(new ColdCode(label, ColdKind.Fail, null, pc, (int)code));
 
     /// <summary>Out of line at <paramref name="label"/>: <see cref="FailArgument"/>.</summary>
-    private void ColdFailArgument(X64Label label, int which) => _cold.Add(new ColdCode(label, null, -1, 0, which));
+    private void ColdFailArgument(X64Label label, int which) => _cold.Add(new ColdCode(label, ColdKind.FailArgument, null, which, 0));
 
     private void Fail(int pc, RbpfErrorCode code)
     {
@@ -1971,80 +1974,95 @@ internal sealed class X64Compiler
         if (_slowChecks[key].Id != 0) return _slowChecks[key];
         var label = _a.CreateLabel();
         _slowChecks[key] = label;
-        Cold(label, () =>
-        {
-            // Entered by a call with the address in r11. First the stack frames in use (for an
-            // aligned access), inline.
-            var runtime = _a.CreateLabel();
-            var inStack = _a.CreateLabel();
-            int bi = JitContext.BoundIndex(size);
-            if ((flags & 2) != 0)
-            {
-                _a.test(r11b, (byte)(size - 1));
-                _a.jnz(runtime);
-            }
-            _a.mov(r10, r11);
-            _a.sub(r10, CtxQ(JitContext.OffStackStart));
-            _a.cmp(r10, CtxQ(JitContext.OffStackBound + 8 * bi));
-            _a.jb(inStack);
-            if (_target.MapRegionCount > 0)
-            {
-                // Then the values of the maps bound when the code was compiled ((start, length)
-                // pairs; all writable), inline: a program's loads and stores through map values stay here.
-                var next = _a.CreateLabel();
-                var loop = _a.CreateLabel();
-                var found = _a.CreateLabel();
-                var none = _a.CreateLabel();
-                _a.push(rax);
-                _a.push(rcx);
-                _a.mov(rax, (long)_target.MapRegions);
-                _a.mov(ecx, _target.MapRegionCount);
-                Bind(ref loop);
-                _a.mov(r10, r11);
-                _a.sub(r10, __qword_ptr[rax]);
-                _a.cmp(r10, __qword_ptr[rax + 8]);
-                _a.jae(next);
-                _a.add(r10, size);
-                _a.cmp(r10, __qword_ptr[rax + 8]);
-                _a.jbe(found);
-                Bind(ref next);
-                _a.add(rax, 16);
-                _a.dec(ecx);
-                _a.jnz(loop);
-                _a.jmp(none);
-                Bind(ref found);
-                _a.pop(rcx);
-                _a.pop(rax);
-                _a.ret();
-                Bind(ref none);
-                _a.pop(rcx);
-                _a.pop(rax);
-            }
-            // Then the runtime: save the registers it may clobber (r11 holds the address), keeping
-            // rsp 16-byte aligned at the inner call.
-            Bind(ref runtime);
-            var fault = _a.CreateLabel();
-            var saved = s_clobbered;
-            foreach (var r in saved) _a.push(r);
-            _a.sub(rsp, 8);
-            _a.mov(rdi, r12);
-            _a.mov(rsi, r11);
-            _a.mov(edx, size);
-            _a.mov(ecx, flags);
-            CallOut((ulong)JitRuntime.CheckAccessFn, 4);
-            _a.mov(r10d, eax);
-            _a.add(rsp, 8);
-            for (int k = saved.Length - 1; k >= 0; k--) _a.pop(saved[k]);
-            _a.test(r10d, r10d);
-            _a.jz(fault);
-            _a.ret();
-            Bind(ref fault); // the caller put the instruction in FaultPc
-            _a.mov(eax, (int)RbpfErrorCode.OutOfBounds);
-            _a.jmp(_errorExit);
-            Bind(ref inStack);
-            _a.ret();
-        });
+        _cold.Add(new ColdCode(label, ColdKind.SlowCheck, null, size, flags));
         return label;
+    }
+
+    /// <summary>An entry's mem of NULL, out of line: fine with a length of 0 (back to <paramref name="memOk"/>), else a failed argument.</summary>
+    private void EmitNullMemory(X64Label memOk)
+    {
+        var badMem = _a.CreateLabel();
+        _a.test(rsi, rsi);
+        _a.jnz(badMem);
+        _a.jmp(memOk);
+        Bind(ref badMem);
+        _a.mov(CtxQ(JitContext.OffPacketLength), rsi); // for the message
+        FailArgument(JitRuntime.BadMem);
+    }
+
+    /// <summary>The body of the shared slow check for accesses of <paramref name="size"/> bytes with <paramref name="flags"/> (see <see cref="SlowCheck"/>).</summary>
+    private void EmitSlowCheck(int size, int flags)
+    {
+        // Entered by a call with the address in r11. First the stack frames in use (for an
+        // aligned access), inline.
+        var runtime = _a.CreateLabel();
+        var inStack = _a.CreateLabel();
+        int bi = JitContext.BoundIndex(size);
+        if ((flags & 2) != 0)
+        {
+            _a.test(r11b, (byte)(size - 1));
+            _a.jnz(runtime);
+        }
+        _a.mov(r10, r11);
+        _a.sub(r10, CtxQ(JitContext.OffStackStart));
+        _a.cmp(r10, CtxQ(JitContext.OffStackBound + 8 * bi));
+        _a.jb(inStack);
+        if (_target.MapRegionCount > 0)
+        {
+            // Then the values of the maps bound when the code was compiled ((start, length)
+            // pairs; all writable), inline: a program's loads and stores through map values stay here.
+            var next = _a.CreateLabel();
+            var loop = _a.CreateLabel();
+            var found = _a.CreateLabel();
+            var none = _a.CreateLabel();
+            _a.push(rax);
+            _a.push(rcx);
+            _a.mov(rax, (long)_target.MapRegions);
+            _a.mov(ecx, _target.MapRegionCount);
+            Bind(ref loop);
+            _a.mov(r10, r11);
+            _a.sub(r10, __qword_ptr[rax]);
+            _a.cmp(r10, __qword_ptr[rax + 8]);
+            _a.jae(next);
+            _a.add(r10, size);
+            _a.cmp(r10, __qword_ptr[rax + 8]);
+            _a.jbe(found);
+            Bind(ref next);
+            _a.add(rax, 16);
+            _a.dec(ecx);
+            _a.jnz(loop);
+            _a.jmp(none);
+            Bind(ref found);
+            _a.pop(rcx);
+            _a.pop(rax);
+            _a.ret();
+            Bind(ref none);
+            _a.pop(rcx);
+            _a.pop(rax);
+        }
+        // Then the runtime: save the registers it may clobber (r11 holds the address), keeping
+        // rsp 16-byte aligned at the inner call.
+        Bind(ref runtime);
+        var fault = _a.CreateLabel();
+        var saved = s_clobbered;
+        foreach (var r in saved) _a.push(r);
+        _a.sub(rsp, 8);
+        _a.mov(rdi, r12);
+        _a.mov(rsi, r11);
+        _a.mov(edx, size);
+        _a.mov(ecx, flags);
+        CallOut((ulong)JitRuntime.CheckAccessFn, 4);
+        _a.mov(r10d, eax);
+        _a.add(rsp, 8);
+        for (int k = saved.Length - 1; k >= 0; k--) _a.pop(saved[k]);
+        _a.test(r10d, r10d);
+        _a.jz(fault);
+        _a.ret();
+        Bind(ref fault); // the caller put the instruction in FaultPc
+        _a.mov(eax, (int)RbpfErrorCode.OutOfBounds);
+        _a.jmp(_errorExit);
+        Bind(ref inStack);
+        _a.ret();
     }
 
     /// <summary>A load; from <paramref name="at"/> when given (an address that needs no check), else from its checked address.</summary>
