@@ -110,4 +110,24 @@ public class JitScratchTests
             Assert.Equal(alone.Listing, after.Listing);
         }
     }
+
+    /// <summary>The AArch64 assembler keeps its word buffer and branch list per thread when it compiles
+    /// without a listing (on any host: the code is compared, not run).</summary>
+    [Fact]
+    public void TheAArch64CompilerGivesTheSameCodeWhateverTheThreadCompiledBefore()
+    {
+        var small = EbpfVm.CreateRaw(Assembler.Assemble(Small));
+        var large = EbpfVm.CreateRaw(Assembler.Assemble(Large()));
+        foreach (var options in JitTests.AllOptions)
+        {
+            var alone = OnFreshThread(() => small.CompileArm64(options, listing: false).Code);
+            var after = OnFreshThread(() =>
+            {
+                Assert.True(large.CompileArm64(options, listing: false).Code.Length > 4 * 3000);
+                return small.CompileArm64(options, listing: false).Code;
+            });
+            Assert.Equal(alone, after);
+            Assert.Equal(alone, small.CompileArm64(options, listing: true).Code); // and the listing's code is the same
+        }
+    }
 }

@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace Rbpf.Jit.Arm64;
@@ -33,9 +35,13 @@ internal sealed class A64Assembler
 {
     public const int Sp = 31, Zr = 31, Lr = 30, Fp = 29;
 
-    private uint[] _words = new uint[256];
+    private uint[] _words;
     private int _count;
-    private readonly List<(int Index, A64Label Label, int Kind)> _fixups = new();
+    private readonly List<(int Index, A64Label Label, int Kind)> _fixups;
+    // Without a listing (compiling to run), the word buffer and the branch list are this thread's,
+    // kept between compiles: Finish copies the code out, and nothing reads them after.
+    [ThreadStatic] private static uint[]? t_words;
+    [ThreadStatic] private static List<(int Index, A64Label Label, int Kind)>? t_fixups;
     private List<string>? _text;
     private List<A64Label?>? _textTargets;
 
@@ -47,6 +53,14 @@ internal sealed class A64Assembler
         {
             _text = new List<string>();
             _textTargets = new List<A64Label?>();
+            _words = new uint[256];
+            _fixups = new();
+        }
+        else
+        {
+            _words = t_words ??= new uint[256];
+            _fixups = t_fixups ??= new(64);
+            _fixups.Clear();
         }
     }
 
@@ -55,7 +69,11 @@ internal sealed class A64Assembler
 
     private void Emit(uint word, string? text, A64Label? target = null)
     {
-        if (_count == _words.Length) Array.Resize(ref _words, _words.Length * 2);
+        if (_count == _words.Length)
+        {
+            Array.Resize(ref _words, _words.Length * 2);
+            if (_text == null && _words.Length <= 1 << 16) t_words = _words; // a thread keeps no larger buffer
+        }
         _words[_count++] = word;
         if (_text != null)
         {
@@ -64,8 +82,31 @@ internal sealed class A64Assembler
         }
     }
 
-    // Lazily built text: only when listing (the format arguments are not evaluated otherwise).
-    private string? T(FormattableString s) => _text != null ? FormattableString.Invariant(s) : null;
+    /// <summary>An instruction's text, built only when listing: the handler tells the compiler not to
+    /// evaluate or format a single argument otherwise (a FormattableString boxed them all, and the
+    /// register names were strings built on every call: 46 KB per compile of 40 instructions).</summary>
+    private string? T([InterpolatedStringHandlerArgument("")] ref ListingText text) => text.ToStringAndClear();
+
+    /// <summary>Formats an instruction's text (invariant culture) when the assembler lists, else nothing at all.</summary>
+    [InterpolatedStringHandler]
+    internal ref struct ListingText
+    {
+        private DefaultInterpolatedStringHandler _inner;
+        private readonly bool _enabled;
+
+        public ListingText(int literalLength, int formattedCount, A64Assembler assembler, out bool shouldAppend)
+        {
+            _enabled = shouldAppend = assembler._text != null;
+            _inner = shouldAppend ? new DefaultInterpolatedStringHandler(literalLength, formattedCount, CultureInfo.InvariantCulture) : default;
+        }
+
+        public void AppendLiteral(string s) => _inner.AppendLiteral(s);
+        public void AppendFormatted<T>(T value) => _inner.AppendFormatted(value);
+        public void AppendFormatted<T>(T value, string? format) => _inner.AppendFormatted(value, format);
+        public void AppendFormatted(string? value) => _inner.AppendFormatted(value);
+
+        public string? ToStringAndClear() => _enabled ? _inner.ToStringAndClear() : null;
+    }
 
     private static string X(int r) => r == 31 ? "xzr" : $"x{r}";
     private static string W(int r) => r == 31 ? "wzr" : $"w{r}";
@@ -152,9 +193,8 @@ internal sealed class A64Assembler
     private void AddSubImm(uint op, string name, bool is64, int rd, int rn, int imm12, bool shift12, bool flags)
     {
         if ((uint)imm12 > 4095) throw new ArgumentOutOfRangeException(nameof(imm12));
-        string dst = flags ? R(is64, rd) : RS(is64, rd);
         Emit(op | Sf(is64) | (shift12 ? 1u << 22 : 0) | (uint)imm12 << 10 | (uint)rn << 5 | (uint)rd,
-            T($"{name} {dst}, {RS(is64, rn)}, #{imm12}{(shift12 ? ", lsl #12" : "")}"));
+            T($"{name} {(flags ? R(is64, rd) : RS(is64, rd))}, {RS(is64, rn)}, #{imm12}{(shift12 ? ", lsl #12" : "")}"));
     }
 
     public void AddImm(bool is64, int rd, int rn, int imm12, bool shift12 = false) => AddSubImm(0x11000000, "add", is64, rd, rn, imm12, shift12, false);
@@ -244,16 +284,14 @@ internal sealed class A64Assembler
     public void Access(Mem m, int rt, int rn, int offset)
     {
         var (op, size, name, wide) = Info(m);
-        string reg = wide ? X(rt) : W(rt);
         if (offset >= 0 && offset % size == 0 && offset / size < 4096)
             Emit(op | (uint)(offset / size) << 10 | (uint)rn << 5 | (uint)rt,
-                T($"{name} {reg}, [{XS(rn)}{(offset != 0 ? $", #{offset}" : "")}]"));
+                T($"{name} {(wide ? X(rt) : W(rt))}, [{XS(rn)}{(offset != 0 ? $", #{offset}" : "")}]"));
         else if (offset >= -256 && offset <= 255)
         {
             // The unscaled form (ldur/stur): bit 24 clear, a signed 9-bit offset.
-            string uname = name.Replace("ldr", "ldur").Replace("str", "stur");
             Emit((op & ~0x01000000u & ~(0xfffu << 10)) | ((uint)offset & 0x1ff) << 12 | (uint)rn << 5 | (uint)rt,
-                T($"{uname} {reg}, [{XS(rn)}, #{offset}]"));
+                T($"{name.Replace("ldr", "ldur").Replace("str", "stur")} {(wide ? X(rt) : W(rt))}, [{XS(rn)}, #{offset}]"));
         }
         else throw new ArgumentOutOfRangeException(nameof(offset));
     }
@@ -274,7 +312,7 @@ internal sealed class A64Assembler
         uint op = mode switch { 'o' => 0xA9000000u, '!' => 0xA9800000u, _ => 0xA8800000u };
         if (load) op |= 1u << 22;
         string name = load ? "ldp" : "stp";
-        string addr = mode switch
+        string? addr = _text == null ? null : mode switch // the text only when listing
         {
             'o' => offset != 0 ? $"[{XS(rn)}, #{offset}]" : $"[{XS(rn)}]",
             '!' => $"[{XS(rn)}, #{offset}]!",
@@ -344,6 +382,7 @@ internal sealed class A64Assembler
         }
         var bytesOut = new byte[_count * 4];
         for (int k = 0; k < _count; k++) BitConverter.TryWriteBytes(bytesOut.AsSpan(4 * k), _words[k]);
+        if (_text == null && _fixups.Capacity > 1 << 14) t_fixups = null;
         return bytesOut;
     }
 

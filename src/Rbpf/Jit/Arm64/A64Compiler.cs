@@ -27,11 +27,15 @@ internal sealed class A64Compiler
     private readonly bool _countInstructions;
     private readonly JitTarget _target;
     private readonly bool _far;
-    private readonly Random _blindKeys;
+    /// <summary>The blinding keys' generator, seeded for the listing to repeat them; made on the first blinded constant.</summary>
+    private Random BlindKeys => _blindKeys ??= new Random(_blindSeed);
+    private Random? _blindKeys;
+    private readonly int _blindSeed;
     private readonly A64Assembler _a;
     private readonly A64Label[] _pcLabels;
     private readonly List<Action> _cold = new();
-    private readonly Dictionary<int, A64Label> _slowChecks = new();
+    /// <summary>The shared out-of-line checks made so far, by size * 4 + flags (made with the first).</summary>
+    private A64Label?[]? _slowChecks;
     private readonly A64Label _errorExit = new(), _exitWithResult = new(), _leave = new(), _return = new(), _mainEntry = new();
 
     private A64Compiler(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper, bool countInstructions,
@@ -44,7 +48,7 @@ internal sealed class A64Compiler
         _countInstructions = countInstructions;
         _target = target;
         _far = far;
-        _blindKeys = new Random(blindSeed);
+        _blindSeed = blindSeed;
         _a = new A64Assembler(listing);
         _pcLabels = new A64Label[program.Code.Length];
         for (int i = 0; i < _pcLabels.Length; i++) _pcLabels[i] = new A64Label();
@@ -460,7 +464,7 @@ internal sealed class A64Compiler
     {
         if (Blind)
         {
-            long key = _blindKeys.NextInt64() | 1;
+            long key = BlindKeys.NextInt64() | 1;
             _a.MovImm(true, rd, value ^ key);
             _a.MovImm(true, T3, key);
             _a.Eor(true, rd, rd, T3);
@@ -637,7 +641,8 @@ internal sealed class A64Compiler
     private A64Label SlowCheck(int size, int flags)
     {
         int key = size * 4 + flags;
-        if (_slowChecks.TryGetValue(key, out var label)) return label;
+        _slowChecks ??= new A64Label?[8 * 4 + 4];
+        if (_slowChecks[key] is { } label) return label;
         label = new A64Label();
         _slowChecks[key] = label;
         Cold(label, () =>
