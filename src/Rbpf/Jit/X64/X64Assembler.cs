@@ -858,33 +858,22 @@ internal sealed class X64Assembler
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Copy(ref byte dst, ref byte src, int count)
     {
-        if (count >= 16 && count <= 32)
-        {
-            var head = Unsafe.ReadUnaligned<System.Runtime.Intrinsics.Vector128<byte>>(ref src);
-            var tail = Unsafe.ReadUnaligned<System.Runtime.Intrinsics.Vector128<byte>>(ref Unsafe.Add(ref src, count - 16));
-            Unsafe.WriteUnaligned(ref dst, head);
-            Unsafe.WriteUnaligned(ref Unsafe.Add(ref dst, count - 16), tail);
-        }
-        else if (count >= 8 && count < 16)
-        {
-            ulong head = Unsafe.ReadUnaligned<ulong>(ref src), tail = Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref src, count - 8));
-            Unsafe.WriteUnaligned(ref dst, head);
-            Unsafe.WriteUnaligned(ref Unsafe.Add(ref dst, count - 8), tail);
-        }
-        else if (count >= 4 && count < 8)
-        {
-            uint head = Unsafe.ReadUnaligned<uint>(ref src), tail = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref src, count - 4));
-            Unsafe.WriteUnaligned(ref dst, head);
-            Unsafe.WriteUnaligned(ref Unsafe.Add(ref dst, count - 4), tail);
-        }
-        else if (count >= 2 && count < 4)
-        {
-            ushort head = Unsafe.ReadUnaligned<ushort>(ref src), tail = Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref src, count - 2));
-            Unsafe.WriteUnaligned(ref dst, head);
-            Unsafe.WriteUnaligned(ref Unsafe.Add(ref dst, count - 2), tail);
-        }
+        if (count >= 16 && count <= 32) Overlapping<System.Runtime.Intrinsics.Vector128<byte>>(ref dst, ref src, count);
+        else if (count >= 8 && count < 16) Overlapping<ulong>(ref dst, ref src, count);
+        else if (count >= 4 && count < 8) Overlapping<uint>(ref dst, ref src, count);
+        else if (count >= 2 && count < 4) Overlapping<ushort>(ref dst, ref src, count);
         else if (count == 1) dst = src;
         else if (count > 32) Unsafe.CopyBlockUnaligned(ref dst, ref src, (uint)count);
+    }
+
+    /// <summary>Copies <paramref name="count"/> bytes, from one to two T long, as a T at each end (the two may overlap).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Overlapping<T>(ref byte dst, ref byte src, int count) where T : unmanaged
+    {
+        int last = count - Unsafe.SizeOf<T>();
+        T head = Unsafe.ReadUnaligned<T>(ref src), tail = Unsafe.ReadUnaligned<T>(ref Unsafe.Add(ref src, last));
+        Unsafe.WriteUnaligned(ref dst, head);
+        Unsafe.WriteUnaligned(ref Unsafe.Add(ref dst, last), tail);
     }
 
     /// <summary>Fills <paramref name="pad"/> with the recommended multi-byte no-ops, at most 9 bytes each.</summary>
