@@ -42,6 +42,11 @@ internal sealed class A64Assembler
     // kept between compiles: Finish copies the code out, and nothing reads them after.
     [ThreadStatic] private static uint[]? t_words;
     [ThreadStatic] private static List<(int Index, A64Label Label, int Kind)>? t_fixups;
+    // And its labels: handed out again, unbound, by the next compile of the thread (a listing keeps
+    // its labels, for the branch targets in its text: new ones).
+    [ThreadStatic] private static List<A64Label>? t_labels;
+    private readonly List<A64Label>? _labelPool;
+    private int _labelsUsed;
     private List<string>? _text;
     private List<A64Label?>? _textTargets;
 
@@ -61,6 +66,7 @@ internal sealed class A64Assembler
             _words = t_words ??= new uint[256];
             _fixups = t_fixups ??= new(64);
             _fixups.Clear();
+            _labelPool = t_labels ??= new(64);
         }
     }
 
@@ -118,6 +124,20 @@ internal sealed class A64Assembler
     private static string Cond(A64Cond c) => c.ToString().ToLowerInvariant();
 
     public static A64Cond Invert(A64Cond c) => (A64Cond)((int)c ^ 1);
+
+    /// <summary>A new, unbound label (one of the thread's, recycled, when not listing).</summary>
+    public A64Label NewLabel()
+    {
+        if (_labelPool == null) return new A64Label();
+        if (_labelsUsed == _labelPool.Count)
+        {
+            if (_labelsUsed >= 1 << 16) return new A64Label(); // a thread keeps no more
+            _labelPool.Add(new A64Label());
+        }
+        var label = _labelPool[_labelsUsed++];
+        label.Index = -1;
+        return label;
+    }
 
     public void Bind(A64Label label)
     {

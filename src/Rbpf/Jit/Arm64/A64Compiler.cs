@@ -36,7 +36,7 @@ internal sealed class A64Compiler
     private readonly List<Action> _cold = new();
     /// <summary>The shared out-of-line checks made so far, by size * 4 + flags (made with the first).</summary>
     private A64Label?[]? _slowChecks;
-    private readonly A64Label _errorExit = new(), _exitWithResult = new(), _leave = new(), _return = new(), _mainEntry = new();
+    private readonly A64Label _errorExit, _exitWithResult, _leave, _return, _mainEntry;
 
     private A64Compiler(DecodedProgram program, HelperTable helpers, JitOptions options, long unwindHelper, bool countInstructions,
         JitTarget target, bool far, int blindSeed, bool listing)
@@ -50,8 +50,9 @@ internal sealed class A64Compiler
         _far = far;
         _blindSeed = blindSeed;
         _a = new A64Assembler(listing);
+        (_errorExit, _exitWithResult, _leave, _return, _mainEntry) = (_a.NewLabel(), _a.NewLabel(), _a.NewLabel(), _a.NewLabel(), _a.NewLabel());
         _pcLabels = new A64Label[program.Code.Length];
-        for (int i = 0; i < _pcLabels.Length; i++) _pcLabels[i] = new A64Label();
+        for (int i = 0; i < _pcLabels.Length; i++) _pcLabels[i] = _a.NewLabel();
     }
 
     /// <summary>The code, and the assembler (with the text of each instruction when compiled with a listing: <see cref="A64Assembler.Text"/>).</summary>
@@ -145,7 +146,7 @@ internal sealed class A64Compiler
     private void BCond(A64Cond cond, A64Label target)
     {
         if (!_far) { _a.BCond(cond, target); return; }
-        var skip = new A64Label();
+        var skip = _a.NewLabel();
         _a.BCond(A64Assembler.Invert(cond), skip);
         _a.B(target);
         _a.Bind(skip);
@@ -158,7 +159,7 @@ internal sealed class A64Compiler
             if (nonZero) _a.Cbnz(is64, rt, target); else _a.Cbz(is64, rt, target);
             return;
         }
-        var skip = new A64Label();
+        var skip = _a.NewLabel();
         if (nonZero) _a.Cbz(is64, rt, skip); else _a.Cbnz(is64, rt, skip);
         _a.B(target);
         _a.Bind(skip);
@@ -252,11 +253,11 @@ internal sealed class A64Compiler
         }
         CtxStore(Zr, JitContext.OffStatus); // Status and Depth
 
-        var badResult = new A64Label();
-        var badMem = new A64Label();
-        var badMbuff = new A64Label();
-        var memOk = new A64Label();
-        var mbuffOk = new A64Label();
+        var badResult = _a.NewLabel();
+        var badMem = _a.NewLabel();
+        var badMbuff = _a.NewLabel();
+        var memOk = _a.NewLabel();
+        var mbuffOk = _a.NewLabel();
         Cbz(true, 4, badResult);
         _a.Cbnz(true, 0, memOk);
         Cbnz(true, 1, badMem);
@@ -269,13 +270,13 @@ internal sealed class A64Compiler
         Cold(badMbuff, () => FailArgument(JitRuntime.BadMbuff));
         if (_target.Kind == VmKind.NoData)
         {
-            var unusedMem = new A64Label();
+            var unusedMem = _a.NewLabel();
             Cbnz(true, 1, unusedMem);
             Cold(unusedMem, () => FailArgument(JitRuntime.UnusedMem));
         }
         if (_target.Kind != VmKind.Mbuff)
         {
-            var unusedMbuff = new A64Label();
+            var unusedMbuff = _a.NewLabel();
             Cbnz(true, 3, unusedMbuff);
             Cold(unusedMbuff, () => FailArgument(JitRuntime.UnusedMbuff));
         }
@@ -291,8 +292,8 @@ internal sealed class A64Compiler
         _a.Mov(true, PacketStart, 0);
 
         // The stack: the caller's, or the top of this frame.
-        var ownStack = new A64Label();
-        var stackDone = new A64Label();
+        var ownStack = _a.NewLabel();
+        var stackDone = _a.NewLabel();
         _a.Cbz(true, 5, ownStack);
         _a.Access(Mem.LdrX, T1, 5, JitExtra.OffStackTop);
         _a.Cbz(true, T1, ownStack);
@@ -353,9 +354,9 @@ internal sealed class A64Compiler
                 }
                 else
                 {
-                    var noBuffer = new A64Label();
-                    var zeroLoop = new A64Label();
-                    var zeroed = new A64Label();
+                    var noBuffer = _a.NewLabel();
+                    var zeroLoop = _a.NewLabel();
+                    var zeroed = _a.NewLabel();
                     Cbz(true, 5, noBuffer);
                     _a.Access(Mem.LdrX, T1, 5, JitExtra.OffFixedBuffer);
                     Cbz(true, T1, noBuffer);
@@ -389,18 +390,18 @@ internal sealed class A64Compiler
     private void ZeroBelowFramePointer()
     {
         if (_program.StackReach == 0) return;
-        var zeroed = new A64Label();
+        var zeroed = _a.NewLabel();
         if (!_target.FullFrames)
         {
             // Frames may be partly outside the stack: never zero below its bottom (byte by byte, rarely).
-            var near = new A64Label();
+            var near = _a.NewLabel();
             _a.SubImm(true, Ip0, Fp, _program.StackReach);
             CtxLoad(Ip1, JitContext.OffStackBottom);
             _a.Cmp(true, Ip0, Ip1);
             BCond(A64Cond.Lo, near);
             Cold(near, () =>
             {
-                var loop = new A64Label();
+                var loop = _a.NewLabel();
                 _a.Mov(true, Ip0, Fp);
                 _a.Bind(loop);
                 CtxLoad(Ip1, JitContext.OffStackBottom);
@@ -419,7 +420,7 @@ internal sealed class A64Compiler
     /// clamped to the stack's bottom, and recomputes the bounds. Clobbers x16 and x17.</summary>
     private void EmitLowerStackStart()
     {
-        var known = new A64Label();
+        var known = _a.NewLabel();
         if (!_target.FullFrames)
         {
             CtxLoad(Ip1, JitContext.OffStackBottom);
@@ -442,7 +443,7 @@ internal sealed class A64Compiler
 
     private void EmitPoll(int pc)
     {
-        var stop = new A64Label();
+        var stop = _a.NewLabel();
         _a.Access(Mem.LdrW, T0, InterruptWord, 0);
         _a.Cmp(false, T0, Epoch);
         BCond(A64Cond.Ne, stop);
@@ -451,7 +452,7 @@ internal sealed class A64Compiler
 
     private void EmitBudget(int pc, int length)
     {
-        var fail = new A64Label();
+        var fail = _a.NewLabel();
         _a.SubsImm(true, Budget, Budget, length);
         BCond(A64Cond.Lt, fail);
         Cold(fail, () => Fail(pc, RbpfErrorCode.InstructionLimit));
@@ -611,8 +612,8 @@ internal sealed class A64Compiler
         if (!check && !atomic && Encodable(mem, off)) return (b, off);
         AddConst(Ip0, b, off);
         if (!check) return (Ip0, 0);
-        var slow = new A64Label();
-        var back = new A64Label();
+        var slow = _a.NewLabel();
+        var back = _a.NewLabel();
         int bi = JitContext.BoundIndex(size);
         // Inline, only the input: an access inside it falls through with no branch taken.
         if (atomic)
@@ -643,13 +644,13 @@ internal sealed class A64Compiler
         int key = size * 4 + flags;
         _slowChecks ??= new A64Label?[8 * 4 + 4];
         if (_slowChecks[key] is { } label) return label;
-        label = new A64Label();
+        label = _a.NewLabel();
         _slowChecks[key] = label;
         Cold(label, () =>
         {
-            var runtime = new A64Label();
-            var inStack = new A64Label();
-            var fault = new A64Label();
+            var runtime = _a.NewLabel();
+            var inStack = _a.NewLabel();
+            var fault = _a.NewLabel();
             int bi = JitContext.BoundIndex(size);
             if ((flags & 2) != 0)
             {
@@ -727,7 +728,7 @@ internal sealed class A64Compiler
         CheckedAddress(pc, i.Dst, i.Off, size, write: true, atomic: true, is64 ? Mem.LdrX : Mem.LdrW);
         int s = R[i.Src];
         int kind = i.Op - (is64 ? Op.Atomic64Add : Op.Atomic32Add);
-        var loop = new A64Label();
+        var loop = _a.NewLabel();
         _a.Bind(loop);
         switch (kind)
         {
@@ -754,7 +755,7 @@ internal sealed class A64Compiler
                 break;
             default:
             {
-                var done = new A64Label();
+                var done = _a.NewLabel();
                 _a.LoadExclusive(is64, true, T0, Ip0);
                 _a.Cmp(is64, T0, R[0]);
                 _a.BCond(A64Cond.Ne, done);
@@ -784,7 +785,7 @@ internal sealed class A64Compiler
         bool ind = i.Op >= Op.LdIndB;
         int k = i.Op - (ind ? Op.LdIndB : Op.LdAbsB);
         int size = 1 << k;
-        var fault = new A64Label();
+        var fault = _a.NewLabel();
         LoadImm(Ip1, (uint)(int)i.Imm);
         if (ind)
         {
@@ -872,7 +873,7 @@ internal sealed class A64Compiler
 
     private void EmitStatusCheck(int pc)
     {
-        var fail = new A64Label();
+        var fail = _a.NewLabel();
         CtxLoad(T0, JitContext.OffStatus, false);
         Cbnz(false, T0, fail);
         Cold(fail, () =>
@@ -898,7 +899,7 @@ internal sealed class A64Compiler
         HelperEntry? h = i.Off >= 0 ? _helpers.BySlot(i.Off) : null;
         if (h == null)
         {
-            var fail = new A64Label();
+            var fail = _a.NewLabel();
             _a.B(fail);
             Cold(fail, () => Fail(pc, RbpfErrorCode.UnknownHelper));
             return;
@@ -907,8 +908,8 @@ internal sealed class A64Compiler
         {
             EmitCallWithArguments((long)h.Native, withContext: false);
             // A native helper fails its run by reporting it (rbpf_helper_fail) before it returns.
-            var reported = new A64Label();
-            var checkedFailure = new A64Label();
+            var reported = _a.NewLabel();
+            var checkedFailure = _a.NewLabel();
             _a.MovImm(true, T0, (long)HelperFailure.Pending);
             _a.Access(Mem.LdrW, T0, T0, 0);
             Cbnz(false, T0, reported);
@@ -941,7 +942,7 @@ internal sealed class A64Compiler
         EmitStatusCheck(pc);
         if (_unwindHelper >= 0)
         {
-            var skip = new A64Label();
+            var skip = _a.NewLabel();
             _a.MovImm(true, T0, _unwindHelper);
             CtxLoad(T1, JitContext.OffCallXKey);
             _a.Cmp(true, T0, T1);
@@ -958,8 +959,8 @@ internal sealed class A64Compiler
     private void EmitLocalCall(int pc, DecodedInsn i)
     {
         int drop = (int)(uint)i.Imm, callee = (int)((ulong)i.Imm >> 32);
-        var tooDeep = new A64Label();
-        var back = new A64Label();
+        var tooDeep = _a.NewLabel();
+        var back = _a.NewLabel();
         CtxLoad(T0, JitContext.OffDepth, false);
         _a.MovImm(false, T1, _target.MaxFrames - 1);
         _a.Cmp(false, T0, T1);
