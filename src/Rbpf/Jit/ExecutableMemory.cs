@@ -129,7 +129,6 @@ internal sealed unsafe partial class ExecutableMemory : IDisposable
         }
     }
 
-
     private static partial class Linux
     {
         [LibraryImport("libc.so.6", SetLastError = true)]

@@ -58,6 +58,7 @@ internal sealed class X64Compiler
         else Array.Clear(array, 0, n);
         return array;
     }
+
     /// <summary>What out-of-line code emits: a body to run, or, as data rather than a closure (most programs
     /// have several), a failure (<see cref="Fail"/> at A with status B), a failed argument
     /// (<see cref="FailArgument"/> of A), a shared slow check (<see cref="EmitSlowCheck"/> of size A, flags B),
