@@ -38,14 +38,23 @@ internal sealed class A64Assembler
     private uint[] _words;
     private int _count;
     private readonly List<(int Index, A64Label Label, int Kind)> _fixups;
-    // Without a listing (compiling to run), the word buffer and the branch list are this thread's,
-    // kept between compiles: Finish copies the code out, and nothing reads them after.
-    [ThreadStatic] private static uint[]? t_words;
-    [ThreadStatic] private static List<(int Index, A64Label Label, int Kind)>? t_fixups;
-    // And its labels: handed out again, unbound, by the next compile of the thread (a listing keeps
-    // its labels, for the branch targets in its text: new ones).
-    [ThreadStatic] private static List<A64Label>? t_labels;
-    private readonly List<A64Label>? _labelPool;
+    /// <summary>
+    /// Without a listing (compiling to run), the word buffer, the branch list and the labels are the
+    /// thread's, kept between compiles in one object: Finish copies the code out, and nothing reads
+    /// them after; the next compile hands the labels out again, unbound. A listing keeps its own
+    /// (its text points at its labels).
+    /// </summary>
+    private sealed class Scratch
+    {
+        public uint[] Words = new uint[256];
+        public readonly List<(int Index, A64Label Label, int Kind)> Fixups = new(64);
+        public readonly List<A64Label> Labels = new(64);
+
+        /// <summary>Whether anything has grown large (a thread keeps no large buffers).</summary>
+        public bool IsLarge => Words.Length > 1 << 16 || Fixups.Capacity > 1 << 14 || Labels.Count > 1 << 16;
+    }
+    [ThreadStatic] private static Scratch? t_scratch;
+    private readonly Scratch? _scratch;
     private int _labelsUsed;
     private List<string>? _text;
     private List<A64Label?>? _textTargets;
@@ -63,10 +72,10 @@ internal sealed class A64Assembler
         }
         else
         {
-            _words = t_words ??= new uint[256];
-            _fixups = t_fixups ??= new(64);
+            _scratch = t_scratch ??= new Scratch();
+            _words = _scratch.Words;
+            _fixups = _scratch.Fixups;
             _fixups.Clear();
-            _labelPool = t_labels ??= new(64);
         }
     }
 
@@ -78,7 +87,7 @@ internal sealed class A64Assembler
         if (_count == _words.Length)
         {
             Array.Resize(ref _words, _words.Length * 2);
-            if (_text == null && _words.Length <= 1 << 16) t_words = _words; // a thread keeps no larger buffer
+            if (_scratch != null) _scratch.Words = _words;
         }
         _words[_count++] = word;
         if (_text != null)
@@ -128,13 +137,10 @@ internal sealed class A64Assembler
     /// <summary>A new, unbound label (one of the thread's, recycled, when not listing).</summary>
     public A64Label NewLabel()
     {
-        if (_labelPool == null) return new A64Label();
-        if (_labelsUsed == _labelPool.Count)
-        {
-            if (_labelsUsed >= 1 << 16) return new A64Label(); // a thread keeps no more
-            _labelPool.Add(new A64Label());
-        }
-        var label = _labelPool[_labelsUsed++];
+        if (_scratch == null) return new A64Label();
+        var pool = _scratch.Labels;
+        if (_labelsUsed == pool.Count) pool.Add(new A64Label());
+        var label = pool[_labelsUsed++];
         label.Index = -1;
         return label;
     }
@@ -402,7 +408,7 @@ internal sealed class A64Assembler
         }
         var bytesOut = new byte[_count * 4];
         for (int k = 0; k < _count; k++) BitConverter.TryWriteBytes(bytesOut.AsSpan(4 * k), _words[k]);
-        if (_text == null && _fixups.Capacity > 1 << 14) t_fixups = null;
+        if (_scratch is { IsLarge: true }) t_scratch = null;
         return bytesOut;
     }
 
