@@ -104,6 +104,18 @@ internal sealed class DecodedProgram
         HasLocalCalls = Array.Exists(code, i => i.Op == Op.CallLocal);
     }
 
+    /// <summary>The same program with its code rewritten for the JIT (<see cref="Jit.JumpThreading"/>): the
+    /// bytes, instructions and problems stay the original's, the blocks and poll points are the new code's.</summary>
+    internal DecodedProgram WithCode(DecodedInsn[] code, bool[] polls)
+    {
+        for (int k = 0; k < code.Length; k++) code[k].Charge = 0; // MarkBlocks sets the new blocks' own
+        return new DecodedProgram(Bytes, Instructions, code, Problems) { ThreadedPolls = polls };
+    }
+
+    /// <summary>For a threaded program, where the JIT polls for interrupts: where the original polls, in
+    /// the original and in the copies (the JIT's loop analysis is not run on the copies again).</summary>
+    internal bool[]? ThreadedPolls { get; private init; }
+
     /// <summary>Whether the program makes local calls (else a run uses one stack frame).</summary>
     public bool HasLocalCalls { get; }
 

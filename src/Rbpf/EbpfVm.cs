@@ -445,12 +445,20 @@ public sealed class EbpfVm : IDisposable
     /// encoding against GNU as. Addresses baked into the code (the link, the runtime) are this
     /// process's, so the bytes are only for reading.
     /// </summary>
-    internal unsafe Jit.Arm64.A64Compiler.Output CompileArm64(JitOptions? options = null, bool listing = true, int seed = 1)
+    internal Jit.Arm64.A64Compiler.Output CompileArm64(JitOptions? options = null, bool listing = true, int seed = 1) =>
+        CompileArm64(options, listing, seed, out _, out _);
+
+    /// <summary>The AArch64 code of the loaded program as <see cref="JitProgram"/> would make it on an AArch64 host
+    /// (threaded as there), and what it was compiled from: the program or its threaded form, with the slot map.</summary>
+    internal unsafe Jit.Arm64.A64Compiler.Output CompileArm64(JitOptions? options, bool listing, int seed, out DecodedProgram compiled, out int[]? origin)
     {
         var program = _program ?? throw new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
         var target = new JitTarget(Kind, _dataOffset, _dataEndOffset, 0x10000, _stackLayout.MaxFrames, _stackLayout.FullFrames,
             (nint)InterruptWord, KernelPacketLoads: KernelPacketLoads);
-        return Jit.Arm64.A64Compiler.Compile(program, _helpers, options ?? new JitOptions(), UnwindHelper.HasValue ? UnwindHelper.Value : -1,
+        options ??= new JitOptions();
+        (compiled, origin) = (program, null);
+        if (InstructionLimit == 0 && options.ThreadJumps && JumpThreading.Apply(program, Kind) is { } threaded) (compiled, origin) = threaded;
+        return Jit.Arm64.A64Compiler.Compile(compiled, _helpers, options, UnwindHelper.HasValue ? UnwindHelper.Value : -1,
             InstructionLimit != 0, target, seed, listing);
     }
 
@@ -489,9 +497,9 @@ public sealed class EbpfVm : IDisposable
         options ??= new JitOptions();
         if (architecture == JitArchitecture.Arm64)
         {
-            var output = CompileArm64(options, listing: true, seed: Random.Shared.Next());
+            var output = CompileArm64(options, listing: true, seed: Random.Shared.Next(), out var compiled, out var origin);
             string bytes = $"; {output.Code.Length} bytes of AArch64 code for {program.Code.Length - 1} eBPF slots\n";
-            return JitProgram.FormatListing(program.Bytes, output.PcOffsets, output.Assembler.Lines()) + bytes;
+            return JitProgram.FormatListing(program.Bytes, output.PcOffsets, output.Assembler.Lines(), compiled, origin) + bytes;
         }
         if (System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64 || !IsJitSupported)
             throw new RbpfException(RbpfErrorCode.Unsupported, "x86-64 listings need an x86-64 host (AArch64 listings work anywhere)");

@@ -367,6 +367,25 @@ public class CliTests
         Assert.Contains("unknown architecture 'mips'", bad.Stderr);
     }
 
+    [Fact]
+    public void JitCommandListsTheCopiesOfAThreadedStateMachine()
+    {
+        // clang's switch in a loop (tests/elf/ini_lexer.c): the listing shows the copies jump threading
+        // made, each with the slot it copies; both engines give the lexer's counts.
+        string obj = Path.Combine(TestPaths.RepoRoot, "tests", "elf", "ini_lexer.o");
+        var jit = Cli(new[] { "jit", obj, "--arch", "arm64" });
+        Assert.Equal(0, jit.Exit);
+        Assert.Matches(@"(?m)^; +\d+: \[\d+\] ldxb ", jit.Stdout);
+        string text = Temp("lexer.ini", Encoding.ASCII.GetBytes("[main]\nkey = \"a\\\"b\"\n; c\nx=1\nbad!\n  y = 22\n[unterminated\n"));
+        var engines = EbpfVm.IsJitSupported ? new[] { Array.Empty<string>(), new[] { "--jit" } } : new[] { Array.Empty<string>() };
+        foreach (var extra in engines)
+        {
+            var r = Cli(new[] { "run", obj, "--mem", text }.Concat(extra).ToArray());
+            Assert.Equal(0, r.Exit);
+            Assert.Equal("0x2010101030402\n", r.Stdout); // 2 sections, 4 keys, 3 values, 1 quoted, 1 escape, 1 comment, 2 bad
+        }
+    }
+
     [SkippableFact]
     public void JitCommandShowsCodeAndRunJitAgrees()
     {

@@ -3,3 +3,4 @@
 #include "../../../tests/elf/calls.c"
 #include "../../../tests/elf/rodata.c"
 #include "../../../tests/elf/counters.c"
+#include "../../../tests/elf/ini_lexer.c"

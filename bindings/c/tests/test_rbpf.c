@@ -534,6 +534,7 @@ struct meta { uint8_t pad[0x40]; uint64_t data; uint64_t pad2; uint64_t data_end
 uint64_t block_port(struct meta *m);
 uint64_t calls(uint8_t *mem, uint64_t len);
 uint64_t crc8(uint8_t *mem, uint64_t len);
+uint64_t ini_lexer(uint8_t *mem, uint64_t len);
 
 
 static uint64_t times_two(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e)
@@ -610,6 +611,39 @@ static void test_elf(void)
         CHECK_RC(rbpf_vm_create_from_elf(RBPF_VM_RAW, elf, len, "nope", &vm), RBPF_E_ELF_ERROR);
         CHECK(strstr(rbpf_last_error(), "nope") != NULL);
         CHECK(vm == NULL);
+        free(elf);
+
+        /* A state machine (a switch in a loop), which the JIT threads: both engines, the bare
+         * function and the native build agree on texts made of random pieces. */
+        snprintf(name, sizeof name, "ini_lexer%s", builds[b]);
+        elf = read_file(name, &len);
+        CHECK(elf != NULL);
+        if (!elf) continue;
+        CHECK_RC(rbpf_vm_create_from_elf(RBPF_VM_RAW, elf, len, NULL, &vm), RBPF_OK);
+        CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+        rbpf_jit_fn fn = NULL;
+        CHECK_RC(rbpf_vm_jit_function(vm, &fn), RBPF_OK);
+        static const char *pieces[] = {"[s]", "k", " = ", "=", "\"q \\\" x\"", "\"open", "v", "; n", "\n", "\t", "!", "_a.b", "]"};
+        uint32_t seed = 1201;
+        for (int t = 0; t < 40; t++) {
+            char text[1024];
+            size_t used = 0;
+            int count = 1 + t * 2;
+            for (int k = 0; k < count; k++) {
+                seed = seed * 1103515245u + 12345u;
+                const char *p = pieces[(seed >> 16) % (sizeof pieces / sizeof pieces[0])];
+                size_t n = strlen(p);
+                if (used + n >= sizeof text) break;
+                memcpy(text + used, p, n);
+                used += n;
+            }
+            uint64_t native = ini_lexer((uint8_t *)text, used), ri = 0, rj = 0, rf = 0;
+            CHECK_RC(rbpf_vm_execute(vm, (uint8_t *)text, used, NULL, 0, &ri), RBPF_OK);
+            CHECK_RC(rbpf_vm_execute_jit(vm, (uint8_t *)text, used, NULL, 0, &rj), RBPF_OK);
+            CHECK(fn && fn((uint8_t *)text, used, NULL, 0, &rf) == RBPF_OK);
+            CHECK(ri == native && rj == native && rf == native);
+        }
+        rbpf_vm_destroy(vm);
         free(elf);
     }
 

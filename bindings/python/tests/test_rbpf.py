@@ -2,6 +2,7 @@
 
 import ctypes
 import os
+import random
 import re
 import shutil
 import signal
@@ -813,6 +814,58 @@ class Elf(unittest.TestCase):
             self.assertTrue(all(r[3] for r in vm.data_regions))
         with rbpf.RawVm() as vm:
             self.assertEqual(vm.data_regions, [])
+
+    @staticmethod
+    def lex_ini(text):
+        """tests/elf/ini_lexer.c in Python."""
+        n = dict.fromkeys(("sections", "keys", "values", "quoted", "escapes", "comments", "bad"), 0)
+        state = 0  # LINE, SECTION, KEY, AFTER_KEY, VALUE, QUOTED, ESCAPED, COMMENT, BAD
+        for c in text:
+            name = ((c | 0x20) - 0x61) & 0xff < 26 or (c - 0x30) & 0xff < 10 or c in b"_."
+            space = c in b" \t"
+            if state == 0:
+                if c == ord("["): state, n["sections"] = 1, n["sections"] + 1
+                elif c in b";#": state, n["comments"] = 7, n["comments"] + 1
+                elif name: state, n["keys"] = 2, n["keys"] + 1
+                elif not space and c != 10: state, n["bad"] = 8, n["bad"] + 1
+            elif state == 1:
+                if c == ord("]"): state = 7
+                elif c == 10: state, n["bad"] = 0, n["bad"] + 1
+            elif state in (2, 3):
+                if c == ord("="): state = 4
+                elif state == 2 and space: state = 3
+                elif (state == 3 or not name) and not space: state, n["bad"] = (0 if c == 10 else 8), n["bad"] + 1
+            elif state == 4:
+                if c == ord('"'): state, n["quoted"] = 5, n["quoted"] + 1
+                elif c == 10: state = 0
+                elif not space: state, n["values"] = 7, n["values"] + 1
+            elif state == 5:
+                if c == ord("\\"): state = 6
+                elif c == ord('"'): state, n["values"] = 7, n["values"] + 1
+                elif c == 10: state, n["bad"] = 0, n["bad"] + 1
+            elif state == 6:
+                state, n["escapes"] = 5, n["escapes"] + 1
+            elif c == 10:
+                state = 0
+        fields = (n["sections"], n["keys"], n["values"], n["quoted"], n["escapes"], n["comments"], n["bad"], state)
+        return sum(v << (8 * k) for k, v in enumerate(fields)) & ((1 << 64) - 1)
+
+    def test_state_machine_threaded_by_the_jit(self):
+        # clang's switch in a loop: the JIT threads it (copies per state); every engine agrees.
+        sample = b'[main]\nkey = "a\\"b"\n; c\nx=1\nbad!\n  y = 22\n[unterminated\n'
+        self.assertEqual(self.lex_ini(sample), 0x2010101030402)
+        pieces = [b"[s]", b"k", b" = ", b"=", b'"q \\" x"', b'"open', b"v", b"; n", b"\n", b"\t", b"!", b"_a.b", b"]"]
+        rng = random.Random(1201)
+        texts = [sample, b""] + [b"".join(rng.choice(pieces) for _ in range(rng.randrange(1, 80))) for _ in range(30)]
+        for build in ("ini_lexer.o", "ini_lexer.v4.o"):
+            with rbpf.RawVm.from_elf(self.read(build)) as vm:
+                vm.jit_compile()
+                for text in texts:
+                    expected = self.lex_ini(text)
+                    self.assertEqual(vm.execute(text), expected, text)
+                    self.assertEqual(vm.execute_jit(text), expected, text)
+                listing = vm.jit_disassembly()
+                self.assertRegex(listing, r"(?m)^; +\d+: \[\d+\] ")  # the copies, each naming the slot it copies
 
     def test_errors(self):
         with self.assertRaises(rbpf.ElfError) as cm:

@@ -27,6 +27,9 @@ public sealed record JitOptions
 
     /// <summary>The calling convention at the code's edges (tests: Windows' on a System V host).</summary>
     internal JitAbi Abi { get; init; }
+
+    /// <summary>Compile state machines threaded (<see cref="JumpThreading"/>; tests turn it off to compare).</summary>
+    internal bool ThreadJumps { get; init; } = true;
 }
 
 /// <summary>Which calling convention generated code follows where it meets other code.</summary>

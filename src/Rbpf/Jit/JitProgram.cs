@@ -67,6 +67,10 @@ internal sealed unsafe class JitProgram : IDisposable
         var target = new JitTarget(kind, dataOffset, dataEndOffset, (nint)_link, layout.MaxFrames, layout.FullFrames,
             (nint)owner.InterruptWord, (nint)_mapTable, mapTableLength, (nint)_mapRegions, mapRegionCount, owner.KernelPacketLoads);
         FixedLength = target.FixedLength;
+        // State machines compile threaded, unless the run counts the compares threading leaves out.
+        if (!countInstructions && options.ThreadJumps && JumpThreading.Apply(program, kind) is { } threaded)
+            (program, _origin) = threaded;
+        Compiled = program;
         int mainEntry, batchEntryOffset = -1;
         if (ExecutableMemory.IsArm64)
         {
@@ -96,6 +100,15 @@ internal sealed unsafe class JitProgram : IDisposable
     /// <summary>The stack layout the code was compiled for.</summary>
     public StackLayout Layout { get; }
     public DecodedProgram Program { get; }
+
+    /// <summary>What the code was compiled from: <see cref="Program"/>, or its threaded form (<see cref="JumpThreading"/>).</summary>
+    internal DecodedProgram Compiled { get; }
+
+    /// <summary>For each slot of <see cref="Compiled"/>, the slot of <see cref="Program"/> it comes from; null: the same.</summary>
+    private readonly int[]? _origin;
+
+    /// <summary>The slot of <see cref="Program"/> that a slot of the compiled code stands for (error messages).</summary>
+    internal int OriginalSlot(int pc) => _origin is { } o && (uint)pc < (uint)o.Length ? o[pc] : pc;
     public HelperTable Helpers { get; }
 
     /// <summary>A copy of the machine code, read back from its executable memory (no other copy is kept).</summary>
@@ -185,7 +198,7 @@ internal sealed unsafe class JitProgram : IDisposable
     /// <summary>The machine code, each eBPF instruction followed by the machine instructions made for it.</summary>
     public string Disassemble() => _arm64 is { } a
         ? DisassembleArm64(a.Options, a.Unwind, a.Count, a.Target, a.Seed)
-        : FormatListing(Program.Bytes, PcOffsets, DecodeX64(Code));
+        : FormatListing(Program.Bytes, PcOffsets, DecodeX64(Code), Compiled, _origin);
 
     /// <summary>Each x86-64 instruction of <paramref name="code"/>: its offset and its text (Iced, NASM syntax).</summary>
     private static IEnumerable<(int Offset, string Text)> DecodeX64(byte[] code)
@@ -210,10 +223,10 @@ internal sealed unsafe class JitProgram : IDisposable
     /// </summary>
     private string DisassembleArm64(JitOptions options, long unwind, bool count, JitTarget target, int seed)
     {
-        var output = Arm64.A64Compiler.Compile(Program, Helpers, options, unwind, count, target, seed, listing: true);
+        var output = Arm64.A64Compiler.Compile(Compiled, Helpers, options, unwind, count, target, seed, listing: true);
         if (!output.Code.AsSpan().SequenceEqual(Code))
             throw new RbpfException(RbpfErrorCode.Internal, "the AArch64 listing does not match the compiled code");
-        return FormatListing(Program.Bytes, PcOffsets, output.Assembler.Lines());
+        return FormatListing(Program.Bytes, PcOffsets, output.Assembler.Lines(), Compiled, _origin);
     }
 
     /// <summary>
@@ -221,7 +234,10 @@ internal sealed unsafe class JitProgram : IDisposable
     /// eBPF instructions whose code starts there. Several slots can start at one offset (a slot may
     /// emit nothing); the trailing slot marks where the exits and out-of-line code begin.
     /// </summary>
-    internal static string FormatListing(byte[] program, int[] pcOffsets, IEnumerable<(int Offset, string Text)> machine)
+    /// <para>Slots past the program's own are the copies jump threading made: each is listed as the slot
+    /// it copies (its jumps with their new targets), and the jumps it adds as such.</para>
+    internal static string FormatListing(byte[] program, int[] pcOffsets, IEnumerable<(int Offset, string Text)> machine,
+        DecodedProgram? compiled = null, int[]? origin = null)
     {
         var lines = Rbpf.Disassembler.DisassembleLines(program).ToDictionary(l => l.Slot, l => l.Text);
         var starts = new Dictionary<int, List<int>>(); // code offset -> the slots starting there, in order
@@ -239,6 +255,13 @@ internal sealed unsafe class JitProgram : IDisposable
                 foreach (int pc in pcs)
                 {
                     if (pc == lastPc) sb.Append("; exits and out-of-line checks\n");
+                    else if (origin != null && compiled != null && pc >= program.Length / Isa.InstructionSize + 1)
+                    {
+                        var insn = compiled.Code[pc];
+                        string what = insn.Op == Op.Ja ? $"ja to {insn.Off}"
+                            : lines.TryGetValue(origin[pc], out var copied) ? copied + (JumpThreading.IsConditional(insn.Op) ? $" (to {insn.Off})" : "") : "";
+                        sb.Append($"; {pc,5}: [{origin[pc]}] {what}\n");
+                    }
                     else if (lines.TryGetValue(pc, out var source)) sb.Append($"; {pc,5}: {source}\n");
                 }
             sb.Append($"  {offset:x6}  {text}\n");

@@ -182,7 +182,7 @@ internal static unsafe class JitRuntime
                 _ => "this VM's fixed metadata buffer is too large for the bare function: run it through the VM",
             });
         var jit = ProgramOf(ctx);
-        int pc = ctx->FaultPc;
+        int pc = jit.OriginalSlot(ctx->FaultPc); // a threaded copy's slot is named by the slot it copies
         string message;
         if (code == RbpfErrorCode.OutOfBounds && ctx->FaultKind != 2)
         {

@@ -87,7 +87,7 @@ internal sealed class A64Compiler
         var code = _program.Code;
         var facts = _target.Kind == VmKind.Raw ? InputBounds.Analyze(code) : null;
         _inInput = facts?.Proven; // checked code leaves these checks out
-        _polls = BoundedLoops.PollsFor(_program, _target.Kind, facts);
+        _polls = _program.ThreadedPolls ?? BoundedLoops.PollsFor(_program, _target.Kind, facts);
         EmitEntry();
         for (int pc = 0; pc < code.Length; pc++)
         {

@@ -151,7 +151,7 @@ internal sealed class X64Compiler
         for (int pc = 0; pc < code.Length; pc++)
             if (code[pc].Op is >= Op.LdxB and <= Op.Atomic64CmpXchg) // loads, stores, atomics: the rest never need one
                 _anyCheck |= _needsCheck[pc] = NeedsCheck(code[pc]) && !(_inInput?[pc] ?? false);
-        _polls = BoundedLoops.PollsFor(_program, _target.Kind, facts);
+        _polls = _program.ThreadedPolls ?? BoundedLoops.PollsFor(_program, _target.Kind, facts);
         _dropsAsFlag = CanTurnDropsIntoAFlag();
         _boundSizes = BoundSizes(blockStarts); // also finds the fused groups the loop below emits
         _lean = CanRunLean();
