@@ -112,6 +112,18 @@ internal sealed class DecodedProgram
         return new DecodedProgram(Bytes, Instructions, code, Problems) { ThreadedPolls = polls };
     }
 
+    /// <summary>The register <see cref="Jit.JumpThreading"/> threads on, or -1; found on the first compile and kept.</summary>
+    internal int StateRegister
+    {
+        get
+        {
+            int r = _stateRegister;
+            if (r == int.MinValue) _stateRegister = r = Jit.JumpThreading.StateRegister(Code);
+            return r;
+        }
+    }
+    private int _stateRegister = int.MinValue;
+
     /// <summary>For a threaded program, where the JIT polls for interrupts: where the original polls, in
     /// the original and in the copies (the JIT's loop analysis is not run on the copies again).</summary>
     internal bool[]? ThreadedPolls { get; private init; }

@@ -272,42 +272,49 @@ public class JumpThreadingTests
 
     /// <summary>A random state machine over the input bytes: a compare tree on the state at the loop
     /// head, and per state some arithmetic and the next state (a constant, a select on the byte, the
-    /// same state, or a value from the data).</summary>
+    /// same state, or a value from the data). State values may be negative; each move and each
+    /// compare is 32- or 64-bit at random, so decided compares meet sign and zero extension.</summary>
     private static string RandomMachine(Random random)
     {
         int states = random.Next(3, 7);
+        var values = Enumerable.Range(0, states).Select(k => random.Next(4) == 0 ? -1 - k : k).ToArray();
         string s = $"r{random.Next(6, 10)}"; // the state
-        bool wide = random.Next(2) == 0;
-        string mov = wide ? "mov" : "mov32", j = wide ? "" : "32";
+        string Mov(int k) => $"{(random.Next(2) == 0 ? "mov" : "mov32")} {s}, {values[k]}";
+        string J(string op) => op + (random.Next(2) == 0 ? "" : "32");
         var sb = new StringBuilder();
-        sb.AppendLine($"{mov} {s}, {random.Next(states)}");
+        sb.AppendLine(Mov(random.Next(states)));
         sb.AppendLine("mov r5, 0\nmov r0, 0\nhead:\njge r5, r2, out\nmov r3, r1\nadd r3, r5\nldxb r4, [r3]\nadd r5, 1");
-        // The tree: optionally a range split, then equality tests in random order.
+        // The tree: optionally a range split, a parity test or a signed split, then equality tests in random order.
         var order = Enumerable.Range(0, states).OrderBy(_ => random.Next()).ToList();
-        if (random.Next(2) == 0)
+        switch (random.Next(4))
         {
-            int mid = random.Next(1, states);
-            sb.AppendLine($"jgt{j} {s}, {mid - 1}, high");
-            foreach (int k in order.Where(k => k < mid)) sb.AppendLine($"jeq{j} {s}, {k}, s{k}");
-            sb.AppendLine("ja head\nhigh:");
-            foreach (int k in order.Where(k => k >= mid)) sb.AppendLine($"jeq{j} {s}, {k}, s{k}");
+            case 0:
+                sb.AppendLine($"{J("jsgt")} {s}, {random.Next(-3, 4)}, +0");
+                break;
+            case 1:
+                sb.AppendLine($"{J("jset")} {s}, 1, +0");
+                break;
         }
-        else
-        {
-            foreach (int k in order) sb.AppendLine(random.Next(4) == 0 ? $"jne{j} {s}, {k}, +1\nja s{k}" : $"jeq{j} {s}, {k}, s{k}");
-        }
+        foreach (int k in order)
+            sb.AppendLine(random.Next(4) == 0 ? $"{J("jne")} {s}, {values[k]}, +1\nja s{k}" : $"{J("jeq")} {s}, {values[k]}, s{k}");
         sb.AppendLine("ja head");
         for (int k = 0; k < states; k++)
         {
             sb.AppendLine($"s{k}:");
             for (int a = random.Next(0, 3); a > 0; a--)
-                sb.AppendLine(random.Next(3) switch { 0 => "add r0, r4", 1 => $"xor r0, {random.Next(1, 1000)}", _ => "mul r0, 3" });
+                sb.AppendLine(random.Next(4) switch
+                {
+                    0 => "add r0, r4",
+                    1 => $"xor r0, {random.Next(1, 1000)}",
+                    2 => "stxdw [r10-8], r0\nldxw r0, [r10-8]",
+                    _ => "mul r0, 3",
+                });
             int next = random.Next(states), other = random.Next(states);
             switch (random.Next(5))
             {
-                case 0: sb.AppendLine($"{mov} {s}, {next}\nja head"); break;
-                case 1: sb.AppendLine($"{mov} {s}, {next}\njlt r4, {random.Next(256)}, head\n{mov} {s}, {other}\nja head"); break;
-                case 2: sb.AppendLine($"jeq r4, {random.Next(256)}, +2\n{mov} {s}, {next}\nja head\n{mov} {s}, {other}\nja head"); break;
+                case 0: sb.AppendLine($"{Mov(next)}\nja head"); break;
+                case 1: sb.AppendLine($"{Mov(next)}\njlt r4, {random.Next(256)}, head\n{Mov(other)}\nja head"); break;
+                case 2: sb.AppendLine($"jeq r4, {random.Next(256)}, +2\n{Mov(next)}\nja head\n{Mov(other)}\nja head"); break;
                 case 3: sb.AppendLine("ja head"); break; // stays
                 default: sb.AppendLine($"mov {s}, r4\nand {s}, {(1 << random.Next(1, 4)) - 1}\nja head"); break; // from the data
             }
@@ -320,10 +327,12 @@ public class JumpThreadingTests
     public void RandomStateMachinesGiveTheSameResultsThreadedOrNot()
     {
         if (!EbpfVm.IsJitSupported) return;
-        var random = new Random(1201);
+        // RBPF_THREADING_PROGRAMS=20000 (and RBPF_THREADING_SEED) run a longer campaign on demand.
+        int programs = int.TryParse(Environment.GetEnvironmentVariable("RBPF_THREADING_PROGRAMS"), out int n) ? n : 150;
+        var random = new Random(int.TryParse(Environment.GetEnvironmentVariable("RBPF_THREADING_SEED"), out int seed) ? seed : 1201);
         int threaded = 0;
         var options = new[] { JitOptions.Default, Unthreaded, new JitOptions { ConstantBlinding = true } };
-        for (int p = 0; p < 150; p++)
+        for (int p = 0; p < programs; p++)
         {
             string text = RandomMachine(random);
             var prog = Assembler.Assemble(text);
@@ -336,6 +345,6 @@ public class JumpThreadingTests
                 Assert.True(disagreements.Count == 0, string.Join("\n", disagreements) + "\n" + text);
             }
         }
-        Assert.True(threaded >= 100, $"only {threaded} of 150 threaded");
+        Assert.True(threaded >= programs * 2 / 3, $"only {threaded} of {programs} threaded");
     }
 }

@@ -40,7 +40,7 @@ internal static class JumpThreading
         var code = program.Code;
         int n = code.Length;
         if (program.HasLocalCalls || n < 4) return null;
-        int x = StateRegister(code);
+        int x = program.StateRegister;
         if (x < 0) return null;
         var threader = new Threader(code, x, program.PollPoints);
         if (threader.Run() is not { } t) return null;
@@ -59,24 +59,32 @@ internal static class JumpThreading
     /// somewhere, <c>jeq r, K</c> or a range test against K elsewhere), at least three times; -1 if
     /// none. A register of data (a character compared with many constants) is rarely given them.
     /// </summary>
-    private static int StateRegister(DecodedInsn[] code)
+    internal static int StateRegister(DecodedInsn[] code)
     {
-        // Most programs have no register compared with three immediates: they cost one pass, no allocation.
+        // One pass for most programs: per register, the tests against immediates and a 64-bit mask of
+        // the constants it is given; only a register with three tests and some constant is scored.
         Span<int> tests = stackalloc int[10];
-        foreach (var i in code)
-            if (IsConditional(i.Op) && IsImmediate(i.Op) && i.Dst < 10) tests[i.Dst]++;
+        Span<ulong> given = stackalloc ulong[10];
+        tests.Clear();
+        given.Clear();
+        for (int k = 0; k < code.Length; k++)
+        {
+            ref readonly var i = ref code[k];
+            if (i.Dst >= 10) continue;
+            if (i.Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && IsImmediate(i.Op)) tests[i.Dst]++;
+            else if (i.Op is Op.Mov64Imm or Op.Mov32Imm) given[i.Dst] |= 1UL << (int)(i.Imm & 63);
+        }
         int best = -1, bestScore = 2;
-        Span<uint> given = stackalloc uint[64];
         for (int r = 0; r < 10; r++)
         {
-            if (tests[r] <= bestScore) continue;
-            int count = 0;
-            foreach (var i in code)
-                if (i.Op is Op.Mov64Imm or Op.Mov32Imm && i.Dst == r && count < given.Length && !given[..count].Contains((uint)i.Imm))
-                    given[count++] = (uint)i.Imm;
+            if (tests[r] <= bestScore || given[r] == 0) continue;
+            var constants = new HashSet<uint>();
+            foreach (ref readonly var i in code.AsSpan())
+                if (i.Op is Op.Mov64Imm or Op.Mov32Imm && i.Dst == r) constants.Add((uint)i.Imm);
             int score = 0;
-            foreach (var i in code)
-                if (IsConditional(i.Op) && IsImmediate(i.Op) && i.Dst == r && given[..count].Contains((uint)i.Imm)) score++;
+            foreach (ref readonly var i in code.AsSpan())
+                if (i.Dst == r && i.Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && IsImmediate(i.Op)
+                    && (given[r] & 1UL << (int)(i.Imm & 63)) != 0 && constants.Contains((uint)i.Imm)) score++;
             if (score > bestScore) (best, bestScore) = (r, score);
         }
         return best;
