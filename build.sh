@@ -497,8 +497,8 @@ case "${1:-build}" in
         shift
         target="${1:-}"
         case "$target" in
-            asm|disasm|elf|exec|cbpf|capture|kernel|capi) ;;
-            *) echo "usage: $0 fuzz TARGET [--time 10m]   targets: asm disasm elf exec cbpf capture kernel capi" >&2; exit 2 ;;
+            asm|disasm|elf|exec|cbpf|capture|kernel|machine|capi) ;;
+            *) echo "usage: $0 fuzz TARGET [--time 10m]   targets: asm disasm elf exec cbpf capture kernel machine capi" >&2; exit 2 ;;
         esac
         shift
         minutes=20

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of one input a user controls, with AFL++ and SharpFuzz (run on demand,
-# not in CI): fuzz/run.sh TARGET [MINUTES]   targets: asm disasm elf exec cbpf capture kernel capi
+# not in CI): fuzz/run.sh TARGET [MINUTES]   targets: asm disasm elf exec cbpf capture kernel machine capi
 # (or ./build.sh fuzz TARGET --time 10m).
 # Installs afl++ (apt) and the SharpFuzz.CommandLine tool (into fuzz/.tools) when missing, builds
 # fuzz/Rbpf.Fuzz, instruments Rbpf.dll, writes the target's seeds and runs afl-fuzz for MINUTES
@@ -16,7 +16,7 @@
 # (an uninstrumented build: the instrumented one only runs under afl-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${1:?usage: fuzz/run.sh TARGET [MINUTES] (asm disasm elf exec cbpf capture kernel capi)}"
+target="${1:?usage: fuzz/run.sh TARGET [MINUTES] (asm disasm elf exec cbpf capture kernel machine capi)}"
 minutes="${2:-20}"
 root="$(pwd)"
 if ! command -v afl-fuzz >/dev/null 2>&1; then

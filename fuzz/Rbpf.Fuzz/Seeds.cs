@@ -59,6 +59,12 @@ public static class Seeds
                 yield return ("big-endian.pcap", BigEndianPcap(new byte[60], new byte[14]));
                 break;
             }
+            case "machine":
+                // Three to eight states with small bodies: an add of the byte, a store and a load on the stack, nothing.
+                yield return ("three.bin", new byte[] { 0, 40, 1 }.Concat(Assembler.Assemble("add r0, r4")).Concat(new byte[] { 0x10, 0, 0x22, 1 })
+                    .Concat(Assembler.Assemble("stxdw [r10-8], r0")).Concat(new byte[] { 0x03 }).ToArray());
+                yield return ("eight.bin", new byte[] { 13, 80, 2 }.Concat(Assembler.Assemble("xor r0, r4\nmul r0, 3")).Concat(new byte[] { 0x1a, 0, 0x31, 0, 0x44, 0, 0x55, 0, 0x6c, 0, 0x70, 0, 0x05, 0, 0x02 }).ToArray());
+                break;
             case "kernel":
                 yield return ("xdp.bin", new byte[] { 0 }.Concat(Assembler.Assemble("ldxw r2, [r1+0]\nldxw r3, [r1+4]\nmov r4, r2\nadd r4, 14\njgt r4, r3, +2\nldxb r0, [r2+12]\nexit\nmov r0, 2\nexit")).ToArray());
                 yield return ("tc.bin", new byte[] { 1 }.Concat(Assembler.Assemble("ldxw r0, [r1+0]\nstxw [r1+8], r0\nldxw r2, [r1+76]\nexit")).ToArray());

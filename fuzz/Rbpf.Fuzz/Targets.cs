@@ -15,7 +15,7 @@ public static class Targets
     /// <summary>A result that must not happen: two engines disagreeing, a round trip changing bytes.</summary>
     public sealed class DisagreementException(string message) : Exception(message);
 
-    public static readonly string[] Names = { "asm", "disasm", "elf", "exec", "cbpf", "capture", "kernel" };
+    public static readonly string[] Names = { "asm", "disasm", "elf", "exec", "cbpf", "capture", "kernel", "machine" };
 
     public static void Run(string name, ReadOnlySpan<byte> data)
     {
@@ -28,6 +28,7 @@ public static class Targets
             case "cbpf": Classic(data); break;
             case "capture": Captures(data); break;
             case "kernel": Kernel(data); break;
+            case "machine": Machine(data); break;
             default: throw new ArgumentException($"unknown target '{name}' ({string.Join(", ", Names)})");
         }
     }
@@ -191,6 +192,65 @@ public static class Targets
                 throw new DisagreementException($"{limit}: the engines left different global data or map entries");
             if (codeI is RbpfErrorCode.InstructionLimit or RbpfErrorCode.Interrupted) return; // it may not end without one
         }
+    }
+
+    /// <summary>
+    /// A state machine, which the JIT threads (docs/engine.md, state machines): a loop over the input
+    /// whose head tests a state register against each state's constant, and per state the fuzzer's
+    /// bytecode followed by the next state. Byte 0 chooses the number of states and the register,
+    /// byte 1 the input's length; then per state a length byte (in instructions), its bytecode and a
+    /// byte choosing the way on (a constant, a select on the input byte, the same state, the byte
+    /// itself, 32- or 64-bit). Run in both engines, with and without an instruction limit (the JIT
+    /// threads only without one).
+    /// </summary>
+    public static void Machine(ReadOnlySpan<byte> data)
+    {
+        if (BuildMachine(data) is not var (prog, input)) return;
+        var vm = new EbpfVm(VmKind.Raw);
+        try { vm.SetProgram(prog); }
+        catch (RbpfException) { return; }
+        CompareEngines(vm, input);
+    }
+
+    /// <summary>The program and input of <see cref="Machine"/>, or null when the bytes make no program.</summary>
+    public static (byte[] Program, byte[] Input)? BuildMachine(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < 3) return null;
+        int states = 3 + data[0] % 6;
+        string x = $"r{6 + (data[0] >> 3) % 4}";
+        var input = new byte[data[1] % 96];
+        for (int k = 0; k < input.Length; k++) input[k] = (byte)(k * 29 + data[1]);
+        int at = 2;
+        var sb = new StringBuilder();
+        sb.Append($"mov {x}, 0\nmov r5, 0\nmov r0, 0\nhead:\njge r5, r2, out\nmov r3, r1\nadd r3, r5\nldxb r4, [r3]\nadd r5, 1\n");
+        for (int k = 0; k < states; k++) sb.Append($"jeq{(k % 2 == 0 ? "" : "32")} {x}, {k - 1}, s{k}\n");
+        sb.Append("ja head\n");
+        for (int k = 0; k < states; k++)
+        {
+            sb.Append($"s{k}:\n");
+            int count = at < data.Length ? data[at++] % 6 : 0;
+            int bytes = Math.Min(count * 8, data.Length - at);
+            bytes &= ~7;
+            if (bytes > 0)
+            {
+                sb.Append(Disassembler.Disassemble(data.Slice(at, bytes)));
+                at += bytes;
+            }
+            byte way = at < data.Length ? data[at++] : (byte)0;
+            string mov = (way & 8) != 0 ? "mov32" : "mov";
+            int next = (way >> 4) % states - 1, other = (way >> 5) % states - 1;
+            sb.Append((way & 7) switch
+            {
+                0 or 1 => $"{mov} {x}, {next}\nja head\n",
+                2 => $"{mov} {x}, {next}\njlt r4, {way}, head\n{mov} {x}, {other}\nja head\n",
+                3 => $"jeq r4, {way}, +2\n{mov} {x}, {next}\nja head\n{mov} {x}, {other}\nja head\n",
+                4 => $"mov {x}, r4\nand {x}, 3\nja head\n",
+                _ => "ja head\n",
+            });
+        }
+        sb.Append($"out:\nlsh {x}, 56\nxor r0, {x}\nexit\n");
+        try { return (Assembler.Assemble(sb.ToString()), input); }
+        catch (RbpfException) { return null; } // a jump in the fuzzer's bytecode that leaves the program
     }
 
     /// <summary>A classic program (8-byte instructions): validates or refuses; what validates runs the same in both engines.</summary>

@@ -175,6 +175,15 @@ public class InputBoundsTests
     [InlineData("jlt r2, 60, +8\nldxb r4, [r1]\nmov r6, r4\nadd r6, -57\njgt r6, -66, +1\nexit\nmov r3, r1\nadd r3, r4\nldxb r0, [r3+3]\nexit", new[] { 1, 8 })]
     [InlineData("jlt r2, 60, +8\nldxb r4, [r1]\nmov r6, r4\nadd r6, -57\njgt r6, -66, +1\nexit\nmov r3, r1\nadd r3, r4\nldxb r0, [r3+4]\nexit", new[] { 1 })]
     [InlineData("jlt r2, 60, +9\nldxb r4, [r1]\nmov r6, r4\nadd r6, -57\nldxb r4, [r1+1]\njgt r6, -66, +1\nexit\nmov r3, r1\nadd r3, r4\nldxb r0, [r3+3]\nexit", new[] { 1, 4 })]
+    // A bound on a sum outlives the register that held it: r6 = r9 + r3 tested at most 56, r6
+    // overwritten, then r9 += r3 is at most 56 (clang's parser recomputes l3 + ihl so); not once r3 or
+    // r9 has changed in between.
+    [InlineData("jlt r2, 64, out\nldxb r3, [r1]\nand r3, 60\nmov r9, 14\nmov r6, r9\nadd r6, r3\nmov r4, r6\nadd r4, -57\njgt r4, -66, ok\nexit\nok:\nmov r6, 0\nadd r9, r3\nmov r5, r1\nadd r5, r9\nldxw r0, [r5+4]\nexit\nout:\nexit", new[] { 1, 14 })]
+    [InlineData("jlt r2, 64, out\nldxb r3, [r1]\nand r3, 60\nmov r9, 14\nmov r6, r9\nadd r6, r3\nmov r4, r6\nadd r4, -57\njgt r4, -66, ok\nexit\nok:\nmov r6, 0\nadd r9, r3\nmov r5, r1\nadd r5, r9\nldxw r0, [r5+5]\nexit\nout:\nexit", new[] { 1 })]
+    [InlineData("jlt r2, 64, out\nldxb r3, [r1]\nand r3, 60\nmov r9, 14\nmov r6, r9\nadd r6, r3\nmov r4, r6\nadd r4, -57\njgt r4, -66, ok\nexit\nok:\nldxb r3, [r1+1]\nadd r9, r3\nmov r5, r1\nadd r5, r9\nldxw r0, [r5+4]\nexit\nout:\nexit", new[] { 1, 10 })]
+    [InlineData("jlt r2, 64, out\nldxb r3, [r1]\nand r3, 60\nmov r9, 14\nmov r6, r9\nadd r6, r3\nmov r4, r6\nadd r4, -57\njgt r4, -66, ok\nexit\nok:\nmov r9, 20\nadd r9, r3\nmov r5, r1\nadd r5, r9\nldxw r0, [r5+4]\nexit\nout:\nexit", new[] { 1 })]
+    // The sum's register tested after an addend changed: the bound is not the addends' (r3 reloaded).
+    [InlineData("jlt r2, 64, out\nldxb r3, [r1]\nand r3, 60\nmov r9, 14\nmov r6, r9\nadd r6, r3\nldxb r3, [r1+1]\nmov r4, r6\nadd r4, -57\njgt r4, -66, ok\nexit\nok:\nadd r9, r3\nmov r5, r1\nadd r5, r9\nldxw r0, [r5+4]\nexit\nout:\nexit", new[] { 1, 6 })]
     // Moving down by 1 a value of at least 1 is exact; by 2 it may wrap below the start.
     [InlineData("jlt r2, 10, +8\nldxb r4, [r1]\njeq r4, 0, +6\njgt r4, 10, +5\nadd r4, -1\nmov r3, r1\nadd r3, r4\nldxb r0, [r3+0]\nexit\nexit", new[] { 1, 7 })]
     [InlineData("jlt r2, 10, +8\nldxb r4, [r1]\njeq r4, 0, +6\njgt r4, 10, +5\nadd r4, -2\nmov r3, r1\nadd r3, r4\nldxb r0, [r3+0]\nexit\nexit", new[] { 1 })]

@@ -251,6 +251,17 @@ public class JumpThreadingTests
     }
 
     [Fact]
+    public void TheMachineFuzzTargetsSeedsAreThreaded()
+    {
+        // fuzz/run.sh machine starts from these: programs the JIT threads, or the campaign would test nothing new.
+        foreach (var (name, data) in Rbpf.Fuzz.Seeds.For("machine", TestPaths.RepoRoot))
+        {
+            var (prog, _) = Rbpf.Fuzz.Targets.BuildMachine(data) ?? throw new Xunit.Sdk.XunitException($"{name} makes no program");
+            Assert.True(JumpThreading.Apply(DecodedProgram.Decode(prog), VmKind.Raw) != null, name + "\n" + Disassembler.Disassemble(prog));
+        }
+    }
+
+    [Fact]
     public void ADataRegisterComparedWithManyConstantsIsNotTakenForTheState()
     {
         // r4 (a byte) is compared with five constants but only ever given 0: no state register.
@@ -335,6 +346,7 @@ public class JumpThreadingTests
         for (int p = 0; p < programs; p++)
         {
             string text = RandomMachine(random);
+            if (Environment.GetEnvironmentVariable("RBPF_THREADING_LAST") is { } last) File.WriteAllText(last, $"{p}\n{text}");
             var prog = Assembler.Assemble(text);
             if (JumpThreading.Apply(DecodedProgram.Decode(prog), VmKind.Raw) != null) threaded++;
             for (int t = 0; t < 4; t++)

@@ -89,10 +89,17 @@ internal static class InputBounds
         public sbyte Idx;
         public byte IdxShift;
         public long IdxPlus;
+        /// <summary>The value is r[SumA]'s plus r[SumB]'s as integers (both small: no wrap); -1: not known.</summary>
+        public sbyte SumA, SumB;
+        /// <summary>The value plus r[PairWith]'s is at most PairHi, as integers (learnt on a register that held
+        /// their sum, which may since have been overwritten); -1: not known.</summary>
+        public sbyte PairWith;
+        public long PairHi;
 
         public static readonly Reg Unknown = new()
         {
             Bits = 64, Base = -1, Room = None, Ptr = None, Back = None, Hi = long.MaxValue, WrapBase = -1, Room2 = None, Room4 = None, Room8 = None, Idx = -1,
+            SumA = -1, SumB = -1, PairWith = -1,
         };
         public static Reg Below(int bits) => Unknown with { Bits = (byte)Math.Clamp(bits, 0, 64) };
         public static Reg Between(long lo, long hi) =>
@@ -102,7 +109,8 @@ internal static class InputBounds
 
         public readonly bool Equals(Reg o) => Bits == o.Bits && Base == o.Base && Plus == o.Plus && Room == o.Room && Ptr == o.Ptr
             && Back == o.Back && Lo == o.Lo && Hi == o.Hi && WrapBase == o.WrapBase && WrapPlus == o.WrapPlus
-            && Room2 == o.Room2 && Room4 == o.Room4 && Room8 == o.Room8 && Idx == o.Idx && IdxShift == o.IdxShift && IdxPlus == o.IdxPlus;
+            && Room2 == o.Room2 && Room4 == o.Room4 && Room8 == o.Room8 && Idx == o.Idx && IdxShift == o.IdxShift && IdxPlus == o.IdxPlus
+            && SumA == o.SumA && SumB == o.SumB && PairWith == o.PairWith && PairHi == o.PairHi;
     }
 
     /// <summary>What is known at an instruction: whether r2 still holds L, the least L, and each of r0-r9.</summary>
@@ -136,6 +144,7 @@ internal static class InputBounds
             var r = R[k];
             int room = r.Room;
             if (r.Base == Zero) room = Math.Max(room, Bound(Min - r.Plus));
+            else if (r.Hi <= MaxHi && r.Hi < Min) room = Math.Max(room, Bound(Min - r.Hi)); // value <= Hi < the least L
             if (k == 2 && R2) room = Math.Max(room, 0);
             room = Math.Max(room, Math.Max(r.Room2, Math.Max(r.Room4, r.Room8))); // value <= 2^s * value
             return room;
@@ -223,6 +232,8 @@ internal static class InputBounds
             {
                 if (R[j].WrapBase == r) R[j].WrapBase = -1; // the value it was related to is gone
                 if (R[j].Idx == r) Rehome(j, r);
+                if (R[j].SumA == r || R[j].SumB == r) R[j].SumA = R[j].SumB = -1;
+                if (R[j].PairWith == r) R[j].PairWith = -1;
             }
             if (R[r].Base >= 0)
             {
@@ -326,6 +337,13 @@ internal static class InputBounds
             for (int j = 0; j < R.Length; j++)
             {
                 if (Distance(j, r) is not { } d) continue;
+                // A register holding a sum: the bound stays with the two addends after it is overwritten.
+                if (R[j].SumA >= 0 && hi <= MaxHi && hi + d <= MaxHi)
+                {
+                    int a = R[j].SumA;
+                    long pairHi = R[a].PairWith == R[j].SumB ? Math.Min(R[a].PairHi, hi + d) : hi + d;
+                    (R[a].PairWith, R[a].PairHi) = (R[j].SumB, pairHi);
+                }
                 R[j].Lo = Math.Max(LoOf(j), Math.Max(0, lo + d));
                 if (hi <= MaxHi && hi + d <= MaxHi) R[j].Hi = Math.Min(HiOf(j), hi + d);
             }
@@ -363,7 +381,12 @@ internal static class InputBounds
                     WrapPlus = a.WrapBase == b.WrapBase && a.WrapPlus == b.WrapPlus ? a.WrapPlus : 0,
                     Room2 = None, Room4 = None, Room8 = None,
                     Idx = -1,
+                    SumA = a.SumA == b.SumA && a.SumB == b.SumB ? a.SumA : (sbyte)-1,
+                    SumB = a.SumA == b.SumA && a.SumB == b.SumB ? a.SumB : (sbyte)-1,
+                    PairWith = a.PairWith == b.PairWith && !(widen && b.PairHi > a.PairHi) ? a.PairWith : (sbyte)-1,
+                    PairHi = Math.Max(a.PairHi, b.PairHi),
                 };
+                if (j.PairWith < 0) j.PairHi = 0;
                 // Scaled room (a constant's is worked out from the least L).
                 for (int shift = 1; shift <= MaxShift; shift++)
                 {
@@ -626,7 +649,21 @@ internal static class InputBounds
                 var now = Reg.Below(Math.Max(old.Bits, s.R[src].Bits) + 1);
                 long srcLo = s.LoOf(src), srcHi = s.HiOf(src);
                 int srcRoom = s.RoomOf(src);
-                if (oldHi <= MaxHi && srcHi <= MaxHi) now = Reg.Between(oldLo + srcLo, oldHi + srcHi);
+                if (oldHi <= MaxHi && srcHi <= MaxHi)
+                {
+                    // What a comparison of their sum once told (the register that held it may be gone).
+                    long hi = oldHi + srcHi;
+                    if (s.R[d].PairWith == src) hi = Math.Min(hi, s.R[d].PairHi);
+                    if (s.R[src].PairWith == d) hi = Math.Min(hi, s.R[src].PairHi);
+                    now = Reg.Between(oldLo + srcLo, Math.Max(hi, oldLo + srcLo));
+                    // d held another register's value: the new value is that register's plus src's, while both stay.
+                    for (int x = 0; x < s.R.Length; x++)
+                        if (x != d && x != src && s.Distance(x, d) == 0)
+                        {
+                            (now.SumA, now.SumB) = ((sbyte)x, (sbyte)src);
+                            break;
+                        }
+                }
                 else if (s.Small(d) && s.Small(src)) now.Lo = oldLo + srcLo; // neither wraps the sum
                 // An offset plus one known at most some value: room less that value.
                 if (oldRoom != None && srcHi <= MaxShort) now.Room = Bound(oldRoom - srcHi);
