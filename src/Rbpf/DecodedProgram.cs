@@ -106,10 +106,10 @@ internal sealed class DecodedProgram
 
     /// <summary>The same program with its code rewritten for the JIT (<see cref="Jit.JumpThreading"/>): the
     /// bytes, instructions and problems stay the original's, the blocks and poll points are the new code's.</summary>
-    internal DecodedProgram WithCode(DecodedInsn[] code, bool[] polls)
+    internal DecodedProgram WithCode(DecodedInsn[] code, bool[] polls, bool[]? proven)
     {
         for (int k = 0; k < code.Length; k++) code[k].Charge = 0; // MarkBlocks sets the new blocks' own
-        return new DecodedProgram(Bytes, Instructions, code, Problems) { ThreadedPolls = polls };
+        return new DecodedProgram(Bytes, Instructions, code, Problems) { ThreadedPolls = polls, ThreadedProven = proven };
     }
 
     /// <summary>The register <see cref="Jit.JumpThreading"/> threads on, or -1; found on the first compile and kept.</summary>
@@ -127,6 +127,10 @@ internal sealed class DecodedProgram
     /// <summary>For a threaded program, where the JIT polls for interrupts: where the original polls, in
     /// the original and in the copies (the JIT's loop analysis is not run on the copies again).</summary>
     internal bool[]? ThreadedPolls { get; private init; }
+
+    /// <summary>For a threaded program of a raw VM, the accesses inside the input on every path: those
+    /// the input analysis proved in the original, and their copies (not analysed again).</summary>
+    internal bool[]? ThreadedProven { get; private init; }
 
     /// <summary>Whether the program makes local calls (else a run uses one stack frame).</summary>
     public bool HasLocalCalls { get; }

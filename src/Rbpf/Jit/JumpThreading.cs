@@ -47,11 +47,20 @@ internal static class JumpThreading
         // A run of the copies is a run of the original, block for block: polling where the original
         // polls (its loop analysis decided where) stops it as often. A copy polls on entry if the
         // block it copies does; the original keeps its polls.
-        var polls = BoundedLoops.PollsFor(program, kind, kind == VmKind.Raw ? InputBounds.Analyze(code) : null);
+        // So does every invariant of a slot hold for its copies: an access the input analysis proved
+        // for the original is proven for its copies too, and the copies need no analysis of their own.
+        var facts = kind == VmKind.Raw ? InputBounds.Analyze(code) : null;
+        var polls = BoundedLoops.PollsFor(program, kind, facts);
         var mapped = new bool[t.Code.Length];
         Array.Copy(polls, mapped, n);
         foreach (var (slot, block) in t.Entries) mapped[slot] |= polls[block];
-        return (program.WithCode(t.Code, mapped), t.Origin);
+        bool[]? proven = null;
+        if (facts?.Proven is { } p)
+        {
+            proven = new bool[t.Code.Length];
+            for (int s = 0; s < proven.Length; s++) proven[s] = p[t.Origin[s]];
+        }
+        return (program.WithCode(t.Code, mapped, proven), t.Origin);
     }
 
     /// <summary>

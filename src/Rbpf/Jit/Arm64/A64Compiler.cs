@@ -85,8 +85,9 @@ internal sealed class A64Compiler
     private Output Run()
     {
         var code = _program.Code;
-        var facts = _target.Kind == VmKind.Raw ? InputBounds.Analyze(code) : null;
-        _inInput = facts?.Proven; // checked code leaves these checks out
+        bool threaded = _program.ThreadedPolls != null; // its proofs and polls come from the original's analysis
+        var facts = _target.Kind == VmKind.Raw && !threaded ? InputBounds.Analyze(code) : null;
+        _inInput = threaded ? _program.ThreadedProven : facts?.Proven; // checked code leaves these checks out
         _polls = _program.ThreadedPolls ?? BoundedLoops.PollsFor(_program, _target.Kind, facts);
         EmitEntry();
         for (int pc = 0; pc < code.Length; pc++)

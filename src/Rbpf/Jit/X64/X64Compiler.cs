@@ -145,8 +145,9 @@ internal sealed class X64Compiler
     {
         var code = _program.Code;
         var blockStarts = BlockStarts(code, Rent(ref _scratch.BlockStarts, code.Length));
-        var facts = _target.Kind == VmKind.Raw ? InputBounds.Analyze(code) : null;
-        _inInput = facts?.Proven; // checked code leaves these checks out
+        bool threaded = _program.ThreadedPolls != null; // its proofs and polls come from the original's analysis
+        var facts = _target.Kind == VmKind.Raw && !threaded ? InputBounds.Analyze(code) : null;
+        _inInput = threaded ? _program.ThreadedProven : facts?.Proven; // checked code leaves these checks out
         _needsCheck = Rent(ref _scratch.NeedsCheck, code.Length);
         for (int pc = 0; pc < code.Length; pc++)
             if (code[pc].Op is >= Op.LdxB and <= Op.Atomic64CmpXchg) // loads, stores, atomics: the rest never need one
