@@ -481,7 +481,15 @@ public class InputBoundsTests
                 $"jlt32 r5, {R(0, 24)}, next",
                 // l = l3 + ihl, tested as clang does: l - a > -b (unsigned) when l < a, with l >= a - b + 1
                 "mov r1, r9", "add r1, r5", "mov r6, r1", $"add r6, -{R(30, 70)}", $"jgt r6, -{R(60, 100)}, +1", "ja next",
-                "mov r4, r7", "add r4, r1", "mov r3, r8", "add r3, r4",
+                // The sum kept in r1, or (as clang's parser) r1 overwritten and the sum made again in r9,
+                // sometimes after an addend changed (then the bound must not carry over).
+                random.Next(3) switch
+                {
+                    0 => "mov r4, r7\nadd r4, r1",
+                    1 => "mov r1, 0\nadd r9, r5\nmov r4, r7\nadd r4, r9",
+                    _ => $"mov r1, 0\n{(random.Next(2) == 0 ? "add r5, " + R(1, 8) : "ldxb r9, [r3-" + R(1, frame) + "]")}\nadd r9, r5\nmov r4, r7\nadd r4, r9",
+                },
+                "mov r3, r8", "add r3, r4",
                 $"ldx{Size()} r4, [r3-{R(20, frame + 70)}]", "add r0, r4",
                 "next:", $"add r7, {frame}", random.Next(4) == 0 ? "jge r7, r2, out" : "jgt r7, r2, out", "ja head",
                 "out:", "exit",
