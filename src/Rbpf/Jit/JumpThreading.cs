@@ -6,31 +6,35 @@ namespace Rbpf.Jit;
 /// register with constants, which every round walks again although the round before has just set
 /// the state to a constant: gcc, compiling the same C natively, gives each state its own loop.
 /// <para>
-/// Here the state register x is the register that most conditional jumps compare with an
-/// immediate. A jump whose block has just set x to a constant K (<c>mov x, K</c>, nothing writing
-/// x after it) is sent to a copy of its target specialised for x = K, made when x is read later
-/// (live). A copy runs the same instructions as the block it copies except that a conditional
-/// jump comparing x with an immediate is decided (it becomes a jump, or nothing); its own exits go
-/// on to copies for the value x has there (the same K, or the constant a <c>mov</c> in it gave),
-/// or back to the original blocks when x is not known or not read any more. So a run goes through
-/// the same instructions, less the compares whose outcome was known, in the same order, with the
-/// same register values: a copy is only entered when x holds its K, which every edge into it
-/// guarantees, and a copy never writes x differently from the block it copies.
+/// Here the state register x is the register compared most often with constants it is also given
+/// by <c>mov</c> (<see cref="StateRegister"/>). A jump whose block has just set x to a constant K
+/// (<c>mov x, K</c>, nothing writing x after it) is sent to a copy of its target specialised for
+/// x = K, made when x is read there (live). A copy runs the same instructions as the block it copies
+/// except that a conditional jump comparing x with an immediate is decided (it becomes a jump, or
+/// nothing); its own ways on go to copies for the value x has there (the same K, or the constant a
+/// <c>mov</c> in it gave), to one copy shared by every value for a block that writes x before
+/// reading it (a state's own code: its copy's ways on know the next state, where the original's
+/// fallthroughs could only reach the original), or back to the original blocks when x is not known.
+/// So a run goes through the same instructions, less the compares whose outcome was known, in the
+/// same order, with the same register values: a copy for K is only entered when x holds K, which
+/// every way into it guarantees, and a copy never writes x differently from the block it copies.
 /// </para>
 /// <para>
-/// Copies are appended after the program, whose slots keep their numbers; the origin table
-/// maps a copy's slots back to the slots they copy, for error messages. Threading is left out when
-/// the run counts instructions (the compares it decides would not be counted), for programs with
-/// local calls, and when the copies would grow the program more than <see cref="GrowthLimit"/>
-/// times. Copies contain only ALU instructions, jumps, loads and stores: a block with anything else
-/// (calls, exits, atomics, lddw, legacy packet loads) is never copied.
+/// Copies are appended after the program, whose slots keep their numbers; the origin table maps a
+/// copy's slots back to the slots they copy, for error messages; copies from which no decided compare
+/// can be reached are dropped. Threading is left out when the run counts instructions (the compares
+/// it decides would not be counted) and for programs with local calls; past
+/// <see cref="GrowthLimit"/> times the program's length (or <see cref="MaxAdded"/> slots) no more
+/// copies are made and ways go to the original blocks. Copies contain only ALU instructions, jumps,
+/// loads and stores: a block with anything else (calls, exits, atomics, lddw, legacy packet loads)
+/// is never copied.
 /// </para>
 /// </summary>
 internal static class JumpThreading
 {
     /// <summary>The copies may add at most this many times the program's length.</summary>
     internal const int GrowthLimit = 4;
-    /// <summary>Nor more than this many slots in all (the copies' jumps stay within a 32-bit offset anyway).</summary>
+    /// <summary>Nor more than this many slots in all.</summary>
     private const int MaxAdded = 1 << 16;
 
     /// <summary>The threaded program and, for each of its slots, the slot of the original it copies
@@ -44,11 +48,11 @@ internal static class JumpThreading
         if (x < 0) return null;
         var threader = new Threader(code, x, program.PollPoints);
         if (threader.Run() is not { } t) return null;
-        // A run of the copies is a run of the original, block for block: polling where the original
-        // polls (its loop analysis decided where) stops it as often. A copy polls on entry if the
-        // block it copies does; the original keeps its polls.
-        // So does every invariant of a slot hold for its copies: an access the input analysis proved
-        // for the original is proven for its copies too, and the copies need no analysis of their own.
+        // A run of the copies is a run of the original, block for block, so whatever holds at a slot
+        // on every run holds at its copies. Polling where the original polls (its loop analysis
+        // decided where) stops a run as often: a copy polls on entry if the block it copies does, the
+        // original keeps its polls. An access the input analysis proved for the original is proven
+        // for its copies: the copies need no analysis of their own.
         var facts = kind == VmKind.Raw ? InputBounds.Analyze(code) : null;
         var polls = BoundedLoops.PollsFor(program, kind, facts);
         var mapped = new bool[t.Code.Length];
