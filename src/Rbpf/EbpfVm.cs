@@ -456,8 +456,7 @@ public sealed class EbpfVm : IDisposable
         var target = new JitTarget(Kind, _dataOffset, _dataEndOffset, 0x10000, _stackLayout.MaxFrames, _stackLayout.FullFrames,
             (nint)InterruptWord, KernelPacketLoads: KernelPacketLoads);
         options ??= new JitOptions();
-        (compiled, origin) = (program, null);
-        if (InstructionLimit == 0 && options.ThreadJumps && JumpThreading.Apply(program, Kind) is { } threaded) (compiled, origin) = threaded;
+        (compiled, origin) = JumpThreading.ForCompiling(program, Kind, options, InstructionLimit != 0);
         return Jit.Arm64.A64Compiler.Compile(compiled, _helpers, options, UnwindHelper.HasValue ? UnwindHelper.Value : -1,
             InstructionLimit != 0, target, seed, listing);
     }

@@ -67,9 +67,7 @@ internal sealed unsafe class JitProgram : IDisposable
         var target = new JitTarget(kind, dataOffset, dataEndOffset, (nint)_link, layout.MaxFrames, layout.FullFrames,
             (nint)owner.InterruptWord, (nint)_mapTable, mapTableLength, (nint)_mapRegions, mapRegionCount, owner.KernelPacketLoads);
         FixedLength = target.FixedLength;
-        // State machines compile threaded, unless the run counts the compares threading leaves out.
-        if (!countInstructions && options.ThreadJumps && JumpThreading.Apply(program, kind) is { } threaded)
-            (program, _origin) = threaded;
+        (program, _origin) = JumpThreading.ForCompiling(program, kind, options, countInstructions); // state machines threaded
         Compiled = program;
         int mainEntry, batchEntryOffset = -1;
         if (ExecutableMemory.IsArm64)

@@ -37,6 +37,21 @@ internal static class JumpThreading
     /// <summary>Nor more than this many slots in all.</summary>
     private const int MaxAdded = 1 << 16;
 
+    /// <summary>What a backend compiles: the threaded form of <paramref name="program"/> and its slot map, or,
+    /// when the run counts instructions, the options turn threading off or nothing is worth threading,
+    /// the program itself (no map).</summary>
+    public static (DecodedProgram Program, int[]? Origin) ForCompiling(DecodedProgram program, VmKind kind, JitOptions options, bool countInstructions) =>
+        !countInstructions && options.ThreadJumps && Apply(program, kind) is { } t ? (t.Program, t.Origin) : (program, null);
+
+    /// <summary>The accesses a backend leaves unchecked (null: none) and the slots where it polls: the input
+    /// and loop analyses of <paramref name="program"/>, or, for a threaded one, those of its original.</summary>
+    public static (bool[]? Proven, bool[] Polls) ProofsAndPolls(DecodedProgram program, VmKind kind)
+    {
+        if (program.ThreadedPolls is { } polls) return (program.ThreadedProven, polls);
+        var facts = kind == VmKind.Raw ? InputBounds.Analyze(program.Code) : null;
+        return (facts?.Proven, BoundedLoops.PollsFor(program, kind, facts));
+    }
+
     /// <summary>The threaded program and, for each of its slots, the slot of the original it copies
     /// (identity below the original's length); null when nothing is worth threading.</summary>
     public static (DecodedProgram Program, int[] Origin)? Apply(DecodedProgram program, VmKind kind)
@@ -53,16 +68,15 @@ internal static class JumpThreading
         // decided where) stops a run as often: a copy polls on entry if the block it copies does, the
         // original keeps its polls. An access the input analysis proved for the original is proven
         // for its copies: the copies need no analysis of their own.
-        var facts = kind == VmKind.Raw ? InputBounds.Analyze(code) : null;
-        var polls = BoundedLoops.PollsFor(program, kind, facts);
+        var (original, polls) = ProofsAndPolls(program, kind);
         var mapped = new bool[t.Code.Length];
         Array.Copy(polls, mapped, n);
         foreach (var (slot, block) in t.Entries) mapped[slot] |= polls[block];
         bool[]? proven = null;
-        if (facts?.Proven is { } p)
+        if (original != null)
         {
             proven = new bool[t.Code.Length];
-            for (int s = 0; s < proven.Length; s++) proven[s] = p[t.Origin[s]];
+            for (int s = 0; s < proven.Length; s++) proven[s] = original[t.Origin[s]];
         }
         return (program.WithCode(t.Code, mapped, proven), t.Origin);
     }

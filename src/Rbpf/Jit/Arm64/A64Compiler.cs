@@ -85,10 +85,7 @@ internal sealed class A64Compiler
     private Output Run()
     {
         var code = _program.Code;
-        bool threaded = _program.ThreadedPolls != null; // its proofs and polls come from the original's analysis
-        var facts = _target.Kind == VmKind.Raw && !threaded ? InputBounds.Analyze(code) : null;
-        _inInput = threaded ? _program.ThreadedProven : facts?.Proven; // checked code leaves these checks out
-        _polls = _program.ThreadedPolls ?? BoundedLoops.PollsFor(_program, _target.Kind, facts);
+        (_inInput, _polls) = JumpThreading.ProofsAndPolls(_program, _target.Kind); // checked code leaves the proven checks out
         EmitEntry();
         for (int pc = 0; pc < code.Length; pc++)
         {

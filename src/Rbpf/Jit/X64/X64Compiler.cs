@@ -145,14 +145,11 @@ internal sealed class X64Compiler
     {
         var code = _program.Code;
         var blockStarts = BlockStarts(code, Rent(ref _scratch.BlockStarts, code.Length));
-        bool threaded = _program.ThreadedPolls != null; // its proofs and polls come from the original's analysis
-        var facts = _target.Kind == VmKind.Raw && !threaded ? InputBounds.Analyze(code) : null;
-        _inInput = threaded ? _program.ThreadedProven : facts?.Proven; // checked code leaves these checks out
+        (_inInput, _polls) = JumpThreading.ProofsAndPolls(_program, _target.Kind); // checked code leaves the proven checks out
         _needsCheck = Rent(ref _scratch.NeedsCheck, code.Length);
         for (int pc = 0; pc < code.Length; pc++)
             if (code[pc].Op is >= Op.LdxB and <= Op.Atomic64CmpXchg) // loads, stores, atomics: the rest never need one
                 _anyCheck |= _needsCheck[pc] = NeedsCheck(code[pc]) && !(_inInput?[pc] ?? false);
-        _polls = _program.ThreadedPolls ?? BoundedLoops.PollsFor(_program, _target.Kind, facts);
         _dropsAsFlag = CanTurnDropsIntoAFlag();
         _boundSizes = BoundSizes(blockStarts); // also finds the fused groups the loop below emits
         _lean = CanRunLean();
