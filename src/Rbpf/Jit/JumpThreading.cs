@@ -169,7 +169,7 @@ internal static class JumpThreading
             reads = i.Src == x;
             writes = i.Dst == x;
         }
-        else if (op < Op.Neg64 || op is >= Op.Neg64 and <= Op.Swap64 && op != Op.Nop)
+        else if (op <= Op.Swap64 && op != Op.Nop) // the other ALU operations, byte swaps and extensions
         {
             bool reg = op < Op.Neg64 && ((int)op & 1) == 1;
             reads = i.Dst == x || (reg && i.Src == x);
