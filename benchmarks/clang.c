@@ -129,6 +129,30 @@ int main(int argc, char **argv)
     size_t elf_len = fread(elf, 1, sizeof elf, f);
     fclose(f);
     int nk = sizeof kernels / sizeof kernels[0];
+    if (argc > 3 && strcmp(argv[2], "once") == 0) {
+        /* One interpreted run of kernel argv[3] (0-4) and nothing else timed: benchmarks/clang-count.sh
+         * counts its host instructions with callgrind. */
+        int i = atoi(argv[3]);
+        if (i < 0 || i >= nk) return 2;
+        struct kernel *k = &kernels[i];
+        const char *fn = k->native == checksum ? "checksum" : k->native == hash ? "hash" : k->native == sort ? "sort"
+                       : k->native == parse ? "parse" : "tokens";
+        k->fill(input, k->len);
+        rbpf_vm *vm;
+        uint64_t out = 0;
+        if (rbpf_vm_create_from_elf(RBPF_VM_RAW, elf, elf_len, fn, &vm) != RBPF_OK || rbpf_vm_execute(vm, input, k->len, NULL, 0, &out) != RBPF_OK) {
+            fprintf(stderr, "%s: %s\n", fn, rbpf_last_error());
+            return 1;
+        }
+        uint64_t want = k->native(input, k->len);
+        if (out != want) {
+            fprintf(stderr, "%s: interpreter returned 0x%" PRIx64 ", native 0x%" PRIx64 "\n", fn, out, want);
+            return 1;
+        }
+        printf("%s\n", k->name);
+        rbpf_vm_destroy(vm);
+        return 0;
+    }
     double ratio_log[ENGINES] = {0}, worst[ENGINES] = {0};
     printf("| kernel (clang -O2 -target bpf) | native ns | interpreter | JIT checked | JIT unchecked | JIT checked, no interrupt checks |\n|---|---|---|---|---|---|\n");
     for (int i = 0; i < nk; i++) {

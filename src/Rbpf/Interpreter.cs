@@ -394,110 +394,113 @@ internal static unsafe class Interpreter
     {
         ulong budget = st->Budget;
         StopReason why;
-        DecodedInsn* i;
+        // One pointer, on the running slot (a second one for the next slot cost two moves a
+        // dispatch). It moves on at the top of the loop, so that handlers go straight back there:
+        // a jump sets it one slot before its target, and the run starts one slot early.
+        DecodedInsn* beforeCode = code0 - 1;
+        ip--;
         while (true)
         {
+            ip++;
             if (default(TBudget).Counts)
             {
                 // The limit is charged a basic block at a time, as the JIT does (DecodedProgram.MarkBlocks).
                 uint charge = ip->Charge;
                 if (charge != 0)
                 {
-                    if (budget < charge) { i = ip; why = StopReason.Limit; goto Stop; }
+                    if (budget < charge) { why = StopReason.Limit; goto Stop; }
                     budget -= charge;
                 }
             }
             if (observer.Enabled) observer.BeforeInstruction((int)(ip - code0), r);
-            i = ip; // fields read where used: a copy would tie up registers
-            ip++;
             ulong a;
-            switch (i->Op)
+            switch (ip->Op)
             {
                 // ALU 64
-                case Op.Add64Imm: r[i->Dst] += (ulong)i->Imm; break;
-                case Op.Add64Reg: r[i->Dst] += r[i->Src]; break;
-                case Op.Sub64Imm: r[i->Dst] -= (ulong)i->Imm; break;
-                case Op.Sub64Reg: r[i->Dst] -= r[i->Src]; break;
-                case Op.Mul64Imm: r[i->Dst] *= (ulong)i->Imm; break;
-                case Op.Mul64Reg: r[i->Dst] *= r[i->Src]; break;
-                case Op.Div64Imm: r[i->Dst] = Div64(r[i->Dst], (ulong)i->Imm); break;
-                case Op.Div64Reg: r[i->Dst] = Div64(r[i->Dst], r[i->Src]); break;
-                case Op.Or64Imm: r[i->Dst] |= (ulong)i->Imm; break;
-                case Op.Or64Reg: r[i->Dst] |= r[i->Src]; break;
-                case Op.And64Imm: r[i->Dst] &= (ulong)i->Imm; break;
-                case Op.And64Reg: r[i->Dst] &= r[i->Src]; break;
-                case Op.Lsh64Imm: r[i->Dst] <<= (int)(i->Imm & 63); break;
-                case Op.Lsh64Reg: r[i->Dst] <<= (int)(r[i->Src] & 63); break;
-                case Op.Rsh64Imm: r[i->Dst] >>= (int)(i->Imm & 63); break;
-                case Op.Rsh64Reg: r[i->Dst] >>= (int)(r[i->Src] & 63); break;
-                case Op.Mod64Imm: r[i->Dst] = Mod64(r[i->Dst], (ulong)i->Imm); break;
-                case Op.Mod64Reg: r[i->Dst] = Mod64(r[i->Dst], r[i->Src]); break;
-                case Op.Xor64Imm: r[i->Dst] ^= (ulong)i->Imm; break;
-                case Op.Xor64Reg: r[i->Dst] ^= r[i->Src]; break;
-                case Op.Mov64Imm: r[i->Dst] = (ulong)i->Imm; break;
-                case Op.Mov64Reg: r[i->Dst] = r[i->Src]; break;
-                case Op.Arsh64Imm: r[i->Dst] = (ulong)((long)r[i->Dst] >> (int)(i->Imm & 63)); break;
-                case Op.Arsh64Reg: r[i->Dst] = (ulong)((long)r[i->Dst] >> (int)(r[i->Src] & 63)); break;
-                case Op.SDiv64Imm: r[i->Dst] = (ulong)SDiv64((long)r[i->Dst], i->Imm); break;
-                case Op.SDiv64Reg: r[i->Dst] = (ulong)SDiv64((long)r[i->Dst], (long)r[i->Src]); break;
-                case Op.SMod64Imm: r[i->Dst] = (ulong)SMod64((long)r[i->Dst], i->Imm); break;
-                case Op.SMod64Reg: r[i->Dst] = (ulong)SMod64((long)r[i->Dst], (long)r[i->Src]); break;
-                case Op.Neg64: r[i->Dst] = (ulong)(-(long)r[i->Dst]); break;
-                case Op.MovSx64From8: r[i->Dst] = (ulong)(long)(sbyte)r[i->Src]; break;
-                case Op.MovSx64From16: r[i->Dst] = (ulong)(long)(short)r[i->Src]; break;
-                case Op.MovSx64From32: r[i->Dst] = (ulong)(long)(int)r[i->Src]; break;
+                case Op.Add64Imm: r[ip->Dst] += (ulong)ip->Imm; break;
+                case Op.Add64Reg: r[ip->Dst] += r[ip->Src]; break;
+                case Op.Sub64Imm: r[ip->Dst] -= (ulong)ip->Imm; break;
+                case Op.Sub64Reg: r[ip->Dst] -= r[ip->Src]; break;
+                case Op.Mul64Imm: r[ip->Dst] *= (ulong)ip->Imm; break;
+                case Op.Mul64Reg: r[ip->Dst] *= r[ip->Src]; break;
+                case Op.Div64Imm: r[ip->Dst] = Div64(r[ip->Dst], (ulong)ip->Imm); break;
+                case Op.Div64Reg: r[ip->Dst] = Div64(r[ip->Dst], r[ip->Src]); break;
+                case Op.Or64Imm: r[ip->Dst] |= (ulong)ip->Imm; break;
+                case Op.Or64Reg: r[ip->Dst] |= r[ip->Src]; break;
+                case Op.And64Imm: r[ip->Dst] &= (ulong)ip->Imm; break;
+                case Op.And64Reg: r[ip->Dst] &= r[ip->Src]; break;
+                case Op.Lsh64Imm: r[ip->Dst] <<= (int)(ip->Imm & 63); break;
+                case Op.Lsh64Reg: r[ip->Dst] <<= (int)(r[ip->Src] & 63); break;
+                case Op.Rsh64Imm: r[ip->Dst] >>= (int)(ip->Imm & 63); break;
+                case Op.Rsh64Reg: r[ip->Dst] >>= (int)(r[ip->Src] & 63); break;
+                case Op.Mod64Imm: r[ip->Dst] = Mod64(r[ip->Dst], (ulong)ip->Imm); break;
+                case Op.Mod64Reg: r[ip->Dst] = Mod64(r[ip->Dst], r[ip->Src]); break;
+                case Op.Xor64Imm: r[ip->Dst] ^= (ulong)ip->Imm; break;
+                case Op.Xor64Reg: r[ip->Dst] ^= r[ip->Src]; break;
+                case Op.Mov64Imm: r[ip->Dst] = (ulong)ip->Imm; break;
+                case Op.Mov64Reg: r[ip->Dst] = r[ip->Src]; break;
+                case Op.Arsh64Imm: r[ip->Dst] = (ulong)((long)r[ip->Dst] >> (int)(ip->Imm & 63)); break;
+                case Op.Arsh64Reg: r[ip->Dst] = (ulong)((long)r[ip->Dst] >> (int)(r[ip->Src] & 63)); break;
+                case Op.SDiv64Imm: r[ip->Dst] = (ulong)SDiv64((long)r[ip->Dst], ip->Imm); break;
+                case Op.SDiv64Reg: r[ip->Dst] = (ulong)SDiv64((long)r[ip->Dst], (long)r[ip->Src]); break;
+                case Op.SMod64Imm: r[ip->Dst] = (ulong)SMod64((long)r[ip->Dst], ip->Imm); break;
+                case Op.SMod64Reg: r[ip->Dst] = (ulong)SMod64((long)r[ip->Dst], (long)r[ip->Src]); break;
+                case Op.Neg64: r[ip->Dst] = (ulong)(-(long)r[ip->Dst]); break;
+                case Op.MovSx64From8: r[ip->Dst] = (ulong)(long)(sbyte)r[ip->Src]; break;
+                case Op.MovSx64From16: r[ip->Dst] = (ulong)(long)(short)r[ip->Src]; break;
+                case Op.MovSx64From32: r[ip->Dst] = (ulong)(long)(int)r[ip->Src]; break;
 
                 // ALU 32: results are zero-extended to 64 bits
-                case Op.Add32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] + (uint)i->Imm); break;
-                case Op.Add32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] + (uint)r[i->Src]); break;
-                case Op.Sub32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] - (uint)i->Imm); break;
-                case Op.Sub32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] - (uint)r[i->Src]); break;
-                case Op.Mul32Imm: r[i->Dst] = (uint)((uint)r[i->Dst] * (uint)i->Imm); break;
-                case Op.Mul32Reg: r[i->Dst] = (uint)((uint)r[i->Dst] * (uint)r[i->Src]); break;
-                case Op.Div32Imm: r[i->Dst] = Div32((uint)r[i->Dst], (uint)i->Imm); break;
-                case Op.Div32Reg: r[i->Dst] = Div32((uint)r[i->Dst], (uint)r[i->Src]); break;
-                case Op.Or32Imm: r[i->Dst] = (uint)r[i->Dst] | (uint)i->Imm; break;
-                case Op.Or32Reg: r[i->Dst] = (uint)r[i->Dst] | (uint)r[i->Src]; break;
-                case Op.And32Imm: r[i->Dst] = (uint)r[i->Dst] & (uint)i->Imm; break;
-                case Op.And32Reg: r[i->Dst] = (uint)r[i->Dst] & (uint)r[i->Src]; break;
-                case Op.Lsh32Imm: r[i->Dst] = (uint)r[i->Dst] << (int)(i->Imm & 31); break;
-                case Op.Lsh32Reg: r[i->Dst] = (uint)r[i->Dst] << (int)(r[i->Src] & 31); break;
-                case Op.Rsh32Imm: r[i->Dst] = (uint)r[i->Dst] >> (int)(i->Imm & 31); break;
-                case Op.Rsh32Reg: r[i->Dst] = (uint)r[i->Dst] >> (int)(r[i->Src] & 31); break;
-                case Op.Mod32Imm: r[i->Dst] = Mod32((uint)r[i->Dst], (uint)i->Imm); break;
-                case Op.Mod32Reg: r[i->Dst] = Mod32((uint)r[i->Dst], (uint)r[i->Src]); break;
-                case Op.Xor32Imm: r[i->Dst] = (uint)r[i->Dst] ^ (uint)i->Imm; break;
-                case Op.Xor32Reg: r[i->Dst] = (uint)r[i->Dst] ^ (uint)r[i->Src]; break;
-                case Op.Mov32Imm: r[i->Dst] = (uint)i->Imm; break;
-                case Op.Mov32Reg: r[i->Dst] = (uint)r[i->Src]; break;
-                case Op.Arsh32Imm: r[i->Dst] = (uint)((int)r[i->Dst] >> (int)(i->Imm & 31)); break;
-                case Op.Arsh32Reg: r[i->Dst] = (uint)((int)r[i->Dst] >> (int)(r[i->Src] & 31)); break;
-                case Op.SDiv32Imm: r[i->Dst] = (uint)SDiv32((int)r[i->Dst], (int)i->Imm); break;
-                case Op.SDiv32Reg: r[i->Dst] = (uint)SDiv32((int)r[i->Dst], (int)r[i->Src]); break;
-                case Op.SMod32Imm: r[i->Dst] = (uint)SMod32((int)r[i->Dst], (int)i->Imm); break;
-                case Op.SMod32Reg: r[i->Dst] = (uint)SMod32((int)r[i->Dst], (int)r[i->Src]); break;
-                case Op.Neg32: r[i->Dst] = (uint)(-(int)r[i->Dst]); break;
-                case Op.MovSx32From8: r[i->Dst] = (uint)(int)(sbyte)r[i->Src]; break;
-                case Op.MovSx32From16: r[i->Dst] = (uint)(int)(short)r[i->Src]; break;
+                case Op.Add32Imm: r[ip->Dst] = (uint)((uint)r[ip->Dst] + (uint)ip->Imm); break;
+                case Op.Add32Reg: r[ip->Dst] = (uint)((uint)r[ip->Dst] + (uint)r[ip->Src]); break;
+                case Op.Sub32Imm: r[ip->Dst] = (uint)((uint)r[ip->Dst] - (uint)ip->Imm); break;
+                case Op.Sub32Reg: r[ip->Dst] = (uint)((uint)r[ip->Dst] - (uint)r[ip->Src]); break;
+                case Op.Mul32Imm: r[ip->Dst] = (uint)((uint)r[ip->Dst] * (uint)ip->Imm); break;
+                case Op.Mul32Reg: r[ip->Dst] = (uint)((uint)r[ip->Dst] * (uint)r[ip->Src]); break;
+                case Op.Div32Imm: r[ip->Dst] = Div32((uint)r[ip->Dst], (uint)ip->Imm); break;
+                case Op.Div32Reg: r[ip->Dst] = Div32((uint)r[ip->Dst], (uint)r[ip->Src]); break;
+                case Op.Or32Imm: r[ip->Dst] = (uint)r[ip->Dst] | (uint)ip->Imm; break;
+                case Op.Or32Reg: r[ip->Dst] = (uint)r[ip->Dst] | (uint)r[ip->Src]; break;
+                case Op.And32Imm: r[ip->Dst] = (uint)r[ip->Dst] & (uint)ip->Imm; break;
+                case Op.And32Reg: r[ip->Dst] = (uint)r[ip->Dst] & (uint)r[ip->Src]; break;
+                case Op.Lsh32Imm: r[ip->Dst] = (uint)r[ip->Dst] << (int)(ip->Imm & 31); break;
+                case Op.Lsh32Reg: r[ip->Dst] = (uint)r[ip->Dst] << (int)(r[ip->Src] & 31); break;
+                case Op.Rsh32Imm: r[ip->Dst] = (uint)r[ip->Dst] >> (int)(ip->Imm & 31); break;
+                case Op.Rsh32Reg: r[ip->Dst] = (uint)r[ip->Dst] >> (int)(r[ip->Src] & 31); break;
+                case Op.Mod32Imm: r[ip->Dst] = Mod32((uint)r[ip->Dst], (uint)ip->Imm); break;
+                case Op.Mod32Reg: r[ip->Dst] = Mod32((uint)r[ip->Dst], (uint)r[ip->Src]); break;
+                case Op.Xor32Imm: r[ip->Dst] = (uint)r[ip->Dst] ^ (uint)ip->Imm; break;
+                case Op.Xor32Reg: r[ip->Dst] = (uint)r[ip->Dst] ^ (uint)r[ip->Src]; break;
+                case Op.Mov32Imm: r[ip->Dst] = (uint)ip->Imm; break;
+                case Op.Mov32Reg: r[ip->Dst] = (uint)r[ip->Src]; break;
+                case Op.Arsh32Imm: r[ip->Dst] = (uint)((int)r[ip->Dst] >> (int)(ip->Imm & 31)); break;
+                case Op.Arsh32Reg: r[ip->Dst] = (uint)((int)r[ip->Dst] >> (int)(r[ip->Src] & 31)); break;
+                case Op.SDiv32Imm: r[ip->Dst] = (uint)SDiv32((int)r[ip->Dst], (int)ip->Imm); break;
+                case Op.SDiv32Reg: r[ip->Dst] = (uint)SDiv32((int)r[ip->Dst], (int)r[ip->Src]); break;
+                case Op.SMod32Imm: r[ip->Dst] = (uint)SMod32((int)r[ip->Dst], (int)ip->Imm); break;
+                case Op.SMod32Reg: r[ip->Dst] = (uint)SMod32((int)r[ip->Dst], (int)r[ip->Src]); break;
+                case Op.Neg32: r[ip->Dst] = (uint)(-(int)r[ip->Dst]); break;
+                case Op.MovSx32From8: r[ip->Dst] = (uint)(int)(sbyte)r[ip->Src]; break;
+                case Op.MovSx32From16: r[ip->Dst] = (uint)(int)(short)r[ip->Src]; break;
 
                 // Byte order (the host is little-endian)
-                case Op.Zext16: r[i->Dst] = (ushort)r[i->Dst]; break;
-                case Op.Zext32: r[i->Dst] = (uint)r[i->Dst]; break;
+                case Op.Zext16: r[ip->Dst] = (ushort)r[ip->Dst]; break;
+                case Op.Zext32: r[ip->Dst] = (uint)r[ip->Dst]; break;
                 case Op.Nop: break;
-                case Op.Swap16: r[i->Dst] = BinaryPrimitives.ReverseEndianness((ushort)r[i->Dst]); break;
-                case Op.Swap32: r[i->Dst] = BinaryPrimitives.ReverseEndianness((uint)r[i->Dst]); break;
-                case Op.Swap64: r[i->Dst] = BinaryPrimitives.ReverseEndianness(r[i->Dst]); break;
+                case Op.Swap16: r[ip->Dst] = BinaryPrimitives.ReverseEndianness((ushort)r[ip->Dst]); break;
+                case Op.Swap32: r[ip->Dst] = BinaryPrimitives.ReverseEndianness((uint)r[ip->Dst]); break;
+                case Op.Swap64: r[ip->Dst] = BinaryPrimitives.ReverseEndianness(r[ip->Dst]); break;
 
-                case Op.Lddw: r[i->Dst] = (ulong)i->Imm; ip++; break;
+                case Op.Lddw: r[ip->Dst] = (ulong)ip->Imm; ip++; break;
 
                 // Legacy packet loads: r0 = packet[imm (+ src)], little-endian as rbpf does
                 case Op.LdAbsB: case Op.LdAbsH: case Op.LdAbsW: case Op.LdAbsDW:
                 case Op.LdIndB: case Op.LdIndH: case Op.LdIndW: case Op.LdIndDW:
                 {
-                    int k = i->Op - (i->Op >= Op.LdIndB ? Op.LdIndB : Op.LdAbsB);
+                    int k = ip->Op - (ip->Op >= Op.LdIndB ? Op.LdIndB : Op.LdAbsB);
                     int size = 1 << k;
-                    ulong index = i->Op >= Op.LdIndB ? r[i->Src] : 0;
-                    ulong offset = (ulong)i->Imm + index;
+                    ulong index = ip->Op >= Op.LdIndB ? r[ip->Src] : 0;
+                    ulong offset = (ulong)ip->Imm + index;
                     a = st->PacketStart + offset;
                     // An offset that wraps past 2^64 is outside the packet, as in the JIT.
                     if (offset < index || offset > st->PacketLength || st->PacketLength - offset < (ulong)size)
@@ -521,134 +524,133 @@ internal static unsafe class Interpreter
 
                 // Loads
                 // Fused (DecodedProgram.Fused): ip moves past the slots they stand for.
-                case Op.AddTo64Imm: r[i->Dst] = r[i->Src] + (ulong)i->Imm; ip++; break;
-                case Op.AddTo64Reg: r[i->Dst] = r[i->Src] + r[(int)i->Imm]; ip++; break;
+                case Op.AddTo64Imm: r[ip->Dst] = r[ip->Src] + (ulong)ip->Imm; ip++; break;
+                case Op.AddTo64Reg: r[ip->Dst] = r[ip->Src] + r[(int)ip->Imm]; ip++; break;
                 case Op.LdxIndexedB:
-                    a = r[(int)(i->Imm >> 8)] = r[i->Src] + r[(int)i->Imm & 0xff];
-                    a += (ulong)(long)i->Off;
-                    ip += 2;
-                    if (!st->Allows(vm, a, 1, false)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = false; i += 2; goto Fault; }
-                    r[i->Dst] = *(byte*)a; break;
+                    a = r[(int)(ip->Imm >> 8)] = r[ip->Src] + r[(int)ip->Imm & 0xff];
+                    a += (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 1, false)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = false; ip += 2; goto Fault; }
+                    r[ip->Dst] = *(byte*)a; ip += 2; break;
                 case Op.LdxIndexedH:
-                    a = r[(int)(i->Imm >> 8)] = r[i->Src] + r[(int)i->Imm & 0xff];
-                    a += (ulong)(long)i->Off;
-                    ip += 2;
-                    if (!st->Allows(vm, a, 2, false)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = false; i += 2; goto Fault; }
-                    r[i->Dst] = Unsafe.ReadUnaligned<ushort>((void*)a); break;
+                    a = r[(int)(ip->Imm >> 8)] = r[ip->Src] + r[(int)ip->Imm & 0xff];
+                    a += (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 2, false)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = false; ip += 2; goto Fault; }
+                    r[ip->Dst] = Unsafe.ReadUnaligned<ushort>((void*)a); ip += 2; break;
                 case Op.LdxIndexedW:
-                    a = r[(int)(i->Imm >> 8)] = r[i->Src] + r[(int)i->Imm & 0xff];
-                    a += (ulong)(long)i->Off;
-                    ip += 2;
-                    if (!st->Allows(vm, a, 4, false)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = false; i += 2; goto Fault; }
-                    r[i->Dst] = Unsafe.ReadUnaligned<uint>((void*)a); break;
+                    a = r[(int)(ip->Imm >> 8)] = r[ip->Src] + r[(int)ip->Imm & 0xff];
+                    a += (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 4, false)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = false; ip += 2; goto Fault; }
+                    r[ip->Dst] = Unsafe.ReadUnaligned<uint>((void*)a); ip += 2; break;
                 case Op.LdxIndexedDW:
-                    a = r[(int)(i->Imm >> 8)] = r[i->Src] + r[(int)i->Imm & 0xff];
-                    a += (ulong)(long)i->Off;
-                    ip += 2;
-                    if (!st->Allows(vm, a, 8, false)) { st->FaultAddress = a; st->FaultSize = 8; st->FaultWrite = false; i += 2; goto Fault; }
-                    r[i->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); break;
+                    a = r[(int)(ip->Imm >> 8)] = r[ip->Src] + r[(int)ip->Imm & 0xff];
+                    a += (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 8, false)) { st->FaultAddress = a; st->FaultSize = 8; st->FaultWrite = false; ip += 2; goto Fault; }
+                    r[ip->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); ip += 2; break;
 
                 case Op.LdxB:
-                    a = r[i->Src] + (ulong)(long)i->Off;
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 1, false)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = false; goto Fault; }
-                    r[i->Dst] = *(byte*)a; break;
+                    r[ip->Dst] = *(byte*)a; break;
                 case Op.LdxH:
-                    a = r[i->Src] + (ulong)(long)i->Off;
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 2, false)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = false; goto Fault; }
-                    r[i->Dst] = Unsafe.ReadUnaligned<ushort>((void*)a); break;
+                    r[ip->Dst] = Unsafe.ReadUnaligned<ushort>((void*)a); break;
                 case Op.LdxW:
-                    a = r[i->Src] + (ulong)(long)i->Off;
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 4, false)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = false; goto Fault; }
-                    r[i->Dst] = Unsafe.ReadUnaligned<uint>((void*)a); break;
+                    r[ip->Dst] = Unsafe.ReadUnaligned<uint>((void*)a); break;
                 case Op.LdxDW:
-                    a = r[i->Src] + (ulong)(long)i->Off;
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 8, false)) { st->FaultAddress = a; st->FaultSize = 8; st->FaultWrite = false; goto Fault; }
-                    r[i->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); break;
+                    r[ip->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); break;
                 case Op.LdxSB:
-                    a = r[i->Src] + (ulong)(long)i->Off;
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 1, false)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = false; goto Fault; }
-                    r[i->Dst] = (ulong)(long)*(sbyte*)a; break;
+                    r[ip->Dst] = (ulong)(long)*(sbyte*)a; break;
                 case Op.LdxSH:
-                    a = r[i->Src] + (ulong)(long)i->Off;
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 2, false)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = false; goto Fault; }
-                    r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<short>((void*)a); break;
+                    r[ip->Dst] = (ulong)(long)Unsafe.ReadUnaligned<short>((void*)a); break;
                 case Op.LdxSW:
-                    a = r[i->Src] + (ulong)(long)i->Off;
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 4, false)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = false; goto Fault; }
-                    r[i->Dst] = (ulong)(long)Unsafe.ReadUnaligned<int>((void*)a); break;
+                    r[ip->Dst] = (ulong)(long)Unsafe.ReadUnaligned<int>((void*)a); break;
 
                 // Stores
                 case Op.StB: case Op.StxB:
-                    a = r[i->Dst] + (ulong)(long)i->Off;
+                    a = r[ip->Dst] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 1, true)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = true; goto Fault; }
-                    *(byte*)a = (byte)(i->Op == Op.StB ? (ulong)i->Imm : r[i->Src]); break;
+                    *(byte*)a = (byte)(ip->Op == Op.StB ? (ulong)ip->Imm : r[ip->Src]); break;
                 case Op.StH: case Op.StxH:
-                    a = r[i->Dst] + (ulong)(long)i->Off;
+                    a = r[ip->Dst] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 2, true)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = true; goto Fault; }
-                    Unsafe.WriteUnaligned((void*)a, (ushort)(i->Op == Op.StH ? (ulong)i->Imm : r[i->Src])); break;
+                    Unsafe.WriteUnaligned((void*)a, (ushort)(ip->Op == Op.StH ? (ulong)ip->Imm : r[ip->Src])); break;
                 case Op.StW: case Op.StxW:
-                    a = r[i->Dst] + (ulong)(long)i->Off;
+                    a = r[ip->Dst] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 4, true)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = true; goto Fault; }
-                    Unsafe.WriteUnaligned((void*)a, (uint)(i->Op == Op.StW ? (ulong)i->Imm : r[i->Src])); break;
+                    Unsafe.WriteUnaligned((void*)a, (uint)(ip->Op == Op.StW ? (ulong)ip->Imm : r[ip->Src])); break;
                 case Op.StDW: case Op.StxDW:
-                    a = r[i->Dst] + (ulong)(long)i->Off;
+                    a = r[ip->Dst] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 8, true)) { st->FaultAddress = a; st->FaultSize = 8; st->FaultWrite = true; goto Fault; }
-                    Unsafe.WriteUnaligned((void*)a, i->Op == Op.StDW ? (ulong)i->Imm : r[i->Src]); break;
+                    Unsafe.WriteUnaligned((void*)a, ip->Op == Op.StDW ? (ulong)ip->Imm : r[ip->Src]); break;
 
                 // Jumps
-                case Op.Ja: ip = code0 + i->Off; if (ip <= i) goto BackEdge; break;
-                case Op.Jeq64Imm: if (r[i->Dst] == (ulong)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jeq64Reg: if (r[i->Dst] == r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jeq32Imm: if ((uint)r[i->Dst] == (uint)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jeq32Reg: if ((uint)r[i->Dst] == (uint)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jgt64Imm: if (r[i->Dst] > (ulong)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jgt64Reg: if (r[i->Dst] > r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jgt32Imm: if ((uint)r[i->Dst] > (uint)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jgt32Reg: if ((uint)r[i->Dst] > (uint)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jge64Imm: if (r[i->Dst] >= (ulong)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jge64Reg: if (r[i->Dst] >= r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jge32Imm: if ((uint)r[i->Dst] >= (uint)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jge32Reg: if ((uint)r[i->Dst] >= (uint)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jset64Imm: if ((r[i->Dst] & (ulong)i->Imm) != 0) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jset64Reg: if ((r[i->Dst] & r[i->Src]) != 0) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jset32Imm: if (((uint)r[i->Dst] & (uint)i->Imm) != 0) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jset32Reg: if (((uint)r[i->Dst] & (uint)r[i->Src]) != 0) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jne64Imm: if (r[i->Dst] != (ulong)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jne64Reg: if (r[i->Dst] != r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jne32Imm: if ((uint)r[i->Dst] != (uint)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jne32Reg: if ((uint)r[i->Dst] != (uint)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jsgt64Imm: if ((long)r[i->Dst] > i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jsgt64Reg: if ((long)r[i->Dst] > (long)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jsgt32Imm: if ((int)r[i->Dst] > (int)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jsgt32Reg: if ((int)r[i->Dst] > (int)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jsge64Imm: if ((long)r[i->Dst] >= i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jsge64Reg: if ((long)r[i->Dst] >= (long)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jsge32Imm: if ((int)r[i->Dst] >= (int)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jsge32Reg: if ((int)r[i->Dst] >= (int)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jlt64Imm: if (r[i->Dst] < (ulong)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jlt64Reg: if (r[i->Dst] < r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jlt32Imm: if ((uint)r[i->Dst] < (uint)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jlt32Reg: if ((uint)r[i->Dst] < (uint)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jle64Imm: if (r[i->Dst] <= (ulong)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jle64Reg: if (r[i->Dst] <= r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jle32Imm: if ((uint)r[i->Dst] <= (uint)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jle32Reg: if ((uint)r[i->Dst] <= (uint)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jslt64Imm: if ((long)r[i->Dst] < i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jslt64Reg: if ((long)r[i->Dst] < (long)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jslt32Imm: if ((int)r[i->Dst] < (int)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jslt32Reg: if ((int)r[i->Dst] < (int)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jsle64Imm: if ((long)r[i->Dst] <= i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jsle64Reg: if ((long)r[i->Dst] <= (long)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jsle32Imm: if ((int)r[i->Dst] <= (int)i->Imm) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
-                case Op.Jsle32Reg: if ((int)r[i->Dst] <= (int)r[i->Src]) { ip = code0 + i->Off; if (ip <= i) goto BackEdge; } break;
+                case Op.Ja: goto Jump;
+                case Op.Jeq64Imm: if (r[ip->Dst] == (ulong)ip->Imm) goto Jump; break;
+                case Op.Jeq64Reg: if (r[ip->Dst] == r[ip->Src]) goto Jump; break;
+                case Op.Jeq32Imm: if ((uint)r[ip->Dst] == (uint)ip->Imm) goto Jump; break;
+                case Op.Jeq32Reg: if ((uint)r[ip->Dst] == (uint)r[ip->Src]) goto Jump; break;
+                case Op.Jgt64Imm: if (r[ip->Dst] > (ulong)ip->Imm) goto Jump; break;
+                case Op.Jgt64Reg: if (r[ip->Dst] > r[ip->Src]) goto Jump; break;
+                case Op.Jgt32Imm: if ((uint)r[ip->Dst] > (uint)ip->Imm) goto Jump; break;
+                case Op.Jgt32Reg: if ((uint)r[ip->Dst] > (uint)r[ip->Src]) goto Jump; break;
+                case Op.Jge64Imm: if (r[ip->Dst] >= (ulong)ip->Imm) goto Jump; break;
+                case Op.Jge64Reg: if (r[ip->Dst] >= r[ip->Src]) goto Jump; break;
+                case Op.Jge32Imm: if ((uint)r[ip->Dst] >= (uint)ip->Imm) goto Jump; break;
+                case Op.Jge32Reg: if ((uint)r[ip->Dst] >= (uint)r[ip->Src]) goto Jump; break;
+                case Op.Jset64Imm: if ((r[ip->Dst] & (ulong)ip->Imm) != 0) goto Jump; break;
+                case Op.Jset64Reg: if ((r[ip->Dst] & r[ip->Src]) != 0) goto Jump; break;
+                case Op.Jset32Imm: if (((uint)r[ip->Dst] & (uint)ip->Imm) != 0) goto Jump; break;
+                case Op.Jset32Reg: if (((uint)r[ip->Dst] & (uint)r[ip->Src]) != 0) goto Jump; break;
+                case Op.Jne64Imm: if (r[ip->Dst] != (ulong)ip->Imm) goto Jump; break;
+                case Op.Jne64Reg: if (r[ip->Dst] != r[ip->Src]) goto Jump; break;
+                case Op.Jne32Imm: if ((uint)r[ip->Dst] != (uint)ip->Imm) goto Jump; break;
+                case Op.Jne32Reg: if ((uint)r[ip->Dst] != (uint)r[ip->Src]) goto Jump; break;
+                case Op.Jsgt64Imm: if ((long)r[ip->Dst] > ip->Imm) goto Jump; break;
+                case Op.Jsgt64Reg: if ((long)r[ip->Dst] > (long)r[ip->Src]) goto Jump; break;
+                case Op.Jsgt32Imm: if ((int)r[ip->Dst] > (int)ip->Imm) goto Jump; break;
+                case Op.Jsgt32Reg: if ((int)r[ip->Dst] > (int)r[ip->Src]) goto Jump; break;
+                case Op.Jsge64Imm: if ((long)r[ip->Dst] >= ip->Imm) goto Jump; break;
+                case Op.Jsge64Reg: if ((long)r[ip->Dst] >= (long)r[ip->Src]) goto Jump; break;
+                case Op.Jsge32Imm: if ((int)r[ip->Dst] >= (int)ip->Imm) goto Jump; break;
+                case Op.Jsge32Reg: if ((int)r[ip->Dst] >= (int)r[ip->Src]) goto Jump; break;
+                case Op.Jlt64Imm: if (r[ip->Dst] < (ulong)ip->Imm) goto Jump; break;
+                case Op.Jlt64Reg: if (r[ip->Dst] < r[ip->Src]) goto Jump; break;
+                case Op.Jlt32Imm: if ((uint)r[ip->Dst] < (uint)ip->Imm) goto Jump; break;
+                case Op.Jlt32Reg: if ((uint)r[ip->Dst] < (uint)r[ip->Src]) goto Jump; break;
+                case Op.Jle64Imm: if (r[ip->Dst] <= (ulong)ip->Imm) goto Jump; break;
+                case Op.Jle64Reg: if (r[ip->Dst] <= r[ip->Src]) goto Jump; break;
+                case Op.Jle32Imm: if ((uint)r[ip->Dst] <= (uint)ip->Imm) goto Jump; break;
+                case Op.Jle32Reg: if ((uint)r[ip->Dst] <= (uint)r[ip->Src]) goto Jump; break;
+                case Op.Jslt64Imm: if ((long)r[ip->Dst] < ip->Imm) goto Jump; break;
+                case Op.Jslt64Reg: if ((long)r[ip->Dst] < (long)r[ip->Src]) goto Jump; break;
+                case Op.Jslt32Imm: if ((int)r[ip->Dst] < (int)ip->Imm) goto Jump; break;
+                case Op.Jslt32Reg: if ((int)r[ip->Dst] < (int)r[ip->Src]) goto Jump; break;
+                case Op.Jsle64Imm: if ((long)r[ip->Dst] <= ip->Imm) goto Jump; break;
+                case Op.Jsle64Reg: if ((long)r[ip->Dst] <= (long)r[ip->Src]) goto Jump; break;
+                case Op.Jsle32Imm: if ((int)r[ip->Dst] <= (int)ip->Imm) goto Jump; break;
+                case Op.Jsle32Reg: if ((int)r[ip->Dst] <= (int)r[ip->Src]) goto Jump; break;
 
                 default:
                     why = StopReason.Other;
                     goto Stop;
             }
             continue;
-        BackEdge: // a taken jump to a loop head: has the VM been interrupted?
-            if (*st->InterruptWord != st->InterruptEpoch) { i = ip; why = StopReason.Interrupted; goto Stop; }
+        Jump: // a taken jump; one to a loop head (back or to itself) checks whether the VM was interrupted
+            DecodedInsn* before = beforeCode + ip->Off;
+            if (before >= ip) { ip = before; continue; }
+            ip = before;
+            if (*st->InterruptWord != st->InterruptEpoch) { ip++; why = StopReason.Interrupted; goto Stop; }
         }
     Fault:
         why = StopReason.Fault;
@@ -658,7 +660,7 @@ internal static unsafe class Interpreter
     Stop:
         st->Budget = budget;
         st->Stop = why;
-        return i;
+        return ip;
     }
 
     /// <summary>The slot number of the instruction before <paramref name="next"/> (for messages).</summary>
