@@ -68,6 +68,9 @@ internal unsafe struct ExecutionState
     public ulong StackBottom;    // frames may not go below this
     public ulong PacketStart;    // the input memory
     public ulong PacketLength;
+    /// <summary>Offsets into the input and the stack region below which an access of up to 8 bytes
+    /// fits (<see cref="FastBound"/>), so that the common check is one compare.</summary>
+    public ulong PacketFast, StackFast;
     public ulong MetaStart;      // the metadata buffer (length 0 for kinds without one)
     public ulong MetaLength;
     public ulong InstructionLimit; // 0: none
@@ -97,19 +100,22 @@ internal unsafe struct ExecutionState
     /// embedder's callback) out of line.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool Allows(EbpfVm vm, ulong address, ulong size, bool write)
+    public bool Allows(EbpfVm vm, ulong address, ulong size, bool write) =>
+        address - PacketStart < PacketFast || address - StackStart < StackFast || AllowsExactly(vm, address, size, write);
+
+    /// <summary>The bound for <see cref="PacketFast"/> and <see cref="StackFast"/>: a region of
+    /// <paramref name="length"/> bytes holds 8 bytes at every offset below it.</summary>
+    public static ulong FastBound(ulong length) => length >= 8 ? length - 7 : 0;
+
+    /// <summary>The last 7 bytes of the input and the stack, and every other region.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool AllowsExactly(EbpfVm vm, ulong address, ulong size, bool write)
     {
         ulong p = address - PacketStart;
         if (p < PacketLength && PacketLength - p >= size) return true;
         ulong s = address - StackStart;
         ulong stackLength = StackTop - StackStart;
         if (s < stackLength && stackLength - s >= size) return true;
-        return AllowsElsewhere(vm, address, size, write);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool AllowsElsewhere(EbpfVm vm, ulong address, ulong size, bool write)
-    {
         int capacity = EbpfVm.BuiltInRegions + vm.UserRegionCount;
         RegionEntry* regions = stackalloc RegionEntry[capacity];
         int count = FillRegions(vm, regions, capacity);
@@ -215,6 +221,8 @@ internal static unsafe class Interpreter
         st.StackBottom = bottom;
         st.PacketStart = (ulong)mem;
         st.PacketLength = memLength;
+        st.PacketFast = ExecutionState.FastBound(memLength);
+        st.StackFast = ExecutionState.FastBound(top - st.StackStart);
         st.MetaStart = meta;
         st.MetaLength = metaLength;
         st.InstructionLimit = vm.InstructionLimit;
@@ -326,7 +334,11 @@ internal static unsafe class Interpreter
                         // The stack region reaches 512 bytes below the deepest frame pointer of the
                         // run (never the untouched, unzeroed memory below), within the stack, as in the JIT.
                         ulong low = FrameLow(r[10], st.StackBottom);
-                        if (low < st.StackStart) st.StackStart = low;
+                        if (low < st.StackStart)
+                        {
+                            st.StackStart = low;
+                            st.StackFast = ExecutionState.FastBound(st.StackTop - low);
+                        }
                         ip = code0 + i->Off;
                         if (*st.InterruptWord != st.InterruptEpoch) { ip++; goto Interrupted; }
                         break;
