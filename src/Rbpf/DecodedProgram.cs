@@ -54,10 +54,18 @@ internal enum Op : byte
     Illegal,
     // Fused instructions, only in DecodedProgram.Fused (the interpreter's unobserved runs): each
     // stands for the two or three slots it starts, none of which but the first a block starts at.
-    /// <summary><c>mov64 d, s; add64 d, imm</c>: d = s + imm.</summary>
-    AddTo64Imm,
-    /// <summary><c>mov64 d, s; add64 d, t</c> (t is not d, in Imm): d = s + t.</summary>
-    AddTo64Reg,
+    /// <summary><c>mov d, s; op d, x</c> as one three-operand instruction, d = s op x (s in Src, the
+    /// immediate or t in Imm; t is not d), in the ALU groups' layout. A mov32 only before a 32-bit
+    /// operation (a 64-bit one would read s without the mov's zero extension).</summary>
+    AddTo64Imm, AddTo64Reg, AddTo32Imm, AddTo32Reg,
+    SubTo64Imm, SubTo64Reg, SubTo32Imm, SubTo32Reg,
+    MulTo64Imm, MulTo64Reg, MulTo32Imm, MulTo32Reg,
+    OrTo64Imm, OrTo64Reg, OrTo32Imm, OrTo32Reg,
+    AndTo64Imm, AndTo64Reg, AndTo32Imm, AndTo32Reg,
+    LshTo64Imm, LshTo64Reg, LshTo32Imm, LshTo32Reg,
+    RshTo64Imm, RshTo64Reg, RshTo32Imm, RshTo32Reg,
+    XorTo64Imm, XorTo64Reg, XorTo32Imm, XorTo32Reg,
+    ArshTo64Imm, ArshTo64Reg, ArshTo32Imm, ArshTo32Reg,
     /// <summary><c>mov64 d, s; add64 d, t; ldx x, [d + off]</c> (x in Dst, s in Src, t | d &lt;&lt; 8 in
     /// Imm): d = s + t, then the load; a fault is the third slot's.</summary>
     LdxIndexedB, LdxIndexedH, LdxIndexedW, LdxIndexedDW,
@@ -254,8 +262,9 @@ internal sealed class DecodedProgram
     public unsafe DecodedInsn* CodeStart { get; }
 
     /// <summary>
-    /// <see cref="Code"/> with clang's address arithmetic fused (<see cref="Op.AddTo64Imm"/> and
-    /// the ops after it) where no block starts inside the sequence: fewer dispatches for the
+    /// <see cref="Code"/> with a mov and the ALU operation after it on the same register fused into
+    /// one three-operand instruction, and clang's address arithmetic with the load through it (the
+    /// ops from <see cref="Op.AddTo64Imm"/> on), where no block starts inside: fewer dispatches for the
     /// interpreter's runs that observe no single instruction. The same slots as <see cref="Code"/>
     /// (jumps and faults keep their numbers); <see cref="Code"/> itself when nothing fuses. Pinned.
     /// </summary>
@@ -278,27 +287,28 @@ internal sealed class DecodedProgram
         DecodedInsn[]? fused = null;
         for (int pc = 0; pc + 1 < code.Length; pc++)
         {
-            DecodedInsn mov = code[pc], add = code[pc + 1];
-            if (mov.Op != Op.Mov64Reg || add.Dst != mov.Dst || add.Op is not (Op.Add64Imm or Op.Add64Reg) || add.Charge != 0) continue;
+            DecodedInsn mov = code[pc], op = code[pc + 1];
+            if (mov.Op is not (Op.Mov64Reg or Op.Mov32Reg) || op.Dst != mov.Dst || op.Charge != 0) continue;
+            int family = ThreeOperandFamily(op.Op);
+            if (family < 0) continue;
+            int variant = (op.Op - Op.Add64Imm) & 3; // 64 imm, 64 reg, 32 imm, 32 reg
+            bool register = (variant & 1) != 0;
             int d = mov.Dst;
-            if (add.Op == Op.Add64Reg && add.Src == d) continue; // d = s + s: the add reads the moved value
+            if (mov.Op == Op.Mov32Reg && variant < 2) continue; // a 64-bit op after mov32
+            if (register && op.Src == d) continue; // d = s op s: the op reads the moved value
             var f = new DecodedInsn { Charge = mov.Charge, Src = mov.Src, Dst = (byte)d };
-            if (add.Op == Op.Add64Imm)
-            {
-                f.Op = Op.AddTo64Imm;
-                f.Imm = add.Imm;
-            }
-            else if (pc + 2 < code.Length && code[pc + 2] is { Op: Op.LdxB or Op.LdxH or Op.LdxW or Op.LdxDW, Charge: 0 } load && load.Src == d)
+            if (op.Op == Op.Add64Reg && mov.Op == Op.Mov64Reg && pc + 2 < code.Length
+                && code[pc + 2] is { Op: Op.LdxB or Op.LdxH or Op.LdxW or Op.LdxDW, Charge: 0 } load && load.Src == d)
             {
                 f.Op = load.Op switch { Op.LdxB => Op.LdxIndexedB, Op.LdxH => Op.LdxIndexedH, Op.LdxW => Op.LdxIndexedW, _ => Op.LdxIndexedDW };
                 f.Dst = load.Dst;
                 f.Off = load.Off;
-                f.Imm = add.Src | d << 8;
+                f.Imm = op.Src | d << 8;
             }
             else
             {
-                f.Op = Op.AddTo64Reg;
-                f.Imm = add.Src;
+                f.Op = (Op)((int)Op.AddTo64Imm + 4 * family + variant);
+                f.Imm = register ? op.Src : op.Imm;
             }
             if (fused == null)
             {
@@ -309,6 +319,22 @@ internal sealed class DecodedProgram
         }
         return fused ?? code;
     }
+
+    /// <summary>Which three-operand family (<see cref="Op.AddTo64Imm"/> on, in fours) an ALU
+    /// operation after a mov fuses into; -1 for those that do not (division, modulo, moves, negation).</summary>
+    private static int ThreeOperandFamily(Op op) => op switch
+    {
+        >= Op.Add64Imm and <= Op.Add32Reg => 0,
+        >= Op.Sub64Imm and <= Op.Sub32Reg => 1,
+        >= Op.Mul64Imm and <= Op.Mul32Reg => 2,
+        >= Op.Or64Imm and <= Op.Or32Reg => 3,
+        >= Op.And64Imm and <= Op.And32Reg => 4,
+        >= Op.Lsh64Imm and <= Op.Lsh32Reg => 5,
+        >= Op.Rsh64Imm and <= Op.Rsh32Reg => 6,
+        >= Op.Xor64Imm and <= Op.Xor32Reg => 7,
+        >= Op.Arsh64Imm and <= Op.Arsh32Reg => 8,
+        _ => -1,
+    };
 
     /// <summary>Why each illegal slot is illegal.</summary>
     public Dictionary<int, string> Problems { get; }

@@ -536,8 +536,43 @@ internal static unsafe class Interpreter
 
                 // Loads
                 // Fused (DecodedProgram.Fused): ip moves past the slots they stand for.
+                // mov d, s; op d, x as d = s op x (DecodedProgram.Fuse)
                 case Op.AddTo64Imm: r[ip->Dst] = r[ip->Src] + (ulong)ip->Imm; ip++; break;
                 case Op.AddTo64Reg: r[ip->Dst] = r[ip->Src] + r[(int)ip->Imm]; ip++; break;
+                case Op.AddTo32Imm: r[ip->Dst] = (uint)((uint)r[ip->Src] + (uint)(ulong)ip->Imm); ip++; break;
+                case Op.AddTo32Reg: r[ip->Dst] = (uint)((uint)r[ip->Src] + (uint)r[(int)ip->Imm]); ip++; break;
+                case Op.SubTo64Imm: r[ip->Dst] = r[ip->Src] - (ulong)ip->Imm; ip++; break;
+                case Op.SubTo64Reg: r[ip->Dst] = r[ip->Src] - r[(int)ip->Imm]; ip++; break;
+                case Op.SubTo32Imm: r[ip->Dst] = (uint)((uint)r[ip->Src] - (uint)(ulong)ip->Imm); ip++; break;
+                case Op.SubTo32Reg: r[ip->Dst] = (uint)((uint)r[ip->Src] - (uint)r[(int)ip->Imm]); ip++; break;
+                case Op.MulTo64Imm: r[ip->Dst] = r[ip->Src] * (ulong)ip->Imm; ip++; break;
+                case Op.MulTo64Reg: r[ip->Dst] = r[ip->Src] * r[(int)ip->Imm]; ip++; break;
+                case Op.MulTo32Imm: r[ip->Dst] = (uint)((uint)r[ip->Src] * (uint)(ulong)ip->Imm); ip++; break;
+                case Op.MulTo32Reg: r[ip->Dst] = (uint)((uint)r[ip->Src] * (uint)r[(int)ip->Imm]); ip++; break;
+                case Op.OrTo64Imm: r[ip->Dst] = r[ip->Src] | (ulong)ip->Imm; ip++; break;
+                case Op.OrTo64Reg: r[ip->Dst] = r[ip->Src] | r[(int)ip->Imm]; ip++; break;
+                case Op.OrTo32Imm: r[ip->Dst] = (uint)((uint)r[ip->Src] | (uint)(ulong)ip->Imm); ip++; break;
+                case Op.OrTo32Reg: r[ip->Dst] = (uint)((uint)r[ip->Src] | (uint)r[(int)ip->Imm]); ip++; break;
+                case Op.AndTo64Imm: r[ip->Dst] = r[ip->Src] & (ulong)ip->Imm; ip++; break;
+                case Op.AndTo64Reg: r[ip->Dst] = r[ip->Src] & r[(int)ip->Imm]; ip++; break;
+                case Op.AndTo32Imm: r[ip->Dst] = (uint)((uint)r[ip->Src] & (uint)(ulong)ip->Imm); ip++; break;
+                case Op.AndTo32Reg: r[ip->Dst] = (uint)((uint)r[ip->Src] & (uint)r[(int)ip->Imm]); ip++; break;
+                case Op.LshTo64Imm: r[ip->Dst] = r[ip->Src] << (int)((ulong)ip->Imm & 63); ip++; break;
+                case Op.LshTo64Reg: r[ip->Dst] = r[ip->Src] << (int)(r[(int)ip->Imm] & 63); ip++; break;
+                case Op.LshTo32Imm: r[ip->Dst] = (uint)r[ip->Src] << (int)((ulong)ip->Imm & 31); ip++; break;
+                case Op.LshTo32Reg: r[ip->Dst] = (uint)r[ip->Src] << (int)(r[(int)ip->Imm] & 31); ip++; break;
+                case Op.RshTo64Imm: r[ip->Dst] = r[ip->Src] >> (int)((ulong)ip->Imm & 63); ip++; break;
+                case Op.RshTo64Reg: r[ip->Dst] = r[ip->Src] >> (int)(r[(int)ip->Imm] & 63); ip++; break;
+                case Op.RshTo32Imm: r[ip->Dst] = (uint)r[ip->Src] >> (int)((ulong)ip->Imm & 31); ip++; break;
+                case Op.RshTo32Reg: r[ip->Dst] = (uint)r[ip->Src] >> (int)(r[(int)ip->Imm] & 31); ip++; break;
+                case Op.XorTo64Imm: r[ip->Dst] = r[ip->Src] ^ (ulong)ip->Imm; ip++; break;
+                case Op.XorTo64Reg: r[ip->Dst] = r[ip->Src] ^ r[(int)ip->Imm]; ip++; break;
+                case Op.XorTo32Imm: r[ip->Dst] = (uint)((uint)r[ip->Src] ^ (uint)(ulong)ip->Imm); ip++; break;
+                case Op.XorTo32Reg: r[ip->Dst] = (uint)((uint)r[ip->Src] ^ (uint)r[(int)ip->Imm]); ip++; break;
+                case Op.ArshTo64Imm: r[ip->Dst] = (ulong)((long)r[ip->Src] >> (int)((ulong)ip->Imm & 63)); ip++; break;
+                case Op.ArshTo64Reg: r[ip->Dst] = (ulong)((long)r[ip->Src] >> (int)(r[(int)ip->Imm] & 63)); ip++; break;
+                case Op.ArshTo32Imm: r[ip->Dst] = (uint)((int)r[ip->Src] >> (int)((ulong)ip->Imm & 31)); ip++; break;
+                case Op.ArshTo32Reg: r[ip->Dst] = (uint)((int)r[ip->Src] >> (int)(r[(int)ip->Imm] & 31)); ip++; break;
                 case Op.LdxIndexedB:
                     a = r[(int)(ip->Imm >> 8)] = r[ip->Src] + r[(int)ip->Imm & 0xff];
                     a += (ulong)(long)ip->Off;

@@ -1,9 +1,10 @@
 namespace Rbpf.Tests;
 
 /// <summary>
-/// The interpreter runs clang's address arithmetic (<c>mov d, s; add d, x</c>, and a load through
-/// it) as one fused instruction when no jump lands inside it: same results, faults named by the
-/// load's own slot, and observed runs still see every instruction.
+/// The interpreter runs a mov and the ALU operation after it (<c>mov d, s; op d, x</c>), and
+/// clang's address arithmetic with a load through it, as one fused instruction when no jump lands
+/// inside: same results, faults named by the load's own slot, and observed runs still see every
+/// instruction.
 /// </summary>
 public class InterpreterFusionTests
 {
@@ -60,6 +61,47 @@ public class InterpreterFusionTests
         }
         var doubled = EbpfVm.CreateNoData(Assembler.Assemble("mov r1, 5\nmov r2, 7\nmov r3, r1\nadd r3, r3\nmov r4, r4\nadd r4, r2\nmov r0, r3\nlsh r0, 8\nor r0, r4\nexit"));
         Assert.Equal(10UL << 8 | 7, TestUtil.Exec(doubled));
+    }
+
+    [Fact]
+    public void EveryThreeOperandFusionComputesAsTheInstructionsItStandsFor()
+    {
+        // mov d, s; op d, x for each fused operation, width, mov and operand kind, on random values:
+        // the fused run, the observed (unfused) run, every JIT mode and a C# reference agree.
+        string[] ops = { "add", "sub", "mul", "or", "and", "lsh", "rsh", "xor", "arsh" };
+        var random = new Random(11);
+        foreach (var op in ops)
+        foreach (int width in new[] { 64, 32 })
+        foreach (var mov in new[] { "mov64", "mov32" })
+        foreach (bool register in new[] { false, true })
+        for (int round = 0; round < 4; round++)
+        {
+            ulong s = (ulong)random.NextInt64() << 1 ^ (ulong)random.Next(), t = (ulong)random.NextInt64() << 1 ^ (ulong)random.Next();
+            int imm = random.Next(int.MinValue, int.MaxValue);
+            if (op is "lsh" or "rsh" or "arsh") imm &= width - 1; // the verifier takes only shifts within the width
+            string text = $"lddw r1, 0x{s:x}\nlddw r2, 0x{t:x}\nlddw r3, 0x5555aaaa5555aaaa\n{mov} r3, r1\n" +
+                $"{op}{width} r3, {(register ? "r2" : imm.ToString())}\nmov r0, r3\nexit";
+            var bytes = Assembler.Assemble(text);
+            bool fuses = !(mov == "mov32" && width == 64); // mov32's zero extension matters to a 64-bit op
+            Assert.True(fuses == (DecodedProgram.Decode(bytes).Fused[6].Op >= Op.AddTo64Imm), text);
+            ulong x = register ? t : (ulong)(long)imm, a = mov == "mov32" ? (uint)s : s;
+            ulong expected = width == 64 ? Reference64(op, a, x) : Reference32(op, (uint)a, (uint)x);
+            var vm = EbpfVm.CreateNoData(bytes);
+            Assert.True(expected == TestUtil.Exec(vm), text); // the interpreter (fused) and every JIT mode
+            Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(Span<byte>.Empty, Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
+            Assert.True(expected == observed, text);
+        }
+
+        static ulong Reference64(string op, ulong a, ulong x) => op switch
+        {
+            "add" => a + x, "sub" => a - x, "mul" => a * x, "or" => a | x, "and" => a & x, "xor" => a ^ x,
+            "lsh" => a << (int)(x & 63), "rsh" => a >> (int)(x & 63), _ => (ulong)((long)a >> (int)(x & 63)),
+        };
+        static ulong Reference32(string op, uint a, uint x) => op switch
+        {
+            "add" => a + x, "sub" => a - x, "mul" => a * x, "or" => a | x, "and" => a & x, "xor" => a ^ x,
+            "lsh" => a << (int)(x & 31), "rsh" => a >> (int)(x & 31), _ => (uint)((int)a >> (int)(x & 31)),
+        };
     }
 
     [Fact]
