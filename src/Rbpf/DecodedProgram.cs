@@ -69,6 +69,10 @@ internal enum Op : byte
     /// <summary><c>mov64 d, s; add64 d, t; ldx x, [d + off]</c> (x in Dst, s in Src, t | d &lt;&lt; 8 in
     /// Imm): d = s + t, then the load; a fault is the third slot's.</summary>
     LdxIndexedB, LdxIndexedH, LdxIndexedW, LdxIndexedDW,
+    /// <summary><c>ldx x, [s + off]; be x</c> of the load's width: the load, byte-swapped.</summary>
+    LdxSwapH, LdxSwapW, LdxSwapDW,
+    /// <summary><see cref="LdxIndexedH"/> and the others followed by that byte swap (four slots).</summary>
+    LdxIndexedSwapH, LdxIndexedSwapW, LdxIndexedSwapDW,
 }
 
 /// <summary>One decoded instruction: 16 bytes, everything the interpreter needs precomputed.</summary>
@@ -288,6 +292,12 @@ internal sealed class DecodedProgram
         for (int pc = 0; pc + 1 < code.Length; pc++)
         {
             DecodedInsn mov = code[pc], op = code[pc + 1];
+            if (mov.Op is Op.LdxH or Op.LdxW or Op.LdxDW && SwapsLoad(mov, op))
+            {
+                fused ??= Copy(code);
+                fused[pc].Op = mov.Op switch { Op.LdxH => Op.LdxSwapH, Op.LdxW => Op.LdxSwapW, _ => Op.LdxSwapDW };
+                continue;
+            }
             if (mov.Op is not (Op.Mov64Reg or Op.Mov32Reg) || op.Dst != mov.Dst || op.Charge != 0) continue;
             int family = ThreeOperandFamily(op.Op);
             if (family < 0) continue;
@@ -301,6 +311,8 @@ internal sealed class DecodedProgram
                 && code[pc + 2] is { Op: Op.LdxB or Op.LdxH or Op.LdxW or Op.LdxDW, Charge: 0 } load && load.Src == d)
             {
                 f.Op = load.Op switch { Op.LdxB => Op.LdxIndexedB, Op.LdxH => Op.LdxIndexedH, Op.LdxW => Op.LdxIndexedW, _ => Op.LdxIndexedDW };
+                if (load.Op != Op.LdxB && pc + 3 < code.Length && SwapsLoad(load, code[pc + 3]))
+                    f.Op = load.Op switch { Op.LdxH => Op.LdxIndexedSwapH, Op.LdxW => Op.LdxIndexedSwapW, _ => Op.LdxIndexedSwapDW };
                 f.Dst = load.Dst;
                 f.Off = load.Off;
                 f.Imm = op.Src | d << 8;
@@ -310,14 +322,25 @@ internal sealed class DecodedProgram
                 f.Op = (Op)((int)Op.AddTo64Imm + 4 * family + variant);
                 f.Imm = register ? op.Src : op.Imm;
             }
-            if (fused == null)
-            {
-                fused = GC.AllocateArray<DecodedInsn>(code.Length, pinned: true);
-                code.CopyTo(fused, 0);
-            }
+            fused ??= Copy(code);
             fused[pc] = f;
         }
         return fused ?? code;
+
+        static DecodedInsn[] Copy(DecodedInsn[] code)
+        {
+            var copy = GC.AllocateArray<DecodedInsn>(code.Length, pinned: true);
+            code.CopyTo(copy, 0);
+            return copy;
+        }
+
+        // The byte swap of the loaded register at the load's width (be16 after ldxh, and so on), in the same block.
+        static bool SwapsLoad(DecodedInsn load, DecodedInsn swap) => swap.Charge == 0 && swap.Dst == load.Dst && swap.Op == load.Op switch
+        {
+            Op.LdxH => Op.Swap16,
+            Op.LdxW => Op.Swap32,
+            _ => Op.Swap64,
+        };
     }
 
     /// <summary>Which three-operand family (<see cref="Op.AddTo64Imm"/> on, in fours) an ALU

@@ -594,6 +594,34 @@ internal static unsafe class Interpreter
                     if (!st->Allows(vm, a, 8, false)) { st->FaultAddress = a; st->FaultSize = 8; st->FaultWrite = false; ip += 2; goto Fault; }
                     r[ip->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); ip += 2; break;
 
+                case Op.LdxIndexedSwapH:
+                    a = r[(int)(ip->Imm >> 8)] = r[ip->Src] + r[(int)ip->Imm & 0xff];
+                    a += (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 2, false)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = false; ip += 2; goto Fault; }
+                    r[ip->Dst] = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>((void*)a)); ip += 3; break;
+                case Op.LdxIndexedSwapW:
+                    a = r[(int)(ip->Imm >> 8)] = r[ip->Src] + r[(int)ip->Imm & 0xff];
+                    a += (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 4, false)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = false; ip += 2; goto Fault; }
+                    r[ip->Dst] = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<uint>((void*)a)); ip += 3; break;
+                case Op.LdxIndexedSwapDW:
+                    a = r[(int)(ip->Imm >> 8)] = r[ip->Src] + r[(int)ip->Imm & 0xff];
+                    a += (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 8, false)) { st->FaultAddress = a; st->FaultSize = 8; st->FaultWrite = false; ip += 2; goto Fault; }
+                    r[ip->Dst] = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>((void*)a)); ip += 3; break;
+                case Op.LdxSwapH:
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 2, false)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = false; goto Fault; }
+                    r[ip->Dst] = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>((void*)a)); ip++; break;
+                case Op.LdxSwapW:
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 4, false)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = false; goto Fault; }
+                    r[ip->Dst] = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<uint>((void*)a)); ip++; break;
+                case Op.LdxSwapDW:
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 8, false)) { st->FaultAddress = a; st->FaultSize = 8; st->FaultWrite = false; goto Fault; }
+                    r[ip->Dst] = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>((void*)a)); ip++; break;
+
                 case Op.LdxB:
                     a = r[ip->Src] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 1, false)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = false; goto Fault; }

@@ -104,6 +104,63 @@ public class InterpreterFusionTests
         };
     }
 
+    [Theory]
+    [InlineData("ldxh", "be16", true)]
+    [InlineData("ldxw", "be32", true)]
+    [InlineData("ldxdw", "be64", true)]
+    [InlineData("ldxh", "be32", false)] // another width: not the load's bytes reversed
+    [InlineData("ldxw", "le32", false)] // no swap on this host (a zero extension)
+    public void ALoadAndTheByteSwapOfItsWidthRunAsOne(string load, string swap, bool fuses)
+    {
+        // Plain (r3 = [r1 + 2]) and through clang's address arithmetic (r5 = r1 + r6; r4 = [r5 + 1]).
+        var bytes = Assembler.Assemble($"mov r6, 5\n{load} r3, [r1+2]\n{swap} r3\nmov r5, r1\nadd r5, r6\n{load} r4, [r5+1]\n{swap} r4\nxor r3, r4\nmov r0, r3\nexit");
+        var program = DecodedProgram.Decode(bytes);
+        Assert.Equal(fuses, program.Fused[1].Op is Op.LdxSwapH or Op.LdxSwapW or Op.LdxSwapDW);
+        Assert.Equal(fuses, program.Fused[3].Op is Op.LdxIndexedSwapH or Op.LdxIndexedSwapW or Op.LdxIndexedSwapDW);
+        var vm = EbpfVm.CreateRaw(bytes);
+        var random = new Random(5);
+        int width = load switch { "ldxh" => 2, "ldxw" => 4, _ => 8 };
+        for (int round = 0; round < 8; round++)
+        {
+            var mem = new byte[16];
+            random.NextBytes(mem);
+            ulong Load(int at) => width switch
+            {
+                2 => BitConverter.ToUInt16(mem, at),
+                4 => BitConverter.ToUInt32(mem, at),
+                _ => BitConverter.ToUInt64(mem, at),
+            };
+            ulong Swap(ulong x) => swap switch
+            {
+                "be16" => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((ushort)x),
+                "be32" => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((uint)x),
+                "be64" => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(x),
+                _ => (uint)x,
+            };
+            ulong expected = Swap(Load(2)) ^ Swap(Load(6));
+            Assert.Equal(expected, TestUtil.Exec(vm, mem)); // the interpreter (fused) and every JIT mode
+            Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(mem, Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
+            Assert.Equal(expected, observed);
+        }
+    }
+
+    [Theory]
+    [InlineData("ldxh r0, [r1+3]\nbe16 r0\nexit", 0)]
+    [InlineData("mov r3, r1\nadd r3, r2\nldxw r0, [r3-2]\nbe32 r0\nexit", 2)]
+    public void AFaultInALoadFusedWithItsSwapNamesTheLoad(string text, int load)
+    {
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(text));
+        Assert.True(DecodedProgram.Decode(Assembler.Assemble(text)).Fused[0].Op is Op.LdxSwapH or Op.LdxIndexedSwapW);
+        var input = GC.AllocateArray<byte>(4, pinned: true); // one address for both engines' messages
+        Assert.Equal(RbpfErrorCode.OutOfBounds, vm.TryExecute(input, Span<byte>.Empty, out _, out var error));
+        Assert.Contains($"(insn #{load})", error!.Message);
+        Assert.Equal(load, error.InstructionIndex);
+        vm.JitCompile();
+        Assert.Equal(RbpfErrorCode.OutOfBounds, vm.TryExecuteJit(input, Span<byte>.Empty, out _, out var jitError));
+        static string Access(string message) => message[..message.IndexOf(", allowed", StringComparison.Ordinal)];
+        Assert.Equal(Access(error.Message), Access(jitError!.Message));
+    }
+
     [Fact]
     public void AFaultInAFusedLoadNamesTheLoad()
     {
