@@ -73,6 +73,20 @@ internal enum Op : byte
     LdxSwapH, LdxSwapW, LdxSwapDW,
     /// <summary><see cref="LdxIndexedH"/> and the others followed by that byte swap (four slots).</summary>
     LdxIndexedSwapH, LdxIndexedSwapW, LdxIndexedSwapDW,
+    /// <summary><c>mov64 d, s; jcc ...</c>: the move (d &lt;&lt; 4 | s in Src), then the conditional
+    /// jump (its register in Dst, its immediate or register in Imm, its target in Off), in the
+    /// conditional jump groups' layout.</summary>
+    MovJeq64Imm, MovJeq64Reg, MovJeq32Imm, MovJeq32Reg,
+    MovJgt64Imm, MovJgt64Reg, MovJgt32Imm, MovJgt32Reg,
+    MovJge64Imm, MovJge64Reg, MovJge32Imm, MovJge32Reg,
+    MovJset64Imm, MovJset64Reg, MovJset32Imm, MovJset32Reg,
+    MovJne64Imm, MovJne64Reg, MovJne32Imm, MovJne32Reg,
+    MovJsgt64Imm, MovJsgt64Reg, MovJsgt32Imm, MovJsgt32Reg,
+    MovJsge64Imm, MovJsge64Reg, MovJsge32Imm, MovJsge32Reg,
+    MovJlt64Imm, MovJlt64Reg, MovJlt32Imm, MovJlt32Reg,
+    MovJle64Imm, MovJle64Reg, MovJle32Imm, MovJle32Reg,
+    MovJslt64Imm, MovJslt64Reg, MovJslt32Imm, MovJslt32Reg,
+    MovJsle64Imm, MovJsle64Reg, MovJsle32Imm, MovJsle32Reg,
 }
 
 /// <summary>One decoded instruction: 16 bytes, everything the interpreter needs precomputed.</summary>
@@ -296,6 +310,17 @@ internal sealed class DecodedProgram
             {
                 fused ??= Copy(code);
                 fused[pc].Op = mov.Op switch { Op.LdxH => Op.LdxSwapH, Op.LdxW => Op.LdxSwapW, _ => Op.LdxSwapDW };
+                continue;
+            }
+            if (mov.Op == Op.Mov64Reg && op.Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && op.Charge == 0)
+            {
+                fused ??= Copy(code);
+                bool immediate = ((op.Op - Op.Jeq64Imm) & 1) == 0;
+                fused[pc] = new DecodedInsn
+                {
+                    Op = (Op)((int)Op.MovJeq64Imm + (op.Op - Op.Jeq64Imm)), Charge = mov.Charge,
+                    Dst = op.Dst, Src = (byte)(mov.Dst << 4 | mov.Src), Off = op.Off, Imm = immediate ? op.Imm : op.Src,
+                };
                 continue;
             }
             if (mov.Op is not (Op.Mov64Reg or Op.Mov32Reg) || op.Dst != mov.Dst || op.Charge != 0) continue;

@@ -162,6 +162,60 @@ public class InterpreterFusionTests
     }
 
     [Fact]
+    public void AMoveAndTheConditionalJumpAfterItRunAsOne()
+    {
+        // mov64 then each conditional jump, 64/32 bits, immediate/register; the jump reads the moved
+        // register as its first operand (mov r3, r1; jcc r3, x) or as its second (mov r4, r2; jcc r1, r4).
+        string[] kinds = { "jeq", "jgt", "jge", "jset", "jne", "jsgt", "jsge", "jlt", "jle", "jslt", "jsle" };
+        var random = new Random(17);
+        foreach (var kind in kinds)
+        foreach (int width in new[] { 64, 32 })
+        foreach (bool register in new[] { false, true })
+        foreach (bool secondOperand in register ? new[] { false, true } : new[] { false })
+        for (int round = 0; round < 6; round++)
+        {
+            ulong a = (ulong)random.NextInt64() << 1 ^ (ulong)random.Next(2);
+            int imm = round switch { 0 => (int)a, 1 => (int)a + 1, 2 => (int)a - 1, _ => random.Next(int.MinValue, int.MaxValue) };
+            ulong b = round switch { 0 => a, 1 => a + 1, 2 => a - 1, 3 => a ^ 0xffffffff00000000, _ => (ulong)random.NextInt64() };
+            string jump = width == 64 ? kind : kind + "32";
+            string test = secondOperand ? $"mov r4, r2\n{jump} r1, r4, +2" : $"mov r3, r1\n{jump} r3, {(register ? "r2" : imm.ToString())}, +2";
+            string text = $"lddw r1, 0x{a:x}\nlddw r2, 0x{b:x}\n{test}\nmov r0, 1\nexit\nmov r0, 2\nexit";
+            var bytes = Assembler.Assemble(text);
+            Assert.True(DecodedProgram.Decode(bytes).Fused[4].Op >= Op.MovJeq64Imm, text);
+            ulong x = register ? b : (ulong)(long)imm;
+            bool taken = width == 64 ? Holds(kind, a, x, (long)a, (long)x) : Holds(kind, (uint)a, (uint)x, (int)a, (int)x);
+            var vm = EbpfVm.CreateNoData(bytes);
+            Assert.True((taken ? 2UL : 1UL) == TestUtil.Exec(vm), text); // the interpreter (fused) and every JIT mode
+            Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(Span<byte>.Empty, Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
+            Assert.True((taken ? 2UL : 1UL) == observed, text);
+        }
+
+        static bool Holds(string kind, ulong u, ulong v, long s, long t) => kind switch
+        {
+            "jeq" => u == v, "jgt" => u > v, "jge" => u >= v, "jset" => (u & v) != 0, "jne" => u != v,
+            "jsgt" => s > t, "jsge" => s >= t, "jlt" => u < v, "jle" => u <= v, "jslt" => s < t, _ => s <= t,
+        };
+    }
+
+    [Fact]
+    public void AFusedMoveAndJumpClosesALoopThatStillStopsOnInterrupt()
+    {
+        // The loop's way back is a fused mov + jne; endless (r1 wraps only after 2^64 rounds) until interrupted.
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r1, 0\nloop:\nadd r1, 1\nmov r2, r1\njne r2, 0, loop\nexit"));
+        Assert.Equal(Op.MovJne64Imm, vm.Decoded!.Fused[2].Op);
+        RbpfException? error = null;
+        var runner = new Thread(() =>
+        {
+            try { vm.Execute([]); }
+            catch (RbpfException e) { error = e; }
+        });
+        runner.Start();
+        while (!runner.Join(20)) vm.Interrupt(); // an interrupt before the run begins is lost
+        Assert.Equal(RbpfErrorCode.Interrupted, error!.Code);
+        Assert.Equal("interrupted at insn #1", error.Message); // the loop's head, as unfused
+    }
+
+    [Fact]
     public void AFaultInAFusedLoadNamesTheLoad()
     {
         // r3 = r1 + r2 points just past the input: the load at slot 2 faults, after r3 is set.
