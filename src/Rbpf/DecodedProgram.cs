@@ -132,7 +132,7 @@ internal sealed class DecodedProgram
 
     /// <summary>The same program with its code rewritten for the JIT (<see cref="Jit.JumpThreading"/>): the
     /// bytes, instructions and problems stay the original's, the blocks and poll points are the new code's.</summary>
-    internal DecodedProgram WithCode(DecodedInsn[] code, bool[] polls, bool[]? proven)
+    internal DecodedProgram WithCode(DecodedInsn[] code, bool[]? polls, bool[]? proven)
     {
         for (int k = 0; k < code.Length; k++) code[k].Charge = 0; // MarkBlocks sets the new blocks' own
         return new DecodedProgram(Bytes, Instructions, code, Problems) { ThreadedPolls = polls, ThreadedProven = proven };
@@ -149,6 +149,25 @@ internal sealed class DecodedProgram
         }
     }
     private int _stateRegister = int.MinValue;
+
+    /// <summary>The threaded form the interpreter runs when it neither observes nor counts
+    /// (<see cref="Jit.JumpThreading.ForInterpreter"/>) and its slot map; null when nothing is threaded.
+    /// Worked out on the first such run and kept.</summary>
+    internal (DecodedProgram Program, int[] Origin)? InterpreterThreaded
+    {
+        get
+        {
+            var t = Volatile.Read(ref _interpreterThreaded);
+            if (t == null)
+            {
+                t = new ThreadedForm(Jit.JumpThreading.ForInterpreter(this));
+                t = Interlocked.CompareExchange(ref _interpreterThreaded, t, null) ?? t; // racing runs keep one
+            }
+            return t.Value;
+        }
+    }
+    private sealed record ThreadedForm((DecodedProgram Program, int[] Origin)? Value);
+    private ThreadedForm? _interpreterThreaded;
 
     /// <summary>For a threaded program, where the JIT polls for interrupts: where the original polls, in
     /// the original and in the copies (the JIT's loop analysis is not run on the copies again).</summary>

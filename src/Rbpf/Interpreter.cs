@@ -249,8 +249,17 @@ internal static unsafe class Interpreter
             int maxFrames = layout.MaxFrames;
             int depth = 0;
             st.Budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
-            // Pinned; program is kept alive below. Observed runs see every instruction: unfused.
-            DecodedInsn* code0 = observer.Enabled ? program.CodeStart : program.FusedStart; // the first slot
+            // Pinned; program is kept alive below (and its threaded form with it). Observed runs see
+            // every instruction: unfused. Runs that neither observe nor count run a state machine
+            // threaded (JumpThreading), its copies after the original: messages name the slot copied.
+            DecodedInsn* code0 = program.FusedStart; // the first slot
+            int[]? origin = null;
+            if (observer.Enabled) code0 = program.CodeStart;
+            else if (!default(TBudget).Counts && program.InterpreterThreaded is { } threaded)
+            {
+                code0 = threaded.Program.FusedStart;
+                origin = threaded.Origin;
+            }
             DecodedInsn* ip = code0; // the next slot to run
             while (true)
             {
@@ -368,16 +377,16 @@ internal static unsafe class Interpreter
         Interrupted:
         {
             result = 0;
-            int at = Slot(ip, code0);
+            int at = Original(Slot(ip, code0), origin);
             return new RbpfException(RbpfErrorCode.Interrupted, InterruptedMessage(at), at);
         }
         Fault:
             result = 0;
-            return Fault(vm, ref st, st.FaultWrite, st.FaultSize, st.FaultAddress, Slot(ip, code0));
+            return Fault(vm, ref st, st.FaultWrite, st.FaultSize, st.FaultAddress, Original(Slot(ip, code0), origin));
         PacketFault:
         {
             result = 0;
-            int at = Slot(ip, code0);
+            int at = Original(Slot(ip, code0), origin);
             return new RbpfException(RbpfErrorCode.OutOfBounds, PacketFaultMessage(st.FaultSize, st.FaultAddress, at, st.PacketStart, st.PacketLength), at);
         }
         }
@@ -786,6 +795,11 @@ internal static unsafe class Interpreter
 
     /// <summary>The slot number of the instruction before <paramref name="next"/> (for messages).</summary>
     private static int Slot(DecodedInsn* next, DecodedInsn* code0) => (int)(next - code0) - 1;
+
+    /// <summary>The slot of the original program that <paramref name="slot"/> of the threaded one copies
+    /// (itself in unthreaded runs, and in the original part). Only the copies' accesses and jumps back
+    /// reach the messages: calls, exits and illegal slots are never copied.</summary>
+    private static int Original(int slot, int[]? origin) => origin != null && (uint)slot < (uint)origin.Length ? origin[slot] : slot;
 
     internal static string PacketFaultMessage(int size, ulong address, int pc, ulong packetStart, ulong packetLength) =>
         $"out-of-bounds packet load of {Bytes(size)} at 0x{address:x} (insn #{pc}), {Where(address, size, packetStart, packetLength, "the packet")}, packet is " +

@@ -95,6 +95,15 @@ public class JumpThreadingTests
     {
         var interpreted = EbpfVm.CreateFromElf(VmKind.Raw, Lexer);
         foreach (var text in Texts()) Assert.Equal(LexIni(text), interpreted.Execute(text.ToArray()));
+        // The interpreter runs it threaded too (and observed runs, slot by slot, unthreaded).
+        var (forInterpreter, origin) = interpreted.Decoded!.InterpreterThreaded!.Value;
+        Assert.True(forInterpreter.Code.Length > interpreted.Decoded.Code.Length + 100, $"{forInterpreter.Code.Length} slots");
+        Assert.Equal(forInterpreter.Code.Length, origin.Length);
+        foreach (var text in Texts().Take(3))
+        {
+            Assert.Equal(RbpfErrorCode.Ok, interpreted.TryExecute(text.ToArray(), Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
+            Assert.Equal(LexIni(text), observed);
+        }
         if (!EbpfVm.IsJitSupported) return;
         var threaded = EbpfVm.CreateFromElf(VmKind.Raw, Lexer);
         threaded.JitCompile();
@@ -185,6 +194,11 @@ public class JumpThreadingTests
         Assert.Equal(load, errJ!.InstructionIndex);
         Assert.Equal(JitAgreement.Shape(errI.Message), JitAgreement.Shape(errJ.Message));
         Assert.Contains($"insn #{load}", errJ.Message);
+        // The interpreter ran the threaded copy too; an observed (unthreaded) run says the same.
+        Assert.NotNull(vm.Decoded!.InterpreterThreaded);
+        Assert.Equal(RbpfErrorCode.OutOfBounds, vm.TryExecute(input.ToArray(), Span<byte>.Empty, (_, _) => { }, out _, out var errO));
+        Assert.Equal(load, errO!.InstructionIndex);
+        Assert.Equal(JitAgreement.Shape(errI.Message), JitAgreement.Shape(errO.Message));
         // Long enough: both engines agree on the sum.
         var longer = Enumerable.Range(1, 120).Select(k => (byte)(k % 5)).ToArray();
         Assert.Equal(vm.Execute(longer.ToArray()), vm.ExecuteJit(longer.ToArray()));
@@ -233,6 +247,25 @@ public class JumpThreadingTests
         Assert.False(runner.IsAlive, "the threaded loop did not stop");
         Assert.Equal(RbpfErrorCode.Interrupted, error!.Code);
         Assert.Equal("interrupted at insn #2", error.Message); // the head, as unthreaded code says
+    }
+
+    [Fact]
+    public void AThreadedLoopStillStopsTheInterpreterWhenInterrupted()
+    {
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble(Ring + "\nexit"));
+        Assert.NotNull(vm.Decoded!.InterpreterThreaded);
+        RbpfException? error = null;
+        var runner = new Thread(() =>
+        {
+            try { vm.Execute([]); }
+            catch (RbpfException e) { error = e; }
+        }) { IsBackground = true };
+        runner.Start();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!runner.Join(20) && DateTime.UtcNow < deadline) vm.Interrupt();
+        Assert.False(runner.IsAlive, "the threaded loop did not stop");
+        Assert.Equal(RbpfErrorCode.Interrupted, error!.Code);
+        Assert.Equal("interrupted at insn #2", error.Message); // the head, not the copy the run was in
     }
 
     [Fact]

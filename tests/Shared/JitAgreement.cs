@@ -37,6 +37,15 @@ internal static class JitAgreement
         byte[] memI = mem0.ToArray();
         var codeI = vm.TryExecute(memI, Span<byte>.Empty, out ulong resI, out var errI);
         var disagreements = new List<string>();
+        // An observed run sees every instruction: the interpreter's plain code, neither fused nor threaded.
+        byte[] memO = mem0.ToArray();
+        var codeO = vm.TryExecute(memO, Span<byte>.Empty, (_, _) => { }, out ulong resO, out var errO);
+        string? unfused =
+            codeI != codeO ? $"interpreter {codeI} ({errI?.Message}) vs observed {codeO} ({errO?.Message})"
+            : codeI == RbpfErrorCode.Ok && (resI != resO || !memI.AsSpan().SequenceEqual(memO)) ? $"interpreter 0x{resI:x} vs observed 0x{resO:x}, or the memory"
+            : codeI != RbpfErrorCode.Ok && (errI!.InstructionIndex != errO!.InstructionIndex || Shape(errI.Message) != Shape(errO.Message)) ? $"interpreter '{errI.Message}' vs observed '{errO!.Message}'"
+            : null;
+        if (unfused != null) disagreements.Add($"{unfused}:\n{Disassembler.Disassemble(prog)}");
         foreach (var options in optionSets)
         {
             if (!options.CheckedMemory && codeI != RbpfErrorCode.Ok) continue;

@@ -56,13 +56,8 @@ internal static class JumpThreading
     /// (identity below the original's length); null when nothing is worth threading.</summary>
     public static (DecodedProgram Program, int[] Origin)? Apply(DecodedProgram program, VmKind kind)
     {
-        var code = program.Code;
-        int n = code.Length;
-        if (program.HasLocalCalls || n < 4) return null;
-        int x = program.StateRegister;
-        if (x < 0) return null;
-        var threader = new Threader(code, x, program.PollPoints);
-        if (threader.Run() is not { } t) return null;
+        if (Copies(program) is not { } t) return null;
+        int n = program.Code.Length;
         // A run of the copies is a run of the original, block for block, so whatever holds at a slot
         // on every run holds at its copies. Polling where the original polls (its loop analysis
         // decided where) stops a run as often: a copy polls on entry if the block it copies does, the
@@ -79,6 +74,23 @@ internal static class JumpThreading
             for (int s = 0; s < proven.Length; s++) proven[s] = original[t.Origin[s]];
         }
         return (program.WithCode(t.Code, mapped, proven), t.Origin);
+    }
+
+    /// <summary>
+    /// The threaded program the interpreter runs when it neither observes nor counts, and its slot map;
+    /// null when nothing is worth threading. It needs neither proofs nor polls: the interpreter checks
+    /// every access, and polls at every jump back, which every cycle makes, through copies too.
+    /// </summary>
+    public static (DecodedProgram Program, int[] Origin)? ForInterpreter(DecodedProgram program) =>
+        Copies(program) is { } t ? (program.WithCode(t.Code, null, null), t.Origin) : null;
+
+    /// <summary>The original's code followed by the copies, the slot map and the copies' entries; null when
+    /// the program makes local calls, has no state register or nothing is worth copying.</summary>
+    private static (DecodedInsn[] Code, int[] Origin, List<(int Slot, int Block)> Entries)? Copies(DecodedProgram program)
+    {
+        if (program.HasLocalCalls || program.Code.Length < 4) return null;
+        int x = program.StateRegister;
+        return x < 0 ? null : new Threader(program.Code, x, program.PollPoints).Run();
     }
 
     /// <summary>
