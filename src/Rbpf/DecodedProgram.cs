@@ -152,22 +152,35 @@ internal sealed class DecodedProgram
 
     /// <summary>The threaded form the interpreter runs when it neither observes nor counts
     /// (<see cref="Jit.JumpThreading.ForInterpreter"/>) and its slot map; null when nothing is threaded.
-    /// Worked out on the first such run and kept.</summary>
-    internal (DecodedProgram Program, int[] Origin)? InterpreterThreaded
+    /// Worked out on the first such run (<see cref="PrepareInterpreter"/>) and kept.</summary>
+    internal (DecodedProgram Program, int[] Origin)? InterpreterThreaded => (Volatile.Read(ref _threaded) ?? Thread()).Value;
+
+    /// <summary>The first slot of what the interpreter runs when it neither observes nor counts: the
+    /// threaded form's fused code, or <see cref="FusedStart"/>; null before the first such run.</summary>
+    internal unsafe DecodedInsn* InterpreterStart => (DecodedInsn*)Volatile.Read(ref _interpreterStart);
+
+    /// <summary>Works out <see cref="InterpreterStart"/>.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal unsafe DecodedInsn* PrepareInterpreter()
     {
-        get
-        {
-            var t = Volatile.Read(ref _interpreterThreaded);
-            if (t == null)
-            {
-                t = new ThreadedForm(Jit.JumpThreading.ForInterpreter(this));
-                t = Interlocked.CompareExchange(ref _interpreterThreaded, t, null) ?? t; // racing runs keep one
-            }
-            return t.Value;
-        }
+        var form = Volatile.Read(ref _threaded) ?? Thread();
+        var start = form.Value is { } t ? t.Program.FusedStart : FusedStart;
+        Volatile.Write(ref _interpreterStart, (nint)start); // after the form it points into is kept
+        return start;
     }
-    private sealed record ThreadedForm((DecodedProgram Program, int[] Origin)? Value);
-    private ThreadedForm? _interpreterThreaded;
+
+    private ThreadedForm Thread()
+    {
+        var form = new ThreadedForm(Jit.JumpThreading.ForInterpreter(this));
+        return Interlocked.CompareExchange(ref _threaded, form, null) ?? form; // racing runs keep one
+    }
+
+    private sealed class ThreadedForm((DecodedProgram Program, int[] Origin)? value)
+    {
+        public readonly (DecodedProgram Program, int[] Origin)? Value = value;
+    }
+    private ThreadedForm? _threaded;
+    private nint _interpreterStart;
 
     /// <summary>For a threaded program, where the JIT polls for interrupts: where the original polls, in
     /// the original and in the copies (the JIT's loop analysis is not run on the copies again).</summary>

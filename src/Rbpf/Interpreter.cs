@@ -252,13 +252,13 @@ internal static unsafe class Interpreter
             // Pinned; program is kept alive below (and its threaded form with it). Observed runs see
             // every instruction: unfused. Runs that neither observe nor count run a state machine
             // threaded (JumpThreading), its copies after the original: messages name the slot copied.
-            DecodedInsn* code0 = program.FusedStart; // the first slot
-            int[]? origin = null;
+            DecodedInsn* code0; // the first slot
             if (observer.Enabled) code0 = program.CodeStart;
-            else if (!default(TBudget).Counts && program.InterpreterThreaded is { } threaded)
+            else if (default(TBudget).Counts) code0 = program.FusedStart;
+            else
             {
-                code0 = threaded.Program.FusedStart;
-                origin = threaded.Origin;
+                code0 = program.InterpreterStart;
+                if (code0 == null) code0 = program.PrepareInterpreter();
             }
             DecodedInsn* ip = code0; // the next slot to run
             while (true)
@@ -377,16 +377,16 @@ internal static unsafe class Interpreter
         Interrupted:
         {
             result = 0;
-            int at = Original(Slot(ip, code0), origin);
+            int at = Original(Slot(ip, code0), code0, program);
             return new RbpfException(RbpfErrorCode.Interrupted, InterruptedMessage(at), at);
         }
         Fault:
             result = 0;
-            return Fault(vm, ref st, st.FaultWrite, st.FaultSize, st.FaultAddress, Original(Slot(ip, code0), origin));
+            return Fault(vm, ref st, st.FaultWrite, st.FaultSize, st.FaultAddress, Original(Slot(ip, code0), code0, program));
         PacketFault:
         {
             result = 0;
-            int at = Original(Slot(ip, code0), origin);
+            int at = Original(Slot(ip, code0), code0, program);
             return new RbpfException(RbpfErrorCode.OutOfBounds, PacketFaultMessage(st.FaultSize, st.FaultAddress, at, st.PacketStart, st.PacketLength), at);
         }
         }
@@ -796,10 +796,13 @@ internal static unsafe class Interpreter
     /// <summary>The slot number of the instruction before <paramref name="next"/> (for messages).</summary>
     private static int Slot(DecodedInsn* next, DecodedInsn* code0) => (int)(next - code0) - 1;
 
-    /// <summary>The slot of the original program that <paramref name="slot"/> of the threaded one copies
-    /// (itself in unthreaded runs, and in the original part). Only the copies' accesses and jumps back
-    /// reach the messages: calls, exits and illegal slots are never copied.</summary>
-    private static int Original(int slot, int[]? origin) => origin != null && (uint)slot < (uint)origin.Length ? origin[slot] : slot;
+    /// <summary>The slot of the original program that <paramref name="slot"/> copies, when the run ran the
+    /// threaded form (<paramref name="code0"/> is neither of the program's own codes); itself otherwise,
+    /// and in the original part. Only the copies' accesses and jumps back reach the messages: calls,
+    /// exits and illegal slots are never copied.</summary>
+    private static int Original(int slot, DecodedInsn* code0, DecodedProgram program) =>
+        code0 != program.FusedStart && code0 != program.CodeStart && program.InterpreterThreaded is { } t
+        && (uint)slot < (uint)t.Origin.Length ? t.Origin[slot] : slot;
 
     internal static string PacketFaultMessage(int size, ulong address, int pc, ulong packetStart, ulong packetLength) =>
         $"out-of-bounds packet load of {Bytes(size)} at 0x{address:x} (insn #{pc}), {Where(address, size, packetStart, packetLength, "the packet")}, packet is " +
