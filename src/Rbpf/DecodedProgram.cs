@@ -53,7 +53,8 @@ internal enum Op : byte
     /// <summary>A slot that cannot execute; its problem is in <see cref="DecodedProgram.Problems"/>.</summary>
     Illegal,
     // Fused instructions, only in DecodedProgram.Fused (the interpreter's unobserved runs): each
-    // stands for the two or three slots it starts, none of which but the first a block starts at.
+    // stands for the two to four slots it starts, none of which but the first a block starts at.
+    // The operations are a byte: 253 of its 256 values are taken.
     /// <summary><c>mov d, s; op d, x</c> as one three-operand instruction, d = s op x (s in Src, the
     /// immediate or t in Imm; t is not d), in the ALU groups' layout. A mov32 only before a 32-bit
     /// operation (a 64-bit one would read s without the mov's zero extension).</summary>
@@ -130,8 +131,9 @@ internal sealed class DecodedProgram
         HasLocalCalls = Array.Exists(code, i => i.Op == Op.CallLocal);
     }
 
-    /// <summary>The same program with its code rewritten for the JIT (<see cref="Jit.JumpThreading"/>): the
-    /// bytes, instructions and problems stay the original's, the blocks and poll points are the new code's.</summary>
+    /// <summary>The same program with its code rewritten (<see cref="Jit.JumpThreading"/>, for the JIT and
+    /// the interpreter): the bytes, instructions and problems stay the original's, the blocks, poll
+    /// points and fused copy are the new code's.</summary>
     internal DecodedProgram WithCode(DecodedInsn[] code, bool[]? polls, bool[]? proven)
     {
         for (int k = 0; k < code.Length; k++) code[k].Charge = 0; // MarkBlocks sets the new blocks' own
@@ -153,7 +155,7 @@ internal sealed class DecodedProgram
     /// <summary>The threaded form the interpreter runs when it neither observes nor counts
     /// (<see cref="Jit.JumpThreading.ForInterpreter"/>) and its slot map; null when nothing is threaded.
     /// Worked out on the first such run (<see cref="PrepareInterpreter"/>) and kept.</summary>
-    internal (DecodedProgram Program, int[] Origin)? InterpreterThreaded => (Volatile.Read(ref _threaded) ?? Thread()).Value;
+    internal (DecodedProgram Program, int[] Origin)? InterpreterThreaded => (Volatile.Read(ref _threaded) ?? ThreadForInterpreter()).Value;
 
     /// <summary>The first slot of what the interpreter runs when it neither observes nor counts: the
     /// threaded form's fused code, or <see cref="FusedStart"/>; null before the first such run.</summary>
@@ -163,13 +165,13 @@ internal sealed class DecodedProgram
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal unsafe DecodedInsn* PrepareInterpreter()
     {
-        var form = Volatile.Read(ref _threaded) ?? Thread();
+        var form = Volatile.Read(ref _threaded) ?? ThreadForInterpreter();
         var start = form.Value is { } t ? t.Program.FusedStart : FusedStart;
         Volatile.Write(ref _interpreterStart, (nint)start); // after the form it points into is kept
         return start;
     }
 
-    private ThreadedForm Thread()
+    private ThreadedForm ThreadForInterpreter()
     {
         var form = new ThreadedForm(Jit.JumpThreading.ForInterpreter(this));
         return Interlocked.CompareExchange(ref _threaded, form, null) ?? form; // racing runs keep one
@@ -312,9 +314,10 @@ internal sealed class DecodedProgram
     public unsafe DecodedInsn* CodeStart { get; }
 
     /// <summary>
-    /// <see cref="Code"/> with a mov and the ALU operation after it on the same register fused into
-    /// one three-operand instruction, and clang's address arithmetic with the load through it (the
-    /// ops from <see cref="Op.AddTo64Imm"/> on), where no block starts inside: fewer dispatches for the
+    /// <see cref="Code"/> with pairs and runs of instructions fused into one slot (the ops from
+    /// <see cref="Op.AddTo64Imm"/> on): a mov and the ALU operation on its register after it, clang's
+    /// address arithmetic and the load through it, a load and the byte swap of its width, a mov64 and
+    /// the conditional jump after it; where no block starts inside: fewer dispatches for the
     /// interpreter's runs that observe no single instruction. The same slots as <see cref="Code"/>
     /// (jumps and faults keep their numbers); <see cref="Code"/> itself when nothing fuses. Pinned.
     /// </summary>
@@ -337,34 +340,34 @@ internal sealed class DecodedProgram
         DecodedInsn[]? fused = null;
         for (int pc = 0; pc + 1 < code.Length; pc++)
         {
-            DecodedInsn mov = code[pc], op = code[pc + 1];
-            if (mov.Op is Op.LdxH or Op.LdxW or Op.LdxDW && SwapsLoad(mov, op))
+            DecodedInsn first = code[pc], next = code[pc + 1];
+            if (first.Op is Op.LdxH or Op.LdxW or Op.LdxDW && SwapsLoad(first, next))
             {
                 fused ??= Copy(code);
-                fused[pc].Op = mov.Op switch { Op.LdxH => Op.LdxSwapH, Op.LdxW => Op.LdxSwapW, _ => Op.LdxSwapDW };
+                fused[pc].Op = first.Op switch { Op.LdxH => Op.LdxSwapH, Op.LdxW => Op.LdxSwapW, _ => Op.LdxSwapDW };
                 continue;
             }
-            if (mov.Op == Op.Mov64Reg && op.Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && op.Charge == 0)
+            if (first.Op == Op.Mov64Reg && next.Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && next.Charge == 0)
             {
                 fused ??= Copy(code);
-                bool immediate = ((op.Op - Op.Jeq64Imm) & 1) == 0;
+                bool immediate = ((next.Op - Op.Jeq64Imm) & 1) == 0;
                 fused[pc] = new DecodedInsn
                 {
-                    Op = (Op)((int)Op.MovJeq64Imm + (op.Op - Op.Jeq64Imm)), Charge = mov.Charge,
-                    Dst = op.Dst, Src = (byte)(mov.Dst << 4 | mov.Src), Off = op.Off, Imm = immediate ? op.Imm : op.Src,
+                    Op = (Op)((int)Op.MovJeq64Imm + (next.Op - Op.Jeq64Imm)), Charge = first.Charge,
+                    Dst = next.Dst, Src = (byte)(first.Dst << 4 | first.Src), Off = next.Off, Imm = immediate ? next.Imm : next.Src,
                 };
                 continue;
             }
-            if (mov.Op is not (Op.Mov64Reg or Op.Mov32Reg) || op.Dst != mov.Dst || op.Charge != 0) continue;
-            int family = ThreeOperandFamily(op.Op);
+            if (first.Op is not (Op.Mov64Reg or Op.Mov32Reg) || next.Dst != first.Dst || next.Charge != 0) continue;
+            int family = ThreeOperandFamily(next.Op);
             if (family < 0) continue;
-            int variant = (op.Op - Op.Add64Imm) & 3; // 64 imm, 64 reg, 32 imm, 32 reg
+            int variant = (next.Op - Op.Add64Imm) & 3; // 64 imm, 64 reg, 32 imm, 32 reg
             bool register = (variant & 1) != 0;
-            int d = mov.Dst;
-            if (mov.Op == Op.Mov32Reg && variant < 2) continue; // a 64-bit op after mov32
-            if (register && op.Src == d) continue; // d = s op s: the op reads the moved value
-            var f = new DecodedInsn { Charge = mov.Charge, Src = mov.Src, Dst = (byte)d };
-            if (op.Op == Op.Add64Reg && mov.Op == Op.Mov64Reg && pc + 2 < code.Length
+            int d = first.Dst;
+            if (first.Op == Op.Mov32Reg && variant < 2) continue; // a 64-bit op after mov32
+            if (register && next.Src == d) continue; // d = s op s: the op reads the moved value
+            var f = new DecodedInsn { Charge = first.Charge, Src = first.Src, Dst = (byte)d };
+            if (next.Op == Op.Add64Reg && first.Op == Op.Mov64Reg && pc + 2 < code.Length
                 && code[pc + 2] is { Op: Op.LdxB or Op.LdxH or Op.LdxW or Op.LdxDW, Charge: 0 } load && load.Src == d)
             {
                 f.Op = load.Op switch { Op.LdxB => Op.LdxIndexedB, Op.LdxH => Op.LdxIndexedH, Op.LdxW => Op.LdxIndexedW, _ => Op.LdxIndexedDW };
@@ -372,12 +375,12 @@ internal sealed class DecodedProgram
                     f.Op = load.Op switch { Op.LdxH => Op.LdxIndexedSwapH, Op.LdxW => Op.LdxIndexedSwapW, _ => Op.LdxIndexedSwapDW };
                 f.Dst = load.Dst;
                 f.Off = load.Off;
-                f.Imm = op.Src | d << 8;
+                f.Imm = next.Src | d << 8;
             }
             else
             {
                 f.Op = (Op)((int)Op.AddTo64Imm + 4 * family + variant);
-                f.Imm = register ? op.Src : op.Imm;
+                f.Imm = register ? next.Src : next.Imm;
             }
             fused ??= Copy(code);
             fused[pc] = f;
