@@ -413,7 +413,7 @@ internal static unsafe class Interpreter
         where TObserver : struct, IExecutionObserver
         where TBudget : struct, IInstructionBudget
     {
-        ulong budget = st->Budget;
+        ulong budget = default(TBudget).Counts ? st->Budget : 0; // uncounted runs leave it alone
         StopReason why;
         // One pointer, on the running slot (a second one for the next slot cost two moves a
         // dispatch). It moves on at the top of the loop, so that handlers go straight back there:
@@ -726,50 +726,50 @@ internal static unsafe class Interpreter
                 case Op.Jsle32Reg: if ((int)r[ip->Dst] <= (int)r[ip->Src]) goto Jump; break;
 
                 // mov64 d, s; jcc (DecodedProgram.Fuse): taken, the jump reads the fused slot's target
-                case Op.MovJeq64Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if (r[ip->Dst] == (ulong)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJeq64Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if (r[ip->Dst] == r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJeq32Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((uint)r[ip->Dst] == (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJeq32Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((uint)r[ip->Dst] == (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJgt64Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if (r[ip->Dst] > (ulong)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJgt64Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if (r[ip->Dst] > r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJgt32Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((uint)r[ip->Dst] > (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJgt32Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((uint)r[ip->Dst] > (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJge64Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if (r[ip->Dst] >= (ulong)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJge64Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if (r[ip->Dst] >= r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJge32Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((uint)r[ip->Dst] >= (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJge32Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((uint)r[ip->Dst] >= (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJset64Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((r[ip->Dst] & (ulong)ip->Imm) != 0) goto Jump; ip++; break;
-                case Op.MovJset64Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((r[ip->Dst] & r[(int)ip->Imm]) != 0) goto Jump; ip++; break;
-                case Op.MovJset32Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if (((uint)r[ip->Dst] & (uint)ip->Imm) != 0) goto Jump; ip++; break;
-                case Op.MovJset32Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if (((uint)r[ip->Dst] & (uint)r[(int)ip->Imm]) != 0) goto Jump; ip++; break;
-                case Op.MovJne64Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if (r[ip->Dst] != (ulong)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJne64Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if (r[ip->Dst] != r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJne32Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((uint)r[ip->Dst] != (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJne32Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((uint)r[ip->Dst] != (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJsgt64Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((long)r[ip->Dst] > ip->Imm) goto Jump; ip++; break;
-                case Op.MovJsgt64Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((long)r[ip->Dst] > (long)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJsgt32Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((int)r[ip->Dst] > (int)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJsgt32Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((int)r[ip->Dst] > (int)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJsge64Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((long)r[ip->Dst] >= ip->Imm) goto Jump; ip++; break;
-                case Op.MovJsge64Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((long)r[ip->Dst] >= (long)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJsge32Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((int)r[ip->Dst] >= (int)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJsge32Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((int)r[ip->Dst] >= (int)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJlt64Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if (r[ip->Dst] < (ulong)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJlt64Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if (r[ip->Dst] < r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJlt32Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((uint)r[ip->Dst] < (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJlt32Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((uint)r[ip->Dst] < (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJle64Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if (r[ip->Dst] <= (ulong)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJle64Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if (r[ip->Dst] <= r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJle32Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((uint)r[ip->Dst] <= (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJle32Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((uint)r[ip->Dst] <= (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJslt64Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((long)r[ip->Dst] < ip->Imm) goto Jump; ip++; break;
-                case Op.MovJslt64Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((long)r[ip->Dst] < (long)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJslt32Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((int)r[ip->Dst] < (int)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJslt32Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((int)r[ip->Dst] < (int)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJsle64Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((long)r[ip->Dst] <= ip->Imm) goto Jump; ip++; break;
-                case Op.MovJsle64Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((long)r[ip->Dst] <= (long)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJsle32Imm: r[ip->Src >> 4] = r[ip->Src & 15]; if ((int)r[ip->Dst] <= (int)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJsle32Reg: r[ip->Src >> 4] = r[ip->Src & 15]; if ((int)r[ip->Dst] <= (int)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJeq64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] == (ulong)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJeq64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] == r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJeq32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] == (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJeq32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] == (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJgt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] > (ulong)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJgt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] > r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJgt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] > (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJgt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] > (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJge64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] >= (ulong)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJge64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] >= r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJge32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] >= (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJge32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] >= (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJset64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((r[ip->Dst] & (ulong)ip->Imm) != 0) goto Jump; ip++; break;
+                case Op.MovJset64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((r[ip->Dst] & r[(int)ip->Imm]) != 0) goto Jump; ip++; break;
+                case Op.MovJset32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (((uint)r[ip->Dst] & (uint)ip->Imm) != 0) goto Jump; ip++; break;
+                case Op.MovJset32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (((uint)r[ip->Dst] & (uint)r[(int)ip->Imm]) != 0) goto Jump; ip++; break;
+                case Op.MovJne64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] != (ulong)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJne64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] != r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJne32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] != (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJne32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] != (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJsgt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] > ip->Imm) goto Jump; ip++; break;
+                case Op.MovJsgt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] > (long)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJsgt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] > (int)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJsgt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] > (int)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJsge64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] >= ip->Imm) goto Jump; ip++; break;
+                case Op.MovJsge64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] >= (long)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJsge32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] >= (int)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJsge32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] >= (int)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJlt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] < (ulong)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJlt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] < r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJlt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] < (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJlt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] < (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJle64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] <= (ulong)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJle64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] <= r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJle32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] <= (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJle32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] <= (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJslt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] < ip->Imm) goto Jump; ip++; break;
+                case Op.MovJslt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] < (long)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJslt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] < (int)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJslt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] < (int)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJsle64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] <= ip->Imm) goto Jump; ip++; break;
+                case Op.MovJsle64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] <= (long)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.MovJsle32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] <= (int)ip->Imm) goto Jump; ip++; break;
+                case Op.MovJsle32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] <= (int)r[(int)ip->Imm]) goto Jump; ip++; break;
 
                 default:
                     why = StopReason.Other;
@@ -788,7 +788,7 @@ internal static unsafe class Interpreter
     PacketFault:
         why = StopReason.PacketFault;
     Stop:
-        st->Budget = budget;
+        if (default(TBudget).Counts) st->Budget = budget;
         st->Stop = why;
         return ip;
     }
