@@ -101,7 +101,6 @@ build() {
     echo "==> built: $OUT/lib/$LIBNAME, $OUT/include/rbpf.h, $OUT/bin/rbpf, $OUT/bin/rbpf-plugin"
 }
 
-# Whether this x86-64 Linux host can build for AArch64 and run the result under QEMU.
 # The interpreter runs about a fifth slower when its dispatch sequence crosses a 64-byte line, which
 # depends on where the linker places it (docs/performance.md, "Interpreter, fourth round"). On
 # x86-64 Linux, with binutils, check the published library and, if it crosses, publish again with
@@ -130,6 +129,7 @@ place_dispatch() {
     echo "warning: no dispatch pad fits the interpreter's dispatch in one line; left as built" >&2
 }
 
+# Whether this x86-64 Linux host can build for AArch64 and run the result under QEMU.
 can_cross_arm64() {
     [ "$RID" = linux-x64 ] && command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1
 }
