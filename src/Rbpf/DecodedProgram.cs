@@ -54,7 +54,7 @@ internal enum Op : byte
     Illegal,
     // Fused instructions, only in DecodedProgram.Fused (the interpreter's unobserved runs): each
     // stands for the two to four slots it starts, none of which but the first a block starts at.
-    // The operations are a byte: 253 of its 256 values are taken.
+    // The operations are a byte: 255 of its 256 values are taken.
     /// <summary><c>mov d, s; op d, x</c> as one three-operand instruction, d = s op x (s in Src, the
     /// immediate or t in Imm; t is not d), in the ALU groups' layout. A mov32 only before a 32-bit
     /// operation (a 64-bit one would read s without the mov's zero extension).</summary>
@@ -74,20 +74,26 @@ internal enum Op : byte
     LdxSwapH, LdxSwapW, LdxSwapDW,
     /// <summary><see cref="LdxIndexedH"/> and the others followed by that byte swap (four slots).</summary>
     LdxIndexedSwapH, LdxIndexedSwapW, LdxIndexedSwapDW,
-    /// <summary><c>mov64 d, s; jcc ...</c>: the move (d &lt;&lt; 4 | s in Src), then the conditional
-    /// jump (its register in Dst, its immediate or register in Imm, its target in Off), in the
-    /// conditional jump groups' layout.</summary>
-    MovJeq64Imm, MovJeq64Reg, MovJeq32Imm, MovJeq32Reg,
-    MovJgt64Imm, MovJgt64Reg, MovJgt32Imm, MovJgt32Reg,
-    MovJge64Imm, MovJge64Reg, MovJge32Imm, MovJge32Reg,
-    MovJset64Imm, MovJset64Reg, MovJset32Imm, MovJset32Reg,
-    MovJne64Imm, MovJne64Reg, MovJne32Imm, MovJne32Reg,
-    MovJsgt64Imm, MovJsgt64Reg, MovJsgt32Imm, MovJsgt32Reg,
-    MovJsge64Imm, MovJsge64Reg, MovJsge32Imm, MovJsge32Reg,
-    MovJlt64Imm, MovJlt64Reg, MovJlt32Imm, MovJlt32Reg,
-    MovJle64Imm, MovJle64Reg, MovJle32Imm, MovJle32Reg,
-    MovJslt64Imm, MovJslt64Reg, MovJslt32Imm, MovJslt32Reg,
-    MovJsle64Imm, MovJsle64Reg, MovJsle32Imm, MovJsle32Reg,
+    /// <summary><c>d = s + k; jcc ...</c>: an instruction that sets one register (d &lt;&lt; 4 | s in Src,
+    /// k in Imm's high half), then the conditional jump after it (its register in Dst, its
+    /// immediate or register in Imm's low half, its target in Off), in the conditional jump
+    /// groups' layout. The first is <c>mov64 d, s</c> (k = 0), <c>add64 d, k</c> or <c>sub64 d, -k</c>
+    /// (s = d), or <c>mov64 d, k</c> or <c>mov32 d, k</c> with k &gt;= 0 (s = <see cref="DecodedProgram.ZeroRegister"/>).</summary>
+    SetJeq64Imm, SetJeq64Reg, SetJeq32Imm, SetJeq32Reg,
+    SetJgt64Imm, SetJgt64Reg, SetJgt32Imm, SetJgt32Reg,
+    SetJge64Imm, SetJge64Reg, SetJge32Imm, SetJge32Reg,
+    SetJset64Imm, SetJset64Reg, SetJset32Imm, SetJset32Reg,
+    SetJne64Imm, SetJne64Reg, SetJne32Imm, SetJne32Reg,
+    SetJsgt64Imm, SetJsgt64Reg, SetJsgt32Imm, SetJsgt32Reg,
+    SetJsge64Imm, SetJsge64Reg, SetJsge32Imm, SetJsge32Reg,
+    SetJlt64Imm, SetJlt64Reg, SetJlt32Imm, SetJlt32Reg,
+    SetJle64Imm, SetJle64Reg, SetJle32Imm, SetJle32Reg,
+    SetJslt64Imm, SetJslt64Reg, SetJslt32Imm, SetJslt32Reg,
+    SetJsle64Imm, SetJsle64Reg, SetJsle32Imm, SetJsle32Reg,
+    /// <summary><c>ldxdw x, [b + off]; add64 x, t; stxdw [b + off], x</c> (a counter kept in memory,
+    /// as clang spills one to the stack): x in Dst, b in Src (not x), the immediate or t in Imm.
+    /// Where the slot is not writable, the load runs alone and the others after it.</summary>
+    LdxAddStxDWImm, LdxAddStxDWReg,
 }
 
 /// <summary>One decoded instruction: 16 bytes, everything the interpreter needs precomputed.</summary>
@@ -347,15 +353,25 @@ internal sealed class DecodedProgram
                 fused[pc].Op = first.Op switch { Op.LdxH => Op.LdxSwapH, Op.LdxW => Op.LdxSwapW, _ => Op.LdxSwapDW };
                 continue;
             }
-            if (first.Op == Op.Mov64Reg && next.Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && next.Charge == 0)
+            if (next.Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && next.Charge == 0 && SetsOne(first, out int setDst, out int setSrc, out int k))
             {
                 fused ??= Copy(code);
                 bool immediate = ((next.Op - Op.Jeq64Imm) & 1) == 0;
                 fused[pc] = new DecodedInsn
                 {
-                    Op = (Op)((int)Op.MovJeq64Imm + (next.Op - Op.Jeq64Imm)), Charge = first.Charge,
-                    Dst = next.Dst, Src = (byte)(first.Dst << 4 | first.Src), Off = next.Off, Imm = immediate ? next.Imm : next.Src,
+                    Op = (Op)((int)Op.SetJeq64Imm + (next.Op - Op.Jeq64Imm)), Charge = first.Charge,
+                    Dst = next.Dst, Src = (byte)(setDst << 4 | setSrc), Off = next.Off,
+                    Imm = (long)k << 32 | (uint)(immediate ? (int)next.Imm : next.Src),
                 };
+                continue;
+            }
+            if (first.Op == Op.LdxDW && next is { Op: Op.Add64Imm or Op.Add64Reg, Charge: 0 } && next.Dst == first.Dst && first.Src != first.Dst
+                && pc + 2 < code.Length && code[pc + 2] is { Op: Op.StxDW, Charge: 0 } store
+                && store.Dst == first.Src && store.Src == first.Dst && store.Off == first.Off)
+            {
+                fused ??= Copy(code);
+                fused[pc].Op = next.Op == Op.Add64Imm ? Op.LdxAddStxDWImm : Op.LdxAddStxDWReg;
+                fused[pc].Imm = next.Op == Op.Add64Imm ? next.Imm : next.Src;
                 continue;
             }
             if (first.Op is not (Op.Mov64Reg or Op.Mov32Reg) || next.Dst != first.Dst || next.Charge != 0) continue;
@@ -394,6 +410,19 @@ internal sealed class DecodedProgram
             return copy;
         }
 
+        // d = s + k for the first of a fused SetJ* (immediates are sign-extended 32-bit values, as decoded).
+        static bool SetsOne(DecodedInsn i, out int d, out int s, out int k)
+        {
+            d = i.Dst;
+            (s, k) = (-1, 0);
+            if (i.Op == Op.Mov64Reg) s = i.Src;
+            else if (i.Imm != (int)i.Imm) return false;
+            else if (i.Op is Op.Add64Imm) (s, k) = (d, (int)i.Imm);
+            else if (i.Op is Op.Sub64Imm && i.Imm != int.MinValue) (s, k) = (d, -(int)i.Imm);
+            else if (i.Op is Op.Mov64Imm || (i.Op is Op.Mov32Imm && i.Imm >= 0)) (s, k) = (ZeroRegister, (int)i.Imm);
+            return s >= 0;
+        }
+
         // The byte swap of the loaded register at the load's width (be16 after ldxh, and so on), in the same block.
         static bool SwapsLoad(DecodedInsn load, DecodedInsn swap) => swap.Charge == 0 && swap.Dst == load.Dst && swap.Op == load.Op switch
         {
@@ -402,6 +431,10 @@ internal sealed class DecodedProgram
             _ => Op.Swap64,
         };
     }
+
+    /// <summary>A register slot past r10 that the interpreter keeps zero: the source of a fused
+    /// <c>mov d, k; jcc</c> (<see cref="Op.SetJeq64Imm"/>).</summary>
+    public const int ZeroRegister = 11;
 
     /// <summary>Which three-operand family (<see cref="Op.AddTo64Imm"/> on, in fours) an ALU
     /// operation after a mov fuses into; -1 for those that do not (division, modulo, moves, negation).</summary>

@@ -240,6 +240,7 @@ internal static unsafe class Interpreter
             r[1] = r1;
             r[2] = r2;
             r[10] = st.StackTop;
+            r[DecodedProgram.ZeroRegister] = 0; // fused mov d, k; jcc reads k from it
             Frame* frames = null; // the saved registers of local calls, for programs that make them
             if (program.HasLocalCalls)
             {
@@ -681,6 +682,18 @@ internal static unsafe class Interpreter
                     if (!st->Allows(vm, a, 4, false)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = false; goto Fault; }
                     r[ip->Dst] = (ulong)(long)Unsafe.ReadUnaligned<int>((void*)a); break;
 
+                // ldxdw x, [b + off]; add64 x, t; stxdw [b + off], x (DecodedProgram.Fuse): the load's
+                // fields; a slot that is not writable runs the load alone (its fault, or the store's, as unfused)
+                case Op.LdxAddStxDWImm:
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 8, true)) goto case Op.LdxDW;
+                    Unsafe.WriteUnaligned((void*)a, r[ip->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a) + (ulong)ip->Imm); ip += 2; break;
+                case Op.LdxAddStxDWReg:
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 8, true)) goto case Op.LdxDW;
+                    r[ip->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); // then the add, which may read x itself
+                    Unsafe.WriteUnaligned((void*)a, r[ip->Dst] += r[(int)ip->Imm]); ip += 2; break;
+
                 // Stores
                 case Op.StB: case Op.StxB:
                     a = r[ip->Dst] + (ulong)(long)ip->Off;
@@ -746,51 +759,51 @@ internal static unsafe class Interpreter
                 case Op.Jsle32Imm: if ((int)r[ip->Dst] <= (int)ip->Imm) goto Jump; break;
                 case Op.Jsle32Reg: if ((int)r[ip->Dst] <= (int)r[ip->Src]) goto Jump; break;
 
-                // mov64 d, s; jcc (DecodedProgram.Fuse): taken, the jump reads the fused slot's target
-                case Op.MovJeq64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] == (ulong)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJeq64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] == r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJeq32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] == (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJeq32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] == (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJgt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] > (ulong)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJgt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] > r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJgt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] > (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJgt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] > (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJge64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] >= (ulong)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJge64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] >= r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJge32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] >= (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJge32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] >= (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJset64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((r[ip->Dst] & (ulong)ip->Imm) != 0) goto Jump; ip++; break;
-                case Op.MovJset64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((r[ip->Dst] & r[(int)ip->Imm]) != 0) goto Jump; ip++; break;
-                case Op.MovJset32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (((uint)r[ip->Dst] & (uint)ip->Imm) != 0) goto Jump; ip++; break;
-                case Op.MovJset32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (((uint)r[ip->Dst] & (uint)r[(int)ip->Imm]) != 0) goto Jump; ip++; break;
-                case Op.MovJne64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] != (ulong)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJne64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] != r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJne32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] != (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJne32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] != (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJsgt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] > ip->Imm) goto Jump; ip++; break;
-                case Op.MovJsgt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] > (long)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJsgt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] > (int)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJsgt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] > (int)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJsge64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] >= ip->Imm) goto Jump; ip++; break;
-                case Op.MovJsge64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] >= (long)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJsge32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] >= (int)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJsge32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] >= (int)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJlt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] < (ulong)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJlt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] < r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJlt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] < (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJlt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] < (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJle64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] <= (ulong)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJle64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if (r[ip->Dst] <= r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJle32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] <= (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJle32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((uint)r[ip->Dst] <= (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJslt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] < ip->Imm) goto Jump; ip++; break;
-                case Op.MovJslt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] < (long)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJslt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] < (int)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJslt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] < (int)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJsle64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] <= ip->Imm) goto Jump; ip++; break;
-                case Op.MovJsle64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((long)r[ip->Dst] <= (long)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.MovJsle32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] <= (int)ip->Imm) goto Jump; ip++; break;
-                case Op.MovJsle32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u]; if ((int)r[ip->Dst] <= (int)r[(int)ip->Imm]) goto Jump; ip++; break;
+                // d = s + k; jcc (DecodedProgram.Fuse, SetJ*): taken, the jump reads the fused slot's target
+                case Op.SetJeq64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] == (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJeq64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] == r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJeq32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] == (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJeq32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] == (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJgt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] > (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJgt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] > r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJgt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] > (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJgt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] > (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJge64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] >= (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJge64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] >= r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJge32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] >= (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJge32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] >= (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJset64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((r[ip->Dst] & (ulong)(long)(int)ip->Imm) != 0) goto Jump; ip++; break;
+                case Op.SetJset64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((r[ip->Dst] & r[(int)ip->Imm]) != 0) goto Jump; ip++; break;
+                case Op.SetJset32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (((uint)r[ip->Dst] & (uint)ip->Imm) != 0) goto Jump; ip++; break;
+                case Op.SetJset32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (((uint)r[ip->Dst] & (uint)r[(int)ip->Imm]) != 0) goto Jump; ip++; break;
+                case Op.SetJne64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] != (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJne64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] != r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJne32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] != (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJne32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] != (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJsgt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] > (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJsgt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] > (long)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJsgt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] > (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJsgt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] > (int)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJsge64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] >= (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJsge64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] >= (long)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJsge32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] >= (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJsge32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] >= (int)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJlt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] < (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJlt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] < r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJlt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] < (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJlt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] < (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJle64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] <= (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJle64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] <= r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJle32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] <= (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJle32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] <= (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJslt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] < (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJslt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] < (long)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJslt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] < (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJslt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] < (int)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJsle64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] <= (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJsle64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] <= (long)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJsle32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] <= (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJsle32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] <= (int)r[(int)ip->Imm]) goto Jump; ip++; break;
 
                 default:
                     why = StopReason.Other;

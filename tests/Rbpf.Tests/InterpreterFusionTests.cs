@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Rbpf.Tests;
 
 /// <summary>
@@ -162,32 +164,63 @@ public class InterpreterFusionTests
     }
 
     [Fact]
-    public void AMoveAndTheConditionalJumpAfterItRunAsOne()
+    public void AnInstructionThatSetsARegisterAndTheJumpAfterItRunAsOne()
     {
-        // mov64 then each conditional jump, 64/32 bits, immediate/register; the jump reads the moved
-        // register as its first operand (mov r3, r1; jcc r3, x) or as its second (mov r4, r2; jcc r1, r4).
+        // mov64 t, s; mov64 t, k; mov32 t, k; add64 t, k; sub64 t, k, each before each conditional
+        // jump (64/32 bits, immediate/register) that reads t as its first operand (jcc r3, x) or its
+        // second (jcc r1, r4). The result shows both the branch taken and the register set.
         string[] kinds = { "jeq", "jgt", "jge", "jset", "jne", "jsgt", "jsge", "jlt", "jle", "jslt", "jsle" };
+        string[] sets = { "mov", "movimm", "mov32imm", "add", "sub" };
         var random = new Random(17);
+        foreach (var set in sets)
         foreach (var kind in kinds)
         foreach (int width in new[] { 64, 32 })
         foreach (bool register in new[] { false, true })
-        foreach (bool secondOperand in register ? new[] { false, true } : new[] { false })
-        for (int round = 0; round < 6; round++)
+        foreach (bool second in register ? new[] { false, true } : new[] { false })
+        for (int round = 0; round < 4; round++)
         {
-            ulong a = (ulong)random.NextInt64() << 1 ^ (ulong)random.Next(2);
-            int imm = round switch { 0 => (int)a, 1 => (int)a + 1, 2 => (int)a - 1, _ => random.Next(int.MinValue, int.MaxValue) };
-            ulong b = round switch { 0 => a, 1 => a + 1, 2 => a - 1, 3 => a ^ 0xffffffff00000000, _ => (ulong)random.NextInt64() };
+            ulong Random64() => (ulong)random.NextInt64() << 1 ^ (ulong)random.Next(2);
+            ulong a = Random64(), b = Random64(), c3 = Random64(), c4 = Random64();
+            int k = set == "sub" && round == 3 ? int.MinValue : random.Next(int.MinValue, int.MaxValue);
+            string t = second ? "r4" : "r3";
+            ulong before = second ? c4 : c3;
+            ulong v = set switch
+            {
+                "mov" => second ? b : a,
+                "movimm" => (ulong)(long)k,
+                "mov32imm" => (uint)k,
+                "add" => before + (ulong)(long)k,
+                _ => before - (ulong)(long)k,
+            };
+            string first = set switch
+            {
+                "mov" => second ? "mov r4, r2" : "mov r3, r1",
+                "movimm" => $"mov {t}, {k}",
+                "mov32imm" => $"mov32 {t}, {k}",
+                "add" => $"add {t}, {k}",
+                _ => $"sub {t}, {k}",
+            };
+            // The other operand: equal to t's new value, one off, or random.
+            ulong other = round < 3 ? v + (ulong)(round - 1) : Random64();
+            int imm = (int)other;
+            if (second) a = other;
+            else if (register) b = set == "mov" ? a + (ulong)(round - 1) : other;
             string jump = width == 64 ? kind : kind + "32";
-            string test = secondOperand ? $"mov r4, r2\n{jump} r1, r4, +2" : $"mov r3, r1\n{jump} r3, {(register ? "r2" : imm.ToString())}, +2";
-            string text = $"lddw r1, 0x{a:x}\nlddw r2, 0x{b:x}\n{test}\nmov r0, 1\nexit\nmov r0, 2\nexit";
+            string test = second ? $"{first}\n{jump} r1, r4, +4" : $"{first}\n{jump} r3, {(register ? "r2" : imm.ToString())}, +4";
+            string text = $"lddw r1, 0x{a:x}\nlddw r2, 0x{b:x}\nlddw r3, 0x{c3:x}\nlddw r4, 0x{c4:x}\n{test}\n" +
+                "mov r0, r3\nxor r0, r4\nlsh r0, 1\nexit\nmov r0, r3\nxor r0, r4\nlsh r0, 1\nor r0, 1\nexit";
             var bytes = Assembler.Assemble(text);
-            Assert.True(DecodedProgram.Decode(bytes).Fused[4].Op >= Op.MovJeq64Imm, text);
-            ulong x = register ? b : (ulong)(long)imm;
-            bool taken = width == 64 ? Holds(kind, a, x, (long)a, (long)x) : Holds(kind, (uint)a, (uint)x, (int)a, (int)x);
+            bool fuses = set switch { "mov32imm" => k >= 0, "sub" => k != int.MinValue, _ => true };
+            Assert.True(fuses == DecodedProgram.Decode(bytes).Fused[8].Op is >= Op.SetJeq64Imm and <= Op.SetJsle32Reg, text);
+            if (set == "mov") v = second ? b : a; // the register case above may have changed what mov copies
+            ulong lhs = second ? a : v, rhs = second ? v : register ? b : (ulong)(long)imm;
+            bool taken = width == 64 ? Holds(kind, lhs, rhs, (long)lhs, (long)rhs) : Holds(kind, (uint)lhs, (uint)rhs, (int)lhs, (int)rhs);
+            ulong r3 = second ? c3 : v, r4 = second ? v : c4;
+            ulong expected = (r3 ^ r4) << 1 | (taken ? 1UL : 0);
             var vm = EbpfVm.CreateNoData(bytes);
-            Assert.True((taken ? 2UL : 1UL) == TestUtil.Exec(vm), text); // the interpreter (fused) and every JIT mode
+            Assert.True(expected == TestUtil.Exec(vm), text); // the interpreter (fused) and every JIT mode
             Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(Span<byte>.Empty, Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
-            Assert.True((taken ? 2UL : 1UL) == observed, text);
+            Assert.True(expected == observed, text);
         }
 
         static bool Holds(string kind, ulong u, ulong v, long s, long t) => kind switch
@@ -197,12 +230,14 @@ public class InterpreterFusionTests
         };
     }
 
-    [Fact]
-    public void AFusedMoveAndJumpClosesALoopThatStillStopsOnInterrupt()
+    [Theory]
+    [InlineData("mov r1, 0\nloop:\nadd r1, 1\nmov r2, r1\njne r2, 0, loop\nexit", 2)] // mov + jne
+    [InlineData("mov r1, 0\nloop:\nadd r1, 1\njne r1, 0, loop\nexit", 1)] // add + jne, the whole loop
+    public void AFusedSetAndJumpClosesALoopThatStillStopsOnInterrupt(string text, int fused)
     {
-        // The loop's way back is a fused mov + jne; endless (r1 wraps only after 2^64 rounds) until interrupted.
-        var vm = EbpfVm.CreateNoData(Assembler.Assemble("mov r1, 0\nloop:\nadd r1, 1\nmov r2, r1\njne r2, 0, loop\nexit"));
-        Assert.Equal(Op.MovJne64Imm, vm.Decoded!.Fused[2].Op);
+        // The loop's way back is fused; endless (r1 wraps only after 2^64 rounds) until interrupted.
+        var vm = EbpfVm.CreateNoData(Assembler.Assemble(text));
+        Assert.Equal(Op.SetJne64Imm, vm.Decoded!.Fused[fused].Op);
         RbpfException? error = null;
         var runner = new Thread(() =>
         {
@@ -213,6 +248,71 @@ public class InterpreterFusionTests
         while (!runner.Join(20)) vm.Interrupt(); // an interrupt before the run begins is lost
         Assert.Equal(RbpfErrorCode.Interrupted, error!.Code);
         Assert.Equal("interrupted at insn #1", error.Message); // the loop's head, as unfused
+    }
+
+    [Theory]
+    [InlineData("add r3, 7", 1)]
+    [InlineData("add r3, -5", 1)]
+    [InlineData("add r3, r2", 1)]
+    [InlineData("add r3, r3", 1)] // the add reads the loaded value twice
+    [InlineData("add32 r3, 7", 0)] // a 32-bit add: not fused
+    public void ACounterInMemoryIsLoadedAddedAndStoredAsOne(string add, int fuses)
+    {
+        // A stack slot (clang's spilled counter) and an input word, each counted up twice.
+        string text = "ldxdw r4, [r1+0]\nstxdw [r10-16], r4\nldxdw r2, [r1+8]\n" +
+            $"ldxdw r3, [r10-16]\n{add}\nstxdw [r10-16], r3\nldxdw r3, [r10-16]\n{add}\nstxdw [r10-16], r3\nmov r5, r3\n" +
+            $"ldxdw r3, [r1+16]\n{add}\nstxdw [r1+16], r3\n" +
+            "ldxdw r0, [r10-16]\nlsh r0, 1\nxor r0, r3\nxor r0, r5\nexit";
+        var bytes = Assembler.Assemble(text);
+        var program = DecodedProgram.Decode(bytes);
+        foreach (int at in new[] { 3, 6, 10 })
+            Assert.Equal(fuses == 1, program.Fused[at].Op is Op.LdxAddStxDWImm or Op.LdxAddStxDWReg);
+        var vm = EbpfVm.CreateRaw(bytes);
+        var random = new Random(23);
+        for (int round = 0; round < 6; round++)
+        {
+            var mem = GC.AllocateArray<byte>(24, pinned: true);
+            random.NextBytes(mem);
+            ulong counter = BitConverter.ToUInt64(mem, 0), t = BitConverter.ToUInt64(mem, 8), word = BitConverter.ToUInt64(mem, 16);
+            var copy = mem.ToArray();
+            ulong result = TestUtil.Exec(vm, mem); // every JIT mode, the same memory afterwards
+            Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(copy, Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
+            Assert.Equal(result, observed); // unfused
+            Assert.Equal(copy, mem);
+            ulong Step(ulong x) => add switch
+            {
+                "add r3, 7" => x + 7, "add r3, -5" => x - 5, "add r3, r2" => x + t, "add r3, r3" => x * 2, _ => (uint)x + 7u, // add32: zero-extended
+            };
+            ulong twice = Step(Step(counter)), once = Step(word);
+            Assert.Equal(once, BitConverter.ToUInt64(mem, 16));
+            Assert.Equal((twice << 1) ^ once ^ twice, result);
+        }
+    }
+
+    [Fact]
+    public void AFusedCounterFaultsWhereTheUnfusedInstructionsDo()
+    {
+        // Outside the input: the load faults (slot 0). A read-only cell: the load and add run, the
+        // store faults (slot 4, after the lddw's two).
+        var outside = EbpfVm.CreateRaw(Assembler.Assemble("ldxdw r3, [r1+8]\nadd r3, 1\nstxdw [r1+8], r3\nexit"));
+        Assert.Equal(Op.LdxAddStxDWImm, outside.Decoded!.Fused[0].Op);
+        var error = TestUtil.Fails(outside, new byte[12]);
+        Assert.Equal(RbpfErrorCode.OutOfBounds, error.Code);
+        Assert.Equal(0, error.InstructionIndex);
+        var cell = GC.AllocateArray<ulong>(1, pinned: true);
+        cell[0] = 41;
+        unsafe
+        {
+            nint address = (nint)Unsafe.AsPointer(ref cell[0]);
+            var readOnly = EbpfVm.CreateNoData(Assembler.Assemble($"lddw r1, 0x{address:x}\nldxdw r3, [r1+0]\nadd r3, 1\nstxdw [r1+0], r3\nexit"));
+            readOnly.AddMemoryRegion(new MemoryRegion(address, 8, Writable: false, "cell"));
+            Assert.Equal(Op.LdxAddStxDWImm, readOnly.Decoded!.Fused[2].Op);
+            error = TestUtil.Fails(readOnly);
+            Assert.Equal(RbpfErrorCode.OutOfBounds, error.Code);
+            Assert.Equal(4, error.InstructionIndex);
+            Assert.Contains("store", error.Message);
+        }
+        Assert.Equal(41UL, cell[0]);
     }
 
     [Fact]
