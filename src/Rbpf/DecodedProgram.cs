@@ -32,10 +32,8 @@ internal enum Op : byte
     LdAbsB, LdAbsH, LdAbsW, LdAbsDW, LdIndB, LdIndH, LdIndW, LdIndDW,
     LdxB, LdxH, LdxW, LdxDW, LdxSB, LdxSH, LdxSW,
     StB, StH, StW, StDW, StxB, StxH, StxW, StxDW,
-    Atomic32Add, Atomic32Or, Atomic32And, Atomic32Xor,
-    Atomic32FetchAdd, Atomic32FetchOr, Atomic32FetchAnd, Atomic32FetchXor, Atomic32Xchg, Atomic32CmpXchg,
-    Atomic64Add, Atomic64Or, Atomic64And, Atomic64Xor,
-    Atomic64FetchAdd, Atomic64FetchOr, Atomic64FetchAnd, Atomic64FetchXor, Atomic64Xchg, Atomic64CmpXchg,
+    /// <summary>An atomic operation on a 32- or 64-bit cell, which one in Imm (<see cref="AtomicKind"/>).</summary>
+    Atomic32, Atomic64,
     Ja,
     // Conditional jump groups, each four variants: 64-bit imm, 64-bit reg, 32-bit imm, 32-bit reg.
     Jeq64Imm, Jeq64Reg, Jeq32Imm, Jeq32Reg,
@@ -54,7 +52,7 @@ internal enum Op : byte
     Illegal,
     // Fused instructions, only in DecodedProgram.Fused (the interpreter's unobserved runs): each
     // stands for the two to four slots it starts, none of which but the first a block starts at.
-    // The operations are a byte: 255 of its 256 values are taken.
+    // The operations are a byte: 237 of its 256 values are taken.
     /// <summary><c>mov d, s; op d, x</c> as one three-operand instruction, d = s op x (s in Src, the
     /// immediate or t in Imm; t is not d), in the ALU groups' layout. A mov32 only before a 32-bit
     /// operation (a 64-bit one would read s without the mov's zero extension).</summary>
@@ -94,6 +92,13 @@ internal enum Op : byte
     /// as clang spills one to the stack): x in Dst, b in Src (not x), the immediate or t in Imm.
     /// Where the slot is not writable, the load runs alone and the others after it.</summary>
     LdxAddStxDWImm, LdxAddStxDWReg,
+}
+
+/// <summary>The operation of an <see cref="Op.Atomic32"/> or <see cref="Op.Atomic64"/> (its Imm): one
+/// operation for both widths keeps the operations' byte free for the interpreter's fused forms.</summary>
+internal enum AtomicKind
+{
+    Add, Or, And, Xor, FetchAdd, FetchOr, FetchAnd, FetchXor, Xchg, CmpXchg,
 }
 
 /// <summary>One decoded instruction: 16 bytes, everything the interpreter needs precomputed.</summary>
@@ -550,14 +555,14 @@ internal sealed class DecodedProgram
                     d.Op = (Op)((int)Op.StxB + SizeIndex(op));
                     return d;
                 }
-                int atomic = insn.Imm switch
+                d.Imm = (long)(insn.Imm switch
                 {
-                    Isa.AtomicAdd => 0, Isa.AtomicOr => 1, Isa.AtomicAnd => 2, Isa.AtomicXor => 3,
-                    Isa.AtomicAdd | Isa.AtomicFetch => 4, Isa.AtomicOr | Isa.AtomicFetch => 5,
-                    Isa.AtomicAnd | Isa.AtomicFetch => 6, Isa.AtomicXor | Isa.AtomicFetch => 7,
-                    Isa.AtomicXchg => 8, _ => 9,
-                };
-                d.Op = (Op)((int)((op & 0x18) == Isa.SizeDW ? Op.Atomic64Add : Op.Atomic32Add) + atomic);
+                    Isa.AtomicAdd => AtomicKind.Add, Isa.AtomicOr => AtomicKind.Or, Isa.AtomicAnd => AtomicKind.And, Isa.AtomicXor => AtomicKind.Xor,
+                    Isa.AtomicAdd | Isa.AtomicFetch => AtomicKind.FetchAdd, Isa.AtomicOr | Isa.AtomicFetch => AtomicKind.FetchOr,
+                    Isa.AtomicAnd | Isa.AtomicFetch => AtomicKind.FetchAnd, Isa.AtomicXor | Isa.AtomicFetch => AtomicKind.FetchXor,
+                    Isa.AtomicXchg => AtomicKind.Xchg, _ => AtomicKind.CmpXchg,
+                });
+                d.Op = (op & 0x18) == Isa.SizeDW ? Op.Atomic64 : Op.Atomic32;
                 return d;
             default: // jumps
             {

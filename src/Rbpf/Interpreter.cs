@@ -285,19 +285,15 @@ internal static unsafe class Interpreter
                 switch (i->Op)
                 {
                     // Atomics: naturally aligned, inside a writable region
-                    case Op.Atomic32Add: case Op.Atomic32Or: case Op.Atomic32And: case Op.Atomic32Xor:
-                    case Op.Atomic32FetchAdd: case Op.Atomic32FetchOr: case Op.Atomic32FetchAnd: case Op.Atomic32FetchXor:
-                    case Op.Atomic32Xchg: case Op.Atomic32CmpXchg:
+                    case Op.Atomic32:
                         a = r[i->Dst] + (ulong)(long)i->Off;
                         if ((a & 3) != 0 || !st.Allows(vm, a, 4, true)) { st.FaultAddress = a; st.FaultSize = 4; st.FaultWrite = true; goto Fault; }
-                        Atomic32(i->Op, ref Unsafe.AsRef<uint>((void*)a), r, i->Src);
+                        Atomic32((AtomicKind)i->Imm, ref Unsafe.AsRef<uint>((void*)a), r, i->Src);
                         break;
-                    case Op.Atomic64Add: case Op.Atomic64Or: case Op.Atomic64And: case Op.Atomic64Xor:
-                    case Op.Atomic64FetchAdd: case Op.Atomic64FetchOr: case Op.Atomic64FetchAnd: case Op.Atomic64FetchXor:
-                    case Op.Atomic64Xchg: case Op.Atomic64CmpXchg:
+                    case Op.Atomic64:
                         a = r[i->Dst] + (ulong)(long)i->Off;
                         if ((a & 7) != 0 || !st.Allows(vm, a, 8, true)) { st.FaultAddress = a; st.FaultSize = 8; st.FaultWrite = true; goto Fault; }
-                        Atomic64(i->Op, ref Unsafe.AsRef<ulong>((void*)a), r, i->Src);
+                        Atomic64((AtomicKind)i->Imm, ref Unsafe.AsRef<ulong>((void*)a), r, i->Src);
                         break;
 
                     // Calls
@@ -989,38 +985,38 @@ internal static unsafe class Interpreter
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int SMod32(int a, int b) => b == 0 ? a : b == -1 ? 0 : a % b;
 
-    private static void Atomic32(Op op, ref uint cell, ulong* r, int src)
+    private static void Atomic32(AtomicKind op, ref uint cell, ulong* r, int src)
     {
         uint v = (uint)r[src];
         switch (op)
         {
-            case Op.Atomic32Add: Interlocked.Add(ref Unsafe.As<uint, int>(ref cell), (int)v); break;
-            case Op.Atomic32Or: Interlocked.Or(ref cell, v); break;
-            case Op.Atomic32And: Interlocked.And(ref cell, v); break;
-            case Op.Atomic32Xor: XorFetch32(ref cell, v); break;
-            case Op.Atomic32FetchAdd: r[src] = (uint)(Interlocked.Add(ref Unsafe.As<uint, int>(ref cell), (int)v) - (int)v); break;
-            case Op.Atomic32FetchOr: r[src] = Interlocked.Or(ref cell, v); break;
-            case Op.Atomic32FetchAnd: r[src] = Interlocked.And(ref cell, v); break;
-            case Op.Atomic32FetchXor: r[src] = XorFetch32(ref cell, v); break;
-            case Op.Atomic32Xchg: r[src] = Interlocked.Exchange(ref cell, v); break;
+            case AtomicKind.Add: Interlocked.Add(ref Unsafe.As<uint, int>(ref cell), (int)v); break;
+            case AtomicKind.Or: Interlocked.Or(ref cell, v); break;
+            case AtomicKind.And: Interlocked.And(ref cell, v); break;
+            case AtomicKind.Xor: XorFetch32(ref cell, v); break;
+            case AtomicKind.FetchAdd: r[src] = (uint)(Interlocked.Add(ref Unsafe.As<uint, int>(ref cell), (int)v) - (int)v); break;
+            case AtomicKind.FetchOr: r[src] = Interlocked.Or(ref cell, v); break;
+            case AtomicKind.FetchAnd: r[src] = Interlocked.And(ref cell, v); break;
+            case AtomicKind.FetchXor: r[src] = XorFetch32(ref cell, v); break;
+            case AtomicKind.Xchg: r[src] = Interlocked.Exchange(ref cell, v); break;
             default: r[0] = Interlocked.CompareExchange(ref cell, v, (uint)r[0]); break;
         }
     }
 
-    private static void Atomic64(Op op, ref ulong cell, ulong* r, int src)
+    private static void Atomic64(AtomicKind op, ref ulong cell, ulong* r, int src)
     {
         ulong v = r[src];
         switch (op)
         {
-            case Op.Atomic64Add: Interlocked.Add(ref Unsafe.As<ulong, long>(ref cell), (long)v); break;
-            case Op.Atomic64Or: Interlocked.Or(ref cell, v); break;
-            case Op.Atomic64And: Interlocked.And(ref cell, v); break;
-            case Op.Atomic64Xor: XorFetch64(ref cell, v); break;
-            case Op.Atomic64FetchAdd: r[src] = (ulong)(Interlocked.Add(ref Unsafe.As<ulong, long>(ref cell), (long)v) - (long)v); break;
-            case Op.Atomic64FetchOr: r[src] = Interlocked.Or(ref cell, v); break;
-            case Op.Atomic64FetchAnd: r[src] = Interlocked.And(ref cell, v); break;
-            case Op.Atomic64FetchXor: r[src] = XorFetch64(ref cell, v); break;
-            case Op.Atomic64Xchg: r[src] = Interlocked.Exchange(ref cell, v); break;
+            case AtomicKind.Add: Interlocked.Add(ref Unsafe.As<ulong, long>(ref cell), (long)v); break;
+            case AtomicKind.Or: Interlocked.Or(ref cell, v); break;
+            case AtomicKind.And: Interlocked.And(ref cell, v); break;
+            case AtomicKind.Xor: XorFetch64(ref cell, v); break;
+            case AtomicKind.FetchAdd: r[src] = (ulong)(Interlocked.Add(ref Unsafe.As<ulong, long>(ref cell), (long)v) - (long)v); break;
+            case AtomicKind.FetchOr: r[src] = Interlocked.Or(ref cell, v); break;
+            case AtomicKind.FetchAnd: r[src] = Interlocked.And(ref cell, v); break;
+            case AtomicKind.FetchXor: r[src] = XorFetch64(ref cell, v); break;
+            case AtomicKind.Xchg: r[src] = Interlocked.Exchange(ref cell, v); break;
             default: r[0] = Interlocked.CompareExchange(ref cell, v, r[0]); break;
         }
     }

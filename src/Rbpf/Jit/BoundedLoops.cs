@@ -192,7 +192,7 @@ internal static class BoundedLoops
     {
         Op.Call or Op.CallX or Op.CallLocal or (>= Op.LdAbsB and <= Op.LdIndDW) => true,
         >= Op.StB and <= Op.StxDW => false,
-        >= Op.Atomic32Add and <= Op.Atomic64CmpXchg => i.Src == 2,
+        Op.Atomic32 or Op.Atomic64 => i.Src == 2,
         Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg) or Op.Exit or Op.Illegal or Op.Nop => false,
         _ => i.Dst == 2,
     };
@@ -367,7 +367,7 @@ internal static class BoundedLoops
         {
             case >= Op.StB and <= Op.StxDW or Op.Nop:
                 return;
-            case >= Op.Atomic32Add and <= Op.Atomic64CmpXchg:
+            case Op.Atomic32 or Op.Atomic64:
                 if (i.Src <= 9) s.R[i.Src] = Val.Unknown;
                 s.R[0] = Val.Unknown;
                 return;

@@ -85,7 +85,7 @@ internal sealed class ConstantRegisters
                     values[i.Dst] = values[i.Src];
                     known |= (ushort)(1 << i.Dst);
                     break;
-                case >= Op.Atomic32Add and <= Op.Atomic64CmpXchg:
+                case Op.Atomic32 or Op.Atomic64:
                     known &= (ushort)~(1 | 1 << Math.Min((int)i.Src, 15)); // the fetching ones write src, cmpxchg r0
                     break;
                 default:

@@ -566,7 +566,7 @@ internal static class InputBounds
                 case >= Op.StB and <= Op.StxDW:
                     Merge(pc + 1, s);
                     break;
-                case >= Op.Atomic32Add and <= Op.Atomic64CmpXchg: // fetching forms write the source (cmpxchg r0)
+                case Op.Atomic32 or Op.Atomic64: // fetching forms write the source (cmpxchg r0)
                     s.Set(i.Src, Reg.Unknown);
                     s.Set(0, Reg.Unknown);
                     Merge(pc + 1, s);

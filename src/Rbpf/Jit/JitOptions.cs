@@ -64,14 +64,13 @@ internal readonly record struct JitTarget(VmKind Kind, int DataOffset, int DataE
     /// <summary>Bytes a load, store or atomic accesses (for the backends' checks).</summary>
     public static int AccessSize(Op op)
     {
-        // By position from LdxB: the loads, the stores, ten 32-bit and ten 64-bit atomics (a
+        // By position from LdxB: the loads, the stores, the 32-bit and the 64-bit atomics (a
         // table: compiling asks for every access several times).
         ReadOnlySpan<byte> sizes =
         [
             1, 2, 4, 8, 1, 2, 4,
             1, 2, 4, 8, 1, 2, 4, 8,
-            4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
-            8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+            4, 8,
         ];
         uint k = (uint)(op - Op.LdxB);
         return k < (uint)sizes.Length ? sizes[(int)k] : 8;

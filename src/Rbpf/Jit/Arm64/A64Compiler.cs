@@ -502,7 +502,7 @@ internal sealed class A64Compiler
             case >= Op.LdAbsB and <= Op.LdIndDW: EmitPacketLoad(pc, i); break;
             case >= Op.LdxB and <= Op.LdxSW: EmitLoad(pc, i); break;
             case >= Op.StB and <= Op.StxDW: EmitStore(pc, i); break;
-            case >= Op.Atomic32Add and <= Op.Atomic64CmpXchg: EmitAtomic(pc, i); break;
+            case Op.Atomic32 or Op.Atomic64: EmitAtomic(pc, i); break;
             case Op.Ja: _a.B(_pcLabels[i.Off]); break;
             case >= Op.Jeq64Imm and <= Op.Jsle32Reg: EmitConditionalJump(i); break;
             case Op.Call: EmitHelperCall(pc, i); break;
@@ -721,11 +721,11 @@ internal sealed class A64Compiler
     /// fully ordered, as the kernel's are.</summary>
     private void EmitAtomic(int pc, DecodedInsn i)
     {
-        bool is64 = i.Op >= Op.Atomic64Add;
+        bool is64 = i.Op == Op.Atomic64;
         int size = is64 ? 8 : 4;
         CheckedAddress(pc, i.Dst, i.Off, size, write: true, atomic: true, is64 ? Mem.LdrX : Mem.LdrW);
         int s = R[i.Src];
-        int kind = i.Op - (is64 ? Op.Atomic64Add : Op.Atomic32Add);
+        int kind = (int)i.Imm; // AtomicKind
         var loop = _a.NewLabel();
         _a.Bind(loop);
         switch (kind)

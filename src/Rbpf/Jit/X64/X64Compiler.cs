@@ -148,7 +148,7 @@ internal sealed class X64Compiler
         (_inInput, _polls) = JumpThreading.ProofsAndPolls(_program, _target.Kind); // checked code leaves the proven checks out
         _needsCheck = Rent(ref _scratch.NeedsCheck, code.Length);
         for (int pc = 0; pc < code.Length; pc++)
-            if (code[pc].Op is >= Op.LdxB and <= Op.Atomic64CmpXchg) // loads, stores, atomics: the rest never need one
+            if (code[pc].Op is >= Op.LdxB and <= Op.Atomic64) // loads, stores, atomics: the rest never need one
                 _anyCheck |= _needsCheck[pc] = NeedsCheck(code[pc]) && !(_inInput?[pc] ?? false);
         _dropsAsFlag = CanTurnDropsIntoAFlag();
         _boundSizes = BoundSizes(blockStarts); // also finds the fused groups the loop below emits
@@ -555,7 +555,7 @@ internal sealed class X64Compiler
         for (int pc = 0; pc < code.Length; pc++)
         {
             var i = code[pc];
-            if (i.Op is < Op.LdAbsB or > Op.Atomic64CmpXchg) continue; // no access: nothing to bound
+            if (i.Op is < Op.LdAbsB or > Op.Atomic64) continue; // no access: nothing to bound
             if (i.Op is >= Op.LdAbsB and <= Op.LdIndDW) mask |= 1 << (1 << (i.Op - (i.Op >= Op.LdIndB ? Op.LdIndB : Op.LdAbsB)));
             if (!_options.CheckedMemory || !NeedsCheck(pc)) continue;
             // As Run meets them: a group's span, and each access's own size (its out-of-line path).
@@ -724,7 +724,7 @@ internal sealed class X64Compiler
         {
             var i = code[pc];
             if (pc > 0 && code[pc - 1].Op == Op.Lddw) continue;
-            if (i.Op is Op.Call or Op.CallX or Op.CallLocal or Op.Illegal or (>= Op.LdAbsB and <= Op.LdIndDW) or (>= Op.Atomic32Add and <= Op.Atomic64CmpXchg))
+            if (i.Op is Op.Call or Op.CallX or Op.CallLocal or Op.Illegal or (>= Op.LdAbsB and <= Op.LdIndDW) or (Op.Atomic32 or Op.Atomic64))
                 return false;
             if (i.Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg)
                 && (i.Off >= n - 1 || i.Off > 0 && code[i.Off - 1].Op == Op.Lddw)) // to the trailing slot, or into an lddw
@@ -1077,7 +1077,7 @@ internal sealed class X64Compiler
         var code = _program.Code;
         for (int pc = 0; pc < code.Length; pc++)
             if (_options.CheckedMemory && NeedsCheck(pc)
-                || code[pc].Op is Op.Call or Op.CallX or (>= Op.LdAbsB and <= Op.LdIndDW) or (>= Op.Atomic32Add and <= Op.Atomic64CmpXchg))
+                || code[pc].Op is Op.Call or Op.CallX or (>= Op.LdAbsB and <= Op.LdIndDW) or (Op.Atomic32 or Op.Atomic64))
                 return true;
         return false;
     }
@@ -1702,7 +1702,7 @@ internal sealed class X64Compiler
                 EmitStore(pc, i);
                 break;
 
-            case >= Op.Atomic32Add and <= Op.Atomic64CmpXchg:
+            case Op.Atomic32 or Op.Atomic64:
                 EmitAtomic(pc, i);
                 break;
 
@@ -1955,7 +1955,7 @@ internal sealed class X64Compiler
     {
         >= Op.LdxB and <= Op.LdxSW => !_target.InsideFrame(i.Src, i.Off, JitTarget.AccessSize(i.Op)),
         >= Op.StB and <= Op.StxDW => !_target.InsideFrame(i.Dst, i.Off, JitTarget.AccessSize(i.Op)),
-        >= Op.Atomic32Add and <= Op.Atomic64CmpXchg => true,
+        Op.Atomic32 or Op.Atomic64 => true,
         _ => false,
     };
 
@@ -2127,13 +2127,13 @@ internal sealed class X64Compiler
 
     private void EmitAtomic(int pc, DecodedInsn i)
     {
-        bool is64 = i.Op >= Op.Atomic64Add;
+        bool is64 = i.Op == Op.Atomic64;
         int size = is64 ? 8 : 4;
         var m = CheckedAddress(i.Dst, i.Off, size, write: true, atomic: true);
         var mem = is64 ? __qword_ptr[m] : __dword_ptr[m];
         var s64 = R64[i.Src];
         var s32 = R32[i.Src];
-        int kind = i.Op - (is64 ? Op.Atomic64Add : Op.Atomic32Add);
+        int kind = (int)i.Imm; // AtomicKind
         switch (kind)
         {
             case 0: if (is64) _a.@lock.add(mem, s64); else _a.@lock.add(mem, s32); break;
@@ -2347,7 +2347,7 @@ internal sealed class X64Compiler
             if (pc > 0 && code[pc - 1].Op == Op.Lddw) continue;
             switch (i.Op)
             {
-                case Op.Call or Op.CallX or Op.CallLocal or Op.Illegal or (>= Op.LdAbsB and <= Op.LdIndDW) or (>= Op.Atomic32Add and <= Op.Atomic64CmpXchg):
+                case Op.Call or Op.CallX or Op.CallLocal or Op.Illegal or (>= Op.LdAbsB and <= Op.LdIndDW) or (Op.Atomic32 or Op.Atomic64):
                     return false;
                 case >= Op.LdxB and <= Op.LdxSW:
                     if (!_target.InsideFrame(i.Src, i.Off, JitTarget.AccessSize(i.Op)) && !_inInput[pc]) return false;
