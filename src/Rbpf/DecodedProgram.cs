@@ -52,7 +52,7 @@ internal enum Op : byte
     Illegal,
     // Fused instructions, only in DecodedProgram.Fused (the interpreter's unobserved runs): each
     // stands for the two to four slots it starts, none of which but the first a block starts at.
-    // The operations are a byte: 237 of its 256 values are taken.
+    // The operations are a byte: 245 of its 256 values are taken.
     /// <summary><c>mov d, s; op d, x</c> as one three-operand instruction, d = s op x (s in Src, the
     /// immediate or t in Imm; t is not d), in the ALU groups' layout. A mov32 only before a 32-bit
     /// operation (a 64-bit one would read s without the mov's zero extension).</summary>
@@ -92,6 +92,11 @@ internal enum Op : byte
     /// as clang spills one to the stack): x in Dst, b in Src (not x), the immediate or t in Imm.
     /// Where the slot is not writable, the load runs alone and the others after it.</summary>
     LdxAddStxDWImm, LdxAddStxDWReg,
+    /// <summary>A load or store through r10 with a constant offset inside its 512-byte frame, run
+    /// unchecked where the VM's stack layout gives every frame those bytes (as the JIT does,
+    /// <see cref="Jit.JitTarget.InsideFrame"/>), else as the plain one: the same fields.</summary>
+    LdxStackB, LdxStackH, LdxStackW, LdxStackDW,
+    StxStackB, StxStackH, StxStackW, StxStackDW,
 }
 
 /// <summary>The operation of an <see cref="Op.Atomic32"/> or <see cref="Op.Atomic64"/> (its Imm): one
@@ -379,6 +384,13 @@ internal sealed class DecodedProgram
                 fused[pc].Imm = next.Op == Op.Add64Imm ? next.Imm : next.Src;
                 continue;
             }
+            if (first.Op is >= Op.LdxB and <= Op.LdxDW && InFrame(first.Src, first.Off, first.Op - Op.LdxB)
+                || first.Op is >= Op.StxB and <= Op.StxDW && InFrame(first.Dst, first.Off, first.Op - Op.StxB))
+            {
+                fused ??= Copy(code);
+                fused[pc].Op = first.Op <= Op.LdxDW ? Op.LdxStackB + (first.Op - Op.LdxB) : Op.StxStackB + (first.Op - Op.StxB);
+                continue;
+            }
             if (first.Op is not (Op.Mov64Reg or Op.Mov32Reg) || next.Dst != first.Dst || next.Charge != 0) continue;
             int family = ThreeOperandFamily(next.Op);
             if (family < 0) continue;
@@ -414,6 +426,10 @@ internal sealed class DecodedProgram
             code.CopyTo(copy, 0);
             return copy;
         }
+
+        // Through r10, inside its frame for an access of 1 << log2 bytes.
+        static bool InFrame(int baseRegister, int off, int log2) =>
+            baseRegister == Isa.FramePointer && off >= -Isa.StackFrameSize && off <= -(1 << log2);
 
         // d = s + k for the first of a fused SetJ* (immediates are sign-extended 32-bit values, as decoded).
         static bool SetsOne(DecodedInsn i, out int d, out int s, out int k)

@@ -87,6 +87,9 @@ internal unsafe struct ExecutionState
     /// <summary>LD_ABS and LD_IND as the kernel runs them in socket and tc programs: network byte
     /// order, and a load outside the packet ends the program with 0.</summary>
     public bool KernelPacketLoads;
+    /// <summary>The VM's stack layout gives every frame its 512 bytes below r10 (<see cref="StackLayout.FullFrames"/>):
+    /// accesses through r10 inside them need no check.</summary>
+    public bool FullFrames;
     /// <summary>The VM's interrupt word, and its value as the run began (<see cref="EbpfVm.Interrupt"/>).</summary>
     public uint* InterruptWord;
     public uint InterruptEpoch;
@@ -230,6 +233,7 @@ internal static unsafe class Interpreter
         st.StackReach = reach;
         st.InterruptWord = vm.InterruptWord;
         st.KernelPacketLoads = vm.KernelPacketLoads;
+        st.FullFrames = layout.FullFrames;
         st.InterruptEpoch = Volatile.Read(ref *st.InterruptWord);
         var elf = vm.LoadedElf;
         var helpers = vm.Helpers;
@@ -689,6 +693,32 @@ internal static unsafe class Interpreter
                     if (!st->Allows(vm, a, 8, true)) goto case Op.LdxDW;
                     r[ip->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); // then the add, which may read x itself
                     Unsafe.WriteUnaligned((void*)a, r[ip->Dst] += r[(int)ip->Imm]); ip += 2; break;
+
+                // Through r10 inside the frame (DecodedProgram.Fuse): unchecked when every frame has its 512 bytes
+                case Op.LdxStackB:
+                    if (!st->FullFrames) goto case Op.LdxB;
+                    r[ip->Dst] = *(byte*)(r[Isa.FramePointer] + (ulong)(long)ip->Off); break;
+                case Op.LdxStackH:
+                    if (!st->FullFrames) goto case Op.LdxH;
+                    r[ip->Dst] = Unsafe.ReadUnaligned<ushort>((void*)(r[Isa.FramePointer] + (ulong)(long)ip->Off)); break;
+                case Op.LdxStackW:
+                    if (!st->FullFrames) goto case Op.LdxW;
+                    r[ip->Dst] = Unsafe.ReadUnaligned<uint>((void*)(r[Isa.FramePointer] + (ulong)(long)ip->Off)); break;
+                case Op.LdxStackDW:
+                    if (!st->FullFrames) goto case Op.LdxDW;
+                    r[ip->Dst] = Unsafe.ReadUnaligned<ulong>((void*)(r[Isa.FramePointer] + (ulong)(long)ip->Off)); break;
+                case Op.StxStackB:
+                    if (!st->FullFrames) goto case Op.StxB;
+                    *(byte*)(r[Isa.FramePointer] + (ulong)(long)ip->Off) = (byte)r[ip->Src]; break;
+                case Op.StxStackH:
+                    if (!st->FullFrames) goto case Op.StxH;
+                    Unsafe.WriteUnaligned((void*)(r[Isa.FramePointer] + (ulong)(long)ip->Off), (ushort)r[ip->Src]); break;
+                case Op.StxStackW:
+                    if (!st->FullFrames) goto case Op.StxW;
+                    Unsafe.WriteUnaligned((void*)(r[Isa.FramePointer] + (ulong)(long)ip->Off), (uint)r[ip->Src]); break;
+                case Op.StxStackDW:
+                    if (!st->FullFrames) goto case Op.StxDW;
+                    Unsafe.WriteUnaligned((void*)(r[Isa.FramePointer] + (ulong)(long)ip->Off), r[ip->Src]); break;
 
                 // Stores
                 case Op.StB: case Op.StxB:

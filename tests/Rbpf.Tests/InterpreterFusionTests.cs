@@ -331,6 +331,51 @@ public class InterpreterFusionTests
     }
 
     [Fact]
+    public void StackAccessesThroughR10InsideTheFrameRunAsTheyDoUnfused()
+    {
+        // Every width stored and loaded back at the frame's two ends (-512 and -size) and between;
+        // an offset past the frame (-520) is not fused: the plain, checked load, which faults.
+        var bytes = Assembler.Assemble(
+            "lddw r1, 0x8877665544332211\nstxb [r10-512], r1\nstxh [r10-2], r1\nstxw [r10-260], r1\nstxdw [r10-8], r1\n" +
+            "ldxb r2, [r10-512]\nldxh r3, [r10-2]\nldxw r4, [r10-260]\nldxdw r5, [r10-8]\nldxdw r6, [r10-16]\n" +
+            "mov r0, r2\nadd r0, r3\nadd r0, r4\nadd r0, r5\nadd r0, r6\nexit");
+        var program = DecodedProgram.Decode(bytes);
+        Op[] expected = { Op.StxStackB, Op.StxStackH, Op.StxStackW, Op.StxStackDW, Op.LdxStackB, Op.LdxStackH, Op.LdxStackW, Op.LdxStackDW, Op.LdxStackDW };
+        for (int k = 0; k < expected.Length; k++) Assert.Equal(expected[k], program.Fused[2 + k].Op);
+        var vm = EbpfVm.CreateNoData(bytes);
+        ulong want = 0x11UL + 0x8877 + 0x44332211 + 0x8877665544332211; // [r10-2] under the dw; [r10-16] never written: zero
+        Assert.Equal(want, TestUtil.Exec(vm));
+        Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(Span<byte>.Empty, Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
+        Assert.Equal(want, observed);
+        Assert.Equal(Op.LdxDW, DecodedProgram.Decode(Assembler.Assemble("ldxdw r0, [r10-520]\nexit")).Fused[0].Op);
+        var outside = TestUtil.Fails(EbpfVm.CreateNoData(Assembler.Assemble("ldxdw r0, [r10-520]\nexit")));
+        Assert.Equal(RbpfErrorCode.OutOfBounds, outside.Code);
+    }
+
+    [Theory]
+    [InlineData("ldxdw r0, [r10-400]\nexit")]
+    [InlineData("mov r1, 7\nstxb [r10-400], r1\nmov r0, 0\nexit")]
+    public unsafe void AStackAccessOutsideASmallerLayoutsStackIsStillChecked(string text)
+    {
+        // uBPF's layout on a 300-byte stack: r10-400 is below the stack, though inside 512 bytes.
+        var vm = new EbpfVm(VmKind.NoData) { StackLayout = new StackLayout(_ => 256, maxFrames: 9, alignTop: false, minimumStack: 0) };
+        vm.SetProgram(Assembler.Assemble(text));
+        Assert.True(vm.Decoded!.Fused[text.StartsWith("mov") ? 1 : 0].Op is Op.LdxStackDW or Op.StxStackB);
+        var stack = new byte[300];
+        fixed (byte* s = stack)
+        {
+            Assert.Equal(RbpfErrorCode.OutOfBounds, vm.TryExecute(null, 0, null, 0, s, 300, out _, out var error));
+            Assert.Contains("out-of-bounds", error!.Message);
+            if (EbpfVm.IsJitSupported)
+            {
+                vm.JitCompile();
+                Assert.Equal(RbpfErrorCode.OutOfBounds, vm.TryExecuteJit(null, 0, null, 0, s, 300, out _, out _));
+            }
+        }
+        Assert.All(stack, b => Assert.Equal(0, b)); // nothing written
+    }
+
+    [Fact]
     public void LocalCallsAndHelpersAfterFusedCodeKeepTheirLinks()
     {
         // The fused copy follows what loading writes into calls: helper slots and frame sizes.
