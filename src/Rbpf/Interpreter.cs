@@ -721,22 +721,38 @@ internal static unsafe class Interpreter
                     Unsafe.WriteUnaligned((void*)(r[Isa.FramePointer] + (ulong)(long)ip->Off), r[ip->Src]); break;
 
                 // Stores
-                case Op.StB: case Op.StxB:
+                case Op.StB:
                     a = r[ip->Dst] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 1, true)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = true; goto Fault; }
-                    *(byte*)a = (byte)(ip->Op == Op.StB ? (ulong)ip->Imm : r[ip->Src]); break;
-                case Op.StH: case Op.StxH:
+                    *(byte*)a = (byte)ip->Imm; break;
+                case Op.StxB:
+                    a = r[ip->Dst] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 1, true)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = true; goto Fault; }
+                    *(byte*)a = (byte)r[ip->Src]; break;
+                case Op.StH:
                     a = r[ip->Dst] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 2, true)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = true; goto Fault; }
-                    Unsafe.WriteUnaligned((void*)a, (ushort)(ip->Op == Op.StH ? (ulong)ip->Imm : r[ip->Src])); break;
-                case Op.StW: case Op.StxW:
+                    Unsafe.WriteUnaligned((void*)a, (ushort)ip->Imm); break;
+                case Op.StxH:
+                    a = r[ip->Dst] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 2, true)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = true; goto Fault; }
+                    Unsafe.WriteUnaligned((void*)a, (ushort)r[ip->Src]); break;
+                case Op.StW:
                     a = r[ip->Dst] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 4, true)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = true; goto Fault; }
-                    Unsafe.WriteUnaligned((void*)a, (uint)(ip->Op == Op.StW ? (ulong)ip->Imm : r[ip->Src])); break;
-                case Op.StDW: case Op.StxDW:
+                    Unsafe.WriteUnaligned((void*)a, (uint)ip->Imm); break;
+                case Op.StxW:
+                    a = r[ip->Dst] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 4, true)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = true; goto Fault; }
+                    Unsafe.WriteUnaligned((void*)a, (uint)r[ip->Src]); break;
+                case Op.StDW:
                     a = r[ip->Dst] + (ulong)(long)ip->Off;
                     if (!st->Allows(vm, a, 8, true)) { st->FaultAddress = a; st->FaultSize = 8; st->FaultWrite = true; goto Fault; }
-                    Unsafe.WriteUnaligned((void*)a, ip->Op == Op.StDW ? (ulong)ip->Imm : r[ip->Src]); break;
+                    Unsafe.WriteUnaligned((void*)a, (ulong)ip->Imm); break;
+                case Op.StxDW:
+                    a = r[ip->Dst] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 8, true)) { st->FaultAddress = a; st->FaultSize = 8; st->FaultWrite = true; goto Fault; }
+                    Unsafe.WriteUnaligned((void*)a, r[ip->Src]); break;
 
                 // Jumps
                 case Op.Ja: goto Jump;
