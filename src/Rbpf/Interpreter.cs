@@ -802,50 +802,50 @@ internal static unsafe class Interpreter
                 case Op.Jsle32Reg: if ((int)r[ip->Dst] <= (int)r[ip->Src]) goto Jump; break;
 
                 // d = s + k; jcc (DecodedProgram.Fuse, SetJ*): taken, the jump reads the fused slot's target
-                case Op.SetJeq64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] == (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJeq64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] == r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJeq32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] == (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJeq32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] == (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJgt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] > (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJgt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] > r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJgt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] > (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJgt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] > (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJge64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] >= (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJge64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] >= r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJge32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] >= (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJge32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] >= (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJset64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((r[ip->Dst] & (ulong)(long)(int)ip->Imm) != 0) goto Jump; ip++; break;
-                case Op.SetJset64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((r[ip->Dst] & r[(int)ip->Imm]) != 0) goto Jump; ip++; break;
-                case Op.SetJset32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (((uint)r[ip->Dst] & (uint)ip->Imm) != 0) goto Jump; ip++; break;
-                case Op.SetJset32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (((uint)r[ip->Dst] & (uint)r[(int)ip->Imm]) != 0) goto Jump; ip++; break;
-                case Op.SetJne64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] != (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJne64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] != r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJne32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] != (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJne32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] != (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJsgt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] > (int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJsgt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] > (long)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJsgt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] > (int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJsgt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] > (int)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJsge64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] >= (int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJsge64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] >= (long)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJsge32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] >= (int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJsge32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] >= (int)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJlt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] < (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJlt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] < r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJlt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] < (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJlt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] < (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJle64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] <= (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJle64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if (r[ip->Dst] <= r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJle32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] <= (uint)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJle32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((uint)r[ip->Dst] <= (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJslt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] < (int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJslt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] < (long)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJslt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] < (int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJslt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] < (int)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJsle64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] <= (int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJsle64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((long)r[ip->Dst] <= (long)r[(int)ip->Imm]) goto Jump; ip++; break;
-                case Op.SetJsle32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] <= (int)ip->Imm) goto Jump; ip++; break;
-                case Op.SetJsle32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)(ip->Imm >> 32); if ((int)r[ip->Dst] <= (int)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJeq64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (r[ip->Dst] == (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJeq64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (r[ip->Dst] == r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJeq32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((uint)r[ip->Dst] == (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJeq32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((uint)r[ip->Dst] == (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJgt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (r[ip->Dst] > (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJgt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (r[ip->Dst] > r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJgt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((uint)r[ip->Dst] > (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJgt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((uint)r[ip->Dst] > (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJge64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (r[ip->Dst] >= (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJge64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (r[ip->Dst] >= r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJge32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((uint)r[ip->Dst] >= (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJge32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((uint)r[ip->Dst] >= (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJset64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((r[ip->Dst] & (ulong)(long)(int)ip->Imm) != 0) goto Jump; ip++; break;
+                case Op.SetJset64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((r[ip->Dst] & r[(int)ip->Imm]) != 0) goto Jump; ip++; break;
+                case Op.SetJset32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (((uint)r[ip->Dst] & (uint)ip->Imm) != 0) goto Jump; ip++; break;
+                case Op.SetJset32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (((uint)r[ip->Dst] & (uint)r[(int)ip->Imm]) != 0) goto Jump; ip++; break;
+                case Op.SetJne64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (r[ip->Dst] != (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJne64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (r[ip->Dst] != r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJne32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((uint)r[ip->Dst] != (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJne32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((uint)r[ip->Dst] != (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJsgt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((long)r[ip->Dst] > (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJsgt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((long)r[ip->Dst] > (long)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJsgt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((int)r[ip->Dst] > (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJsgt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((int)r[ip->Dst] > (int)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJsge64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((long)r[ip->Dst] >= (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJsge64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((long)r[ip->Dst] >= (long)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJsge32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((int)r[ip->Dst] >= (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJsge32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((int)r[ip->Dst] >= (int)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJlt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (r[ip->Dst] < (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJlt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (r[ip->Dst] < r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJlt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((uint)r[ip->Dst] < (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJlt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((uint)r[ip->Dst] < (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJle64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (r[ip->Dst] <= (ulong)(long)(int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJle64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if (r[ip->Dst] <= r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJle32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((uint)r[ip->Dst] <= (uint)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJle32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((uint)r[ip->Dst] <= (uint)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJslt64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((long)r[ip->Dst] < (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJslt64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((long)r[ip->Dst] < (long)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJslt32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((int)r[ip->Dst] < (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJslt32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((int)r[ip->Dst] < (int)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJsle64Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((long)r[ip->Dst] <= (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJsle64Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((long)r[ip->Dst] <= (long)r[(int)ip->Imm]) goto Jump; ip++; break;
+                case Op.SetJsle32Imm: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((int)r[ip->Dst] <= (int)ip->Imm) goto Jump; ip++; break;
+                case Op.SetJsle32Reg: r[(uint)ip->Src >> 4] = r[ip->Src & 15u] + (ulong)SetAddend(ip); if ((int)r[ip->Dst] <= (int)r[(int)ip->Imm]) goto Jump; ip++; break;
 
                 default:
                     why = StopReason.Other;
@@ -868,6 +868,11 @@ internal static unsafe class Interpreter
         st->Stop = why;
         return ip;
     }
+
+    /// <summary>k of a fused <c>d = s + k; jcc</c> (<see cref="Op.SetJeq64Imm"/>): Imm's high half, read as
+    /// one sign-extending load.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long SetAddend(DecodedInsn* i) => *((int*)&i->Imm + 1);
 
     /// <summary>The slot number of the instruction before <paramref name="next"/> (for messages).</summary>
     private static int Slot(DecodedInsn* next, DecodedInsn* code0) => (int)(next - code0) - 1;
