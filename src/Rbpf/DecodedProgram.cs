@@ -52,7 +52,7 @@ internal enum Op : byte
     Illegal,
     // Fused instructions, only in DecodedProgram.Fused (the interpreter's unobserved runs): each
     // stands for the two to four slots it starts, none of which but the first a block starts at.
-    // The operations are a byte: 245 of its 256 values are taken.
+    // The operations are a byte: 253 of its 256 values are taken.
     /// <summary><c>mov d, s; op d, x</c> as one three-operand instruction, d = s op x (s in Src, the
     /// immediate or t in Imm; t is not d), in the ALU groups' layout. A mov32 only before a 32-bit
     /// operation (a 64-bit one would read s without the mov's zero extension).</summary>
@@ -97,6 +97,14 @@ internal enum Op : byte
     /// <see cref="Jit.JitTarget.InsideFrame"/>), else as the plain one: the same fields.</summary>
     LdxStackB, LdxStackH, LdxStackW, LdxStackDW,
     StxStackB, StxStackH, StxStackW, StxStackDW,
+    /// <summary><c>ldx x, [s + off]; lsh64 x, k; arsh64 x, k</c> with k = 64 less the load's bits: a
+    /// sign-extending load as clang writes one before -mcpu=v4 (the load's fields).</summary>
+    LdxSextB, LdxSextH, LdxSextW,
+    /// <summary><c>ldx x, [s + off]; be64 x; arsh64 x, k</c> (16 or 32 bits; k in Imm): a big-endian
+    /// field read signed, as clang writes <c>(int16_t)ntohs(...)</c> and signed bit fields.</summary>
+    LdxBe64ArshH, LdxBe64ArshW,
+    /// <summary><c>mov64 d, s; be d</c> of 16, 32 or 64 bits: d = s byte-swapped.</summary>
+    MovSwap16, MovSwap32, MovSwap64,
 }
 
 /// <summary>The operation of an <see cref="Op.Atomic32"/> or <see cref="Op.Atomic64"/> (its Imm): one
@@ -382,6 +390,28 @@ internal sealed class DecodedProgram
                 fused ??= Copy(code);
                 fused[pc].Op = next.Op == Op.Add64Imm ? Op.LdxAddStxDWImm : Op.LdxAddStxDWReg;
                 fused[pc].Imm = next.Op == Op.Add64Imm ? next.Imm : next.Src;
+                continue;
+            }
+            if (first.Op is >= Op.LdxB and <= Op.LdxW && pc + 2 < code.Length && next is { Op: Op.Lsh64Imm, Charge: 0 } && next.Dst == first.Dst
+                && code[pc + 2] is { Op: Op.Arsh64Imm, Charge: 0 } extend && extend.Dst == first.Dst
+                && next.Imm == 64 - (8 << (first.Op - Op.LdxB)) && extend.Imm == next.Imm)
+            {
+                fused ??= Copy(code);
+                fused[pc].Op = Op.LdxSextB + (first.Op - Op.LdxB);
+                continue;
+            }
+            if (first.Op is Op.LdxH or Op.LdxW && pc + 2 < code.Length && next is { Op: Op.Swap64, Charge: 0 } && next.Dst == first.Dst
+                && code[pc + 2] is { Op: Op.Arsh64Imm, Charge: 0 } shift && shift.Dst == first.Dst)
+            {
+                fused ??= Copy(code);
+                fused[pc].Op = first.Op == Op.LdxH ? Op.LdxBe64ArshH : Op.LdxBe64ArshW;
+                fused[pc].Imm = shift.Imm & 63;
+                continue;
+            }
+            if (first.Op == Op.Mov64Reg && next is { Op: Op.Swap16 or Op.Swap32 or Op.Swap64, Charge: 0 } && next.Dst == first.Dst)
+            {
+                fused ??= Copy(code);
+                fused[pc].Op = Op.MovSwap16 + (next.Op - Op.Swap16);
                 continue;
             }
             if (first.Op is >= Op.LdxB and <= Op.LdxDW && InFrame(first.Src, first.Off, first.Op - Op.LdxB)

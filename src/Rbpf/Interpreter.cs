@@ -720,6 +720,31 @@ internal static unsafe class Interpreter
                     if (!st->FullFrames) goto case Op.StxDW;
                     Unsafe.WriteUnaligned((void*)(r[Isa.FramePointer] + (ulong)(long)ip->Off), r[ip->Src]); break;
 
+                // Signed loads as clang writes them before v4, big-endian fields read signed, mov + swap (DecodedProgram.Fuse)
+                case Op.LdxSextB:
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 1, false)) { st->FaultAddress = a; st->FaultSize = 1; st->FaultWrite = false; goto Fault; }
+                    r[ip->Dst] = (ulong)(long)*(sbyte*)a; ip += 2; break;
+                case Op.LdxSextH:
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 2, false)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = false; goto Fault; }
+                    r[ip->Dst] = (ulong)(long)Unsafe.ReadUnaligned<short>((void*)a); ip += 2; break;
+                case Op.LdxSextW:
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 4, false)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = false; goto Fault; }
+                    r[ip->Dst] = (ulong)(long)Unsafe.ReadUnaligned<int>((void*)a); ip += 2; break;
+                case Op.LdxBe64ArshH:
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 2, false)) { st->FaultAddress = a; st->FaultSize = 2; st->FaultWrite = false; goto Fault; }
+                    r[ip->Dst] = (ulong)((long)BinaryPrimitives.ReverseEndianness((ulong)Unsafe.ReadUnaligned<ushort>((void*)a)) >> (int)ip->Imm); ip += 2; break;
+                case Op.LdxBe64ArshW:
+                    a = r[ip->Src] + (ulong)(long)ip->Off;
+                    if (!st->Allows(vm, a, 4, false)) { st->FaultAddress = a; st->FaultSize = 4; st->FaultWrite = false; goto Fault; }
+                    r[ip->Dst] = (ulong)((long)BinaryPrimitives.ReverseEndianness((ulong)Unsafe.ReadUnaligned<uint>((void*)a)) >> (int)ip->Imm); ip += 2; break;
+                case Op.MovSwap16: r[ip->Dst] = BinaryPrimitives.ReverseEndianness((ushort)r[ip->Src]); ip++; break;
+                case Op.MovSwap32: r[ip->Dst] = BinaryPrimitives.ReverseEndianness((uint)r[ip->Src]); ip++; break;
+                case Op.MovSwap64: r[ip->Dst] = BinaryPrimitives.ReverseEndianness(r[ip->Src]); ip++; break;
+
                 // Stores
                 case Op.StB:
                     a = r[ip->Dst] + (ulong)(long)ip->Off;

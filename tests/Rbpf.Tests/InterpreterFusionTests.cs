@@ -375,6 +375,89 @@ public class InterpreterFusionTests
         Assert.All(stack, b => Assert.Equal(0, b)); // nothing written
     }
 
+    [Theory]
+    [InlineData("ldxb", 56, 56, true)]
+    [InlineData("ldxh", 48, 48, true)]
+    [InlineData("ldxw", 32, 32, true)]
+    [InlineData("ldxb", 48, 48, false)] // not the load's width: an ordinary load and shifts
+    [InlineData("ldxh", 48, 40, false)] // shifts that differ
+    public void ASignExtendingLoadAsClangWritesItRunsAsOne(string load, int left, int right, bool fuses)
+    {
+        var bytes = Assembler.Assemble($"{load} r3, [r1+3]\nlsh r3, {left}\narsh r3, {right}\nmov r0, r3\nexit");
+        Assert.Equal(fuses, DecodedProgram.Decode(bytes).Fused[0].Op is Op.LdxSextB or Op.LdxSextH or Op.LdxSextW);
+        var vm = EbpfVm.CreateRaw(bytes);
+        var random = new Random(29);
+        for (int round = 0; round < 16; round++)
+        {
+            var mem = new byte[8];
+            random.NextBytes(mem);
+            ulong loaded = load switch { "ldxb" => mem[3], "ldxh" => BitConverter.ToUInt16(mem, 3), _ => BitConverter.ToUInt32(mem, 3) };
+            ulong expected = (ulong)((long)(loaded << left) >> right);
+            Assert.Equal(expected, TestUtil.Exec(vm, mem)); // the interpreter (fused) and every JIT mode
+            Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(mem, Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
+            Assert.Equal(expected, observed);
+        }
+    }
+
+    [Theory]
+    [InlineData("ldxh", 48)]
+    [InlineData("ldxh", 52)]
+    [InlineData("ldxw", 32)]
+    [InlineData("ldxw", 52)]
+    [InlineData("ldxw", 63)]
+    public void ABigEndianFieldReadSignedRunsAsOne(string load, int shift)
+    {
+        // clang's (int16_t)ntohs(x) and signed bit fields: the load, be64, an arithmetic shift.
+        var bytes = Assembler.Assemble($"{load} r3, [r1+1]\nbe64 r3\narsh r3, {shift}\nmov r0, r3\nexit");
+        Assert.True(DecodedProgram.Decode(bytes).Fused[0].Op is Op.LdxBe64ArshH or Op.LdxBe64ArshW);
+        var vm = EbpfVm.CreateRaw(bytes);
+        var random = new Random(31);
+        for (int round = 0; round < 16; round++)
+        {
+            var mem = new byte[8];
+            random.NextBytes(mem);
+            ulong loaded = load == "ldxh" ? BitConverter.ToUInt16(mem, 1) : BitConverter.ToUInt32(mem, 1);
+            ulong expected = (ulong)((long)System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(loaded) >> shift);
+            Assert.Equal(expected, TestUtil.Exec(vm, mem));
+            Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(mem, Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
+            Assert.Equal(expected, observed);
+        }
+    }
+
+    [Theory]
+    [InlineData("be16", "r4")]
+    [InlineData("be32", "r4")]
+    [InlineData("be64", "r4")]
+    [InlineData("be16", "r3")] // the register itself
+    public void AMoveAndAByteSwapRunAsOne(string swap, string source)
+    {
+        var bytes = Assembler.Assemble($"lddw r3, 0x1122334455667788\nlddw r4, 0x99aabbccddeeff01\nmov r3, {source}\n{swap} r3\nmov r0, r3\nadd r0, r4\nexit");
+        Assert.True(DecodedProgram.Decode(bytes).Fused[4].Op is Op.MovSwap16 or Op.MovSwap32 or Op.MovSwap64);
+        ulong s = source == "r4" ? 0x99aabbccddeeff01 : 0x1122334455667788;
+        ulong swapped = swap switch
+        {
+            "be16" => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((ushort)s),
+            "be32" => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((uint)s),
+            _ => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(s),
+        };
+        var vm = EbpfVm.CreateNoData(bytes);
+        Assert.Equal(swapped + 0x99aabbccddeeff01, TestUtil.Exec(vm));
+        Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(Span<byte>.Empty, Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
+        Assert.Equal(swapped + 0x99aabbccddeeff01, observed);
+    }
+
+    [Theory]
+    [InlineData("ldxh r0, [r1+3]\nlsh r0, 48\narsh r0, 48\nexit")]
+    [InlineData("ldxw r0, [r1+1]\nbe64 r0\narsh r0, 40\nexit")]
+    public void AFaultInAFusedSignedLoadNamesTheLoad(string text)
+    {
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(text));
+        Assert.True(vm.Decoded!.Fused[0].Op is Op.LdxSextH or Op.LdxBe64ArshW);
+        var error = TestUtil.Fails(vm, new byte[4]); // same code, slot and message in every engine
+        Assert.Equal(RbpfErrorCode.OutOfBounds, error.Code);
+        Assert.Equal(0, error.InstructionIndex);
+    }
+
     [Fact]
     public void LocalCallsAndHelpersAfterFusedCodeKeepTheirLinks()
     {
