@@ -242,8 +242,8 @@ public class JumpThreadingTests
             catch (RbpfException e) { error = e; }
         }) { IsBackground = true }; // if it never stops, it must not keep the test process alive
         runner.Start();
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!runner.Join(20) && DateTime.UtcNow < deadline) vm.Interrupt();
+        var clock = System.Diagnostics.Stopwatch.StartNew(); // monotonic: the wall clock may jump
+        while (!runner.Join(20) && clock.Elapsed < TimeSpan.FromSeconds(30)) vm.Interrupt();
         Assert.False(runner.IsAlive, "the threaded loop did not stop");
         Assert.Equal(RbpfErrorCode.Interrupted, error!.Code);
         Assert.Equal("interrupted at insn #2", error.Message); // the head, as unthreaded code says
@@ -261,8 +261,8 @@ public class JumpThreadingTests
             catch (RbpfException e) { error = e; }
         }) { IsBackground = true };
         runner.Start();
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!runner.Join(20) && DateTime.UtcNow < deadline) vm.Interrupt();
+        var clock = System.Diagnostics.Stopwatch.StartNew(); // monotonic: the wall clock may jump
+        while (!runner.Join(20) && clock.Elapsed < TimeSpan.FromSeconds(30)) vm.Interrupt();
         Assert.False(runner.IsAlive, "the threaded loop did not stop");
         Assert.Equal(RbpfErrorCode.Interrupted, error!.Code);
         Assert.Equal("interrupted at insn #2", error.Message); // the head, not the copy the run was in
