@@ -53,7 +53,12 @@ internal static class ProgramGenerator
         var jumpsToPatch = new List<int>();
         for (int k = 0; k < body; k++)
         {
-            int kind = rng.Next(100);
+            int kind = rng.Next(120);
+            if (kind >= 100)
+            {
+                Idiom(rng, p, jumpsToPatch, memLength);
+                continue;
+            }
             if (kind < 45)
             {
                 bool is64 = rng.Next(2) == 0, reg = rng.Next(2) == 0;
@@ -143,5 +148,109 @@ internal static class ProgramGenerator
             p[at] = new Instruction(j.Opcode, j.Dst, j.Src, (short)(target - (at + 1)), j.Imm);
         }
         return p;
+    }
+
+    private static readonly byte[] ThreeOperandOps = { Isa.OpAdd, Isa.OpSub, Isa.OpMul, Isa.OpOr, Isa.OpAnd, Isa.OpLsh, Isa.OpRsh, Isa.OpXor, Isa.OpArsh };
+
+    /// <summary>
+    /// A sequence as clang writes them, which the interpreter runs fused (<see cref="DecodedProgram"/>'s
+    /// Fuse): registers drawn at random so that they sometimes coincide, offsets mostly inside the input
+    /// (through r6) or the stack frame (through r10), immediates at the edges too. The jump of a set
+    /// and jump goes forward, patched with the others.
+    /// </summary>
+    private static void Idiom(Random rng, List<Instruction> p, List<int> jumpsToPatch, int memLength)
+    {
+        int d = Reg(rng), s = Reg(rng), t = Reg(rng);
+        byte SizeBits(int size) => size switch { 1 => Isa.SizeB, 2 => Isa.SizeH, 4 => Isa.SizeW, _ => Isa.SizeDW };
+        (int Base, short Off) Place(int size)
+        {
+            bool stack = rng.Next(2) == 0;
+            int off = stack ? -size * rng.Next(1, 512 / size + 1) : size * rng.Next(0, Math.Max(1, memLength / size));
+            if (rng.Next(8) == 0) off += rng.Next(-9, 10); // now and then across an edge
+            return (stack ? 10 : 6, (short)off);
+        }
+        Instruction Load(int size, int dst, int baseReg, short off) => new((byte)(Isa.ClassLdx | Isa.ModeMem | SizeBits(size)), dst, baseReg, off, 0);
+        Instruction Alu(bool is64, byte op, int dst, int src, int imm, bool reg) =>
+            new((byte)((is64 ? Isa.ClassAlu64 : Isa.ClassAlu) | op | (reg ? Isa.SourceX : 0)), dst, reg ? src : 0, 0, reg ? 0 : imm);
+        Instruction Swap(int dst, int bits) => new(Isa.ClassAlu | Isa.OpEnd | Isa.SourceX, dst, 0, 0, bits); // be
+        switch (rng.Next(8))
+        {
+            case 0: // mov d, s; op d, x
+            {
+                bool mov64 = rng.Next(2) == 0, op64 = rng.Next(2) == 0, reg = rng.Next(2) == 0;
+                byte op = ThreeOperandOps[rng.Next(ThreeOperandOps.Length)];
+                int imm = op is Isa.OpLsh or Isa.OpRsh or Isa.OpArsh ? rng.Next(op64 ? 64 : 32) : Imm(rng);
+                p.Add(Alu(mov64, Isa.OpMov, d, s, 0, true));
+                p.Add(Alu(op64, op, d, t, imm, reg));
+                break;
+            }
+            case 1: // t = a small index; d = r6 + t; x = [d + off] (and its swap)
+            {
+                int size = new[] { 1, 2, 4, 8 }[rng.Next(4)];
+                p.Add(Alu(true, Isa.OpMov, t, 0, rng.Next(0, Math.Max(1, memLength)), false));
+                p.Add(Alu(true, Isa.OpMov, d, 6, 0, true));
+                p.Add(Alu(true, Isa.OpAdd, d, t, 0, true));
+                p.Add(Load(size, s, d, (short)rng.Next(-4, 4)));
+                if (size > 1 && rng.Next(2) == 0) p.Add(Swap(s, size * 8));
+                p.Add(Alu(true, Isa.OpMov, d, 0, 0, false)); // d held an address, which differs between runs
+                break;
+            }
+            case 2: // one register set (mov, mov of a constant, add or sub of one), then a conditional jump
+            {
+                p.Add(rng.Next(5) switch
+                {
+                    0 => Alu(true, Isa.OpMov, d, s, 0, true),
+                    1 => Alu(true, Isa.OpMov, d, 0, Imm(rng), false),
+                    2 => Alu(false, Isa.OpMov, d, 0, Imm(rng), false),
+                    3 => Alu(true, Isa.OpAdd, d, 0, Imm(rng), false),
+                    _ => Alu(true, Isa.OpSub, d, 0, Imm(rng), false),
+                });
+                bool is32 = rng.Next(3) == 0, reg = rng.Next(2) == 0;
+                int left = rng.Next(3) == 0 ? t : d, right = rng.Next(2) == 0 ? d : s;
+                jumpsToPatch.Add(p.Count);
+                p.Add(new Instruction((byte)((is32 ? Isa.ClassJmp32 : Isa.ClassJmp) | JumpOps[rng.Next(JumpOps.Length)] | (reg ? Isa.SourceX : 0)),
+                    left, reg ? right : 0, 0, reg ? 0 : Imm(rng)));
+                break;
+            }
+            case 3: // a counter in memory: x = [b + off]; x += t or k; [b + off] = x
+            {
+                var (b, off) = Place(8);
+                p.Add(Load(8, d, b, off));
+                p.Add(Alu(true, Isa.OpAdd, d, t, Imm(rng), rng.Next(2) == 0));
+                p.Add(new Instruction(Isa.ClassStx | Isa.ModeMem | Isa.SizeDW, b, d, off, 0));
+                break;
+            }
+            case 4: // a sign-extending load as clang writes it before v4
+            {
+                int size = new[] { 1, 2, 4 }[rng.Next(3)];
+                var (b, off) = Place(size);
+                int shift = rng.Next(6) == 0 ? rng.Next(64) : 64 - 8 * size;
+                p.Add(Load(size, d, b, off));
+                p.Add(Alu(true, Isa.OpLsh, d, 0, shift, false));
+                p.Add(Alu(true, Isa.OpArsh, d, 0, rng.Next(6) == 0 ? rng.Next(64) : shift, false));
+                break;
+            }
+            case 5: // a big-endian field read signed
+            {
+                int size = rng.Next(2) == 0 ? 2 : 4;
+                var (b, off) = Place(size);
+                p.Add(Load(size, d, b, off));
+                p.Add(Swap(d, 64));
+                p.Add(Alu(true, Isa.OpArsh, d, 0, rng.Next(64), false));
+                break;
+            }
+            case 6: // mov + byte swap
+                p.Add(Alu(true, Isa.OpMov, d, s, 0, true));
+                p.Add(Swap(d, new[] { 16, 32, 64 }[rng.Next(3)]));
+                break;
+            default: // a load and the swap of its width
+            {
+                int size = new[] { 2, 4, 8 }[rng.Next(3)];
+                var (b, off) = Place(size);
+                p.Add(Load(size, d, b, off));
+                p.Add(Swap(d, size * 8));
+                break;
+            }
+        }
     }
 }
