@@ -10,6 +10,23 @@ namespace Rbpf.Tests;
 /// </summary>
 public class InterpreterFusionTests
 {
+    /// <summary>Runs a raw VM's program on random inputs of <paramref name="length"/> bytes: the fused
+    /// interpreter, every JIT mode and an observed (unfused) run must all give <paramref name="expected"/>'s value.</summary>
+    private static void AgreesOnRandomInputs(byte[] program, int length, int seed, int rounds, Func<byte[], ulong> expected)
+    {
+        var vm = EbpfVm.CreateRaw(program);
+        var random = new Random(seed);
+        for (int round = 0; round < rounds; round++)
+        {
+            var mem = new byte[length];
+            random.NextBytes(mem);
+            ulong want = expected(mem);
+            Assert.Equal(want, TestUtil.Exec(vm, mem));
+            Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(mem, Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
+            Assert.Equal(want, observed);
+        }
+    }
+
     // A loop over 16-bit words as clang writes it: r5 = r1 + r4; load [r5]; r5 = r4 + 3.
     private const string Checksum = """
         mov r0, 0
@@ -119,13 +136,9 @@ public class InterpreterFusionTests
         var program = DecodedProgram.Decode(bytes);
         Assert.Equal(fuses, program.Fused[1].Op is Op.LdxSwapH or Op.LdxSwapW or Op.LdxSwapDW);
         Assert.Equal(fuses, program.Fused[3].Op is Op.LdxIndexedSwapH or Op.LdxIndexedSwapW or Op.LdxIndexedSwapDW);
-        var vm = EbpfVm.CreateRaw(bytes);
-        var random = new Random(5);
         int width = load switch { "ldxh" => 2, "ldxw" => 4, _ => 8 };
-        for (int round = 0; round < 8; round++)
+        AgreesOnRandomInputs(bytes, 16, 5, 8, mem =>
         {
-            var mem = new byte[16];
-            random.NextBytes(mem);
             ulong Load(int at) => width switch
             {
                 2 => BitConverter.ToUInt16(mem, at),
@@ -139,11 +152,8 @@ public class InterpreterFusionTests
                 "be64" => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(x),
                 _ => (uint)x,
             };
-            ulong expected = Swap(Load(2)) ^ Swap(Load(6));
-            Assert.Equal(expected, TestUtil.Exec(vm, mem)); // the interpreter (fused) and every JIT mode
-            Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(mem, Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
-            Assert.Equal(expected, observed);
-        }
+            return Swap(Load(2)) ^ Swap(Load(6));
+        });
     }
 
     [Theory]
@@ -385,18 +395,11 @@ public class InterpreterFusionTests
     {
         var bytes = Assembler.Assemble($"{load} r3, [r1+3]\nlsh r3, {left}\narsh r3, {right}\nmov r0, r3\nexit");
         Assert.Equal(fuses, DecodedProgram.Decode(bytes).Fused[0].Op is Op.LdxSextB or Op.LdxSextH or Op.LdxSextW);
-        var vm = EbpfVm.CreateRaw(bytes);
-        var random = new Random(29);
-        for (int round = 0; round < 16; round++)
+        AgreesOnRandomInputs(bytes, 8, 29, 16, mem =>
         {
-            var mem = new byte[8];
-            random.NextBytes(mem);
             ulong loaded = load switch { "ldxb" => mem[3], "ldxh" => BitConverter.ToUInt16(mem, 3), _ => BitConverter.ToUInt32(mem, 3) };
-            ulong expected = (ulong)((long)(loaded << left) >> right);
-            Assert.Equal(expected, TestUtil.Exec(vm, mem)); // the interpreter (fused) and every JIT mode
-            Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(mem, Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
-            Assert.Equal(expected, observed);
-        }
+            return (ulong)((long)(loaded << left) >> right);
+        });
     }
 
     [Theory]
@@ -410,18 +413,11 @@ public class InterpreterFusionTests
         // clang's (int16_t)ntohs(x) and signed bit fields: the load, be64, an arithmetic shift.
         var bytes = Assembler.Assemble($"{load} r3, [r1+1]\nbe64 r3\narsh r3, {shift}\nmov r0, r3\nexit");
         Assert.True(DecodedProgram.Decode(bytes).Fused[0].Op is Op.LdxBe64ArshH or Op.LdxBe64ArshW);
-        var vm = EbpfVm.CreateRaw(bytes);
-        var random = new Random(31);
-        for (int round = 0; round < 16; round++)
+        AgreesOnRandomInputs(bytes, 8, 31, 16, mem =>
         {
-            var mem = new byte[8];
-            random.NextBytes(mem);
             ulong loaded = load == "ldxh" ? BitConverter.ToUInt16(mem, 1) : BitConverter.ToUInt32(mem, 1);
-            ulong expected = (ulong)((long)System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(loaded) >> shift);
-            Assert.Equal(expected, TestUtil.Exec(vm, mem));
-            Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(mem, Span<byte>.Empty, (_, _) => { }, out ulong observed, out _));
-            Assert.Equal(expected, observed);
-        }
+            return (ulong)((long)System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(loaded) >> shift);
+        });
     }
 
     [Theory]
