@@ -76,14 +76,18 @@ internal static class BoundedLoops
     /// The slots compiled code polls for interrupts at: the program's poll points, less the heads of
     /// loops bounded by the input when the VM is raw (r1 and r2 are the input and its length).
     /// </summary>
-    public static bool[] PollsFor(DecodedProgram program, VmKind kind, InputBounds.Facts? facts)
+    public static bool[] PollsFor(DecodedProgram program, VmKind kind, InputBounds.Facts? facts) => PollsFor(program, kind, facts, out _);
+
+    /// <summary><see cref="PollsFor(DecodedProgram, VmKind, InputBounds.Facts?)"/>, and the slots its searches visited (its work).</summary>
+    internal static bool[] PollsFor(DecodedProgram program, VmKind kind, InputBounds.Facts? facts, out long visits)
     {
+        visits = 0;
         if (kind != VmKind.Raw || facts == null || Array.IndexOf(program.PollPoints, true) < 0) return program.PollPoints;
         var code = program.Code;
-        var preds = Predecessors(code);
-        var callTarget = CallTargets(code);
-        var bounded = Find(code, program.PollPoints, facts, preds, callTarget);
-        var moved = MovedPolls(code, program.PollPoints, facts, bounded, preds, callTarget);
+        var g = new LoopGraph(code);
+        var bounded = Find(g, program.PollPoints, facts);
+        var moved = MovedPolls(g, program.PollPoints, facts, bounded);
+        visits = g.Visits;
         if (bounded == null && moved.Count == 0) return program.PollPoints;
         var polls = (bool[])program.PollPoints.Clone();
         for (int pc = 0; pc < polls.Length; pc++)
@@ -115,23 +119,23 @@ internal static class BoundedLoops
     /// round more than L + 1 times in a row. Returns each such head with its outer latches.
     /// </summary>
     public static List<(int Head, List<int> OuterLatches)> MovedPolls(DecodedInsn[] code, bool[] pollPoints, InputBounds.Facts facts, bool[]? unpolled) =>
-        MovedPolls(code, pollPoints, facts, unpolled, Predecessors(code), CallTargets(code));
+        MovedPolls(new LoopGraph(code), pollPoints, facts, unpolled);
 
-    private static List<(int Head, List<int> OuterLatches)> MovedPolls(DecodedInsn[] code, bool[] pollPoints, InputBounds.Facts facts, bool[]? unpolled,
-        List<int>[] preds, bool[] callTarget)
+    private static List<(int Head, List<int> OuterLatches)> MovedPolls(LoopGraph g, bool[] pollPoints, InputBounds.Facts facts, bool[]? unpolled)
     {
         var moved = new List<(int, List<int>)>();
-        for (int h = 0; h < code.Length; h++)
+        var comp = g.Component;
+        for (int h = 0; h < g.Code.Length; h++)
         {
-            if (!pollPoints[h] || (unpolled?[h] ?? false) || callTarget[h]) continue;
-            var reached = Reached(code, h);
-            var latches = preds[h].Where(p => p == h || reached[p]).Distinct().ToList();
+            if (!pollPoints[h] || (unpolled?[h] ?? false) || g.CallTarget[h]) continue;
+            // The ways back: predecessors h reaches (those in its component), itself included.
+            var latches = g.Preds[h].Where(p => comp[p] == comp[h]).Distinct().ToList();
             if (latches.Count < 2) continue; // one latch: the whole loop, which Find did not bound
             foreach (int p in latches)
             {
-                var (inBody, nodes) = Body(preds, reached, h, new[] { p });
-                if (!RoundsBounded(code, preds, h, inBody, nodes, facts)) continue;
-                moved.Add((h, latches.Where(q => q != h && !inBody[q]).ToList()));
+                if (g.Body(h, new[] { p }) is not { } nodes) return moved; // out of budget: the rest keep their polls
+                if (!RoundsBounded(g, h, nodes, facts)) continue;
+                moved.Add((h, latches.Where(q => q != h && !g.InBody(q)).ToList()));
                 break;
             }
         }
@@ -143,49 +147,28 @@ internal static class BoundedLoops
     /// (see the class remarks); null when there is none.
     /// </summary>
     public static bool[]? Find(DecodedInsn[] code, bool[] pollPoints, InputBounds.Facts facts) =>
-        Array.IndexOf(pollPoints, true) < 0 ? null : Find(code, pollPoints, facts, Predecessors(code), CallTargets(code)); // no loop heads (nor functions)
+        Array.IndexOf(pollPoints, true) < 0 ? null : Find(new LoopGraph(code), pollPoints, facts); // no loop heads (nor functions)
 
-    private static bool[]? Find(DecodedInsn[] code, bool[] pollPoints, InputBounds.Facts facts, List<int>[] preds, bool[] callTarget)
+    private static bool[]? Find(LoopGraph g, bool[] pollPoints, InputBounds.Facts facts)
     {
-        int n = code.Length;
+        int n = g.Code.Length;
         bool[]? bounded = null;
         for (int h = 0; h < n; h++)
         {
-            if (!pollPoints[h] || callTarget[h]) continue;
-            var reached = Reached(code, h);
-            var (inBody, nodes) = Body(preds, reached, h, preds[h]);
-            if (RoundsBounded(code, preds, h, inBody, nodes, facts)) (bounded ??= new bool[n])[h] = true;
+            if (!pollPoints[h] || g.CallTarget[h]) continue;
+            if (g.Body(h, g.Preds[h]) is not { } nodes) break; // out of budget: the rest keep their polls
+            if (RoundsBounded(g, h, nodes, facts)) (bounded ??= new bool[n])[h] = true;
         }
         if (bounded == null) return null;
         // A loop head every cycle through which passes a bounded head goes round no more often than that one.
         var unpolled = (bool[])bounded.Clone();
         for (int h = 0; h < n; h++)
-            if (pollPoints[h] && !callTarget[h] && !bounded[h] && !OnCycle(code, h, bounded))
+            if (pollPoints[h] && !g.CallTarget[h] && !bounded[h] && !g.OnCycle(h, bounded))
                 unpolled[h] = true;
         return unpolled;
     }
 
-    /// <summary>The slots local calls go to (function entries: always polled, r2 unknown there).</summary>
-    private static bool[] CallTargets(DecodedInsn[] code)
-    {
-        var callTarget = new bool[code.Length];
-        foreach (var i in code)
-            if (i.Op == Op.CallLocal && i.Off >= 0 && i.Off < code.Length) callTarget[i.Off] = true;
-        return callTarget;
-    }
-
     private static bool IsJump(DecodedInsn i) => i.Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg);
-
-    /// <summary>The slots control can come from to each slot (the second slot of an lddw has none).</summary>
-    private static List<int>[] Predecessors(DecodedInsn[] code)
-    {
-        int n = code.Length;
-        var preds = new List<int>[n];
-        for (int pc = 0; pc < n; pc++) preds[pc] = new List<int>(2);
-        for (int pc = 0; pc < n; pc += code[pc].Op == Op.Lddw ? 2 : 1)
-            foreach (int s in Successors(code, pc)) preds[s].Add(pc);
-        return preds;
-    }
 
     /// <summary>Whether an instruction may change r2 (calls and the legacy packet loads clobber r1-r5).</summary>
     private static bool WritesR2(DecodedInsn i) => i.Op switch
@@ -197,78 +180,179 @@ internal static class BoundedLoops
         _ => i.Dst == 2,
     };
 
-    /// <summary>Where control can go from <paramref name="pc"/>.</summary>
-    private static IEnumerable<int> Successors(DecodedInsn[] code, int pc)
+    /// <summary>Where control can go from <paramref name="pc"/> (at most two slots, into <paramref name="into"/>); their count.</summary>
+    private static int Successors(DecodedInsn[] code, int pc, Span<int> into)
     {
         var i = code[pc];
-        if (IsJump(i) && i.Off >= 0 && i.Off < code.Length) yield return i.Off;
+        int count = 0;
+        if (IsJump(i) && i.Off >= 0 && i.Off < code.Length) into[count++] = i.Off;
         int next = pc + (i.Op == Op.Lddw ? 2 : 1);
-        if (i.Op is not (Op.Ja or Op.Exit or Op.Illegal) && next < code.Length) yield return next;
-    }
-
-    /// <summary>Whether <paramref name="h"/> is on a cycle that passes none of <paramref name="avoid"/>.</summary>
-    private static bool OnCycle(DecodedInsn[] code, int h, bool[] avoid)
-    {
-        var seen = new bool[code.Length];
-        var stack = new Stack<int>(Successors(code, h));
-        while (stack.Count > 0)
-        {
-            int pc = stack.Pop();
-            if (pc == h) return true;
-            if (seen[pc] || avoid[pc]) continue;
-            seen[pc] = true;
-            foreach (int s in Successors(code, pc)) stack.Push(s);
-        }
-        return false;
-    }
-
-    /// <summary>The slots reached from <paramref name="h"/> without passing it again.</summary>
-    private static bool[] Reached(DecodedInsn[] code, int h)
-    {
-        var reached = new bool[code.Length];
-        var stack = new Stack<int>(Successors(code, h));
-        while (stack.Count > 0)
-        {
-            int pc = stack.Pop();
-            if (pc == h || reached[pc]) continue;
-            reached[pc] = true;
-            foreach (int s in Successors(code, pc)) stack.Push(s);
-        }
-        return reached;
-    }
-
-    /// <summary>The body of the loop at <paramref name="h"/> through <paramref name="latches"/>: the slots on a
-    /// path from the head to one of them (reached from it, and reaching the latch, without passing
-    /// it), wherever they are in the program; as flags, and as a list less the head.</summary>
-    private static (bool[] InBody, List<int> Nodes) Body(List<int>[] preds, bool[] reached, int h, IEnumerable<int> latches)
-    {
-        var inBody = new bool[reached.Length];
-        var nodes = new List<int>();
-        var stack = new Stack<int>(latches);
-        while (stack.Count > 0)
-        {
-            int pc = stack.Pop();
-            if (pc == h || inBody[pc] || !reached[pc]) continue;
-            inBody[pc] = true;
-            nodes.Add(pc);
-            foreach (int p in preds[pc]) stack.Push(p);
-        }
-        return (inBody, nodes);
+        if (i.Op is not (Op.Ja or Op.Exit or Op.Illegal) && next < code.Length) into[count++] = next;
+        return count;
     }
 
     /// <summary>
-    /// Whether the rounds of the loop at <paramref name="h"/> through the body <paramref name="inBody"/>
+    /// The control flow of a program for the loop searches: predecessors, local call targets, and
+    /// each slot's strongly connected component. Every cycle through a slot stays inside its
+    /// component, and a slot of h's component other than h is reached from h without passing h
+    /// (after the last time a path from h passes h), so the searches for one head visit only its
+    /// component, not everything after it: programs of many loops one after another are analysed
+    /// in time linear in their length. A budget of visits (in proportion to the program's length)
+    /// bounds the rest, such as a long outer loop around many inner ones: past it, heads keep their
+    /// polls.
+    /// </summary>
+    private sealed class LoopGraph
+    {
+        public readonly DecodedInsn[] Code;
+        public readonly List<int>[] Preds;
+        public readonly bool[] CallTarget;
+        public readonly int[] Component;
+        private readonly int[] _mark;
+        private int _stamp;
+        private long _budget;
+        private readonly long _allowed;
+
+        /// <summary>Slots the searches have visited so far.</summary>
+        public long Visits => _allowed - Math.Max(0, _budget);
+
+        /// <summary>Slot visits allowed per slot of the program (and a floor for small programs).</summary>
+        private const int VisitsPerSlot = 32, MinVisits = 100_000;
+
+        public LoopGraph(DecodedInsn[] code)
+        {
+            Code = code;
+            int n = code.Length;
+            Span<int> succ = stackalloc int[2];
+            Preds = new List<int>[n];
+            for (int pc = 0; pc < n; pc++) Preds[pc] = new List<int>(2);
+            for (int pc = 0; pc < n; pc += code[pc].Op == Op.Lddw ? 2 : 1)
+                for (int k = 0, count = Successors(code, pc, succ); k < count; k++) Preds[succ[k]].Add(pc);
+            CallTarget = new bool[n];
+            foreach (var i in code)
+                if (i.Op == Op.CallLocal && i.Off >= 0 && i.Off < n) CallTarget[i.Off] = true;
+            Component = Components(code);
+            _mark = new int[n];
+            _budget = _allowed = MinVisits + (long)VisitsPerSlot * n;
+        }
+
+        /// <summary>Whether the last <see cref="Body"/> holds <paramref name="pc"/>.</summary>
+        public bool InBody(int pc) => _mark[pc] == _stamp;
+
+        /// <summary>The body of the loop at <paramref name="h"/> through <paramref name="latches"/> (slots
+        /// that go to h): the slots on a path from the head to one of them (reached from it, and reaching
+        /// the latch, without passing it), wherever they are in the program, less the head;
+        /// <see cref="InBody"/> tells them until the next search. Null when the budget is spent.</summary>
+        public List<int>? Body(int h, IEnumerable<int> latches)
+        {
+            _stamp++;
+            var nodes = new List<int>();
+            var stack = new Stack<int>(latches);
+            int component = Component[h];
+            while (stack.Count > 0)
+            {
+                int pc = stack.Pop();
+                if (pc == h || _mark[pc] == _stamp || Component[pc] != component) continue;
+                if (--_budget < 0) return null;
+                _mark[pc] = _stamp;
+                nodes.Add(pc);
+                foreach (int p in Preds[pc]) stack.Push(p);
+            }
+            return nodes;
+        }
+
+        /// <summary>Whether <paramref name="h"/> is on a cycle that passes none of <paramref name="avoid"/>
+        /// (true, as the safe answer, when the budget is spent).</summary>
+        public bool OnCycle(int h, bool[] avoid)
+        {
+            _stamp++;
+            int component = Component[h];
+            Span<int> succ = stackalloc int[2];
+            var stack = new Stack<int>();
+            for (int k = Successors(Code, h, succ) - 1; k >= 0; k--) stack.Push(succ[k]);
+            while (stack.Count > 0)
+            {
+                int pc = stack.Pop();
+                if (pc == h) return true;
+                if (_mark[pc] == _stamp || avoid[pc] || Component[pc] != component) continue;
+                if (--_budget < 0) return true;
+                _mark[pc] = _stamp;
+                for (int k = Successors(Code, pc, succ) - 1; k >= 0; k--) stack.Push(succ[k]);
+            }
+            return false;
+        }
+
+        /// <summary>Each slot's strongly connected component (Tarjan's algorithm, without recursion).</summary>
+        private static int[] Components(DecodedInsn[] code)
+        {
+            int n = code.Length;
+            var index = new int[n]; // order of discovery + 1; 0: not yet
+            var low = new int[n];
+            var component = new int[n];
+            Array.Fill(component, -1); // -1 once discovered: still on the stack
+            var stack = new int[n];
+            var path = new int[n];  // the depth-first path
+            var edge = new int[n];  // the next successor to try, for each slot of the path
+            Span<int> succ = stackalloc int[2];
+            int sp = 0, depth = 0, counter = 0, components = 0;
+            for (int root = 0; root < n; root++)
+            {
+                if (index[root] != 0) continue;
+                index[root] = low[root] = ++counter;
+                stack[sp++] = root;
+                path[0] = root;
+                edge[0] = 0;
+                depth = 1;
+                while (depth > 0)
+                {
+                    int v = path[depth - 1];
+                    if (edge[depth - 1] < Successors(code, v, succ))
+                    {
+                        int w = succ[edge[depth - 1]++];
+                        if (index[w] == 0)
+                        {
+                            index[w] = low[w] = ++counter;
+                            stack[sp++] = w;
+                            path[depth] = w;
+                            edge[depth] = 0;
+                            depth++;
+                        }
+                        else if (component[w] < 0) low[v] = Math.Min(low[v], index[w]);
+                        continue;
+                    }
+                    depth--;
+                    if (low[v] == index[v])
+                    {
+                        int w;
+                        do component[w = stack[--sp]] = components; while (w != v);
+                        components++;
+                    }
+                    if (depth > 0)
+                    {
+                        int u = path[depth - 1];
+                        low[u] = Math.Min(low[u], low[v]);
+                    }
+                }
+            }
+            return component;
+        }
+    }
+
+    /// <summary>
+    /// Whether the rounds of the loop at <paramref name="h"/> through the body <paramref name="nodes"/> (the last <see cref="LoopGraph.Body"/>)
     /// are bounded: every way back to h from the body (or from h itself) moves one register on as the
     /// class remarks say (up, compared with r2), or moves it down by 1 to 2^20 when the input analysis
     /// knows it to be at most L at h whichever way control got there. Then it never wraps (past 0 it
     /// would be near 2^64, far above L), so the rounds within the body number at most L + 1 in a row.
     /// Leaving the body (to slots outside it other than h) ends the count.
     /// </summary>
-    private static bool RoundsBounded(DecodedInsn[] code, List<int>[] preds, int h, bool[] inBody, List<int> nodes, InputBounds.Facts facts)
+    private static bool RoundsBounded(LoopGraph g, int h, List<int> nodes, InputBounds.Facts facts)
     {
+        var code = g.Code;
+        var preds = g.Preds;
+        Span<int> succ = stackalloc int[2];
         int n = code.Length;
         bool loops = false;
-        foreach (int p in preds[h]) loops |= p == h || inBody[p];
+        foreach (int p in preds[h]) loops |= p == h || g.InBody(p);
         if (!loops || WritesR2(code[h])) return false;
         foreach (int pc in nodes)
             if (WritesR2(code[pc])) return false; // also every call
@@ -278,8 +362,8 @@ internal static class BoundedLoops
         var indegree = new Dictionary<int, int>(nodes.Count);
         foreach (int pc in nodes) indegree[pc] = 0;
         foreach (int pc in nodes)
-            foreach (int s in Successors(code, pc))
-                if (s != h && inBody[s]) indegree[s]++;
+            for (int k = 0, count = Successors(code, pc, succ); k < count; k++)
+                if (succ[k] != h && g.InBody(succ[k])) indegree[succ[k]]++;
         var order = new List<int>(nodes.Count + 1) { h };
         var ready = new Stack<int>();
         foreach (int pc in nodes)
@@ -288,8 +372,8 @@ internal static class BoundedLoops
         {
             int pc = ready.Pop();
             order.Add(pc);
-            foreach (int s in Successors(code, pc))
-                if (s != h && inBody[s] && --indegree[s] == 0) ready.Push(s);
+            for (int k = 0, count = Successors(code, pc, succ); k < count; k++)
+                if (succ[k] != h && g.InBody(succ[k]) && --indegree[succ[k]] == 0) ready.Push(succ[k]);
         }
         if (order.Count != nodes.Count + 1) return false; // an inner loop
 
@@ -325,7 +409,7 @@ internal static class BoundedLoops
                 else down.RemoveAll(x => !fell.Contains(x));
                 return candidates.Count > 0 || down.Count > 0;
             }
-            if (to < 0 || to >= n || !inBody[to]) return true; // leaves the loop
+            if (to < 0 || to >= n || !g.InBody(to)) return true; // leaves the loop
             if (states.TryGetValue(to, out var there)) there.JoinWith(s);
             else states[to] = s.Clone();
             return true;

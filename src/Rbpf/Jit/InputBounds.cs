@@ -141,7 +141,7 @@ internal static class InputBounds
         /// <summary>Room after r<paramref name="k"/>'s value, with what a constant's value, the least L and r2 holding L tell.</summary>
         public int RoomOf(int k)
         {
-            var r = R[k];
+            ref readonly Reg r = ref R[k];
             int room = r.Room;
             if (r.Base == Zero) room = Math.Max(room, Bound(Min - r.Plus));
             else if (r.Hi <= MaxHi && r.Hi < Min) room = Math.Max(room, Bound(Min - r.Hi)); // value <= Hi < the least L
@@ -154,7 +154,7 @@ internal static class InputBounds
         public int ScaledRoomOf(int k, int shift)
         {
             if (shift == 0) return RoomOf(k);
-            var r = R[k];
+            ref readonly Reg r = ref R[k];
             int room = None;
             for (int t = shift; t <= MaxShift; t++) room = Math.Max(room, r.Scaled(t)); // 2^shift * value <= 2^t * value
             if (r.Base == Zero) room = Math.Max(room, Bound(Min - (r.Plus << shift)));
@@ -166,7 +166,7 @@ internal static class InputBounds
         /// (then the shift may have wrapped it).</summary>
         private (long Least, int Room)? IndexedOffset(int k)
         {
-            var r = R[k];
+            ref readonly Reg r = ref R[k];
             if (r.Idx < 0) return null;
             int q = ScaledRoomOf(r.Idx, r.IdxShift);
             if (q == None) return null;
@@ -178,7 +178,7 @@ internal static class InputBounds
         /// <summary>Bytes of input after the pointer in r<paramref name="k"/>, with what an exact pointer and the least L tell.</summary>
         public int PtrOf(int k)
         {
-            var r = R[k];
+            ref readonly Reg r = ref R[k];
             int ptr = r.Base == Start ? Math.Max(r.Ptr, Bound(Min - r.Plus)) : r.Ptr;
             return IndexedOffset(k) is { } o ? Math.Max(ptr, o.Room) : ptr;
         }
@@ -186,7 +186,7 @@ internal static class InputBounds
         /// <summary>Bytes of input before the pointer in r<paramref name="k"/> (its least offset).</summary>
         public int BackOf(int k)
         {
-            var r = R[k];
+            ref readonly Reg r = ref R[k];
             int back = r.Base == Start ? Math.Max(r.Back, Bound(r.Plus)) : r.Back;
             return IndexedOffset(k) is { } o ? Math.Max(back, Bound(o.Least)) : back;
         }
@@ -195,7 +195,7 @@ internal static class InputBounds
 
         public long HiOf(int k)
         {
-            var r = R[k];
+            ref readonly Reg r = ref R[k];
             long hi = r.Hi;
             if (r.Bits < 61) hi = Math.Min(hi, (1L << r.Bits) - 1);
             if (r.Base == Zero) hi = Math.Min(hi, r.Plus);
@@ -322,7 +322,7 @@ internal static class InputBounds
         public long? IndexRelation(int p, int x, int shift)
         {
             if (p == x || x > 9) return null;
-            var rp = R[p];
+            ref readonly Reg rp = ref R[p];
             if (rp.Idx >= 0 && rp.IdxShift == shift && Distance(rp.Idx, x) is { } d) return rp.IdxPlus + (d << shift);
             if (rp.Base == Start && R[x].Base == Zero) return rp.Plus - (R[x].Plus << shift);
             return null;
@@ -367,7 +367,7 @@ internal static class InputBounds
             int nroots = 2;
             for (int k = 0; k < R.Length; k++)
             {
-                Reg a = R[k], b = o.R[k];
+                ref readonly Reg a = ref R[k], b = ref o.R[k]; // R changes only after the loop
                 var j = new Reg
                 {
                     Bits = Math.Max(a.Bits, b.Bits),
@@ -447,8 +447,11 @@ internal static class InputBounds
     /// <summary>A state's joins at a loop head before bounds that keep moving there are dropped.</summary>
     private const int JoinsBeforeWidening = 8;
     /// <summary>What the analysis found: the accesses proven, and what is known at each slot.</summary>
-    internal sealed class Facts(State?[] states, bool[]? proven)
+    internal sealed class Facts(State?[] states, bool[]? proven, long steps)
     {
+        /// <summary>Slots the analysis processed (its work, for the tests that keep it in proportion to a program's length).</summary>
+        public long Steps { get; } = steps;
+
         /// <summary>For each slot, whether it is a plain load or store proven to stay inside the input; null when none is.</summary>
         public bool[]? Proven { get; } = proven;
 
@@ -470,11 +473,20 @@ internal static class InputBounds
     public static bool[]? ProvenAccesses(DecodedInsn[] code) => Analyze(code)?.Proven;
 
     /// <summary>The analysis of the class remarks; null when the program compares nothing with r2 (nothing to learn).</summary>
-    public static Facts? Analyze(DecodedInsn[] code) => Analyze(code, StepsPerSlot * code.Length + 100_000);
+    public static Facts? Analyze(DecodedInsn[] code) => Analyze(code, StepBudget(code.Length));
 
-    /// <summary>Slots the analysis may process per slot of the program before it gives up: far more than
-    /// widening needs (a safety net, so that no program can make compiling hang).</summary>
-    private const long StepsPerSlot = 2000;
+    /// <summary>
+    /// Slots the analysis may process (<see cref="MinSteps"/> and <see cref="StepsPerSlot"/> per slot of
+    /// the program, at most <see cref="MaxSteps"/>) before it gives up, leaving every check and poll
+    /// in: a safety net that bounds the compile time any program can cost (a step costs 10,000 to
+    /// 60,000 host instructions, so the cap is a few seconds). The programs of the test suites needed
+    /// at most 70 steps per slot, all of them under 50 slots long (which the floor covers); the clang
+    /// kernels of <c>benchmarks/clang</c> 2 to 28 (the token state machine), loops in a row about 33
+    /// (<c>LargeProgramTests</c>). A state machine of hundreds of states in one loop needs far more,
+    /// and gives up; so do programs of more than about 30,000 slots that need over 32 per slot.
+    /// </summary>
+    private static long StepBudget(int slots) => Math.Min(MaxSteps, MinSteps + StepsPerSlot * slots);
+    private const long MinSteps = 100_000, StepsPerSlot = 32, MaxSteps = 1_000_000;
 
     /// <summary><see cref="Analyze(DecodedInsn[])"/> within <paramref name="maxSteps"/> slots processed; null
     /// (nothing proven, every loop polled) when it needs more.</summary>
@@ -485,10 +497,11 @@ internal static class InputBounds
     /// both sides go on with what was known before them. What it proves holds however those jumps
     /// go, for code that may run past them the other way (the JIT's drops turned into a flag).
     /// </summary>
-    public static Facts? Analyze(DecodedInsn[] code, bool[] unrefined) => Analyze(code, StepsPerSlot * code.Length + 100_000, unrefined);
+    public static Facts? Analyze(DecodedInsn[] code, bool[] unrefined) => Analyze(code, StepBudget(code.Length), unrefined);
 
     private static Facts? Analyze(DecodedInsn[] code, long maxSteps, bool[]? unrefined)
     {
+        long budget = maxSteps;
         int n = code.Length;
         // Nothing to prove without a comparison involving r2 or a value computed from it (n = len >> 2):
         // most programs; no analysis.
@@ -510,7 +523,7 @@ internal static class InputBounds
                 loopHead[code[pc].Off] = true;
 
         var states = new State?[n];
-        var work = new Stack<int>();
+        var work = new SlotWorklist(n);
         void Merge(int pc, State s)
         {
             if (pc < 0 || pc >= n) return;
@@ -595,7 +608,7 @@ internal static class InputBounds
             bool inside = back != None && after != None && back + (long)i.Off >= 0 && i.Off + size <= after;
             if (inside) (proven ??= new bool[n])[pc] = true;
         }
-        return new Facts(states, proven);
+        return new Facts(states, proven, budget - maxSteps);
     }
 
     /// <summary>An instruction that writes its destination (arithmetic, moves, byte swaps, loads): what is known of it after.</summary>

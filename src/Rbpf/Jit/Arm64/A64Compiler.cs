@@ -77,7 +77,7 @@ internal sealed class A64Compiler
         }
     }
 
-    /// <summary>Where the code polls for interrupts (<see cref="BoundedLoops.PollsFor"/>).</summary>
+    /// <summary>Where the code polls for interrupts (<see cref="BoundedLoops.PollsFor(DecodedProgram, VmKind, InputBounds.Facts?)"/>).</summary>
     private bool[] _polls = Array.Empty<bool>();
     /// <summary>Plain accesses of a raw VM's program proven inside the input (<see cref="InputBounds"/>): no check; null when none.</summary>
     private bool[]? _inInput;

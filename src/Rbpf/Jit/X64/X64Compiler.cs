@@ -1941,7 +1941,7 @@ internal sealed class X64Compiler
 
     /// <summary>Plain accesses of a raw VM's program proven inside the input (<see cref="InputBounds"/>): no check; null when none.</summary>
     private bool[]? _inInput;
-    /// <summary>Where the code polls for interrupts (<see cref="BoundedLoops.PollsFor"/>).</summary>
+    /// <summary>Where the code polls for interrupts (<see cref="BoundedLoops.PollsFor(DecodedProgram, VmKind, InputBounds.Facts?)"/>).</summary>
     private bool[] _polls = Array.Empty<bool>();
 
     /// <summary>Whether checked code checks the access of the instruction at <paramref name="pc"/> at run time.</summary>
