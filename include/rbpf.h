@@ -108,6 +108,11 @@ typedef enum rbpf_vm_kind {
 
 /* ---- Creating and destroying VMs ---------------------------------------------------------- */
 
+/** The longest program a VM takes, in 8-byte slots (rbpf's PROG_MAX_INSNS, the Linux kernel's
+ *  limit for programs loaded with CAP_BPF); a longer one is refused with RBPF_E_INVALID_PROGRAM.
+ *  The uBPF API (ubpf.h) keeps uBPF's UBPF_MAX_INSTS. */
+#define RBPF_MAX_INSTRUCTIONS 1000000u
+
 /**
  * Creates a VM of `kind` (not RBPF_VM_FIXED_MBUFF: see rbpf_vm_create_fixed_mbuff) and loads
  * `prog` (prog_len bytes, a multiple of 8) after verifying it. `prog` may be NULL (with

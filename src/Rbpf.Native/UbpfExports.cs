@@ -86,6 +86,8 @@ internal sealed unsafe class UbpfVm
 /// </summary>
 internal static unsafe class UbpfExports
 {
+    /// <summary>uBPF's <c>UBPF_MAX_INSTS</c>: its API takes programs of fewer slots (the engine itself takes up to <see cref="Isa.MaxInstructions"/>).</summary>
+    internal const int UbpfMaxInstructions = 65536;
     [ThreadStatic] private static void* t_cookie;
 
     private static UbpfVm? Find(nint vm) => UbpfHandles.Find(vm);
@@ -399,8 +401,8 @@ internal static unsafe class UbpfExports
             var program = new ReadOnlySpan<byte>(code, (int)codeLen);
             if (program.Length % 8 != 0)
                 throw new RbpfException(RbpfErrorCode.InvalidProgram, $"code_len must be a multiple of 8 (got {codeLen})");
-            if (program.Length / 8 >= Isa.MaxInstructions)
-                throw new RbpfException(RbpfErrorCode.InvalidProgram, $"too many instructions (max {Isa.MaxInstructions})");
+            if (program.Length / 8 >= UbpfMaxInstructions)
+                throw new RbpfException(RbpfErrorCode.InvalidProgram, $"too many instructions (max {UbpfMaxInstructions})");
             u.FrameSize(0); // uBPF asks about the entry function's stack before anything else
             // uBPF has no maps: an lddw source other than 0 (a map fd, say) is not a program of its.
             for (int pc = 0; pc + 1 < program.Length / 8; pc++)
@@ -447,7 +449,7 @@ internal static unsafe class UbpfExports
         string Hex(byte op) => op.ToString("X").PadLeft(2); // uBPF's "%2X"
         return e.Check switch
         {
-            VerifierCheck.TooManyInstructions => $"too many instructions (max {Isa.MaxInstructions})",
+            VerifierCheck.TooManyInstructions => $"too many instructions (max {UbpfMaxInstructions})",
             VerifierCheck.UnknownOpcode => $"unknown opcode 0x{insn.Opcode:x2} at PC {pc}",
             VerifierCheck.InvalidSourceRegister => $"invalid source register at PC {pc}",
             VerifierCheck.InvalidDestinationRegister or VerifierCheck.ReadOnlyFramePointer => $"invalid destination register at PC {pc}",

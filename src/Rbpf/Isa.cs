@@ -9,8 +9,10 @@ public static class Isa
     /// <summary>Size in bytes of one instruction slot.</summary>
     public const int InstructionSize = 8;
 
-    /// <summary>Largest program accepted, in instruction slots (the same limit as uBPF).</summary>
-    public const int MaxInstructions = 65536;
+    /// <summary>Largest program accepted, in instruction slots: rbpf's <c>PROG_MAX_INSNS</c>, and the
+    /// Linux kernel's limit for programs loaded with <c>CAP_BPF</c>. The uBPF API keeps uBPF's
+    /// 65,536 (<c>UBPF_MAX_INSTS</c>).</summary>
+    public const int MaxInstructions = 1_000_000;
 
     /// <summary>Stack bytes given to each call frame (the Linux kernel's value).</summary>
     public const int StackFrameSize = 512;

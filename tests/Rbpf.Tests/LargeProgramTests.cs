@@ -3,13 +3,83 @@ using Rbpf.Jit;
 namespace Rbpf.Tests;
 
 /// <summary>
-/// The JIT's loop analyses kept in proportion to a program's length on thousands of loops in a row
-/// (the loop search grew with the square of the number of loops).
+/// Programs as long as the engine takes (<see cref="Isa.MaxInstructions"/>, rbpf's 1,000,000 slots)
+/// through the interpreter and the JIT, the limit itself, and the JIT's loop analyses kept in
+/// proportion to a program's length on thousands of loops in a row (they grew with its square).
 /// </summary>
 public class LargeProgramTests
 {
     private static void Put(byte[] p, int pc, byte op, int dst, int src, short off, int imm) =>
         new Instruction(op, dst, src, off, imm).WriteTo(p.AsSpan(8 * pc));
+
+    /// <summary>
+    /// <paramref name="slots"/> slots: a gotol over the first <paramref name="skipped"/> slots of
+    /// eight-slot blocks (arithmetic, an input load, a conditional jump, a stack store and load),
+    /// then the blocks that run, additions to fill, exit. The expected r0 is worked out alongside.
+    /// </summary>
+    private static byte[] Blocks(int slots, int skipped, byte[] input, out ulong expected)
+    {
+        var p = new byte[8 * slots];
+        Put(p, 0, 0xb7, 0, 0, 0, 0);                 // mov r0, 0
+        Put(p, 1, Isa.Ja32, 0, 0, 0, skipped);       // gotol +skipped
+        ulong r0 = 0;
+        int pc = 2, k = 0;
+        for (; pc + 8 < slots - 1; k++)
+        {
+            bool runs = pc >= 2 + skipped;
+            Put(p, pc++, 0x07, 0, 0, 0, k + 1);                   // add r0, k+1
+            Put(p, pc++, 0x71, 3, 1, (short)(k & 31), 0);        // ldxb r3, [r1+k%32]
+            Put(p, pc++, 0xaf, 0, 3, 0, 0);                      // xor r0, r3
+            Put(p, pc++, 0x67, 0, 0, 0, 3);                      // lsh r0, 3
+            Put(p, pc++, 0x25, 3, 0, 1, 100);                    // jgt r3, 100, +1
+            Put(p, pc++, 0x0f, 0, 3, 0, 0);                      // add r0, r3
+            Put(p, pc++, 0x63, 10, 0, -8, 0);                    // stxw [r10-8], r0
+            Put(p, pc++, 0x61, 4, 10, -8, 0);                    // ldxw r4, [r10-8]
+            if (runs)
+            {
+                ulong r3 = input[k & 31];
+                r0 = ((r0 + (ulong)(k + 1)) ^ r3) << 3;
+                if (r3 <= 100) r0 += r3;
+            }
+        }
+        Assert.True(2 + skipped <= pc, "the gotol lands inside the blocks or on the filler");
+        for (; pc < slots - 1; pc++)
+        {
+            Put(p, pc, 0x07, 0, 0, 0, 1); // add r0, 1
+            r0++;
+        }
+        Put(p, pc, Isa.Exit, 0, 0, 0, 0);
+        expected = r0;
+        return p;
+    }
+
+    [Fact]
+    public void TheLongestProgramRunsInBothEnginesWithAFarJump()
+    {
+        var input = new byte[32];
+        for (int i = 0; i < input.Length; i++) input[i] = (byte)(i * 37 + 11);
+        // The gotol skips 600,000 slots (blocks of eight: 75,000 of them), far past a 16-bit offset.
+        var program = Blocks(Isa.MaxInstructions, 600_000, input, out ulong expected);
+        Assert.Equal(1_000_000, Isa.MaxInstructions); // rbpf's PROG_MAX_INSNS
+        var vm = EbpfVm.CreateRaw(program);
+        Assert.Equal(expected, vm.Execute(input));
+        vm.JitCompile();
+        Assert.Equal(RbpfErrorCode.Ok, vm.TryExecuteJit(input, Span<byte>.Empty, out ulong jitted, out var error));
+        Assert.Null(error);
+        Assert.Equal(expected, jitted);
+    }
+
+    [Fact]
+    public void OneSlotMoreIsRefusedWithTheLimitNamed()
+    {
+        var program = new byte[8 * (Isa.MaxInstructions + 1)];
+        for (int pc = 0; pc < Isa.MaxInstructions; pc++) Put(program, pc, 0xb7, 0, 0, 0, 0);
+        Put(program, Isa.MaxInstructions, Isa.Exit, 0, 0, 0, 0);
+        var e = Assert.Throws<RbpfException>(() => EbpfVm.CreateRaw(program));
+        Assert.Equal(RbpfErrorCode.InvalidProgram, e.Code);
+        Assert.Contains("1000001 instructions", e.Message);
+        Assert.Contains("1000000", e.Message);
+    }
 
     /// <summary>
     /// <paramref name="loops"/> loops in a row, each bounded by the input (r3 counts up to r2, then r0

@@ -375,6 +375,27 @@ static void test_limits_and_regions(void)
     CHECK_RC(rbpf_vm_add_memory_region(vm, NULL, 4, 1), RBPF_E_INVALID_ARGUMENT);
     CHECK_RC(rbpf_vm_add_memory_region(vm, table, 0, 1), RBPF_E_INVALID_ARGUMENT);
     rbpf_vm_destroy(vm);
+
+    /* The longest program: RBPF_MAX_INSTRUCTIONS slots, in the interpreter and the JIT; one more is refused. */
+    size_t slots = RBPF_MAX_INSTRUCTIONS + 1;
+    uint8_t *longest = calloc(slots, 8);
+    CHECK(longest != NULL);
+    for (size_t i = 0; i < slots; i++) longest[8 * i] = 0x07, longest[8 * i + 4] = 1; /* add r0, 1 */
+    longest[8 * (slots - 1)] = 0x95;                                                  /* exit */
+    CHECK_RC(rbpf_vm_create(RBPF_VM_NO_DATA, longest, 8 * slots, &vm), RBPF_E_INVALID_PROGRAM);
+    CHECK(vm == NULL && strstr(rbpf_last_error(), "1000001 instructions") != NULL);
+    memset(longest + 8 * (slots - 2), 0, 8);
+    longest[8 * (slots - 2)] = 0x95;
+    CHECK_RC(rbpf_vm_create(RBPF_VM_NO_DATA, longest, 8 * (slots - 1), &vm), RBPF_OK);
+    r = 0;
+    CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == RBPF_MAX_INSTRUCTIONS - 1);
+    r = 0;
+    CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r), RBPF_OK);
+    CHECK(r == RBPF_MAX_INSTRUCTIONS - 1);
+    rbpf_vm_destroy(vm);
+    free(longest);
 }
 
 static void test_jit(void)

@@ -484,6 +484,23 @@ int main(void)
     ubpf_destroy(vm);
     free(elf);
 
+    /* uBPF's length limit stays its own (the engine takes up to RBPF_MAX_INSTRUCTIONS): fewer than
+     * UBPF_MAX_INSTS slots, refused with uBPF's words at that length. */
+    struct insn *longest = calloc(UBPF_MAX_INSTS, sizeof *longest);
+    CHECK(longest != NULL);
+    for (int i = 0; i < UBPF_MAX_INSTS; i++) longest[i] = (struct insn)I(0x07, 0, 0, 0, 1); /* add r0, 1 */
+    longest[UBPF_MAX_INSTS - 1] = (struct insn)I(0x95, 0, 0, 0, 0);
+    vm = ubpf_create();
+    CHECK(ubpf_load(vm, longest, UBPF_MAX_INSTS * sizeof *longest, &errmsg) == -1);
+    CHECK(errmsg != NULL && strcmp(errmsg, "too many instructions (max 65536)") == 0);
+    free(errmsg);
+    errmsg = NULL;
+    longest[UBPF_MAX_INSTS - 2] = (struct insn)I(0x95, 0, 0, 0, 0);
+    CHECK(ubpf_load(vm, longest, (UBPF_MAX_INSTS - 1) * sizeof *longest, &errmsg) == 0);
+    CHECK(ubpf_exec(vm, NULL, 0, &r) == 0 && r == UBPF_MAX_INSTS - 2);
+    ubpf_destroy(vm);
+    free(longest);
+
     /* Bad handles are ignored or refused, never a crash. */
     ubpf_destroy(NULL);
     ubpf_destroy((struct ubpf_vm *)0x1234);

@@ -31,7 +31,7 @@ __all__ = [
     "IllegalInstructionError", "ElfError", "OutOfMemoryError", "RunInterruptedError", "InternalError",
     "NotFoundError", "KeyExistsError", "MapFullError", "Map",
     "MAP_HASH", "MAP_ARRAY", "MAP_PROG_ARRAY", "MAP_PERCPU_HASH", "MAP_PERCPU_ARRAY", "MAP_LRU_HASH", "MAP_RINGBUF",
-    "ANY", "NOEXIST", "EXIST",
+    "ANY", "NOEXIST", "EXIST", "MAX_INSTRUCTIONS",
     "XdpVm", "XdpResult", "CapturedPacket", "read_capture", "write_pcap", "SkbVm", "SkbResult",
     "PROG_SOCKET_FILTER", "PROG_SCHED_CLS", "PROG_SCHED_ACT", "PROG_XDP", "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT",
     "MBUFF", "FIXED_MBUFF", "RAW", "NO_DATA",
@@ -52,6 +52,9 @@ ANY, NOEXIST, EXIST = 0, 1, 2
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = 0, 1, 2, 3, 4
 _PROG_XDP = 6
 PROG_SOCKET_FILTER, PROG_SCHED_CLS, PROG_SCHED_ACT, PROG_XDP = 1, 3, 4, 6
+
+# The longest program a VM takes, in 8-byte slots (RBPF_MAX_INSTRUCTIONS).
+MAX_INSTRUCTIONS = 1_000_000
 
 # Standard helper ids (RBPF_HELPER_*).
 HELPER_KTIME_GETNS = 5

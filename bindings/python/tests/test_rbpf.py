@@ -99,6 +99,17 @@ class Errors(unittest.TestCase):
             rbpf.verify(bytes(12))
         rbpf.verify(ADD)
 
+    def test_longest_program(self):
+        add_r0_1 = bytes([0x07, 0, 0, 0, 1, 0, 0, 0])
+        exit_ = bytes([0x95]) + bytes(7)
+        with rbpf.NoDataVm(add_r0_1 * (rbpf.MAX_INSTRUCTIONS - 1) + exit_) as vm:
+            self.assertEqual(vm.execute(), rbpf.MAX_INSTRUCTIONS - 1)
+            vm.jit_compile()
+            self.assertEqual(vm.execute_jit(), rbpf.MAX_INSTRUCTIONS - 1)
+        with self.assertRaises(rbpf.InvalidProgramError) as cm:
+            rbpf.NoDataVm(add_r0_1 * rbpf.MAX_INSTRUCTIONS + exit_)
+        self.assertIn("1000001 instructions", cm.exception.message)
+
     def test_integers_are_range_checked_not_truncated(self):
         with rbpf.NoDataVm(rbpf.assemble("mov r0, 1\nexit")) as vm:
             for bad in (2 ** 40, -1):
