@@ -48,9 +48,32 @@ static uint8_t *program(size_t n)
     return p;
 }
 
+/* Loops in a row, each bounded by the input (the JIT's loop analyses at work), n >= 8 slots:
+ * mov r0, 0; jne r2, 0, +1; gotol exit; then { mov r3, 0; add r3, 1; jlt r3, r2, -2; add r0, r3 }
+ * repeated; filler; exit. */
+static uint8_t *loops(size_t n)
+{
+    uint8_t *p = calloc(n, 8);
+    size_t i = 0;
+    put(p + 8 * i++, 0xb7, 0, 0, 0, 0);                    /* mov r0, 0 */
+    put(p + 8 * i++, 0x55, 2, 0, 1, 0);                    /* jne r2, 0, +1 */
+    put(p + 8 * i++, 0x06, 0, 0, 0, (int32_t)(n - 4));     /* gotol exit */
+    while (i + 4 < n) {
+        put(p + 8 * i++, 0xb7, 3, 0, 0, 0);                /* mov r3, 0 */
+        put(p + 8 * i++, 0x07, 3, 0, 0, 1);                /* add r3, 1 */
+        put(p + 8 * i++, 0xad, 3, 2, -2, 0);               /* jlt r3, r2, -2 */
+        put(p + 8 * i++, 0x0f, 0, 3, 0, 0);                /* add r0, r3 */
+    }
+    while (i + 1 < n) put(p + 8 * i++, 0x07, 0, 0, 0, 1); /* add r0, 1 */
+    put(p + 8 * i++, 0x95, 0, 0, 0, 0);                   /* exit */
+    return p;
+}
+
+static int shape_loops;
+
 static rbpf_vm *make(size_t n)
 {
-    uint8_t *p = program(n);
+    uint8_t *p = shape_loops ? loops(n) : program(n);
     rbpf_vm *vm;
     if (rbpf_vm_create(RBPF_VM_RAW, p, n * 8, &vm) != RBPF_OK) {
         fprintf(stderr, "load (%zu instructions): %s\n", n, rbpf_last_error());
@@ -89,9 +112,11 @@ int main(int argc, char **argv)
         rbpf_vm_destroy(vm);
         return 0;
     }
-    static const size_t sizes[] = { 2, 10, 40, 100, 1000, 10000, 65536 };
+    /* warm: the blocks above; warm loops: the loops in a row (from 10 instructions on). */
+    shape_loops = argc >= 3 && strcmp(argv[2], "loops") == 0;
+    static const size_t sizes[] = { 2, 10, 40, 100, 1000, 10000, 65536, 100000, 1000000 };
     printf("| instructions | us per compile (best) | ns per instruction |\n|---|---|---|\n");
-    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+    for (size_t s = shape_loops ? 1 : 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         size_t n = sizes[s];
         rbpf_vm *vm = make(n);
         rbpf_vm_jit_compile(vm); /* warm */

@@ -11,6 +11,9 @@ echo "machine: $(uname -m), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinf
 echo
 out/bench/compile warm
 echo
+echo "loops in a row (four-instruction loops bounded by the input: the loop analyses' cost):"
+out/bench/compile warm loops
+echo
 for n in 40 1000; do
     times=$(for i in $(seq 15); do out/bench/compile first $n; done | sort -g)
     best=$(echo "$times" | head -1)
