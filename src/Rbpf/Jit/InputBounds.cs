@@ -354,7 +354,7 @@ internal static class InputBounds
         /// <paramref name="widen"/> (a loop head visited often), a bound that moved is dropped instead.
         /// Returns whether anything changed.
         /// </summary>
-        public bool JoinWith(State o, bool widen)
+        public bool JoinWith(State o, bool widen, bool hard = false)
         {
             bool changed = false;
             if (R2 && !o.R2) { R2 = false; changed = true; }
@@ -416,8 +416,9 @@ internal static class InputBounds
                     if (j.Room < a.Room) j.Room = None;
                     if (j.Ptr < a.Ptr) j.Ptr = None;
                     if (j.Back < a.Back) j.Back = None;
-                    if (j.Lo < a.Lo) j.Lo = j.Lo == 0 ? 0 : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)j.Lo + 1) / 2;
-                    if (j.Hi > a.Hi) j.Hi = j.Hi >= MaxHi / 2 ? long.MaxValue : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)j.Hi + 1) - 1;
+                    if (j.Lo < a.Lo) j.Lo = j.Lo == 0 || hard ? 0 : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)j.Lo + 1) / 2;
+                    if (j.Hi > a.Hi) j.Hi = j.Hi >= MaxHi / 2 || hard ? long.MaxValue : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)j.Hi + 1) - 1;
+                    if (hard && j.Bits > a.Bits) j.Bits = 64;
                 }
                 // The relations that hold on both sides: k joins the first root it has the same distance from on both.
                 for (int c = 0; c < nroots; c++)
@@ -446,6 +447,11 @@ internal static class InputBounds
 
     /// <summary>A state's joins at a loop head before bounds that keep moving there are dropped.</summary>
     private const int JoinsBeforeWidening = 8;
+    /// <summary>Widenings at a loop head that move a value's bounds a power of two at a time (a loop to a
+    /// constant such as 64 settles at 63 within a few); past them a bound that still moves is dropped
+    /// (a loop to the input's length, whose count no constant bounds, took some 60 rounds to climb to
+    /// 2^60 a power of two at a time, each round tens of thousands of host instructions).</summary>
+    private const int GradualWidenings = 4;
     /// <summary>What the analysis found: the accesses proven, and what is known at each slot.</summary>
     internal sealed class Facts(State?[] states, bool[]? proven, long steps)
     {
@@ -481,7 +487,7 @@ internal static class InputBounds
     /// in: a safety net that bounds the compile time any program can cost (a step costs 10,000 to
     /// 60,000 host instructions, so the cap is a few seconds). The programs of the test suites needed
     /// at most 70 steps per slot, all of them under 50 slots long (which the floor covers); the clang
-    /// kernels of <c>benchmarks/clang</c> 2 to 28 (the token state machine), loops in a row about 33
+    /// kernels of <c>benchmarks/clang</c> at most 28 (the token state machine), loops in a row about 8
     /// (<c>LargeProgramTests</c>). A state machine of hundreds of states in one loop needs far more,
     /// and gives up; so do programs of more than about 30,000 slots that need over 32 per slot.
     /// </summary>
@@ -529,7 +535,11 @@ internal static class InputBounds
             if (pc < 0 || pc >= n) return;
             s.Settle();
             if (states[pc] == null) states[pc] = s.Clone();
-            else if (!states[pc]!.JoinWith(s, loopHead[pc] && ++joins[pc] > JoinsBeforeWidening)) return;
+            else
+            {
+                int count = loopHead[pc] ? ++joins[pc] : 0;
+                if (!states[pc]!.JoinWith(s, count > JoinsBeforeWidening, count > JoinsBeforeWidening + GradualWidenings)) return;
+            }
             work.Push(pc);
         }
 

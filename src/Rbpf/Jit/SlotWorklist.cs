@@ -7,7 +7,7 @@ namespace Rbpf.Jit;
 /// before its exit state goes on to the code after it. A last-in-first-out stack instead follows
 /// the fallthrough of a loop's first rounds on through the rest of the program and comes back for
 /// the later ones: on four-slot loops in a row (<c>LargeProgramTests</c>) the input analysis took
-/// 116 steps per slot that way, 33 lowest first.
+/// 116 steps per slot that way, 33 lowest first (8 once bounds that kept moving were dropped sooner).
 /// </summary>
 internal sealed class SlotWorklist
 {
