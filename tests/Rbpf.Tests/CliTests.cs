@@ -98,21 +98,14 @@ public class CliTests
     [SkippableFact]
     public void RunsTheLongestProgramAndRefusesALongerOne()
     {
-        static byte[] Adds(int slots)
-        {
-            var p = new byte[8 * slots];
-            for (int i = 0; i < slots - 1; i++) new Instruction(0x07, 0, 0, 0, 1).WriteTo(p.AsSpan(8 * i)); // add r0, 1
-            new Instruction(Isa.Exit, 0, 0, 0, 0).WriteTo(p.AsSpan(8 * (slots - 1)));
-            return p;
-        }
-        string longest = Temp("longest.bin", Adds(Isa.MaxInstructions));
+        string longest = Temp("longest.bin", LargeProgramTests.Adds(Isa.MaxInstructions));
         foreach (var jit in new[] { false, true })
         {
             var r = Cli(jit ? new[] { "run", longest, "--kind", "nodata", "--jit" } : new[] { "run", longest, "--kind", "nodata" });
             Assert.Equal(0, r.Exit);
             Assert.Equal($"0x{Isa.MaxInstructions - 1:x}\n", r.Stdout);
         }
-        var tooLong = Cli(new[] { "run", Temp("too-long.bin", Adds(Isa.MaxInstructions + 1)), "--kind", "nodata" });
+        var tooLong = Cli(new[] { "run", Temp("too-long.bin", LargeProgramTests.Adds(Isa.MaxInstructions + 1)), "--kind", "nodata" });
         Assert.Equal(3, tooLong.Exit); // bad input
         Assert.Contains("1000001 instructions, more than the limit of 1000000", tooLong.Stderr);
     }

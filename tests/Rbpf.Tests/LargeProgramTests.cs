@@ -12,6 +12,15 @@ public class LargeProgramTests
     private static void Put(byte[] p, int pc, byte op, int dst, int src, short off, int imm) =>
         new Instruction(op, dst, src, off, imm).WriteTo(p.AsSpan(8 * pc));
 
+    /// <summary><paramref name="slots"/> slots: <c>add r0, 1</c> up to an exit (r0 ends at slots - 1).</summary>
+    internal static byte[] Adds(int slots)
+    {
+        var p = new byte[8 * slots];
+        for (int pc = 0; pc < slots - 1; pc++) Put(p, pc, 0x07, 0, 0, 0, 1);
+        Put(p, slots - 1, Isa.Exit, 0, 0, 0, 0);
+        return p;
+    }
+
     /// <summary>
     /// <paramref name="slots"/> slots: a gotol over the first <paramref name="skipped"/> slots of
     /// eight-slot blocks (arithmetic, an input load, a conditional jump, a stack store and load),
@@ -72,10 +81,7 @@ public class LargeProgramTests
     [Fact]
     public void OneSlotMoreIsRefusedWithTheLimitNamed()
     {
-        var program = new byte[8 * (Isa.MaxInstructions + 1)];
-        for (int pc = 0; pc < Isa.MaxInstructions; pc++) Put(program, pc, 0xb7, 0, 0, 0, 0);
-        Put(program, Isa.MaxInstructions, Isa.Exit, 0, 0, 0, 0);
-        var e = Assert.Throws<RbpfException>(() => EbpfVm.CreateRaw(program));
+        var e = Assert.Throws<RbpfException>(() => EbpfVm.CreateRaw(Adds(Isa.MaxInstructions + 1)));
         Assert.Equal(RbpfErrorCode.InvalidProgram, e.Code);
         Assert.Contains("1000001 instructions", e.Message);
         Assert.Contains("1000000", e.Message);
