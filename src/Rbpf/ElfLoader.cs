@@ -68,8 +68,9 @@ public sealed class ElfProgram : IDisposable
 /// <remarks>
 /// The program is the section named <c>sectionOrFunction</c>, or the section holding the function
 /// of that name, or by default the first executable section other than <c>.text</c> (where clang
-/// puts non-inlined static functions), else <c>.text</c>. Other executable sections are appended so
-/// bpf-to-bpf calls (R_BPF_64_32) can reach them. Loads of global data (R_BPF_64_64 against
+/// puts non-inlined static functions), else <c>.text</c>. The executable sections it reaches through
+/// relocations are appended so bpf-to-bpf calls (R_BPF_64_32) can reach them; sections it never
+/// reaches (other programs of the same object) are left out. Loads of global data (R_BPF_64_64 against
 /// .rodata, .data, .bss and the like) point into copies of those sections. Calls to undefined
 /// functions resolve to helpers registered by name.
 /// </remarks>
@@ -135,9 +136,11 @@ public static class ElfLoader
         else
             throw Bad($"no code section or function named '{sectionOrFunction}' (sections: {string.Join(", ", code.Select(c => c.Name))})");
 
-        // Layout: [ja to the entry when it is not first], the main section, then every other code section.
+        // Layout: [ja to the entry when it is not first], the main section, then the other code sections
+        // it reaches through relocations (calls, function addresses), in the file's order.
         var order = new List<Section> { main };
-        order.AddRange(code.Where(c => c != main));
+        var reached = Reached(file, sections, symbols, main, code);
+        order.AddRange(code.Where(c => c != main && reached.Contains(c.Index)));
         int prefix = entry != 0 ? 1 : 0;
         var start = new Dictionary<int, int>();
         int slots = prefix;
@@ -237,6 +240,37 @@ public static class ElfLoader
             throw;
         }
         return new ElfProgram(program, main.Name, data, blocks, mapList);
+    }
+
+    /// <summary>
+    /// The code sections <paramref name="main"/> reaches: those a relocation of a reached section names a
+    /// symbol in, transitively (code in one section can reach another only through a relocation).
+    /// Sections no path reaches are left out of the program, so a program of one function in an object of
+    /// many is verified and compiled alone. Malformed relocation sections are passed over here; the
+    /// relocation pass reports them for the sections it links.
+    /// </summary>
+    private static HashSet<int> Reached(byte[] file, List<Section> sections, List<Symbol> symbols, Section main, List<Section> code)
+    {
+        var isCode = code.Select(c => c.Index).ToHashSet();
+        var reached = new HashSet<int> { main.Index };
+        var pending = new Stack<int>();
+        pending.Push(main.Index);
+        while (pending.Count > 0)
+        {
+            int from = pending.Pop();
+            foreach (var rel in sections)
+            {
+                if (rel.Type != SHT_REL || rel.Info != from || rel.EntSize != 16) continue;
+                for (ulong k = 0; k < rel.Size / 16; k++)
+                {
+                    ulong symIndex = BinaryPrimitives.ReadUInt64LittleEndian(file.AsSpan((int)(rel.Offset + k * 16) + 8)) >> 32;
+                    if (symIndex >= (ulong)symbols.Count) continue;
+                    int to = symbols[(int)symIndex].SectionIndex;
+                    if (isCode.Contains(to) && reached.Add(to)) pending.Push(to);
+                }
+            }
+        }
+        return reached;
     }
 
     private static void RelocateCode(byte[] file, byte[] program, int sectionBase, Section target, ulong offset, uint type, Symbol sym,

@@ -215,6 +215,37 @@ public class ElfTests
         Assert.Contains("symbol table entries", Rejects(Patch(elf, SectionHeader(elf, symtab) + 56, 16)).Message);
     }
 
+    /// <summary>A program links the code sections it reaches and no other: sections.o holds two programs,
+    /// one calling a helper by name, one calling a function in .text.</summary>
+    [Fact]
+    public void AProgramLinksOnlyTheSectionsItReaches()
+    {
+        var elf = Object("sections.o");
+        static int SlotsOf(byte[] o, string section) => (int)BinaryPrimitives.ReadUInt64LittleEndian(o.AsSpan(SectionHeader(o, FindSection(o, section)) + 32)) / 8;
+        int Slots(string section) => SlotsOf(elf, section);
+
+        // "scaled" calls .text and loads without the helper the other program needs.
+        var vm = EbpfVm.CreateFromElf(VmKind.Raw, elf, "prog/scaled");
+        Assert.Equal(Slots("prog/scaled") + Slots(".text"), vm.Program!.Value.Length / 8);
+        Assert.Equal((10UL * 3 + 7) ^ (10UL * 5 + 7), vm.Execute(new byte[10]));
+        vm.JitCompile();
+        Assert.Equal((10UL * 3 + 7) ^ (10UL * 5 + 7), vm.ExecuteJit(new byte[10]));
+
+        // "logged" is the default program (the first section after .text): it needs host_log, and nothing of .text.
+        Assert.Contains("undefined function 'host_log'", Assert.Throws<RbpfException>(() => EbpfVm.CreateFromElf(VmKind.Raw, elf)).Message);
+        var logged = new EbpfVm(VmKind.Raw);
+        logged.RegisterHelper(9, (a, _, _, _, _) => a * 100, "host_log");
+        logged.LoadElf(elf);
+        Assert.Equal("prog/logged", logged.Elf!.Section);
+        Assert.Equal(Slots("prog/logged"), logged.Program!.Value.Length / 8);
+        Assert.Equal(1201UL, logged.Execute(new byte[12]));
+
+        // calls.o's program reaches .text, which comes after it.
+        var calls = Object("calls.o");
+        var linked = EbpfVm.CreateFromElf(VmKind.Raw, calls);
+        Assert.Equal(SlotsOf(calls, "socket") + SlotsOf(calls, ".text"), linked.Program!.Value.Length / 8);
+    }
+
     [Fact]
     public void CallsToUndefinedFunctionsNeedAHelperByName()
     {

@@ -695,6 +695,33 @@ static void test_elf(void)
     CHECK_RC(rbpf_vm_create_from_elf(RBPF_VM_RAW, NULL, 0, NULL, &vm), RBPF_E_INVALID_ARGUMENT);
     rbpf_vm_destroy(vm);
     free(elf);
+
+    /* Two programs in one object: each links only the code it reaches. "prog/scaled" calls .text
+     * (4 slots) and loads without the helper "prog/logged" (the default program) calls. */
+    elf = read_file("sections.o", &len);
+    CHECK(elf != NULL);
+    if (!elf) return;
+    CHECK_RC(rbpf_vm_create_from_elf(RBPF_VM_RAW, elf, len, NULL, &vm), RBPF_E_ELF_ERROR);
+    CHECK(strstr(rbpf_last_error(), "host_log") != NULL);
+    CHECK_RC(rbpf_vm_create_from_elf(RBPF_VM_RAW, elf, len, "prog/scaled", &vm), RBPF_OK);
+    uint8_t *prog = NULL;
+    size_t prog_len = 0;
+    CHECK_RC(rbpf_vm_get_program(vm, &prog, &prog_len), RBPF_OK);
+    CHECK(prog_len == (10 + 4) * 8);
+    rbpf_free(prog);
+    CHECK_RC(rbpf_vm_execute(vm, mem, 10, NULL, 0, &r), RBPF_OK);
+    CHECK(r == ((10u * 3 + 7) ^ (10u * 5 + 7)));
+    rbpf_vm_destroy(vm);
+    CHECK_RC(rbpf_vm_create(RBPF_VM_RAW, NULL, 0, &vm), RBPF_OK);
+    CHECK_RC(rbpf_vm_register_helper_name(vm, 9, "host_log", times_two), RBPF_OK);
+    CHECK_RC(rbpf_vm_load_elf(vm, elf, len, NULL), RBPF_OK);
+    CHECK_RC(rbpf_vm_get_program(vm, &prog, &prog_len), RBPF_OK);
+    CHECK(prog_len == 4 * 8); /* nothing of .text */
+    rbpf_free(prog);
+    CHECK_RC(rbpf_vm_execute(vm, mem, 12, NULL, 0, &r), RBPF_OK);
+    CHECK(r == 12 * 2 + 1);
+    rbpf_vm_destroy(vm);
+    free(elf);
 }
 
 static void test_jit_function(void)

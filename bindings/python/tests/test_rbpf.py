@@ -816,6 +816,22 @@ class Elf(unittest.TestCase):
             packet[37] = 0x50
             self.assertEqual(vm.execute(packet), 0xffffffff)
 
+    def test_a_program_links_only_the_sections_it_reaches(self):
+        # sections.o: "prog/logged" (the default) calls the helper host_log; "prog/scaled" calls
+        # a function in .text (4 slots) and loads without that helper.
+        obj = self.read("sections.o")
+        with self.assertRaises(rbpf.RbpfError) as e:
+            rbpf.RawVm.from_elf(obj)
+        self.assertIn("host_log", str(e.exception))
+        with rbpf.RawVm.from_elf(obj, "prog/scaled") as vm:
+            self.assertEqual(len(vm.program), (10 + 4) * 8)
+            self.assertEqual(vm.execute(bytes(10)), (10 * 3 + 7) ^ (10 * 5 + 7))
+        with rbpf.RawVm() as vm:
+            vm.register_helper(9, lambda a, b, c, d, e: a * 100, "host_log")
+            vm.load_elf(obj)
+            self.assertEqual(len(vm.program), 4 * 8)  # nothing of .text
+            self.assertEqual(vm.execute(bytes(12)), 1201)
+
     def test_counters_and_data_regions(self):
         with rbpf.RawVm.from_elf(self.read("counters.v4.o")) as vm:
             self.assertEqual(vm.execute(bytes(3)), 101 * 1000000 + 3)
