@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Rbpf.Jit;
 
 /// <summary>
@@ -50,6 +52,7 @@ internal static class InputBounds
     /// <summary>The largest element size of scaled indexes and pointers: 2^3 = 8 bytes.</summary>
     private const int MaxShift = 3;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int Bound(long v) => v < -MaxShort || v > int.MaxValue ? None : (int)v;
 
     /// <summary>What is known of one register.</summary>
@@ -76,7 +79,19 @@ internal static class InputBounds
         public int Room2, Room4, Room8;
 
         /// <summary>Room2, Room4 or Room8 by the element size's log2.</summary>
-        public readonly int Scaled(int shift) => shift switch { 1 => Room2, 2 => Room4, _ => Room8 };
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly int Scaled(int shift) => shift == 1 ? Room2 : shift == 2 ? Room4 : Room8;
+
+        /// <summary>The best room known for 2^shift times the value (1 &lt;= shift &lt;= 3): 2^shift * value &lt;= 2^t * value
+        /// for t &gt;= shift, so the larger elements' room counts too.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly int ScaledAtLeast(int shift)
+        {
+            int room = Room8;
+            if (shift <= 2) room = Math.Max(room, Room4);
+            if (shift <= 1) room = Math.Max(room, Room2);
+            return room;
+        }
 
         public void SetScaled(int shift, int room)
         {
@@ -107,7 +122,10 @@ internal static class InputBounds
         public static Reg Constant(ulong v) =>
             v < MaxPlus ? Between((long)v, (long)v) with { Base = Zero, Plus = (long)v } : Below(BitLength(v)) with { Lo = v <= MaxHi ? (long)v : 0 };
 
-        public readonly bool Equals(Reg o) => Bits == o.Bits && Base == o.Base && Plus == o.Plus && Room == o.Room && Ptr == o.Ptr
+        public readonly bool Equals(Reg o) => Same(in o);
+
+        /// <summary>Equals without copying the other register (ninety-odd bytes).</summary>
+        public readonly bool Same(in Reg o) => Bits == o.Bits && Base == o.Base && Plus == o.Plus && Room == o.Room && Ptr == o.Ptr
             && Back == o.Back && Lo == o.Lo && Hi == o.Hi && WrapBase == o.WrapBase && WrapPlus == o.WrapPlus
             && Room2 == o.Room2 && Room4 == o.Room4 && Room8 == o.Room8 && Idx == o.Idx && IdxShift == o.IdxShift && IdxPlus == o.IdxPlus
             && SumA == o.SumA && SumB == o.SumB && PairWith == o.PairWith && PairHi == o.PairHi;
@@ -118,16 +136,26 @@ internal static class InputBounds
     {
         public bool R2;
         public long Min;
-        public readonly Reg[] R = new Reg[10];
+        public Reg[] R = new Reg[10];
 
         public State Clone()
         {
-            var s = new State { R2 = R2, Min = Min };
-            R.CopyTo(s.R, 0);
+            var s = new State();
+            s.CopyFrom(this);
             return s;
         }
 
+        /// <summary>Makes this state what <paramref name="o"/> is (a scratch state reused instead of a new clone).</summary>
+        public State CopyFrom(State o)
+        {
+            R2 = o.R2;
+            Min = o.Min;
+            o.R.AsSpan().CopyTo(R);
+            return this;
+        }
+
         /// <summary>The group register or pseudo-register <paramref name="k"/> belongs to, and its value's distance from the group's root.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public (int Root, long Plus) Root(int k) => k < 10 && R[k].Base >= 0 ? (R[k].Base, R[k].Plus) : (k, 0);
 
         /// <summary>d with value(k) = value(j) + d, when known.</summary>
@@ -139,6 +167,7 @@ internal static class InputBounds
         }
 
         /// <summary>Room after r<paramref name="k"/>'s value, with what a constant's value, the least L and r2 holding L tell.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int RoomOf(int k)
         {
             ref readonly Reg r = ref R[k];
@@ -155,8 +184,7 @@ internal static class InputBounds
         {
             if (shift == 0) return RoomOf(k);
             ref readonly Reg r = ref R[k];
-            int room = None;
-            for (int t = shift; t <= MaxShift; t++) room = Math.Max(room, r.Scaled(t)); // 2^shift * value <= 2^t * value
+            int room = r.ScaledAtLeast(shift);
             if (r.Base == Zero) room = Math.Max(room, Bound(Min - (r.Plus << shift)));
             return room;
         }
@@ -191,8 +219,10 @@ internal static class InputBounds
             return IndexedOffset(k) is { } o ? Math.Max(back, Bound(o.Least)) : back;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public long LoOf(int k) => R[k].Base == Zero ? Math.Max(R[k].Lo, R[k].Plus) : R[k].Lo;
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public long HiOf(int k)
         {
             ref readonly Reg r = ref R[k];
@@ -210,12 +240,33 @@ internal static class InputBounds
         {
             for (int k = 0; k < R.Length; k++)
             {
+                // RoomOf, PtrOf, BackOf, LoOf, HiOf and ScaledRoomOf (from 3 down to 1) in turn, the indexed
+                // offset worked out once.
                 R[k].Room = RoomOf(k);
-                R[k].Ptr = PtrOf(k);
-                R[k].Back = BackOf(k);
-                R[k].Lo = LoOf(k);
-                R[k].Hi = HiOf(k);
-                for (int t = MaxShift; t >= 1; t--) R[k].SetScaled(t, ScaledRoomOf(k, t));
+                var indexed = IndexedOffset(k);
+                ref Reg r = ref R[k];
+                int ptr = r.Base == Start ? Math.Max(r.Ptr, Bound(Min - r.Plus)) : r.Ptr;
+                int back = r.Base == Start ? Math.Max(r.Back, Bound(r.Plus)) : r.Back;
+                if (indexed is { } o)
+                {
+                    ptr = Math.Max(ptr, o.Room);
+                    back = Math.Max(back, Bound(o.Least));
+                }
+                r.Ptr = ptr;
+                r.Back = back;
+                r.Lo = LoOf(k);
+                r.Hi = HiOf(k);
+                if (r.Base == Zero)
+                {
+                    r.Room8 = Math.Max(r.Room8, Bound(Min - (r.Plus << 3)));
+                    r.Room4 = Math.Max(Math.Max(r.Room4, r.Room8), Bound(Min - (r.Plus << 2)));
+                    r.Room2 = Math.Max(Math.Max(r.Room2, r.Room4), Bound(Min - (r.Plus << 1)));
+                }
+                else
+                {
+                    r.Room4 = Math.Max(r.Room4, r.Room8);
+                    r.Room2 = Math.Max(r.Room2, r.Room4);
+                }
             }
         }
 
@@ -352,19 +403,29 @@ internal static class InputBounds
         /// <summary>
         /// Joins <paramref name="o"/> in (both states settled): what holds on both sides. With
         /// <paramref name="widen"/> (a loop head visited often), a bound that moved is dropped instead.
-        /// Returns whether anything changed.
+        /// Returns whether anything changed. <paramref name="spare"/> is an array of ten registers the
+        /// join is built in; it becomes this state's, and the old one is handed back in its place.
         /// </summary>
-        public bool JoinWith(State o, bool widen, bool hard = false)
+        [SkipLocalsInit]
+        public bool JoinWith(State o, bool widen, bool hard, ref Reg[] spare)
         {
             bool changed = false;
             if (R2 && !o.R2) { R2 = false; changed = true; }
             long min = Math.Min(Min, o.Min); // set once the registers are joined (a constant's room is worked out with each side's)
             if (widen && min < Min) min = 0;
-            Span<Reg> joined = stackalloc Reg[10];
+            var joined = spare;
             Span<int> roots = stackalloc int[12];
             roots[0] = Zero;
             roots[1] = Start;
             int nroots = 2;
+            // Each register's and pseudo-register's root and distance from it, on both sides.
+            Span<int> rootA = stackalloc int[12], rootB = stackalloc int[12];
+            Span<long> plusA = stackalloc long[12], plusB = stackalloc long[12];
+            for (int k = 0; k < 12; k++)
+            {
+                (rootA[k], plusA[k]) = Root(k);
+                (rootB[k], plusB[k]) = o.Root(k);
+            }
             for (int k = 0; k < R.Length; k++)
             {
                 ref readonly Reg a = ref R[k], b = ref o.R[k]; // R changes only after the loop
@@ -387,10 +448,10 @@ internal static class InputBounds
                     PairHi = Math.Max(a.PairHi, b.PairHi),
                 };
                 if (j.PairWith < 0) j.PairHi = 0;
-                // Scaled room (a constant's is worked out from the least L).
+                // Scaled room (both sides settled: a constant's, worked out from the least L, is in the fields).
                 for (int shift = 1; shift <= MaxShift; shift++)
                 {
-                    int room = Math.Min(ScaledRoomOf(k, shift), o.ScaledRoomOf(k, shift));
+                    int room = Math.Min(a.Scaled(shift), b.Scaled(shift));
                     j.SetScaled(shift, widen && room < a.Scaled(shift) ? None : room);
                 }
                 // A pointer walking with an index on both sides: this side's relation if the other has it too, else
@@ -422,23 +483,28 @@ internal static class InputBounds
                 }
                 // The relations that hold on both sides: k joins the first root it has the same distance from on both.
                 for (int c = 0; c < nroots; c++)
-                    if (Distance(k, roots[c]) is { } da && o.Distance(k, roots[c]) == da && Math.Abs(da) < MaxPlus)
+                {
+                    int rc = roots[c];
+                    if (rootA[k] != rootA[rc] || rootB[k] != rootB[rc]) continue;
+                    long da = plusA[k] - plusA[rc];
+                    if (plusB[k] - plusB[rc] == da && Math.Abs(da) < MaxPlus)
                     {
-                        j.Base = (sbyte)roots[c];
+                        j.Base = (sbyte)rc;
                         j.Plus = da;
                         break;
                     }
+                }
                 if (j.Base < 0) roots[nroots++] = k;
                 joined[k] = j;
             }
             if (min != Min) { Min = min; changed = true; }
             // Compared once settled: what is derived again (from an index, a constant) is no change.
-            Span<Reg> before = stackalloc Reg[10];
-            R.CopyTo(before);
-            joined.CopyTo(R);
+            var before = R;
+            R = joined;
+            spare = before;
             Settle();
             for (int k = 0; k < R.Length; k++)
-                if (!R[k].Equals(before[k])) changed = true;
+                if (!R[k].Same(in before[k])) changed = true;
             return changed;
         }
     }
@@ -529,6 +595,7 @@ internal static class InputBounds
                 loopHead[code[pc].Off] = true;
 
         var states = new State?[n];
+        var spare = new Reg[10]; // what joins are built in
         var work = new SlotWorklist(n);
         void Merge(int pc, State s)
         {
@@ -538,7 +605,7 @@ internal static class InputBounds
             else
             {
                 int count = loopHead[pc] ? ++joins[pc] : 0;
-                if (!states[pc]!.JoinWith(s, count > JoinsBeforeWidening, count > JoinsBeforeWidening + GradualWidenings)) return;
+                if (!states[pc]!.JoinWith(s, count > JoinsBeforeWidening, count > JoinsBeforeWidening + GradualWidenings, ref spare)) return;
             }
             work.Push(pc);
         }
@@ -553,11 +620,13 @@ internal static class InputBounds
         foreach (var i in code)
             if (i.Op == Op.CallLocal) Merge(i.Off, unknown.Clone()); // a function may be called from anywhere
 
+        // Scratch states for the slot at hand and a jump's other side: Merge copies what it keeps.
+        State scratch = new(), other = new();
         while (work.Count > 0)
         {
             if (--maxSteps < 0) return null;
             int pc = work.Pop();
-            var s = states[pc]!.Clone();
+            var s = scratch.CopyFrom(states[pc]!);
             var i = code[pc];
             switch (i.Op)
             {
@@ -567,12 +636,12 @@ internal static class InputBounds
                     Merge(i.Off, s);
                     break;
                 case >= Op.Jeq64Imm and <= Op.Jsle32Reg when unrefined != null && unrefined[pc]:
-                    Merge(i.Off, s.Clone());
+                    Merge(i.Off, other.CopyFrom(s));
                     Merge(pc + 1, s);
                     break;
                 case >= Op.Jeq64Imm and <= Op.Jsle32Reg:
                 {
-                    var taken = s.Clone();
+                    var taken = other.CopyFrom(s);
                     // A side the register's known range rules out is not followed (its facts would be
                     // those of a path no run takes, and would only blur the others').
                     var (never, always) = Decided(i, s);
