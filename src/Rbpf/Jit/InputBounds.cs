@@ -426,60 +426,76 @@ internal static class InputBounds
                 (rootA[k], plusA[k]) = Root(k);
                 (rootB[k], plusB[k]) = o.Root(k);
             }
+            bool allSame = true;
             for (int k = 0; k < R.Length; k++)
             {
                 ref readonly Reg a = ref R[k], b = ref o.R[k]; // R changes only after the loop
-                var j = new Reg
+                Reg j;
+                if (a.Same(in b))
                 {
-                    Bits = Math.Max(a.Bits, b.Bits),
-                    Base = -1,
-                    Room = Math.Min(a.Room, b.Room),
-                    Ptr = Math.Min(a.Ptr, b.Ptr),
-                    Back = Math.Min(a.Back, b.Back),
-                    Lo = Math.Min(a.Lo, b.Lo),
-                    Hi = Math.Max(a.Hi, b.Hi),
-                    WrapBase = a.WrapBase == b.WrapBase && a.WrapPlus == b.WrapPlus ? a.WrapBase : (sbyte)-1,
-                    WrapPlus = a.WrapBase == b.WrapBase && a.WrapPlus == b.WrapPlus ? a.WrapPlus : 0,
-                    Room2 = None, Room4 = None, Room8 = None,
-                    Idx = -1,
-                    SumA = a.SumA == b.SumA && a.SumB == b.SumB ? a.SumA : (sbyte)-1,
-                    SumB = a.SumA == b.SumA && a.SumB == b.SumB ? a.SumB : (sbyte)-1,
-                    PairWith = a.PairWith == b.PairWith && !(widen && b.PairHi > a.PairHi) ? a.PairWith : (sbyte)-1,
-                    PairHi = Math.Max(a.PairHi, b.PairHi),
-                };
-                if (j.PairWith < 0) j.PairHi = 0;
-                // Scaled room (both sides settled: a constant's, worked out from the least L, is in the fields).
-                for (int shift = 1; shift <= MaxShift; shift++)
-                {
-                    int room = Math.Min(a.Scaled(shift), b.Scaled(shift));
-                    j.SetScaled(shift, widen && room < a.Scaled(shift) ? None : room);
+                    // The same on both sides (most registers, most joins): itself, its relation worked out below,
+                    // and what the general case leaves empty when unused emptied.
+                    j = a;
+                    j.Base = -1;
+                    j.Plus = 0;
+                    if (j.PairWith < 0) j.PairHi = 0;
+                    if (j.Idx < 0) (j.IdxShift, j.IdxPlus) = (0, 0);
                 }
-                // A pointer walking with an index on both sides: this side's relation if the other has it too, else
-                // any index both sides relate it to alike (a pointer and a counter moved on together from constants).
-                if (a.Idx >= 0 && o.IndexRelation(k, a.Idx, a.IdxShift) == a.IdxPlus)
-                    (j.Idx, j.IdxShift, j.IdxPlus) = (a.Idx, a.IdxShift, a.IdxPlus);
-                else if ((a.Idx < 0 || !widen) && (a.Idx >= 0 || a.Base == Start) && (b.Idx >= 0 || b.Base == Start) && !(a.Base == Start && b.Base == Start && a.Plus == b.Plus))
-                    for (int c = -1; c < R.Length && j.Idx < 0; c++)
-                    {
-                        int x = c < 0 ? b.Idx : c; // the other side's index first
-                        if (x < 0) continue;
-                        for (int sh = 0; sh <= MaxShift; sh++)
-                            if (IndexRelation(k, x, sh) is { } ca && o.IndexRelation(k, x, sh) == ca && Math.Abs(ca) < MaxPlus)
-                            {
-                                (j.Idx, j.IdxShift, j.IdxPlus) = ((sbyte)x, (byte)sh, ca);
-                                break;
-                            }
-                    }
-                if (widen)
+                else
                 {
-                    // Bits can only grow 64 times. Bounds jump to the next power of two (a chain of
-                    // them is short, and a bound that moved once, between two constants, stays useful).
-                    if (j.Room < a.Room) j.Room = None;
-                    if (j.Ptr < a.Ptr) j.Ptr = None;
-                    if (j.Back < a.Back) j.Back = None;
-                    if (j.Lo < a.Lo) j.Lo = j.Lo == 0 || hard ? 0 : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)j.Lo + 1) / 2;
-                    if (j.Hi > a.Hi) j.Hi = j.Hi >= MaxHi / 2 || hard ? long.MaxValue : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)j.Hi + 1) - 1;
-                    if (hard && j.Bits > a.Bits) j.Bits = 64;
+                    allSame = false;
+                    j = new Reg
+                    {
+                        Bits = Math.Max(a.Bits, b.Bits),
+                        Base = -1,
+                        Room = Math.Min(a.Room, b.Room),
+                        Ptr = Math.Min(a.Ptr, b.Ptr),
+                        Back = Math.Min(a.Back, b.Back),
+                        Lo = Math.Min(a.Lo, b.Lo),
+                        Hi = Math.Max(a.Hi, b.Hi),
+                        WrapBase = a.WrapBase == b.WrapBase && a.WrapPlus == b.WrapPlus ? a.WrapBase : (sbyte)-1,
+                        WrapPlus = a.WrapBase == b.WrapBase && a.WrapPlus == b.WrapPlus ? a.WrapPlus : 0,
+                        Room2 = None, Room4 = None, Room8 = None,
+                        Idx = -1,
+                        SumA = a.SumA == b.SumA && a.SumB == b.SumB ? a.SumA : (sbyte)-1,
+                        SumB = a.SumA == b.SumA && a.SumB == b.SumB ? a.SumB : (sbyte)-1,
+                        PairWith = a.PairWith == b.PairWith && !(widen && b.PairHi > a.PairHi) ? a.PairWith : (sbyte)-1,
+                        PairHi = Math.Max(a.PairHi, b.PairHi),
+                    };
+                    if (j.PairWith < 0) j.PairHi = 0;
+                    // Scaled room (both sides settled: a constant's, worked out from the least L, is in the fields).
+                    for (int shift = 1; shift <= MaxShift; shift++)
+                    {
+                        int room = Math.Min(a.Scaled(shift), b.Scaled(shift));
+                        j.SetScaled(shift, widen && room < a.Scaled(shift) ? None : room);
+                    }
+                    // A pointer walking with an index on both sides: this side's relation if the other has it too, else
+                    // any index both sides relate it to alike (a pointer and a counter moved on together from constants).
+                    if (a.Idx >= 0 && o.IndexRelation(k, a.Idx, a.IdxShift) == a.IdxPlus)
+                        (j.Idx, j.IdxShift, j.IdxPlus) = (a.Idx, a.IdxShift, a.IdxPlus);
+                    else if ((a.Idx < 0 || !widen) && (a.Idx >= 0 || a.Base == Start) && (b.Idx >= 0 || b.Base == Start) && !(a.Base == Start && b.Base == Start && a.Plus == b.Plus))
+                        for (int c = -1; c < R.Length && j.Idx < 0; c++)
+                        {
+                            int x = c < 0 ? b.Idx : c; // the other side's index first
+                            if (x < 0) continue;
+                            for (int sh = 0; sh <= MaxShift; sh++)
+                                if (IndexRelation(k, x, sh) is { } ca && o.IndexRelation(k, x, sh) == ca && Math.Abs(ca) < MaxPlus)
+                                {
+                                    (j.Idx, j.IdxShift, j.IdxPlus) = ((sbyte)x, (byte)sh, ca);
+                                    break;
+                                }
+                        }
+                    if (widen)
+                    {
+                        // Bits can only grow 64 times. Bounds jump to the next power of two (a chain of
+                        // them is short, and a bound that moved once, between two constants, stays useful).
+                        if (j.Room < a.Room) j.Room = None;
+                        if (j.Ptr < a.Ptr) j.Ptr = None;
+                        if (j.Back < a.Back) j.Back = None;
+                        if (j.Lo < a.Lo) j.Lo = j.Lo == 0 || hard ? 0 : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)j.Lo + 1) / 2;
+                        if (j.Hi > a.Hi) j.Hi = j.Hi >= MaxHi / 2 || hard ? long.MaxValue : (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)j.Hi + 1) - 1;
+                        if (hard && j.Bits > a.Bits) j.Bits = 64;
+                    }
                 }
                 // The relations that hold on both sides: k joins the first root it has the same distance from on both.
                 for (int c = 0; c < nroots; c++)
@@ -502,7 +518,9 @@ internal static class InputBounds
             var before = R;
             R = joined;
             spare = before;
-            Settle();
+            // Registers the same on both sides are this side's, settled already (Settle only adds what the
+            // fields do not yet say, and a lower least L or r2 no longer holding it says less).
+            if (!allSame) Settle();
             for (int k = 0; k < R.Length; k++)
                 if (!R[k].Same(in before[k])) changed = true;
             return changed;
@@ -511,8 +529,10 @@ internal static class InputBounds
 
     private static int BitLength(ulong v) => 64 - System.Numerics.BitOperations.LeadingZeroCount(v);
 
-    /// <summary>A state's joins at a loop head before bounds that keep moving there are dropped.</summary>
-    private const int JoinsBeforeWidening = 8;
+    /// <summary>A state's joins at a loop head before bounds that keep moving there are widened. Two: each
+    /// join costs another pass over the loop's body, and eight (as it was) proved nothing more in the
+    /// test suites or the clang objects of the tests and benchmarks (their JIT code is the same).</summary>
+    private const int JoinsBeforeWidening = 2;
     /// <summary>Widenings at a loop head that move a value's bounds a power of two at a time (a loop to a
     /// constant such as 64 settles at 63 within a few); past them a bound that still moves is dropped
     /// (a loop to the input's length, whose count no constant bounds, took some 60 rounds to climb to
