@@ -145,6 +145,15 @@ internal static class InputBounds
             return s;
         }
 
+        /// <summary>Whether this state says exactly what <paramref name="o"/> says, field by field.</summary>
+        public bool SameAs(State o)
+        {
+            if (R2 != o.R2 || Min != o.Min) return false;
+            for (int k = 0; k < R.Length; k++)
+                if (!R[k].Same(in o.R[k])) return false;
+            return true;
+        }
+
         /// <summary>Makes this state what <paramref name="o"/> is (a scratch state reused instead of a new clone).</summary>
         public State CopyFrom(State o)
         {
@@ -614,6 +623,30 @@ internal static class InputBounds
             if ((code[pc].Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg)) && code[pc].Off <= pc && code[pc].Off >= 0)
                 loopHead[code[pc].Off] = true;
 
+        // Slots one edge leads to (the entry counts as one, a call as one more for its target): what
+        // comes in there is what holds there, from the latest state of the slot before, so it replaces
+        // the old state instead of being joined with it.
+        var single = new bool[n];
+        {
+            var edges = new byte[n];
+            void Edge(int to) { if (to >= 0 && to < n && edges[to] < 2) edges[to]++; }
+            Edge(0);
+            for (int pc = 0; pc < n; pc++)
+            {
+                var i = code[pc];
+                switch (i.Op)
+                {
+                    case Op.Exit or Op.Illegal: break;
+                    case Op.Ja: Edge(i.Off); break;
+                    case >= Op.Jeq64Imm and <= Op.Jsle32Reg: Edge(i.Off); Edge(pc + 1); break;
+                    case Op.Lddw: Edge(pc + 2); pc++; break;
+                    case Op.CallLocal: Edge(i.Off); Edge(pc + 1); break;
+                    default: Edge(pc + 1); break;
+                }
+            }
+            for (int pc = 0; pc < n; pc++) single[pc] = edges[pc] == 1 && !loopHead[pc];
+        }
+
         var states = new State?[n];
         var spare = new Reg[10]; // what joins are built in
         var work = new SlotWorklist(n);
@@ -622,6 +655,11 @@ internal static class InputBounds
             if (pc < 0 || pc >= n) return;
             s.Settle();
             if (states[pc] == null) states[pc] = s.Clone();
+            else if (single[pc])
+            {
+                if (states[pc]!.SameAs(s)) return;
+                states[pc]!.CopyFrom(s);
+            }
             else
             {
                 int count = loopHead[pc] ? ++joins[pc] : 0;
