@@ -627,23 +627,14 @@ internal static class InputBounds
         // comes in there is what holds there, from the latest state of the slot before, so it replaces
         // the old state instead of being joined with it.
         var single = new bool[n];
+        var rank = Ranks(code, out var slotOfRank);
         {
             var edges = new byte[n];
-            void Edge(int to) { if (to >= 0 && to < n && edges[to] < 2) edges[to]++; }
-            Edge(0);
+            Span<int> succ = stackalloc int[2];
+            if (n > 0) edges[0] = 1;
             for (int pc = 0; pc < n; pc++)
-            {
-                var i = code[pc];
-                switch (i.Op)
-                {
-                    case Op.Exit or Op.Illegal: break;
-                    case Op.Ja: Edge(i.Off); break;
-                    case >= Op.Jeq64Imm and <= Op.Jsle32Reg: Edge(i.Off); Edge(pc + 1); break;
-                    case Op.Lddw: Edge(pc + 2); pc++; break;
-                    case Op.CallLocal: Edge(i.Off); Edge(pc + 1); break;
-                    default: Edge(pc + 1); break;
-                }
-            }
+                for (int k = 0, count = Successors(code, pc, succ); k < count; k++)
+                    if (edges[succ[k]] < 2) edges[succ[k]]++;
             for (int pc = 0; pc < n; pc++) single[pc] = edges[pc] == 1 && !loopHead[pc];
         }
 
@@ -665,7 +656,7 @@ internal static class InputBounds
                 int count = loopHead[pc] ? ++joins[pc] : 0;
                 if (!states[pc]!.JoinWith(s, count > JoinsBeforeWidening, count > JoinsBeforeWidening + GradualWidenings, ref spare)) return;
             }
-            work.Push(pc);
+            work.Push(rank[pc]);
         }
 
         var entry = new State { R2 = true, Min = 0 };
@@ -683,7 +674,7 @@ internal static class InputBounds
         while (work.Count > 0)
         {
             if (--maxSteps < 0) return null;
-            int pc = work.Pop();
+            int pc = slotOfRank[work.Pop()];
             var s = scratch.CopyFrom(states[pc]!);
             var i = code[pc];
             switch (i.Op)
@@ -746,6 +737,77 @@ internal static class InputBounds
             if (inside) (proven ??= new bool[n])[pc] = true;
         }
         return new Facts(states, proven, budget - maxSteps);
+    }
+
+    /// <summary>Where the analysis goes from <paramref name="pc"/> (a call's target counted as a way in: a
+    /// function may be called from anywhere), into <paramref name="into"/>; their count.</summary>
+    private static int Successors(DecodedInsn[] code, int pc, Span<int> into)
+    {
+        var i = code[pc];
+        int count = 0;
+        void To(int to, Span<int> into) { if (to >= 0 && to < code.Length) into[count++] = to; }
+        switch (i.Op)
+        {
+            case Op.Exit or Op.Illegal: break;
+            case Op.Ja: To(i.Off, into); break;
+            case >= Op.Jeq64Imm and <= Op.Jsle32Reg or Op.CallLocal: To(i.Off, into); To(pc + 1, into); break;
+            case Op.Lddw: To(pc + 2, into); break;
+            default: To(pc + 1, into); break;
+        }
+        return count;
+    }
+
+    /// <summary>
+    /// The order the analysis visits slots in: reverse postorder of a depth-first walk from the entry
+    /// and then each function (slots nothing reaches last), so a slot comes after every slot that leads
+    /// to it except through a loop's way back. A loop's head is visited before its body and every path
+    /// through the body has arrived at a join before the join goes on (by slot number, the shared tail
+    /// of a switch's cases that clang puts before them was visited once per case).
+    /// </summary>
+    private static int[] Ranks(DecodedInsn[] code, out int[] slotOfRank)
+    {
+        int n = code.Length;
+        var rank = new int[n];
+        slotOfRank = new int[n];
+        var seen = new bool[n];
+        var post = new int[n];
+        int posts = 0;
+        var stack = new (int Pc, int Next)[n];
+        Span<int> succ = stackalloc int[2];
+        void Walk(int root, Span<int> succ)
+        {
+            if (root < 0 || root >= n || seen[root]) return;
+            int sp = 0;
+            stack[sp++] = (root, 0);
+            seen[root] = true;
+            while (sp > 0)
+            {
+                var (pc, next) = stack[sp - 1];
+                int count = Successors(code, pc, succ);
+                if (next < count)
+                {
+                    stack[sp - 1].Next++;
+                    int to = succ[next];
+                    if (!seen[to])
+                    {
+                        seen[to] = true;
+                        stack[sp++] = (to, 0);
+                    }
+                    continue;
+                }
+                sp--;
+                post[posts++] = pc;
+            }
+        }
+        Walk(0, succ);
+        foreach (var i in code)
+            if (i.Op == Op.CallLocal) Walk(i.Off, succ);
+        int r = 0;
+        for (int k = posts - 1; k >= 0; k--) rank[post[k]] = r++;
+        for (int pc = 0; pc < n; pc++)
+            if (!seen[pc]) rank[pc] = r++;
+        for (int pc = 0; pc < n; pc++) slotOfRank[rank[pc]] = pc;
+        return rank;
     }
 
     /// <summary>An instruction that writes its destination (arithmetic, moves, byte swaps, loads): what is known of it after.</summary>
