@@ -56,6 +56,7 @@ internal static class InputBounds
     private static int Bound(long v) => v < -MaxShort || v > int.MaxValue ? None : (int)v;
 
     /// <summary>What is known of one register.</summary>
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Auto)] // 80 bytes, not 104: states are copied often
     internal struct Reg : IEquatable<Reg>
     {
         /// <summary>The value is below 2^Bits (64: nothing known).</summary>
@@ -245,10 +246,25 @@ internal static class InputBounds
         public bool Small(int k) => R[k].Bits <= 62 || RoomOf(k) != None || HiOf(k) <= MaxHi;
 
         /// <summary>Stores what is derived (room, bytes around a pointer, bounds) in the fields, so states compare by what they tell.</summary>
-        public void Settle()
+        public void Settle() => Settle(null, 0, false);
+
+        /// <summary>
+        /// <see cref="Settle()"/> for a state made from a settled one (<paramref name="from"/>'s registers, least L
+        /// and r2 flag): registers the same as there, whose index register is too, are settled already.
+        /// </summary>
+        public void Settle(Reg[]? from, long fromMin, bool fromR2)
         {
+            int changed = (1 << 10) - 1;
+            if (from != null && fromMin == Min && fromR2 == R2)
+            {
+                changed = 0;
+                for (int k = 0; k < R.Length; k++)
+                    if (!R[k].Same(in from[k])) changed |= 1 << k;
+                if (changed == 0) return;
+            }
             for (int k = 0; k < R.Length; k++)
             {
+                if ((changed >> k & 1) == 0 && (R[k].Idx < 0 || (changed >> R[k].Idx & 1) == 0)) continue;
                 // RoomOf, PtrOf, BackOf, LoOf, HiOf and ScaledRoomOf (from 3 down to 1) in turn, the indexed
                 // offset worked out once.
                 R[k].Room = RoomOf(k);
@@ -418,7 +434,8 @@ internal static class InputBounds
         [SkipLocalsInit]
         public bool JoinWith(State o, bool widen, bool hard, ref Reg[] spare)
         {
-            bool changed = false;
+            bool changed = false, wasR2 = R2;
+            long wasMin = Min;
             if (R2 && !o.R2) { R2 = false; changed = true; }
             long min = Math.Min(Min, o.Min); // set once the registers are joined (a constant's room is worked out with each side's)
             if (widen && min < Min) min = 0;
@@ -529,7 +546,7 @@ internal static class InputBounds
             spare = before;
             // Registers the same on both sides are this side's, settled already (Settle only adds what the
             // fields do not yet say, and a lower least L or r2 no longer holding it says less).
-            if (!allSame) Settle();
+            if (!allSame) Settle(before, wasMin, wasR2);
             for (int k = 0; k < R.Length; k++)
                 if (!R[k].Same(in before[k])) changed = true;
             return changed;
@@ -641,10 +658,10 @@ internal static class InputBounds
         var states = new State?[n];
         var spare = new Reg[10]; // what joins are built in
         var work = new SlotWorklist(n);
-        void Merge(int pc, State s)
+        void Merge(int pc, State s, State? from = null)
         {
             if (pc < 0 || pc >= n) return;
-            s.Settle();
+            s.Settle(from?.R, from?.Min ?? 0, from?.R2 ?? false);
             if (states[pc] == null) states[pc] = s.Clone();
             else if (single[pc])
             {
@@ -675,18 +692,19 @@ internal static class InputBounds
         {
             if (--maxSteps < 0) return null;
             int pc = slotOfRank[work.Pop()];
-            var s = scratch.CopyFrom(states[pc]!);
+            var from = states[pc]!; // settled: what the state here still has of it is settled already
+            var s = scratch.CopyFrom(from);
             var i = code[pc];
             switch (i.Op)
             {
                 case Op.Exit or Op.Illegal:
                     break;
                 case Op.Ja:
-                    Merge(i.Off, s);
+                    Merge(i.Off, s, from);
                     break;
                 case >= Op.Jeq64Imm and <= Op.Jsle32Reg when unrefined != null && unrefined[pc]:
-                    Merge(i.Off, other.CopyFrom(s));
-                    Merge(pc + 1, s);
+                    Merge(i.Off, other.CopyFrom(s), from);
+                    Merge(pc + 1, s, from);
                     break;
                 case >= Op.Jeq64Imm and <= Op.Jsle32Reg:
                 {
@@ -695,30 +713,30 @@ internal static class InputBounds
                     // those of a path no run takes, and would only blur the others').
                     var (never, always) = Decided(i, s);
                     Refine(i, taken, s);
-                    if (!never) Merge(i.Off, taken);
-                    if (!always) Merge(pc + 1, s);
+                    if (!never) Merge(i.Off, taken, from);
+                    if (!always) Merge(pc + 1, s, from);
                     break;
                 }
                 // Calls change r0-r5 (and say nothing of r1, r2); so do the legacy packet loads, as in the kernel.
                 case Op.Call or Op.CallX or Op.CallLocal or (>= Op.LdAbsB and <= Op.LdIndDW):
                     for (int r = 0; r <= 5; r++) s.Set(r, Reg.Unknown);
-                    Merge(pc + 1, s);
+                    Merge(pc + 1, s, from);
                     break;
                 case >= Op.StB and <= Op.StxDW:
-                    Merge(pc + 1, s);
+                    Merge(pc + 1, s, from);
                     break;
                 case Op.Atomic32 or Op.Atomic64: // fetching forms write the source (cmpxchg r0)
                     s.Set(i.Src, Reg.Unknown);
                     s.Set(0, Reg.Unknown);
-                    Merge(pc + 1, s);
+                    Merge(pc + 1, s, from);
                     break;
                 case Op.Lddw:
                     s.Set(i.Dst, Reg.Constant((ulong)i.Imm));
-                    Merge(pc + 2, s);
+                    Merge(pc + 2, s, from);
                     break;
                 default:
                     Assign(i, s);
-                    Merge(pc + 1, s);
+                    Merge(pc + 1, s, from);
                     break;
             }
         }
