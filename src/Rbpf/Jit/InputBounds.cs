@@ -1,4 +1,6 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Rbpf.Jit;
 
@@ -56,7 +58,7 @@ internal static class InputBounds
     private static int Bound(long v) => v < -MaxShort || v > int.MaxValue ? None : (int)v;
 
     /// <summary>What is known of one register.</summary>
-    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Auto)] // 80 bytes, not 104: states are copied often
+    [StructLayout(LayoutKind.Auto)] // 80 bytes, not 104: states are copied often
     internal struct Reg : IEquatable<Reg>
     {
         /// <summary>The value is below 2^Bits (64: nothing known).</summary>
@@ -125,8 +127,24 @@ internal static class InputBounds
 
         public readonly bool Equals(Reg o) => Same(in o);
 
-        /// <summary>Equals without copying the other register (ninety-odd bytes).</summary>
-        public readonly bool Same(in Reg o) => Bits == o.Bits && Base == o.Base && Plus == o.Plus && Room == o.Room && Ptr == o.Ptr
+        /// <summary>Equals without copying the other register: its bytes compared at once when the struct has no
+        /// padding (every byte is a field's: the runtime's layout packs the fields into 80 bytes), else field by field.</summary>
+        public readonly bool Same(in Reg o)
+        {
+            if (!Packed) return SameFields(in o);
+            ref byte a = ref Unsafe.As<Reg, byte>(ref Unsafe.AsRef(in this)), b = ref Unsafe.As<Reg, byte>(ref Unsafe.AsRef(in o));
+            var diff = (Vector128.LoadUnsafe(ref a) ^ Vector128.LoadUnsafe(ref b))
+                | (Vector128.LoadUnsafe(ref a, 16) ^ Vector128.LoadUnsafe(ref b, 16))
+                | (Vector128.LoadUnsafe(ref a, 32) ^ Vector128.LoadUnsafe(ref b, 32))
+                | (Vector128.LoadUnsafe(ref a, 48) ^ Vector128.LoadUnsafe(ref b, 48))
+                | (Vector128.LoadUnsafe(ref a, 64) ^ Vector128.LoadUnsafe(ref b, 64));
+            return diff == Vector128<byte>.Zero;
+        }
+
+        /// <summary>Whether the struct is exactly its fields' 80 bytes (6 longs, 6 ints, 8 bytes).</summary>
+        private static readonly bool Packed = Unsafe.SizeOf<Reg>() == 6 * 8 + 6 * 4 + 8;
+
+        private readonly bool SameFields(in Reg o) => Bits == o.Bits && Base == o.Base && Plus == o.Plus && Room == o.Room && Ptr == o.Ptr
             && Back == o.Back && Lo == o.Lo && Hi == o.Hi && WrapBase == o.WrapBase && WrapPlus == o.WrapPlus
             && Room2 == o.Room2 && Room4 == o.Room4 && Room8 == o.Room8 && Idx == o.Idx && IdxShift == o.IdxShift && IdxPlus == o.IdxPlus
             && SumA == o.SumA && SumB == o.SumB && PairWith == o.PairWith && PairHi == o.PairHi;
