@@ -208,6 +208,9 @@ internal static class BoundedLoops
         public readonly bool[] CallTarget;
         public readonly int[] Component;
         private readonly int[] _mark;
+        /// <summary>Scratch for one loop's search at a time, by slot: in-degrees and states (cleared after each).</summary>
+        public readonly int[] Indegree;
+        public readonly State?[] States;
         private int _stamp;
         private long _budget;
         private readonly long _allowed;
@@ -232,6 +235,8 @@ internal static class BoundedLoops
                 if (i.Op == Op.CallLocal && i.Off >= 0 && i.Off < n) CallTarget[i.Off] = true;
             Component = Components(code);
             _mark = new int[n];
+            Indegree = new int[n];
+            States = new State?[n];
             _budget = _allowed = MinVisits + (long)VisitsPerSlot * n;
         }
 
@@ -359,7 +364,7 @@ internal static class BoundedLoops
 
         // Every other cycle of the body passes the head: without it the body is acyclic. Its slots in
         // an order where each comes after those that lead to it (Kahn's).
-        var indegree = new Dictionary<int, int>(nodes.Count);
+        var indegree = g.Indegree;
         foreach (int pc in nodes) indegree[pc] = 0;
         foreach (int pc in nodes)
             for (int k = 0, count = Successors(code, pc, succ); k < count; k++)
@@ -379,7 +384,24 @@ internal static class BoundedLoops
 
         // At the head, each register as its group's root plus a distance, as the input analysis found
         // on every path there (clang keeps an index twice: r3 = r4 at the checksum's head).
-        var states = new Dictionary<int, State>(nodes.Count + 1);
+        var states = g.States;
+        try
+        {
+            return RoundsBounded(g, h, order, states, facts);
+        }
+        finally
+        {
+            states[h] = null;
+            foreach (int pc in nodes) states[pc] = null;
+        }
+    }
+
+    /// <summary>The walk of <see cref="RoundsBounded(LoopGraph, int, List{int}, InputBounds.Facts)"/> through the body in
+    /// <paramref name="order"/> (the head first), with <paramref name="states"/> empty for its slots.</summary>
+    private static bool RoundsBounded(LoopGraph g, int h, List<int> order, State?[] states, InputBounds.Facts facts)
+    {
+        var code = g.Code;
+        int n = code.Length;
         var head = new State();
         for (int r = 0; r < 10; r++)
         {
@@ -410,14 +432,14 @@ internal static class BoundedLoops
                 return candidates.Count > 0 || down.Count > 0;
             }
             if (to < 0 || to >= n || !g.InBody(to)) return true; // leaves the loop
-            if (states.TryGetValue(to, out var there)) there.JoinWith(s);
+            if (states[to] is { } there) there.JoinWith(s);
             else states[to] = s.Clone();
             return true;
         }
         foreach (int pc in order)
         {
             // Every slot of the body is reached from the head through the body, so has a state by now.
-            var s = states[pc];
+            var s = states[pc]!;
             var i = code[pc];
             int next = pc + (i.Op == Op.Lddw ? 2 : 1);
             switch (i.Op)
