@@ -129,6 +129,7 @@ internal static class InputBounds
 
         /// <summary>Equals without copying the other register: its bytes compared at once when the struct has no
         /// padding (every byte is a field's: the runtime's layout packs the fields into 80 bytes), else field by field.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public readonly bool Same(in Reg o)
         {
             if (!Packed) return SameFields(in o);
