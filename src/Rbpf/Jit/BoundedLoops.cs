@@ -432,8 +432,10 @@ internal static class BoundedLoops
                 return candidates.Count > 0 || down.Count > 0;
             }
             if (to < 0 || to >= n || !g.InBody(to)) return true; // leaves the loop
+            // The walk never uses s again after it arrives (each slot is walked once, and a jump's two sides
+            // are two states), so the first arrival keeps it instead of a copy.
             if (states[to] is { } there) there.JoinWith(s);
-            else states[to] = s.Clone();
+            else states[to] = s;
             return true;
         }
         foreach (int pc in order)
