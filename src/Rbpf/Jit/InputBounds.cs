@@ -780,17 +780,16 @@ internal static class InputBounds
     /// function may be called from anywhere), into <paramref name="into"/>; their count.</summary>
     private static int Successors(DecodedInsn[] code, int pc, Span<int> into)
     {
-        var i = code[pc];
-        int count = 0;
-        void To(int to, Span<int> into) { if (to >= 0 && to < code.Length) into[count++] = to; }
+        ref readonly var i = ref code[pc];
+        int n = code.Length, count = 0, next = pc + 1;
         switch (i.Op)
         {
-            case Op.Exit or Op.Illegal: break;
-            case Op.Ja: To(i.Off, into); break;
-            case >= Op.Jeq64Imm and <= Op.Jsle32Reg or Op.CallLocal: To(i.Off, into); To(pc + 1, into); break;
-            case Op.Lddw: To(pc + 2, into); break;
-            default: To(pc + 1, into); break;
+            case Op.Exit or Op.Illegal: return 0;
+            case Op.Ja: next = -1; break;
+            case Op.Lddw: next = pc + 2; break;
         }
+        if (i.Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg) or Op.CallLocal && (uint)i.Off < (uint)n) into[count++] = i.Off;
+        if ((uint)next < (uint)n) into[count++] = next;
         return count;
     }
 
