@@ -615,11 +615,11 @@ internal static class InputBounds
     /// <summary>
     /// Slots the analysis may process (<see cref="MinSteps"/> and <see cref="StepsPerSlot"/> per slot of
     /// the program, at most <see cref="MaxSteps"/>) before it gives up, leaving every check and poll
-    /// in: a safety net that bounds the compile time any program can cost (a step costs 10,000 to
-    /// 60,000 host instructions, so the cap is a few seconds). The programs of the test suites needed
-    /// at most 70 steps per slot, all of them under 50 slots long (which the floor covers); the clang
-    /// kernels of <c>benchmarks/clang</c> at most 28 (the token state machine), loops in a row about 8
-    /// (<c>LargeProgramTests</c>). A state machine of hundreds of states in one loop needs far more,
+    /// in: a safety net that bounds the compile time any program can cost (a step costs 3,000 to
+    /// 5,000 host instructions on clang's code, so the cap is under a second). The programs of the test
+    /// suites needed at most 70 steps per slot, all of them under 50 slots long (which the floor
+    /// covers); the clang kernels of <c>benchmarks/clang</c> at most 5 (<c>InputBoundsTests</c>), loops
+    /// in a row about 8 (<c>LargeProgramTests</c>). A state machine of hundreds of states in one loop needs far more,
     /// and gives up; so do programs of more than about 30,000 slots that need over 32 per slot.
     /// </summary>
     private static long StepBudget(int slots) => Math.Min(MaxSteps, MinSteps + StepsPerSlot * slots);
