@@ -129,7 +129,9 @@ internal static class BoundedLoops
         {
             if (!pollPoints[h] || (unpolled?[h] ?? false) || g.CallTarget[h]) continue;
             // The ways back: predecessors h reaches (those in its component), itself included.
-            var latches = g.Preds[h].Where(p => comp[p] == comp[h]).Distinct().ToList();
+            var latches = new List<int>();
+            foreach (int p in g.Preds(h))
+                if (comp[p] == comp[h] && !latches.Contains(p)) latches.Add(p);
             if (latches.Count < 2) continue; // one latch: the whole loop, which Find did not bound
             foreach (int p in latches)
             {
@@ -156,7 +158,7 @@ internal static class BoundedLoops
         for (int h = 0; h < n; h++)
         {
             if (!pollPoints[h] || g.CallTarget[h]) continue;
-            if (g.Body(h, g.Preds[h]) is not { } nodes) break; // out of budget: the rest keep their polls
+            if (g.Body(h, g.Preds(h)) is not { } nodes) break; // out of budget: the rest keep their polls
             if (RoundsBounded(g, h, nodes, facts)) (bounded ??= new bool[n])[h] = true;
         }
         if (bounded == null) return null;
@@ -204,7 +206,8 @@ internal static class BoundedLoops
     private sealed class LoopGraph
     {
         public readonly DecodedInsn[] Code;
-        public readonly List<int>[] Preds;
+        /// <summary>Each slot's predecessors, in order, at <c>_predList[_predStart[pc].._predStart[pc + 1]]</c>.</summary>
+        private readonly int[] _predStart, _predList;
         public readonly bool[] CallTarget;
         public readonly int[] Component;
         private readonly int[] _mark;
@@ -226,10 +229,14 @@ internal static class BoundedLoops
             Code = code;
             int n = code.Length;
             Span<int> succ = stackalloc int[2];
-            Preds = new List<int>[n];
-            for (int pc = 0; pc < n; pc++) Preds[pc] = new List<int>(2);
+            _predStart = new int[n + 1];
             for (int pc = 0; pc < n; pc += code[pc].Op == Op.Lddw ? 2 : 1)
-                for (int k = 0, count = Successors(code, pc, succ); k < count; k++) Preds[succ[k]].Add(pc);
+                for (int k = 0, count = Successors(code, pc, succ); k < count; k++) _predStart[succ[k] + 1]++;
+            for (int pc = 0; pc < n; pc++) _predStart[pc + 1] += _predStart[pc];
+            _predList = new int[_predStart[n]];
+            var fill = _predStart.AsSpan(0, n).ToArray();
+            for (int pc = 0; pc < n; pc += code[pc].Op == Op.Lddw ? 2 : 1)
+                for (int k = 0, count = Successors(code, pc, succ); k < count; k++) _predList[fill[succ[k]]++] = pc;
             CallTarget = new bool[n];
             foreach (var i in code)
                 if (i.Op == Op.CallLocal && i.Off >= 0 && i.Off < n) CallTarget[i.Off] = true;
@@ -243,15 +250,19 @@ internal static class BoundedLoops
         /// <summary>Whether the last <see cref="Body"/> holds <paramref name="pc"/>.</summary>
         public bool InBody(int pc) => _mark[pc] == _stamp;
 
+        /// <summary>The slots control can come to <paramref name="pc"/> from.</summary>
+        public ReadOnlySpan<int> Preds(int pc) => _predList.AsSpan(_predStart[pc], _predStart[pc + 1] - _predStart[pc]);
+
         /// <summary>The body of the loop at <paramref name="h"/> through <paramref name="latches"/> (slots
         /// that go to h): the slots on a path from the head to one of them (reached from it, and reaching
         /// the latch, without passing it), wherever they are in the program, less the head;
         /// <see cref="InBody"/> tells them until the next search. Null when the budget is spent.</summary>
-        public List<int>? Body(int h, IEnumerable<int> latches)
+        public List<int>? Body(int h, ReadOnlySpan<int> latches)
         {
             _stamp++;
             var nodes = new List<int>();
-            var stack = new Stack<int>(latches);
+            var stack = new Stack<int>(latches.Length);
+            foreach (int p in latches) stack.Push(p);
             int component = Component[h];
             while (stack.Count > 0)
             {
@@ -260,7 +271,7 @@ internal static class BoundedLoops
                 if (--_budget < 0) return null;
                 _mark[pc] = _stamp;
                 nodes.Add(pc);
-                foreach (int p in Preds[pc]) stack.Push(p);
+                foreach (int p in Preds(pc)) stack.Push(p);
             }
             return nodes;
         }
@@ -353,11 +364,9 @@ internal static class BoundedLoops
     private static bool RoundsBounded(LoopGraph g, int h, List<int> nodes, InputBounds.Facts facts)
     {
         var code = g.Code;
-        var preds = g.Preds;
         Span<int> succ = stackalloc int[2];
-        int n = code.Length;
         bool loops = false;
-        foreach (int p in preds[h]) loops |= p == h || g.InBody(p);
+        foreach (int p in g.Preds(h)) loops |= p == h || g.InBody(p);
         if (!loops || WritesR2(code[h])) return false;
         foreach (int pc in nodes)
             if (WritesR2(code[pc])) return false; // also every call
