@@ -284,6 +284,7 @@ internal static class InputBounds
             for (int k = 0; k < R.Length; k++)
             {
                 if ((changed >> k & 1) == 0 && (R[k].Idx < 0 || (changed >> R[k].Idx & 1) == 0)) continue;
+                changed |= 1 << k; // settled again: a register walking with it is settled again after it too
                 // RoomOf, PtrOf, BackOf, LoOf, HiOf and ScaledRoomOf (from 3 down to 1) in turn, the indexed
                 // offset worked out once.
                 R[k].Room = RoomOf(k);
