@@ -134,10 +134,10 @@ RBPF_API int rbpf_vm_create_fixed_mbuff(const uint8_t *prog, size_t prog_len, si
  * little-endian, EM_BPF). `section_or_function` names the program's section (e.g. ".classifier",
  * "xdp", "socket") or function; NULL picks the first executable section other than ".text", else
  * ".text". The code sections it reaches (bpf-to-bpf calls into .text) are linked after it, and no
- * others: another program of the same object is left out, with the helpers it calls; global data (.rodata, .data, .bss)
- * is copied into regions the program may use (see rbpf_vm_get_data_region). A fixed-mbuff VM gets
- * data offsets 0 and 8: change them with rbpf_vm_set_program_fixed_mbuff. Malformed objects give
- * RBPF_E_ELF_ERROR with a precise message. Calls to undefined functions need helpers registered
+ * others: another program of the same object is left out, with the helpers it calls. Global data
+ * (.rodata, .data, .bss) is copied into regions the program may use (see rbpf_vm_get_data_region).
+ * A fixed-mbuff VM gets data offsets 0 and 8: change them with rbpf_vm_set_program_fixed_mbuff.
+ * Malformed objects give RBPF_E_ELF_ERROR with a precise message. Calls to undefined functions need helpers registered
  * by name before loading: use rbpf_vm_create with no program, rbpf_vm_register_helper_name, then
  * rbpf_vm_load_elf.
  */

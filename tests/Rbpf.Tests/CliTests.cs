@@ -96,6 +96,22 @@ public class CliTests
     }
 
     [SkippableFact]
+    public void DisassemblesOnlyTheSectionsAProgramReaches()
+    {
+        // tests/elf/sections.c: prog/scaled (10 slots) calls scale() in .text (4); prog/logged calls a helper by name.
+        string obj = Path.Combine(TestPaths.RepoRoot, "tests", "elf", "sections.o");
+        var r = Cli(new[] { "disasm", obj, "--section", "prog/scaled" });
+        Assert.Equal(0, r.Exit);
+        var lines = r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(10 + 4, lines.Count(l => !l.EndsWith(':'))); // instructions, labels aside
+        Assert.DoesNotContain(lines, l => l.StartsWith("call 0x")); // no helper call: logged's code is not there
+        Assert.Equal(2, lines.Count(l => l.StartsWith("call local")));
+        var run = Cli(new[] { "run", obj, "--section", "prog/scaled", "--mem-hex", "00 00 00" });
+        Assert.Equal(0, run.Exit);
+        Assert.Equal($"0x{(3UL * 3 + 7) ^ (3UL * 5 + 7):x}\n", run.Stdout);
+    }
+
+    [SkippableFact]
     public void RunsTheLongestProgramAndRefusesALongerOne()
     {
         string longest = Temp("longest.bin", LargeProgramTests.Adds(Isa.MaxInstructions));
