@@ -393,23 +393,23 @@ internal static class BoundedLoops
 
         // At the head, each register as its group's root plus a distance, as the input analysis found
         // on every path there (clang keeps an index twice: r3 = r4 at the checksum's head).
-        var states = g.States;
         try
         {
-            return RoundsBounded(g, h, order, states, facts);
+            return WalkRounds(g, h, order, facts);
         }
         finally
         {
-            states[h] = null;
-            foreach (int pc in nodes) states[pc] = null;
+            g.States[h] = null;
+            foreach (int pc in nodes) g.States[pc] = null;
         }
     }
 
     /// <summary>The walk of <see cref="RoundsBounded(LoopGraph, int, List{int}, InputBounds.Facts)"/> through the body in
-    /// <paramref name="order"/> (the head first), with <paramref name="states"/> empty for its slots.</summary>
-    private static bool RoundsBounded(LoopGraph g, int h, List<int> order, State?[] states, InputBounds.Facts facts)
+    /// <paramref name="order"/> (the head first), with <see cref="LoopGraph.States"/> empty for its slots.</summary>
+    private static bool WalkRounds(LoopGraph g, int h, List<int> order, InputBounds.Facts facts)
     {
         var code = g.Code;
+        var states = g.States;
         int n = code.Length;
         var head = new State();
         for (int r = 0; r < 10; r++)

@@ -264,12 +264,10 @@ internal static class InputBounds
         /// <summary>Whether r<paramref name="k"/>'s value is known small (adding a small constant cannot wrap it).</summary>
         public bool Small(int k) => R[k].Bits <= 62 || RoomOf(k) != None || HiOf(k) <= MaxHi;
 
-        /// <summary>Stores what is derived (room, bytes around a pointer, bounds) in the fields, so states compare by what they tell.</summary>
-        public void Settle() => Settle(null, 0, false);
-
         /// <summary>
-        /// <see cref="Settle()"/> for a state made from a settled one (<paramref name="from"/>'s registers, least L
-        /// and r2 flag): registers the same as there, whose index register is too, are settled already.
+        /// Stores what is derived (room, bytes around a pointer, bounds) in the fields, so states compare by
+        /// what they tell. For a state made from a settled one (<paramref name="from"/>'s registers, least L
+        /// and r2 flag; null: none), registers the same as there, whose index register is too, are settled already.
         /// </summary>
         public void Settle(Reg[]? from, long fromMin, bool fromR2)
         {
