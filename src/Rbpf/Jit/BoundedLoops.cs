@@ -183,7 +183,7 @@ internal static class BoundedLoops
     };
 
     /// <summary>Where control can go from <paramref name="pc"/> (at most two slots, into <paramref name="into"/>); their count.</summary>
-    private static int Successors(DecodedInsn[] code, int pc, Span<int> into)
+    internal static int Successors(DecodedInsn[] code, int pc, Span<int> into)
     {
         var i = code[pc];
         int count = 0;

@@ -781,16 +781,14 @@ internal static class InputBounds
     /// function may be called from anywhere), into <paramref name="into"/>; their count.</summary>
     private static int Successors(DecodedInsn[] code, int pc, Span<int> into)
     {
+        int count = BoundedLoops.Successors(code, pc, into);
         ref readonly var i = ref code[pc];
-        int n = code.Length, count = 0, next = pc + 1;
-        switch (i.Op)
+        if (i.Op == Op.CallLocal && (uint)i.Off < (uint)code.Length)
         {
-            case Op.Exit or Op.Illegal: return 0;
-            case Op.Ja: next = -1; break;
-            case Op.Lddw: next = pc + 2; break;
+            if (count > 0) into[1] = into[0]; // the target first, as for a jump
+            into[0] = i.Off;
+            count++;
         }
-        if (i.Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg) or Op.CallLocal && (uint)i.Off < (uint)n) into[count++] = i.Off;
-        if ((uint)next < (uint)n) into[count++] = next;
         return count;
     }
 
