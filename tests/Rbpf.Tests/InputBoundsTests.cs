@@ -234,6 +234,35 @@ public class InputBoundsTests
         Assert.Equal(0UL, vm.ExecuteJit(new byte[13]));
     }
 
+    /// <summary>
+    /// An analysis takes the states of the thread's last disposed one (see <c>InputBounds.StatePool</c>):
+    /// on states another program's analysis left behind, or one that gave up, it finds exactly what an
+    /// analysis on new states finds, slot by slot; disposed facts tell nothing more.
+    /// </summary>
+    [Fact]
+    public void AnAnalysisOnStatesAnotherLeftBehindFindsTheSame()
+    {
+        var sort = DecodedProgram.Decode(Assembler.Assemble(Sort)).Code;
+        var checksum = DecodedProgram.Decode(Assembler.Assemble(Checksum)).Code;
+        string Describe(InputBounds.Facts f) => string.Join(";", Enumerable.Range(0, sort.Length).Select(pc =>
+            $"{f.HoldsLength(pc)}/{string.Join(",", Enumerable.Range(0, 10).Select(r => $"{f.Relation(pc, r)}{f.AtMostLength(pc, r)}"))}"))
+            + $";steps {f.Steps};proven {string.Join(",", f.Proven ?? Array.Empty<bool>())}";
+
+        var held = InputBounds.Analyze(checksum)!; // holds the thread's pool: the next analysis has new states
+        var fresh = InputBounds.Analyze(sort)!;
+        string expected = Describe(fresh);
+        Assert.Contains("True", expected);
+        held.Dispose(); // the checksum's states, free for the next analysis
+        using (var again = InputBounds.Analyze(sort)!)
+            Assert.Equal(expected, Describe(again));
+        Assert.Null(InputBounds.Analyze(sort, 20)); // gives up half way: its states are free again too
+        var third = InputBounds.Analyze(sort)!;
+        Assert.Equal(expected, Describe(third));
+        third.Dispose();
+        Assert.All(Enumerable.Range(0, sort.Length), pc => Assert.False(third.HoldsLength(pc)));
+        Assert.Equal(expected, Describe(fresh)); // never disposed: still its own
+    }
+
     [Fact]
     public void TheAnalysisGivesUpProvingNothingPastItsStepLimit()
     {

@@ -151,19 +151,57 @@ internal static class InputBounds
             && SumA == o.SumA && SumB == o.SumB && PairWith == o.PairWith && PairHi == o.PairHi;
     }
 
+    /// <summary>
+    /// States an analysis takes instead of allocating (each is 800 bytes of registers, one per slot the
+    /// analysis reaches and a few scratch ones): the thread keeps one pool, which an analysis takes and its
+    /// facts give back when disposed. Facts not disposed keep theirs, and the thread's next analysis
+    /// starts a new pool. A pool keeps at most <see cref="Kept"/> states between analyses, so a
+    /// thread holds about 220 KB at most for it.
+    /// </summary>
+    internal sealed class StatePool
+    {
+        private const int Kept = 256;
+        [ThreadStatic] private static StatePool? t_free;
+        private State[] _items = new State[16];
+        private int _made, _used;
+
+        /// <summary>The thread's pool (a new one when it is in use), all its states free.</summary>
+        public static StatePool Take()
+        {
+            var pool = t_free ?? new StatePool();
+            t_free = null;
+            pool._used = 0;
+            return pool;
+        }
+
+        /// <summary>A state with any content, to be overwritten whole (<see cref="State.CopyFrom"/>).</summary>
+        public State Rent()
+        {
+            if (_used < _made) return _items[_used++];
+            var s = new State();
+            if (_made < Kept)
+            {
+                if (_made == _items.Length) Array.Resize(ref _items, _made * 2);
+                _items[_made++] = s;
+                _used++;
+            }
+            return s;
+        }
+
+        /// <summary>Gives the pool back to the thread: every state it lent is free again.</summary>
+        public void Release()
+        {
+            _used = 0;
+            t_free = this;
+        }
+    }
+
     /// <summary>What is known at an instruction: whether r2 still holds L, the least L, and each of r0-r9.</summary>
     internal sealed class State
     {
         public bool R2;
         public long Min;
         public Reg[] R = new Reg[10];
-
-        public State Clone()
-        {
-            var s = new State();
-            s.CopyFrom(this);
-            return s;
-        }
 
         /// <summary>Whether this state says exactly what <paramref name="o"/> says, field by field.</summary>
         public bool SameAs(State o)
@@ -585,8 +623,17 @@ internal static class InputBounds
     /// tests and benchmarks.</summary>
     private const int GradualWidenings = 2;
     /// <summary>What the analysis found: the accesses proven, and what is known at each slot.</summary>
-    internal sealed class Facts(State?[] states, bool[]? proven, long steps)
+    internal sealed class Facts(State?[] states, bool[]? proven, long steps, StatePool? pool = null) : IDisposable
     {
+        /// <summary>Hands the states back to the thread's pool for its next analysis: the facts tell nothing after.</summary>
+        public void Dispose()
+        {
+            if (pool == null) return;
+            Array.Clear(states);
+            pool.Release();
+            pool = null;
+        }
+
         /// <summary>Slots the analysis processed (its work, for the tests that keep it in proportion to a program's length).</summary>
         public long Steps { get; } = steps;
 
@@ -608,7 +655,11 @@ internal static class InputBounds
     /// For each slot, whether it is a plain load or store proven to stay inside the input (see the
     /// class remarks); null when there is none.
     /// </summary>
-    public static bool[]? ProvenAccesses(DecodedInsn[] code) => Analyze(code)?.Proven;
+    public static bool[]? ProvenAccesses(DecodedInsn[] code)
+    {
+        using var facts = Analyze(code);
+        return facts?.Proven;
+    }
 
     /// <summary>The analysis of the class remarks; null when the program compares nothing with r2 (nothing to learn).</summary>
     public static Facts? Analyze(DecodedInsn[] code) => Analyze(code, StepBudget(code.Length));
@@ -675,6 +726,7 @@ internal static class InputBounds
             for (int pc = 0; pc < n; pc++) single[pc] = edges[pc] == 1 && !loopHead[pc];
         }
 
+        var pool = StatePool.Take();
         var states = new State?[n];
         var spare = new Reg[10]; // what joins are built in
         var work = new SlotWorklist(n);
@@ -682,7 +734,7 @@ internal static class InputBounds
         {
             if (pc < 0 || pc >= n) return;
             s.Settle(from?.R, from?.Min ?? 0, from?.R2 ?? false);
-            if (states[pc] == null) states[pc] = s.Clone();
+            if (states[pc] == null) states[pc] = pool.Rent().CopyFrom(s);
             else if (single[pc])
             {
                 if (states[pc]!.SameAs(s)) return;
@@ -696,21 +748,32 @@ internal static class InputBounds
             work.Push(rank[pc]);
         }
 
-        var entry = new State { R2 = true, Min = 0 };
+        // Scratch states for the slot at hand and a jump's other side: Merge copies what it keeps.
+        State scratch = pool.Rent(), other = pool.Rent();
+        var entry = scratch;
+        entry.R2 = true;
+        entry.Min = 0;
         for (int r = 0; r < 10; r++) entry.R[r] = r is 0 or >= 3 ? Reg.Constant(0) : Reg.Unknown; // registers start at 0
         entry.R[1] = Reg.Unknown with { Base = Start, Plus = 0 };
         entry.R[2] = Reg.Unknown with { Room = 0 }; // L itself
         Merge(0, entry);
-        var unknown = new State { Min = 0 };
-        for (int r = 0; r < 10; r++) unknown.R[r] = Reg.Unknown;
         foreach (var i in code)
-            if (i.Op == Op.CallLocal) Merge(i.Off, unknown.Clone()); // a function may be called from anywhere
+            if (i.Op == Op.CallLocal) // a function may be called from anywhere
+            {
+                var unknown = scratch;
+                unknown.R2 = false;
+                unknown.Min = 0;
+                for (int r = 0; r < 10; r++) unknown.R[r] = Reg.Unknown;
+                Merge(i.Off, unknown);
+            }
 
-        // Scratch states for the slot at hand and a jump's other side: Merge copies what it keeps.
-        State scratch = new(), other = new();
         while (work.Count > 0)
         {
-            if (--maxSteps < 0) return null;
+            if (--maxSteps < 0)
+            {
+                pool.Release();
+                return null;
+            }
             int pc = slotOfRank[work.Pop()];
             var from = states[pc]!; // settled: what the state here still has of it is settled already
             var s = scratch.CopyFrom(from);
@@ -774,7 +837,7 @@ internal static class InputBounds
             bool inside = back != None && after != None && back + (long)i.Off >= 0 && i.Off + size <= after;
             if (inside) (proven ??= new bool[n])[pc] = true;
         }
-        return new Facts(states, proven, budget - maxSteps);
+        return new Facts(states, proven, budget - maxSteps, pool);
     }
 
     /// <summary>Where the analysis goes from <paramref name="pc"/> (a call's target counted as a way in: a

@@ -48,7 +48,7 @@ internal static class JumpThreading
     public static (bool[]? Proven, bool[] Polls) ProofsAndPolls(DecodedProgram program, VmKind kind)
     {
         if (program.ThreadedPolls is { } polls) return (program.ThreadedProven, polls);
-        var facts = kind == VmKind.Raw ? InputBounds.Analyze(program.Code) : null;
+        using var facts = kind == VmKind.Raw ? InputBounds.Analyze(program.Code) : null;
         return (facts?.Proven, BoundedLoops.PollsFor(program, kind, facts));
     }
 

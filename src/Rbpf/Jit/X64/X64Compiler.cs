@@ -2372,7 +2372,8 @@ internal sealed class X64Compiler
         var forced = new bool[code.Length];
         for (int pc = 0; pc < code.Length - 1; pc++)
             forced[pc] = code[pc].Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && !(pc > 0 && code[pc - 1].Op == Op.Lddw) && BecomesFlag(pc);
-        var proven = InputBounds.Analyze(code, forced)?.Proven;
+        using var facts = InputBounds.Analyze(code, forced);
+        var proven = facts?.Proven;
         for (int pc = 0; pc < code.Length - 1; pc++)
         {
             var i = code[pc];
