@@ -914,8 +914,14 @@ internal static class InputBounds
         int d = i.Dst;
         if (d > 9) { s.Set(d, Reg.Unknown); return; }
         var old = s.R[d];
-        int oldRoom = s.RoomOf(d), oldPtr = s.PtrOf(d), oldBack = s.BackOf(d);
-        long oldLo = s.LoOf(d), oldHi = s.HiOf(d);
+        // What is known of the old value, for the operations that compute from it (the others skip the work).
+        int oldRoom = None, oldPtr = None, oldBack = None;
+        long oldLo = 0, oldHi = long.MaxValue;
+        if (i.Op is Op.Add64Imm or Op.Sub64Imm or Op.Add64Reg or Op.And64Imm or Op.And32Imm or Op.Rsh64Imm or Op.Lsh64Imm or Op.Lsh32Imm)
+        {
+            (oldRoom, oldPtr, oldBack) = (s.RoomOf(d), s.PtrOf(d), s.BackOf(d));
+            (oldLo, oldHi) = (s.LoOf(d), s.HiOf(d));
+        }
         switch (i.Op)
         {
             case Op.Mov64Imm:
