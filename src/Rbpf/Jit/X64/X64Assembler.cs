@@ -132,6 +132,22 @@ internal sealed class X64Assembler
     /// <summary>Changes whenever anything is emitted (bytes or a branch): equal marks mean nothing came in between.</summary>
     public long Mark => (long)_brCount << 32 | (uint)_len;
 
+    /// <summary>
+    /// Makes room at once for about <paramref name="bytes"/> of code, <paramref name="branches"/> branches and
+    /// <paramref name="labels"/> labels (an estimate: past it the buffers grow as usual). A large program's
+    /// buffers would otherwise double their way up from a kilobyte, leaving every smaller copy as garbage.
+    /// </summary>
+    public void Reserve(int bytes, int branches, int labels)
+    {
+        if (_buf.Length < bytes) _buf = new byte[bytes];
+        if (_br.Length < branches + 1) _br = new BranchEntry[branches + 1];
+        if (_labelPos.Length < labels)
+        {
+            _labelPos = new int[labels];
+            _labelBranches = new int[labels];
+        }
+    }
+
     /// <summary>Whether the buffers have grown past <paramref name="bytes"/> (a thread keeps no large one).</summary>
     public bool IsLarge(int bytes) => _buf.Length > bytes || _out.Length > bytes || _br.Length * 24 > bytes;
 
