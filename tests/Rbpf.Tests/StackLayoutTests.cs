@@ -110,4 +110,37 @@ public unsafe class StackLayoutTests
         var d = EbpfVm.CreateNoData(Assembler.Assemble("mov r0, 1\nexit"));
         Assert.Equal(RbpfErrorCode.InvalidArgument, Run(d, new byte[256], jit: false).Code); // under 512 however it is aligned
     }
+
+    /// <summary>
+    /// Each local call moves the stack region down when its frame is the deepest yet; the x86-64 code
+    /// does that in one routine all call sites share (it was repeated at each, about fifty bytes a
+    /// site). A checked store at the bottom of a frame two and three calls deep must land in the
+    /// region, under the default layout and uBPF's; the region's start is stored by the entry and by
+    /// the shared routine only, however many call sites there are.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void CallSitesShareTheStackRegionUpdate(bool ubpfLayout)
+    {
+        Skip.IfNot(EbpfVm.IsJitSupported && !Jit.ExecutableMemory.IsArm64, "x86-64 JIT listings");
+        int frame = ubpfLayout ? 256 : 512;
+        // f stores through a copy of r10 (a checked access) at its frame's lowest 8 bytes and reads it back.
+        string asm = $"mov r6, 0\ncall local f\nadd r6, r0\ncall local g\nadd r6, r0\ncall local h\nadd r0, r6\nexit\n" +
+                     $"f:\nmov r2, r10\nmov r3, 7\nstxdw [r2-{frame}], r3\nldxdw r0, [r2-{frame}]\nexit\n" +
+                     "g:\ncall local f\nadd r0, 1\nexit\n" +
+                     "h:\ncall local g\nadd r0, 2\nexit";
+        var vm = new EbpfVm(VmKind.NoData);
+        if (ubpfLayout) vm.StackLayout = UbpfLike(frame);
+        vm.SetProgram(Assembler.Assemble(asm));
+        vm.JitCompile();
+        var expected = 7UL + 8 + 10; // f, g (f + 1), h (g + 2)
+        Assert.Equal(expected, Run(vm, new byte[4096], jit: false).R0);
+        var jitted = Run(vm, new byte[4096], jit: true);
+        Assert.Null(jitted.Error);
+        Assert.Equal(expected, jitted.R0);
+        var stores = System.Text.RegularExpressions.Regex.Matches(vm.JitDisassembly(),
+            $@"mov\s+\[r12\+{Jit.JitContext.OffStackStart:X}h\],r10").Count;
+        Assert.Equal(2, stores); // the entry's and the shared routine's, not one per call site (five)
+    }
 }

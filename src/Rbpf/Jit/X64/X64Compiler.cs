@@ -139,7 +139,7 @@ internal sealed class X64Compiler
             if (i.Op == Op.CallLocal) localCalls++;
             else if (i.Op is Op.Call or Op.CallX) helperCalls++;
         }
-        long n = code.Length, bytes = 10 * n + 150 * localCalls + 48 * helperCalls;
+        long n = code.Length, bytes = 10 * n + 100 * localCalls + 48 * helperCalls;
         if (bytes < MinReserved) return;
         static int Clamp(long v) => (int)Math.Min(v, Array.MaxLength / 2);
         _a.Reserve(Clamp(bytes), Clamp(n / 2 + 5 * localCalls + 2 * helperCalls),
@@ -346,6 +346,12 @@ internal sealed class X64Compiler
         _a.jmp(_leave);
         Bind(ref _ret);
         _a.ret();
+        if (_lowerStackUsed)
+        {
+            Bind(ref _lowerStack);
+            EmitStackStartUpdate();
+            _a.ret();
+        }
         if (_batch) EmitBatch();
         for (int k = 0; k < _cold.Count; k++) // cold code may queue more cold code
         {
@@ -645,7 +651,7 @@ internal sealed class X64Compiler
     /// the stack region when it is lower than the current start, clamped to the stack's bottom, and
     /// recomputes the per-size bounds. Clobbers r10 and r11.
     /// </summary>
-    private void EmitLowerStackStart()
+    private void EmitLowerStackStart(bool shared = false)
     {
         var known = _a.CreateLabel();
         if (!_target.FullFrames)
@@ -655,6 +661,23 @@ internal sealed class X64Compiler
         }
         _a.cmp(r10, CtxQ(JitContext.OffStackStart));
         _a.jae(known);
+        if (shared)
+        {
+            // Rare (a frame deeper than any before): one copy of the update for every call site.
+            if (!_lowerStackUsed) (_lowerStack, _lowerStackUsed) = (_a.CreateLabel(), true);
+            _a.call(_lowerStack);
+        }
+        else EmitStackStartUpdate();
+        Bind(ref known);
+    }
+
+    /// <summary>The local calls' shared update of the stack region (<see cref="EmitLowerStackStart"/>), called with the new start in r10.</summary>
+    private X64Label _lowerStack;
+    private bool _lowerStackUsed;
+
+    /// <summary>r10 is the stack region's new start: stores it and the per-size bounds. Clobbers r10 and r11.</summary>
+    private void EmitStackStartUpdate()
+    {
         _a.mov(CtxQ(JitContext.OffStackStart), r10);
         _a.mov(r11, CtxQ(JitContext.OffStackTop));
         _a.sub(r11, r10);
@@ -663,7 +686,6 @@ internal sealed class X64Compiler
             _a.lea(r10, __[r11 - (size - 1)]);
             _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), r10);
         }
-        Bind(ref known);
     }
 
     /// <summary>
@@ -2880,7 +2902,7 @@ internal sealed class X64Compiler
         if (drop != 0) _a.sub(rbp, drop);
         // Grow the stack region to 512 bytes below the new frame pointer if it is the deepest yet.
         _a.lea(r10, __[rbp - Isa.StackFrameSize]);
-        EmitLowerStackStart();
+        EmitLowerStackStart(shared: true);
         // A new frame starts zeroed (as far as the program can read it).
         ZeroBelowFramePointer();
         _a.call(_pcLabels[i.Off]);
