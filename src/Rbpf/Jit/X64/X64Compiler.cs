@@ -127,8 +127,8 @@ internal sealed class X64Compiler
     /// Sizes the assembler's buffers and the list of out-of-line code for a large program from what
     /// it holds, so they do not double their way up (each doubling leaves the old copy as garbage:
     /// a program of 1,000,000 local calls allocated 1.3 GB to compile). Measured on the benchmarks'
-    /// shapes: about 7 bytes, half a branch and 1.25 labels per plain slot; 137 bytes, 5 branches, 3
-    /// labels and an out-of-line failure per local call. The estimates lean high for plain code;
+    /// shapes: about 7 bytes, half a branch and 1.25 labels per plain slot; 88 bytes, 6 branches (the
+    /// out-of-line failure's jump included), 3 labels and an out-of-line failure per local call. The estimates lean high for plain code;
     /// past them the buffers grow as before. Only for an estimate of <see cref="MinReserved"/> or more.
     /// </summary>
     private void ReserveForLarge(DecodedInsn[] code)
@@ -142,7 +142,7 @@ internal sealed class X64Compiler
         long n = code.Length, bytes = 10 * n + 100 * localCalls + 48 * helperCalls;
         if (bytes < MinReserved) return;
         static int Clamp(long v) => (int)Math.Min(v, Array.MaxLength / 2);
-        _a.Reserve(Clamp(bytes), Clamp(n / 2 + 5 * localCalls + 2 * helperCalls),
+        _a.Reserve(Clamp(bytes), Clamp(n / 2 + 6 * localCalls + 2 * helperCalls),
             Clamp(n + n / 2 + 3 * localCalls));
         _cold.EnsureCapacity(Clamp(localCalls + helperCalls + n / 16));
     }
