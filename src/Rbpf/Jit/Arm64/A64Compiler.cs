@@ -125,6 +125,12 @@ internal sealed class A64Compiler
         _a.Bind(_return);
         _a.Access(Mem.LdrX, Ip0, Sp, 40);
         _a.Br(Ip0);
+        if (_lowerStack is { } lowerStack)
+        {
+            _a.Bind(lowerStack);
+            EmitStackStartUpdate();
+            _a.Ret();
+        }
         for (int k = 0; k < _cold.Count; k++) _cold[k]();
 
         var bytes = _a.Finish();
@@ -416,7 +422,7 @@ internal sealed class A64Compiler
 
     /// <summary>Makes x16 (a new lowest stack address) the start of the stack region when it is lower,
     /// clamped to the stack's bottom, and recomputes the bounds. Clobbers x16 and x17.</summary>
-    private void EmitLowerStackStart()
+    private void EmitLowerStackStart(bool shared = false)
     {
         var known = _a.NewLabel();
         if (!_target.FullFrames)
@@ -428,6 +434,23 @@ internal sealed class A64Compiler
         CtxLoad(Ip1, JitContext.OffStackStart);
         _a.Cmp(true, Ip0, Ip1);
         _a.BCond(A64Cond.Hs, known);
+        if (shared)
+        {
+            // Rare (a frame deeper than any before): one copy of the update for every call site, reached
+            // with bl (x30 is free in the body: local calls keep their return address themselves).
+            _lowerStack ??= _a.NewLabel();
+            _a.Bl(_lowerStack);
+        }
+        else EmitStackStartUpdate();
+        _a.Bind(known);
+    }
+
+    /// <summary>The local calls' shared update of the stack region (<see cref="EmitLowerStackStart"/>), called with the new start in x16.</summary>
+    private A64Label? _lowerStack;
+
+    /// <summary>x16 is the stack region's new start: stores it and the per-size bounds. Clobbers x16 and x17.</summary>
+    private void EmitStackStartUpdate()
+    {
         CtxStore(Ip0, JitContext.OffStackStart);
         CtxLoad(Ip1, JitContext.OffStackTop);
         _a.Sub(true, Ip1, Ip1, Ip0);
@@ -436,7 +459,6 @@ internal sealed class A64Compiler
             _a.SubImm(true, Ip0, Ip1, size - 1);
             CtxStore(Ip0, JitContext.OffStackBound + 8 * JitContext.BoundIndex(size));
         }
-        _a.Bind(known);
     }
 
     private void EmitPoll(int pc)
@@ -981,7 +1003,7 @@ internal sealed class A64Compiler
             _a.Sub(true, Fp, Fp, T1);
         }
         _a.SubImm(true, Ip0, Fp, Isa.StackFrameSize);
-        EmitLowerStackStart();
+        EmitLowerStackStart(shared: true);
         ZeroBelowFramePointer();
         _a.B(_pcLabels[i.Off]);
         _a.Bind(back);
