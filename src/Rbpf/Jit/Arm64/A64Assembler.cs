@@ -82,6 +82,23 @@ internal sealed class A64Assembler
     /// <summary>Instructions emitted so far.</summary>
     public int Count => _count;
 
+    /// <summary>
+    /// Makes room at once for about <paramref name="words"/> instructions, <paramref name="branches"/> branches
+    /// and <paramref name="labels"/> labels (an estimate: past it they grow as usual), so a large program's
+    /// buffers do not double their way up, leaving each smaller copy as garbage.
+    /// </summary>
+    public void Reserve(int words, int branches, int labels)
+    {
+        if (_words.Length < words)
+        {
+            Array.Resize(ref _words, words);
+            if (_scratch != null) _scratch.Words = _words;
+        }
+        _fixups.EnsureCapacity(branches);
+        _scratch?.Labels.EnsureCapacity(labels);
+    }
+
+
     private void Emit(uint word, string? text, A64Label? target = null)
     {
         if (_count == _words.Length)
