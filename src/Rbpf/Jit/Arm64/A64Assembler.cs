@@ -98,7 +98,6 @@ internal sealed class A64Assembler
         _scratch?.Labels.EnsureCapacity(labels);
     }
 
-
     private void Emit(uint word, string? text, A64Label? target = null)
     {
         if (_count == _words.Length)
