@@ -94,16 +94,10 @@ internal sealed class A64Compiler
     private static (int Words, int Branches, int Labels) Estimate(DecodedInsn[] code)
     {
         if (code.Length < 4096) return (0, 0, 0);
-        long localCalls = 0, helperCalls = 0;
-        foreach (var i in code)
-        {
-            if (i.Op == Op.CallLocal) localCalls++;
-            else if (i.Op is Op.Call or Op.CallX) helperCalls++;
-        }
+        var (localCalls, helperCalls) = CodeEstimate.Calls(code);
         long n = code.Length;
-        static int Clamp(long v) => (int)Math.Min(v, Array.MaxLength / 2);
-        return (Clamp(3 * n + 36 * localCalls + 16 * helperCalls), Clamp(n / 2 + 9 * localCalls + 2 * helperCalls),
-            Clamp(n + n / 2 + 6 * localCalls + 2 * helperCalls));
+        return (CodeEstimate.Clamp(3 * n + 36 * localCalls + 16 * helperCalls), CodeEstimate.Clamp(n / 2 + 9 * localCalls + 2 * helperCalls),
+            CodeEstimate.Clamp(n + n / 2 + 6 * localCalls + 2 * helperCalls));
     }
 
     /// <summary>Where the code polls for interrupts (<see cref="BoundedLoops.PollsFor(DecodedProgram, VmKind, InputBounds.Facts?)"/>).</summary>

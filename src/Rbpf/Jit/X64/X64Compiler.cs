@@ -133,18 +133,12 @@ internal sealed class X64Compiler
     /// </summary>
     private void ReserveForLarge(DecodedInsn[] code)
     {
-        long localCalls = 0, helperCalls = 0;
-        foreach (var i in code)
-        {
-            if (i.Op == Op.CallLocal) localCalls++;
-            else if (i.Op is Op.Call or Op.CallX) helperCalls++;
-        }
+        var (localCalls, helperCalls) = CodeEstimate.Calls(code);
         long n = code.Length, bytes = 10 * n + 100 * localCalls + 48 * helperCalls;
         if (bytes < MinReserved) return;
-        static int Clamp(long v) => (int)Math.Min(v, Array.MaxLength / 2);
-        _a.Reserve(Clamp(bytes), Clamp(n / 2 + 6 * localCalls + 2 * helperCalls),
-            Clamp(n + n / 2 + 3 * localCalls));
-        _cold.EnsureCapacity(Clamp(localCalls + helperCalls + n / 16));
+        _a.Reserve(CodeEstimate.Clamp(bytes), CodeEstimate.Clamp(n / 2 + 6 * localCalls + 2 * helperCalls),
+            CodeEstimate.Clamp(n + n / 2 + 3 * localCalls));
+        _cold.EnsureCapacity(CodeEstimate.Clamp(localCalls + helperCalls + n / 16));
     }
 
     /// <summary>Machine code and, for each eBPF slot, the offset of its first byte (-1 for lddw tails);
