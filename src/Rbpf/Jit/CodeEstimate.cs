@@ -7,6 +7,9 @@ namespace Rbpf.Jit;
 /// </summary>
 internal static class CodeEstimate
 {
+    /// <summary>Slots from which a program's buffers may be sized up front: smaller ones fit the thread's kept buffers.</summary>
+    public const int LargeProgram = 4096;
+
     /// <summary>The local calls and helper calls of <paramref name="code"/>.</summary>
     public static (long Local, long Helper) Calls(DecodedInsn[] code)
     {

@@ -93,7 +93,7 @@ internal sealed class A64Compiler
     /// </summary>
     private static (int Words, int Branches, int Labels) Estimate(DecodedInsn[] code)
     {
-        if (code.Length < 4096) return (0, 0, 0);
+        if (code.Length < CodeEstimate.LargeProgram) return (0, 0, 0);
         var (localCalls, helperCalls) = CodeEstimate.Calls(code);
         long n = code.Length;
         return (CodeEstimate.Clamp(3 * n + 36 * localCalls + 16 * helperCalls), CodeEstimate.Clamp(n / 2 + 9 * localCalls + 2 * helperCalls),

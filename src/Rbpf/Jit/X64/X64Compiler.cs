@@ -110,15 +110,13 @@ internal sealed class X64Compiler
         _helpers = helpers;
         _options = options;
         _unwindHelper = unwindHelper;
-        if (program.Code.Length >= LargeProgram) ReserveForLarge(program.Code);
+        if (program.Code.Length >= CodeEstimate.LargeProgram) ReserveForLarge(program.Code);
         _pcLabels = Rent(ref _scratch.Labels, program.Code.Length);
         for (int i = 0; i < program.Code.Length; i++) _pcLabels[i] = _a.CreateLabel();
         _cold.Clear(); // what a compile that threw on this thread left
         _coldAccesses.Clear();
     }
 
-    /// <summary>Slots from which a program's buffers may be sized up front (<see cref="ReserveForLarge"/>).</summary>
-    private const int LargeProgram = 4096;
     /// <summary>The least code estimate for which the buffers are sized up front: below it, doubling wastes
     /// little, and reserving at once raised the peak (1,000,000 plain slots: 208 -> 231 MB).</summary>
     private const long MinReserved = 16 << 20;
