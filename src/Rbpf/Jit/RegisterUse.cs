@@ -68,16 +68,26 @@ internal static class RegisterUse
     /// what is not classified (calls, exit, packet loads) before a write. With
     /// <paramref name="exitEndsRun"/> (the program makes no local calls) an exit reads r0 only.
     /// </summary>
-    public static bool DeadAt(DecodedInsn[] code, int reg, int pc, ref int budget, bool exitEndsRun = false)
+    public static bool DeadAt(DecodedInsn[] code, int reg, int pc, ref int budget, bool exitEndsRun = false) =>
+        DeadOf(code, 1 << reg, pc, ref budget, exitEndsRun) != 0;
+
+    /// <summary>
+    /// <see cref="DeadAt"/> for several registers in one walk: of <paramref name="regs"/> (bit n
+    /// for rn), those every path from <paramref name="pc"/> writes before it reads them. The walk
+    /// goes on while any of them is undecided, in the order <see cref="DeadAt"/> takes, so for one
+    /// register it is the same walk.
+    /// </summary>
+    public static int DeadOf(DecodedInsn[] code, int regs, int pc, ref int budget, bool exitEndsRun = false)
     {
-        int bit = 1 << reg;
-        while (budget-- > 0 && pc >= 0 && pc < code.Length)
+        int dead = 0; // written first on every path walked so far
+        while (regs != 0 && budget-- > 0 && pc >= 0 && pc < code.Length)
         {
             var i = code[pc];
             if (Of(i, out int reads, out int writes))
             {
-                if ((reads & bit) != 0) return false;
-                if ((writes & bit) != 0) return true;
+                regs &= ~reads;
+                dead |= regs & writes;
+                regs &= ~writes;
                 pc += i.Op == Op.Lddw ? 2 : 1;
                 continue;
             }
@@ -89,13 +99,13 @@ internal static class RegisterUse
             if (i.Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg)
             {
                 bool byRegister = ((i.Op - Op.Jeq64Imm) & 1) != 0;
-                if (i.Dst == reg || byRegister && i.Src == reg) return false;
-                if (!DeadAt(code, reg, i.Off, ref budget, exitEndsRun)) return false;
+                regs &= ~(1 << i.Dst | (byRegister ? 1 << i.Src : 0));
+                if (regs != 0) regs = DeadOf(code, regs, i.Off, ref budget, exitEndsRun); // those the taken side writes first
                 pc++;
                 continue;
             }
-            return i.Op == Op.Exit && exitEndsRun && reg != 0;
+            return i.Op == Op.Exit && exitEndsRun ? dead | regs & ~1 : dead;
         }
-        return false;
+        return dead;
     }
 }

@@ -1087,17 +1087,18 @@ internal sealed class X64Compiler
     private void EmitRegisterStart()
     {
         if (_keep is { } keep) _a.mov(new Gpr32(keep.N), 1);
-        int setFirst = SetBeforeRead();
-        foreach (int r in s_clearedAtStart)
-        {
-            if (!UsesRegister(r) || (setFirst & 1 << r) != 0) continue;
-            int budget = 64;
-            if (!RegisterUse.DeadAt(_program.Code, r, 0, ref budget)) _a.xor(R32[r], R32[r]); // else every path writes it first
-        }
+        // The registers a run starts with at 0 that the program may read: r1, r2 and r10 come from
+        // the arguments and the stack, and one the first instructions set or every path writes
+        // first needs nothing (64 slots of walk for each register asked about).
+        int clear = ClearedAtStart & _program.UsedRegisters & ~SetBeforeRead();
+        int budget = 64 * System.Numerics.BitOperations.PopCount((uint)clear);
+        clear &= ~RegisterUse.DeadOf(_program.Code, clear, 0, ref budget);
+        for (int r = 0; r <= 9; r++)
+            if ((clear & 1 << r) != 0) _a.xor(R32[r], R32[r]);
     }
 
     /// <summary>The eBPF registers a run starts with at 0 (r1, r2 and r10 come from the arguments and the stack).</summary>
-    private static readonly int[] s_clearedAtStart = [0, 3, 4, 5, 6, 7, 8, 9];
+    private const int ClearedAtStart = 0b11_1111_1001;
 
     /// <summary>
     /// The registers the program's first instructions set to a constant before anything can read
