@@ -148,6 +148,7 @@ internal sealed class DecodedProgram
         Code = code;
         unsafe { CodeStart = (DecodedInsn*)Unsafe.AsPointer(ref code[0]); }
         PollPoints = MarkBlocks(code);
+        HasBackwardJumps = FindBackwardJump(code);
         Fused = Fuse(code);
         unsafe { FusedStart = ReferenceEquals(Fused, code) ? CodeStart : (DecodedInsn*)Unsafe.AsPointer(ref Fused[0]); }
         Problems = problems;
@@ -240,6 +241,18 @@ internal sealed class DecodedProgram
         }
     }
     private int _usedRegisters;
+
+    /// <summary>Whether a jump goes back to its own slot or before (or outside the program): without
+    /// one, every path runs forward and the JIT's loop analyses have nothing to find.</summary>
+    public bool HasBackwardJumps { get; }
+
+    private static bool FindBackwardJump(DecodedInsn[] code)
+    {
+        for (int pc = 0; pc < code.Length; pc++)
+            if ((code[pc].Op == Op.Ja || code[pc].Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg) && (code[pc].Off <= pc || code[pc].Off >= code.Length))
+                return true;
+        return false;
+    }
 
     /// <summary>
     /// Slots where a run checks whether it was interrupted: the target of every backward jump (so

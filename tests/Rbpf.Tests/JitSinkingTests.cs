@@ -12,6 +12,18 @@ public class JitSinkingTests
     private static void SkipWithoutX64() =>
         Skip.IfNot(EbpfVm.IsJitSupported && !ExecutableMemory.IsArm64, "x86-64 JIT");
 
+    /// <summary>The loop analyses (loop heads, sinking) run only for programs with a jump back; the
+    /// decoder tells which (a jump to itself and one outside the program count as backward).</summary>
+    [Theory]
+    [InlineData("jeq r1, 0, +1\nmov r0, 1\nexit", false)]
+    [InlineData("ja +0\nexit", false)]
+    [InlineData("mov r0, 0\nadd r0, 1\njlt r0, 9, -2\nexit", true)]
+    [InlineData("ja -1\nexit", true)]
+    public void TheDecoderTellsWhetherAJumpGoesBack(string text, bool back)
+    {
+        Assert.Equal(back, DecodedProgram.Decode(Assembler.Assemble(text)).HasBackwardJumps);
+    }
+
     [SkippableFact]
     public void ClangsInsertionSortLoopRunsNoMoveForItsExit()
     {

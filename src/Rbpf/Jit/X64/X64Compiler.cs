@@ -186,8 +186,9 @@ internal sealed class X64Compiler
         _batchNext = _a.CreateLabel();
 
         EmitEntry();
-        var loopHeads = LoopHeads(code, Rent(ref _scratch.LoopHeads, code.Length));
-        FindSinks(code, blockStarts);
+        // A program whose jumps all go forward has no loop heads to align and no loop to sink moves out of.
+        var loopHeads = _program.HasBackwardJumps ? LoopHeads(code, Rent(ref _scratch.LoopHeads, code.Length)) : null;
+        if (_program.HasBackwardJumps) FindSinks(code, blockStarts);
 
         for (int pc = 0; pc < code.Length; pc++)
         {
@@ -197,7 +198,7 @@ internal sealed class X64Compiler
                 ColdFail(_pcLabels[pc], pc, RbpfErrorCode.IllegalInstruction);
                 continue;
             }
-            if (loopHeads[pc]) _a.Align(LoopAlignment);
+            if (loopHeads != null && loopHeads[pc]) _a.Align(LoopAlignment);
             Bind(ref _pcLabels[pc]);
             _currentPc = pc;
             if (_options.Interruptible && _polls[pc]) EmitPoll(pc);
