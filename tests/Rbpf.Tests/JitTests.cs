@@ -96,11 +96,21 @@ public unsafe class JitFunctionTests
         Assert.Equal(9, mem[0]);
         Assert.Equal((int)RbpfErrorCode.OutOfBounds, Call(fn, new byte[5], out r));
         Assert.Equal(0xdeadUL, r); // untouched on failure
+        // Each bad argument: InvalidArgument, and the thread's failure names it as the VM would.
         ulong value;
-        Assert.Equal((int)RbpfErrorCode.InvalidArgument,
-            ((delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, int>)fn)(null, 3, null, 0, &value));
-        Assert.Equal((int)RbpfErrorCode.InvalidArgument,
-            ((delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, int>)fn)(null, 0, null, 0, null));
+        var bare = (delegate* unmanaged<byte*, nuint, byte*, nuint, ulong*, int>)fn;
+        JitRuntime.TakeFailure();
+        Assert.Equal((int)RbpfErrorCode.InvalidArgument, bare(null, 3, null, 0, &value));
+        Assert.Equal("mem is NULL but mem_len is 3", JitRuntime.TakeFailure()!.Message);
+        Assert.Equal((int)RbpfErrorCode.InvalidArgument, bare(null, 0, null, 0, null));
+        Assert.Equal("result is NULL", JitRuntime.TakeFailure()!.Message);
+        fixed (byte* m = mem)
+        {
+            Assert.Equal((int)RbpfErrorCode.InvalidArgument, bare(m, 6, null, 2, &value));
+            Assert.Equal("mbuff is NULL but its length is not 0", JitRuntime.TakeFailure()!.Message);
+            Assert.Equal((int)RbpfErrorCode.InvalidArgument, bare(m, 6, m, 2, &value));
+            Assert.Equal(EbpfVm.UnusedInput(VmKind.Raw, mbuff: true).Message, JitRuntime.TakeFailure()!.Message);
+        }
     }
 
     [SkippableFact]

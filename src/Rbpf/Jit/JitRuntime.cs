@@ -9,8 +9,15 @@ namespace Rbpf.Jit;
 /// </summary>
 internal static unsafe class JitRuntime
 {
-    /// <summary>Which argument of an entry was bad (in <see cref="JitContext.FaultSize"/>).</summary>
+    /// <summary>Which argument of an entry was bad (<see cref="BadArgument"/>).</summary>
     public const int BadResult = 1, BadMem = 2, BadMbuff = 3, NoFixedBuffer = 4, UnusedMem = 5, UnusedMbuff = 6;
+
+    /// <summary>The status an entry hands <see cref="FailFn"/> for a bad argument: the argument is in
+    /// the status itself, so the failure path is one move and a jump. The caller sees
+    /// <see cref="RbpfErrorCode.InvalidArgument"/>.</summary>
+    public static int BadArgument(int which) => ArgumentStatus - which;
+
+    private const int ArgumentStatus = -0x100;
 
     [ThreadStatic] private static RbpfException? t_helperError;
     [ThreadStatic] private static RbpfException? t_failure;
@@ -151,10 +158,13 @@ internal static unsafe class JitRuntime
     [UnmanagedCallersOnly]
     private static int Fail(JitContext* ctx, int status)
     {
+        int badArgument = ArgumentStatus - status;
+        if (badArgument is >= BadResult and <= UnusedMbuff) status = (int)RbpfErrorCode.InvalidArgument;
+        else badArgument = 0;
         RbpfException error;
         try
         {
-            error = Describe(ctx, status);
+            error = Describe(ctx, status, badArgument);
         }
         catch (Exception ex)
         {
@@ -165,14 +175,14 @@ internal static unsafe class JitRuntime
         return status;
     }
 
-    private static RbpfException Describe(JitContext* ctx, int status)
+    private static RbpfException Describe(JitContext* ctx, int status, int badArgument)
     {
         var code = (RbpfErrorCode)status;
         var helperError = t_helperError;
         t_helperError = null;
         if (helperError != null && helperError.Code == code) return helperError; // a helper's own error
-        if (code == RbpfErrorCode.InvalidArgument && ctx->FaultPc < 0)
-            return new RbpfException(code, ctx->FaultSize switch
+        if (badArgument != 0)
+            return new RbpfException(code, badArgument switch
             {
                 BadResult => "result is NULL",
                 BadMem => $"mem is NULL but mem_len is {ctx->PacketLength}",

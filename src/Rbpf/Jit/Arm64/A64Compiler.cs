@@ -226,11 +226,7 @@ internal sealed class A64Compiler
 
     private void FailArgument(int which)
     {
-        _a.MovImm(false, T0, which);
-        CtxStore(T0, JitContext.OffFaultSize, false);
-        _a.MovImm(false, T0, -1);
-        CtxStore(T0, JitContext.OffFaultPc, false);
-        _a.MovImm(false, 1, (int)RbpfErrorCode.InvalidArgument);
+        _a.MovImm(false, 1, JitRuntime.BadArgument(which));
         _a.B(_errorExit);
     }
 

@@ -859,8 +859,7 @@ internal sealed class X64Compiler
         {
             var ok = _a.CreateLabel();
             jumpIfGood(ok);
-            _a.mov(CtxD(JitContext.OffFaultSize), which);
-            _a.mov(CtxD(JitContext.OffFaultPc), -1);
+            _a.mov(esi, JitRuntime.BadArgument(which));
             _a.jmp(fail);
             Bind(ref ok);
         }
@@ -871,11 +870,9 @@ internal sealed class X64Compiler
         Check(JitRuntime.BadMem, ok => { _a.test(rdi, rdi); _a.jnz(ok); _a.test(rsi, rsi); _a.jz(ok); });
         if (_target.Kind == VmKind.NoData) Check(JitRuntime.UnusedMem, ok => { _a.test(rsi, rsi); _a.jz(ok); });
         // Not reached (the fast checks came here for one of the above); reported as a bad result.
-        _a.mov(CtxD(JitContext.OffFaultSize), JitRuntime.BadResult);
-        _a.mov(CtxD(JitContext.OffFaultPc), -1);
+        _a.mov(esi, JitRuntime.BadArgument(JitRuntime.BadResult));
         Bind(ref fail);
         _a.mov(rdi, r12);
-        _a.mov(esi, (int)RbpfErrorCode.InvalidArgument);
         CallOut((ulong)JitRuntime.FailFn, 2);
         _a.mov(rsp, r12);
         _a.add(rsp, frame);
@@ -1331,9 +1328,7 @@ internal sealed class X64Compiler
 
     private void FailArgument(int which)
     {
-        _a.mov(CtxD(JitContext.OffFaultSize), which);
-        _a.mov(CtxD(JitContext.OffFaultPc), -1);
-        _a.mov(eax, (int)RbpfErrorCode.InvalidArgument);
+        _a.mov(eax, JitRuntime.BadArgument(which));
         _a.jmp(_errorExit);
     }
 
