@@ -306,7 +306,7 @@ internal sealed class A64Compiler
 
         // Packet bounds per access size: len - size + 1, or 0 when it does not fit at all.
         CtxStore(1, JitContext.OffPacketBound);
-        foreach (int size in new[] { 2, 4, 8 })
+        foreach (int size in (ReadOnlySpan<int>)[2, 4, 8])
         {
             _a.SubsImm(true, T1, 1, size - 1);
             _a.Csel(true, T1, T1, Zr, A64Cond.Hs);
@@ -333,7 +333,7 @@ internal sealed class A64Compiler
         {
             _a.SubImm(true, T1, Fp, Isa.StackFrameSize);
             CtxStore(T1, JitContext.OffStackStart);
-            foreach (int size in new[] { 1, 2, 4, 8 })
+            foreach (int size in (ReadOnlySpan<int>)[1, 2, 4, 8])
             {
                 _a.MovImm(true, T1, Isa.StackFrameSize - size + 1);
                 CtxStore(T1, JitContext.OffStackBound + 8 * JitContext.BoundIndex(size));
@@ -473,7 +473,7 @@ internal sealed class A64Compiler
         CtxStore(Ip0, JitContext.OffStackStart);
         CtxLoad(Ip1, JitContext.OffStackTop);
         _a.Sub(true, Ip1, Ip1, Ip0);
-        foreach (int size in new[] { 1, 2, 4, 8 })
+        foreach (int size in (ReadOnlySpan<int>)[1, 2, 4, 8])
         {
             _a.SubImm(true, Ip0, Ip1, size - 1);
             CtxStore(Ip0, JitContext.OffStackBound + 8 * JitContext.BoundIndex(size));

@@ -674,7 +674,7 @@ internal sealed class X64Compiler
         _a.mov(CtxQ(JitContext.OffStackStart), r10);
         _a.mov(r11, CtxQ(JitContext.OffStackTop));
         _a.sub(r11, r10);
-        foreach (int size in new[] { 1, 2, 4, 8 })
+        foreach (int size in (ReadOnlySpan<int>)[1, 2, 4, 8])
         {
             _a.lea(r10, __[r11 - (size - 1)]);
             _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), r10);
@@ -930,7 +930,7 @@ internal sealed class X64Compiler
             _a.mov(CtxQ(JitContext.OffStackStart), r10);
             if (checks)
             {
-                foreach (int size in new[] { 1, 2, 4, 8 })
+                for (int size = 1; size <= 8; size <<= 1)
                     if ((_boundSizes & 1 << size) != 0)
                         _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), Isa.StackFrameSize - size + 1);
             }
@@ -1016,7 +1016,7 @@ internal sealed class X64Compiler
         // Packet bounds per access size: len - size + 1, or 0 when it does not fit at all (only
         // for programs that have checks or legacy packet loads to use them).
         if ((_boundSizes & 1 << 1) != 0) _a.mov(CtxQ(JitContext.OffPacketBound), rsi);
-        foreach (int size in new[] { 2, 4, 8 })
+        foreach (int size in (ReadOnlySpan<int>)[2, 4, 8])
         {
             if ((_boundSizes & 1 << size) == 0) continue;
             _a.mov(r10, rsi);
@@ -1107,7 +1107,8 @@ internal sealed class X64Compiler
     {
         var code = _program.Code;
         int mask = 0;
-        for (int pc = 0; pc < code.Length && (pc == 0 || !IsJumpTarget(pc)); pc++)
+        // Up to the first block start after slot 0 (a jump target starts a block; the moves end none).
+        for (int pc = 0; pc < code.Length && (pc == 0 || code[pc].Charge == 0); pc++)
         {
             if (code[pc].Op is not (Op.Mov32Imm or Op.Mov64Imm) || code[pc].Dst > 9) break;
             mask |= 1 << code[pc].Dst;
