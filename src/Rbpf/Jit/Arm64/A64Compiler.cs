@@ -33,7 +33,37 @@ internal sealed class A64Compiler
     private readonly int _blindSeed;
     private readonly A64Assembler _a;
     private readonly A64Label[] _pcLabels;
-    private readonly List<Action> _cold = new();
+    /// <summary>
+    /// What out-of-line code emits, in order after the body. The common kinds are data (most
+    /// programs have many: a failure per call site, an out-of-line path per checked access), so a
+    /// site allocates no closure; the rare ones run a <see cref="ColdCode.Body"/>.
+    /// </summary>
+    private enum ColdKind : byte
+    {
+        /// <summary>Runs <see cref="ColdCode.Body"/>.</summary>
+        Body,
+        /// <summary><see cref="Fail"/> at slot A with status B.</summary>
+        Fail,
+        /// <summary><see cref="FailArgument"/> of A.</summary>
+        FailArgument,
+        /// <summary>A checked access's way out of line: slot A in FaultPc, bl to the shared check To, back to Back.</summary>
+        Access,
+        /// <summary>A helper's failure seen in the status after it returned (slot A).</summary>
+        StatusCheck,
+        /// <summary>A native helper that reported a failure (slot A, helper slot B), then on to To.</summary>
+        HelperReported,
+        /// <summary>A frame partly below the stack's bottom, zeroed byte by byte, then on to To.</summary>
+        ZeroBytewise,
+        /// <summary>A legacy packet load outside the packet: an out-of-bounds fault at slot A of B bytes.</summary>
+        PacketFault,
+        /// <summary>A legacy packet load outside the packet as the kernel runs it: the program ends with 0.</summary>
+        PacketEndsRun,
+    }
+
+    private readonly record struct ColdCode(A64Label Label, ColdKind Kind, int A = 0, int B = 0,
+        A64Label? To = null, A64Label? Back = null, Action? Body = null);
+
+    private readonly List<ColdCode> _cold = new();
     /// <summary>The shared out-of-line checks made so far, by size * 4 + flags (made with the first).</summary>
     private A64Label?[]? _slowChecks;
     private readonly A64Label _errorExit, _exitWithResult, _leave, _return, _mainEntry;
@@ -50,8 +80,12 @@ internal sealed class A64Compiler
         _far = far;
         _blindSeed = blindSeed;
         _a = new A64Assembler(listing);
-        var (words, branches, labels) = Estimate(program.Code);
-        if (words >= MinReservedWords) _a.Reserve(words, branches, labels);
+        var (words, branches, labels, cold) = Estimate(program.Code);
+        if (words >= MinReservedWords)
+        {
+            _a.Reserve(words, branches, labels);
+            _cold.EnsureCapacity(cold);
+        }
         (_errorExit, _exitWithResult, _leave, _return, _mainEntry) = (_a.NewLabel(), _a.NewLabel(), _a.NewLabel(), _a.NewLabel(), _a.NewLabel());
         _pcLabels = new A64Label[program.Code.Length];
         for (int i = 0; i < _pcLabels.Length; i++) _pcLabels[i] = _a.NewLabel();
@@ -86,18 +120,18 @@ internal sealed class A64Compiler
     private const int MinReservedWords = 4 << 20;
 
     /// <summary>
-    /// About how many instructions, branches and labels the code of <paramref name="code"/> takes (0 below 4,096
-    /// slots: small programs need no estimate). Measured: about 2.4 instructions, half a branch and 1.25
-    /// labels per plain slot; 33 instructions, 7 branches and 4 labels per local call (one more of each
-    /// with far branches). The estimate leans high for plain code.
+    /// About how many instructions, branches, labels and out-of-line entries the code of <paramref name="code"/>
+    /// takes (0 below 4,096 slots: small programs need no estimate). Measured: about 2.4 instructions, half a
+    /// branch and 1.25 labels per plain slot; 33 instructions, 7 branches and 4 labels per local call (one
+    /// more of each with far branches), and an out-of-line failure per call. The estimate leans high for plain code.
     /// </summary>
-    private static (int Words, int Branches, int Labels) Estimate(DecodedInsn[] code)
+    private static (int Words, int Branches, int Labels, int Cold) Estimate(DecodedInsn[] code)
     {
-        if (code.Length < CodeEstimate.LargeProgram) return (0, 0, 0);
+        if (code.Length < CodeEstimate.LargeProgram) return (0, 0, 0, 0);
         var (localCalls, helperCalls) = CodeEstimate.Calls(code);
         long n = code.Length;
         return (CodeEstimate.Clamp(3 * n + 36 * localCalls + 16 * helperCalls), CodeEstimate.Clamp(n / 2 + 9 * localCalls + 2 * helperCalls),
-            CodeEstimate.Clamp(n + n / 2 + 6 * localCalls + 2 * helperCalls));
+            CodeEstimate.Clamp(n + n / 2 + 6 * localCalls + 2 * helperCalls), CodeEstimate.Clamp(localCalls + helperCalls + n / 16));
     }
 
     /// <summary>Where the code polls for interrupts (<see cref="BoundedLoops.PollsFor(DecodedProgram, VmKind, InputBounds.Facts?)"/>).</summary>
@@ -114,8 +148,7 @@ internal sealed class A64Compiler
         {
             if (pc > 0 && code[pc - 1].Op == Op.Lddw)
             {
-                int tail = pc;
-                Cold(_pcLabels[pc], () => Fail(tail, RbpfErrorCode.IllegalInstruction));
+                ColdFail(_pcLabels[pc], pc, RbpfErrorCode.IllegalInstruction);
                 continue;
             }
             _a.Bind(_pcLabels[pc]);
@@ -154,7 +187,7 @@ internal sealed class A64Compiler
             EmitStackStartUpdate();
             _a.Ret();
         }
-        for (int k = 0; k < _cold.Count; k++) _cold[k]();
+        for (int k = 0; k < _cold.Count; k++) EmitCold(_cold[k]); // cold code may queue more cold code
 
         var bytes = _a.Finish();
         var offsets = new int[code.Length];
@@ -163,11 +196,74 @@ internal sealed class A64Compiler
         return new Output(bytes, offsets, _mainEntry.Index * 4, _a);
     }
 
-    private void Cold(A64Label label, Action body) => _cold.Add(() =>
+    private void Cold(A64Label label, Action body) => _cold.Add(new ColdCode(label, ColdKind.Body, Body: body));
+
+    private void ColdFail(A64Label label, int pc, RbpfErrorCode code) => _cold.Add(new ColdCode(label, ColdKind.Fail, pc, (int)code));
+
+    private void ColdFailArgument(A64Label label, int which) => _cold.Add(new ColdCode(label, ColdKind.FailArgument, which));
+
+    private void EmitCold(in ColdCode c)
     {
-        _a.Bind(label);
-        body();
-    });
+        _a.Bind(c.Label);
+        switch (c.Kind)
+        {
+            case ColdKind.Body:
+                c.Body!();
+                break;
+            case ColdKind.Fail:
+                Fail(c.A, (RbpfErrorCode)c.B);
+                break;
+            case ColdKind.FailArgument:
+                FailArgument(c.A);
+                break;
+            case ColdKind.Access:
+                _a.MovImm(false, T0, c.A);
+                CtxStore(T0, JitContext.OffFaultPc, false);
+                _a.Bl(c.To!);
+                _a.B(c.Back!);
+                break;
+            case ColdKind.StatusCheck:
+                _a.MovImm(false, T0, c.A);
+                CtxStore(T0, JitContext.OffFaultPc, false);
+                CtxLoad(1, JitContext.OffStatus, false);
+                _a.B(_errorExit);
+                break;
+            case ColdKind.HelperReported:
+                SetFaultPcAndSlot(c.A, c.B);
+                _a.Pair(false, R[0], Zr, Sp, -16, '!');
+                EmitCallWithArguments((long)JitRuntime.TakeHelperFailureFn, withContext: true);
+                _a.Pair(true, R[0], T0, Sp, 16, 'p');
+                EmitStatusCheck(c.A);
+                _a.B(c.To!);
+                break;
+            case ColdKind.ZeroBytewise:
+            {
+                var loop = _a.NewLabel();
+                _a.Mov(true, Ip0, Fp);
+                _a.Bind(loop);
+                CtxLoad(Ip1, JitContext.OffStackBottom);
+                _a.Cmp(true, Ip0, Ip1);
+                BCond(A64Cond.Ls, c.To!);
+                _a.SubImm(true, Ip0, Ip0, 1);
+                _a.Access(Mem.Strb, Zr, Ip0, 0);
+                _a.B(loop);
+                break;
+            }
+            case ColdKind.PacketFault:
+                _a.Add(true, Ip1, Ip1, PacketStart);
+                CtxStore(Ip1, JitContext.OffFaultAddress);
+                _a.MovImm(false, T0, c.B);
+                CtxStore(T0, JitContext.OffFaultSize, false);
+                _a.MovImm(false, T0, 2);
+                CtxStore(T0, JitContext.OffFaultKind, false);
+                Fail(c.A, RbpfErrorCode.OutOfBounds);
+                break;
+            case ColdKind.PacketEndsRun:
+                _a.Mov(true, R[0], Zr);
+                _a.B(_exitWithResult);
+                break;
+        }
+    }
 
     /// <summary>A conditional branch; far code jumps over an unconditional branch instead.</summary>
     private void BCond(A64Cond cond, A64Label target)
@@ -288,20 +384,20 @@ internal sealed class A64Compiler
         _a.Cbnz(true, 2, mbuffOk);
         Cbnz(true, 3, badMbuff);
         _a.Bind(mbuffOk);
-        Cold(badResult, () => FailArgument(JitRuntime.BadResult));
-        Cold(badMem, () => FailArgument(JitRuntime.BadMem));
-        Cold(badMbuff, () => FailArgument(JitRuntime.BadMbuff));
+        ColdFailArgument(badResult, JitRuntime.BadResult);
+        ColdFailArgument(badMem, JitRuntime.BadMem);
+        ColdFailArgument(badMbuff, JitRuntime.BadMbuff);
         if (_target.Kind == VmKind.NoData)
         {
             var unusedMem = _a.NewLabel();
             Cbnz(true, 1, unusedMem);
-            Cold(unusedMem, () => FailArgument(JitRuntime.UnusedMem));
+            ColdFailArgument(unusedMem, JitRuntime.UnusedMem);
         }
         if (_target.Kind != VmKind.Mbuff)
         {
             var unusedMbuff = _a.NewLabel();
             Cbnz(true, 3, unusedMbuff);
-            Cold(unusedMbuff, () => FailArgument(JitRuntime.UnusedMbuff));
+            ColdFailArgument(unusedMbuff, JitRuntime.UnusedMbuff);
         }
 
         // Packet bounds per access size: len - size + 1, or 0 when it does not fit at all.
@@ -383,7 +479,7 @@ internal sealed class A64Compiler
                     Cbz(true, 5, noBuffer);
                     _a.Access(Mem.LdrX, T1, 5, JitExtra.OffFixedBuffer);
                     Cbz(true, T1, noBuffer);
-                    Cold(noBuffer, () => FailArgument(JitRuntime.NoFixedBuffer));
+                    ColdFailArgument(noBuffer, JitRuntime.NoFixedBuffer);
                     _a.MovImm(true, T2, fixedLength);
                     _a.Bind(zeroLoop);
                     _a.Cbz(true, T2, zeroed);
@@ -422,18 +518,7 @@ internal sealed class A64Compiler
             CtxLoad(Ip1, JitContext.OffStackBottom);
             _a.Cmp(true, Ip0, Ip1);
             BCond(A64Cond.Lo, near);
-            Cold(near, () =>
-            {
-                var loop = _a.NewLabel();
-                _a.Mov(true, Ip0, Fp);
-                _a.Bind(loop);
-                CtxLoad(Ip1, JitContext.OffStackBottom);
-                _a.Cmp(true, Ip0, Ip1);
-                BCond(A64Cond.Ls, zeroed);
-                _a.SubImm(true, Ip0, Ip0, 1);
-                _a.Access(Mem.Strb, Zr, Ip0, 0);
-                _a.B(loop);
-            });
+            _cold.Add(new ColdCode(near, ColdKind.ZeroBytewise, To: zeroed));
         }
         for (int off = -_program.StackReach; off < 0; off += 16) _a.Pair(false, Zr, Zr, Fp, off);
         _a.Bind(zeroed);
@@ -486,7 +571,7 @@ internal sealed class A64Compiler
         _a.Access(Mem.LdrW, T0, InterruptWord, 0);
         _a.Cmp(false, T0, Epoch);
         BCond(A64Cond.Ne, stop);
-        Cold(stop, () => Fail(pc, RbpfErrorCode.Interrupted));
+        ColdFail(stop, pc, RbpfErrorCode.Interrupted);
     }
 
     private void EmitBudget(int pc, int length)
@@ -494,7 +579,7 @@ internal sealed class A64Compiler
         var fail = _a.NewLabel();
         _a.SubsImm(true, Budget, Budget, length);
         BCond(A64Cond.Lt, fail);
-        Cold(fail, () => Fail(pc, RbpfErrorCode.InstructionLimit));
+        ColdFail(fail, pc, RbpfErrorCode.InstructionLimit);
     }
 
     private bool Blind => _options.ConstantBlinding;
@@ -666,13 +751,7 @@ internal sealed class A64Compiler
         BCond(A64Cond.Hs, slow);
         _a.Bind(back);
         var stub = SlowCheck(size, (write ? 1 : 0) | (atomic ? 2 : 0));
-        Cold(slow, () =>
-        {
-            _a.MovImm(false, T0, pc);
-            CtxStore(T0, JitContext.OffFaultPc, false);
-            _a.Bl(stub);
-            _a.B(back);
-        });
+        _cold.Add(new ColdCode(slow, ColdKind.Access, pc, To: stub, Back: back));
         return (Ip0, 0);
     }
 
@@ -841,23 +920,10 @@ internal sealed class A64Compiler
             // packet the program ends with 0.
             if (size == 2) _a.Rev16(R[0], R[0]);
             if (size == 4) _a.Rev32(R[0], R[0]);
-            Cold(fault, () =>
-            {
-                _a.Mov(true, R[0], Zr);
-                _a.B(_exitWithResult);
-            });
+            _cold.Add(new ColdCode(fault, ColdKind.PacketEndsRun));
             return;
         }
-        Cold(fault, () =>
-        {
-            _a.Add(true, Ip1, Ip1, PacketStart);
-            CtxStore(Ip1, JitContext.OffFaultAddress);
-            _a.MovImm(false, T0, size);
-            CtxStore(T0, JitContext.OffFaultSize, false);
-            _a.MovImm(false, T0, 2);
-            CtxStore(T0, JitContext.OffFaultKind, false);
-            Fail(pc, RbpfErrorCode.OutOfBounds);
-        });
+        _cold.Add(new ColdCode(fault, ColdKind.PacketFault, pc, size));
     }
 
     private void EmitConditionalJump(DecodedInsn i)
@@ -915,13 +981,7 @@ internal sealed class A64Compiler
         var fail = _a.NewLabel();
         CtxLoad(T0, JitContext.OffStatus, false);
         Cbnz(false, T0, fail);
-        Cold(fail, () =>
-        {
-            _a.MovImm(false, T0, pc);
-            CtxStore(T0, JitContext.OffFaultPc, false);
-            CtxLoad(1, JitContext.OffStatus, false);
-            _a.B(_errorExit);
-        });
+        _cold.Add(new ColdCode(fail, ColdKind.StatusCheck, pc));
     }
 
     private void SetFaultPcAndSlot(int pc, int slot)
@@ -940,7 +1000,7 @@ internal sealed class A64Compiler
         {
             var fail = _a.NewLabel();
             _a.B(fail);
-            Cold(fail, () => Fail(pc, RbpfErrorCode.UnknownHelper));
+            ColdFail(fail, pc, RbpfErrorCode.UnknownHelper);
             return;
         }
         if (h.Native != null)
@@ -952,15 +1012,7 @@ internal sealed class A64Compiler
             _a.MovImm(true, T0, (long)HelperFailure.Pending);
             _a.Access(Mem.LdrW, T0, T0, 0);
             Cbnz(false, T0, reported);
-            Cold(reported, () =>
-            {
-                SetFaultPcAndSlot(pc, i.Off);
-                _a.Pair(false, R[0], Zr, Sp, -16, '!');
-                EmitCallWithArguments((long)JitRuntime.TakeHelperFailureFn, withContext: true);
-                _a.Pair(true, R[0], T0, Sp, 16, 'p');
-                EmitStatusCheck(pc);
-                _a.B(checkedFailure);
-            });
+            _cold.Add(new ColdCode(reported, ColdKind.HelperReported, pc, i.Off, To: checkedFailure));
             _a.Bind(checkedFailure);
         }
         else
@@ -1009,7 +1061,7 @@ internal sealed class A64Compiler
         _a.MovImm(true, T2, (long)drop + callee);
         _a.Cmp(true, T1, T2);
         BCond(A64Cond.Lo, tooDeep);
-        Cold(tooDeep, () => Fail(pc, RbpfErrorCode.CallDepthExceeded));
+        ColdFail(tooDeep, pc, RbpfErrorCode.CallDepthExceeded);
         _a.AddImm(false, T0, T0, 1);
         CtxStore(T0, JitContext.OffDepth, false);
         _a.Pair(false, 19, 20, Sp, -48, '!');
