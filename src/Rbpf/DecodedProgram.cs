@@ -52,7 +52,7 @@ internal enum Op : byte
     Illegal,
     // Fused instructions, only in DecodedProgram.Fused (the interpreter's unobserved runs): each
     // stands for the two to four slots it starts, none of which but the first a block starts at.
-    // The operations are a byte: 253 of its 256 values are taken.
+    // The operations are a byte: 255 of its 256 values are taken.
     /// <summary><c>mov d, s; op d, x</c> as one three-operand instruction, d = s op x (s in Src, the
     /// immediate or t in Imm; t is not d), in the ALU groups' layout. A mov32 only before a 32-bit
     /// operation (a 64-bit one would read s without the mov's zero extension).</summary>
@@ -105,6 +105,10 @@ internal enum Op : byte
     LdxBe64ArshH, LdxBe64ArshW,
     /// <summary><c>mov64 d, s; be d</c> of 16, 32 or 64 bits: d = s byte-swapped.</summary>
     MovSwap16, MovSwap32, MovSwap64,
+    /// <summary><c>add64 d, k; stxw [b + off], s</c> / <c>stxdw</c>: the add (this slot's Dst and
+    /// Imm), then the store, which keeps its own slot (as decoded, or <see cref="StxStackW"/>):
+    /// one dispatch for the two, as clang updates an index next to a store in a loop.</summary>
+    AddStxW, AddStxDW,
 }
 
 /// <summary>The operation of an <see cref="Op.Atomic32"/> or <see cref="Op.Atomic64"/> (its Imm): one
@@ -419,6 +423,12 @@ internal sealed class DecodedProgram
                 fused ??= Copy(code);
                 fused[pc].Op = first.Op == Op.LdxH ? Op.LdxBe64ArshH : Op.LdxBe64ArshW;
                 fused[pc].Imm = shift.Imm & 63;
+                continue;
+            }
+            if (first.Op == Op.Add64Imm && next is { Op: Op.StxW or Op.StxDW, Charge: 0 })
+            {
+                fused ??= Copy(code);
+                fused[pc].Op = next.Op == Op.StxW ? Op.AddStxW : Op.AddStxDW;
                 continue;
             }
             if (first.Op == Op.Mov64Reg && next is { Op: Op.Swap16 or Op.Swap32 or Op.Swap64, Charge: 0 } && next.Dst == first.Dst)

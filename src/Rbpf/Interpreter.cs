@@ -694,6 +694,19 @@ internal static unsafe class Interpreter
                     r[ip->Dst] = Unsafe.ReadUnaligned<ulong>((void*)a); // then the add, which may read x itself
                     Unsafe.WriteUnaligned((void*)a, r[ip->Dst] += r[(int)ip->Imm]); ip += 2; break;
 
+                // add64 d, k and the store after it (DecodedProgram.Fuse): the store runs from its own slot,
+                // so a fault names it
+                case Op.AddStxW:
+                    r[ip->Dst] += (ulong)ip->Imm;
+                    ip++;
+                    if (ip->Op == Op.StxStackW) goto case Op.StxStackW;
+                    goto case Op.StxW;
+                case Op.AddStxDW:
+                    r[ip->Dst] += (ulong)ip->Imm;
+                    ip++;
+                    if (ip->Op == Op.StxStackDW) goto case Op.StxStackDW;
+                    goto case Op.StxDW;
+
                 // Through r10 inside the frame (DecodedProgram.Fuse): unchecked when every frame has its 512 bytes
                 case Op.LdxStackB:
                     if (!st->FullFrames) goto case Op.LdxB;

@@ -442,6 +442,61 @@ public class InterpreterFusionTests
         Assert.Equal(swapped + 0x99aabbccddeeff01, observed);
     }
 
+    /// <summary>clang's insertion sort moves an element up while it counts the index down:
+    /// <c>add64 r7, -1; stxw [r6+0], r9</c>, one dispatch for the two.</summary>
+    [Theory]
+    [InlineData("add r8, -1", "stxw [r6+0], r9", Op.AddStxW)]
+    [InlineData("add r8, -1", "stxdw [r6+0], r9", Op.AddStxDW)]
+    [InlineData("add r8, -1", "stxw [r6+0], r8", Op.AddStxW)] // stores the register just added to
+    [InlineData("add r7, -1", "stxdw [r7+0], r9", Op.AddStxDW)] // through the register just added to
+    [InlineData("add r8, 7", "stxdw [r10-8], r8", Op.AddStxDW)] // to the stack (clang's spilled counters)
+    [InlineData("add r8, -1", "stxw [r10-4], r9", Op.AddStxW)]
+    internal void AnAddAndTheStoreAfterItRunAsOne(string add, string store, Op op)
+    {
+        // r6 and r7 point into the input (r7 one byte on); the result mixes what the store left in
+        // the input and on the stack with r8.
+        string text = $"""
+            mov r6, r1
+            add r6, 8
+            mov r7, r1
+            add r7, 9
+            mov r8, 41
+            lddw r9, 0x1122334455667788
+            {add}
+            {store}
+            ldxdw r0, [r1+8]
+            ldxdw r2, [r10-8]
+            xor r0, r2
+            add r0, r8
+            exit
+            """;
+        var bytes = Assembler.Assemble(text);
+        Assert.Equal(op, DecodedProgram.Decode(bytes).Fused[7].Op);
+        ulong r8 = add == "add r8, -1" ? 40UL : add == "add r8, 7" ? 48UL : 41UL;
+        AgreesOnRandomInputs(bytes, 24, 37, 8, mem =>
+        {
+            var input = mem.ToArray();
+            var stack = new byte[8];
+            ulong value = store.EndsWith("r8") ? r8 : 0x1122334455667788;
+            var target = store.Contains("r10") ? stack : input;
+            int at = store.Contains("r10") ? (store.Contains("-4") ? 4 : 0) : 8;
+            if (store.StartsWith("stxdw")) BitConverter.TryWriteBytes(target.AsSpan(at), value);
+            else BitConverter.TryWriteBytes(target.AsSpan(at), (uint)value);
+            return (BitConverter.ToUInt64(input, 8) ^ BitConverter.ToUInt64(stack, 0)) + r8;
+        });
+    }
+
+    [Fact]
+    public void AFusedAddAndStoreFaultsAtTheStore()
+    {
+        // The store is outside the input: the fault names its slot, as in every engine, with the add done.
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble("mov r0, 0\nadd r0, 3\nstxw [r1+6], r0\nexit"));
+        Assert.Equal(Op.AddStxW, vm.Decoded!.Fused[1].Op);
+        var error = TestUtil.Fails(vm, new byte[8]);
+        Assert.Equal(RbpfErrorCode.OutOfBounds, error.Code);
+        Assert.Equal(2, error.InstructionIndex);
+    }
+
     [Theory]
     [InlineData("ldxh r0, [r1+3]\nlsh r0, 48\narsh r0, 48\nexit")]
     [InlineData("ldxw r0, [r1+1]\nbe64 r0\narsh r0, 40\nexit")]
