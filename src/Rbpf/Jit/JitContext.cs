@@ -36,9 +36,9 @@ internal unsafe struct JitContext
     /// <summary>0, or the error code a helper trampoline reports.</summary>
     [FieldOffset(OffStatus)] public int Status;
     [FieldOffset(OffDepth)] public int Depth;
-    /// <summary>The failing instruction (-1 for a bad argument of the entry).</summary>
+    /// <summary>The failing instruction (a bad argument of the entry names none: its status says which, <see cref="JitRuntime.BadArgument"/>).</summary>
     [FieldOffset(OffFaultPc)] public int FaultPc;
-    /// <summary>Bytes of a failed access; for an argument error, which argument (see <see cref="JitRuntime"/>).</summary>
+    /// <summary>Bytes of a failed access.</summary>
     [FieldOffset(OffFaultSize)] public int FaultSize;
     [FieldOffset(OffFaultAddress)] public ulong FaultAddress;
     /// <summary>0 load, 1 store, 2 packet (legacy) load.</summary>

@@ -930,7 +930,7 @@ internal sealed class X64Compiler
             _a.mov(CtxQ(JitContext.OffStackStart), r10);
             if (checks)
             {
-                for (int size = 1; size <= 8; size <<= 1)
+                foreach (int size in (ReadOnlySpan<int>)[1, 2, 4, 8])
                     if ((_boundSizes & 1 << size) != 0)
                         _a.mov(CtxQ(JitContext.OffStackBound + 8 * JitContext.BoundIndex(size)), Isa.StackFrameSize - size + 1);
             }
