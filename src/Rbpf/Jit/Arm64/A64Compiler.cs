@@ -34,14 +34,11 @@ internal sealed class A64Compiler
     private readonly A64Assembler _a;
     private readonly A64Label[] _pcLabels;
     /// <summary>
-    /// What out-of-line code emits, in order after the body. The common kinds are data (most
-    /// programs have many: a failure per call site, an out-of-line path per checked access), so a
-    /// site allocates no closure; the rare ones run a <see cref="ColdCode.Body"/>.
+    /// What out-of-line code emits, in order after the body: data, not closures (most programs
+    /// have many pieces: a failure per call site, an out-of-line path per checked access).
     /// </summary>
     private enum ColdKind : byte
     {
-        /// <summary>Runs <see cref="ColdCode.Body"/>.</summary>
-        Body,
         /// <summary><see cref="Fail"/> at slot A with status B.</summary>
         Fail,
         /// <summary><see cref="FailArgument"/> of A.</summary>
@@ -58,10 +55,11 @@ internal sealed class A64Compiler
         PacketFault,
         /// <summary>A legacy packet load outside the packet as the kernel runs it: the program ends with 0.</summary>
         PacketEndsRun,
+        /// <summary>The shared check of accesses of A bytes with flags B (<see cref="EmitSlowCheck"/>).</summary>
+        SlowCheck,
     }
 
-    private readonly record struct ColdCode(A64Label Label, ColdKind Kind, int A = 0, int B = 0,
-        A64Label? To = null, A64Label? Back = null, Action? Body = null);
+    private readonly record struct ColdCode(A64Label Label, ColdKind Kind, int A = 0, int B = 0, A64Label? To = null, A64Label? Back = null);
 
     private readonly List<ColdCode> _cold = new();
     /// <summary>The shared out-of-line checks made so far, by size * 4 + flags (made with the first).</summary>
@@ -196,8 +194,6 @@ internal sealed class A64Compiler
         return new Output(bytes, offsets, _mainEntry.Index * 4, _a);
     }
 
-    private void Cold(A64Label label, Action body) => _cold.Add(new ColdCode(label, ColdKind.Body, Body: body));
-
     private void ColdFail(A64Label label, int pc, RbpfErrorCode code) => _cold.Add(new ColdCode(label, ColdKind.Fail, pc, (int)code));
 
     private void ColdFailArgument(A64Label label, int which) => _cold.Add(new ColdCode(label, ColdKind.FailArgument, which));
@@ -207,9 +203,6 @@ internal sealed class A64Compiler
         _a.Bind(c.Label);
         switch (c.Kind)
         {
-            case ColdKind.Body:
-                c.Body!();
-                break;
             case ColdKind.Fail:
                 Fail(c.A, (RbpfErrorCode)c.B);
                 break;
@@ -261,6 +254,9 @@ internal sealed class A64Compiler
             case ColdKind.PacketEndsRun:
                 _a.Mov(true, R[0], Zr);
                 _a.B(_exitWithResult);
+                break;
+            case ColdKind.SlowCheck:
+                EmitSlowCheck(c.A, c.B);
                 break;
         }
     }
@@ -764,46 +760,49 @@ internal sealed class A64Compiler
         if (_slowChecks[key] is { } label) return label;
         label = _a.NewLabel();
         _slowChecks[key] = label;
-        Cold(label, () =>
-        {
-            var runtime = _a.NewLabel();
-            var inStack = _a.NewLabel();
-            var fault = _a.NewLabel();
-            int bi = JitContext.BoundIndex(size);
-            if ((flags & 2) != 0)
-            {
-                _a.TstLowBits(Ip0, size == 8 ? 3 : 2);
-                _a.BCond(A64Cond.Ne, runtime);
-            }
-            CtxLoad(Ip1, JitContext.OffStackStart);
-            _a.Sub(true, Ip1, Ip0, Ip1);
-            CtxLoad(T0, JitContext.OffStackBound + 8 * bi);
-            _a.Cmp(true, Ip1, T0);
-            _a.BCond(A64Cond.Lo, inStack);
-            // The runtime: keep what is live (r0-r5, the address, the return address).
-            _a.Bind(runtime);
-            _a.Pair(false, 0, 1, Sp, -64, '!');
-            _a.Pair(false, 2, 3, Sp, 16);
-            _a.Pair(false, 4, 7, Sp, 32);
-            _a.Pair(false, Ip0, Lr, Sp, 48);
-            _a.Mov(true, 0, Ctx);
-            _a.Mov(true, 1, Ip0);
-            _a.MovImm(false, 2, size);
-            _a.MovImm(false, 3, flags);
-            CallAbsolute((long)JitRuntime.CheckAccessFn);
-            _a.Mov(false, Ip1, 0);
-            _a.Pair(true, Ip0, Lr, Sp, 48);
-            _a.Pair(true, 4, 7, Sp, 32);
-            _a.Pair(true, 2, 3, Sp, 16);
-            _a.Pair(true, 0, 1, Sp, 64, 'p');
-            _a.Cbz(false, Ip1, fault);
-            _a.Bind(inStack);
-            _a.Ret();
-            _a.Bind(fault); // the caller put the instruction in FaultPc
-            _a.MovImm(false, 1, (int)RbpfErrorCode.OutOfBounds);
-            _a.B(_errorExit);
-        });
+        _cold.Add(new ColdCode(label, ColdKind.SlowCheck, size, flags));
         return label;
+    }
+
+    /// <summary>The body of the shared check for accesses of <paramref name="size"/> bytes with <paramref name="flags"/> (see <see cref="SlowCheck"/>).</summary>
+    private void EmitSlowCheck(int size, int flags)
+    {
+        var runtime = _a.NewLabel();
+        var inStack = _a.NewLabel();
+        var fault = _a.NewLabel();
+        int bi = JitContext.BoundIndex(size);
+        if ((flags & 2) != 0)
+        {
+            _a.TstLowBits(Ip0, size == 8 ? 3 : 2);
+            _a.BCond(A64Cond.Ne, runtime);
+        }
+        CtxLoad(Ip1, JitContext.OffStackStart);
+        _a.Sub(true, Ip1, Ip0, Ip1);
+        CtxLoad(T0, JitContext.OffStackBound + 8 * bi);
+        _a.Cmp(true, Ip1, T0);
+        _a.BCond(A64Cond.Lo, inStack);
+        // The runtime: keep what is live (r0-r5, the address, the return address).
+        _a.Bind(runtime);
+        _a.Pair(false, 0, 1, Sp, -64, '!');
+        _a.Pair(false, 2, 3, Sp, 16);
+        _a.Pair(false, 4, 7, Sp, 32);
+        _a.Pair(false, Ip0, Lr, Sp, 48);
+        _a.Mov(true, 0, Ctx);
+        _a.Mov(true, 1, Ip0);
+        _a.MovImm(false, 2, size);
+        _a.MovImm(false, 3, flags);
+        CallAbsolute((long)JitRuntime.CheckAccessFn);
+        _a.Mov(false, Ip1, 0);
+        _a.Pair(true, Ip0, Lr, Sp, 48);
+        _a.Pair(true, 4, 7, Sp, 32);
+        _a.Pair(true, 2, 3, Sp, 16);
+        _a.Pair(true, 0, 1, Sp, 64, 'p');
+        _a.Cbz(false, Ip1, fault);
+        _a.Bind(inStack);
+        _a.Ret();
+        _a.Bind(fault); // the caller put the instruction in FaultPc
+        _a.MovImm(false, 1, (int)RbpfErrorCode.OutOfBounds);
+        _a.B(_errorExit);
     }
 
     private void EmitLoad(int pc, DecodedInsn i)
