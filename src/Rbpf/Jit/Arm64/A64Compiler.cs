@@ -61,7 +61,9 @@ internal sealed class A64Compiler
 
     private readonly record struct ColdCode(A64Label Label, ColdKind Kind, int A = 0, int B = 0, A64Label? To = null, A64Label? Back = null);
 
-    private readonly List<ColdCode> _cold = new();
+    private readonly List<ColdCode> _cold;
+    /// <summary>The thread's out-of-line queue, kept between compiles as the assembler's buffers are (not when large).</summary>
+    [ThreadStatic] private static List<ColdCode>? t_cold;
     /// <summary>The shared out-of-line checks made so far, by size * 4 + flags (made with the first).</summary>
     private A64Label?[]? _slowChecks;
     private readonly A64Label _errorExit, _exitWithResult, _leave, _return, _mainEntry;
@@ -78,6 +80,8 @@ internal sealed class A64Compiler
         _far = far;
         _blindSeed = blindSeed;
         _a = new A64Assembler(listing);
+        _cold = t_cold ??= new List<ColdCode>();
+        _cold.Clear(); // what a compile that threw on this thread left
         var (words, branches, labels, cold) = Estimate(program.Code);
         if (words >= MinReservedWords)
         {
@@ -191,6 +195,7 @@ internal sealed class A64Compiler
         var offsets = new int[code.Length];
         for (int pc = 0; pc < code.Length; pc++)
             offsets[pc] = pc > 0 && code[pc - 1].Op == Op.Lddw ? -1 : _pcLabels[pc].Index * 4;
+        if (_cold.Capacity > 1 << 14) t_cold = null; // a thread keeps no large buffers
         return new Output(bytes, offsets, _mainEntry.Index * 4, _a);
     }
 

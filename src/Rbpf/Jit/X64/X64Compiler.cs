@@ -63,9 +63,13 @@ internal sealed class X64Compiler
     /// have several), a failure (<see cref="Fail"/> at A with status B), a failed argument
     /// (<see cref="FailArgument"/> of A), a shared slow check (<see cref="EmitSlowCheck"/> of size A, flags B),
     /// an entry's mem of NULL (<see cref="EmitNullMemory"/>, back to label A), a frame zeroed byte by byte
-    /// (<see cref="ZeroBytewise"/>, back to label A).</summary>
-    private enum ColdKind : byte { Body, Fail, FailArgument, SlowCheck, NullMemory, ZeroBytewise }
-    private readonly record struct ColdCode(X64Label Label, ColdKind Kind, Action? Body, int A, int B);
+    /// (<see cref="ZeroBytewise"/>, back to label A), a helper's failure left in the status
+    /// (<see cref="EmitStatusFailure"/> at A), a native helper's reported failure (<see cref="EmitHelperReported"/>
+    /// at A, helper slot B, then on to To), a legacy packet load outside the packet (<see cref="EmitPacketFault"/>
+    /// at A of B bytes; ending the run with 0 when B is 0), a fused group of accesses run again one by
+    /// one (<see cref="EmitSeparately"/>, A the first slot, B how many).</summary>
+    private enum ColdKind : byte { Body, Fail, FailArgument, SlowCheck, NullMemory, ZeroBytewise, StatusFailure, HelperReported, PacketFault, Separately }
+    private readonly record struct ColdCode(X64Label Label, ColdKind Kind, Action? Body, int A, int B, X64Label To = default);
     private readonly List<ColdCode> _cold;
     /// <summary>A checked access's way out of line (see <see cref="CheckedAddress"/>), kept as data
     /// rather than a closure: most programs have many, and the closures were most of what compiling allocated.</summary>
@@ -358,6 +362,10 @@ internal sealed class X64Compiler
                 case ColdKind.FailArgument: FailArgument(c.A); break;
                 case ColdKind.NullMemory: EmitNullMemory(new X64Label(c.A)); break;
                 case ColdKind.ZeroBytewise: ZeroBytewise(new X64Label(c.A)); break;
+                case ColdKind.StatusFailure: EmitStatusFailure(c.A); break;
+                case ColdKind.HelperReported: EmitHelperReported(c.A, c.B, c.To); break;
+                case ColdKind.PacketFault: EmitPacketFault(c.A, c.B); break;
+                case ColdKind.Separately: EmitSeparately(c.A, c.B); break;
                 default: EmitSlowCheck(c.A, c.B); break;
             }
         }
@@ -1976,16 +1984,19 @@ internal sealed class X64Compiler
             EmitInstruction(k, code[k]);
         }
         _fused = false;
-        var next = _pcLabels[pc + count];
-        Cold(separately, () =>
+        _cold.Add(new ColdCode(separately, ColdKind.Separately, null, pc, count));
+    }
+
+    /// <summary>A fused group's accesses one by one, each with its own check, then on after the group.</summary>
+    private void EmitSeparately(int pc, int count)
+    {
+        var code = _program.Code;
+        for (int k = pc; k < pc + count; k++)
         {
-            for (int k = pc; k < pc + count; k++)
-            {
-                _currentPc = k;
-                EmitInstruction(k, code[k]);
-            }
-            _a.jmp(next);
-        });
+            _currentPc = k;
+            EmitInstruction(k, code[k]);
+        }
+        _a.jmp(_pcLabels[pc + count]);
     }
 
     /// <summary>Plain accesses of a raw VM's program proven inside the input (<see cref="InputBounds"/>): no check; null when none.</summary>
@@ -2257,21 +2268,28 @@ internal sealed class X64Compiler
             // packet the program ends with 0.
             if (size == 2) _a.rol(ax, 8);
             if (size == 4) _a.bswap(eax);
-            Cold(fault, () =>
-            {
-                _a.xor(eax, eax);
-                _a.jmp(_exitWithResult);
-            });
+            _cold.Add(new ColdCode(fault, ColdKind.PacketFault, null, pc, 0));
             return;
         }
-        Cold(fault, () =>
+        _cold.Add(new ColdCode(fault, ColdKind.PacketFault, null, pc, size));
+    }
+
+    /// <summary>A legacy packet load of <paramref name="size"/> bytes at <paramref name="pc"/> outside the
+    /// packet (the offset in r11): an out-of-bounds fault, or with size 0 (the kernel's meaning) the end
+    /// of the run with 0.</summary>
+    private void EmitPacketFault(int pc, int size)
+    {
+        if (size == 0)
         {
-            _a.add(r11, CtxQ(JitContext.OffPacketStart));
-            _a.mov(CtxQ(JitContext.OffFaultAddress), r11);
-            _a.mov(CtxD(JitContext.OffFaultSize), size);
-            _a.mov(CtxD(JitContext.OffFaultKind), 2);
-            Fail(pc, RbpfErrorCode.OutOfBounds);
-        });
+            _a.xor(eax, eax);
+            _a.jmp(_exitWithResult);
+            return;
+        }
+        _a.add(r11, CtxQ(JitContext.OffPacketStart));
+        _a.mov(CtxQ(JitContext.OffFaultAddress), r11);
+        _a.mov(CtxD(JitContext.OffFaultSize), size);
+        _a.mov(CtxD(JitContext.OffFaultKind), 2);
+        Fail(pc, RbpfErrorCode.OutOfBounds);
     }
 
     /// <summary>
@@ -2672,12 +2690,30 @@ internal sealed class X64Compiler
         var fail = _a.CreateLabel();
         _a.cmp(CtxD(JitContext.OffStatus), 0);
         _a.jne(fail);
-        Cold(fail, () =>
-        {
-            _a.mov(CtxD(JitContext.OffFaultPc), pc);
-            _a.mov(eax, CtxD(JitContext.OffStatus));
-            _a.jmp(_errorExit);
-        });
+        _cold.Add(new ColdCode(fail, ColdKind.StatusFailure, null, pc, 0));
+    }
+
+    /// <summary>A native helper reported a failure (rbpf_helper_fail): the runtime takes it as the run's
+    /// status at <paramref name="pc"/>, then on to <paramref name="back"/> (past the status check).</summary>
+    private void EmitHelperReported(int pc, int slot, X64Label back)
+    {
+        _a.mov(CtxD(JitContext.OffFaultPc), pc);
+        _a.mov(CtxD(JitContext.OffHelperSlot), slot);
+        _a.push(rax);
+        _a.sub(rsp, 8);
+        EmitCallWithArguments((ulong)JitRuntime.TakeHelperFailureFn, withContext: true);
+        _a.add(rsp, 8);
+        _a.pop(rax);
+        EmitStatusCheck(pc);
+        _a.jmp(back);
+    }
+
+    /// <summary>The failure a helper left in the status, reported at <paramref name="pc"/>.</summary>
+    private void EmitStatusFailure(int pc)
+    {
+        _a.mov(CtxD(JitContext.OffFaultPc), pc);
+        _a.mov(eax, CtxD(JitContext.OffStatus));
+        _a.jmp(_errorExit);
     }
 
     /// <summary>
@@ -2823,18 +2859,7 @@ internal sealed class X64Compiler
             _a.mov(r11, (ulong)HelperFailure.Pending);
             _a.cmp(__dword_ptr[r11], 0);
             _a.jne(reported);
-            Cold(reported, () =>
-            {
-                _a.mov(CtxD(JitContext.OffFaultPc), pc);
-                _a.mov(CtxD(JitContext.OffHelperSlot), i.Off);
-                _a.push(rax);
-                _a.sub(rsp, 8);
-                EmitCallWithArguments((ulong)JitRuntime.TakeHelperFailureFn, withContext: true);
-                _a.add(rsp, 8);
-                _a.pop(rax);
-                EmitStatusCheck(pc);
-                _a.jmp(checkedFailure);
-            });
+            _cold.Add(new ColdCode(reported, ColdKind.HelperReported, null, pc, i.Off, checkedFailure));
             Bind(ref checkedFailure);
         }
         else
