@@ -62,8 +62,8 @@ internal sealed class X64Compiler
     /// <summary>What out-of-line code emits: a body to run, or, as data rather than a closure (most programs
     /// have several), a failure (<see cref="Fail"/> at A with status B), a failed argument
     /// (<see cref="FailArgument"/> of A), a shared slow check (<see cref="EmitSlowCheck"/> of size A, flags B),
-    /// an entry's mem of NULL (<see cref="EmitNullMemory"/>, back to label A), a frame zeroed byte by byte
-    /// (<see cref="ZeroBytewise"/>, back to label A), a helper's failure left in the status
+    /// an entry's mem of NULL (<see cref="EmitNullMemory"/>, back to To), a frame zeroed byte by byte
+    /// (<see cref="ZeroBytewise"/>, back to To), a helper's failure left in the status
     /// (<see cref="EmitStatusFailure"/> at A), a native helper's reported failure (<see cref="EmitHelperReported"/>
     /// at A, helper slot B, then on to To), a legacy packet load outside the packet (<see cref="EmitPacketFault"/>
     /// at A of B bytes; ending the run with 0 when B is 0), a fused group of accesses run again one by
@@ -360,8 +360,8 @@ internal sealed class X64Compiler
                 case ColdKind.Body: c.Body!(); break;
                 case ColdKind.Fail: Fail(c.A, (RbpfErrorCode)c.B); break;
                 case ColdKind.FailArgument: FailArgument(c.A); break;
-                case ColdKind.NullMemory: EmitNullMemory(new X64Label(c.A)); break;
-                case ColdKind.ZeroBytewise: ZeroBytewise(new X64Label(c.A)); break;
+                case ColdKind.NullMemory: EmitNullMemory(c.To); break;
+                case ColdKind.ZeroBytewise: ZeroBytewise(c.To); break;
                 case ColdKind.StatusFailure: EmitStatusFailure(c.A); break;
                 case ColdKind.HelperReported: EmitHelperReported(c.A, c.B, c.To); break;
                 case ColdKind.PacketFault: EmitPacketFault(c.A, c.B); break;
@@ -640,7 +640,7 @@ internal sealed class X64Compiler
             _a.lea(r10, __[rbp - _program.StackReach]);
             _a.cmp(r10, CtxQ(JitContext.OffStackBottom));
             _a.jb(near);
-            _cold.Add(new ColdCode(near, ColdKind.ZeroBytewise, null, zeroed.Id, 0));
+            _cold.Add(new ColdCode(near, ColdKind.ZeroBytewise, null, 0, 0, zeroed));
         }
         _a.pxor(xmm0, xmm0);
         for (int off = -_program.StackReach; off < 0; off += 16) _a.movdqu(__xmmword_ptr[rbp + off], xmm0);
@@ -1011,7 +1011,7 @@ internal sealed class X64Compiler
         _a.test(rdi, rdi);
         _a.jz(nullMem);
         Bind(ref memOk);
-        _cold.Add(new ColdCode(nullMem, ColdKind.NullMemory, null, memOk.Id, 0));
+        _cold.Add(new ColdCode(nullMem, ColdKind.NullMemory, null, 0, 0, memOk));
         // Input a kind does not use is refused, not ignored.
         if (_target.Kind == VmKind.NoData)
         {
