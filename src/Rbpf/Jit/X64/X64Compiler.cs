@@ -68,7 +68,7 @@ internal sealed class X64Compiler
     /// at A, helper slot B, then on to To), a legacy packet load outside the packet (<see cref="EmitPacketFault"/>
     /// at A of B bytes; ending the run with 0 when B is 0), a fused group of accesses run again one by
     /// one (<see cref="EmitSeparately"/>, A the first slot, B how many).</summary>
-    private enum ColdKind : byte { Body, Fail, FailArgument, SlowCheck, NullMemory, ZeroBytewise, StatusFailure, HelperReported, PacketFault, Separately }
+    private enum ColdKind : byte { Body, Fail, FailArgument, SlowCheck, NullMemory, ZeroBytewise, StatusFailure, HelperReported, PacketFault, Separately, SunkEdge, LeanNullMemory, LeanFailure }
     private readonly record struct ColdCode(X64Label Label, ColdKind Kind, Action? Body, int A, int B, X64Label To = default);
     private readonly List<ColdCode> _cold;
     /// <summary>A checked access's way out of line (see <see cref="CheckedAddress"/>), kept as data
@@ -77,6 +77,8 @@ internal sealed class X64Compiler
     private readonly List<ColdAccess> _coldAccesses;
     private static Random _blindKeys => Random.Shared; // seeded once per process, not per compile (a system call)
     private X64Label _errorExit, _exitWithResult, _ret, _leave;
+    /// <summary>A lean entry's way to its argument failures (<see cref="EmitLeanArgumentFailure"/>).</summary>
+    private X64Label _leanSlow;
     /// <summary>Where each run's setup starts (<see cref="EmitRunSetup"/>), the batch loop's way in.</summary>
     private X64Label _runSetup;
     /// <summary>Whether to emit the batch entry (<see cref="EmitBatch"/>): asked for (the code a VM compiles for batches, on their first use), System V only, and no caller-brought fixed buffer.</summary>
@@ -366,6 +368,9 @@ internal sealed class X64Compiler
                 case ColdKind.HelperReported: EmitHelperReported(c.A, c.B, c.To); break;
                 case ColdKind.PacketFault: EmitPacketFault(c.A, c.B); break;
                 case ColdKind.Separately: EmitSeparately(c.A, c.B); break;
+                case ColdKind.SunkEdge: EmitSunkEdge(c.A, c.To); break;
+                case ColdKind.LeanNullMemory: EmitLeanNullMemory(c.To); break;
+                case ColdKind.LeanFailure: EmitLeanArgumentFailure(); break;
                 default: EmitSlowCheck(c.A, c.B); break;
             }
         }
@@ -523,13 +528,17 @@ internal sealed class X64Compiler
         {
             var edge = _a.CreateLabel();
             Jcc(cond, edge);
-            var target = _pcLabels[code[j].Off];
-            Cold(edge, () =>
-            {
-                foreach (int p in moves) EmitInstruction(p, code[p]);
-                _a.jmp(target);
-            });
+            _cold.Add(new ColdCode(edge, ColdKind.SunkEdge, null, j, 0, _pcLabels[code[j].Off]));
         }
+    }
+
+    /// <summary>The taken edge of a forward jump out of a loop (<see cref="EmitSinkingJump"/>): the moves
+    /// sunk onto it, then on to <paramref name="target"/>.</summary>
+    private void EmitSunkEdge(int j, X64Label target)
+    {
+        var code = _program.Code;
+        foreach (int p in _sunkMoves![j]) EmitInstruction(p, code[p]);
+        _a.jmp(target);
     }
 
     /// <summary>
@@ -834,18 +843,23 @@ internal sealed class X64Compiler
             _a.test(rdi, rdi);
             _a.jz(nullMem);
             Bind(ref memOk);
-            Cold(nullMem, () =>
-            {
-                _a.test(rsi, rsi);
-                _a.jnz(slow);
-                _a.jmp(memOk);
-            });
+            _cold.Add(new ColdCode(nullMem, ColdKind.LeanNullMemory, null, 0, 0, memOk));
         }
-        Cold(slow, EmitLeanArgumentFailure);
+        _leanSlow = slow;
+        _cold.Add(new ColdCode(slow, ColdKind.LeanFailure, null, 0, 0));
         foreach (var r in _saved) _a.push(r);
         _a.push(r8);
         if (_target.Kind == VmKind.NoData && UsesRegister(1)) _a.xor(edi, edi);
         EmitRegisterStart();
+    }
+
+    /// <summary>A lean program's NULL input (<see cref="EmitLeanEntry"/>): good with a length of 0, back
+    /// to <paramref name="memOk"/>; else the slow path.</summary>
+    private void EmitLeanNullMemory(X64Label memOk)
+    {
+        _a.test(rsi, rsi);
+        _a.jnz(_leanSlow);
+        _a.jmp(memOk);
     }
 
     /// <summary>
@@ -863,20 +877,35 @@ internal sealed class X64Compiler
         _a.mov(r10, (ulong)_target.Link);
         _a.mov(CtxQ(JitContext.OffLink), r10);
         _a.mov(CtxQ(JitContext.OffResultPtr), r8);
-        void Check(int which, Action<X64Label> jumpIfGood)
-        {
-            var ok = _a.CreateLabel();
-            jumpIfGood(ok);
-            _a.mov(esi, JitRuntime.BadArgument(which));
-            _a.jmp(fail);
-            Bind(ref ok);
-        }
-        Check(JitRuntime.BadResult, ok => { _a.cmp(r8, BatchMarker); _a.ja(ok); });
-        Check(JitRuntime.BadMbuff, ok => { _a.test(rdx, rdx); _a.jnz(ok); _a.test(rcx, rcx); _a.jz(ok); }); // NULL with a length
-        Check(JitRuntime.UnusedMbuff, ok => { _a.test(rcx, rcx); _a.jz(ok); });
+        // Each check jumps to ok when its argument is good, else reports which one is bad.
+        var ok = _a.CreateLabel();
+        _a.cmp(r8, BatchMarker);
+        _a.ja(ok);
+        ArgumentFails(JitRuntime.BadResult, ref ok, fail);
+        ok = _a.CreateLabel();
+        _a.test(rdx, rdx); // NULL with a length
+        _a.jnz(ok);
+        _a.test(rcx, rcx);
+        _a.jz(ok);
+        ArgumentFails(JitRuntime.BadMbuff, ref ok, fail);
+        ok = _a.CreateLabel();
+        _a.test(rcx, rcx);
+        _a.jz(ok);
+        ArgumentFails(JitRuntime.UnusedMbuff, ref ok, fail);
         _a.mov(CtxQ(JitContext.OffPacketLength), rsi); // for the message
-        Check(JitRuntime.BadMem, ok => { _a.test(rdi, rdi); _a.jnz(ok); _a.test(rsi, rsi); _a.jz(ok); });
-        if (_target.Kind == VmKind.NoData) Check(JitRuntime.UnusedMem, ok => { _a.test(rsi, rsi); _a.jz(ok); });
+        ok = _a.CreateLabel();
+        _a.test(rdi, rdi);
+        _a.jnz(ok);
+        _a.test(rsi, rsi);
+        _a.jz(ok);
+        ArgumentFails(JitRuntime.BadMem, ref ok, fail);
+        if (_target.Kind == VmKind.NoData)
+        {
+            ok = _a.CreateLabel();
+            _a.test(rsi, rsi);
+            _a.jz(ok);
+            ArgumentFails(JitRuntime.UnusedMem, ref ok, fail);
+        }
         // Not reached (the fast checks came here for one of the above); reported as a bad result.
         _a.mov(esi, JitRuntime.BadArgument(JitRuntime.BadResult));
         Bind(ref fail);
@@ -887,6 +916,15 @@ internal sealed class X64Compiler
         _a.pop(r12);
         _a.pop(rbp);
         _a.ret();
+    }
+
+    /// <summary>The end of one of <see cref="EmitLeanArgumentFailure"/>'s checks: argument
+    /// <paramref name="which"/> is bad here, good at <paramref name="ok"/> (bound after it).</summary>
+    private void ArgumentFails(int which, ref X64Label ok, X64Label fail)
+    {
+        _a.mov(esi, JitRuntime.BadArgument(which));
+        _a.jmp(fail);
+        Bind(ref ok);
     }
 
     /// <summary>Bytes of the frame for a fixed metadata buffer built inline (up to <see cref="JitTarget.InlineFixedLimit"/>, 16-byte aligned); 0 when none, or when the caller brings it.</summary>
