@@ -831,41 +831,41 @@ internal sealed class X64Assembler
         var code = _out;
         ref byte src = ref MemoryMarshal.GetArrayDataReference(_buf);
         ref byte dst = ref MemoryMarshal.GetArrayDataReference(code);
-        int from = 0, to = 0;
+        // The code between two branches lands shifted by the bytes of the branches before it (the
+        // later branch's Before): one position to carry from branch to branch.
+        int from = 0;
         for (int k = 0; k < n; k++)
         {
             ref BranchEntry b = ref Unsafe.Add(ref b0, k);
-            int at = b.Pos;
-            Copy(ref Unsafe.Add(ref dst, to), ref Unsafe.Add(ref src, from), at - from);
-            to += at - from;
+            int at = b.Pos, to = at + b.Before;
+            Copy(ref Unsafe.Add(ref dst, to - (at - from)), ref Unsafe.Add(ref src, from), at - from);
             from = at;
-            short kind = b.Kind;
-            int sz = b.Size;
-            int end = to + sz;
+            int kind = b.Kind, sz = b.Size;
+            ref byte o = ref Unsafe.Add(ref dst, to);
             if (kind == KindAlign)
             {
-                Nops(code.AsSpan(to, sz));
-                to = end;
+                Nops(MemoryMarshal.CreateSpan(ref o, sz));
                 continue;
             }
-            int rel = b.TargetPos + Unsafe.Add(ref b0, b.TargetCount).Before - end;
-            ref byte o = ref Unsafe.Add(ref dst, to);
+            int rel = b.TargetPos + Unsafe.Add(ref b0, b.TargetCount).Before - (to + sz);
             if (sz == 2)
             {
                 o = (byte)(kind == KindJmp ? 0xEB : 0x70 + kind);
                 Unsafe.Add(ref o, 1) = (byte)rel;
             }
+            else if (kind >= KindJmp) // jmp or call, rel32
+            {
+                o = (byte)(kind == KindJmp ? 0xE9 : 0xE8);
+                Unsafe.WriteUnaligned(ref Unsafe.Add(ref o, 1), rel);
+            }
             else
             {
-                int at4;
-                if (kind == KindJmp) { o = 0xE9; at4 = 1; }
-                else if (kind == KindCall) { o = 0xE8; at4 = 1; }
-                else { o = 0x0F; Unsafe.Add(ref o, 1) = (byte)(0x80 + kind); at4 = 2; }
-                Unsafe.WriteUnaligned(ref Unsafe.Add(ref o, at4), rel);
+                o = 0x0F;
+                Unsafe.Add(ref o, 1) = (byte)(0x80 + kind);
+                Unsafe.WriteUnaligned(ref Unsafe.Add(ref o, 2), rel);
             }
-            to = end;
         }
-        Copy(ref Unsafe.Add(ref dst, to), ref Unsafe.Add(ref src, from), _len - from);
+        Copy(ref Unsafe.Add(ref dst, from + Unsafe.Add(ref b0, n).Before), ref Unsafe.Add(ref src, from), _len - from);
         return new ReadOnlySpan<byte>(code, 0, length);
     }
 
