@@ -389,6 +389,38 @@ public class X64EncoderTests
     }
 
     [Fact]
+    public void LabelsMadeInBulkAreDistinctAndLand()
+    {
+        // The JIT makes a label per eBPF slot in one call: more than the assembler starts with, and
+        // again after a reset (its arrays already grown), between labels made one by one.
+        var a = new X64Assembler();
+        for (int round = 0; round < 2; round++)
+        {
+            a.Reset();
+            var single = a.CreateLabel();
+            var bulk = new X64Label[300];
+            a.CreateLabels(bulk);
+            var after = a.CreateLabel();
+            Assert.Equal(302, bulk.Append(single).Append(after).Select(l => l.Id).Distinct().Count());
+            a.jmp(after); // over the 300 bytes below: rel32, 5 bytes
+            for (int k = 0; k < bulk.Length; k++)
+            {
+                a.Label(ref bulk[k]);
+                a.nop();
+            }
+            a.Label(ref single);
+            a.Label(ref after);
+            a.ret();
+            var code = a.Assemble();
+            for (int k = 0; k < bulk.Length; k++) Assert.Equal(5 + k, a.LabelOffset(bulk[k]));
+            Assert.Equal(305, a.LabelOffset(after));
+            var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(code));
+            decoder.Decode(out var jump);
+            Assert.Equal(305UL, jump.NearBranchTarget);
+        }
+    }
+
+    [Fact]
     public void PaddingAlignsItsLabelWithNopsAndBranchesStillLand()
     {
         // Branches back and forth over labels that start at a boundary: every such label lands on

@@ -155,17 +155,30 @@ internal sealed class X64Assembler
     public X64Label CreateLabel()
     {
         int n = _labelCount;
-        if (n == _labelPos.Length) GrowLabels();
+        if (n == _labelPos.Length) GrowLabels(n + 1);
         Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_labelPos), n) = -1;
         _labelCount = n + 1;
         return new X64Label(n + 1);
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void GrowLabels()
+    /// <summary>A new label in each element of <paramref name="labels"/> (as many <see cref="CreateLabel"/>
+    /// calls, in one pass: the JIT makes one per eBPF slot).</summary>
+    public void CreateLabels(Span<X64Label> labels)
     {
-        Array.Resize(ref _labelPos, _labelCount * 2);
-        Array.Resize(ref _labelBranches, _labelCount * 2);
+        int n = _labelCount, count = labels.Length;
+        if (n + count > _labelPos.Length) GrowLabels(n + count);
+        _labelPos.AsSpan(n, count).Fill(-1);
+        ref X64Label first = ref MemoryMarshal.GetReference(labels);
+        for (int k = 0; k < count; k++) Unsafe.Add(ref first, k) = new X64Label(n + k + 1);
+        _labelCount = n + count;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void GrowLabels(int needed)
+    {
+        int size = Math.Max(needed, _labelPos.Length * 2);
+        Array.Resize(ref _labelPos, size);
+        Array.Resize(ref _labelBranches, size);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -118,7 +118,7 @@ internal sealed class X64Compiler
         _unwindHelper = unwindHelper;
         if (program.Code.Length >= CodeEstimate.LargeProgram) ReserveForLarge(program.Code);
         _pcLabels = Rent(ref _scratch.Labels, program.Code.Length);
-        for (int i = 0; i < program.Code.Length; i++) _pcLabels[i] = _a.CreateLabel();
+        _a.CreateLabels(_pcLabels.AsSpan(0, program.Code.Length));
         _cold.Clear(); // what a compile that threw on this thread left
         _coldAccesses.Clear();
     }
