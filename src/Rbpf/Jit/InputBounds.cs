@@ -730,6 +730,11 @@ internal static class InputBounds
         var states = new State?[n];
         var spare = new Reg[10]; // what joins are built in
         var work = new SlotWorklist(n);
+        // Scratch states for the slot at hand and a jump's other side: Merge copies what it keeps.
+        State scratch = pool.Rent(), other = pool.Rent();
+        // The slot whose state the scratch state holds exactly (what the last Merge of it stored there), or -1:
+        // when that slot is the next one visited, as the slots of a block are, its state is not copied in again.
+        int carried = -1;
         void Merge(int pc, State s, State? from = null)
         {
             if (pc < 0 || pc >= n) return;
@@ -744,12 +749,13 @@ internal static class InputBounds
             {
                 int count = loopHead[pc] ? ++joins[pc] : 0;
                 if (!states[pc]!.JoinWith(s, count > JoinsBeforeWidening, count > JoinsBeforeWidening + GradualWidenings, ref spare)) return;
+                work.Push(rank[pc]);
+                return;
             }
+            if (s == scratch) carried = pc;
             work.Push(rank[pc]);
         }
 
-        // Scratch states for the slot at hand and a jump's other side: Merge copies what it keeps.
-        State scratch = pool.Rent(), other = pool.Rent();
         var entry = scratch;
         entry.R2 = true;
         entry.Min = 0;
@@ -766,6 +772,7 @@ internal static class InputBounds
                 for (int r = 0; r < 10; r++) unknown.R[r] = Reg.Unknown;
                 Merge(i.Off, unknown);
             }
+        carried = -1; // the scratch state was reused above
 
         while (work.Count > 0)
         {
@@ -776,7 +783,8 @@ internal static class InputBounds
             }
             int pc = slotOfRank[work.Pop()];
             var from = states[pc]!; // settled: what the state here still has of it is settled already
-            var s = scratch.CopyFrom(from);
+            var s = pc == carried ? scratch : scratch.CopyFrom(from);
+            carried = -1;
             var i = code[pc];
             switch (i.Op)
             {
