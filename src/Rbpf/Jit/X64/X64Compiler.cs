@@ -59,17 +59,20 @@ internal sealed class X64Compiler
         return array;
     }
 
-    /// <summary>What out-of-line code emits: a body to run, or, as data rather than a closure (most programs
-    /// have several), a failure (<see cref="Fail"/> at A with status B), a failed argument
+    /// <summary>What out-of-line code emits, as data rather than closures (most programs have several
+    /// pieces, and the closures were most of what a compile allocated): a failure (<see cref="Fail"/> at A with status B), a failed argument
     /// (<see cref="FailArgument"/> of A), a shared slow check (<see cref="EmitSlowCheck"/> of size A, flags B),
     /// an entry's mem of NULL (<see cref="EmitNullMemory"/>, back to To), a frame zeroed byte by byte
     /// (<see cref="ZeroBytewise"/>, back to To), a helper's failure left in the status
     /// (<see cref="EmitStatusFailure"/> at A), a native helper's reported failure (<see cref="EmitHelperReported"/>
     /// at A, helper slot B, then on to To), a legacy packet load outside the packet (<see cref="EmitPacketFault"/>
     /// at A of B bytes; ending the run with 0 when B is 0), a fused group of accesses run again one by
-    /// one (<see cref="EmitSeparately"/>, A the first slot, B how many).</summary>
-    private enum ColdKind : byte { Body, Fail, FailArgument, SlowCheck, NullMemory, ZeroBytewise, StatusFailure, HelperReported, PacketFault, Separately, SunkEdge, LeanNullMemory, LeanFailure }
-    private readonly record struct ColdCode(X64Label Label, ColdKind Kind, Action? Body, int A, int B, X64Label To = default);
+    /// one (<see cref="EmitSeparately"/>, A the first slot, B how many), the moves sunk onto a jump out of a
+    /// loop (<see cref="EmitSunkEdge"/> of the jump at A, on to To), a lean entry's NULL input
+    /// (<see cref="EmitLeanNullMemory"/>, back to To) and bad arguments (<see cref="EmitLeanArgumentFailure"/>),
+    /// an emulated Microsoft-convention adapter (<see cref="EmitWin64Adapter"/> of the target A | B &lt;&lt; 32).</summary>
+    private enum ColdKind : byte { Fail, FailArgument, SlowCheck, NullMemory, ZeroBytewise, StatusFailure, HelperReported, PacketFault, Separately, SunkEdge, LeanNullMemory, LeanFailure, Win64Adapter }
+    private readonly record struct ColdCode(X64Label Label, ColdKind Kind, int A, int B, X64Label To = default);
     private readonly List<ColdCode> _cold;
     /// <summary>A checked access's way out of line (see <see cref="CheckedAddress"/>), kept as data
     /// rather than a closure: most programs have many, and the closures were most of what compiling allocated.</summary>
@@ -359,7 +362,6 @@ internal sealed class X64Compiler
             Bind(ref label);
             switch (c.Kind)
             {
-                case ColdKind.Body: c.Body!(); break;
                 case ColdKind.Fail: Fail(c.A, (RbpfErrorCode)c.B); break;
                 case ColdKind.FailArgument: FailArgument(c.A); break;
                 case ColdKind.NullMemory: EmitNullMemory(c.To); break;
@@ -371,6 +373,7 @@ internal sealed class X64Compiler
                 case ColdKind.SunkEdge: EmitSunkEdge(c.A, c.To); break;
                 case ColdKind.LeanNullMemory: EmitLeanNullMemory(c.To); break;
                 case ColdKind.LeanFailure: EmitLeanArgumentFailure(); break;
+                case ColdKind.Win64Adapter: EmitWin64Adapter((ulong)(uint)c.A | (ulong)(uint)c.B << 32); break;
                 default: EmitSlowCheck(c.A, c.B); break;
             }
         }
@@ -384,7 +387,7 @@ internal sealed class X64Compiler
         int main = _a.LabelOffset(_mainEntry);
         int batch = _batch ? _a.LabelOffset(_batchEntry) : -1;
         if (_scratch.IsLarge) t_scratch = null; // a thread keeps no large buffers
-        _cold.Clear(); // the closures refer to this compiler
+        _cold.Clear();
         _coldAccesses.Clear();
         return new Output(bytes, offsets, main, batch);
     }
@@ -528,7 +531,7 @@ internal sealed class X64Compiler
         {
             var edge = _a.CreateLabel();
             Jcc(cond, edge);
-            _cold.Add(new ColdCode(edge, ColdKind.SunkEdge, null, j, 0, _pcLabels[code[j].Off]));
+            _cold.Add(new ColdCode(edge, ColdKind.SunkEdge, j, 0, _pcLabels[code[j].Off]));
         }
     }
 
@@ -649,7 +652,7 @@ internal sealed class X64Compiler
             _a.lea(r10, __[rbp - _program.StackReach]);
             _a.cmp(r10, CtxQ(JitContext.OffStackBottom));
             _a.jb(near);
-            _cold.Add(new ColdCode(near, ColdKind.ZeroBytewise, null, 0, 0, zeroed));
+            _cold.Add(new ColdCode(near, ColdKind.ZeroBytewise, 0, 0, zeroed));
         }
         _a.pxor(xmm0, xmm0);
         for (int off = -_program.StackReach; off < 0; off += 16) _a.movdqu(__xmmword_ptr[rbp + off], xmm0);
@@ -843,10 +846,10 @@ internal sealed class X64Compiler
             _a.test(rdi, rdi);
             _a.jz(nullMem);
             Bind(ref memOk);
-            _cold.Add(new ColdCode(nullMem, ColdKind.LeanNullMemory, null, 0, 0, memOk));
+            _cold.Add(new ColdCode(nullMem, ColdKind.LeanNullMemory, 0, 0, memOk));
         }
         _leanSlow = slow;
-        _cold.Add(new ColdCode(slow, ColdKind.LeanFailure, null, 0, 0));
+        _cold.Add(new ColdCode(slow, ColdKind.LeanFailure, 0, 0));
         foreach (var r in _saved) _a.push(r);
         _a.push(r8);
         if (_target.Kind == VmKind.NoData && UsesRegister(1)) _a.xor(edi, edi);
@@ -1049,7 +1052,7 @@ internal sealed class X64Compiler
         _a.test(rdi, rdi);
         _a.jz(nullMem);
         Bind(ref memOk);
-        _cold.Add(new ColdCode(nullMem, ColdKind.NullMemory, null, 0, 0, memOk));
+        _cold.Add(new ColdCode(nullMem, ColdKind.NullMemory, 0, 0, memOk));
         // Input a kind does not use is refused, not ignored.
         if (_target.Kind == VmKind.NoData)
         {
@@ -1308,19 +1311,23 @@ internal sealed class X64Compiler
             SysVToWin64(main);
         }
         Bind(ref direct);
-        FromWin64(() => _a.call(body), sixth: false); // the JitExtra* is NULL
+        EnterFromWin64(sixth: false); // the JitExtra* is NULL
+        _a.call(body);
+        LeaveToWin64();
         if (_emulated) Bind(ref main);
         else Bind(ref _mainEntry);
-        FromWin64(() => _a.call(body), sixth: true);
+        EnterFromWin64(sixth: true);
+        _a.call(body);
+        LeaveToWin64();
         Bind(ref body);
     }
 
     /// <summary>
-    /// A function called the Microsoft way: keeps rdi and rsi, moves the arguments where System V
-    /// puts them (the sixth from the stack, or 0 without <paramref name="sixth"/>), makes the call
-    /// <paramref name="call"/> emits (rsp 16-byte aligned) and returns its result.
+    /// A function called the Microsoft way, first half: keeps rdi and rsi and moves the arguments
+    /// where System V puts them (the sixth from the stack, or 0 without <paramref name="sixth"/>),
+    /// rsp 16-byte aligned for the call that follows; <see cref="LeaveToWin64"/> returns its result.
     /// </summary>
-    private void FromWin64(Action call, bool sixth)
+    private void EnterFromWin64(bool sixth)
     {
         _a.push(rdi); _a.push(rsi);
         _a.sub(rsp, 8); // entered at 8 (mod 16): 24 bytes down, aligned for the call
@@ -1331,7 +1338,11 @@ internal sealed class X64Compiler
         _a.mov(r8, __qword_ptr[rsp + 24 + 40]);
         if (sixth) _a.mov(r9, __qword_ptr[rsp + 24 + 48]);
         else _a.xor(r9d, r9d);
-        call();
+    }
+
+    /// <summary>The second half of <see cref="EnterFromWin64"/>, after its call.</summary>
+    private void LeaveToWin64()
+    {
         _a.add(rsp, 8);
         _a.pop(rsi); _a.pop(rdi);
         _a.ret();
@@ -1410,13 +1421,11 @@ internal sealed class X64Compiler
     }
 
     /// <summary>Queues out-of-line code placed after the function body, reached through <paramref name="label"/>.</summary>
-    private void Cold(X64Label label, Action body) => _cold.Add(new ColdCode(label, ColdKind.Body, body, 0, 0));
-
     /// <summary>Out of line at <paramref name="label"/>: <see cref="Fail"/> (data rather than a closure: most programs have several).</summary>
-    private void ColdFail(X64Label label, int pc, RbpfErrorCode code) => _cold.Add(new ColdCode(label, ColdKind.Fail, null, pc, (int)code));
+    private void ColdFail(X64Label label, int pc, RbpfErrorCode code) => _cold.Add(new ColdCode(label, ColdKind.Fail, pc, (int)code));
 
     /// <summary>Out of line at <paramref name="label"/>: <see cref="FailArgument"/>.</summary>
-    private void ColdFailArgument(X64Label label, int which) => _cold.Add(new ColdCode(label, ColdKind.FailArgument, null, which, 0));
+    private void ColdFailArgument(X64Label label, int which) => _cold.Add(new ColdCode(label, ColdKind.FailArgument, which, 0));
 
     private void Fail(int pc, RbpfErrorCode code)
     {
@@ -2022,7 +2031,7 @@ internal sealed class X64Compiler
             EmitInstruction(k, code[k]);
         }
         _fused = false;
-        _cold.Add(new ColdCode(separately, ColdKind.Separately, null, pc, count));
+        _cold.Add(new ColdCode(separately, ColdKind.Separately, pc, count));
     }
 
     /// <summary>A fused group's accesses one by one, each with its own check, then on after the group.</summary>
@@ -2071,7 +2080,7 @@ internal sealed class X64Compiler
         if (_slowChecks[key].Id != 0) return _slowChecks[key];
         var label = _a.CreateLabel();
         _slowChecks[key] = label;
-        _cold.Add(new ColdCode(label, ColdKind.SlowCheck, null, size, flags));
+        _cold.Add(new ColdCode(label, ColdKind.SlowCheck, size, flags));
         return label;
     }
 
@@ -2306,10 +2315,10 @@ internal sealed class X64Compiler
             // packet the program ends with 0.
             if (size == 2) _a.rol(ax, 8);
             if (size == 4) _a.bswap(eax);
-            _cold.Add(new ColdCode(fault, ColdKind.PacketFault, null, pc, 0));
+            _cold.Add(new ColdCode(fault, ColdKind.PacketFault, pc, 0));
             return;
         }
-        _cold.Add(new ColdCode(fault, ColdKind.PacketFault, null, pc, size));
+        _cold.Add(new ColdCode(fault, ColdKind.PacketFault, pc, size));
     }
 
     /// <summary>A legacy packet load of <paramref name="size"/> bytes at <paramref name="pc"/> outside the
@@ -2714,12 +2723,17 @@ internal sealed class X64Compiler
         if (_adapters.TryGetValue(target, out var label)) return label;
         label = _a.CreateLabel();
         _adapters[target] = label;
-        Cold(label, () => FromWin64(() =>
-        {
-            _a.mov(rax, target);
-            _a.call(rax);
-        }, sixth: true));
+        _cold.Add(new ColdCode(label, ColdKind.Win64Adapter, (int)target, (int)(target >> 32)));
         return label;
+    }
+
+    /// <summary>The adapter <see cref="Win64ToSysV"/> queued for <paramref name="target"/>.</summary>
+    private void EmitWin64Adapter(ulong target)
+    {
+        EnterFromWin64(sixth: true);
+        _a.mov(rax, target);
+        _a.call(rax);
+        LeaveToWin64();
     }
 
     /// <summary>After a call into the runtime: fail the run with the status it reported, if any.</summary>
@@ -2728,7 +2742,7 @@ internal sealed class X64Compiler
         var fail = _a.CreateLabel();
         _a.cmp(CtxD(JitContext.OffStatus), 0);
         _a.jne(fail);
-        _cold.Add(new ColdCode(fail, ColdKind.StatusFailure, null, pc, 0));
+        _cold.Add(new ColdCode(fail, ColdKind.StatusFailure, pc, 0));
     }
 
     /// <summary>A native helper reported a failure (rbpf_helper_fail): the runtime takes it as the run's
@@ -2897,7 +2911,7 @@ internal sealed class X64Compiler
             _a.mov(r11, (ulong)HelperFailure.Pending);
             _a.cmp(__dword_ptr[r11], 0);
             _a.jne(reported);
-            _cold.Add(new ColdCode(reported, ColdKind.HelperReported, null, pc, i.Off, checkedFailure));
+            _cold.Add(new ColdCode(reported, ColdKind.HelperReported, pc, i.Off, checkedFailure));
             Bind(ref checkedFailure);
         }
         else
