@@ -739,20 +739,18 @@ internal static class InputBounds
         {
             if (pc < 0 || pc >= n) return;
             s.Settle(from?.R, from?.Min ?? 0, from?.R2 ?? false);
-            if (states[pc] == null) states[pc] = pool.Rent().CopyFrom(s);
-            else if (single[pc])
+            if (states[pc] == null || single[pc])
             {
-                if (states[pc]!.SameAs(s)) return;
-                states[pc]!.CopyFrom(s);
+                if (states[pc] == null) states[pc] = pool.Rent().CopyFrom(s);
+                else if (states[pc]!.SameAs(s)) return;
+                else states[pc]!.CopyFrom(s);
+                if (s == scratch) carried = pc; // the slot's state is now exactly the working state
             }
             else
             {
                 int count = loopHead[pc] ? ++joins[pc] : 0;
                 if (!states[pc]!.JoinWith(s, count > JoinsBeforeWidening, count > JoinsBeforeWidening + GradualWidenings, ref spare)) return;
-                work.Push(rank[pc]);
-                return;
             }
-            if (s == scratch) carried = pc;
             work.Push(rank[pc]);
         }
 
