@@ -5,7 +5,9 @@
  * conditional jump and a stack store and load, so the code has checks, branches and
  * out-of-line parts in the proportions of ordinary programs.
  *   compile kernels OBJ   the functions of benchmarks/clang/kernels.o (clang's code, raw VMs): best
- *                         time per compile, checked and unchecked (the input analysis at work). */
+ *                         time per compile, checked and unchecked (the input analysis at work).
+ *   compile count ...     compiles one program again and again without timing, for
+ *                         benchmarks/compile-count.sh (host instructions per compile, callgrind). */
 #define _POSIX_C_SOURCE 199309L
 #include <rbpf.h>
 #include <stdint.h>
@@ -149,8 +151,80 @@ static int kernels(const char *path)
     return 0;
 }
 
+/* The shape of a classic filter as the kernel translates one: 40 legacy packet loads, each
+ * followed by a test, and an indexed load (83 instructions). */
+static uint8_t *legacy(size_t *n)
+{
+    uint8_t *p = calloc(83, 8);
+    size_t i = 0;
+    put(p + 8 * i++, 0xbf, 6, 1, 0, 0); /* mov r6, r1 (the context the loads read) */
+    for (int k = 0; k < 40; k++) {
+        put(p + 8 * i++, 0x28, 0, 0, 0, 2 * k);     /* ldabsh 2k */
+        put(p + 8 * i++, 0x15, 0, 0, 1, k + 1);     /* jeq r0, k+1, +1 */
+    }
+    put(p + 8 * i++, 0x50, 0, 7, 0, 3); /* ldindb r7, 3 */
+    put(p + 8 * i++, 0x95, 0, 0, 0, 0); /* exit */
+    *n = i;
+    return p;
+}
+
+/* count REPS blocks N | count REPS legacy | count REPS kernel OBJ NAME: loads the program (as a
+ * raw VM; a kernel of the object by its function's name, its instructions only) and compiles it
+ * REPS times, for benchmarks/compile-count.sh to count the host instructions of a compile. */
+static int count(int argc, char **argv)
+{
+    int reps = atoi(argv[2]);
+    uint8_t *p = NULL;
+    size_t n = 0;
+    if (argc == 5 && strcmp(argv[3], "blocks") == 0) {
+        n = strtoul(argv[4], NULL, 10);
+        p = program(n);
+    } else if (argc == 4 && strcmp(argv[3], "legacy") == 0) {
+        p = legacy(&n);
+    } else if (argc == 6 && strcmp(argv[3], "kernel") == 0) {
+        FILE *f = fopen(argv[4], "rb");
+        if (!f) {
+            perror(argv[4]);
+            return 1;
+        }
+        static uint8_t elf[1 << 20];
+        size_t len = fread(elf, 1, sizeof elf, f);
+        fclose(f);
+        rbpf_vm *from;
+        uint8_t *prog;
+        if (rbpf_vm_create_from_elf(RBPF_VM_RAW, elf, len, argv[5], &from) != RBPF_OK ||
+            rbpf_vm_get_program(from, &prog, &n) != RBPF_OK) {
+            fprintf(stderr, "%s: %s\n", argv[5], rbpf_last_error());
+            return 1;
+        }
+        p = malloc(n);
+        memcpy(p, prog, n);
+        n /= 8;
+        rbpf_free(prog);
+        rbpf_vm_destroy(from);
+    } else {
+        fprintf(stderr, "usage: compile count REPS blocks N | legacy | kernel OBJ NAME\n");
+        return 2;
+    }
+    rbpf_vm *vm;
+    if (rbpf_vm_create(RBPF_VM_RAW, p, n * 8, &vm) != RBPF_OK) {
+        fprintf(stderr, "load: %s\n", rbpf_last_error());
+        return 1;
+    }
+    free(p);
+    for (int r = 0; r < reps; r++)
+        if (rbpf_vm_jit_compile(vm) != RBPF_OK) {
+            fprintf(stderr, "%s\n", rbpf_last_error());
+            return 1;
+        }
+    printf("%zu\n", n);
+    rbpf_vm_destroy(vm);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 4 && strcmp(argv[1], "count") == 0) return count(argc, argv);
     if (argc >= 3 && strcmp(argv[1], "kernels") == 0) return kernels(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "first") == 0) {
         size_t n = strtoul(argv[2], NULL, 10);
