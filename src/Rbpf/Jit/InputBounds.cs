@@ -306,16 +306,18 @@ internal static class InputBounds
         /// Stores what is derived (room, bytes around a pointer, bounds) in the fields, so states compare by
         /// what they tell. For a state made from a settled one (<paramref name="from"/>'s registers, least L
         /// and r2 flag; null: none), registers the same as there, whose index register is too, are settled already.
+        /// Returns the registers that may differ from <paramref name="from"/>'s (a bit each; the others are as
+        /// there, field for field).
         /// </summary>
-        public void Settle(Reg[]? from, long fromMin, bool fromR2)
+        public int Settle(Reg[]? from, long fromMin, bool fromR2)
         {
-            int changed = (1 << 10) - 1;
+            int changed = AllRegisters;
             if (from != null && fromMin == Min && fromR2 == R2)
             {
                 changed = 0;
                 for (int k = 0; k < R.Length; k++)
                     if (!R[k].Same(in from[k])) changed |= 1 << k;
-                if (changed == 0) return;
+                if (changed == 0) return 0;
             }
             for (int k = 0; k < R.Length; k++)
             {
@@ -349,7 +351,11 @@ internal static class InputBounds
                     r.Room2 = Math.Max(r.Room2, r.Room4);
                 }
             }
+            return changed;
         }
+
+        /// <summary>A bit for each of r0-r9.</summary>
+        public const int AllRegisters = (1 << 10) - 1;
 
         /// <summary>
         /// Register <paramref name="r"/> is about to be written: makes it related to nothing and the
@@ -602,9 +608,10 @@ internal static class InputBounds
             spare = before;
             // Registers the same on both sides are this side's, settled already (Settle only adds what the
             // fields do not yet say, and a lower least L or r2 no longer holding it says less).
-            if (!allSame) Settle(before, wasMin, wasR2);
+            // Registers Settle neither found different nor settled are as before, field for field.
+            int differ = allSame ? AllRegisters : Settle(before, wasMin, wasR2);
             for (int k = 0; k < R.Length; k++)
-                if (!R[k].Same(in before[k])) changed = true;
+                if ((differ >> k & 1) != 0 && !R[k].Same(in before[k])) changed = true;
             return changed;
         }
     }
@@ -735,10 +742,11 @@ internal static class InputBounds
         // The slot whose state the scratch state holds exactly (what the last Merge of it stored there), or -1:
         // when that slot is the next one visited, as the slots of a block are, its state is not copied in again.
         int carried = -1;
-        void Merge(int pc, State s, State? from = null)
+        // unchanged: s is from as it was (a store, a jump that tells nothing), settled already.
+        void Merge(int pc, State s, State? from = null, bool unchanged = false)
         {
             if (pc < 0 || pc >= n) return;
-            s.Settle(from?.R, from?.Min ?? 0, from?.R2 ?? false);
+            if (!unchanged) s.Settle(from?.R, from?.Min ?? 0, from?.R2 ?? false);
             if (states[pc] == null || single[pc])
             {
                 if (states[pc] == null) states[pc] = pool.Rent().CopyFrom(s);
@@ -789,11 +797,11 @@ internal static class InputBounds
                 case Op.Exit or Op.Illegal:
                     break;
                 case Op.Ja:
-                    Merge(i.Off, s, from);
+                    Merge(i.Off, s, from, unchanged: true);
                     break;
                 case >= Op.Jeq64Imm and <= Op.Jsle32Reg when unrefined != null && unrefined[pc]:
-                    Merge(i.Off, other.CopyFrom(s), from);
-                    Merge(pc + 1, s, from);
+                    Merge(i.Off, other.CopyFrom(s), from, unchanged: true);
+                    Merge(pc + 1, s, from, unchanged: true);
                     break;
                 case >= Op.Jeq64Imm and <= Op.Jsle32Reg:
                 {
@@ -812,7 +820,7 @@ internal static class InputBounds
                     Merge(pc + 1, s, from);
                     break;
                 case >= Op.StB and <= Op.StxDW:
-                    Merge(pc + 1, s, from);
+                    Merge(pc + 1, s, from, unchanged: true);
                     break;
                 case Op.Atomic32 or Op.Atomic64: // fetching forms write the source (cmpxchg r0)
                     s.Set(i.Src, Reg.Unknown);
