@@ -120,16 +120,25 @@ static double best_compile(rbpf_vm *vm, uint32_t flags)
     return best;
 }
 
-static int kernels(const char *path)
+/* The ELF object at path, in a buffer of its own (NULL, with the reason printed, when it cannot be read). */
+static const uint8_t *read_object(const char *path, size_t *len)
 {
+    static uint8_t elf[1 << 20];
     FILE *f = fopen(path, "rb");
     if (!f) {
         perror(path);
-        return 1;
+        return NULL;
     }
-    static uint8_t elf[1 << 20];
-    size_t len = fread(elf, 1, sizeof elf, f);
+    *len = fread(elf, 1, sizeof elf, f);
     fclose(f);
+    return elf;
+}
+
+static int kernels(const char *path)
+{
+    size_t len;
+    const uint8_t *elf = read_object(path, &len);
+    if (!elf) return 1;
     static const char *names[] = { "checksum", "hash", "sort", "parse", "tokens" };
     printf("| kernel (clang -O2 -target bpf) | instructions | checked, us per compile (best) | unchecked |\n|---|---|---|---|\n");
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
@@ -176,31 +185,24 @@ static int count(int argc, char **argv)
     int reps = atoi(argv[2]);
     uint8_t *p = NULL;
     size_t n = 0;
+    int from_library = 0; /* a kernel's instructions, which rbpf_free releases */
     if (argc == 5 && strcmp(argv[3], "blocks") == 0) {
         n = strtoul(argv[4], NULL, 10);
         p = program(n);
     } else if (argc == 4 && strcmp(argv[3], "legacy") == 0) {
         p = legacy(&n);
     } else if (argc == 6 && strcmp(argv[3], "kernel") == 0) {
-        FILE *f = fopen(argv[4], "rb");
-        if (!f) {
-            perror(argv[4]);
-            return 1;
-        }
-        static uint8_t elf[1 << 20];
-        size_t len = fread(elf, 1, sizeof elf, f);
-        fclose(f);
+        size_t len;
+        const uint8_t *elf = read_object(argv[4], &len);
+        if (!elf) return 1;
         rbpf_vm *from;
-        uint8_t *prog;
         if (rbpf_vm_create_from_elf(RBPF_VM_RAW, elf, len, argv[5], &from) != RBPF_OK ||
-            rbpf_vm_get_program(from, &prog, &n) != RBPF_OK) {
+            rbpf_vm_get_program(from, &p, &n) != RBPF_OK) {
             fprintf(stderr, "%s: %s\n", argv[5], rbpf_last_error());
             return 1;
         }
-        p = malloc(n);
-        memcpy(p, prog, n);
         n /= 8;
-        rbpf_free(prog);
+        from_library = 1;
         rbpf_vm_destroy(from);
     } else {
         fprintf(stderr, "usage: compile count REPS blocks N | legacy | kernel OBJ NAME\n");
@@ -211,13 +213,13 @@ static int count(int argc, char **argv)
         fprintf(stderr, "load: %s\n", rbpf_last_error());
         return 1;
     }
-    free(p);
+    if (from_library) rbpf_free(p);
+    else free(p);
     for (int r = 0; r < reps; r++)
         if (rbpf_vm_jit_compile(vm) != RBPF_OK) {
             fprintf(stderr, "%s\n", rbpf_last_error());
             return 1;
         }
-    printf("%zu\n", n);
     rbpf_vm_destroy(vm);
     return 0;
 }
