@@ -41,6 +41,11 @@ namespace Rbpf.Jit;
 internal static class InputBounds
 {
 
+    /// <summary>Tests set it: every settling of a step's state then checks that each register that differs from
+    /// the state the step began with is one <see cref="State.Written"/> names (a write that bypassed
+    /// <see cref="State.W"/> would leave a register unsettled), and throws if not.</summary>
+    internal static bool CheckWritten;
+
     /// <summary>The pseudo-registers relations can name besides r0-r9: the constant 0 and the input's start.</summary>
     internal const int Zero = 10, Start = 11;
     /// <summary>Constants and relation offsets are kept below this, so sums of a few stay far from wrapping.</summary>
@@ -201,14 +206,27 @@ internal static class InputBounds
     {
         public bool R2;
         public long Min;
-        public Reg[] R = new Reg[10];
+        private Reg[] _regs = new Reg[10];
+        /// <summary>r0-r9, to read: a write goes through <see cref="W"/>, which notes the register written.</summary>
+        public ReadOnlySpan<Reg> R => _regs;
+        /// <summary>The registers written (a bit each) since the state was last settled, or copied from one that was:
+        /// the ones its next settling looks at again (with those walking with them).</summary>
+        public int Written;
+
+        /// <summary>Register <paramref name="k"/>, to write: noted in <see cref="Written"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public ref Reg W(int k)
+        {
+            Written |= 1 << k;
+            return ref _regs[k];
+        }
 
         /// <summary>Whether this state says exactly what <paramref name="o"/> says, field by field.</summary>
         public bool SameAs(State o)
         {
             if (R2 != o.R2 || Min != o.Min) return false;
-            for (int k = 0; k < R.Length; k++)
-                if (!R[k].Same(in o.R[k])) return false;
+            for (int k = 0; k < _regs.Length; k++)
+                if (!_regs[k].Same(in o.R[k])) return false;
             return true;
         }
 
@@ -217,13 +235,14 @@ internal static class InputBounds
         {
             R2 = o.R2;
             Min = o.Min;
-            o.R.AsSpan().CopyTo(R);
+            Written = o.Written;
+            o._regs.AsSpan().CopyTo(_regs);
             return this;
         }
 
         /// <summary>The group register or pseudo-register <paramref name="k"/> belongs to, and its value's distance from the group's root.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public (int Root, long Plus) Root(int k) => k < 10 && R[k].Base >= 0 ? (R[k].Base, R[k].Plus) : (k, 0);
+        public (int Root, long Plus) Root(int k) => k < 10 && _regs[k].Base >= 0 ? (_regs[k].Base, _regs[k].Plus) : (k, 0);
 
         /// <summary>d with value(k) = value(j) + d, when known.</summary>
         public long? Distance(int k, int j)
@@ -237,7 +256,7 @@ internal static class InputBounds
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int RoomOf(int k)
         {
-            ref readonly Reg r = ref R[k];
+            ref readonly Reg r = ref _regs[k];
             int room = r.Room;
             if (r.Base == Zero) room = Math.Max(room, Bound(Min - r.Plus));
             else if (r.Hi <= MaxHi && r.Hi < Min) room = Math.Max(room, Bound(Min - r.Hi)); // value <= Hi < the least L
@@ -250,7 +269,7 @@ internal static class InputBounds
         public int ScaledRoomOf(int k, int shift)
         {
             if (shift == 0) return RoomOf(k);
-            ref readonly Reg r = ref R[k];
+            ref readonly Reg r = ref _regs[k];
             int room = r.ScaledAtLeast(shift);
             if (r.Base == Zero) room = Math.Max(room, Bound(Min - (r.Plus << shift)));
             return room;
@@ -261,7 +280,7 @@ internal static class InputBounds
         /// (then the shift may have wrapped it).</summary>
         private (long Least, int Room)? IndexedOffset(int k)
         {
-            ref readonly Reg r = ref R[k];
+            ref readonly Reg r = ref _regs[k];
             if (r.Idx < 0) return null;
             int q = ScaledRoomOf(r.Idx, r.IdxShift);
             if (q == None) return null;
@@ -273,7 +292,7 @@ internal static class InputBounds
         /// <summary>Bytes of input after the pointer in r<paramref name="k"/>, with what an exact pointer and the least L tell.</summary>
         public int PtrOf(int k)
         {
-            ref readonly Reg r = ref R[k];
+            ref readonly Reg r = ref _regs[k];
             int ptr = r.Base == Start ? Math.Max(r.Ptr, Bound(Min - r.Plus)) : r.Ptr;
             return IndexedOffset(k) is { } o ? Math.Max(ptr, o.Room) : ptr;
         }
@@ -281,18 +300,18 @@ internal static class InputBounds
         /// <summary>Bytes of input before the pointer in r<paramref name="k"/> (its least offset).</summary>
         public int BackOf(int k)
         {
-            ref readonly Reg r = ref R[k];
+            ref readonly Reg r = ref _regs[k];
             int back = r.Base == Start ? Math.Max(r.Back, Bound(r.Plus)) : r.Back;
             return IndexedOffset(k) is { } o ? Math.Max(back, Bound(o.Least)) : back;
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public long LoOf(int k) => R[k].Base == Zero ? Math.Max(R[k].Lo, R[k].Plus) : R[k].Lo;
+        public long LoOf(int k) => _regs[k].Base == Zero ? Math.Max(_regs[k].Lo, _regs[k].Plus) : _regs[k].Lo;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public long HiOf(int k)
         {
-            ref readonly Reg r = ref R[k];
+            ref readonly Reg r = ref _regs[k];
             long hi = r.Hi;
             if (r.Bits < 61) hi = Math.Min(hi, (1L << r.Bits) - 1);
             if (r.Base == Zero) hi = Math.Min(hi, r.Plus);
@@ -300,7 +319,7 @@ internal static class InputBounds
         }
 
         /// <summary>Whether r<paramref name="k"/>'s value is known small (adding a small constant cannot wrap it).</summary>
-        public bool Small(int k) => R[k].Bits <= 62 || RoomOf(k) != None || HiOf(k) <= MaxHi;
+        public bool Small(int k) => _regs[k].Bits <= 62 || RoomOf(k) != None || HiOf(k) <= MaxHi;
 
         /// <summary>
         /// Stores what is derived (room, bytes around a pointer, bounds) in the fields, so states compare by
@@ -315,19 +334,42 @@ internal static class InputBounds
             if (from != null && fromMin == Min && fromR2 == R2)
             {
                 changed = 0;
-                for (int k = 0; k < R.Length; k++)
-                    if (!R[k].Same(in from[k])) changed |= 1 << k;
-                if (changed == 0) return 0;
+                for (int k = 0; k < _regs.Length; k++)
+                    if (!_regs[k].Same(in from[k])) changed |= 1 << k;
             }
-            for (int k = 0; k < R.Length; k++)
+            return SettleRegisters(changed);
+        }
+
+        /// <summary>
+        /// <see cref="Settle(Reg[], long, bool)"/> for a state copied from a settled one, <paramref name="from"/> (null: none),
+        /// and changed by a step since: the registers <see cref="Written"/> names are the ones that may differ
+        /// (all of them when the least L or r2's flag changed).
+        /// </summary>
+        public void Settle(State? from)
+        {
+            int changed = from != null && from.Min == Min && from.R2 == R2 ? Written : AllRegisters;
+            if (CheckWritten && changed != AllRegisters)
+                for (int k = 0; k < _regs.Length; k++)
+                    if ((changed >> k & 1) == 0 && !_regs[k].Same(in from!._regs[k]))
+                        throw new InvalidOperationException($"r{k} changed without being noted as written");
+            SettleRegisters(changed);
+        }
+
+        /// <summary>Settles the registers of <paramref name="changed"/> and those walking with one settled before them;
+        /// returns them all.</summary>
+        private int SettleRegisters(int changed)
+        {
+            Written = 0;
+            if (changed == 0) return 0;
+            for (int k = 0; k < _regs.Length; k++)
             {
-                if ((changed >> k & 1) == 0 && (R[k].Idx < 0 || (changed >> R[k].Idx & 1) == 0)) continue;
+                if ((changed >> k & 1) == 0 && (_regs[k].Idx < 0 || (changed >> _regs[k].Idx & 1) == 0)) continue;
                 changed |= 1 << k; // settled again: a register walking with it is settled again after it too
                 // RoomOf, PtrOf, BackOf, LoOf, HiOf and ScaledRoomOf (from 3 down to 1) in turn, the indexed
                 // offset worked out once.
-                R[k].Room = RoomOf(k);
+                _regs[k].Room = RoomOf(k);
                 var indexed = IndexedOffset(k);
-                ref Reg r = ref R[k];
+                ref Reg r = ref _regs[k];
                 int ptr = r.Base == Start ? Math.Max(r.Ptr, Bound(Min - r.Plus)) : r.Ptr;
                 int back = r.Base == Start ? Math.Max(r.Back, Bound(r.Plus)) : r.Back;
                 if (indexed is { } o)
@@ -366,27 +408,29 @@ internal static class InputBounds
         public (int Root, long Plus) Detach(int r)
         {
             if (r == 2) R2 = false;
-            for (int j = 0; j < R.Length; j++)
+            for (int j = 0; j < _regs.Length; j++)
             {
-                if (R[j].WrapBase == r) R[j].WrapBase = -1; // the value it was related to is gone
-                if (R[j].Idx == r) Rehome(j, r);
-                if (R[j].SumA == r || R[j].SumB == r) R[j].SumA = R[j].SumB = -1;
-                if (R[j].PairWith == r) R[j].PairWith = -1;
+                if (_regs[j].WrapBase == r) W(j).WrapBase = -1; // the value it was related to is gone
+                if (_regs[j].Idx == r) Rehome(j, r);
+                if (_regs[j].SumA == r || _regs[j].SumB == r) W(j).SumA = W(j).SumB = -1;
+                if (_regs[j].PairWith == r) W(j).PairWith = -1;
             }
-            if (R[r].Base >= 0)
+            if (_regs[r].Base >= 0)
             {
-                var was = (R[r].Base, R[r].Plus);
-                R[r].Base = -1;
-                R[r].Plus = 0;
+                var was = (_regs[r].Base, _regs[r].Plus);
+                ref Reg d = ref W(r);
+                d.Base = -1;
+                d.Plus = 0;
                 return was;
             }
             int m = -1;
             long pm = 0;
-            for (int j = 0; j < R.Length; j++)
+            for (int j = 0; j < _regs.Length; j++)
             {
-                if (R[j].Base != r) continue;
-                if (m < 0) { m = j; pm = R[j].Plus; R[j].Base = -1; R[j].Plus = 0; }
-                else { R[j].Base = (sbyte)m; R[j].Plus -= pm; }
+                if (_regs[j].Base != r) continue;
+                ref Reg member = ref W(j);
+                if (m < 0) { m = j; pm = member.Plus; member.Base = -1; member.Plus = 0; }
+                else { member.Base = (sbyte)m; member.Plus -= pm; }
             }
             return m < 0 ? (-1, 0) : (m, -pm);
         }
@@ -395,14 +439,14 @@ internal static class InputBounds
         /// register of r's group instead (at its distance), or with none.</summary>
         private void Rehome(int j, int r)
         {
-            var rj = R[j];
-            R[j].Idx = -1;
+            var rj = _regs[j];
+            W(j).Idx = -1;
             if (Root(r).Root is Zero or Start) return;
-            for (int m = 0; m < R.Length; m++)
+            for (int m = 0; m < _regs.Length; m++)
                 if (m != r && m != j && Distance(m, r) is { } d && Math.Abs(rj.IdxPlus - (d << rj.IdxShift)) < MaxPlus)
                 {
-                    R[j].Idx = (sbyte)m;
-                    R[j].IdxPlus = rj.IdxPlus - (d << rj.IdxShift);
+                    W(j).Idx = (sbyte)m;
+                    W(j).IdxPlus = rj.IdxPlus - (d << rj.IdxShift);
                     return;
                 }
         }
@@ -413,7 +457,7 @@ internal static class InputBounds
         {
             if (r > 9) return;
             Detach(r);
-            R[r] = now;
+            W(r) = now;
         }
 
         /// <summary>L is at least <paramref name="length"/>.</summary>
@@ -431,11 +475,11 @@ internal static class InputBounds
             var (root, plus) = Root(r);
             if (root == Zero) { AtLeast(plus + room); return; }
             if (root == Start) return; // a pointer compared with a length tells nothing
-            for (int j = 0; j < R.Length; j++)
+            for (int j = 0; j < _regs.Length; j++)
             {
                 if (Distance(j, r) is not { } d) continue;
                 int rj = Bound(room - d);
-                if (rj != None) R[j].Room = Math.Max(RoomOf(j), rj);
+                if (rj != None) W(j).Room = Math.Max(RoomOf(j), rj);
             }
         }
 
@@ -447,11 +491,11 @@ internal static class InputBounds
             var (root, plus) = Root(r);
             if (root == Zero) { AtLeast((plus << shift) + room); return; }
             if (root == Start) return;
-            for (int j = 0; j < R.Length; j++)
+            for (int j = 0; j < _regs.Length; j++)
             {
                 if (Distance(j, r) is not { } d) continue;
                 int rj = Bound(room - (d << shift));
-                if (rj != None) R[j].SetScaled(shift, Math.Max(R[j].Scaled(shift), rj));
+                if (rj != None) W(j).SetScaled(shift, Math.Max(_regs[j].Scaled(shift), rj));
             }
         }
 
@@ -460,9 +504,9 @@ internal static class InputBounds
         public long? IndexRelation(int p, int x, int shift)
         {
             if (p == x || x > 9) return null;
-            ref readonly Reg rp = ref R[p];
+            ref readonly Reg rp = ref _regs[p];
             if (rp.Idx >= 0 && rp.IdxShift == shift && Distance(rp.Idx, x) is { } d) return rp.IdxPlus + (d << shift);
-            if (rp.Base == Start && R[x].Base == Zero) return rp.Plus - (R[x].Plus << shift);
+            if (rp.Base == Start && _regs[x].Base == Zero) return rp.Plus - (_regs[x].Plus << shift);
             return null;
         }
 
@@ -472,18 +516,18 @@ internal static class InputBounds
             if (r > 9) return;
             var (root, _) = Root(r);
             if (root is Zero or Start) return;
-            for (int j = 0; j < R.Length; j++)
+            for (int j = 0; j < _regs.Length; j++)
             {
                 if (Distance(j, r) is not { } d) continue;
                 // A register holding a sum: the bound stays with the two addends after it is overwritten.
-                if (R[j].SumA >= 0 && hi <= MaxHi && hi + d <= MaxHi)
+                if (_regs[j].SumA >= 0 && hi <= MaxHi && hi + d <= MaxHi)
                 {
-                    int a = R[j].SumA;
-                    long pairHi = R[a].PairWith == R[j].SumB ? Math.Min(R[a].PairHi, hi + d) : hi + d;
-                    (R[a].PairWith, R[a].PairHi) = (R[j].SumB, pairHi);
+                    int a = _regs[j].SumA;
+                    long pairHi = _regs[a].PairWith == _regs[j].SumB ? Math.Min(_regs[a].PairHi, hi + d) : hi + d;
+                    (W(a).PairWith, W(a).PairHi) = (_regs[j].SumB, pairHi);
                 }
-                R[j].Lo = Math.Max(LoOf(j), Math.Max(0, lo + d));
-                if (hi <= MaxHi && hi + d <= MaxHi) R[j].Hi = Math.Min(HiOf(j), hi + d);
+                W(j).Lo = Math.Max(LoOf(j), Math.Max(0, lo + d));
+                if (hi <= MaxHi && hi + d <= MaxHi) W(j).Hi = Math.Min(HiOf(j), hi + d);
             }
         }
 
@@ -515,9 +559,9 @@ internal static class InputBounds
                 (rootB[k], plusB[k]) = o.Root(k);
             }
             bool allSame = true;
-            for (int k = 0; k < R.Length; k++)
+            for (int k = 0; k < _regs.Length; k++)
             {
-                ref readonly Reg a = ref R[k], b = ref o.R[k]; // R changes only after the loop
+                ref readonly Reg a = ref _regs[k], b = ref o.R[k]; // R changes only after the loop
                 Reg j;
                 if (a.Same(in b))
                 {
@@ -562,7 +606,7 @@ internal static class InputBounds
                     if (a.Idx >= 0 && o.IndexRelation(k, a.Idx, a.IdxShift) == a.IdxPlus)
                         (j.Idx, j.IdxShift, j.IdxPlus) = (a.Idx, a.IdxShift, a.IdxPlus);
                     else if ((a.Idx < 0 || !widen) && (a.Idx >= 0 || a.Base == Start) && (b.Idx >= 0 || b.Base == Start) && !(a.Base == Start && b.Base == Start && a.Plus == b.Plus))
-                        for (int c = -1; c < R.Length && j.Idx < 0; c++)
+                        for (int c = -1; c < _regs.Length && j.Idx < 0; c++)
                         {
                             int x = c < 0 ? b.Idx : c; // the other side's index first
                             if (x < 0) continue;
@@ -603,15 +647,15 @@ internal static class InputBounds
             }
             if (min != Min) { Min = min; changed = true; }
             // Compared once settled: what is derived again (from an index, a constant) is no change.
-            var before = R;
-            R = joined;
+            var before = _regs;
+            _regs = joined;
             spare = before;
             // Registers the same on both sides are this side's, settled already (Settle only adds what the
             // fields do not yet say, and a lower least L or r2 no longer holding it says less).
             // Registers Settle neither found different nor settled are as before, field for field.
             int differ = allSame ? AllRegisters : Settle(before, wasMin, wasR2);
-            for (int k = 0; k < R.Length; k++)
-                if ((differ >> k & 1) != 0 && !R[k].Same(in before[k])) changed = true;
+            for (int k = 0; k < _regs.Length; k++)
+                if ((differ >> k & 1) != 0 && !_regs[k].Same(in before[k])) changed = true;
             return changed;
         }
     }
@@ -739,6 +783,7 @@ internal static class InputBounds
         var work = new SlotWorklist(n);
         // Scratch states for the slot at hand and a jump's other side: Merge copies what it keeps.
         State scratch = pool.Rent(), other = pool.Rent();
+        State? checkedFrom = null;
         // The slot whose state the scratch state holds exactly (what the last Merge of it stored there), or -1:
         // when that slot is the next one visited, as the slots of a block are, its state is not copied in again.
         int carried = -1;
@@ -746,7 +791,7 @@ internal static class InputBounds
         void Merge(int pc, State s, State? from = null, bool unchanged = false)
         {
             if (pc < 0 || pc >= n) return;
-            if (!unchanged) s.Settle(from?.R, from?.Min ?? 0, from?.R2 ?? false);
+            if (!unchanged) s.Settle(from);
             if (states[pc] == null || single[pc])
             {
                 if (states[pc] == null) states[pc] = pool.Rent().CopyFrom(s);
@@ -765,9 +810,9 @@ internal static class InputBounds
         var entry = scratch;
         entry.R2 = true;
         entry.Min = 0;
-        for (int r = 0; r < 10; r++) entry.R[r] = r is 0 or >= 3 ? Reg.Constant(0) : Reg.Unknown; // registers start at 0
-        entry.R[1] = Reg.Unknown with { Base = Start, Plus = 0 };
-        entry.R[2] = Reg.Unknown with { Room = 0 }; // L itself
+        for (int r = 0; r < 10; r++) entry.W(r) = r is 0 or >= 3 ? Reg.Constant(0) : Reg.Unknown; // registers start at 0
+        entry.W(1) = Reg.Unknown with { Base = Start, Plus = 0 };
+        entry.W(2) = Reg.Unknown with { Room = 0 }; // L itself
         Merge(0, entry);
         foreach (var i in code)
             if (i.Op == Op.CallLocal) // a function may be called from anywhere
@@ -775,7 +820,7 @@ internal static class InputBounds
                 var unknown = scratch;
                 unknown.R2 = false;
                 unknown.Min = 0;
-                for (int r = 0; r < 10; r++) unknown.R[r] = Reg.Unknown;
+                for (int r = 0; r < 10; r++) unknown.W(r) = Reg.Unknown;
                 Merge(i.Off, unknown);
             }
         carried = -1; // the scratch state was reused above
@@ -789,6 +834,8 @@ internal static class InputBounds
             }
             int pc = slotOfRank[work.Pop()];
             var from = states[pc]!; // settled: what the state here still has of it is settled already
+            // Checked: Settle compares with the state as the step began (a jump to its own slot joins into it).
+            if (CheckWritten) from = (checkedFrom ??= new State()).CopyFrom(from);
             var s = pc == carried ? scratch : scratch.CopyFrom(from);
             carried = -1;
             var i = code[pc];
@@ -966,7 +1013,7 @@ internal static class InputBounds
                 copy.Hi = s.HiOf(i.Src);
                 (int root, copy.Plus) = s.Root(i.Src);
                 copy.Base = (sbyte)root;
-                s.R[d] = copy;
+                s.W(d) = copy;
                 return;
             }
             case Op.Add64Imm or Op.Sub64Imm:
@@ -1092,12 +1139,12 @@ internal static class InputBounds
             for (int t = 1; t <= MaxShift; t++)
                 if (old.Scaled(t) != None) now.SetScaled(t, Bound(old.Scaled(t) - (k << t)));
         if (old.Idx >= 0 && Math.Abs(old.IdxPlus + k) < MaxPlus) (now.Idx, now.IdxShift, now.IdxPlus) = (old.Idx, old.IdxShift, old.IdxPlus + k);
-        s.R[d] = now;
+        s.W(d) = now;
         if (Math.Abs(k) < MaxPlus)
             foreach (int p in walkers[..nwalkers])
             {
                 long c = s.R[p].IdxPlus - (k << s.R[p].IdxShift);
-                if (Math.Abs(c) < MaxPlus) (s.R[p].Idx, s.R[p].IdxPlus) = ((sbyte)d, c);
+                if (Math.Abs(c) < MaxPlus) (s.W(p).Idx, s.W(p).IdxPlus) = ((sbyte)d, c);
             }
     }
 
