@@ -323,27 +323,10 @@ internal static class InputBounds
 
         /// <summary>
         /// Stores what is derived (room, bytes around a pointer, bounds) in the fields, so states compare by
-        /// what they tell. For a state made from a settled one (<paramref name="from"/>'s registers, least L
-        /// and r2 flag; null: none), registers the same as there, whose index register is too, are settled already.
-        /// Returns the registers that may differ from <paramref name="from"/>'s (a bit each; the others are as
-        /// there, field for field).
-        /// </summary>
-        public int Settle(Reg[]? from, long fromMin, bool fromR2)
-        {
-            int changed = AllRegisters;
-            if (from != null && fromMin == Min && fromR2 == R2)
-            {
-                changed = 0;
-                for (int k = 0; k < _regs.Length; k++)
-                    if (!_regs[k].Same(in from[k])) changed |= 1 << k;
-            }
-            return SettleRegisters(changed);
-        }
-
-        /// <summary>
-        /// <see cref="Settle(Reg[], long, bool)"/> for a state copied from a settled one, <paramref name="from"/> (null: none),
-        /// and changed by a step since: the registers <see cref="Written"/> names are the ones that may differ
-        /// (all of them when the least L or r2's flag changed).
+        /// what they tell. For a state copied from a settled one, <paramref name="from"/> (null: none), and
+        /// changed by a step since, only the registers <see cref="Written"/> names may differ from there (all
+        /// of them when the least L or r2's flag changed); the others, whose index register is unchanged too,
+        /// are settled already.
         /// </summary>
         public void Settle(State? from)
         {
@@ -355,8 +338,8 @@ internal static class InputBounds
             SettleRegisters(changed);
         }
 
-        /// <summary>Settles the registers of <paramref name="changed"/> and those walking with one settled before them;
-        /// returns them all.</summary>
+        /// <summary>Settles the registers of <paramref name="changed"/> and those walking with one settled before them
+        /// (settling one that is settled already changes nothing); returns them all.</summary>
         private int SettleRegisters(int changed)
         {
             Written = 0;
@@ -559,10 +542,13 @@ internal static class InputBounds
                 (rootB[k], plusB[k]) = o.Root(k);
             }
             bool allSame = true;
+            // The registers that may differ from this side's: those that differ between the sides, and those
+            // whose relation or emptied fields (below) changed.
+            int differ = 0;
             for (int k = 0; k < _regs.Length; k++)
             {
-                ref readonly Reg a = ref _regs[k], b = ref o.R[k]; // R changes only after the loop
-                Reg j;
+                ref readonly Reg a = ref _regs[k], b = ref o._regs[k]; // _regs changes only after the loop
+                ref Reg j = ref joined[k];
                 if (a.Same(in b))
                 {
                     // The same on both sides (most registers, most joins): itself, its relation worked out below,
@@ -572,10 +558,12 @@ internal static class InputBounds
                     j.Plus = 0;
                     if (j.PairWith < 0) j.PairHi = 0;
                     if (j.Idx < 0) (j.IdxShift, j.IdxPlus) = (0, 0);
+                    if (j.PairHi != a.PairHi || j.IdxShift != a.IdxShift || j.IdxPlus != a.IdxPlus) differ |= 1 << k;
                 }
                 else
                 {
                     allSame = false;
+                    differ |= 1 << k;
                     j = new Reg
                     {
                         Bits = Math.Max(a.Bits, b.Bits),
@@ -643,7 +631,7 @@ internal static class InputBounds
                     }
                 }
                 if (j.Base < 0) roots[nroots++] = k;
-                joined[k] = j;
+                if (j.Base != a.Base || j.Plus != a.Plus) differ |= 1 << k;
             }
             if (min != Min) { Min = min; changed = true; }
             // Compared once settled: what is derived again (from an index, a constant) is no change.
@@ -651,9 +639,10 @@ internal static class InputBounds
             _regs = joined;
             spare = before;
             // Registers the same on both sides are this side's, settled already (Settle only adds what the
-            // fields do not yet say, and a lower least L or r2 no longer holding it says less).
-            // Registers Settle neither found different nor settled are as before, field for field.
-            int differ = allSame ? AllRegisters : Settle(before, wasMin, wasR2);
+            // fields do not yet say, and a lower least L or r2 no longer holding it says less); settling
+            // one the join left as it was again changes nothing. Registers neither found different nor
+            // settled are as before, field for field.
+            differ = allSame ? AllRegisters : SettleRegisters(Min == wasMin && R2 == wasR2 ? differ : AllRegisters);
             for (int k = 0; k < _regs.Length; k++)
                 if ((differ >> k & 1) != 0 && !_regs[k].Same(in before[k])) changed = true;
             return changed;
