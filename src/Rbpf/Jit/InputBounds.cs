@@ -323,17 +323,18 @@ internal static class InputBounds
 
         /// <summary>
         /// Stores what is derived (room, bytes around a pointer, bounds) in the fields, so states compare by
-        /// what they tell. For a state copied from a settled one, <paramref name="from"/> (null: none), and
-        /// changed by a step since, only the registers <see cref="Written"/> names may differ from there (all
-        /// of them when the least L or r2's flag changed); the others, whose index register is unchanged too,
-        /// are settled already.
+        /// what they tell. For a state that was settled, with least L <paramref name="fromMin"/> and r2 flag
+        /// <paramref name="fromR2"/>, and changed by a step since, only the registers <see cref="Written"/> names
+        /// may differ from then (all of them when the least L or r2's flag changed; a <paramref name="fromMin"/>
+        /// of -1 settles all); the others, whose index register is unchanged too, are settled already.
+        /// <paramref name="check"/>: the state as it was, when <see cref="CheckWritten"/> is on.
         /// </summary>
-        public void Settle(State? from)
+        public void Settle(long fromMin, bool fromR2, State? check)
         {
-            int changed = from != null && from.Min == Min && from.R2 == R2 ? Written : AllRegisters;
-            if (CheckWritten && changed != AllRegisters)
+            int changed = fromMin == Min && fromR2 == R2 ? Written : AllRegisters;
+            if (CheckWritten && check != null && changed != AllRegisters)
                 for (int k = 0; k < _regs.Length; k++)
-                    if ((changed >> k & 1) == 0 && !_regs[k].Same(in from!._regs[k]))
+                    if ((changed >> k & 1) == 0 && !_regs[k].Same(in check._regs[k]))
                         throw new InvalidOperationException($"r{k} changed without being noted as written");
             SettleRegisters(changed);
         }
@@ -662,7 +663,9 @@ internal static class InputBounds
     /// anyway. Two: four (as it was) proved nothing more in the test suites or the clang objects of the
     /// tests and benchmarks.</summary>
     private const int GradualWidenings = 2;
-    /// <summary>What the analysis found: the accesses proven, and what is known at each slot.</summary>
+    /// <summary>What the analysis found: the accesses proven, and what is known at each slot with a state of its own:
+    /// every slot more than one way leads to (loop heads among them) and every conditional jump's target. A slot
+    /// only the slot before it or a ja leads to keeps none; the queries below tell nothing there.</summary>
     internal sealed class Facts(State?[] states, bool[]? proven, long steps, StatePool? pool = null) : IDisposable
     {
         /// <summary>Hands the states back to the thread's pool for its next analysis: the facts tell nothing after.</summary>
@@ -680,7 +683,8 @@ internal static class InputBounds
         /// <summary>For each slot, whether it is a plain load or store proven to stay inside the input; null when none is.</summary>
         public bool[]? Proven { get; } = proven;
 
-        /// <summary>Whether r2 holds the input's length at <paramref name="pc"/> on every path (false where no path goes).</summary>
+        /// <summary>Whether r2 holds the input's length at <paramref name="pc"/> on every path (false where no path goes, or
+        /// the slot keeps no state).</summary>
         public bool HoldsLength(int pc) => states[pc]?.R2 ?? false;
 
         /// <summary>How r<paramref name="r"/> relates at <paramref name="pc"/> to a group's root (a register, <see cref="Zero"/>
@@ -772,15 +776,27 @@ internal static class InputBounds
         var work = new SlotWorklist(n);
         // Scratch states for the slot at hand and a jump's other side: Merge copies what it keeps.
         State scratch = pool.Rent(), other = pool.Rent();
-        State? checkedFrom = null;
         // The slot whose state the scratch state holds exactly (what the last Merge of it stored there), or -1:
-        // when that slot is the next one visited, as the slots of a block are, its state is not copied in again.
+        // when that slot is the next one visited, its state is not copied in again.
         int carried = -1;
-        // unchanged: s is from as it was (a store, a jump that tells nothing), settled already.
-        void Merge(int pc, State s, State? from = null, bool unchanged = false)
+        // The slot the working state goes on to at once, or -1: a slot only it leads to (the next of a block, or
+        // a ja's target) has no state stored; the analysis visits it whenever the slot before it goes on.
+        int next = -1;
+        // The least L and r2's flag as the step began (State.Settle); checked: the whole state.
+        long stepMin = -1;
+        bool stepR2 = false;
+        State? stepFrom = null, checkedFrom = null;
+        // unchanged: s is as the step began (a store, a jump that tells nothing), settled already; chain: s is the
+        // working state, which may go on to the slot at once.
+        void Merge(int pc, State s, bool unchanged = false, bool chain = false)
         {
             if (pc < 0 || pc >= n) return;
-            if (!unchanged) s.Settle(from);
+            if (!unchanged) s.Settle(stepMin, stepR2, stepFrom);
+            if (chain && single[pc])
+            {
+                next = pc;
+                return;
+            }
             if (states[pc] == null || single[pc])
             {
                 if (states[pc] == null) states[pc] = pool.Rent().CopyFrom(s);
@@ -802,7 +818,7 @@ internal static class InputBounds
         for (int r = 0; r < 10; r++) entry.W(r) = r is 0 or >= 3 ? Reg.Constant(0) : Reg.Unknown; // registers start at 0
         entry.W(1) = Reg.Unknown with { Base = Start, Plus = 0 };
         entry.W(2) = Reg.Unknown with { Room = 0 }; // L itself
-        Merge(0, entry);
+        Merge(0, entry); // stepMin -1: settled whole
         foreach (var i in code)
             if (i.Op == Op.CallLocal) // a function may be called from anywhere
             {
@@ -814,80 +830,88 @@ internal static class InputBounds
             }
         carried = -1; // the scratch state was reused above
 
+        // Whether each plain load or store stays inside the input, as its slot's last visit found (the last
+        // visit is with the state the analysis ends with there); slots never visited stay false.
+        var inside = new bool[n];
+        bool anyInside = false;
         while (work.Count > 0)
         {
-            if (--maxSteps < 0)
-            {
-                pool.Release();
-                return null;
-            }
             int pc = slotOfRank[work.Pop()];
-            var from = states[pc]!; // settled: what the state here still has of it is settled already
-            // Checked: Settle compares with the state as the step began (a jump to its own slot joins into it).
-            if (CheckWritten) from = (checkedFrom ??= new State()).CopyFrom(from);
-            var s = pc == carried ? scratch : scratch.CopyFrom(from);
+            var s = pc == carried ? scratch : scratch.CopyFrom(states[pc]!); // settled
             carried = -1;
-            var i = code[pc];
-            switch (i.Op)
+            do
             {
-                case Op.Exit or Op.Illegal:
-                    break;
-                case Op.Ja:
-                    Merge(i.Off, s, from, unchanged: true);
-                    break;
-                case >= Op.Jeq64Imm and <= Op.Jsle32Reg when unrefined != null && unrefined[pc]:
-                    Merge(i.Off, other.CopyFrom(s), from, unchanged: true);
-                    Merge(pc + 1, s, from, unchanged: true);
-                    break;
-                case >= Op.Jeq64Imm and <= Op.Jsle32Reg:
+                if (--maxSteps < 0)
                 {
-                    var taken = other.CopyFrom(s);
-                    // A side the register's known range rules out is not followed (its facts would be
-                    // those of a path no run takes, and would only blur the others').
-                    var (never, always) = Decided(i, s);
-                    Refine(i, taken, s);
-                    if (!never) Merge(i.Off, taken, from);
-                    if (!always) Merge(pc + 1, s, from);
-                    break;
+                    pool.Release();
+                    return null;
                 }
-                // Calls change r0-r5 (and say nothing of r1, r2); so do the legacy packet loads, as in the kernel.
-                case Op.Call or Op.CallX or Op.CallLocal or (>= Op.LdAbsB and <= Op.LdIndDW):
-                    for (int r = 0; r <= 5; r++) s.Set(r, Reg.Unknown);
-                    Merge(pc + 1, s, from);
-                    break;
-                case >= Op.StB and <= Op.StxDW:
-                    Merge(pc + 1, s, from, unchanged: true);
-                    break;
-                case Op.Atomic32 or Op.Atomic64: // fetching forms write the source (cmpxchg r0)
-                    s.Set(i.Src, Reg.Unknown);
-                    s.Set(0, Reg.Unknown);
-                    Merge(pc + 1, s, from);
-                    break;
-                case Op.Lddw:
-                    s.Set(i.Dst, Reg.Constant((ulong)i.Imm));
-                    Merge(pc + 2, s, from);
-                    break;
-                default:
-                    Assign(i, s);
-                    Merge(pc + 1, s, from);
-                    break;
-            }
+                next = -1;
+                stepMin = s.Min;
+                stepR2 = s.R2;
+                // Checked: Settle compares with the state as the step began.
+                if (CheckWritten) stepFrom = (checkedFrom ??= new State()).CopyFrom(s);
+                var i = code[pc];
+                switch (i.Op)
+                {
+                    case Op.Exit or Op.Illegal:
+                        break;
+                    case Op.Ja:
+                        Merge(i.Off, s, unchanged: true, chain: true);
+                        break;
+                    case >= Op.Jeq64Imm and <= Op.Jsle32Reg when unrefined != null && unrefined[pc]:
+                        Merge(i.Off, other.CopyFrom(s), unchanged: true);
+                        Merge(pc + 1, s, unchanged: true, chain: true);
+                        break;
+                    case >= Op.Jeq64Imm and <= Op.Jsle32Reg:
+                    {
+                        var taken = other.CopyFrom(s);
+                        // A side the register's known range rules out is not followed (its facts would be
+                        // those of a path no run takes, and would only blur the others').
+                        var (never, always) = Decided(i, s);
+                        Refine(i, taken, s);
+                        if (!never) Merge(i.Off, taken);
+                        if (!always) Merge(pc + 1, s, chain: true);
+                        break;
+                    }
+                    // Calls change r0-r5 (and say nothing of r1, r2); so do the legacy packet loads, as in the kernel.
+                    case Op.Call or Op.CallX or Op.CallLocal or (>= Op.LdAbsB and <= Op.LdIndDW):
+                        for (int r = 0; r <= 5; r++) s.Set(r, Reg.Unknown);
+                        Merge(pc + 1, s, chain: true);
+                        break;
+                    case >= Op.StB and <= Op.StxDW:
+                        if (i.Dst <= 9) anyInside |= inside[pc] = Inside(i, i.Dst, s);
+                        Merge(pc + 1, s, unchanged: true, chain: true);
+                        break;
+                    case Op.Atomic32 or Op.Atomic64: // fetching forms write the source (cmpxchg r0)
+                        s.Set(i.Src, Reg.Unknown);
+                        s.Set(0, Reg.Unknown);
+                        Merge(pc + 1, s, chain: true);
+                        break;
+                    case Op.Lddw:
+                        s.Set(i.Dst, Reg.Constant((ulong)i.Imm));
+                        Merge(pc + 2, s, chain: true);
+                        break;
+                    default:
+                        if (i.Op is >= Op.LdxB and <= Op.LdxSW && i.Src <= 9) anyInside |= inside[pc] = Inside(i, i.Src, s);
+                        Assign(i, s);
+                        Merge(pc + 1, s, chain: true);
+                        break;
+                }
+                pc = next;
+            } while (pc >= 0);
         }
-
-        bool[]? proven = null;
-        for (int pc = 0; pc < n; pc++)
-        {
-            var i = code[pc];
-            bool load = i.Op is >= Op.LdxB and <= Op.LdxSW, store = i.Op is >= Op.StB and <= Op.StxDW;
-            int b = load ? i.Src : i.Dst;
-            if (!(load || store) || b > 9 || states[pc] is not { } s) continue;
-            int size = JitTarget.AccessSize(i.Op);
-            // Through a pointer with bytes known before and after it (an exact one: at a constant distance from the start).
-            int back = s.BackOf(b), after = s.PtrOf(b);
-            bool inside = back != None && after != None && back + (long)i.Off >= 0 && i.Off + size <= after;
-            if (inside) (proven ??= new bool[n])[pc] = true;
-        }
+        var proven = anyInside && Array.IndexOf(inside, true) >= 0 ? inside : null;
         return new Facts(states, proven, budget - maxSteps, pool);
+    }
+
+    /// <summary>Whether the load or store <paramref name="i"/> through r<paramref name="b"/> stays inside the input in
+    /// state <paramref name="s"/>: through a pointer with bytes known before and after it (an exact one: at a
+    /// constant distance from the start).</summary>
+    private static bool Inside(DecodedInsn i, int b, State s)
+    {
+        int back = s.BackOf(b), after = s.PtrOf(b);
+        return back != None && after != None && back + (long)i.Off >= 0 && i.Off + JitTarget.AccessSize(i.Op) <= after;
     }
 
     /// <summary>Where the analysis goes from <paramref name="pc"/> (a call's target counted as a way in: a
