@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Rbpf.Jit;
 
 /// <summary>
@@ -170,7 +172,8 @@ internal static class BoundedLoops
         return unpolled;
     }
 
-    private static bool IsJump(DecodedInsn i) => i.Op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool IsJump(Op op) => op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg);
 
     /// <summary>Whether an instruction may change r2 (calls and the legacy packet loads clobber r1-r5).</summary>
     private static bool WritesR2(DecodedInsn i) => i.Op switch
@@ -185,11 +188,12 @@ internal static class BoundedLoops
     /// <summary>Where control can go from <paramref name="pc"/> (at most two slots, into <paramref name="into"/>); their count.</summary>
     internal static int Successors(DecodedInsn[] code, int pc, Span<int> into)
     {
-        var i = code[pc];
-        int count = 0;
-        if (IsJump(i) && i.Off >= 0 && i.Off < code.Length) into[count++] = i.Off;
-        int next = pc + (i.Op == Op.Lddw ? 2 : 1);
-        if (i.Op is not (Op.Ja or Op.Exit or Op.Illegal) && next < code.Length) into[count++] = next;
+        ref readonly DecodedInsn i = ref code[pc];
+        Op op = i.Op;
+        int off = i.Off, count = 0;
+        if (IsJump(op) && (uint)off < (uint)code.Length) into[count++] = off;
+        int next = pc + (op == Op.Lddw ? 2 : 1);
+        if (op is not (Op.Ja or Op.Exit or Op.Illegal) && next < code.Length) into[count++] = next;
         return count;
     }
 

@@ -245,6 +245,7 @@ internal static class InputBounds
         public (int Root, long Plus) Root(int k) => k < 10 && _regs[k].Base >= 0 ? (_regs[k].Base, _regs[k].Plus) : (k, 0);
 
         /// <summary>d with value(k) = value(j) + d, when known.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public long? Distance(int k, int j)
         {
             var (rk, pk) = Root(k);
