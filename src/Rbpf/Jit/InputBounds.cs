@@ -119,16 +119,73 @@ internal static class InputBounds
         public sbyte PairWith;
         public long PairHi;
 
-        public static readonly Reg Unknown = new()
+        public static readonly Reg Unknown = Below(64);
+
+        // Made field by field in place (Make*) rather than as copies of Unknown: a copy of the 80-byte struct is
+        // a call to memmove (the runtime's inline copies stop at 64 bytes), and the input analysis makes these often.
+        public static Reg Below(int bits)
         {
-            Bits = 64, Base = -1, Room = None, Ptr = None, Back = None, Hi = long.MaxValue, WrapBase = -1, Room2 = None, Room4 = None, Room8 = None, Idx = -1,
-            SumA = -1, SumB = -1, PairWith = -1,
-        };
-        public static Reg Below(int bits) => Unknown with { Bits = (byte)Math.Clamp(bits, 0, 64) };
-        public static Reg Between(long lo, long hi) =>
-            Below(hi <= MaxHi ? BitLength((ulong)hi) : 64) with { Lo = lo, Hi = hi <= MaxHi ? hi : long.MaxValue };
-        public static Reg Constant(ulong v) =>
-            v < MaxPlus ? Between((long)v, (long)v) with { Base = Zero, Plus = (long)v } : Below(BitLength(v)) with { Lo = v <= MaxHi ? (long)v : 0 };
+            Unsafe.SkipInit(out Reg r);
+            MakeBelow(ref r, bits);
+            return r;
+        }
+
+        public static Reg Between(long lo, long hi)
+        {
+            Unsafe.SkipInit(out Reg r);
+            MakeBetween(ref r, lo, hi);
+            return r;
+        }
+
+        public static Reg Constant(ulong v)
+        {
+            Unsafe.SkipInit(out Reg r);
+            MakeConstant(ref r, v);
+            return r;
+        }
+
+        /// <summary>Makes <paramref name="r"/> a value below 2^<paramref name="bits"/> (clamped to 0-64), nothing else known.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void MakeBelow(ref Reg r, int bits)
+        {
+            r.Bits = (byte)Math.Clamp(bits, 0, 64);
+            r.Base = -1;
+            r.Plus = 0;
+            r.Room = r.Ptr = r.Back = None;
+            r.Lo = 0;
+            r.Hi = long.MaxValue;
+            r.WrapBase = -1;
+            r.WrapPlus = 0;
+            r.Room2 = r.Room4 = r.Room8 = None;
+            r.Idx = -1;
+            r.IdxShift = 0;
+            r.IdxPlus = 0;
+            r.SumA = r.SumB = r.PairWith = -1;
+            r.PairHi = 0;
+        }
+
+        /// <summary>Makes <paramref name="r"/> a value within [lo, hi] (hi above <see cref="MaxHi"/>: no upper bound kept).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void MakeBetween(ref Reg r, long lo, long hi)
+        {
+            MakeBelow(ref r, hi <= MaxHi ? BitLength((ulong)hi) : 64);
+            r.Lo = lo;
+            r.Hi = hi <= MaxHi ? hi : long.MaxValue;
+        }
+
+        /// <summary>Makes <paramref name="r"/> the constant <paramref name="v"/> (in the group of <see cref="Zero"/> when small).</summary>
+        public static void MakeConstant(ref Reg r, ulong v)
+        {
+            if (v >= MaxPlus)
+            {
+                MakeBelow(ref r, BitLength(v));
+                r.Lo = v <= MaxHi ? (long)v : 0;
+                return;
+            }
+            MakeBetween(ref r, (long)v, (long)v);
+            r.Base = Zero;
+            r.Plus = (long)v;
+        }
 
         public readonly bool Equals(Reg o) => Same(in o);
 
@@ -438,11 +495,35 @@ internal static class InputBounds
 
         /// <summary>Register <paramref name="r"/> is written with a value of which <paramref name="now"/> is known
         /// (a relation in it names a root that is not r).</summary>
-        public void Set(int r, Reg now)
+        public void Set(int r, in Reg now)
         {
             if (r > 9) return;
             Detach(r);
             W(r) = now;
+        }
+
+        /// <summary><see cref="Set"/> with <see cref="Reg.Below"/>, made in place.</summary>
+        public void SetBelow(int r, int bits)
+        {
+            if (r > 9) return;
+            Detach(r);
+            Reg.MakeBelow(ref W(r), bits);
+        }
+
+        /// <summary><see cref="Set"/> with <see cref="Reg.Between"/>, made in place.</summary>
+        public void SetBetween(int r, long lo, long hi)
+        {
+            if (r > 9) return;
+            Detach(r);
+            Reg.MakeBetween(ref W(r), lo, hi);
+        }
+
+        /// <summary><see cref="Set"/> with <see cref="Reg.Constant"/>, made in place.</summary>
+        public void SetConstant(int r, ulong v)
+        {
+            if (r > 9) return;
+            Detach(r);
+            Reg.MakeConstant(ref W(r), v);
         }
 
         /// <summary>L is at least <paramref name="length"/>.</summary>
@@ -877,7 +958,7 @@ internal static class InputBounds
                     }
                     // Calls change r0-r5 (and say nothing of r1, r2); so do the legacy packet loads, as in the kernel.
                     case Op.Call or Op.CallX or Op.CallLocal or (>= Op.LdAbsB and <= Op.LdIndDW):
-                        for (int r = 0; r <= 5; r++) s.Set(r, Reg.Unknown);
+                        for (int r = 0; r <= 5; r++) s.SetBelow(r, 64);
                         Merge(pc + 1, s, chain: true);
                         break;
                     case >= Op.StB and <= Op.StxDW:
@@ -885,12 +966,12 @@ internal static class InputBounds
                         Merge(pc + 1, s, unchanged: true, chain: true);
                         break;
                     case Op.Atomic32 or Op.Atomic64: // fetching forms write the source (cmpxchg r0)
-                        s.Set(i.Src, Reg.Unknown);
-                        s.Set(0, Reg.Unknown);
+                        s.SetBelow(i.Src, 64);
+                        s.SetBelow(0, 64);
                         Merge(pc + 1, s, chain: true);
                         break;
                     case Op.Lddw:
-                        s.Set(i.Dst, Reg.Constant((ulong)i.Imm));
+                        s.SetConstant(i.Dst, (ulong)i.Imm);
                         Merge(pc + 2, s, chain: true);
                         break;
                     default:
@@ -987,7 +1068,7 @@ internal static class InputBounds
     private static void Assign(DecodedInsn i, State s)
     {
         int d = i.Dst;
-        if (d > 9) { s.Set(d, Reg.Unknown); return; }
+        if (d > 9) { s.SetBelow(d, 64); return; }
         var old = s.R[d];
         // What is known of the old value, for the operations that compute from it (the others skip the work).
         int oldRoom = None, oldPtr = None, oldBack = None;
@@ -1000,21 +1081,21 @@ internal static class InputBounds
         switch (i.Op)
         {
             case Op.Mov64Imm:
-                s.Set(d, Reg.Constant((ulong)i.Imm));
+                s.SetConstant(d, (ulong)i.Imm);
                 return;
             case Op.Mov32Imm:
-                s.Set(d, Reg.Constant((uint)i.Imm));
+                s.SetConstant(d, (uint)i.Imm);
                 return;
             case Op.Mov64Reg or Op.Mov32Reg:
             {
                 if (i.Src == d)
                 {
-                    if (i.Op == Op.Mov32Reg && old.Bits > 32) s.Set(d, Reg.Below(32));
+                    if (i.Op == Op.Mov32Reg && old.Bits > 32) s.SetBelow(d, 32);
                     return;
                 }
                 if (i.Src > 9 || i.Op == Op.Mov32Reg && s.R[i.Src].Bits > 32)
                 {
-                    s.Set(d, Reg.Below(i.Op == Op.Mov32Reg ? 32 : 64));
+                    s.SetBelow(d, i.Op == Op.Mov32Reg ? 32 : 64);
                     return;
                 }
                 // The same value: the same facts, in the source's group.
@@ -1072,13 +1153,13 @@ internal static class InputBounds
                 return;
             }
             case Op.Add64Reg:
-                s.Set(d, Reg.Below(i.Src == d ? old.Bits + 1 : 64));
+                s.SetBelow(d, i.Src == d ? old.Bits + 1 : 64);
                 return;
             case Op.And64Imm when i.Imm >= 0:
-                s.Set(d, Reg.Between(0, Math.Min(oldHi, i.Imm)));
+                s.SetBetween(d, 0, Math.Min(oldHi, i.Imm));
                 return;
             case Op.And32Imm:
-                s.Set(d, Reg.Between(0, Math.Min(oldHi, (uint)i.Imm)));
+                s.SetBetween(d, 0, Math.Min(oldHi, (uint)i.Imm));
                 return;
             case Op.Rsh64Imm:
             {
@@ -1104,13 +1185,14 @@ internal static class InputBounds
                 s.Set(d, now);
                 return;
             }
-            case Op.LdxB: s.Set(d, Reg.Between(0, byte.MaxValue)); return;
-            case Op.LdxH: s.Set(d, Reg.Between(0, ushort.MaxValue)); return;
-            case Op.LdxW: s.Set(d, Reg.Between(0, uint.MaxValue)); return;
+            case Op.LdxB: s.SetBetween(d, 0, byte.MaxValue); return;
+            case Op.LdxH: s.SetBetween(d, 0, ushort.MaxValue); return;
+            case Op.LdxW: s.SetBetween(d, 0, uint.MaxValue); return;
         }
         // 32-bit arithmetic leaves a zero-extended 32-bit value; anything else is unknown.
         bool alu32 = i.Op < Op.Neg64 && ((int)i.Op & 2) != 0 || i.Op is Op.Neg32 or Op.MovSx32From8 or Op.MovSx32From16 or Op.Zext32 or Op.Swap32;
-        s.Set(d, alu32 ? Reg.Below(32) : i.Op is Op.Zext16 or Op.Swap16 ? Reg.Below(16) : Reg.Unknown);
+        if (alu32) s.SetBelow(d, 32);
+        else s.SetBelow(d, i.Op is Op.Zext16 or Op.Swap16 ? 16 : 64);
     }
 
     /// <summary>r<paramref name="d"/> += <paramref name="k"/>, a constant: relations, bounds, room and bytes around a
