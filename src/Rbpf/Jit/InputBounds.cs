@@ -450,31 +450,40 @@ internal static class InputBounds
         public (int Root, long Plus) Detach(int r)
         {
             if (r == 2) R2 = false;
-            for (int j = 0; j < _regs.Length; j++)
+            var regs = _regs;
+            int members = 0; // the registers whose root r is
+            for (int j = 0; j < regs.Length; j++)
             {
-                if (_regs[j].WrapBase == r) W(j).WrapBase = -1; // the value it was related to is gone
-                if (_regs[j].Idx == r) Rehome(j, r);
-                if (_regs[j].SumA == r || _regs[j].SumB == r) W(j).SumA = W(j).SumB = -1;
-                if (_regs[j].PairWith == r) W(j).PairWith = -1;
+                // Written noted by hand: this loop writes through a reference it holds (one bounds check per register).
+                ref Reg x = ref regs[j];
+                if (x.WrapBase == r) { x.WrapBase = -1; Written |= 1 << j; } // the value it was related to is gone
+                if (x.Idx == r) Rehome(j, r);
+                if (x.SumA == r || x.SumB == r) { x.SumA = x.SumB = -1; Written |= 1 << j; }
+                if (x.PairWith == r) { x.PairWith = -1; Written |= 1 << j; }
+                if (x.Base == r) members |= 1 << j;
             }
-            if (_regs[r].Base >= 0)
+            if (regs[r].Base >= 0)
             {
-                var was = (_regs[r].Base, _regs[r].Plus);
+                var was = (regs[r].Base, regs[r].Plus);
                 ref Reg d = ref W(r);
                 d.Base = -1;
                 d.Plus = 0;
                 return was;
             }
-            int m = -1;
-            long pm = 0;
-            for (int j = 0; j < _regs.Length; j++)
+            if (members == 0) return (-1, 0);
+            int m = System.Numerics.BitOperations.TrailingZeroCount(members);
+            long pm = regs[m].Plus;
+            ref Reg first = ref W(m);
+            first.Base = -1;
+            first.Plus = 0;
+            for (int rest = members & (members - 1); rest != 0; rest &= rest - 1)
             {
-                if (_regs[j].Base != r) continue;
+                int j = System.Numerics.BitOperations.TrailingZeroCount(rest);
                 ref Reg member = ref W(j);
-                if (m < 0) { m = j; pm = member.Plus; member.Base = -1; member.Plus = 0; }
-                else { member.Base = (sbyte)m; member.Plus -= pm; }
+                member.Base = (sbyte)m;
+                member.Plus -= pm;
             }
-            return m < 0 ? (-1, 0) : (m, -pm);
+            return (m, -pm);
         }
 
         /// <summary>r<paramref name="j"/> walks with r<paramref name="r"/>, about to be written: it walks with another
