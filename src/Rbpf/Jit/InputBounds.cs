@@ -189,6 +189,32 @@ internal static class InputBounds
 
         public readonly bool Equals(Reg o) => Same(in o);
 
+        /// <summary>
+        /// <paramref name="dst"/> = <paramref name="src"/>: with the struct's 80 bytes all fields (see <see cref="Same"/>)
+        /// in five 16-byte moves, where a plain assignment is a call to memmove (the runtime copies structs inline
+        /// only up to 64 bytes). The struct holds no references, so a copy of its bytes is a copy of it.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Copy(ref Reg dst, in Reg src)
+        {
+            if (Unsafe.SizeOf<Reg>() != 80)
+            {
+                dst = src;
+                return;
+            }
+            ref byte d = ref Unsafe.As<Reg, byte>(ref dst), s = ref Unsafe.As<Reg, byte>(ref Unsafe.AsRef(in src));
+            var v0 = Vector128.LoadUnsafe(ref s);
+            var v1 = Vector128.LoadUnsafe(ref s, 16);
+            var v2 = Vector128.LoadUnsafe(ref s, 32);
+            var v3 = Vector128.LoadUnsafe(ref s, 48);
+            var v4 = Vector128.LoadUnsafe(ref s, 64);
+            v0.StoreUnsafe(ref d);
+            v1.StoreUnsafe(ref d, 16);
+            v2.StoreUnsafe(ref d, 32);
+            v3.StoreUnsafe(ref d, 48);
+            v4.StoreUnsafe(ref d, 64);
+        }
+
         /// <summary>Equals without copying the other register: its bytes compared at once when the struct has no
         /// padding (every byte is a field's: the runtime's layout packs the fields into 80 bytes), else field by field.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -293,7 +319,9 @@ internal static class InputBounds
             R2 = o.R2;
             Min = o.Min;
             Written = o.Written;
-            o._regs.AsSpan().CopyTo(_regs);
+            var from = o._regs;
+            var to = _regs;
+            for (int k = 0; k < to.Length; k++) Reg.Copy(ref to[k], in from[k]);
             return this;
         }
 
@@ -403,15 +431,16 @@ internal static class InputBounds
         {
             Written = 0;
             if (changed == 0) return 0;
-            for (int k = 0; k < _regs.Length; k++)
+            var regs = _regs;
+            for (int k = 0; k < regs.Length; k++)
             {
-                if ((changed >> k & 1) == 0 && (_regs[k].Idx < 0 || (changed >> _regs[k].Idx & 1) == 0)) continue;
+                ref Reg r = ref regs[k];
+                if ((changed >> k & 1) == 0 && (r.Idx < 0 || (changed >> r.Idx & 1) == 0)) continue;
                 changed |= 1 << k; // settled again: a register walking with it is settled again after it too
                 // RoomOf, PtrOf, BackOf, LoOf, HiOf and ScaledRoomOf (from 3 down to 1) in turn, the indexed
                 // offset worked out once.
-                _regs[k].Room = RoomOf(k);
-                var indexed = IndexedOffset(k);
-                ref Reg r = ref _regs[k];
+                r.Room = RoomOf(k);
+                var indexed = r.Idx >= 0 ? IndexedOffset(k) : null;
                 int ptr = r.Base == Start ? Math.Max(r.Ptr, Bound(Min - r.Plus)) : r.Ptr;
                 int back = r.Base == Start ? Math.Max(r.Back, Bound(r.Plus)) : r.Back;
                 if (indexed is { } o)
@@ -508,7 +537,7 @@ internal static class InputBounds
         {
             if (r > 9) return;
             Detach(r);
-            W(r) = now;
+            Reg.Copy(ref W(r), in now);
         }
 
         /// <summary><see cref="Set"/> with <see cref="Reg.Below"/>, made in place.</summary>
@@ -645,7 +674,7 @@ internal static class InputBounds
                 {
                     // The same on both sides (most registers, most joins): itself, its relation worked out below,
                     // and what the general case leaves empty when unused emptied.
-                    j = a;
+                    Reg.Copy(ref j, in a);
                     j.Base = -1;
                     j.Plus = 0;
                     if (j.PairWith < 0) j.PairHi = 0;
@@ -1078,7 +1107,8 @@ internal static class InputBounds
     {
         int d = i.Dst;
         if (d > 9) { s.SetBelow(d, 64); return; }
-        var old = s.R[d];
+        Unsafe.SkipInit(out Reg old);
+        Reg.Copy(ref old, in s.R[d]);
         // What is known of the old value, for the operations that compute from it (the others skip the work).
         int oldRoom = None, oldPtr = None, oldBack = None;
         long oldLo = 0, oldHi = long.MaxValue;
@@ -1206,7 +1236,7 @@ internal static class InputBounds
 
     /// <summary>r<paramref name="d"/> += <paramref name="k"/>, a constant: relations, bounds, room and bytes around a
     /// pointer move by k when nothing can wrap; a sum that may wrap is remembered modulo 2^64.</summary>
-    private static void AddConstant(State s, int d, long k, Reg old, int oldRoom, int oldPtr, int oldBack, long oldLo, long oldHi)
+    private static void AddConstant(State s, int d, long k, in Reg old, int oldRoom, int oldPtr, int oldBack, long oldLo, long oldHi)
     {
         bool small = s.Small(d);
         // Pointers walking with d: the same pointer is the start + ((d - k) << shift) + c, modulo 2^64.
@@ -1244,7 +1274,7 @@ internal static class InputBounds
             for (int t = 1; t <= MaxShift; t++)
                 if (old.Scaled(t) != None) now.SetScaled(t, Bound(old.Scaled(t) - (k << t)));
         if (old.Idx >= 0 && Math.Abs(old.IdxPlus + k) < MaxPlus) (now.Idx, now.IdxShift, now.IdxPlus) = (old.Idx, old.IdxShift, old.IdxPlus + k);
-        s.W(d) = now;
+        Reg.Copy(ref s.W(d), in now);
         if (Math.Abs(k) < MaxPlus)
             foreach (int p in walkers[..nwalkers])
             {
