@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace Rbpf.Jit;
 
@@ -372,19 +373,19 @@ internal static class BoundedLoops
         bool loops = false;
         foreach (int p in g.Preds(h)) loops |= p == h || g.InBody(p);
         if (!loops || WritesR2(code[h])) return false;
-        foreach (int pc in nodes)
+        foreach (int pc in CollectionsMarshal.AsSpan(nodes))
             if (WritesR2(code[pc])) return false; // also every call
 
         // Every other cycle of the body passes the head: without it the body is acyclic. Its slots in
         // an order where each comes after those that lead to it (Kahn's).
         var indegree = g.Indegree;
-        foreach (int pc in nodes) indegree[pc] = 0;
-        foreach (int pc in nodes)
+        foreach (int pc in CollectionsMarshal.AsSpan(nodes)) indegree[pc] = 0;
+        foreach (int pc in CollectionsMarshal.AsSpan(nodes))
             for (int k = 0, count = Successors(code, pc, succ); k < count; k++)
                 if (succ[k] != h && g.InBody(succ[k])) indegree[succ[k]]++;
         var order = new List<int>(nodes.Count + 1) { h };
         var ready = new Stack<int>();
-        foreach (int pc in nodes)
+        foreach (int pc in CollectionsMarshal.AsSpan(nodes))
             if (indegree[pc] == 0) ready.Push(pc);
         while (ready.Count > 0)
         {
@@ -404,7 +405,7 @@ internal static class BoundedLoops
         finally
         {
             g.States[h] = null;
-            foreach (int pc in nodes) g.States[pc] = null;
+            foreach (int pc in CollectionsMarshal.AsSpan(nodes)) g.States[pc] = null;
         }
     }
 
@@ -451,7 +452,7 @@ internal static class BoundedLoops
             else states[to] = s;
             return true;
         }
-        foreach (int pc in order)
+        foreach (int pc in CollectionsMarshal.AsSpan(order))
         {
             // Every slot of the body is reached from the head through the body, so has a state by now.
             var s = states[pc]!;

@@ -657,11 +657,26 @@ internal static class InputBounds
             // Each register's and pseudo-register's root and distance from it, on both sides.
             Span<int> rootA = stackalloc int[12], rootB = stackalloc int[12];
             Span<long> plusA = stackalloc long[12], plusB = stackalloc long[12];
-            for (int k = 0; k < 12; k++)
+            var regsA = _regs;
+            var regsB = o._regs;
+            for (int k = 0; k < 10; k++)
             {
-                (rootA[k], plusA[k]) = Root(k);
-                (rootB[k], plusB[k]) = o.Root(k);
+                ref readonly Reg ra = ref regsA[k], rb = ref regsB[k];
+                bool relA = ra.Base >= 0, relB = rb.Base >= 0;
+                rootA[k] = relA ? ra.Base : k;
+                plusA[k] = relA ? ra.Plus : 0;
+                rootB[k] = relB ? rb.Base : k;
+                plusB[k] = relB ? rb.Plus : 0;
             }
+            (rootA[Zero], plusA[Zero], rootB[Zero], plusB[Zero]) = (Zero, 0, Zero, 0);
+            (rootA[Start], plusA[Start], rootB[Start], plusB[Start]) = (Start, 0, Start, 0);
+            // For each root on either side, the joined roots (a bit each, by their place in roots) with that root
+            // there: the roots a register may join are those with its roots on both sides.
+            Span<int> byRootA = stackalloc int[12], byRootB = stackalloc int[12];
+            byRootA.Clear();
+            byRootB.Clear();
+            byRootA[Zero] = byRootB[Zero] = 1;
+            byRootA[Start] = byRootB[Start] = 2;
             bool allSame = true;
             // The registers that may differ from this side's: those that differ between the sides, and those
             // whose relation or emptied fields (below) changed.
@@ -739,10 +754,9 @@ internal static class InputBounds
                     }
                 }
                 // The relations that hold on both sides: k joins the first root it has the same distance from on both.
-                for (int c = 0; c < nroots; c++)
+                for (int candidates = byRootA[rootA[k]] & byRootB[rootB[k]]; candidates != 0; candidates &= candidates - 1)
                 {
-                    int rc = roots[c];
-                    if (rootA[k] != rootA[rc] || rootB[k] != rootB[rc]) continue;
+                    int rc = roots[System.Numerics.BitOperations.TrailingZeroCount(candidates)];
                     long da = plusA[k] - plusA[rc];
                     if (plusB[k] - plusB[rc] == da && Math.Abs(da) < MaxPlus)
                     {
@@ -751,7 +765,12 @@ internal static class InputBounds
                         break;
                     }
                 }
-                if (j.Base < 0) roots[nroots++] = k;
+                if (j.Base < 0)
+                {
+                    byRootA[rootA[k]] |= 1 << nroots;
+                    byRootB[rootB[k]] |= 1 << nroots;
+                    roots[nroots++] = k;
+                }
                 if (j.Base != a.Base || j.Plus != a.Plus) differ |= 1 << k;
             }
             if (min != Min) { Min = min; changed = true; }
