@@ -635,6 +635,14 @@ internal static class InputBounds
             }
         }
 
+        /// <summary>Room both sides have (<paramref name="widen"/>: none, when less than this side's).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static int JoinedRoom(int a, int b, bool widen)
+        {
+            int room = Math.Min(a, b);
+            return widen && room < a ? None : room;
+        }
+
         /// <summary>
         /// Joins <paramref name="o"/> in (both states settled): what holds on both sides. With
         /// <paramref name="widen"/> (a loop head visited often), a bound that moved is dropped instead.
@@ -700,31 +708,31 @@ internal static class InputBounds
                 {
                     allSame = false;
                     differ |= 1 << k;
-                    j = new Reg
-                    {
-                        Bits = Math.Max(a.Bits, b.Bits),
-                        Base = -1,
-                        Room = Math.Min(a.Room, b.Room),
-                        Ptr = Math.Min(a.Ptr, b.Ptr),
-                        Back = Math.Min(a.Back, b.Back),
-                        Lo = Math.Min(a.Lo, b.Lo),
-                        Hi = Math.Max(a.Hi, b.Hi),
-                        WrapBase = a.WrapBase == b.WrapBase && a.WrapPlus == b.WrapPlus ? a.WrapBase : (sbyte)-1,
-                        WrapPlus = a.WrapBase == b.WrapBase && a.WrapPlus == b.WrapPlus ? a.WrapPlus : 0,
-                        Room2 = None, Room4 = None, Room8 = None,
-                        Idx = -1,
-                        SumA = a.SumA == b.SumA && a.SumB == b.SumB ? a.SumA : (sbyte)-1,
-                        SumB = a.SumA == b.SumA && a.SumB == b.SumB ? a.SumB : (sbyte)-1,
-                        PairWith = a.PairWith == b.PairWith && !(widen && b.PairHi > a.PairHi) ? a.PairWith : (sbyte)-1,
-                        PairHi = Math.Max(a.PairHi, b.PairHi),
-                    };
-                    if (j.PairWith < 0) j.PairHi = 0;
-                    // Scaled room (both sides settled: a constant's, worked out from the least L, is in the fields).
-                    for (int shift = 1; shift <= MaxShift; shift++)
-                    {
-                        int room = Math.Min(a.Scaled(shift), b.Scaled(shift));
-                        j.SetScaled(shift, widen && room < a.Scaled(shift) ? None : room);
-                    }
+                    // Built in place (joined is neither side's array), every field set.
+                    bool sameWrap = a.WrapBase == b.WrapBase && a.WrapPlus == b.WrapPlus;
+                    bool sameSum = a.SumA == b.SumA && a.SumB == b.SumB;
+                    j.Bits = Math.Max(a.Bits, b.Bits);
+                    j.Base = -1;
+                    j.Plus = 0;
+                    j.Room = Math.Min(a.Room, b.Room);
+                    j.Ptr = Math.Min(a.Ptr, b.Ptr);
+                    j.Back = Math.Min(a.Back, b.Back);
+                    j.Lo = Math.Min(a.Lo, b.Lo);
+                    j.Hi = Math.Max(a.Hi, b.Hi);
+                    j.WrapBase = sameWrap ? a.WrapBase : (sbyte)-1;
+                    j.WrapPlus = sameWrap ? a.WrapPlus : 0;
+                    j.Idx = -1;
+                    j.IdxShift = 0;
+                    j.IdxPlus = 0;
+                    j.SumA = sameSum ? a.SumA : (sbyte)-1;
+                    j.SumB = sameSum ? a.SumB : (sbyte)-1;
+                    j.PairWith = a.PairWith == b.PairWith && !(widen && b.PairHi > a.PairHi) ? a.PairWith : (sbyte)-1;
+                    j.PairHi = j.PairWith < 0 ? 0 : Math.Max(a.PairHi, b.PairHi);
+                    // Scaled room (both sides settled: a constant's, worked out from the least L, is in the fields);
+                    // widening drops one that shrank.
+                    j.Room2 = JoinedRoom(a.Room2, b.Room2, widen);
+                    j.Room4 = JoinedRoom(a.Room4, b.Room4, widen);
+                    j.Room8 = JoinedRoom(a.Room8, b.Room8, widen);
                     // A pointer walking with an index on both sides: this side's relation if the other has it too, else
                     // any index both sides relate it to alike (a pointer and a counter moved on together from constants).
                     if (a.Idx >= 0 && o.IndexRelation(k, a.Idx, a.IdxShift) == a.IdxPlus)
