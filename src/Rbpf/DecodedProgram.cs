@@ -145,7 +145,7 @@ internal sealed class DecodedProgram
     private static readonly int[] AluIndex = BuildAluIndex();
     private static readonly int[] JumpIndex = BuildJumpIndex();
 
-    private DecodedProgram(byte[] bytes, Instruction[] instructions, DecodedInsn[] code, Dictionary<int, string> problems)
+    private DecodedProgram(byte[] bytes, Instruction[] instructions, DecodedInsn[] code, Dictionary<int, string> problems, bool fuse = true)
     {
         Bytes = bytes;
         Instructions = instructions;
@@ -153,7 +153,7 @@ internal sealed class DecodedProgram
         unsafe { CodeStart = (DecodedInsn*)Unsafe.AsPointer(ref code[0]); }
         PollPoints = MarkBlocks(code);
         HasBackwardJumps = FindBackwardJump(code);
-        Fused = Fuse(code);
+        Fused = fuse ? Fuse(code) : code;
         unsafe { FusedStart = ReferenceEquals(Fused, code) ? CodeStart : (DecodedInsn*)Unsafe.AsPointer(ref Fused[0]); }
         Problems = problems;
         StackReach = ComputeStackReach(code);
@@ -162,11 +162,12 @@ internal sealed class DecodedProgram
 
     /// <summary>The same program with its code rewritten (<see cref="Jit.JumpThreading"/>, for the JIT and
     /// the interpreter): the bytes, instructions and problems stay the original's, the blocks, poll
-    /// points and fused copy are the new code's.</summary>
-    internal DecodedProgram WithCode(DecodedInsn[] code, bool[]? polls, bool[]? proven)
+    /// points and fused copy are the new code's. <paramref name="fuse"/> false (a copy only the JIT
+    /// compiles): no fused copy (<see cref="Fused"/> is the code itself, which an interpreter could run too).</summary>
+    internal DecodedProgram WithCode(DecodedInsn[] code, bool[]? polls, bool[]? proven, bool fuse = true)
     {
         for (int k = 0; k < code.Length; k++) code[k].Charge = 0; // MarkBlocks sets the new blocks' own
-        return new DecodedProgram(Bytes, Instructions, code, Problems) { ThreadedPolls = polls, ThreadedProven = proven };
+        return new DecodedProgram(Bytes, Instructions, code, Problems, fuse) { ThreadedPolls = polls, ThreadedProven = proven };
     }
 
     /// <summary>The register <see cref="Jit.JumpThreading"/> threads on, or -1; found on the first compile and kept.</summary>

@@ -73,7 +73,7 @@ internal static class JumpThreading
             proven = new bool[t.Code.Length];
             for (int s = 0; s < proven.Length; s++) proven[s] = original[t.Origin[s]];
         }
-        return (program.WithCode(t.Code, mapped, proven), t.Origin);
+        return (program.WithCode(t.Code, mapped, proven, fuse: false), t.Origin); // compiled, not interpreted
     }
 
     /// <summary>
