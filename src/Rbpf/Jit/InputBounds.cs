@@ -885,15 +885,7 @@ internal static class InputBounds
         int n = code.Length;
         // Nothing to prove without a comparison involving r2 or a value computed from it (n = len >> 2):
         // most programs; no analysis.
-        bool measured = false;
-        foreach (var i in code)
-            if (i.Op is >= Op.Jeq64Imm and <= Op.Jsle32Reg && (i.Dst == 2 || ((i.Op - Op.Jeq64Imm) & 1) == 1 && i.Src == 2)
-                || i.Op is Op.Mov64Reg or Op.Mov32Reg && i.Src == 2)
-            {
-                measured = true;
-                break;
-            }
-        if (!measured) return null;
+        if (!Measures(code)) return null;
 
         // Loop heads (targets of jumps back), where joins widen after a while.
         var joins = new int[n];
@@ -1059,6 +1051,21 @@ internal static class InputBounds
     {
         int back = s.BackOf(b), after = s.PtrOf(b);
         return back != None && after != None && back + (long)i.Off >= 0 && i.Off + JitTarget.AccessSize(i.Op) <= after;
+    }
+
+    /// <summary>Whether the program compares r2 with anything in a conditional jump, or copies it.</summary>
+    private static bool Measures(DecodedInsn[] code)
+    {
+        foreach (ref readonly var i in code.AsSpan())
+        {
+            Op op = i.Op;
+            if (op is >= Op.Jeq64Imm and <= Op.Jsle32Reg)
+            {
+                if (i.Dst == 2 || ((op - Op.Jeq64Imm) & 1) == 1 && i.Src == 2) return true;
+            }
+            else if (op is Op.Mov64Reg or Op.Mov32Reg && i.Src == 2) return true;
+        }
+        return false;
     }
 
     /// <summary>Where the analysis goes from <paramref name="pc"/> (a call's target counted as a way in: a
