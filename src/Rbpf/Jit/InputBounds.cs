@@ -38,6 +38,9 @@ namespace Rbpf.Jit;
 /// stays between the two.
 /// </para>
 /// </summary>
+// Locals are not zeroed on entry (the transfer functions' 80-byte registers made it a loop in every call):
+// each is assigned before it is read, and each stackalloc'd span is written before it is read.
+[SkipLocalsInit]
 internal static class InputBounds
 {
 
@@ -649,7 +652,6 @@ internal static class InputBounds
         /// Returns whether anything changed. <paramref name="spare"/> is an array of ten registers the
         /// join is built in; it becomes this state's, and the old one is handed back in its place.
         /// </summary>
-        [SkipLocalsInit]
         public bool JoinWith(State o, bool widen, bool hard, ref Reg[] spare)
         {
             bool changed = false, wasR2 = R2;
