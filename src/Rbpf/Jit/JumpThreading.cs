@@ -242,7 +242,7 @@ internal static class JumpThreading
         // The copies: block and value, their instructions (jump targets symbolic: >= 0 a slot of the
         // original, < 0 ~copy), the slot each copies, and where the copy goes on when it ends
         // without a jump (a symbolic target, or int.MinValue: nowhere).
-        private readonly Dictionary<(int Block, ulong K, bool Dead), int> _ids = [];
+        private readonly Dictionary<(int Block, ulong K, bool Dead), int> _ids = new(CopyKeyComparer.Instance);
         private readonly List<(int Block, ulong K, bool Dead)> _nodes = [];
         private readonly List<List<(DecodedInsn Insn, int Origin)>> _bodies = [];
         private readonly List<int> _next = [];
@@ -406,7 +406,7 @@ internal static class JumpThreading
                 id = _nodes.Count;
                 _ids[key] = id;
                 _nodes.Add(key);
-                _bodies.Add([]);
+                _bodies.Add(new List<(DecodedInsn Insn, int Origin)>(size)); // at most the block's instructions
                 _next.Add(int.MinValue);
                 _decides.Add(false);
                 _added += size;
@@ -538,5 +538,18 @@ internal static class JumpThreading
 
         private bool NeedsJump(int c, int o, List<int> order) =>
             _next[c] != int.MinValue && !(o + 1 < order.Count && _next[c] == ~order[o + 1]);
+    }
+
+    /// <summary>Compares and hashes a copy's key field by field (the default comparer of a tuple goes through
+    /// each element's default comparer).</summary>
+    private sealed class CopyKeyComparer : IEqualityComparer<(int Block, ulong K, bool Dead)>
+    {
+        public static readonly CopyKeyComparer Instance = new();
+
+        public bool Equals((int Block, ulong K, bool Dead) a, (int Block, ulong K, bool Dead) b) =>
+            a.Block == b.Block && a.K == b.K && a.Dead == b.Dead;
+
+        public int GetHashCode((int Block, ulong K, bool Dead) key) =>
+            (int)((key.K * 0x9E3779B97F4A7C15UL) >> 32) ^ key.Block * 31 ^ (key.Dead ? 1 : 0);
     }
 }
