@@ -860,8 +860,8 @@ internal static class InputBounds
     /// <summary>
     /// Slots the analysis may process (<see cref="MinSteps"/> and <see cref="StepsPerSlot"/> per slot of
     /// the program, at most <see cref="MaxSteps"/>) before it gives up, leaving every check and poll
-    /// in: a safety net that bounds the compile time any program can cost (a step costs 3,000 to
-    /// 5,000 host instructions on clang's code, so the cap is under a second). The programs of the test
+    /// in: a safety net that bounds the compile time any program can cost (a step costs 1,500 to
+    /// 2,500 host instructions on clang's code, so the cap is well under a second). The programs of the test
     /// suites needed at most 70 steps per slot, all of them under 50 slots long (which the floor
     /// covers); the clang kernels of <c>benchmarks/clang</c> at most 5 (<c>InputBoundsTests</c>), loops
     /// in a row about 8 (<c>LargeProgramTests</c>). A state machine of hundreds of states in one loop needs far more,
