@@ -177,7 +177,8 @@ internal static class BoundedLoops
     private static bool IsJump(Op op) => op is Op.Ja or (>= Op.Jeq64Imm and <= Op.Jsle32Reg);
 
     /// <summary>Whether an instruction may change r2 (calls and the legacy packet loads clobber r1-r5).</summary>
-    private static bool WritesR2(DecodedInsn i) => i.Op switch
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool WritesR2(in DecodedInsn i) => i.Op switch
     {
         Op.Call or Op.CallX or Op.CallLocal or (>= Op.LdAbsB and <= Op.LdIndDW) => true,
         >= Op.StB and <= Op.StxDW => false,
@@ -219,6 +220,10 @@ internal static class BoundedLoops
         /// <summary>Scratch for one loop's search at a time, by slot: in-degrees and states (cleared after each).</summary>
         public readonly int[] Indegree;
         public readonly State?[] States;
+        /// <summary>Scratch stacks: of the searches (<see cref="Body"/>, <see cref="OnCycle"/>), and of the slots ready in a
+        /// loop's ordering (one search at a time each).</summary>
+        private readonly IntStack _stack = new();
+        public readonly IntStack Ready = new();
         private int _stamp;
         private long _budget;
         private readonly long _allowed;
@@ -266,7 +271,8 @@ internal static class BoundedLoops
         {
             _stamp++;
             var nodes = new List<int>();
-            var stack = new Stack<int>(latches.Length);
+            var stack = _stack;
+            stack.Clear();
             foreach (int p in latches) stack.Push(p);
             int component = Component[h];
             while (stack.Count > 0)
@@ -288,7 +294,8 @@ internal static class BoundedLoops
             _stamp++;
             int component = Component[h];
             Span<int> succ = stackalloc int[2];
-            var stack = new Stack<int>();
+            var stack = _stack;
+            stack.Clear();
             for (int k = Successors(Code, h, succ) - 1; k >= 0; k--) stack.Push(succ[k]);
             while (stack.Count > 0)
             {
@@ -384,7 +391,8 @@ internal static class BoundedLoops
             for (int k = 0, count = Successors(code, pc, succ); k < count; k++)
                 if (succ[k] != h && g.InBody(succ[k])) indegree[succ[k]]++;
         var order = new List<int>(nodes.Count + 1) { h };
-        var ready = new Stack<int>();
+        var ready = g.Ready;
+        ready.Clear();
         foreach (int pc in CollectionsMarshal.AsSpan(nodes))
             if (indegree[pc] == 0) ready.Push(pc);
         while (ready.Count > 0)
@@ -537,5 +545,24 @@ internal static class BoundedLoops
                 case Op.Jlt64Imm or Op.Jle64Imm: fallthrough.AtMostL(i.Src); break; // not L < x, not L <= x
             }
         }
+    }
+
+    /// <summary>A stack of ints kept between searches (no allocation per search, and its operations inlined).</summary>
+    private sealed class IntStack
+    {
+        private int[] _items = new int[16];
+        public int Count;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Push(int value)
+        {
+            if (Count == _items.Length) Array.Resize(ref _items, Count * 2);
+            _items[Count++] = value;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public int Pop() => _items[--Count];
+
+        public void Clear() => Count = 0;
     }
 }
