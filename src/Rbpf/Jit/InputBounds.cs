@@ -667,19 +667,11 @@ internal static class InputBounds
             // Each register's and pseudo-register's root and distance from it, on both sides.
             Span<int> rootA = stackalloc int[12], rootB = stackalloc int[12];
             Span<long> plusA = stackalloc long[12], plusB = stackalloc long[12];
-            var regsA = _regs;
-            var regsB = o._regs;
-            for (int k = 0; k < 10; k++)
+            for (int k = 0; k < 12; k++)
             {
-                ref readonly Reg ra = ref regsA[k], rb = ref regsB[k];
-                bool relA = ra.Base >= 0, relB = rb.Base >= 0;
-                rootA[k] = relA ? ra.Base : k;
-                plusA[k] = relA ? ra.Plus : 0;
-                rootB[k] = relB ? rb.Base : k;
-                plusB[k] = relB ? rb.Plus : 0;
+                (rootA[k], plusA[k]) = Root(k);
+                (rootB[k], plusB[k]) = o.Root(k);
             }
-            (rootA[Zero], plusA[Zero], rootB[Zero], plusB[Zero]) = (Zero, 0, Zero, 0);
-            (rootA[Start], plusA[Start], rootB[Start], plusB[Start]) = (Start, 0, Start, 0);
             // For each root on either side, the joined roots (a bit each, by their place in roots) with that root
             // there: the roots a register may join are those with its roots on both sides.
             Span<int> byRootA = stackalloc int[12], byRootB = stackalloc int[12];
