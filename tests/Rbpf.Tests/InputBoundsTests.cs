@@ -672,28 +672,27 @@ public class InputBoundsTests
             int length = random.Next(6, 30);
             var lines = new List<string>();
             string R() => $"r{random.Next(0, 10)}";
-            string W() => $"r{random.Next(0, 10) switch { 10 => 0, var r => r }}";
             for (int k = 0; k < length; k++)
             {
                 int back = -Math.Min(k, 6), ahead = length - k - 1; // jumps stay inside the program
                 lines.Add(random.Next(16) switch
                 {
-                    0 => $"mov {W()}, {R()}",
-                    1 => $"mov {W()}, {random.Next(-2, 40)}",
-                    2 => $"add {W()}, {random.Next(-9, 9)}",
-                    3 => $"add {W()}, {R()}",
-                    4 => $"lsh {W()}, {random.Next(0, 4)}",
-                    5 => $"rsh {W()}, {random.Next(0, 4)}",
-                    6 => $"and {W()}, {random.Next(0, 64)}",
-                    7 => $"ldx{"bhw"[random.Next(3)]} {W()}, [{R()}{random.Next(-4, 8):+0;-0}]",
+                    0 => $"mov {R()}, {R()}",
+                    1 => $"mov {R()}, {random.Next(-2, 40)}",
+                    2 => $"add {R()}, {random.Next(-9, 9)}",
+                    3 => $"add {R()}, {R()}",
+                    4 => $"lsh {R()}, {random.Next(0, 4)}",
+                    5 => $"rsh {R()}, {random.Next(0, 4)}",
+                    6 => $"and {R()}, {random.Next(0, 64)}",
+                    7 => $"ldx{"bhw"[random.Next(3)]} {R()}, [{R()}{random.Next(-4, 8):+0;-0}]",
                     8 => $"{jumps[random.Next(jumps.Length)]} r2, {random.Next(0, 30)}, {random.Next(back, ahead + 1):+0;-0}",
                     9 => $"{jumps[random.Next(4)]} {R()}, r2, {random.Next(back, ahead + 1):+0;-0}",
                     10 => $"{jumps[random.Next(jumps.Length)]} {R()}, {R()}, {random.Next(back, ahead + 1):+0;-0}",
                     11 => $"{jumps[random.Next(jumps.Length)]} {R()}, {random.Next(-70, 70)}, {random.Next(back, ahead + 1):+0;-0}",
                     12 => $"stxw [{R()}{random.Next(-4, 8):+0;-0}], {R()}",
                     13 => "call 1",
-                    14 => $"mov32 {W()}, {R()}",
-                    _ => $"xor {W()}, {R()}",
+                    14 => $"mov32 {R()}, {R()}",
+                    _ => $"xor {R()}, {R()}",
                 });
             }
             lines.Add("exit");
