@@ -115,7 +115,12 @@ internal sealed class X64Assembler
     private int[] _labelBranches = new int[64];
     private int _labelCount;
 
-    private byte _prefix; // a pending lock (F0) or rep (F3) prefix
+    /// <summary>Where the code ended when a lock (F0) or rep (F3) prefix was written (-1: none yet). The
+    /// prefix goes into the code at once, ahead of the instruction's own prefixes, so the encoders need
+    /// no test for it; it is pending while nothing else has been written after it.</summary>
+    private int _prefixEnd = -1;
+
+    private bool PrefixPending => _prefixEnd == _len;
 
     private bool _assembled;
 
@@ -125,7 +130,7 @@ internal sealed class X64Assembler
         _len = 0;
         _brCount = 0;
         _labelCount = 0;
-        _prefix = 0;
+        _prefixEnd = -1;
         _assembled = false;
     }
 
@@ -201,10 +206,19 @@ internal sealed class X64Assembler
     private static void NoSuchLabel() => throw new InvalidOperationException("label from no assembler");
 
     /// <summary>Prefixes the next instruction with lock.</summary>
-    public X64Assembler @lock { get { _prefix = 0xF0; return this; } }
+    public X64Assembler @lock => Prefix(0xF0);
 
     /// <summary>Prefixes the next instruction with rep.</summary>
-    public X64Assembler rep { get { _prefix = 0xF3; return this; } }
+    public X64Assembler rep => Prefix(0xF3);
+
+    private X64Assembler Prefix(int prefix)
+    {
+        if (PrefixPending) throw new InvalidOperationException("two prefixes in a row");
+        Need(1);
+        B(prefix);
+        _prefixEnd = _len;
+        return this;
+    }
 
     // ---- bytes ----
     // Every instruction reserves its longest encoding with Need before it writes (OpRR and OpRM
@@ -263,7 +277,7 @@ internal sealed class X64Assembler
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Entry(int label, short kind)
     {
-        if (_prefix != 0) throw new InvalidOperationException("prefix before a branch");
+        if (PrefixPending) throw new InvalidOperationException("prefix before a branch");
         int n = _brCount;
         if (n + 1 >= _br.Length) GrowBranches();
         // n + 1 is inside the array: the entry, and the one past it that sizing uses.
@@ -292,7 +306,7 @@ internal sealed class X64Assembler
     {
         // The common form inline (32- or 64-bit operands, a one-byte opcode, no prefix): at the call
         // sites, where most of these tests fold away.
-        if ((size == 4 || size == 8) && (uint)opcode <= 0xFF && !byteRegs && !regIsByte && mandatory == 0 && _prefix == 0)
+        if ((size == 4 || size == 8) && (uint)opcode <= 0xFF && !byteRegs && !regIsByte && mandatory == 0)
         {
             int len = _len;
             if (len + 16 > _buf.Length) Grow(16);
@@ -331,13 +345,15 @@ internal sealed class X64Assembler
 
     /// <summary>As <see cref="OpRR"/> with a memory operand in r/m.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void OpRM(int size, int opcode, int reg, in Mem m, bool regIsByte = false, int mandatory = 0)
+    private void OpRM(int size, int opcode, int reg, Mem m, bool regIsByte = false, int mandatory = 0)
     {
         // The common form inline: 32- or 64-bit, a one-byte opcode (or 0F and one, as movzx), no
         // prefix, a base and no index (r12, the context, and rsp take a SIB byte that names no index).
-        int b = m.Base;
-        if ((size == 4 || size == 8) && ((uint)opcode <= 0xFF || (uint)opcode >> 8 == 0x0F) && !regIsByte && mandatory == 0 && _prefix == 0
-            && m.Index < 0 && b >= 0)
+        // The operand's fields as scalars: the struct is never address-taken, so at call sites whose
+        // operand is a constant (most of them: the context's fields) the encoding folds to a few stores.
+        int b = m.Base, index = m.Index, disp = m.Disp;
+        if ((size == 4 || size == 8) && ((uint)opcode <= 0xFF || (uint)opcode >> 8 == 0x0F) && !regIsByte && mandatory == 0
+            && index < 0 && b >= 0)
         {
             int len = _len;
             if (len + 16 > _buf.Length) Grow(16);
@@ -347,7 +363,6 @@ internal sealed class X64Assembler
             if (rex != 0) Unsafe.Add(ref p, n++) = (byte)(0x40 | rex);
             if (opcode > 0xFF) Unsafe.Add(ref p, n++) = 0x0F;
             Unsafe.Add(ref p, n++) = (byte)opcode;
-            int disp = m.Disp;
             int rm = (reg & 7) << 3 | (b & 7);
             bool sib = (b & 7) == 4;
             int mod = disp == 0 && (b & 7) != 5 ? 0 : IsInt8(disp) ? 0x40 : 0x80;
@@ -362,27 +377,26 @@ internal sealed class X64Assembler
             _len = len + n;
             return;
         }
-        OpRMGeneral(size, opcode, reg, m, regIsByte, mandatory);
+        OpRMGeneral(size, opcode, reg, b, index, m.Shift, disp, regIsByte, mandatory);
     }
 
-    private void OpRMGeneral(int size, int opcode, int reg, in Mem m, bool regIsByte, int mandatory)
+    private void OpRMGeneral(int size, int opcode, int reg, int baseReg, int index, int shift, int disp, bool regIsByte, int mandatory)
     {
-        if (m.Base < 0) throw new InvalidOperationException("memory operand without a base");
-        int index = m.Index;
+        if (baseReg < 0) throw new InvalidOperationException("memory operand without a base");
         if (index == 4) throw new InvalidOperationException("rsp cannot be an index");
         Need(24);
         ref byte p = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buf), _len);
         int n = Prefixes(ref p, size, mandatory);
-        int rex = (size == 8 ? 8 : 0) | (reg & 8) >> 1 | (index >= 0 ? (index & 8) >> 2 : 0) | (m.Base & 8) >> 3;
+        int rex = (size == 8 ? 8 : 0) | (reg & 8) >> 1 | (index >= 0 ? (index & 8) >> 2 : 0) | (baseReg & 8) >> 3;
         if (regIsByte && (reg & 0xC) == 4) rex |= 0x40;
         if (rex != 0) Unsafe.Add(ref p, n++) = (byte)(0x40 | rex);
         n = Opcode(ref p, n, opcode);
-        int b = m.Base & 7, disp = m.Disp;
+        int b = baseReg & 7;
         int mod = disp == 0 && b != 5 ? 0 : IsInt8(disp) ? 1 : 2;
         if (index >= 0 || b == 4)
         {
             Unsafe.Add(ref p, n++) = (byte)(mod << 6 | (reg & 7) << 3 | 4);
-            Unsafe.Add(ref p, n++) = (byte)(m.Shift << 6 | (index >= 0 ? index & 7 : 4) << 3 | b);
+            Unsafe.Add(ref p, n++) = (byte)(shift << 6 | (index >= 0 ? index & 7 : 4) << 3 | b);
         }
         else
         {
@@ -397,16 +411,11 @@ internal sealed class X64Assembler
         _len += n;
     }
 
-    /// <summary>The pending lock or rep prefix, the operand-size prefix, a mandatory prefix; returns how many bytes.</summary>
+    /// <summary>The operand-size prefix and a mandatory prefix (a lock or rep prefix is in the code already); returns how many bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int Prefixes(ref byte p, int size, int mandatory)
     {
         int n = 0;
-        if (_prefix != 0)
-        {
-            Unsafe.Add(ref p, n++) = _prefix;
-            _prefix = 0;
-        }
         if (size == 2) Unsafe.Add(ref p, n++) = 0x66;
         if (mandatory != 0) Unsafe.Add(ref p, n++) = (byte)mandatory;
         return n;
@@ -422,16 +431,16 @@ internal sealed class X64Assembler
         return n;
     }
 
-    private static int SizeOf(in Mem m) =>
+    private static int SizeOf(Mem m) =>
         m.Size != 0 ? m.Size : throw new InvalidOperationException("memory operand without a size");
 
     // ---- arithmetic: add 0, or 1, and 4, sub 5, xor 6, cmp 7 ----
 
     private void AluRR(int n, int size, int dst, int src) => OpRR(size, size == 1 ? n * 8 : n * 8 + 1, src, dst);
 
-    private void AluRM(int n, int size, int dst, in Mem m) => OpRM(size, n * 8 + 3, dst, m);
+    private void AluRM(int n, int size, int dst, Mem m) => OpRM(size, n * 8 + 3, dst, m);
 
-    private void AluMR(int n, int size, in Mem m, int src) => OpRM(size, size == 1 ? n * 8 : n * 8 + 1, src, m);
+    private void AluMR(int n, int size, Mem m, int src) => OpRM(size, size == 1 ? n * 8 : n * 8 + 1, src, m);
 
     private void AluRI(int n, int size, int dst, int imm)
     {
@@ -448,7 +457,7 @@ internal sealed class X64Assembler
         else { OpRR(size, 0x81, n, dst); if (size == 2) I16(imm); else I32(imm); }
     }
 
-    private void AluMI(int n, in Mem m, int imm)
+    private void AluMI(int n, Mem m, int imm)
     {
         int size = SizeOf(m);
         if (size == 1) { OpRM(1, 0x80, n, m); B(imm); }
@@ -719,8 +728,7 @@ internal sealed class X64Assembler
 
     public void stosb()
     {
-        Need(2);
-        if (_prefix != 0) { B(_prefix); _prefix = 0; }
+        Need(1);
         B(0xAA);
     }
 
@@ -764,7 +772,7 @@ internal sealed class X64Assembler
     /// </summary>
     public ReadOnlySpan<byte> AssembleInPlace()
     {
-        if (_prefix != 0) throw new InvalidOperationException("a prefix without an instruction");
+        if (PrefixPending) throw new InvalidOperationException("a prefix without an instruction");
         int n = _brCount; // _br holds at least n + 1 entries (Entry grows it ahead)
         ref BranchEntry b0 = ref MemoryMarshal.GetArrayDataReference(_br);
         ref int labelPos = ref MemoryMarshal.GetArrayDataReference(_labelPos);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Rbpf.Jit.X64;
 using static Rbpf.Jit.X64.X64Registers;
 
@@ -171,7 +172,9 @@ internal sealed class X64Compiler
     /// <summary>Binds a label here.</summary>
     private void Bind(ref X64Label label) => _a.Label(ref label);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Mem CtxQ(int offset) => __qword_ptr[r12 + offset];
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Mem CtxD(int offset) => __dword_ptr[r12 + offset];
 
     private Output Run()
