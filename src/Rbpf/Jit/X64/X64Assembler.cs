@@ -191,7 +191,7 @@ internal sealed class X64Assembler
     {
         int k = LabelIndex(label); // below _labelCount, so inside both arrays
         ref int at = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_labelPos), k);
-        if (at >= 0) throw new InvalidOperationException("label bound twice");
+        if (at >= 0) BoundTwice();
         at = _len;
         Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_labelBranches), k) = _brCount;
     }
@@ -203,7 +203,12 @@ internal sealed class X64Assembler
         return label.Id - 1;
     }
 
+    // Throw helpers: calls rather than an exception built at every site these inline into.
     private static void NoSuchLabel() => throw new InvalidOperationException("label from no assembler");
+
+    private static void BoundTwice() => throw new InvalidOperationException("label bound twice");
+
+    private static void PrefixBeforeBranch() => throw new InvalidOperationException("prefix before a branch");
 
     /// <summary>Prefixes the next instruction with lock.</summary>
     public X64Assembler @lock => Prefix(0xF0);
@@ -277,7 +282,7 @@ internal sealed class X64Assembler
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Entry(int label, short kind)
     {
-        if (PrefixPending) throw new InvalidOperationException("prefix before a branch");
+        if (PrefixPending) PrefixBeforeBranch();
         int n = _brCount;
         if (n + 1 >= _br.Length) GrowBranches();
         // n + 1 is inside the array: the entry, and the one past it that sizing uses.
