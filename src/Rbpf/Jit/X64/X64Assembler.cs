@@ -449,6 +449,32 @@ internal sealed class X64Assembler
 
     private void AluRI(int n, int size, int dst, int imm)
     {
+        int len = _len;
+        // The common form (add r, 1), written as one 32-bit store: REX (when needed), 83, ModRM, imm8.
+        // With room in the buffer it makes no call, so it saves no registers; the rest is apart.
+        if ((size == 4 || size == 8) && IsInt8(imm) && len + 16 <= _buf.Length)
+        {
+            ref byte p = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buf), len);
+            int rex = (size & 8) | (dst & 8) >> 3;
+            uint modrm = (uint)(0xC0 | n << 3 | (dst & 7));
+            if (rex != 0)
+            {
+                Unsafe.WriteUnaligned(ref p, (uint)(0x40 | rex) | 0x83u << 8 | modrm << 16 | (uint)(byte)imm << 24);
+                _len = len + 4;
+            }
+            else
+            {
+                Unsafe.WriteUnaligned(ref p, 0x83u | modrm << 8 | (uint)(byte)imm << 16);
+                _len = len + 3;
+            }
+            return;
+        }
+        AluRIOther(n, size, dst, imm);
+    }
+
+    /// <summary>The other forms of <see cref="AluRI"/> (and its common one when the buffer must grow).</summary>
+    private void AluRIOther(int n, int size, int dst, int imm)
+    {
         if (size != 1 && IsInt8(imm)) { OpRR(size, 0x83, n, dst); B(imm); }
         else if (dst == 0 && size != 1)
         {
@@ -585,10 +611,27 @@ internal sealed class X64Assembler
 
     public void mov(Gpr32 d, uint imm)
     {
-        Need(8);
-        if (d.N >= 8) B(0x41);
-        B(0xB8 + (d.N & 7));
-        I32((int)imm);
+        // B8+r id, written as two stores; with room in the buffer it makes no call (and saves no registers).
+        int len = _len, r = d.N;
+        if (len + 8 > _buf.Length)
+        {
+            Grow(8);
+            mov(d, imm);
+            return;
+        }
+        ref byte p = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_buf), len);
+        if (r >= 8)
+        {
+            Unsafe.WriteUnaligned(ref p, (ushort)(0x41 | (0xB8 + (r & 7)) << 8));
+            Unsafe.WriteUnaligned(ref Unsafe.Add(ref p, 2), imm);
+            _len = len + 6;
+        }
+        else
+        {
+            p = (byte)(0xB8 + r);
+            Unsafe.WriteUnaligned(ref Unsafe.Add(ref p, 1), imm);
+            _len = len + 5;
+        }
     }
 
     /// <summary>The shortest move of a 64-bit constant: 32-bit (zero-extending), sign-extended 32-bit, or the full 64 bits.</summary>
