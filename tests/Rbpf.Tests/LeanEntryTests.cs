@@ -12,7 +12,7 @@ public class LeanEntryTests
     private static void SkipWithoutX64() =>
         Skip.IfNot(EbpfVm.IsJitSupported && !ExecutableMemory.IsArm64, "x86-64 JIT listings");
 
-    /// <summary>The listing's entry, before the first eBPF instruction (bad arguments build a context out of line).</summary>
+    /// <summary>The listing's entry, before the first eBPF instruction (bad arguments go to the runtime out of line).</summary>
     private static string Prologue(EbpfVm vm)
     {
         var listing = vm.JitDisassembly();

@@ -26,6 +26,9 @@ internal static unsafe class JitRuntime
     public static readonly nint HelperTrampolineFn = (nint)(delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, JitContext*, ulong>)&CallHelper;
     public static readonly nint CallXTrampolineFn = (nint)(delegate* unmanaged<ulong, ulong, ulong, ulong, ulong, JitContext*, ulong>)&CallX;
     public static readonly nint FailFn = (nint)(delegate* unmanaged<JitContext*, int, int>)&Fail;
+    /// <summary>Where a lean entry's bad arguments go (<see cref="LeanFail"/>), for a raw VM and for a VM without data.</summary>
+    public static readonly nint LeanFailFn = (nint)(delegate* unmanaged<JitLink*, byte*, nuint, byte*, nuint, ulong*, int>)&LeanFail;
+    public static readonly nint LeanFailNoDataFn = (nint)(delegate* unmanaged<JitLink*, byte*, nuint, byte*, nuint, ulong*, int>)&LeanFailNoData;
 
     /// <summary>
     /// Called with every failed run's error on the thread that ran it (the native library records it
@@ -156,7 +159,38 @@ internal static unsafe class JitRuntime
 
     /// <summary>A run failed with <paramref name="status"/>: turn the context into the error the interpreter would report.</summary>
     [UnmanagedCallersOnly]
-    private static int Fail(JitContext* ctx, int status)
+    private static int Fail(JitContext* ctx, int status) => FailWith(ctx, status);
+
+    [UnmanagedCallersOnly]
+    private static int LeanFail(JitLink* link, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result) =>
+        FailLean(link, mem, memLen, mbuff, mbuffLen, result, noData: false);
+
+    [UnmanagedCallersOnly]
+    private static int LeanFailNoData(JitLink* link, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result) =>
+        FailLean(link, mem, memLen, mbuff, mbuffLen, result, noData: true);
+
+    /// <summary>
+    /// A lean entry (no context of its own) was called with a bad argument: the entry's arguments and
+    /// its program's link. The first bad one in the order the full entry checks them (result, metadata
+    /// buffer, memory) is reported, through a context made here, as <see cref="Fail"/> reports it.
+    /// </summary>
+    private static int FailLean(JitLink* link, byte* mem, nuint memLen, byte* mbuff, nuint mbuffLen, ulong* result, bool noData)
+    {
+        var ctx = default(JitContext);
+        ctx.Link = link;
+        ctx.ResultPtr = result;
+        ctx.PacketLength = memLen; // for the message
+        int which =
+            (nuint)result <= X64Compiler.BatchMarker ? BadResult // NULL, or the batch marker a lean entry never takes
+            : mbuff == null && mbuffLen != 0 ? BadMbuff
+            : mbuffLen != 0 ? UnusedMbuff // raw VMs and VMs without data take no metadata buffer
+            : mem == null && memLen != 0 ? BadMem
+            : noData && memLen != 0 ? UnusedMem
+            : BadResult; // not reached: the entry's checks came here for one of the above
+        return FailWith(&ctx, BadArgument(which));
+    }
+
+    private static int FailWith(JitContext* ctx, int status)
     {
         int badArgument = ArgumentStatus - status;
         if (badArgument is >= BadResult and <= UnusedMbuff) status = (int)RbpfErrorCode.InvalidArgument;

@@ -815,8 +815,8 @@ internal sealed class X64Compiler
     /// The entry of a lean program (<see cref="CanRunLean"/>), at offset 0 for both entries (the
     /// <see cref="JitExtra"/> in r9 brings only a stack and a fixed buffer, which it does not use): the
     /// arguments checked inline, the result pointer pushed, the callee-saved registers the program
-    /// names saved, registers cleared; r1 and r2 are rdi and rsi already. Bad arguments go to a
-    /// slow path that builds a context only to report them as the full entry does.
+    /// names saved, registers cleared; r1 and r2 are rdi and rsi already. Bad arguments go to the
+    /// runtime (<see cref="EmitLeanArgumentFailure"/>), which reports them as the full entry does.
     /// </summary>
     private void EmitLeanEntry()
     {
@@ -869,68 +869,21 @@ internal sealed class X64Compiler
     }
 
     /// <summary>
-    /// A lean program's bad arguments: a context on the stack, the checks of the full entry in its
-    /// order (result, metadata buffer, memory), and the runtime's report; returns the status.
+    /// A lean program's bad arguments: a jump to the runtime (<see cref="JitRuntime.LeanFailFn"/>) with the
+    /// entry's own arguments and the program's link in front of them. Nothing is pushed yet when the
+    /// checks come here, so the runtime's return goes straight to the entry's caller with the status.
+    /// The runtime finds the bad argument in the full entry's order and reports it as the full entry would.
     /// </summary>
     private void EmitLeanArgumentFailure()
     {
-        int frame = ((JitContext.Size + 15) & ~15) + 8; // two pushes and this: rsp 16-byte aligned at the call
-        var fail = _a.CreateLabel();
-        _a.push(rbp);
-        _a.push(r12);
-        _a.sub(rsp, frame);
-        _a.mov(r12, rsp);
-        _a.mov(r10, (ulong)_target.Link);
-        _a.mov(CtxQ(JitContext.OffLink), r10);
-        _a.mov(CtxQ(JitContext.OffResultPtr), r8);
-        // Each check jumps to ok when its argument is good, else reports which one is bad.
-        var ok = _a.CreateLabel();
-        _a.cmp(r8, BatchMarker);
-        _a.ja(ok);
-        ArgumentFails(JitRuntime.BadResult, ref ok, fail);
-        ok = _a.CreateLabel();
-        _a.test(rdx, rdx); // NULL with a length
-        _a.jnz(ok);
-        _a.test(rcx, rcx);
-        _a.jz(ok);
-        ArgumentFails(JitRuntime.BadMbuff, ref ok, fail);
-        ok = _a.CreateLabel();
-        _a.test(rcx, rcx);
-        _a.jz(ok);
-        ArgumentFails(JitRuntime.UnusedMbuff, ref ok, fail);
-        _a.mov(CtxQ(JitContext.OffPacketLength), rsi); // for the message
-        ok = _a.CreateLabel();
-        _a.test(rdi, rdi);
-        _a.jnz(ok);
-        _a.test(rsi, rsi);
-        _a.jz(ok);
-        ArgumentFails(JitRuntime.BadMem, ref ok, fail);
-        if (_target.Kind == VmKind.NoData)
-        {
-            ok = _a.CreateLabel();
-            _a.test(rsi, rsi);
-            _a.jz(ok);
-            ArgumentFails(JitRuntime.UnusedMem, ref ok, fail);
-        }
-        // Not reached (the fast checks came here for one of the above); reported as a bad result.
-        _a.mov(esi, JitRuntime.BadArgument(JitRuntime.BadResult));
-        Bind(ref fail);
-        _a.mov(rdi, r12);
-        CallOut((ulong)JitRuntime.FailFn, 2);
-        _a.mov(rsp, r12);
-        _a.add(rsp, frame);
-        _a.pop(r12);
-        _a.pop(rbp);
-        _a.ret();
-    }
-
-    /// <summary>The end of one of <see cref="EmitLeanArgumentFailure"/>'s checks: argument
-    /// <paramref name="which"/> is bad here, good at <paramref name="ok"/> (bound after it).</summary>
-    private void ArgumentFails(int which, ref X64Label ok, X64Label fail)
-    {
-        _a.mov(esi, JitRuntime.BadArgument(which));
-        _a.jmp(fail);
-        Bind(ref ok);
+        _a.mov(r9, r8);   // result
+        _a.mov(r8, rcx);  // mbuff_len
+        _a.mov(rcx, rdx); // mbuff
+        _a.mov(rdx, rsi); // mem_len
+        _a.mov(rsi, rdi); // mem
+        _a.mov(rdi, (ulong)_target.Link);
+        _a.mov(rax, (ulong)(_target.Kind == VmKind.NoData ? JitRuntime.LeanFailNoDataFn : JitRuntime.LeanFailFn));
+        _a.jmp(rax);
     }
 
     /// <summary>Bytes of the frame for a fixed metadata buffer built inline (up to <see cref="JitTarget.InlineFixedLimit"/>, 16-byte aligned); 0 when none, or when the caller brings it.</summary>
@@ -1294,7 +1247,7 @@ internal sealed class X64Compiler
     }
 
     /// <summary>The result pointer of a batch's context: not a pointer (the single entries refuse NULL, and 1 is never one).</summary>
-    private const int BatchMarker = 1;
+    internal const int BatchMarker = 1;
 
     /// <summary>
     /// The entries under the Microsoft convention: at offset 0 the five-argument one, then the main
