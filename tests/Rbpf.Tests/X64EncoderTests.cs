@@ -476,6 +476,19 @@ public class X64EncoderTests
         Assert.Throws<InvalidOperationException>(() => new X64Assembler().mov(M.__[M.rax], 1)); // no size
         Assert.Throws<InvalidOperationException>(() => new X64Assembler().shl(M.rax, M.dl));
         Assert.Throws<InvalidOperationException>(() => new X64Assembler().lea(M.rax, M.rax + M.rsp));
+        // A lock or rep prefix goes into the code at once: one left without its instruction is refused.
+        var dangling = new X64Assembler();
+        _ = dangling.@lock;
+        Assert.Throws<InvalidOperationException>(() => dangling.Assemble());
+        Assert.Throws<InvalidOperationException>(() => dangling.rep); // two in a row
+        var beforeBranch = new X64Assembler();
+        var target = beforeBranch.CreateLabel();
+        _ = beforeBranch.@lock;
+        Assert.Throws<InvalidOperationException>(() => beforeBranch.jmp(target));
+        // Once its instruction follows, it is no longer pending: the code assembles, prefix first.
+        var used = new X64Assembler();
+        used.@lock.add(M.__qword_ptr[M.rdi], M.rax);
+        Assert.Equal(new byte[] { 0xF0, 0x48, 0x01, 0x07 }, used.Assemble());
     }
 
     /// <summary>Every compiled program decodes fully and its branches land on instructions inside it.</summary>
