@@ -115,4 +115,33 @@ public class LeanEntryTests
         Assert.Equal(9UL, read.ExecuteJit(new byte[] { 9 }));
         Assert.Equal(0UL, read.ExecuteJit(Array.Empty<byte>()));
     }
+
+    /// <summary>
+    /// A lean program has no frame: no exit through one, no error exit. Its trailing slot and lddw tails,
+    /// which no path reaches, are a trap; past 16 exits they share one, which returns by itself.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(3)]
+    [InlineData(20)]
+    public void LeanProgramsCarryNoFrameExitsAndTrapWhereNothingGoes(int exits)
+    {
+        SkipWithoutX64();
+        // r0 starts as a constant that needs lddw; then an exit for each of the first byte's values below exits - 1.
+        var text = new System.Text.StringBuilder("lddw r0, 0x1122334455667788\njlt r2, 1, last\nldxb r3, [r1]\n");
+        for (int k = 0; k < exits - 1; k++) text.Append($"jne r3, {k}, +2\nadd r0, {k}\nexit\n");
+        text.Append("last:\nexit\n");
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(text.ToString()));
+        vm.JitCompile();
+        var listing = vm.JitDisassembly();
+        Assert.DoesNotContain("r12", listing); // no context anywhere: no frame, no failure through one
+        var tail = listing[listing.IndexOf("; exits and out-of-line checks", StringComparison.Ordinal)..].Split('\n');
+        Assert.Contains("ud2", tail[1]); // the trailing slot's trap comes first
+        Assert.Equal(exits > 16, tail.Count(l => l.Contains("ret", StringComparison.Ordinal)) > 0); // the shared exit
+        for (int b = 0; b < exits + 2; b++)
+        {
+            var mem = new[] { (byte)b };
+            Assert.Equal(vm.Execute(mem), vm.ExecuteJit(mem));
+        }
+        Assert.Equal(vm.Execute(Array.Empty<byte>()), vm.ExecuteJit(Array.Empty<byte>()));
+    }
 }

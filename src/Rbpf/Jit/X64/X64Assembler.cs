@@ -772,6 +772,8 @@ internal sealed class X64Assembler
     }
 
     public void ret() { Need(1); B(0xC3); }
+    /// <summary>An invalid instruction, for code no path may reach.</summary>
+    public void ud2() { Need(2); B(0x0F); B(0x0B); }
     public void nop() { Need(1); B(0x90); }
 
     public void stosb()

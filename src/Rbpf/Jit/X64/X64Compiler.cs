@@ -206,8 +206,20 @@ internal sealed class X64Compiler
         {
             if (pc > 0 && code[pc - 1].Op == Op.Lddw)
             {
-                // The second slot of an lddw: only a (bad) jump lands here, out of line.
-                ColdFail(_pcLabels[pc], pc, RbpfErrorCode.IllegalInstruction);
+                // The second slot of an lddw: only a (bad) jump lands here, out of line. No jump
+                // does in a lean program (CanRunLean): its label goes to the trap of the trailing slot.
+                if (_lean) (_leanTraps ??= new List<int>()).Add(pc);
+                else ColdFail(_pcLabels[pc], pc, RbpfErrorCode.IllegalInstruction);
+                continue;
+            }
+            if (_lean && pc == code.Length - 1)
+            {
+                // The trailing slot, where nothing in a lean program falls or jumps (CanRunLean),
+                // and the lddw tails: a trap rather than a failure, which would need the context.
+                Bind(ref _pcLabels[pc]);
+                if (_leanTraps != null)
+                    foreach (int tail in _leanTraps) Bind(ref _pcLabels[tail]);
+                _a.ud2();
                 continue;
             }
             if (loopHeads != null && loopHeads[pc]) _a.Align(LoopAlignment);
@@ -325,32 +337,15 @@ internal sealed class X64Compiler
         }
 
         // Exits; rsp comes back from r12 because an exit can come from inside local calls (unwind helper).
-        Bind(ref _exitWithResult);
-        EmitExitWithResult(inline: false);
-        Bind(ref _leave);
-        _a.mov(rsp, r12);
-        _a.add(rsp, _frameSize);
-        for (int k = _saved.Length - 1; k >= 0; k--) _a.pop(_saved[k]);
-        _a.ret();
-        // A failure (status in eax): the runtime turns the context into the error before the frame goes.
-        Bind(ref _errorExit);
-        if (_batchIndex is { } batchIndex)
+        // A lean program returns from each exit itself (past 16 of them, through the shared one) and
+        // never leaves through the frame or the error exit: it has no frame. Their labels stay unbound,
+        // so a jump to one would fail the compile rather than run.
+        if (!_lean || _inlineExits > 16)
         {
-            // A failed run of a batch: the index of the input goes back to Done.
-            var single = _a.CreateLabel();
-            _a.cmp(CtxQ(JitContext.OffResultPtr), BatchMarker);
-            _a.jne(single);
-            _a.mov(r11, CtxQ(JitContext.OffBatch));
-            _a.mov(__qword_ptr[r11 + JitBatch.OffDone], batchIndex);
-            Bind(ref single);
+            Bind(ref _exitWithResult);
+            EmitExitWithResult(inline: false);
         }
-        _a.mov(rsp, r12);
-        _a.mov(rdi, r12);
-        _a.mov(esi, eax);
-        CallOut((ulong)JitRuntime.FailFn, 2);
-        _a.jmp(_leave);
-        Bind(ref _ret);
-        _a.ret();
+        if (!_lean) EmitSharedExits();
         if (_lowerStackUsed)
         {
             Bind(ref _lowerStack);
@@ -393,6 +388,36 @@ internal sealed class X64Compiler
         _cold.Clear();
         _coldAccesses.Clear();
         return new Output(bytes, offsets, main, batch);
+    }
+
+    /// <summary>The exits through the frame (the shared one after <see cref="_exitWithResult"/>, and
+    /// <see cref="_leave"/>), the error exit and the local calls' return; a lean program has none of them.</summary>
+    private void EmitSharedExits()
+    {
+        Bind(ref _leave);
+        _a.mov(rsp, r12);
+        _a.add(rsp, _frameSize);
+        for (int k = _saved.Length - 1; k >= 0; k--) _a.pop(_saved[k]);
+        _a.ret();
+        // A failure (status in eax): the runtime turns the context into the error before the frame goes.
+        Bind(ref _errorExit);
+        if (_batchIndex is { } batchIndex)
+        {
+            // A failed run of a batch: the index of the input goes back to Done.
+            var single = _a.CreateLabel();
+            _a.cmp(CtxQ(JitContext.OffResultPtr), BatchMarker);
+            _a.jne(single);
+            _a.mov(r11, CtxQ(JitContext.OffBatch));
+            _a.mov(__qword_ptr[r11 + JitBatch.OffDone], batchIndex);
+            Bind(ref single);
+        }
+        _a.mov(rsp, r12);
+        _a.mov(rdi, r12);
+        _a.mov(esi, eax);
+        CallOut((ulong)JitRuntime.FailFn, 2);
+        _a.jmp(_leave);
+        Bind(ref _ret);
+        _a.ret();
     }
 
     private X64Label _mainEntry;
@@ -780,6 +805,8 @@ internal sealed class X64Compiler
 
     /// <summary>Whether the program runs with the lean entry (<see cref="CanRunLean"/>).</summary>
     private bool _lean;
+    /// <summary>A lean program's lddw tails, bound to the trap at its trailing slot (see <see cref="Run"/>).</summary>
+    private List<int>? _leanTraps;
 
     /// <summary>
     /// Whether the program can run without a context or a frame: a raw or no-data VM's program (System V,
