@@ -206,20 +206,7 @@ internal sealed class X64Compiler
         {
             if (pc > 0 && code[pc - 1].Op == Op.Lddw)
             {
-                // The second slot of an lddw: only a (bad) jump lands here, out of line. No jump
-                // does in a lean program (CanRunLean): its label goes to the trap of the trailing slot.
-                if (_lean) (_leanTraps ??= new List<int>()).Add(pc);
-                else ColdFail(_pcLabels[pc], pc, RbpfErrorCode.IllegalInstruction);
-                continue;
-            }
-            if (_lean && pc == code.Length - 1)
-            {
-                // The trailing slot, where nothing in a lean program falls or jumps (CanRunLean),
-                // and the lddw tails: a trap rather than a failure, which would need the context.
-                Bind(ref _pcLabels[pc]);
-                if (_leanTraps != null)
-                    foreach (int tail in _leanTraps) Bind(ref _pcLabels[tail]);
-                _a.ud2();
+                LddwTail(pc);
                 continue;
             }
             if (loopHeads != null && loopHeads[pc]) _a.Align(LoopAlignment);
@@ -345,7 +332,35 @@ internal sealed class X64Compiler
             Bind(ref _exitWithResult);
             EmitExitWithResult(inline: false);
         }
-        if (!_lean) EmitSharedExits();
+        if (!_lean)
+        {
+            // The exits through the frame (the shared one above falls into _leave), the error exit and
+            // the local calls' return: a lean program has none of them.
+            Bind(ref _leave);
+            _a.mov(rsp, r12);
+            _a.add(rsp, _frameSize);
+            for (int k = _saved.Length - 1; k >= 0; k--) _a.pop(_saved[k]);
+            _a.ret();
+            // A failure (status in eax): the runtime turns the context into the error before the frame goes.
+            Bind(ref _errorExit);
+            if (_batchIndex is { } batchIndex)
+            {
+                // A failed run of a batch: the index of the input goes back to Done.
+                var single = _a.CreateLabel();
+                _a.cmp(CtxQ(JitContext.OffResultPtr), BatchMarker);
+                _a.jne(single);
+                _a.mov(r11, CtxQ(JitContext.OffBatch));
+                _a.mov(__qword_ptr[r11 + JitBatch.OffDone], batchIndex);
+                Bind(ref single);
+            }
+            _a.mov(rsp, r12);
+            _a.mov(rdi, r12);
+            _a.mov(esi, eax);
+            CallOut((ulong)JitRuntime.FailFn, 2);
+            _a.jmp(_leave);
+            Bind(ref _ret);
+            _a.ret();
+        }
         if (_lowerStackUsed)
         {
             Bind(ref _lowerStack);
@@ -388,36 +403,6 @@ internal sealed class X64Compiler
         _cold.Clear();
         _coldAccesses.Clear();
         return new Output(bytes, offsets, main, batch);
-    }
-
-    /// <summary>The exits through the frame (the shared one after <see cref="_exitWithResult"/>, and
-    /// <see cref="_leave"/>), the error exit and the local calls' return; a lean program has none of them.</summary>
-    private void EmitSharedExits()
-    {
-        Bind(ref _leave);
-        _a.mov(rsp, r12);
-        _a.add(rsp, _frameSize);
-        for (int k = _saved.Length - 1; k >= 0; k--) _a.pop(_saved[k]);
-        _a.ret();
-        // A failure (status in eax): the runtime turns the context into the error before the frame goes.
-        Bind(ref _errorExit);
-        if (_batchIndex is { } batchIndex)
-        {
-            // A failed run of a batch: the index of the input goes back to Done.
-            var single = _a.CreateLabel();
-            _a.cmp(CtxQ(JitContext.OffResultPtr), BatchMarker);
-            _a.jne(single);
-            _a.mov(r11, CtxQ(JitContext.OffBatch));
-            _a.mov(__qword_ptr[r11 + JitBatch.OffDone], batchIndex);
-            Bind(ref single);
-        }
-        _a.mov(rsp, r12);
-        _a.mov(rdi, r12);
-        _a.mov(esi, eax);
-        CallOut((ulong)JitRuntime.FailFn, 2);
-        _a.jmp(_leave);
-        Bind(ref _ret);
-        _a.ret();
     }
 
     private X64Label _mainEntry;
@@ -1410,8 +1395,27 @@ internal sealed class X64Compiler
     /// <summary>Out of line at <paramref name="label"/>: <see cref="FailArgument"/>.</summary>
     private void ColdFailArgument(X64Label label, int which) => _cold.Add(new ColdCode(label, ColdKind.FailArgument, which, 0));
 
+    /// <summary>The second slot of an lddw: only a (bad) jump lands here, out of line. No jump does in
+    /// a lean program (<see cref="CanRunLean"/>): its label goes to the trailing slot's trap (<see cref="Fail"/>).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)] // rare: kept out of Run's loop
+    private void LddwTail(int pc)
+    {
+        if (_lean) (_leanTraps ??= new List<int>()).Add(pc);
+        else ColdFail(_pcLabels[pc], pc, RbpfErrorCode.IllegalInstruction);
+    }
+
     private void Fail(int pc, RbpfErrorCode code)
     {
+        if (_lean)
+        {
+            // Only the trailing slot of a lean program comes here (CanRunLean refuses other illegal
+            // slots), and nothing falls or jumps into it or into an lddw's tail: a trap where the
+            // failure would need the context a lean program does not have.
+            if (_leanTraps != null)
+                foreach (int tail in _leanTraps) Bind(ref _pcLabels[tail]);
+            _a.ud2();
+            return;
+        }
         _a.mov(CtxD(JitContext.OffFaultPc), pc);
         _a.mov(eax, (int)code);
         _a.jmp(_errorExit);
