@@ -790,7 +790,7 @@ internal sealed class X64Compiler
 
     /// <summary>Whether the program runs with the lean entry (<see cref="CanRunLean"/>).</summary>
     private bool _lean;
-    /// <summary>A lean program's lddw tails, bound to the trap at its trailing slot (see <see cref="Run"/>).</summary>
+    /// <summary>A lean program's lddw tails, bound to the trap at its trailing slot (see <see cref="Fail"/>).</summary>
     private List<int>? _leanTraps;
 
     /// <summary>
