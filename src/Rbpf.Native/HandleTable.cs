@@ -74,7 +74,12 @@ internal sealed class HandleTable<T> where T : class
         return Volatile.Read(ref e.Vm);
     }
 
-    public T Get(nint handle)
+    /// <summary>The live object behind <paramref name="handle"/>; an <see cref="RbpfException"/> saying why not otherwise.</summary>
+    public T Get(nint handle) => TryGet(handle) ?? Refuse(handle);
+
+    /// <summary>Why <see cref="TryGet"/> found nothing, as an exception (apart, so that <see cref="Get"/> stays a lookup).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private T Refuse(nint handle)
     {
         if (handle == 0) throw new RbpfException(RbpfErrorCode.InvalidHandle, $"{_noun} handle is NULL");
         var (slot, generation) = Split(handle);
