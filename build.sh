@@ -204,8 +204,16 @@ run_xunit() {
     if [ -z "${RBPF_CONFORMANCE_DIR:-}" ] && [ ! -d "$ROOT/../shared/conformance/tests" ]; then
         echo "notice: ../shared/conformance is absent: the conformance tests are reported as skipped"
     fi
-    RBPF_CLI="$OUT/bin/rbpf" dotnet test "$ROOT/tests/Rbpf.Tests" -c "$CONFIG" -nologo 2>&1 | tee "$log" | grep -E "^\s*Failed |Passed!|Failed!|error" || true
+    # --blame: if the test host dies (a crash in generated code takes the process with it), the run
+    # names the test that was running; the tests that never ran are not in the summary, so such a
+    # run counts as a failure whatever the summary says.
+    RBPF_CLI="$OUT/bin/rbpf" dotnet test "$ROOT/tests/Rbpf.Tests" -c "$CONFIG" -nologo --blame 2>&1 | tee "$log" | grep -E "^\s*Failed |Passed!|Failed!|error" || true
     summary=$(grep -E "(Passed|Failed)! +- +Failed: +[0-9]+, Passed: +[0-9]+" "$log" | tail -n 1 || true)
+    if grep -qE "Test host process crashed|test run was aborted" "$log"; then
+        echo "xunit: the test host crashed; the tests it had not run yet are missing from the count" >&2
+        grep -E -A12 "aborted|crashed|were not completed|running when" "$log" | head -n 40 >&2
+        FAILED=$((FAILED + 1))
+    fi
     if [ -n "$summary" ]; then
         FAILED=$((FAILED + $(sed -E 's/.*Failed: +([0-9]+),.*/\1/' <<<"$summary")))
         PASSED=$((PASSED + $(sed -E 's/.*Passed: +([0-9]+),.*/\1/' <<<"$summary")))
