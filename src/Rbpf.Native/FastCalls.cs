@@ -53,8 +53,8 @@ internal static unsafe class FastCalls
     /// <summary>
     /// Replaced code waiting for the process-wide barrier that <see cref="s_retired"/> needs. The
     /// barrier (membarrier: an interrupt of every processor running one of the host's threads) cost
-    /// about a microsecond per compile when taken for each replaced program, a sixth of a small
-    /// program's compile; one barrier now serves up to <see cref="PendingLimit"/> programs or
+    /// about 0.7 us per compile here when taken for each replaced program, a sixth of a 40-instruction
+    /// program's compile (docs/performance.md, session 25); one barrier now serves up to <see cref="PendingLimit"/> programs or
     /// <see cref="PendingBytesLimit"/> bytes of their code, which is all it holds back meanwhile.
     /// </summary>
     private static readonly List<JitProgram> s_pending = new();
