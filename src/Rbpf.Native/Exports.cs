@@ -42,7 +42,7 @@ internal static unsafe class Exports
     /// <summary>A new VM's handle, its slot kept current for the native rbpf_vm_execute_jit.</summary>
     private static nint Register(EbpfVm vm)
     {
-        nint handle = HandleTable<EbpfVm>.Vms.Add(vm);
+        nint handle = VmHandles.Add(vm);
         Interrupts.Attach(vm, handle);
         FastCalls.Track(vm, handle);
         return handle;
@@ -106,7 +106,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (elf == null) throw Bad("elf is NULL");
             v.LoadElf(Bytes(elf, elfLen, "elf"), Utf8.Read(sectionOrFunction));
             return 0;
@@ -119,7 +119,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (outAddress == null || outLen == null) throw Bad("out_addr or out_len is NULL");
             var regions = v.Elf?.DataRegions ?? throw new RbpfException(RbpfErrorCode.NoProgram, "no ELF object is loaded");
             if (index >= (nuint)regions.Count)
@@ -139,7 +139,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (fn == null) throw Bad("helper function pointer is NULL");
             string n = Utf8.Read(name) ?? throw Bad("name is NULL");
             v.RegisterHelper(key, fn, n);
@@ -153,7 +153,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (prog == null) throw Bad("prog is NULL");
             v.SetProgram(Bytes(prog, progLen, "prog"));
             return 0;
@@ -166,7 +166,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (prog == null) throw Bad("prog is NULL");
             if (dataOffset > int.MaxValue || dataEndOffset > int.MaxValue) throw Bad("data offsets are too large");
             v.SetProgram(Bytes(prog, progLen, "prog"), (int)dataOffset, (int)dataEndOffset);
@@ -180,7 +180,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (outProg == null || outLen == null) throw Bad("out_prog or out_len is NULL");
             *outProg = null;
             *outLen = 0;
@@ -199,7 +199,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (fn == null) throw Bad("helper function pointer is NULL");
             v.RegisterHelper(key, fn);
             return 0;
@@ -212,7 +212,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable<EbpfVm>.Vms.Get(vm).RegisterStandardHelpers();
+            VmHandles.Get(vm).RegisterStandardHelpers();
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -223,7 +223,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable<EbpfVm>.Vms.Get(vm).UnwindHelper = enabled != 0 ? key : null;
+            VmHandles.Get(vm).UnwindHelper = enabled != 0 ? key : null;
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -234,7 +234,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (fn == null)
             {
                 v.SetVerifier(Verifier.Default);
@@ -277,7 +277,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable<EbpfVm>.Vms.Get(vm).SetVerifier(null);
+            VmHandles.Get(vm).SetVerifier(null);
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -288,7 +288,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable<EbpfVm>.Vms.Get(vm).InstructionLimit = limit;
+            VmHandles.Get(vm).InstructionLimit = limit;
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -299,7 +299,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (address == null) throw Bad("region address is NULL");
             if (length == 0) throw Bad("region length is 0");
             return v.AddMemoryRegion(new MemoryRegion((nint)address, length, writable != 0, "region"));
@@ -312,7 +312,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable<EbpfVm>.Vms.Get(vm).ClearMemoryRegions();
+            VmHandles.Get(vm).ClearMemoryRegions();
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -326,7 +326,7 @@ internal static unsafe class Exports
         {
             // The common case first, without layers: a live handle and a result pointer. The engine
             // checks the memory arguments itself and reports every failure as an error.
-            var live = HandleTable<EbpfVm>.Vms.TryGet(vm);
+            var live = VmHandles.TryGet(vm);
             if (live == null || result == null) return ExecuteChecked(vm, mem, memLen, mbuff, mbuffLen, result, jit: false);
             var observer = default(NoObserver);
             int armed = Interrupts.ArmRun(live);
@@ -372,7 +372,7 @@ internal static unsafe class Exports
         try
         {
             if (done != null) *done = 0;
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if ((flags & ~1u) != 0) return LastError.Set(RbpfErrorCode.InvalidArgument, $"unknown batch flags 0x{flags:x}");
             if (count != 0 && buffers == null && lengths == null) return LastError.Set(RbpfErrorCode.InvalidArgument, "buffers is NULL");
             if (counts == null && results == null && count != 0) return LastError.Set(RbpfErrorCode.InvalidArgument, "results (or counts) is NULL");
@@ -433,7 +433,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (result == null) throw Bad("result is NULL");
             if (mem == null && memLen != 0) throw Bad($"mem is NULL but mem_len is {memLen}");
             if (mbuff == null && mbuffLen != 0) throw Bad($"mbuff is NULL but mbuff_len is {mbuffLen}");
@@ -460,7 +460,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable<EbpfVm>.Vms.Get(vm).JitCompile();
+            VmHandles.Get(vm).JitCompile();
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -474,7 +474,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if ((flags & ~(JitUnchecked | JitBlindConstants | JitNoInterrupt)) != 0) throw Bad($"unknown JIT flags 0x{flags:x}");
             v.JitCompile(new Rbpf.Jit.JitOptions
             {
@@ -498,7 +498,7 @@ internal static unsafe class Exports
         {
             // As rbpf_vm_execute; the compiled code checks the memory arguments and records a
             // failure as this thread's last error itself (see Initialize).
-            var live = HandleTable<EbpfVm>.Vms.TryGet(vm);
+            var live = VmHandles.TryGet(vm);
             var compiled = live?.JitForDirectCalls;
             if (compiled == null || result == null || Interrupts.HasSignal(live!) || live!.HasProgramArray) return ExecuteChecked(vm, mem, memLen, mbuff, mbuffLen, result, jit: true);
             int status = compiled.Run(mem, memLen, mbuff, mbuffLen, result, null);
@@ -512,7 +512,7 @@ internal static unsafe class Exports
     [UnmanagedCallersOnly(EntryPoint = "rbpf_vm_interrupt")] // Linux: native/interrupt.c, safe in a signal handler
     public static int VmInterrupt(nint vm)
     {
-        var live = HandleTable<EbpfVm>.Vms.TryGet(vm);
+        var live = VmHandles.TryGet(vm);
         if (live == null) return (int)RbpfErrorCode.InvalidHandle;
         live.Interrupt();
         return 0;
@@ -524,7 +524,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (signal < 0) throw Bad($"{signal} is not a signal number");
             Interrupts.SetSignal(v, vm, signal);
             FastCalls.Publish(vm); // runs that a signal interrupts go through the managed path, which arms them
@@ -538,7 +538,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (outFn == null) throw Bad("out_fn is NULL");
             *outFn = 0;
             *outFn = v.JitFunction;
@@ -552,7 +552,7 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (outText == null) throw Bad("out_text is NULL");
             *outText = null;
             *outText = Utf8.Alloc(v.JitDisassembly());
@@ -566,8 +566,8 @@ internal static unsafe class Exports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
-            HandleTable<EbpfVm>.Vms.Remove(vm);
+            var v = VmHandles.Get(vm);
+            VmHandles.Remove(vm);
             Interrupts.Detach(vm);
             FastCalls.Publish(vm); // empties its slot
             v.Dispose(); // frees the JIT code once no thread runs it
@@ -580,7 +580,7 @@ internal static unsafe class Exports
     {
         try
         {
-            HandleTable<EbpfVm>.Vms.Get(vm);
+            VmHandles.Get(vm);
             return 1;
         }
         catch (Exception) { return 0; }

@@ -98,10 +98,10 @@ internal static unsafe class FastCalls
         if (s_state == null) return;
         ulong h = (ulong)handle;
         int index = (int)(h & ((1u << SlotBits) - 1)) - 1;
-        if (index < 0 || (h & HandleTable<EbpfVm>.TagMask) != 0) return;
+        if (index < 0 || (h & VmHandles.TagMask) != 0) return;
         lock (s_gate)
         {
-            var vm = HandleTable<EbpfVm>.Vms.TryGet(handle);
+            var vm = VmHandles.TryGet(handle);
             var jit = vm != null && !Interrupts.HasSignal(vm) && !vm.HasProgramArray ? vm.JitForDirectCalls : null;
             Slot* chunk = s_state->Chunks[index >> ChunkBits];
             if (chunk == null)

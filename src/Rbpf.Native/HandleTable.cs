@@ -1,116 +1,155 @@
+using System.Runtime.CompilerServices;
+using Rbpf.Maps;
+
 namespace Rbpf.Native;
 
-/// <summary>
-/// Maps opaque C handles to VMs. A handle is (generation &lt;&lt; 24 | slot + 1), never a pointer, so a
-/// forged, stale or NULL handle is only a number that fails the lookup: it is never dereferenced.
-/// A destroyed slot's generation moves on, so a second destroy or any later use is refused.
-/// </summary>
-internal sealed class HandleTable<T> where T : class
+/// <summary>What tells one table's handles from another's.</summary>
+internal interface IHandleKind
 {
-    /// <summary>The VMs of the rbpf API.</summary>
-    public static readonly HandleTable<EbpfVm> Vms = new(0);
+    /// <summary>The tag in bits 48-55 of every handle of this kind.</summary>
+    static abstract ulong Tag { get; }
+    /// <summary>What the messages call an object of this kind.</summary>
+    static abstract string Noun { get; }
+}
 
-    // Each table marks its handles with its own tag, so a handle of one API is never taken for a
-    // live object of the other.
-    private readonly ulong _tag;
-    private readonly string _noun;
-
-    public HandleTable(ulong tag, string noun = "VM")
-    {
-        _tag = tag;
-        _noun = noun;
-    }
-
+/// <summary>
+/// Maps opaque C handles to objects of one kind (<see cref="VmHandles"/>, <see cref="MapHandles"/>).
+/// A handle is (tag | generation &lt;&lt; 24 | slot + 1), never a pointer, so a forged, stale or NULL
+/// handle is only a number that fails the lookup: it is never dereferenced. A destroyed slot's
+/// generation moves on, so a second destroy or any later use is refused.
+/// </summary>
+/// <remarks>
+/// The table is static, one per kind (a struct, so the code is made for each kind and reads its
+/// statics directly), and its slots are structs: a lookup reads the array from the kind's statics
+/// and the object from the slot, with no table object or slot object between. Each of those would
+/// be one more dependent load on the way from the handle to the program, and
+/// <c>rbpf_vm_execute</c>'s time per call follows that chain more than its count of instructions.
+/// </remarks>
+internal static class HandleTable<TKind> where TKind : struct, IHandleKind
+{
     private const int SlotBits = 24;
     /// <summary>Tags live in bits 48-55; generations stay below them.</summary>
     public const ulong TagMask = 0xffUL << 48;
     private const int MaxSlots = 1 << SlotBits;
 
-    private sealed class Entry
+    /// <summary>A slot: generation 0 until first used, then 1 and on (below 2^8, under the tag).</summary>
+    private struct Entry
     {
-        public T? Vm;
-        public uint Generation = 1;
+        public object? Item;
+        public uint Generation;
     }
 
-    private readonly object _gate = new();
-    private Entry[] _entries = new Entry[64];
-    private readonly Stack<int> _freeSlots = new();
-    private int _used;
+    // The only static a lookup reads. It has no initializer, so the type needs no class constructor
+    // and a lookup no check that it ran; null until the first handle is made.
+    private static Entry[]? s_entries;
 
-    public nint Add(T vm)
+    /// <summary>What only the writers use, apart so that it may have a class constructor.</summary>
+    private static class Writers
     {
-        lock (_gate)
+        public static readonly object Gate = new();
+        public static readonly Stack<int> FreeSlots = new();
+        public static int Used;
+    }
+
+    public static nint Add(object item)
+    {
+        lock (Writers.Gate)
         {
             int slot;
-            if (_freeSlots.Count > 0) slot = _freeSlots.Pop();
+            if (Writers.FreeSlots.Count > 0) slot = Writers.FreeSlots.Pop();
             else
             {
-                if (_used == MaxSlots - 1) throw new RbpfException(RbpfErrorCode.OutOfMemory, $"too many {_noun} handles are alive");
-                slot = _used++;
-                if (slot == _entries.Length)
+                if (Writers.Used == MaxSlots - 1) throw new RbpfException(RbpfErrorCode.OutOfMemory, $"too many {TKind.Noun} handles are alive");
+                slot = Writers.Used++;
+                var entries = s_entries ?? [];
+                if (slot == entries.Length)
                 {
-                    var bigger = new Entry[_entries.Length * 2];
-                    Array.Copy(_entries, bigger, _entries.Length);
-                    Volatile.Write(ref _entries, bigger);
+                    // Readers that took the old array see it as it was; every write is under the gate.
+                    var bigger = new Entry[Math.Max(64, entries.Length * 2)];
+                    Array.Copy(entries, bigger, entries.Length);
+                    Volatile.Write(ref s_entries, bigger);
                 }
             }
-            var e = _entries[slot] ??= new Entry();
-            Volatile.Write(ref e.Vm, vm);
-            return (nint)(_tag | ((ulong)e.Generation << SlotBits) | (uint)(slot + 1));
+            ref var e = ref s_entries![slot];
+            if (e.Generation == 0) e.Generation = 1;
+            Volatile.Write(ref e.Item, item);
+            return (nint)(TKind.Tag | ((ulong)e.Generation << SlotBits) | (uint)(slot + 1));
         }
     }
 
     /// <summary>The live object behind <paramref name="handle"/>, or null (the hot path: no exception, no message).</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public T? TryGet(nint handle)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static object? TryGet(nint handle)
     {
         ulong h = (ulong)handle;
-        if ((h & TagMask) != _tag) return null;
+        if ((h & TagMask) != TKind.Tag) return null;
         uint slot = (uint)(h & (MaxSlots - 1)) - 1; // 0 (NULL or no slot) wraps to a huge index
-        var entries = Volatile.Read(ref _entries);
-        if (slot >= (uint)entries.Length) return null;
-        var e = entries[slot];
-        if (e == null || e.Generation != (uint)((h & ~TagMask) >> SlotBits)) return null;
-        return Volatile.Read(ref e.Vm);
+        var entries = Volatile.Read(ref s_entries);
+        if (entries == null || slot >= (uint)entries.Length) return null;
+        ref var e = ref entries[slot];
+        if (e.Generation != (uint)((h & ~TagMask) >> SlotBits)) return null;
+        return Volatile.Read(ref e.Item);
     }
 
-    /// <summary>The live object behind <paramref name="handle"/>; an <see cref="RbpfException"/> saying why not otherwise.</summary>
-    public T Get(nint handle) => TryGet(handle) ?? Refuse(handle);
-
-    /// <summary>Why <see cref="TryGet"/> found nothing, as an exception (apart, so that <see cref="Get"/> stays a lookup).</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private T Refuse(nint handle)
+    /// <summary>Why <see cref="TryGet"/> found nothing, as an exception (apart, so that a lookup stays small).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static object Refuse(nint handle)
     {
-        if (handle == 0) throw new RbpfException(RbpfErrorCode.InvalidHandle, $"{_noun} handle is NULL");
+        if (handle == 0) throw new RbpfException(RbpfErrorCode.InvalidHandle, $"{TKind.Noun} handle is NULL");
         var (slot, generation) = Split(handle);
-        var entries = Volatile.Read(ref _entries);
-        if (slot < 0 || slot >= entries.Length || entries[slot] is not { } e)
-            throw new RbpfException(RbpfErrorCode.InvalidHandle, $"0x{handle:x} is not a {_noun} handle");
-        var vm = Volatile.Read(ref e.Vm);
-        if (vm == null || e.Generation != generation)
-            throw new RbpfException(RbpfErrorCode.InvalidHandle, $"{_noun} handle 0x{handle:x} was destroyed or is not a {_noun} handle");
-        return vm;
+        var entries = Volatile.Read(ref s_entries) ?? [];
+        if (slot < 0 || slot >= entries.Length || entries[slot].Generation == 0)
+            throw new RbpfException(RbpfErrorCode.InvalidHandle, $"0x{handle:x} is not a {TKind.Noun} handle");
+        var item = Volatile.Read(ref entries[slot].Item);
+        if (item == null || entries[slot].Generation != generation)
+            throw new RbpfException(RbpfErrorCode.InvalidHandle, $"{TKind.Noun} handle 0x{handle:x} was destroyed or is not a {TKind.Noun} handle");
+        return item;
     }
 
-    public void Remove(nint handle)
+    public static void Remove(nint handle)
     {
-        if (handle == 0) throw new RbpfException(RbpfErrorCode.InvalidHandle, $"{_noun} handle is NULL");
+        if (handle == 0) throw new RbpfException(RbpfErrorCode.InvalidHandle, $"{TKind.Noun} handle is NULL");
         var (slot, generation) = Split(handle);
-        lock (_gate)
+        lock (Writers.Gate)
         {
-            if (slot < 0 || slot >= _used || _entries[slot] is not { } e || e.Vm == null || e.Generation != generation)
-                throw new RbpfException(RbpfErrorCode.InvalidHandle, $"{_noun} handle 0x{handle:x} was already destroyed or is not a {_noun} handle");
-            e.Vm = null;
+            var entries = s_entries;
+            if (entries == null || slot < 0 || slot >= Writers.Used || entries[slot].Item == null || entries[slot].Generation != generation)
+                throw new RbpfException(RbpfErrorCode.InvalidHandle, $"{TKind.Noun} handle 0x{handle:x} was already destroyed or is not a {TKind.Noun} handle");
+            ref var e = ref entries[slot];
+            e.Item = null;
             e.Generation = e.Generation == (uint.MaxValue >> SlotBits) ? 1 : e.Generation + 1; // < 2^8: below the tag
-            _freeSlots.Push(slot);
+            Writers.FreeSlots.Push(slot);
         }
     }
 
-    private (int Slot, uint Generation) Split(nint handle)
+    private static (int Slot, uint Generation) Split(nint handle)
     {
         ulong h = (ulong)handle;
-        if ((h & TagMask) != _tag) return (-1, 0);
+        if ((h & TagMask) != TKind.Tag) return (-1, 0);
         h &= ~TagMask;
         return ((int)(h & (MaxSlots - 1)) - 1, (uint)(h >> SlotBits));
     }
+}
+
+/// <summary>The VMs of the rbpf API (tag 0).</summary>
+internal static class VmHandles
+{
+    internal struct Kind : IHandleKind
+    {
+        public static ulong Tag => 0;
+        public static string Noun => "VM";
+    }
+
+    public const ulong TagMask = HandleTable<Kind>.TagMask;
+
+    public static nint Add(EbpfVm vm) => HandleTable<Kind>.Add(vm);
+
+    /// <summary>The live VM behind <paramref name="handle"/>, or null. Only VMs are added, so the cast needs no check.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static EbpfVm? TryGet(nint handle) => Unsafe.As<EbpfVm?>(HandleTable<Kind>.TryGet(handle));
+
+    /// <summary>The live VM behind <paramref name="handle"/>; an <see cref="RbpfException"/> saying why not otherwise.</summary>
+    public static EbpfVm Get(nint handle) => TryGet(handle) ?? Unsafe.As<EbpfVm>(HandleTable<Kind>.Refuse(handle));
+
+    public static void Remove(nint handle) => HandleTable<Kind>.Remove(handle);
 }

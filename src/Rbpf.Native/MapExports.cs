@@ -6,7 +6,23 @@ namespace Rbpf.Native;
 /// <summary>Map handles: a table of their own (tagged, so a VM handle is never taken for a map), one handle per map.</summary>
 internal static class MapHandles
 {
-    public static readonly HandleTable<BpfMap> Table = new(1UL << 48, "map");
+    internal struct Kind : IHandleKind
+    {
+        public static ulong Tag => 1UL << 48;
+        public static string Noun => "map";
+    }
+
+    public static nint Add(BpfMap map) => HandleTable<Kind>.Add(map);
+
+    /// <summary>The live map behind <paramref name="handle"/>, or null. Only maps are added, so the cast needs no check.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static BpfMap? TryGet(nint handle) => System.Runtime.CompilerServices.Unsafe.As<BpfMap?>(HandleTable<Kind>.TryGet(handle));
+
+    /// <summary>The live map behind <paramref name="handle"/>; an <see cref="RbpfException"/> saying why not otherwise.</summary>
+    public static BpfMap Get(nint handle) => TryGet(handle) ?? System.Runtime.CompilerServices.Unsafe.As<BpfMap>(HandleTable<Kind>.Refuse(handle));
+
+    public static void Remove(nint handle) => HandleTable<Kind>.Remove(handle);
+
     private static readonly Dictionary<BpfMap, nint> s_handles = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>The map's handle, made on first use (a handle keeps its map alive until destroyed).</summary>
@@ -14,8 +30,8 @@ internal static class MapHandles
     {
         lock (s_handles)
         {
-            if (s_handles.TryGetValue(map, out var h) && Table.TryGet(h) == map) return h;
-            h = Table.Add(map);
+            if (s_handles.TryGetValue(map, out var h) && MapHandles.TryGet(h) == map) return h;
+            h = MapHandles.Add(map);
             s_handles[map] = h;
             return h;
         }
@@ -25,8 +41,8 @@ internal static class MapHandles
     {
         lock (s_handles)
         {
-            var map = Table.Get(handle);
-            Table.Remove(handle);
+            var map = MapHandles.Get(handle);
+            MapHandles.Remove(handle);
             s_handles.Remove(map);
         }
     }
@@ -71,7 +87,7 @@ internal static unsafe class MapExports
     {
         try
         {
-            var map = MapHandles.Table.Get(handle);
+            var map = MapHandles.Get(handle);
             var k = Key(map, key);
             if (value == null) throw Bad("value is NULL");
             if (!map.TryLookup(k, new Span<byte>(value, (int)map.ValueSize)))
@@ -86,7 +102,7 @@ internal static unsafe class MapExports
     {
         try
         {
-            var map = MapHandles.Table.Get(handle);
+            var map = MapHandles.Get(handle);
             var k = Key(map, key);
             if (value == null) throw Bad("value is NULL");
             if (flags > (ulong)MapUpdate.Exist) throw Bad($"unknown update flags {flags} (RBPF_ANY 0, RBPF_NOEXIST 1, RBPF_EXIST 2)");
@@ -102,7 +118,7 @@ internal static unsafe class MapExports
     {
         try
         {
-            var map = MapHandles.Table.Get(handle);
+            var map = MapHandles.Get(handle);
             map.Delete(Key(map, key));
             return 0;
         }
@@ -114,7 +130,7 @@ internal static unsafe class MapExports
     {
         try
         {
-            var map = MapHandles.Table.Get(handle);
+            var map = MapHandles.Get(handle);
             NoRingBuffer(map);
             if (nextKey == null) throw Bad("next_key is NULL");
             var k = key == null ? ReadOnlySpan<byte>.Empty : new ReadOnlySpan<byte>(key, (int)map.KeySize);
@@ -137,7 +153,7 @@ internal static unsafe class MapExports
     {
         try
         {
-            var map = MapHandles.Table.Get(handle);
+            var map = MapHandles.Get(handle);
             if (info == null) throw Bad("info is NULL");
             *info = new Info
             {
@@ -154,9 +170,9 @@ internal static unsafe class MapExports
     {
         try
         {
-            var map = MapHandles.Table.Get(handle);
+            var map = MapHandles.Get(handle);
             if (map is not ProgramArrayMap programs) throw Bad($"map '{map.Name}' is not a program array");
-            programs.SetProgram(index, vm == 0 ? null : HandleTable<EbpfVm>.Vms.Get(vm));
+            programs.SetProgram(index, vm == 0 ? null : VmHandles.Get(vm));
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -167,7 +183,7 @@ internal static unsafe class MapExports
     {
         try
         {
-            var map = MapHandles.Table.Get(handle);
+            var map = MapHandles.Get(handle);
             if (map is not RingBufferMap ring) throw Bad($"map '{map.Name}' is not a ring buffer");
             if (callback == null) throw Bad("callback is NULL");
             return ring.Consume((p, n) => callback(context, (void*)p, (nuint)n));
@@ -187,12 +203,12 @@ internal static unsafe class MapExports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (handle == 0)
             {
                 if (!v.UnbindMap(fd)) throw new RbpfException(RbpfErrorCode.NotFound, $"no map is bound to fd {fd}");
             }
-            else v.BindMap(fd, MapHandles.Table.Get(handle));
+            else v.BindMap(fd, MapHandles.Get(handle));
             FastCalls.Publish(vm); // a VM with a program array runs tail calls through the managed path
             return 0;
         }
@@ -204,7 +220,7 @@ internal static unsafe class MapExports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (outMap == null) throw Bad("out is NULL");
             *outMap = 0;
             string? n = Utf8.Read(name) ?? throw Bad("name is NULL");
@@ -222,7 +238,7 @@ internal static unsafe class MapExports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (outNames == null) throw Bad("out_names is NULL");
             *outNames = Utf8.Alloc(string.Concat(v.ElfMaps.Keys.Select(k => k + "\n")));
             return 0;

@@ -46,7 +46,7 @@ internal static unsafe class ProgramExports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (type == null) throw Bad("type is NULL");
             *type = (uint)v.ProgramType;
             return 0;
@@ -83,7 +83,7 @@ internal static unsafe class ProgramExports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (result == null) throw Bad("result is NULL");
             if (frame == null && frameLen != 0) throw Bad($"frame is NULL but frame_len is {frameLen}");
             if (frameLen > int.MaxValue) throw Bad("frame_len is too large");
@@ -120,7 +120,7 @@ internal static unsafe class ProgramExports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (packets != null) *packets = 0;
             if (capture == null) throw Bad("capture is NULL");
             if (captureLen > int.MaxValue) throw Bad("capture_len is too large");
@@ -161,7 +161,7 @@ internal static unsafe class ProgramExports
     {
         try
         {
-            var v = HandleTable<EbpfVm>.Vms.Get(vm);
+            var v = VmHandles.Get(vm);
             if (result == null) throw Bad("result is NULL");
             if (buffer == null && bufferLen != 0) throw Bad($"buffer is NULL but buffer_len is {bufferLen}");
             if (bufferLen > int.MaxValue) throw Bad("buffer_len is too large");
