@@ -268,9 +268,9 @@ RBPF_API int rbpf_vm_clear_memory_regions(rbpf_vm *vm);
 
 /**
  * Interprets the program. `mem` is the input memory (packet), `mbuff` the metadata buffer
- * (RBPF_VM_MBUFF only); both may be NULL with length 0. On success *result is r0. Every load and
- * store is checked: an access outside the allowed memory fails with RBPF_E_OUT_OF_BOUNDS and a
- * message naming the instruction, address and size.
+ * (RBPF_VM_MBUFF only); both may be NULL with length 0. On success *result is r0; a failed run
+ * leaves *result as it was. Every load and store is checked: an access outside the allowed memory
+ * fails with RBPF_E_OUT_OF_BOUNDS and a message naming the instruction, address and size.
  */
 RBPF_API int rbpf_vm_execute(rbpf_vm *vm, uint8_t *mem, size_t mem_len, uint8_t *mbuff,
                              size_t mbuff_len, uint64_t *result);

@@ -331,11 +331,11 @@ internal static unsafe class Exports
             var observer = default(NoObserver);
             int armed = Interrupts.ArmRun(live);
             RbpfException? error;
-            ulong value;
-            try { error = live.RunInterpreter(mem, memLen, mbuff, mbuffLen, null, 0, ref observer, out value); }
+            // The run writes *result itself, and only when the program ends: one copy fewer on the
+            // way from r0 to the caller, and nothing written on a failure.
+            try { error = live.RunInterpreter(mem, memLen, mbuff, mbuffLen, null, 0, ref observer, ref *result); }
             finally { Interrupts.Disarm(armed); }
             if (error != null) return LastError.Set(error.Code, Interrupts.Describe(live, error));
-            *result = value;
             return 0;
         }
         catch (Exception e) { return Fail(e); }
@@ -418,7 +418,8 @@ internal static unsafe class Exports
                 if (mem == null && length != 0) return LastError.Set(RbpfErrorCode.InvalidArgument, "data is NULL");
                 next += length;
             }
-            var error = v.RunInterpreter(mem, length, null, 0, null, 0, ref observer, out ulong r0);
+            ulong r0 = 0;
+            var error = v.RunInterpreter(mem, length, null, 0, null, 0, ref observer, ref r0);
             if (error != null)
                 return LastError.Set(error.Code, $"buffer {k}: {Interrupts.Describe(v, error)}");
             if (results != null) results[k] = r0;

@@ -817,7 +817,8 @@ public sealed class EbpfVm : IDisposable
         byte* stack, nuint stackLength, out ulong result, out RbpfException? error)
     {
         var observer = default(NoObserver);
-        error = RunInterpreter(mem, memLength, mbuff, mbuffLength, stack, stackLength, ref observer, out result);
+        result = 0;
+        error = RunInterpreter(mem, memLength, mbuff, mbuffLength, stack, stackLength, ref observer, ref result);
         return error == null ? RbpfErrorCode.Ok : error.Code;
     }
 
@@ -840,7 +841,8 @@ public sealed class EbpfVm : IDisposable
         ref TObserver observer, out ulong result, out RbpfException? error, byte* userStack = null, nuint userStackLength = 0)
         where TObserver : struct, IExecutionObserver
     {
-        error = RunInterpreter(mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, out result);
+        result = 0;
+        error = RunInterpreter(mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, ref result);
         return error == null ? RbpfErrorCode.Ok : error.Code;
     }
 
@@ -921,23 +923,24 @@ public sealed class EbpfVm : IDisposable
     /// <summary>
     /// One interpreted run: the stack (the caller's, or 4 KiB of this thread's), the metadata buffer
     /// of a fixed-mbuff VM, the table of allowed regions, all on this thread's stack. Returns null on
-    /// success, else the error (nothing is thrown).
+    /// success, else the error (nothing is thrown). <paramref name="result"/> is written only on
+    /// success, so a C caller's own result can be passed: a failed run leaves it as it was.
     /// </summary>
     internal unsafe RbpfException? RunInterpreter<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
-        byte* userStack, nuint userStackLength, ref TObserver observer, out ulong result)
+        byte* userStack, nuint userStackLength, ref TObserver observer, ref ulong result)
         where TObserver : struct, IExecutionObserver
     {
-        var error = RunInterpreterOnce(mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, out result);
+        var error = RunInterpreterOnce(mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, ref result);
         return error == null ? null : Maps.TailCalls.Follow(error, jit: false, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref result);
     }
 
     /// <summary>One interpreted run, without following a tail call it ends with.</summary>
     internal unsafe RbpfException? RunInterpreterOnce<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
-        byte* userStack, nuint userStackLength, ref TObserver observer, out ulong result)
+        byte* userStack, nuint userStackLength, ref TObserver observer, ref ulong result)
         where TObserver : struct, IExecutionObserver =>
         _instructionLimit == 0
-            ? Interpreter.Run<TObserver, UncountedRun>(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, out result)
-            : Interpreter.Run<TObserver, CountedRun>(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, out result);
+            ? Interpreter.Run<TObserver, UncountedRun>(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, ref result)
+            : Interpreter.Run<TObserver, CountedRun>(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, ref result);
 
     /// <summary>The compiled program, when a C caller can run it with no extra arguments (else null).</summary>
     internal JitProgram? JitForDirectCalls => _jitDirect;

@@ -145,14 +145,14 @@ internal static unsafe class Interpreter
 
     [SkipLocalsInit]
     public static RbpfException? Run<TObserver, TBudget>(EbpfVm vm, byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
-        byte* userStack, nuint userStackLength, ref TObserver observer, out ulong result)
+        byte* userStack, nuint userStackLength, ref TObserver observer, ref ulong result)
         where TObserver : struct, IExecutionObserver
         where TBudget : struct, IInstructionBudget
     {
         // The run's memory: the stack (the caller's, or 4 KiB of this thread's), the metadata buffer
         // of a fixed-mbuff VM, the table of allowed regions; all of it on this thread's stack, set up
-        // here rather than in a caller so that a call pays for one frame.
-        result = 0;
+        // here rather than in a caller so that a call pays for one frame. result is written only
+        // when the program ends (a caller may pass the C caller's own result: nothing else touches it).
         var program = vm.Decoded;
         if (program == null) return new RbpfException(RbpfErrorCode.NoProgram, "no program is loaded");
         var layout = vm.StackLayout;
@@ -310,13 +310,11 @@ internal static unsafe class Interpreter
                         else { key = (uint)r[i->Dst]; h = r[i->Dst] <= uint.MaxValue ? helpers.Find(key) : null; }
                         if (h == null)
                         {
-                            result = 0;
                             int at = Slot(ip, code0);
                             return new RbpfException(RbpfErrorCode.UnknownHelper, UnknownHelperMessage(at, i->Op == Op.Call ? key : r[i->Dst]), at);
                         }
                         if (!CallHelper(vm, h, r, ref st, Slot(ip, code0), out var helperError))
                         {
-                            result = 0;
                             return helperError;
                         }
                         if (st.UnwindHelper == key && r[0] == 0)
@@ -332,7 +330,6 @@ internal static unsafe class Interpreter
                         ulong drop = (uint)i->Imm, callee = (ulong)i->Imm >> 32;
                         if (depth + 1 >= maxFrames || r[10] - st.StackBottom < drop + callee)
                         {
-                            result = 0;
                             int at = Slot(ip, code0);
                             return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(at, maxFrames), at);
                         }
@@ -362,7 +359,6 @@ internal static unsafe class Interpreter
                     }
                     default:
                     {
-                        result = 0;
                         int at = Slot(ip, code0);
                         return new RbpfException(RbpfErrorCode.IllegalInstruction, IllegalMessage(program, at), at);
                     }
@@ -371,22 +367,18 @@ internal static unsafe class Interpreter
 
         Limit:
         {
-            result = 0;
             int at = Slot(ip, code0);
             return new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, at), at);
         }
         Interrupted:
         {
-            result = 0;
             int at = Original(Slot(ip, code0), code0, program);
             return new RbpfException(RbpfErrorCode.Interrupted, InterruptedMessage(at), at);
         }
         Fault:
-            result = 0;
             return Fault(vm, ref st, st.FaultWrite, st.FaultSize, st.FaultAddress, Original(Slot(ip, code0), code0, program));
         PacketFault:
         {
-            result = 0;
             int at = Original(Slot(ip, code0), code0, program);
             return new RbpfException(RbpfErrorCode.OutOfBounds, PacketFaultMessage(st.FaultSize, st.FaultAddress, at, st.PacketStart, st.PacketLength), at);
         }

@@ -123,8 +123,10 @@ static void test_raw_and_bounds(void)
     CHECK(vm != NULL);
     CHECK_RC(rbpf_vm_execute(vm, mem, 6, NULL, 0, &r), RBPF_OK);
     CHECK(r == 0x44332211u);
-    /* mem_len smaller than what the program reads */
+    /* mem_len smaller than what the program reads; a failed run leaves *result as it was */
+    r = 0x5eed;
     CHECK_RC(rbpf_vm_execute(vm, mem, 5, NULL, 0, &r), RBPF_E_OUT_OF_BOUNDS);
+    CHECK(r == 0x5eed);
     CHECK(strstr(rbpf_last_error(), "load of 4 bytes") != NULL);
     CHECK(strstr(rbpf_last_error(), "insn #0") != NULL);
     CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_OUT_OF_BOUNDS);
@@ -352,7 +354,9 @@ static void test_limits_and_regions(void)
     uint64_t r = 0;
     rbpf_vm *vm = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 0\nloop:\nadd r0, 1\njne r0, 0, loop\nexit");
     CHECK_RC(rbpf_vm_set_instruction_limit(vm, 1000), RBPF_OK);
+    r = 0x5eed; /* r0 had counted to about 500 when the limit stopped it: not written */
     CHECK_RC(rbpf_vm_execute(vm, NULL, 0, NULL, 0, &r), RBPF_E_INSTRUCTION_LIMIT);
+    CHECK(r == 0x5eed);
     rbpf_vm_destroy(vm);
 
     vm = assemble_vm(RBPF_VM_NO_DATA, "f:\ncall local f\nexit");
@@ -442,7 +446,9 @@ static void test_jit(void)
     vm = assemble_vm(RBPF_VM_NO_DATA, "mov r0, 0\nloop:\nadd r0, 1\njne r0, 0, loop\nexit");
     CHECK_RC(rbpf_vm_set_instruction_limit(vm, 1000), RBPF_OK);
     CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
+    r = 0x5eed;
     CHECK_RC(rbpf_vm_execute_jit(vm, NULL, 0, NULL, 0, &r), RBPF_E_INSTRUCTION_LIMIT);
+    CHECK(r == 0x5eed);
     rbpf_vm_destroy(vm);
 
     vm = assemble_vm(RBPF_VM_NO_DATA, "f:\ncall local f\nexit");

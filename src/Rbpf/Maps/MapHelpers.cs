@@ -161,7 +161,7 @@ internal static class TailCalls
                 var observer = default(NoObserver);
                 error = jit && next.IsJitCompiled
                     ? next.RunJitOnce(mem, memLength, mbuff, mbuffLength, userStack, userStackLength, out result)
-                    : next.RunInterpreterOnce(mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, out result);
+                    : next.RunInterpreterOnce(mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, ref result);
             }
             return error;
         }
