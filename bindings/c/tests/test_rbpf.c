@@ -838,7 +838,9 @@ static void test_jit_function(void)
     CHECK_RC(rbpf_vm_set_instruction_limit(vm, 1000), RBPF_OK);
     CHECK_RC(rbpf_vm_jit_compile(vm), RBPF_OK);
     CHECK_RC(rbpf_vm_jit_function(vm, &fn), RBPF_OK);
+    r = 0x5eed;
     CHECK_RC(fn(NULL, 0, NULL, 0, &r), RBPF_E_INSTRUCTION_LIMIT);
+    CHECK(r == 0x5eed); /* a failed run leaves *result as it was */
     CHECK(strstr(rbpf_last_error(), "limit of 1000") != NULL);
     CHECK_RC(rbpf_vm_set_instruction_limit(vm, 100000), RBPF_OK);
     CHECK_RC(fn(NULL, 0, NULL, 0, &r), RBPF_OK);
