@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Rbpf;
 
@@ -228,7 +229,7 @@ internal static unsafe class Interpreter
         st.StackFast = ExecutionState.FastBound(top - st.StackStart);
         st.MetaStart = meta;
         st.MetaLength = metaLength;
-        st.InstructionLimit = vm.InstructionLimit;
+        if (default(TBudget).Counts) st.InstructionLimit = vm.InstructionLimit; // read by counted runs only
         st.UnwindHelper = vm.UnwindHelperKey;
         st.StackReach = reach;
         st.InterruptWord = vm.InterruptWord;
@@ -239,12 +240,16 @@ internal static unsafe class Interpreter
         var helpers = vm.Helpers;
         try
         {
+            // r0-r11 in pairs, six 16-byte stores rather than twelve: a call's setup is mostly stores,
+            // and they take their turns. r11 is DecodedProgram.ZeroRegister (fused mov d, k; jcc reads k from it).
             ulong* r = st.Registers;
-            r[0] = 0; r[3] = 0; r[4] = 0; r[5] = 0; r[6] = 0; r[7] = 0; r[8] = 0; r[9] = 0;
-            r[1] = r1;
-            r[2] = r2;
-            r[10] = st.StackTop;
-            r[DecodedProgram.ZeroRegister] = 0; // fused mov d, k; jcc reads k from it
+            Vector128.Store(Vector128.Create(0UL, r1), r);
+            Vector128.Store(Vector128.CreateScalar(r2), r + 2);
+            Vector128.Store(Vector128<ulong>.Zero, r + 4);
+            Vector128.Store(Vector128<ulong>.Zero, r + 6);
+            Vector128.Store(Vector128<ulong>.Zero, r + 8);
+            Vector128.Store(Vector128.CreateScalar(top), r + 10);
+            System.Diagnostics.Debug.Assert(DecodedProgram.ZeroRegister == 11, "the stores above zero r11");
             Frame* frames = null; // the saved registers of local calls, for programs that make them
             if (program.HasLocalCalls)
             {
@@ -253,7 +258,7 @@ internal static unsafe class Interpreter
             }
             int maxFrames = layout.MaxFrames;
             int depth = 0;
-            st.Budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
+            if (default(TBudget).Counts) st.Budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
             // Pinned; program is kept alive below (and its threaded form with it). Observed runs see
             // every instruction: unfused. Runs that neither observe nor count run a state machine
             // threaded (JumpThreading), its copies after the original: messages name the slot copied.
