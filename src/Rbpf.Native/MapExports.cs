@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Rbpf.Maps;
 
@@ -15,11 +16,11 @@ internal static class MapHandles
     public static nint Add(BpfMap map) => HandleTable<Kind>.Add(map);
 
     /// <summary>The live map behind <paramref name="handle"/>, or null. Only maps are added, so the cast needs no check.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public static BpfMap? TryGet(nint handle) => System.Runtime.CompilerServices.Unsafe.As<BpfMap?>(HandleTable<Kind>.TryGet(handle));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static BpfMap? TryGet(nint handle) => Unsafe.As<BpfMap?>(HandleTable<Kind>.TryGet(handle));
 
     /// <summary>The live map behind <paramref name="handle"/>; an <see cref="RbpfException"/> saying why not otherwise.</summary>
-    public static BpfMap Get(nint handle) => TryGet(handle) ?? System.Runtime.CompilerServices.Unsafe.As<BpfMap>(HandleTable<Kind>.Refuse(handle));
+    public static BpfMap Get(nint handle) => TryGet(handle) ?? Unsafe.As<BpfMap>(HandleTable<Kind>.Refuse(handle));
 
     public static void Remove(nint handle) => HandleTable<Kind>.Remove(handle);
 

@@ -144,6 +144,9 @@ internal static unsafe class Interpreter
         public int ReturnPc;
     }
 
+    // The stores of r0-r11 in Run zero DecodedProgram.ZeroRegister as r11: this does not compile if it moves.
+    private const byte ZeroRegisterIsR11 = DecodedProgram.ZeroRegister == 11 ? 0 : -1;
+
     [SkipLocalsInit]
     public static RbpfException? Run<TObserver, TBudget>(EbpfVm vm, byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
         byte* userStack, nuint userStackLength, ref TObserver observer, ref ulong result)
@@ -249,7 +252,6 @@ internal static unsafe class Interpreter
             Vector128.Store(Vector128<ulong>.Zero, r + 6);
             Vector128.Store(Vector128<ulong>.Zero, r + 8);
             Vector128.Store(Vector128.CreateScalar(top), r + 10);
-            System.Diagnostics.Debug.Assert(DecodedProgram.ZeroRegister == 11, "the stores above zero r11");
             Frame* frames = null; // the saved registers of local calls, for programs that make them
             if (program.HasLocalCalls)
             {
