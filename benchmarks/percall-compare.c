@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "blocks.h"
 
 typedef int (*assemble_fn)(const char *, uint8_t **, size_t *);
 typedef int (*create_fn)(int, const uint8_t *, size_t, void **);
@@ -21,36 +22,6 @@ typedef int (*execute_fn)(void *, uint8_t *, size_t, uint8_t *, size_t, uint64_t
 typedef int (*valid_fn)(void *);
 
 enum { MAX_LIBS = 3, ROUNDS = 40, CALLS = 500000, COMPILES = 2000, NO_DATA = 3 /* RBPF_VM_NO_DATA */, RAW = 2 /* RBPF_VM_RAW */ };
-
-static void put(uint8_t *p, uint8_t op, int dst, int src, int16_t off, int32_t imm)
-{
-    p[0] = op;
-    p[1] = (uint8_t)(dst | src << 4);
-    memcpy(p + 2, &off, 2);
-    memcpy(p + 4, &imm, 4);
-}
-
-/* benchmarks/compile.c's program of 40 slots: mov r0, 0; four eight-instruction blocks; filler; exit. */
-static uint8_t *program40(void)
-{
-    enum { N = 40 };
-    uint8_t *p = calloc(N, 8);
-    size_t i = 0;
-    put(p + 8 * i++, 0xb7, 0, 0, 0, 0);
-    for (int k = 0; i + 8 < N; k++) {
-        put(p + 8 * i++, 0x07, 0, 0, 0, k + 1);
-        put(p + 8 * i++, 0x71, 3, 1, (int16_t)(k & 31), 0);
-        put(p + 8 * i++, 0xaf, 0, 3, 0, 0);
-        put(p + 8 * i++, 0x67, 0, 0, 0, 3);
-        put(p + 8 * i++, 0x25, 3, 0, 1, 100);
-        put(p + 8 * i++, 0x0f, 0, 3, 0, 0);
-        put(p + 8 * i++, 0x63, 10, 0, -8, 0);
-        put(p + 8 * i++, 0x61, 4, 10, -8, 0);
-    }
-    while (i + 1 < N) put(p + 8 * i++, 0x07, 0, 0, 0, 1);
-    put(p + 8 * i++, 0x95, 0, 0, 0, 0);
-    return p;
-}
 
 static double now(void)
 {
@@ -70,7 +41,7 @@ int main(int argc, char **argv)
     valid_fn valid[MAX_LIBS];
     compile_fn jit_compile[MAX_LIBS];
     void *vm[MAX_LIBS], *vm40[MAX_LIBS];
-    uint8_t *p40 = program40();
+    uint8_t *p40 = program(40);
     for (int k = 0; k < n; k++) {
         void *h = dlmopen(LM_ID_NEWLM, argv[k + 1], RTLD_NOW | RTLD_LOCAL);
         if (h == NULL) {
