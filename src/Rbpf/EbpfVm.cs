@@ -935,12 +935,19 @@ public sealed class EbpfVm : IDisposable
     }
 
     /// <summary>One interpreted run, without following a tail call it ends with.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // into the exports: one frame fewer per call
     internal unsafe RbpfException? RunInterpreterOnce<TObserver>(byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
         byte* userStack, nuint userStackLength, ref TObserver observer, ref ulong result)
-        where TObserver : struct, IExecutionObserver =>
-        _instructionLimit == 0
-            ? Interpreter.Run<TObserver, UncountedRun>(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, ref result)
-            : Interpreter.Run<TObserver, CountedRun>(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, ref result);
+        where TObserver : struct, IExecutionObserver
+    {
+        if (_instructionLimit != 0)
+            return Interpreter.Run<TObserver, CountedRun>(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, ref result);
+        // The common case (decided per call: the program and the layout may change between runs) takes the lean path.
+        var program = Decoded;
+        if (!observer.Enabled && userStack == null && userStackLength == 0 && program != null && Interpreter.RunsPlain(this, program))
+            return Interpreter.RunPlain(this, program, mem, memLength, mbuff, mbuffLength, ref result);
+        return Interpreter.Run<TObserver, UncountedRun>(this, mem, memLength, mbuff, mbuffLength, userStack, userStackLength, ref observer, ref result);
+    }
 
     /// <summary>The compiled program, when a C caller can run it with no extra arguments (else null).</summary>
     internal JitProgram? JitForDirectCalls => _jitDirect;

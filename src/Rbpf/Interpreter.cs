@@ -180,86 +180,48 @@ internal static unsafe class Interpreter
             bottom = ((ulong)unaligned + 15) & ~15UL;
             top = bottom + Isa.StackFrameSize;
         }
-        if ((mem == null && memLength != 0) || (mbuff == null && mbuffLength != 0)) return EbpfVm.NullWithLength();
-        if (vm.Kind == VmKind.NoData && memLength != 0) return EbpfVm.UnusedInput(vm.Kind, mbuff: false);
-        if (vm.Kind != VmKind.Mbuff && mbuffLength != 0) return EbpfVm.UnusedInput(vm.Kind, mbuff: true);
+        var bad = CheckInputs(vm.Kind, mem, memLength, mbuff, mbuffLength);
+        if (bad != null) return bad;
         int reach = program.StackReach;
         if (reach != 0) ZeroBelow(top, reach, bottom);
 
-        ulong r1 = 0, r2 = 0, meta = 0, metaLength = 0;
+        ulong r1, r2, meta, metaLength;
         byte* heap = null; // a fixed metadata buffer too large for the frame (native memory: no GC reference to keep)
-        switch (vm.Kind)
+        if (vm.Kind != VmKind.FixedMbuff) Arguments(vm.Kind, mem, memLength, mbuff, mbuffLength, out r1, out r2, out meta, out metaLength);
+        else
         {
-            case VmKind.Mbuff:
-                meta = (ulong)mbuff;
-                metaLength = mbuffLength;
-                // As rbpf: without a metadata buffer, r1 and r2 describe the packet itself.
-                (r1, r2) = mbuffLength != 0 ? ((ulong)mbuff, (ulong)mbuffLength) : ((ulong)mem, (ulong)memLength);
-                break;
-            case VmKind.FixedMbuff:
+            int fixedLength = vm.FixedBufferLength;
+            byte* fixedBuffer;
+            if (fixedLength <= EbpfVm.InlineMbuffLimit)
             {
-                int fixedLength = vm.FixedBufferLength;
-                byte* fixedBuffer;
-                if (fixedLength <= EbpfVm.InlineMbuffLimit)
-                {
-                    byte* inline = stackalloc byte[EbpfVm.InlineMbuffLimit];
-                    fixedBuffer = inline;
-                }
-                else
-                {
-                    heap = (byte*)NativeMemory.Alloc((nuint)fixedLength);
-                    fixedBuffer = heap;
-                }
-                new Span<byte>(fixedBuffer, fixedLength).Clear();
-                *(ulong*)(fixedBuffer + vm.DataOffset) = (ulong)mem;
-                *(ulong*)(fixedBuffer + vm.DataEndOffset) = (ulong)mem + memLength;
-                meta = r1 = (ulong)fixedBuffer;
-                metaLength = r2 = (ulong)fixedLength;
-                break;
+                byte* inline = stackalloc byte[EbpfVm.InlineMbuffLimit];
+                fixedBuffer = inline;
             }
-            case VmKind.Raw:
-                r1 = (ulong)mem;
-                r2 = memLength;
-                break;
+            else
+            {
+                heap = (byte*)NativeMemory.Alloc((nuint)fixedLength);
+                fixedBuffer = heap;
+            }
+            new Span<byte>(fixedBuffer, fixedLength).Clear();
+            *(ulong*)(fixedBuffer + vm.DataOffset) = (ulong)mem;
+            *(ulong*)(fixedBuffer + vm.DataEndOffset) = (ulong)mem + memLength;
+            meta = r1 = (ulong)fixedBuffer;
+            metaLength = r2 = (ulong)fixedLength;
         }
         Unsafe.SkipInit(out ExecutionState st); // every field is set here or before it is read
-        st.StackTop = top;
-        st.StackStart = FrameLow(top, bottom);
-        st.StackBottom = bottom;
-        st.PacketStart = (ulong)mem;
-        st.PacketLength = memLength;
-        st.PacketFast = ExecutionState.FastBound(memLength);
-        st.StackFast = ExecutionState.FastBound(top - st.StackStart);
-        st.MetaStart = meta;
-        st.MetaLength = metaLength;
+        ulong start = FrameLow(top, bottom);
+        Begin(&st, vm, top, start, bottom, ExecutionState.FastBound(top - start), mem, memLength, meta, metaLength, reach, layout.FullFrames, r1, r2);
         if (default(TBudget).Counts) st.InstructionLimit = vm.InstructionLimit; // read by counted runs only
-        st.UnwindHelper = vm.UnwindHelperKey;
-        st.StackReach = reach;
-        st.InterruptWord = vm.InterruptWord;
-        st.KernelPacketLoads = vm.KernelPacketLoads;
-        st.FullFrames = layout.FullFrames;
-        st.InterruptEpoch = Volatile.Read(ref *st.InterruptWord);
         var elf = vm.LoadedElf;
-        var helpers = vm.Helpers;
         try
         {
-            // r0-r11 in pairs, six 16-byte stores rather than twelve: a call's setup is mostly stores,
-            // and they take their turns. r11 is DecodedProgram.ZeroRegister (fused mov d, k; jcc reads k from it).
             ulong* r = st.Registers;
-            Vector128.Store(Vector128.Create(0UL, r1), r);
-            Vector128.Store(Vector128.CreateScalar(r2), r + 2);
-            Vector128.Store(Vector128<ulong>.Zero, r + 4);
-            Vector128.Store(Vector128<ulong>.Zero, r + 6);
-            Vector128.Store(Vector128<ulong>.Zero, r + 8);
-            Vector128.Store(Vector128.CreateScalar(top), r + 10);
             Frame* frames = null; // the saved registers of local calls, for programs that make them
             if (program.HasLocalCalls)
             {
                 Frame* all = stackalloc Frame[StackLayout.MaxFramesLimit];
                 frames = all;
             }
-            int maxFrames = layout.MaxFrames;
-            int depth = 0;
             if (default(TBudget).Counts) st.Budget = st.InstructionLimit == 0 ? ulong.MaxValue : st.InstructionLimit;
             // Pinned; program is kept alive below (and its threaded form with it). Observed runs see
             // every instruction: unfused. Runs that neither observe nor count run a state machine
@@ -272,123 +234,15 @@ internal static unsafe class Interpreter
                 code0 = program.InterpreterStart;
                 if (code0 == null) code0 = program.PrepareInterpreter();
             }
-            DecodedInsn* ip = code0; // the next slot to run
-            while (true)
+            // The common instructions run in RunBlock, a method small enough for its instruction pointer
+            // to stay in a register; most runs end at the first instruction it hands back.
+            DecodedInsn* i = RunBlock<TObserver, TBudget>(code0, code0, r, &st, vm, ref observer);
+            if (st.Stop == StopReason.Other && i->Op == Op.Exit)
             {
-                // The common instructions run in RunBlock, a method small enough for its
-                // instruction pointer to stay in a register; it returns here for the others.
-                DecodedInsn* i = RunBlock<TObserver, TBudget>(ip, code0, r, &st, vm, ref observer);
-                ip = i + 1;
-                if (st.Stop == StopReason.Other && i->Op == Op.Exit && depth == 0)
-                {
-                    result = r[0];
-                    return null;
-                }
-                switch (st.Stop)
-                {
-                    case StopReason.Limit: goto Limit;
-                    case StopReason.Fault: goto Fault;
-                    case StopReason.PacketFault: goto PacketFault;
-                    case StopReason.Interrupted: goto Interrupted;
-                    case StopReason.EndWithZero: result = 0; return null; // a kernel packet load outside the packet
-                }
-                ulong a;
-                switch (i->Op)
-                {
-                    // Atomics: naturally aligned, inside a writable region
-                    case Op.Atomic32:
-                        a = r[i->Dst] + (ulong)(long)i->Off;
-                        if ((a & 3) != 0 || !st.Allows(vm, a, 4, true)) { st.FaultAddress = a; st.FaultSize = 4; st.FaultWrite = true; goto Fault; }
-                        Atomic32((AtomicKind)i->Imm, ref Unsafe.AsRef<uint>((void*)a), r, i->Src);
-                        break;
-                    case Op.Atomic64:
-                        a = r[i->Dst] + (ulong)(long)i->Off;
-                        if ((a & 7) != 0 || !st.Allows(vm, a, 8, true)) { st.FaultAddress = a; st.FaultSize = 8; st.FaultWrite = true; goto Fault; }
-                        Atomic64((AtomicKind)i->Imm, ref Unsafe.AsRef<ulong>((void*)a), r, i->Src);
-                        break;
-
-                    // Calls
-                    case Op.Call:
-                    case Op.CallX:
-                    {
-                        HelperEntry? h;
-                        uint key;
-                        if (i->Op == Op.Call) { key = (uint)i->Imm; h = i->Off >= 0 ? helpers.BySlot(i->Off) : null; }
-                        else { key = (uint)r[i->Dst]; h = r[i->Dst] <= uint.MaxValue ? helpers.Find(key) : null; }
-                        if (h == null)
-                        {
-                            int at = Slot(ip, code0);
-                            return new RbpfException(RbpfErrorCode.UnknownHelper, UnknownHelperMessage(at, i->Op == Op.Call ? key : r[i->Dst]), at);
-                        }
-                        if (!CallHelper(vm, h, r, ref st, Slot(ip, code0), out var helperError))
-                        {
-                            return helperError;
-                        }
-                        if (st.UnwindHelper == key && r[0] == 0)
-                        {
-                            result = 0;
-                            return null;
-                        }
-                        break;
-                    }
-                    case Op.CallLocal:
-                    {
-                        // The stack layout's sizes: how far r10 moves down (the caller's frame), what the callee needs.
-                        ulong drop = (uint)i->Imm, callee = (ulong)i->Imm >> 32;
-                        if (depth + 1 >= maxFrames || r[10] - st.StackBottom < drop + callee)
-                        {
-                            int at = Slot(ip, code0);
-                            return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(at, maxFrames), at);
-                        }
-                        Frame* f = frames + depth;
-                        f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = (int)(ip - code0);
-                        depth++;
-                        r[10] -= drop;
-                        if (st.StackReach != 0) ZeroBelow(r[10], st.StackReach, st.StackBottom);
-                        // The stack region reaches 512 bytes below the deepest frame pointer of the
-                        // run (never the untouched, unzeroed memory below), within the stack, as in the JIT.
-                        ulong low = FrameLow(r[10], st.StackBottom);
-                        if (low < st.StackStart)
-                        {
-                            st.StackStart = low;
-                            st.StackFast = ExecutionState.FastBound(st.StackTop - low);
-                        }
-                        ip = code0 + i->Off;
-                        if (*st.InterruptWord != st.InterruptEpoch) { ip++; goto Interrupted; }
-                        break;
-                    }
-                    case Op.Exit: // from a local call (the end of the program returned above)
-                    {
-                        depth--;
-                        Frame* f = frames + depth;
-                        r[6] = f->R6; r[7] = f->R7; r[8] = f->R8; r[9] = f->R9; r[10] = f->R10; ip = code0 + f->ReturnPc;
-                        break;
-                    }
-                    default:
-                    {
-                        int at = Slot(ip, code0);
-                        return new RbpfException(RbpfErrorCode.IllegalInstruction, IllegalMessage(program, at), at);
-                    }
-                }
+                result = r[0];
+                return null;
             }
-
-        Limit:
-        {
-            int at = Slot(ip, code0);
-            return new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, at), at);
-        }
-        Interrupted:
-        {
-            int at = Original(Slot(ip, code0), code0, program);
-            return new RbpfException(RbpfErrorCode.Interrupted, InterruptedMessage(at), at);
-        }
-        Fault:
-            return Fault(vm, ref st, st.FaultWrite, st.FaultSize, st.FaultAddress, Original(Slot(ip, code0), code0, program));
-        PacketFault:
-        {
-            int at = Original(Slot(ip, code0), code0, program);
-            return new RbpfException(RbpfErrorCode.OutOfBounds, PacketFaultMessage(st.FaultSize, st.FaultAddress, at, st.PacketStart, st.PacketLength), at);
-        }
+            return Continue<TObserver, TBudget>(vm, program, &st, r, frames, code0, i, ref observer, ref result);
         }
         finally
         {
@@ -396,6 +250,246 @@ internal static unsafe class Interpreter
             GC.KeepAlive(program); // its code too
             if (heap != null) NativeMemory.Free(heap);
         }
+    }
+
+    /// <summary>The input arguments' errors that every kind of run reports the same way.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static RbpfException? CheckInputs(VmKind kind, byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength)
+    {
+        if ((mem == null && memLength != 0) || (mbuff == null && mbuffLength != 0)) return EbpfVm.NullWithLength();
+        if (kind == VmKind.NoData && memLength != 0) return EbpfVm.UnusedInput(kind, mbuff: false);
+        if (kind != VmKind.Mbuff && mbuffLength != 0) return EbpfVm.UnusedInput(kind, mbuff: true);
+        return null;
+    }
+
+    /// <summary>r1, r2 and the metadata region of every kind but <see cref="VmKind.FixedMbuff"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Arguments(VmKind kind, byte* mem, nuint memLength, byte* mbuff, nuint mbuffLength,
+        out ulong r1, out ulong r2, out ulong meta, out ulong metaLength)
+    {
+        r1 = r2 = meta = metaLength = 0;
+        if (kind == VmKind.Mbuff)
+        {
+            meta = (ulong)mbuff;
+            metaLength = mbuffLength;
+            // As rbpf: without a metadata buffer, r1 and r2 describe the packet itself.
+            (r1, r2) = mbuffLength != 0 ? ((ulong)mbuff, (ulong)mbuffLength) : ((ulong)mem, (ulong)memLength);
+        }
+        else if (kind == VmKind.Raw)
+        {
+            r1 = (ulong)mem;
+            r2 = memLength;
+        }
+    }
+
+    /// <summary>Every field of a run's state but the instruction limit and budget (counted runs set
+    /// those), and r0-r11: r1 and r2 as given, r10 the top of the stack, the rest zero. The stack
+    /// region is [<paramref name="start"/>, <paramref name="top"/>), <paramref name="startFast"/> its
+    /// <see cref="ExecutionState.FastBound"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Begin(ExecutionState* st, EbpfVm vm, ulong top, ulong start, ulong bottom, ulong startFast,
+        byte* mem, nuint memLength, ulong meta, ulong metaLength, int reach, bool fullFrames, ulong r1, ulong r2)
+    {
+        st->StackTop = top;
+        st->StackStart = start;
+        st->StackBottom = bottom;
+        st->PacketStart = (ulong)mem;
+        st->PacketLength = memLength;
+        st->PacketFast = ExecutionState.FastBound(memLength);
+        st->StackFast = startFast;
+        st->MetaStart = meta;
+        st->MetaLength = metaLength;
+        st->UnwindHelper = vm.UnwindHelperKey;
+        st->StackReach = reach;
+        st->InterruptWord = vm.InterruptWord;
+        st->KernelPacketLoads = vm.KernelPacketLoads;
+        st->FullFrames = fullFrames;
+        st->InterruptEpoch = Volatile.Read(ref *st->InterruptWord);
+        // r0-r11 in pairs, six 16-byte stores rather than twelve: a call's setup is mostly stores,
+        // and they take their turns. r11 is DecodedProgram.ZeroRegister (fused mov d, k; jcc reads k from it).
+        ulong* r = st->Registers;
+        Vector128.Store(Vector128.Create(0UL, r1), r);
+        Vector128.Store(Vector128.CreateScalar(r2), r + 2);
+        Vector128.Store(Vector128<ulong>.Zero, r + 4);
+        Vector128.Store(Vector128<ulong>.Zero, r + 6);
+        Vector128.Store(Vector128<ulong>.Zero, r + 8);
+        Vector128.Store(Vector128.CreateScalar(top), r + 10);
+    }
+
+    /// <summary>Whether <see cref="RunPlain"/> can run <paramref name="program"/> on <paramref name="vm"/>:
+    /// no local calls, a stack layout of whole frames, any kind but a fixed metadata buffer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool RunsPlain(EbpfVm vm, DecodedProgram program) =>
+        !program.HasLocalCalls && vm.StackLayout.FullFrames && vm.Kind != VmKind.FixedMbuff;
+
+    /// <summary>
+    /// <see cref="Run"/> for the common case (<see cref="RunsPlain"/>, on the interpreter's own
+    /// 512-byte frame, no observer, no instruction limit), with only that case's setup: for a short
+    /// program the setup is most of a call. Everything after the first stop is
+    /// <see cref="Continue"/>'s, as in Run.
+    /// </summary>
+    [SkipLocalsInit]
+    internal static RbpfException? RunPlain(EbpfVm vm, DecodedProgram program, byte* mem, nuint memLength,
+        byte* mbuff, nuint mbuffLength, ref ulong result)
+    {
+        // In the order that keeps the fewest values live at once: the arguments are in the state before
+        // anything is called, and what follows reads them back from there.
+        var kind = vm.Kind;
+        var bad = CheckInputs(kind, mem, memLength, mbuff, mbuffLength);
+        if (bad != null) return bad;
+        Arguments(kind, mem, memLength, mbuff, mbuffLength, out ulong r1, out ulong r2, out ulong meta, out ulong metaLength);
+        byte* unaligned = stackalloc byte[Isa.StackFrameSize + 16];
+        ulong bottom = ((ulong)unaligned + 15) & ~15UL;
+        ulong top = bottom + Isa.StackFrameSize;
+        Unsafe.SkipInit(out ExecutionState st);
+        // The frame is the whole stack region: [bottom, top), 512 bytes.
+        Begin(&st, vm, top, bottom, bottom, ExecutionState.FastBound(Isa.StackFrameSize), mem, memLength, meta, metaLength,
+            program.StackReach, fullFrames: true, r1, r2);
+        if (st.StackReach != 0) ZeroBelow(st.StackTop, st.StackReach, st.StackBottom);
+        var elf = vm.LoadedElf;
+        DecodedInsn* code0 = program.InterpreterStart;
+        if (code0 == null) code0 = program.PrepareInterpreter();
+        var observer = default(NoObserver);
+        DecodedInsn* i = RunBlock<NoObserver, UncountedRun>(code0, code0, st.Registers, &st, vm, ref observer);
+        RbpfException? error = null;
+        if (st.Stop == StopReason.Other && i->Op == Op.Exit) result = st.Registers[0];
+        else error = Continue<NoObserver, UncountedRun>(vm, program, &st, st.Registers, null, code0, i, ref observer, ref result);
+        GC.KeepAlive(elf); // its data regions are in use until here
+        GC.KeepAlive(program); // its code too
+        return error;
+    }
+
+    /// <summary>
+    /// The rest of a run, from the instruction RunBlock stopped at (<paramref name="i"/>): helper
+    /// and local calls, returns, atomics, the end and the errors, each followed by RunBlock again.
+    /// A method of its own, so that a run which ends at its first stop sets up only what it uses.
+    /// The run's memory stays in the caller's frame.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static RbpfException? Continue<TObserver, TBudget>(EbpfVm vm, DecodedProgram program, ExecutionState* sp, ulong* r,
+        Frame* frames, DecodedInsn* code0, DecodedInsn* i, ref TObserver observer, ref ulong result)
+        where TObserver : struct, IExecutionObserver
+        where TBudget : struct, IInstructionBudget
+    {
+        ref ExecutionState st = ref *sp;
+        var helpers = vm.Helpers;
+        int maxFrames = vm.StackLayout.MaxFrames;
+        int depth = 0;
+        DecodedInsn* ip;
+        while (true)
+        {
+            ip = i + 1;
+            if (st.Stop == StopReason.Other && i->Op == Op.Exit && depth == 0)
+            {
+                result = r[0];
+                return null;
+            }
+            switch (st.Stop)
+            {
+                case StopReason.Limit: goto Limit;
+                case StopReason.Fault: goto Fault;
+                case StopReason.PacketFault: goto PacketFault;
+                case StopReason.Interrupted: goto Interrupted;
+                case StopReason.EndWithZero: result = 0; return null; // a kernel packet load outside the packet
+            }
+            ulong a;
+            switch (i->Op)
+            {
+                // Atomics: naturally aligned, inside a writable region
+                case Op.Atomic32:
+                    a = r[i->Dst] + (ulong)(long)i->Off;
+                    if ((a & 3) != 0 || !st.Allows(vm, a, 4, true)) { st.FaultAddress = a; st.FaultSize = 4; st.FaultWrite = true; goto Fault; }
+                    Atomic32((AtomicKind)i->Imm, ref Unsafe.AsRef<uint>((void*)a), r, i->Src);
+                    break;
+                case Op.Atomic64:
+                    a = r[i->Dst] + (ulong)(long)i->Off;
+                    if ((a & 7) != 0 || !st.Allows(vm, a, 8, true)) { st.FaultAddress = a; st.FaultSize = 8; st.FaultWrite = true; goto Fault; }
+                    Atomic64((AtomicKind)i->Imm, ref Unsafe.AsRef<ulong>((void*)a), r, i->Src);
+                    break;
+
+                // Calls
+                case Op.Call:
+                case Op.CallX:
+                {
+                    HelperEntry? h;
+                    uint key;
+                    if (i->Op == Op.Call) { key = (uint)i->Imm; h = i->Off >= 0 ? helpers.BySlot(i->Off) : null; }
+                    else { key = (uint)r[i->Dst]; h = r[i->Dst] <= uint.MaxValue ? helpers.Find(key) : null; }
+                    if (h == null)
+                    {
+                        int at = Slot(ip, code0);
+                        return new RbpfException(RbpfErrorCode.UnknownHelper, UnknownHelperMessage(at, i->Op == Op.Call ? key : r[i->Dst]), at);
+                    }
+                    if (!CallHelper(vm, h, r, ref st, Slot(ip, code0), out var helperError))
+                    {
+                        return helperError;
+                    }
+                    if (st.UnwindHelper == key && r[0] == 0)
+                    {
+                        result = 0;
+                        return null;
+                    }
+                    break;
+                }
+                case Op.CallLocal:
+                {
+                    // The stack layout's sizes: how far r10 moves down (the caller's frame), what the callee needs.
+                    ulong drop = (uint)i->Imm, callee = (ulong)i->Imm >> 32;
+                    if (depth + 1 >= maxFrames || r[10] - st.StackBottom < drop + callee)
+                    {
+                        int at = Slot(ip, code0);
+                        return new RbpfException(RbpfErrorCode.CallDepthExceeded, CallDepthMessage(at, maxFrames), at);
+                    }
+                    Frame* f = frames + depth;
+                    f->R6 = r[6]; f->R7 = r[7]; f->R8 = r[8]; f->R9 = r[9]; f->R10 = r[10]; f->ReturnPc = (int)(ip - code0);
+                    depth++;
+                    r[10] -= drop;
+                    if (st.StackReach != 0) ZeroBelow(r[10], st.StackReach, st.StackBottom);
+                    // The stack region reaches 512 bytes below the deepest frame pointer of the
+                    // run (never the untouched, unzeroed memory below), within the stack, as in the JIT.
+                    ulong low = FrameLow(r[10], st.StackBottom);
+                    if (low < st.StackStart)
+                    {
+                        st.StackStart = low;
+                        st.StackFast = ExecutionState.FastBound(st.StackTop - low);
+                    }
+                    ip = code0 + i->Off;
+                    if (*st.InterruptWord != st.InterruptEpoch) { ip++; goto Interrupted; }
+                    break;
+                }
+                case Op.Exit: // from a local call (the end of the program returned above)
+                {
+                    depth--;
+                    Frame* f = frames + depth;
+                    r[6] = f->R6; r[7] = f->R7; r[8] = f->R8; r[9] = f->R9; r[10] = f->R10; ip = code0 + f->ReturnPc;
+                    break;
+                }
+                default:
+                {
+                    int at = Slot(ip, code0);
+                    return new RbpfException(RbpfErrorCode.IllegalInstruction, IllegalMessage(program, at), at);
+                }
+            }
+            i = RunBlock<TObserver, TBudget>(ip, code0, r, sp, vm, ref observer);
+        }
+
+    Limit:
+    {
+        int at = Slot(ip, code0);
+        return new RbpfException(RbpfErrorCode.InstructionLimit, LimitMessage(st.InstructionLimit, at), at);
+    }
+    Interrupted:
+    {
+        int at = Original(Slot(ip, code0), code0, program);
+        return new RbpfException(RbpfErrorCode.Interrupted, InterruptedMessage(at), at);
+    }
+    Fault:
+        return Fault(vm, ref st, st.FaultWrite, st.FaultSize, st.FaultAddress, Original(Slot(ip, code0), code0, program));
+    PacketFault:
+    {
+        int at = Original(Slot(ip, code0), code0, program);
+        return new RbpfException(RbpfErrorCode.OutOfBounds, PacketFaultMessage(st.FaultSize, st.FaultAddress, at, st.PacketStart, st.PacketLength), at);
+    }
     }
 
     /// <summary>
