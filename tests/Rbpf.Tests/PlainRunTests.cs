@@ -190,6 +190,24 @@ public unsafe class PlainRunTests
     }
 
     [Fact]
+    public void NeitherPathAllocates()
+    {
+        var vm = EbpfVm.CreateRaw(Assembler.Assemble(ReadArguments));
+        var mem = new byte[8];
+        fixed (byte* m = mem)
+        {
+            foreach (ulong limit in new ulong[] { 0, 100 }) // the lean path, then the general one (counted)
+            {
+                vm.InstructionLimit = limit;
+                Assert.Equal(RbpfErrorCode.Ok, vm.TryExecute(m, 8, null, 0, out _, out _)); // the first run may prepare its code
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                for (int k = 0; k < 1000; k++) vm.TryExecute(m, 8, null, 0, out _, out _);
+                Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+            }
+        }
+    }
+
+    [Fact]
     public void TheOtherRunsTakeTheGeneralPath()
     {
         var withCall = EbpfVm.CreateNoData(Assembler.Assemble("""
