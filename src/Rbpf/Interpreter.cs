@@ -144,7 +144,7 @@ internal static unsafe class Interpreter
         public int ReturnPc;
     }
 
-    // The stores of r0-r11 in Run zero DecodedProgram.ZeroRegister as r11: this does not compile if it moves.
+    // The stores of r0-r11 in Begin zero DecodedProgram.ZeroRegister as r11: this does not compile if it moves.
     private const byte ZeroRegisterIsR11 = DecodedProgram.ZeroRegister == 11 ? 0 : -1;
 
     [SkipLocalsInit]
